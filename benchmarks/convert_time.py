@@ -1,0 +1,65 @@
+"""Wall time and peak memory of converting the installed diffusers' StableDiffusionPipeline.
+
+    .venv/bin/python benchmarks/convert_time.py [--repeat 5]
+
+Prints the in-process time of each pass (parse+analyze, emit+format) and the CLI's end-to-end wall time
+(a fresh process, imports included), which the foundation issue bounds at 2 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+from modularize.convert import ConvertOptions, generator_string, plan_for
+from modularize.emit.package import emit_package
+from modularize.source_file import installed_diffusers_file, read_source
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+
+    path = installed_diffusers_file("pipelines/stable_diffusion/pipeline_stable_diffusion.py")
+    source = read_source(str(path))
+    options = ConvertOptions(path=str(path), label=source.label, module_name=source.module_name)
+
+    analyze_times, emit_times = [], []
+    for _ in range(args.repeat):
+        started = time.perf_counter()
+        plan = plan_for(source.text, options)
+        analyzed = time.perf_counter()
+        emit_package(plan, source.text, generator_string(options))
+        analyze_times.append(analyzed - started)
+        emit_times.append(time.perf_counter() - analyzed)
+
+    tracemalloc.start()
+    emit_package(plan_for(source.text, options), source.text, generator_string(options))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+
+    cli_times = []
+    with tempfile.TemporaryDirectory() as directory:
+        for index in range(args.repeat):
+            out = Path(directory) / f"out{index}"
+            command = [sys.executable, "-m", "modularize.cli", str(path), "-o", str(out), "-q"]
+            started = time.perf_counter()
+            subprocess.run(command, check=True)
+            cli_times.append(time.perf_counter() - started)
+
+    print(f"source: {source.label} ({len(source.text.splitlines())} lines), {args.repeat} runs, medians")
+    print(f"  parse + analyze      {statistics.median(analyze_times) * 1000:8.1f} ms")
+    print(f"  emit + format        {statistics.median(emit_times) * 1000:8.1f} ms")
+    print(f"  peak Python memory   {peak / 2**20:8.1f} MiB (tracemalloc, one conversion)")
+    print(f"  CLI end to end       {statistics.median(cli_times) * 1000:8.1f} ms (fresh process; target < 2000 ms)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,212 @@
+"""Analyze pass, part 1: what a standard pipeline class is made of.
+
+Reads the pipeline class once and sorts every `self.<x>` the code can mean into what it will become:
+
+    __init__(self, vae: AutoencoderKL, ...)     -> components (`register_modules`), typed from the signature
+    self.vae_scale_factor = 2 ** ...           -> derived attributes (properties of the ModularPipeline subclass)
+    if scheduler.config.steps_offset != 1: ... -> adaptation statements (side effects on components)
+    self._guidance_scale = guidance_scale      -> per-call state, read back through `self.guidance_scale`
+    def encode_prompt(self, ...)               -> helper methods (copied onto the blocks that call them)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import libcst as cst
+import libcst.matchers as m
+
+from .source import SourceModule, base_names, code
+
+SELF = m.Name("self")
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    annotation: str | None  # source text
+    default: str | None  # source text; None when the parameter has no default
+    star: str = ""  # "*" or "**" for variadic parameters
+
+
+@dataclass(frozen=True)
+class InitFacts:
+    parameters: tuple[Parameter, ...]
+    components: tuple[str, ...]  # registered with `register_modules`, in registration order
+    config: tuple[str, ...]  # registered with `register_to_config`
+    derived: Mapping[str, cst.BaseExpression]  # `self.<name> = <expr>`, in assignment order
+    adaptation: tuple[cst.BaseStatement, ...]  # every other statement: side effects on the components
+    node: cst.FunctionDef | None
+
+
+@dataclass(frozen=True)
+class ClassFacts:
+    node: cst.ClassDef
+    name: str
+    bases: tuple[str, ...]
+    methods: Mapping[str, cst.FunctionDef]  # helper methods (not `__init__`, `__call__` or properties)
+    properties: Mapping[str, cst.FunctionDef]
+    class_attributes: Mapping[str, cst.SimpleStatementLine]
+    init: InitFacts
+    call: cst.FunctionDef
+    call_parameters: tuple[Parameter, ...]
+    call_docstring: str
+    per_call: Mapping[str, str]  # `_guidance_scale` / `guidance_scale` -> local name `guidance_scale`
+    per_call_properties: Mapping[str, cst.BaseExpression]  # properties computed from per-call state
+
+    def kind_of(self, attribute: str) -> str:
+        """What `self.<attribute>` means in this class."""
+        if attribute in self.init.components:
+            return "component"
+        if attribute in self.per_call or attribute in self.per_call_properties:
+            return "per_call"
+        if attribute in self.methods:
+            return "helper"
+        if attribute in self.init.derived:
+            return "derived"
+        if attribute in self.properties:
+            return "property"
+        if attribute in self.class_attributes:
+            return "class_attribute"
+        return "inherited"
+
+
+def parameters_of(function: cst.FunctionDef) -> tuple[Parameter, ...]:
+    params = function.params
+    result = []
+    for param in (*params.posonly_params, *params.params, *params.kwonly_params):
+        if param.name.value == "self":
+            continue
+        annotation = code(param.annotation.annotation) if param.annotation else None
+        default = code(param.default) if param.default is not None else None
+        result.append(Parameter(param.name.value, annotation, default))
+    if isinstance(params.star_arg, cst.Param):
+        result.append(Parameter(params.star_arg.name.value, None, None, "*"))
+    if params.star_kwarg is not None:
+        result.append(Parameter(params.star_kwarg.name.value, None, None, "**"))
+    return tuple(result)
+
+
+def docstring_of(function: cst.FunctionDef) -> str:
+    body = function.body.body
+    if body and m.matches(body[0], m.SimpleStatementLine(body=[m.Expr(value=m.SimpleString())])):
+        value = body[0].body[0].value.evaluated_value
+        return value if isinstance(value, str) else ""
+    return ""
+
+
+def is_property(function: cst.FunctionDef) -> bool:
+    return any(m.matches(d.decorator, m.Name("property")) for d in function.decorators)
+
+
+def self_attribute_assigned(statement: cst.CSTNode) -> str | None:
+    """`self.<name> = value` (a single target) -> name."""
+    if not m.matches(statement, m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget()])])):
+        return None
+    target = statement.body[0].targets[0].target
+    if m.matches(target, m.Attribute(value=SELF)):
+        return target.attr.value
+    return None
+
+
+def _self_method_call(statement: cst.CSTNode, name: str) -> cst.Call | None:
+    pattern = m.SimpleStatementLine(body=[m.Expr(value=m.Call(func=m.Attribute(value=SELF, attr=m.Name(name))))])
+    return statement.body[0].value if m.matches(statement, pattern) else None
+
+
+def _keyword_names(call: cst.Call) -> list[str]:
+    return [arg.keyword.value for arg in call.args if arg.keyword is not None]
+
+
+def analyze_init(node: cst.FunctionDef | None) -> InitFacts:
+    if node is None:
+        return InitFacts((), (), (), {}, (), None)
+    components: list[str] = []
+    config: list[str] = []
+    derived: dict[str, cst.BaseExpression] = {}
+    adaptation: list[cst.BaseStatement] = []
+    body = node.body.body
+    if body and m.matches(body[0], m.SimpleStatementLine(body=[m.Expr(value=m.SimpleString())])):
+        body = body[1:]
+    super_init = m.SimpleStatementLine(
+        body=[m.Expr(value=m.Call(func=m.Attribute(value=m.Call(func=m.Name("super")), attr=m.Name("__init__"))))]
+    )
+    for statement in body:
+        if m.matches(statement, super_init):
+            continue
+        registered = _self_method_call(statement, "register_modules")
+        if registered is not None:
+            components.extend(_keyword_names(registered))
+            continue
+        configured = _self_method_call(statement, "register_to_config")
+        if configured is not None:
+            config.extend(_keyword_names(configured))
+            continue
+        attribute = self_attribute_assigned(statement)
+        if attribute is not None:
+            derived[attribute] = statement.body[0].value
+            continue
+        adaptation.append(statement)
+    return InitFacts(parameters_of(node), tuple(components), tuple(config), derived, tuple(adaptation), node)
+
+
+def _property_expression(function: cst.FunctionDef) -> cst.BaseExpression | None:
+    """The returned expression of a one-statement property (`return <expr>`), after an optional docstring."""
+    body = [s for s in function.body.body if not m.matches(s, m.SimpleStatementLine(body=[m.Expr(m.SimpleString())]))]
+    if len(body) == 1 and m.matches(body[0], m.SimpleStatementLine(body=[m.Return(value=m.DoNotCare())])):
+        return body[0].body[0].value
+    return None
+
+
+def _per_call_state(call: cst.FunctionDef, properties: Mapping[str, cst.FunctionDef]):
+    """Attributes `__call__` assigns on `self` (`self._guidance_scale = ...`) and the properties reading them."""
+    assigned: dict[str, str] = {}
+    for assign in m.findall(call.body, m.Assign(targets=[m.AssignTarget(target=m.Attribute(value=SELF))])):
+        attribute = assign.targets[0].target.attr.value
+        assigned[attribute] = attribute.lstrip("_") or attribute
+    per_call = dict(assigned)
+    per_call_properties: dict[str, cst.BaseExpression] = {}
+    for name, function in properties.items():
+        expression = _property_expression(function)
+        if expression is None:
+            continue
+        if m.matches(expression, m.Attribute(value=SELF)) and expression.attr.value in assigned:
+            per_call[name] = assigned[expression.attr.value]
+            continue
+        reads = {a.attr.value for a in m.findall(expression, m.Attribute(value=SELF))}
+        if reads & set(assigned):
+            per_call_properties[name] = expression
+    return per_call, per_call_properties
+
+
+def analyze_class(source: SourceModule, node: cst.ClassDef) -> ClassFacts:
+    methods: dict[str, cst.FunctionDef] = {}
+    properties: dict[str, cst.FunctionDef] = {}
+    class_attributes: dict[str, cst.SimpleStatementLine] = {}
+    for statement in node.body.body:
+        if isinstance(statement, cst.FunctionDef):
+            if statement.name.value in ("__init__", "__call__"):
+                continue
+            (properties if is_property(statement) else methods)[statement.name.value] = statement
+        elif m.matches(statement, m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())])])):
+            class_attributes[statement.body[0].targets[0].target.value] = statement
+        elif m.matches(statement, m.SimpleStatementLine(body=[m.AnnAssign(target=m.Name())])):
+            class_attributes[statement.body[0].target.value] = statement
+    call = next(s for s in node.body.body if isinstance(s, cst.FunctionDef) and s.name.value == "__call__")
+    init = next((s for s in node.body.body if isinstance(s, cst.FunctionDef) and s.name.value == "__init__"), None)
+    per_call, per_call_properties = _per_call_state(call, properties)
+    return ClassFacts(
+        node=node,
+        name=node.name.value,
+        bases=tuple(base_names(node)),
+        methods=methods,
+        properties={k: v for k, v in properties.items() if k not in per_call and k not in per_call_properties},
+        class_attributes=class_attributes,
+        init=analyze_init(init),
+        call=call,
+        call_parameters=parameters_of(call),
+        call_docstring=docstring_of(call),
+        per_call=per_call,
+        per_call_properties=per_call_properties,
+    )

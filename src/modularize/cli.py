@@ -1,0 +1,299 @@
+"""Command line: `modularize [convert] PIPELINE_FILE`, `modularize plan`, `modularize verify`, `modularize demo`.
+
+All I/O happens here, at the edge; conversion itself is the pure `convert` function. User errors print one line
+(`modularize: error: file:line:col: what (fix: ...)`) and exit non-zero; they never show a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+from .errors import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, ModularizeError
+
+COMMANDS = ("convert", "plan", "verify", "demo")
+DEMO_SOURCE = "pipelines/stable_diffusion/pipeline_stable_diffusion.py"
+
+EPILOG = f"""\
+exit codes:
+  {EXIT_OK}  success (verify: every case equal; convert --check: up to date)
+  {EXIT_FAILED}  verify found a difference, or convert --check/--diff found the package out of date
+  {EXIT_USAGE}  bad command line or bad input (missing file, syntax error, no pipeline class, hand-edited output)
+  {EXIT_REFUSED}  the pipeline uses a construct modularize cannot convert yet (the message names file:line)
+
+examples:
+  modularize diffusers/pipelines/stable_diffusion/pipeline_stable_diffusion.py -o modular_stable_diffusion
+  modularize plan pipeline_foo.py --json
+  modularize verify modular_stable_diffusion --exact --case '{{"guidance_scale": 1.0, "num_images_per_prompt": 2}}'
+"""
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# -- convert / plan ----------------------------------------------------------------------------------------------
+def _options(args, source):
+    from .convert import ConvertOptions
+
+    return ConvertOptions(
+        path=str(args.pipeline),
+        label=source.label,
+        module_name=source.module_name,
+        class_name=args.class_name,
+        in_tree=getattr(args, "in_tree", False),
+    )
+
+
+def _convert_files(args):
+    from .convert import convert
+    from .source_file import read_source
+
+    source = read_source(args.pipeline)
+    return convert(source.text, _options(args, source))
+
+
+def command_convert(args) -> int:
+    from .output_dir import compare, unified_diff, write_package
+
+    started = time.perf_counter()
+    files = _convert_files(args)
+    output = Path(args.output) if args.output else Path(_package_name(files))
+    fix = f"modularize convert {shlex.quote(str(args.pipeline))} -o {shlex.quote(str(output))}"
+    if args.check or args.diff:
+        comparison = compare(output, files)
+        if args.diff:
+            sys.stdout.write(unified_diff(output, files))
+        if comparison.up_to_date:
+            if not args.quiet:
+                print(f"{output}: up to date")
+            return EXIT_OK
+        problems = [f"missing {n}" for n in comparison.missing] + [f"changed {n}" for n in comparison.changed]
+        problems += [f"unexpected {n}" for n in comparison.extra]
+        _stderr(f"{output}: out of date ({', '.join(problems)}); regenerate with: {fix}")
+        return EXIT_FAILED
+    write_package(output, files, force=args.force)
+    if not args.quiet:
+        elapsed = time.perf_counter() - started
+        print(f"wrote {output}/ ({len(files)} files) from {args.pipeline} in {elapsed:.2f}s")
+    return EXIT_OK
+
+
+def _package_name(files: dict[str, str]) -> str:
+    blocks_file = next(name for name in files if name.startswith("modular_blocks_"))
+    return "modular_" + blocks_file[len("modular_blocks_") : -len(".py")]
+
+
+def command_plan(args) -> int:
+    from .convert import plan_for
+    from .plan import plan_json, render_plan
+    from .source_file import read_source
+
+    source = read_source(args.pipeline)
+    plan = plan_for(source.text, _options(args, source))
+    sys.stdout.write(plan_json(plan) + "\n" if args.json else render_plan(plan))
+    return EXIT_OK
+
+
+# -- verify ------------------------------------------------------------------------------------------------------
+def _verify(package: Path, args, progress=True):
+    from .verify import components_factory, parse_case, verify_package
+
+    extra = [parse_case(text, index + 1) for index, text in enumerate(args.case or [])]
+    components = components_factory(args.components) if args.components else None
+    return verify_package(
+        package,
+        cases=[] if args.no_default_cases else None,
+        extra_cases=extra,
+        exact=args.exact,
+        components=components,
+        seed=args.seed,
+        atol=args.atol,
+        progress=_stderr if progress else None,
+    )
+
+
+def _print_report(report, png: Path | None) -> None:
+    print(f"{report.pipeline}: {'OK' if report.ok else 'DIFFERENT'} ({len(report.cases)} runs, atol {report.atol:g})")
+    width = max((len(c.name) for c in report.cases), default=4)
+    print(f"  {'case'.ljust(width)}  mode   max abs diff  bitwise  result")
+    for case in report.cases:
+        result = case.status if case.status != "compared" else ("pass" if case.passed else "FAIL")
+        print(
+            f"  {case.name.ljust(width)}  {case.mode.ljust(5)}  {case.max_abs_diff:12.3g}  "
+            f"{'yes' if case.bitwise else 'no':7}  {result}" + (f"  ({case.reason})" if case.reason else "")
+        )
+    if png is not None:
+        print(f"standard | modular | difference: {png}")
+
+
+def _finish_verify(report, package: Path, args) -> int:
+    from .report_image import save_comparison
+
+    png = None
+    if not args.no_png:
+        target = Path(args.png) if args.png else Path(f"verify_{package.resolve().name}.png")
+        png = save_comparison(report.images, target)
+    if args.json:
+        print(json.dumps(report.as_json(), indent=2))
+    else:
+        _print_report(report, png)
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def command_verify(args) -> int:
+    package = Path(args.package)
+    report = _verify(package, args)
+    return _finish_verify(report, package, args)
+
+
+def command_demo(args) -> int:
+    from .source_file import installed_diffusers_file
+
+    args.pipeline = str(installed_diffusers_file(DEMO_SOURCE))
+    args.class_name, args.check, args.diff, args.in_tree, args.force = None, False, False, False, False
+    args.quiet = True  # stdout carries only the report (JSON with --json)
+    started = time.perf_counter()
+    code = command_convert(args)
+    if code != EXIT_OK:
+        return code
+    package = Path(args.output) if args.output else Path("modular_stable_diffusion")
+    _stderr(f"converted {args.pipeline} -> {package}/ in {time.perf_counter() - started:.2f}s")
+    _stderr(f"verifying {package} against StableDiffusionPipeline (plain and exact mode)...")
+    report = _verify(package, args)
+    return _finish_verify(report, package, args)
+
+
+# -- parser ------------------------------------------------------------------------------------------------------
+def _add_verify_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--exact",
+        action="store_true",
+        help="also run each case in exact mode: the standard pipeline's CFG batches as half-batch calls and one "
+        "model call per guider batch in the generated one; exact mode must be bitwise equal",
+    )
+    parser.add_argument(
+        "--case",
+        action="append",
+        metavar="JSON",
+        help="add a case: standard-call keyword arguments merged over the default inputs, e.g. "
+        '\'{"guidance_scale": 1.0}\'; optional keys: "name", and "scheduler" (a diffusers scheduler class '
+        "built from the default scheduler's config). Repeatable.",
+    )
+    parser.add_argument("--no-default-cases", action="store_true", help="run only the --case cases")
+    parser.add_argument(
+        "--components",
+        metavar="MODULE:FUNCTION",
+        help="your own components: a function returning the standard pipeline's constructor arguments "
+        "(default: the built-in tiny offline components)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="generator seed for every run (default 0)")
+    parser.add_argument("--atol", type=float, default=1e-5, help="plain-mode tolerance on max abs diff (default 1e-5)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--png", metavar="PATH", help="where to save standard | modular | difference")
+    parser.add_argument("--no-png", action="store_true", help="do not save the comparison image")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="modularize",
+        description="Convert a standard diffusers pipeline into a modular pipeline package and prove that both "
+        "produce identical outputs. `modularize PIPELINE_FILE` is short for `modularize convert PIPELINE_FILE`.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"modularize {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    convert = commands.add_parser(
+        "convert",
+        help="convert a pipeline module into a modular package",
+        description="Parse PIPELINE_FILE (never importing it), split its pipeline's __call__ into blocks and write "
+        "a modular pipeline package. Nothing is written unless the whole package was generated.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    convert.add_argument("pipeline", metavar="PIPELINE_FILE", help="a standard pipeline module (pipeline_*.py)")
+    convert.add_argument("-o", "--output", metavar="OUT_DIR", help="package directory (default: ./modular_<model>)")
+    convert.add_argument(
+        "--class", dest="class_name", metavar="NAME", help="pipeline class, if the module has several"
+    )
+    convert.add_argument(
+        "--in-tree",
+        action="store_true",
+        help="emit diffusers' relative imports (for diffusers/modular_pipelines/<model>/)",
+    )
+    convert.add_argument(
+        "--force", action="store_true", help="replace OUT_DIR even if it holds hand-edited or foreign files"
+    )
+    convert.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 if OUT_DIR differs from what would be generated"
+    )
+    convert.add_argument(
+        "--diff", action="store_true", help="write nothing; print a unified diff against OUT_DIR (exit 1 if any)"
+    )
+    convert.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    convert.set_defaults(handler=command_convert)
+
+    plan = commands.add_parser(
+        "plan",
+        help="print the conversion plan (blocks, inputs/outputs, components, guidance, what is dropped)",
+        description="Print every decision the converter makes for PIPELINE_FILE, without writing anything.",
+    )
+    plan.add_argument("pipeline", metavar="PIPELINE_FILE")
+    plan.add_argument("--class", dest="class_name", metavar="NAME", help="pipeline class, if the module has several")
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    plan.set_defaults(handler=command_plan)
+
+    verify = commands.add_parser(
+        "verify",
+        help="prove a generated package gives the same outputs as its standard pipeline",
+        description="Run the standard pipeline and the generated one on identical copies of the same components, "
+        "per case with a fresh seeded generator and one CPU thread, and compare their outputs.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    verify.add_argument("package", metavar="OUT_DIR", help="a package written by `modularize convert`")
+    _add_verify_options(verify)
+    verify.set_defaults(handler=command_verify)
+
+    demo = commands.add_parser(
+        "demo",
+        help="convert the installed diffusers' StableDiffusionPipeline and verify it",
+        description="Convert diffusers' StableDiffusionPipeline from the installed package and verify the result "
+        "on tiny offline components over the built-in matrix, in plain and exact mode.",
+    )
+    demo.add_argument(
+        "-o", "--output", metavar="OUT_DIR", help="package directory (default: ./modular_stable_diffusion)"
+    )
+    _add_verify_options(demo)
+    demo.set_defaults(handler=command_demo, exact=True)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
+        argv.insert(0, "convert")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "handler", None) is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return args.handler(args)
+    except ModularizeError as error:
+        _stderr(f"modularize: error: {error}")
+        return error.exit_code
+    except KeyboardInterrupt:
+        _stderr("modularize: interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,328 @@
+"""Per-statement def-use analysis of local names.
+
+A block's inputs are the names its statements read before writing them; its outputs are the names it writes that
+a later block reads. LibCST's scope analysis is too coarse for that (one function scope, `latents` assigned eight
+times), so this walks statements in execution order and tracks which names are *definitely* bound on every path.
+
+    >>> flow = flow_of(parse_statements("if x:\\n    y = 1\\nz = y + w\\n"))
+    >>> flow.reads, flow.writes, sorted(flow.definite)
+    (('x', 'y', 'w'), ('y', 'z'), ['z'])
+
+`y` is read although it was written: the write is conditional, so the incoming value may still be the one read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import libcst as cst
+
+_CONSTANTS = frozenset({"None", "True", "False"})  # LibCST spells these as names
+
+
+@dataclass(frozen=True)
+class Flow:
+    reads: tuple[str, ...]  # read before being definitely written, in first-read order
+    writes: tuple[str, ...]  # possibly written, in first-write order
+    definite: frozenset[str]  # written on every path that completes normally
+
+
+def parse_statements(text: str) -> list[cst.BaseStatement]:
+    return list(cst.parse_module(text).body)
+
+
+def flow_of(statements: Sequence[cst.BaseStatement], bound: Iterable[str] = ()) -> Flow:
+    """Def-use summary of a statement sequence; `bound` names count as already defined."""
+    walker = _FlowWalker()
+    defined, _ = walker.block(statements, frozenset(bound))
+    return Flow(tuple(walker.reads), tuple(walker.writes), frozenset(defined) - frozenset(bound))
+
+
+def names_read(node: cst.CSTNode) -> list[str]:
+    """Every free name an expression or statement reads, in order (bindings inside it are not subtracted)."""
+    walker = _FlowWalker()
+    walker.expression_or_statement(node, frozenset())
+    return list(walker.all_reads)
+
+
+class _FlowWalker:
+    def __init__(self) -> None:
+        self.reads: dict[str, None] = {}
+        self.writes: dict[str, None] = {}
+        self.all_reads: dict[str, None] = {}
+
+    # -- bookkeeping -------------------------------------------------------------------------------------------
+    def _read(self, name: str, defined: frozenset[str]) -> None:
+        if name in _CONSTANTS:
+            return
+        self.all_reads.setdefault(name, None)
+        if name not in defined:
+            self.reads.setdefault(name, None)
+
+    def _write(self, name: str) -> None:
+        self.writes.setdefault(name, None)
+
+    # -- statements --------------------------------------------------------------------------------------------
+    def block(self, statements: Sequence[cst.CSTNode], defined: frozenset[str]) -> tuple[frozenset[str], bool]:
+        """Returns the names defined after the block and whether every path through it leaves abruptly."""
+        for statement in statements:
+            defined, leaves = self.statement(statement, defined)
+            if leaves:
+                return defined, True
+        return defined, False
+
+    def statement(self, node: cst.CSTNode, defined: frozenset[str]) -> tuple[frozenset[str], bool]:
+        if isinstance(node, cst.SimpleStatementLine):
+            return self.block(node.body, defined)
+        if isinstance(node, cst.IndentedBlock):
+            return self.block(node.body, defined)
+        if isinstance(node, cst.Assign):
+            self.expr(node.value, defined)
+            for target in node.targets:
+                defined = self.target(target.target, defined)
+            return defined, False
+        if isinstance(node, cst.AnnAssign):
+            if node.value is not None:
+                self.expr(node.value, defined)
+                defined = self.target(node.target, defined)
+            return defined, False
+        if isinstance(node, cst.AugAssign):
+            self.expr(node.value, defined)
+            self.expr(node.target, defined)
+            return self.target(node.target, defined), False
+        if isinstance(node, (cst.Expr, cst.Assert)):
+            for child in node.children:
+                self.expr(child, defined)
+            return defined, False
+        if isinstance(node, (cst.Return, cst.Raise)):
+            for child in node.children:
+                self.expr(child, defined)
+            return defined, True
+        if isinstance(node, (cst.Continue, cst.Break)):
+            return defined, True
+        if isinstance(node, cst.Del):
+            self.expr(node.target, defined)
+            return defined, False
+        if isinstance(node, (cst.Import, cst.ImportFrom)):
+            names = node.names if isinstance(node.names, Sequence) else ()
+            for alias in names:
+                bound = alias.asname.name if alias.asname else alias.name
+                if isinstance(bound, cst.Name):
+                    self._write(bound.value)
+                    defined = defined | {bound.value}
+                elif isinstance(bound, cst.Attribute):
+                    root = bound
+                    while isinstance(root, cst.Attribute):
+                        root = root.value
+                    if isinstance(root, cst.Name):
+                        self._write(root.value)
+                        defined = defined | {root.value}
+            return defined, False
+        if isinstance(node, cst.If):
+            return self.branch(node, defined)
+        if isinstance(node, cst.For):
+            self.expr(node.iter, defined)
+            inner = self.target(node.target, defined)
+            self.block(node.body.body, inner)
+            if node.orelse is not None:
+                self.block(node.orelse.body.body, defined)
+            return defined, False  # the loop may not run: nothing in it is definite
+        if isinstance(node, cst.While):
+            self.expr(node.test, defined)
+            self.block(node.body.body, defined)
+            return defined, False
+        if isinstance(node, cst.With):
+            for item in node.items:
+                self.expr(item.item, defined)
+                if item.asname is not None:
+                    defined = self.target(item.asname.name, defined)
+            return self.block(node.body.body, defined)
+        if isinstance(node, cst.Try):
+            self.block(node.body.body, defined)
+            for handler in node.handlers:
+                inner = defined
+                if handler.name is not None:
+                    inner = self.target(handler.name.name, inner)
+                self.block(handler.body.body, inner)
+            if node.orelse is not None:
+                self.block(node.orelse.body.body, defined)
+            if node.finalbody is not None:
+                defined, _ = self.block(node.finalbody.body.body, defined)
+            return defined, False
+        if isinstance(node, (cst.FunctionDef, cst.ClassDef)):
+            for decorator in node.decorators:
+                self.expr(decorator.decorator, defined)
+            self.scoped(node, defined)
+            self._write(node.name.value)
+            return defined | {node.name.value}, False
+        # pass, global, nonlocal, ...: no names flow
+        return defined, False
+
+    def branch(self, node: cst.If, defined: frozenset[str]) -> tuple[frozenset[str], bool]:
+        self.expr(node.test, defined)
+        then_defined, then_leaves = self.block(node.body.body, defined)
+        orelse = node.orelse
+        if orelse is None:
+            else_defined, else_leaves = defined, False
+        elif isinstance(orelse, cst.If):
+            else_defined, else_leaves = self.branch(orelse, defined)
+        else:
+            else_defined, else_leaves = self.block(orelse.body.body, defined)
+        if then_leaves and else_leaves:
+            return defined, True
+        if then_leaves:
+            return else_defined, False
+        if else_leaves:
+            return then_defined, False
+        return then_defined & else_defined, False
+
+    def target(self, node: cst.CSTNode, defined: frozenset[str]) -> frozenset[str]:
+        if isinstance(node, cst.Name):
+            self._write(node.value)
+            return defined | {node.value}
+        if isinstance(node, (cst.Tuple, cst.List)):
+            for element in node.elements:
+                defined = self.target(element.value, defined)
+            return defined
+        if isinstance(node, cst.StarredElement):
+            return self.target(node.value, defined)
+        # `obj.attr = ...` and `obj[key] = ...` read `obj` (and `key`), they bind nothing
+        self.expr(node, defined)
+        return defined
+
+    # -- expressions -------------------------------------------------------------------------------------------
+    def expression_or_statement(self, node: cst.CSTNode, defined: frozenset[str]) -> None:
+        if isinstance(node, cst.BaseExpression):
+            self.expr(node, defined)
+        else:
+            self.statement(node, defined)
+
+    def expr(self, node: cst.CSTNode, defined: frozenset[str]) -> None:
+        if isinstance(node, cst.Name):
+            self._read(node.value, defined)
+        elif isinstance(node, cst.Attribute):
+            self.expr(node.value, defined)
+        elif isinstance(node, cst.Arg):
+            self.expr(node.value, defined)
+        elif isinstance(node, (cst.Lambda, cst.ListComp, cst.SetComp, cst.GeneratorExp, cst.DictComp)):
+            self.scoped(node, defined)
+        else:
+            for child in node.children:
+                self.expr(child, defined)
+
+    def scoped(self, node: cst.CSTNode, defined: frozenset[str]) -> None:
+        """Free names of a nested scope (lambda, comprehension, nested def) are reads of the enclosing one."""
+        local = _NestedScopeReads()
+        node.visit(local)
+        for name in local.free():
+            self._read(name, defined)
+
+
+class _NestedScopeReads(cst.CSTVisitor):
+    """Loads inside a nested scope minus the names that scope binds itself (good enough for generated blocks)."""
+
+    def __init__(self) -> None:
+        self.loads: dict[str, None] = {}
+        self.bound: set[str] = set()
+
+    def free(self) -> list[str]:
+        return [name for name in self.loads if name not in self.bound]
+
+    def visit_Param(self, node: cst.Param) -> bool:
+        self.bound.add(node.name.value)
+        if node.default is not None:
+            node.default.visit(self)
+        if node.annotation is not None:
+            node.annotation.visit(self)
+        return False
+
+    def visit_CompFor(self, node: cst.CompFor) -> bool:
+        self._bind(node.target)
+        node.iter.visit(self)
+        for condition in node.ifs:
+            condition.visit(self)
+        if node.inner_for_in is not None:
+            node.inner_for_in.visit(self)
+        return False
+
+    def visit_Assign(self, node: cst.Assign) -> bool:
+        for target in node.targets:
+            self._bind(target.target)
+        node.value.visit(self)
+        return False
+
+    def visit_Attribute(self, node: cst.Attribute) -> bool:
+        node.value.visit(self)
+        return False
+
+    def visit_Arg(self, node: cst.Arg) -> bool:
+        node.value.visit(self)
+        return False
+
+    def visit_Name(self, node: cst.Name) -> bool:
+        if node.value not in _CONSTANTS:
+            self.loads.setdefault(node.value, None)
+        return False
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+        self.bound.add(node.name.value)
+        return True
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> bool:
+        self.bound.add(node.name.value)
+        return True
+
+    def visit_For(self, node: cst.For) -> bool:
+        self._bind(node.target)
+        return True
+
+    def visit_AsName(self, node: cst.AsName) -> bool:
+        self._bind(node.name)
+        return False
+
+    def visit_AugAssign(self, node: cst.AugAssign) -> bool:
+        self._bind(node.target)
+        return True
+
+    def visit_AnnAssign(self, node: cst.AnnAssign) -> bool:
+        self._bind(node.target)
+        if node.value is not None:
+            node.value.visit(self)
+        node.annotation.visit(self)
+        return False
+
+    def visit_NamedExpr(self, node: cst.NamedExpr) -> bool:
+        self._bind(node.target)
+        return True
+
+    def visit_Import(self, node: cst.Import) -> bool:
+        for alias in node.names:
+            self._bind_alias(alias)
+        return False
+
+    def visit_ImportFrom(self, node: cst.ImportFrom) -> bool:
+        if not isinstance(node.names, cst.ImportStar):
+            for alias in node.names:
+                self._bind_alias(alias)
+        return False
+
+    def _bind_alias(self, alias: cst.ImportAlias) -> None:
+        if alias.asname is not None:
+            self._bind(alias.asname.name)
+            return
+        root = alias.name
+        while isinstance(root, cst.Attribute):
+            root = root.value
+        self._bind(root)
+
+    def _bind(self, target: cst.CSTNode) -> None:
+        if isinstance(target, cst.Name):
+            self.bound.add(target.value)
+        elif isinstance(target, (cst.Tuple, cst.List)):
+            for element in target.elements:
+                self._bind(element.value)
+        elif isinstance(target, cst.StarredElement):
+            self._bind(target.value)
+        else:
+            target.visit(self)

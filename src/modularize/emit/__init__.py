@@ -1,0 +1,1 @@
+"""Emit pass: `PipelinePlan` -> `{relative path: source text}` of a modular pipeline package."""

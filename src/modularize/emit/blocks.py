@@ -1,0 +1,203 @@
+"""Emit the block classes: one `ModularPipelineBlocks` per stage, the denoise loop wrapper and its steps.
+
+A block binds its inputs to locals at the top and writes its outputs back at the end, so the statements between
+read exactly like the source they were copied from:
+
+    def __call__(self, components, state):
+        block_state = self.get_block_state(state)
+        num_inference_steps = block_state.num_inference_steps
+        # 4. Prepare timesteps
+        timesteps, num_inference_steps = retrieve_timesteps(components.scheduler, num_inference_steps, ...)
+        block_state.timesteps = timesteps
+        self.set_block_state(state, block_state)
+        return components, state
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import libcst as cst
+
+from ..plan import BlockPlan, Component, GuidancePlan, LoopPlan, LoopStepPlan, Output, Param, PipelinePlan
+from .splice import BODY, MEMBERS, splice, statement
+
+BATCHING_CONFIG = (
+    'ConfigSpec("batch_guider_calls", True, description="Run all guider batches in one denoiser call when that is '
+    "valid, as the standard pipeline does (False: one call per batch, the guider's default).\")"
+)
+
+
+def _input_param(param: Param) -> str:
+    parts = [repr(param.name)]
+    if param.type_hint:
+        parts.append(f"type_hint={param.type_hint}")
+    if param.default is not None and param.default != "None":
+        parts.append(f"default={param.default}")
+    if param.description:
+        parts.append(f"description={param.description!r}")
+    return f"InputParam({', '.join(parts)})"
+
+
+def _output_param(output: Output) -> str:
+    parts = [repr(output.name)]
+    if output.description:
+        parts.append(f"description={output.description!r}")
+    return f"OutputParam({', '.join(parts)})"
+
+
+def component_spec(component: Component) -> str:
+    if component.type_hint:
+        return f"ComponentSpec({component.name!r}, {component.type_hint})"
+    return f"ComponentSpec({component.name!r})"
+
+
+def guider_spec(guidance: GuidancePlan, plan: PipelinePlan) -> str:
+    defaults = {p.name: p.default for p in guidance.arguments}
+    config = [f'"guidance_scale": {defaults.get(guidance.scale) or "7.5"}']
+    if guidance.rescale:
+        config.append(f'"guidance_rescale": {defaults.get(guidance.rescale) or "0.0"}')
+    return (
+        f'ComponentSpec("guider", {guidance.guider}, config=FrozenDict({{{", ".join(config)}}}), '
+        'default_creation_method="from_config")'
+    )
+
+
+def _list_property(name: str, annotation: str, items: Sequence[str]) -> str:
+    inner = "".join(f"            {item},\n" for item in items)
+    return f"    @property\n    def {name}(self) -> {annotation}:\n        return [\n{inner}        ]\n"
+
+
+def _components_of(plan: PipelinePlan, names: Sequence[str]) -> list[str]:
+    by_name = {c.name: c for c in plan.components}
+    return [component_spec(by_name[name]) for name in names if name in by_name]
+
+
+def _declarations(
+    plan: PipelinePlan,
+    description: str,
+    components: Sequence[str],
+    inputs: Sequence[Param],
+    outputs: Sequence[Output],
+    components_property: str = "expected_components",
+    inputs_property: str = "inputs",
+) -> str:
+    text = f"    model_name = {plan.model_name!r}\n\n"
+    text += f"    @property\n    def description(self) -> str:\n        return {description!r}\n\n"
+    if components:
+        text += _list_property(components_property, "list[ComponentSpec]", components) + "\n"
+    if inputs:
+        text += _list_property(inputs_property, "list[InputParam]", [_input_param(p) for p in inputs]) + "\n"
+    if outputs:
+        text += _list_property("intermediate_outputs", "list[OutputParam]", [_output_param(o) for o in outputs])
+        text += "\n"
+    return text
+
+
+def _binding(name: str) -> cst.BaseStatement:
+    return statement(f"{name} = block_state.{name}")
+
+
+def _write_back(name: str, local: str | None = None) -> cst.BaseStatement:
+    return statement(f"block_state.{name} = {local or name}")
+
+
+def block_class(plan: PipelinePlan, block: BlockPlan) -> list[cst.BaseStatement]:
+    description = f"Stage `{block.label}` of `{plan.class_name}.__call__`."
+    pipeline = plan.pipeline_class_name
+    template = (
+        f"class {block.class_name}(ModularPipelineBlocks):\n"
+        + _declarations(plan, description, _components_of(plan, block.components), block.inputs, block.outputs)
+        + f"    {MEMBERS}\n\n"
+        "    @torch.no_grad()\n"
+        f"    def __call__(self, components: {pipeline}, state: PipelineState) -> tuple[{pipeline}, PipelineState]:\n"
+        "        block_state = self.get_block_state(state)\n"
+        f"        {BODY}\n"
+        "        self.set_block_state(state, block_state)\n"
+        "        return components, state\n"
+    )
+    body = [_binding(p.name) for p in block.inputs]
+    body += [statement(f"{name} = getattr(block_state, {name!r}, None)") for name in block.unbound_outputs]
+    body += list(block.body)
+    body += [_write_back(o.name, o.local) for o in block.outputs]
+    members = [helper.function for helper in block.helpers]
+    return splice(template, {BODY: body, MEMBERS: members})
+
+
+def loop_step_class(plan: PipelinePlan, loop: LoopPlan, step: LoopStepPlan) -> list[cst.BaseStatement]:
+    pipeline = plan.pipeline_class_name
+    description = (
+        f"The `{step.key}` step of the denoising loop (stage `{loop.label}` of `{plan.class_name}.__call__`), "
+        f"run by `{loop.wrapper_class_name}` once per timestep."
+    )
+    components = _components_of(plan, step.components)
+    configs = ""
+    if step.key == "denoiser" and plan.guidance.pattern != "none":
+        components = [guider_spec(plan.guidance, plan), *components]
+        configs = _list_property("expected_configs", "list[ConfigSpec]", [BATCHING_CONFIG]) + "\n"
+    targets = ", ".join(loop.loop_targets)
+    template = (
+        f"class {step.class_name}(ModularPipelineBlocks):\n"
+        + _declarations(plan, description, components, step.inputs, step.outputs)
+        + configs
+        + f"    {MEMBERS}\n\n"
+        "    @torch.no_grad()\n"
+        f"    def __call__(self, components: {pipeline}, block_state: BlockState, {targets}) "
+        f"-> tuple[{pipeline}, BlockState]:\n"
+        f"        {BODY}\n"
+        "        return components, block_state\n"
+    )
+    declared = [p.name for p in step.inputs if p.name not in step.guided]
+    bound = declared + [n for n in step.carried_in if n not in declared and n not in step.guided]
+    body = [_binding(name) for name in bound]
+    body += list(step.body)
+    body += [_write_back(name) for name in step.carried_out]
+    members = [helper.function for helper in step.helpers]
+    return splice(template, {BODY: body, MEMBERS: members})
+
+
+def loop_classes(plan: PipelinePlan, loop: LoopPlan) -> list[cst.BaseStatement]:
+    pipeline = plan.pipeline_class_name
+    description = (
+        f"Runs the denoising loop of `{plan.class_name}.__call__` (stage `{loop.label}`): "
+        "its sub-blocks run once per timestep."
+    )
+    template = (
+        f"class {loop.wrapper_class_name}(LoopSequentialPipelineBlocks):\n"
+        + _declarations(
+            plan,
+            description,
+            _components_of(plan, loop.components),
+            loop.inputs,
+            (),
+            components_property="loop_expected_components",
+            inputs_property="loop_inputs",
+        )
+        + "    @torch.no_grad()\n"
+        f"    def __call__(self, components: {pipeline}, state: PipelineState) -> tuple[{pipeline}, PipelineState]:\n"
+        "        block_state = self.get_block_state(state)\n"
+        f"        {BODY}\n"
+        "        self.set_block_state(state, block_state)\n"
+        "        return components, state\n"
+    )
+    wrapper_body = list(loop.wrapper_body)
+    body = [_binding(p.name) for p in loop.inputs]
+    body += wrapper_body[:-1]
+    body += [_write_back(name) for name in loop.to_block_state]
+    body += wrapper_body[-1:]
+    statements = splice(template, {BODY: body})
+    steps = [s for s in loop.steps if s.body]
+    for step in steps:
+        statements += loop_step_class(plan, loop, step)
+    step_list = "".join(f"        {s.class_name},\n" for s in steps)
+    name_list = "".join(f"        {s.key!r},\n" for s in steps)
+    statements += splice(
+        f"class {loop.class_name}({loop.wrapper_class_name}):\n"
+        f"    block_classes = [\n{step_list}    ]\n"
+        f"    block_names = [\n{name_list}    ]\n\n"
+        "    @property\n"
+        "    def description(self) -> str:\n"
+        f"        return {('Denoising loop of ' + plan.class_name + ': ' + ', '.join(s.key for s in steps) + ' per timestep.')!r}\n",
+        {},
+    )
+    return statements

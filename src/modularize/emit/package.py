@@ -1,0 +1,278 @@
+"""Assemble the package: which classes go in which file, what each file must import or copy, the headers.
+
+Each file's module-level needs are computed from the code it ended up with: every free name is resolved to the
+modular framework (`ModularPipelineBlocks`, `InputParam`, ...), another file of the package, or a module-level
+definition of the source, which is copied with its own dependencies (`retrieve_timesteps` needs `inspect`).
+"""
+
+from __future__ import annotations
+
+import builtins
+import sys
+from collections.abc import Sequence
+
+import libcst as cst
+
+from ..dataflow import flow_of, names_read
+from ..errors import ConversionError, Location
+from ..format import format_python
+from ..header import with_header
+from ..plan import LoopPlan, ModuleDefinition, PipelinePlan
+from ..source import code
+from ..transforms.guidance import GUIDER_BATCHING_HELPERS
+from ..transforms.imports import import_from, prune_unused_imports, relative_module
+from .blocks import block_class, loop_classes
+from .pipeline_class import pipeline_class
+from .splice import splice
+
+# Where the names generated code uses from the modular framework live (absolute; made relative in-tree).
+FRAMEWORK = {
+    "torch": ("torch", None),
+    "BlockState": ("diffusers.modular_pipelines.modular_pipeline", "BlockState"),
+    "LoopSequentialPipelineBlocks": ("diffusers.modular_pipelines.modular_pipeline", "LoopSequentialPipelineBlocks"),
+    "ModularPipeline": ("diffusers.modular_pipelines.modular_pipeline", "ModularPipeline"),
+    "ModularPipelineBlocks": ("diffusers.modular_pipelines.modular_pipeline", "ModularPipelineBlocks"),
+    "PipelineState": ("diffusers.modular_pipelines.modular_pipeline", "PipelineState"),
+    "SequentialPipelineBlocks": ("diffusers.modular_pipelines.modular_pipeline", "SequentialPipelineBlocks"),
+    "ComponentSpec": ("diffusers.modular_pipelines.modular_pipeline_utils", "ComponentSpec"),
+    "InputParam": ("diffusers.modular_pipelines.modular_pipeline_utils", "InputParam"),
+    "InsertableDict": ("diffusers.modular_pipelines.modular_pipeline_utils", "InsertableDict"),
+    "OutputParam": ("diffusers.modular_pipelines.modular_pipeline_utils", "OutputParam"),
+    "FrozenDict": ("diffusers.configuration_utils", "FrozenDict"),
+    "ClassifierFreeGuidance": ("diffusers.guiders", "ClassifierFreeGuidance"),
+    "BaseGuidance": ("diffusers.guiders", "BaseGuidance"),
+    "ConfigSpec": ("diffusers.modular_pipelines.modular_pipeline_utils", "ConfigSpec"),
+}
+_BUILTINS = set(dir(builtins))
+LEAF_FILES = ("encoders.py", "before_denoise.py", "denoise.py", "decoders.py")
+
+
+def free_names(statements: Sequence[cst.CSTNode]) -> list[str]:
+    """Names the statements read that they do not bind at their own top level (anywhere: functions run later)."""
+    flow = flow_of(list(statements))
+    return [name for name in flow.reads if name not in flow.writes]
+
+
+class _File:
+    """One generated module under construction."""
+
+    def __init__(self, relpath: str, plan: PipelinePlan, in_tree: bool):
+        self.relpath = relpath
+        self.plan = plan
+        self.module_name = None
+        if in_tree:
+            self.module_name = f"diffusers.modular_pipelines.{plan.package}.{relpath[:-3]}"
+        self.docstring = ""
+        self.body: list[cst.BaseStatement] = []
+
+    def render(self, package_names: dict[str, str], definitions: Sequence[ModuleDefinition]) -> str:
+        copied, imports = _dependencies(self, package_names, definitions)
+        statements: list[cst.BaseStatement] = []
+        if self.docstring:
+            statements.append(cst.parse_statement(f'"""{self.docstring}"""\n'))
+        statements += imports
+        statements += copied
+        statements += self.body
+        module = cst.Module(body=statements)
+        return format_python(module.code)
+
+
+def _dependencies(
+    file: _File, package_names: dict[str, str], definitions: Sequence[ModuleDefinition]
+) -> tuple[list[cst.BaseStatement], list[cst.BaseStatement]]:
+    by_name: dict[str, ModuleDefinition] = {}
+    for definition in definitions:
+        for name in definition.names:
+            by_name.setdefault(name, definition)
+    needed = [n for n in free_names(file.body)]
+    framework: dict[str, None] = {}
+    package: dict[str, None] = {}
+    chosen: dict[int, ModuleDefinition] = {}
+    used_names: set[str] = set()
+    unresolved: list[str] = []
+    while needed:
+        name = needed.pop(0)
+        if name in used_names:
+            continue
+        used_names.add(name)
+        if name in FRAMEWORK:
+            framework[name] = None
+        elif name in package_names and package_names[name] != file.relpath:
+            package[name] = None
+        elif name in by_name:
+            definition = by_name[name]
+            if id(definition) not in chosen:
+                chosen[id(definition)] = definition
+                if definition.kind != "import":
+                    needed += [n for n in names_read(definition.node) if n not in definition.names]
+        elif name not in _BUILTINS and name not in package_names:
+            unresolved.append(name)
+    if unresolved:
+        raise ConversionError(
+            f"generated {file.relpath} reads names nothing defines: {', '.join(sorted(unresolved))}",
+            Location(file.plan.source_label),
+            fix="this is a converter bug; please report it with the source file",
+        )
+    ordered = [d for d in definitions if id(d) in chosen]
+    imports = _import_statements(file, framework, package, [d for d in ordered if d.kind == "import"], package_names)
+    copied = []
+    for definition in ordered:
+        if definition.kind == "import":
+            continue
+        node = prune_unused_imports(definition.node, used_names)
+        if definition.kind in ("function", "class"):
+            node = _with_copied_from(node, definition.origin)
+        copied.append(node)
+    return copied, imports
+
+
+def _with_copied_from(node, origin: str):
+    kept = [
+        line
+        for line in node.leading_lines
+        if line.comment is None or not line.comment.value.lstrip("# ").startswith("Copied from")
+    ]
+    header = cst.EmptyLine(comment=cst.Comment(f"# Copied from {origin}"))
+    return node.with_changes(leading_lines=[*kept, header])
+
+
+def _import_statements(
+    file: _File,
+    framework: dict[str, None],
+    package: dict[str, None],
+    source_imports: Sequence[ModuleDefinition],
+    package_names: dict[str, str],
+) -> list[cst.BaseStatement]:
+    """Import statements grouped and ordered the way ruff's isort rules want them."""
+    plain: dict[str, None] = {}
+    grouped: dict[str, dict[tuple[str, str | None], None]] = {}
+    for name in framework:
+        module, imported = FRAMEWORK[name]
+        if imported is None:
+            plain[module] = None
+        else:
+            grouped.setdefault(module, {})[(imported, None)] = None
+    for definition in source_imports:
+        if isinstance(definition.node, cst.Import):
+            for alias in definition.node.names:
+                bound = alias.asname.name.value if alias.asname else code(alias.name).strip().split(".")[0]
+                if bound in definition.names:
+                    text = code(alias.name).strip()
+                    plain[text if alias.asname is None else f"{text} as {alias.asname.name.value}"] = None
+            continue
+        module, _, imported = definition.origin.partition(":")
+        asname = definition.names[0]
+        grouped.setdefault(module, {})[(imported, asname if asname != imported else None)] = None
+    for name in package:
+        grouped.setdefault("." + package_names[name][:-3], {})[(name, None)] = None
+
+    sections: dict[int, list[cst.BaseStatement]] = {}
+    for name in sorted(plain, key=lambda module: _module_key(module, None)):
+        sections.setdefault(_section(name, file.module_name), []).append(cst.parse_statement(f"import {name}\n"))
+    for module in sorted(grouped, key=lambda module: _module_key(module, file.module_name)):
+        names = sorted(grouped[module], key=lambda pair: _member_key(pair[0]))
+        if module.startswith("."):
+            statement = cst.parse_statement(f"from {module} import {', '.join(n for n, _ in names)}\n")
+        else:
+            statement = import_from(module, names, file.module_name)
+        sections.setdefault(_section(module, file.module_name), []).append(statement)
+    statements: list[cst.BaseStatement] = []
+    for index, section in enumerate(sorted(sections)):
+        first, *rest = sections[section]
+        if index:
+            first = first.with_changes(leading_lines=[cst.EmptyLine()])
+        statements += [first, *rest]
+    return statements
+
+
+def _section(module: str, in_tree_module: str | None) -> int:
+    """isort sections: standard library, third party, local (relative) imports."""
+    top = module.split(".")[0].split(" ")[0]
+    if module.startswith(".") or (in_tree_module is not None and top == "diffusers"):
+        return 2
+    return 0 if top in sys.stdlib_module_names else 1
+
+
+def _module_key(module: str, in_tree_module: str | None) -> tuple[int, str, str]:
+    """Alphabetical, case-insensitive; relative imports furthest first (`...` before `..` before `.`)."""
+    if module.startswith("."):
+        level, target = len(module) - len(module.lstrip(".")), module.lstrip(".")
+    elif in_tree_module is not None and module.split(".")[0] == "diffusers":
+        level, target = relative_module(module, in_tree_module)
+    else:
+        level, target = 0, module
+    return (-level, target.lower(), target)
+
+
+def _member_key(name: str) -> tuple[int, str, str]:
+    """isort's order-by-type: CONSTANTS, then Classes, then functions and variables."""
+    if name.isupper() and len(name) > 1:
+        kind = 0
+    elif name[:1].isupper():
+        kind = 1
+    else:
+        kind = 2
+    return (kind, name.lower(), name)
+
+
+def _blocks_constant(plan: PipelinePlan) -> str:
+    return plan.package[len("modular_") :].upper() + "_BLOCKS"
+
+
+def emit_package(plan: PipelinePlan, source_text: str, generator: str, in_tree: bool = False) -> dict[str, str]:
+    """Render every file of the package, formatted, each with its header."""
+    files = {name: _File(name, plan, in_tree) for name in LEAF_FILES}
+    blocks_file = f"modular_blocks_{plan.package[len('modular_') :]}.py"
+    files["modular_pipeline.py"] = _File("modular_pipeline.py", plan, in_tree)
+    files[blocks_file] = _File(blocks_file, plan, in_tree)
+    files["__init__.py"] = _File("__init__.py", plan, in_tree)
+
+    package_names: dict[str, str] = {plan.pipeline_class_name: "modular_pipeline.py"}
+    for block in plan.blocks:
+        target = files[block.file]
+        if isinstance(block, LoopPlan):
+            classes = loop_classes(plan, block)
+            if plan.guidance.pattern != "none":
+                classes = list(cst.parse_module(GUIDER_BATCHING_HELPERS).body) + classes
+        else:
+            classes = block_class(plan, block)
+        target.body += classes
+        for statement in classes:
+            if isinstance(statement, cst.ClassDef):
+                package_names[statement.name.value] = block.file
+    files["modular_pipeline.py"].body = pipeline_class(plan)
+
+    constant = _blocks_constant(plan)
+    entries = "".join(f"        ({block.key!r}, {block.class_name}),\n" for block in plan.blocks)
+    description = f"Blocks converted from `{plan.class_name}`, in the order its `__call__` runs them."
+    files[blocks_file].body = splice(
+        f"{constant} = InsertableDict(\n    [\n{entries}    ]\n)\n\n\n"
+        f"class {plan.blocks_class_name}(SequentialPipelineBlocks):\n"
+        f"    model_name = {plan.model_name!r}\n"
+        f"    block_classes = list({constant}.values())\n"
+        f"    block_names = list({constant}.keys())\n\n"
+        "    @property\n"
+        "    def description(self) -> str:\n"
+        f"        return {description!r}\n",
+        {},
+    )
+    package_names[constant] = blocks_file
+    package_names[plan.blocks_class_name] = blocks_file
+    exported = sorted([constant, plan.blocks_class_name, plan.pipeline_class_name])
+    init_lines = (
+        f"from .{blocks_file[:-3]} import {constant}, {plan.blocks_class_name}\n"
+        f"from .modular_pipeline import {plan.pipeline_class_name}\n\n"
+        f"__all__ = {exported!r}\n"
+    )
+    files["__init__.py"].body = list(cst.parse_module(init_lines).body)
+    files["__init__.py"].docstring = f"Modular pipeline blocks converted from {plan.class_name}."
+
+    for name in LEAF_FILES:
+        if not files[name].body:
+            files[name].docstring = f"{plan.class_name} has no stage that belongs in {name}."
+
+    result = {}
+    for name in sorted(files):
+        body = files[name].render(package_names, plan.module_definitions)
+        result[name] = with_header(body, plan.source_label, plan.class_name, source_text, generator)
+    return result

@@ -1,0 +1,135 @@
+"""Emit the `ModularPipeline` subclass: derived attributes, `__init__` side effects and the standard-call mapping.
+
+The mapping is what lets a caller (and `modularize verify`) run the modular pipeline exactly like a standard call:
+
+    pipe = StableDiffusionModularPipeline()
+    pipe.update_components(**components)
+    images = pipe(**pipe.translate_standard_call(prompt="a cat", guidance_scale=7.5), output="images")
+
+`translate_standard_call` installs the guider the standard pipeline would have guided with, decided by the
+standard pipeline's own condition (`guidance_scale > 1 and self.unet.config.time_cond_proj_dim is None`), and
+refuses arguments the package does not serve instead of ignoring them.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+import libcst as cst
+
+from ..plan import PipelinePlan
+from .splice import MEMBERS, splice
+
+ATTRIBUTES = "__modularize_attributes__"
+
+
+def _tuple(items) -> str:
+    return "(" + "".join(f"{item!r}, " for item in items) + ")"
+
+
+def _guider_methods(plan: PipelinePlan) -> str:
+    guidance = plan.guidance
+    if guidance.pattern == "none":
+        return ""
+    condition_name = guidance.condition_name
+    params = ", ".join(
+        f"{p.name}: {p.type_hint} = {p.default}" if p.type_hint else f"{p.name}={p.default}"
+        for p in guidance.arguments
+    )
+    config = [f"guidance_scale={guidance.scale}"]
+    if guidance.rescale:
+        config.append(f"guidance_rescale={guidance.rescale} if {guidance.rescale_condition} else 0.0")
+    config.append(f"enabled={condition_name}")
+    doc_rescale = (
+        f" Rescaling applies when `{guidance.rescale_condition}`, as in the standard pipeline."
+        if guidance.rescale
+        else ""
+    )
+    return (
+        "    @property\n"
+        f"    def {condition_name}(self):\n"
+        "        # Whether the guider runs an unconditional batch. `guider_for_standard_call` configures the guider\n"
+        "        # with the standard pipeline's own condition, so this matches the standard pipeline's flag.\n"
+        "        return self.guider is not None and self.guider.num_conditions > 1\n\n"
+        f"    def guider_for_standard_call(self, {params}):\n"
+        f'        """The guider `{plan.class_name}.__call__` would guide with for these arguments.\n\n'
+        f"        CFG is on exactly when the standard pipeline's `{condition_name}` holds: `{guidance.condition}`.\n"
+        f'       {doc_rescale}\n        """\n'
+        f"        {condition_name} = {guidance.condition}\n"
+        f'        return self.get_component_spec("guider").create({", ".join(config)})\n\n'
+    )
+
+
+def pipeline_class(plan: PipelinePlan) -> list[cst.BaseStatement]:
+    pipeline = plan.pipeline
+    bases = ", ".join(["ModularPipeline", *pipeline.bases])
+    # a module outside any package is importable by its file name once its directory is on sys.path
+    module = plan.source_module or PurePosixPath(plan.source_label).stem
+    standard = f"{module}.{plan.class_name}"
+    guidance = plan.guidance
+    unserved = "{" + ", ".join(f"{name!r}: {default}" for name, default in plan.unserved_arguments) + "}"
+    install_guider = (
+        "        guider_kwargs = {name: kwargs[name] for name in self.guider_arguments if name in kwargs}\n"
+        "        self.update_components(guider=self.guider_for_standard_call(**guider_kwargs))\n"
+        if guidance.pattern != "none"
+        else ""
+    )
+    adaptation = ""
+    if pipeline.adaptation is not None:
+        adaptation = (
+            "    def register_components(self, **kwargs):\n"
+            f"        # {plan.class_name}.__init__ adapts its components (e.g. fixes outdated scheduler configs);\n"
+            "        # registration is where a ModularPipeline receives components, so the same happens here.\n"
+            "        super().register_components(**kwargs)\n"
+            f"        self._adapt_components(**{{name: getattr(self, name, None) for name in {_tuple(pipeline.init_components)}}})\n\n"
+        )
+    docstring = (
+        f'    """A ModularPipeline converted from `{plan.class_name}` by modularize.\n\n'
+        f"    `translate_standard_call(**kwargs)` turns the keyword arguments of a `{plan.class_name}` call into\n"
+        "    inputs of this pipeline (installing the guider that call would guide with); the standard call's outputs\n"
+        "    are then in the pipeline state under the names in `standard_outputs`.\n"
+        '    """\n\n'
+    )
+    template = (
+        f"class {pipeline.class_name}({bases}):\n"
+        + docstring
+        + f"    standard_pipeline = {standard!r}\n"
+        + f"    denoiser_name = {guidance.denoiser!r}\n"
+        + f"    block_arguments = {_tuple(plan.block_arguments)}\n"
+        + f"    guider_arguments = {_tuple(p.name for p in guidance.arguments)}\n"
+        + f"    unserved_arguments = {unserved}\n"
+        + f"    standard_outputs = {dict(plan.outputs)!r}\n"
+        + f"    {ATTRIBUTES}\n\n"
+        + "    def __init__(self, blocks=None, *args, **kwargs):\n"
+        + "        if blocks is None:\n"
+        + f"            from .{_blocks_module(plan)} import {plan.blocks_class_name}\n\n"
+        + f"            blocks = {plan.blocks_class_name}()\n"
+        + "        super().__init__(blocks, *args, **kwargs)\n\n"
+        + adaptation
+        + f"    {MEMBERS}\n\n"
+        + _guider_methods(plan)
+        + "    def translate_standard_call(self, **kwargs) -> dict:\n"
+        + f'        """Keyword arguments of `{plan.class_name}.__call__` -> keyword arguments of this pipeline."""\n'
+        + "        known = {*self.block_arguments, *self.guider_arguments, *self.unserved_arguments, 'return_dict'}\n"
+        + "        unknown = sorted(set(kwargs) - known)\n"
+        + "        if unknown:\n"
+        + f'            raise TypeError(f"{plan.class_name}.__call__ got unexpected keyword arguments: {{unknown}}")\n'
+        + "        for name, default in self.unserved_arguments.items():\n"
+        + "            value = kwargs.get(name, default)\n"
+        + "            if (value is not None) if default is None else (value != default):\n"
+        + "                raise ValueError(\n"
+        + '                    f"`{name}` is not supported by this generated package (leave it at {default!r}); "\n'
+        + f'                    "use {plan.class_name} for it"\n'
+        + "                )\n"
+        + install_guider
+        + "        return {name: value for name, value in kwargs.items() if name in self.block_arguments}\n"
+    )
+    members: list[cst.BaseStatement] = []
+    if pipeline.adaptation is not None:
+        members.append(pipeline.adaptation)
+    members += list(pipeline.properties)
+    return splice(template, {ATTRIBUTES: list(pipeline.class_attributes), MEMBERS: members})
+
+
+def _blocks_module(plan: PipelinePlan) -> str:
+    return "modular_blocks_" + plan.package[len("modular_") :]

@@ -1,0 +1,452 @@
+"""Analyze pass, part 2: find how the standard pipeline does classifier-free guidance.
+
+Batched CFG (the pattern this module recognizes) looks like this in a standard `__call__`:
+
+    if self.do_classifier_free_guidance:                                   # cat site: paired conditionings
+        prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds])
+    for i, t in enumerate(timesteps):
+        latent_model_input = torch.cat([latents] * 2) if self.do_classifier_free_guidance else latents
+        noise_pred = self.unet(latent_model_input, t, encoder_hidden_states=prompt_embeds)[0]
+        if self.do_classifier_free_guidance:                               # chunk + combine
+            noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)
+            noise_pred = noise_pred_uncond + self.guidance_scale * (noise_pred_text - noise_pred_uncond)
+        if self.do_classifier_free_guidance and self.guidance_rescale > 0.0:   # rescale
+            noise_pred = rescale_noise_cfg(noise_pred, noise_pred_text, guidance_rescale=self.guidance_rescale)
+
+`find_batched_cfg` locates every piece (as nodes of the original tree, so errors point at source lines), checks
+that the concatenation order agrees with the combine formula, and returns what the guidance transform needs. A
+pattern it does not recognize is refused with its location, never approximated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import libcst as cst
+import libcst.matchers as m
+
+from .class_facts import ClassFacts
+from .dataflow import names_read
+from .source import SourceModule, code
+from .transforms._nodes import conjuncts, same_expression
+
+_TORCH_CAT = m.Call(func=m.Attribute(value=m.Name("torch"), attr=m.Name("cat")))
+# reading these off a paired tensor does not depend on whether it was batched with its negative
+_BATCH_FREE_ATTRIBUTES = ("dtype", "device")
+
+
+@dataclass(frozen=True)
+class CatSite:
+    """`if <cfg>: name = torch.cat([uncond, cond])`, or the `IfExp` form of it."""
+
+    node: cst.CSTNode  # the statement (or IfExp) to replace
+    target: str
+    cond: str
+    uncond: str
+
+
+@dataclass(frozen=True)
+class BatchedCfg:
+    condition: cst.BaseExpression  # the CFG test as written (`self.do_classifier_free_guidance`)
+    condition_name: str  # `do_classifier_free_guidance`
+    condition_expression: cst.BaseExpression  # what it computes (the property's return expression)
+    scale: cst.BaseExpression
+    rescale: cst.BaseExpression | None
+    rescale_test: cst.BaseExpression | None
+    denoiser: str
+    call_statement: cst.BaseStatement
+    between: tuple[cst.BaseStatement, ...]  # statements between the model call and the chunk (run per batch)
+    model_output: str
+    guided: str
+    guidance_statements: tuple[cst.BaseStatement, ...]  # chunk/combine and rescale `if`s, removed
+    cat_sites: tuple[CatSite, ...]
+    expansions: tuple[cst.IfExp, ...]  # `torch.cat([latents] * 2) if cfg else latents`
+    repeated: tuple[str, ...]  # the locals those expansions assign (`latent_model_input`)
+    batch_order: tuple[str, ...]  # guider identifiers in the source's concatenation order
+
+
+def _component_calls(node: cst.CSTNode, facts: ClassFacts) -> list[str]:
+    calls = m.findall(node, m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name())))
+    return [c.func.attr.value for c in calls if c.func.attr.value in facts.init.components]
+
+
+def _chunk(statement: cst.CSTNode) -> tuple[str, str, str] | None:
+    """`a, b = x.chunk(2)` -> (x, a, b)."""
+    pattern = m.SimpleStatementLine(
+        body=[
+            m.Assign(
+                targets=[m.AssignTarget(target=m.Tuple(elements=[m.Element(m.Name()), m.Element(m.Name())]))],
+                value=m.Call(func=m.Attribute(value=m.Name(), attr=m.Name("chunk")), args=[m.Arg(m.Integer("2"))]),
+            )
+        ]
+    )
+    if not m.matches(statement, pattern):
+        return None
+    assign = statement.body[0]
+    first, second = (e.value.value for e in assign.targets[0].target.elements)
+    return assign.value.func.value.value, first, second
+
+
+def _combine(statement: cst.CSTNode) -> tuple[str, str, str, cst.BaseExpression] | None:
+    """`g = u + s * (c - u)` -> (g, u, c, s)."""
+    pattern = m.SimpleStatementLine(
+        body=[
+            m.Assign(
+                targets=[m.AssignTarget(target=m.Name())],
+                value=m.BinaryOperation(
+                    left=m.Name(),
+                    operator=m.Add(),
+                    right=m.BinaryOperation(
+                        operator=m.Multiply(),
+                        right=m.BinaryOperation(left=m.Name(), operator=m.Subtract(), right=m.Name()),
+                    ),
+                ),
+            )
+        ]
+    )
+    if not m.matches(statement, pattern):
+        return None
+    assign = statement.body[0]
+    value = assign.value
+    difference = value.right.right
+    if value.left.value != difference.right.value:
+        return None
+    return assign.targets[0].target.value, value.left.value, difference.left.value, value.right.left
+
+
+def _rescale(statement: cst.CSTNode, guided: str, cond: str) -> cst.BaseExpression | None:
+    """`g = rescale_noise_cfg(g, c, guidance_rescale=r)` -> r."""
+    pattern = m.SimpleStatementLine(
+        body=[m.Assign(targets=[m.AssignTarget(m.Name(guided))], value=m.Call(func=m.Name("rescale_noise_cfg")))]
+    )
+    if not m.matches(statement, pattern):
+        return None
+    args = statement.body[0].value.args
+    positional = [a.value for a in args if a.keyword is None]
+    keywords = {a.keyword.value: a.value for a in args if a.keyword is not None}
+    if not positional or not m.matches(positional[0], m.Name(guided)):
+        return None
+    text = keywords.get("noise_pred_text", positional[1] if len(positional) > 1 else None)
+    if text is None or not m.matches(text, m.Name(cond)):
+        return None
+    return keywords.get("guidance_rescale", positional[2] if len(positional) > 2 else None)
+
+
+def _cat_elements(call: cst.CSTNode) -> list[cst.BaseExpression] | None:
+    """`torch.cat([a, b])` -> [a, b]; `torch.cat([a] * 2)` -> [a, a]; with an optional `dim=0`."""
+    if not m.matches(call, _TORCH_CAT) or not call.args:
+        return None
+    extra = call.args[1:]
+    if extra and not all(m.matches(a, m.Arg(m.Integer("0"))) for a in extra):
+        return None
+    sequence = call.args[0].value
+    if isinstance(sequence, cst.List):
+        return [element.value for element in sequence.elements]
+    if m.matches(sequence, m.BinaryOperation(left=m.List(elements=[m.Element()]), operator=m.Multiply())):
+        if m.matches(sequence.right, m.Integer("2")):
+            return [sequence.left.elements[0].value] * 2
+    return None
+
+
+def _is_cfg(test: cst.CSTNode, condition: cst.BaseExpression) -> bool:
+    return same_expression(test, condition)
+
+
+def _contains_cfg(test: cst.BaseExpression, condition: cst.BaseExpression) -> bool:
+    return any(_is_cfg(part, condition) for part in conjuncts(test))
+
+
+def find_batched_cfg(
+    source: SourceModule,
+    facts: ClassFacts,
+    top_level: Sequence[cst.BaseStatement],
+    loop_statement: cst.BaseStatement,
+    loop: cst.For,
+    dropped: set[int],
+) -> BatchedCfg | None:
+    """The batched-CFG pattern of this pipeline, or None when its loop does no CFG at all.
+
+    `top_level` are the statements of `__call__`, `loop_statement` the one holding the loop over timesteps and
+    `dropped` the ids of statements already dropped as runtime plumbing.
+    """
+    loop_position = list(top_level).index(loop_statement)
+    before_loop, after_loop = top_level[:loop_position], top_level[loop_position + 1 :]
+    body = [s for s in loop.body.body if id(s) not in dropped]
+    denoiser_calls = [(index, name) for index, s in enumerate(body) for name in _component_calls(s, facts)]
+    denoiser_calls = [(i, n) for i, n in denoiser_calls if n != "scheduler"]
+    chunk_index = next((i for i, s in enumerate(body) if isinstance(s, cst.If) and _chunk_in(s)), None)
+    if chunk_index is None:
+        if len(denoiser_calls) > 1:
+            raise source.refuse(
+                body[denoiser_calls[1][0]],
+                "the denoiser is called more than once per step (separate conditional/unconditional passes); "
+                "only batched classifier-free guidance is converted so far",
+            )
+        return None
+
+    chunk_if: cst.If = body[chunk_index]
+    condition = chunk_if.test
+    inner = list(chunk_if.body.body)
+    chunked = _chunk(inner[0]) if inner else None
+    combined = _combine(inner[1]) if len(inner) > 1 else None
+    if chunked is None or combined is None or len(inner) != 2 or chunk_if.orelse is not None:
+        raise source.refuse(
+            chunk_if,
+            "unrecognized guidance combine: expected `u, c = pred.chunk(2)` then `pred = u + scale * (c - u)`",
+            fix="a custom combine formula needs a guider subclass, which is not generated yet",
+        )
+    model_output, first, second = chunked
+    guided, uncond, cond, scale = combined
+    if {uncond, cond} != {first, second}:
+        raise source.refuse(inner[1], "the combine formula does not use the two halves of the chunked prediction")
+    uncond_index = 0 if uncond == first else 1
+
+    condition_name, condition_expression = _condition(source, facts, condition)
+
+    calls_before = [(i, n) for i, n in denoiser_calls if i < chunk_index]
+    if not calls_before:
+        raise source.refuse(chunk_if, "no denoiser call before the guidance combine")
+    call_index, denoiser = calls_before[-1]
+    if len({n for _, n in denoiser_calls}) > 1 or len(denoiser_calls) > 1:
+        raise source.refuse(body[denoiser_calls[-1][0]], "more than one model call per step (e.g. a ControlNet)")
+    call_statement = body[call_index]
+    between = tuple(body[call_index + 1 : chunk_index])
+
+    guidance_statements = [chunk_if]
+    rescale = rescale_test = None
+    for statement in body[chunk_index + 1 :]:
+        if isinstance(statement, cst.If) and _contains_cfg(statement.test, condition):
+            found = _rescale(statement.body.body[0], guided, cond) if len(statement.body.body) == 1 else None
+            if found is None or statement.orelse is not None:
+                raise source.refuse(statement, "unrecognized guidance step after the combine")
+            rescale, rescale_test = found, statement.test
+            guidance_statements.append(statement)
+
+    expansions, repeated = [], []
+    for statement in body[: call_index + 1]:
+        for if_exp in m.findall(statement, m.IfExp()):
+            if not _is_cfg(if_exp.test, condition):
+                continue
+            elements = _cat_elements(if_exp.body)
+            if elements is None or len(elements) != 2 or not all(same_expression(e, if_exp.orelse) for e in elements):
+                raise source.refuse(if_exp, "unrecognized CFG batching of a denoiser input inside the loop")
+            assigned = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())], value=m.IfExp())])
+            if not m.matches(statement, assigned) or statement.body[0].value is not if_exp:
+                raise source.refuse(if_exp, "a CFG-repeated denoiser input must be assigned on its own line")
+            expansions.append(if_exp)
+            repeated.append(statement.body[0].targets[0].target.value)
+        for nested in m.findall(statement, m.If()):
+            if _contains_cfg(nested.test, condition):
+                raise source.refuse(nested, "CFG-dependent statement inside the loop before the denoiser call")
+
+    cat_sites, first_site = _cat_sites(source, before_loop, condition, uncond_index, dropped)
+    later = [*before_loop[first_site:], *body, *after_loop]
+    _check_pairs_reach_denoiser(source, cat_sites, call_statement, later, dropped)
+
+    return BatchedCfg(
+        condition=condition,
+        condition_name=condition_name,
+        condition_expression=condition_expression,
+        scale=scale,
+        rescale=rescale,
+        rescale_test=rescale_test,
+        denoiser=denoiser,
+        call_statement=call_statement,
+        between=between,
+        model_output=model_output,
+        guided=guided,
+        guidance_statements=tuple(guidance_statements),
+        cat_sites=tuple(cat_sites),
+        expansions=tuple(expansions),
+        repeated=tuple(repeated),
+        batch_order=("pred_uncond", "pred_cond") if uncond_index == 0 else ("pred_cond", "pred_uncond"),
+    )
+
+
+def _chunk_in(statement: cst.If) -> bool:
+    return any(_chunk(s) is not None for s in statement.body.body)
+
+
+def _condition(source: SourceModule, facts: ClassFacts, test: cst.BaseExpression):
+    """The CFG test must be a property of the pipeline computed from per-call state."""
+    if m.matches(test, m.Attribute(value=m.Name("self"), attr=m.Name())):
+        name = test.attr.value
+        expression = facts.per_call_properties.get(name)
+        if expression is not None:
+            return name, expression
+    raise source.refuse(
+        test,
+        "the CFG condition is not a pipeline property over per-call state (like `self.do_classifier_free_guidance`)",
+    )
+
+
+def _cat_sites(
+    source: SourceModule,
+    before_loop: Sequence[cst.BaseStatement],
+    condition: cst.BaseExpression,
+    uncond_index: int,
+    dropped: set[int],
+) -> tuple[list[CatSite], int]:
+    """The concatenation sites, and the position of the first statement holding one.
+
+    Inside a CFG branch only the concatenations are sites; the rest of the branch (computing the negative
+    embeddings, say) stays, still conditioned on CFG, which the guider decides at run time.
+    """
+    sites: list[CatSite] = []
+    first = len(before_loop)
+    for position, statement in enumerate(before_loop):
+        if id(statement) in dropped:
+            continue
+        for node in m.findall(statement, m.If()):
+            if not _is_cfg(node.test, condition):
+                continue
+            lines = [line for line in node.body.body if _concatenation(line) is not None]
+            for line in lines:
+                whole = len(node.body.body) == 1 and node.orelse is None
+                sites.append(_cat_site(source, line, node if whole else line, uncond_index))
+        for node in m.findall(statement, m.Assign(value=m.IfExp())):
+            if _is_cfg(node.value.test, condition):
+                site = _cat_site(source, cst.SimpleStatementLine([node]), node.value, uncond_index, node.value.body)
+                sites.append(site)
+        if sites and first == len(before_loop):
+            first = position
+    return sites, first
+
+
+def _concatenation(line: cst.CSTNode) -> cst.Call | None:
+    """`name = torch.cat([...])` -> the call."""
+    if m.matches(line, m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())], value=_TORCH_CAT)])):
+        return line.body[0].value
+    return None
+
+
+def _cat_site(
+    source: SourceModule,
+    line: cst.CSTNode,
+    replace: cst.CSTNode,
+    uncond_index: int,
+    cat: cst.CSTNode | None = None,
+) -> CatSite:
+    pattern = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())])])
+    if not m.matches(line, pattern):
+        raise source.refuse(line, "unrecognized statement in a classifier-free-guidance branch")
+    assign = line.body[0]
+    target = assign.targets[0].target.value
+    elements = _cat_elements(cat if cat is not None else assign.value)
+    if elements is None or len(elements) != 2 or not all(isinstance(e, cst.Name) for e in elements):
+        raise source.refuse(line, "a CFG branch that does not concatenate two tensors `[uncond, cond]`")
+    names = [e.value for e in elements]
+    cond_index = 1 - uncond_index
+    if target in names and names.index(target) != cond_index:
+        raise source.refuse(
+            line,
+            f"`{target}` is concatenated in the opposite order to the prediction's chunks "
+            f"(the combine formula takes chunk {uncond_index} as unconditional)",
+        )
+    return CatSite(replace, target, names[cond_index], names[uncond_index])
+
+
+def _check_pairs_reach_denoiser(
+    source: SourceModule,
+    sites: Sequence[CatSite],
+    call_statement: cst.BaseStatement,
+    later: Sequence[cst.BaseStatement],
+    dropped: set[int],
+) -> None:
+    """A paired tensor may only be read by the denoiser call or for batch-free attributes (`.dtype`)."""
+    called = set(names_read(call_statement))
+    for site in sites:
+        if site.target not in called:
+            raise source.refuse(site.node, f"`{site.target}` is batched for CFG but not passed to the denoiser")
+    targets = {site.target for site in sites}
+    site_nodes = {id(site.node) for site in sites}
+    for statement in later:
+        if statement is call_statement or id(statement) in dropped or id(statement) in site_nodes:
+            continue
+        for name in _batch_dependent_reads(statement, targets, dropped | site_nodes):
+            raise source.refuse(
+                name,
+                f"`{name.value}` is read with its CFG-doubled batch outside the denoiser call",
+                fix="only the denoiser call may see the concatenated batch",
+            )
+
+
+def _batch_dependent_reads(statement: cst.CSTNode, targets: set[str], skip: set[int]) -> list[cst.Name]:
+    found: list[cst.Name] = []
+
+    class Reads(cst.CSTVisitor):
+        def on_visit(self, node: cst.CSTNode) -> bool:
+            if id(node) in skip:
+                return False
+            if isinstance(node, cst.Attribute):
+                if isinstance(node.value, cst.Name) and node.attr.value in _BATCH_FREE_ATTRIBUTES:
+                    return False
+                node.value.visit(self)
+                return False
+            if isinstance(node, cst.Arg):
+                node.value.visit(self)
+                return False
+            if isinstance(node, cst.AssignTarget):
+                return False
+            if isinstance(node, cst.Name) and node.value in targets:
+                found.append(node)
+            return True
+
+    statement.visit(Reads())
+    return found
+
+
+def cfg_helper_calls(
+    facts: ClassFacts, statements: Sequence[cst.CSTNode], condition: cst.BaseExpression
+) -> list[tuple[cst.Call, str]]:
+    """Calls of helper methods that receive the CFG flag and batch their output with its negative inside.
+
+    `self.prepare_ip_adapter_image_embeds(..., self.do_classifier_free_guidance)` where the helper does
+    `if do_classifier_free_guidance: embeds = torch.cat([negative, embeds])` cannot be paired from outside.
+    """
+    found = []
+    for statement in statements:
+        for call in m.findall(statement, m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name()))):
+            helper = facts.methods.get(call.func.attr.value)
+            if helper is None:
+                continue
+            flag = _parameter_receiving(helper, call, condition)
+            if flag is not None and _batches_under(helper, flag):
+                found.append((call, helper.name.value))
+    return found
+
+
+def _parameter_receiving(helper: cst.FunctionDef, call: cst.Call, condition: cst.BaseExpression) -> str | None:
+    params = [p.name.value for p in (*helper.params.posonly_params, *helper.params.params)]
+    params = [p for p in params if p != "self"]
+    position = 0
+    for arg in call.args:
+        if arg.keyword is not None:
+            if _is_cfg(arg.value, condition):
+                return arg.keyword.value
+            continue
+        if _is_cfg(arg.value, condition) and position < len(params):
+            return params[position]
+        position += 1
+    return None
+
+
+def _batches_under(helper: cst.FunctionDef, flag: str) -> bool:
+    for branch in m.findall(helper.body, m.If()):
+        if any(m.matches(part, m.Name(flag)) for part in conjuncts(branch.test)):
+            if m.findall(branch.body, _TORCH_CAT):
+                return True
+    return False
+
+
+def condition_text(expression: cst.BaseExpression, per_call: Mapping[str, str]) -> str:
+    """The CFG condition over `__call__` arguments: `self._guidance_scale > 1` -> `guidance_scale > 1`."""
+    from .transforms._nodes import replace_nodes
+
+    replacements = {}
+    for attribute in m.findall(expression, m.Attribute(value=m.Name("self"))):
+        local = per_call.get(attribute.attr.value)
+        if local is not None:
+            replacements[attribute] = cst.Name(local)
+    return code(replace_nodes(expression, replacements)).strip()

@@ -1,0 +1,333 @@
+"""The conversion plan: frozen dataclasses that hold every decision between analysis and emission.
+
+`modularize plan pipeline_foo.py` prints one (`render_plan`); `emit` turns one into package files. Statements are
+kept as LibCST nodes, already rewritten for their block; everything else is plain data.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import libcst as cst
+
+FILE_OF_KIND = {
+    "input": "before_denoise.py",
+    "encode": "encoders.py",
+    "before_denoise": "before_denoise.py",
+    "denoise": "denoise.py",
+    "decode": "decoders.py",
+}
+
+
+@dataclass(frozen=True)
+class Note:
+    """A decision the report shows: something dropped, rewritten, refused at run time, or assumed."""
+
+    action: str  # "dropped" | "rewritten" | "raises" | "assumed" | "kept"
+    what: str
+    why: str
+    line: int = 0
+    safety: str = "safe"  # like ruff's fix labels: "safe" | "unsafe" | "display-only"
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type_hint: str | None = None  # source text of the annotation
+    default: str | None = None  # source text of the default value
+    description: str = ""
+    producer: str | None = None  # the block that produces it; None for `__call__` arguments
+
+
+@dataclass(frozen=True)
+class Output:
+    name: str  # name in the pipeline state
+    local: str  # the local variable holding it inside the block
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    type_hint: str | None  # source text of the `__init__` annotation
+    optional: bool = False
+
+
+@dataclass(frozen=True)
+class Helper:
+    name: str
+    function: cst.FunctionDef  # already a static method taking `components` first
+    origin: str  # dotted path of the method it was copied from
+
+
+@dataclass(frozen=True)
+class BlockPlan:
+    key: str  # name in the blocks dict
+    class_name: str
+    label: str  # the stage comment it came from
+    kind: str  # input | encode | before_denoise | decode
+    lines: tuple[int, int]
+    body: tuple[cst.BaseStatement, ...]
+    inputs: tuple[Param, ...]
+    outputs: tuple[Output, ...]
+    components: tuple[str, ...]
+    helpers: tuple[Helper, ...]
+    unbound_outputs: tuple[str, ...] = ()  # written on some paths only, with no value coming in
+
+    @property
+    def file(self) -> str:
+        return FILE_OF_KIND[self.kind]
+
+
+@dataclass(frozen=True)
+class LoopStepPlan:
+    key: str  # before_denoiser | denoiser | after_denoiser
+    class_name: str
+    body: tuple[cst.BaseStatement, ...]
+    inputs: tuple[Param, ...]  # read from the pipeline state
+    guided: tuple[str, ...]  # inputs read only through the guider (declared, not bound to locals)
+    carried_in: tuple[str, ...]  # read from the loop's block state (produced by another step)
+    carried_out: tuple[str, ...]  # written back to the loop's block state
+    outputs: tuple[Output, ...]  # declared: read after the loop
+    components: tuple[str, ...]
+    helpers: tuple[Helper, ...]
+    lines: tuple[int, int] = (0, 0)
+
+
+@dataclass(frozen=True)
+class LoopPlan:
+    key: str
+    class_name: str  # the denoise step (wrapper with its sub-blocks)
+    wrapper_class_name: str
+    label: str
+    lines: tuple[int, int]
+    loop_targets: tuple[str, ...]  # `i, t`
+    wrapper_body: tuple[cst.BaseStatement, ...]  # pre-loop statements and the loop, whose body runs the steps
+    inputs: tuple[Param, ...]
+    to_block_state: tuple[str, ...]  # wrapper locals the steps read
+    components: tuple[str, ...]
+    steps: tuple[LoopStepPlan, ...]
+    kind: str = "denoise"
+
+    @property
+    def file(self) -> str:
+        return FILE_OF_KIND["denoise"]
+
+    @property
+    def outputs(self) -> tuple[Output, ...]:
+        return tuple(output for step in self.steps for output in step.outputs)
+
+
+@dataclass(frozen=True)
+class GuidanceField:
+    name: str  # the variable the denoiser call reads
+    cond: str  # state name of the conditional value
+    uncond: str  # state name of the unconditional value
+
+
+@dataclass(frozen=True)
+class GuidancePlan:
+    pattern: str  # "batched-cfg" | "none"
+    guider: str | None = None  # guider class used
+    denoiser: str | None = None  # component called in the loop
+    fields: tuple[GuidanceField, ...] = ()
+    scale: str | None = None  # `__call__` argument holding the guidance scale
+    rescale: str | None = None  # `__call__` argument holding the guidance rescale factor
+    condition: str | None = None  # when the standard pipeline does CFG, over `__call__` arguments and `self`
+    condition_name: str | None = None  # the source's name for that condition (`do_classifier_free_guidance`)
+    rescale_condition: str | None = None  # when it rescales, with `condition_name` standing for the condition
+    arguments: tuple[Param, ...] = ()  # `__call__` arguments that configure the guider
+    model_output: str | None = None  # local assigned by the denoiser call
+    guided: str | None = None  # local assigned the guided prediction
+    repeated: tuple[str, ...] = ()  # denoiser inputs the source repeats for each guidance batch
+    batch_order: tuple[str, ...] = ()  # guider batch identifiers in the source's concatenation order
+
+
+@dataclass(frozen=True)
+class PipelineClassPlan:
+    class_name: str
+    bases: tuple[str, ...]  # mixins kept from the standard pipeline
+    class_attributes: tuple[cst.SimpleStatementLine, ...]
+    properties: tuple[cst.FunctionDef, ...]  # derived attributes and copied properties
+    adaptation: cst.FunctionDef | None  # side effects of the standard `__init__` on components
+    init_components: tuple[str, ...]  # `__init__` parameters that are components
+
+
+@dataclass(frozen=True)
+class ModuleDefinition:
+    """A module-level statement of the source that generated code may need (import, function, constant)."""
+
+    names: tuple[str, ...]
+    node: cst.CSTNode
+    kind: str  # "import" | "function" | "class" | "statement"
+    origin: str  # dotted path for `# Copied from`
+
+
+@dataclass(frozen=True)
+class PipelinePlan:
+    source_label: str
+    source_module: str | None
+    class_name: str  # the standard pipeline class
+    model_name: str  # "stable-diffusion"
+    prefix: str  # "StableDiffusion"
+    package: str  # "modular_stable_diffusion"
+    blocks: tuple[BlockPlan | LoopPlan, ...]
+    components: tuple[Component, ...]
+    guidance: GuidancePlan
+    pipeline: PipelineClassPlan
+    call_arguments: tuple[Param, ...]  # every argument of the standard `__call__`
+    block_arguments: tuple[str, ...]  # `__call__` arguments the blocks take as inputs
+    unserved_arguments: tuple[tuple[str, str], ...]  # (name, default) that raise when given another value
+    outputs: tuple[tuple[str, str], ...]  # (standard output field, pipeline state name)
+    module_definitions: tuple[ModuleDefinition, ...]
+    notes: tuple[Note, ...] = field(default=())
+
+    @property
+    def blocks_class_name(self) -> str:
+        return f"{self.prefix}Blocks"
+
+    @property
+    def pipeline_class_name(self) -> str:
+        return self.pipeline.class_name
+
+
+def plan_summary(plan: PipelinePlan) -> dict:
+    """The plan as plain data (what `modularize plan --json` prints)."""
+
+    def params(items):
+        return [
+            {k: v for k, v in (("name", p.name), ("default", p.default), ("from", p.producer)) if v is not None}
+            for p in items
+        ]
+
+    def block(b):
+        if isinstance(b, LoopPlan):
+            return {
+                "name": b.key,
+                "class": b.class_name,
+                "label": b.label,
+                "kind": "denoise",
+                "file": b.file,
+                "lines": list(b.lines),
+                "inputs": params(b.inputs),
+                "components": list(b.components),
+                "steps": [
+                    {
+                        "name": s.key,
+                        "class": s.class_name,
+                        "inputs": params(s.inputs),
+                        "carried_in": list(s.carried_in),
+                        "carried_out": list(s.carried_out),
+                        "outputs": [o.name for o in s.outputs],
+                        "components": list(s.components),
+                        "helpers": [h.name for h in s.helpers],
+                    }
+                    for s in b.steps
+                ],
+            }
+        return {
+            "name": b.key,
+            "class": b.class_name,
+            "label": b.label,
+            "kind": b.kind,
+            "file": b.file,
+            "lines": list(b.lines),
+            "inputs": params(b.inputs),
+            "outputs": [o.name if o.name == o.local else f"{o.name} (= {o.local})" for o in b.outputs],
+            "components": list(b.components),
+            "helpers": [h.name for h in b.helpers],
+        }
+
+    guidance = plan.guidance
+    return {
+        "source": plan.source_label,
+        "pipeline": plan.class_name,
+        "package": plan.package,
+        "modular_pipeline": plan.pipeline.class_name,
+        "blocks": [block(b) for b in plan.blocks],
+        "components": [{"name": c.name, "type": c.type_hint} for c in plan.components],
+        "guidance": {
+            "pattern": guidance.pattern,
+            "guider": guidance.guider,
+            "denoiser": guidance.denoiser,
+            "fields": {f.name: [f.cond, f.uncond] for f in guidance.fields},
+            "condition": guidance.condition,
+            "guider_arguments": [p.name for p in guidance.arguments],
+        },
+        "call": {
+            "block_arguments": list(plan.block_arguments),
+            "unserved_arguments": [name for name, _ in plan.unserved_arguments],
+            "outputs": dict(plan.outputs),
+        },
+        "notes": [
+            {"action": n.action, "what": n.what, "why": n.why, "line": n.line, "safety": n.safety} for n in plan.notes
+        ],
+    }
+
+
+def render_plan(plan: PipelinePlan) -> str:
+    summary = plan_summary(plan)
+    lines = [
+        f"{plan.class_name} ({plan.source_label}) -> {plan.package}/ ({plan.pipeline.class_name})",
+        "",
+        "blocks:",
+    ]
+
+    def fmt_inputs(items):
+        parts = []
+        for item in items:
+            text = item["name"]
+            if "from" in item:
+                text += f" <- {item['from']}"
+            parts.append(text)
+        return ", ".join(parts) or "-"
+
+    for block in summary["blocks"]:
+        lines.append(
+            f"  {block['name']}: {block['class']}  [{block['file']}, lines {block['lines'][0]}-{block['lines'][1]}]"
+        )
+        lines.append(f"      stage:      {block['label']}")
+        lines.append(f"      inputs:     {fmt_inputs(block['inputs'])}")
+        if "steps" in block:
+            lines.append(f"      components: {', '.join(block['components']) or '-'}")
+            for step in block["steps"]:
+                lines.append(f"      - {step['name']}: {step['class']}")
+                lines.append(f"          inputs:     {fmt_inputs(step['inputs'])}")
+                carried = ", ".join(step["carried_in"]) or "-"
+                lines.append(f"          carried:    in {carried}; out {', '.join(step['carried_out']) or '-'}")
+                if step["outputs"]:
+                    lines.append(f"          outputs:    {', '.join(step['outputs'])}")
+                lines.append(f"          components: {', '.join(step['components']) or '-'}")
+                if step["helpers"]:
+                    lines.append(f"          helpers:    {', '.join(step['helpers'])}")
+        else:
+            lines.append(f"      outputs:    {', '.join(block['outputs']) or '-'}")
+            lines.append(f"      components: {', '.join(block['components']) or '-'}")
+            if block["helpers"]:
+                lines.append(f"      helpers:    {', '.join(block['helpers'])}")
+    lines += ["", "components:"]
+    for component in summary["components"]:
+        lines.append(f"  {component['name']}: {component['type']}")
+    guidance = summary["guidance"]
+    lines += ["", f"guidance: {guidance['pattern']}"]
+    if guidance["pattern"] != "none":
+        lines.append(f"  guider:     {guidance['guider']} on `{guidance['denoiser']}`")
+        for name, (cond, uncond) in guidance["fields"].items():
+            lines.append(f"  field:      {name} = ({cond}, {uncond})  [conditional, unconditional]")
+        lines.append(f"  CFG on when (standard pipeline's own condition): {guidance['condition']}")
+        lines.append(f"  guider configured from: {', '.join(guidance['guider_arguments'])}")
+    lines += ["", "standard call -> modular call:"]
+    lines.append(f"  block inputs: {', '.join(summary['call']['block_arguments'])}")
+    if summary["call"]["unserved_arguments"]:
+        lines.append(f"  raise unless left at default: {', '.join(summary['call']['unserved_arguments'])}")
+    lines.append("  outputs: " + ", ".join(f"{k} <- state[{v!r}]" for k, v in summary["call"]["outputs"].items()))
+    lines += ["", "notes:"]
+    for note in summary["notes"]:
+        where = f"line {note['line']}: " if note["line"] else ""
+        lines.append(f"  [{note['action']}, {note['safety']}] {where}{note['what']} -- {note['why']}")
+    return "\n".join(lines) + "\n"
+
+
+def plan_json(plan: PipelinePlan) -> str:
+    return json.dumps(plan_summary(plan), indent=2)

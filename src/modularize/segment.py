@@ -1,0 +1,147 @@
+"""Split the top-level statements of `__call__` into stages.
+
+Stage boundaries are the numbered comments diffusers pipelines put above their steps (`# 4. Prepare timesteps`),
+matched by *label*, not number: the loop is numbered anywhere from 5 to 10 and some pipelines prepare timesteps
+after latents. Where comments are missing, anchors decide: `self.encode_prompt(...)`, `retrieve_timesteps` /
+`set_timesteps`, `self.prepare_latents`, the loop over timesteps, `self.vae.decode`.
+
+    # 3. Encode input prompt            -> Segment(label="3. Encode input prompt", kind="encode", ...)
+    prompt_embeds, ... = self.encode_prompt(...)
+    # 4. Prepare timesteps              -> Segment(label="4. Prepare timesteps", kind="before_denoise", ...)
+    timesteps, ... = retrieve_timesteps(...)
+
+Statements after the denoising loop become their own `decode` segment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import libcst as cst
+import libcst.matchers as m
+
+from .source import SourceModule
+
+KINDS = ("input", "encode", "before_denoise", "denoise", "decode")
+
+
+@dataclass(frozen=True)
+class Segment:
+    label: str  # the stage comment without `#`, or a name given by an anchor
+    kind: str  # one of KINDS
+    statements: tuple[cst.BaseStatement, ...]
+    loop: cst.BaseCompoundStatement | None = None  # the denoising loop statement, for the denoise segment
+
+
+def stage_label(statement: cst.CSTNode) -> str | None:
+    """The numbered stage comment above a statement (`# 4. Prepare timesteps` -> `4. Prepare timesteps`)."""
+    for line in getattr(statement, "leading_lines", ()):
+        if line.comment is None:
+            continue
+        text = line.comment.value.lstrip("#").strip()
+        number, _, rest = text.partition(" ")
+        digits = number.rstrip(".").replace(".", "")
+        if digits.isdigit() and rest.strip():
+            return text
+    return None
+
+
+def label_title(label: str) -> str:
+    """`6. Prepare extra step kwargs. TODO: ...` -> `Prepare extra step kwargs`."""
+    _, _, rest = label.partition(" ")
+    rest = rest.strip() or label
+    return rest.split(". ")[0].split(":")[0].strip().rstrip(".")
+
+
+def kind_of_label(label: str) -> str | None:
+    title = label_title(label).lower()
+    if "denois" in title or "loop" in title:
+        return "denoise"
+    if "decode" in title or "post-process" in title or "postprocess" in title:
+        return "decode"
+    if "encode" in title:
+        return "encode"
+    if "check" in title or "call param" in title or "default height" in title or "define" in title:
+        return "input"
+    return "before_denoise"
+
+
+def is_timestep_loop(node: cst.CSTNode) -> bool:
+    """`for i, t in enumerate(timesteps)` (or over `self.progress_bar(timesteps)`)."""
+    if not isinstance(node, cst.For):
+        return False
+    return "timesteps" in cst.Module(body=[]).code_for_node(node.iter)
+
+
+def find_timestep_loop(statement: cst.CSTNode) -> cst.For | None:
+    """The loop over timesteps at the top of a statement, looking through `with` wrappers."""
+    node = statement
+    while isinstance(node, cst.With):
+        inner = [s for s in node.body.body if not isinstance(s, cst.SimpleStatementLine)]
+        if len(inner) != 1:
+            return None
+        node = inner[0]
+    return node if is_timestep_loop(node) else None
+
+
+def _anchor_kind(statement: cst.CSTNode) -> str | None:
+    if m.findall(statement, m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name("encode_prompt")))):
+        return "encode"
+    if m.findall(statement, m.Call(func=m.Name("retrieve_timesteps"))) or m.findall(
+        statement, m.Call(func=m.Attribute(attr=m.Name("set_timesteps")))
+    ):
+        return "before_denoise"
+    if m.findall(statement, m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name("prepare_latents")))):
+        return "before_denoise"
+    if m.findall(statement, m.Call(func=m.Attribute(attr=m.Name("decode")))):
+        return "decode"
+    return None
+
+
+def segment_call(source: SourceModule, body: Sequence[cst.BaseStatement]) -> list[Segment]:
+    """Group `__call__`'s top-level statements into labelled stages in source order."""
+    groups: list[tuple[str | None, list[cst.BaseStatement]]] = []
+    for statement in body:
+        label = stage_label(statement)
+        if label is not None or not groups:
+            groups.append((label, [statement]))
+        else:
+            groups[-1][1].append(statement)
+
+    loops = [(g, s) for g, (_, statements) in enumerate(groups) for s in statements if find_timestep_loop(s)]
+    if not loops:
+        raise source.refuse(body[0] if body else source.tree, "no denoising loop over `timesteps` in `__call__`")
+    if len(loops) > 1:
+        raise source.refuse(loops[1][1], "more than one loop over timesteps in `__call__` (nested or chained loops)")
+    loop_group, loop_statement = loops[0]
+
+    segments: list[Segment] = []
+    after_loop = False
+    for index, (label, statements) in enumerate(groups):
+        if index == loop_group:
+            position = statements.index(loop_statement)
+            segments.append(
+                Segment(label or "Denoising loop", "denoise", tuple(statements[: position + 1]), loop_statement)
+            )
+            rest = statements[position + 1 :]
+            if rest:
+                segments.append(Segment("Decode", "decode", tuple(rest)))
+            after_loop = True
+            continue
+        if after_loop:
+            segments.append(Segment(label or "Decode", "decode", tuple(statements)))
+            continue
+        if label is not None:
+            kind = kind_of_label(label)
+        else:
+            anchored = next((k for k in map(_anchor_kind, statements) if k), None)
+            kind = anchored or (segments[-1].kind if segments else "input")
+        if kind in ("denoise", "decode"):
+            kind = "before_denoise"  # only the loop itself is the denoise stage; decoding happens after it
+        segments.append(Segment(label or _anchor_label(kind), kind, tuple(statements)))
+    return segments
+
+
+def _anchor_label(kind: str) -> str:
+    return {"input": "Inputs", "encode": "Encode", "before_denoise": "Prepare", "decode": "Decode"}.get(kind, kind)

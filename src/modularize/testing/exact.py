@@ -1,0 +1,74 @@
+"""Exact mode: make a reference model run a CFG batch as two half-batch calls.
+
+A standard pipeline with batched CFG calls its denoiser once on `[uncond, cond]` (batch 2n); a guider calls it
+once per batch (batch n each). On CPU that alone changes the last bits. Wrapping the reference so every doubled
+batch is split into halves, each run on its own, makes both sides do the same arithmetic: if the outputs are then
+bitwise equal, the remaining plain-mode difference is batching and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+
+def _batch_of(args: tuple, kwargs: dict) -> int | None:
+    import torch
+
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, torch.Tensor) and value.ndim > 0:
+            return value.shape[0]
+    return None
+
+
+def _half(value: Any, batch: int, part: slice) -> Any:
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        # a fresh tensor per half, as a guider batch would be (views keep the parent's alignment)
+        return value[part].clone() if value.ndim > 0 and value.shape[0] == batch else value
+    if isinstance(value, dict):
+        return {key: _half(item, batch, part) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_half(item, batch, part) for item in value)
+    return value
+
+
+def _joined(first: Any, second: Any) -> Any:
+    import torch
+
+    if isinstance(first, torch.Tensor):
+        return torch.cat([first, second])
+    if isinstance(first, tuple):
+        return tuple(_joined(a, b) for a, b in zip(first, second, strict=True))
+    if isinstance(first, list):
+        return [_joined(a, b) for a, b in zip(first, second, strict=True)]
+    if isinstance(first, dict):
+        joined = {key: _joined(first[key], second[key]) for key in first}
+        return type(first)(**joined) if hasattr(first, "__dataclass_fields__") else joined
+    return first
+
+
+@contextmanager
+def half_batch_calls(module: Any, enabled: bool = True) -> Iterator[None]:
+    """Within the block, `module(x)` with an even batch runs as `module(x[:n/2])` and `module(x[n/2:])`."""
+    if not enabled:
+        yield
+        return
+    original = module.forward
+
+    def forward(*args, **kwargs):
+        batch = _batch_of(args, kwargs)
+        if batch is None or batch % 2:
+            return original(*args, **kwargs)
+        half = batch // 2
+        first = original(*_half(args, batch, slice(0, half)), **_half(kwargs, batch, slice(0, half)))
+        second = original(*_half(args, batch, slice(half, batch)), **_half(kwargs, batch, slice(half, batch)))
+        return _joined(first, second)
+
+    module.forward = forward
+    try:
+        yield
+    finally:
+        del module.forward

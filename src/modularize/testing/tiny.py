@@ -1,0 +1,154 @@
+"""Tiny offline components and default inputs for the pipelines modularize knows how to verify.
+
+Every factory seeds its own RNG (the caller's global RNG is left alone) and builds models small enough that a
+2-step generation takes a fraction of a second on one CPU thread. Dimension couplings that matter: the text
+encoder's `vocab_size` equals `len(tokenizer)`, CLIP's `model_max_length` is 77, and the text hidden size equals
+the UNet's `cross_attention_dim`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .tokenizers import tiny_clip_tokenizer
+
+
+@dataclass(frozen=True)
+class TinySetup:
+    """What `verify` needs for one standard pipeline class."""
+
+    components: Callable[[], dict[str, Any]]  # keyword arguments of the standard pipeline's constructor
+    inputs: dict[str, Any]  # default call inputs (a generator is added per run)
+    cases: tuple[tuple[str, dict[str, Any]], ...] = field(default=())  # the default matrix: (name, overrides)
+
+
+def _seeded(seed: int, build: Callable[[], Any]) -> Any:
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
+
+def stable_diffusion_components(seed: int = 0) -> dict[str, Any]:
+    """UNet, VAE, CLIP text encoder and tokenizer for StableDiffusionPipeline, 32x32 images."""
+    from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    tokenizer = tiny_clip_tokenizer()
+    text_config = CLIPTextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        max_position_embeddings=77,
+        projection_dim=32,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    text_encoder = _seeded(seed, lambda: CLIPTextModel(text_config).eval())
+    unet = _seeded(
+        seed + 1,
+        lambda: UNet2DConditionModel(
+            sample_size=16,
+            in_channels=4,
+            out_channels=4,
+            block_out_channels=(32, 64),
+            layers_per_block=1,
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            cross_attention_dim=32,
+            norm_num_groups=32,
+        ).eval(),
+    )
+    vae = _seeded(
+        seed + 2,
+        lambda: AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            block_out_channels=(32, 64),
+            down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+            up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+            latent_channels=4,
+            norm_num_groups=32,
+        ).eval(),
+    )
+    # Stable Diffusion v1's scheduler settings, but `steps_offset=0`: an outdated config that the standard
+    # pipeline's constructor fixes in place, which the generated pipeline has to reproduce.
+    scheduler = PNDMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        skip_prk_steps=True,
+        set_alpha_to_one=False,
+        steps_offset=0,
+    )
+    return {
+        "vae": vae,
+        "text_encoder": text_encoder,
+        "tokenizer": tokenizer,
+        "unet": unet,
+        "scheduler": scheduler,
+        "safety_checker": None,
+        "feature_extractor": None,
+        "requires_safety_checker": False,
+    }
+
+
+_TWO_PROMPTS = ["a photo of a cat", "the dog and the moon"]
+_TWO_NEGATIVES = ["blurry", "low quality"]
+
+STABLE_DIFFUSION = TinySetup(
+    components=stable_diffusion_components,
+    inputs={"prompt": "a photo of a cat", "num_inference_steps": 2, "output_type": "np"},
+    cases=(
+        ("default", {}),
+        ("cfg_off", {"guidance_scale": 1.0}),
+        ("rescale", {"guidance_rescale": 0.7}),
+        ("negative_prompt", {"negative_prompt": "blurry"}),
+        ("two_prompts", {"prompt": _TWO_PROMPTS}),
+        ("two_images_per_prompt", {"num_images_per_prompt": 2}),
+        (
+            "two_prompts_x2_negatives_rescale_3_steps",
+            {
+                "prompt": _TWO_PROMPTS,
+                "negative_prompt": _TWO_NEGATIVES,
+                "num_images_per_prompt": 2,
+                "guidance_rescale": 0.7,
+                "num_inference_steps": 3,
+            },
+        ),
+        ("latent", {"output_type": "latent", "prompt": _TWO_PROMPTS, "num_images_per_prompt": 2}),
+        (
+            "cfg_off_two_prompts_x2_latent",
+            {"guidance_scale": 1.0, "prompt": _TWO_PROMPTS, "num_images_per_prompt": 2, "output_type": "latent"},
+        ),
+        ("cfg_off_rescale", {"guidance_scale": 1.0, "guidance_rescale": 0.7}),
+        ("ddim_eta", {"scheduler": "DDIMScheduler", "eta": 0.5, "num_inference_steps": 3}),
+        (
+            "ddim_eta_rescale_two_prompts_x2",
+            {
+                "scheduler": "DDIMScheduler",
+                "eta": 1.0,
+                "guidance_rescale": 0.7,
+                "prompt": _TWO_PROMPTS,
+                "negative_prompt": _TWO_NEGATIVES,
+                "num_images_per_prompt": 2,
+            },
+        ),
+        (
+            "ddim_cfg_off_latent",
+            {"scheduler": "DDIMScheduler", "eta": 0.5, "guidance_scale": 1.0, "output_type": "latent"},
+        ),
+    ),
+)
+
+SETUPS: dict[str, TinySetup] = {"StableDiffusionPipeline": STABLE_DIFFUSION}
+
+
+def setup_for(class_name: str) -> TinySetup | None:
+    return SETUPS.get(class_name)

@@ -1,0 +1,38 @@
+"""Tiny tokenizers built in code: no Hub, no sentencepiece, a few KB, the same every time.
+
+CLIP's tokenizer is byte-level BPE: its vocabulary is the 256 byte symbols (each also with the end-of-word marker
+`</w>`), a handful of merges and the two special tokens. That is enough to tokenize any prompt deterministically.
+"""
+
+from __future__ import annotations
+
+# A few merges so that common prompt words become single tokens, like they would with a real vocabulary.
+_CLIP_MERGES = [("t", "h"), ("th", "e</w>"), ("a", "n"), ("an", "d</w>"), ("c", "a"), ("ca", "t</w>")]
+
+
+def byte_symbols() -> list[str]:
+    """The 256 printable stand-ins byte-level BPE uses for bytes (printable bytes map to themselves)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    symbols = {byte: chr(byte) for byte in printable}
+    shifted = 0
+    for byte in range(256):
+        if byte not in symbols:
+            symbols[byte] = chr(256 + shifted)
+            shifted += 1
+    return [symbols[byte] for byte in range(256)]
+
+
+def tiny_clip_tokenizer(model_max_length: int = 77):
+    """A CLIPTokenizer with a ~520-token vocabulary. `model_max_length` must stay 77 for CLIP text models."""
+    from transformers import CLIPTokenizer
+
+    vocab: dict[str, int] = {}
+    for symbol in byte_symbols():
+        vocab.setdefault(symbol, len(vocab))
+    for symbol in byte_symbols():
+        vocab.setdefault(symbol + "</w>", len(vocab))
+    for first, second in _CLIP_MERGES:
+        vocab.setdefault(first + second, len(vocab))
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    return CLIPTokenizer(vocab=vocab, merges=list(_CLIP_MERGES), model_max_length=model_max_length)

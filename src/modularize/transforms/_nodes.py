@@ -1,0 +1,156 @@
+"""Mechanics shared by the transforms: replace nodes found by an analysis, substitute free names.
+
+    replace_nodes(stmt, {found_if: cst.RemoveFromParent()})   # drop a node the analysis located
+    substitute_names(stmt, {"callback_steps": cst.Name("None")})
+        check(prompt, callback_steps)  ->  check(prompt, None)
+
+Only names in load positions are substituted: attribute names (`x.callback_steps`), keyword names
+(`f(callback_steps=1)`) and parameter names are left alone.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Mapping
+from typing import TypeVar
+
+import libcst as cst
+
+from ..source import code
+
+NodeT = TypeVar("NodeT", bound=cst.CSTNode)
+
+Replacement = cst.CSTNode | cst.RemovalSentinel | cst.FlattenSentinel
+
+
+class _ReplaceNodes(cst.CSTTransformer):
+    def __init__(self, replacements: Mapping[cst.CSTNode, Replacement]):
+        super().__init__()
+        self._replacements = replacements
+
+    def on_leave(self, original_node, updated_node):
+        replacement = self._replacements.get(original_node)
+        if replacement is None:
+            return updated_node
+        return replacement
+
+
+def replace_nodes(node: NodeT, replacements: Mapping[cst.CSTNode, Replacement]) -> NodeT | cst.RemovalSentinel:
+    """Replace nodes by identity (nodes of `node`'s own tree, as found by an analysis)."""
+    if not replacements:
+        return node
+    if node in replacements:
+        return replacements[node]
+    return node.visit(_ReplaceNodes(replacements))
+
+
+class _SubstituteNames(cst.CSTTransformer):
+    def __init__(self, mapping: Mapping[str, cst.BaseExpression]):
+        super().__init__()
+        self._mapping = mapping
+        self._not_variables: set[int] = set()
+
+    def visit_Attribute(self, node: cst.Attribute) -> bool:
+        self._not_variables.add(id(node.attr))
+        return True
+
+    def visit_Arg(self, node: cst.Arg) -> bool:
+        if node.keyword is not None:
+            self._not_variables.add(id(node.keyword))
+        return True
+
+    def visit_Param(self, node: cst.Param) -> bool:
+        self._not_variables.add(id(node.name))
+        return True
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+        self._not_variables.add(id(node.name))
+        return True
+
+    def leave_Name(self, original_node: cst.Name, updated_node: cst.Name) -> cst.BaseExpression:
+        if id(original_node) in self._not_variables:
+            return updated_node
+        replacement = self._mapping.get(original_node.value)
+        return updated_node if replacement is None else replacement
+
+
+def substitute_names(node: NodeT, mapping: Mapping[str, cst.BaseExpression]) -> NodeT:
+    if not mapping:
+        return node
+    return node.visit(_SubstituteNames(mapping))
+
+
+def same_expression(a: cst.CSTNode, b: cst.CSTNode) -> bool:
+    """Equal up to parentheses, whitespace and comments (compared as Python ASTs)."""
+    return _normalized(a) == _normalized(b)
+
+
+def _normalized(node: cst.CSTNode) -> str:
+    text = code(node).strip()
+    try:
+        return ast.dump(ast.parse(f"({text})", mode="eval"))
+    except SyntaxError:
+        return text
+
+
+def conjuncts(test: cst.BaseExpression) -> list[cst.BaseExpression]:
+    """`a and b and c` -> [a, b, c] (parentheses around the whole test are ignored)."""
+    if isinstance(test, cst.BooleanOperation) and isinstance(test.operator, cst.And):
+        return [*conjuncts(test.left), *conjuncts(test.right)]
+    return [test]
+
+
+def indented(statements: list[cst.BaseStatement]) -> cst.IndentedBlock:
+    return cst.IndentedBlock(body=statements)
+
+
+def parse_statement(text: str) -> cst.BaseStatement:
+    return cst.parse_statement(text)
+
+
+def parse_expression(text: str) -> cst.BaseExpression:
+    return cst.parse_expression(text)
+
+
+class _PruneEmptyBlocks(cst.CSTTransformer):
+    """An `if` whose body lost every statement is removed (or keeps its `else` behind `pass`)."""
+
+    def leave_If(self, original_node: cst.If, updated_node: cst.If):
+        if updated_node.body.body:
+            return updated_node
+        if updated_node.orelse is None:
+            return cst.RemoveFromParent()
+        return updated_node.with_changes(body=cst.IndentedBlock(body=[cst.SimpleStatementLine([cst.Pass()])]))
+
+    def leave_Else(self, original_node: cst.Else, updated_node: cst.Else):
+        return updated_node if updated_node.body.body else cst.RemoveFromParent()
+
+    def leave_For(self, original_node: cst.For, updated_node: cst.For):
+        return updated_node if updated_node.body.body else cst.RemoveFromParent()
+
+    def leave_With(self, original_node: cst.With, updated_node: cst.With):
+        return updated_node if updated_node.body.body else cst.RemoveFromParent()
+
+
+def rewrite_statement(
+    statement: cst.BaseStatement, replacements: Mapping[cst.CSTNode, Replacement]
+) -> cst.BaseStatement | None:
+    """Apply replacements to one statement and prune what they emptied; None when nothing is left."""
+    result = cst.Module(body=[statement]).visit(_ReplaceNodes(replacements)) if replacements else None
+    if result is None:
+        return statement
+    result = result.visit(_PruneEmptyBlocks())
+    if not result.body:
+        return None
+    if len(result.body) == 1:
+        return result.body[0]
+    raise ValueError("a replacement turned one statement into several; use rewrite_statements")
+
+
+def rewrite_statements(
+    statements: list[cst.BaseStatement], replacements: Mapping[cst.CSTNode, Replacement]
+) -> list[cst.BaseStatement]:
+    module = cst.Module(body=statements)
+    if replacements:
+        module = module.visit(_ReplaceNodes(replacements))
+    return list(module.visit(_PruneEmptyBlocks()).body)

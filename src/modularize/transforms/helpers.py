@@ -1,0 +1,44 @@
+"""Carry a helper method of the standard pipeline onto a block as a static method taking `components` first.
+
+Before (a method of `StableDiffusionPipeline`):
+
+    def prepare_latents(self, batch_size, num_channels_latents, height, width, dtype, device, generator, latents=None):
+        shape = (batch_size, num_channels_latents, int(height) // self.vae_scale_factor, ...)
+        ...
+        latents = latents * self.scheduler.init_noise_sigma
+        return latents
+
+After (a member of the block that calls it, reached as `self.prepare_latents(components, ...)`):
+
+    # Copied from diffusers...StableDiffusionPipeline.prepare_latents with self->components
+    @staticmethod
+    def prepare_latents(components, batch_size, num_channels_latents, height, width, dtype, device, generator, latents=None):
+        shape = (batch_size, num_channels_latents, int(height) // components.vae_scale_factor, ...)
+        ...
+        latents = latents * components.scheduler.init_noise_sigma
+        return latents
+
+A helper calling another helper calls it through the owning block class (`<Block>.encode_image(components, ...)`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import libcst as cst
+
+from .self_to_components import self_to_components
+
+
+def as_static_helper(
+    function: cst.FunctionDef, meaning: Callable[[str], str], owner_class: str, origin: str
+) -> tuple[cst.FunctionDef, dict[str, dict[str, None]]]:
+    rewritten, used = self_to_components(function, meaning, {}, helper_owner=owner_class)
+    comments = [
+        line
+        for line in rewritten.leading_lines
+        if line.comment is None or not line.comment.value.lstrip("# ").startswith("Copied from")
+    ]
+    header = cst.EmptyLine(comment=cst.Comment(f"# Copied from {origin} with self->components"))
+    decorators = [cst.Decorator(cst.Name("staticmethod")), *rewritten.decorators]
+    return rewritten.with_changes(leading_lines=[*comments, header], decorators=decorators), used

@@ -1,0 +1,139 @@
+"""Imports of generated files: resolve the source's relative imports, keep only what a file uses.
+
+Before (in `diffusers/pipelines/stable_diffusion/pipeline_stable_diffusion.py`):
+
+    from ...models import AutoencoderKL, ImageProjection, UNet2DConditionModel
+
+After, out of tree (the default), in a file that uses only `AutoencoderKL`:
+
+    from diffusers.models import AutoencoderKL
+
+and with `--in-tree` (the package lives in `diffusers/modular_pipelines/<model>/`):
+
+    from ...models import AutoencoderKL
+
+Module-level statements copied for the names they define (`if is_torch_xla_available(): import ... as xm;
+XLA_AVAILABLE = True`) lose the imports nothing in their new file uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+import libcst as cst
+
+from ..errors import ConversionError, Location
+
+
+def dotted(node: cst.BaseExpression | None) -> str:
+    if node is None:
+        return ""
+    if isinstance(node, cst.Name):
+        return node.value
+    if isinstance(node, cst.Attribute):
+        return f"{dotted(node.value)}.{node.attr.value}"
+    raise TypeError(f"not a dotted name: {node!r}")
+
+
+def absolute_module(node: cst.ImportFrom, module_name: str | None, path: str) -> str:
+    """The absolute module an import-from names (`from ...models import x` -> `diffusers.models`)."""
+    level = len(node.relative)
+    target = dotted(node.module)
+    if level == 0:
+        return target
+    if not module_name:
+        raise ConversionError(
+            "relative import in a file that is not inside a package",
+            Location(path),
+            construct=f"from {'.' * level}{target} import ...",
+            fix="convert the file from its place in the package tree, or use absolute imports",
+        )
+    package = module_name.split(".")[:-1]
+    if level - 1 > len(package):
+        raise ConversionError("relative import goes above the top-level package", Location(path))
+    base = package[: len(package) - (level - 1)]
+    return ".".join([*base, target] if target else base)
+
+
+def relative_module(absolute: str, importing_module: str) -> tuple[int, str]:
+    """`diffusers.models` imported from `diffusers.modular_pipelines.x.encoders` -> (3, "models")."""
+    package = importing_module.split(".")[:-1]
+    parts = absolute.split(".")
+    common = 0
+    while common < min(len(package), len(parts)) and package[common] == parts[common]:
+        common += 1
+    if common == 0:
+        return 0, absolute
+    return len(package) - common + 1, ".".join(parts[common:])
+
+
+def import_from(module: str, names: Collection[tuple[str, str | None]], in_tree_module: str | None = None):
+    """`from module import a, b as c`, relative to `in_tree_module` when given and inside the same top package."""
+    level, target = (0, module)
+    if in_tree_module is not None:
+        level, target = relative_module(module, in_tree_module)
+    aliases = [
+        cst.ImportAlias(
+            name=_dotted_node(name), asname=cst.AsName(cst.Name(asname)) if asname and asname != name else None
+        )
+        for name, asname in names
+    ]
+    return cst.SimpleStatementLine(
+        body=[
+            cst.ImportFrom(
+                module=_dotted_node(target) if target else None,
+                names=aliases,
+                relative=[cst.Dot()] * level,
+            )
+        ]
+    )
+
+
+def _dotted_node(text: str) -> cst.Name | cst.Attribute:
+    parts = text.split(".")
+    node: cst.Name | cst.Attribute = cst.Name(parts[0])
+    for part in parts[1:]:
+        node = cst.Attribute(value=node, attr=cst.Name(part))
+    return node
+
+
+class _PruneImports(cst.CSTTransformer):
+    def __init__(self, used: Collection[str]):
+        super().__init__()
+        self._used = set(used)
+
+    def _keep(self, alias: cst.ImportAlias) -> bool:
+        bound = alias.asname.name if alias.asname else alias.name
+        name = dotted(bound) if not isinstance(bound, cst.Name) else bound.value
+        return name.split(".")[0] in self._used
+
+    def leave_Import(self, original_node, updated_node):
+        kept = [alias for alias in updated_node.names if self._keep(alias)]
+        if not kept:
+            return cst.RemoveFromParent()
+        return updated_node.with_changes(names=_without_trailing_comma(kept))
+
+    def leave_ImportFrom(self, original_node, updated_node):
+        if isinstance(updated_node.names, cst.ImportStar):
+            return updated_node
+        kept = [alias for alias in updated_node.names if self._keep(alias)]
+        if not kept:
+            return cst.RemoveFromParent()
+        return updated_node.with_changes(names=_without_trailing_comma(kept))
+
+    def leave_SimpleStatementLine(self, original_node, updated_node):
+        return updated_node if updated_node.body else cst.RemoveFromParent()
+
+    def leave_IndentedBlock(self, original_node, updated_node):
+        if updated_node.body:
+            return updated_node
+        return updated_node.with_changes(body=[cst.SimpleStatementLine([cst.Pass()])])
+
+
+def _without_trailing_comma(aliases: list[cst.ImportAlias]) -> list[cst.ImportAlias]:
+    return [*aliases[:-1], aliases[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)]
+
+
+def prune_unused_imports(statement: cst.CSTNode, used: Collection[str]) -> cst.CSTNode:
+    """Drop imports inside a copied module-level statement whose names its new file does not use."""
+    return statement.visit(_PruneImports(used))

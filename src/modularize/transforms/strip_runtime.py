@@ -1,0 +1,116 @@
+"""Find the runtime plumbing of a standard `__call__` that has no place in a modular block.
+
+Before (inside a standard `__call__`):
+
+    callback_steps = kwargs.pop("callback_steps", None)
+    self.check_inputs(prompt, callback_steps)
+    for i, t in enumerate(timesteps):
+        if self.interrupt:
+            continue
+        latents = self.scheduler.step(noise_pred, t, latents)[0]
+        if callback_on_step_end is not None:
+            callback_outputs = callback_on_step_end(self, i, t, {})
+        if XLA_AVAILABLE:
+            xm.mark_step()
+    self.maybe_free_model_hooks()
+
+After (`replace_nodes` with the drops, then `without_callbacks`):
+
+    self.check_inputs(prompt, None)
+    for i, t in enumerate(timesteps):
+        latents = self.scheduler.step(noise_pred, t, latents)[0]
+
+Dropped: step-end callbacks and the deprecated `callback` / `callback_steps` (read elsewhere they become `None`),
+`self.interrupt`, XLA `mark_step`, `maybe_free_model_hooks`, and `return` (the output is read from block state).
+Each drop is a `Drop` naming the original node, so the conversion report can say what went, where and why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import libcst as cst
+import libcst.matchers as m
+
+from ..dataflow import names_read
+from ._nodes import substitute_names
+
+# `__call__` arguments that only feed step-end callbacks (and the deprecated callback API popped from **kwargs)
+CALLBACK_ARGUMENTS = ("callback_on_step_end", "callback_on_step_end_tensor_inputs", "callback", "callback_steps")
+
+
+@dataclass(frozen=True)
+class Drop:
+    node: cst.CSTNode
+    what: str
+    why: str
+    safety: str  # "display-only": no effect on outputs; "unsafe": a feature the package does not serve
+    popped: str | None = None  # the `**kwargs` argument a dropped `x = kwargs.pop("x", ...)` accepted
+
+
+_KWARGS_POP = m.Assign(
+    targets=[m.AssignTarget(target=m.Name())],
+    value=m.Call(func=m.Attribute(value=m.Name("kwargs"), attr=m.Name("pop"))),
+)
+_MARK_STEP = m.SimpleStatementLine(
+    body=[m.Expr(value=m.Call(func=m.Attribute(value=m.Name("xm"), attr=m.Name("mark_step"))))]
+)
+_FREE_HOOKS = m.SimpleStatementLine(
+    body=[m.Expr(value=m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name("maybe_free_model_hooks"))))]
+)
+_INTERRUPT = m.Attribute(value=m.Name("self"), attr=m.Name("interrupt"))
+
+
+class _RuntimePlumbing(cst.CSTVisitor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.drops: list[Drop] = []
+        self.returns: list[cst.Return] = []
+
+    def visit_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> bool:
+        statement = node.body[0] if len(node.body) == 1 else None
+        if statement is not None and m.matches(statement, _KWARGS_POP):
+            name = statement.targets[0].target.value
+            if name in CALLBACK_ARGUMENTS:
+                drop = Drop(node, f"`{name} = kwargs.pop(...)`", "deprecated callback API", "unsafe", popped=name)
+                self.drops.append(drop)
+        elif m.matches(node, _MARK_STEP):
+            self.drops.append(Drop(node, "`xm.mark_step()`", "XLA step marker", "display-only"))
+        elif m.matches(node, _FREE_HOOKS):
+            self.drops.append(
+                Drop(node, "`self.maybe_free_model_hooks()`", "model offload hooks are the caller's", "display-only")
+            )
+        elif isinstance(statement, cst.Return):
+            self.returns.append(statement)
+            self.drops.append(
+                Drop(node, "`return ...`", "outputs are read from the pipeline state instead", "display-only")
+            )
+        return False
+
+    def visit_If(self, node: cst.If) -> bool:
+        callbacks = [name for name in names_read(node.test) if name in CALLBACK_ARGUMENTS]
+        if callbacks:
+            self.drops.append(
+                Drop(node, f"`if {callbacks[0]} ...` block", "step-end callbacks are not run by blocks", "unsafe")
+            )
+            return False
+        if m.matches(node.test, _INTERRUPT):
+            self.drops.append(Drop(node, "`if self.interrupt: ...`", "interrupting is not supported", "unsafe"))
+            return False
+        return True
+
+    def visit_With(self, node: cst.With) -> bool:
+        return True
+
+
+def find_runtime_plumbing(statements: Sequence[cst.CSTNode]) -> tuple[list[Drop], list[cst.Return]]:
+    finder = _RuntimePlumbing()
+    for statement in statements:
+        statement.visit(finder)
+    return finder.drops, finder.returns
+
+
+def without_callbacks(node: cst.CSTNode) -> cst.CSTNode:
+    """Callback arguments read outside the dropped code (`check_inputs(..., callback_steps)`) become `None`."""
+    return substitute_names(node, {name: cst.Name("None") for name in CALLBACK_ARGUMENTS})

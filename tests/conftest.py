@@ -1,0 +1,58 @@
+"""Shared fixtures: the installed Stable Diffusion source, packages converted once per session, a CLI runner."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from modularize.cli import main
+from modularize.source_file import installed_diffusers_file
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures"
+TOY = FIXTURES / "pipelines" / "pipeline_toy.py"
+SD_RELATIVE = "pipelines/stable_diffusion/pipeline_stable_diffusion.py"
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capsys):
+    def run(*args: str) -> Run:
+        code = main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return Run(code, captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def sd_source() -> Path:
+    return installed_diffusers_file(SD_RELATIVE)
+
+
+@pytest.fixture(scope="session")
+def sd_package(tmp_path_factory, sd_source) -> Path:
+    out = tmp_path_factory.mktemp("sd") / "modular_stable_diffusion"
+    assert main([str(sd_source), "-o", str(out), "-q"]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def toy_package(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("toy") / "modular_toy"
+    assert main([str(TOY), "-o", str(out), "-q"]) == 0
+    return out
+
+
+@pytest.fixture
+def toy_on_path(monkeypatch):
+    """Lets `verify` import the toy standard pipeline (`pipeline_toy`) the way a user's repository would."""
+    monkeypatch.syspath_prepend(str(TOY.parent))

@@ -1,0 +1,208 @@
+"""The conversion plan for the installed StableDiffusionPipeline and for the toy fixture, and located refusals."""
+
+import json
+
+import pytest
+
+from modularize.convert import ConvertOptions, plan_for
+from modularize.errors import ConversionError
+from modularize.plan import BlockPlan, LoopPlan
+
+from .conftest import FIXTURES, TOY
+
+
+@pytest.fixture(scope="module")
+def sd_plan(sd_source):
+    options = ConvertOptions(
+        path=str(sd_source),
+        label="diffusers/" + str(sd_source).split("diffusers/", 1)[1],
+        module_name="diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion",
+    )
+    return plan_for(sd_source.read_text(), options)
+
+
+def block(plan, key):
+    return next(b for b in plan.blocks if b.key == key)
+
+
+def names(params):
+    return [p.name for p in params]
+
+
+def test_stages_become_blocks_in_source_order_and_files_by_kind(sd_plan):
+    assert [(b.key, b.file) for b in sd_plan.blocks] == [
+        ("default_height_and_width_unet", "before_denoise.py"),
+        ("check_inputs", "before_denoise.py"),
+        ("define_call_parameters", "before_denoise.py"),
+        ("encode_input_prompt", "encoders.py"),
+        ("prepare_timesteps", "before_denoise.py"),
+        ("prepare_latent_variables", "before_denoise.py"),
+        ("prepare_extra_step_kwargs", "before_denoise.py"),
+        ("add_image_embeds_for_ip_adapter", "before_denoise.py"),
+        ("optionally_get_guidance_scale_embedding", "before_denoise.py"),
+        ("denoise", "denoise.py"),
+        ("decode", "decoders.py"),
+    ]
+    assert block(sd_plan, "prepare_timesteps").label == "4. Prepare timesteps"
+
+
+def test_block_inputs_and_outputs_come_from_def_use(sd_plan):
+    encode = block(sd_plan, "encode_input_prompt")
+    assert names(encode.outputs) == ["prompt_embeds", "negative_prompt_embeds"]
+    assert {"prompt", "negative_prompt", "num_images_per_prompt", "clip_skip", "device"} <= set(names(encode.inputs))
+    device = next(p for p in encode.inputs if p.name == "device")
+    assert device.producer == "define_call_parameters"
+    heights = block(sd_plan, "default_height_and_width_unet")
+    assert names(heights.inputs) == ["height", "width"] and names(heights.outputs) == ["height", "width"]
+    timesteps = block(sd_plan, "prepare_timesteps")
+    assert names(timesteps.outputs) == ["timesteps", "num_inference_steps"]
+    decode = block(sd_plan, "decode")
+    assert [(o.name, o.local) for o in decode.outputs] == [
+        ("images", "image"),
+        ("nsfw_content_detected", "has_nsfw_concept"),
+    ]
+    latents_input = next(p for p in decode.inputs if p.name == "latents")
+    assert latents_input.producer == "denoise"
+
+
+def test_call_arguments_keep_default_type_hint_and_docstring_description(sd_plan):
+    steps = next(p for p in block(sd_plan, "prepare_timesteps").inputs if p.name == "num_inference_steps")
+    assert (steps.type_hint, steps.default) == ("int", "50")
+    assert steps.description.startswith("The number of denoising steps.")
+    prompt = next(p for p in sd_plan.call_arguments if p.name == "prompt")
+    assert prompt.type_hint == "str | list[str]" and prompt.default == "None"
+
+
+def test_helpers_go_to_the_blocks_that_call_them(sd_plan):
+    assert [h.name for h in block(sd_plan, "encode_input_prompt").helpers] == ["encode_prompt"]
+    assert [h.name for h in block(sd_plan, "prepare_latent_variables").helpers] == ["prepare_latents"]
+    assert [h.name for h in block(sd_plan, "decode").helpers] == ["run_safety_checker"]
+    helper = block(sd_plan, "prepare_latent_variables").helpers[0]
+    assert helper.origin.endswith("StableDiffusionPipeline.prepare_latents")
+
+
+def test_components_are_typed_from_init_and_unused_ones_dropped(sd_plan):
+    assert [(c.name, c.type_hint) for c in sd_plan.components] == [
+        ("vae", "AutoencoderKL"),
+        ("text_encoder", "CLIPTextModel"),
+        ("tokenizer", "CLIPTokenizer"),
+        ("unet", "UNet2DConditionModel"),
+        ("scheduler", "KarrasDiffusionSchedulers"),
+        ("safety_checker", "StableDiffusionSafetyChecker"),
+        ("feature_extractor", "CLIPImageProcessor"),
+    ]
+    assert any(n.what == "component `image_encoder`" for n in sd_plan.notes)
+    assert block(sd_plan, "prepare_latent_variables").components == ("vae", "unet", "scheduler")
+
+
+def test_batched_cfg_is_found_with_the_standard_pipelines_own_condition(sd_plan):
+    guidance = sd_plan.guidance
+    assert guidance.pattern == "batched-cfg"
+    assert guidance.denoiser == "unet"
+    assert [(f.name, f.cond, f.uncond) for f in guidance.fields] == [
+        ("prompt_embeds", "prompt_embeds", "negative_prompt_embeds")
+    ]
+    assert guidance.repeated == ("latent_model_input",)
+    assert guidance.condition == "guidance_scale > 1 and self.unet.config.time_cond_proj_dim is None"
+    assert guidance.rescale_condition == "do_classifier_free_guidance and guidance_rescale > 0.0"
+    assert [p.name for p in guidance.arguments] == ["guidance_scale", "guidance_rescale"]
+    assert guidance.batch_order == ("pred_uncond", "pred_cond")
+    # guidance_scale also stays a block input: the guidance-scale embedding reads it
+    assert "guidance_scale" in sd_plan.block_arguments and "guidance_rescale" not in sd_plan.block_arguments
+
+
+def test_the_loop_splits_into_three_steps_around_the_denoiser(sd_plan):
+    loop = block(sd_plan, "denoise")
+    assert isinstance(loop, LoopPlan)
+    assert [s.key for s in loop.steps] == ["before_denoiser", "denoiser", "after_denoiser"]
+    before, denoiser, after = loop.steps
+    assert names(before.inputs) == ["latents"] and before.carried_out == ("latent_model_input",)
+    assert {"prompt_embeds", "negative_prompt_embeds", "timestep_cond"} <= set(names(denoiser.inputs))
+    assert set(denoiser.guided) == {"prompt_embeds", "negative_prompt_embeds", "latent_model_input"}
+    assert after.carried_out == ("latents",) and names(after.outputs) == ["latents"]
+    assert loop.loop_targets == ("i", "t")
+
+
+def test_everything_dropped_or_gated_is_reported(sd_plan):
+    by_action = {}
+    for note in sd_plan.notes:
+        by_action.setdefault(note.action, []).append(note)
+    dropped = " ".join(n.what for n in by_action["dropped"])
+    for expected in ("callback_steps", "self.interrupt", "xm.mark_step()", "maybe_free_model_hooks", "return"):
+        assert expected in dropped
+    raises = by_action["raises"]
+    assert len(raises) == 1 and "`ip_adapter_image` / `ip_adapter_image_embeds`" in raises[0].what
+    assert all(n.line > 0 for n in by_action["rewritten"])
+    assert dict(sd_plan.unserved_arguments)["callback_steps"] == "None"
+
+
+def test_plan_command_prints_text_and_json(cli, sd_source):
+    text = cli("plan", sd_source)
+    assert text.code == 0
+    assert (
+        "guidance: batched-cfg" in text.out and "encode_input_prompt: StableDiffusionEncodeInputPromptStep" in text.out
+    )
+    data = json.loads(cli("plan", sd_source, "--json").out)
+    assert data["guidance"]["fields"] == {"prompt_embeds": ["prompt_embeds", "negative_prompt_embeds"]}
+    assert data["blocks"][-1]["name"] == "decode"
+
+
+def toy_variant(old: str, new: str) -> str:
+    text = TOY.read_text()
+    assert old in text
+    return text.replace(old, new)
+
+
+def toy_plan(text: str):
+    return plan_for(text, ConvertOptions(path="pipeline_toy.py"))
+
+
+def test_the_toy_pipeline_converts_through_the_same_mechanisms():
+    plan = toy_plan(TOY.read_text())
+    assert [b.key for b in plan.blocks] == [
+        "define_call_parameters",
+        "encode_prompts",
+        "prepare_timesteps",
+        "prepare_latents",
+        "denoise",
+        "decode",
+    ]
+    encode = plan.blocks[1]
+    assert isinstance(encode, BlockPlan)
+    # the negative embeddings are only computed under CFG: no incoming value, so they start out as None
+    assert encode.unbound_outputs == ("negative_embeddings",)
+    assert plan.guidance.condition == "guidance_scale > 1.0"
+    assert plan.unserved_arguments == ()
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            "torch.cat([negative_embeddings, text_embeddings])",
+            "torch.cat([text_embeddings, negative_embeddings])",
+            "opposite order",
+        ),
+        (
+            "noise_uncond + self.guidance_scale * (noise_text - noise_uncond)",
+            "noise_text + self.guidance_scale * (noise_text - noise_uncond)",
+            "unrecognized guidance combine",
+        ),
+        (
+            "        # 3. Prepare timesteps\n",
+            "        rows = text_embeddings.shape[0]\n        # 3. Prepare timesteps\n",
+            "read with its CFG-doubled batch",
+        ),
+    ],
+)
+def test_unsupported_guidance_is_refused_with_its_location(old, new, message):
+    with pytest.raises(ConversionError, match=message) as error:
+        toy_plan(toy_variant(old, new))
+    assert error.value.location.line > 0
+
+
+def test_separate_cfg_passes_are_refused_at_the_second_call():
+    path = FIXTURES / "bad" / "pipeline_separate_passes.py"
+    with pytest.raises(ConversionError, match="more than once per step") as error:
+        plan_for(path.read_text(), ConvertOptions(path=str(path)))
+    assert error.value.location.line == 23  # the second model call of the step

@@ -1,0 +1,190 @@
+"""Each LibCST transform on a small before/after snippet."""
+
+import textwrap
+
+import libcst as cst
+import pytest
+
+from modularize.errors import ConversionError
+from modularize.source import code
+from modularize.transforms._nodes import rewrite_statements, same_expression
+from modularize.transforms.feature_gates import FeatureGate, gate_replacements
+from modularize.transforms.helpers import as_static_helper
+from modularize.transforms.imports import absolute_module, import_from, prune_unused_imports, relative_module
+from modularize.transforms.self_to_components import self_to_components
+from modularize.transforms.strip_runtime import find_runtime_plumbing, without_callbacks
+
+
+def statements(text: str) -> list[cst.BaseStatement]:
+    return list(cst.parse_module(textwrap.dedent(text)).body)
+
+
+def render(nodes) -> str:
+    return cst.Module(body=list(nodes)).code
+
+
+MEANING = {
+    "unet": "component",
+    "scheduler": "component",
+    "tokenizer": "component",
+    "encode_prompt": "helper",
+    "clip_skip": "per_call",
+    "vae_scale_factor": "derived",
+    "progress_bar": "inherited",
+}
+
+
+def meaning(name: str) -> str:
+    return MEANING.get(name, "inherited")
+
+
+def test_strip_runtime_drops_callbacks_interrupt_xla_and_hooks():
+    body = statements(
+        """\
+        callback_steps = kwargs.pop("callback_steps", None)
+        self.check_inputs(prompt, callback_steps)
+        for i, t in enumerate(timesteps):
+            if self.interrupt:
+                continue
+            latents = self.scheduler.step(noise_pred, t, latents)[0]
+            if callback_on_step_end is not None:
+                callback_outputs = callback_on_step_end(self, i, t, {})
+            if i == len(timesteps) - 1:
+                progress_bar.update()
+                if callback is not None and i % callback_steps == 0:
+                    callback(i, t, latents)
+            if XLA_AVAILABLE:
+                xm.mark_step()
+        self.maybe_free_model_hooks()
+        return Output(images=image)
+        """
+    )
+    drops, returns = find_runtime_plumbing(body)
+    rewritten = [
+        without_callbacks(s) for s in rewrite_statements(body, {d.node: cst.RemoveFromParent() for d in drops})
+    ]
+    assert render(rewritten) == textwrap.dedent(
+        """\
+        self.check_inputs(prompt, None)
+        for i, t in enumerate(timesteps):
+            latents = self.scheduler.step(noise_pred, t, latents)[0]
+            if i == len(timesteps) - 1:
+                progress_bar.update()
+        """
+    )
+    assert [d.popped for d in drops if d.popped] == ["callback_steps"]
+    assert {d.safety for d in drops} == {"unsafe", "display-only"}
+    assert code(returns[0].value) == "Output(images=image)"
+
+
+def test_self_to_components_sorts_every_self_reference():
+    (statement,) = statements(
+        """\
+        if isinstance(self, Mixin):
+            embeds = self.encode_prompt(prompt, self.tokenizer, clip_skip=self.clip_skip, size=self.vae_scale_factor)
+        """
+    )
+    rewritten, used = self_to_components(statement, meaning, {"clip_skip": "clip_skip"})
+    assert code(rewritten) == textwrap.dedent(
+        """\
+        if isinstance(components, Mixin):
+            embeds = self.encode_prompt(components, prompt, components.tokenizer, clip_skip=clip_skip, size=components.vae_scale_factor)
+        """
+    )
+    assert set(used) == {"helper", "component", "per_call", "derived"}
+
+
+def test_self_to_components_can_leave_members_on_the_block():
+    (statement,) = statements("with self.progress_bar(total=n) as progress_bar:\n    x = self.unet(x)\n")
+    rewritten, _ = self_to_components(statement, meaning, {}, keep_on_self=("progress_bar",))
+    assert code(rewritten) == "with self.progress_bar(total=n) as progress_bar:\n    x = components.unet(x)\n"
+
+
+def test_helper_methods_become_static_methods_taking_components():
+    (function,) = statements(
+        """\
+        # Copied from somewhere.else
+        def prepare_latents(self, batch_size, latents=None):
+            latents = latents * self.scheduler.init_noise_sigma
+            return self.encode_prompt(latents)
+        """
+    )
+    helper, used = as_static_helper(function, meaning, "MyStep", "pkg.mod.Pipe.prepare_latents")
+    assert code(helper) == textwrap.dedent(
+        """\
+        # Copied from pkg.mod.Pipe.prepare_latents with self->components
+        @staticmethod
+        def prepare_latents(components, batch_size, latents=None):
+            latents = latents * components.scheduler.init_noise_sigma
+            return MyStep.encode_prompt(components, latents)
+        """
+    )
+    assert list(used["helper"]) == ["encode_prompt"]
+
+
+def test_feature_gate_raises_where_the_input_is_used_and_prunes_later_branches():
+    body = statements(
+        """\
+        if image is not None or embeds is not None:
+            image_embeds = self.prepare_image_embeds(image, embeds, self.do_cfg)
+        added = {"image_embeds": image_embeds} if (image is not None or embeds is not None) else None
+        if image is not None or embeds is not None:
+            extra = 1
+        else:
+            extra = 0
+        """
+    )
+    gate = FeatureGate(body[0], "prepare_image_embeds", ("image", "embeds"), "`image` / `embeds` are not served")
+    rewritten = rewrite_statements(body, gate_replacements(gate, body))
+    assert render(rewritten) == textwrap.dedent(
+        """\
+        if image is not None or embeds is not None:
+            raise ValueError('`image` / `embeds` are not served')
+        added = None
+        extra = 0
+        """
+    )
+
+
+def test_same_expression_ignores_parentheses_and_layout():
+    a = cst.parse_expression("(a is not None\n or b is not None)")
+    b = cst.parse_expression("a is not None or b is not None")
+    assert same_expression(a, b)
+    assert not same_expression(a, cst.parse_expression("a is None or b is not None"))
+
+
+def test_relative_imports_resolve_against_the_source_module_and_back_for_in_tree():
+    (line,) = statements("from ...models import AutoencoderKL\n")
+    module = "diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion"
+    assert absolute_module(line.body[0], module, "p.py") == "diffusers.models"
+    (line,) = statements("from .safety_checker import Checker\n")
+    assert absolute_module(line.body[0], module, "p.py") == "diffusers.pipelines.stable_diffusion.safety_checker"
+    in_tree = "diffusers.modular_pipelines.modular_sd.encoders"
+    assert relative_module("diffusers.models", in_tree) == (3, "models")
+    assert relative_module("diffusers.modular_pipelines.modular_pipeline", in_tree) == (2, "modular_pipeline")
+    assert code(import_from("diffusers.models", [("AutoencoderKL", None)], in_tree)) == (
+        "from ...models import AutoencoderKL\n"
+    )
+
+
+def test_relative_import_outside_a_package_is_refused():
+    (line,) = statements("from .helpers import thing\n")
+    with pytest.raises(ConversionError, match="relative import"):
+        absolute_module(line.body[0], None, "pipeline_x.py")
+
+
+def test_copied_module_statements_lose_imports_their_new_file_does_not_use():
+    (statement,) = statements(
+        """\
+        if is_torch_xla_available():
+            import torch_xla.core.xla_model as xm
+
+            XLA_AVAILABLE = True
+        else:
+            XLA_AVAILABLE = False
+        """
+    )
+    pruned = prune_unused_imports(statement, {"XLA_AVAILABLE"})
+    assert "import torch_xla" not in code(pruned)
+    assert "XLA_AVAILABLE = True" in code(pruned)
+    assert "import torch_xla" in code(prune_unused_imports(statement, {"XLA_AVAILABLE", "xm"}))

@@ -1,0 +1,186 @@
+"""End to end: the generated packages give the standard pipelines' outputs, and verify notices when they do not."""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from modularize.cli import main
+from modularize.verify import Case, load_package, package_classes, verify_package
+
+from .conftest import TOY
+
+# What the matrix has to cover (the foundation issue's list), as (input, value) pairs found in some case
+REQUIRED_COVERAGE = [
+    ("guidance_scale", 1.0),
+    ("guidance_rescale", 0.7),
+    ("negative_prompt", None),  # some case passes a negative prompt
+    ("num_images_per_prompt", 2),
+    ("output_type", "latent"),
+    ("output_type", "np"),
+    ("scheduler", "DDIMScheduler"),
+    ("num_inference_steps", 3),
+]
+
+
+def test_demo_converts_and_proves_stable_diffusion_equal_in_plain_and_exact_mode(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code = main(["demo", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and report["ok"] is True
+    assert report["pipeline"] == "StableDiffusionPipeline"
+    runs = report["cases"]
+    assert {run["mode"] for run in runs} == {"plain", "exact"}
+    for run in runs:
+        assert run["status"] == "compared" and run["passed"], run
+        if run["mode"] == "exact":
+            assert run["bitwise"], run
+        else:
+            assert run["max_abs_diff"] <= 1e-5, run
+    inputs = [run["inputs"] for run in runs]
+    for name, value in REQUIRED_COVERAGE:
+        assert any(name in i and (value is None or i[name] == value) for i in inputs), (name, value)
+    assert any(i.get("guidance_scale", 7.5) == 7.5 for i in inputs)
+    assert any(isinstance(i["prompt"], list) and len(i["prompt"]) == 2 for i in inputs)
+    assert any(i.get("scheduler") == "DDIMScheduler" and i.get("eta", 0) > 0 for i in inputs)
+    assert (tmp_path / "modular_stable_diffusion" / "denoise.py").exists()
+    png = tmp_path / "verify_modular_stable_diffusion.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_verify_json_merges_cases_over_default_inputs(cli, sd_package, tmp_path):
+    run = cli(
+        "verify",
+        sd_package,
+        "--no-default-cases",
+        "--case",
+        '{"name": "off", "guidance_scale": 1.0, "num_images_per_prompt": 2}',
+        "--exact",
+        "--json",
+        "--png",
+        tmp_path / "cmp.png",
+    )
+    report = json.loads(run.out)
+    assert run.code == 0 and report["ok"]
+    assert [(c["name"], c["mode"]) for c in report["cases"]] == [("off", "plain"), ("off", "exact")]
+    first = report["cases"][0]
+    assert set(first) >= {"name", "inputs", "mode", "max_abs_diff", "bitwise"}
+    assert first["inputs"] == {
+        "prompt": "a photo of a cat",
+        "num_inference_steps": 2,
+        "output_type": "np",
+        "guidance_scale": 1.0,
+        "num_images_per_prompt": 2,
+    }
+    assert (tmp_path / "cmp.png").exists()
+
+
+def test_a_case_the_standard_pipeline_rejects_is_skipped_not_passed(sd_package):
+    report = verify_package(sd_package, cases=[Case("bad_size", {"height": 36, "width": 36})])
+    (result,) = report.cases
+    assert result.status == "skipped" and not result.passed
+    assert "divisible by 8" in result.reason
+    assert not report.ok  # nothing was compared, so nothing was proven
+
+
+def test_the_toy_pipeline_verifies_with_user_components(cli, toy_package, toy_on_path):
+    cases = [
+        '{"prompt": "a cat"}',
+        '{"prompt": ["a cat", "a dog"], "negative_prompt": ["x", "y"], "output_type": "latent"}',
+        '{"prompt": "a cat", "guidance_scale": 1.0, "num_inference_steps": 3}',
+    ]
+    args = ["verify", toy_package, "--components", "pipeline_toy:tiny_components", "--exact", "--json", "--no-png"]
+    for case in cases:
+        args += ["--case", case]
+    run = cli(*args)
+    report = json.loads(run.out)
+    assert run.code == 0, report
+    assert len(report["cases"]) == 6 and all(c["bitwise"] for c in report["cases"])
+
+
+@pytest.fixture
+def sd_pipeline(sd_package):
+    from modularize.testing.tiny import stable_diffusion_components
+
+    pipeline_cls, blocks_cls = package_classes(load_package(sd_package))
+    pipe = pipeline_cls(blocks=blocks_cls())
+    components = stable_diffusion_components()
+    pipe.update_components(**{k: v for k, v in components.items() if k in pipe._component_specs})
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def test_inputs_the_package_cannot_serve_raise_a_clear_error(sd_pipeline):
+    kwargs = sd_pipeline.translate_standard_call(prompt="a cat", num_inference_steps=2)
+    with pytest.raises(ValueError, match="`ip_adapter_image` / `ip_adapter_image_embeds` cannot be used"):
+        sd_pipeline(**kwargs, ip_adapter_image_embeds=[torch.zeros(2, 1, 32)])
+    with pytest.raises(ValueError, match="`callback_on_step_end` is not supported"):
+        sd_pipeline.translate_standard_call(prompt="a cat", callback_on_step_end=lambda *a: {})
+    with pytest.raises(TypeError, match="unexpected keyword arguments: \\['promt'\\]"):
+        sd_pipeline.translate_standard_call(promt="a cat")
+
+
+def test_the_guider_follows_the_standard_pipelines_condition(sd_pipeline):
+    sd_pipeline.translate_standard_call(prompt="a", guidance_scale=7.5, guidance_rescale=0.7)
+    assert sd_pipeline.guider.num_conditions == 2 and sd_pipeline.guider.guidance_rescale == 0.7
+    sd_pipeline.translate_standard_call(prompt="a", guidance_scale=0.5, guidance_rescale=0.7)
+    # the guider alone would do CFG at 0.5; the standard pipeline does not, and then it never rescales
+    assert sd_pipeline.guider.num_conditions == 1 and sd_pipeline.guider.guidance_rescale == 0.0
+
+
+MUTATIONS = [
+    # conditional and unconditional embeddings paired the wrong way round
+    ("denoise.py", '("prompt_embeds", "negative_prompt_embeds")', '("negative_prompt_embeds", "prompt_embeds")'),
+    # a merged prediction handed back to the wrong guider batches
+    ("denoise.py", "zip(merged.merged_from,", "zip(merged.merged_from[::-1],"),
+    # the guider's scale drifts from the standard call's
+    ("modular_pipeline.py", "guidance_scale=guidance_scale,", "guidance_scale=guidance_scale * 1.01,"),
+    # the standard constructor's fix of outdated scheduler configs is not reproduced
+    (
+        "modular_pipeline.py",
+        "super().register_components(**kwargs)\n",
+        "return super().register_components(**kwargs)\n",
+    ),
+]
+
+
+@pytest.mark.parametrize(("file", "old", "new"), MUTATIONS)
+def test_verify_has_teeth(sd_package, tmp_path, file, old, new):
+    mutant = tmp_path / "mutant"
+    shutil.copytree(sd_package, mutant)
+    text = (mutant / file).read_text()
+    assert old in text
+    (mutant / file).write_text(text.replace(old, new, 1))
+    cases = [Case("default", {}), Case("ddim", {"scheduler": "DDIMScheduler", "eta": 0.5})]
+    report = verify_package(mutant, cases=cases)
+    assert not report.ok
+    assert any(c.status == "compared" and not c.bitwise for c in report.cases)
+
+
+def test_exact_mode_makes_one_model_call_per_guider_batch(sd_package):
+    calls = []
+    from modularize.testing import tiny
+
+    original = tiny.stable_diffusion_components
+
+    def counting():
+        components = original()
+        unet = components["unet"]
+        forward = unet.forward
+
+        def spy(sample, *args, **kwargs):
+            calls.append(sample.shape[0])
+            return forward(sample, *args, **kwargs)
+
+        unet.forward = spy
+        return components
+
+    report = verify_package(
+        sd_package, cases=[Case("two", {"num_images_per_prompt": 2})], exact=True, components=counting
+    )
+    assert report.ok and [c.mode for c in report.cases] == ["plain", "exact"]
+    # PNDM runs 3 iterations for 2 steps; generated pipeline first, then the standard one. Plain mode: one call on
+    # the batch of 4 (2 images x [uncond, cond]) per iteration on each side; exact mode: two calls of 2.
+    assert calls == [4] * 6 + [2] * 12
+    assert TOY.exists()
