@@ -1,0 +1,212 @@
+"""The denoise stage: the loop wrapper and its before-denoiser / denoiser / after-denoiser steps.
+
+    with self.progress_bar(total=num_inference_steps) as progress_bar:      wrapper: the loop itself, progress
+        for i, t in enumerate(timesteps):
+            latent_model_input = ...scale_model_input(latents, t)           before_denoiser
+            noise_pred = self.unet(latent_model_input, t, ...)[0]           denoiser (guider batches, combine)
+            latents = self.scheduler.step(noise_pred, t, latents)[0]        after_denoiser
+
+Each step's inputs come from def-use over its rewritten statements: what it reads from outside the loop is
+declared (`InputParam`), what another step produces is carried through the loop's block state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import libcst as cst
+import libcst.matchers as m
+
+from .dataflow import Flow, flow_of, names_read
+from .guidance import BatchedCfg
+from .plan import GuidanceField, LoopPlan, LoopStepPlan, Output, Param
+from .rewrite_context import RESERVED_NAMES, Context, Rewritten, helpers_and_components
+from .segment import Segment
+from .source import SourceModule, code
+from .transforms._nodes import replace_nodes
+from .transforms.guidance import guider_denoise
+
+_PROGRESS_UPDATE = m.Call(func=m.Attribute(value=m.Name("progress_bar"), attr=m.Name("update")))
+_STEP_KEYS = ("before_denoiser", "denoiser", "after_denoiser")
+_STEP_CLASSES = ("LoopBeforeDenoiser", "LoopDenoiser", "LoopAfterDenoiser")
+
+
+@dataclass
+class LoopParts:
+    """The denoise stage split into the wrapper and its three steps, rewritten, with their def-use facts."""
+
+    context: Context
+    segment: Segment
+    targets: tuple[str, ...]
+    wrapper: Rewritten
+    steps: list[Rewritten]
+    step_extra_reads: list[tuple[str, ...]]  # names a step reads through the guider (not visible as code)
+    step_local_writes: list[tuple[str, ...]]  # names a step rebinds per guider batch (not results of the step)
+    step_lines: list[tuple[int, int]]
+
+    @property
+    def rewritten(self) -> list[Rewritten]:
+        return [self.wrapper, *self.steps]
+
+    @property
+    def writes(self) -> set[str]:
+        names = set(flow_of(self.wrapper.body).writes)
+        for flow in self._step_flows(None):
+            names |= set(flow.writes)
+        return names - RESERVED_NAMES
+
+    def _step_flows(self, variables: set[str] | None) -> list[Flow]:
+        """Def-use of each step. The denoiser rebinds guider fields per batch (`prompt_embeds = batch.prompt_embeds`):
+        those stay local to the step, the names read through the guider count as reads instead."""
+        flows = []
+        for step, extra, local in zip(self.steps, self.step_extra_reads, self.step_local_writes, strict=True):
+            flow = flow_of(step.body, bound=self.targets)
+            reads = [n for n in (*flow.reads, *extra) if variables is None or n in variables]
+            writes = tuple(n for n in flow.writes if n not in local and n not in RESERVED_NAMES)
+            flows.append(Flow(tuple(dict.fromkeys(reads)), writes, flow.definite - set(local)))
+        return flows
+
+    def flow(self, variables: set[str]) -> Flow:
+        """The whole loop seen from outside: what it reads from earlier blocks, what it writes."""
+        wrapper = flow_of(self.wrapper.body)
+        reads = [n for n in wrapper.reads if n in variables]
+        produced_inside: set[str] = set()
+        for flow in self._step_flows(variables):
+            reads += [n for n in flow.reads if n not in produced_inside and n not in wrapper.writes]
+            produced_inside |= set(flow.writes)
+        writes = [*wrapper.writes, *[n for f in self._step_flows(variables) for n in f.writes]]
+        # the loop may run zero times: nothing it writes is definite
+        return Flow(tuple(dict.fromkeys(reads)), tuple(dict.fromkeys(writes)), frozenset(wrapper.definite))
+
+    def plan(self, context: Context, key: str, segment: Segment, inputs: tuple[Param, ...], read_after: set[str]):
+        naming = context.naming
+        variables = {p.name for p in inputs} | self.writes
+        wrapper_flow = flow_of(self.wrapper.body)
+        flows = self._step_flows((variables | set(wrapper_flow.writes)) - RESERVED_NAMES)
+        step_reads = {n for f in flows for n in f.reads}
+        inputs_by_name = {p.name: p for p in inputs}
+        step_plans = []
+        produced_this_iteration: set[str] = set()
+        for index, (rewritten, flow) in enumerate(zip(self.steps, flows, strict=True)):
+            others = {n for j, f in enumerate(flows) if j != index for n in f.reads}
+            carried_out = [n for n in flow.writes if n in others or n in flow.reads or n in read_after]
+            declared = [
+                inputs_by_name[n]
+                for n in flow.reads
+                if n in inputs_by_name and n not in produced_this_iteration and n not in wrapper_flow.writes
+            ]
+            carried_in = [n for n in flow.reads if n not in {p.name for p in declared}]
+            outputs = tuple(Output(n, n, "Denoised by the loop.") for n in carried_out if n in read_after)
+            produced_this_iteration |= set(flow.writes)
+            class_name = naming.prefix + _STEP_CLASSES[index]
+            helpers, components = helpers_and_components(context, rewritten.used, class_name)
+            step_plans.append(
+                LoopStepPlan(
+                    key=_STEP_KEYS[index],
+                    class_name=class_name,
+                    body=tuple(rewritten.body),
+                    inputs=tuple(declared),
+                    guided=tuple(n for n in self.step_extra_reads[index] if n not in flow_of(rewritten.body).reads),
+                    carried_in=tuple(carried_in),
+                    carried_out=tuple(carried_out),
+                    outputs=outputs,
+                    components=components,
+                    helpers=helpers,
+                    lines=self.step_lines[index],
+                )
+            )
+        wrapper_inputs = tuple(inputs_by_name[n] for n in wrapper_flow.reads if n in inputs_by_name)
+        to_block_state = tuple(n for n in wrapper_flow.writes if n in step_reads and n not in self.targets)
+        _, wrapper_components = helpers_and_components(
+            context, self.wrapper.used, naming.prefix + "DenoiseLoopWrapper"
+        )
+        return LoopPlan(
+            key=key,
+            class_name=naming.prefix + "DenoiseStep",
+            wrapper_class_name=naming.prefix + "DenoiseLoopWrapper",
+            label=segment.label,
+            lines=context.source.line_span(segment.statements[0])[:1] + context.source.line_span(segment.loop)[1:],
+            loop_targets=self.targets,
+            wrapper_body=tuple(self.wrapper.body),
+            inputs=wrapper_inputs,
+            to_block_state=to_block_state,
+            components=wrapper_components,
+            steps=tuple(step_plans),
+        )
+
+
+def split_loop(context: Context, segment: Segment, loop: cst.For, cfg: BatchedCfg | None) -> LoopParts:
+    source = context.source
+    targets = tuple(names_read(loop.target))
+    body = list(loop.body.body)
+    progress = [s for s in body if m.findall(s, _PROGRESS_UPDATE)]
+    denoiser_name = cfg.denoiser if cfg else _lone_denoiser(context, loop)
+    if cfg is not None:
+        call_statement = cfg.call_statement
+        last = max(body.index(s) for s in cfg.guidance_statements)
+    else:
+        call_statement = next(
+            s for s in body if m.findall(s, m.Call(func=m.Attribute(m.Name("self"), m.Name(denoiser_name))))
+        )
+        last = body.index(call_statement)
+    call_index = body.index(call_statement)
+    before = [s for s in body[:call_index] if s not in progress]
+    after = [s for s in body[last + 1 :] if s not in progress]
+    if cfg is not None:
+        # The guider's step window is in loop iterations: with PNDM there are more timesteps than inference
+        # steps, and `num_inference_steps` would switch CFG off on the last iteration.
+        num_steps = f"len({code(_loop_sequence(loop)).strip()})"
+        fields = tuple(GuidanceField(site.target, site.cond, site.uncond) for site in cfg.cat_sites)
+        fields += tuple(GuidanceField(name, name, name) for name in cfg.repeated)
+        step, timestep = (targets + ("None", "None"))[:2] if len(targets) == 2 else ("None", targets[0])
+        denoiser_statements = guider_denoise(cfg, fields, step, timestep, num_steps)
+        extra_reads = tuple(dict.fromkeys(n for f in fields for n in (f.cond, f.uncond)))
+        local_writes = tuple(f.name for f in fields)
+    else:
+        denoiser_statements = [call_statement]
+        extra_reads = local_writes = ()
+
+    loop_step = cst.parse_statement(
+        "components, block_state = self.loop_step(components, block_state, "
+        + ", ".join(f"{t}={t}" for t in targets)
+        + ")\n"
+    )
+    loop_node = loop.with_changes(body=cst.IndentedBlock(body=[loop_step, *progress]))
+    wrapper_statements = [*segment.statements[:-1], _replace_within(segment.loop, loop, loop_node)]
+    wrapper = context.rewrite(wrapper_statements, keep_on_self=("progress_bar", "loop_step"))
+    steps = [context.rewrite(before), context.rewrite(denoiser_statements), context.rewrite(after)]
+    lines = [_lines_of(source, before), _lines_of(source, [call_statement]), _lines_of(source, after)]
+    if cfg is not None:
+        lines[1] = (source.line_span(call_statement)[0], source.line_span(cfg.guidance_statements[-1])[1])
+    return LoopParts(context, segment, targets, wrapper, steps, [(), extra_reads, ()], [(), local_writes, ()], lines)
+
+
+def _lines_of(source: SourceModule, statements: Sequence[cst.CSTNode]) -> tuple[int, int]:
+    spans = [source.line_span(s) for s in statements if source.line_span(s) != (0, 0)]
+    return (spans[0][0], spans[-1][1]) if spans else (0, 0)
+
+
+def _replace_within(root: cst.CSTNode, old: cst.CSTNode, new: cst.CSTNode) -> cst.CSTNode:
+    if root is old:
+        return new
+    return replace_nodes(root, {old: new})
+
+
+def _loop_sequence(loop: cst.For) -> cst.BaseExpression:
+    """What the loop iterates over: `enumerate(timesteps)` -> `timesteps`."""
+    iterable = loop.iter
+    if m.matches(iterable, m.Call(func=m.Name("enumerate"), args=[m.Arg()])):
+        iterable = iterable.args[0].value
+    if m.matches(iterable, m.Call(func=m.Attribute(m.Name("self"), m.Name("progress_bar")), args=[m.Arg()])):
+        iterable = iterable.args[0].value
+    return iterable
+
+
+def _lone_denoiser(context: Context, loop: cst.For) -> str:
+    calls = m.findall(loop.body, m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name())))
+    names = [c.func.attr.value for c in calls if c.func.attr.value in context.facts.init.components]
+    names = list(dict.fromkeys(n for n in names if n != "scheduler"))
+    if len(names) != 1:
+        raise context.source.refuse(loop, "cannot tell which component is the denoiser in the loop")
+    return names[0]

@@ -1,0 +1,131 @@
+"""The `ModularPipeline` subclass of a generated package: kept mixins, derived attributes, `__init__` side effects.
+
+class StableDiffusionPipeline(DiffusionPipeline, StableDiffusionMixin, ..., IPAdapterMixin, FromSingleFileMixin)
+    self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1) ...
+    if scheduler is not None and getattr(scheduler.config, "steps_offset", 1) != 1: ...  (fixes the config)
+
+->  class StableDiffusionModularPipeline(ModularPipeline, StableDiffusionMixin, ...):
+        @property
+        def vae_scale_factor(self): ...
+        def _adapt_components(self, vae, ..., scheduler, ...): ...   (run whenever components are registered)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import libcst as cst
+import libcst.matchers as m
+
+from .class_facts import ClassFacts
+from .plan import BlockPlan, LoopPlan, PipelineClassPlan
+from .rewrite_context import Context, derived_closure
+from .source import code, snippet
+from .transforms._nodes import substitute_names
+
+# Standard-pipeline bases that do not carry over to a ModularPipeline subclass: the base itself, loaders that
+# need `DiffusionPipeline.from_single_file`, and the IP-Adapter loader (IP-Adapter inputs are gated).
+_DROPPED_BASES = ("DiffusionPipeline", "FromSingleFileMixin", "IPAdapterMixin", "ConfigMixin", "ModelMixin")
+_DISPLAY_ONLY_CALL = ("logger", "warnings", "deprecate")
+
+
+def pipeline_class_plan(
+    context: Context, blocks: Sequence[BlockPlan | LoopPlan], used: dict[str, dict[str, None]], cfg
+) -> PipelineClassPlan:
+    facts = context.facts
+    for kind, names in context.helper_usage.used.items():
+        for name in names:
+            used.setdefault(kind, {}).setdefault(name, None)
+    bases = tuple(b for b in facts.bases if b not in _DROPPED_BASES and not b.endswith("Pipeline"))
+    for base in facts.bases:
+        if base not in bases:
+            context.note("dropped", facts.node, f"base class `{base}`", "not meaningful on a ModularPipeline", "safe")
+    class_attributes = tuple(
+        facts.class_attributes[n] for n in facts.class_attributes if n in used.get("class_attribute", {})
+    )
+    properties = []
+    for name in derived_closure(facts, used.get("derived", {})):
+        properties.append(_derived_property(facts, name))
+    for name in used.get("property", {}):
+        properties.append(facts.properties[name])
+    for name in used.get("inherited", {}):
+        context.note(
+            "assumed",
+            None,
+            f"`self.{name}`",
+            f"not defined in the module; assumed to come from a kept base class, reached as `components.{name}`",
+            "unsafe",
+        )
+    adaptation = _adaptation(context)
+    return PipelineClassPlan(
+        class_name=context.naming.pipeline_class,
+        bases=bases,
+        class_attributes=class_attributes,
+        properties=tuple(properties),
+        adaptation=adaptation,
+        init_components=facts.init.components,
+    )
+
+
+def _derived_property(facts: ClassFacts, name: str) -> cst.FunctionDef:
+    """`self.vae_scale_factor = 2 ** (...)` in `__init__` -> a property computing it from the components."""
+    expression = facts.init.derived[name]
+    expression = substitute_names(
+        expression, {c: cst.Attribute(cst.Name("self"), cst.Name(c)) for c in facts.init.components}
+    )
+    text = f"@property\ndef {name}(self):\n    return {code(expression).strip()}\n"
+    return cst.parse_statement(text)
+
+
+def _is_display_only(statement: cst.BaseStatement) -> bool:
+    """An `if` whose body only logs or warns: it changes nothing a pipeline computes."""
+    if not isinstance(statement, cst.If) or statement.orelse is not None:
+        return False
+    for line in statement.body.body:
+        if not m.matches(line, m.SimpleStatementLine(body=[m.Expr(value=m.Call())])):
+            return False
+        func = line.body[0].value.func
+        root = func
+        while isinstance(root, cst.Attribute):
+            root = root.value
+        if not (isinstance(root, cst.Name) and root.value in _DISPLAY_ONLY_CALL):
+            return False
+    return True
+
+
+def _adaptation(context: Context) -> cst.FunctionDef | None:
+    """The side effects of the standard `__init__` on its components, as a method run on registration."""
+    init = context.facts.init
+    statements = []
+    for statement in init.adaptation:
+        if _is_display_only(statement):
+            context.note(
+                "dropped", statement, f"`{snippet(statement)}` in `__init__`", "only logs a warning", "display-only"
+            )
+            continue
+        statements.append(statement)
+    for name in init.config:
+        context.note("dropped", init.node, f"config `{name}`", "registered config of the standard pipeline", "safe")
+    if not statements:
+        return None
+    for statement in statements:
+        context.note(
+            "kept", statement, f"`{snippet(statement)}` in `__init__`", "reproduced on component registration"
+        )
+    # Annotations are dropped: this is a registration hook, and its types would only add imports.
+    params = init.node.params.with_changes(
+        params=[p.with_changes(annotation=None) for p in init.node.params.params],
+        kwonly_params=[p.with_changes(annotation=None) for p in init.node.params.kwonly_params],
+    )
+    statements[0] = statements[0].with_changes(leading_lines=[])
+    function = cst.FunctionDef(
+        name=cst.Name("_adapt_components"),
+        params=params,
+        body=cst.IndentedBlock(body=statements),
+        leading_lines=[
+            cst.EmptyLine(
+                comment=cst.Comment(f"# Copied from {context.origin}.__init__ (its side effects on components)")
+            )
+        ],
+    )
+    return function

@@ -1,0 +1,146 @@
+"""What every rewrite of the analyze pass shares: the facts, the replacements found so far and the notes.
+
+A `Context` rewrites statements for a block in one go (replacements by original node, callback arguments to
+`None`, `self` to `components`) and remembers what the rewritten code uses, so helpers, components and derived
+attributes can be collected per block:
+
+    context.rewrite([stmt])  ->  Rewritten(body=[...], used={"component": {"unet": None}, "helper": {...}})
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import libcst as cst
+import libcst.matchers as m
+
+from .class_facts import ClassFacts, docstring_of
+from .dataflow import names_read
+from .naming import Naming
+from .plan import Helper, Note
+from .source import SourceModule
+from .transforms._nodes import Replacement, rewrite_statements
+from .transforms.helpers import as_static_helper
+from .transforms.self_to_components import self_to_components
+from .transforms.strip_runtime import without_callbacks
+
+# Members a ModularPipeline provides itself; `self.<x>` of these are `components.<x>` without further ado.
+MODULAR_PIPELINE_MEMBERS = ("_execution_device", "device", "dtype", "components", "config")
+# Names generated block code binds itself; a source that uses them as variables would collide.
+RESERVED_NAMES = frozenset(
+    {"self", "components", "state", "block_state", "guider_state", "guider_state_batch", "progress_bar"}
+)
+
+
+@dataclass
+class Rewritten:
+    """Statements rewritten for one block, with what they use."""
+
+    body: list[cst.BaseStatement]
+    used: dict[str, dict[str, None]] = field(default_factory=dict)
+
+    def merge(self, used: dict[str, dict[str, None]]) -> None:
+        for kind, names in used.items():
+            for name in names:
+                self.used.setdefault(kind, {}).setdefault(name, None)
+
+
+class Context:
+    """What every rewrite needs: the facts, the replacements and the notes gathered so far."""
+
+    def __init__(self, source: SourceModule, facts: ClassFacts, naming: Naming):
+        self.source = source
+        self.facts = facts
+        self.naming = naming
+        self.replacements: dict[cst.CSTNode, Replacement] = {}
+        self.notes: list[Note] = []
+        self.helper_usage = Rewritten([])  # what copied helpers use (components, derived attributes, ...)
+        self.condition_name: str | None = None  # the CFG property, the one per-call state helpers may read
+        origin_module = source.module_name or source.label
+        self.origin = f"{origin_module}.{facts.name}"
+
+    def note(self, action: str, node: cst.CSTNode | None, what: str, why: str, safety: str = "safe") -> None:
+        line = self.source.line_span(node)[0] if node is not None else 0
+        self.notes.append(Note(action, what, why, line, safety))
+
+    def meaning(self, attribute: str) -> str:
+        if attribute in MODULAR_PIPELINE_MEMBERS:
+            return "modular"
+        return self.facts.kind_of(attribute)
+
+    def rewrite(self, statements: Sequence[cst.BaseStatement], keep_on_self: Sequence[str] = ()) -> Rewritten:
+        result = Rewritten([])
+        for statement in rewrite_statements(list(statements), self.replacements):
+            statement = without_callbacks(statement)
+            statement, used = self_to_components(statement, self.meaning, self.facts.per_call, "self", keep_on_self)
+            result.body.append(statement)
+            result.merge(used)
+        return result
+
+
+def call_body(facts: ClassFacts) -> list[cst.BaseStatement]:
+    body = list(facts.call.body.body)
+    if body and docstring_of(facts.call):
+        body = body[1:]
+    return body
+
+
+def helpers_and_components(
+    context: Context, used: dict[str, dict[str, None]], owner: str
+) -> tuple[tuple[Helper, ...], tuple[str, ...]]:
+    facts = context.facts
+    helpers: dict[str, Helper] = {}
+    components: dict[str, None] = dict.fromkeys(used.get("component", {}))
+    derived: dict[str, None] = dict(used.get("derived", {}))
+    pending = list(used.get("helper", {}))
+    while pending:
+        name = pending.pop(0)
+        if name in helpers:
+            continue
+        origin = f"{context.origin}.{name}"
+        function, helper_used = as_static_helper(facts.methods[name], context.meaning, owner, origin)
+        check_per_call_use(context, facts.methods[name], helper_used)
+        context.helper_usage.merge(helper_used)
+        helpers[name] = Helper(name, function, origin)
+        components.update(dict.fromkeys(helper_used.get("component", {})))
+        derived.update(helper_used.get("derived", {}))
+        pending += [h for h in helper_used.get("helper", {}) if h not in helpers]
+    for name in derived_closure(facts, derived):
+        expression = facts.init.derived[name]
+        for attribute in m.findall(expression, m.Attribute(value=m.Name("self"), attr=m.Name())):
+            if attribute.attr.value in facts.init.components:
+                components.setdefault(attribute.attr.value, None)
+        for parameter in names_read(expression):
+            if parameter in facts.init.components:
+                components.setdefault(parameter, None)
+    ordered = tuple(n for n in facts.init.components if n in components)
+    return tuple(helpers[n] for n in sorted(helpers)), ordered
+
+
+def check_per_call_use(context: Context, node: cst.CSTNode, used: dict[str, dict[str, None]]) -> None:
+    for attribute in used.get("per_call", {}):
+        if attribute != context.condition_name:
+            raise context.source.refuse(node, f"a helper reads per-call state `self.{attribute}`")
+
+
+def derived_closure(facts: ClassFacts, names: dict[str, None]) -> list[str]:
+    result: list[str] = []
+    pending = [n for n in names if n in facts.init.derived]
+    while pending:
+        name = pending.pop(0)
+        if name in result:
+            continue
+        result.append(name)
+        expression = facts.init.derived[name]
+        for attribute in m.findall(expression, m.Attribute(value=m.Name("self"), attr=m.Name())):
+            if attribute.attr.value in facts.init.derived:
+                pending.append(attribute.attr.value)
+    return [n for n in facts.init.derived if n in result]
+
+
+def merged_usage(results: Sequence[Rewritten]) -> dict[str, dict[str, None]]:
+    merged = Rewritten([])
+    for result in results:
+        merged.merge(result.used)
+    return merged.used
