@@ -5,7 +5,7 @@ import shutil
 import pytest
 
 from modularize.cli import main
-from modularize.errors import EXIT_FAILED, EXIT_REFUSED, EXIT_USAGE
+from modularize.errors import EXIT_FAILED, EXIT_INTERNAL, EXIT_REFUSED, EXIT_USAGE
 
 from .conftest import FIXTURES, TOY
 
@@ -121,3 +121,17 @@ def test_verify_reports_a_bad_components_spec(cli, toy_package):
     run = cli("verify", toy_package, "--components", "no_such_module:make")
     assert run.code == EXIT_USAGE
     assert_one_line_error(run, "no_such_module")
+
+
+def test_an_internal_error_is_one_line_with_the_traceback_saved(cli, tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("modularize.convert.emit_package", broken)
+    run = cli(TOY, "-o", tmp_path / "out")
+    assert run.code == EXIT_INTERNAL
+    line = run.err.strip()
+    assert line.startswith("modularize: internal error: RuntimeError: boom (traceback in ") and "\n" not in line
+    log = line.split("traceback in ")[1].split(";")[0]
+    assert "RuntimeError: boom" in open(log).read()
+    assert not (tmp_path / "out").exists()

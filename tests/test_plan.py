@@ -201,6 +201,12 @@ def test_unsupported_guidance_is_refused_with_its_location(old, new, message):
     assert error.value.location.line > 0
 
 
+def test_source_variables_named_like_block_internals_are_refused():
+    text = toy_variant("        device = self._execution_device\n", "        state = self._execution_device\n")
+    with pytest.raises(ConversionError, match="assigns `state`, a name generated blocks use"):
+        toy_plan(text)
+
+
 def test_separate_cfg_passes_are_refused_at_the_second_call():
     path = FIXTURES / "bad" / "pipeline_separate_passes.py"
     with pytest.raises(ConversionError, match="more than once per step") as error:

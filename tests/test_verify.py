@@ -129,6 +129,15 @@ def test_the_guider_follows_the_standard_pipelines_condition(sd_pipeline):
     assert sd_pipeline.guider.num_conditions == 1 and sd_pipeline.guider.guidance_rescale == 0.0
 
 
+def test_guidance_arguments_passed_straight_to_the_modular_call_mean_what_they_mean_in_the_standard_call(sd_pipeline):
+    sd_pipeline(prompt="a", num_inference_steps=1, guidance_scale=1.0, output="images")
+    assert sd_pipeline.guider.num_conditions == 1  # CFG off, as the standard pipeline would have it
+    sd_pipeline(prompt="a", num_inference_steps=1, guidance_scale=5.0, guidance_rescale=0.5, output="images")
+    assert sd_pipeline.guider.num_conditions == 2 and sd_pipeline.guider.guidance_scale == 5.0
+    with pytest.raises(ValueError, match="`callback_steps` is not supported"):
+        sd_pipeline(prompt="a", num_inference_steps=1, callback_steps=1)
+
+
 MUTATIONS = [
     # conditional and unconditional embeddings paired the wrong way round
     ("denoise.py", '("prompt_embeds", "negative_prompt_embeds")', '("negative_prompt_embeds", "prompt_embeds")'),

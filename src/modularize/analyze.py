@@ -58,6 +58,7 @@ def analyze(source: SourceModule, class_name: str | None = None) -> PipelinePlan
     denoise = next(s for s in segments if s.kind == "denoise")
     loop = find_timestep_loop(denoise.loop)
 
+    _check_reserved_names(source, facts, body)
     drops, returns = find_runtime_plumbing(body)
     for drop in drops:
         context.replacements[drop.node] = cst.RemoveFromParent()
@@ -168,6 +169,18 @@ def analyze(source: SourceModule, class_name: str | None = None) -> PipelinePlan
         module_definitions=module_definitions(source, facts),
         notes=tuple(context.notes),
     )
+
+
+def _check_reserved_names(source: SourceModule, facts, body: Sequence[cst.BaseStatement]) -> None:
+    """Generated blocks bind `components`, `state`, `block_state`, ...; a source variable of that name would clash."""
+    clashing = RESERVED_NAMES - {"self", "progress_bar"}
+    for parameter in facts.call_parameters:
+        if parameter.name in clashing:
+            raise source.refuse(facts.call, f"`__call__` has an argument named `{parameter.name}`, a name blocks use")
+    for statement in body:
+        for name in flow_of([statement]).writes:
+            if name in clashing:
+                raise source.refuse(statement, f"`__call__` assigns `{name}`, a name generated blocks use themselves")
 
 
 # -- outputs and parameters --------------------------------------------------------------------------------------

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
+import tempfile
 import time
+import traceback
 from pathlib import Path
 
 from . import __version__
-from .errors import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, ModularizeError
+from .errors import EXIT_FAILED, EXIT_INTERNAL, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, ModularizeError
 
 COMMANDS = ("convert", "plan", "verify", "demo")
 DEMO_SOURCE = "pipelines/stable_diffusion/pipeline_stable_diffusion.py"
@@ -25,6 +28,7 @@ exit codes:
   {EXIT_FAILED}  verify found a difference, or convert --check/--diff found the package out of date
   {EXIT_USAGE}  bad command line or bad input (missing file, syntax error, no pipeline class, hand-edited output)
   {EXIT_REFUSED}  the pipeline uses a construct modularize cannot convert yet (the message names file:line)
+  {EXIT_INTERNAL} a bug in modularize (the traceback is saved to a file; please report it)
 
 examples:
   modularize diffusers/pipelines/stable_diffusion/pipeline_stable_diffusion.py -o modular_stable_diffusion
@@ -293,6 +297,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _stderr("modularize: interrupted")
         return 130
+    except Exception as error:  # a bug in modularize, not a user error: keep the traceback, out of the way
+        log = Path(tempfile.gettempdir()) / f"modularize-crash-{os.getpid()}.log"
+        log.write_text(traceback.format_exc(), encoding="utf-8")
+        _stderr(f"modularize: internal error: {type(error).__name__}: {error} (traceback in {log}; please report it)")
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

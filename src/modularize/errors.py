@@ -13,6 +13,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1  # a check or verification ran and found differences
 EXIT_USAGE = 2  # bad command line or bad input file
 EXIT_REFUSED = 3  # the input is valid Python but uses a construct the converter cannot convert yet
+EXIT_INTERNAL = 70  # a bug in modularize itself (EX_SOFTWARE)
 
 
 @dataclass(frozen=True)

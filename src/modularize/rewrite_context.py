@@ -29,7 +29,16 @@ from .transforms.strip_runtime import without_callbacks
 MODULAR_PIPELINE_MEMBERS = ("_execution_device", "device", "dtype", "components", "config")
 # Names generated block code binds itself; a source that uses them as variables would collide.
 RESERVED_NAMES = frozenset(
-    {"self", "components", "state", "block_state", "guider_state", "guider_state_batch", "progress_bar"}
+    {
+        "self",
+        "components",
+        "state",
+        "block_state",
+        "guider_state",
+        "guider_state_batch",
+        "guider_batches",
+        "progress_bar",
+    }
 )
 
 

@@ -108,11 +108,19 @@ def pipeline_class(plan: PipelinePlan) -> list[cst.BaseStatement]:
         + adaptation
         + f"    {MEMBERS}\n\n"
         + _guider_methods(plan)
+        + "    def __call__(self, state=None, output=None, **kwargs):\n"
+        + "        # Arguments of the standard call that configure guidance (or that this package cannot serve) mean here\n"
+        + "        # what they mean there: passing `guidance_scale` installs the guider the standard call would use.\n"
+        + "        if any(name in kwargs for name in (*self.guider_arguments, *self.unserved_arguments)):\n"
+        + "            kwargs = self._from_standard_arguments(kwargs, strict=False)\n"
+        + "        return super().__call__(state, output, **kwargs)\n\n"
         + "    def translate_standard_call(self, **kwargs) -> dict:\n"
         + f'        """Keyword arguments of `{plan.class_name}.__call__` -> keyword arguments of this pipeline."""\n'
+        + "        return self._from_standard_arguments(kwargs, strict=True)\n\n"
+        + "    def _from_standard_arguments(self, kwargs: dict, strict: bool) -> dict:\n"
         + "        known = {*self.block_arguments, *self.guider_arguments, *self.unserved_arguments, 'return_dict'}\n"
         + "        unknown = sorted(set(kwargs) - known)\n"
-        + "        if unknown:\n"
+        + "        if strict and unknown:\n"
         + f'            raise TypeError(f"{plan.class_name}.__call__ got unexpected keyword arguments: {{unknown}}")\n'
         + "        for name, default in self.unserved_arguments.items():\n"
         + "            value = kwargs.get(name, default)\n"
@@ -122,7 +130,8 @@ def pipeline_class(plan: PipelinePlan) -> list[cst.BaseStatement]:
         + f'                    "use {plan.class_name} for it"\n'
         + "                )\n"
         + install_guider
-        + "        return {name: value for name, value in kwargs.items() if name in self.block_arguments}\n"
+        + "        served = {*self.block_arguments, *unknown}\n"
+        + "        return {name: value for name, value in kwargs.items() if name in served}\n"
     )
     members: list[cst.BaseStatement] = []
     if pipeline.adaptation is not None:
