@@ -32,15 +32,12 @@ def _seeded(seed: int, build: Callable[[], Any]) -> Any:
         return build()
 
 
-def stable_diffusion_components(seed: int = 0) -> dict[str, Any]:
-    """UNet, VAE, CLIP text encoder and tokenizer for StableDiffusionPipeline, 32x32 images."""
-    from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+def _clip_text_config(tokenizer, hidden_size: int = 32):
+    from transformers import CLIPTextConfig
 
-    tokenizer = tiny_clip_tokenizer()
-    text_config = CLIPTextConfig(
+    return CLIPTextConfig(
         vocab_size=len(tokenizer),
-        hidden_size=32,
+        hidden_size=hidden_size,
         intermediate_size=37,
         num_attention_heads=4,
         num_hidden_layers=2,
@@ -50,7 +47,32 @@ def stable_diffusion_components(seed: int = 0) -> dict[str, Any]:
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    text_encoder = _seeded(seed, lambda: CLIPTextModel(text_config).eval())
+
+
+def _tiny_vae(seed: int):
+    from diffusers import AutoencoderKL
+
+    return _seeded(
+        seed,
+        lambda: AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            block_out_channels=(32, 64),
+            down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+            up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+            latent_channels=4,
+            norm_num_groups=32,
+        ).eval(),
+    )
+
+
+def stable_diffusion_components(seed: int = 0) -> dict[str, Any]:
+    """UNet, VAE, CLIP text encoder and tokenizer for StableDiffusionPipeline, 32x32 images."""
+    from diffusers import PNDMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    tokenizer = tiny_clip_tokenizer()
+    text_encoder = _seeded(seed, lambda: CLIPTextModel(_clip_text_config(tokenizer)).eval())
     unet = _seeded(
         seed + 1,
         lambda: UNet2DConditionModel(
@@ -65,18 +87,7 @@ def stable_diffusion_components(seed: int = 0) -> dict[str, Any]:
             norm_num_groups=32,
         ).eval(),
     )
-    vae = _seeded(
-        seed + 2,
-        lambda: AutoencoderKL(
-            in_channels=3,
-            out_channels=3,
-            block_out_channels=(32, 64),
-            down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-            up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-            latent_channels=4,
-            norm_num_groups=32,
-        ).eval(),
-    )
+    vae = _tiny_vae(seed + 2)
     # Stable Diffusion v1's scheduler settings, but `steps_offset=0`: an outdated config that the standard
     # pipeline's constructor fixes in place, which the generated pipeline has to reproduce.
     scheduler = PNDMScheduler(
@@ -96,6 +107,53 @@ def stable_diffusion_components(seed: int = 0) -> dict[str, Any]:
         "safety_checker": None,
         "feature_extractor": None,
         "requires_safety_checker": False,
+    }
+
+
+def stable_diffusion_xl_components(seed: int = 0) -> dict[str, Any]:
+    """Two CLIP text encoders (the second with projection), a text-time UNet and a VAE for SDXL, 32x32 images.
+
+    The UNet's `cross_attention_dim` is both encoders' hidden sizes together (32 + 32), and its
+    `projection_class_embeddings_input_dim` is 6 time ids x `addition_time_embed_dim` (8) + the pooled
+    projection (32).
+    """
+    from diffusers import EulerDiscreteScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    tokenizer, tokenizer_2 = tiny_clip_tokenizer(), tiny_clip_tokenizer()
+    text_encoder = _seeded(seed, lambda: CLIPTextModel(_clip_text_config(tokenizer)).eval())
+    text_encoder_2 = _seeded(seed + 1, lambda: CLIPTextModelWithProjection(_clip_text_config(tokenizer_2)).eval())
+    unet = _seeded(
+        seed + 2,
+        lambda: UNet2DConditionModel(
+            sample_size=16,
+            in_channels=4,
+            out_channels=4,
+            block_out_channels=(32, 64),
+            layers_per_block=1,
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            attention_head_dim=(2, 4),
+            use_linear_projection=True,
+            addition_embed_type="text_time",
+            addition_time_embed_dim=8,
+            transformer_layers_per_block=(1, 2),
+            projection_class_embeddings_input_dim=6 * 8 + 32,
+            cross_attention_dim=64,
+            norm_num_groups=32,
+        ).eval(),
+    )
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1, timestep_spacing="leading"
+    )
+    return {
+        "vae": _tiny_vae(seed + 3),
+        "text_encoder": text_encoder,
+        "text_encoder_2": text_encoder_2,
+        "tokenizer": tokenizer,
+        "tokenizer_2": tokenizer_2,
+        "unet": unet,
+        "scheduler": scheduler,
     }
 
 
