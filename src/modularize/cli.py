@@ -17,9 +17,18 @@ import traceback
 from pathlib import Path
 
 from . import __version__
-from .errors import EXIT_FAILED, EXIT_INTERNAL, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, ModularizeError
+from .errors import (
+    EXIT_FAILED,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_USAGE,
+    InputError,
+    Location,
+    ModularizeError,
+)
 
-COMMANDS = ("convert", "plan", "verify", "demo")
+COMMANDS = ("convert", "plan", "verify", "check", "demo")
 DEMO_SOURCE = "pipelines/stable_diffusion/pipeline_stable_diffusion.py"
 
 EPILOG = f"""\
@@ -43,7 +52,7 @@ def _stderr(message: str) -> None:
 
 # -- convert / plan ----------------------------------------------------------------------------------------------
 def _options(args, source):
-    from .convert import ConvertOptions
+    from .options import ConvertOptions
 
     return ConvertOptions(
         path=str(args.pipeline),
@@ -102,6 +111,62 @@ def command_plan(args) -> int:
     plan = plan_for(source.text, _options(args, source))
     sys.stdout.write(plan_json(plan) + "\n" if args.json else render_plan(plan))
     return EXIT_OK
+
+
+# -- check -------------------------------------------------------------------------------------------------------
+def command_check(args) -> int:
+    from .drift import EDITED, SOURCE_MISSING, STALE, check_package, find_packages, regenerate, select_packages
+
+    for path in args.paths:
+        if not Path(path).exists():
+            raise InputError("no such file or directory", Location(path))
+    packages = find_packages(Path.cwd())
+    if args.paths:
+        packages = select_packages(packages, args.paths)
+    problems = fixed = 0
+    for directory in packages:
+        status = check_package(directory)
+        name = _relative(directory)
+        if status.state == STALE:
+            if args.fix:
+                from .output_dir import write_package
+
+                write_package(directory, status.files)
+                print(f"{name}: regenerated from {status.source_label}")
+                fixed += 1
+                continue
+            problems += 1
+            sys.stdout.write(status.diff)
+            print(f"{name}: stale: {status.source_label} changed since it was generated; fix: {status.fix}")
+        elif status.state == EDITED:
+            if args.fix and args.force:
+                from .output_dir import write_package
+
+                write_package(directory, regenerate(status.source, status.class_name, status.in_tree), force=True)
+                print(f"{name}: regenerated over hand edits ({', '.join(status.edited)})")
+                fixed += 1
+                continue
+            problems += 1
+            edited = ", ".join(status.edited)
+            print(
+                f"{name}: edited by hand: {edited} no longer match their recorded hash; regenerating would discard "
+                f"the edit (keep it in the source pipeline instead); to discard it: {status.fix}"
+            )
+        elif status.state == SOURCE_MISSING:
+            problems += 1
+            print(f"{name}: source missing: {status.source_label} (recorded in its headers) does not exist")
+        elif args.verbose:
+            print(f"{name}: up to date")
+    if not args.quiet and not problems and not fixed:
+        print(f"{len(packages)} generated package(s) up to date")
+    return EXIT_FAILED if problems or fixed else EXIT_OK
+
+
+def _relative(path: Path) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
 
 
 # -- verify ------------------------------------------------------------------------------------------------------
@@ -265,6 +330,28 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("package", metavar="OUT_DIR", help="a package written by `modularize convert`")
     _add_verify_options(verify)
     verify.set_defaults(handler=command_verify)
+
+    check = commands.add_parser(
+        "check",
+        help="check that generated packages are up to date with their sources and not edited by hand",
+        description="Find generated packages (under the current directory, or those PATHS concern: their files, "
+        "their sources, or directories holding them) and tell apart: up to date; stale (the source or the "
+        "generator changed: prints the diff regeneration would make and the command that fixes it); edited by "
+        "hand (a file no longer matches its recorded hash). Reads headers and hashes only, unless a package is "
+        "stale; never imports torch or diffusers.",
+        epilog="exit codes: 0 all up to date, 1 stale, edited or missing sources found (or --fix rewrote "
+        "something), 2 usage errors",
+    )
+    check.add_argument(
+        "paths", nargs="*", metavar="PATH", help="changed files or directories (as pre-commit passes them)"
+    )
+    check.add_argument(
+        "--fix", action="store_true", help="regenerate stale packages (not hand-edited ones, unless --force)"
+    )
+    check.add_argument("--force", action="store_true", help="with --fix: regenerate over hand edits too")
+    check.add_argument("-v", "--verbose", action="store_true", help="also list packages that are up to date")
+    check.add_argument("-q", "--quiet", action="store_true", help="print nothing when everything is up to date")
+    check.set_defaults(handler=command_check)
 
     demo = commands.add_parser(
         "demo",

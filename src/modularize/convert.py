@@ -8,35 +8,13 @@ Deterministic: the same text and options give byte-identical files in any proces
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from . import __version__
 from .analyze import analyze
 from .emit.package import emit_package
-from .format import tool_versions
+from .options import ConvertOptions, generator_string
 from .plan import PipelinePlan
 from .source import parse_source
 
-
-@dataclass(frozen=True)
-class ConvertOptions:
-    path: str  # how to name the source in messages
-    label: str | None = None  # the path recorded in headers (defaults to `path`)
-    module_name: str | None = None  # dotted module name, needed to resolve relative imports
-    class_name: str | None = None  # which pipeline class, when the module has several
-    in_tree: bool = False  # emit diffusers' relative imports for `diffusers/modular_pipelines/<model>/`
-
-    def describe(self) -> str:
-        parts = []
-        if self.class_name:
-            parts.append(f"class={self.class_name}")
-        if self.in_tree:
-            parts.append("in-tree")
-        return ", ".join(parts) or "defaults"
-
-
-def generator_string(options: ConvertOptions) -> str:
-    return f"modularize {__version__}; {tool_versions()}; options: {options.describe()}"
+__all__ = ["ConvertOptions", "convert", "generator_string", "plan_for"]
 
 
 def plan_for(source_text: str, options: ConvertOptions) -> PipelinePlan:

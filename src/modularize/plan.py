@@ -11,13 +11,7 @@ from dataclasses import dataclass, field
 
 import libcst as cst
 
-FILE_OF_KIND = {
-    "input": "before_denoise.py",
-    "encode": "encoders.py",
-    "before_denoise": "before_denoise.py",
-    "denoise": "denoise.py",
-    "decode": "decoders.py",
-}
+from .layout import FILE_OF_KIND
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
 """Reading a pipeline file from disk: its text, the label recorded in headers, its dotted module name.
 
-    diffusers/pipelines/stable_diffusion/pipeline_stable_diffusion.py (installed or cloned)
-        label:  diffusers/pipelines/stable_diffusion/pipeline_stable_diffusion.py (package- or repository-relative)
+    .../site-packages/diffusers/pipelines/stable_diffusion/pipeline_stable_diffusion.py (installed)
+        label:  diffusers/pipelines/stable_diffusion/pipeline_stable_diffusion.py (package-relative)
         module: diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion
+    <checkout>/src/diffusers/pipelines/stable_diffusion/pipeline_stable_diffusion.py (a git repository)
+        label:  src/diffusers/pipelines/stable_diffusion/pipeline_stable_diffusion.py (repository-relative)
 
 The label never depends on the current directory, so converting from anywhere gives the same bytes.
 """
@@ -47,14 +49,33 @@ def module_name_of(path: Path) -> str | None:
     return ".".join(parts)
 
 
+def _installed(path: Path) -> bool:
+    return any(part in ("site-packages", "dist-packages") for part in path.parts)
+
+
 def label_of(path: Path) -> str:
+    """Repository-relative inside a git checkout; package-relative for installed packages (`diffusers/...`)."""
+    repository = _repository_root(path)
+    if repository is not None and not _installed(path):
+        return path.relative_to(repository).as_posix()
     root = _package_root(path)
-    if root == path.parent:
-        repository = _repository_root(path)
-        if repository is not None:
-            return path.relative_to(repository).as_posix()
-        return path.name
     return path.relative_to(root).as_posix()
+
+
+def locate_label(label: str, near: Path) -> Path | None:
+    """The file a recorded label names: in the repository holding `near`, or in an installed package."""
+    candidates = []
+    repository = _repository_root(near.resolve() / "__init__.py")
+    if repository is not None:
+        candidates.append(repository / label)
+    top = label.split("/")[0]
+    if top.isidentifier():
+        # find_spec of a top-level name locates the package without importing it
+        spec = importlib.util.find_spec(top)
+        if spec is not None and spec.submodule_search_locations:
+            candidates.append(Path(next(iter(spec.submodule_search_locations))).parent / label)
+    candidates.append(Path.cwd() / label)
+    return next((candidate for candidate in candidates if candidate.is_file()), None)
 
 
 def read_source(path_text: str) -> SourceFile:

@@ -17,6 +17,7 @@ from ..dataflow import flow_of, names_read
 from ..errors import ConversionError, Location
 from ..format import format_python
 from ..header import with_header
+from ..layout import LEAF_FILES, blocks_file
 from ..plan import LoopPlan, ModuleDefinition, PipelinePlan
 from ..source import code
 from ..transforms.guidance import GUIDER_BATCHING_HELPERS
@@ -44,7 +45,6 @@ FRAMEWORK = {
     "ConfigSpec": ("diffusers.modular_pipelines.modular_pipeline_utils", "ConfigSpec"),
 }
 _BUILTINS = set(dir(builtins))
-LEAF_FILES = ("encoders.py", "before_denoise.py", "denoise.py", "decoders.py")
 
 
 def free_names(statements: Sequence[cst.CSTNode]) -> list[str]:
@@ -222,9 +222,9 @@ def _blocks_constant(plan: PipelinePlan) -> str:
 def emit_package(plan: PipelinePlan, source_text: str, generator: str, in_tree: bool = False) -> dict[str, str]:
     """Render every file of the package, formatted, each with its header."""
     files = {name: _File(name, plan, in_tree) for name in LEAF_FILES}
-    blocks_file = f"modular_blocks_{plan.package[len('modular_') :]}.py"
+    blocks_name = blocks_file(plan.package)
     files["modular_pipeline.py"] = _File("modular_pipeline.py", plan, in_tree)
-    files[blocks_file] = _File(blocks_file, plan, in_tree)
+    files[blocks_name] = _File(blocks_name, plan, in_tree)
     files["__init__.py"] = _File("__init__.py", plan, in_tree)
 
     package_names: dict[str, str] = {plan.pipeline_class_name: "modular_pipeline.py"}
@@ -245,7 +245,7 @@ def emit_package(plan: PipelinePlan, source_text: str, generator: str, in_tree: 
     constant = _blocks_constant(plan)
     entries = "".join(f"        ({block.key!r}, {block.class_name}),\n" for block in plan.blocks)
     description = f"Blocks converted from `{plan.class_name}`, in the order its `__call__` runs them."
-    files[blocks_file].body = splice(
+    files[blocks_name].body = splice(
         f"{constant} = InsertableDict(\n    [\n{entries}    ]\n)\n\n\n"
         f"class {plan.blocks_class_name}(SequentialPipelineBlocks):\n"
         f"    model_name = {plan.model_name!r}\n"
@@ -256,11 +256,11 @@ def emit_package(plan: PipelinePlan, source_text: str, generator: str, in_tree: 
         f"        return {description!r}\n",
         {},
     )
-    package_names[constant] = blocks_file
-    package_names[plan.blocks_class_name] = blocks_file
+    package_names[constant] = blocks_name
+    package_names[plan.blocks_class_name] = blocks_name
     exported = sorted([constant, plan.blocks_class_name, plan.pipeline_class_name])
     init_lines = (
-        f"from .{blocks_file[:-3]} import {constant}, {plan.blocks_class_name}\n"
+        f"from .{blocks_name[:-3]} import {constant}, {plan.blocks_class_name}\n"
         f"from .modular_pipeline import {plan.pipeline_class_name}\n\n"
         f"__all__ = {exported!r}\n"
     )
