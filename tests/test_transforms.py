@@ -6,6 +6,7 @@ import libcst as cst
 import pytest
 
 from modularize.errors import ConversionError
+from modularize.node_index import NodeIndex
 from modularize.source import code
 from modularize.transforms._nodes import rewrite_statements, same_expression
 from modularize.transforms.feature_gates import FeatureGate, gate_replacements
@@ -135,7 +136,7 @@ def test_feature_gate_raises_where_the_input_is_used_and_prunes_later_branches()
         """
     )
     gate = FeatureGate(body[0], "prepare_image_embeds", ("image", "embeds"), "`image` / `embeds` are not served")
-    rewritten = rewrite_statements(body, gate_replacements(gate, body))
+    rewritten = rewrite_statements(body, gate_replacements(gate, NodeIndex(body)))
     assert render(rewritten) == textwrap.dedent(
         """\
         if image is not None or embeds is not None:

@@ -26,6 +26,7 @@ from .loop_plan import split_loop
 from .modular_class import pipeline_class_plan
 from .module_index import module_definitions
 from .naming import Naming, block_key
+from .node_index import NodeIndex
 from .plan import (
     BlockPlan,
     Component,
@@ -66,17 +67,18 @@ def analyze(source: SourceModule, class_name: str | None = None) -> PipelinePlan
     dropped = {id(drop.node) for drop in drops}
     outputs = _output_fields(source, returns)
 
-    cfg = find_batched_cfg(source, facts, body, denoise.loop, loop, dropped)
+    index = NodeIndex(body)
+    cfg = find_batched_cfg(source, facts, body, denoise.loop, loop, dropped, index)
     if cfg is not None:
         context.condition_name = cfg.condition_name
         context.replacements.update(unbatching_replacements(cfg))
         _note_guidance(context, cfg)
-        gates = _feature_gates(context, body[: body.index(denoise.loop)], cfg)
+        gates = _feature_gates(context, body[: body.index(denoise.loop)], cfg, index)
         for gate in gates:
-            context.replacements.update(gate_replacements(gate, body))
+            context.replacements.update(gate_replacements(gate, index))
     else:
         gates = []
-    _per_call_assignments(context, body, dropped)
+    _per_call_assignments(context, body, dropped, index)
 
     blocks: list[BlockPlan | LoopPlan] = []
     rewritten: list[tuple[Segment, Rewritten]] = []
@@ -155,6 +157,7 @@ def analyze(source: SourceModule, class_name: str | None = None) -> PipelinePlan
         source_label=source.label,
         source_module=source.module_name,
         class_name=facts.name,
+        class_location=source.location(facts.node),
         model_name=naming.model_name,
         prefix=naming.prefix,
         package=naming.package,
@@ -226,7 +229,9 @@ def _unique_keys(segments: Sequence[Segment]) -> list[str]:
 
 
 # -- per-call state ----------------------------------------------------------------------------------------------
-def _per_call_assignments(context: Context, body: Sequence[cst.BaseStatement], dropped: set[int]) -> None:
+def _per_call_assignments(
+    context: Context, body: Sequence[cst.BaseStatement], dropped: set[int], index: NodeIndex
+) -> None:
     """`self._guidance_scale = guidance_scale` goes (the local is read instead); other assignments become locals
     when something still reads them, and go otherwise (`self._num_timesteps` only serves `pipe.num_timesteps`)."""
     facts = context.facts
@@ -292,11 +297,13 @@ def _note_guidance(context: Context, cfg: BatchedCfg) -> None:
         context.note("rewritten", statement, f"`{snippet(statement)}`", "the guider combines the predictions")
 
 
-def _feature_gates(context: Context, before_loop: Sequence[cst.BaseStatement], cfg: BatchedCfg) -> list[FeatureGate]:
+def _feature_gates(
+    context: Context, before_loop: Sequence[cst.BaseStatement], cfg: BatchedCfg, index: NodeIndex
+) -> list[FeatureGate]:
     gates = []
     call_parameters = {p.name for p in context.facts.call_parameters}
-    for call, helper in cfg_helper_calls(context.facts, before_loop, cfg.condition):
-        holder = next(s for s in before_loop if m.findall(s, m.Call()) and call in m.findall(s, m.Call()))
+    for call, helper in cfg_helper_calls(context.facts, before_loop, cfg.condition, index):
+        holder = index.statement_of(call)
         if not isinstance(holder, cst.If):
             raise context.source.refuse(
                 call,

@@ -28,7 +28,7 @@ from .errors import (
     ModularizeError,
 )
 
-COMMANDS = ("convert", "plan", "verify", "check", "demo")
+COMMANDS = ("convert", "plan", "verify", "check", "survey", "demo")
 DEMO_SOURCE = "pipelines/stable_diffusion/pipeline_stable_diffusion.py"
 
 EPILOG = f"""\
@@ -167,6 +167,97 @@ def _relative(path: Path) -> str:
         return os.path.relpath(path)
     except ValueError:
         return str(path)
+
+
+# -- survey ------------------------------------------------------------------------------------------------------
+class _ProgressBar:
+    """A one-line progress bar on stderr (plain periodic lines when stderr is not a terminal)."""
+
+    def __init__(self, label: str):
+        self.label = label
+        self.started = time.perf_counter()
+        self.tty = sys.stderr.isatty()
+        self.shown = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        elapsed = time.perf_counter() - self.started
+        if self.tty:
+            filled = int(30 * done / max(total, 1))
+            bar = "#" * filled + "-" * (30 - filled)
+            sys.stderr.write(f"\r{self.label} [{bar}] {done}/{total} {elapsed:5.1f}s")
+            if done == total:
+                sys.stderr.write("\n")
+            sys.stderr.flush()
+        elif done * 10 // max(total, 1) > self.shown:
+            self.shown = done * 10 // max(total, 1)
+            _stderr(f"{self.label}: {done}/{total} files, {elapsed:.1f}s")
+
+
+def command_survey(args) -> int:
+    from .survey import CRASHED, markdown, run_survey, summary, table
+
+    root = Path(args.directory)
+    if not root.is_dir():
+        raise InputError("not a directory", Location(args.directory))
+    started = time.perf_counter()
+    entries, files = run_survey(root, args.jobs, _ProgressBar("survey"))
+    if args.verify:
+        entries = _verify_survey(root, entries)
+    stats = summary(entries, files, time.perf_counter() - started)
+    crashed = [e for e in entries if e.status == CRASHED]
+    if crashed:
+        log = Path(args.log)
+        log.write_text("\n".join(f"== {e.file} {e.class_name}\n{e.traceback}" for e in crashed), encoding="utf-8")
+        _stderr(f"{len(crashed)} crash(es); tracebacks in {log}")
+    report = {"pipelines": [e.as_json() for e in entries], "summary": stats}
+    if args.json:
+        _write_report(args.json, json.dumps(report, indent=2) + "\n")
+    if args.markdown:
+        _write_report(args.markdown, markdown(entries, stats))
+    shown = table(stats, entries)
+    print(shown, file=sys.stderr if "-" in (args.json, args.markdown) else sys.stdout)
+    failed_verification = "verified" in stats and stats["verified_ok"] < stats["verified"]
+    return EXIT_FAILED if crashed or failed_verification else EXIT_OK
+
+
+def _write_report(target: str, text: str) -> None:
+    if target == "-":
+        sys.stdout.write(text)
+    else:
+        Path(target).write_text(text, encoding="utf-8")
+
+
+def _verify_survey(root: Path, entries):
+    """Run verify (exact mode) for every converted pipeline that has built-in tiny components."""
+    import dataclasses
+
+    from .convert import convert
+    from .options import ConvertOptions
+    from .output_dir import write_package
+    from .source_file import read_source
+    from .testing.tiny import setup_for
+    from .verify import verify_package
+
+    result = []
+    for entry in entries:
+        if entry.status != "converted" or setup_for(entry.class_name) is None:
+            result.append(entry)
+            continue
+        with tempfile.TemporaryDirectory() as directory:
+            source = read_source(str(root / entry.file))
+            options = ConvertOptions(entry.file, source.label, source.module_name, entry.class_name)
+            package = Path(directory) / "package"
+            write_package(package, convert(source.text, options))
+            _stderr(f"verifying {entry.class_name} ...")
+            report = verify_package(package, exact=True)
+        equivalence = {
+            "ok": report.ok,
+            "runs": len(report.cases),
+            "bitwise": all(c.bitwise for c in report.cases if c.status == "compared"),
+            "max_abs_diff": max((c.max_abs_diff for c in report.cases), default=0.0),
+        }
+        result.append(dataclasses.replace(entry, equivalence=equivalence))
+    return result
 
 
 # -- verify ------------------------------------------------------------------------------------------------------
@@ -352,6 +443,25 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("-v", "--verbose", action="store_true", help="also list packages that are up to date")
     check.add_argument("-q", "--quiet", action="store_true", help="print nothing when everything is up to date")
     check.set_defaults(handler=command_check)
+
+    survey = commands.add_parser(
+        "survey",
+        help="convert every pipeline class under a directory and report converted / refused / crashed",
+        description="Convert every pipeline class in every pipeline_*.py under DIRECTORY (statically: nothing is "
+        "imported), in parallel, and report per class the outcome, the located refusal reason, the guidance "
+        "pattern, the number of blocks and the time taken. Refusal reasons are grouped and counted.",
+        epilog="exit codes: 0 nothing crashed (and, with --verify, every verified package equal), 1 otherwise, "
+        "2 usage errors",
+    )
+    survey.add_argument("directory", metavar="DIRECTORY", help="e.g. the installed diffusers' pipelines/ directory")
+    survey.add_argument("-j", "--jobs", type=int, default=None, help="worker processes (default: one per CPU)")
+    survey.add_argument("--json", metavar="PATH", help="write the report as JSON (`-`: standard output)")
+    survey.add_argument("--markdown", metavar="PATH", help="write the report as Markdown (`-`: standard output)")
+    survey.add_argument("--log", metavar="PATH", default="modularize-survey.log", help="where crash tracebacks go")
+    survey.add_argument(
+        "--verify", action="store_true", help="also verify (exact mode) converted pipelines with tiny components"
+    )
+    survey.set_defaults(handler=command_survey)
 
     demo = commands.add_parser(
         "demo",

@@ -28,6 +28,7 @@ import libcst.matchers as m
 
 from .class_facts import ClassFacts
 from .dataflow import names_read
+from .node_index import NodeIndex
 from .source import SourceModule, code
 from .transforms._nodes import conjuncts, same_expression
 
@@ -164,6 +165,7 @@ def find_batched_cfg(
     loop_statement: cst.BaseStatement,
     loop: cst.For,
     dropped: set[int],
+    index: NodeIndex,
 ) -> BatchedCfg | None:
     """The batched-CFG pattern of this pipeline, or None when its loop does no CFG at all.
 
@@ -183,6 +185,7 @@ def find_batched_cfg(
                 "the denoiser is called more than once per step (separate conditional/unconditional passes); "
                 "only batched classifier-free guidance is converted so far",
             )
+        _refuse_unrecognized_guidance(source, facts, body, dropped)
         return None
 
     chunk_if: cst.If = body[chunk_index]
@@ -240,7 +243,7 @@ def find_batched_cfg(
             if _contains_cfg(nested.test, condition):
                 raise source.refuse(nested, "CFG-dependent statement inside the loop before the denoiser call")
 
-    cat_sites, first_site = _cat_sites(source, before_loop, condition, uncond_index, dropped)
+    cat_sites, first_site = _cat_sites(source, before_loop, condition, uncond_index, dropped, index)
     later = [*before_loop[first_site:], *body, *after_loop]
     _check_pairs_reach_denoiser(source, cat_sites, call_statement, later, dropped)
 
@@ -262,6 +265,48 @@ def find_batched_cfg(
         repeated=tuple(repeated),
         batch_order=("pred_uncond", "pred_cond") if uncond_index == 0 else ("pred_cond", "pred_uncond"),
     )
+
+
+def _refuse_unrecognized_guidance(
+    source: SourceModule, facts: ClassFacts, body: Sequence[cst.BaseStatement], dropped: set[int]
+) -> None:
+    """A loop with no recognized CFG must not hide one. Evidence of guidance: a prediction split (`.chunk`,
+    `split`), a batch repeated for it (`torch.cat([x] * n)`), a guidance scale multiplied in, or a branch on per-call
+    state (`if self.do_perturbed_attention_guidance:`). Converting such a loop without a guider would be wrong."""
+    per_call = set(facts.per_call) | set(facts.per_call_properties)
+    split = m.Call(func=m.Attribute(attr=m.Name("chunk") | m.Name("split")))
+    repeat = m.List(elements=[m.Element()])
+    scale = m.Name(value=m.MatchIfTrue(lambda name: "guidance_scale" in name)) | m.Attribute(
+        attr=m.Name(value=m.MatchIfTrue(lambda name: "guidance_scale" in name))
+    )
+
+    class Evidence(cst.CSTVisitor):
+        found: cst.CSTNode | None = None
+
+        def on_visit(self, node: cst.CSTNode) -> bool:
+            if self.found is not None or id(node) in dropped:
+                return False
+            if m.matches(node, split) or m.matches(node, m.BinaryOperation(left=repeat, operator=m.Multiply())):
+                self.found = node
+            elif m.matches(node, m.BinaryOperation(operator=m.Multiply())) and (
+                m.matches(node.left, scale) or m.matches(node.right, scale)
+            ):
+                self.found = node
+            elif isinstance(node, (cst.If, cst.IfExp)):
+                tested = m.findall(node.test, m.Attribute(value=m.Name("self"), attr=m.Name()))
+                if any(attribute.attr.value in per_call for attribute in tested):
+                    self.found = node
+            return self.found is None
+
+    evidence = Evidence()
+    for statement in body:
+        statement.visit(evidence)
+    if evidence.found is not None:
+        raise source.refuse(
+            evidence.found,
+            "guidance this converter does not recognize (a split or repeated batch, a guidance scale, or a branch on "
+            "per-call state inside the loop); converting it without a guider would silently change the output",
+        )
 
 
 def _chunk_in(statement: cst.If) -> bool:
@@ -287,31 +332,30 @@ def _cat_sites(
     condition: cst.BaseExpression,
     uncond_index: int,
     dropped: set[int],
+    index: NodeIndex,
 ) -> tuple[list[CatSite], int]:
     """The concatenation sites, and the position of the first statement holding one.
 
     Inside a CFG branch only the concatenations are sites; the rest of the branch (computing the negative
     embeddings, say) stays, still conditioned on CFG, which the guider decides at run time.
     """
-    sites: list[CatSite] = []
-    first = len(before_loop)
-    for position, statement in enumerate(before_loop):
-        if id(statement) in dropped:
+    kept = [statement for statement in before_loop if id(statement) not in dropped]
+    found: list[tuple[int, CatSite]] = []
+    for node in index.find(cst.If, within=kept):
+        if not _is_cfg(node.test, condition):
             continue
-        for node in m.findall(statement, m.If()):
-            if not _is_cfg(node.test, condition):
-                continue
-            lines = [line for line in node.body.body if _concatenation(line) is not None]
-            for line in lines:
-                whole = len(node.body.body) == 1 and node.orelse is None
-                sites.append(_cat_site(source, line, node if whole else line, uncond_index))
-        for node in m.findall(statement, m.Assign(value=m.IfExp())):
-            if _is_cfg(node.value.test, condition):
-                site = _cat_site(source, cst.SimpleStatementLine([node]), node.value, uncond_index, node.value.body)
-                sites.append(site)
-        if sites and first == len(before_loop):
-            first = position
-    return sites, first
+        whole = len(node.body.body) == 1 and node.orelse is None
+        for line in node.body.body:
+            if _concatenation(line) is not None:
+                site = _cat_site(source, line, node if whole else line, uncond_index)
+                found.append((list(before_loop).index(index.statement_of(node)), site))
+    for node in index.find(cst.Assign, m.Assign(value=m.IfExp()), within=kept):
+        if _is_cfg(node.value.test, condition):
+            site = _cat_site(source, cst.SimpleStatementLine([node]), node.value, uncond_index, node.value.body)
+            found.append((list(before_loop).index(index.statement_of(node)), site))
+    found.sort(key=lambda pair: pair[0])
+    first = found[0][0] if found else len(before_loop)
+    return [site for _, site in found], first
 
 
 def _concatenation(line: cst.CSTNode) -> cst.Call | None:
@@ -398,7 +442,7 @@ def _batch_dependent_reads(statement: cst.CSTNode, targets: set[str], skip: set[
 
 
 def cfg_helper_calls(
-    facts: ClassFacts, statements: Sequence[cst.CSTNode], condition: cst.BaseExpression
+    facts: ClassFacts, statements: Sequence[cst.CSTNode], condition: cst.BaseExpression, index: NodeIndex
 ) -> list[tuple[cst.Call, str]]:
     """Calls of helper methods that receive the CFG flag and batch their output with its negative inside.
 
@@ -406,14 +450,13 @@ def cfg_helper_calls(
     `if do_classifier_free_guidance: embeds = torch.cat([negative, embeds])` cannot be paired from outside.
     """
     found = []
-    for statement in statements:
-        for call in m.findall(statement, m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name()))):
-            helper = facts.methods.get(call.func.attr.value)
-            if helper is None:
-                continue
-            flag = _parameter_receiving(helper, call, condition)
-            if flag is not None and _batches_under(helper, flag):
-                found.append((call, helper.name.value))
+    for call in index.find(cst.Call, m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name())), within=statements):
+        helper = facts.methods.get(call.func.attr.value)
+        if helper is None:
+            continue
+        flag = _parameter_receiving(helper, call, condition)
+        if flag is not None and _batches_under(helper, flag):
+            found.append((call, helper.name.value))
     return found
 
 

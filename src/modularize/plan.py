@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import libcst as cst
 
+from .errors import Location
 from .layout import FILE_OF_KIND
 
 
@@ -163,6 +164,7 @@ class PipelinePlan:
     source_label: str
     source_module: str | None
     class_name: str  # the standard pipeline class
+    class_location: Location  # where the class is defined, for errors found after analysis
     model_name: str  # "stable-diffusion"
     prefix: str  # "StableDiffusion"
     package: str  # "modular_stable_diffusion"

@@ -72,7 +72,8 @@ def parse_source(text: str, path: str, label: str | None = None, module_name: st
         tree = cst.parse_module(text)
     except cst.ParserSyntaxError as error:
         raise _syntax_error(text, path, error) from None
-    wrapper = MetadataWrapper(tree)
+    # the tree was just parsed and nothing else holds it: no need for the wrapper's defensive deep copy
+    wrapper = MetadataWrapper(tree, unsafe_skip_copy=True)
     positions = wrapper.resolve(PositionProvider)
     return SourceModule(
         path=path,

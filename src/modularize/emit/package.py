@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import libcst as cst
 
 from ..dataflow import flow_of, names_read
-from ..errors import ConversionError, Location
+from ..errors import ConversionError
 from ..format import format_python
 from ..header import with_header
 from ..layout import LEAF_FILES, blocks_file
@@ -110,7 +110,8 @@ def _dependencies(
     if unresolved:
         raise ConversionError(
             f"generated {file.relpath} reads names nothing defines: {', '.join(sorted(unresolved))}",
-            Location(file.plan.source_label),
+            file.plan.class_location,
+            construct=f"class {file.plan.class_name}",
             fix="this is a converter bug; please report it with the source file",
         )
     ordered = [d for d in definitions if id(d) in chosen]

@@ -25,8 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import libcst as cst
-import libcst.matchers as m
 
+from ..node_index import NodeIndex
 from ._nodes import Replacement, same_expression
 
 
@@ -47,24 +47,24 @@ def gate_message(inputs: Sequence[str], pipeline: str, helper: str) -> str:
     )
 
 
-def gate_replacements(gate: FeatureGate, statements: Sequence[cst.CSTNode]) -> dict[cst.CSTNode, Replacement]:
+def gate_replacements(gate: FeatureGate, index: NodeIndex) -> dict[cst.CSTNode, Replacement]:
+    """Replacements for the gated branch and every later branch on the same guard (`index`: the `__call__` body)."""
     guard = gate.statement.test
     raise_statement = cst.parse_statement(f"raise ValueError({gate.message!r})\n")
     replacements: dict[cst.CSTNode, Replacement] = {
         gate.statement: gate.statement.with_changes(body=cst.IndentedBlock(body=[raise_statement]))
     }
-    for statement in statements:
-        for branch in m.findall(statement, m.If()):
-            if branch is gate.statement or not same_expression(branch.test, guard):
-                continue
-            orelse = branch.orelse
-            if orelse is None:
-                replacements[branch] = cst.RemoveFromParent()
-            elif isinstance(orelse, cst.If):
-                replacements[branch] = orelse
-            else:
-                replacements[branch] = cst.FlattenSentinel(orelse.body.body)
-        for choice in m.findall(statement, m.IfExp()):
-            if same_expression(choice.test, guard):
-                replacements[choice] = choice.orelse.with_changes(lpar=[], rpar=[])
+    for branch in index.find(cst.If):
+        if branch is gate.statement or not same_expression(branch.test, guard):
+            continue
+        orelse = branch.orelse
+        if orelse is None:
+            replacements[branch] = cst.RemoveFromParent()
+        elif isinstance(orelse, cst.If):
+            replacements[branch] = orelse
+        else:
+            replacements[branch] = cst.FlattenSentinel(orelse.body.body)
+    for choice in index.find(cst.IfExp):
+        if same_expression(choice.test, guard):
+            replacements[choice] = choice.orelse.with_changes(lpar=[], rpar=[])
     return replacements

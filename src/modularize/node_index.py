@@ -1,0 +1,64 @@
+"""One traversal of `__call__`, many queries: every node of interest, by type, with its top-level statement.
+
+LibCST traversals are the converter's main cost (a full pass over a large `__call__` is tens of milliseconds), and
+the analysis asks many questions of the same statements: which `if`s test the CFG flag, which calls reach helper
+methods, which lines assign `self._x`. Indexing once answers them all.
+
+    index = NodeIndex(body)
+    index.find(cst.If, within=body[:10])               # every `if` in the first ten statements
+    index.find(cst.Call, m.Call(func=m.Name("retrieve_timesteps")))
+    index.statement_of(node)                           # the top-level statement holding a node
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import libcst as cst
+import libcst.matchers as m
+
+_INDEXED = (cst.If, cst.IfExp, cst.Call, cst.Assign, cst.SimpleStatementLine, cst.Attribute)
+
+
+class NodeIndex:
+    def __init__(self, statements: Sequence[cst.CSTNode]):
+        self.statements = list(statements)
+        self._nodes: dict[type, list[tuple[int, cst.CSTNode]]] = {kind: [] for kind in _INDEXED}
+        self._position: dict[int, int] = {}
+        for position, statement in enumerate(self.statements):
+            statement.visit(_Collector(self, position))
+
+    def _add(self, position: int, node: cst.CSTNode) -> None:
+        self._position[id(node)] = position
+        for kind in _INDEXED:
+            if isinstance(node, kind):
+                self._nodes[kind].append((position, node))
+
+    def find(
+        self,
+        kind: type,
+        matcher: m.BaseMatcherNode | None = None,
+        within: Iterable[cst.CSTNode] | None = None,
+    ) -> list[cst.CSTNode]:
+        """Nodes of `kind` (in source order), optionally matching `matcher`, inside the `within` statements."""
+        positions = None if within is None else {self.statements.index(s) for s in within}
+        return [
+            node
+            for position, node in self._nodes[kind]
+            if (positions is None or position in positions) and (matcher is None or m.matches(node, matcher))
+        ]
+
+    def statement_of(self, node: cst.CSTNode) -> cst.CSTNode:
+        return self.statements[self._position[id(node)]]
+
+
+class _Collector(cst.CSTVisitor):
+    def __init__(self, index: NodeIndex, position: int):
+        super().__init__()
+        self._index = index
+        self._position = position
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        if isinstance(node, _INDEXED):
+            self._index._add(self._position, node)
+        return True

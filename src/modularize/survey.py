@@ -1,0 +1,193 @@
+"""`modularize survey DIR`: convert every pipeline class under a directory and report what happened to each.
+
+Static only (nothing is imported), in parallel across processes, one task per file. Per pipeline class:
+
+    converted  the package was generated (guidance pattern and block count recorded)
+    refused    a located `ConversionError`: file, line, reason and construct
+    crashed    any other exception: a converter bug; the traceback goes to the log, the survey goes on
+
+Refusal reasons are grouped (`X` in a message stands for any name), so the most common gap shows first.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+CONVERTED, REFUSED, CRASHED = "converted", "refused", "crashed"
+
+
+@dataclass(frozen=True)
+class Entry:
+    file: str
+    class_name: str
+    status: str
+    reason: str = ""
+    line: int = 0
+    guidance: str = ""
+    blocks: int = 0
+    seconds: float = 0.0
+    construct: str = ""
+    traceback: str = ""
+    equivalence: dict[str, Any] | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["class"] = data.pop("class_name")
+        data.pop("traceback")
+        if data["equivalence"] is None:
+            data.pop("equivalence")
+        return data
+
+
+def pipeline_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("pipeline_*.py") if "__pycache__" not in p.parts)
+
+
+def survey_file(path: str, root: str) -> list[Entry]:
+    """Convert every pipeline class of one file (runs in a worker process)."""
+    from .analyze import analyze
+    from .emit.package import emit_package
+    from .errors import ModularizeError
+    from .options import ConvertOptions, generator_string
+    from .source import is_pipeline_class, parse_source
+    from .source_file import label_of, module_name_of
+
+    relative = os.path.relpath(path, root)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        resolved = Path(path).resolve()
+        source = parse_source(text, relative, label_of(resolved), module_name_of(resolved))
+    except ModularizeError as error:
+        line = error.location.line if error.location else 0
+        return [Entry(relative, "", REFUSED, error.message, line)]
+    import libcst as cst
+
+    classes = [c.name.value for c in source.tree.body if isinstance(c, cst.ClassDef) and is_pipeline_class(c)]
+    entries = []
+    for class_name in classes:
+        started = time.perf_counter()
+        try:
+            plan = analyze(source, class_name)
+            options = ConvertOptions(relative, source.label, source.module_name, class_name)
+            emit_package(plan, text, generator_string(options))
+            entry = Entry(relative, class_name, CONVERTED, guidance=plan.guidance.pattern, blocks=len(plan.blocks))
+        except ModularizeError as error:
+            line = error.location.line if error.location else 0
+            construct = getattr(error, "construct", "")
+            entry = Entry(relative, class_name, REFUSED, error.message, line, construct=construct)
+        except Exception as error:  # a converter bug: record it and go on with the next class
+            reason = f"{type(error).__name__}: {error}"
+            entry = Entry(relative, class_name, CRASHED, reason[:300], traceback=traceback.format_exc())
+        entries.append(_with_time(entry, time.perf_counter() - started))
+    return entries
+
+
+def _with_time(entry: Entry, seconds: float) -> Entry:
+    return Entry(**{**asdict(entry), "seconds": round(seconds, 3)})
+
+
+def run_survey(
+    root: Path, jobs: int | None = None, progress: Callable[[int, int], None] | None = None
+) -> tuple[list[Entry], int]:
+    """Entries for every pipeline class under `root`, in file order; and how many files were read."""
+    files = pipeline_files(root)
+    results: dict[str, list[Entry]] = {}
+    workers = jobs or os.cpu_count() or 1
+    if workers == 1:
+        for index, path in enumerate(files):
+            results[str(path)] = survey_file(str(path), str(root))
+            if progress:
+                progress(index + 1, len(files))
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = {pool.submit(survey_file, str(path), str(root)): str(path) for path in files}
+            for done, future in enumerate(as_completed(futures), start=1):
+                path = futures[future]
+                try:
+                    results[path] = future.result()
+                except Exception as error:  # a worker died: still one entry per file, as crashed
+                    relative = os.path.relpath(path, root)
+                    results[path] = [Entry(relative, "", CRASHED, f"worker failed: {error}"[:300])]
+                if progress:
+                    progress(done, len(files))
+    entries = [entry for path in files for entry in results.get(str(path), [])]
+    return entries, len(files)
+
+
+def reason_group(reason: str) -> str:
+    """`\\`add_text_embeds\\` is batched ...` -> `\\`X\\` is batched ...`: one group per kind of refusal."""
+    parts = reason.split("`")
+    return "`".join(part if index % 2 == 0 else "X" for index, part in enumerate(parts))
+
+
+def summary(entries: Iterable[Entry], files: int, seconds: float) -> dict[str, Any]:
+    entries = list(entries)
+    by_status = Counter(entry.status for entry in entries)
+    reasons = Counter(reason_group(entry.reason) for entry in entries if entry.status == REFUSED)
+    guidance = Counter(entry.guidance for entry in entries if entry.status == CONVERTED)
+    data = {
+        "files": files,
+        "pipelines": len(entries),
+        "converted": by_status[CONVERTED],
+        "refused": by_status[REFUSED],
+        "crashed": by_status[CRASHED],
+        "seconds": round(seconds, 2),
+        "refusal_reasons": [{"reason": reason, "count": count} for reason, count in reasons.most_common()],
+        "guidance_patterns": dict(sorted(guidance.items())),
+    }
+    verified = [e for e in entries if e.equivalence is not None]
+    if verified:
+        data["verified"] = len(verified)
+        data["verified_ok"] = sum(1 for e in verified if e.equivalence.get("ok"))
+    return data
+
+
+def markdown(entries: list[Entry], stats: dict[str, Any]) -> str:
+    lines = [
+        "# modularize survey",
+        "",
+        f"{stats['pipelines']} pipeline classes in {stats['files']} files, {stats['seconds']} s: "
+        f"{stats['converted']} converted, {stats['refused']} refused, {stats['crashed']} crashed.",
+        "",
+        "## Refusal reasons",
+        "",
+        "| count | reason |",
+        "| ---: | --- |",
+    ]
+    lines += [f"| {item['count']} | {item['reason'].replace('|', '/')} |" for item in stats["refusal_reasons"]]
+    lines += ["", "## Pipelines", "", "| file | class | status | line | guidance | blocks | seconds | reason |"]
+    lines.append("| --- | --- | --- | ---: | --- | ---: | ---: | --- |")
+    for e in entries:
+        reason = e.reason.replace("|", "/")
+        lines.append(
+            f"| {e.file} | {e.class_name} | {e.status} | {e.line or ''} | {e.guidance} | {e.blocks or ''} "
+            f"| {e.seconds} | {reason} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def table(stats: dict[str, Any], entries: list[Entry], limit: int = 15) -> str:
+    lines = [
+        f"{stats['pipelines']} pipeline classes in {stats['files']} files in {stats['seconds']} s: "
+        f"{stats['converted']} converted, {stats['refused']} refused, {stats['crashed']} crashed",
+    ]
+    if stats["guidance_patterns"]:
+        patterns = ", ".join(f"{k}: {v}" for k, v in stats["guidance_patterns"].items())
+        lines.append(f"converted, by guidance pattern: {patterns}")
+    if stats["refusal_reasons"]:
+        lines.append("most common refusals:")
+        for item in stats["refusal_reasons"][:limit]:
+            lines.append(f"  {item['count']:4d}  {item['reason']}")
+    crashed = [e for e in entries if e.status == CRASHED]
+    if crashed:
+        lines.append("crashed (converter bugs):")
+        lines += [f"  {e.file} {e.class_name}: {e.reason}" for e in crashed]
+    return "\n".join(lines)

@@ -1,0 +1,105 @@
+"""`modularize survey`: every pipeline class converted, refused with a location, or recorded as crashed."""
+
+import json
+
+import pytest
+
+from modularize.cli import main
+from modularize.source_file import installed_diffusers_file
+from modularize.survey import CONVERTED, CRASHED, REFUSED, reason_group
+
+from .conftest import FIXTURES
+
+
+def by_class(report):
+    return {(p["file"], p["class"]): p for p in report["pipelines"]}
+
+
+def test_surveying_the_fixtures_reports_each_class(cli):
+    run = cli("survey", FIXTURES, "--json", "-", "-j", "2")
+    assert run.code == 0
+    report = json.loads(run.out)
+    entries = by_class(report)
+    toy = entries[("pipelines/pipeline_toy.py", "ToyTextToImagePipeline")]
+    assert (toy["status"], toy["guidance"], toy["blocks"]) == (CONVERTED, "batched-cfg", 6)
+    assert toy["seconds"] > 0 and set(toy) >= {"file", "class", "status", "reason", "line", "guidance", "blocks"}
+    first = entries[("pipelines/pipeline_two_classes.py", "FirstToyPipeline")]
+    assert (first["status"], first["guidance"]) == (CONVERTED, "none")
+    second = entries[("pipelines/pipeline_two_classes.py", "SecondToyPipeline")]
+    assert second["status"] == REFUSED and "no denoising loop" in second["reason"] and second["line"] > 0
+    passes = entries[("bad/pipeline_separate_passes.py", "SeparatePassesPipeline")]
+    assert (passes["status"], passes["line"]) == (REFUSED, 23)
+    assert "uncond = self.transformer" in passes["construct"]
+    # no_pipeline.py and syntax_error.py are not pipeline_*.py files: not surveyed
+    assert {p["file"] for p in report["pipelines"]} == {
+        "pipelines/pipeline_toy.py",
+        "pipelines/pipeline_two_classes.py",
+        "bad/pipeline_separate_passes.py",
+    }
+    summary = report["summary"]
+    assert (summary["files"], summary["pipelines"], summary["converted"], summary["refused"], summary["crashed"]) == (
+        3,
+        4,
+        2,
+        2,
+        0,
+    )
+    assert summary["guidance_patterns"] == {"batched-cfg": 1, "none": 1}
+    assert {item["count"] for item in summary["refusal_reasons"]} == {1}
+
+
+def test_markdown_report_and_refusal_groups(cli, tmp_path):
+    target = tmp_path / "survey.md"
+    assert cli("survey", FIXTURES, "--markdown", target, "-j", "1").code == 0
+    text = target.read_text()
+    assert "| bad/pipeline_separate_passes.py | SeparatePassesPipeline | refused | 23 |" in text
+    assert "## Refusal reasons" in text
+    assert reason_group("`add_text_embeds` is batched for CFG, see `x`") == "`X` is batched for CFG, see `X`"
+
+
+def test_a_crash_is_logged_and_the_survey_goes_on(cli, tmp_path, monkeypatch):
+    import modularize.analyze
+
+    original = modularize.analyze.analyze
+
+    def flaky(source, class_name=None):
+        if class_name == "FirstToyPipeline":
+            raise KeyError("boom")
+        return original(source, class_name)
+
+    monkeypatch.setattr(modularize.analyze, "analyze", flaky)
+    log = tmp_path / "crashes.log"
+    run = cli("survey", FIXTURES / "pipelines", "--json", "-", "-j", "1", "--log", log)
+    assert run.code == 1  # something crashed
+    entries = by_class(json.loads(run.out))
+    crashed = entries[("pipeline_two_classes.py", "FirstToyPipeline")]
+    assert crashed["status"] == CRASHED and crashed["reason"] == "KeyError: 'boom'"
+    assert entries[("pipeline_toy.py", "ToyTextToImagePipeline")]["status"] == CONVERTED
+    assert "KeyError: 'boom'" in log.read_text() and "== pipeline_two_classes.py FirstToyPipeline" in log.read_text()
+
+
+@pytest.mark.parametrize("jobs", ["2"])
+def test_the_installed_diffusers_pipelines_never_crash_and_every_refusal_is_located(tmp_path, capsys, jobs):
+    pipelines = installed_diffusers_file("pipelines/__init__.py").parent
+    code = main(["survey", str(pipelines), "--json", str(tmp_path / "survey.json"), "-j", jobs])
+    assert code == 0
+    report = json.loads((tmp_path / "survey.json").read_text())
+    entries = report["pipelines"]
+    assert report["summary"]["pipelines"] > 250 and report["summary"]["crashed"] == 0
+    refused = [p for p in entries if p["status"] == REFUSED]
+    assert refused and all(p["file"] and p["line"] > 0 and p["reason"] for p in refused)
+    converted = {p["class"] for p in entries if p["status"] == CONVERTED}
+    assert "StableDiffusionPipeline" in converted
+    counts = [item["count"] for item in report["summary"]["refusal_reasons"]]
+    assert counts == sorted(counts, reverse=True) and sum(counts) == len(refused)
+
+
+def test_survey_verify_adds_the_equivalence_of_pipelines_with_tiny_components(tmp_path):
+    stable_diffusion = installed_diffusers_file("pipelines/stable_diffusion/__init__.py").parent
+    target = tmp_path / "survey.json"
+    assert main(["survey", str(stable_diffusion), "--verify", "--json", str(target), "-j", "2"]) == 0
+    report = json.loads(target.read_text())
+    verified = [p for p in report["pipelines"] if "equivalence" in p]
+    assert [p["class"] for p in verified] == ["StableDiffusionPipeline"]
+    assert verified[0]["equivalence"]["ok"] and verified[0]["equivalence"]["bitwise"]
+    assert report["summary"]["verified"] == report["summary"]["verified_ok"] == 1
