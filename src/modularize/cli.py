@@ -28,7 +28,7 @@ from .errors import (
     ModularizeError,
 )
 
-COMMANDS = ("convert", "plan", "verify", "check", "survey", "demo")
+COMMANDS = ("convert", "plan", "verify", "check", "survey", "emit-tests", "demo")
 DEMO_SOURCE = "pipelines/stable_diffusion/pipeline_stable_diffusion.py"
 
 EPILOG = f"""\
@@ -94,6 +94,20 @@ def command_convert(args) -> int:
     if not args.quiet:
         elapsed = time.perf_counter() - started
         print(f"wrote {output}/ ({len(files)} files) from {args.pipeline} in {elapsed:.2f}s")
+    if getattr(args, "emit_tests", None):
+        from .emit_tests import write_test_file
+
+        path = write_test_file(output, Path(args.emit_tests), args.components)
+        if not args.quiet:
+            print(f"wrote {path}")
+    return EXIT_OK
+
+
+def command_emit_tests(args) -> int:
+    from .emit_tests import write_test_file
+
+    path = write_test_file(Path(args.package), Path(args.output), args.components)
+    print(f"wrote {path}")
     return EXIT_OK
 
 
@@ -398,6 +412,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--diff", action="store_true", help="write nothing; print a unified diff against OUT_DIR (exit 1 if any)"
     )
     convert.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    convert.add_argument(
+        "--emit-tests", metavar="DIR", help="also write a pytest file proving the package equal (see emit-tests)"
+    )
+    convert.add_argument(
+        "--components",
+        metavar="MODULE:FUNCTION",
+        help="components for the emitted tests (default: built-in tiny ones)",
+    )
     convert.set_defaults(handler=command_convert)
 
     plan = commands.add_parser(
@@ -462,6 +484,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--verify", action="store_true", help="also verify (exact mode) converted pipelines with tiny components"
     )
     survey.set_defaults(handler=command_survey)
+
+    emit = commands.add_parser(
+        "emit-tests",
+        help="write a pytest file that keeps proving a generated package equal to its standard pipeline",
+        description="Write DIR/test_<package>.py: a fixed matrix asserted bitwise in exact mode and within 1e-5 in "
+        "plain mode, plus hypothesis-drawn standard calls (both pipelines accept and agree, or both reject). Runs "
+        "serially or with pytest -n auto; --hypothesis-profile=modularize-ci draws more examples.",
+    )
+    emit.add_argument("package", metavar="PACKAGE_DIR", help="a package written by `modularize convert`")
+    emit.add_argument("-o", "--output", metavar="DIR", required=True, help="directory for the test file")
+    emit.add_argument(
+        "--components", metavar="MODULE:FUNCTION", help="components for the tests (default: built-in tiny ones)"
+    )
+    emit.set_defaults(handler=command_emit_tests)
 
     demo = commands.add_parser(
         "demo",

@@ -70,7 +70,11 @@ def pipeline_class(plan: PipelinePlan) -> list[cst.BaseStatement]:
     unserved = "{" + ", ".join(f"{name!r}: {default}" for name, default in plan.unserved_arguments) + "}"
     install_guider = (
         "        guider_kwargs = {name: kwargs[name] for name in self.guider_arguments if name in kwargs}\n"
-        "        self.update_components(guider=self.guider_for_standard_call(**guider_kwargs))\n"
+        "        # the guider already installed for exactly these arguments (by `translate_standard_call`) stays\n"
+        "        installed = getattr(self, '_guider_call_arguments', None)\n"
+        "        if strict or installed is None or any(installed.get(k) != v for k, v in guider_kwargs.items()):\n"
+        "            self.update_components(guider=self.guider_for_standard_call(**guider_kwargs))\n"
+        "            self._guider_call_arguments = guider_kwargs\n"
         if guidance.pattern != "none"
         else ""
     )

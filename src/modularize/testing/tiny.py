@@ -167,6 +167,7 @@ STABLE_DIFFUSION = TinySetup(
         ("default", {}),
         ("cfg_off", {"guidance_scale": 1.0}),
         ("rescale", {"guidance_rescale": 0.7}),
+        ("scale_and_rescale", {"guidance_scale": 5.0, "guidance_rescale": 0.5}),
         ("negative_prompt", {"negative_prompt": "blurry"}),
         ("two_prompts", {"prompt": _TWO_PROMPTS}),
         ("two_images_per_prompt", {"num_images_per_prompt": 2}),
@@ -202,6 +203,8 @@ STABLE_DIFFUSION = TinySetup(
             "ddim_cfg_off_latent",
             {"scheduler": "DDIMScheduler", "eta": 0.5, "guidance_scale": 1.0, "output_type": "latent"},
         ),
+        # Euler scales the model input by its sigma: a lost `scale_model_input` shows here
+        ("euler", {"scheduler": "EulerDiscreteScheduler", "num_inference_steps": 3}),
     ),
 )
 
