@@ -193,3 +193,25 @@ def test_exact_mode_makes_one_model_call_per_guider_batch(sd_package):
     # the batch of 4 (2 images x [uncond, cond]) per iteration on each side; exact mode: two calls of 2.
     assert calls == [4] * 6 + [2] * 12
     assert TOY.exists()
+
+
+@pytest.mark.parametrize(
+    ("source", "strengths"),
+    [
+        ("pipelines/stable_diffusion/pipeline_stable_diffusion_img2img.py", {0.5, 0.9}),
+        ("pipelines/stable_diffusion/pipeline_stable_diffusion_inpaint.py", {0.75, 1.0}),
+    ],
+)
+def test_image_to_image_and_inpainting_are_bitwise_equal(tmp_path, source, strengths):
+    from modularize.source_file import installed_diffusers_file
+
+    package = tmp_path / "package"
+    assert main([str(installed_diffusers_file(source)), "-o", str(package), "-q"]) == 0
+    report = verify_package(package, exact=True)
+    assert report.ok, [c for c in report.cases if not c.passed]
+    assert all(c.bitwise for c in report.cases)
+    covered = {c.inputs.get("strength") for c in report.cases}
+    assert strengths <= covered
+    assert {c.inputs.get("guidance_scale", 7.5) for c in report.cases} >= {1.0, 7.5}
+    assert {c.inputs["output_type"] for c in report.cases} == {"np", "latent"}
+    assert any(c.inputs.get("num_images_per_prompt") == 2 for c in report.cases)

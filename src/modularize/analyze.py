@@ -21,7 +21,7 @@ import libcst.matchers as m
 from .class_facts import Parameter, analyze_class
 from .dataflow import Flow, flow_of, names_read
 from .docstrings import parameter_descriptions
-from .guidance import BatchedCfg, cfg_helper_calls, condition_text, find_batched_cfg
+from .guidance import BatchedCfg, condition_text, find_batched_cfg
 from .loop_plan import split_loop
 from .modular_class import pipeline_class_plan
 from .module_index import module_definitions
@@ -72,6 +72,7 @@ def analyze(source: SourceModule, class_name: str | None = None) -> PipelinePlan
     if cfg is not None:
         context.condition_name = cfg.condition_name
         context.replacements.update(unbatching_replacements(cfg))
+        context.replacements.update(dict(cfg.rewrites))
         _note_guidance(context, cfg)
         gates = _feature_gates(context, body[: body.index(denoise.loop)], cfg, index)
         for gate in gates:
@@ -107,16 +108,16 @@ def analyze(source: SourceModule, class_name: str | None = None) -> PipelinePlan
             flow = flow_of(result.body)
             flows.append(Flow(tuple(n for n in flow.reads if n in variables), flow.writes, flow.definite))
 
-    final_locals = {local for _, local in outputs}
+    # a returned local is an output of the pipeline only as written by the last block that writes it
+    last_writer = {local: max(i for i, f in enumerate(flows) if local in f.writes) for _, local in outputs}
     descriptions = parameter_descriptions(facts.call_docstring)
     keys = _unique_keys(segments)
     produced_by: dict[str, str] = {}
     for index, ((segment, result), flow) in enumerate(zip(rewritten, flows, strict=True)):
         later_reads = {name for later in flows[index + 1 :] for name in later.reads}
         key = keys[index]
-        block_outputs = [n for n in flow.writes if n in later_reads or n in final_locals]
-        if segment.kind == "denoise":
-            block_outputs = [n for n in block_outputs if n in later_reads or n in final_locals]
+        final_here = {local for local, writer in last_writer.items() if writer == index}
+        block_outputs = [n for n in flow.writes if n in later_reads or n in final_here]
         needed = list(flow.reads) + [n for n in block_outputs if n not in flow.definite and n not in flow.reads]
         inputs, unbound = [], []
         for name in needed:
@@ -128,11 +129,13 @@ def analyze(source: SourceModule, class_name: str | None = None) -> PipelinePlan
                 raise source.refuse(
                     segment.statements[0], f"`{name}` is read in stage {segment.label!r} but never defined before it"
                 )
-        output_params = tuple(_output(name, outputs, descriptions) for name in block_outputs)
+        output_params = tuple(
+            _output(name, outputs if name in final_here else [], descriptions) for name in block_outputs
+        )
         for name in block_outputs:
             produced_by[name] = key
         if segment.kind == "denoise":
-            blocks.append(loop_parts.plan(context, key, segment, tuple(inputs), set(later_reads) | final_locals))
+            blocks.append(loop_parts.plan(context, key, segment, tuple(inputs), set(later_reads) | final_here))
         else:
             blocks.append(_block_plan(context, key, segment, result, tuple(inputs), output_params, tuple(unbound)))
 
@@ -302,7 +305,8 @@ def _feature_gates(
 ) -> list[FeatureGate]:
     gates = []
     call_parameters = {p.name for p in context.facts.call_parameters}
-    for call, helper in cfg_helper_calls(context.facts, before_loop, cfg.condition, index):
+    for use in cfg.pairing_helpers:
+        call, helper = use.call, use.helper
         holder = index.statement_of(call)
         if not isinstance(holder, cst.If):
             raise context.source.refuse(

@@ -48,6 +48,16 @@ class CatSite:
 
 
 @dataclass(frozen=True)
+class HelperUse:
+    """A helper method called with the CFG flag that concatenates for CFG inside itself."""
+
+    call: cst.Call
+    helper: str
+    flag: cst.Arg  # the argument passing the flag
+    pairs: bool  # True: it concatenates `[negative, positive]`; False: it only repeats (`[mask] * 2`)
+
+
+@dataclass(frozen=True)
 class BatchedCfg:
     condition: cst.BaseExpression  # the CFG test as written (`self.do_classifier_free_guidance`)
     condition_name: str  # `do_classifier_free_guidance`
@@ -65,6 +75,8 @@ class BatchedCfg:
     expansions: tuple[cst.IfExp, ...]  # `torch.cat([latents] * 2) if cfg else latents`
     repeated: tuple[str, ...]  # the locals those expansions assign (`latent_model_input`)
     batch_order: tuple[str, ...]  # guider identifiers in the source's concatenation order
+    pairing_helpers: tuple[HelperUse, ...]  # helpers that pair inside: their inputs cannot be served yet
+    rewrites: tuple[tuple[cst.CSTNode, cst.CSTNode], ...]  # repeat-only helpers get `False`, un-repeats their else
 
 
 def _component_calls(node: cst.CSTNode, facts: ClassFacts) -> list[str]:
@@ -247,6 +259,17 @@ def find_batched_cfg(
     later = [*before_loop[first_site:], *body, *after_loop]
     _check_pairs_reach_denoiser(source, cat_sites, call_statement, later, dropped)
 
+    helper_uses = cfg_helper_calls(facts, before_loop, condition, index)
+    rewrites: list[tuple[cst.CSTNode, cst.CSTNode]] = []
+    no_longer_repeated = list(repeated)
+    for use in helper_uses:
+        if not use.pairs:
+            # the guider runs each batch on its own: the helper must not repeat for it
+            rewrites.append((use.flag.value, cst.Name("False")))
+            no_longer_repeated += _assigned_names(index.statement_of(use.call))
+    handled = {id(s) for s in guidance_statements}
+    rewrites += _unrepeats(source, body, condition, no_longer_repeated, handled, dropped)
+
     return BatchedCfg(
         condition=condition,
         condition_name=condition_name,
@@ -264,6 +287,8 @@ def find_batched_cfg(
         expansions=tuple(expansions),
         repeated=tuple(repeated),
         batch_order=("pred_uncond", "pred_cond") if uncond_index == 0 else ("pred_cond", "pred_uncond"),
+        pairing_helpers=tuple(use for use in helper_uses if use.pairs),
+        rewrites=tuple(rewrites),
     )
 
 
@@ -443,44 +468,122 @@ def _batch_dependent_reads(statement: cst.CSTNode, targets: set[str], skip: set[
 
 def cfg_helper_calls(
     facts: ClassFacts, statements: Sequence[cst.CSTNode], condition: cst.BaseExpression, index: NodeIndex
-) -> list[tuple[cst.Call, str]]:
-    """Calls of helper methods that receive the CFG flag and batch their output with its negative inside.
+) -> list[HelperUse]:
+    """Calls of helper methods that receive the CFG flag and concatenate for CFG inside.
 
-    `self.prepare_ip_adapter_image_embeds(..., self.do_classifier_free_guidance)` where the helper does
-    `if do_classifier_free_guidance: embeds = torch.cat([negative, embeds])` cannot be paired from outside.
+    `self.prepare_ip_adapter_image_embeds(..., self.do_classifier_free_guidance)`, whose body does
+    `if do_classifier_free_guidance: embeds = torch.cat([negative, embeds])`, pairs inside (it cannot be undone
+    from outside yet); `self.prepare_mask_latents(..., self.do_classifier_free_guidance)`, whose body does
+    `mask = torch.cat([mask] * 2) if do_classifier_free_guidance else mask`, only repeats.
     """
     found = []
     for call in index.find(cst.Call, m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name())), within=statements):
         helper = facts.methods.get(call.func.attr.value)
         if helper is None:
             continue
-        flag = _parameter_receiving(helper, call, condition)
-        if flag is not None and _batches_under(helper, flag):
-            found.append((call, helper.name.value))
+        received = _argument_receiving(helper, call, condition)
+        if received is None:
+            continue
+        flag, argument = received
+        kinds = _concatenations_under(helper, flag)
+        if kinds:
+            found.append(HelperUse(call, helper.name.value, argument, pairs="pairs" in kinds))
     return found
 
 
-def _parameter_receiving(helper: cst.FunctionDef, call: cst.Call, condition: cst.BaseExpression) -> str | None:
+def _argument_receiving(helper: cst.FunctionDef, call: cst.Call, condition: cst.BaseExpression):
+    """(parameter name, argument) of the call argument that passes the CFG flag, if any."""
     params = [p.name.value for p in (*helper.params.posonly_params, *helper.params.params)]
     params = [p for p in params if p != "self"]
     position = 0
     for arg in call.args:
         if arg.keyword is not None:
             if _is_cfg(arg.value, condition):
-                return arg.keyword.value
+                return arg.keyword.value, arg
             continue
         if _is_cfg(arg.value, condition) and position < len(params):
-            return params[position]
+            return params[position], arg
         position += 1
     return None
 
 
-def _batches_under(helper: cst.FunctionDef, flag: str) -> bool:
-    for branch in m.findall(helper.body, m.If()):
+def _concatenations_under(helper: cst.FunctionDef, flag: str) -> set[str]:
+    """How the helper concatenates when the flag is set: {"pairs"}, {"repeats"}, both or neither."""
+    kinds = set()
+    guarded: list[cst.CSTNode] = []
+    for branch in m.findall(helper.body, m.If() | m.IfExp()):
         if any(m.matches(part, m.Name(flag)) for part in conjuncts(branch.test)):
-            if m.findall(branch.body, _TORCH_CAT):
-                return True
-    return False
+            guarded.append(branch.body)
+    for node in guarded:
+        for cat in m.findall(node, _TORCH_CAT) if not m.matches(node, _TORCH_CAT) else [node]:
+            elements = _cat_elements(cat)
+            repeats = elements is not None and all(same_expression(e, elements[0]) for e in elements)
+            kinds.add("repeats" if repeats else "pairs")
+    return kinds
+
+
+def _assigned_names(statement: cst.CSTNode) -> list[str]:
+    if m.matches(statement, m.SimpleStatementLine(body=[m.Assign()])):
+        names = []
+        for target in statement.body[0].targets:
+            node = target.target
+            elements = node.elements if isinstance(node, (cst.Tuple, cst.List)) else [node]
+            for element in elements:
+                value = element.value if isinstance(element, cst.Element) else element
+                if isinstance(value, cst.Name):
+                    names.append(value.value)
+        return names
+    return []
+
+
+def _unrepeats(
+    source: SourceModule,
+    body: Sequence[cst.BaseStatement],
+    condition: cst.BaseExpression,
+    repeated: Sequence[str],
+    handled: set[int],
+    dropped: set[int],
+) -> list[tuple[cst.CSTNode, cst.CSTNode]]:
+    """`if cfg: x, _ = mask.chunk(2) else: x = mask` undoes a repeat the guider never made: keep the `else`.
+
+    Any other CFG branch in the loop is guidance this converter does not understand, and is refused.
+    """
+    rewrites = []
+    for statement in body:
+        if id(statement) in handled or id(statement) in dropped:
+            continue
+        for branch in m.findall(statement, m.If()):
+            if not _contains_cfg(branch.test, condition):
+                continue
+            taken = _unrepeat_else(branch, repeated)
+            if taken is None:
+                raise source.refuse(
+                    branch, "a classifier-free-guidance branch in the loop this converter does not know"
+                )
+            rewrites.append((branch, taken))
+    return rewrites
+
+
+def _unrepeat_else(branch: cst.If, repeated: Sequence[str]) -> cst.CSTNode | None:
+    pattern = m.SimpleStatementLine(
+        body=[
+            m.Assign(
+                targets=[m.AssignTarget(m.Tuple(elements=[m.Element(m.Name()), m.Element(m.Name())]))],
+                value=m.Call(func=m.Attribute(value=m.Name(), attr=m.Name("chunk")), args=[m.Arg(m.Integer("2"))]),
+            )
+        ]
+    )
+    if len(branch.body.body) != 1 or not m.matches(branch.body.body[0], pattern):
+        return None
+    if not isinstance(branch.orelse, cst.Else) or len(branch.orelse.body.body) != 1:
+        return None
+    assign = branch.body.body[0].body[0]
+    chunked = assign.value.func.value.value
+    otherwise = branch.orelse.body.body[0]
+    plain = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())], value=m.Name(chunked))])
+    if chunked not in repeated or not m.matches(otherwise, plain):
+        return None
+    return otherwise
 
 
 def condition_text(expression: cst.BaseExpression, per_call: Mapping[str, str]) -> str:

@@ -145,6 +145,10 @@ def _with_scheduler(components: dict[str, Any], overrides: dict[str, Any]) -> tu
 def _jsonable(value: Any) -> Any:
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
+    if hasattr(value, "size") and hasattr(value, "mode"):  # a PIL image
+        return f"<image {value.size[0]}x{value.size[1]} {value.mode}>"
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        return f"<{type(value).__name__} {tuple(value.shape)} {value.dtype}>"
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     if isinstance(value, dict):
@@ -187,7 +191,7 @@ class Equivalence:
     @property
     def base_inputs(self) -> dict[str, Any]:
         """Default call inputs every case is merged over (the built-in ones, when there are some)."""
-        return dict(self.setup.inputs) if self.setup else {}
+        return self.setup.inputs() if self.setup else {}
 
     @property
     def arguments(self) -> tuple[str, ...]:

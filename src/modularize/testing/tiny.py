@@ -20,7 +20,7 @@ class TinySetup:
     """What `verify` needs for one standard pipeline class."""
 
     components: Callable[[], dict[str, Any]]  # keyword arguments of the standard pipeline's constructor
-    inputs: dict[str, Any]  # default call inputs (a generator is added per run)
+    inputs: Callable[[], dict[str, Any]]  # default call inputs (a generator is added per run)
     cases: tuple[tuple[str, dict[str, Any]], ...] = field(default=())  # the default matrix: (name, overrides)
 
 
@@ -66,8 +66,32 @@ def _tiny_vae(seed: int):
     )
 
 
-def stable_diffusion_components(seed: int = 0) -> dict[str, Any]:
-    """UNet, VAE, CLIP text encoder and tokenizer for StableDiffusionPipeline, 32x32 images."""
+def tiny_image(size: int = 32):
+    """A deterministic RGB test image: smooth gradients and a bright square, so every pixel is different."""
+    import numpy as np
+    from PIL import Image
+
+    ramp = np.linspace(0, 255, size, dtype=np.float64)
+    pixels = np.stack([np.add.outer(ramp, ramp) / 2, np.tile(ramp, (size, 1)), np.tile(ramp[:, None], (1, size))], -1)
+    pixels[size // 4 : size // 2, size // 4 : size // 2] = 240
+    return Image.fromarray(pixels.astype(np.uint8))
+
+
+def tiny_mask(size: int = 32):
+    """A deterministic inpainting mask: the right half white (repaint), the left half black (keep)."""
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.zeros((size, size), dtype=np.uint8)
+    pixels[:, size // 2 :] = 255
+    return Image.fromarray(pixels, mode="L")
+
+
+def stable_diffusion_components(seed: int = 0, in_channels: int = 4) -> dict[str, Any]:
+    """UNet, VAE, CLIP text encoder and tokenizer for StableDiffusionPipeline, 32x32 images.
+
+    `in_channels=9` gives the inpainting UNet (latents + mask + masked-image latents).
+    """
     from diffusers import PNDMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel
 
@@ -77,7 +101,7 @@ def stable_diffusion_components(seed: int = 0) -> dict[str, Any]:
         seed + 1,
         lambda: UNet2DConditionModel(
             sample_size=16,
-            in_channels=4,
+            in_channels=in_channels,
             out_channels=4,
             block_out_channels=(32, 64),
             layers_per_block=1,
@@ -162,7 +186,7 @@ _TWO_NEGATIVES = ["blurry", "low quality"]
 
 STABLE_DIFFUSION = TinySetup(
     components=stable_diffusion_components,
-    inputs={"prompt": "a photo of a cat", "num_inference_steps": 2, "output_type": "np"},
+    inputs=lambda: {"prompt": "a photo of a cat", "num_inference_steps": 2, "output_type": "np"},
     cases=(
         ("default", {}),
         ("cfg_off", {"guidance_scale": 1.0}),
@@ -208,7 +232,62 @@ STABLE_DIFFUSION = TinySetup(
     ),
 )
 
-SETUPS: dict[str, TinySetup] = {"StableDiffusionPipeline": STABLE_DIFFUSION}
+
+def _image_cases(strengths: tuple[float, float]) -> tuple[tuple[str, dict[str, Any]], ...]:
+    """The matrix of the Stable Diffusion image pipelines: CFG off and on, prompts and images per prompt, outputs,
+    two strengths, the DDIM scheduler with `eta`."""
+    low, high = strengths
+    return (
+        ("default", {}),
+        ("cfg_off", {"guidance_scale": 1.0}),
+        ("negative_prompt", {"negative_prompt": "blurry"}),
+        (f"strength_{low}", {"strength": low}),
+        (f"strength_{high}_two_prompts_x2", {"strength": high, "prompt": _TWO_PROMPTS, "num_images_per_prompt": 2}),
+        (
+            "two_prompts_negatives_latent",
+            {"prompt": _TWO_PROMPTS, "negative_prompt": _TWO_NEGATIVES, "output_type": "latent"},
+        ),
+        ("cfg_off_x2_latent", {"guidance_scale": 1.0, "num_images_per_prompt": 2, "output_type": "latent"}),
+        ("ddim_eta", {"scheduler": "DDIMScheduler", "eta": 0.5}),
+        ("euler", {"scheduler": "EulerDiscreteScheduler", "strength": low}),
+    )
+
+
+def _image_to_image_components() -> dict[str, Any]:
+    return stable_diffusion_components(seed=4)
+
+
+def _inpainting_components() -> dict[str, Any]:
+    return stable_diffusion_components(seed=5, in_channels=9)
+
+
+STABLE_DIFFUSION_IMG2IMG = TinySetup(
+    components=_image_to_image_components,
+    inputs=(
+        lambda: {"prompt": "a photo of a cat", "image": tiny_image(), "num_inference_steps": 3, "output_type": "np"}
+    ),
+    cases=_image_cases((0.5, 0.9)),
+)
+
+STABLE_DIFFUSION_INPAINT = TinySetup(
+    components=_inpainting_components,
+    inputs=(
+        lambda: {
+            "prompt": "a photo of a cat",
+            "image": tiny_image(),
+            "mask_image": tiny_mask(),
+            "num_inference_steps": 3,
+            "output_type": "np",
+        }
+    ),
+    cases=_image_cases((0.75, 1.0)),
+)
+
+SETUPS: dict[str, TinySetup] = {
+    "StableDiffusionPipeline": STABLE_DIFFUSION,
+    "StableDiffusionImg2ImgPipeline": STABLE_DIFFUSION_IMG2IMG,
+    "StableDiffusionInpaintPipeline": STABLE_DIFFUSION_INPAINT,
+}
 
 
 def setup_for(class_name: str) -> TinySetup | None:
