@@ -215,3 +215,41 @@ def test_image_to_image_and_inpainting_are_bitwise_equal(tmp_path, source, stren
     assert {c.inputs.get("guidance_scale", 7.5) for c in report.cases} >= {1.0, 7.5}
     assert {c.inputs["output_type"] for c in report.cases} == {"np", "latent"}
     assert any(c.inputs.get("num_images_per_prompt") == 2 for c in report.cases)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "pipelines/stable_diffusion_xl/pipeline_stable_diffusion_xl.py",
+        "pipelines/stable_diffusion_3/pipeline_stable_diffusion_3.py",
+        "pipelines/pixart_alpha/pipeline_pixart_sigma.py",
+    ],
+)
+def test_batched_cfg_families_are_bitwise_equal(tmp_path, source):
+    from modularize.source_file import installed_diffusers_file
+
+    package = tmp_path / "package"
+    assert main([str(installed_diffusers_file(source)), "-o", str(package), "-q"]) == 0
+    report = verify_package(package, exact=True)
+    assert report.ok, [c for c in report.cases if not c.passed]
+    assert all(c.status == "compared" and c.bitwise for c in report.cases)
+    inputs = [c.inputs for c in report.cases]
+    assert {i.get("guidance_scale") for i in inputs} >= {1.0, None}  # CFG off, and on at the default scale
+    assert any(isinstance(i["prompt"], list) for i in inputs) and any(
+        i.get("num_images_per_prompt") == 2 for i in inputs
+    )
+    assert {i["output_type"] for i in inputs} == {"np", "latent"}
+
+
+def test_sdxl_refuses_negative_sizes_it_cannot_reproduce(tmp_path):
+    """The standard SDXL pipeline repeats `[negative, positive]` time ids together; with different negative sizes
+    and several images the generated package raises instead of silently computing something else."""
+    from modularize.source_file import installed_diffusers_file
+
+    package = tmp_path / "package"
+    source = installed_diffusers_file("pipelines/stable_diffusion_xl/pipeline_stable_diffusion_xl.py")
+    assert main([str(source), "-o", str(package), "-q"]) == 0
+    case = Case("negative_sizes_x2", {"negative_original_size": (24, 24), "num_images_per_prompt": 2})
+    case = Case(case.name, {**case.overrides, "negative_target_size": (32, 32)})
+    (result,) = verify_package(package, cases=[case]).cases
+    assert result.status == "failed" and "negative_add_time_ids` differ" in result.reason

@@ -30,7 +30,6 @@ from .node_index import NodeIndex
 from .plan import (
     BlockPlan,
     Component,
-    GuidanceField,
     GuidancePlan,
     LoopPlan,
     Output,
@@ -75,6 +74,7 @@ def analyze(source: SourceModule, class_name: str | None = None) -> PipelinePlan
         context.replacements.update(dict(cfg.rewrites))
         _note_guidance(context, cfg)
         gates = _feature_gates(context, body[: body.index(denoise.loop)], cfg, index)
+        gates += _guard_gates(context, cfg, index)
         for gate in gates:
             context.replacements.update(gate_replacements(gate, index))
     else:
@@ -143,10 +143,10 @@ def analyze(source: SourceModule, class_name: str | None = None) -> PipelinePlan
     used_kinds = merged_usage([r for _, r in rewritten] + loop_parts.rewritten)
     pipeline = pipeline_class_plan(context, blocks, used_kinds, cfg)
     components = _components(context, blocks)
+    block_inputs = [p for b in blocks for p in b.inputs]
+    block_inputs += [p for b in blocks if isinstance(b, LoopPlan) for step in b.steps for p in step.inputs]
     block_arguments = tuple(
-        name
-        for name in call_parameters
-        if any(p.name == name and p.producer is None for b in blocks for p in b.inputs)
+        name for name in call_parameters if any(p.name == name and p.producer is None for p in block_inputs)
     )
     guider_arguments = {p.name for p in guidance.arguments}
     unserved = tuple(
@@ -319,6 +319,19 @@ def _feature_gates(
     return gates
 
 
+def _guard_gates(context: Context, cfg: BatchedCfg, index: NodeIndex) -> list[FeatureGate]:
+    """A guidance feature gated in the loop (skip-layer guidance) is gated where its input is first tested too
+    (`if skip_guidance_layers is not None: original_prompt_embeds = ...`), so its preparation goes as well."""
+    gates = []
+    call_parameters = {p.name for p in context.facts.call_parameters}
+    for guard, message in cfg.feature_guards:
+        holders = [branch for branch in index.find(cst.If) if same_expression(branch.test, guard)]
+        if holders:
+            inputs = tuple(n for n in names_read(guard) if n in call_parameters)
+            gates.append(FeatureGate(holders[0], "", inputs, message))
+    return gates
+
+
 def _guidance_plan(context: Context, cfg: BatchedCfg | None, call_parameters, descriptions) -> GuidancePlan:
     if cfg is None:
         return GuidancePlan(pattern="none")
@@ -340,7 +353,7 @@ def _guidance_plan(context: Context, cfg: BatchedCfg | None, call_parameters, de
         if name in call_parameters and name not in names:
             names.append(name)
     arguments = tuple(_param(n, None, call_parameters, descriptions) for n in names)
-    loop_fields = tuple(GuidanceField(site.target, site.cond, site.uncond) for site in cfg.cat_sites)
+    loop_fields = cfg.fields
     return GuidancePlan(
         pattern="batched-cfg",
         guider="ClassifierFreeGuidance",
@@ -381,7 +394,7 @@ def _block_plan(
     unbound: tuple[str, ...],
 ) -> BlockPlan:
     class_name = context.naming.block_class(key)
-    helpers, components = helpers_and_components(context, rewritten.used, class_name)
+    needs = helpers_and_components(context, rewritten.used, class_name)
     first, last = segment.statements[0], segment.statements[-1]
     return BlockPlan(
         key=key,
@@ -392,8 +405,9 @@ def _block_plan(
         body=tuple(rewritten.body),
         inputs=inputs,
         outputs=outputs,
-        components=components,
-        helpers=helpers,
+        components=needs.components,
+        helpers=needs.helpers,
+        configs=needs.configs,
         unbound_outputs=unbound,
     )
 

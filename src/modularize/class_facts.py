@@ -159,11 +159,17 @@ def _property_expression(function: cst.FunctionDef) -> cst.BaseExpression | None
     return None
 
 
-def _per_call_state(call: cst.FunctionDef, properties: Mapping[str, cst.FunctionDef]):
-    """Attributes `__call__` assigns on `self` (`self._guidance_scale = ...`) and the properties reading them."""
+def _per_call_state(call: cst.FunctionDef, properties: Mapping[str, cst.FunctionDef], init: InitFacts):
+    """Attributes `__call__` assigns on `self` (`self._guidance_scale = ...`) and the properties reading them.
+
+    Components and derived attributes are not per-call state even when `__call__` reassigns them
+    (`self.vae = self.vae.to(latents.dtype)`): they stay members of the pipeline.
+    """
     assigned: dict[str, str] = {}
     for assign in m.findall(call.body, m.Assign(targets=[m.AssignTarget(target=m.Attribute(value=SELF))])):
         attribute = assign.targets[0].target.attr.value
+        if attribute in init.components or attribute in init.derived:
+            continue
         assigned[attribute] = attribute.lstrip("_") or attribute
     per_call = dict(assigned)
     per_call_properties: dict[str, cst.BaseExpression] = {}
@@ -195,7 +201,8 @@ def analyze_class(source: SourceModule, node: cst.ClassDef) -> ClassFacts:
             class_attributes[statement.body[0].target.value] = statement
     call = next(s for s in node.body.body if isinstance(s, cst.FunctionDef) and s.name.value == "__call__")
     init = next((s for s in node.body.body if isinstance(s, cst.FunctionDef) and s.name.value == "__init__"), None)
-    per_call, per_call_properties = _per_call_state(call, properties)
+    init_facts = analyze_init(init)
+    per_call, per_call_properties = _per_call_state(call, properties, init_facts)
     return ClassFacts(
         node=node,
         name=node.name.value,
@@ -203,7 +210,7 @@ def analyze_class(source: SourceModule, node: cst.ClassDef) -> ClassFacts:
         methods=methods,
         properties={k: v for k, v in properties.items() if k not in per_call and k not in per_call_properties},
         class_attributes=class_attributes,
-        init=analyze_init(init),
+        init=init_facts,
         call=call,
         call_parameters=parameters_of(call),
         call_docstring=docstring_of(call),

@@ -27,14 +27,14 @@ import libcst as cst
 import libcst.matchers as m
 
 from .class_facts import ClassFacts
-from .dataflow import names_read
+from .dataflow import flow_of, names_read
 from .node_index import NodeIndex
+from .pairing import propagate_pairs
+from .plan import GuidanceField
 from .source import SourceModule, code
 from .transforms._nodes import conjuncts, same_expression
 
 _TORCH_CAT = m.Call(func=m.Attribute(value=m.Name("torch"), attr=m.Name("cat")))
-# reading these off a paired tensor does not depend on whether it was batched with its negative
-_BATCH_FREE_ATTRIBUTES = ("dtype", "device")
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,11 @@ class BatchedCfg:
     repeated: tuple[str, ...]  # the locals those expansions assign (`latent_model_input`)
     batch_order: tuple[str, ...]  # guider identifiers in the source's concatenation order
     pairing_helpers: tuple[HelperUse, ...]  # helpers that pair inside: their inputs cannot be served yet
+    fields: tuple[GuidanceField, ...]  # what the denoiser call reads, paired (conditional, unconditional)
+    gated: tuple[cst.BaseStatement, ...]  # CFG-branch statements after the combine, features turned into errors
+    feature_guards: tuple[tuple[cst.BaseExpression, str], ...]  # (`skip_guidance_layers is not None`, message)
+    condition_statement: cst.CSTNode | None  # `do_cfg = guidance_scale > 1.0`, when the condition is a local
+    mirrored: tuple[tuple[cst.CSTNode, cst.FlattenSentinel], ...]  # statements mirrored onto the counterparts
     rewrites: tuple[tuple[cst.CSTNode, cst.CSTNode], ...]  # repeat-only helpers get `False`, un-repeats their else
 
 
@@ -205,7 +210,7 @@ def find_batched_cfg(
     inner = list(chunk_if.body.body)
     chunked = _chunk(inner[0]) if inner else None
     combined = _combine(inner[1]) if len(inner) > 1 else None
-    if chunked is None or combined is None or len(inner) != 2 or chunk_if.orelse is not None:
+    if chunked is None or combined is None or chunk_if.orelse is not None:
         raise source.refuse(
             chunk_if,
             "unrecognized guidance combine: expected `u, c = pred.chunk(2)` then `pred = u + scale * (c - u)`",
@@ -216,15 +221,19 @@ def find_batched_cfg(
     if {uncond, cond} != {first, second}:
         raise source.refuse(inner[1], "the combine formula does not use the two halves of the chunked prediction")
     uncond_index = 0 if uncond == first else 1
+    feature_guards: list[tuple[cst.BaseExpression, str]] = []
+    gated = _gated_extras(source, facts, inner[2:], {first, second}, feature_guards)
 
-    condition_name, condition_expression = _condition(source, facts, condition)
+    condition_name, condition_expression, condition_statement = _condition(source, facts, condition, top_level)
 
     calls_before = [(i, n) for i, n in denoiser_calls if i < chunk_index]
     if not calls_before:
         raise source.refuse(chunk_if, "no denoiser call before the guidance combine")
     call_index, denoiser = calls_before[-1]
-    if len({n for _, n in denoiser_calls}) > 1 or len(denoiser_calls) > 1:
-        raise source.refuse(body[denoiser_calls[-1][0]], "more than one model call per step (e.g. a ControlNet)")
+    # calls inside the CFG branch belong to gated guidance features (checked by `_gated_extras`)
+    outside = [(i, n) for i, n in denoiser_calls if i != chunk_index]
+    if len(outside) > 1:
+        raise source.refuse(body[outside[-1][0]], "more than one model call per step (e.g. a ControlNet)")
     call_statement = body[call_index]
     between = tuple(body[call_index + 1 : chunk_index])
 
@@ -255,9 +264,31 @@ def find_batched_cfg(
             if _contains_cfg(nested.test, condition):
                 raise source.refuse(nested, "CFG-dependent statement inside the loop before the denoiser call")
 
+    repeated += _derived_from_repeated(body[:call_index], repeated, set(names_read(call_statement)))
+
     cat_sites, first_site = _cat_sites(source, before_loop, condition, uncond_index, dropped, index)
     later = [*before_loop[first_site:], *body, *after_loop]
-    _check_pairs_reach_denoiser(source, cat_sites, call_statement, later, dropped)
+    site_nodes = {id(site.node) for site in cat_sites}
+    taken = {p.name for p in facts.call_parameters} | set(flow_of(list(top_level)).writes)
+    pairing = propagate_pairs(
+        source,
+        facts.name,
+        {site.target: site.uncond for site in cat_sites},
+        later,
+        call_statement,
+        dropped | site_nodes,
+        taken,
+        condition,
+        {site.target: _start(source, site.node) for site in cat_sites},
+    )
+    called = set(names_read(call_statement))
+    fields = tuple(GuidanceField(name, name, other) for name, other in pairing.pairs.items() if name in called)
+    for site in cat_sites:
+        reaches = site.target in called or any(
+            site.target in names_read(statement) for statement, _ in pairing.mirrored
+        )
+        if not reaches:
+            raise source.refuse(site.node, f"`{site.target}` is batched for CFG but not passed to the denoiser")
 
     helper_uses = cfg_helper_calls(facts, before_loop, condition, index)
     rewrites: list[tuple[cst.CSTNode, cst.CSTNode]] = []
@@ -289,6 +320,11 @@ def find_batched_cfg(
         batch_order=("pred_uncond", "pred_cond") if uncond_index == 0 else ("pred_cond", "pred_uncond"),
         pairing_helpers=tuple(use for use in helper_uses if use.pairs),
         rewrites=tuple(rewrites),
+        fields=fields,
+        mirrored=pairing.mirrored,
+        gated=gated,
+        feature_guards=tuple(feature_guards),
+        condition_statement=condition_statement,
     )
 
 
@@ -338,17 +374,87 @@ def _chunk_in(statement: cst.If) -> bool:
     return any(_chunk(s) is not None for s in statement.body.body)
 
 
-def _condition(source: SourceModule, facts: ClassFacts, test: cst.BaseExpression):
-    """The CFG test must be a property of the pipeline computed from per-call state."""
+def _condition(source: SourceModule, facts: ClassFacts, test: cst.BaseExpression, top_level):
+    """What decides CFG: a pipeline property over per-call state (`self.do_classifier_free_guidance`), or a local
+    set once in `__call__` (`do_classifier_free_guidance = guidance_scale > 1.0`, whose statement is returned so it
+    can read the guider's decision instead)."""
     if m.matches(test, m.Attribute(value=m.Name("self"), attr=m.Name())):
         name = test.attr.value
         expression = facts.per_call_properties.get(name)
         if expression is not None:
-            return name, expression
+            return name, expression, None
+    if isinstance(test, cst.Name):
+        pattern = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name(test.value))])])
+        assignments = [s for s in top_level if m.matches(s, pattern)]
+        writes = [s for s in top_level if test.value in flow_of([s]).writes]
+        if len(assignments) == 1 and len(writes) == 1:
+            return test.value, assignments[0].body[0].value, assignments[0]
     raise source.refuse(
         test,
-        "the CFG condition is not a pipeline property over per-call state (like `self.do_classifier_free_guidance`)",
+        "the CFG condition is neither a pipeline property over per-call state (`self.do_classifier_free_guidance`) "
+        "nor a local set once in `__call__`",
     )
+
+
+def _start(source: SourceModule, node: cst.CSTNode) -> tuple[int, int]:
+    position = source.positions.get(node)
+    return (position.start.line, position.start.column) if position else (0, 0)
+
+
+def _derived_from_repeated(
+    statements: Sequence[cst.BaseStatement], repeated: Sequence[str], called: set[str]
+) -> list[str]:
+    """Model inputs computed from a repeated input's batch (`timestep = t.expand(latent_model_input.shape[0])`)
+    are per guider batch too: each batch gets its own, and merged batches concatenate them."""
+    tainted = set(repeated)
+    found = []
+    for statement in statements:
+        for line in m.findall(statement, m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())])])):
+            target = line.body[0].targets[0].target.value
+            if target not in tainted and set(names_read(line.body[0].value)) & tainted:
+                tainted.add(target)
+                if target in called:
+                    found.append(target)
+    return found
+
+
+def _gated_extras(
+    source: SourceModule,
+    facts: ClassFacts,
+    extras: Sequence[cst.BaseStatement],
+    halves: set[str],
+    feature_guards: list,
+) -> tuple[cst.BaseStatement, ...]:
+    """Statements after the combine in the CFG branch: a guidance feature on top of CFG (skip-layer guidance runs
+    the model once more) becomes an error where it would run; plain assignments feeding its test stay."""
+    gated = []
+    for statement in extras:
+        if isinstance(statement, cst.If) and statement.orelse is None:
+            inputs = [n for n in names_read(statement.test) if n in {p.name for p in facts.call_parameters}]
+            calls = [c for c in m.findall(statement.body, m.Call(func=m.Attribute(value=m.Name("self"))))]
+            if inputs and any(c.func.attr.value in facts.init.components for c in calls):
+                names = " / ".join(f"`{n}`" for n in inputs)
+                message = (
+                    f"{names} cannot be used with this generated package yet: {facts.name} runs the denoiser once "
+                    f"more for it inside classifier-free guidance, which modularize does not convert to a guider "
+                    f"yet. Use {facts.name} for this input."
+                )
+                raise_statement = cst.parse_statement(f"raise ValueError({message!r})\n")
+                gated.append(statement.with_changes(body=cst.IndentedBlock(body=[raise_statement])))
+                feature_guards.extend(
+                    (part, message) for part in conjuncts(statement.test) if set(names_read(part)) & set(inputs)
+                )
+                continue
+        if m.matches(statement, m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())])])):
+            if not set(names_read(statement)) & halves:
+                gated.append(statement)
+                continue
+        raise source.refuse(
+            statement,
+            "unrecognized guidance combine: expected `u, c = pred.chunk(2)` then `pred = u + scale * (c - u)`",
+            fix="a custom combine formula needs a guider subclass, which is not generated yet",
+        )
+    return tuple(gated)
 
 
 def _cat_sites(
@@ -416,56 +522,6 @@ def _cat_site(
     return CatSite(replace, target, names[cond_index], names[uncond_index])
 
 
-def _check_pairs_reach_denoiser(
-    source: SourceModule,
-    sites: Sequence[CatSite],
-    call_statement: cst.BaseStatement,
-    later: Sequence[cst.BaseStatement],
-    dropped: set[int],
-) -> None:
-    """A paired tensor may only be read by the denoiser call or for batch-free attributes (`.dtype`)."""
-    called = set(names_read(call_statement))
-    for site in sites:
-        if site.target not in called:
-            raise source.refuse(site.node, f"`{site.target}` is batched for CFG but not passed to the denoiser")
-    targets = {site.target for site in sites}
-    site_nodes = {id(site.node) for site in sites}
-    for statement in later:
-        if statement is call_statement or id(statement) in dropped or id(statement) in site_nodes:
-            continue
-        for name in _batch_dependent_reads(statement, targets, dropped | site_nodes):
-            raise source.refuse(
-                name,
-                f"`{name.value}` is read with its CFG-doubled batch outside the denoiser call",
-                fix="only the denoiser call may see the concatenated batch",
-            )
-
-
-def _batch_dependent_reads(statement: cst.CSTNode, targets: set[str], skip: set[int]) -> list[cst.Name]:
-    found: list[cst.Name] = []
-
-    class Reads(cst.CSTVisitor):
-        def on_visit(self, node: cst.CSTNode) -> bool:
-            if id(node) in skip:
-                return False
-            if isinstance(node, cst.Attribute):
-                if isinstance(node.value, cst.Name) and node.attr.value in _BATCH_FREE_ATTRIBUTES:
-                    return False
-                node.value.visit(self)
-                return False
-            if isinstance(node, cst.Arg):
-                node.value.visit(self)
-                return False
-            if isinstance(node, cst.AssignTarget):
-                return False
-            if isinstance(node, cst.Name) and node.value in targets:
-                found.append(node)
-            return True
-
-    statement.visit(Reads())
-    return found
-
-
 def cfg_helper_calls(
     facts: ClassFacts, statements: Sequence[cst.CSTNode], condition: cst.BaseExpression, index: NodeIndex
 ) -> list[HelperUse]:
@@ -517,7 +573,9 @@ def _concatenations_under(helper: cst.FunctionDef, flag: str) -> set[str]:
     for node in guarded:
         for cat in m.findall(node, _TORCH_CAT) if not m.matches(node, _TORCH_CAT) else [node]:
             elements = _cat_elements(cat)
-            repeats = elements is not None and all(same_expression(e, elements[0]) for e in elements)
+            if elements is None:
+                continue  # not along the batch (`dim=-2` joins sequences): not CFG batching
+            repeats = all(same_expression(e, elements[0]) for e in elements)
             kinds.add("repeats" if repeats else "pairs")
     return kinds
 

@@ -97,10 +97,12 @@ class LoopParts:
                 if n in inputs_by_name and n not in produced_this_iteration and n not in wrapper_flow.writes
             ]
             carried_in = [n for n in flow.reads if n not in {p.name for p in declared}]
+            # written on some paths only (`if cfg: negative_... = ...`) and bound nowhere else: starts as None
+            unbound = [n for n in carried_out if n not in flow.definite and n not in flow.reads]
             outputs = tuple(Output(n, n, "Denoised by the loop.") for n in carried_out if n in read_after)
             produced_this_iteration |= set(flow.writes)
             class_name = naming.prefix + _STEP_CLASSES[index]
-            helpers, components = helpers_and_components(context, rewritten.used, class_name)
+            needs = helpers_and_components(context, rewritten.used, class_name)
             step_plans.append(
                 LoopStepPlan(
                     key=_STEP_KEYS[index],
@@ -110,17 +112,17 @@ class LoopParts:
                     guided=tuple(n for n in self.step_extra_reads[index] if n not in flow_of(rewritten.body).reads),
                     carried_in=tuple(carried_in),
                     carried_out=tuple(carried_out),
+                    unbound=tuple(unbound),
                     outputs=outputs,
-                    components=components,
-                    helpers=helpers,
+                    components=needs.components,
+                    helpers=needs.helpers,
+                    configs=needs.configs,
                     lines=self.step_lines[index],
                 )
             )
         wrapper_inputs = tuple(inputs_by_name[n] for n in wrapper_flow.reads if n in inputs_by_name)
         to_block_state = tuple(n for n in wrapper_flow.writes if n in step_reads and n not in self.targets)
-        _, wrapper_components = helpers_and_components(
-            context, self.wrapper.used, naming.prefix + "DenoiseLoopWrapper"
-        )
+        wrapper_needs = helpers_and_components(context, self.wrapper.used, naming.prefix + "DenoiseLoopWrapper")
         return LoopPlan(
             key=key,
             class_name=naming.prefix + "DenoiseStep",
@@ -131,7 +133,8 @@ class LoopParts:
             wrapper_body=tuple(self.wrapper.body),
             inputs=wrapper_inputs,
             to_block_state=to_block_state,
-            components=wrapper_components,
+            components=wrapper_needs.components,
+            configs=wrapper_needs.configs,
             steps=tuple(step_plans),
         )
 
@@ -157,8 +160,7 @@ def split_loop(context: Context, segment: Segment, loop: cst.For, cfg: BatchedCf
         # The guider's step window is in loop iterations: with PNDM there are more timesteps than inference
         # steps, and `num_inference_steps` would switch CFG off on the last iteration.
         num_steps = f"len({code(_loop_sequence(loop)).strip()})"
-        fields = tuple(GuidanceField(site.target, site.cond, site.uncond) for site in cfg.cat_sites)
-        fields += tuple(GuidanceField(name, name, name) for name in cfg.repeated)
+        fields = cfg.fields + tuple(GuidanceField(name, name, name) for name in cfg.repeated)
         step, timestep = (targets + ("None", "None"))[:2] if len(targets) == 2 else ("None", targets[0])
         denoiser_statements = guider_denoise(cfg, fields, step, timestep, num_steps)
         extra_reads = tuple(dict.fromkeys(n for f in fields for n in (f.cond, f.uncond)))

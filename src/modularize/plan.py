@@ -68,6 +68,7 @@ class BlockPlan:
     outputs: tuple[Output, ...]
     components: tuple[str, ...]
     helpers: tuple[Helper, ...]
+    configs: tuple[tuple[str, str], ...] = ()  # (name, default) of pipeline config values the code reads
     unbound_outputs: tuple[str, ...] = ()  # written on some paths only, with no value coming in
 
     @property
@@ -84,9 +85,11 @@ class LoopStepPlan:
     guided: tuple[str, ...]  # inputs read only through the guider (declared, not bound to locals)
     carried_in: tuple[str, ...]  # read from the loop's block state (produced by another step)
     carried_out: tuple[str, ...]  # written back to the loop's block state
+    unbound: tuple[str, ...]  # carried out but written on some paths only: start as None
     outputs: tuple[Output, ...]  # declared: read after the loop
     components: tuple[str, ...]
     helpers: tuple[Helper, ...]
+    configs: tuple[tuple[str, str], ...] = ()
     lines: tuple[int, int] = (0, 0)
 
 
@@ -103,6 +106,7 @@ class LoopPlan:
     to_block_state: tuple[str, ...]  # wrapper locals the steps read
     components: tuple[str, ...]
     steps: tuple[LoopStepPlan, ...]
+    configs: tuple[tuple[str, str], ...] = ()
     kind: str = "denoise"
 
     @property

@@ -66,6 +66,7 @@ class Context:
         self.notes: list[Note] = []
         self.helper_usage = Rewritten([])  # what copied helpers use (components, derived attributes, ...)
         self.condition_name: str | None = None  # the CFG property, the one per-call state helpers may read
+        self.callback_defaults = {p.name: p.default for p in facts.call_parameters}
         origin_module = source.module_name or source.label
         self.origin = f"{origin_module}.{facts.name}"
 
@@ -76,12 +77,14 @@ class Context:
     def meaning(self, attribute: str) -> str:
         if attribute in MODULAR_PIPELINE_MEMBERS:
             return "modular"
+        if attribute == self.condition_name and attribute not in self.facts.per_call_properties:
+            return "guider"  # the generated pipeline's guider-backed CFG flag (the source had a local)
         return self.facts.kind_of(attribute)
 
     def rewrite(self, statements: Sequence[cst.BaseStatement], keep_on_self: Sequence[str] = ()) -> Rewritten:
         result = Rewritten([])
         for statement in rewrite_statements(list(statements), self.replacements):
-            statement = without_callbacks(statement)
+            statement = without_callbacks(statement, self.callback_defaults)
             statement, used = self_to_components(statement, self.meaning, self.facts.per_call, "self", keep_on_self)
             result.body.append(statement)
             result.merge(used)
@@ -95,13 +98,21 @@ def call_body(facts: ClassFacts) -> list[cst.BaseStatement]:
     return body
 
 
-def helpers_and_components(
-    context: Context, used: dict[str, dict[str, None]], owner: str
-) -> tuple[tuple[Helper, ...], tuple[str, ...]]:
+@dataclass(frozen=True)
+class Needs:
+    """What a block's code needs besides its inputs: helpers to copy, components, config values."""
+
+    helpers: tuple[Helper, ...]
+    components: tuple[str, ...]
+    configs: tuple[tuple[str, str], ...]  # (name, default) of `self.config.<name>` the code reads
+
+
+def helpers_and_components(context: Context, used: dict[str, dict[str, None]], owner: str) -> Needs:
     facts = context.facts
     helpers: dict[str, Helper] = {}
     components: dict[str, None] = dict.fromkeys(used.get("component", {}))
     derived: dict[str, None] = dict(used.get("derived", {}))
+    configs: dict[str, None] = dict(used.get("config", {}))
     pending = list(used.get("helper", {}))
     while pending:
         name = pending.pop(0)
@@ -114,6 +125,7 @@ def helpers_and_components(
         helpers[name] = Helper(name, function, origin)
         components.update(dict.fromkeys(helper_used.get("component", {})))
         derived.update(helper_used.get("derived", {}))
+        configs.update(helper_used.get("config", {}))
         pending += [h for h in helper_used.get("helper", {}) if h not in helpers]
     for name in derived_closure(facts, derived):
         expression = facts.init.derived[name]
@@ -124,7 +136,9 @@ def helpers_and_components(
             if parameter in facts.init.components:
                 components.setdefault(parameter, None)
     ordered = tuple(n for n in facts.init.components if n in components)
-    return tuple(helpers[n] for n in sorted(helpers)), ordered
+    defaults = {p.name: p.default or "None" for p in facts.init.parameters}
+    registered = tuple((n, defaults.get(n, "None")) for n in facts.init.config if n in configs)
+    return Needs(tuple(helpers[n] for n in sorted(helpers)), ordered, registered)
 
 
 def check_per_call_use(context: Context, node: cst.CSTNode, used: dict[str, dict[str, None]]) -> None:

@@ -81,11 +81,16 @@ def _declarations(
     outputs: Sequence[Output],
     components_property: str = "expected_components",
     inputs_property: str = "inputs",
+    configs: Sequence[tuple[str, str]] = (),
+    configs_property: str = "expected_configs",
 ) -> str:
     text = f"    model_name = {plan.model_name!r}\n\n"
     text += f"    @property\n    def description(self) -> str:\n        return {description!r}\n\n"
     if components:
         text += _list_property(components_property, "list[ComponentSpec]", components) + "\n"
+    if configs:
+        specs = [f"ConfigSpec({name!r}, {default})" for name, default in configs]
+        text += _list_property(configs_property, "list[ConfigSpec]", specs) + "\n"
     if inputs:
         text += _list_property(inputs_property, "list[InputParam]", [_input_param(p) for p in inputs]) + "\n"
     if outputs:
@@ -107,7 +112,14 @@ def block_class(plan: PipelinePlan, block: BlockPlan) -> list[cst.BaseStatement]
     pipeline = plan.pipeline_class_name
     template = (
         f"class {block.class_name}(ModularPipelineBlocks):\n"
-        + _declarations(plan, description, _components_of(plan, block.components), block.inputs, block.outputs)
+        + _declarations(
+            plan,
+            description,
+            _components_of(plan, block.components),
+            block.inputs,
+            block.outputs,
+            configs=block.configs,
+        )
         + f"    {MEMBERS}\n\n"
         "    @torch.no_grad()\n"
         f"    def __call__(self, components: {pipeline}, state: PipelineState) -> tuple[{pipeline}, PipelineState]:\n"
@@ -131,15 +143,15 @@ def loop_step_class(plan: PipelinePlan, loop: LoopPlan, step: LoopStepPlan) -> l
         f"run by `{loop.wrapper_class_name}` once per timestep."
     )
     components = _components_of(plan, step.components)
-    configs = ""
+    configs = [f"ConfigSpec({name!r}, {default})" for name, default in step.configs]
     if step.key == "denoiser" and plan.guidance.pattern != "none":
         components = [guider_spec(plan.guidance, plan), *components]
-        configs = _list_property("expected_configs", "list[ConfigSpec]", [BATCHING_CONFIG]) + "\n"
+        configs.append(BATCHING_CONFIG)
     targets = ", ".join(loop.loop_targets)
     template = (
         f"class {step.class_name}(ModularPipelineBlocks):\n"
         + _declarations(plan, description, components, step.inputs, step.outputs)
-        + configs
+        + (_list_property("expected_configs", "list[ConfigSpec]", configs) + "\n" if configs else "")
         + f"    {MEMBERS}\n\n"
         "    @torch.no_grad()\n"
         f"    def __call__(self, components: {pipeline}, block_state: BlockState, {targets}) "
@@ -150,6 +162,7 @@ def loop_step_class(plan: PipelinePlan, loop: LoopPlan, step: LoopStepPlan) -> l
     declared = [p.name for p in step.inputs if p.name not in step.guided]
     bound = declared + [n for n in step.carried_in if n not in declared and n not in step.guided]
     body = [_binding(name) for name in bound]
+    body += [statement(f"{name} = getattr(block_state, {name!r}, None)") for name in step.unbound]
     body += list(step.body)
     body += [_write_back(name) for name in step.carried_out]
     members = [helper.function for helper in step.helpers]
@@ -172,6 +185,8 @@ def loop_classes(plan: PipelinePlan, loop: LoopPlan) -> list[cst.BaseStatement]:
             (),
             components_property="loop_expected_components",
             inputs_property="loop_inputs",
+            configs=loop.configs,
+            configs_property="loop_expected_configs",
         )
         + "    @torch.no_grad()\n"
         f"    def __call__(self, components: {pipeline}, state: PipelineState) -> tuple[{pipeline}, PipelineState]:\n"

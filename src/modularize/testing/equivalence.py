@@ -217,7 +217,8 @@ class Equivalence:
 
     def modular(self, components: dict[str, Any], inputs: dict[str, Any], exact: bool):
         pipe = self.pipeline_cls(blocks=self.blocks_cls())
-        pipe.update_components(**{k: v for k, v in components.items() if k in pipe._component_specs})
+        known = {*pipe._component_specs, *pipe._config_specs}  # constructor config (`force_zeros_...`) too
+        pipe.update_components(**{k: v for k, v in components.items() if k in known})
         if exact and "batch_guider_calls" in pipe._config_specs:
             pipe.update_components(batch_guider_calls=False)
         pipe.set_progress_bar_config(disable=True)

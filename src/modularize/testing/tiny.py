@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .tokenizers import tiny_clip_tokenizer
+from .tokenizers import tiny_clip_tokenizer, tiny_t5_tokenizer
 
 
 @dataclass(frozen=True)
@@ -181,6 +181,120 @@ def stable_diffusion_xl_components(seed: int = 0) -> dict[str, Any]:
     }
 
 
+def _tiny_t5(tokenizer, seed: int, d_model: int = 32):
+    from transformers import T5Config, T5EncoderModel
+
+    config = T5Config(
+        vocab_size=len(tokenizer),
+        d_model=d_model,
+        d_ff=37,
+        d_kv=8,
+        num_layers=2,
+        num_heads=4,
+        relative_attention_num_buckets=8,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+    )
+    return _seeded(seed, lambda: T5EncoderModel(config).eval())
+
+
+def stable_diffusion_3_components(seed: int = 0) -> dict[str, Any]:
+    """Two projecting CLIP text encoders, a T5 encoder, an SD3 transformer and a VAE, 32x32 images.
+
+    SD3 joins both CLIP hidden states (32 + 32), pads them to T5's width and stacks them on T5's sequence, so
+    T5's `d_model` is the transformer's `joint_attention_dim` (64); the pooled projections join to 64 as well.
+    """
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel
+    from transformers import CLIPTextModelWithProjection
+
+    tokenizer, tokenizer_2, tokenizer_3 = tiny_clip_tokenizer(), tiny_clip_tokenizer(), tiny_t5_tokenizer()
+    text_encoder = _seeded(seed, lambda: CLIPTextModelWithProjection(_clip_text_config(tokenizer)).eval())
+    text_encoder_2 = _seeded(seed + 1, lambda: CLIPTextModelWithProjection(_clip_text_config(tokenizer_2)).eval())
+    transformer = _seeded(
+        seed + 2,
+        lambda: SD3Transformer2DModel(
+            sample_size=16,
+            patch_size=1,
+            in_channels=4,
+            num_layers=1,
+            attention_head_dim=8,
+            num_attention_heads=4,
+            joint_attention_dim=64,
+            caption_projection_dim=32,
+            pooled_projection_dim=64,
+            out_channels=4,
+        ).eval(),
+    )
+    vae = _seeded(
+        seed + 3,
+        lambda: AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            block_out_channels=(32, 64),
+            down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+            up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+            latent_channels=4,
+            norm_num_groups=32,
+            shift_factor=0.0609,
+            scaling_factor=1.5035,
+            use_quant_conv=False,
+            use_post_quant_conv=False,
+        ).eval(),
+    )
+    return {
+        "transformer": transformer,
+        "scheduler": FlowMatchEulerDiscreteScheduler(),
+        "vae": vae,
+        "text_encoder": text_encoder,
+        "tokenizer": tokenizer,
+        "text_encoder_2": text_encoder_2,
+        "tokenizer_2": tokenizer_2,
+        "text_encoder_3": _tiny_t5(tokenizer_3, seed + 4, d_model=64),
+        "tokenizer_3": tokenizer_3,
+    }
+
+
+def pixart_sigma_components(seed: int = 0) -> dict[str, Any]:
+    """A T5 encoder (width 32 = the transformer's `caption_channels`), a PixArt transformer with learned sigma
+    (8 output channels for 4 latent ones) and a VAE, 32x32 images."""
+    from diffusers import DPMSolverMultistepScheduler, PixArtTransformer2DModel
+
+    tokenizer = tiny_t5_tokenizer()
+    transformer = _seeded(
+        seed + 1,
+        lambda: PixArtTransformer2DModel(
+            sample_size=16,
+            num_layers=2,
+            patch_size=2,
+            attention_head_dim=8,
+            num_attention_heads=3,
+            caption_channels=32,
+            in_channels=4,
+            cross_attention_dim=24,
+            out_channels=8,
+            attention_bias=True,
+            activation_fn="gelu-approximate",
+            num_embeds_ada_norm=1000,
+            norm_type="ada_norm_single",
+            norm_elementwise_affine=False,
+            norm_eps=1e-6,
+        ).eval(),
+    )
+    return {
+        "tokenizer": tokenizer,
+        "text_encoder": _tiny_t5(tokenizer, seed),
+        "vae": _tiny_vae(seed + 2),
+        "transformer": transformer,
+        "scheduler": DPMSolverMultistepScheduler(),
+    }
+
+
+def _sdxl_pipeline_components() -> dict[str, Any]:
+    """Constructor arguments of StableDiffusionXLPipeline (no watermark, whatever is installed)."""
+    return {**stable_diffusion_xl_components(seed=6), "add_watermarker": False}
+
+
 _TWO_PROMPTS = ["a photo of a cat", "the dog and the moon"]
 _TWO_NEGATIVES = ["blurry", "low quality"]
 
@@ -283,7 +397,73 @@ STABLE_DIFFUSION_INPAINT = TinySetup(
     cases=_image_cases((0.75, 1.0)),
 )
 
+STABLE_DIFFUSION_XL = TinySetup(
+    components=_sdxl_pipeline_components,
+    inputs=lambda: {"prompt": "a photo of a cat", "num_inference_steps": 2, "output_type": "np"},
+    cases=(
+        ("default", {}),
+        ("cfg_off", {"guidance_scale": 1.0}),
+        ("rescale", {"guidance_rescale": 0.7}),
+        ("negative_prompt", {"negative_prompt": "blurry"}),
+        ("two_prompts", {"prompt": _TWO_PROMPTS}),
+        ("two_images_per_prompt", {"num_images_per_prompt": 2}),
+        (
+            "two_prompts_x2_negatives_rescale_3_steps",
+            {
+                "prompt": _TWO_PROMPTS,
+                "negative_prompt": _TWO_NEGATIVES,
+                "num_images_per_prompt": 2,
+                "guidance_rescale": 0.7,
+                "num_inference_steps": 3,
+            },
+        ),
+        ("latent", {"output_type": "latent", "prompt": _TWO_PROMPTS, "num_images_per_prompt": 2}),
+        ("cfg_off_x2_latent", {"guidance_scale": 1.0, "num_images_per_prompt": 2, "output_type": "latent"}),
+        ("negative_sizes_one_image", {"negative_original_size": (24, 24), "negative_target_size": (32, 32)}),
+        ("second_prompts", {"prompt_2": "a dog", "negative_prompt_2": "blurry"}),
+        ("ddim_eta", {"scheduler": "DDIMScheduler", "eta": 0.5}),
+    ),
+)
+
+
+def _text_to_image_cases(rescale: bool, extra: tuple = ()) -> tuple[tuple[str, dict[str, Any]], ...]:
+    """CFG off and on, a negative prompt, 1 and 2 prompts, 2 images per prompt, latent and decoded outputs."""
+    cases = [
+        ("default", {}),
+        ("cfg_off", {"guidance_scale": 1.0}),
+        ("negative_prompt", {"negative_prompt": "blurry"}),
+        ("two_prompts_negatives", {"prompt": _TWO_PROMPTS, "negative_prompt": _TWO_NEGATIVES}),
+        ("two_images_per_prompt", {"num_images_per_prompt": 2}),
+        ("two_prompts_x2_3_steps", {"prompt": _TWO_PROMPTS, "num_images_per_prompt": 2, "num_inference_steps": 3}),
+        ("latent", {"output_type": "latent", "prompt": _TWO_PROMPTS}),
+        ("cfg_off_x2_latent", {"guidance_scale": 1.0, "num_images_per_prompt": 2, "output_type": "latent"}),
+    ]
+    if rescale:
+        cases.append(("rescale", {"guidance_rescale": 0.7, "num_images_per_prompt": 2}))
+    return (*cases, *extra)
+
+
+STABLE_DIFFUSION_3 = TinySetup(
+    components=stable_diffusion_3_components,
+    inputs=lambda: {"prompt": "a photo of a cat", "num_inference_steps": 2, "output_type": "np"},
+    cases=_text_to_image_cases(rescale=False, extra=(("prompt_3", {"prompt_3": "a dog", "negative_prompt_3": "x"}),)),
+)
+
+PIXART_SIGMA = TinySetup(
+    components=pixart_sigma_components,
+    inputs=lambda: {
+        "prompt": "a photo of a cat",
+        "num_inference_steps": 2,
+        "output_type": "np",
+        "use_resolution_binning": False,  # the bins are for real sizes; tiny ones would be resized
+    },
+    cases=_text_to_image_cases(rescale=False),
+)
+
 SETUPS: dict[str, TinySetup] = {
+    "StableDiffusion3Pipeline": STABLE_DIFFUSION_3,
+    "PixArtSigmaPipeline": PIXART_SIGMA,
+    "StableDiffusionXLPipeline": STABLE_DIFFUSION_XL,
     "StableDiffusionPipeline": STABLE_DIFFUSION,
     "StableDiffusionImg2ImgPipeline": STABLE_DIFFUSION_IMG2IMG,
     "StableDiffusionInpaintPipeline": STABLE_DIFFUSION_INPAINT,

@@ -36,3 +36,20 @@ def tiny_clip_tokenizer(model_max_length: int = 77):
     vocab["<|startoftext|>"] = len(vocab)
     vocab["<|endoftext|>"] = len(vocab)
     return CLIPTokenizer(vocab=vocab, merges=list(_CLIP_MERGES), model_max_length=model_max_length)
+
+
+_WORDS = ("a", "cat", "the", "dog", "photo", "of", "and", "moon", "blurry", "low", "quality")
+
+
+def tiny_t5_tokenizer(model_max_length: int = 256):
+    """A T5 tokenizer from an in-memory Unigram vocabulary (no sentencepiece): a few words, and single letters
+    (with and without the word-start marker) so every lowercase prompt tokenizes."""
+    from transformers import T5Tokenizer
+
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
+    pieces += [(f"▁{word}", -1.0 - index / 10) for index, word in enumerate(_WORDS)]
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    known = {piece for piece, _ in pieces}
+    pieces += [(letter, -5.0) for letter in letters]
+    pieces += [(f"▁{letter}", -4.0) for letter in letters if f"▁{letter}" not in known]
+    return T5Tokenizer(vocab=pieces, extra_ids=0, model_max_length=model_max_length)

@@ -53,6 +53,13 @@ def unbatching_replacements(cfg: BatchedCfg) -> dict[cst.CSTNode, Replacement]:
         replacements[expansion] = expansion.orelse.with_changes(lpar=[], rpar=[])
     for statement in cfg.guidance_statements:
         replacements[statement] = cst.RemoveFromParent()
+    for statement, mirrored in cfg.mirrored:
+        replacements[statement] = mirrored
+    if cfg.condition_statement is not None:
+        # the local CFG flag now reads the guider's decision (a property of the generated pipeline)
+        replacements[cfg.condition_statement] = cst.parse_statement(
+            f"{cfg.condition_name} = self.{cfg.condition_name}\n"
+        )
     return replacements
 
 
@@ -104,6 +111,9 @@ def guider_denoise(
         cst.parse_statement("split_guider_predictions(guider_state, guider_batches)\n"),
         cst.parse_statement(f"{cfg.guided} = components.guider(guider_state).pred\n"),
     ]
+    if cfg.gated:
+        # what the source did after combining, still only under CFG (guidance features there raise)
+        tail.append(cst.If(test=cfg.condition.deep_clone(), body=cst.IndentedBlock(body=list(cfg.gated))))
     return [*head, loop, *tail]
 
 

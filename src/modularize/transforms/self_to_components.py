@@ -50,6 +50,8 @@ class SelfToComponents(cst.CSTTransformer):
         self.used.setdefault(kind, {}).setdefault(name, None)
 
     def leave_Attribute(self, original_node: cst.Attribute, updated_node: cst.Attribute) -> cst.BaseExpression:
+        if m.matches(original_node.value, m.Attribute(value=_SELF, attr=m.Name("config"))):
+            self._use("config", original_node.attr.value)  # `self.config.<x>`: a config value the block needs
         if not m.matches(original_node.value, _SELF):
             return updated_node
         attribute = original_node.attr.value

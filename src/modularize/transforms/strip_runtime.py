@@ -27,7 +27,7 @@ Each drop is a `Drop` naming the original node, so the conversion report can say
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import libcst as cst
@@ -111,6 +111,9 @@ def find_runtime_plumbing(statements: Sequence[cst.CSTNode]) -> tuple[list[Drop]
     return finder.drops, finder.returns
 
 
-def without_callbacks(node: cst.CSTNode) -> cst.CSTNode:
-    """Callback arguments read outside the dropped code (`check_inputs(..., callback_steps)`) become `None`."""
-    return substitute_names(node, {name: cst.Name("None") for name in CALLBACK_ARGUMENTS})
+def without_callbacks(node: cst.CSTNode, defaults: Mapping[str, str | None] | None = None) -> cst.CSTNode:
+    """Callback arguments read outside the dropped code (`check_inputs(..., callback_steps)`) become what the
+    standard call would see when no callback is given: the argument's default, or `None`."""
+    defaults = defaults or {}
+    values = {name: cst.parse_expression(defaults.get(name) or "None") for name in CALLBACK_ARGUMENTS}
+    return substitute_names(node, values)

@@ -1,0 +1,210 @@
+"""Follow CFG-paired tensors from their concatenation to the denoiser call.
+
+Once `prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds])` is undone, `prompt_embeds` holds the
+conditional half and `negative_prompt_embeds` the unconditional one. Statements between the concatenation and the
+model call that compute from a paired tensor are mirrored onto its counterpart, so the pair reaches the call:
+
+    add_time_ids = add_time_ids.to(device).repeat(batch_size * num_images_per_prompt, 1)
+    added_cond_kwargs = {"text_embeds": add_text_embeds, "time_ids": add_time_ids}
+
+becomes
+
+    if self.do_classifier_free_guidance:
+        if batch_size * num_images_per_prompt > 1 and not torch.equal(negative_add_time_ids, add_time_ids):
+            raise ValueError("...")
+    add_time_ids = add_time_ids.to(device).repeat(batch_size * num_images_per_prompt, 1)
+    if self.do_classifier_free_guidance:
+        negative_add_time_ids = negative_add_time_ids.to(device).repeat(batch_size * num_images_per_prompt, 1)
+    added_cond_kwargs = {"text_embeds": add_text_embeds, "time_ids": add_time_ids}
+    if self.do_classifier_free_guidance:
+        negative_added_cond_kwargs = {"text_embeds": negative_pooled_prompt_embeds, "time_ids": negative_add_time_ids}
+
+Mirroring is exact for operations that treat each sample on its own (device and dtype moves, containers). A
+`.repeat(k, ...)` of the concatenated pair tiles `[negative, positive]` as a whole, interleaving the two across the
+batch; per half it is the same only when both halves are equal, so the generated code checks that at run time and
+refuses otherwise. Anything else reading a paired tensor's batch is refused at conversion time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import libcst as cst
+import libcst.matchers as m
+
+from .dataflow import names_read
+from .source import SourceModule, code
+from .transforms._nodes import substitute_names
+
+# methods that act on each sample of a batch independently
+PER_SAMPLE_METHODS = frozenset(
+    {"to", "float", "half", "bfloat16", "double", "type", "contiguous", "clone", "detach", "cpu", "cuda"}
+)
+# attributes whose value does not depend on the batch size
+BATCH_FREE_ATTRIBUTES = frozenset({"dtype", "device"})
+
+
+@dataclass(frozen=True)
+class Pairing:
+    pairs: Mapping[str, str]  # variable -> its unconditional counterpart, as the model call sees them
+    mirrored: tuple[tuple[cst.CSTNode, cst.FlattenSentinel], ...]  # statement -> itself with guard and mirror
+
+
+class _NotPerSample(Exception):
+    pass
+
+
+def _mirrorable(expression: cst.BaseExpression, pairs: Mapping[str, str], repeats: list) -> bool:
+    """Whether `expression` reads paired names only in per-sample positions; collects `.repeat` uses."""
+    if isinstance(expression, cst.Name):
+        return expression.value in pairs
+    if isinstance(expression, (cst.Dict, cst.List, cst.Tuple)):
+        found = False
+        for element in expression.elements:
+            values = [element.key, element.value] if isinstance(element, cst.DictElement) else [element.value]
+            for value in values:
+                if _mirrorable(value, pairs, repeats):
+                    found = True
+                elif set(names_read(value)) & set(pairs):
+                    raise _NotPerSample(value)
+        return found
+    if m.matches(expression, m.Call(func=m.Attribute())):
+        method = expression.func.attr.value
+        receiver = expression.func.value
+        if any(set(names_read(arg.value)) & set(pairs) for arg in expression.args):
+            raise _NotPerSample(expression)
+        if not _mirrorable(receiver, pairs, repeats):
+            if set(names_read(receiver)) & set(pairs):
+                raise _NotPerSample(expression)
+            return False
+        if method == "repeat" and expression.args:
+            repeats.append((receiver, expression.args[0].value))
+            return True
+        if method in PER_SAMPLE_METHODS:
+            return True
+        raise _NotPerSample(expression)
+    if set(names_read(expression)) & set(pairs):
+        raise _NotPerSample(expression)
+    return False
+
+
+def _root_name(expression: cst.BaseExpression) -> str | None:
+    while isinstance(expression, cst.Call) and isinstance(expression.func, cst.Attribute):
+        expression = expression.func.value
+    return expression.value if isinstance(expression, cst.Name) else None
+
+
+def _paired_reads(
+    statement: cst.CSTNode, pairs: Mapping[str, str], skip: set[int], source: SourceModule, starts: Mapping[str, tuple]
+) -> list[cst.Name]:
+    """Names of paired tensors a statement reads in a way that depends on their batch (after they were paired:
+    `original_prompt_embeds = prompt_embeds` above the concatenation in the same branch reads the plain one)."""
+    found: list[cst.Name] = []
+
+    def after_pairing(node: cst.Name) -> bool:
+        position = source.positions.get(node)
+        start = starts.get(node.value)
+        if position is None or start is None:
+            return True
+        return (position.start.line, position.start.column) > start
+
+    class Reads(cst.CSTVisitor):
+        def on_visit(self, node: cst.CSTNode) -> bool:
+            if id(node) in skip or isinstance(node, cst.AssignTarget):
+                return False
+            if isinstance(node, cst.Attribute):
+                if isinstance(node.value, cst.Name) and node.attr.value in BATCH_FREE_ATTRIBUTES:
+                    return False
+                node.value.visit(self)
+                return False
+            if isinstance(node, cst.Arg):
+                node.value.visit(self)
+                return False
+            if isinstance(node, cst.Name) and node.value in pairs and after_pairing(node):
+                found.append(node)
+            return True
+
+    statement.visit(Reads())
+    return found
+
+
+def propagate_pairs(
+    source: SourceModule,
+    pipeline: str,
+    pairs: Mapping[str, str],
+    statements: Sequence[cst.BaseStatement],
+    stop: cst.BaseStatement,
+    skip: set[int],
+    taken: set[str],
+    condition: cst.BaseExpression,
+    starts: Mapping[str, tuple] = {},
+) -> Pairing:
+    """Mirror the statements before `stop` (the model call) that compute from paired tensors; after it, only
+    batch-free reads of them (`.dtype`) are allowed. Mirrors run under the CFG `condition`: without CFG there is
+    no unconditional half to compute."""
+    pairs = dict(pairs)
+    mirrored = []
+    reached_call = False
+    for statement in statements:
+        if statement is stop:
+            reached_call = True
+            continue
+        if id(statement) in skip:
+            continue
+        reads = _paired_reads(statement, pairs, skip, source, starts)
+        if not reads:
+            continue
+        simple = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())])])
+        if reached_call or not m.matches(statement, simple):
+            raise _refusal(source, reads[0])
+        assign = statement.body[0]
+        repeats: list = []
+        try:
+            _mirrorable(assign.value, pairs, repeats)
+        except _NotPerSample:
+            raise _refusal(source, reads[0]) from None
+        target = assign.targets[0].target.value
+        counterpart = pairs.get(target) or _fresh(f"negative_{target}", taken)
+        taken.add(counterpart)
+        value = substitute_names(assign.value, {name: cst.Name(other) for name, other in pairs.items()})
+        mirror = cst.SimpleStatementLine(
+            body=[cst.Assign(targets=[cst.AssignTarget(cst.Name(counterpart))], value=value)]
+        )
+        guards = [_repeat_guard(pipeline, pairs, receiver, count) for receiver, count in repeats]
+        before = [_under(condition, guards)] if guards else []
+        mirrored.append((statement, cst.FlattenSentinel([*before, statement, _under(condition, [mirror])])))
+        pairs[target] = counterpart
+    return Pairing(pairs, tuple(mirrored))
+
+
+def _repeat_guard(pipeline: str, pairs: Mapping[str, str], receiver, count) -> cst.BaseStatement:
+    name = _root_name(receiver)
+    counterpart = pairs[name]
+    message = (
+        f"`{name}` and `{counterpart}` differ, and {pipeline}.__call__ repeats them concatenated: it interleaves "
+        f"the two across a batch of more than one image, which a guider (one batch each) does not reproduce. Use "
+        f"{pipeline} for this input."
+    )
+    return cst.parse_statement(
+        f"if {code(count).strip()} > 1 and not torch.equal({counterpart}, {name}):\n    raise ValueError({message!r})\n"
+    )
+
+
+def _under(condition: cst.BaseExpression, statements: list[cst.BaseStatement]) -> cst.If:
+    return cst.If(test=condition.deep_clone(), body=cst.IndentedBlock(body=statements))
+
+
+def _fresh(name: str, taken: set[str]) -> str:
+    candidate, suffix = name, 2
+    while candidate in taken:
+        candidate, suffix = f"{name}_{suffix}", suffix + 1
+    return candidate
+
+
+def _refusal(source: SourceModule, name: cst.Name):
+    return source.refuse(
+        name,
+        f"`{name.value}` is read with its CFG-doubled batch in a way that cannot be done per guider batch",
+        fix="only per-sample operations (device/dtype moves, containers, a guarded `.repeat`) can be mirrored",
+    )
