@@ -482,7 +482,7 @@ def _cat_sites(
                 found.append((list(before_loop).index(index.statement_of(node)), site))
     for node in index.find(cst.Assign, m.Assign(value=m.IfExp()), within=kept):
         if _is_cfg(node.value.test, condition):
-            site = _cat_site(source, cst.SimpleStatementLine([node]), node.value, uncond_index, node.value.body)
+            site = _cat_site(source, cst.SimpleStatementLine([node]), node.value, uncond_index, node.value.body, node)
             found.append((list(before_loop).index(index.statement_of(node)), site))
     found.sort(key=lambda pair: pair[0])
     first = found[0][0] if found else len(before_loop)
@@ -502,20 +502,25 @@ def _cat_site(
     replace: cst.CSTNode,
     uncond_index: int,
     cat: cst.CSTNode | None = None,
+    anchor: cst.CSTNode | None = None,
 ) -> CatSite:
+    """`anchor`: the node errors point at (`line` may be built here, without a source position)."""
+    anchor = anchor if anchor is not None else line
     pattern = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())])])
     if not m.matches(line, pattern):
-        raise source.refuse(line, "unrecognized statement in a classifier-free-guidance branch")
+        raise source.refuse(anchor, "unrecognized statement in a classifier-free-guidance branch")
     assign = line.body[0]
     target = assign.targets[0].target.value
     elements = _cat_elements(cat if cat is not None else assign.value)
     if elements is None or len(elements) != 2 or not all(isinstance(e, cst.Name) for e in elements):
-        raise source.refuse(line, "a CFG branch that does not concatenate two tensors `[uncond, cond]`")
+        raise source.refuse(
+            anchor, "a CFG-dependent value that is not a concatenation of two tensors `[uncond, cond]`"
+        )
     names = [e.value for e in elements]
     cond_index = 1 - uncond_index
     if target in names and names.index(target) != cond_index:
         raise source.refuse(
-            line,
+            anchor,
             f"`{target}` is concatenated in the opposite order to the prediction's chunks "
             f"(the combine formula takes chunk {uncond_index} as unconditional)",
         )
