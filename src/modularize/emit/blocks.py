@@ -107,11 +107,20 @@ def _write_back(name: str, local: str | None = None) -> cst.BaseStatement:
     return statement(f"block_state.{name} = {local or name}")
 
 
+EXPLICIT_NONE_MIXIN = "ExplicitNoneInputs"
+
+
+def _bases(inputs: Sequence[Param], base: str) -> str:
+    """Blocks taking a `__call__` argument whose default is not None keep an explicit `None` (see the mixin)."""
+    keeps = any(p.producer is None and p.default not in (None, "None") for p in inputs)
+    return f"{EXPLICIT_NONE_MIXIN}, {base}" if keeps else base
+
+
 def block_class(plan: PipelinePlan, block: BlockPlan) -> list[cst.BaseStatement]:
     description = f"Stage `{block.label}` of `{plan.class_name}.__call__`."
     pipeline = plan.pipeline_class_name
     template = (
-        f"class {block.class_name}(ModularPipelineBlocks):\n"
+        f"class {block.class_name}({_bases(block.inputs, 'ModularPipelineBlocks')}):\n"
         + _declarations(
             plan,
             description,
@@ -176,7 +185,7 @@ def loop_classes(plan: PipelinePlan, loop: LoopPlan) -> list[cst.BaseStatement]:
         "its sub-blocks run once per timestep."
     )
     template = (
-        f"class {loop.wrapper_class_name}(LoopSequentialPipelineBlocks):\n"
+        f"class {loop.wrapper_class_name}({_bases(loop.inputs, 'LoopSequentialPipelineBlocks')}):\n"
         + _declarations(
             plan,
             description,

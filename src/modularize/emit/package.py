@@ -228,7 +228,10 @@ def emit_package(plan: PipelinePlan, source_text: str, generator: str, in_tree: 
     files[blocks_name] = _File(blocks_name, plan, in_tree)
     files["__init__.py"] = _File("__init__.py", plan, in_tree)
 
-    package_names: dict[str, str] = {plan.pipeline_class_name: "modular_pipeline.py"}
+    package_names: dict[str, str] = {
+        plan.pipeline_class_name: "modular_pipeline.py",
+        "ExplicitNoneInputs": "modular_pipeline.py",
+    }
     for block in plan.blocks:
         target = files[block.file]
         if isinstance(block, LoopPlan):

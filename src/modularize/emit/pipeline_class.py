@@ -60,6 +60,25 @@ def _guider_methods(plan: PipelinePlan) -> str:
     )
 
 
+EXPLICIT_NONE_MIXIN = '''
+class ExplicitNoneInputs:
+    """Block mixin: a standard `__call__` argument passed as `None` stays `None`.
+
+    `ModularPipelineBlocks.get_block_state` replaces a `None` input by the input's declared default, where the
+    standard pipeline sees the `None` it was given (`complex_human_instruction=None` turns an instruction off). A
+    modular pipeline puts every input in its state (the default when it was not passed), so a `None` found there
+    was passed.
+    """
+
+    def get_block_state(self, state):
+        block_state = super().get_block_state(state)
+        for param in self.inputs:
+            if param.name and param.default is not None and state.values.get(param.name, param.default) is None:
+                setattr(block_state, param.name, None)
+        return block_state
+'''
+
+
 def pipeline_class(plan: PipelinePlan) -> list[cst.BaseStatement]:
     pipeline = plan.pipeline
     bases = ", ".join(["ModularPipeline", *pipeline.bases])
@@ -141,7 +160,8 @@ def pipeline_class(plan: PipelinePlan) -> list[cst.BaseStatement]:
     if pipeline.adaptation is not None:
         members.append(pipeline.adaptation)
     members += list(pipeline.properties)
-    return splice(template, {ATTRIBUTES: list(pipeline.class_attributes), MEMBERS: members})
+    statements = splice(template, {ATTRIBUTES: list(pipeline.class_attributes), MEMBERS: members})
+    return [*statements, *cst.parse_module(EXPLICIT_NONE_MIXIN).body]
 
 
 def _blocks_module(plan: PipelinePlan) -> str:

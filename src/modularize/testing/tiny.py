@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .tokenizers import tiny_clip_tokenizer, tiny_t5_tokenizer
+from .tokenizers import tiny_clip_tokenizer, tiny_gemma_tokenizer, tiny_t5_tokenizer
 
 
 @dataclass(frozen=True)
@@ -290,6 +290,71 @@ def pixart_sigma_components(seed: int = 0) -> dict[str, Any]:
     }
 
 
+def sana_components(seed: int = 0) -> dict[str, Any]:
+    """A Gemma 2 text model (hidden 8 = the transformer's `caption_channels`), a Sana transformer, a deep-compression
+    autoencoder and a flow-matching scheduler, 32x32 images."""
+    from diffusers import AutoencoderDC, FlowMatchEulerDiscreteScheduler, SanaTransformer2DModel
+    from transformers import Gemma2Config, Gemma2Model
+
+    tokenizer = tiny_gemma_tokenizer()
+    config = Gemma2Config(
+        head_dim=16,
+        hidden_size=8,
+        intermediate_size=64,
+        max_position_embeddings=8192,
+        num_attention_heads=2,
+        num_hidden_layers=1,
+        num_key_value_heads=2,
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        attn_implementation="eager",
+    )
+    transformer = _seeded(
+        seed + 1,
+        lambda: SanaTransformer2DModel(
+            patch_size=1,
+            in_channels=4,
+            out_channels=4,
+            num_layers=1,
+            num_attention_heads=2,
+            attention_head_dim=4,
+            num_cross_attention_heads=2,
+            cross_attention_head_dim=4,
+            cross_attention_dim=8,
+            caption_channels=8,
+            sample_size=32,
+        ).eval(),
+    )
+    vae = _seeded(
+        seed + 2,
+        lambda: AutoencoderDC(
+            in_channels=3,
+            latent_channels=4,
+            attention_head_dim=2,
+            encoder_block_types=("ResBlock", "EfficientViTBlock"),
+            decoder_block_types=("ResBlock", "EfficientViTBlock"),
+            encoder_block_out_channels=(8, 8),
+            decoder_block_out_channels=(8, 8),
+            encoder_qkv_multiscales=((), (5,)),
+            decoder_qkv_multiscales=((), (5,)),
+            encoder_layers_per_block=(1, 1),
+            decoder_layers_per_block=(1, 1),
+            downsample_block_type="conv",
+            upsample_block_type="interpolate",
+            decoder_norm_types="rms_norm",
+            decoder_act_fns="silu",
+            scaling_factor=0.41407,
+        ).eval(),
+    )
+    return {
+        "tokenizer": tokenizer,
+        "text_encoder": _seeded(seed, lambda: Gemma2Model(config).eval()),
+        "vae": vae,
+        "transformer": transformer,
+        "scheduler": FlowMatchEulerDiscreteScheduler(shift=7.0),
+    }
+
+
 def _sdxl_pipeline_components() -> dict[str, Any]:
     """Constructor arguments of StableDiffusionXLPipeline (no watermark, whatever is installed)."""
     return {**stable_diffusion_xl_components(seed=6), "add_watermarker": False}
@@ -460,7 +525,24 @@ PIXART_SIGMA = TinySetup(
     cases=_text_to_image_cases(rescale=False),
 )
 
+SANA = TinySetup(
+    components=sana_components,
+    inputs=lambda: {
+        "prompt": "a photo of a cat",
+        "num_inference_steps": 2,
+        "output_type": "np",
+        "height": 32,
+        "width": 32,
+        "max_sequence_length": 48,
+        "use_resolution_binning": False,  # the bins are for real sizes; tiny ones would be resized
+    },
+    cases=_text_to_image_cases(
+        rescale=False, extra=(("no_complex_human_instruction", {"complex_human_instruction": None}),)
+    ),
+)
+
 SETUPS: dict[str, TinySetup] = {
+    "SanaPipeline": SANA,
     "StableDiffusion3Pipeline": STABLE_DIFFUSION_3,
     "PixArtSigmaPipeline": PIXART_SIGMA,
     "StableDiffusionXLPipeline": STABLE_DIFFUSION_XL,

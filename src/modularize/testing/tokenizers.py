@@ -53,3 +53,19 @@ def tiny_t5_tokenizer(model_max_length: int = 256):
     pieces += [(letter, -5.0) for letter in letters]
     pieces += [(f"▁{letter}", -4.0) for letter in letters if f"▁{letter}" not in known]
     return T5Tokenizer(vocab=pieces, extra_ids=0, model_max_length=model_max_length)
+
+
+def tiny_gemma_tokenizer():
+    """A Gemma tokenizer from an in-memory BPE vocabulary: letters, digits, punctuation and the 256 byte-fallback
+    tokens, so any text (Sana's long instruction prompt included) tokenizes."""
+    from transformers import GemmaTokenizer
+
+    vocab = {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, "<mask>": 4}
+    for char in "▁abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,:;'!?-\n()\"/":
+        vocab.setdefault(char, len(vocab))
+    for byte in range(256):
+        vocab.setdefault(f"<0x{byte:02X}>", len(vocab))
+    merges = [("▁", "a"), ("c", "a"), ("▁", "ca")]
+    for first, second in merges:
+        vocab.setdefault(first + second, len(vocab))
+    return GemmaTokenizer(vocab=vocab, merges=merges)
