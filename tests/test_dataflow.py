@@ -1,5 +1,7 @@
 """Def-use analysis: what a statement sequence reads before writing, writes, and writes on every path."""
 
+from textwrap import dedent
+
 from modularize.dataflow import flow_of, names_read, parse_statements
 
 
@@ -62,3 +64,42 @@ def test_bound_names_are_not_reads():
 def test_names_read_collects_every_free_name_in_order():
     statement = parse_statements("if a:\n    b = c\nd = b + a\n")
     assert names_read(statement[0]) == ["a", "c"]
+
+
+def test_each_method_is_its_own_scope_and_the_class_body_is_not_visible_in_methods():
+    result = flow(
+        dedent(
+            """\
+        class Pipeline:
+            size = 8
+
+            def __init__(self, vae):
+                channels = vae.channels
+                self.vae = vae
+
+            @property
+            def processor(self):
+                return Processor(channels, size, self.vae)
+        """
+        )
+    )
+    # `channels` is a local of `__init__` and `size` a class attribute: neither is defined inside `processor`
+    assert result.reads == ("property", "Processor", "channels", "size")
+    assert result.writes == ("Pipeline",)
+
+
+def test_a_nested_function_sees_the_enclosing_functions_locals():
+    result = flow(
+        dedent(
+            """\
+        def outer(x):
+            scale = 2
+
+            def inner(y):
+                return y * scale + offset
+
+            return inner(x)
+        """
+        )
+    )
+    assert result.reads == ("offset",)

@@ -9,6 +9,7 @@ from modularize.errors import ConversionError
 from modularize.node_index import NodeIndex
 from modularize.source import code
 from modularize.transforms._nodes import rewrite_statements, same_expression
+from modularize.transforms.early_return import EarlyReturnProblem, lower_early_return
 from modularize.transforms.feature_gates import FeatureGate, gate_replacements
 from modularize.transforms.helpers import as_static_helper
 from modularize.transforms.imports import absolute_module, import_from, prune_unused_imports, relative_module
@@ -110,7 +111,9 @@ def test_helper_methods_become_static_methods_taking_components():
             return self.encode_prompt(latents)
         """
     )
-    helper, used = as_static_helper(function, meaning, "MyStep", "pkg.mod.Pipe.prepare_latents")
+    helper, used = as_static_helper(
+        function, meaning, "MyStep", "Copied from pkg.mod.Pipe.prepare_latents with self->components"
+    )
     assert code(helper) == textwrap.dedent(
         """\
         # Copied from pkg.mod.Pipe.prepare_latents with self->components
@@ -189,3 +192,58 @@ def test_copied_module_statements_lose_imports_their_new_file_does_not_use():
     assert "import torch_xla" not in code(pruned)
     assert "XLA_AVAILABLE = True" in code(pruned)
     assert "import torch_xla" in code(prune_unused_imports(statement, {"XLA_AVAILABLE", "xm"}))
+
+
+def test_an_early_return_becomes_its_outputs_and_the_code_it_skipped_moves_to_the_other_branch():
+    body = statements(
+        """\
+        if not output_type == "latent":
+            image = self.vae.decode(latents)
+        else:
+            if not return_dict:
+                return (latents,)
+            return Output(images=latents)
+        image = self.image_processor.postprocess(image)
+        return Output(images=image)
+        """
+    )
+    lowered = lower_early_return(body, {"images": "image"})
+    assert render(lowered.statements) == textwrap.dedent(
+        """\
+        if not output_type == "latent":
+            image = self.vae.decode(latents)
+            image = self.image_processor.postprocess(image)
+            return Output(images=image)
+        else:
+            if not return_dict:
+                return (latents,)
+            image = latents
+        """
+    )
+    assert lowered.old is body[0] and len(lowered.handled) == 2  # the tuple return is dropped like any return
+    assert lower_early_return(lowered.statements, {"images": "image"}, lowered.handled) is None
+
+
+def test_returns_of_the_final_values_are_not_early():
+    body = statements(
+        """\
+        image = self.vae.decode(latents)
+        if not return_dict:
+            return (image, has_nsfw_concept)
+        return Output(images=image, nsfw_content_detected=has_nsfw_concept)
+        """
+    )
+    assert lower_early_return(body, {"images": "image", "nsfw_content_detected": "has_nsfw_concept"}) is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "if latent:\n    return Output(images=latents)\n    x = 1\nimage = decode(latents)\n",  # not at the end
+        "for x in y:\n    return Output(images=latents)\nimage = decode(latents)\n",  # not in an `if`
+        "if latent:\n    return Output(images=latents, extra=x)\nimage = decode(latents)\n",  # unknown field
+    ],
+)
+def test_early_returns_that_cannot_be_lowered_are_located(text):
+    problem = lower_early_return(statements(text), {"images": "image"})
+    assert isinstance(problem, EarlyReturnProblem) and isinstance(problem.node, cst.Return)

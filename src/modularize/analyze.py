@@ -14,6 +14,7 @@ The order matters and is the whole algorithm:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import libcst as cst
 import libcst.matchers as m
@@ -22,6 +23,7 @@ from .class_facts import Parameter, analyze_class
 from .dataflow import Flow, flow_of, names_read
 from .docstrings import parameter_descriptions
 from .guidance import BatchedCfg, condition_text, find_batched_cfg
+from .image_encode import ENCODER_KEY, IMAGE_LATENTS, ImageEncodeSplit, NotSplit, split_image_encode, with_image_encode
 from .loop_plan import split_loop
 from .modular_class import pipeline_class_plan
 from .module_index import module_definitions
@@ -44,6 +46,7 @@ from .transforms._nodes import (
     replace_nodes,
     same_expression,
 )
+from .transforms.early_return import EarlyReturnProblem, lower_early_return
 from .transforms.feature_gates import FeatureGate, gate_message, gate_replacements
 from .transforms.guidance import unbatching_replacements
 from .transforms.strip_runtime import find_runtime_plumbing
@@ -51,11 +54,18 @@ from .transforms.strip_runtime import find_runtime_plumbing
 
 def analyze(source: SourceModule, class_name: str | None = None) -> PipelinePlan:
     facts = analyze_class(source, find_pipeline_class(source, class_name))
-    naming = Naming.of_pipeline(facts.name)
-    context = Context(source, facts, naming)
     body = call_body(facts)
     segments = segment_call(source, body)
     denoise = next(s for s in segments if s.kind == "denoise")
+    split = None
+    if ".vae.encode(" in source.text:  # walking every method is not free; most pipelines encode no image
+        split = split_image_encode(facts, [s.statements for s in segments[: segments.index(denoise)]])
+    if isinstance(split, ImageEncodeSplit):
+        source, facts, body, segments = with_image_encode(source, facts, body, segments, split)
+    source, body, segments = _without_early_returns(source, body, segments)
+    naming = Naming.of_pipeline(facts.name)
+    context = Context(source, facts, naming)
+    _note_image_encode(context, split)
     loop = find_timestep_loop(denoise.loop)
 
     _check_reserved_names(source, facts, body)
@@ -111,10 +121,16 @@ def analyze(source: SourceModule, class_name: str | None = None) -> PipelinePlan
     # a returned local is an output of the pipeline only as written by the last block that writes it
     last_writer = {local: max(i for i, f in enumerate(flows) if local in f.writes) for _, local in outputs}
     descriptions = parameter_descriptions(facts.call_docstring)
+    if isinstance(split, ImageEncodeSplit):
+        descriptions.setdefault(
+            IMAGE_LATENTS,
+            f"The VAE-encoded image. To start from latents encoded elsewhere, leave out the `{ENCODER_KEY}` block "
+            "and pass them in.",
+        )
     keys = _unique_keys(segments)
     produced_by: dict[str, str] = {}
     for index, ((segment, result), flow) in enumerate(zip(rewritten, flows, strict=True)):
-        later_reads = {name for later in flows[index + 1 :] for name in later.reads}
+        later_reads = _reaching_reads(flow.writes, flows[index + 1 :])
         key = keys[index]
         final_here = {local for local, writer in last_writer.items() if writer == index}
         block_outputs = [n for n in flow.writes if n in later_reads or n in final_here]
@@ -177,6 +193,44 @@ def analyze(source: SourceModule, class_name: str | None = None) -> PipelinePlan
     )
 
 
+def _without_early_returns(
+    source: SourceModule, body: list[cst.BaseStatement], segments: list[Segment]
+) -> tuple[SourceModule, list[cst.BaseStatement], list[Segment]]:
+    """Lower early returns after the loop (`else: return Output(images=latents)`) into the outputs they return; the
+    stages after one become part of its stage (they run in the other branch now)."""
+    first = [s.kind for s in segments].index("denoise") + 1
+    returns = [r for segment in segments[first:] for s in segment.statements for r in m.findall(s, m.Return())]
+    outputs = dict(_output_fields(source, returns)) if returns else {}
+    index, handled = first, ()
+    while index < len(segments):
+        lowered = lower_early_return(segments[index].statements, outputs, handled)
+        if lowered is None:
+            index += 1
+            continue
+        if isinstance(lowered, EarlyReturnProblem):
+            raise source.refuse(lowered.node, lowered.reason)
+        merged = [s for segment in segments[index:] for s in segment.statements]
+        lowered = lower_early_return(merged, outputs, handled)
+        source = source.with_positions({lowered.new: lowered.old})
+        body = [*body[: body.index(lowered.old)], lowered.new]
+        segments = [*segments[:index], replace(segments[index], statements=tuple(lowered.statements))]
+        handled = (*handled, *lowered.handled)
+    return source, body, segments
+
+
+def _reaching_reads(written: Sequence[str], later: Sequence[Flow]) -> set[str]:
+    """The written names some later block reads before a block in between overwrites them on every path."""
+    reached = set()
+    for name in written:
+        for flow in later:
+            if name in flow.reads:
+                reached.add(name)
+                break
+            if name in flow.definite:
+                break
+    return reached
+
+
 def _check_reserved_names(source: SourceModule, facts, body: Sequence[cst.BaseStatement]) -> None:
     """Generated blocks bind `components`, `state`, `block_state`, ...; a source variable of that name would clash."""
     clashing = RESERVED_NAMES - {"self", "progress_bar"}
@@ -223,12 +277,29 @@ def _output(name: str, outputs: list[tuple[str, str]], descriptions) -> Output:
 def _unique_keys(segments: Sequence[Segment]) -> list[str]:
     keys: list[str] = []
     for segment in segments:
-        base = "denoise" if segment.kind == "denoise" else block_key(label_title(segment.label))
+        base = segment.key or ("denoise" if segment.kind == "denoise" else block_key(label_title(segment.label)))
         key, suffix = base, 2
         while key in keys:
             key, suffix = f"{base}_{suffix}", suffix + 1
         keys.append(key)
     return keys
+
+
+def _note_image_encode(context: Context, split: ImageEncodeSplit | NotSplit | None) -> None:
+    if isinstance(split, NotSplit):
+        context.note("kept", split.node, "the VAE encode of the image", f"not a block of its own: {split.reason}")
+    elif split is not None:
+        helper = context.facts.methods[split.helper]
+        what = f"`{split.helper}`"
+        taken = "" if split.latents == IMAGE_LATENTS else f" as `{split.latents}`"
+        why = (
+            f"split in two: its VAE encode (`{split.encoder}`) is the `{ENCODER_KEY}` block, the rest takes "
+            f"`{IMAGE_LATENTS}`{taken}"
+        )
+        context.note("rewritten", helper, what, why)
+        origin = f"{context.origin}.{split.helper}"
+        context.helper_headers[split.encoder] = f"Split from {origin} (its VAE encode) with self->components"
+        context.helper_headers[split.helper] = f"Split from {origin} (after its VAE encode) with self->components"
 
 
 # -- per-call state ----------------------------------------------------------------------------------------------

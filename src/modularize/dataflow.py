@@ -220,14 +220,21 @@ class _FlowWalker:
 
 
 class _NestedScopeReads(cst.CSTVisitor):
-    """Loads inside a nested scope minus the names that scope binds itself (good enough for generated blocks)."""
+    """Loads inside a nested scope minus the names that scope binds itself.
 
-    def __init__(self) -> None:
+    Each function is its own scope; a class body's names are not visible in its methods, so what a method reads
+    freely passes the class by (`latent_channels` assigned in one method is not defined in another).
+    """
+
+    def __init__(self, is_class: bool = False) -> None:
         self.loads: dict[str, None] = {}
         self.bound: set[str] = set()
+        self.is_class = is_class
+        self.escaped: dict[str, None] = {}  # free names of a class's methods: not resolved by the class body
 
     def free(self) -> list[str]:
-        return [name for name in self.loads if name not in self.bound]
+        names = [name for name in self.loads if name not in self.bound]
+        return names + [name for name in self.escaped if name not in names]
 
     def visit_Param(self, node: cst.Param) -> bool:
         self.bound.add(node.name.value)
@@ -267,11 +274,25 @@ class _NestedScopeReads(cst.CSTVisitor):
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
         self.bound.add(node.name.value)
-        return True
+        for decorator in node.decorators:
+            decorator.visit(self)
+        scope = _NestedScopeReads()
+        node.params.visit(scope)
+        node.body.visit(scope)
+        target = self.escaped if self.is_class else self.loads
+        for name in scope.free():
+            target.setdefault(name, None)
+        return False
 
     def visit_ClassDef(self, node: cst.ClassDef) -> bool:
         self.bound.add(node.name.value)
-        return True
+        for part in (*node.bases, *node.keywords, *node.decorators):
+            part.visit(self)
+        scope = _NestedScopeReads(is_class=True)
+        node.body.visit(scope)
+        for name in scope.free():
+            self.loads.setdefault(name, None)
+        return False
 
     def visit_For(self, node: cst.For) -> bool:
         self._bind(node.target)

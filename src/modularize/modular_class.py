@@ -18,6 +18,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from .class_facts import ClassFacts
+from .dataflow import names_read
 from .plan import BlockPlan, LoopPlan, PipelineClassPlan
 from .rewrite_context import Context, derived_closure
 from .source import code, snippet
@@ -68,13 +69,47 @@ def pipeline_class_plan(
 
 
 def _derived_property(facts: ClassFacts, name: str) -> cst.FunctionDef:
-    """`self.vae_scale_factor = 2 ** (...)` in `__init__` -> a property computing it from the components."""
-    expression = facts.init.derived[name]
-    expression = substitute_names(
-        expression, {c: cst.Attribute(cst.Name("self"), cst.Name(c)) for c in facts.init.components}
-    )
-    text = f"@property\ndef {name}(self):\n    return {code(expression).strip()}\n"
-    return cst.parse_statement(text)
+    """`self.vae_scale_factor = 2 ** (...)` in `__init__` -> a property computing it from the components.
+
+    Locals of `__init__` the expression reads are computed in the property first:
+
+        latent_channels = self.vae.config.latent_channels if getattr(self, "vae", None) else 16
+        self.image_processor = VaeImageProcessor(vae_latent_channels=latent_channels)
+    ->
+        @property
+        def image_processor(self):
+            latent_channels = self.vae.config.latent_channels if getattr(self, "vae", None) else 16
+            return VaeImageProcessor(vae_latent_channels=latent_channels)
+    """
+    components = {c: cst.Attribute(cst.Name("self"), cst.Name(c)) for c in facts.init.components}
+    expression = substitute_names(facts.init.derived[name], components)
+    lines = [code(substitute_names(s, components)).strip() for s in _init_locals(facts, expression)]
+    lines.append(f"return {code(expression).strip()}")
+    body = "".join(f"    {line}\n" for text in lines for line in text.splitlines())
+    return cst.parse_statement(f"@property\ndef {name}(self):\n{body}")
+
+
+def _local_assignments(facts: ClassFacts) -> dict[str, cst.SimpleStatementLine]:
+    """`name = <expr>` statements of `__init__` (kept with its side effects), by the local they assign."""
+    found = {}
+    for statement in facts.init.adaptation:
+        if m.matches(statement, m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())])])):
+            found[statement.body[0].targets[0].target.value] = statement
+    return found
+
+
+def _init_locals(facts: ClassFacts, expression: cst.BaseExpression) -> list[cst.SimpleStatementLine]:
+    """The `__init__` local assignments an expression needs, dependencies first."""
+    assignments = _local_assignments(facts)
+    needed: list[cst.SimpleStatementLine] = []
+    pending = [n for n in names_read(expression) if n in assignments]
+    while pending:
+        statement = assignments[pending.pop()]
+        if any(statement is s for s in needed):
+            continue
+        needed.append(statement)
+        pending += [n for n in names_read(statement.body[0].value) if n in assignments]
+    return [s for s in facts.init.adaptation if any(s is n for n in needed)]
 
 
 def _is_display_only(statement: cst.BaseStatement) -> bool:
@@ -97,7 +132,12 @@ def _adaptation(context: Context) -> cst.FunctionDef | None:
     """The side effects of the standard `__init__` on its components, as a method run on registration."""
     init = context.facts.init
     statements = []
+    # a local only derived attributes read is computed by their properties instead
+    read = {n for statement in init.adaptation for n in names_read(statement)}
+    unread = [s for name, s in _local_assignments(context.facts).items() if name not in read]
     for statement in init.adaptation:
+        if any(statement is s for s in unread):
+            continue
         if _is_display_only(statement):
             context.note(
                 "dropped", statement, f"`{snippet(statement)}` in `__init__`", "only logs a warning", "display-only"

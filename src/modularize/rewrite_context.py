@@ -66,6 +66,7 @@ class Context:
         self.notes: list[Note] = []
         self.helper_usage = Rewritten([])  # what copied helpers use (components, derived attributes, ...)
         self.condition_name: str | None = None  # the CFG property, the one per-call state helpers may read
+        self.helper_headers: dict[str, str] = {}  # helpers that are not verbatim copies say what they are
         self.callback_defaults = {p.name: p.default for p in facts.call_parameters}
         origin_module = source.module_name or source.label
         self.origin = f"{origin_module}.{facts.name}"
@@ -119,7 +120,8 @@ def helpers_and_components(context: Context, used: dict[str, dict[str, None]], o
         if name in helpers:
             continue
         origin = f"{context.origin}.{name}"
-        function, helper_used = as_static_helper(facts.methods[name], context.meaning, owner, origin)
+        header = context.helper_headers.get(name, f"Copied from {origin} with self->components")
+        function, helper_used = as_static_helper(facts.methods[name], context.meaning, owner, header)
         check_per_call_use(context, facts.methods[name], helper_used)
         context.helper_usage.merge(helper_used)
         helpers[name] = Helper(name, function, origin)

@@ -32,6 +32,7 @@ class Segment:
     kind: str  # one of KINDS
     statements: tuple[cst.BaseStatement, ...]
     loop: cst.BaseCompoundStatement | None = None  # the denoising loop statement, for the denoise segment
+    key: str | None = None  # the block's name when not derived from the label
 
 
 def stage_label(statement: cst.CSTNode) -> str | None:

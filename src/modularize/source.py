@@ -6,8 +6,9 @@ Nothing of the input is imported or executed: a pipeline module is only ever rea
 from __future__ import annotations
 
 import ast
+from collections import ChainMap
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import libcst as cst
 from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
@@ -43,6 +44,11 @@ class SourceModule:
         if position is None:
             return (0, 0)
         return (position.start.line, position.end.line)
+
+    def with_positions(self, positions: Mapping[cst.CSTNode, cst.CSTNode]) -> SourceModule:
+        """The same source where new nodes report the position of the original they stand for ({new: old})."""
+        found = {new: self.positions[old] for new, old in positions.items() if old in self.positions}
+        return replace(self, positions=ChainMap(found, self.positions))
 
     def refuse(self, node: cst.CSTNode, message: str, fix: str | None = None) -> ConversionError:
         return ConversionError(message, self.location(node), construct=snippet(node), fix=fix)

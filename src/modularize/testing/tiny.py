@@ -134,7 +134,7 @@ def stable_diffusion_components(seed: int = 0, in_channels: int = 4) -> dict[str
     }
 
 
-def stable_diffusion_xl_components(seed: int = 0) -> dict[str, Any]:
+def stable_diffusion_xl_components(seed: int = 0, in_channels: int = 4) -> dict[str, Any]:
     """Two CLIP text encoders (the second with projection), a text-time UNet and a VAE for SDXL, 32x32 images.
 
     The UNet's `cross_attention_dim` is both encoders' hidden sizes together (32 + 32), and its
@@ -151,7 +151,7 @@ def stable_diffusion_xl_components(seed: int = 0) -> dict[str, Any]:
         seed + 2,
         lambda: UNet2DConditionModel(
             sample_size=16,
-            in_channels=4,
+            in_channels=in_channels,
             out_channels=4,
             block_out_channels=(32, 64),
             layers_per_block=1,
@@ -199,8 +199,10 @@ def _tiny_t5(tokenizer, seed: int, d_model: int = 32):
     return _seeded(seed, lambda: T5EncoderModel(config).eval())
 
 
-def stable_diffusion_3_components(seed: int = 0) -> dict[str, Any]:
+def stable_diffusion_3_components(seed: int = 0, latent_channels: int = 4) -> dict[str, Any]:
     """Two projecting CLIP text encoders, a T5 encoder, an SD3 transformer and a VAE, 32x32 images.
+
+    SD3 inpainting insists on SD3's real latent width: `latent_channels=16`.
 
     SD3 joins both CLIP hidden states (32 + 32), pads them to T5's width and stacks them on T5's sequence, so
     T5's `d_model` is the transformer's `joint_attention_dim` (64); the pooled projections join to 64 as well.
@@ -216,14 +218,14 @@ def stable_diffusion_3_components(seed: int = 0) -> dict[str, Any]:
         lambda: SD3Transformer2DModel(
             sample_size=16,
             patch_size=1,
-            in_channels=4,
+            in_channels=latent_channels,
             num_layers=1,
             attention_head_dim=8,
             num_attention_heads=4,
             joint_attention_dim=64,
             caption_projection_dim=32,
             pooled_projection_dim=64,
-            out_channels=4,
+            out_channels=latent_channels,
         ).eval(),
     )
     vae = _seeded(
@@ -234,7 +236,7 @@ def stable_diffusion_3_components(seed: int = 0) -> dict[str, Any]:
             block_out_channels=(32, 64),
             down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
             up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-            latent_channels=4,
+            latent_channels=latent_channels,
             norm_num_groups=32,
             shift_factor=0.0609,
             scaling_factor=1.5035,
@@ -541,7 +543,50 @@ SANA = TinySetup(
     ),
 )
 
+
+def _image_inputs(mask: bool = False, **extra: Any) -> Callable[[], dict[str, Any]]:
+    def inputs() -> dict[str, Any]:
+        base = {"prompt": "a photo of a cat", "image": tiny_image(), "num_inference_steps": 3, "output_type": "np"}
+        return {**base, **({"mask_image": tiny_mask()} if mask else {}), **extra}
+
+    return inputs
+
+
+def _sdxl_image_cases(strengths: tuple[float, float]) -> tuple[tuple[str, dict[str, Any]], ...]:
+    """The image matrix without DDIM's `eta` (SDXL's scheduler is Euler; `eta` is only a DDIM argument)."""
+    return tuple(case for case in _image_cases(strengths) if case[0] != "ddim_eta")
+
+
+STABLE_DIFFUSION_XL_IMG2IMG = TinySetup(
+    components=lambda: {**stable_diffusion_xl_components(seed=7), "add_watermarker": False},
+    inputs=_image_inputs(strength=0.6),  # SDXL's default 0.3 leaves no step of 3
+    cases=_sdxl_image_cases((0.5, 0.9)),
+)
+
+# a 4-channel UNet: the inpainting branch that blends the image latents back in after every step
+STABLE_DIFFUSION_XL_INPAINT = TinySetup(
+    components=lambda: {**stable_diffusion_xl_components(seed=8), "add_watermarker": False},
+    inputs=_image_inputs(mask=True),
+    cases=_sdxl_image_cases((0.75, 1.0)),
+)
+
+STABLE_DIFFUSION_3_IMG2IMG = TinySetup(
+    components=lambda: stable_diffusion_3_components(seed=9),
+    inputs=_image_inputs(),
+    cases=tuple(case for case in _image_cases((0.6, 0.9)) if case[0] not in ("ddim_eta", "euler")),
+)
+
+STABLE_DIFFUSION_3_INPAINT = TinySetup(
+    components=lambda: stable_diffusion_3_components(seed=10, latent_channels=16),
+    inputs=_image_inputs(mask=True),
+    cases=tuple(case for case in _image_cases((0.75, 1.0)) if case[0] not in ("ddim_eta", "euler")),
+)
+
 SETUPS: dict[str, TinySetup] = {
+    "StableDiffusionXLImg2ImgPipeline": STABLE_DIFFUSION_XL_IMG2IMG,
+    "StableDiffusionXLInpaintPipeline": STABLE_DIFFUSION_XL_INPAINT,
+    "StableDiffusion3Img2ImgPipeline": STABLE_DIFFUSION_3_IMG2IMG,
+    "StableDiffusion3InpaintPipeline": STABLE_DIFFUSION_3_INPAINT,
     "SanaPipeline": SANA,
     "StableDiffusion3Pipeline": STABLE_DIFFUSION_3,
     "PixArtSigmaPipeline": PIXART_SIGMA,

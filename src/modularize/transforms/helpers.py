@@ -31,14 +31,15 @@ from .self_to_components import self_to_components
 
 
 def as_static_helper(
-    function: cst.FunctionDef, meaning: Callable[[str], str], owner_class: str, origin: str
+    function: cst.FunctionDef, meaning: Callable[[str], str], owner_class: str, header: str
 ) -> tuple[cst.FunctionDef, dict[str, dict[str, None]]]:
+    """`header` is the comment above the copy (`Copied from <origin> with self->components`)."""
     rewritten, used = self_to_components(function, meaning, {}, helper_owner=owner_class)
     comments = [
         line
         for line in rewritten.leading_lines
         if line.comment is None or not line.comment.value.lstrip("# ").startswith("Copied from")
     ]
-    header = cst.EmptyLine(comment=cst.Comment(f"# Copied from {origin} with self->components"))
     decorators = [cst.Decorator(cst.Name("staticmethod")), *rewritten.decorators]
-    return rewritten.with_changes(leading_lines=[*comments, header], decorators=decorators), used
+    leading = [*comments, cst.EmptyLine(comment=cst.Comment(f"# {header}"))]
+    return rewritten.with_changes(leading_lines=leading, decorators=decorators), used
