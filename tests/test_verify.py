@@ -247,6 +247,10 @@ def test_batched_cfg_families_are_bitwise_equal(tmp_path, source):
         i.get("num_images_per_prompt") == 2 for i in inputs
     )
     assert {i["output_type"] for i in inputs} == {"np", "latent"}
+    if "pixart" in source or "sana" in source:  # resolution binning: generated at a bin's size, resized back
+        assert any(i["use_resolution_binning"] for i in inputs) and any(
+            not i["use_resolution_binning"] for i in inputs
+        )
 
 
 def test_sdxl_refuses_negative_sizes_it_cannot_reproduce(tmp_path):

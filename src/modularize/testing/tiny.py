@@ -266,7 +266,7 @@ def pixart_sigma_components(seed: int = 0) -> dict[str, Any]:
     transformer = _seeded(
         seed + 1,
         lambda: PixArtTransformer2DModel(
-            sample_size=16,
+            sample_size=32,  # the smallest size with resolution bins (256 px)
             num_layers=2,
             patch_size=2,
             attention_head_dim=8,
@@ -324,7 +324,7 @@ def sana_components(seed: int = 0) -> dict[str, Any]:
             cross_attention_head_dim=4,
             cross_attention_dim=8,
             caption_channels=8,
-            sample_size=32,
+            sample_size=16,  # the smallest size with resolution bins (512 px)
         ).eval(),
     )
     vae = _seeded(
@@ -516,15 +516,20 @@ STABLE_DIFFUSION_3 = TinySetup(
     cases=_text_to_image_cases(rescale=False, extra=(("prompt_3", {"prompt_3": "a dog", "negative_prompt_3": "x"}),)),
 )
 
+# Resolution binning generates at the closest real size (256 or 512 px) and resizes back: one case has it on
+_BINNING = ("resolution_binning_24x40", {"use_resolution_binning": True, "height": 24, "width": 40})
+
 PIXART_SIGMA = TinySetup(
     components=pixart_sigma_components,
     inputs=lambda: {
         "prompt": "a photo of a cat",
         "num_inference_steps": 2,
         "output_type": "np",
-        "use_resolution_binning": False,  # the bins are for real sizes; tiny ones would be resized
+        "height": 32,
+        "width": 32,
+        "use_resolution_binning": False,
     },
-    cases=_text_to_image_cases(rescale=False),
+    cases=_text_to_image_cases(rescale=False, extra=(_BINNING,)),
 )
 
 SANA = TinySetup(
@@ -536,10 +541,10 @@ SANA = TinySetup(
         "height": 32,
         "width": 32,
         "max_sequence_length": 48,
-        "use_resolution_binning": False,  # the bins are for real sizes; tiny ones would be resized
+        "use_resolution_binning": False,
     },
     cases=_text_to_image_cases(
-        rescale=False, extra=(("no_complex_human_instruction", {"complex_human_instruction": None}),)
+        rescale=False, extra=(("no_complex_human_instruction", {"complex_human_instruction": None}), _BINNING)
     ),
 )
 
