@@ -265,3 +265,28 @@ def test_sdxl_refuses_negative_sizes_it_cannot_reproduce(tmp_path):
     case = Case(case.name, {**case.overrides, "negative_target_size": (32, 32)})
     (result,) = verify_package(package, cases=[case]).cases
     assert result.status == "failed" and "negative_add_time_ids` differ" in result.reason
+
+
+@pytest.mark.parametrize(
+    ("source", "label", "images_argument"),
+    [
+        ("pipelines/flux/pipeline_flux.py", "separate-passes+distilled", "num_images_per_prompt"),
+    ],
+)
+def test_separate_pass_guidance_is_bitwise_equal(tmp_path, cli, source, label, images_argument):
+    from modularize.source_file import installed_diffusers_file
+
+    path = installed_diffusers_file(source)
+    plan = json.loads(cli("plan", path, "--json").out)
+    assert plan["guidance"]["label"] == label
+    package = tmp_path / "package"
+    assert main([str(path), "-o", str(package), "-q"]) == 0
+    report = verify_package(package, exact=True)
+    assert report.ok, [c for c in report.cases if not c.passed]
+    assert all(c.status == "compared" and c.bitwise for c in report.cases)
+    inputs = [c.inputs for c in report.cases]
+    cfg_on = [i for i in inputs if i.get("negative_prompt") and i.get("true_cfg_scale", 1.0) > 1]
+    assert cfg_on and len(cfg_on) < len(inputs)  # true CFG on (it needs a negative prompt) and off
+    assert any(isinstance(i["prompt"], list) for i in cfg_on) and any(i.get(images_argument) == 2 for i in cfg_on)
+    assert {i["output_type"] for i in inputs} == {"np", "latent"}
+    assert {i["num_inference_steps"] for i in inputs} == {2, 3}

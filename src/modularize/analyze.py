@@ -22,7 +22,7 @@ import libcst.matchers as m
 from .class_facts import Parameter, analyze_class
 from .dataflow import Flow, flow_of, names_read
 from .docstrings import parameter_descriptions
-from .guidance import BatchedCfg, condition_text, find_batched_cfg
+from .guidance import CfgPattern, condition_text, find_batched_cfg
 from .image_encode import ENCODER_KEY, IMAGE_LATENTS, ImageEncodeSplit, NotSplit, split_image_encode, with_image_encode
 from .loop_plan import split_loop
 from .modular_class import pipeline_class_plan
@@ -40,11 +40,13 @@ from .plan import (
 )
 from .rewrite_context import RESERVED_NAMES, Context, Rewritten, call_body, helpers_and_components, merged_usage
 from .segment import Segment, find_timestep_loop, label_title, segment_call
+from .separate_passes import find_separate_cfg
 from .source import SourceModule, find_pipeline_class, snippet
 from .transforms._nodes import (
     conjuncts,
     replace_nodes,
     same_expression,
+    substitute_names,
 )
 from .transforms.early_return import EarlyReturnProblem, lower_early_return
 from .transforms.feature_gates import FeatureGate, gate_message, gate_replacements
@@ -77,7 +79,9 @@ def analyze(source: SourceModule, class_name: str | None = None) -> PipelinePlan
     outputs = _output_fields(source, returns)
 
     index = NodeIndex(body)
-    cfg = find_batched_cfg(source, facts, body, denoise.loop, loop, dropped, index)
+    cfg = find_separate_cfg(source, facts, body, loop, dropped)
+    if cfg is None:
+        cfg = find_batched_cfg(source, facts, body, denoise.loop, loop, dropped, index)
     if cfg is not None:
         context.condition_name = cfg.condition_name
         context.replacements.update(unbatching_replacements(cfg))
@@ -165,6 +169,9 @@ def analyze(source: SourceModule, class_name: str | None = None) -> PipelinePlan
         name for name in call_parameters if any(p.name == name and p.producer is None for p in block_inputs)
     )
     guider_arguments = {p.name for p in guidance.arguments}
+    distilled = _distilled(cfg, guidance.scale, call_parameters, block_arguments)
+    if distilled:
+        guidance = replace(guidance, distilled=distilled)
     unserved = tuple(
         (name, parameter.default or "None")
         for name, parameter in call_parameters.items()
@@ -357,7 +364,7 @@ def _per_call_reads(body: Sequence[cst.BaseStatement], skip: set[int]) -> set[st
 
 
 # -- guidance ----------------------------------------------------------------------------------------------------
-def _note_guidance(context: Context, cfg: BatchedCfg) -> None:
+def _note_guidance(context: Context, cfg: CfgPattern) -> None:
     for site in cfg.cat_sites:
         context.note(
             "rewritten",
@@ -367,12 +374,25 @@ def _note_guidance(context: Context, cfg: BatchedCfg) -> None:
         )
     for expansion in cfg.expansions:
         context.note("rewritten", expansion, f"`{snippet(expansion)}`", "undone: the guider runs one batch per call")
+    if cfg.kind == "separate":
+        context.note(
+            "rewritten",
+            cfg.call_statement,
+            f"`{snippet(cfg.call_statement)}`",
+            "runs once per guider batch: " + ", ".join(f"`{f.cond}` / `{f.uncond}`" for f in cfg.fields),
+        )
     for statement in cfg.guidance_statements:
-        context.note("rewritten", statement, f"`{snippet(statement)}`", "the guider combines the predictions")
+        why = (
+            "the guider runs the unconditional pass and combines" if cfg.kind == "separate" else "the guider combines"
+        )
+        context.note("rewritten", statement, f"`{snippet(statement)}`", why + " the predictions")
+    for original, _ in cfg.uncond_gates:
+        why = "the source runs it before its unconditional pass; the package raises instead"
+        context.note("raises", original, f"`{snippet(original)}`", why, "unsafe")
 
 
 def _feature_gates(
-    context: Context, before_loop: Sequence[cst.BaseStatement], cfg: BatchedCfg, index: NodeIndex
+    context: Context, before_loop: Sequence[cst.BaseStatement], cfg: CfgPattern, index: NodeIndex
 ) -> list[FeatureGate]:
     gates = []
     call_parameters = {p.name for p in context.facts.call_parameters}
@@ -390,7 +410,7 @@ def _feature_gates(
     return gates
 
 
-def _guard_gates(context: Context, cfg: BatchedCfg, index: NodeIndex) -> list[FeatureGate]:
+def _guard_gates(context: Context, cfg: CfgPattern, index: NodeIndex) -> list[FeatureGate]:
     """A guidance feature gated in the loop (skip-layer guidance) is gated where its input is first tested too
     (`if skip_guidance_layers is not None: original_prompt_embeds = ...`), so its preparation goes as well."""
     gates = []
@@ -403,14 +423,22 @@ def _guard_gates(context: Context, cfg: BatchedCfg, index: NodeIndex) -> list[Fe
     return gates
 
 
-def _guidance_plan(context: Context, cfg: BatchedCfg | None, call_parameters, descriptions) -> GuidancePlan:
+def _distilled(cfg: CfgPattern | None, scale: str | None, call_parameters, block_arguments) -> str | None:
+    """A `guidance_scale` argument the blocks read that is not the CFG scale: the denoiser embeds it (Flux)."""
+    if "guidance_scale" in call_parameters and "guidance_scale" in block_arguments and scale != "guidance_scale":
+        return "guidance_scale"
+    return None
+
+
+def _guidance_plan(context: Context, cfg: CfgPattern | None, call_parameters, descriptions) -> GuidancePlan:
     if cfg is None:
         return GuidancePlan(pattern="none")
     facts = context.facts
     per_call = dict(facts.per_call)
     scale = _call_argument(context, cfg.scale, call_parameters, "guidance scale")
     rescale = _call_argument(context, cfg.rescale, call_parameters, "guidance rescale") if cfg.rescale else None
-    condition = condition_text(cfg.condition_expression, per_call)
+    condition_expression = _over_call_arguments(context, cfg.condition_expression, call_parameters)
+    condition = condition_text(condition_expression, per_call)
     rescale_condition = None
     if cfg.rescale_test is not None:
         marker = {
@@ -426,8 +454,11 @@ def _guidance_plan(context: Context, cfg: BatchedCfg | None, call_parameters, de
     arguments = tuple(_param(n, None, call_parameters, descriptions) for n in names)
     loop_fields = cfg.fields
     return GuidancePlan(
-        pattern="batched-cfg",
-        guider="ClassifierFreeGuidance",
+        pattern="separate-passes" if cfg.kind == "separate" else "batched-cfg",
+        guider=f"{context.naming.prefix}Guidance" if cfg.combine else "ClassifierFreeGuidance",
+        formulation=cfg.formulation,
+        combine=cfg.combine,
+        cache_contexts=cfg.cache_contexts,
         denoiser=cfg.denoiser,
         fields=loop_fields,
         scale=scale,
@@ -441,6 +472,28 @@ def _guidance_plan(context: Context, cfg: BatchedCfg | None, call_parameters, de
         repeated=cfg.repeated,
         batch_order=cfg.batch_order,
     )
+
+
+def _over_call_arguments(context: Context, expression: cst.BaseExpression, call_parameters) -> cst.BaseExpression:
+    """The CFG condition with the locals it reads replaced by what `__call__` assigned them once
+    (`true_cfg_scale > 1 and has_neg_prompt` -> `true_cfg_scale > 1 and (negative_prompt is not None or ...)`)."""
+    body = call_body(context.facts)
+    for _ in range(8):  # locals defined from locals: a few levels at most
+        local = [n for n in names_read(expression) if n not in call_parameters and n in flow_of(body).writes]
+        if not local:
+            return expression
+        values = {}
+        for name in local:
+            assignments = [s for s in body if name in flow_of([s]).writes]
+            pattern = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name(name))])])
+            if len(assignments) != 1 or not m.matches(assignments[0], pattern):
+                raise context.source.refuse(
+                    expression, f"the CFG condition reads `{name}`, which `__call__` does not assign exactly once"
+                )
+            value = assignments[0].body[0].value
+            values[name] = value.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+        expression = substitute_names(expression, values)
+    raise context.source.refuse(expression, "the CFG condition is defined through too many locals")
 
 
 def _call_argument(context: Context, expression: cst.BaseExpression, call_parameters, what: str) -> str:

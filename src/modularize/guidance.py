@@ -20,6 +20,7 @@ pattern it does not recognize is refused with its location, never approximated.
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -58,7 +59,23 @@ class HelperUse:
 
 
 @dataclass(frozen=True)
-class BatchedCfg:
+class CustomCombine:
+    """A combine formula `ClassifierFreeGuidance` does not compute bit for bit: the package gets a guider subclass
+    whose `forward` runs these statements verbatim, the source's names bound to the guider's arguments."""
+
+    statements: tuple[cst.BaseStatement, ...]
+    bindings: tuple[tuple[str, str], ...]  # (source name, guider expression): ("noise_pred", "pred_cond"), ...
+    result: str  # the source name holding the guided prediction at the end
+
+
+@dataclass(frozen=True)
+class CfgPattern:
+    """Everything the conversion needs to know about how a pipeline does classifier-free guidance.
+
+    `kind` is "batched" (one denoiser call on `[uncond, cond]`, split with `.chunk(2)`) or "separate" (one call
+    per condition, `if do_cfg:` around the unconditional one).
+    """
+
     condition: cst.BaseExpression  # the CFG test as written (`self.do_classifier_free_guidance`)
     condition_name: str  # `do_classifier_free_guidance`
     condition_expression: cst.BaseExpression  # what it computes (the property's return expression)
@@ -82,6 +99,12 @@ class BatchedCfg:
     condition_statement: cst.CSTNode | None  # `do_cfg = guidance_scale > 1.0`, when the condition is a local
     mirrored: tuple[tuple[cst.CSTNode, cst.FlattenSentinel], ...]  # statements mirrored onto the counterparts
     rewrites: tuple[tuple[cst.CSTNode, cst.CSTNode], ...]  # repeat-only helpers get `False`, un-repeats their else
+    kind: str = "batched"
+    formulation: str = "diffusers"  # "diffusers": `u + s * (c - u)`; "original": `c + s * (c - u)`
+    combine: CustomCombine | None = None
+    cache_contexts: tuple[tuple[str, str], ...] = ()  # guider batch -> the source's `cache_context` label
+    # what the source ran before its unconditional pass: (statement, the same `if` raising instead)
+    uncond_gates: tuple[tuple[cst.If, cst.If], ...] = ()
 
 
 def _component_calls(node: cst.CSTNode, facts: ClassFacts) -> list[str]:
@@ -183,7 +206,7 @@ def find_batched_cfg(
     loop: cst.For,
     dropped: set[int],
     index: NodeIndex,
-) -> BatchedCfg | None:
+) -> CfgPattern | None:
     """The batched-CFG pattern of this pipeline, or None when its loop does no CFG at all.
 
     `top_level` are the statements of `__call__`, `loop_statement` the one holding the loop over timesteps and
@@ -301,7 +324,7 @@ def find_batched_cfg(
     handled = {id(s) for s in guidance_statements}
     rewrites += _unrepeats(source, body, condition, no_longer_repeated, handled, dropped)
 
-    return BatchedCfg(
+    return CfgPattern(
         condition=condition,
         condition_name=condition_name,
         condition_expression=condition_expression,
@@ -658,4 +681,8 @@ def condition_text(expression: cst.BaseExpression, per_call: Mapping[str, str]) 
         local = per_call.get(attribute.attr.value)
         if local is not None:
             replacements[attribute] = cst.Name(local)
-    return code(replace_nodes(expression, replacements)).strip()
+    text = code(replace_nodes(expression, replacements)).strip()
+    try:  # one line however the source wrapped it (`ast` only parses; nothing runs)
+        return ast.unparse(ast.parse(text, mode="eval"))
+    except SyntaxError:
+        return text

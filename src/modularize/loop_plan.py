@@ -19,7 +19,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from .dataflow import Flow, flow_of, names_read
-from .guidance import BatchedCfg
+from .guidance import CfgPattern
 from .plan import GuidanceField, LoopPlan, LoopStepPlan, Output, Param
 from .rewrite_context import RESERVED_NAMES, Context, Rewritten, helpers_and_components
 from .segment import Segment
@@ -139,7 +139,7 @@ class LoopParts:
         )
 
 
-def split_loop(context: Context, segment: Segment, loop: cst.For, cfg: BatchedCfg | None) -> LoopParts:
+def split_loop(context: Context, segment: Segment, loop: cst.For, cfg: CfgPattern | None) -> LoopParts:
     source = context.source
     targets = tuple(names_read(loop.target))
     body = list(loop.body.body)

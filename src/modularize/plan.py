@@ -127,7 +127,7 @@ class GuidanceField:
 
 @dataclass(frozen=True)
 class GuidancePlan:
-    pattern: str  # "batched-cfg" | "none"
+    pattern: str  # "batched-cfg" | "separate-passes" | "none"
     guider: str | None = None  # guider class used
     denoiser: str | None = None  # component called in the loop
     fields: tuple[GuidanceField, ...] = ()
@@ -141,6 +141,20 @@ class GuidancePlan:
     guided: str | None = None  # local assigned the guided prediction
     repeated: tuple[str, ...] = ()  # denoiser inputs the source repeats for each guidance batch
     batch_order: tuple[str, ...] = ()  # guider batch identifiers in the source's concatenation order
+    formulation: str = "diffusers"  # "original": `cond + s * (cond - uncond)` (`use_original_formulation=True`)
+    combine: object | None = None  # `guidance.CustomCombine`: the source's combine, for a guider subclass
+    cache_contexts: tuple[tuple[str, str], ...] = ()  # guider batch -> the source's `cache_context` label
+    distilled: str | None = None  # a guidance scale the denoiser embeds (guidance-distilled): a plain input
+
+    @property
+    def label(self) -> str:
+        """The pattern in one word or a few: `batched-cfg`, `separate-passes+custom-combine`, `distilled`, ..."""
+        parts = [] if self.pattern == "none" and self.distilled else [self.pattern]
+        if self.combine is not None:
+            parts.append("custom-combine")
+        if self.distilled:
+            parts.append("distilled")
+        return "+".join(parts)
 
 
 @dataclass(frozen=True)
@@ -249,7 +263,11 @@ def plan_summary(plan: PipelinePlan) -> dict:
         "components": [{"name": c.name, "type": c.type_hint} for c in plan.components],
         "guidance": {
             "pattern": guidance.pattern,
+            "label": guidance.label,
             "guider": guidance.guider,
+            "formulation": guidance.formulation,
+            "custom_combine": guidance.combine is not None,
+            "distilled": guidance.distilled,
             "denoiser": guidance.denoiser,
             "fields": {f.name: [f.cond, f.uncond] for f in guidance.fields},
             "condition": guidance.condition,
@@ -310,9 +328,17 @@ def render_plan(plan: PipelinePlan) -> str:
     for component in summary["components"]:
         lines.append(f"  {component['name']}: {component['type']}")
     guidance = summary["guidance"]
-    lines += ["", f"guidance: {guidance['pattern']}"]
+    lines += ["", f"guidance: {plan.guidance.label}"]
+    if guidance["distilled"]:
+        lines.append(f"  distilled:  `{guidance['distilled']}` is embedded by the denoiser (a plain input, no guider)")
     if guidance["pattern"] != "none":
-        lines.append(f"  guider:     {guidance['guider']} on `{guidance['denoiser']}`")
+        if guidance["custom_combine"]:
+            how = "a subclass of ClassifierFreeGuidance holding the source's combine verbatim (custom combine)"
+        elif guidance["formulation"] == "original":
+            how = "use_original_formulation=True: `cond + scale * (cond - uncond)`"
+        else:
+            how = "`uncond + scale * (cond - uncond)`"
+        lines.append(f"  guider:     {guidance['guider']} on `{guidance['denoiser']}`, {how}")
         for name, (cond, uncond) in guidance["fields"].items():
             lines.append(f"  field:      {name} = ({cond}, {uncond})  [conditional, unconditional]")
         lines.append(f"  CFG on when (standard pipeline's own condition): {guidance['condition']}")

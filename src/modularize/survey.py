@@ -78,7 +78,7 @@ def survey_file(path: str, root: str) -> list[Entry]:
             plan = analyze(source, class_name)
             options = ConvertOptions(relative, source.label, source.module_name, class_name)
             emit_package(plan, text, generator_string(options))
-            entry = Entry(relative, class_name, CONVERTED, guidance=plan.guidance.pattern, blocks=len(plan.blocks))
+            entry = Entry(relative, class_name, CONVERTED, guidance=plan.guidance.label, blocks=len(plan.blocks))
         except ModularizeError as error:
             line = error.location.line if error.location else 0
             construct = getattr(error, "construct", "")

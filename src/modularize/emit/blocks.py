@@ -57,6 +57,8 @@ def guider_spec(guidance: GuidancePlan, plan: PipelinePlan) -> str:
     config = [f'"guidance_scale": {defaults.get(guidance.scale) or "7.5"}']
     if guidance.rescale:
         config.append(f'"guidance_rescale": {defaults.get(guidance.rescale) or "0.0"}')
+    if guidance.formulation == "original":
+        config.append('"use_original_formulation": True')
     return (
         f'ComponentSpec("guider", {guidance.guider}, config=FrozenDict({{{", ".join(config)}}}), '
         'default_creation_method="from_config")'
@@ -155,7 +157,8 @@ def loop_step_class(plan: PipelinePlan, loop: LoopPlan, step: LoopStepPlan) -> l
     configs = [f"ConfigSpec({name!r}, {default})" for name, default in step.configs]
     if step.key == "denoiser" and plan.guidance.pattern != "none":
         components = [guider_spec(plan.guidance, plan), *components]
-        configs.append(BATCHING_CONFIG)
+        if plan.guidance.pattern == "batched-cfg":
+            configs.append(BATCHING_CONFIG)
     targets = ", ".join(loop.loop_targets)
     template = (
         f"class {step.class_name}(ModularPipelineBlocks):\n"

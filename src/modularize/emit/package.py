@@ -20,9 +20,10 @@ from ..header import with_header
 from ..layout import LEAF_FILES, blocks_file
 from ..plan import LoopPlan, ModuleDefinition, PipelinePlan
 from ..source import code
-from ..transforms.guidance import GUIDER_BATCHING_HELPERS
+from ..transforms.guidance import GUIDER_BATCH_NAME_HELPER, GUIDER_BATCHING_HELPERS
 from ..transforms.imports import import_from, prune_unused_imports, relative_module
 from .blocks import block_class, loop_classes
+from .guider_class import guider_class
 from .pipeline_class import pipeline_class
 from .splice import splice
 
@@ -41,6 +42,7 @@ FRAMEWORK = {
     "OutputParam": ("diffusers.modular_pipelines.modular_pipeline_utils", "OutputParam"),
     "FrozenDict": ("diffusers.configuration_utils", "FrozenDict"),
     "ClassifierFreeGuidance": ("diffusers.guiders", "ClassifierFreeGuidance"),
+    "GuiderOutput": ("diffusers.guiders.guider_utils", "GuiderOutput"),
     "BaseGuidance": ("diffusers.guiders", "BaseGuidance"),
     "ConfigSpec": ("diffusers.modular_pipelines.modular_pipeline_utils", "ConfigSpec"),
 }
@@ -236,8 +238,14 @@ def emit_package(plan: PipelinePlan, source_text: str, generator: str, in_tree: 
         target = files[block.file]
         if isinstance(block, LoopPlan):
             classes = loop_classes(plan, block)
-            if plan.guidance.pattern != "none":
-                classes = list(cst.parse_module(GUIDER_BATCHING_HELPERS).body) + classes
+            helpers = []
+            if plan.guidance.pattern == "batched-cfg":
+                helpers.append(GUIDER_BATCHING_HELPERS)
+            if plan.guidance.cache_contexts:
+                helpers.append(GUIDER_BATCH_NAME_HELPER)
+            if plan.guidance.combine is not None:
+                classes = guider_class(plan) + classes
+            classes = [s for text in helpers for s in cst.parse_module(text).body] + classes
         else:
             classes = block_class(plan, block)
         target.body += classes

@@ -211,7 +211,9 @@ class Equivalence:
         pipe = self.standard_cls(**components)
         pipe.set_progress_bar_config(disable=True)
         denoiser = getattr(pipe, self.pipeline_cls.denoiser_name or "", None)
-        with half_batch_calls(denoiser, enabled=exact and cfg and denoiser is not None):
+        # only a standard pipeline that batches CFG has batches to split (separate passes already match)
+        batched = getattr(self.pipeline_cls, "standard_batches_cfg", True)
+        with half_batch_calls(denoiser, enabled=exact and cfg and batched and denoiser is not None):
             output = pipe(**inputs, generator=self.generator())
         return {name: getattr(output, name) for name in self.pipeline_cls.standard_outputs}
 

@@ -9,61 +9,11 @@ the UNet's `cross_attention_dim`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
+from .tiny_flow import FLOW_SETUPS
+from .tiny_parts import TinySetup, clip_text_config, seeded, tiny_t5, tiny_vae
 from .tokenizers import tiny_clip_tokenizer, tiny_gemma_tokenizer, tiny_t5_tokenizer
-
-
-@dataclass(frozen=True)
-class TinySetup:
-    """What `verify` needs for one standard pipeline class."""
-
-    components: Callable[[], dict[str, Any]]  # keyword arguments of the standard pipeline's constructor
-    inputs: Callable[[], dict[str, Any]]  # default call inputs (a generator is added per run)
-    cases: tuple[tuple[str, dict[str, Any]], ...] = field(default=())  # the default matrix: (name, overrides)
-
-
-def _seeded(seed: int, build: Callable[[], Any]) -> Any:
-    import torch
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return build()
-
-
-def _clip_text_config(tokenizer, hidden_size: int = 32):
-    from transformers import CLIPTextConfig
-
-    return CLIPTextConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden_size,
-        intermediate_size=37,
-        num_attention_heads=4,
-        num_hidden_layers=2,
-        max_position_embeddings=77,
-        projection_dim=32,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-
-
-def _tiny_vae(seed: int):
-    from diffusers import AutoencoderKL
-
-    return _seeded(
-        seed,
-        lambda: AutoencoderKL(
-            in_channels=3,
-            out_channels=3,
-            block_out_channels=(32, 64),
-            down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-            up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-            latent_channels=4,
-            norm_num_groups=32,
-        ).eval(),
-    )
 
 
 def tiny_image(size: int = 32):
@@ -96,8 +46,8 @@ def stable_diffusion_components(seed: int = 0, in_channels: int = 4) -> dict[str
     from transformers import CLIPTextModel
 
     tokenizer = tiny_clip_tokenizer()
-    text_encoder = _seeded(seed, lambda: CLIPTextModel(_clip_text_config(tokenizer)).eval())
-    unet = _seeded(
+    text_encoder = seeded(seed, lambda: CLIPTextModel(clip_text_config(tokenizer)).eval())
+    unet = seeded(
         seed + 1,
         lambda: UNet2DConditionModel(
             sample_size=16,
@@ -111,7 +61,7 @@ def stable_diffusion_components(seed: int = 0, in_channels: int = 4) -> dict[str
             norm_num_groups=32,
         ).eval(),
     )
-    vae = _tiny_vae(seed + 2)
+    vae = tiny_vae(seed + 2)
     # Stable Diffusion v1's scheduler settings, but `steps_offset=0`: an outdated config that the standard
     # pipeline's constructor fixes in place, which the generated pipeline has to reproduce.
     scheduler = PNDMScheduler(
@@ -145,9 +95,9 @@ def stable_diffusion_xl_components(seed: int = 0, in_channels: int = 4) -> dict[
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     tokenizer, tokenizer_2 = tiny_clip_tokenizer(), tiny_clip_tokenizer()
-    text_encoder = _seeded(seed, lambda: CLIPTextModel(_clip_text_config(tokenizer)).eval())
-    text_encoder_2 = _seeded(seed + 1, lambda: CLIPTextModelWithProjection(_clip_text_config(tokenizer_2)).eval())
-    unet = _seeded(
+    text_encoder = seeded(seed, lambda: CLIPTextModel(clip_text_config(tokenizer)).eval())
+    text_encoder_2 = seeded(seed + 1, lambda: CLIPTextModelWithProjection(clip_text_config(tokenizer_2)).eval())
+    unet = seeded(
         seed + 2,
         lambda: UNet2DConditionModel(
             sample_size=16,
@@ -171,7 +121,7 @@ def stable_diffusion_xl_components(seed: int = 0, in_channels: int = 4) -> dict[
         beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1, timestep_spacing="leading"
     )
     return {
-        "vae": _tiny_vae(seed + 3),
+        "vae": tiny_vae(seed + 3),
         "text_encoder": text_encoder,
         "text_encoder_2": text_encoder_2,
         "tokenizer": tokenizer,
@@ -179,24 +129,6 @@ def stable_diffusion_xl_components(seed: int = 0, in_channels: int = 4) -> dict[
         "unet": unet,
         "scheduler": scheduler,
     }
-
-
-def _tiny_t5(tokenizer, seed: int, d_model: int = 32):
-    from transformers import T5Config, T5EncoderModel
-
-    config = T5Config(
-        vocab_size=len(tokenizer),
-        d_model=d_model,
-        d_ff=37,
-        d_kv=8,
-        num_layers=2,
-        num_heads=4,
-        relative_attention_num_buckets=8,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        decoder_start_token_id=tokenizer.pad_token_id,
-    )
-    return _seeded(seed, lambda: T5EncoderModel(config).eval())
 
 
 def stable_diffusion_3_components(seed: int = 0, latent_channels: int = 4) -> dict[str, Any]:
@@ -211,9 +143,9 @@ def stable_diffusion_3_components(seed: int = 0, latent_channels: int = 4) -> di
     from transformers import CLIPTextModelWithProjection
 
     tokenizer, tokenizer_2, tokenizer_3 = tiny_clip_tokenizer(), tiny_clip_tokenizer(), tiny_t5_tokenizer()
-    text_encoder = _seeded(seed, lambda: CLIPTextModelWithProjection(_clip_text_config(tokenizer)).eval())
-    text_encoder_2 = _seeded(seed + 1, lambda: CLIPTextModelWithProjection(_clip_text_config(tokenizer_2)).eval())
-    transformer = _seeded(
+    text_encoder = seeded(seed, lambda: CLIPTextModelWithProjection(clip_text_config(tokenizer)).eval())
+    text_encoder_2 = seeded(seed + 1, lambda: CLIPTextModelWithProjection(clip_text_config(tokenizer_2)).eval())
+    transformer = seeded(
         seed + 2,
         lambda: SD3Transformer2DModel(
             sample_size=16,
@@ -228,7 +160,7 @@ def stable_diffusion_3_components(seed: int = 0, latent_channels: int = 4) -> di
             out_channels=latent_channels,
         ).eval(),
     )
-    vae = _seeded(
+    vae = seeded(
         seed + 3,
         lambda: AutoencoderKL(
             in_channels=3,
@@ -252,7 +184,7 @@ def stable_diffusion_3_components(seed: int = 0, latent_channels: int = 4) -> di
         "tokenizer": tokenizer,
         "text_encoder_2": text_encoder_2,
         "tokenizer_2": tokenizer_2,
-        "text_encoder_3": _tiny_t5(tokenizer_3, seed + 4, d_model=64),
+        "text_encoder_3": tiny_t5(tokenizer_3, seed + 4, d_model=64),
         "tokenizer_3": tokenizer_3,
     }
 
@@ -263,7 +195,7 @@ def pixart_sigma_components(seed: int = 0) -> dict[str, Any]:
     from diffusers import DPMSolverMultistepScheduler, PixArtTransformer2DModel
 
     tokenizer = tiny_t5_tokenizer()
-    transformer = _seeded(
+    transformer = seeded(
         seed + 1,
         lambda: PixArtTransformer2DModel(
             sample_size=32,  # the smallest size with resolution bins (256 px)
@@ -285,8 +217,8 @@ def pixart_sigma_components(seed: int = 0) -> dict[str, Any]:
     )
     return {
         "tokenizer": tokenizer,
-        "text_encoder": _tiny_t5(tokenizer, seed),
-        "vae": _tiny_vae(seed + 2),
+        "text_encoder": tiny_t5(tokenizer, seed),
+        "vae": tiny_vae(seed + 2),
         "transformer": transformer,
         "scheduler": DPMSolverMultistepScheduler(),
     }
@@ -311,7 +243,7 @@ def sana_components(seed: int = 0) -> dict[str, Any]:
         pad_token_id=tokenizer.pad_token_id,
         attn_implementation="eager",
     )
-    transformer = _seeded(
+    transformer = seeded(
         seed + 1,
         lambda: SanaTransformer2DModel(
             patch_size=1,
@@ -327,7 +259,7 @@ def sana_components(seed: int = 0) -> dict[str, Any]:
             sample_size=16,  # the smallest size with resolution bins (512 px)
         ).eval(),
     )
-    vae = _seeded(
+    vae = seeded(
         seed + 2,
         lambda: AutoencoderDC(
             in_channels=3,
@@ -350,7 +282,7 @@ def sana_components(seed: int = 0) -> dict[str, Any]:
     )
     return {
         "tokenizer": tokenizer,
-        "text_encoder": _seeded(seed, lambda: Gemma2Model(config).eval()),
+        "text_encoder": seeded(seed, lambda: Gemma2Model(config).eval()),
         "vae": vae,
         "transformer": transformer,
         "scheduler": FlowMatchEulerDiscreteScheduler(shift=7.0),
@@ -588,6 +520,7 @@ STABLE_DIFFUSION_3_INPAINT = TinySetup(
 )
 
 SETUPS: dict[str, TinySetup] = {
+    **FLOW_SETUPS,
     "StableDiffusionXLImg2ImgPipeline": STABLE_DIFFUSION_XL_IMG2IMG,
     "StableDiffusionXLInpaintPipeline": STABLE_DIFFUSION_XL_INPAINT,
     "StableDiffusion3Img2ImgPipeline": STABLE_DIFFUSION_3_IMG2IMG,

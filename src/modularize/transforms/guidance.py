@@ -34,12 +34,12 @@ from __future__ import annotations
 
 import libcst as cst
 
-from ..guidance import BatchedCfg
+from ..guidance import CfgPattern
 from ..plan import GuidanceField
 from ._nodes import Replacement
 
 
-def unbatching_replacements(cfg: BatchedCfg) -> dict[cst.CSTNode, Replacement]:
+def unbatching_replacements(cfg: CfgPattern) -> dict[cst.CSTNode, Replacement]:
     """Replacements that undo the CFG batching: concatenations, latent expansion, chunk/combine/rescale."""
     replacements: dict[cst.CSTNode, Replacement] = {}
     for site in cfg.cat_sites:
@@ -64,7 +64,7 @@ def unbatching_replacements(cfg: BatchedCfg) -> dict[cst.CSTNode, Replacement]:
 
 
 def guider_denoise(
-    cfg: BatchedCfg,
+    cfg: CfgPattern,
     fields: tuple[GuidanceField, ...],
     step: str,
     timestep: str,
@@ -79,6 +79,8 @@ def guider_denoise(
     inputs = ", ".join(
         f"{f.name!r}: {f.cond!r}" if f.cond == f.uncond else f"{f.name!r}: ({f.cond!r}, {f.uncond!r})" for f in fields
     )
+    if cfg.kind == "separate":
+        return _separate_passes(cfg, fields, inputs, step, timestep, num_inference_steps)
     head = [
         cst.parse_statement(
             f"components.guider.set_state(step={step}, num_inference_steps={num_inference_steps}, timestep={timestep})\n"
@@ -115,6 +117,51 @@ def guider_denoise(
         # what the source did after combining, still only under CFG (guidance features there raise)
         tail.append(cst.If(test=cfg.condition.deep_clone(), body=cst.IndentedBlock(body=list(cfg.gated))))
     return [*head, loop, *tail]
+
+
+def _separate_passes(
+    cfg: CfgPattern, fields: tuple[GuidanceField, ...], inputs: str, step: str, timestep: str, num_steps: str
+) -> list[cst.BaseStatement]:
+    """The source ran one denoiser call per condition: so does every guider batch (never merged: the source's
+    arithmetic is one call per condition). `cache_context("cond")` becomes the batch's own label."""
+    head = [
+        cst.parse_statement(
+            f"components.guider.set_state(step={step}, num_inference_steps={num_steps}, timestep={timestep})\n"
+        ),
+        cst.parse_statement(
+            f"guider_state = components.guider.prepare_inputs_from_block_state(block_state, {{{inputs}}})\n"
+        ),
+    ]
+    if cfg.uncond_gates:
+        gates = [gate for _, gate in cfg.uncond_gates]
+        head.append(cst.If(test=cfg.condition.deep_clone(), body=cst.IndentedBlock(body=gates)))
+    call = cfg.call_statement
+    if cfg.cache_contexts:
+        labels = "{" + ", ".join(f"{batch!r}: {label!r}" for batch, label in cfg.cache_contexts) + "}"
+        label = cst.parse_expression(f"{labels}[guider_batch_name(components.guider, guider_state_batch)]")
+        item = call.items[0]
+        first = item.item.args[0].with_changes(value=label)
+        call = call.with_changes(
+            items=[item.with_changes(item=item.item.with_changes(args=[first, *item.item.args[1:]]))]
+        )
+    per_batch = [
+        cst.parse_statement(f"components.guider.prepare_models(components.{cfg.denoiser})\n"),
+        *(cst.parse_statement(f"{f.name} = guider_state_batch.{f.name}\n") for f in fields),
+        call,
+        cst.parse_statement(f"guider_state_batch.noise_pred = {cfg.model_output}\n"),
+        cst.parse_statement(f"components.guider.cleanup_models(components.{cfg.denoiser})\n"),
+    ]
+    loop = cst.For(
+        target=cst.Name("guider_state_batch"), iter=cst.Name("guider_state"), body=cst.IndentedBlock(body=per_batch)
+    )
+    return [*head, loop, cst.parse_statement(f"{cfg.guided} = components.guider(guider_state).pred\n")]
+
+
+GUIDER_BATCH_NAME_HELPER = '''
+def guider_batch_name(guider, guider_state_batch):
+    """Which prediction a guider batch is for: `pred_cond`, `pred_uncond`, ..."""
+    return getattr(guider_state_batch, guider._identifier_key)
+'''
 
 
 # Emitted once into `denoise.py` of packages whose denoiser runs guider batches.

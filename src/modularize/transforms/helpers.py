@@ -19,6 +19,8 @@ After (a member of the block that calls it, reached as `self.prepare_latents(com
         return latents
 
 A helper calling another helper calls it through the owning block class (`<Block>.encode_image(components, ...)`).
+A helper that was a static method already (`_pack_latents(latents, ...)`) gets the same `components` first
+parameter, so every call site reads alike.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import libcst as cst
+import libcst.matchers as m
 
 from .self_to_components import self_to_components
 
@@ -34,6 +37,14 @@ def as_static_helper(
     function: cst.FunctionDef, meaning: Callable[[str], str], owner_class: str, header: str
 ) -> tuple[cst.FunctionDef, dict[str, dict[str, None]]]:
     """`header` is the comment above the copy (`Copied from <origin> with self->components`)."""
+    static = [d for d in function.decorators if m.matches(d.decorator, m.Name("staticmethod"))]
+    if static:  # already static (`_pack_latents`): it gets `components` first like every helper
+        params = function.params
+        first = cst.Param(cst.Name("components"))
+        function = function.with_changes(
+            params=params.with_changes(params=[first, *params.params]),
+            decorators=[d for d in function.decorators if d not in static],
+        )
     rewritten, used = self_to_components(function, meaning, {}, helper_owner=owner_class)
     comments = [
         line

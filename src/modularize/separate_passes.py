@@ -1,0 +1,259 @@
+"""Analyze pass, part 2b: classifier-free guidance done in separate passes (one denoiser call per condition).
+
+    with self.transformer.cache_context("cond"):
+        noise_pred = self.transformer(hidden_states=latents, encoder_hidden_states=prompt_embeds, ...)[0]
+    if do_true_cfg:
+        with self.transformer.cache_context("uncond"):
+            neg_noise_pred = self.transformer(hidden_states=latents, encoder_hidden_states=negative_prompt_embeds, ...)[0]
+        noise_pred = neg_noise_pred + true_cfg_scale * (noise_pred - neg_noise_pred)
+
+The two calls are compared argument by argument: what differs is paired and becomes a guider field
+(`encoder_hidden_states`: `prompt_embeds` / `negative_prompt_embeds`), what is the same is shared. The combine picks
+the guider: `u + s * (c - u)` is `ClassifierFreeGuidance`, `c + s * (c - u)` the same with
+`use_original_formulation=True`, both bit for bit; anything more (a norm rescale after it) becomes a guider subclass
+whose `forward` holds the source's statements verbatim (`CustomCombine`). The `cache_context` labels go with the
+guider batches ("cond" for the conditional one, "uncond" for the other).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import libcst as cst
+import libcst.matchers as m
+
+from .class_facts import ClassFacts
+from .dataflow import flow_of
+from .guidance import CfgPattern, CustomCombine, _condition
+from .plan import GuidanceField
+from .source import SourceModule, code, snippet
+from .transforms._nodes import same_expression
+
+_ASSIGNED = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())])])
+# names a verbatim combine may read besides the predictions and the scale
+_COMBINE_GLOBALS = frozenset({"torch", "float", "int", "range", "len", "min", "max", "abs"})
+
+
+@dataclass(frozen=True)
+class _ModelCall:
+    statement: cst.BaseStatement  # as it sits in the loop (a `with` around the assignment, or the assignment)
+    call: cst.Call
+    output: str
+    context: str | None  # the `cache_context` label
+
+
+def find_separate_cfg(
+    source: SourceModule,
+    facts: ClassFacts,
+    top_level: Sequence[cst.BaseStatement],
+    loop: cst.For,
+    dropped: set[int],
+) -> CfgPattern | None:
+    """The separate-passes pattern of this loop; None when the loop has no `if <cfg>:` around a second model call."""
+    body = [s for s in loop.body.body if id(s) not in dropped]
+    for position, branch in enumerate(body):
+        if not isinstance(branch, cst.If):
+            continue
+        inner = list(branch.body.body)
+        found = [(i, _model_call(s, facts)) for i, s in enumerate(inner)]
+        found = [(i, call) for i, call in found if call is not None]
+        if not found:
+            continue
+        earlier = [(i, _model_call(s, facts)) for i, s in enumerate(body[:position])]
+        earlier = [(i, call) for i, call in earlier if call is not None]
+        if not earlier:
+            raise source.refuse(branch, "an unconditional denoiser pass with no conditional one before it")
+        if branch.orelse is not None or len(found) > 1:
+            raise source.refuse(branch, "unrecognized separate-pass guidance (an `else`, or several calls)")
+        cond_at, cond = earlier[-1]
+        uncond_at, uncond = found[0]
+        between = body[cond_at + 1 : position]
+        if between:
+            raise source.refuse(between[0], "a statement between the conditional and unconditional passes")
+        return _pattern(source, facts, top_level, body, branch, cond, uncond, inner, uncond_at)
+    return None
+
+
+def _model_call(statement: cst.BaseStatement, facts: ClassFacts) -> _ModelCall | None:
+    """`[with self.m.cache_context("cond"):] out = self.m(...)[0]` with `m` a component (not the scheduler)."""
+    node, context, owner = statement, None, None
+    if isinstance(node, cst.With):
+        if len(node.items) != 1 or len(node.body.body) != 1:
+            return None
+        item = node.items[0].item
+        if not m.matches(item, m.Call(func=m.Attribute(attr=m.Name("cache_context")), args=[m.Arg(m.SimpleString())])):
+            return None
+        context, owner = item.args[0].value.evaluated_value, item.func.value
+        node = node.body.body[0]
+    if not m.matches(node, _ASSIGNED):
+        return None
+    calls = [
+        c
+        for c in m.findall(node, m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name())))
+        if c.func.attr.value in facts.init.components and c.func.attr.value != "scheduler"
+    ]
+    if len(calls) != 1 or (owner is not None and not same_expression(owner, calls[0].func)):
+        return None
+    return _ModelCall(statement, calls[0], node.body[0].targets[0].target.value, context)
+
+
+def _pattern(
+    source: SourceModule,
+    facts: ClassFacts,
+    top_level: Sequence[cst.BaseStatement],
+    body: Sequence[cst.BaseStatement],
+    branch: cst.If,
+    cond: _ModelCall,
+    uncond: _ModelCall,
+    inner: list[cst.BaseStatement],
+    uncond_at: int,
+) -> CfgPattern:
+    if not same_expression(cond.call.func, uncond.call.func):
+        raise source.refuse(uncond.call, "the unconditional pass calls another model than the conditional one")
+    fields = _paired_arguments(source, cond.call, uncond.call)
+    condition_name, condition_expression, condition_statement = _condition(source, facts, branch.test, top_level)
+    gates = tuple((statement, _gate(source, facts, statement)) for statement in inner[:uncond_at])
+    combine_at = uncond_at + 1
+    if combine_at >= len(inner):
+        raise source.refuse(branch, "no guidance combine after the unconditional pass")
+    parsed = _combine(inner[combine_at], cond.output, uncond.output)
+    if parsed is None:
+        raise source.refuse(
+            inner[combine_at],
+            "unrecognized guidance combine: expected `pred = uncond + scale * (cond - uncond)` "
+            "(or `cond + scale * (cond - uncond)`)",
+        )
+    target, scale, formulation = parsed
+    after = body[list(body).index(branch) + 1 :]
+    read_after = set(flow_of(list(after)).reads)
+    results = [n for n in flow_of(inner[combine_at:]).writes if n in read_after]
+    if results != [cond.output]:
+        raise source.refuse(
+            branch, f"the guided prediction must replace `{cond.output}` (the conditional prediction) after CFG"
+        )
+    combine = None
+    if len(inner) > combine_at + 1 or target != cond.output:
+        combine = _custom_combine(source, inner[combine_at:], cond.output, uncond.output, scale)
+    contexts = ()
+    if cond.context is not None or uncond.context is not None:
+        if cond.context is None or uncond.context is None:
+            raise source.refuse(branch, "only one of the two passes runs in a `cache_context`")
+        contexts = (("pred_cond", cond.context), ("pred_uncond", uncond.context))
+    return CfgPattern(
+        condition=branch.test,
+        condition_name=condition_name,
+        condition_expression=condition_expression,
+        scale=scale,
+        rescale=None,
+        rescale_test=None,
+        denoiser=cond.call.func.attr.value,
+        call_statement=cond.statement,
+        between=(),
+        model_output=cond.output,
+        guided=cond.output,
+        guidance_statements=(branch,),
+        cat_sites=(),
+        expansions=(),
+        repeated=(),
+        batch_order=("pred_cond", "pred_uncond"),
+        pairing_helpers=(),
+        fields=fields,
+        gated=(),
+        feature_guards=(),
+        condition_statement=condition_statement,
+        mirrored=(),
+        rewrites=(),
+        kind="separate",
+        formulation=formulation,
+        combine=combine,
+        cache_contexts=contexts,
+        uncond_gates=gates,
+    )
+
+
+def _paired_arguments(source: SourceModule, cond: cst.Call, uncond: cst.Call) -> tuple[GuidanceField, ...]:
+    """The arguments that differ between the two calls, as (conditional, unconditional) variables."""
+    if any(a.star for a in (*cond.args, *uncond.args)):
+        raise source.refuse(uncond, "a denoiser pass called with `*args` / `**kwargs`")
+    positional = [a for a in cond.args if a.keyword is None], [a for a in uncond.args if a.keyword is None]
+    keywords = (
+        {a.keyword.value: a for a in cond.args if a.keyword is not None},
+        {a.keyword.value: a for a in uncond.args if a.keyword is not None},
+    )
+    if len(positional[0]) != len(positional[1]) or keywords[0].keys() != keywords[1].keys():
+        raise source.refuse(uncond, "the two denoiser passes take different arguments")
+    pairs = list(zip(*positional, strict=True)) + [(keywords[0][k], keywords[1][k]) for k in keywords[0]]
+    fields: dict[str, GuidanceField] = {}
+    for first, second in pairs:
+        if same_expression(first.value, second.value):
+            continue
+        if not (isinstance(first.value, cst.Name) and isinstance(second.value, cst.Name)):
+            raise source.refuse(
+                second.value,
+                f"the passes differ in `{code(first.value).strip()}` / `{code(second.value).strip()}`, which are not "
+                "plain variables a guider can pair",
+            )
+        name = first.value.value
+        fields.setdefault(name, GuidanceField(name, name, second.value.value))
+    return tuple(fields.values())
+
+
+def _combine(statement: cst.CSTNode, cond: str, uncond: str) -> tuple[str, cst.BaseExpression, str] | None:
+    """`g = u + s * (c - u)` -> (g, s, "diffusers"); `g = c + s * (c - u)` -> (g, s, "original")."""
+    pattern = m.SimpleStatementLine(
+        body=[
+            m.Assign(
+                targets=[m.AssignTarget(m.Name())],
+                value=m.BinaryOperation(
+                    left=m.Name(),
+                    operator=m.Add(),
+                    right=m.BinaryOperation(
+                        operator=m.Multiply(),
+                        right=m.BinaryOperation(left=m.Name(cond), operator=m.Subtract(), right=m.Name(uncond)),
+                    ),
+                ),
+            )
+        ]
+    )
+    if not m.matches(statement, pattern):
+        return None
+    value = statement.body[0].value
+    formulation = {uncond: "diffusers", cond: "original"}.get(value.left.value)
+    if formulation is None:
+        return None
+    return statement.body[0].targets[0].target.value, value.right.left, formulation
+
+
+def _custom_combine(
+    source: SourceModule,
+    statements: Sequence[cst.BaseStatement],
+    cond: str,
+    uncond: str,
+    scale: cst.BaseExpression,
+) -> CustomCombine:
+    bindings = [(cond, "pred_cond"), (uncond, "pred_uncond")]
+    if isinstance(scale, cst.Name):
+        bindings.append((scale.value, "self.guidance_scale"))
+    elif not m.matches(scale, m.Attribute(value=m.Name("self"), attr=m.Name("guidance_scale"))):
+        raise source.refuse(scale, "a guidance scale a guider subclass cannot read (a name or `self.guidance_scale`)")
+    flow = flow_of(list(statements), bound=[name for name, _ in bindings])
+    foreign = [f"`{n}`" for n in flow.reads if n not in _COMBINE_GLOBALS]
+    attributes = m.findall(cst.Module(body=list(statements)), m.Attribute(value=m.Name("self")))
+    foreign += [f"`self.{a.attr.value}`" for a in attributes if a.attr.value != "guidance_scale"]
+    if foreign:
+        reads = ", ".join(dict.fromkeys(foreign))
+        raise source.refuse(statements[0], f"the guidance combine reads {reads}, which a guider does not have")
+    return CustomCombine(tuple(statements), tuple(bindings), cond)
+
+
+def _gate(source: SourceModule, facts: ClassFacts, statement: cst.BaseStatement) -> cst.If:
+    """A statement the source ran only before its unconditional pass: an error wherever it would have acted."""
+    if not isinstance(statement, cst.If) or statement.orelse is not None:
+        raise source.refuse(statement, "a statement before the unconditional pass that is not an `if`")
+    message = (
+        f"{facts.name} runs `{snippet(statement)}` before its unconditional pass, which this generated package "
+        f"does not reproduce. Use {facts.name} for these inputs."
+    )
+    raise_statement = cst.parse_statement(f"raise ValueError({message!r})\n")
+    return statement.with_changes(body=cst.IndentedBlock(body=[raise_statement]))

@@ -1,0 +1,112 @@
+"""Tiny offline components for the flow-matching transformer families: Flux, QwenImage, Wan, Z-Image.
+
+Dimension couplings that matter: Flux packs 2x2 latent patches, so its transformer's `in_channels` is 4x the VAE's
+`latent_channels` and sizes are multiples of 2x the VAE's scale factor; the text encoders' widths are the
+transformer's `joint_attention_dim` (T5) and `pooled_projection_dim` (CLIP); the rotary axes add up to
+`attention_head_dim`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .tiny_parts import TinySetup, clip_text_config, seeded, tiny_t5
+from .tokenizers import tiny_clip_tokenizer, tiny_t5_tokenizer
+
+_TWO_PROMPTS = ["a photo of a cat", "the dog and the moon"]
+_TWO_NEGATIVES = ["blurry", "low quality"]
+
+
+def flux_components(seed: int = 0, guidance_embeds: bool = True) -> dict[str, Any]:
+    """CLIP (pooled, width 32) and T5 (width 32) text encoders, a Flux transformer and a VAE, 32x32 images."""
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
+    from transformers import CLIPTextModel
+
+    tokenizer, tokenizer_2 = tiny_clip_tokenizer(), tiny_t5_tokenizer()
+    transformer = seeded(
+        seed + 2,
+        lambda: FluxTransformer2DModel(
+            patch_size=1,
+            in_channels=16,
+            num_layers=1,
+            num_single_layers=1,
+            attention_head_dim=16,
+            num_attention_heads=2,
+            joint_attention_dim=32,
+            pooled_projection_dim=32,
+            guidance_embeds=guidance_embeds,
+            axes_dims_rope=(4, 6, 6),
+        ).eval(),
+    )
+    vae = seeded(
+        seed + 3,
+        lambda: AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            block_out_channels=(32, 64),
+            down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+            up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+            latent_channels=4,
+            norm_num_groups=32,
+            shift_factor=0.0609,
+            scaling_factor=1.5035,
+            use_quant_conv=False,
+            use_post_quant_conv=False,
+        ).eval(),
+    )
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        base_image_seq_len=256,
+        base_shift=0.5,
+        max_image_seq_len=4096,
+        max_shift=1.15,
+        shift=3.0,
+        use_dynamic_shifting=True,
+    )
+    return {
+        "scheduler": scheduler,
+        "vae": vae,
+        "text_encoder": seeded(seed, lambda: CLIPTextModel(clip_text_config(tokenizer)).eval()),
+        "tokenizer": tokenizer,
+        "text_encoder_2": tiny_t5(tokenizer_2, seed + 1, d_model=32),
+        "tokenizer_2": tokenizer_2,
+        "transformer": transformer,
+    }
+
+
+def _true_cfg_cases(images_argument: str) -> tuple[tuple[str, dict[str, Any]], ...]:
+    """True CFG runs only with a negative prompt and `true_cfg_scale > 1`: both sides of that, 1 and 2 prompts,
+    several images per prompt, latent and decoded outputs, 2 and 3 steps."""
+    return (
+        ("default", {}),
+        ("true_cfg", {"negative_prompt": "blurry", "true_cfg_scale": 4.0}),
+        ("scale_without_negative", {"true_cfg_scale": 4.0}),
+        ("negative_without_scale", {"negative_prompt": "blurry"}),
+        ("two_prompts_true_cfg", {"prompt": _TWO_PROMPTS, "negative_prompt": _TWO_NEGATIVES, "true_cfg_scale": 3.0}),
+        ("two_per_prompt_true_cfg", {images_argument: 2, "negative_prompt": "low quality", "true_cfg_scale": 2.0}),
+        (
+            "two_prompts_x2_latent_3_steps",
+            {"prompt": _TWO_PROMPTS, images_argument: 2, "output_type": "latent", "num_inference_steps": 3},
+        ),
+        (
+            "true_cfg_latent_3_steps",
+            {"negative_prompt": "blurry", "true_cfg_scale": 5.0, "output_type": "latent", "num_inference_steps": 3},
+        ),
+    )
+
+
+FLUX = TinySetup(
+    components=flux_components,
+    inputs=lambda: {
+        "prompt": "a photo of a cat",
+        "num_inference_steps": 2,
+        "height": 32,
+        "width": 32,
+        "max_sequence_length": 48,
+        "output_type": "np",
+    },
+    cases=(*_true_cfg_cases("num_images_per_prompt"), ("distilled_guidance_scale", {"guidance_scale": 7.0})),
+)
+
+FLOW_SETUPS: dict[str, TinySetup] = {
+    "FluxPipeline": FLUX,
+}

@@ -1,0 +1,76 @@
+"""Building blocks of the tiny offline components: seeded construction, small configs shared by families."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TinySetup:
+    """What `verify` needs for one standard pipeline class."""
+
+    components: Callable[[], dict[str, Any]]  # keyword arguments of the standard pipeline's constructor
+    inputs: Callable[[], dict[str, Any]]  # default call inputs (a generator is added per run)
+    cases: tuple[tuple[str, dict[str, Any]], ...] = field(default=())  # the default matrix: (name, overrides)
+
+
+def seeded(seed: int, build: Callable[[], Any]) -> Any:
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
+
+def clip_text_config(tokenizer, hidden_size: int = 32):
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        max_position_embeddings=77,
+        projection_dim=32,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+def tiny_vae(seed: int):
+    from diffusers import AutoencoderKL
+
+    return seeded(
+        seed,
+        lambda: AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            block_out_channels=(32, 64),
+            down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+            up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+            latent_channels=4,
+            norm_num_groups=32,
+        ).eval(),
+    )
+
+
+def tiny_t5(tokenizer, seed: int, d_model: int = 32):
+    from transformers import T5Config, T5EncoderModel
+
+    config = T5Config(
+        vocab_size=len(tokenizer),
+        d_model=d_model,
+        d_ff=37,
+        d_kv=8,
+        num_layers=2,
+        num_heads=4,
+        relative_attention_num_buckets=8,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+    )
+    return seeded(seed, lambda: T5EncoderModel(config).eval())
