@@ -271,6 +271,11 @@ def test_sdxl_refuses_negative_sizes_it_cannot_reproduce(tmp_path):
     ("source", "label", "images_argument"),
     [
         ("pipelines/flux/pipeline_flux.py", "separate-passes+distilled", "num_images_per_prompt"),
+        (
+            "pipelines/qwenimage/pipeline_qwenimage.py",
+            "separate-passes+custom-combine+distilled",
+            "num_images_per_prompt",
+        ),
     ],
 )
 def test_separate_pass_guidance_is_bitwise_equal(tmp_path, cli, source, label, images_argument):

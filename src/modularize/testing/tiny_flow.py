@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from .tiny_parts import TinySetup, clip_text_config, seeded, tiny_t5
-from .tokenizers import tiny_clip_tokenizer, tiny_t5_tokenizer
+from .tokenizers import tiny_clip_tokenizer, tiny_qwen2_tokenizer, tiny_t5_tokenizer
 
 _TWO_PROMPTS = ["a photo of a cat", "the dog and the moon"]
 _TWO_NEGATIVES = ["blurry", "low quality"]
@@ -107,6 +107,99 @@ FLUX = TinySetup(
     cases=(*_true_cfg_cases("num_images_per_prompt"), ("distilled_guidance_scale", {"guidance_scale": 7.0})),
 )
 
+
+def qwen2_5_vl_text_encoder(tokenizer, seed: int, hidden_size: int = 32):
+    """A Qwen2.5-VL model (one text layer, one vision block) whose text width is `hidden_size`; the multimodal
+    rotary sections add up to half the head size (16 / 2)."""
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    config = Qwen2_5_VLConfig(
+        text_config={
+            "vocab_size": len(tokenizer),
+            "hidden_size": hidden_size,
+            "intermediate_size": 64,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 2,
+            "max_position_embeddings": 4096,
+            "rope_parameters": {"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 1000000.0},
+        },
+        vision_config={
+            "depth": 1,
+            "hidden_size": 16,
+            "intermediate_size": 16,
+            "num_heads": 2,
+            "out_hidden_size": hidden_size,
+            "fullatt_block_indexes": [0],
+        },
+    )
+    return seeded(seed, lambda: Qwen2_5_VLForConditionalGeneration(config).eval())
+
+
+def qwenimage_components(seed: int = 0) -> dict[str, Any]:
+    """A Qwen2.5-VL text encoder (width 32 = the transformer's `joint_attention_dim`), a QwenImage transformer over
+    2x2-packed latents (4 latent channels -> 16) and a QwenImage VAE with one spatial downsampling, 32x32 images."""
+    from diffusers import AutoencoderKLQwenImage, FlowMatchEulerDiscreteScheduler, QwenImageTransformer2DModel
+
+    tokenizer = tiny_qwen2_tokenizer()
+    transformer = seeded(
+        seed + 1,
+        lambda: QwenImageTransformer2DModel(
+            patch_size=2,
+            in_channels=16,
+            out_channels=4,
+            num_layers=1,
+            attention_head_dim=16,
+            num_attention_heads=2,
+            joint_attention_dim=32,
+            axes_dims_rope=(4, 6, 6),
+        ).eval(),
+    )
+    vae = seeded(
+        seed + 2,
+        lambda: AutoencoderKLQwenImage(
+            base_dim=16,
+            z_dim=4,
+            dim_mult=[1, 2],
+            num_res_blocks=1,
+            temperal_downsample=[False],
+            latents_mean=[0.1, -0.2, 0.3, 0.0],
+            latents_std=[1.5, 2.0, 1.2, 0.8],
+        ).eval(),
+    )
+    return {
+        "scheduler": FlowMatchEulerDiscreteScheduler(
+            base_image_seq_len=256,
+            base_shift=0.5,
+            max_image_seq_len=4096,
+            max_shift=1.15,
+            shift=1.0,
+            use_dynamic_shifting=True,
+        ),
+        "vae": vae,
+        "text_encoder": qwen2_5_vl_text_encoder(tokenizer, seed),
+        "tokenizer": tokenizer,
+        "transformer": transformer,
+    }
+
+
+QWENIMAGE = TinySetup(
+    components=qwenimage_components,
+    inputs=lambda: {
+        "prompt": "a photo of a cat",
+        "num_inference_steps": 2,
+        "height": 32,
+        "width": 32,
+        "output_type": "np",
+    },
+    # QwenImage's `true_cfg_scale` defaults to 4.0: a negative prompt alone turns true CFG on
+    cases=(
+        *_true_cfg_cases("num_images_per_prompt"),
+        ("negative_scale_1", {"negative_prompt": "x", "true_cfg_scale": 1.0}),
+    ),
+)
+
 FLOW_SETUPS: dict[str, TinySetup] = {
     "FluxPipeline": FLUX,
+    "QwenImagePipeline": QWENIMAGE,
 }

@@ -69,3 +69,20 @@ def tiny_gemma_tokenizer():
     for first, second in merges:
         vocab.setdefault(first + second, len(vocab))
     return GemmaTokenizer(vocab=vocab, merges=merges)
+
+
+def tiny_qwen2_tokenizer():
+    """A Qwen2 tokenizer: byte-level BPE over the 256 byte symbols with a few merges, and the chat markers
+    (`<|im_start|>`, `<|im_end|>`) as special tokens so prompt templates tokenize like the real ones."""
+    from transformers import Qwen2Tokenizer
+
+    vocab: dict[str, int] = {}
+    for symbol in byte_symbols():
+        vocab.setdefault(symbol, len(vocab))
+    merges = [("Ġ", "a"), ("c", "a"), ("ca", "t"), ("Ġ", "t"), ("h", "e")]
+    for first, second in merges:
+        vocab.setdefault(first + second, len(vocab))
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    for token in specials:
+        vocab[token] = len(vocab)
+    return Qwen2Tokenizer(vocab=vocab, merges=merges, additional_special_tokens=specials[1:])
