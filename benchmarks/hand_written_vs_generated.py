@@ -27,7 +27,7 @@ from diffusers.utils import logging as diffusers_logging
 from modularize.cli import main as modularize
 from modularize.source_file import installed_diffusers_file
 from modularize.testing.compare import difference
-from modularize.testing.equivalence import Equivalence, _with_scheduler
+from modularize.testing.equivalence import Equivalence, _with_case_components
 from modularize.testing.tiny import setup_for
 
 
@@ -113,7 +113,7 @@ def main() -> None:
                 generated, _ = equivalence.run({**overrides}, "plain")
                 generated_cell = generated.max_abs_diff if generated.status == "compared" else generated.status
                 inputs = {**equivalence.base_inputs, **overrides}
-                components, call = _with_scheduler(equivalence.pristine, inputs)
+                components, call = _with_case_components(equivalence.pristine, inputs)
                 standard = equivalence.standard(copy.deepcopy(components), call, exact=False, cfg=False)["images"]
                 try:
                     other = hand_written(copy.deepcopy(components), call, equivalence.seed)

@@ -267,18 +267,34 @@ def test_sdxl_refuses_negative_sizes_it_cannot_reproduce(tmp_path):
     assert result.status == "failed" and "negative_add_time_ids` differ" in result.reason
 
 
+def _true_cfg_on(inputs: dict, default_scale: float) -> bool:
+    return bool(inputs.get("negative_prompt")) and inputs.get("true_cfg_scale", default_scale) > 1
+
+
 @pytest.mark.parametrize(
-    ("source", "label", "images_argument"),
+    ("source", "label", "images_argument", "cfg_on"),
     [
-        ("pipelines/flux/pipeline_flux.py", "separate-passes+distilled", "num_images_per_prompt"),
+        (
+            "pipelines/flux/pipeline_flux.py",
+            "separate-passes+distilled",
+            "num_images_per_prompt",
+            lambda i: _true_cfg_on(i, 1.0),
+        ),
         (
             "pipelines/qwenimage/pipeline_qwenimage.py",
             "separate-passes+custom-combine+distilled",
             "num_images_per_prompt",
+            lambda i: _true_cfg_on(i, 4.0),
+        ),
+        (
+            "pipelines/wan/pipeline_wan.py",
+            "separate-passes",
+            "num_videos_per_prompt",
+            lambda i: i.get("guidance_scale", 5.0) > 1,
         ),
     ],
 )
-def test_separate_pass_guidance_is_bitwise_equal(tmp_path, cli, source, label, images_argument):
+def test_separate_pass_guidance_is_bitwise_equal(tmp_path, cli, source, label, images_argument, cfg_on):
     from modularize.source_file import installed_diffusers_file
 
     path = installed_diffusers_file(source)
@@ -290,8 +306,8 @@ def test_separate_pass_guidance_is_bitwise_equal(tmp_path, cli, source, label, i
     assert report.ok, [c for c in report.cases if not c.passed]
     assert all(c.status == "compared" and c.bitwise for c in report.cases)
     inputs = [c.inputs for c in report.cases]
-    cfg_on = [i for i in inputs if i.get("negative_prompt") and i.get("true_cfg_scale", 1.0) > 1]
-    assert cfg_on and len(cfg_on) < len(inputs)  # true CFG on (it needs a negative prompt) and off
-    assert any(isinstance(i["prompt"], list) for i in cfg_on) and any(i.get(images_argument) == 2 for i in cfg_on)
+    on = [i for i in inputs if cfg_on(i)]
+    assert on and len(on) < len(inputs)  # CFG on and off (true CFG needs a negative prompt)
+    assert any(isinstance(i["prompt"], list) for i in on) and any(i.get(images_argument) == 2 for i in inputs)
     assert {i["output_type"] for i in inputs} == {"np", "latent"}
     assert {i["num_inference_steps"] for i in inputs} == {2, 3}

@@ -41,7 +41,7 @@ from .plan import (
 from .rewrite_context import RESERVED_NAMES, Context, Rewritten, call_body, helpers_and_components, merged_usage
 from .segment import Segment, find_timestep_loop, label_title, segment_call
 from .separate_passes import find_separate_cfg
-from .source import SourceModule, find_pipeline_class, snippet
+from .source import SourceModule, code, find_pipeline_class, snippet
 from .transforms._nodes import (
     conjuncts,
     replace_nodes,
@@ -316,7 +316,9 @@ def _per_call_assignments(
     """`self._guidance_scale = guidance_scale` goes (the local is read instead); other assignments become locals
     when something still reads them, and go otherwise (`self._num_timesteps` only serves `pipe.num_timesteps`)."""
     facts = context.facts
-    read = _per_call_reads(body, dropped | {id(n) for n in context.replacements})
+    # locals of the per-call state kept code reads, through `self._x` or through a property over it
+    attributes = _per_call_reads(body, dropped | {id(n) for n in context.replacements})
+    read = {facts.per_call[a] for a in attributes if a in facts.per_call}
     pattern = m.SimpleStatementLine(
         body=[m.Assign(targets=[m.AssignTarget(target=m.Attribute(value=m.Name("self")))])]
     )
@@ -435,7 +437,10 @@ def _guidance_plan(context: Context, cfg: CfgPattern | None, call_parameters, de
         return GuidancePlan(pattern="none")
     facts = context.facts
     per_call = dict(facts.per_call)
-    scale = _call_argument(context, cfg.scale, call_parameters, "guidance scale")
+    if cfg.step_scales:  # a scale picked per step: the guider is set to it each step, configured from the first
+        scale = cfg.step_scales[0]
+    else:
+        scale = _call_argument(context, cfg.scale, call_parameters, "guidance scale")
     rescale = _call_argument(context, cfg.rescale, call_parameters, "guidance rescale") if cfg.rescale else None
     condition_expression = _over_call_arguments(context, cfg.condition_expression, call_parameters)
     condition = condition_text(condition_expression, per_call)
@@ -458,6 +463,10 @@ def _guidance_plan(context: Context, cfg: CfgPattern | None, call_parameters, de
         guider=f"{context.naming.prefix}Guidance" if cfg.combine else "ClassifierFreeGuidance",
         formulation=cfg.formulation,
         combine=cfg.combine,
+        denoiser_local=cfg.denoiser_local,
+        denoisers=cfg.denoisers,
+        step_scale=code(cfg.scale).strip() if cfg.step_scales else None,
+        step_scales=cfg.step_scales,
         cache_contexts=cfg.cache_contexts,
         denoiser=cfg.denoiser,
         fields=loop_fields,

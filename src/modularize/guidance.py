@@ -103,6 +103,9 @@ class CfgPattern:
     formulation: str = "diffusers"  # "diffusers": `u + s * (c - u)`; "original": `c + s * (c - u)`
     combine: CustomCombine | None = None
     cache_contexts: tuple[tuple[str, str], ...] = ()  # guider batch -> the source's `cache_context` label
+    denoiser_local: str | None = None  # a loop local holding the denoiser (`current_model`), when it is one
+    denoisers: tuple[str, ...] = ()  # the components that local holds
+    step_scales: tuple[str, ...] = ()  # the scale is a loop local taking these `__call__` arguments per step
     # what the source ran before its unconditional pass: (statement, the same `if` raising instead)
     uncond_gates: tuple[tuple[cst.If, cst.If], ...] = ()
 

@@ -145,6 +145,10 @@ class GuidancePlan:
     combine: object | None = None  # `guidance.CustomCombine`: the source's combine, for a guider subclass
     cache_contexts: tuple[tuple[str, str], ...] = ()  # guider batch -> the source's `cache_context` label
     distilled: str | None = None  # a guidance scale the denoiser embeds (guidance-distilled): a plain input
+    denoiser_local: str | None = None  # the loop local the denoiser is called through (`current_model`)
+    denoisers: tuple[str, ...] = ()  # the components that local holds, in order
+    step_scale: str | None = None  # the loop local holding a per-step guidance scale (`current_guidance_scale`)
+    step_scales: tuple[str, ...] = ()  # the `__call__` arguments it takes
 
     @property
     def label(self) -> str:
@@ -268,6 +272,10 @@ def plan_summary(plan: PipelinePlan) -> dict:
             "formulation": guidance.formulation,
             "custom_combine": guidance.combine is not None,
             "distilled": guidance.distilled,
+            "denoiser_local": guidance.denoiser_local,
+            "denoisers": list(guidance.denoisers),
+            "step_scale": guidance.step_scale,
+            "step_scales": list(guidance.step_scales),
             "denoiser": guidance.denoiser,
             "fields": {f.name: [f.cond, f.uncond] for f in guidance.fields},
             "condition": guidance.condition,
@@ -338,7 +346,13 @@ def render_plan(plan: PipelinePlan) -> str:
             how = "use_original_formulation=True: `cond + scale * (cond - uncond)`"
         else:
             how = "`uncond + scale * (cond - uncond)`"
-        lines.append(f"  guider:     {guidance['guider']} on `{guidance['denoiser']}`, {how}")
+        on = f"`{guidance['denoiser']}`"
+        if guidance["denoiser_local"]:
+            on = f"`{guidance['denoiser_local']}` ({' / '.join(guidance['denoisers'])}, picked per step)"
+        lines.append(f"  guider:     {guidance['guider']} on {on}, {how}")
+        if guidance["step_scale"]:
+            scales = " / ".join(guidance["step_scales"])
+            lines.append(f"  scale:      `{guidance['step_scale']}` ({scales}, picked per step): the guider follows it")
         for name, (cond, uncond) in guidance["fields"].items():
             lines.append(f"  field:      {name} = ({cond}, {uncond})  [conditional, unconditional]")
         lines.append(f"  CFG on when (standard pipeline's own condition): {guidance['condition']}")

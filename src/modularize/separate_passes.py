@@ -52,15 +52,16 @@ def find_separate_cfg(
 ) -> CfgPattern | None:
     """The separate-passes pattern of this loop; None when the loop has no `if <cfg>:` around a second model call."""
     body = [s for s in loop.body.body if id(s) not in dropped]
+    aliases = _model_aliases(facts, body)
     for position, branch in enumerate(body):
         if not isinstance(branch, cst.If):
             continue
         inner = list(branch.body.body)
-        found = [(i, _model_call(s, facts)) for i, s in enumerate(inner)]
+        found = [(i, _model_call(s, facts, aliases)) for i, s in enumerate(inner)]
         found = [(i, call) for i, call in found if call is not None]
         if not found:
             continue
-        earlier = [(i, _model_call(s, facts)) for i, s in enumerate(body[:position])]
+        earlier = [(i, _model_call(s, facts, aliases)) for i, s in enumerate(body[:position])]
         earlier = [(i, call) for i, call in earlier if call is not None]
         if not earlier:
             raise source.refuse(branch, "an unconditional denoiser pass with no conditional one before it")
@@ -71,18 +72,44 @@ def find_separate_cfg(
         between = body[cond_at + 1 : position]
         if between:
             raise source.refuse(between[0], "a statement between the conditional and unconditional passes")
-        return _pattern(source, facts, top_level, body, branch, cond, uncond, inner, uncond_at)
+        return _pattern(source, facts, top_level, body, branch, cond, uncond, inner, uncond_at, aliases)
     return None
 
 
-def _model_call(statement: cst.BaseStatement, facts: ClassFacts) -> _ModelCall | None:
-    """`[with self.m.cache_context("cond"):] out = self.m(...)[0]` with `m` a component (not the scheduler)."""
+def _model_aliases(facts: ClassFacts, body: Sequence[cst.BaseStatement]) -> dict[str, tuple[str, ...]]:
+    """Loop locals that only ever hold a denoiser component: `current_model = self.transformer` in one branch,
+    `current_model = self.transformer_2` in the other -> {"current_model": ("transformer", "transformer_2")}."""
+    values: dict[str, list[cst.BaseExpression]] = {}
+    for statement in body:
+        for assign in m.findall(statement, m.Assign(targets=[m.AssignTarget(m.Name())])):
+            values.setdefault(assign.targets[0].target.value, []).append(assign.value)
+    aliases = {}
+    for name, assigned in values.items():
+        components = [
+            value.attr.value
+            for value in assigned
+            if m.matches(value, m.Attribute(value=m.Name("self"), attr=m.Name()))
+            and value.attr.value in facts.init.components
+        ]
+        if len(components) == len(assigned) and "scheduler" not in components:
+            aliases[name] = tuple(dict.fromkeys(components))
+    return aliases
+
+
+def _model_call(
+    statement: cst.BaseStatement, facts: ClassFacts, aliases: dict[str, tuple[str, ...]]
+) -> _ModelCall | None:
+    """`[with self.m.cache_context("cond"):] out = self.m(...)[0]` with `m` a component (not the scheduler), or a
+    local alias of components (`current_model`)."""
     node, context, owner = statement, None, None
     if isinstance(node, cst.With):
         if len(node.items) != 1 or len(node.body.body) != 1:
             return None
         item = node.items[0].item
-        if not m.matches(item, m.Call(func=m.Attribute(attr=m.Name("cache_context")), args=[m.Arg(m.SimpleString())])):
+        context_call = m.Call(
+            func=m.Attribute(attr=m.Name("cache_context")), args=[m.Arg(m.SimpleString()), m.ZeroOrMore()]
+        )
+        if not m.matches(item, context_call):
             return None
         context, owner = item.args[0].value.evaluated_value, item.func.value
         node = node.body.body[0]
@@ -93,6 +120,7 @@ def _model_call(statement: cst.BaseStatement, facts: ClassFacts) -> _ModelCall |
         for c in m.findall(node, m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name())))
         if c.func.attr.value in facts.init.components and c.func.attr.value != "scheduler"
     ]
+    calls += [c for c in m.findall(node, m.Call(func=m.Name())) if c.func.value in aliases]
     if len(calls) != 1 or (owner is not None and not same_expression(owner, calls[0].func)):
         return None
     return _ModelCall(statement, calls[0], node.body[0].targets[0].target.value, context)
@@ -108,6 +136,7 @@ def _pattern(
     uncond: _ModelCall,
     inner: list[cst.BaseStatement],
     uncond_at: int,
+    aliases: dict[str, tuple[str, ...]],
 ) -> CfgPattern:
     if not same_expression(cond.call.func, uncond.call.func):
         raise source.refuse(uncond.call, "the unconditional pass calls another model than the conditional one")
@@ -125,6 +154,7 @@ def _pattern(
             "(or `cond + scale * (cond - uncond)`)",
         )
     target, scale, formulation = parsed
+    step_scales = _step_scales(facts, body[: list(body).index(branch)], scale)
     after = body[list(body).index(branch) + 1 :]
     read_after = set(flow_of(list(after)).reads)
     results = [n for n in flow_of(inner[combine_at:]).writes if n in read_after]
@@ -134,6 +164,8 @@ def _pattern(
         )
     combine = None
     if len(inner) > combine_at + 1 or target != cond.output:
+        if step_scales:
+            raise source.refuse(inner[combine_at], "a custom guidance combine with a guidance scale chosen per step")
         combine = _custom_combine(source, inner[combine_at:], cond.output, uncond.output, scale)
     contexts = ()
     if cond.context is not None or uncond.context is not None:
@@ -147,7 +179,10 @@ def _pattern(
         scale=scale,
         rescale=None,
         rescale_test=None,
-        denoiser=cond.call.func.attr.value,
+        denoiser=_denoiser(cond.call, aliases)[0],
+        denoiser_local=_denoiser(cond.call, aliases)[1],
+        denoisers=aliases.get(_denoiser(cond.call, aliases)[1] or "", ()),
+        step_scales=step_scales,
         call_statement=cond.statement,
         between=(),
         model_output=cond.output,
@@ -170,6 +205,28 @@ def _pattern(
         cache_contexts=contexts,
         uncond_gates=gates,
     )
+
+
+def _denoiser(call: cst.Call, aliases: dict[str, tuple[str, ...]]) -> tuple[str, str | None]:
+    """(the component called, or the first one an alias holds; the alias, if the call goes through one)."""
+    if isinstance(call.func, cst.Name):
+        return aliases[call.func.value][0], call.func.value
+    return call.func.attr.value, None
+
+
+def _step_scales(
+    facts: ClassFacts, before: Sequence[cst.BaseStatement], scale: cst.BaseExpression
+) -> tuple[str, ...]:
+    """A scale the loop picks per step (`current_guidance_scale = guidance_scale` / `= guidance_scale_2` in the
+    branches that pick the model): the `__call__` arguments it takes, in order; () for any other scale."""
+    if not isinstance(scale, cst.Name) or scale.value in {p.name for p in facts.call_parameters}:
+        return ()
+    pattern = m.Assign(targets=[m.AssignTarget(m.Name(scale.value))])
+    assigned = [a.value for statement in before for a in m.findall(statement, pattern)]
+    arguments = {p.name for p in facts.call_parameters}
+    if assigned and all(isinstance(v, cst.Name) and v.value in arguments for v in assigned):
+        return tuple(dict.fromkeys(v.value for v in assigned))
+    return ()
 
 
 def _paired_arguments(source: SourceModule, cond: cst.Call, uncond: cst.Call) -> tuple[GuidanceField, ...]:

@@ -28,6 +28,7 @@ from typing import Any
 from ..errors import InputError, Location
 
 SCHEDULER_KEY = "scheduler"  # a case may name a diffusers scheduler class to build from the default one's config
+COMPONENTS_KEY = "components"  # a case may replace constructor arguments of the standard pipeline
 
 
 @dataclass(frozen=True)
@@ -127,11 +128,22 @@ def components_factory(spec: str) -> Callable[[], dict[str, Any]]:
 
 
 # -- running -----------------------------------------------------------------------------------------------------
-def _with_scheduler(components: dict[str, Any], overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Apply a case's scheduler choice to (a copy of) the components; the rest of the case are call inputs."""
+def _with_case_components(
+    components: dict[str, Any], overrides: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Apply a case's component choices to (a copy of) the components; the rest of the case are call inputs.
+
+    `"scheduler": "DDIMScheduler"` swaps the scheduler class (same config); `"components": {"transformer_2": None}`
+    replaces constructor arguments (Wan 2.1's one-transformer layout from Wan 2.2's tiny components).
+    """
     call = dict(overrides)
     name = call.pop(SCHEDULER_KEY, None)
+    replaced = call.pop(COMPONENTS_KEY, None) or {}
     components = copy.deepcopy(components)
+    unknown = sorted(set(replaced) - set(components))
+    if unknown:
+        raise InputError(f"case replaces {unknown}, which are not constructor arguments of the standard pipeline")
+    components.update(replaced)
     if name is not None:
         import diffusers
 
@@ -242,8 +254,8 @@ class Equivalence:
         self._seed = overrides.pop("seed", self.seed if seed is None else seed)
         exact = mode == "exact"
         shown = _jsonable(overrides)
-        components_std, inputs = _with_scheduler(self.pristine, overrides)
-        components_mod, _ = _with_scheduler(self.pristine, overrides)
+        components_std, inputs = _with_case_components(self.pristine, overrides)
+        components_mod, _ = _with_case_components(self.pristine, overrides)
         modular_error = standard_error = None
         actual = expected = None
         cfg = False

@@ -199,7 +199,103 @@ QWENIMAGE = TinySetup(
     ),
 )
 
+def _umt5(tokenizer, seed: int, d_model: int = 32):
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    config = UMT5Config(
+        vocab_size=len(tokenizer),
+        d_model=d_model,
+        d_ff=37,
+        d_kv=8,
+        num_layers=2,
+        num_heads=4,
+        relative_attention_num_buckets=8,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+    )
+    return seeded(seed, lambda: UMT5EncoderModel(config).eval())
+
+
+def wan_components(seed: int = 0) -> dict[str, Any]:
+    """Wan 2.2's two-stage layout: a UMT5 text encoder (width 32 = the transformers' `text_dim`), two video
+    transformers switched at `boundary_ratio` and a Wan VAE (2x spatial, 2x temporal), 16x16 videos of 5 frames.
+    A case with `{"components": {"transformer_2": None, "boundary_ratio": None}}` is Wan 2.1's one-stage layout."""
+    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanTransformer3DModel
+
+    tokenizer = tiny_t5_tokenizer()
+
+    def transformer(offset: int):
+        return seeded(
+            seed + offset,
+            lambda: WanTransformer3DModel(
+                patch_size=(1, 2, 2),
+                num_attention_heads=2,
+                attention_head_dim=12,
+                in_channels=4,
+                out_channels=4,
+                text_dim=32,
+                freq_dim=32,
+                ffn_dim=32,
+                num_layers=1,
+                rope_max_seq_len=32,
+            ).eval(),
+        )
+
+    vae = seeded(
+        seed + 1,
+        lambda: AutoencoderKLWan(
+            base_dim=8,
+            z_dim=4,
+            dim_mult=[1, 2],
+            num_res_blocks=1,
+            temperal_downsample=[True],
+            latents_mean=[0.1, -0.2, 0.3, 0.0],
+            latents_std=[1.5, 2.0, 1.2, 0.8],
+            scale_factor_temporal=2,
+            scale_factor_spatial=2,
+        ).eval(),
+    )
+    return {
+        "tokenizer": tokenizer,
+        "text_encoder": _umt5(tokenizer, seed),
+        "vae": vae,
+        "scheduler": UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0),
+        "transformer": transformer(2),
+        "transformer_2": transformer(3),
+        "boundary_ratio": 0.875,  # the first of 3 steps (t=999) on `transformer`, the rest on `transformer_2`
+    }
+
+
+_WAN_2_1 = {"components": {"transformer_2": None, "boundary_ratio": None}}
+
+WAN = TinySetup(
+    components=wan_components,
+    inputs=lambda: {
+        "prompt": "a photo of a cat",
+        "num_inference_steps": 3,
+        "height": 16,
+        "width": 16,
+        "num_frames": 5,
+        "max_sequence_length": 32,
+        "output_type": "np",
+    },
+    cases=(
+        ("default", {}),
+        ("cfg_off", {"guidance_scale": 1.0}),
+        ("negative_prompt", {"negative_prompt": "blurry"}),
+        ("second_stage_scale", {"guidance_scale_2": 2.0, "negative_prompt": "blurry"}),
+        ("cfg_off_second_stage_scale", {"guidance_scale": 1.0, "guidance_scale_2": 3.0}),
+        ("two_prompts_negatives", {"prompt": _TWO_PROMPTS, "negative_prompt": _TWO_NEGATIVES}),
+        ("two_videos_per_prompt_2_steps", {"num_videos_per_prompt": 2, "num_inference_steps": 2}),
+        ("two_prompts_x2_latent", {"prompt": _TWO_PROMPTS, "num_videos_per_prompt": 2, "output_type": "latent"}),
+        ("wan_2_1", _WAN_2_1),
+        ("wan_2_1_cfg_off_latent", {**_WAN_2_1, "guidance_scale": 1.0, "output_type": "latent"}),
+    ),
+)
+
 FLOW_SETUPS: dict[str, TinySetup] = {
+    "WanPipeline": WAN,
     "FluxPipeline": FLUX,
     "QwenImagePipeline": QWENIMAGE,
 }

@@ -36,6 +36,7 @@ import libcst as cst
 
 from ..guidance import CfgPattern
 from ..plan import GuidanceField
+from ..source import code
 from ._nodes import Replacement
 
 
@@ -124,7 +125,11 @@ def _separate_passes(
 ) -> list[cst.BaseStatement]:
     """The source ran one denoiser call per condition: so does every guider batch (never merged: the source's
     arithmetic is one call per condition). `cache_context("cond")` becomes the batch's own label."""
-    head = [
+    head = []
+    if cfg.step_scales:
+        # the standard pipeline picks its scale per step (`guidance_scale` / `guidance_scale_2`): so does the guider
+        head.append(cst.parse_statement(f"components.guider.guidance_scale = {code(cfg.scale).strip()}\n"))
+    head += [
         cst.parse_statement(
             f"components.guider.set_state(step={step}, num_inference_steps={num_steps}, timestep={timestep})\n"
         ),
@@ -144,12 +149,13 @@ def _separate_passes(
         call = call.with_changes(
             items=[item.with_changes(item=item.item.with_changes(args=[first, *item.item.args[1:]]))]
         )
+    model = cfg.denoiser_local or f"components.{cfg.denoiser}"
     per_batch = [
-        cst.parse_statement(f"components.guider.prepare_models(components.{cfg.denoiser})\n"),
+        cst.parse_statement(f"components.guider.prepare_models({model})\n"),
         *(cst.parse_statement(f"{f.name} = guider_state_batch.{f.name}\n") for f in fields),
         call,
         cst.parse_statement(f"guider_state_batch.noise_pred = {cfg.model_output}\n"),
-        cst.parse_statement(f"components.guider.cleanup_models(components.{cfg.denoiser})\n"),
+        cst.parse_statement(f"components.guider.cleanup_models({model})\n"),
     ]
     loop = cst.For(
         target=cst.Name("guider_state_batch"), iter=cst.Name("guider_state"), body=cst.IndentedBlock(body=per_batch)
