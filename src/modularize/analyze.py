@@ -19,6 +19,7 @@ from dataclasses import replace
 import libcst as cst
 import libcst.matchers as m
 
+from .branched_cfg import find_branched_cfg
 from .class_facts import Parameter, analyze_class
 from .dataflow import Flow, flow_of, names_read
 from .docstrings import parameter_descriptions
@@ -80,6 +81,8 @@ def analyze(source: SourceModule, class_name: str | None = None) -> PipelinePlan
 
     index = NodeIndex(body)
     cfg = find_separate_cfg(source, facts, body, loop, dropped)
+    if cfg is None:
+        cfg = find_branched_cfg(source, facts, body, loop, dropped)
     if cfg is None:
         cfg = find_batched_cfg(source, facts, body, denoise.loop, loop, dropped, index)
     if cfg is not None:
@@ -383,11 +386,15 @@ def _note_guidance(context: Context, cfg: CfgPattern) -> None:
             f"`{snippet(cfg.call_statement)}`",
             "runs once per guider batch: " + ", ".join(f"`{f.cond}` / `{f.uncond}`" for f in cfg.fields),
         )
-    for statement in cfg.guidance_statements:
-        why = (
-            "the guider runs the unconditional pass and combines" if cfg.kind == "separate" else "the guider combines"
-        )
-        context.note("rewritten", statement, f"`{snippet(statement)}`", why + " the predictions")
+    whys = {
+        "separate": ["the guider runs the unconditional pass and combines the predictions"],
+        "branched": [
+            "each guider batch runs the `else` branch (the inputs of one condition)",
+            "the guider combines the predictions (this branch, verbatim, in its subclass)",
+        ],
+    }.get(cfg.kind, ["the guider combines the predictions"] * len(cfg.guidance_statements))
+    for statement, why in zip(cfg.guidance_statements, whys, strict=True):
+        context.note("rewritten", statement, f"`{snippet(statement)}`", why)
     for original, _ in cfg.uncond_gates:
         why = "the source runs it before its unconditional pass; the package raises instead"
         context.note("raises", original, f"`{snippet(original)}`", why, "unsafe")
@@ -460,6 +467,7 @@ def _guidance_plan(context: Context, cfg: CfgPattern | None, call_parameters, de
     loop_fields = cfg.fields
     return GuidancePlan(
         pattern="separate-passes" if cfg.kind == "separate" else "batched-cfg",
+        kind=cfg.kind,
         guider=f"{context.naming.prefix}Guidance" if cfg.combine else "ClassifierFreeGuidance",
         formulation=cfg.formulation,
         combine=cfg.combine,

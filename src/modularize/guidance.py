@@ -66,14 +66,20 @@ class CustomCombine:
     statements: tuple[cst.BaseStatement, ...]
     bindings: tuple[tuple[str, str], ...]  # (source name, guider expression): ("noise_pred", "pred_cond"), ...
     result: str  # the source name holding the guided prediction at the end
+    # with CFG off: what the source does to the conditional prediction (nothing, or its `else` branch)
+    off_statements: tuple[cst.BaseStatement, ...] = ()
+    off_bindings: tuple[tuple[str, str], ...] = ()
+    # what else the combine reads, set on the guider for each step: (guider attribute, the block's expression)
+    inputs: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
 class CfgPattern:
     """Everything the conversion needs to know about how a pipeline does classifier-free guidance.
 
-    `kind` is "batched" (one denoiser call on `[uncond, cond]`, split with `.chunk(2)`) or "separate" (one call
-    per condition, `if do_cfg:` around the unconditional one).
+    `kind` is "batched" (one denoiser call on `[uncond, cond]`, split with `.chunk(2)`), "separate" (one call
+    per condition, `if do_cfg:` around the unconditional one) or "branched" (one call on both, with an explicit
+    `else` path for CFG off around its inputs and its output).
     """
 
     condition: cst.BaseExpression  # the CFG test as written (`self.do_classifier_free_guidance`)
@@ -106,6 +112,9 @@ class CfgPattern:
     denoiser_local: str | None = None  # a loop local holding the denoiser (`current_model`), when it is one
     denoisers: tuple[str, ...] = ()  # the components that local holds
     step_scales: tuple[str, ...] = ()  # the scale is a loop local taking these `__call__` arguments per step
+    # "branched": what each guider batch runs before the model call (the input branch's `else`, and what follows)
+    batch_statements: tuple[cst.BaseStatement, ...] = ()
+    first_statement: cst.BaseStatement | None = None  # where the denoiser step starts, when not at the call
     # what the source ran before its unconditional pass: (statement, the same `if` raising instead)
     uncond_gates: tuple[tuple[cst.If, cst.If], ...] = ()
 

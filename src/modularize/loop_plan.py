@@ -154,7 +154,10 @@ def split_loop(context: Context, segment: Segment, loop: cst.For, cfg: CfgPatter
         )
         last = body.index(call_statement)
     call_index = body.index(call_statement)
-    before = [s for s in body[:call_index] if s not in progress]
+    first_index = (
+        body.index(cfg.first_statement) if cfg is not None and cfg.first_statement is not None else call_index
+    )
+    before = [s for s in body[:first_index] if s not in progress]
     after = [s for s in body[last + 1 :] if s not in progress]
     if cfg is not None:
         # The guider's step window is in loop iterations: with PNDM there are more timesteps than inference

@@ -128,6 +128,9 @@ class GuidanceField:
 @dataclass(frozen=True)
 class GuidancePlan:
     pattern: str  # "batched-cfg" | "separate-passes" | "none"
+    kind: str = (
+        ""  # how the generated denoiser runs guider batches: "batched" (merged calls) | "separate" | "branched"
+    )
     guider: str | None = None  # guider class used
     denoiser: str | None = None  # component called in the loop
     fields: tuple[GuidanceField, ...] = ()
@@ -352,7 +355,9 @@ def render_plan(plan: PipelinePlan) -> str:
         lines.append(f"  guider:     {guidance['guider']} on {on}, {how}")
         if guidance["step_scale"]:
             scales = " / ".join(guidance["step_scales"])
-            lines.append(f"  scale:      `{guidance['step_scale']}` ({scales}, picked per step): the guider follows it")
+            lines.append(
+                f"  scale:      `{guidance['step_scale']}` ({scales}, picked per step): the guider follows it"
+            )
         for name, (cond, uncond) in guidance["fields"].items():
             lines.append(f"  field:      {name} = ({cond}, {uncond})  [conditional, unconditional]")
         lines.append(f"  CFG on when (standard pipeline's own condition): {guidance['condition']}")

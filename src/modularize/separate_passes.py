@@ -154,7 +154,7 @@ def _pattern(
             "(or `cond + scale * (cond - uncond)`)",
         )
     target, scale, formulation = parsed
-    step_scales = _step_scales(facts, body[: list(body).index(branch)], scale)
+    scales = step_scales(facts, body[: list(body).index(branch)], scale)
     after = body[list(body).index(branch) + 1 :]
     read_after = set(flow_of(list(after)).reads)
     results = [n for n in flow_of(inner[combine_at:]).writes if n in read_after]
@@ -164,7 +164,7 @@ def _pattern(
         )
     combine = None
     if len(inner) > combine_at + 1 or target != cond.output:
-        if step_scales:
+        if scales:
             raise source.refuse(inner[combine_at], "a custom guidance combine with a guidance scale chosen per step")
         combine = _custom_combine(source, inner[combine_at:], cond.output, uncond.output, scale)
     contexts = ()
@@ -182,7 +182,7 @@ def _pattern(
         denoiser=_denoiser(cond.call, aliases)[0],
         denoiser_local=_denoiser(cond.call, aliases)[1],
         denoisers=aliases.get(_denoiser(cond.call, aliases)[1] or "", ()),
-        step_scales=step_scales,
+        step_scales=scales,
         call_statement=cond.statement,
         between=(),
         model_output=cond.output,
@@ -214,19 +214,27 @@ def _denoiser(call: cst.Call, aliases: dict[str, tuple[str, ...]]) -> tuple[str,
     return call.func.attr.value, None
 
 
-def _step_scales(
-    facts: ClassFacts, before: Sequence[cst.BaseStatement], scale: cst.BaseExpression
-) -> tuple[str, ...]:
-    """A scale the loop picks per step (`current_guidance_scale = guidance_scale` / `= guidance_scale_2` in the
-    branches that pick the model): the `__call__` arguments it takes, in order; () for any other scale."""
-    if not isinstance(scale, cst.Name) or scale.value in {p.name for p in facts.call_parameters}:
+def step_scales(facts: ClassFacts, before: Sequence[cst.BaseStatement], scale: cst.BaseExpression) -> tuple[str, ...]:
+    """A scale the loop picks per step: the `__call__` arguments it takes, in order; () for any other scale.
+
+    `current_guidance_scale = guidance_scale` / `= guidance_scale_2` in the branches that pick the model (Wan), or
+    `= self.guidance_scale` then `= 0.0` past a truncation point (Z-Image): arguments, per-call state over them and
+    numbers.
+    """
+    arguments = {p.name for p in facts.call_parameters}
+    if not isinstance(scale, cst.Name) or scale.value in arguments:
         return ()
     pattern = m.Assign(targets=[m.AssignTarget(m.Name(scale.value))])
-    assigned = [a.value for statement in before for a in m.findall(statement, pattern)]
-    arguments = {p.name for p in facts.call_parameters}
-    if assigned and all(isinstance(v, cst.Name) and v.value in arguments for v in assigned):
-        return tuple(dict.fromkeys(v.value for v in assigned))
-    return ()
+    taken: list[str] = []
+    for value in (a.value for statement in before for a in m.findall(statement, pattern)):
+        if isinstance(value, (cst.Float, cst.Integer)):
+            continue
+        if m.matches(value, m.Attribute(value=m.Name("self"), attr=m.Name())):
+            value = cst.Name(facts.per_call.get(value.attr.value, ""))
+        if not (isinstance(value, cst.Name) and value.value in arguments):
+            return ()
+        taken.append(value.value)
+    return tuple(dict.fromkeys(taken))
 
 
 def _paired_arguments(source: SourceModule, cond: cst.Call, uncond: cst.Call) -> tuple[GuidanceField, ...]:

@@ -33,19 +33,26 @@ from .splice import BODY, splice
 def guider_class(plan: PipelinePlan) -> list[cst.BaseStatement]:
     combine = plan.guidance.combine
     bindings = "".join(f"        {name} = {value}\n" for name, value in combine.bindings)
+    output = f"GuiderOutput(pred={combine.result}, pred_cond=pred_cond, pred_uncond=pred_uncond)"
+    if combine.off_statements:
+        # with CFG off the source still did something to the prediction (its `else` branch): so does the guider
+        off_bindings = "".join(f"            {name} = {value}\n" for name, value in combine.off_bindings)
+        off = off_bindings + f"            {OFF}\n" + f"            return {output}\n"
+    else:
+        off = "            return GuiderOutput(pred=pred_cond, pred_cond=pred_cond, pred_uncond=pred_uncond)\n"
     text = (
         f"class {plan.guidance.guider}(ClassifierFreeGuidance):\n"
         f'    """`ClassifierFreeGuidance` with `{plan.class_name}`\'s own combine formula, which\n'
         "    `ClassifierFreeGuidance.forward` does not compute bit for bit.\n"
         '    """\n\n'
         "    def forward(self, pred_cond, pred_uncond=None):\n"
-        "        if not self._is_cfg_enabled():\n"
-        "            return GuiderOutput(pred=pred_cond, pred_cond=pred_cond, pred_uncond=pred_uncond)\n"
-        + bindings
-        + f"        {BODY}\n"
-        f"        return GuiderOutput(pred={combine.result}, pred_cond=pred_cond, pred_uncond=pred_uncond)\n"
+        "        if not self._is_cfg_enabled():\n" + off + bindings + f"        {BODY}\n"
+        f"        return {output}\n"
     )
     origin = f"{plan.source_module or plan.source_label}.{plan.class_name}"
     header = cst.EmptyLine(comment=cst.Comment(f"# Copied from {origin}.__call__ (its guidance combine)"))
-    (cls,) = splice(text, {BODY: list(combine.statements)})
+    (cls,) = splice(text, {BODY: list(combine.statements), OFF: list(combine.off_statements)})
     return [cls.with_changes(leading_lines=[header])]
+
+
+OFF = "__modularize_off__"

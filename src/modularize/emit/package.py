@@ -20,7 +20,7 @@ from ..header import with_header
 from ..layout import LEAF_FILES, blocks_file
 from ..plan import LoopPlan, ModuleDefinition, PipelinePlan
 from ..source import code
-from ..transforms.guidance import GUIDER_BATCH_NAME_HELPER, GUIDER_BATCHING_HELPERS
+from ..transforms.guidance import GUIDER_ATTRIBUTES_HELPER, GUIDER_BATCH_NAME_HELPER, GUIDER_BATCHING_HELPERS
 from ..transforms.imports import import_from, prune_unused_imports, relative_module
 from .blocks import block_class, loop_classes
 from .guider_class import guider_class
@@ -43,6 +43,7 @@ FRAMEWORK = {
     "FrozenDict": ("diffusers.configuration_utils", "FrozenDict"),
     "ClassifierFreeGuidance": ("diffusers.guiders", "ClassifierFreeGuidance"),
     "GuiderOutput": ("diffusers.guiders.guider_utils", "GuiderOutput"),
+    "contextmanager": ("contextlib", "contextmanager"),
     "BaseGuidance": ("diffusers.guiders", "BaseGuidance"),
     "ConfigSpec": ("diffusers.modular_pipelines.modular_pipeline_utils", "ConfigSpec"),
 }
@@ -239,10 +240,13 @@ def emit_package(plan: PipelinePlan, source_text: str, generator: str, in_tree: 
         if isinstance(block, LoopPlan):
             classes = loop_classes(plan, block)
             helpers = []
-            if plan.guidance.pattern == "batched-cfg":
+            guidance = plan.guidance
+            if guidance.kind == "batched":
                 helpers.append(GUIDER_BATCHING_HELPERS)
-            if plan.guidance.cache_contexts:
+            if guidance.cache_contexts:
                 helpers.append(GUIDER_BATCH_NAME_HELPER)
+            if guidance.step_scale or (guidance.combine is not None and guidance.combine.inputs):
+                helpers.append(GUIDER_ATTRIBUTES_HELPER)
             if plan.guidance.combine is not None:
                 classes = guider_class(plan) + classes
             classes = [s for text in helpers for s in cst.parse_module(text).body] + classes

@@ -260,11 +260,13 @@ class Equivalence:
         actual = expected = None
         cfg = False
         try:
-            actual, cfg = self.modular(components_mod, inputs, exact)
+            # each pipeline gets its own copy: a pipeline may change what it is given (Z-Image templates the
+            # prompts of a list in place)
+            actual, cfg = self.modular(components_mod, copy.deepcopy(inputs), exact)
         except Exception as error:  # what a failure means depends on whether the standard pipeline fails too
             modular_error = error
         try:
-            expected = self.standard(components_std, inputs, exact, cfg)
+            expected = self.standard(components_std, copy.deepcopy(inputs), exact, cfg)
         except Exception as error:
             standard_error = error
 

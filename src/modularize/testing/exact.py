@@ -30,6 +30,8 @@ def _half(value: Any, batch: int, part: slice) -> Any:
         return value[part].clone() if value.ndim > 0 and value.shape[0] == batch else value
     if isinstance(value, dict):
         return {key: _half(item, batch, part) for key, item in value.items()}
+    if isinstance(value, list) and len(value) == batch:
+        return value[part]  # a batch given as a list of samples (Z-Image)
     if isinstance(value, (list, tuple)):
         return type(value)(_half(item, batch, part) for item in value)
     return value
@@ -43,7 +45,7 @@ def _joined(first: Any, second: Any) -> Any:
     if isinstance(first, tuple):
         return tuple(_joined(a, b) for a, b in zip(first, second, strict=True))
     if isinstance(first, list):
-        return [_joined(a, b) for a, b in zip(first, second, strict=True)]
+        return first + second  # a batch returned as a list of samples
     if isinstance(first, dict):
         joined = {key: _joined(first[key], second[key]) for key in first}
         return type(first)(**joined) if hasattr(first, "__dataclass_fields__") else joined

@@ -199,6 +199,7 @@ QWENIMAGE = TinySetup(
     ),
 )
 
+
 def _umt5(tokenizer, seed: int, d_model: int = 32):
     from transformers import UMT5Config, UMT5EncoderModel
 
@@ -294,7 +295,103 @@ WAN = TinySetup(
     ),
 )
 
+
+def z_image_components(seed: int = 0) -> dict[str, Any]:
+    """A Qwen3 text model (width 16 = the transformer's `cap_feat_dim`) with a chat template, a Z-Image
+    transformer (rotary axes 4 + 6 + 6 = its head size) and a VAE, 32x32 images."""
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, ZImageTransformer2DModel
+    from transformers import Qwen3Config, Qwen3Model
+
+    tokenizer = tiny_qwen2_tokenizer()
+    tokenizer.chat_template = (
+        "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+        "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    config = Qwen3Config(
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        head_dim=8,
+        max_position_embeddings=1024,
+    )
+    transformer = seeded(
+        seed + 1,
+        lambda: ZImageTransformer2DModel(
+            all_patch_size=(2,),
+            all_f_patch_size=(1,),
+            in_channels=4,
+            dim=32,
+            n_layers=1,
+            n_refiner_layers=1,
+            n_heads=2,
+            n_kv_heads=2,
+            cap_feat_dim=16,
+            axes_dims=[4, 6, 6],
+            axes_lens=[256, 32, 32],
+        ).eval(),
+    )
+    vae = seeded(
+        seed + 2,
+        lambda: AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            block_out_channels=(32, 64),
+            down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+            up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+            latent_channels=4,
+            norm_num_groups=32,
+            shift_factor=0.0609,
+            scaling_factor=1.5035,
+            use_quant_conv=False,
+            use_post_quant_conv=False,
+        ).eval(),
+    )
+    return {
+        "scheduler": FlowMatchEulerDiscreteScheduler(
+            base_image_seq_len=256,
+            base_shift=0.5,
+            max_image_seq_len=4096,
+            max_shift=1.15,
+            shift=3.0,
+            use_dynamic_shifting=True,
+        ),
+        "vae": vae,
+        "text_encoder": seeded(seed, lambda: Qwen3Model(config).eval()),
+        "tokenizer": tokenizer,
+        "transformer": transformer,
+    }
+
+
+Z_IMAGE = TinySetup(
+    components=z_image_components,
+    inputs=lambda: {
+        "prompt": "a photo of a cat",
+        "num_inference_steps": 2,
+        "height": 32,
+        "width": 32,
+        "max_sequence_length": 64,
+        "output_type": "np",
+    },
+    # CFG is on for any scale above 0; `cfg_normalization` caps the guided norm, `cfg_truncation` turns CFG off
+    # for the steps past it
+    cases=(
+        ("default", {}),
+        ("cfg_off", {"guidance_scale": 0.0}),
+        ("negative_prompt", {"negative_prompt": "blurry"}),
+        ("two_prompts_negatives", {"prompt": _TWO_PROMPTS, "negative_prompt": _TWO_NEGATIVES}),
+        ("two_images_per_prompt_3_steps", {"num_images_per_prompt": 2, "num_inference_steps": 3}),
+        ("normalization", {"cfg_normalization": True, "guidance_scale": 7.0}),
+        ("truncation_3_steps", {"cfg_truncation": 0.5, "num_inference_steps": 3, "negative_prompt": "x"}),
+        ("two_prompts_x2_latent", {"prompt": _TWO_PROMPTS, "num_images_per_prompt": 2, "output_type": "latent"}),
+        ("cfg_off_latent_3_steps", {"guidance_scale": 0.0, "output_type": "latent", "num_inference_steps": 3}),
+    ),
+)
+
 FLOW_SETUPS: dict[str, TinySetup] = {
+    "ZImagePipeline": Z_IMAGE,
     "WanPipeline": WAN,
     "FluxPipeline": FLUX,
     "QwenImagePipeline": QWENIMAGE,

@@ -80,8 +80,8 @@ def guider_denoise(
     inputs = ", ".join(
         f"{f.name!r}: {f.cond!r}" if f.cond == f.uncond else f"{f.name!r}: ({f.cond!r}, {f.uncond!r})" for f in fields
     )
-    if cfg.kind == "separate":
-        return _separate_passes(cfg, fields, inputs, step, timestep, num_inference_steps)
+    if cfg.kind in ("separate", "branched"):
+        return _per_batch(cfg, fields, inputs, step, timestep, num_inference_steps)
     head = [
         cst.parse_statement(
             f"components.guider.set_state(step={step}, num_inference_steps={num_inference_steps}, timestep={timestep})\n"
@@ -120,16 +120,21 @@ def guider_denoise(
     return [*head, loop, *tail]
 
 
-def _separate_passes(
+def _per_batch(
     cfg: CfgPattern, fields: tuple[GuidanceField, ...], inputs: str, step: str, timestep: str, num_steps: str
 ) -> list[cst.BaseStatement]:
-    """The source ran one denoiser call per condition: so does every guider batch (never merged: the source's
-    arithmetic is one call per condition). `cache_context("cond")` becomes the batch's own label."""
-    head = []
+    """One denoiser call per guider batch, never merged: "separate" sources called the denoiser once per condition
+    already; "branched" ones wrote the per-condition inputs out in their `else` branch, which each batch runs.
+
+    `cache_context("cond")` becomes the batch's own label. A scale the source picks per step, and what a custom
+    combine reads besides the predictions, are set on the guider for the step (`guider_attributes`).
+    """
+    attributes = []
     if cfg.step_scales:
-        # the standard pipeline picks its scale per step (`guidance_scale` / `guidance_scale_2`): so does the guider
-        head.append(cst.parse_statement(f"components.guider.guidance_scale = {code(cfg.scale).strip()}\n"))
-    head += [
+        attributes.append(f"guidance_scale={code(cfg.scale).strip()}")
+    if cfg.combine is not None:
+        attributes += [f"{name}={local}" for name, local in cfg.combine.inputs]
+    body = [
         cst.parse_statement(
             f"components.guider.set_state(step={step}, num_inference_steps={num_steps}, timestep={timestep})\n"
         ),
@@ -139,7 +144,7 @@ def _separate_passes(
     ]
     if cfg.uncond_gates:
         gates = [gate for _, gate in cfg.uncond_gates]
-        head.append(cst.If(test=cfg.condition.deep_clone(), body=cst.IndentedBlock(body=gates)))
+        body.append(cst.If(test=cfg.condition.deep_clone(), body=cst.IndentedBlock(body=gates)))
     call = cfg.call_statement
     if cfg.cache_contexts:
         labels = "{" + ", ".join(f"{batch!r}: {label!r}" for batch, label in cfg.cache_contexts) + "}"
@@ -153,14 +158,48 @@ def _separate_passes(
     per_batch = [
         cst.parse_statement(f"components.guider.prepare_models({model})\n"),
         *(cst.parse_statement(f"{f.name} = guider_state_batch.{f.name}\n") for f in fields),
+        *cfg.batch_statements,
         call,
         cst.parse_statement(f"guider_state_batch.noise_pred = {cfg.model_output}\n"),
         cst.parse_statement(f"components.guider.cleanup_models({model})\n"),
     ]
-    loop = cst.For(
-        target=cst.Name("guider_state_batch"), iter=cst.Name("guider_state"), body=cst.IndentedBlock(body=per_batch)
+    body.append(
+        cst.For(
+            target=cst.Name("guider_state_batch"),
+            iter=cst.Name("guider_state"),
+            body=cst.IndentedBlock(body=per_batch),
+        )
     )
-    return [*head, loop, cst.parse_statement(f"{cfg.guided} = components.guider(guider_state).pred\n")]
+    body.append(cst.parse_statement(f"{cfg.guided} = components.guider(guider_state).pred\n"))
+    if not attributes:
+        return body
+    # what the standard pipeline picks per step is the guider's for this step only
+    context = cst.parse_expression(f"guider_attributes(components.guider, {', '.join(attributes)})")
+    return [cst.With(items=[cst.WithItem(context)], body=cst.IndentedBlock(body=body))]
+
+
+GUIDER_ATTRIBUTES_HELPER = '''
+@contextmanager
+def guider_attributes(guider, **values):
+    """Set guider attributes for one denoising step, then put the old values back.
+
+    The standard pipeline picks some guidance values per step (a guidance scale per denoiser, a scale of 0 past a
+    truncation point) or combines with values the guider does not have: the guider takes them for the step, and the
+    pipeline's configuration is what it was before.
+    """
+    missing = object()
+    saved = {name: getattr(guider, name, missing) for name in values}
+    for name, value in values.items():
+        setattr(guider, name, value)
+    try:
+        yield guider
+    finally:
+        for name, value in saved.items():
+            if value is missing:
+                delattr(guider, name)
+            else:
+                setattr(guider, name, value)
+'''
 
 
 GUIDER_BATCH_NAME_HELPER = '''
