@@ -280,6 +280,12 @@ def _true_cfg_on(inputs: dict, default_scale: float) -> bool:
             "num_images_per_prompt",
             lambda i: _true_cfg_on(i, 1.0),
         ),
+        (  # each prediction is sliced right after its call: every guider batch slices its own
+            "pipelines/flux/pipeline_flux_kontext.py",
+            "separate-passes+distilled",
+            "num_images_per_prompt",
+            lambda i: _true_cfg_on(i, 1.0),
+        ),
         (
             "pipelines/qwenimage/pipeline_qwenimage.py",
             "separate-passes+custom-combine+distilled",

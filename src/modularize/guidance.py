@@ -115,6 +115,7 @@ class CfgPattern:
     # "branched": what each guider batch runs before the model call (the input branch's `else`, and what follows)
     batch_statements: tuple[cst.BaseStatement, ...] = ()
     first_statement: cst.BaseStatement | None = None  # where the denoiser step starts, when not at the call
+    batch_after: tuple[cst.BaseStatement, ...] = ()  # what each batch runs on its prediction after the call
     # what the source ran before its unconditional pass: (statement, the same `if` raising instead)
     uncond_gates: tuple[tuple[cst.If, cst.If], ...] = ()
 

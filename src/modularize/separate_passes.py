@@ -17,6 +17,7 @@ guider batches ("cond" for the conditional one, "uncond" for the other).
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -28,7 +29,7 @@ from .dataflow import flow_of
 from .guidance import CfgPattern, CustomCombine, _condition
 from .plan import GuidanceField
 from .source import SourceModule, code, snippet
-from .transforms._nodes import same_expression
+from .transforms._nodes import same_expression, substitute_names
 
 _ASSIGNED = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())])])
 # names a verbatim combine may read besides the predictions and the scale
@@ -41,6 +42,7 @@ class _ModelCall:
     call: cst.Call
     output: str
     context: str | None  # the `cache_context` label
+    post: tuple[cst.BaseStatement, ...] = ()  # inside the `with`, after the call: `out = out[:, : n]`
 
 
 def find_separate_cfg(
@@ -59,8 +61,8 @@ def find_separate_cfg(
         inner = list(branch.body.body)
         found = [(i, _model_call(s, facts, aliases)) for i, s in enumerate(inner)]
         found = [(i, call) for i, call in found if call is not None]
-        if not found:
-            continue
+        if not found or not _may_be_cfg_flag(branch.test):
+            continue  # `if t < t_last: ... model(...)`: a branch, not guidance
         earlier = [(i, _model_call(s, facts, aliases)) for i, s in enumerate(body[:position])]
         earlier = [(i, call) for i, call in earlier if call is not None]
         if not earlier:
@@ -69,11 +71,34 @@ def find_separate_cfg(
             raise source.refuse(branch, "unrecognized separate-pass guidance (an `else`, or several calls)")
         cond_at, cond = earlier[-1]
         uncond_at, uncond = found[0]
-        between = body[cond_at + 1 : position]
-        if between:
-            raise source.refuse(between[0], "a statement between the conditional and unconditional passes")
+        # what the source does to each prediction right after its call (`out = out[:, : latents.size(1)]`)
+        cond_post = [*cond.post, *body[cond_at + 1 : position]]
+        uncond_post = [*uncond.post]
+        while uncond_at + 1 < len(inner) and len(uncond_post) < len(cond_post):
+            uncond_post.append(inner[uncond_at + 1])
+            inner = [*inner[: uncond_at + 1], *inner[uncond_at + 2 :]]
+        for mine, theirs in zip(cond_post, [*uncond_post, *[None] * len(cond_post)], strict=False):
+            if theirs is None or not _same_for_output(mine, theirs, cond.output, uncond.output):
+                raise source.refuse(mine, "a statement between the conditional and unconditional passes")
+        cond = _ModelCall(cond.statement, cond.call, cond.output, cond.context, tuple(body[cond_at + 1 : position]))
         return _pattern(source, facts, top_level, body, branch, cond, uncond, inner, uncond_at, aliases)
     return None
+
+
+def _may_be_cfg_flag(test: cst.BaseExpression) -> bool:
+    """A CFG condition is a flag: a local (`do_true_cfg`) or a pipeline property (`self.do_classifier_free_guidance`)."""
+    return isinstance(test, cst.Name) or m.matches(test, m.Attribute(value=m.Name("self"), attr=m.Name()))
+
+
+def _same_for_output(cond: cst.CSTNode, uncond: cst.CSTNode, cond_output: str, uncond_output: str) -> bool:
+    """The same statement, one on the conditional prediction, the other on the unconditional one."""
+    assigned = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name(cond_output))])])
+    renamed = substitute_names(uncond, {uncond_output: cst.Name(cond_output)})  # targets included
+    return m.matches(cond, assigned) and _normalized(cond) == _normalized(renamed)
+
+
+def _normalized(node: cst.CSTNode) -> str:
+    return ast.dump(ast.parse(code(node).strip()))
 
 
 def _model_aliases(facts: ClassFacts, body: Sequence[cst.BaseStatement]) -> dict[str, tuple[str, ...]]:
@@ -102,9 +127,11 @@ def _model_call(
     """`[with self.m.cache_context("cond"):] out = self.m(...)[0]` with `m` a component (not the scheduler), or a
     local alias of components (`current_model`)."""
     node, context, owner = statement, None, None
+    post: tuple[cst.BaseStatement, ...] = ()
     if isinstance(node, cst.With):
-        if len(node.items) != 1 or len(node.body.body) != 1:
+        if len(node.items) != 1:
             return None
+        post = tuple(node.body.body[1:])
         item = node.items[0].item
         context_call = m.Call(
             func=m.Attribute(attr=m.Name("cache_context")), args=[m.Arg(m.SimpleString()), m.ZeroOrMore()]
@@ -123,7 +150,11 @@ def _model_call(
     calls += [c for c in m.findall(node, m.Call(func=m.Name())) if c.func.value in aliases]
     if len(calls) != 1 or (owner is not None and not same_expression(owner, calls[0].func)):
         return None
-    return _ModelCall(statement, calls[0], node.body[0].targets[0].target.value, context)
+    output = node.body[0].targets[0].target.value
+    after = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name(output))])])
+    if not all(m.matches(p, after) for p in post):
+        return None
+    return _ModelCall(statement, calls[0], output, context, post)
 
 
 def _pattern(
@@ -204,6 +235,7 @@ def _pattern(
         combine=combine,
         cache_contexts=contexts,
         uncond_gates=gates,
+        batch_after=cond.post,
     )
 
 

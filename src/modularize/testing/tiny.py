@@ -12,29 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 from .tiny_flow import FLOW_SETUPS
-from .tiny_parts import TinySetup, clip_text_config, seeded, tiny_t5, tiny_vae
+from .tiny_parts import TinySetup, clip_text_config, seeded, tiny_image, tiny_mask, tiny_t5, tiny_vae
 from .tokenizers import tiny_clip_tokenizer, tiny_gemma_tokenizer, tiny_t5_tokenizer
-
-
-def tiny_image(size: int = 32):
-    """A deterministic RGB test image: smooth gradients and a bright square, so every pixel is different."""
-    import numpy as np
-    from PIL import Image
-
-    ramp = np.linspace(0, 255, size, dtype=np.float64)
-    pixels = np.stack([np.add.outer(ramp, ramp) / 2, np.tile(ramp, (size, 1)), np.tile(ramp[:, None], (1, size))], -1)
-    pixels[size // 4 : size // 2, size // 4 : size // 2] = 240
-    return Image.fromarray(pixels.astype(np.uint8))
-
-
-def tiny_mask(size: int = 32):
-    """A deterministic inpainting mask: the right half white (repaint), the left half black (keep)."""
-    import numpy as np
-    from PIL import Image
-
-    pixels = np.zeros((size, size), dtype=np.uint8)
-    pixels[:, size // 2 :] = 255
-    return Image.fromarray(pixels, mode="L")
 
 
 def stable_diffusion_components(seed: int = 0, in_channels: int = 4) -> dict[str, Any]:

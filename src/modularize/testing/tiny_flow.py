@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .tiny_parts import TinySetup, clip_text_config, seeded, tiny_t5
+from .tiny_parts import TinySetup, clip_text_config, seeded, tiny_image, tiny_t5
 from .tokenizers import tiny_clip_tokenizer, tiny_qwen2_tokenizer, tiny_t5_tokenizer
 
 _TWO_PROMPTS = ["a photo of a cat", "the dog and the moon"]
@@ -105,6 +105,28 @@ FLUX = TinySetup(
         "output_type": "np",
     },
     cases=(*_true_cfg_cases("num_images_per_prompt"), ("distilled_guidance_scale", {"guidance_scale": 7.0})),
+)
+
+
+def _flux_kontext_inputs() -> dict[str, Any]:
+    return {
+        "prompt": "a photo of a cat",
+        "image": tiny_image(),
+        "num_inference_steps": 2,
+        "height": 32,
+        "width": 32,
+        "max_sequence_length": 48,
+        "output_type": "np",
+        "max_area": 32 * 32,  # Kontext resizes to `max_area` (1024 x 1024 by default)
+        "_auto_resize": False,
+    }
+
+
+# Kontext slices the image tokens off each prediction right after its call: each guider batch does the same
+FLUX_KONTEXT = TinySetup(
+    components=flux_components,
+    inputs=_flux_kontext_inputs,
+    cases=(*_true_cfg_cases("num_images_per_prompt"), ("text_only", {"image": None})),
 )
 
 
@@ -391,6 +413,7 @@ Z_IMAGE = TinySetup(
 )
 
 FLOW_SETUPS: dict[str, TinySetup] = {
+    "FluxKontextPipeline": FLUX_KONTEXT,
     "ZImagePipeline": Z_IMAGE,
     "WanPipeline": WAN,
     "FluxPipeline": FLUX,

@@ -74,3 +74,24 @@ def tiny_t5(tokenizer, seed: int, d_model: int = 32):
         decoder_start_token_id=tokenizer.pad_token_id,
     )
     return seeded(seed, lambda: T5EncoderModel(config).eval())
+
+
+def tiny_image(size: int = 32):
+    """A deterministic RGB test image: smooth gradients and a bright square, so every pixel is different."""
+    import numpy as np
+    from PIL import Image
+
+    ramp = np.linspace(0, 255, size, dtype=np.float64)
+    pixels = np.stack([np.add.outer(ramp, ramp) / 2, np.tile(ramp, (size, 1)), np.tile(ramp[:, None], (1, size))], -1)
+    pixels[size // 4 : size // 2, size // 4 : size // 2] = 240
+    return Image.fromarray(pixels.astype(np.uint8))
+
+
+def tiny_mask(size: int = 32):
+    """A deterministic inpainting mask: the right half white (repaint), the left half black (keep)."""
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.zeros((size, size), dtype=np.uint8)
+    pixels[:, size // 2 :] = 255
+    return Image.fromarray(pixels, mode="L")

@@ -160,6 +160,7 @@ def _per_batch(
         *(cst.parse_statement(f"{f.name} = guider_state_batch.{f.name}\n") for f in fields),
         *cfg.batch_statements,
         call,
+        *cfg.batch_after,
         cst.parse_statement(f"guider_state_batch.noise_pred = {cfg.model_output}\n"),
         cst.parse_statement(f"components.guider.cleanup_models({model})\n"),
     ]
