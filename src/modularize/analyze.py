@@ -325,30 +325,27 @@ def _per_call_assignments(
     pattern = m.SimpleStatementLine(
         body=[m.Assign(targets=[m.AssignTarget(target=m.Attribute(value=m.Name("self")))])]
     )
-    for statement in body:
-        for line in m.findall(statement, pattern):
-            if id(line) in dropped:
-                continue
-            attribute = line.body[0].targets[0].target.attr.value
-            local = facts.per_call.get(attribute)
-            if local is None:
-                continue
-            value = line.body[0].value
-            if m.matches(value, m.Name(local)):
-                context.replacements[line] = cst.RemoveFromParent()
-                context.note("rewritten", line, f"`self.{attribute} = {local}`", f"per-call state, read as `{local}`")
-            elif local in read:
-                context.replacements[line] = line.with_changes(
-                    body=[line.body[0].with_changes(targets=[cst.AssignTarget(cst.Name(local))])]
-                )
-                context.note(
-                    "rewritten", line, f"`self.{attribute} = ...`", f"per-call state, now the local `{local}`"
-                )
-            else:
-                context.replacements[line] = cst.RemoveFromParent()
-                context.note(
-                    "dropped", line, f"`self.{attribute} = ...`", "per-call state nothing in the blocks reads", "safe"
-                )
+    for line in index.find(cst.SimpleStatementLine, pattern):
+        if id(line) in dropped:
+            continue
+        attribute = line.body[0].targets[0].target.attr.value
+        local = facts.per_call.get(attribute)
+        if local is None:
+            continue
+        value = line.body[0].value
+        if m.matches(value, m.Name(local)):
+            context.replacements[line] = cst.RemoveFromParent()
+            context.note("rewritten", line, f"`self.{attribute} = {local}`", f"per-call state, read as `{local}`")
+        elif local in read:
+            context.replacements[line] = line.with_changes(
+                body=[line.body[0].with_changes(targets=[cst.AssignTarget(cst.Name(local))])]
+            )
+            context.note("rewritten", line, f"`self.{attribute} = ...`", f"per-call state, now the local `{local}`")
+        else:
+            context.replacements[line] = cst.RemoveFromParent()
+            context.note(
+                "dropped", line, f"`self.{attribute} = ...`", "per-call state nothing in the blocks reads", "safe"
+            )
 
 
 def _per_call_reads(body: Sequence[cst.BaseStatement], skip: set[int]) -> set[str]:
