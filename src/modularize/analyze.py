@@ -21,7 +21,7 @@ import libcst.matchers as m
 
 from .branched_cfg import find_branched_cfg
 from .class_facts import Parameter, analyze_class
-from .dataflow import Flow, flow_of, names_read
+from .dataflow import Flow, flow_of, names_read, without_dead_assignments
 from .docstrings import parameter_descriptions
 from .guidance import CfgPattern, condition_text, find_batched_cfg
 from .image_encode import ENCODER_KEY, IMAGE_LATENTS, ImageEncodeSplit, NotSplit, split_image_encode, with_image_encode
@@ -117,13 +117,17 @@ def analyze(source: SourceModule, class_name: str | None = None) -> PipelinePlan
     variables |= loop_parts.writes
     variables -= RESERVED_NAMES
 
-    flows = []
-    for segment, result in rewritten:
-        if segment.kind == "denoise":
-            flows.append(loop_parts.flow(variables))
-        else:
-            flow = flow_of(result.body)
-            flows.append(Flow(tuple(n for n in flow.reads if n in variables), flow.writes, flow.definite))
+    flows = _flows(rewritten, loop_parts, variables)
+    # plain assignments nothing reads any more (they fed CFG code the guider replaced) go, then flows again
+    returned = {local for _, local in outputs}
+    for index, (segment, result) in enumerate(rewritten):
+        if segment.kind != "denoise":
+            live = _reaching_reads(flows[index].writes, flows[index + 1 :]) | returned
+            result.body, dead = without_dead_assignments(result.body, live)
+            for statement in dead:
+                what = f"`{snippet(statement)}`"
+                context.note("dropped", None, what, "nothing reads it once guidance is the guider's", "safe")
+    flows = _flows(rewritten, loop_parts, variables)
 
     # a returned local is an output of the pipeline only as written by the last block that writes it
     last_writer = {local: max(i for i, f in enumerate(flows) if local in f.writes) for _, local in outputs}
@@ -226,6 +230,17 @@ def _without_early_returns(
         segments = [*segments[:index], replace(segments[index], statements=tuple(lowered.statements))]
         handled = (*handled, *lowered.handled)
     return source, body, segments
+
+
+def _flows(rewritten: list[tuple[Segment, Rewritten]], loop_parts, variables: set[str]) -> list[Flow]:
+    flows = []
+    for segment, result in rewritten:
+        if segment.kind == "denoise":
+            flows.append(loop_parts.flow(variables))
+        else:
+            flow = flow_of(result.body)
+            flows.append(Flow(tuple(n for n in flow.reads if n in variables), flow.writes, flow.definite))
+    return flows
 
 
 def _reaching_reads(written: Sequence[str], later: Sequence[Flow]) -> set[str]:

@@ -347,3 +347,52 @@ class _NestedScopeReads(cst.CSTVisitor):
             self._bind(target.value)
         else:
             target.visit(self)
+
+
+_PURE_CALLS = frozenset({"int", "float", "bool", "len", "min", "max", "abs", "round", "tuple", "isinstance"})
+
+
+def is_plain_assignment(statement: cst.CSTNode) -> bool:
+    """`name = <expression>` where the expression calls nothing but a few builtins: dropping it changes nothing
+    but the name."""
+    if not isinstance(statement, cst.SimpleStatementLine) or len(statement.body) != 1:
+        return False
+    assign = statement.body[0]
+    if not isinstance(assign, cst.Assign) or len(assign.targets) != 1:
+        return False
+    if not isinstance(assign.targets[0].target, cst.Name):
+        return False
+
+    class Effects(cst.CSTVisitor):
+        found = False
+
+        def on_visit(self, node: cst.CSTNode) -> bool:
+            if isinstance(node, cst.Call):
+                self.found = self.found or not (isinstance(node.func, cst.Name) and node.func.value in _PURE_CALLS)
+            elif isinstance(node, (cst.Lambda, cst.Await, cst.Yield, cst.NamedExpr)):
+                self.found = True
+            return not self.found
+
+    effects = Effects()
+    assign.value.visit(effects)
+    return not effects.found
+
+
+def without_dead_assignments(
+    statements: Sequence[cst.BaseStatement], live_after: Iterable[str]
+) -> tuple[list[cst.BaseStatement], list[cst.BaseStatement]]:
+    """(the statements without plain assignments nothing reads afterwards, the ones dropped).
+
+    After guidance moved into the guider, `has_neg_prompt = negative_prompt is not None or ...` may only have fed
+    a condition that now reads the guider: a generated block would carry a dead local (and fail a linter)."""
+    live = set(live_after)
+    kept: list[cst.BaseStatement] = []
+    dropped: list[cst.BaseStatement] = []
+    for statement in reversed(statements):
+        if is_plain_assignment(statement) and statement.body[0].targets[0].target.value not in live:
+            dropped.append(statement)
+            continue
+        flow = flow_of([statement])
+        live = (live - flow.definite) | set(flow.reads)
+        kept.append(statement)
+    return kept[::-1], dropped[::-1]

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 import libcst as cst
 import libcst.matchers as m
 
-from .dataflow import Flow, flow_of, names_read
+from .dataflow import Flow, flow_of, names_read, without_dead_assignments
 from .guidance import CfgPattern
 from .plan import GuidanceField, LoopPlan, LoopStepPlan, Output, Param
 from .rewrite_context import RESERVED_NAMES, Context, Rewritten, helpers_and_components
 from .segment import Segment
-from .source import SourceModule, code
+from .source import SourceModule, code, snippet
 from .transforms._nodes import replace_nodes
 from .transforms.guidance import guider_denoise
 
@@ -81,6 +81,16 @@ class LoopParts:
 
     def plan(self, context: Context, key: str, segment: Segment, inputs: tuple[Param, ...], read_after: set[str]):
         naming = context.naming
+        # a step's plain assignments no step, the wrapper or later blocks read (`apply_cfg` once CFG is the
+        # guider's) go
+        for index, step in enumerate(self.steps):
+            others = [s for j, s in enumerate(self.steps) if j != index] + [self.wrapper]
+            live = {n for other in others for statement in other.body for n in names_read(statement)} | read_after
+            live |= set(self.step_extra_reads[index])
+            step.body, dead = without_dead_assignments(step.body, live)
+            for statement in dead:
+                what = f"`{snippet(statement)}`"
+                context.note("dropped", None, what, "nothing reads it once guidance is the guider's", "safe")
         variables = {p.name for p in inputs} | self.writes
         wrapper_flow = flow_of(self.wrapper.body)
         flows = self._step_flows((variables | set(wrapper_flow.writes)) - RESERVED_NAMES)

@@ -85,7 +85,7 @@ def _derived_property(facts: ClassFacts, name: str) -> cst.FunctionDef:
     expression = substitute_names(facts.init.derived[name], components)
     lines = [code(substitute_names(s, components)).strip() for s in _init_locals(facts, expression)]
     lines.append(f"return {code(expression).strip()}")
-    body = "".join(f"    {line}\n" for text in lines for line in text.splitlines())
+    body = "".join(f"    {line}\n" if line.strip() else "\n" for text in lines for line in text.splitlines())
     return cst.parse_statement(f"@property\ndef {name}(self):\n{body}")
 
 

@@ -208,15 +208,37 @@ def _module_key(module: str, in_tree_module: str | None) -> tuple[int, str, str]
     return (-level, target.lower(), target)
 
 
-def _member_key(name: str) -> tuple[int, str, str]:
-    """isort's order-by-type: CONSTANTS, then Classes, then functions and variables."""
+def _member_key(name: str) -> tuple:
+    """isort's order-by-type: CONSTANTS, then Classes, then functions and variables; numbers in names compare as
+    numbers (`ASPECT_RATIO_256_BIN` before `ASPECT_RATIO_1024_BIN`), as ruff's isort orders them."""
     if name.isupper() and len(name) > 1:
         kind = 0
     elif name[:1].isupper():
         kind = 1
     else:
         kind = 2
-    return (kind, name.lower(), name)
+    return (kind, _natural(name.lower()), name)
+
+
+def _natural(text: str) -> tuple:
+    parts, digits = [], ""
+    word = ""
+    for char in text:
+        if char.isdigit():
+            if word:
+                parts.append((1, word, 0))
+                word = ""
+            digits += char
+        else:
+            if digits:
+                parts.append((0, "", int(digits)))
+                digits = ""
+            word += char
+    if word:
+        parts.append((1, word, 0))
+    if digits:
+        parts.append((0, "", int(digits)))
+    return tuple(parts)
 
 
 def _blocks_constant(plan: PipelinePlan) -> str:

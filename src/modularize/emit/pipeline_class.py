@@ -54,7 +54,8 @@ def _guider_methods(plan: PipelinePlan) -> str:
         f"    def guider_for_standard_call(self, {params}):\n"
         f'        """The guider `{plan.class_name}.__call__` would guide with for these arguments.\n\n'
         f"        CFG is on exactly when the standard pipeline's `{condition_name}` holds: `{guidance.condition}`.\n"
-        f'       {doc_rescale}\n        """\n'
+        + (f"       {doc_rescale}\n" if doc_rescale else "")
+        + '        """\n'
         f"        {condition_name} = {guidance.condition}\n"
         f'        return self.get_component_spec("guider").create({", ".join(config)})\n\n'
     )
