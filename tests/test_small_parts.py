@@ -5,7 +5,8 @@ import libcst as cst
 from modularize.docstrings import parameter_descriptions
 from modularize.header import edited_by_hand, read_header, sha256, with_header
 from modularize.naming import Naming, block_key, words_of
-from modularize.segment import kind_of_label, label_title, stage_label
+from modularize.segment import kind_of_label, label_title, segment_call, stage_label
+from modularize.source import parse_source
 
 DOCSTRING = """
     Function invoked when calling the pipeline.
@@ -55,6 +56,46 @@ def test_stage_labels_are_matched_by_label_not_number():
     assert kind_of_label("3. Encode input prompt") == "encode"
     assert kind_of_label("1. Check inputs. Raise error if not correct") == "input"
     assert kind_of_label("4. Prepare timesteps") == "before_denoise"
+    assert stage_label(second("# 4.Prepare timesteps\nx = 1\n")) == "4. Prepare timesteps"
+    assert label_title("Encode input prompt") == "Encode input prompt"
+
+
+CALL = """
+class P:
+    def __call__(self, prompt):
+        # 2. Define call parameters
+        batch_size = 1
+        device = self._execution_device
+        prompt_embeds = self.encode_prompt(prompt, device)
+        if negative:
+            negative_prompt_embeds = self.encode_prompt(negative, device)
+        # 4. Prepare latents
+        latents = self.prepare_latents(batch_size)
+        for i, t in enumerate(timesteps):
+            latents = step(latents)
+"""
+
+
+def test_a_stage_that_also_encodes_the_prompt_gives_an_encode_block():
+    source = parse_source(CALL, "p.py")
+    body = source.tree.body[0].body.body[0].body.body
+    segments = segment_call(source, body)
+    assert [(s.label, s.kind, len(s.statements)) for s in segments] == [
+        ("2. Define call parameters", "input", 2),
+        ("Encode input prompt", "encode", 2),
+        ("4. Prepare latents", "before_denoise", 1),
+        ("Denoising loop", "denoise", 1),
+    ]
+    unlabelled = parse_source(
+        CALL.replace("# 2. Define call parameters", "").replace("# 4. Prepare latents", ""), "p.py"
+    )
+    segments = segment_call(unlabelled, unlabelled.tree.body[0].body.body[0].body.body)
+    assert [(s.kind, len(s.statements)) for s in segments] == [
+        ("input", 2),
+        ("encode", 2),
+        ("before_denoise", 1),
+        ("denoise", 1),
+    ]
 
 
 def test_headers_tell_a_hand_edit_from_a_generated_file():

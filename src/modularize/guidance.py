@@ -235,8 +235,9 @@ def find_batched_cfg(
         if len(denoiser_calls) > 1:
             raise source.refuse(
                 body[denoiser_calls[1][0]],
-                "the denoiser is called more than once per step (separate conditional/unconditional passes); "
-                "only batched classifier-free guidance is converted so far",
+                "the denoiser is called more than once per step, but not as separate CFG passes this converter "
+                "recognizes (the unconditional call alone under `if <flag>:`, a local or a pipeline property, "
+                "after the conditional one)",
             )
         _refuse_unrecognized_guidance(source, facts, body, dropped)
         return None

@@ -41,17 +41,26 @@ def stage_label(statement: cst.CSTNode) -> str | None:
         if line.comment is None:
             continue
         text = line.comment.value.lstrip("#").strip()
-        number, _, rest = text.partition(" ")
-        digits = number.rstrip(".").replace(".", "")
-        if digits.isdigit() and rest.strip():
-            return text
+        number, rest = _number_and_title(text)
+        if number and rest:
+            return f"{number} {rest}"
     return None
+
+
+def _number_and_title(text: str) -> tuple[str, str]:
+    """`4. Prepare timesteps` and `4.Prepare timesteps` -> ("4.", "Prepare timesteps"); `Encode` -> ("", "Encode")."""
+    end = 0
+    while end < len(text) and (text[end].isdigit() or text[end] == "."):
+        end += 1
+    number, rest = text[:end], text[end:]
+    if not any(c.isdigit() for c in number) or not (number.endswith(".") or rest.startswith(" ")):
+        return "", text
+    return number, rest.strip()
 
 
 def label_title(label: str) -> str:
     """`6. Prepare extra step kwargs. TODO: ...` -> `Prepare extra step kwargs`."""
-    _, _, rest = label.partition(" ")
-    rest = rest.strip() or label
+    rest = _number_and_title(label)[1] or label
     return rest.split(". ")[0].split(":")[0].strip().rstrip(".")
 
 
@@ -122,9 +131,15 @@ def segment_call(source: SourceModule, body: Sequence[cst.BaseStatement]) -> lis
     for index, (label, statements) in enumerate(groups):
         if index == loop_group:
             position = statements.index(loop_statement)
-            segments.append(
-                Segment(label or "Denoising loop", "denoise", tuple(statements[: position + 1]), loop_statement)
-            )
+            before = statements[:position]
+            if before and (label is None or kind_of_label(label) != "denoise"):
+                # an unlabelled `__call__` (or a stage that happens to hold the loop): its statements before the
+                # loop are stages of their own, cut at the anchors, rather than part of the denoise block
+                kind = kind_of_label(label) if label is not None else (segments[-1].kind if segments else "input")
+                parts = _split_at_anchors(label, kind if kind in _PROGRESSION else "before_denoise", before)
+                segments.extend(Segment(part_label, part_kind, tuple(part)) for part_label, part_kind, part in parts)
+                label, before = None, []
+            segments.append(Segment(label or "Denoising loop", "denoise", (*before, loop_statement), loop_statement))
             rest = statements[position + 1 :]
             if rest:
                 segments.append(Segment("Decode", "decode", tuple(rest)))
@@ -135,14 +150,42 @@ def segment_call(source: SourceModule, body: Sequence[cst.BaseStatement]) -> lis
             continue
         if label is not None:
             kind = kind_of_label(label)
+            if kind in ("denoise", "decode"):
+                kind = "before_denoise"  # only the loop itself is the denoise stage; decoding happens after it
+            parts = _split_at_anchors(label, kind, statements) if kind == "input" else [(label, kind, statements)]
         else:
-            anchored = next((k for k in map(_anchor_kind, statements) if k), None)
-            kind = anchored or (segments[-1].kind if segments else "input")
-        if kind in ("denoise", "decode"):
-            kind = "before_denoise"  # only the loop itself is the denoise stage; decoding happens after it
-        segments.append(Segment(label or _anchor_label(kind), kind, tuple(statements)))
+            parts = _split_at_anchors(None, segments[-1].kind if segments else "input", statements)
+        segments.extend(Segment(part_label, part_kind, tuple(part)) for part_label, part_kind, part in parts)
     return segments
 
 
+_PROGRESSION = ("input", "encode", "before_denoise")
+
+
+def _split_at_anchors(label: str | None, kind: str, statements: Sequence[cst.BaseStatement]):
+    """Cut a stage where an anchor moves it on (input -> encode -> prepare), so a stage labelled `2. Define call
+    parameters` that also encodes the prompt gives an input block and an encode block:
+
+        # 2. Define call parameters          -> ("2. Define call parameters", "input", [batch_size = ..., ...])
+        batch_size = ...
+        prompt_embeds = self.encode_prompt(...)  -> ("Encode input prompt", "encode", [prompt_embeds = ..., ...])
+
+    Anchors only move forward; a later anchor of an earlier kind stays in the current part."""
+    parts: list[tuple[str, str, list[cst.BaseStatement]]] = []
+    current_label, current_kind, current = label, kind, []
+    for statement in statements:
+        anchored = _anchor_kind(statement)
+        moves_on = anchored in _PROGRESSION and current_kind in _PROGRESSION
+        if moves_on and _PROGRESSION.index(anchored) > _PROGRESSION.index(current_kind):
+            if current:
+                parts.append((current_label or _anchor_label(current_kind), current_kind, current))
+            current_label, current_kind, current = None, anchored, []
+        current.append(statement)
+    parts.append((current_label or _anchor_label(current_kind), current_kind, current))
+    return parts
+
+
 def _anchor_label(kind: str) -> str:
-    return {"input": "Inputs", "encode": "Encode", "before_denoise": "Prepare", "decode": "Decode"}.get(kind, kind)
+    return {"input": "Inputs", "encode": "Encode input prompt", "before_denoise": "Prepare", "decode": "Decode"}.get(
+        kind, kind
+    )
