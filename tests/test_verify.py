@@ -325,3 +325,25 @@ def test_guidance_beyond_plain_batched_cfg_is_bitwise_equal(tmp_path, cli, sourc
     assert any(isinstance(i["prompt"], list) for i in on) and any(i.get(images_argument) == 2 for i in inputs)
     assert {i["output_type"] for i in inputs} == {"np", "latent"}
     assert {i["num_inference_steps"] for i in inputs} == {2, 3}
+
+
+@pytest.mark.parametrize("source", ["pipelines/ddpm/pipeline_ddpm.py", "pipelines/ddim/pipeline_ddim.py"])
+def test_unlabelled_unconditional_pipelines_are_bitwise_equal(tmp_path, source):
+    """No stage comments (blocks cut at anchors), a DiffusionPipeline helper (`numpy_to_pil`), and for DDIM an
+    `__init__` that replaces the scheduler it is given."""
+    from modularize.source_file import installed_diffusers_file
+    from modularize.testing.equivalence import load_package, package_classes
+    from modularize.testing.tiny import setup_for
+
+    package = tmp_path / "package"
+    assert main([str(installed_diffusers_file(source)), "-o", str(package), "-q"]) == 0
+    report = verify_package(package, exact=False)
+    assert report.ok and all(c.status == "compared" and c.bitwise for c in report.cases)
+    assert {c.inputs["output_type"] for c in report.cases} == {"np", "pil"}
+    assert any(c.inputs.get("batch_size") == 2 for c in report.cases)
+    pipeline_cls, blocks_cls = package_classes(load_package(package))
+    assert [key for key in blocks_cls().sub_blocks] == ["inputs", "prepare", "denoise", "decode"]
+    pipe = pipeline_cls(blocks=blocks_cls())
+    pipe.update_components(**setup_for(pipeline_cls.standard_pipeline.rsplit(".", 1)[1]).components())
+    expected = "DDIMScheduler" if "ddim" in source else "DDPMScheduler"
+    assert type(pipe.scheduler).__name__ == expected

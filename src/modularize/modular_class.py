@@ -18,7 +18,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from .class_facts import ClassFacts
-from .dataflow import names_read
+from .dataflow import flow_of, names_read
 from .plan import BlockPlan, LoopPlan, PipelineClassPlan
 from .rewrite_context import Context, derived_closure
 from .source import code, snippet
@@ -57,7 +57,7 @@ def pipeline_class_plan(
             f"not defined in the module; assumed to come from a kept base class, reached as `components.{name}`",
             "unsafe",
         )
-    adaptation = _adaptation(context)
+    adaptation, rebound = _adaptation(context)
     return PipelineClassPlan(
         class_name=context.naming.pipeline_class,
         bases=bases,
@@ -65,6 +65,7 @@ def pipeline_class_plan(
         properties=tuple(properties),
         adaptation=adaptation,
         init_components=facts.init.components,
+        rebound_components=rebound,
     )
 
 
@@ -128,8 +129,18 @@ def _is_display_only(statement: cst.BaseStatement) -> bool:
     return True
 
 
-def _adaptation(context: Context) -> cst.FunctionDef | None:
-    """The side effects of the standard `__init__` on its components, as a method run on registration."""
+def _adaptation(context: Context) -> tuple[cst.FunctionDef | None, tuple[str, ...]]:
+    """The side effects of the standard `__init__` on its components, as a method run on registration, and the
+    components it replaces (returned by the method, to be registered in place of the ones given):
+
+        scheduler = DDIMScheduler.from_config(scheduler.config)     (before `self.register_modules(...)`)
+
+    ->
+
+        def _adapt_components(self, unet, scheduler):
+            scheduler = DDIMScheduler.from_config(scheduler.config)
+            return {"scheduler": scheduler}
+    """
     init = context.facts.init
     statements = []
     # a local only derived attributes read is computed by their properties instead
@@ -147,11 +158,16 @@ def _adaptation(context: Context) -> cst.FunctionDef | None:
     for name in init.config:
         context.note("dropped", init.node, f"config `{name}`", "registered config of the standard pipeline", "safe")
     if not statements:
-        return None
+        return None, ()
     for statement in statements:
         context.note(
             "kept", statement, f"`{snippet(statement)}` in `__init__`", "reproduced on component registration"
         )
+    written = flow_of(statements).writes
+    rebound = tuple(name for name in init.components if name in written)
+    if rebound:
+        pairs = ", ".join(f"{name!r}: {name}" for name in rebound)
+        statements.append(cst.parse_statement(f"return {{{pairs}}}\n"))
     # Annotations are dropped: this is a registration hook, and its types would only add imports.
     params = init.node.params.with_changes(
         params=[p.with_changes(annotation=None) for p in init.node.params.params],
@@ -168,4 +184,4 @@ def _adaptation(context: Context) -> cst.FunctionDef | None:
             )
         ],
     )
-    return function
+    return function, rebound

@@ -172,6 +172,7 @@ class PipelineClassPlan:
     properties: tuple[cst.FunctionDef, ...]  # derived attributes and copied properties
     adaptation: cst.FunctionDef | None  # side effects of the standard `__init__` on components
     init_components: tuple[str, ...]  # `__init__` parameters that are components
+    rebound_components: tuple[str, ...] = ()  # components `__init__` replaces before registering them
 
 
 @dataclass(frozen=True)

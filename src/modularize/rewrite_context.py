@@ -27,6 +27,9 @@ from .transforms.strip_runtime import without_callbacks
 
 # Members a ModularPipeline provides itself; `self.<x>` of these are `components.<x>` without further ado.
 MODULAR_PIPELINE_MEMBERS = ("_execution_device", "device", "dtype", "components", "config")
+# Static helpers a standard pipeline inherits from `DiffusionPipeline` that a ModularPipeline lacks; generated code
+# calls the same function from `diffusers.utils` (the emitter imports it).
+DIFFUSION_PIPELINE_UTILITIES = ("numpy_to_pil",)
 # Names generated block code binds itself; a source that uses them as variables would collide.
 RESERVED_NAMES = frozenset(
     {
@@ -78,6 +81,8 @@ class Context:
     def meaning(self, attribute: str) -> str:
         if attribute in MODULAR_PIPELINE_MEMBERS:
             return "modular"
+        if attribute in DIFFUSION_PIPELINE_UTILITIES and self.facts.kind_of(attribute) == "inherited":
+            return "utility"
         if attribute == self.condition_name and attribute not in self.facts.per_call_properties:
             return "guider"  # the generated pipeline's guider-backed CFG flag (the source had a local)
         return self.facts.kind_of(attribute)

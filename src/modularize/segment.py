@@ -95,16 +95,35 @@ def find_timestep_loop(statement: cst.CSTNode) -> cst.For | None:
     return node if is_timestep_loop(node) else None
 
 
+class _CalledNames(cst.CSTVisitor):
+    """What a statement calls, by the last name of the callee (`self.encode_prompt(...)` -> `encode_prompt`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.own: set[str] = set()  # `self.<name>(...)`
+        self.attributes: set[str] = set()  # `<anything>.<name>(...)`
+        self.functions: set[str] = set()  # `<name>(...)`
+
+    def visit_Call(self, node: cst.Call) -> None:
+        func = node.func
+        if isinstance(func, cst.Attribute):
+            self.attributes.add(func.attr.value)
+            if m.matches(func.value, m.Name("self")):
+                self.own.add(func.attr.value)
+        elif isinstance(func, cst.Name):
+            self.functions.add(func.value)
+
+
 def _anchor_kind(statement: cst.CSTNode) -> str | None:
-    if m.findall(statement, m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name("encode_prompt")))):
+    called = _CalledNames()
+    statement.visit(called)
+    if "encode_prompt" in called.own:
         return "encode"
-    if m.findall(statement, m.Call(func=m.Name("retrieve_timesteps"))) or m.findall(
-        statement, m.Call(func=m.Attribute(attr=m.Name("set_timesteps")))
-    ):
+    if "retrieve_timesteps" in called.functions or "set_timesteps" in called.attributes:
         return "before_denoise"
-    if m.findall(statement, m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name("prepare_latents")))):
+    if "prepare_latents" in called.own:
         return "before_denoise"
-    if m.findall(statement, m.Call(func=m.Attribute(attr=m.Name("decode")))):
+    if "decode" in called.attributes:
         return "decode"
     return None
 

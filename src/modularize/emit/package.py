@@ -30,6 +30,7 @@ from .splice import splice
 # Where the names generated code uses from the modular framework live (absolute; made relative in-tree).
 FRAMEWORK = {
     "torch": ("torch", None),
+    "numpy_to_pil": ("diffusers.utils", "numpy_to_pil"),
     "BlockState": ("diffusers.modular_pipelines.modular_pipeline", "BlockState"),
     "LoopSequentialPipelineBlocks": ("diffusers.modular_pipelines.modular_pipeline", "LoopSequentialPipelineBlocks"),
     "ModularPipeline": ("diffusers.modular_pipelines.modular_pipeline", "ModularPipeline"),

@@ -100,12 +100,18 @@ def pipeline_class(plan: PipelinePlan) -> list[cst.BaseStatement]:
     )
     adaptation = ""
     if pipeline.adaptation is not None:
+        names = _tuple(pipeline.init_components)
+        adapt = f"self._adapt_components(**{{name: getattr(self, name, None) for name in {names}}})"
+        if pipeline.rebound_components:
+            adapt = f"super().register_components(**{adapt})"
         adaptation = (
             "    def register_components(self, **kwargs):\n"
             f"        # {plan.class_name}.__init__ adapts its components (e.g. fixes outdated scheduler configs);\n"
-            "        # registration is where a ModularPipeline receives components, so the same happens here.\n"
+            "        # registration is where a ModularPipeline receives components, so the same happens here\n"
+            "        # (not while it registers empty specs).\n"
             "        super().register_components(**kwargs)\n"
-            f"        self._adapt_components(**{{name: getattr(self, name, None) for name in {_tuple(pipeline.init_components)}}})\n\n"
+            f"        if any(kwargs.get(name) is not None for name in {names}):\n"
+            f"            {adapt}\n\n"
         )
     docstring = (
         f'    """A ModularPipeline converted from `{plan.class_name}` by modularize.\n\n'

@@ -13,6 +13,7 @@ from typing import Any
 
 from .tiny_flow import FLOW_SETUPS
 from .tiny_parts import TinySetup, clip_text_config, seeded, tiny_image, tiny_mask, tiny_t5, tiny_vae
+from .tiny_unconditional import UNCONDITIONAL_SETUPS
 from .tokenizers import tiny_clip_tokenizer, tiny_gemma_tokenizer, tiny_t5_tokenizer
 
 
@@ -500,6 +501,7 @@ STABLE_DIFFUSION_3_INPAINT = TinySetup(
 
 SETUPS: dict[str, TinySetup] = {
     **FLOW_SETUPS,
+    **UNCONDITIONAL_SETUPS,
     "StableDiffusionXLImg2ImgPipeline": STABLE_DIFFUSION_XL_IMG2IMG,
     "StableDiffusionXLInpaintPipeline": STABLE_DIFFUSION_XL_INPAINT,
     "StableDiffusion3Img2ImgPipeline": STABLE_DIFFUSION_3_IMG2IMG,

@@ -14,6 +14,10 @@ After:
     if isinstance(components, TextualInversionLoaderMixin):
         prompt = components.maybe_convert_prompt(prompt, components.tokenizer)
 
+An inherited static helper a ModularPipeline lacks becomes the `diffusers.utils` function it wraps:
+
+    image = self.numpy_to_pil(image)      ->      image = numpy_to_pil(image)
+
 Components, derived attributes, class attributes and inherited members move to `components` (the
 `ModularPipeline`); per-call state (`self.clip_skip` over `self._clip_skip`) becomes the local it was set from;
 helper methods become static methods of the block that take `components` first (called as `self.helper(...)` from
@@ -61,6 +65,8 @@ class SelfToComponents(cst.CSTTransformer):
         self._use(kind, attribute)
         if kind == "helper":
             return updated_node.with_changes(value=cst.Name(self._owner))
+        if kind == "utility":
+            return cst.Name(attribute, lpar=updated_node.lpar, rpar=updated_node.rpar)
         if kind == "per_call" and attribute in self._locals:
             return cst.Name(self._locals[attribute], lpar=updated_node.lpar, rpar=updated_node.rpar)
         return updated_node.with_changes(value=cst.Name("components"))
