@@ -123,6 +123,13 @@ def test_verify_reports_a_bad_components_spec(cli, toy_package):
     assert_one_line_error(run, "no_such_module")
 
 
+def test_components_without_emitted_tests_is_a_usage_error_and_writes_nothing(cli, tmp_path):
+    run = cli(TOY, "-o", tmp_path / "out", "--components", "mine:make")
+    assert run.code == EXIT_USAGE
+    assert_one_line_error(run, "--emit-tests")
+    assert not (tmp_path / "out").exists()
+
+
 def test_an_internal_error_is_one_line_with_the_traceback_saved(cli, tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("boom")

@@ -79,9 +79,11 @@ def test_verify_json_merges_cases_over_default_inputs(cli, sd_package, tmp_path)
 def test_a_case_the_standard_pipeline_rejects_is_skipped_not_passed(sd_package):
     report = verify_package(sd_package, cases=[Case("bad_size", {"height": 36, "width": 36})])
     (result,) = report.cases
-    assert result.status == "skipped" and not result.passed
+    assert result.status == "skipped" and not result.passed and not result.bitwise
     assert "divisible by 8" in result.reason
     assert not report.ok  # nothing was compared, so nothing was proven
+    (case,) = json.loads(json.dumps(report.as_json(), allow_nan=False))["cases"]
+    assert case["max_abs_diff"] is None and case["bitwise"] is False
 
 
 def test_the_toy_pipeline_verifies_with_user_components(cli, toy_package, toy_on_path):

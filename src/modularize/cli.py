@@ -75,6 +75,8 @@ def command_convert(args) -> int:
     from .output_dir import compare, unified_diff, write_package
 
     started = time.perf_counter()
+    if getattr(args, "components", None) and not getattr(args, "emit_tests", None):
+        raise InputError("--components only applies to the emitted tests", fix="add --emit-tests DIR, or drop it")
     files = _convert_files(args)
     output = Path(args.output) if args.output else Path(_package_name(files))
     fix = f"modularize convert {shlex.quote(str(args.pipeline))} -o {shlex.quote(str(output))}"
@@ -264,11 +266,15 @@ def _verify_survey(root: Path, entries):
             write_package(package, convert(source.text, options))
             _stderr(f"verifying {entry.class_name} ...")
             report = verify_package(package, exact=True)
+        compared = [c for c in report.cases if c.status == "compared"]
+        failed = any(c.status == "failed" for c in report.cases)
         equivalence = {
             "ok": report.ok,
             "runs": len(report.cases),
-            "bitwise": all(c.bitwise for c in report.cases if c.status == "compared"),
-            "max_abs_diff": max((c.max_abs_diff for c in report.cases), default=0.0),
+            "failed": sum(c.status == "failed" for c in report.cases),
+            "bitwise": bool(compared) and not failed and all(c.bitwise for c in compared),
+            # strict JSON: no `Infinity` for a run that failed (it is counted above)
+            "max_abs_diff": max((c.max_abs_diff for c in compared), default=None),
         }
         result.append(dataclasses.replace(entry, equivalence=equivalence))
     return result
@@ -293,14 +299,19 @@ def _verify(package: Path, args, progress=True):
 
 
 def _print_report(report, png: Path | None) -> None:
-    print(f"{report.pipeline}: {'OK' if report.ok else 'DIFFERENT'} ({len(report.cases)} runs, atol {report.atol:g})")
+    compared = [c for c in report.cases if c.status != "skipped"]
+    verdict = "OK" if report.ok else ("DIFFERENT" if compared else "NOTHING COMPARED (every case was skipped)")
+    print(f"{report.pipeline}: {verdict} ({len(report.cases)} runs, atol {report.atol:g})")
     width = max((len(c.name) for c in report.cases), default=4)
     print(f"  {'case'.ljust(width)}  mode   max abs diff  bitwise  result")
     for case in report.cases:
         result = case.status if case.status != "compared" else ("pass" if case.passed else "FAIL")
+        diff, bitwise = f"{case.max_abs_diff:12.3g}", "yes" if case.bitwise else "no"
+        if case.status == "skipped":
+            diff, bitwise = f"{'-':>12}", "-"
         print(
-            f"  {case.name.ljust(width)}  {case.mode.ljust(5)}  {case.max_abs_diff:12.3g}  "
-            f"{'yes' if case.bitwise else 'no':7}  {result}" + (f"  ({case.reason})" if case.reason else "")
+            f"  {case.name.ljust(width)}  {case.mode.ljust(5)}  {diff}  {bitwise:7}  {result}"
+            + (f"  ({case.reason})" if case.reason else "")
         )
     if png is not None:
         print(f"standard | modular | difference: {png}")

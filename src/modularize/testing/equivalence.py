@@ -53,8 +53,9 @@ class CaseResult:
             "name": self.name,
             "inputs": self.inputs,
             "mode": self.mode,
-            "max_abs_diff": self.max_abs_diff,
-            "bitwise": self.bitwise,
+            # strict JSON: a case that was not compared has no difference (not `Infinity`) and is not bitwise
+            "max_abs_diff": self.max_abs_diff if self.status == "compared" else None,
+            "bitwise": self.bitwise and self.status == "compared",
             "status": self.status,
             "passed": self.passed,
         }
@@ -277,7 +278,7 @@ class Equivalence:
             if modular_error is None:
                 return failed(f"the standard pipeline rejects it ({standard_error}), the generated one accepts it")
             reason = f"rejected by the standard pipeline: {type(standard_error).__name__}: {standard_error}"
-            return CaseResult(case.name, shown, mode, 0.0, True, "skipped", reason[:300]), None
+            return CaseResult(case.name, shown, mode, 0.0, False, "skipped", reason[:300]), None
         if modular_error is not None:
             return failed(f"generated pipeline failed: {type(modular_error).__name__}: {modular_error}")
         worst, bitwise, details = 0.0, True, []
