@@ -1,4 +1,5 @@
-"""What the guider abstraction costs per call: generated modular / standard, and diffusers' hand-written SDXL.
+"""What the guider abstraction costs per call: generated modular / standard (SD, SDXL), and diffusers' hand-written
+SDXL.
 
     .venv/bin/python benchmarks/guider_batching.py [--repeats 15] [--steps 4]
 
@@ -30,6 +31,9 @@ from modularize.source_file import installed_diffusers_file
 from modularize.testing.tiny import stable_diffusion_components, stable_diffusion_xl_components
 from modularize.verify import load_package, package_classes
 
+SD = "pipelines/stable_diffusion/pipeline_stable_diffusion.py"
+SDXL = "pipelines/stable_diffusion_xl/pipeline_stable_diffusion_xl.py"
+
 
 def _quiet(pipe) -> None:
     """No progress bars, also on loop blocks nested below the top level (`set_progress_bar_config` stops there)."""
@@ -41,15 +45,14 @@ def _quiet(pipe) -> None:
         pending += list(block.sub_blocks.values())
 
 
-def _generated_sd(directory: Path, batching: bool):
-    package = directory / "modular_stable_diffusion"
+def _generated(directory: Path, source: str, components, batching: bool):
+    package = directory / Path(source).stem
     if not package.exists():
-        source = installed_diffusers_file("pipelines/stable_diffusion/pipeline_stable_diffusion.py")
-        assert modularize([str(source), "-o", str(package), "-q"]) == 0
+        assert modularize([str(installed_diffusers_file(source)), "-o", str(package), "-q"]) == 0
     pipeline_cls, blocks_cls = package_classes(load_package(package))
     pipe = pipeline_cls(blocks=blocks_cls())
-    components = stable_diffusion_components()
-    pipe.update_components(**{k: v for k, v in components.items() if k in pipe._component_specs})
+    given = components()
+    pipe.update_components(**{k: v for k, v in given.items() if k in pipe._component_specs})
     pipe.update_components(batch_guider_calls=batching)
     _quiet(pipe)
 
@@ -103,16 +106,28 @@ def main() -> None:
             "StableDiffusionPipeline (standard)": _standard(
                 StableDiffusionPipeline, copy.deepcopy(stable_diffusion_components())
             ),
-            "generated modular, batched guider calls": _generated_sd(Path(directory), batching=True),
-            "generated modular, one call per guider batch": _generated_sd(Path(directory), batching=False),
+            "generated SD modular, batched guider calls": _generated(
+                Path(directory), SD, stable_diffusion_components, True
+            ),
+            "generated SD modular, one call per batch": _generated(
+                Path(directory), SD, stable_diffusion_components, False
+            ),
             "StableDiffusionXLPipeline (standard)": _standard(
                 StableDiffusionXLPipeline, stable_diffusion_xl_components()
+            ),
+            "generated SDXL modular, batched guider calls": _generated(
+                Path(directory), SDXL, stable_diffusion_xl_components, True
+            ),
+            "generated SDXL modular, one call per batch": _generated(
+                Path(directory), SDXL, stable_diffusion_xl_components, False
             ),
             "diffusers' hand-written SDXL modular": _hand_written_sdxl(),
         }
         baselines = {
-            "generated modular, batched guider calls": "StableDiffusionPipeline (standard)",
-            "generated modular, one call per guider batch": "StableDiffusionPipeline (standard)",
+            "generated SD modular, batched guider calls": "StableDiffusionPipeline (standard)",
+            "generated SD modular, one call per batch": "StableDiffusionPipeline (standard)",
+            "generated SDXL modular, batched guider calls": "StableDiffusionXLPipeline (standard)",
+            "generated SDXL modular, one call per batch": "StableDiffusionXLPipeline (standard)",
             "diffusers' hand-written SDXL modular": "StableDiffusionXLPipeline (standard)",
         }
         for guidance_scale, label in ((7.5, "CFG on (guidance_scale 7.5)"), (1.0, "CFG off (guidance_scale 1.0)")):
