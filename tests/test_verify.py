@@ -142,22 +142,35 @@ def test_guidance_arguments_passed_straight_to_the_modular_call_mean_what_they_m
 
 MUTATIONS = [
     # conditional and unconditional embeddings paired the wrong way round
-    ("denoise.py", '("prompt_embeds", "negative_prompt_embeds")', '("negative_prompt_embeds", "prompt_embeds")'),
+    (
+        "denoise.py",
+        '("prompt_embeds", "negative_prompt_embeds")',
+        '("negative_prompt_embeds", "prompt_embeds")',
+        "denoise",
+    ),
     # a merged prediction handed back to the wrong guider batches
-    ("denoise.py", "zip(merged.merged_from,", "zip(merged.merged_from[::-1],"),
+    ("denoise.py", "zip(merged.merged_from,", "zip(merged.merged_from[::-1],", "denoise"),
     # the guider's scale drifts from the standard call's
-    ("modular_pipeline.py", "guidance_scale=guidance_scale,", "guidance_scale=guidance_scale * 1.01,"),
+    ("modular_pipeline.py", "guidance_scale=guidance_scale,", "guidance_scale=guidance_scale * 1.01,", "denoise"),
     # the standard constructor's fix of outdated scheduler configs is not reproduced
     (
         "modular_pipeline.py",
         "super().register_components(**kwargs)\n",
         "return super().register_components(**kwargs)\n",
+        "prepare_timesteps",
+    ),
+    # the initial noise is scaled differently
+    (
+        "before_denoise.py",
+        "latents = latents * components.scheduler.init_noise_sigma",
+        "latents = latents * components.scheduler.init_noise_sigma * 1.001",
+        "prepare_latent_variables",
     ),
 ]
 
 
-@pytest.mark.parametrize(("file", "old", "new"), MUTATIONS)
-def test_verify_has_teeth(sd_package, tmp_path, file, old, new):
+@pytest.mark.parametrize(("file", "old", "new", "block"), MUTATIONS)
+def test_verify_has_teeth_and_names_the_first_diverging_block(sd_package, tmp_path, file, old, new, block):
     mutant = tmp_path / "mutant"
     shutil.copytree(sd_package, mutant)
     text = (mutant / file).read_text()
@@ -166,7 +179,10 @@ def test_verify_has_teeth(sd_package, tmp_path, file, old, new):
     cases = [Case("default", {}), Case("ddim", {"scheduler": "DDIMScheduler", "eta": 0.5})]
     report = verify_package(mutant, cases=cases)
     assert not report.ok
-    assert any(c.status == "compared" and not c.bitwise for c in report.cases)
+    failing = [c for c in report.cases if c.status == "compared" and not c.passed]
+    assert failing and all(not c.bitwise for c in failing)
+    assert all(c.first_diverging_block.startswith(f"{block} (`") for c in failing), failing
+    assert all(c.first_diverging_block == "" for c in report.cases if c.passed)
 
 
 def test_exact_mode_makes_one_model_call_per_guider_batch(sd_package):

@@ -312,6 +312,7 @@ def _print_report(report, png: Path | None) -> None:
         print(
             f"  {case.name.ljust(width)}  {case.mode.ljust(5)}  {diff}  {bitwise:7}  {result}"
             + (f"  ({case.reason})" if case.reason else "")
+            + (f"  first diverging block: {case.first_diverging_block}" if case.first_diverging_block else "")
         )
     if png is not None:
         print(f"standard | modular | difference: {png}")

@@ -47,6 +47,7 @@ class CaseResult:
     status: str  # "compared" | "skipped" | "failed"
     reason: str = ""
     passed: bool = False
+    first_diverging_block: str = ""  # for a compared case that did not pass: where the runs part
 
     def as_json(self) -> dict[str, Any]:
         data = {
@@ -61,6 +62,8 @@ class CaseResult:
         }
         if self.reason:
             data["reason"] = self.reason
+        if self.first_diverging_block:
+            data["first_diverging_block"] = self.first_diverging_block
         return data
 
 
@@ -289,9 +292,27 @@ class Equivalence:
             if diff.detail:
                 details.append(f"{name}: {diff.detail}")
         passed = bitwise if exact else worst <= atol
+        where = "" if passed else self.first_divergence(overrides, exact, atol)
         first = next(iter(self.pipeline_cls.standard_outputs))
         images = (f"{case.name} [{mode}]", expected[first], actual[first])
-        return CaseResult(case.name, shown, mode, worst, bitwise, "compared", "; ".join(details), passed), images
+        reason = "; ".join(details)
+        return CaseResult(case.name, shown, mode, worst, bitwise, "compared", reason, passed, where), images
+
+    def first_divergence(self, overrides: dict[str, Any], exact: bool, atol: float) -> str:
+        """Run both pipelines again, observed block by block, and name the first block whose outputs differ."""
+        from .divergence import block_spans, first_divergence, modular_snapshots, standard_snapshots
+
+        try:
+            spans = block_spans(self.standard_cls)
+            components_std, inputs = _with_case_components(self.pristine, overrides)
+            components_mod, _ = _with_case_components(self.pristine, overrides)
+            with modular_snapshots(self.blocks_cls()) as modular:
+                _, cfg = self.modular(components_mod, copy.deepcopy(inputs), exact)
+            with standard_snapshots(self.standard_cls, spans) as standard:
+                self.standard(components_std, copy.deepcopy(inputs), exact, cfg)
+            return first_divergence(spans, standard, modular, exact, atol)
+        except Exception as error:  # a diagnosis that fails must not hide the verdict it explains
+            return f"not located ({type(error).__name__}: {error})"[:200]
 
     def assert_equivalent(self, inputs: dict[str, Any], mode: str = "plain", atol: float = 1e-5, seed=None):
         """Both pipelines accept and agree (bitwise in exact mode, within `atol` in plain mode), or both reject."""
@@ -299,8 +320,11 @@ class Equivalence:
         if result.status == "skipped":
             return result  # rejected by both: fine, nothing to compare
         assert result.status == "compared", result.reason
+        where = f"; first diverging block: {result.first_diverging_block}"
         if mode == "exact":
-            assert result.bitwise, f"exact mode differs by {result.max_abs_diff:.3g} for {result.inputs}"
+            assert result.bitwise, f"exact mode differs by {result.max_abs_diff:.3g} for {result.inputs}{where}"
         else:
-            assert result.max_abs_diff <= atol, f"plain mode differs by {result.max_abs_diff:.3g} for {result.inputs}"
+            assert result.max_abs_diff <= atol, (
+                f"plain mode differs by {result.max_abs_diff:.3g} for {result.inputs}{where}"
+            )
         return result
