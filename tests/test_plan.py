@@ -212,3 +212,17 @@ def test_separate_cfg_passes_are_refused_at_the_second_call():
     with pytest.raises(ConversionError, match="more than once per step") as error:
         plan_for(path.read_text(), ConvertOptions(path=str(path)))
     assert error.value.location.line == 23  # the second model call of the step
+
+
+def test_a_name_set_on_some_paths_and_read_in_the_same_stage_is_left_as_the_source_has_it():
+    # `if ...: scale = 2.0` then a read below: the source fails there when the branch is not taken, and so does the
+    # verbatim block; nothing outside the stage defines it, so it is neither an input nor bound to a default
+    text = toy_variant(
+        "        text_embeddings = self.embed_text(prompts, device)\n",
+        "        if num_inference_steps > 0:\n"
+        "            scale = 1.0\n"
+        "        text_embeddings = self.embed_text(prompts, device) * scale\n",
+    )
+    encode = block(toy_plan(text), "encode_prompts")
+    assert "scale" not in names(encode.inputs) and "scale" not in encode.unbound_outputs
+    assert "scale" not in [o.name for o in encode.outputs]

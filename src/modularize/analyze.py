@@ -152,6 +152,10 @@ def analyze(source: SourceModule, class_name: str | None = None) -> PipelinePlan
                 inputs.append(_param(name, produced_by.get(name), call_parameters, descriptions))
             elif name in block_outputs:
                 unbound.append(name)
+            elif name in flow.writes and segment.kind != "denoise":
+                # written here on some paths only and read where it may be unset (`if ...: prompt_image = image`,
+                # read below): the verbatim code fails exactly where the source does, so nothing is bound for it
+                continue
             else:
                 raise source.refuse(
                     segment.statements[0], f"`{name}` is read in stage {segment.label!r} but never defined before it"

@@ -107,8 +107,10 @@ def run_survey(
             if progress:
                 progress(index + 1, len(files))
     else:
+        # largest files first, so no worker is left converting a big one while the others are idle
+        by_size = sorted(files, key=lambda path: (-path.stat().st_size, str(path)))
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = {pool.submit(survey_file, str(path), str(root)): str(path) for path in files}
+            futures = {pool.submit(survey_file, str(path), str(root)): str(path) for path in by_size}
             for done, future in enumerate(as_completed(futures), start=1):
                 path = futures[future]
                 try:
