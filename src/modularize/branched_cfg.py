@@ -38,7 +38,7 @@ from .class_facts import ClassFacts
 from .dataflow import flow_of
 from .guidance import CfgPattern, CustomCombine, _condition
 from .plan import GuidanceField
-from .separate_passes import _denoiser, _model_aliases, _model_call, step_scales
+from .separate_passes import _model_aliases, _model_call, denoiser_fields, step_scales
 from .source import SourceModule, code
 from .transforms._nodes import conjuncts, same_expression, substitute_names
 
@@ -91,9 +91,7 @@ def find_branched_cfg(
         scale=scale,
         rescale=None,
         rescale_test=None,
-        denoiser=_denoiser(call.call, aliases)[0],
-        denoiser_local=_denoiser(call.call, aliases)[1],
-        denoisers=aliases.get(_denoiser(call.call, aliases)[1] or "", ()),
+        **denoiser_fields(call.call, aliases),
         step_scales=scales,
         call_statement=call.statement,
         between=(),

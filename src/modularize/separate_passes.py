@@ -210,9 +210,7 @@ def _pattern(
         scale=scale,
         rescale=None,
         rescale_test=None,
-        denoiser=_denoiser(cond.call, aliases)[0],
-        denoiser_local=_denoiser(cond.call, aliases)[1],
-        denoisers=aliases.get(_denoiser(cond.call, aliases)[1] or "", ()),
+        **denoiser_fields(cond.call, aliases),
         step_scales=scales,
         call_statement=cond.statement,
         between=(),
@@ -239,11 +237,13 @@ def _pattern(
     )
 
 
-def _denoiser(call: cst.Call, aliases: dict[str, tuple[str, ...]]) -> tuple[str, str | None]:
-    """(the component called, or the first one an alias holds; the alias, if the call goes through one)."""
+def denoiser_fields(call: cst.Call, aliases: dict[str, tuple[str, ...]]) -> dict[str, object]:
+    """The `CfgPattern` fields naming the denoiser a model call reaches: the component called (or the first one an
+    alias holds), the alias if the call goes through one (`current_model`), and the components the alias can be."""
     if isinstance(call.func, cst.Name):
-        return aliases[call.func.value][0], call.func.value
-    return call.func.attr.value, None
+        local = call.func.value
+        return {"denoiser": aliases[local][0], "denoiser_local": local, "denoisers": aliases.get(local, ())}
+    return {"denoiser": call.func.attr.value, "denoiser_local": None, "denoisers": ()}
 
 
 def step_scales(facts: ClassFacts, before: Sequence[cst.BaseStatement], scale: cst.BaseExpression) -> tuple[str, ...]:
