@@ -28,21 +28,12 @@ from diffusers.utils import logging as diffusers_logging
 
 from modularize.cli import main as modularize
 from modularize.source_file import installed_diffusers_file
+from modularize.testing.equivalence import silence_progress_bars
 from modularize.testing.tiny import stable_diffusion_components, stable_diffusion_xl_components
 from modularize.verify import load_package, package_classes
 
 SD = "pipelines/stable_diffusion/pipeline_stable_diffusion.py"
 SDXL = "pipelines/stable_diffusion_xl/pipeline_stable_diffusion_xl.py"
-
-
-def _quiet(pipe) -> None:
-    """No progress bars, also on loop blocks nested below the top level (`set_progress_bar_config` stops there)."""
-    pending = [pipe._blocks]
-    while pending:
-        block = pending.pop()
-        if hasattr(block, "set_progress_bar_config"):
-            block.set_progress_bar_config(disable=True)
-        pending += list(block.sub_blocks.values())
 
 
 def _generated(directory: Path, source: str, components, batching: bool):
@@ -54,7 +45,7 @@ def _generated(directory: Path, source: str, components, batching: bool):
     given = components()
     pipe.update_components(**{k: v for k, v in given.items() if k in pipe._component_specs})
     pipe.update_components(batch_guider_calls=batching)
-    _quiet(pipe)
+    silence_progress_bars(pipe)
 
     def run(guidance_scale: float, steps: int):
         kwargs = pipe.translate_standard_call(prompt="a photo of a cat", guidance_scale=guidance_scale)
@@ -79,7 +70,7 @@ def _standard(pipeline_cls, components):
 def _hand_written_sdxl():
     pipe = StableDiffusionXLModularPipeline(blocks=StableDiffusionXLAutoBlocks())
     pipe.update_components(**stable_diffusion_xl_components())
-    _quiet(pipe)
+    silence_progress_bars(pipe)
 
     def run(guidance_scale: float, steps: int):
         # the hand-written pipeline takes its guidance from the guider component

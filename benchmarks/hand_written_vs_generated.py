@@ -28,7 +28,7 @@ from diffusers.utils import logging as diffusers_logging
 from modularize.cli import main as modularize
 from modularize.source_file import installed_diffusers_file
 from modularize.testing.compare import difference
-from modularize.testing.equivalence import Equivalence, _with_case_components
+from modularize.testing.equivalence import Equivalence, _with_case_components, silence_progress_bars
 from modularize.testing.tiny import setup_for
 
 
@@ -76,12 +76,7 @@ class HandWritten:
         guiders = {name: guider for name, guider in self.guiders(inputs).items() if name in known}
         if guiders:
             pipe.update_components(**guiders)
-        pending = [pipe._blocks]
-        while pending:
-            block = pending.pop()
-            if hasattr(block, "set_progress_bar_config"):
-                block.set_progress_bar_config(disable=True)
-            pending += list(block.sub_blocks.values())
+        silence_progress_bars(pipe)
         accepted = {p.name for p in pipe._blocks.inputs if p.name}
         kwargs = {k: v for k, v in inputs.items() if k in accepted}
         return pipe(**kwargs, generator=torch.Generator("cpu").manual_seed(seed), output=self.output)

@@ -86,25 +86,28 @@ class CfgPattern:
     condition_name: str  # `do_classifier_free_guidance`
     condition_expression: cst.BaseExpression  # what it computes (the property's return expression)
     scale: cst.BaseExpression
-    rescale: cst.BaseExpression | None
-    rescale_test: cst.BaseExpression | None
     denoiser: str
     call_statement: cst.BaseStatement
-    between: tuple[cst.BaseStatement, ...]  # statements between the model call and the chunk (run per batch)
     model_output: str
     guided: str
     guidance_statements: tuple[cst.BaseStatement, ...]  # chunk/combine and rescale `if`s, removed
-    cat_sites: tuple[CatSite, ...]
-    expansions: tuple[cst.IfExp, ...]  # `torch.cat([latents] * 2) if cfg else latents`
-    repeated: tuple[str, ...]  # the locals those expansions assign (`latent_model_input`)
     batch_order: tuple[str, ...]  # guider identifiers in the source's concatenation order
-    pairing_helpers: tuple[HelperUse, ...]  # helpers that pair inside: their inputs cannot be served yet
     fields: tuple[GuidanceField, ...]  # what the denoiser call reads, paired (conditional, unconditional)
-    gated: tuple[cst.BaseStatement, ...]  # CFG-branch statements after the combine, features turned into errors
-    feature_guards: tuple[tuple[cst.BaseExpression, str], ...]  # (`skip_guidance_layers is not None`, message)
     condition_statement: cst.CSTNode | None  # `do_cfg = guidance_scale > 1.0`, when the condition is a local
-    mirrored: tuple[tuple[cst.CSTNode, cst.FlattenSentinel], ...]  # statements mirrored onto the counterparts
-    rewrites: tuple[tuple[cst.CSTNode, cst.CSTNode], ...]  # repeat-only helpers get `False`, un-repeats their else
+    # what only batched CFG has: the concatenations undone, and what they touch
+    rescale: cst.BaseExpression | None = None
+    rescale_test: cst.BaseExpression | None = None
+    between: tuple[cst.BaseStatement, ...] = ()  # statements between the model call and the chunk (run per batch)
+    cat_sites: tuple[CatSite, ...] = ()
+    expansions: tuple[cst.IfExp, ...] = ()  # `torch.cat([latents] * 2) if cfg else latents`
+    repeated: tuple[str, ...] = ()  # the locals those expansions assign (`latent_model_input`)
+    pairing_helpers: tuple[HelperUse, ...] = ()  # helpers that pair inside: their inputs cannot be served yet
+    gated: tuple[cst.BaseStatement, ...] = ()  # CFG-branch statements after the combine, features turned into errors
+    feature_guards: tuple[tuple[cst.BaseExpression, str], ...] = ()  # (`skip_guidance_layers is not None`, message)
+    mirrored: tuple[tuple[cst.CSTNode, cst.FlattenSentinel], ...] = ()  # statements mirrored onto the counterparts
+    rewrites: tuple[
+        tuple[cst.CSTNode, cst.CSTNode], ...
+    ] = ()  # repeat-only helpers get `False`, un-repeats their else
     kind: str = "batched"
     formulation: str = "diffusers"  # "diffusers": `u + s * (c - u)`; "original": `c + s * (c - u)`
     combine: CustomCombine | None = None

@@ -172,6 +172,17 @@ def _jsonable(value: Any) -> Any:
     return repr(value)
 
 
+def silence_progress_bars(pipe) -> None:
+    """No progress bars from a modular pipeline, also on loop blocks nested below the top level
+    (`ModularPipeline.set_progress_bar_config` stops there)."""
+    pending = [pipe._blocks]
+    while pending:
+        block = pending.pop()
+        if hasattr(block, "set_progress_bar_config"):
+            block.set_progress_bar_config(disable=True)
+        pending += list(block.sub_blocks.values())
+
+
 class Equivalence:
     """Compares one generated package with its standard pipeline, case by case."""
 
@@ -239,7 +250,7 @@ class Equivalence:
         pipe.update_components(**{k: v for k, v in components.items() if k in known})
         if exact and "batch_guider_calls" in pipe._config_specs:
             pipe.update_components(batch_guider_calls=False)
-        pipe.set_progress_bar_config(disable=True)
+        silence_progress_bars(pipe)
         kwargs = pipe.translate_standard_call(**inputs)
         cfg = getattr(pipe, "guider", None) is not None and pipe.guider.num_conditions > 1
         state = pipe(**kwargs, generator=self.generator())

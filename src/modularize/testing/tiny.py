@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .tiny_flow import FLOW_SETUPS
-from .tiny_parts import TinySetup, clip_text_config, seeded, tiny_image, tiny_mask, tiny_t5, tiny_vae
+from .tiny_parts import FLOW_VAE, TinySetup, clip_text_config, seeded, tiny_image, tiny_mask, tiny_t5, tiny_vae
 from .tiny_unconditional import UNCONDITIONAL_SETUPS
 from .tokenizers import tiny_clip_tokenizer, tiny_gemma_tokenizer, tiny_t5_tokenizer
 
@@ -119,7 +119,7 @@ def stable_diffusion_3_components(seed: int = 0, latent_channels: int = 4) -> di
     SD3 joins both CLIP hidden states (32 + 32), pads them to T5's width and stacks them on T5's sequence, so
     T5's `d_model` is the transformer's `joint_attention_dim` (64); the pooled projections join to 64 as well.
     """
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel
+    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel
     from transformers import CLIPTextModelWithProjection
 
     tokenizer, tokenizer_2, tokenizer_3 = tiny_clip_tokenizer(), tiny_clip_tokenizer(), tiny_t5_tokenizer()
@@ -140,22 +140,7 @@ def stable_diffusion_3_components(seed: int = 0, latent_channels: int = 4) -> di
             out_channels=latent_channels,
         ).eval(),
     )
-    vae = seeded(
-        seed + 3,
-        lambda: AutoencoderKL(
-            in_channels=3,
-            out_channels=3,
-            block_out_channels=(32, 64),
-            down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-            up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-            latent_channels=latent_channels,
-            norm_num_groups=32,
-            shift_factor=0.0609,
-            scaling_factor=1.5035,
-            use_quant_conv=False,
-            use_post_quant_conv=False,
-        ).eval(),
-    )
+    vae = tiny_vae(seed + 3, latent_channels=latent_channels, **FLOW_VAE)
     return {
         "transformer": transformer,
         "scheduler": FlowMatchEulerDiscreteScheduler(),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .tiny_parts import TinySetup, clip_text_config, seeded, tiny_image, tiny_t5
+from .tiny_parts import FLOW_VAE, TinySetup, clip_text_config, seeded, tiny_image, tiny_t5, tiny_vae
 from .tokenizers import tiny_clip_tokenizer, tiny_qwen2_tokenizer, tiny_t5_tokenizer
 
 _TWO_PROMPTS = ["a photo of a cat", "the dog and the moon"]
@@ -19,7 +19,7 @@ _TWO_NEGATIVES = ["blurry", "low quality"]
 
 def flux_components(seed: int = 0, guidance_embeds: bool = True) -> dict[str, Any]:
     """CLIP (pooled, width 32) and T5 (width 32) text encoders, a Flux transformer and a VAE, 32x32 images."""
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
     from transformers import CLIPTextModel
 
     tokenizer, tokenizer_2 = tiny_clip_tokenizer(), tiny_t5_tokenizer()
@@ -38,22 +38,7 @@ def flux_components(seed: int = 0, guidance_embeds: bool = True) -> dict[str, An
             axes_dims_rope=(4, 6, 6),
         ).eval(),
     )
-    vae = seeded(
-        seed + 3,
-        lambda: AutoencoderKL(
-            in_channels=3,
-            out_channels=3,
-            block_out_channels=(32, 64),
-            down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-            up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-            latent_channels=4,
-            norm_num_groups=32,
-            shift_factor=0.0609,
-            scaling_factor=1.5035,
-            use_quant_conv=False,
-            use_post_quant_conv=False,
-        ).eval(),
-    )
+    vae = tiny_vae(seed + 3, **FLOW_VAE)
     scheduler = FlowMatchEulerDiscreteScheduler(
         base_image_seq_len=256,
         base_shift=0.5,
@@ -222,24 +207,6 @@ QWENIMAGE = TinySetup(
 )
 
 
-def _umt5(tokenizer, seed: int, d_model: int = 32):
-    from transformers import UMT5Config, UMT5EncoderModel
-
-    config = UMT5Config(
-        vocab_size=len(tokenizer),
-        d_model=d_model,
-        d_ff=37,
-        d_kv=8,
-        num_layers=2,
-        num_heads=4,
-        relative_attention_num_buckets=8,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        decoder_start_token_id=tokenizer.pad_token_id,
-    )
-    return seeded(seed, lambda: UMT5EncoderModel(config).eval())
-
-
 def wan_components(seed: int = 0) -> dict[str, Any]:
     """Wan 2.2's two-stage layout: a UMT5 text encoder (width 32 = the transformers' `text_dim`), two video
     transformers switched at `boundary_ratio` and a Wan VAE (2x spatial, 2x temporal), 16x16 videos of 5 frames.
@@ -281,7 +248,7 @@ def wan_components(seed: int = 0) -> dict[str, Any]:
     )
     return {
         "tokenizer": tokenizer,
-        "text_encoder": _umt5(tokenizer, seed),
+        "text_encoder": tiny_t5(tokenizer, seed, umt5=True),
         "vae": vae,
         "scheduler": UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0),
         "transformer": transformer(2),
@@ -321,7 +288,7 @@ WAN = TinySetup(
 def z_image_components(seed: int = 0) -> dict[str, Any]:
     """A Qwen3 text model (width 16 = the transformer's `cap_feat_dim`) with a chat template, a Z-Image
     transformer (rotary axes 4 + 6 + 6 = its head size) and a VAE, 32x32 images."""
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, ZImageTransformer2DModel
+    from diffusers import FlowMatchEulerDiscreteScheduler, ZImageTransformer2DModel
     from transformers import Qwen3Config, Qwen3Model
 
     tokenizer = tiny_qwen2_tokenizer()
@@ -355,22 +322,7 @@ def z_image_components(seed: int = 0) -> dict[str, Any]:
             axes_lens=[256, 32, 32],
         ).eval(),
     )
-    vae = seeded(
-        seed + 2,
-        lambda: AutoencoderKL(
-            in_channels=3,
-            out_channels=3,
-            block_out_channels=(32, 64),
-            down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-            up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-            latent_channels=4,
-            norm_num_groups=32,
-            shift_factor=0.0609,
-            scaling_factor=1.5035,
-            use_quant_conv=False,
-            use_post_quant_conv=False,
-        ).eval(),
-    )
+    vae = tiny_vae(seed + 2, **FLOW_VAE)
     return {
         "scheduler": FlowMatchEulerDiscreteScheduler(
             base_image_seq_len=256,

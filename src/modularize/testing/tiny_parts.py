@@ -41,7 +41,12 @@ def clip_text_config(tokenizer, hidden_size: int = 32):
     )
 
 
-def tiny_vae(seed: int):
+# what the flow-matching pipelines' VAEs add to the plain one (SD3, Flux, Z-Image)
+FLOW_VAE = {"shift_factor": 0.0609, "scaling_factor": 1.5035, "use_quant_conv": False, "use_post_quant_conv": False}
+
+
+def tiny_vae(seed: int, latent_channels: int = 4, **config):
+    """A 2-level `AutoencoderKL` on RGB; `config` adds constructor arguments (`**FLOW_VAE`)."""
     from diffusers import AutoencoderKL
 
     return seeded(
@@ -52,16 +57,19 @@ def tiny_vae(seed: int):
             block_out_channels=(32, 64),
             down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
             up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-            latent_channels=4,
+            latent_channels=latent_channels,
             norm_num_groups=32,
+            **config,
         ).eval(),
     )
 
 
-def tiny_t5(tokenizer, seed: int, d_model: int = 32):
-    from transformers import T5Config, T5EncoderModel
+def tiny_t5(tokenizer, seed: int, d_model: int = 32, umt5: bool = False):
+    """A 2-layer T5 encoder (UMT5's, for Wan, with `umt5`) sized to the tokenizer."""
+    from transformers import T5Config, T5EncoderModel, UMT5Config, UMT5EncoderModel
 
-    config = T5Config(
+    config_cls, model_cls = (UMT5Config, UMT5EncoderModel) if umt5 else (T5Config, T5EncoderModel)
+    config = config_cls(
         vocab_size=len(tokenizer),
         d_model=d_model,
         d_ff=37,
@@ -73,7 +81,7 @@ def tiny_t5(tokenizer, seed: int, d_model: int = 32):
         eos_token_id=tokenizer.eos_token_id,
         decoder_start_token_id=tokenizer.pad_token_id,
     )
-    return seeded(seed, lambda: T5EncoderModel(config).eval())
+    return seeded(seed, lambda: model_cls(config).eval())
 
 
 def tiny_image(size: int = 32):
