@@ -70,6 +70,9 @@ def find_branched_cfg(
     if not pairs:
         return None
     (in_at, inputs), (out_at, outputs) = pairs[-1]
+    if call.context is not None:
+        # guider batches share one call when they can merge; one cache context cannot be right for both
+        raise source.refuse(call.statement, "a `cache_context` around a model call that runs both CFG batches")
     if not isinstance(outputs.orelse, cst.Else):
         raise source.refuse(outputs, "a CFG branch around the model output without an `else` for CFG off")
     condition, extra = _flag(source, facts, body[:in_at], inputs.test)
@@ -103,6 +106,7 @@ def find_branched_cfg(
         combine=combine,
         batch_statements=(*inputs.orelse.body.body, *body[in_at + 1 : at]),
         first_statement=inputs,
+        model_call=call.call,
     )
 
 

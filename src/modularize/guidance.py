@@ -121,6 +121,7 @@ class CfgPattern:
     batch_after: tuple[cst.BaseStatement, ...] = ()  # what each batch runs on its prediction after the call
     # what the source ran before its unconditional pass: (statement, the same `if` raising instead)
     uncond_gates: tuple[tuple[cst.If, cst.If], ...] = ()
+    model_call: cst.Call | None = None  # "branched": the denoiser call in `call_statement`, whose batches can merge
 
 
 def _component_calls(node: cst.CSTNode, facts: ClassFacts) -> list[str]:

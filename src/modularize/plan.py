@@ -154,6 +154,11 @@ class GuidancePlan:
     step_scales: tuple[str, ...] = ()  # the `__call__` arguments it takes
 
     @property
+    def merges_calls(self) -> bool:
+        """Whether the generated denoiser can run all guider batches in one call, as the source did."""
+        return self.kind in ("batched", "branched")
+
+    @property
     def label(self) -> str:
         """The pattern in one word or a few: `batched-cfg`, `separate-passes+custom-combine`, `distilled`, ..."""
         parts = [] if self.pattern == "none" and self.distilled else [self.pattern]

@@ -114,6 +114,12 @@ class _CalledNames(cst.CSTVisitor):
             self.functions.add(func.value)
 
 
+def _steps_scheduler(statement: cst.CSTNode) -> bool:
+    called = _CalledNames()
+    statement.visit(called)
+    return "step" in called.attributes
+
+
 def _anchor_kind(statement: cst.CSTNode) -> str | None:
     called = _CalledNames()
     statement.visit(called)
@@ -139,6 +145,10 @@ def segment_call(source: SourceModule, body: Sequence[cst.BaseStatement]) -> lis
             groups[-1][1].append(statement)
 
     loops = [(g, s) for g, (_, statements) in enumerate(groups) for s in statements if find_timestep_loop(s)]
+    # a loop over timesteps that never steps the scheduler prepares something per step (ControlNet's
+    # `controlnet_keep`): an ordinary statement, not a second denoising loop
+    stepping = [(g, s) for g, s in loops if _steps_scheduler(s)]
+    loops = stepping or loops
     if not loops:
         raise source.refuse(body[0] if body else source.tree, "no denoising loop over `timesteps` in `__call__`")
     if len(loops) > 1:

@@ -157,7 +157,7 @@ def loop_step_class(plan: PipelinePlan, loop: LoopPlan, step: LoopStepPlan) -> l
     configs = [f"ConfigSpec({name!r}, {default})" for name, default in step.configs]
     if step.key == "denoiser" and plan.guidance.pattern != "none":
         components = [guider_spec(plan.guidance, plan), *components]
-        if plan.guidance.kind == "batched":
+        if plan.guidance.merges_calls:
             configs.append(BATCHING_CONFIG)
     targets = ", ".join(loop.loop_targets)
     template = (

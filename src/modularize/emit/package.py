@@ -20,7 +20,13 @@ from ..header import with_header
 from ..layout import LEAF_FILES, blocks_file
 from ..plan import LoopPlan, ModuleDefinition, PipelinePlan
 from ..source import code
-from ..transforms.guidance import GUIDER_ATTRIBUTES_HELPER, GUIDER_BATCH_NAME_HELPER, GUIDER_BATCHING_HELPERS
+from ..transforms.guidance import (
+    DENOISER_CALL_HELPERS,
+    GUIDER_ATTRIBUTES_HELPER,
+    GUIDER_BATCH_NAME_HELPER,
+    GUIDER_BATCHING_HELPERS,
+    GUIDER_MERGING_HELPERS,
+)
 from ..transforms.imports import import_from, prune_unused_imports, relative_module
 from .blocks import block_class, loop_classes
 from .guider_class import guider_class
@@ -264,8 +270,9 @@ def emit_package(plan: PipelinePlan, source_text: str, generator: str, in_tree: 
             classes = loop_classes(plan, block)
             helpers = []
             guidance = plan.guidance
-            if guidance.kind == "batched":
-                helpers.append(GUIDER_BATCHING_HELPERS)
+            if guidance.merges_calls:
+                helpers.append(GUIDER_MERGING_HELPERS)
+                helpers.append(GUIDER_BATCHING_HELPERS if guidance.kind == "batched" else DENOISER_CALL_HELPERS)
             if guidance.cache_contexts:
                 helpers.append(GUIDER_BATCH_NAME_HELPER)
             if guidance.step_scale or (guidance.combine is not None and guidance.combine.inputs):
