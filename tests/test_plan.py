@@ -226,3 +226,27 @@ def test_a_name_set_on_some_paths_and_read_in_the_same_stage_is_left_as_the_sour
     encode = block(toy_plan(text), "encode_prompts")
     assert "scale" not in names(encode.inputs) and "scale" not in encode.unbound_outputs
     assert "scale" not in [o.name for o in encode.outputs]
+
+
+def test_a_loop_over_timesteps_that_never_steps_the_scheduler_is_an_ordinary_statement():
+    # ControlNet pipelines compute `controlnet_keep` in a loop over timesteps before denoising
+    text = toy_variant(
+        "        # 4. Prepare latents\n",
+        "        keep = []\n        for i in range(len(timesteps)):\n            keep.append(1.0)\n\n"
+        "        # 4. Prepare latents\n",
+    )
+    text = text.replace("self.scheduler.step(noise_pred, t", "self.scheduler.step(noise_pred * keep[i], t")
+    plan = toy_plan(text)
+    assert [b.key for b in plan.blocks][2:5] == ["prepare_timesteps", "prepare_latents", "denoise"]
+    assert "keep" in [o.name for o in block(plan, "prepare_timesteps").outputs]
+
+
+def test_a_denoising_loop_inside_another_statement_is_refused_naming_it():
+    text = TOY.read_text()
+    start = text.index("        for i, t in enumerate(self.progress_bar(timesteps)):")
+    end = text.index("        # 6. Decode")
+    loop = "".join("    " + line if line.strip() else line for line in text[start:end].splitlines(keepends=True))
+    text = text[:start] + "        for attempt in range(2):\n" + loop + text[end:]
+    with pytest.raises(ConversionError, match="inside `for attempt in range") as error:
+        toy_plan(text)
+    assert error.value.location.line == 111

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import libcst as cst
 import libcst.matchers as m
 
-from .source import SourceModule
+from .source import SourceModule, snippet
 
 KINDS = ("input", "encode", "before_denoise", "denoise", "decode")
 
@@ -114,6 +114,15 @@ class _CalledNames(cst.CSTVisitor):
             self.functions.add(func.value)
 
 
+def _nested_timestep_loop(body: Sequence[cst.BaseStatement]) -> tuple[cst.BaseStatement, cst.For] | None:
+    """(the top-level statement holding it, the loop) for the first loop over timesteps that steps the scheduler."""
+    for statement in body:
+        for loop in m.findall(statement, m.For()):
+            if is_timestep_loop(loop) and _steps_scheduler(loop):
+                return statement, loop
+    return None
+
+
 def _steps_scheduler(statement: cst.CSTNode) -> bool:
     called = _CalledNames()
     statement.visit(called)
@@ -150,6 +159,14 @@ def segment_call(source: SourceModule, body: Sequence[cst.BaseStatement]) -> lis
     stepping = [(g, s) for g, s in loops if _steps_scheduler(s)]
     loops = stepping or loops
     if not loops:
+        nested = _nested_timestep_loop(body)
+        if nested is not None:
+            outer, loop = nested
+            raise source.refuse(
+                loop,
+                f"the denoising loop is not a top-level statement of `__call__`: it sits inside `{snippet(outer, 60)}`"
+                " (an outer loop, a branch, or a `with` that also holds other statements)",
+            )
         raise source.refuse(body[0] if body else source.tree, "no denoising loop over `timesteps` in `__call__`")
     if len(loops) > 1:
         raise source.refuse(loops[1][1], "more than one loop over timesteps in `__call__` (nested or chained loops)")
