@@ -106,3 +106,33 @@ def test_headers_tell_a_hand_edit_from_a_generated_file():
     assert not edited_by_hand(text)
     assert edited_by_hand(text.replace("x = 1", "x = 2"))
     assert read_header("x = 1\n") is None
+
+
+def test_tree_walk_findall_finds_what_libcst_finds_in_the_same_order(sd_source):
+    import libcst.matchers as m
+
+    from modularize.tree_walk import children, findall, walk
+
+    tree = cst.parse_module(sd_source.read_text())
+    significant = (cst.BaseExpression, cst.BaseStatement, cst.BaseSmallStatement, cst.Arg, cst.Param, cst.Decorator)
+    for node in walk(tree):  # the same significant children as LibCST's, in the same order
+        expected = [id(child) for child in node.children if isinstance(child, significant)]
+        assert [id(child) for child in children(node) if isinstance(child, significant)] == expected
+    matchers = [
+        m.Assign(targets=[m.AssignTarget(m.Attribute(value=m.Name("self")))]),
+        m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name())),
+        m.Name("latents") | m.Attribute(attr=m.Name("latents")),  # not a node matcher: every node is tested
+        m.For(),
+        m.IfExp(),  # its fields are not in source order (`body if test else orelse`)
+        m.Arg(keyword=m.Name()),
+        m.SimpleString(value=m.MatchIfTrue(lambda text: "guidance" in text)),
+    ]
+    for matcher in matchers:
+        expected = m.findall(tree, matcher)
+        found = findall(tree, matcher)
+        assert expected and len(found) == len(expected)
+        assert all(a is b for a, b in zip(found, expected, strict=True))
+    # `skip` leaves out a node and everything below it
+    loop = findall(tree, m.For())[0]
+    assert not any(node is loop for node in walk(tree, skip=lambda node: node is loop))
+    assert not any(node is loop.body for node in walk(tree, skip=lambda node: node is loop))

@@ -53,6 +53,7 @@ from .transforms.early_return import EarlyReturnProblem, lower_early_return
 from .transforms.feature_gates import FeatureGate, gate_message, gate_replacements
 from .transforms.guidance import unbatching_replacements
 from .transforms.strip_runtime import find_runtime_plumbing
+from .tree_walk import findall, walk
 
 
 def analyze(source: SourceModule, class_name: str | None = None) -> PipelinePlan:
@@ -217,7 +218,7 @@ def _without_early_returns(
     """Lower early returns after the loop (`else: return Output(images=latents)`) into the outputs they return; the
     stages after one become part of its stage (they run in the other branch now)."""
     first = [s.kind for s in segments].index("denoise") + 1
-    returns = [r for segment in segments[first:] for s in segment.statements for r in m.findall(s, m.Return())]
+    returns = [r for segment in segments[first:] for s in segment.statements for r in findall(s, m.Return())]
     outputs = dict(_output_fields(source, returns)) if returns else {}
     index, handled = first, ()
     while index < len(segments):
@@ -370,17 +371,10 @@ def _per_call_assignments(
 def _per_call_reads(body: Sequence[cst.BaseStatement], skip: set[int]) -> set[str]:
     """Locals of per-call state that kept code reads (through `self._x` or a property over it)."""
     found: set[str] = set()
-
-    class Reads(cst.CSTVisitor):
-        def on_visit(self, node: cst.CSTNode) -> bool:
-            if id(node) in skip or isinstance(node, cst.AssignTarget):
-                return False
-            if m.matches(node, m.Attribute(value=m.Name("self"))):
-                found.add(node.attr.value)
-            return True
-
     for statement in body:
-        statement.visit(Reads())
+        for node in walk(statement, skip=lambda node: id(node) in skip or isinstance(node, cst.AssignTarget)):
+            if isinstance(node, cst.Attribute) and isinstance(node.value, cst.Name) and node.value.value == "self":
+                found.add(node.attr.value)
     return found
 
 

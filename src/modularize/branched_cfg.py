@@ -41,6 +41,7 @@ from .plan import GuidanceField
 from .separate_passes import _model_aliases, _model_call, denoiser_fields, step_scales
 from .source import SourceModule, code
 from .transforms._nodes import conjuncts, same_expression, substitute_names
+from .tree_walk import findall
 
 _COMBINE_GLOBALS = frozenset({"torch", "float", "int", "range", "len", "min", "max", "abs", "list", "zip"})
 # attributes a guider has itself: the combine's inputs must not overwrite them
@@ -245,7 +246,7 @@ def _output_combine(
             raise source.refuse(branch, f"the guidance combine reads `{name}`, a name guiders use themselves")
         bindings.append((name, f"self.{name}"))
         inputs.append((name, name))
-    for attribute in m.findall(cst.Module(body=rest), m.Attribute(value=m.Name("self"), attr=m.Name())):
+    for attribute in findall(cst.Module(body=rest), m.Attribute(value=m.Name("self"), attr=m.Name())):
         name = attribute.attr.value
         local = facts.per_call.get(name)
         if local is None or name in _GUIDER_ATTRIBUTES:
@@ -297,7 +298,7 @@ def _formula(statements: Sequence[cst.BaseStatement], cond: str, uncond: str) ->
             operator=m.Multiply(), right=m.BinaryOperation(left=m.Name(), operator=m.Subtract(), right=m.Name())
         ),
     )
-    for found in m.findall(cst.Module(body=list(statements)), pattern):
+    for found in findall(cst.Module(body=list(statements)), pattern):
         difference = found.right.right
         if found.left.value == difference.left.value:
             return found.right.left, "original"

@@ -18,6 +18,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from .source import SourceModule, base_names, code
+from .tree_walk import findall
 
 SELF = m.Name("self")
 
@@ -166,7 +167,7 @@ def _per_call_state(call: cst.FunctionDef, properties: Mapping[str, cst.Function
     (`self.vae = self.vae.to(latents.dtype)`): they stay members of the pipeline.
     """
     assigned: dict[str, str] = {}
-    for assign in m.findall(call.body, m.Assign(targets=[m.AssignTarget(target=m.Attribute(value=SELF))])):
+    for assign in findall(call.body, m.Assign(targets=[m.AssignTarget(target=m.Attribute(value=SELF))])):
         attribute = assign.targets[0].target.attr.value
         if attribute in init.components or attribute in init.derived:
             continue
@@ -180,7 +181,7 @@ def _per_call_state(call: cst.FunctionDef, properties: Mapping[str, cst.Function
         if m.matches(expression, m.Attribute(value=SELF)) and expression.attr.value in assigned:
             per_call[name] = assigned[expression.attr.value]
             continue
-        reads = {a.attr.value for a in m.findall(expression, m.Attribute(value=SELF))}
+        reads = {a.attr.value for a in findall(expression, m.Attribute(value=SELF))}
         if reads & set(assigned):
             per_call_properties[name] = expression
     return per_call, per_call_properties

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import libcst as cst
 
+from .tree_walk import children, walk
+
 _CONSTANTS = frozenset({"None", "True", "False"})  # LibCST spells these as names
 
 
@@ -92,11 +94,11 @@ class _FlowWalker:
             self.expr(node.target, defined)
             return self.target(node.target, defined), False
         if isinstance(node, (cst.Expr, cst.Assert)):
-            for child in node.children:
+            for child in children(node):
                 self.expr(child, defined)
             return defined, False
         if isinstance(node, (cst.Return, cst.Raise)):
-            for child in node.children:
+            for child in children(node):
                 self.expr(child, defined)
             return defined, True
         if isinstance(node, (cst.Continue, cst.Break)):
@@ -208,18 +210,18 @@ class _FlowWalker:
         elif isinstance(node, (cst.Lambda, cst.ListComp, cst.SetComp, cst.GeneratorExp, cst.DictComp)):
             self.scoped(node, defined)
         else:
-            for child in node.children:
+            for child in children(node):
                 self.expr(child, defined)
 
     def scoped(self, node: cst.CSTNode, defined: frozenset[str]) -> None:
         """Free names of a nested scope (lambda, comprehension, nested def) are reads of the enclosing one."""
         local = _NestedScopeReads()
-        node.visit(local)
+        local.visit(node)
         for name in local.free():
             self._read(name, defined)
 
 
-class _NestedScopeReads(cst.CSTVisitor):
+class _NestedScopeReads:
     """Loads inside a nested scope minus the names that scope binds itself.
 
     Each function is its own scope; a class body's names are not visible in its methods, so what a method reads
@@ -232,6 +234,15 @@ class _NestedScopeReads(cst.CSTVisitor):
         self.is_class = is_class
         self.escaped: dict[str, None] = {}  # free names of a class's methods: not resolved by the class body
 
+    def visit(self, node: cst.CSTNode) -> None:
+        """As a LibCST visitor would (a `visit_<Class>` returning False skips the node's children), without its
+        rebuilding traversal."""
+        handler = getattr(self, f"visit_{type(node).__name__}", None)
+        if handler is not None and handler(node) is False:
+            return
+        for child in children(node):
+            self.visit(child)
+
     def free(self) -> list[str]:
         names = [name for name in self.loads if name not in self.bound]
         return names + [name for name in self.escaped if name not in names]
@@ -239,32 +250,32 @@ class _NestedScopeReads(cst.CSTVisitor):
     def visit_Param(self, node: cst.Param) -> bool:
         self.bound.add(node.name.value)
         if node.default is not None:
-            node.default.visit(self)
+            self.visit(node.default)
         if node.annotation is not None:
-            node.annotation.visit(self)
+            self.visit(node.annotation)
         return False
 
     def visit_CompFor(self, node: cst.CompFor) -> bool:
         self._bind(node.target)
-        node.iter.visit(self)
+        self.visit(node.iter)
         for condition in node.ifs:
-            condition.visit(self)
+            self.visit(condition)
         if node.inner_for_in is not None:
-            node.inner_for_in.visit(self)
+            self.visit(node.inner_for_in)
         return False
 
     def visit_Assign(self, node: cst.Assign) -> bool:
         for target in node.targets:
             self._bind(target.target)
-        node.value.visit(self)
+        self.visit(node.value)
         return False
 
     def visit_Attribute(self, node: cst.Attribute) -> bool:
-        node.value.visit(self)
+        self.visit(node.value)
         return False
 
     def visit_Arg(self, node: cst.Arg) -> bool:
-        node.value.visit(self)
+        self.visit(node.value)
         return False
 
     def visit_Name(self, node: cst.Name) -> bool:
@@ -275,10 +286,10 @@ class _NestedScopeReads(cst.CSTVisitor):
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
         self.bound.add(node.name.value)
         for decorator in node.decorators:
-            decorator.visit(self)
+            self.visit(decorator)
         scope = _NestedScopeReads()
-        node.params.visit(scope)
-        node.body.visit(scope)
+        scope.visit(node.params)
+        scope.visit(node.body)
         target = self.escaped if self.is_class else self.loads
         for name in scope.free():
             target.setdefault(name, None)
@@ -287,9 +298,9 @@ class _NestedScopeReads(cst.CSTVisitor):
     def visit_ClassDef(self, node: cst.ClassDef) -> bool:
         self.bound.add(node.name.value)
         for part in (*node.bases, *node.keywords, *node.decorators):
-            part.visit(self)
+            self.visit(part)
         scope = _NestedScopeReads(is_class=True)
-        node.body.visit(scope)
+        scope.visit(node.body)
         for name in scope.free():
             self.loads.setdefault(name, None)
         return False
@@ -309,8 +320,8 @@ class _NestedScopeReads(cst.CSTVisitor):
     def visit_AnnAssign(self, node: cst.AnnAssign) -> bool:
         self._bind(node.target)
         if node.value is not None:
-            node.value.visit(self)
-        node.annotation.visit(self)
+            self.visit(node.value)
+        self.visit(node.annotation)
         return False
 
     def visit_NamedExpr(self, node: cst.NamedExpr) -> bool:
@@ -346,7 +357,7 @@ class _NestedScopeReads(cst.CSTVisitor):
         elif isinstance(target, cst.StarredElement):
             self._bind(target.value)
         else:
-            target.visit(self)
+            self.visit(target)
 
 
 _PURE_CALLS = frozenset({"int", "float", "bool", "len", "min", "max", "abs", "round", "tuple", "isinstance"})
@@ -363,19 +374,12 @@ def is_plain_assignment(statement: cst.CSTNode) -> bool:
     if not isinstance(assign.targets[0].target, cst.Name):
         return False
 
-    class Effects(cst.CSTVisitor):
-        found = False
-
-        def on_visit(self, node: cst.CSTNode) -> bool:
-            if isinstance(node, cst.Call):
-                self.found = self.found or not (isinstance(node.func, cst.Name) and node.func.value in _PURE_CALLS)
-            elif isinstance(node, (cst.Lambda, cst.Await, cst.Yield, cst.NamedExpr)):
-                self.found = True
-            return not self.found
-
-    effects = Effects()
-    assign.value.visit(effects)
-    return not effects.found
+    for node in walk(assign.value):
+        if isinstance(node, cst.Call) and not (isinstance(node.func, cst.Name) and node.func.value in _PURE_CALLS):
+            return False
+        if isinstance(node, (cst.Lambda, cst.Await, cst.Yield, cst.NamedExpr)):
+            return False
+    return True
 
 
 def without_dead_assignments(

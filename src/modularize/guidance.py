@@ -34,6 +34,7 @@ from .pairing import propagate_pairs
 from .plan import GuidanceField
 from .source import SourceModule, code
 from .transforms._nodes import conjuncts, same_expression
+from .tree_walk import findall, walk
 
 _TORCH_CAT = m.Call(func=m.Attribute(value=m.Name("torch"), attr=m.Name("cat")))
 
@@ -125,7 +126,7 @@ class CfgPattern:
 
 
 def _component_calls(node: cst.CSTNode, facts: ClassFacts) -> list[str]:
-    calls = m.findall(node, m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name())))
+    calls = findall(node, m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name())))
     return [c.func.attr.value for c in calls if c.func.attr.value in facts.init.components]
 
 
@@ -290,7 +291,7 @@ def find_batched_cfg(
 
     expansions, repeated = [], []
     for statement in body[: call_index + 1]:
-        for if_exp in m.findall(statement, m.IfExp()):
+        for if_exp in findall(statement, m.IfExp()):
             if not _is_cfg(if_exp.test, condition):
                 continue
             elements = _cat_elements(if_exp.body)
@@ -301,7 +302,7 @@ def find_batched_cfg(
                 raise source.refuse(if_exp, "a CFG-repeated denoiser input must be assigned on its own line")
             expansions.append(if_exp)
             repeated.append(statement.body[0].targets[0].target.value)
-        for nested in m.findall(statement, m.If()):
+        for nested in findall(statement, m.If()):
             if _contains_cfg(nested.test, condition):
                 raise source.refuse(nested, "CFG-dependent statement inside the loop before the denoiser call")
 
@@ -382,30 +383,30 @@ def _refuse_unrecognized_guidance(
         attr=m.Name(value=m.MatchIfTrue(lambda name: "guidance_scale" in name))
     )
 
-    class Evidence(cst.CSTVisitor):
-        found: cst.CSTNode | None = None
+    def evidence_in(node: cst.CSTNode) -> bool:
+        if m.matches(node, split) or m.matches(node, m.BinaryOperation(left=repeat, operator=m.Multiply())):
+            return True
+        if m.matches(node, m.BinaryOperation(operator=m.Multiply())) and (
+            m.matches(node.left, scale) or m.matches(node.right, scale)
+        ):
+            return True
+        if isinstance(node, (cst.If, cst.IfExp)):
+            tested = findall(node.test, m.Attribute(value=m.Name("self"), attr=m.Name()))
+            return any(attribute.attr.value in per_call for attribute in tested)
+        return False
 
-        def on_visit(self, node: cst.CSTNode) -> bool:
-            if self.found is not None or id(node) in dropped:
-                return False
-            if m.matches(node, split) or m.matches(node, m.BinaryOperation(left=repeat, operator=m.Multiply())):
-                self.found = node
-            elif m.matches(node, m.BinaryOperation(operator=m.Multiply())) and (
-                m.matches(node.left, scale) or m.matches(node.right, scale)
-            ):
-                self.found = node
-            elif isinstance(node, (cst.If, cst.IfExp)):
-                tested = m.findall(node.test, m.Attribute(value=m.Name("self"), attr=m.Name()))
-                if any(attribute.attr.value in per_call for attribute in tested):
-                    self.found = node
-            return self.found is None
-
-    evidence = Evidence()
-    for statement in body:
-        statement.visit(evidence)
-    if evidence.found is not None:
+    found = next(
+        (
+            node
+            for statement in body
+            for node in walk(statement, skip=lambda node: id(node) in dropped)
+            if isinstance(node, (cst.Call, cst.BinaryOperation, cst.If, cst.IfExp)) and evidence_in(node)
+        ),
+        None,
+    )
+    if found is not None:
         raise source.refuse(
-            evidence.found,
+            found,
             "guidance this converter does not recognize (a split or repeated batch, a guidance scale, or a branch on "
             "per-call state inside the loop); converting it without a guider would silently change the output",
         )
@@ -450,7 +451,7 @@ def _derived_from_repeated(
     tainted = set(repeated)
     found = []
     for statement in statements:
-        for line in m.findall(statement, m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())])])):
+        for line in findall(statement, m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())])])):
             target = line.body[0].targets[0].target.value
             if target not in tainted and set(names_read(line.body[0].value)) & tainted:
                 tainted.add(target)
@@ -472,7 +473,7 @@ def _gated_extras(
     for statement in extras:
         if isinstance(statement, cst.If) and statement.orelse is None:
             inputs = [n for n in names_read(statement.test) if n in {p.name for p in facts.call_parameters}]
-            calls = [c for c in m.findall(statement.body, m.Call(func=m.Attribute(value=m.Name("self"))))]
+            calls = [c for c in findall(statement.body, m.Call(func=m.Attribute(value=m.Name("self"))))]
             if inputs and any(c.func.attr.value in facts.init.components for c in calls):
                 names = " / ".join(f"`{n}`" for n in inputs)
                 message = (
@@ -613,11 +614,11 @@ def _concatenations_under(helper: cst.FunctionDef, flag: str) -> set[str]:
     """How the helper concatenates when the flag is set: {"pairs"}, {"repeats"}, both or neither."""
     kinds = set()
     guarded: list[cst.CSTNode] = []
-    for branch in m.findall(helper.body, m.If() | m.IfExp()):
+    for branch in findall(helper.body, m.If() | m.IfExp()):
         if any(m.matches(part, m.Name(flag)) for part in conjuncts(branch.test)):
             guarded.append(branch.body)
     for node in guarded:
-        for cat in m.findall(node, _TORCH_CAT) if not m.matches(node, _TORCH_CAT) else [node]:
+        for cat in findall(node, _TORCH_CAT) if not m.matches(node, _TORCH_CAT) else [node]:
             elements = _cat_elements(cat)
             if elements is None:
                 continue  # not along the batch (`dim=-2` joins sequences): not CFG batching
@@ -656,7 +657,7 @@ def _unrepeats(
     for statement in body:
         if id(statement) in handled or id(statement) in dropped:
             continue
-        for branch in m.findall(statement, m.If()):
+        for branch in findall(statement, m.If()):
             if not _contains_cfg(branch.test, condition):
                 continue
             taken = _unrepeat_else(branch, repeated)
@@ -695,7 +696,7 @@ def condition_text(expression: cst.BaseExpression, per_call: Mapping[str, str]) 
     from .transforms._nodes import replace_nodes
 
     replacements = {}
-    for attribute in m.findall(expression, m.Attribute(value=m.Name("self"))):
+    for attribute in findall(expression, m.Attribute(value=m.Name("self"))):
         local = per_call.get(attribute.attr.value)
         if local is not None:
             replacements[attribute] = cst.Name(local)

@@ -56,6 +56,7 @@ from .dataflow import flow_of, names_read
 from .segment import Segment
 from .source import SourceModule
 from .transforms._nodes import replace_nodes
+from .tree_walk import findall, walk
 
 ENCODER_KEY = "vae_encoder"
 IMAGE_LATENTS = "image_latents"
@@ -148,16 +149,12 @@ def _self_calls(node: cst.CSTNode) -> Counter[str]:
     """How often a node calls what on `self` (helper names, and `vae.encode`); attributes it only reads count 0.
     One plain walk: matchers are slow here, and every method of the class is walked."""
     found: Counter[str] = Counter()
-
-    class Calls(cst.CSTVisitor):
-        def visit_Attribute(self, attribute: cst.Attribute) -> None:
-            if isinstance(attribute.value, cst.Name) and attribute.value.value == "self":
-                found[attribute.attr.value] += 0  # read, not called (per-call state is read like this)
-
-        def visit_Call(self, call: cst.Call) -> None:
-            func = call.func
-            if not isinstance(func, cst.Attribute):
-                return
+    for child in walk(node):
+        if isinstance(child, cst.Attribute):
+            if isinstance(child.value, cst.Name) and child.value.value == "self":
+                found[child.attr.value] += 0  # read, not called (per-call state is read like this)
+        elif isinstance(child, cst.Call) and isinstance(child.func, cst.Attribute):
+            func = child.func
             owner = func.value
             if isinstance(owner, cst.Name) and owner.value == "self":
                 found[func.attr.value] += 1
@@ -169,8 +166,6 @@ def _self_calls(node: cst.CSTNode) -> Counter[str]:
                 and owner.value.value == "self"
             ):
                 found["vae.encode"] += 1
-
-    node.visit(Calls())
     return found
 
 
@@ -190,7 +185,7 @@ def _first_encode(statement: cst.BaseStatement, encoding: set[str]) -> _Site | s
         return "the image is VAE-encoded in `__call__` itself, not in a helper"
     if encoding.isdisjoint(called):
         return None
-    calls = [c for c in m.findall(statement, m.Call(func=m.Attribute(value=_SELF, attr=m.Name()))) if _helper(c)]
+    calls = [c for c in findall(statement, m.Call(func=m.Attribute(value=_SELF, attr=m.Name()))) if _helper(c)]
     call = next(c for c in calls if _helper(c) in encoding)
     guards: list[cst.If] = []
     node: cst.BaseStatement = statement
@@ -207,16 +202,7 @@ def _first_encode(statement: cst.BaseStatement, encoding: set[str]) -> _Site | s
 
 
 def _inside(node: cst.CSTNode, target: cst.CSTNode) -> bool:
-    found = False
-
-    class Find(cst.CSTVisitor):
-        def on_visit(self, visited: cst.CSTNode) -> bool:
-            nonlocal found
-            found = found or visited is target
-            return not found
-
-    node.visit(Find())
-    return found
+    return any(child is target for child in walk(node))
 
 
 def _helper(call: cst.Call) -> str:
@@ -382,10 +368,10 @@ def _pure(node: cst.CSTNode) -> bool:
         targets = [t.target for s in node.body for t in (s.targets if isinstance(s, cst.Assign) else [s])]
         if not all(isinstance(t, cst.Name) or m.matches(t, m.Tuple()) for t in targets):
             return False
-    for called in m.findall(node, m.Call()):
+    for called in findall(node, m.Call()):
         if not (isinstance(called.func, cst.Name) and called.func.value in _PURE_BUILTINS):
             return False
-    return not m.findall(node, m.Lambda() | m.Await() | m.Yield() | m.NamedExpr())
+    return not findall(node, m.Lambda() | m.Await() | m.Yield() | m.NamedExpr())
 
 
 def _parameter_names(function: cst.FunctionDef) -> list[str]:

@@ -26,6 +26,7 @@ from .segment import Segment
 from .source import SourceModule, code, snippet
 from .transforms._nodes import replace_nodes
 from .transforms.guidance import guider_denoise
+from .tree_walk import findall
 
 _PROGRESS_UPDATE = m.Call(func=m.Attribute(value=m.Name("progress_bar"), attr=m.Name("update")))
 _STEP_KEYS = ("before_denoiser", "denoiser", "after_denoiser")
@@ -153,14 +154,14 @@ def split_loop(context: Context, segment: Segment, loop: cst.For, cfg: CfgPatter
     source = context.source
     targets = tuple(names_read(loop.target))
     body = list(loop.body.body)
-    progress = [s for s in body if m.findall(s, _PROGRESS_UPDATE)]
+    progress = [s for s in body if findall(s, _PROGRESS_UPDATE)]
     denoiser_name = cfg.denoiser if cfg else _lone_denoiser(context, loop)
     if cfg is not None:
         call_statement = cfg.call_statement
         last = max(body.index(s) for s in cfg.guidance_statements)
     else:
         call_statement = next(
-            s for s in body if m.findall(s, m.Call(func=m.Attribute(m.Name("self"), m.Name(denoiser_name))))
+            s for s in body if findall(s, m.Call(func=m.Attribute(m.Name("self"), m.Name(denoiser_name))))
         )
         last = body.index(call_statement)
     call_index = body.index(call_statement)
@@ -219,7 +220,7 @@ def _loop_sequence(loop: cst.For) -> cst.BaseExpression:
 
 
 def _lone_denoiser(context: Context, loop: cst.For) -> str:
-    calls = m.findall(loop.body, m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name())))
+    calls = findall(loop.body, m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name())))
     names = [c.func.attr.value for c in calls if c.func.attr.value in context.facts.init.components]
     names = list(dict.fromkeys(n for n in names if n != "scheduler"))
     if len(names) != 1:

@@ -17,6 +17,8 @@ from collections.abc import Iterable, Sequence
 import libcst as cst
 import libcst.matchers as m
 
+from .tree_walk import walk
+
 _INDEXED = (cst.If, cst.IfExp, cst.Call, cst.Assign, cst.SimpleStatementLine, cst.Attribute)
 
 
@@ -26,7 +28,9 @@ class NodeIndex:
         self._nodes: dict[type, list[tuple[int, cst.CSTNode]]] = {kind: [] for kind in _INDEXED}
         self._position: dict[int, int] = {}
         for position, statement in enumerate(self.statements):
-            statement.visit(_Collector(self, position))
+            for node in walk(statement):
+                if isinstance(node, _INDEXED):
+                    self._add(position, node)
 
     def _add(self, position: int, node: cst.CSTNode) -> None:
         self._position[id(node)] = position
@@ -50,15 +54,3 @@ class NodeIndex:
 
     def statement_of(self, node: cst.CSTNode) -> cst.CSTNode:
         return self.statements[self._position[id(node)]]
-
-
-class _Collector(cst.CSTVisitor):
-    def __init__(self, index: NodeIndex, position: int):
-        super().__init__()
-        self._index = index
-        self._position = position
-
-    def on_visit(self, node: cst.CSTNode) -> bool:
-        if isinstance(node, _INDEXED):
-            self._index._add(self._position, node)
-        return True

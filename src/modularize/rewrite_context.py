@@ -24,6 +24,7 @@ from .transforms._nodes import Replacement, rewrite_statements
 from .transforms.helpers import as_static_helper
 from .transforms.self_to_components import self_to_components
 from .transforms.strip_runtime import without_callbacks
+from .tree_walk import findall
 
 # Members a ModularPipeline provides itself; `self.<x>` of these are `components.<x>` without further ado.
 MODULAR_PIPELINE_MEMBERS = ("_execution_device", "device", "dtype", "components", "config")
@@ -136,7 +137,7 @@ def helpers_and_components(context: Context, used: dict[str, dict[str, None]], o
         pending += [h for h in helper_used.get("helper", {}) if h not in helpers]
     for name in derived_closure(facts, derived):
         expression = facts.init.derived[name]
-        for attribute in m.findall(expression, m.Attribute(value=m.Name("self"), attr=m.Name())):
+        for attribute in findall(expression, m.Attribute(value=m.Name("self"), attr=m.Name())):
             if attribute.attr.value in facts.init.components:
                 components.setdefault(attribute.attr.value, None)
         for parameter in names_read(expression):
@@ -163,7 +164,7 @@ def derived_closure(facts: ClassFacts, names: dict[str, None]) -> list[str]:
             continue
         result.append(name)
         expression = facts.init.derived[name]
-        for attribute in m.findall(expression, m.Attribute(value=m.Name("self"), attr=m.Name())):
+        for attribute in findall(expression, m.Attribute(value=m.Name("self"), attr=m.Name())):
             if attribute.attr.value in facts.init.derived:
                 pending.append(attribute.attr.value)
     return [n for n in facts.init.derived if n in result]

@@ -22,6 +22,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from .source import SourceModule, snippet
+from .tree_walk import findall, walk
 
 KINDS = ("input", "encode", "before_denoise", "denoise", "decode")
 
@@ -95,43 +96,41 @@ def find_timestep_loop(statement: cst.CSTNode) -> cst.For | None:
     return node if is_timestep_loop(node) else None
 
 
-class _CalledNames(cst.CSTVisitor):
+class _CalledNames:
     """What a statement calls, by the last name of the callee (`self.encode_prompt(...)` -> `encode_prompt`)."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, statement: cst.CSTNode) -> None:
         self.own: set[str] = set()  # `self.<name>(...)`
         self.attributes: set[str] = set()  # `<anything>.<name>(...)`
         self.functions: set[str] = set()  # `<name>(...)`
-
-    def visit_Call(self, node: cst.Call) -> None:
-        func = node.func
-        if isinstance(func, cst.Attribute):
-            self.attributes.add(func.attr.value)
-            if m.matches(func.value, m.Name("self")):
-                self.own.add(func.attr.value)
-        elif isinstance(func, cst.Name):
-            self.functions.add(func.value)
+        for node in walk(statement):
+            if not isinstance(node, cst.Call):
+                continue
+            func = node.func
+            if isinstance(func, cst.Attribute):
+                self.attributes.add(func.attr.value)
+                if isinstance(func.value, cst.Name) and func.value.value == "self":
+                    self.own.add(func.attr.value)
+            elif isinstance(func, cst.Name):
+                self.functions.add(func.value)
 
 
 def _nested_timestep_loop(body: Sequence[cst.BaseStatement]) -> tuple[cst.BaseStatement, cst.For] | None:
     """(the top-level statement holding it, the loop) for the first loop over timesteps that steps the scheduler."""
     for statement in body:
-        for loop in m.findall(statement, m.For()):
+        for loop in findall(statement, m.For()):
             if is_timestep_loop(loop) and _steps_scheduler(loop):
                 return statement, loop
     return None
 
 
 def _steps_scheduler(statement: cst.CSTNode) -> bool:
-    called = _CalledNames()
-    statement.visit(called)
+    called = _CalledNames(statement)
     return "step" in called.attributes
 
 
 def _anchor_kind(statement: cst.CSTNode) -> str | None:
-    called = _CalledNames()
-    statement.visit(called)
+    called = _CalledNames(statement)
     if "encode_prompt" in called.own:
         return "encode"
     if "retrieve_timesteps" in called.functions or "set_timesteps" in called.attributes:

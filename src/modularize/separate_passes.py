@@ -30,6 +30,7 @@ from .guidance import CfgPattern, CustomCombine, _condition
 from .plan import GuidanceField
 from .source import SourceModule, code, snippet
 from .transforms._nodes import same_expression, substitute_names
+from .tree_walk import findall
 
 _ASSIGNED = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())])])
 # names a verbatim combine may read besides the predictions and the scale
@@ -106,7 +107,7 @@ def _model_aliases(facts: ClassFacts, body: Sequence[cst.BaseStatement]) -> dict
     `current_model = self.transformer_2` in the other -> {"current_model": ("transformer", "transformer_2")}."""
     values: dict[str, list[cst.BaseExpression]] = {}
     for statement in body:
-        for assign in m.findall(statement, m.Assign(targets=[m.AssignTarget(m.Name())])):
+        for assign in findall(statement, m.Assign(targets=[m.AssignTarget(m.Name())])):
             values.setdefault(assign.targets[0].target.value, []).append(assign.value)
     aliases = {}
     for name, assigned in values.items():
@@ -144,10 +145,10 @@ def _model_call(
         return None
     calls = [
         c
-        for c in m.findall(node, m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name())))
+        for c in findall(node, m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name())))
         if c.func.attr.value in facts.init.components and c.func.attr.value != "scheduler"
     ]
-    calls += [c for c in m.findall(node, m.Call(func=m.Name())) if c.func.value in aliases]
+    calls += [c for c in findall(node, m.Call(func=m.Name())) if c.func.value in aliases]
     if len(calls) != 1 or (owner is not None and not same_expression(owner, calls[0].func)):
         return None
     output = node.body[0].targets[0].target.value
@@ -247,7 +248,7 @@ def step_scales(facts: ClassFacts, before: Sequence[cst.BaseStatement], scale: c
         return ()
     pattern = m.Assign(targets=[m.AssignTarget(m.Name(scale.value))])
     taken: list[str] = []
-    for value in (a.value for statement in before for a in m.findall(statement, pattern)):
+    for value in (a.value for statement in before for a in findall(statement, pattern)):
         if isinstance(value, (cst.Float, cst.Integer)):
             continue
         if m.matches(value, m.Attribute(value=m.Name("self"), attr=m.Name())):
@@ -325,7 +326,7 @@ def _custom_combine(
         raise source.refuse(scale, "a guidance scale a guider subclass cannot read (a name or `self.guidance_scale`)")
     flow = flow_of(list(statements), bound=[name for name, _ in bindings])
     foreign = [f"`{n}`" for n in flow.reads if n not in _COMBINE_GLOBALS]
-    attributes = m.findall(cst.Module(body=list(statements)), m.Attribute(value=m.Name("self")))
+    attributes = findall(cst.Module(body=list(statements)), m.Attribute(value=m.Name("self")))
     foreign += [f"`self.{a.attr.value}`" for a in attributes if a.attr.value != "guidance_scale"]
     if foreign:
         reads = ", ".join(dict.fromkeys(foreign))

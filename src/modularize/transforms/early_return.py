@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import libcst as cst
 import libcst.matchers as m
 
+from ..tree_walk import findall
 from ._nodes import same_expression
 
 
@@ -82,7 +83,7 @@ def lower_early_return(
     fields = list(outputs)
     for index, statement in enumerate(statements):
         early = [
-            r for r in m.findall(statement, m.Return()) if is_early(r, outputs) and not any(r is h for h in handled)
+            r for r in findall(statement, m.Return()) if is_early(r, outputs) and not any(r is h for h in handled)
         ]
         if not early:
             continue
@@ -103,7 +104,7 @@ def lower_early_return(
             if other is node:
                 continue
             other_values = returned_values(other, fields)
-            inside = any(found is other for found in m.findall(block, m.Return()))
+            inside = any(found is other for found in findall(block, m.Return()))
             same = other_values is not None and other_values.keys() == values.keys()
             if not (inside and same and all(same_expression(other_values[f], values[f]) for f in values)):
                 return EarlyReturnProblem(other, "an early `return` of other values than the branch it is in")

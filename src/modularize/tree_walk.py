@@ -1,0 +1,70 @@
+"""Read-only walks over LibCST trees, at a fraction of the cost of LibCST's own.
+
+LibCST's visitors, and `matchers.findall` built on them, go through `_visit_and_replace_children` at every node:
+they rebuild their way down the tree even when nothing is replaced. Walking the nodes' own fields reaches the same
+nodes in the same (pre-)order about three times faster, and the analysis does little else than look for things:
+
+    findall(function.body, m.Assign(targets=[m.AssignTarget(m.Attribute(value=m.Name("self")))]))
+    # -> the same list, in the same order, as `libcst.matchers.findall` with that matcher
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+
+import libcst as cst
+import libcst.matchers as m
+
+# Node classes whose dataclass fields are not in source order: these fields first, in this order (whitespace and
+# punctuation fields follow the significant ones in every class; nothing here depends on their order)
+_SOURCE_ORDER: dict[type, tuple[str, ...]] = {
+    cst.Arg: ("star", "keyword", "value"),
+    cst.IfExp: ("body", "test", "orelse"),
+    cst.FunctionDef: ("decorators", "asynchronous", "name", "type_parameters", "params", "returns", "body"),
+    cst.ClassDef: ("decorators", "name", "type_parameters", "bases", "keywords", "body"),
+    cst.ExceptHandler: ("type", "name", "body"),
+    cst.Parameters: ("posonly_params", "posonly_ind", "params", "star_arg", "kwonly_params", "star_kwarg"),
+}
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    names = _FIELDS.get(cls)
+    if names is None:
+        first = _SOURCE_ORDER.get(cls, ())
+        names = _FIELDS[cls] = first + tuple(f.name for f in dataclasses.fields(cls) if f.name not in first)
+    return names
+
+
+def children(node: cst.CSTNode) -> list[cst.CSTNode]:
+    """`node.children` without LibCST's visit: the significant ones in source order."""
+    found: list[cst.CSTNode] = []
+    for name in _field_names(type(node)):
+        value = getattr(node, name)
+        if isinstance(value, cst.CSTNode):
+            found.append(value)
+        elif isinstance(value, (tuple, list)):
+            found.extend(item for item in value if isinstance(item, cst.CSTNode))
+    return found
+
+
+def walk(node: cst.CSTNode, skip: Callable[[cst.CSTNode], bool] | None = None) -> Iterator[cst.CSTNode]:
+    """`node` and every node below it, parents before children, children in source order; a node `skip` is true
+    for is left out with everything below it."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if skip is not None and skip(current):
+            continue
+        yield current
+        stack.extend(reversed(children(current)))
+
+
+def findall(node: cst.CSTNode, matcher: m.BaseMatcherNode) -> list[cst.CSTNode]:
+    """Every node below (and including) `node` that `matcher` matches, as `libcst.matchers.findall` finds them."""
+    # a node matcher (`m.Call(...)`) only matches its own node class: test the class before the matcher
+    node_class = getattr(cst, type(matcher).__name__, None)
+    if isinstance(node_class, type) and issubclass(node_class, cst.CSTNode):
+        return [found for found in walk(node) if isinstance(found, node_class) and m.matches(found, matcher)]
+    return [found for found in walk(node) if m.matches(found, matcher)]
