@@ -213,19 +213,25 @@ def test_exact_mode_makes_one_model_call_per_guider_batch(sd_package):
     assert TOY.exists()
 
 
+SD_SCALES = (7.5, 1.0)  # (the default guidance scale, one that turns CFG off)
+
+
 @pytest.mark.parametrize(
-    ("source", "strengths"),
+    ("source", "strengths", "scales"),
     [
-        ("pipelines/stable_diffusion/pipeline_stable_diffusion_img2img.py", {0.5, 0.9}),
-        ("pipelines/stable_diffusion/pipeline_stable_diffusion_inpaint.py", {0.75, 1.0}),
+        ("pipelines/stable_diffusion/pipeline_stable_diffusion_img2img.py", {0.5, 0.9}, SD_SCALES),
+        ("pipelines/stable_diffusion/pipeline_stable_diffusion_inpaint.py", {0.75, 1.0}, SD_SCALES),
         # the same mechanisms (the `vae_encoder` split, early returns after the loop) on the other families
-        ("pipelines/stable_diffusion_xl/pipeline_stable_diffusion_xl_img2img.py", {0.5, 0.9}),
-        ("pipelines/stable_diffusion_xl/pipeline_stable_diffusion_xl_inpaint.py", {0.75, 1.0}),
-        ("pipelines/stable_diffusion_3/pipeline_stable_diffusion_3_img2img.py", {0.6, 0.9}),
-        ("pipelines/stable_diffusion_3/pipeline_stable_diffusion_3_inpaint.py", {0.75, 1.0}),
+        ("pipelines/stable_diffusion_xl/pipeline_stable_diffusion_xl_img2img.py", {0.5, 0.9}, SD_SCALES),
+        ("pipelines/stable_diffusion_xl/pipeline_stable_diffusion_xl_inpaint.py", {0.75, 1.0}, SD_SCALES),
+        ("pipelines/stable_diffusion_3/pipeline_stable_diffusion_3_img2img.py", {0.6, 0.9}, SD_SCALES),
+        ("pipelines/stable_diffusion_3/pipeline_stable_diffusion_3_inpaint.py", {0.75, 1.0}, SD_SCALES),
+        # branched CFG with a model output object (no `return_dict=False`): the merged call's output is split too
+        ("pipelines/z_image/pipeline_z_image_img2img.py", {0.6, 0.9, 1.0}, (5.0, 0.0)),
+        ("pipelines/z_image/pipeline_z_image_inpaint.py", {0.6, 0.9, 1.0}, (5.0, 0.0)),
     ],
 )
-def test_image_to_image_and_inpainting_are_bitwise_equal(tmp_path, source, strengths):
+def test_image_to_image_and_inpainting_are_bitwise_equal(tmp_path, source, strengths, scales):
     from modularize.source_file import installed_diffusers_file
 
     package = tmp_path / "package"
@@ -237,7 +243,7 @@ def test_image_to_image_and_inpainting_are_bitwise_equal(tmp_path, source, stren
     assert "vae_encoder" in blocks().sub_blocks  # the encode is its own block, so latents can be fed instead
     covered = {c.inputs.get("strength") for c in report.cases}
     assert strengths <= covered
-    assert {c.inputs.get("guidance_scale", 7.5) for c in report.cases} >= {1.0, 7.5}
+    assert {c.inputs.get("guidance_scale", scales[0]) for c in report.cases} >= set(scales)
     assert {c.inputs["output_type"] for c in report.cases} == {"np", "latent"}
     assert any(c.inputs.get("num_images_per_prompt") == 2 for c in report.cases)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .tiny_parts import FLOW_VAE, TinySetup, clip_text_config, seeded, tiny_image, tiny_t5, tiny_vae
+from .tiny_parts import FLOW_VAE, TinySetup, clip_text_config, seeded, tiny_image, tiny_mask, tiny_t5, tiny_vae
 from .tokenizers import tiny_clip_tokenizer, tiny_qwen2_tokenizer, tiny_t5_tokenizer
 
 _TWO_PROMPTS = ["a photo of a cat", "the dog and the moon"]
@@ -364,7 +364,33 @@ Z_IMAGE = TinySetup(
     ),
 )
 
+
+def _z_image_with_image(mask: bool) -> TinySetup:
+    """Z-Image image-to-image / inpainting: the text-to-image components, an input image (and mask), two strengths,
+    CFG off and on, prompts and images per prompt, latent output."""
+
+    def inputs() -> dict[str, Any]:
+        image = {"image": tiny_image(), "strength": 0.6, "num_inference_steps": 3}
+        return {**Z_IMAGE.inputs(), **image, **({"mask_image": tiny_mask()} if mask else {})}
+
+    return TinySetup(
+        components=lambda: z_image_components(seed=12 if mask else 11),
+        inputs=inputs,
+        cases=(
+            ("default", {}),
+            ("cfg_off", {"guidance_scale": 0.0}),
+            ("strength_0.9_negative", {"strength": 0.9, "negative_prompt": "blurry"}),
+            ("two_prompts_negatives", {"prompt": _TWO_PROMPTS, "negative_prompt": _TWO_NEGATIVES}),
+            ("two_images_per_prompt_latent", {"num_images_per_prompt": 2, "output_type": "latent"}),
+            ("truncation_normalization", {"cfg_truncation": 0.5, "cfg_normalization": True}),
+            ("cfg_off_latent_strength_1", {"guidance_scale": 0.0, "output_type": "latent", "strength": 1.0}),
+        ),
+    )
+
+
 FLOW_SETUPS: dict[str, TinySetup] = {
+    "ZImageImg2ImgPipeline": _z_image_with_image(mask=False),
+    "ZImageInpaintPipeline": _z_image_with_image(mask=True),
     "FluxKontextPipeline": FLUX_KONTEXT,
     "ZImagePipeline": Z_IMAGE,
     "WanPipeline": WAN,

@@ -381,7 +381,8 @@ def run_denoiser_calls(guider, model, calls, order, merge=True):
 
 
 def _shares(output, count):
-    """`count` equal shares of a merged call's output along the batch (tuples element by element), or None."""
+    """`count` equal shares of a merged call's output along the batch (tuples and model outputs element by element),
+    or None."""
     if isinstance(output, torch.Tensor) and output.shape[0] % count == 0:
         return list(output.chunk(count))
     if isinstance(output, list) and len(output) % count == 0:
@@ -392,5 +393,10 @@ def _shares(output, count):
         if any(part is None for part in parts):
             return None
         return [tuple(part[index] for part in parts) for index in range(count)]
+    if isinstance(output, dict):  # a model output (`Transformer2DModelOutput`, a dict too) field by field
+        parts = {key: _shares(value, count) for key, value in output.items()}
+        if any(part is None for part in parts.values()):
+            return None
+        return [type(output)(**{key: part[index] for key, part in parts.items()}) for index in range(count)]
     return None
 '''
