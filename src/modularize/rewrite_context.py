@@ -41,6 +41,8 @@ RESERVED_NAMES = frozenset(
         "guider_state",
         "guider_state_batch",
         "guider_batches",
+        "denoiser_calls",
+        "denoiser_output",
         "progress_bar",
     }
 )
