@@ -123,8 +123,9 @@ def guider_denoise(
 def _per_batch(
     cfg: CfgPattern, fields: tuple[GuidanceField, ...], inputs: str, step: str, timestep: str, num_steps: str
 ) -> list[cst.BaseStatement]:
-    """One denoiser call per guider batch, never merged: "separate" sources called the denoiser once per condition
-    already; "branched" ones wrote the per-condition inputs out in their `else` branch, which each batch runs.
+    """Guider batches that prepare their own inputs: "separate" sources called the denoiser once per condition
+    (one call per batch, never merged); "branched" ones wrote the per-condition inputs out in their `else` branch,
+    which each batch runs before its arguments join the source's one call (`_merged_calls`).
 
     `cache_context("cond")` becomes the batch's own label. A scale the source picks per step, and what a custom
     combine reads besides the predictions, are set on the guider for the step (`guider_attributes`).
