@@ -103,3 +103,10 @@ def test_a_nested_function_sees_the_enclosing_functions_locals():
         )
     )
     assert result.reads == ("offset",)
+
+
+def test_a_function_reads_its_annotations_and_decorators_where_it_is_defined():
+    (function,) = parse_statements(
+        "@cache\ndef f(x: Tensor, y=DEFAULT) -> list[dict[str, Any]]:\n    z: Local = x\n    return z\n"
+    )
+    assert set(names_read(function)) == {"cache", "Tensor", "DEFAULT", "list", "dict", "str", "Any", "Local"}

@@ -39,7 +39,7 @@ from .plan import (
     Param,
     PipelinePlan,
 )
-from .rewrite_context import RESERVED_NAMES, Context, Rewritten, call_body, helpers_and_components, merged_usage
+from .rewrite_context import BLOCK_NAMES, Context, Rewritten, call_body, helpers_and_components, merged_usage
 from .segment import Segment, find_timestep_loop, label_title, segment_call
 from .separate_passes import find_separate_cfg
 from .source import SourceModule, code, find_pipeline_class, snippet
@@ -72,7 +72,6 @@ def analyze(source: SourceModule, class_name: str | None = None) -> PipelinePlan
     _note_image_encode(context, split)
     loop = find_timestep_loop(denoise.loop)
 
-    _check_reserved_names(source, facts, body)
     drops, returns = find_runtime_plumbing(body)
     for drop in drops:
         context.replacements[drop.node] = cst.RemoveFromParent()
@@ -86,6 +85,9 @@ def analyze(source: SourceModule, class_name: str | None = None) -> PipelinePlan
         cfg = find_branched_cfg(source, facts, body, loop, dropped)
     if cfg is None:
         cfg = find_batched_cfg(source, facts, body, denoise.loop, loop, dropped, index)
+    if cfg is None:
+        context.reserved_names = BLOCK_NAMES
+    _check_reserved_names(source, facts, body, context.reserved_names)
     if cfg is not None:
         context.condition_name = cfg.condition_name
         context.replacements.update(unbatching_replacements(cfg))
@@ -116,7 +118,7 @@ def analyze(source: SourceModule, class_name: str | None = None) -> PipelinePlan
     for _, result in rewritten:
         variables |= set(flow_of(result.body).writes)
     variables |= loop_parts.writes
-    variables -= RESERVED_NAMES
+    variables -= context.reserved_names
 
     flows = _flows(rewritten, loop_parts, variables)
     # plain assignments nothing reads any more (they fed CFG code the guider replaced) go, then flows again
@@ -261,9 +263,11 @@ def _reaching_reads(written: Sequence[str], later: Sequence[Flow]) -> set[str]:
     return reached
 
 
-def _check_reserved_names(source: SourceModule, facts, body: Sequence[cst.BaseStatement]) -> None:
+def _check_reserved_names(
+    source: SourceModule, facts, body: Sequence[cst.BaseStatement], reserved: frozenset[str]
+) -> None:
     """Generated blocks bind `components`, `state`, `block_state`, ...; a source variable of that name would clash."""
-    clashing = RESERVED_NAMES - {"self", "progress_bar"}
+    clashing = reserved - {"self", "progress_bar"}
     for parameter in facts.call_parameters:
         if parameter.name in clashing:
             raise source.refuse(facts.call, f"`__call__` has an argument named `{parameter.name}`, a name blocks use")

@@ -40,6 +40,19 @@ class InitFacts:
     adaptation: tuple[cst.BaseStatement, ...]  # every other statement: side effects on the components
     node: cst.FunctionDef | None
 
+    @property
+    def models(self) -> tuple[str, ...]:
+        """Components a loop may call as its denoiser: not the scheduler, not a guider (a pipeline that runs its
+        own guider, `guider: ClassifierFreeGuidance`, calls it to combine predictions)."""
+        annotations = {p.name: p.annotation or "" for p in self.parameters}
+        return tuple(
+            name
+            for name in self.components
+            if name != "scheduler"
+            and not name.endswith("guider")
+            and not any(word in annotations.get(name, "") for word in ("Guidance", "Guider"))
+        )
+
 
 @dataclass(frozen=True)
 class ClassFacts:

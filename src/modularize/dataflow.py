@@ -287,6 +287,8 @@ class _NestedScopeReads:
         self.bound.add(node.name.value)
         for decorator in node.decorators:
             self.visit(decorator)
+        if node.returns is not None:  # evaluated where the function is defined, like its decorators
+            self.visit(node.returns)
         scope = _NestedScopeReads()
         scope.visit(node.params)
         scope.visit(node.body)

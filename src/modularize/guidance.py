@@ -234,7 +234,7 @@ def find_batched_cfg(
     before_loop, after_loop = top_level[:loop_position], top_level[loop_position + 1 :]
     body = [s for s in loop.body.body if id(s) not in dropped]
     denoiser_calls = [(index, name) for index, s in enumerate(body) for name in _component_calls(s, facts)]
-    denoiser_calls = [(i, n) for i, n in denoiser_calls if n != "scheduler"]
+    denoiser_calls = [(i, n) for i, n in denoiser_calls if n in facts.init.models]
     chunk_index = next((i for i, s in enumerate(body) if isinstance(s, cst.If) and _chunk_in(s)), None)
     if chunk_index is None:
         if len(denoiser_calls) > 1:

@@ -21,7 +21,7 @@ import libcst.matchers as m
 from .dataflow import Flow, flow_of, names_read, without_dead_assignments
 from .guidance import CfgPattern
 from .plan import GuidanceField, LoopPlan, LoopStepPlan, Output, Param
-from .rewrite_context import RESERVED_NAMES, Context, Rewritten, helpers_and_components
+from .rewrite_context import Context, Rewritten, helpers_and_components
 from .segment import Segment
 from .source import SourceModule, code, snippet
 from .transforms._nodes import replace_nodes
@@ -55,7 +55,7 @@ class LoopParts:
         names = set(flow_of(self.wrapper.body).writes)
         for flow in self._step_flows(None):
             names |= set(flow.writes)
-        return names - RESERVED_NAMES
+        return names - self.context.reserved_names
 
     def _step_flows(self, variables: set[str] | None) -> list[Flow]:
         """Def-use of each step. The denoiser rebinds guider fields per batch (`prompt_embeds = batch.prompt_embeds`):
@@ -64,7 +64,7 @@ class LoopParts:
         for step, extra, local in zip(self.steps, self.step_extra_reads, self.step_local_writes, strict=True):
             flow = flow_of(step.body, bound=self.targets)
             reads = [n for n in (*flow.reads, *extra) if variables is None or n in variables]
-            writes = tuple(n for n in flow.writes if n not in local and n not in RESERVED_NAMES)
+            writes = tuple(n for n in flow.writes if n not in local and n not in self.context.reserved_names)
             flows.append(Flow(tuple(dict.fromkeys(reads)), writes, flow.definite - set(local)))
         return flows
 
@@ -92,9 +92,14 @@ class LoopParts:
             for statement in dead:
                 what = f"`{snippet(statement)}`"
                 context.note("dropped", None, what, "nothing reads it once guidance is the guider's", "safe")
+        # and the wrapper's, set up for code that is gone (`old_pred_original_sample = None` read by a callback)
+        live = {n for part in self.rewritten for statement in part.body for n in names_read(statement)} | read_after
+        self.wrapper.body, dead = _without_dead_setup(self.wrapper.body, live)
+        for statement in dead:
+            context.note("dropped", None, f"`{snippet(statement)}`", "nothing in the loop reads it", "safe")
         variables = {p.name for p in inputs} | self.writes
         wrapper_flow = flow_of(self.wrapper.body)
-        flows = self._step_flows((variables | set(wrapper_flow.writes)) - RESERVED_NAMES)
+        flows = self._step_flows((variables | set(wrapper_flow.writes)) - context.reserved_names)
         step_reads = {n for f in flows for n in f.reads}
         inputs_by_name = {p.name: p for p in inputs}
         step_plans = []
@@ -174,7 +179,12 @@ def split_loop(context: Context, segment: Segment, loop: cst.For, cfg: CfgPatter
         # The guider's step window is in loop iterations: with PNDM there are more timesteps than inference
         # steps, and `num_inference_steps` would switch CFG off on the last iteration.
         num_steps = f"len({code(_loop_sequence(loop)).strip()})"
-        fields = cfg.fields + tuple(GuidanceField(name, name, name) for name in cfg.repeated)
+        # a repeated input the per-batch code does not read went into one it does (`latent_image_input` into
+        # `latent_model_input`): the guider need not hand it out
+        per_batch = (cfg.call_statement, *cfg.between, *cfg.batch_statements, *cfg.batch_after)
+        read = {name for statement in per_batch for name in names_read(statement)}
+        repeated = [name for name in cfg.repeated if name in read]
+        fields = cfg.fields + tuple(GuidanceField(name, name, name) for name in repeated)
         step, timestep = (targets + ("None", "None"))[:2] if len(targets) == 2 else ("None", targets[0])
         denoiser_statements = guider_denoise(cfg, fields, step, timestep, num_steps)
         extra_reads = tuple(dict.fromkeys(n for f in fields for n in (f.cond, f.uncond)))
@@ -219,10 +229,22 @@ def _loop_sequence(loop: cst.For) -> cst.BaseExpression:
     return iterable
 
 
+def _without_dead_setup(
+    statements: list[cst.BaseStatement], live: set[str]
+) -> tuple[list[cst.BaseStatement], list[cst.BaseStatement]]:
+    """`without_dead_assignments` through the `with` blocks around the loop."""
+    kept, dead = without_dead_assignments(statements, live)
+    for index, statement in enumerate(kept):
+        if isinstance(statement, cst.With):
+            body, inner = _without_dead_setup(list(statement.body.body), live)
+            kept[index] = statement.with_changes(body=statement.body.with_changes(body=body))
+            dead += inner
+    return kept, dead
+
+
 def _lone_denoiser(context: Context, loop: cst.For) -> str:
     calls = findall(loop.body, m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name())))
-    names = [c.func.attr.value for c in calls if c.func.attr.value in context.facts.init.components]
-    names = list(dict.fromkeys(n for n in names if n != "scheduler"))
+    names = list(dict.fromkeys(c.func.attr.value for c in calls if c.func.attr.value in context.facts.init.models))
     if len(names) != 1:
         raise context.source.refuse(loop, "cannot tell which component is the denoiser in the loop")
     return names[0]

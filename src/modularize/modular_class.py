@@ -143,9 +143,17 @@ def _adaptation(context: Context) -> tuple[cst.FunctionDef | None, tuple[str, ..
     """
     init = context.facts.init
     statements = []
-    # a local only derived attributes read is computed by their properties instead
-    read = {n for statement in init.adaptation for n in names_read(statement)}
-    unread = [s for name, s in _local_assignments(context.facts).items() if name not in read]
+    # a local only derived attributes read is computed by their properties instead, and so is one only such
+    # locals read (`sys_message` for `sys_tokens = ...(sys_message)` for `self._drop_idx = len(sys_tokens[0])`)
+    assignments = list(_local_assignments(context.facts).items())
+    unread: list[cst.BaseStatement] = []
+    while True:
+        kept = [s for s in init.adaptation if not any(s is u for u in unread)]
+        read = {n for statement in kept for n in names_read(statement)}
+        more = [s for name, s in assignments if name not in read and not any(s is u for u in unread)]
+        if not more:
+            break
+        unread += more
     for statement in init.adaptation:
         if any(statement is s for s in unread):
             continue

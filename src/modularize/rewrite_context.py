@@ -32,20 +32,13 @@ MODULAR_PIPELINE_MEMBERS = ("_execution_device", "device", "dtype", "components"
 # calls the same function from `diffusers.utils` (the emitter imports it).
 DIFFUSION_PIPELINE_UTILITIES = ("numpy_to_pil",)
 # Names generated block code binds itself; a source that uses them as variables would collide.
-RESERVED_NAMES = frozenset(
-    {
-        "self",
-        "components",
-        "state",
-        "block_state",
-        "guider_state",
-        "guider_state_batch",
-        "guider_batches",
-        "denoiser_calls",
-        "denoiser_output",
-        "progress_bar",
-    }
+BLOCK_NAMES = frozenset({"self", "components", "state", "block_state", "progress_bar"})
+# ... and the names a guider-driven denoiser binds besides: free for a source whose loop has no CFG to rewrite (one
+# that runs a guider itself, `guider_state = guider.prepare_inputs(...)`, keeps its own code and names)
+GUIDER_LOOP_NAMES = frozenset(
+    {"guider_state", "guider_state_batch", "guider_batches", "denoiser_calls", "denoiser_output"}
 )
+RESERVED_NAMES = BLOCK_NAMES | GUIDER_LOOP_NAMES
 
 
 @dataclass
@@ -72,6 +65,7 @@ class Context:
         self.notes: list[Note] = []
         self.helper_usage = Rewritten([])  # what copied helpers use (components, derived attributes, ...)
         self.condition_name: str | None = None  # the CFG property, the one per-call state helpers may read
+        self.reserved_names = RESERVED_NAMES  # names generated code binds: BLOCK_NAMES alone when no CFG is rewritten
         self.helper_headers: dict[str, str] = {}  # helpers that are not verbatim copies say what they are
         self.callback_defaults = {p.name: p.default for p in facts.call_parameters}
         origin_module = source.module_name or source.label

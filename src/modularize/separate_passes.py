@@ -115,9 +115,9 @@ def _model_aliases(facts: ClassFacts, body: Sequence[cst.BaseStatement]) -> dict
             value.attr.value
             for value in assigned
             if m.matches(value, m.Attribute(value=m.Name("self"), attr=m.Name()))
-            and value.attr.value in facts.init.components
+            and value.attr.value in facts.init.models
         ]
-        if len(components) == len(assigned) and "scheduler" not in components:
+        if len(components) == len(assigned):
             aliases[name] = tuple(dict.fromkeys(components))
     return aliases
 
@@ -146,7 +146,7 @@ def _model_call(
     calls = [
         c
         for c in findall(node, m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name())))
-        if c.func.attr.value in facts.init.components and c.func.attr.value != "scheduler"
+        if c.func.attr.value in facts.init.models
     ]
     calls += [c for c in findall(node, m.Call(func=m.Name())) if c.func.value in aliases]
     if len(calls) != 1 or (owner is not None and not same_expression(owner, calls[0].func)):

@@ -101,6 +101,17 @@ def _declarations(
     return text
 
 
+def _before_loop(loop: cst.BaseStatement, inserted: list[cst.BaseStatement]) -> list[cst.BaseStatement]:
+    """`inserted` right before the loop over timesteps, inside the `with` blocks around it: what the steps take
+    from the wrapper may be set up there (`with self.progress_bar(...): old_pred = None; for i, t in ...`)."""
+    if not isinstance(loop, cst.With) or not inserted:
+        return [*inserted, loop]
+    body = list(loop.body.body)
+    last = max(i for i, s in enumerate(body) if not isinstance(s, cst.SimpleStatementLine))
+    body[last:] = _before_loop(body[last], inserted) + body[last + 1 :]
+    return [loop.with_changes(body=loop.body.with_changes(body=body))]
+
+
 def _binding(name: str) -> cst.BaseStatement:
     return statement(f"{name} = block_state.{name}")
 
@@ -210,8 +221,7 @@ def loop_classes(plan: PipelinePlan, loop: LoopPlan) -> list[cst.BaseStatement]:
     wrapper_body = list(loop.wrapper_body)
     body = [_binding(p.name) for p in loop.inputs]
     body += wrapper_body[:-1]
-    body += [_write_back(name) for name in loop.to_block_state]
-    body += wrapper_body[-1:]
+    body += _before_loop(wrapper_body[-1], [_write_back(name) for name in loop.to_block_state])
     statements = splice(template, {BODY: body})
     steps = [s for s in loop.steps if s.body]
     for step in steps:
