@@ -372,3 +372,20 @@ def test_unlabelled_unconditional_pipelines_are_bitwise_equal(tmp_path, source):
     pipe.update_components(**setup_for(pipeline_cls.standard_pipeline.rsplit(".", 1)[1]).components())
     expected = "DDIMScheduler" if "ddim" in source else "DDPMScheduler"
     assert type(pipe.scheduler).__name__ == expected
+
+
+def test_a_pipeline_that_runs_its_own_guiders_is_carried_and_bitwise_equal(tmp_path, cli):
+    """HunyuanImage picks one of two guider components per call and runs the guider protocol itself: there is no
+    CFG to rewrite, its loop (and its `guider_state`) is carried as written, the guiders stay components."""
+    from modularize.source_file import installed_diffusers_file
+
+    path = installed_diffusers_file("pipelines/hunyuan_image/pipeline_hunyuanimage.py")
+    plan = json.loads(cli("plan", path, "--json").out)
+    assert plan["guidance"]["label"] == "none"
+    package = tmp_path / "package"
+    assert main([str(path), "-o", str(package), "-q"]) == 0
+    report = verify_package(package, exact=True)
+    assert report.ok, [c for c in report.cases if not c.passed]
+    assert all(c.status == "compared" and c.bitwise for c in report.cases)
+    assert any('"' in c.inputs["prompt"] for c in report.cases)  # the text (OCR) guider's case
+    assert any(c.inputs.get("negative_prompt") for c in report.cases)

@@ -115,9 +115,9 @@ FLUX_KONTEXT = TinySetup(
 )
 
 
-def qwen2_5_vl_text_encoder(tokenizer, seed: int, hidden_size: int = 32):
-    """A Qwen2.5-VL model (one text layer, one vision block) whose text width is `hidden_size`; the multimodal
-    rotary sections add up to half the head size (16 / 2)."""
+def qwen2_5_vl_text_encoder(tokenizer, seed: int, hidden_size: int = 32, layers: int = 1):
+    """A Qwen2.5-VL model (`layers` text layers, one vision block) whose text width is `hidden_size`; the
+    multimodal rotary sections add up to half the head size (16 / 2)."""
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     config = Qwen2_5_VLConfig(
@@ -125,7 +125,7 @@ def qwen2_5_vl_text_encoder(tokenizer, seed: int, hidden_size: int = 32):
             "vocab_size": len(tokenizer),
             "hidden_size": hidden_size,
             "intermediate_size": 64,
-            "num_hidden_layers": 1,
+            "num_hidden_layers": layers,
             "num_attention_heads": 2,
             "num_key_value_heads": 2,
             "max_position_embeddings": 4096,
@@ -388,7 +388,83 @@ def _z_image_with_image(mask: bool) -> TinySetup:
     )
 
 
+def hunyuan_image_components(seed: int = 0) -> dict[str, Any]:
+    """A pipeline that runs its own guiders (adaptive projected mix, one for prompts with quoted text): a Qwen2.5-VL
+    text encoder and a ByT5 one (both width 32 = the transformer's text widths), a HunyuanImage transformer
+    (rotary axes 4 + 4 = its head size) and its VAE (8x spatial compression), 16x16 images."""
+    from diffusers import (
+        AdaptiveProjectedMixGuidance,
+        AutoencoderKLHunyuanImage,
+        FlowMatchEulerDiscreteScheduler,
+        HunyuanImageTransformer2DModel,
+    )
+    from transformers import ByT5Tokenizer
+
+    tokenizer, tokenizer_2 = tiny_qwen2_tokenizer(), ByT5Tokenizer()
+    transformer = seeded(
+        seed + 1,
+        lambda: HunyuanImageTransformer2DModel(
+            in_channels=4,
+            out_channels=4,
+            num_attention_heads=4,
+            attention_head_dim=8,
+            num_layers=1,
+            num_single_layers=1,
+            num_refiner_layers=1,
+            patch_size=(1, 1),
+            text_embed_dim=32,
+            text_embed_2_dim=32,
+            rope_axes_dim=(4, 4),
+        ).eval(),
+    )
+    vae = seeded(
+        seed + 2,
+        lambda: AutoencoderKLHunyuanImage(
+            in_channels=3,
+            out_channels=3,
+            latent_channels=4,
+            block_out_channels=(32, 64, 64, 64),
+            layers_per_block=1,
+            scaling_factor=0.5,
+            spatial_compression_ratio=8,
+            sample_size=64,
+        ).eval(),
+    )
+    return {
+        "scheduler": FlowMatchEulerDiscreteScheduler(shift=7.0),
+        "vae": vae,
+        # it reads the hidden states of the layer before the last: two layers
+        "text_encoder": qwen2_5_vl_text_encoder(tokenizer, seed, layers=2),
+        "tokenizer": tokenizer,
+        "text_encoder_2": tiny_t5(tokenizer_2, seed + 3),
+        "tokenizer_2": tokenizer_2,
+        "transformer": transformer,
+        # adaptive projection from the second step on (the third for the text guider)
+        "guider": AdaptiveProjectedMixGuidance(adaptive_projected_guidance_start_step=1),
+        "ocr_guider": AdaptiveProjectedMixGuidance(adaptive_projected_guidance_start_step=2),
+    }
+
+
+HUNYUAN_IMAGE = TinySetup(
+    components=hunyuan_image_components,
+    inputs=lambda: {
+        "prompt": "a photo of a cat",
+        "num_inference_steps": 2,
+        "height": 16,
+        "width": 16,
+        "output_type": "np",
+    },
+    cases=(
+        ("default", {}),
+        ("negative_prompt_3_steps", {"negative_prompt": "blurry", "num_inference_steps": 3}),
+        ("quoted_text_uses_the_ocr_guider", {"prompt": 'a sign that says "open"', "num_inference_steps": 3}),
+        ("two_prompts_negatives", {"prompt": _TWO_PROMPTS, "negative_prompt": _TWO_NEGATIVES}),
+        ("two_images_per_prompt_latent", {"num_images_per_prompt": 2, "output_type": "latent"}),
+    ),
+)
+
 FLOW_SETUPS: dict[str, TinySetup] = {
+    "HunyuanImagePipeline": HUNYUAN_IMAGE,
     "ZImageImg2ImgPipeline": _z_image_with_image(mask=False),
     "ZImageInpaintPipeline": _z_image_with_image(mask=True),
     "FluxKontextPipeline": FLUX_KONTEXT,
