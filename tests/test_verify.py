@@ -389,3 +389,18 @@ def test_a_pipeline_that_runs_its_own_guiders_is_carried_and_bitwise_equal(tmp_p
     assert all(c.status == "compared" and c.bitwise for c in report.cases)
     assert any('"' in c.inputs["prompt"] for c in report.cases)  # the text (OCR) guider's case
     assert any(c.inputs.get("negative_prompt") for c in report.cases)
+
+
+def test_a_local_the_loop_carries_from_step_to_step_is_bitwise_equal(tmp_path):
+    """CogVideoX's DPM-solver++ passes its previous prediction (`old_pred_original_sample`, set to None inside the
+    `with self.progress_bar(...)` around the loop) from one step to the next: it lives on the loop's block state."""
+    from modularize.source_file import installed_diffusers_file
+
+    package = tmp_path / "package"
+    path = installed_diffusers_file("pipelines/cogvideo/pipeline_cogvideox.py")
+    assert main([str(path), "-o", str(package), "-q"]) == 0
+    report = verify_package(package, exact=True)
+    assert report.ok, [c for c in report.cases if not c.passed]
+    assert all(c.status == "compared" and c.bitwise for c in report.cases)
+    assert any(c.inputs.get("scheduler") == "CogVideoXDPMScheduler" for c in report.cases)
+    assert {c.inputs.get("guidance_scale") for c in report.cases} >= {1.0, None}

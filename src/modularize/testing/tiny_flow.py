@@ -463,7 +463,82 @@ HUNYUAN_IMAGE = TinySetup(
     ),
 )
 
+
+def cogvideox_components(seed: int = 0) -> dict[str, Any]:
+    """A T5 encoder (width 32 = the transformer's `text_embed_dim`), a CogVideoX transformer (4 heads x 8, 2x2
+    patches, 16 text tokens) and a CogVideoX VAE (8x spatial, 4x temporal compression): 9 frames of 16x16."""
+    from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXTransformer3DModel
+
+    tokenizer = tiny_t5_tokenizer()
+    transformer = seeded(
+        seed + 1,
+        lambda: CogVideoXTransformer3DModel(
+            num_attention_heads=4,
+            attention_head_dim=8,
+            in_channels=4,
+            out_channels=4,
+            time_embed_dim=2,
+            text_embed_dim=32,
+            num_layers=1,
+            sample_width=2,
+            sample_height=2,
+            sample_frames=9,
+            patch_size=2,
+            temporal_compression_ratio=4,
+            max_text_seq_length=16,
+        ).eval(),
+    )
+    vae = seeded(
+        seed + 2,
+        lambda: AutoencoderKLCogVideoX(
+            in_channels=3,
+            out_channels=3,
+            down_block_types=("CogVideoXDownBlock3D",) * 4,
+            up_block_types=("CogVideoXUpBlock3D",) * 4,
+            block_out_channels=(8, 8, 8, 8),
+            latent_channels=4,
+            layers_per_block=1,
+            norm_num_groups=2,
+            temporal_compression_ratio=4,
+        ).eval(),
+    )
+    return {
+        "tokenizer": tokenizer,
+        "text_encoder": tiny_t5(tokenizer, seed, d_model=32),
+        "vae": vae,
+        "transformer": transformer,
+        "scheduler": CogVideoXDDIMScheduler(),
+    }
+
+
+COGVIDEOX = TinySetup(
+    components=cogvideox_components,
+    inputs=lambda: {
+        "prompt": "a photo of a cat",
+        "num_inference_steps": 2,
+        "height": 16,
+        "width": 16,
+        "num_frames": 9,
+        "max_sequence_length": 16,
+        "output_type": "np",
+    },
+    cases=(
+        ("default", {}),
+        ("cfg_off", {"guidance_scale": 1.0}),
+        ("negative_prompt_3_steps", {"negative_prompt": "blurry", "num_inference_steps": 3}),
+        # DPM-solver++ carries its previous prediction from step to step (`old_pred_original_sample`)
+        ("dpm_3_steps", {"scheduler": "CogVideoXDPMScheduler", "num_inference_steps": 3}),
+        (
+            "two_prompts_negatives_latent",
+            {"prompt": _TWO_PROMPTS, "negative_prompt": _TWO_NEGATIVES, "output_type": "latent"},
+        ),
+        # (`num_videos_per_prompt` is not in the matrix: `__call__` resets it to 1, the package refuses it instead)
+        ("two_prompts_dpm", {"prompt": _TWO_PROMPTS, "scheduler": "CogVideoXDPMScheduler"}),
+    ),
+)
+
 FLOW_SETUPS: dict[str, TinySetup] = {
+    "CogVideoXPipeline": COGVIDEOX,
     "HunyuanImagePipeline": HUNYUAN_IMAGE,
     "ZImageImg2ImgPipeline": _z_image_with_image(mask=False),
     "ZImageInpaintPipeline": _z_image_with_image(mask=True),
