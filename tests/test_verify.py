@@ -255,6 +255,7 @@ def test_image_to_image_and_inpainting_are_bitwise_equal(tmp_path, source, stren
         "pipelines/stable_diffusion_3/pipeline_stable_diffusion_3.py",
         "pipelines/pixart_alpha/pipeline_pixart_sigma.py",
         "pipelines/sana/pipeline_sana.py",
+        "pipelines/aura_flow/pipeline_aura_flow.py",
     ],
 )
 def test_batched_cfg_families_are_bitwise_equal(tmp_path, source):

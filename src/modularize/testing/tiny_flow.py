@@ -537,7 +537,62 @@ COGVIDEOX = TinySetup(
     ),
 )
 
+
+def aura_flow_components(seed: int = 0) -> dict[str, Any]:
+    """A UMT5 encoder (width 32 = the transformer's `joint_attention_dim`), an AuraFlow transformer (one MMDiT and
+    one single DiT layer, 4 heads x 8, 2x2 patches) and a 2-level VAE, 32x32 images."""
+    from diffusers import AuraFlowTransformer2DModel, FlowMatchEulerDiscreteScheduler
+
+    tokenizer = tiny_t5_tokenizer()
+    transformer = seeded(
+        seed + 1,
+        lambda: AuraFlowTransformer2DModel(
+            sample_size=16,
+            patch_size=2,
+            in_channels=4,
+            num_mmdit_layers=1,
+            num_single_dit_layers=1,
+            attention_head_dim=8,
+            num_attention_heads=4,
+            caption_projection_dim=32,
+            joint_attention_dim=32,
+            out_channels=4,
+            pos_embed_max_size=256,
+        ).eval(),
+    )
+    return {
+        "tokenizer": tokenizer,
+        "text_encoder": tiny_t5(tokenizer, seed, d_model=32, umt5=True),
+        "vae": tiny_vae(seed + 2),
+        "transformer": transformer,
+        "scheduler": FlowMatchEulerDiscreteScheduler(),
+    }
+
+
+AURA_FLOW = TinySetup(
+    components=aura_flow_components,
+    inputs=lambda: {
+        "prompt": "a photo of a cat",
+        "num_inference_steps": 2,
+        "height": 32,
+        "width": 32,
+        "max_sequence_length": 32,
+        "output_type": "np",
+    },
+    cases=(
+        ("default", {}),
+        ("cfg_off", {"guidance_scale": 1.0}),
+        ("negative_prompt_3_steps", {"negative_prompt": "blurry", "num_inference_steps": 3}),
+        (
+            "two_prompts_negatives_x2",
+            {"prompt": _TWO_PROMPTS, "negative_prompt": _TWO_NEGATIVES, "num_images_per_prompt": 2},
+        ),
+        ("cfg_off_latent", {"guidance_scale": 1.0, "output_type": "latent"}),
+    ),
+)
+
 FLOW_SETUPS: dict[str, TinySetup] = {
+    "AuraFlowPipeline": AURA_FLOW,
     "CogVideoXPipeline": COGVIDEOX,
     "HunyuanImagePipeline": HUNYUAN_IMAGE,
     "ZImageImg2ImgPipeline": _z_image_with_image(mask=False),
