@@ -353,8 +353,15 @@ def test_guidance_beyond_plain_batched_cfg_is_bitwise_equal(tmp_path, cli, sourc
     assert {i["num_inference_steps"] for i in inputs} == {2, 3}
 
 
-@pytest.mark.parametrize("source", ["pipelines/ddpm/pipeline_ddpm.py", "pipelines/ddim/pipeline_ddim.py"])
-def test_unlabelled_unconditional_pipelines_are_bitwise_equal(tmp_path, source):
+@pytest.mark.parametrize(
+    ("source", "scheduler"),
+    [
+        ("pipelines/ddpm/pipeline_ddpm.py", "DDPMScheduler"),
+        ("pipelines/ddim/pipeline_ddim.py", "DDIMScheduler"),
+        ("pipelines/deprecated/pndm/pipeline_pndm.py", "PNDMScheduler"),
+    ],
+)
+def test_unlabelled_unconditional_pipelines_are_bitwise_equal(tmp_path, source, scheduler):
     """No stage comments (blocks cut at anchors), a DiffusionPipeline helper (`numpy_to_pil`), and for DDIM an
     `__init__` that replaces the scheduler it is given."""
     from modularize.source_file import installed_diffusers_file
@@ -371,8 +378,7 @@ def test_unlabelled_unconditional_pipelines_are_bitwise_equal(tmp_path, source):
     assert [key for key in blocks_cls().sub_blocks] == ["inputs", "prepare", "denoise", "decode"]
     pipe = pipeline_cls(blocks=blocks_cls())
     pipe.update_components(**setup_for(pipeline_cls.standard_pipeline.rsplit(".", 1)[1]).components())
-    expected = "DDIMScheduler" if "ddim" in source else "DDPMScheduler"
-    assert type(pipe.scheduler).__name__ == expected
+    assert type(pipe.scheduler).__name__ == scheduler
 
 
 def test_a_pipeline_that_runs_its_own_guiders_is_carried_and_bitwise_equal(tmp_path, cli):
@@ -405,3 +411,27 @@ def test_a_local_the_loop_carries_from_step_to_step_is_bitwise_equal(tmp_path):
     assert all(c.status == "compared" and c.bitwise for c in report.cases)
     assert any(c.inputs.get("scheduler") == "CogVideoXDPMScheduler" for c in report.cases)
     assert {c.inputs.get("guidance_scale") for c in report.cases} >= {1.0, None}
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "pipelines/flux/pipeline_flux_img2img.py",
+        "pipelines/flux/pipeline_flux_inpaint.py",
+        "pipelines/qwenimage/pipeline_qwenimage_img2img.py",
+        "pipelines/qwenimage/pipeline_qwenimage_inpaint.py",
+    ],
+)
+def test_true_cfg_image_to_image_and_inpainting_are_bitwise_equal(tmp_path, source):
+    """Separate CFG passes (true CFG) with an input image (and mask): the text-to-image matrix at strength 0.6,
+    plus 0.9 and 1.0."""
+    from modularize.source_file import installed_diffusers_file
+
+    package = tmp_path / "package"
+    assert main([str(installed_diffusers_file(source)), "-o", str(package), "-q"]) == 0
+    report = verify_package(package, exact=True)
+    assert report.ok, [c for c in report.cases if not c.passed]
+    assert all(c.status == "compared" and c.bitwise for c in report.cases)
+    assert {c.inputs["strength"] for c in report.cases} == {0.6, 0.9, 1.0}
+    assert any(c.inputs.get("negative_prompt") and c.inputs.get("true_cfg_scale", 1.0) > 1 for c in report.cases)
+    assert {c.inputs["output_type"] for c in report.cases} == {"np", "latent"}

@@ -591,7 +591,27 @@ AURA_FLOW = TinySetup(
     ),
 )
 
+
+def _with_image(setup: TinySetup, mask: bool, seed: int) -> TinySetup:
+    """A text-to-image setup's image-to-image (or inpainting) sibling: the same kind of components, an input image
+    (and mask) at strength 0.6 over 3 steps, its matrix plus two more strengths."""
+
+    def inputs() -> dict[str, Any]:
+        image = {"image": tiny_image(), "strength": 0.6, "num_inference_steps": 3}
+        return {**setup.inputs(), **image, **({"mask_image": tiny_mask()} if mask else {})}
+
+    strengths = (
+        ("strength_0.9", {"strength": 0.9}),
+        ("strength_1.0_latent", {"strength": 1.0, "output_type": "latent"}),
+    )
+    return TinySetup(components=lambda: setup.components(seed=seed), inputs=inputs, cases=(*setup.cases, *strengths))
+
+
 FLOW_SETUPS: dict[str, TinySetup] = {
+    "FluxImg2ImgPipeline": _with_image(FLUX, mask=False, seed=13),
+    "FluxInpaintPipeline": _with_image(FLUX, mask=True, seed=14),
+    "QwenImageImg2ImgPipeline": _with_image(QWENIMAGE, mask=False, seed=15),
+    "QwenImageInpaintPipeline": _with_image(QWENIMAGE, mask=True, seed=16),
     "AuraFlowPipeline": AURA_FLOW,
     "CogVideoXPipeline": COGVIDEOX,
     "HunyuanImagePipeline": HUNYUAN_IMAGE,

@@ -1,4 +1,5 @@
-"""Tiny components for unconditional image pipelines (DDPM, DDIM): a 2-level `UNet2DModel` on 8x8 RGB images.
+"""Tiny components for unconditional image pipelines (DDPM, DDIM, PNDM): a 2-level `UNet2DModel` on 8x8 RGB
+images.
 
 Their `__call__` has no stage comments, so they exercise the anchor-cut layout; DDIM's `__init__` replaces the
 scheduler it is given (`DDIMScheduler.from_config(scheduler.config)`), which the generated pipeline must repeat on
@@ -54,4 +55,16 @@ DDIM = TinySetup(
     ),
 )
 
-UNCONDITIONAL_SETUPS = {"DDPMPipeline": DDPM, "DDIMPipeline": DDIM}
+# PNDM's constructor converts the scheduler too (`PNDMScheduler.from_config`); its PLMS steps keep a history and
+# need a few steps to warm up (fewer than 5 fail in the standard pipeline with 50 training steps)
+PNDM = TinySetup(
+    components=lambda: unconditional_components(seed=2),
+    inputs=lambda: {"num_inference_steps": 5, "output_type": "np"},
+    cases=(
+        ("five_steps_np", {}),
+        ("two_images_six_steps", {"batch_size": 2, "num_inference_steps": 6}),
+        ("seven_steps_pil", {"num_inference_steps": 7, "output_type": "pil"}),
+    ),
+)
+
+UNCONDITIONAL_SETUPS = {"DDPMPipeline": DDPM, "DDIMPipeline": DDIM, "PNDMPipeline": PNDM}
