@@ -435,3 +435,18 @@ def test_true_cfg_image_to_image_and_inpainting_are_bitwise_equal(tmp_path, sour
     assert {c.inputs["strength"] for c in report.cases} == {0.6, 0.9, 1.0}
     assert any(c.inputs.get("negative_prompt") and c.inputs.get("true_cfg_scale", 1.0) > 1 for c in report.cases)
     assert {c.inputs["output_type"] for c in report.cases} == {"np", "latent"}
+
+
+def test_a_guidance_distilled_unet_needs_no_guider_and_is_bitwise_equal(tmp_path, cli):
+    """Latent consistency: the UNet embeds the guidance scale (`timestep_cond`), nothing is batched for CFG."""
+    from modularize.source_file import installed_diffusers_file
+
+    path = installed_diffusers_file("pipelines/latent_consistency_models/pipeline_latent_consistency_text2img.py")
+    plan = json.loads(cli("plan", path, "--json").out)
+    assert plan["guidance"]["label"] == "distilled" and not plan["guidance"].get("guider")
+    package = tmp_path / "package"
+    assert main([str(path), "-o", str(package), "-q"]) == 0
+    report = verify_package(package, exact=True)
+    assert report.ok, [c for c in report.cases if not c.passed]
+    assert all(c.status == "compared" and c.bitwise for c in report.cases)
+    assert len({c.inputs.get("guidance_scale") for c in report.cases}) > 1

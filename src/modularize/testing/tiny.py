@@ -17,10 +17,13 @@ from .tiny_unconditional import UNCONDITIONAL_SETUPS
 from .tokenizers import tiny_clip_tokenizer, tiny_gemma_tokenizer, tiny_t5_tokenizer
 
 
-def stable_diffusion_components(seed: int = 0, in_channels: int = 4) -> dict[str, Any]:
+def stable_diffusion_components(
+    seed: int = 0, in_channels: int = 4, time_cond_proj_dim: int | None = None
+) -> dict[str, Any]:
     """UNet, VAE, CLIP text encoder and tokenizer for StableDiffusionPipeline, 32x32 images.
 
-    `in_channels=9` gives the inpainting UNet (latents + mask + masked-image latents).
+    `in_channels=9` gives the inpainting UNet (latents + mask + masked-image latents); `time_cond_proj_dim` a UNet
+    that embeds the guidance scale (latent consistency models).
     """
     from diffusers import PNDMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel
@@ -39,6 +42,7 @@ def stable_diffusion_components(seed: int = 0, in_channels: int = 4) -> dict[str
             up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
             cross_attention_dim=32,
             norm_num_groups=32,
+            time_cond_proj_dim=time_cond_proj_dim,
         ).eval(),
     )
     vae = tiny_vae(seed + 2)
@@ -484,7 +488,28 @@ STABLE_DIFFUSION_3_INPAINT = TinySetup(
     cases=tuple(case for case in _image_cases((0.75, 1.0)) if case[0] not in ("ddim_eta", "euler")),
 )
 
+
+def _latent_consistency_components() -> dict[str, Any]:
+    from diffusers import LCMScheduler
+
+    components = stable_diffusion_components(seed=17, time_cond_proj_dim=32)
+    return {**components, "scheduler": LCMScheduler.from_config(components["scheduler"].config)}
+
+
+# guidance-distilled: the UNet embeds `guidance_scale` (`w`), there is no CFG and no guider
+LATENT_CONSISTENCY = TinySetup(
+    components=_latent_consistency_components,
+    inputs=lambda: {"prompt": "a photo of a cat", "num_inference_steps": 2, "output_type": "np"},
+    cases=(
+        ("default", {}),
+        ("guidance_2_3_steps", {"guidance_scale": 2.0, "num_inference_steps": 3}),
+        ("two_prompts_x2_latent", {"prompt": _TWO_PROMPTS, "num_images_per_prompt": 2, "output_type": "latent"}),
+        ("original_steps", {"original_inference_steps": 20, "num_inference_steps": 4}),
+    ),
+)
+
 SETUPS: dict[str, TinySetup] = {
+    "LatentConsistencyModelPipeline": LATENT_CONSISTENCY,
     **FLOW_SETUPS,
     **UNCONDITIONAL_SETUPS,
     "StableDiffusionXLImg2ImgPipeline": STABLE_DIFFUSION_XL_IMG2IMG,
