@@ -450,3 +450,15 @@ def test_a_guidance_distilled_unet_needs_no_guider_and_is_bitwise_equal(tmp_path
     assert report.ok, [c for c in report.cases if not c.passed]
     assert all(c.status == "compared" and c.bitwise for c in report.cases)
     assert len({c.inputs.get("guidance_scale") for c in report.cases}) > 1
+
+
+def test_video_to_video_with_separate_cfg_passes_is_bitwise_equal(tmp_path):
+    from modularize.source_file import installed_diffusers_file
+
+    package = tmp_path / "package"
+    assert main([str(installed_diffusers_file("pipelines/wan/pipeline_wan_video2video.py")), "-o", str(package)]) == 0
+    report = verify_package(package, exact=True)
+    assert report.ok, [c for c in report.cases if not c.passed]
+    assert all(c.status == "compared" and c.bitwise for c in report.cases)
+    assert {c.inputs["strength"] for c in report.cases} == {0.7, 1.0}
+    assert {c.inputs.get("guidance_scale", 5.0) for c in report.cases} == {1.0, 5.0}

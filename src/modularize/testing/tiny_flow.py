@@ -607,7 +607,34 @@ def _with_image(setup: TinySetup, mask: bool, seed: int) -> TinySetup:
     return TinySetup(components=lambda: setup.components(seed=seed), inputs=inputs, cases=(*setup.cases, *strengths))
 
 
+def _wan_video_to_video_components() -> dict[str, Any]:
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    wan = wan_components(seed=18)
+    kept = {name: wan[name] for name in ("tokenizer", "text_encoder", "transformer", "vae")}
+    return {**kept, "scheduler": FlowMatchEulerDiscreteScheduler(shift=3.0)}
+
+
+WAN_VIDEO_TO_VIDEO = TinySetup(
+    components=_wan_video_to_video_components,
+    inputs=lambda: {
+        **{k: v for k, v in WAN.inputs().items() if k != "num_frames"},
+        "video": [tiny_image(16)] * 5,
+        "strength": 0.7,
+    },
+    cases=(
+        ("default", {}),
+        ("cfg_off", {"guidance_scale": 1.0}),
+        ("strength_1.0_negative", {"strength": 1.0, "negative_prompt": "blurry"}),
+        (
+            "two_prompts_negatives_latent",
+            {"prompt": _TWO_PROMPTS, "negative_prompt": _TWO_NEGATIVES, "output_type": "latent"},
+        ),
+    ),
+)
+
 FLOW_SETUPS: dict[str, TinySetup] = {
+    "WanVideoToVideoPipeline": WAN_VIDEO_TO_VIDEO,
     "FluxImg2ImgPipeline": _with_image(FLUX, mask=False, seed=13),
     "FluxInpaintPipeline": _with_image(FLUX, mask=True, seed=14),
     "QwenImageImg2ImgPipeline": _with_image(QWENIMAGE, mask=False, seed=15),
