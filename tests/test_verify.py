@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -213,6 +214,21 @@ def test_exact_mode_makes_one_model_call_per_guider_batch(sd_package):
     assert TOY.exists()
 
 
+def converted_and_bitwise(tmp_path, source: str | Path):
+    """Convert an installed diffusers pipeline (`pipelines/...` relative to the package, or its path) and verify it
+    in plain and exact mode over its built-in matrix: every case compared (none skipped), every one bitwise.
+    Returns (the package, the report)."""
+    from modularize.source_file import installed_diffusers_file
+
+    path = installed_diffusers_file(source) if isinstance(source, str) else source
+    package = tmp_path / "package"
+    assert main([str(path), "-o", str(package), "-q"]) == 0
+    report = verify_package(package, exact=True)
+    assert report.ok, [c for c in report.cases if not c.passed]
+    assert all(c.status == "compared" and c.bitwise for c in report.cases)
+    return package, report
+
+
 SD_SCALES = (7.5, 1.0)  # (the default guidance scale, one that turns CFG off)
 
 
@@ -232,13 +248,7 @@ SD_SCALES = (7.5, 1.0)  # (the default guidance scale, one that turns CFG off)
     ],
 )
 def test_image_to_image_and_inpainting_are_bitwise_equal(tmp_path, source, strengths, scales):
-    from modularize.source_file import installed_diffusers_file
-
-    package = tmp_path / "package"
-    assert main([str(installed_diffusers_file(source)), "-o", str(package), "-q"]) == 0
-    report = verify_package(package, exact=True)
-    assert report.ok, [c for c in report.cases if not c.passed]
-    assert all(c.status == "compared" and c.bitwise for c in report.cases)
+    package, report = converted_and_bitwise(tmp_path, source)
     _, blocks = package_classes(load_package(package))
     assert "vae_encoder" in blocks().sub_blocks  # the encode is its own block, so latents can be fed instead
     covered = {c.inputs.get("strength") for c in report.cases}
@@ -259,13 +269,7 @@ def test_image_to_image_and_inpainting_are_bitwise_equal(tmp_path, source, stren
     ],
 )
 def test_batched_cfg_families_are_bitwise_equal(tmp_path, source):
-    from modularize.source_file import installed_diffusers_file
-
-    package = tmp_path / "package"
-    assert main([str(installed_diffusers_file(source)), "-o", str(package), "-q"]) == 0
-    report = verify_package(package, exact=True)
-    assert report.ok, [c for c in report.cases if not c.passed]
-    assert all(c.status == "compared" and c.bitwise for c in report.cases)
+    package, report = converted_and_bitwise(tmp_path, source)
     inputs = [c.inputs for c in report.cases]
     assert {i.get("guidance_scale") for i in inputs} >= {1.0, None}  # CFG off, and on at the default scale
     assert any(isinstance(i["prompt"], list) for i in inputs) and any(
@@ -337,14 +341,9 @@ def test_guidance_beyond_plain_batched_cfg_is_bitwise_equal(tmp_path, cli, sourc
     path = installed_diffusers_file(source)
     plan = json.loads(cli("plan", path, "--json").out)
     assert plan["guidance"]["label"] == label
-    package = tmp_path / "package"
-    assert main([str(path), "-o", str(package), "-q"]) == 0
-    report = verify_package(package, exact=True)
-    assert report.ok, [c for c in report.cases if not c.passed]
-    assert all(c.status == "compared" for c in report.cases)
     # bitwise in both modes: plain-mode batches run as the one call a batched source made (Z-Image), or as the
     # separate calls a separate-passes source made
-    assert all(c.bitwise for c in report.cases)
+    _, report = converted_and_bitwise(tmp_path, path)
     inputs = [c.inputs for c in report.cases]
     on = [i for i in inputs if cfg_on(i)]
     assert on and len(on) < len(inputs)  # CFG on and off (true CFG needs a negative prompt)
@@ -389,11 +388,7 @@ def test_a_pipeline_that_runs_its_own_guiders_is_carried_and_bitwise_equal(tmp_p
     path = installed_diffusers_file("pipelines/hunyuan_image/pipeline_hunyuanimage.py")
     plan = json.loads(cli("plan", path, "--json").out)
     assert plan["guidance"]["label"] == "none"
-    package = tmp_path / "package"
-    assert main([str(path), "-o", str(package), "-q"]) == 0
-    report = verify_package(package, exact=True)
-    assert report.ok, [c for c in report.cases if not c.passed]
-    assert all(c.status == "compared" and c.bitwise for c in report.cases)
+    _, report = converted_and_bitwise(tmp_path, path)
     assert any('"' in c.inputs["prompt"] for c in report.cases)  # the text (OCR) guider's case
     assert any(c.inputs.get("negative_prompt") for c in report.cases)
 
@@ -401,14 +396,7 @@ def test_a_pipeline_that_runs_its_own_guiders_is_carried_and_bitwise_equal(tmp_p
 def test_a_local_the_loop_carries_from_step_to_step_is_bitwise_equal(tmp_path):
     """CogVideoX's DPM-solver++ passes its previous prediction (`old_pred_original_sample`, set to None inside the
     `with self.progress_bar(...)` around the loop) from one step to the next: it lives on the loop's block state."""
-    from modularize.source_file import installed_diffusers_file
-
-    package = tmp_path / "package"
-    path = installed_diffusers_file("pipelines/cogvideo/pipeline_cogvideox.py")
-    assert main([str(path), "-o", str(package), "-q"]) == 0
-    report = verify_package(package, exact=True)
-    assert report.ok, [c for c in report.cases if not c.passed]
-    assert all(c.status == "compared" and c.bitwise for c in report.cases)
+    _, report = converted_and_bitwise(tmp_path, "pipelines/cogvideo/pipeline_cogvideox.py")
     assert any(c.inputs.get("scheduler") == "CogVideoXDPMScheduler" for c in report.cases)
     assert {c.inputs.get("guidance_scale") for c in report.cases} >= {1.0, None}
 
@@ -425,13 +413,7 @@ def test_a_local_the_loop_carries_from_step_to_step_is_bitwise_equal(tmp_path):
 def test_true_cfg_image_to_image_and_inpainting_are_bitwise_equal(tmp_path, source):
     """Separate CFG passes (true CFG) with an input image (and mask): the text-to-image matrix at strength 0.6,
     plus 0.9 and 1.0."""
-    from modularize.source_file import installed_diffusers_file
-
-    package = tmp_path / "package"
-    assert main([str(installed_diffusers_file(source)), "-o", str(package), "-q"]) == 0
-    report = verify_package(package, exact=True)
-    assert report.ok, [c for c in report.cases if not c.passed]
-    assert all(c.status == "compared" and c.bitwise for c in report.cases)
+    package, report = converted_and_bitwise(tmp_path, source)
     assert {c.inputs["strength"] for c in report.cases} == {0.6, 0.9, 1.0}
     assert any(c.inputs.get("negative_prompt") and c.inputs.get("true_cfg_scale", 1.0) > 1 for c in report.cases)
     assert {c.inputs["output_type"] for c in report.cases} == {"np", "latent"}
@@ -444,21 +426,11 @@ def test_a_guidance_distilled_unet_needs_no_guider_and_is_bitwise_equal(tmp_path
     path = installed_diffusers_file("pipelines/latent_consistency_models/pipeline_latent_consistency_text2img.py")
     plan = json.loads(cli("plan", path, "--json").out)
     assert plan["guidance"]["label"] == "distilled" and not plan["guidance"].get("guider")
-    package = tmp_path / "package"
-    assert main([str(path), "-o", str(package), "-q"]) == 0
-    report = verify_package(package, exact=True)
-    assert report.ok, [c for c in report.cases if not c.passed]
-    assert all(c.status == "compared" and c.bitwise for c in report.cases)
+    _, report = converted_and_bitwise(tmp_path, path)
     assert len({c.inputs.get("guidance_scale") for c in report.cases}) > 1
 
 
 def test_video_to_video_with_separate_cfg_passes_is_bitwise_equal(tmp_path):
-    from modularize.source_file import installed_diffusers_file
-
-    package = tmp_path / "package"
-    assert main([str(installed_diffusers_file("pipelines/wan/pipeline_wan_video2video.py")), "-o", str(package)]) == 0
-    report = verify_package(package, exact=True)
-    assert report.ok, [c for c in report.cases if not c.passed]
-    assert all(c.status == "compared" and c.bitwise for c in report.cases)
+    _, report = converted_and_bitwise(tmp_path, "pipelines/wan/pipeline_wan_video2video.py")
     assert {c.inputs["strength"] for c in report.cases} == {0.7, 1.0}
     assert {c.inputs.get("guidance_scale", 5.0) for c in report.cases} == {1.0, 5.0}
