@@ -11,6 +11,7 @@ Refusal reasons are grouped (`X` in a message stands for any name), so the most 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 import traceback
@@ -36,6 +37,8 @@ class Entry:
     seconds: float = 0.0
     construct: str = ""
     traceback: str = ""
+    # sha256 over the generated files (names and text): equal across runs means byte-identical output
+    output_sha256: str = ""
     equivalence: dict[str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
@@ -77,8 +80,15 @@ def survey_file(path: str, root: str) -> list[Entry]:
         try:
             plan = analyze(source, class_name)
             options = ConvertOptions(relative, source.label, source.module_name, class_name)
-            emit_package(plan, text, generator_string(options))
-            entry = Entry(relative, class_name, CONVERTED, guidance=plan.guidance.label, blocks=len(plan.blocks))
+            files = emit_package(plan, text, generator_string(options))
+            entry = Entry(
+                relative,
+                class_name,
+                CONVERTED,
+                guidance=plan.guidance.label,
+                blocks=len(plan.blocks),
+                output_sha256=output_digest(files),
+            )
         except ModularizeError as error:
             line = error.location.line if error.location else 0
             construct = getattr(error, "construct", "")
@@ -88,6 +98,14 @@ def survey_file(path: str, root: str) -> list[Entry]:
             entry = Entry(relative, class_name, CRASHED, reason[:300], traceback=traceback.format_exc())
         entries.append(_with_time(entry, time.perf_counter() - started))
     return entries
+
+
+def output_digest(files: dict[str, str]) -> str:
+    """One hash over a package's files (sorted names and texts), for comparing two runs of the converter."""
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        digest.update(name.encode() + b"\0" + files[name].encode() + b"\0")
+    return digest.hexdigest()
 
 
 def _with_time(entry: Entry, seconds: float) -> Entry:
