@@ -19,7 +19,7 @@ from pathlib import Path
 
 from modularize.convert import ConvertOptions, generator_string, plan_for
 from modularize.emit.package import emit_package
-from modularize.source_file import installed_diffusers_file, read_source
+from modularize.frontend.source_file import installed_diffusers_file, read_source
 
 
 def main() -> None:

@@ -29,10 +29,10 @@ from diffusers.modular_pipelines import StableDiffusionXLAutoBlocks, StableDiffu
 from diffusers.utils import logging as diffusers_logging
 
 from modularize.cli import main as modularize
-from modularize.source_file import installed_diffusers_file
+from modularize.commands.verify import load_package, package_classes
+from modularize.frontend.source_file import installed_diffusers_file
 from modularize.testing.equivalence import silence_progress_bars
 from modularize.testing.tiny import setup_for, stable_diffusion_components, stable_diffusion_xl_components
-from modularize.verify import load_package, package_classes
 
 SD = "pipelines/stable_diffusion/pipeline_stable_diffusion.py"
 SDXL = "pipelines/stable_diffusion_xl/pipeline_stable_diffusion_xl.py"

@@ -26,7 +26,7 @@ from diffusers.guiders import ClassifierFreeGuidance
 from diffusers.utils import logging as diffusers_logging
 
 from modularize.cli import main as modularize
-from modularize.source_file import installed_diffusers_file
+from modularize.frontend.source_file import installed_diffusers_file
 from modularize.testing.compare import difference
 from modularize.testing.equivalence import Equivalence, _with_case_components, silence_progress_bars
 from modularize.testing.tiny import setup_for

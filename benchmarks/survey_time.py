@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from modularize.source_file import installed_diffusers_file
+from modularize.frontend.source_file import installed_diffusers_file
 
 
 def main() -> None:

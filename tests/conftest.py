@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from modularize.cli import main
-from modularize.source_file import installed_diffusers_file
+from modularize.frontend.source_file import installed_diffusers_file
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"

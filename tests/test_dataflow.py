@@ -2,7 +2,7 @@
 
 from textwrap import dedent
 
-from modularize.dataflow import flow_of, names_read, parse_statements
+from modularize.cst.dataflow import flow_of, names_read, parse_statements
 
 
 def flow(text: str, bound=()):

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from modularize.drift import EDITED, SOURCE_MISSING, STALE, UP_TO_DATE, check_package, find_packages
 from modularize.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from modularize.output.drift import EDITED, SOURCE_MISSING, STALE, UP_TO_DATE, check_package, find_packages
 
 from .conftest import ROOT, TOY
 
@@ -40,7 +40,7 @@ def test_an_untouched_package_is_up_to_date_without_regenerating(repo, cli, monk
     def no_regeneration(*args, **kwargs):
         raise AssertionError("an unchanged package must not be regenerated")
 
-    monkeypatch.setattr("modularize.drift.regenerate", no_regeneration)
+    monkeypatch.setattr("modularize.output.drift.regenerate", no_regeneration)
     assert find_packages(repo) == [repo / "modular_toy"]
     assert check_package(repo / "modular_toy").state == UP_TO_DATE
     run = cli("check")

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from modularize.cli import main
-from modularize.format import format_python
-from modularize.header import read_header, sha256
-from modularize.verify import load_package, package_classes
+from modularize.commands.verify import load_package, package_classes
+from modularize.emit.format import format_python
+from modularize.emit.header import read_header, sha256
 
 from .conftest import TOY
 
@@ -139,7 +139,7 @@ def test_a_pipeline_outside_any_package_converts_too(toy_package):
     ],
 )
 def test_other_families_convert_lint_clean(tmp_path, source):
-    from modularize.source_file import installed_diffusers_file
+    from modularize.frontend.source_file import installed_diffusers_file
 
     out = tmp_path / "package"
     assert main([str(installed_diffusers_file(source)), "-o", str(out), "-q"]) == 0

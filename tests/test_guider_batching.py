@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from modularize.cli import main
-from modularize.source_file import installed_diffusers_file
+from modularize.commands.verify import load_package, package_classes, standard_class
+from modularize.frontend.source_file import installed_diffusers_file
 from modularize.testing.compare import difference
 from modularize.testing.exact import half_batch_calls
 from modularize.testing.tiny import setup_for
-from modularize.verify import load_package, package_classes, standard_class
 
 CALL = {"prompt": ["a cat", "a dog"], "num_inference_steps": 2, "output_type": "np"}
 

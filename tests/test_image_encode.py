@@ -6,9 +6,9 @@ import numpy as np
 
 from modularize.cli import main
 from modularize.convert import ConvertOptions, plan_for
-from modularize.plan import BlockPlan
-from modularize.source import code
-from modularize.source_file import installed_diffusers_file, module_name_of
+from modularize.frontend.parse import code
+from modularize.frontend.source_file import installed_diffusers_file, module_name_of
+from modularize.planning.plan import BlockPlan
 
 IMG2IMG = "pipelines/stable_diffusion/pipeline_stable_diffusion_img2img.py"
 INPAINT = "pipelines/stable_diffusion/pipeline_stable_diffusion_inpaint.py"

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from modularize.cli import main
+from modularize.emit.layout import is_complete
 from modularize.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
-from modularize.layout import is_complete
-from modularize.output_dir import leftovers
+from modularize.output.write import leftovers
 
 from .conftest import TOY
 from .test_cli import assert_one_line_error
@@ -236,7 +236,7 @@ def test_thirty_kills_during_a_write_never_leave_a_broken_package(cli, workspace
 
 
 def test_without_an_atomic_exchange_the_two_rename_swap_still_replaces_the_package(cli, workspace, monkeypatch):
-    monkeypatch.setattr("modularize.output_dir._exchange", lambda first, second: False)
+    monkeypatch.setattr("modularize.output.write._exchange", lambda first, second: False)
     assert cli("pipelines/pipeline_toy.py", "-o", "modular_toy", "-q").code == EXIT_OK
     (workspace / "modular_toy" / "stray.txt").write_text("x")
     assert cli("pipelines/pipeline_toy.py", "-o", "modular_toy", "-q", "--force").code == EXIT_OK

@@ -6,7 +6,7 @@ import pytest
 
 from modularize.convert import ConvertOptions, plan_for
 from modularize.errors import ConversionError
-from modularize.plan import BlockPlan, LoopPlan
+from modularize.planning.plan import BlockPlan, LoopPlan
 
 from .conftest import FIXTURES, TOY
 

@@ -2,11 +2,11 @@
 
 import libcst as cst
 
-from modularize.docstrings import parameter_descriptions
-from modularize.header import edited_by_hand, read_header, sha256, with_header
-from modularize.naming import Naming, block_key, words_of
-from modularize.segment import kind_of_label, label_title, segment_call, stage_label
-from modularize.source import parse_source
+from modularize.analysis.segment import kind_of_label, label_title, segment_call, stage_label
+from modularize.emit.header import edited_by_hand, read_header, sha256, with_header
+from modularize.frontend.docstrings import parameter_descriptions
+from modularize.frontend.parse import parse_source
+from modularize.planning.naming import Naming, block_key, words_of
 
 DOCSTRING = """
     Function invoked when calling the pipeline.
@@ -111,7 +111,7 @@ def test_headers_tell_a_hand_edit_from_a_generated_file():
 def test_tree_walk_findall_finds_what_libcst_finds_in_the_same_order(sd_source):
     import libcst.matchers as m
 
-    from modularize.tree_walk import children, findall, walk
+    from modularize.cst.tree_walk import children, findall, walk
 
     tree = cst.parse_module(sd_source.read_text())
     significant = (cst.BaseExpression, cst.BaseStatement, cst.BaseSmallStatement, cst.Arg, cst.Param, cst.Decorator)

@@ -5,8 +5,8 @@ import json
 import pytest
 
 from modularize.cli import main
-from modularize.source_file import installed_diffusers_file
-from modularize.survey import CONVERTED, CRASHED, REFUSED, reason_group
+from modularize.commands.survey import CONVERTED, CRASHED, REFUSED, reason_group
+from modularize.frontend.source_file import installed_diffusers_file
 
 from .conftest import FIXTURES
 
@@ -58,16 +58,16 @@ def test_markdown_report_and_refusal_groups(cli, tmp_path):
 
 
 def test_a_crash_is_logged_and_the_survey_goes_on(cli, tmp_path, monkeypatch):
-    import modularize.analyze
+    import modularize.analysis.analyze
 
-    original = modularize.analyze.analyze
+    original = modularize.analysis.analyze.analyze
 
     def flaky(source, class_name=None):
         if class_name == "FirstToyPipeline":
             raise KeyError("boom")
         return original(source, class_name)
 
-    monkeypatch.setattr(modularize.analyze, "analyze", flaky)
+    monkeypatch.setattr(modularize.analysis.analyze, "analyze", flaky)
     log = tmp_path / "crashes.log"
     run = cli("survey", FIXTURES / "pipelines", "--json", "-", "-j", "1", "--log", log)
     assert run.code == 1  # something crashed

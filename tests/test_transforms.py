@@ -5,16 +5,16 @@ import textwrap
 import libcst as cst
 import pytest
 
+from modularize.analysis.runtime_plumbing import find_runtime_plumbing, without_callbacks
+from modularize.cst.node_index import NodeIndex
+from modularize.cst.substitute import rewrite_statements, same_expression
 from modularize.errors import ConversionError
-from modularize.node_index import NodeIndex
-from modularize.source import code
-from modularize.transforms._nodes import rewrite_statements, same_expression
-from modularize.transforms.early_return import EarlyReturnProblem, lower_early_return
+from modularize.frontend.parse import code
+from modularize.normalize.early_return import EarlyReturnProblem, lower_early_return
 from modularize.transforms.feature_gates import FeatureGate, gate_replacements
 from modularize.transforms.helpers import as_static_helper
 from modularize.transforms.imports import absolute_module, import_from, prune_unused_imports, relative_module
 from modularize.transforms.self_to_components import self_to_components
-from modularize.transforms.strip_runtime import find_runtime_plumbing, without_callbacks
 
 
 def statements(text: str) -> list[cst.BaseStatement]:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from modularize.cli import main
-from modularize.verify import Case, load_package, package_classes, verify_package
+from modularize.commands.verify import Case, load_package, package_classes, verify_package
 
 from .conftest import TOY
 
@@ -218,7 +218,7 @@ def converted_and_bitwise(tmp_path, source: str | Path):
     """Convert an installed diffusers pipeline (`pipelines/...` relative to the package, or its path) and verify it
     in plain and exact mode over its built-in matrix: every case compared (none skipped), every one bitwise.
     Returns (the package, the report)."""
-    from modularize.source_file import installed_diffusers_file
+    from modularize.frontend.source_file import installed_diffusers_file
 
     path = installed_diffusers_file(source) if isinstance(source, str) else source
     package = tmp_path / "package"
@@ -285,7 +285,7 @@ def test_batched_cfg_families_are_bitwise_equal(tmp_path, source):
 def test_sdxl_refuses_negative_sizes_it_cannot_reproduce(tmp_path):
     """The standard SDXL pipeline repeats `[negative, positive]` time ids together; with different negative sizes
     and several images the generated package raises instead of silently computing something else."""
-    from modularize.source_file import installed_diffusers_file
+    from modularize.frontend.source_file import installed_diffusers_file
 
     package = tmp_path / "package"
     source = installed_diffusers_file("pipelines/stable_diffusion_xl/pipeline_stable_diffusion_xl.py")
@@ -336,7 +336,7 @@ def _true_cfg_on(inputs: dict, default_scale: float) -> bool:
     ],
 )
 def test_guidance_beyond_plain_batched_cfg_is_bitwise_equal(tmp_path, cli, source, label, images_argument, cfg_on):
-    from modularize.source_file import installed_diffusers_file
+    from modularize.frontend.source_file import installed_diffusers_file
 
     path = installed_diffusers_file(source)
     plan = json.loads(cli("plan", path, "--json").out)
@@ -363,7 +363,7 @@ def test_guidance_beyond_plain_batched_cfg_is_bitwise_equal(tmp_path, cli, sourc
 def test_unlabelled_unconditional_pipelines_are_bitwise_equal(tmp_path, source, scheduler):
     """No stage comments (blocks cut at anchors), a DiffusionPipeline helper (`numpy_to_pil`), and for DDIM an
     `__init__` that replaces the scheduler it is given."""
-    from modularize.source_file import installed_diffusers_file
+    from modularize.frontend.source_file import installed_diffusers_file
     from modularize.testing.equivalence import load_package, package_classes
     from modularize.testing.tiny import setup_for
 
@@ -383,7 +383,7 @@ def test_unlabelled_unconditional_pipelines_are_bitwise_equal(tmp_path, source, 
 def test_a_pipeline_that_runs_its_own_guiders_is_carried_and_bitwise_equal(tmp_path, cli):
     """HunyuanImage picks one of two guider components per call and runs the guider protocol itself: there is no
     CFG to rewrite, its loop (and its `guider_state`) is carried as written, the guiders stay components."""
-    from modularize.source_file import installed_diffusers_file
+    from modularize.frontend.source_file import installed_diffusers_file
 
     path = installed_diffusers_file("pipelines/hunyuan_image/pipeline_hunyuanimage.py")
     plan = json.loads(cli("plan", path, "--json").out)
@@ -421,7 +421,7 @@ def test_true_cfg_image_to_image_and_inpainting_are_bitwise_equal(tmp_path, sour
 
 def test_a_guidance_distilled_unet_needs_no_guider_and_is_bitwise_equal(tmp_path, cli):
     """Latent consistency: the UNet embeds the guidance scale (`timestep_cond`), nothing is batched for CFG."""
-    from modularize.source_file import installed_diffusers_file
+    from modularize.frontend.source_file import installed_diffusers_file
 
     path = installed_diffusers_file("pipelines/latent_consistency_models/pipeline_latent_consistency_text2img.py")
     plan = json.loads(cli("plan", path, "--json").out)

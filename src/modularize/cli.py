@@ -65,14 +65,14 @@ def _options(args, source):
 
 def _convert_files(args):
     from .convert import convert
-    from .source_file import read_source
+    from .frontend.source_file import read_source
 
     source = read_source(args.pipeline)
     return convert(source.text, _options(args, source))
 
 
 def command_convert(args) -> int:
-    from .output_dir import compare, output_target, unified_diff, write_package
+    from .output.write import compare, output_target, unified_diff, write_package
 
     started = time.perf_counter()
     if getattr(args, "components", None) and not getattr(args, "emit_tests", None):
@@ -104,7 +104,7 @@ def command_convert(args) -> int:
         elapsed = time.perf_counter() - started
         print(f"wrote {shown}/ ({len(files)} files) from {args.pipeline} in {elapsed:.2f}s")
     if getattr(args, "emit_tests", None):
-        from .emit_tests import write_test_file
+        from .commands.emit_tests import write_test_file
 
         path = write_test_file(shown, Path(args.emit_tests), args.components)
         if not args.quiet:
@@ -113,7 +113,7 @@ def command_convert(args) -> int:
 
 
 def command_emit_tests(args) -> int:
-    from .emit_tests import write_test_file
+    from .commands.emit_tests import write_test_file
 
     path = write_test_file(Path(args.package), Path(args.output), args.components)
     print(f"wrote {path}")
@@ -127,8 +127,8 @@ def _package_name(files: dict[str, str]) -> str:
 
 def command_plan(args) -> int:
     from .convert import plan_for
-    from .plan import plan_json, render_plan
-    from .source_file import read_source
+    from .frontend.source_file import read_source
+    from .planning.plan import plan_json, render_plan
 
     source = read_source(args.pipeline)
     plan = plan_for(source.text, _options(args, source))
@@ -138,8 +138,8 @@ def command_plan(args) -> int:
 
 # -- check -------------------------------------------------------------------------------------------------------
 def command_check(args) -> int:
-    from .drift import EDITED, SOURCE_MISSING, STALE, check_package, find_packages, regenerate, select_packages
-    from .output_dir import foreign_files, interrupted_writes
+    from .output.drift import EDITED, SOURCE_MISSING, STALE, check_package, find_packages, regenerate, select_packages
+    from .output.write import foreign_files, interrupted_writes
 
     for path in args.paths:
         if not Path(path).exists():
@@ -212,7 +212,7 @@ def status_files(status, regenerate) -> dict[str, str]:
 
 
 def _write_fixed(directory: Path, files: dict[str, str], force: bool) -> None:
-    from .output_dir import write_package
+    from .output.write import write_package
 
     result = write_package(directory, files, force=force)
     name = _relative(directory)
@@ -223,7 +223,7 @@ def _write_fixed(directory: Path, files: dict[str, str], force: bool) -> None:
 
 
 def _recover(directory: Path) -> str:
-    from .output_dir import recover, write_lock
+    from .output.write import recover, write_lock
 
     with write_lock(directory):
         return recover(directory) or "nothing left to recover"
@@ -261,7 +261,7 @@ class _ProgressBar:
 
 
 def command_survey(args) -> int:
-    from .survey import CRASHED, markdown, run_survey, summary, table
+    from .commands.survey import CRASHED, markdown, run_survey, summary, table
 
     root = Path(args.directory)
     if not root.is_dir():
@@ -298,12 +298,12 @@ def _verify_survey(root: Path, entries):
     """Run verify (exact mode) for every converted pipeline that has built-in tiny components."""
     import dataclasses
 
+    from .commands.verify import verify_package
     from .convert import convert
+    from .frontend.source_file import read_source
     from .options import ConvertOptions
-    from .output_dir import write_package
-    from .source_file import read_source
+    from .output.write import write_package
     from .testing.tiny import setup_for
-    from .verify import verify_package
 
     result = []
     for entry in entries:
@@ -333,7 +333,7 @@ def _verify_survey(root: Path, entries):
 
 # -- verify ------------------------------------------------------------------------------------------------------
 def _verify(package: Path, args, progress=True):
-    from .verify import components_factory, parse_case, verify_package
+    from .commands.verify import components_factory, parse_case, verify_package
 
     extra = [parse_case(text, index + 1) for index, text in enumerate(args.case or [])]
     components = components_factory(args.components) if args.components else None
@@ -370,7 +370,7 @@ def _print_report(report, png: Path | None) -> None:
 
 
 def _finish_verify(report, package: Path, args) -> int:
-    from .report_image import save_comparison
+    from .testing.report_image import save_comparison
 
     png = None
     if not args.no_png:
@@ -390,7 +390,7 @@ def command_verify(args) -> int:
 
 
 def command_demo(args) -> int:
-    from .source_file import installed_diffusers_file
+    from .frontend.source_file import installed_diffusers_file
 
     args.pipeline = str(installed_diffusers_file(DEMO_SOURCE))
     args.class_name, args.check, args.diff, args.in_tree, args.force = None, False, False, False, False

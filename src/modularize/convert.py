@@ -8,11 +8,11 @@ Deterministic: the same text and options give byte-identical files in any proces
 
 from __future__ import annotations
 
-from .analyze import analyze
+from .analysis.analyze import analyze
 from .emit.package import emit_package
+from .frontend.parse import parse_source
 from .options import ConvertOptions, generator_string
-from .plan import PipelinePlan
-from .source import parse_source
+from .planning.plan import PipelinePlan
 
 __all__ = ["ConvertOptions", "convert", "generator_string", "plan_for"]
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import libcst as cst
 
-from ..plan import BlockPlan, Component, GuidancePlan, LoopPlan, LoopStepPlan, Output, Param, PipelinePlan
+from ..planning.plan import BlockPlan, Component, GuidancePlan, LoopPlan, LoopStepPlan, Output, Param, PipelinePlan
 from .splice import BODY, MEMBERS, splice, statement
 
 BATCHING_CONFIG = (

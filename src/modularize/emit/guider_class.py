@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import libcst as cst
 
-from ..plan import PipelinePlan
+from ..planning.plan import PipelinePlan
 from .splice import BODY, splice
 
 

@@ -13,13 +13,10 @@ from collections.abc import Sequence
 
 import libcst as cst
 
-from ..dataflow import flow_of, names_read
+from ..cst.dataflow import flow_of, names_read
 from ..errors import ConversionError
-from ..format import format_python
-from ..header import with_header
-from ..layout import LEAF_FILES, blocks_file
-from ..plan import LoopPlan, ModuleDefinition, PipelinePlan
-from ..source import code
+from ..frontend.parse import code
+from ..planning.plan import LoopPlan, ModuleDefinition, PipelinePlan
 from ..transforms.guidance import (
     DENOISER_CALL_HELPERS,
     GUIDER_ATTRIBUTES_HELPER,
@@ -29,7 +26,10 @@ from ..transforms.guidance import (
 )
 from ..transforms.imports import import_from, prune_unused_imports, relative_module
 from .blocks import block_class, loop_classes
+from .format import format_python
 from .guider_class import guider_class
+from .header import with_header
+from .layout import LEAF_FILES, blocks_file
 from .pipeline_class import pipeline_class
 from .splice import splice
 

@@ -17,7 +17,7 @@ from pathlib import PurePosixPath
 
 import libcst as cst
 
-from ..plan import PipelinePlan
+from ..planning.plan import PipelinePlan
 from .splice import MEMBERS, splice
 
 ATTRIBUTES = "__modularize_attributes__"

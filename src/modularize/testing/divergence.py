@@ -40,9 +40,9 @@ class BlockSpan:
 def block_spans(standard_cls: type) -> list[BlockSpan]:
     """The plan of the standard class's own source file, as line spans and output names per block."""
     from ..convert import plan_for
+    from ..frontend.source_file import read_source
     from ..options import ConvertOptions
-    from ..plan import BlockPlan
-    from ..source_file import read_source
+    from ..planning.plan import BlockPlan
 
     source = read_source(inspect.getsourcefile(standard_cls))
     options = ConvertOptions(source.path, source.label, source.module_name, standard_cls.__name__)

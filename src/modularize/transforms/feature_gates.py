@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 import libcst as cst
 
-from ..node_index import NodeIndex
-from ._nodes import Replacement, same_expression
+from ..cst.node_index import NodeIndex
+from ..cst.substitute import Replacement, same_expression
 
 
 @dataclass(frozen=True)

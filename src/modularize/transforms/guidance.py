@@ -1,6 +1,6 @@
 """Rewrite batched classifier-free guidance into guider hooks.
 
-Before (standard `__call__`, pieces found by `modularize.guidance.find_batched_cfg`):
+Before (standard `__call__`, pieces found by `modularize.analysis.guidance.batched.find_batched_cfg`):
 
     if self.do_classifier_free_guidance:
         prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds])
@@ -34,10 +34,10 @@ from __future__ import annotations
 
 import libcst as cst
 
-from ..guidance import CfgPattern
-from ..plan import GuidanceField
-from ..source import code
-from ._nodes import Replacement
+from ..analysis.guidance.batched import CfgPattern
+from ..cst.substitute import Replacement
+from ..frontend.parse import code
+from ..planning.plan import GuidanceField
 
 
 def unbatching_replacements(cfg: CfgPattern) -> dict[cst.CSTNode, Replacement]:

@@ -33,9 +33,9 @@ from dataclasses import dataclass
 import libcst as cst
 import libcst.matchers as m
 
-from .dataflow import names_read
-from .source import SourceModule, code
-from .transforms._nodes import substitute_names
+from ...cst.dataflow import names_read
+from ...cst.substitute import substitute_names
+from ...frontend.parse import SourceModule, code
 
 # methods that act on each sample of a batch independently
 PER_SAMPLE_METHODS = frozenset(

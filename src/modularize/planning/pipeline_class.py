@@ -17,12 +17,12 @@ from collections.abc import Sequence
 import libcst as cst
 import libcst.matchers as m
 
-from .class_facts import ClassFacts
-from .dataflow import flow_of, names_read
+from ..analysis.rewrite_context import Context, derived_closure
+from ..cst.dataflow import flow_of, names_read
+from ..cst.substitute import substitute_names
+from ..frontend.class_facts import ClassFacts
+from ..frontend.parse import code, snippet
 from .plan import BlockPlan, LoopPlan, PipelineClassPlan
-from .rewrite_context import Context, derived_closure
-from .source import code, snippet
-from .transforms._nodes import substitute_names
 
 # Standard-pipeline bases that do not carry over to a ModularPipeline subclass: the base itself, loaders that
 # need `DiffusionPipeline.from_single_file`, and the IP-Adapter loader (IP-Adapter inputs are gated).

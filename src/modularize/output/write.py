@@ -38,9 +38,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import Location, OutputError
-from .header import edited_by_hand, read_header
-from .layout import is_complete
+from ..emit.header import edited_by_hand, read_header
+from ..emit.layout import is_complete
+from ..errors import Location, OutputError
 
 _STAGING = ".modularize-new-"
 _RETIRED = ".modularize-old-"

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import libcst as cst
 import libcst.matchers as m
 
-from .source import SourceModule, snippet
-from .tree_walk import findall, walk
+from ..cst.tree_walk import findall, walk
+from ..frontend.parse import SourceModule, snippet
 
 KINDS = ("input", "encode", "before_denoise", "denoise", "decode")
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 import libcst as cst
 from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
-from .errors import ConversionError, InputError, Location
+from ..errors import ConversionError, InputError, Location
 
 _EMPTY_MODULE = cst.Module(body=[])
 

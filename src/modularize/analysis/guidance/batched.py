@@ -27,14 +27,14 @@ from dataclasses import dataclass
 import libcst as cst
 import libcst.matchers as m
 
-from .class_facts import ClassFacts
-from .dataflow import flow_of, names_read
-from .node_index import NodeIndex
+from ...cst.dataflow import flow_of, names_read
+from ...cst.node_index import NodeIndex
+from ...cst.substitute import conjuncts, same_expression
+from ...cst.tree_walk import findall, walk
+from ...frontend.class_facts import ClassFacts
+from ...frontend.parse import SourceModule, code
+from ...planning.plan import GuidanceField
 from .pairing import propagate_pairs
-from .plan import GuidanceField
-from .source import SourceModule, code
-from .transforms._nodes import conjuncts, same_expression
-from .tree_walk import findall, walk
 
 _TORCH_CAT = m.Call(func=m.Attribute(value=m.Name("torch"), attr=m.Name("cat")))
 
@@ -693,7 +693,7 @@ def _unrepeat_else(branch: cst.If, repeated: Sequence[str]) -> cst.CSTNode | Non
 
 def condition_text(expression: cst.BaseExpression, per_call: Mapping[str, str]) -> str:
     """The CFG condition over `__call__` arguments: `self._guidance_scale > 1` -> `guidance_scale > 1`."""
-    from .transforms._nodes import replace_nodes
+    from ...cst.substitute import replace_nodes
 
     replacements = {}
     for attribute in findall(expression, m.Attribute(value=m.Name("self"))):

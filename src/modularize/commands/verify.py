@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
-from .testing.equivalence import (
+from ..errors import InputError
+from ..testing.equivalence import (
     Case,
     CaseResult,
     Equivalence,

@@ -56,12 +56,12 @@ def pipeline_files(root: Path) -> list[Path]:
 
 def survey_file(path: str, root: str) -> list[Entry]:
     """Convert every pipeline class of one file (runs in a worker process)."""
-    from .analyze import analyze
-    from .emit.package import emit_package
-    from .errors import ModularizeError
-    from .options import ConvertOptions, generator_string
-    from .source import is_pipeline_class, parse_source
-    from .source_file import label_of, module_name_of
+    from ..analysis.analyze import analyze
+    from ..emit.package import emit_package
+    from ..errors import ModularizeError
+    from ..frontend.parse import is_pipeline_class, parse_source
+    from ..frontend.source_file import label_of, module_name_of
+    from ..options import ConvertOptions, generator_string
 
     relative = os.path.relpath(path, root)
     try:

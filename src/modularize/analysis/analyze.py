@@ -19,18 +19,32 @@ from dataclasses import replace
 import libcst as cst
 import libcst.matchers as m
 
-from .branched_cfg import find_branched_cfg
-from .class_facts import Parameter, analyze_class
-from .dataflow import Flow, flow_of, names_read, without_dead_assignments
-from .docstrings import parameter_descriptions
-from .guidance import CfgPattern, condition_text, find_batched_cfg
-from .image_encode import ENCODER_KEY, IMAGE_LATENTS, ImageEncodeSplit, NotSplit, split_image_encode, with_image_encode
-from .loop_plan import split_loop
-from .modular_class import pipeline_class_plan
-from .module_index import module_definitions
-from .naming import Naming, block_key
-from .node_index import NodeIndex
-from .plan import (
+from ..cst.dataflow import Flow, flow_of, names_read, without_dead_assignments
+from ..cst.node_index import NodeIndex
+from ..cst.substitute import (
+    conjuncts,
+    replace_nodes,
+    same_expression,
+    substitute_names,
+)
+from ..cst.tree_walk import findall, walk
+from ..frontend.class_facts import Parameter, analyze_class
+from ..frontend.docstrings import parameter_descriptions
+from ..frontend.module_definitions import module_definitions
+from ..frontend.parse import SourceModule, code, find_pipeline_class, snippet
+from ..normalize.early_return import EarlyReturnProblem, lower_early_return
+from ..normalize.image_encode import (
+    ENCODER_KEY,
+    IMAGE_LATENTS,
+    ImageEncodeSplit,
+    NotSplit,
+    split_image_encode,
+    with_image_encode,
+)
+from ..planning.denoise_loop import split_loop
+from ..planning.naming import Naming, block_key
+from ..planning.pipeline_class import pipeline_class_plan
+from ..planning.plan import (
     BlockPlan,
     Component,
     GuidancePlan,
@@ -39,21 +53,14 @@ from .plan import (
     Param,
     PipelinePlan,
 )
+from ..transforms.feature_gates import FeatureGate, gate_message, gate_replacements
+from ..transforms.guidance import unbatching_replacements
+from .guidance.batched import CfgPattern, condition_text, find_batched_cfg
+from .guidance.branched import find_branched_cfg
+from .guidance.separate_passes import find_separate_cfg
 from .rewrite_context import BLOCK_NAMES, Context, Rewritten, call_body, helpers_and_components, merged_usage
+from .runtime_plumbing import find_runtime_plumbing
 from .segment import Segment, find_timestep_loop, label_title, segment_call
-from .separate_passes import find_separate_cfg
-from .source import SourceModule, code, find_pipeline_class, snippet
-from .transforms._nodes import (
-    conjuncts,
-    replace_nodes,
-    same_expression,
-    substitute_names,
-)
-from .transforms.early_return import EarlyReturnProblem, lower_early_return
-from .transforms.feature_gates import FeatureGate, gate_message, gate_replacements
-from .transforms.guidance import unbatching_replacements
-from .transforms.strip_runtime import find_runtime_plumbing
-from .tree_walk import findall, walk
 
 
 def analyze(source: SourceModule, class_name: str | None = None) -> PipelinePlan:

@@ -34,14 +34,14 @@ from collections.abc import Sequence
 import libcst as cst
 import libcst.matchers as m
 
-from .class_facts import ClassFacts
-from .dataflow import flow_of
-from .guidance import CfgPattern, CustomCombine, _condition
-from .plan import GuidanceField
+from ...cst.dataflow import flow_of
+from ...cst.substitute import conjuncts, same_expression, substitute_names
+from ...cst.tree_walk import findall
+from ...frontend.class_facts import ClassFacts
+from ...frontend.parse import SourceModule, code
+from ...planning.plan import GuidanceField
+from .batched import CfgPattern, CustomCombine, _condition
 from .separate_passes import _model_aliases, _model_call, denoiser_fields, step_scales
-from .source import SourceModule, code
-from .transforms._nodes import conjuncts, same_expression, substitute_names
-from .tree_walk import findall
 
 _COMBINE_GLOBALS = frozenset({"torch", "float", "int", "range", "len", "min", "max", "abs", "list", "zip"})
 # attributes a guider has itself: the combine's inputs must not overwrite them

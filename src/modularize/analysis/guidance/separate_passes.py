@@ -24,13 +24,13 @@ from dataclasses import dataclass
 import libcst as cst
 import libcst.matchers as m
 
-from .class_facts import ClassFacts
-from .dataflow import flow_of
-from .guidance import CfgPattern, CustomCombine, _condition
-from .plan import GuidanceField
-from .source import SourceModule, code, snippet
-from .transforms._nodes import same_expression, substitute_names
-from .tree_walk import findall
+from ...cst.dataflow import flow_of
+from ...cst.substitute import same_expression, substitute_names
+from ...cst.tree_walk import findall
+from ...frontend.class_facts import ClassFacts
+from ...frontend.parse import SourceModule, code, snippet
+from ...planning.plan import GuidanceField
+from .batched import CfgPattern, CustomCombine, _condition
 
 _ASSIGNED = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())])])
 # names a verbatim combine may read besides the predictions and the scale

@@ -45,7 +45,7 @@ def save_comparison(images: Sequence[tuple[str, Any, Any]], path: str | Path) ->
     import numpy as np
     from PIL import Image, ImageDraw
 
-    from .testing.compare import as_array
+    from .compare import as_array
 
     rows = []
     for title, expected, actual in images:

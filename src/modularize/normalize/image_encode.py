@@ -51,12 +51,12 @@ from dataclasses import dataclass, replace
 import libcst as cst
 import libcst.matchers as m
 
-from .class_facts import ClassFacts
-from .dataflow import flow_of, names_read
-from .segment import Segment
-from .source import SourceModule
-from .transforms._nodes import replace_nodes
-from .tree_walk import findall, walk
+from ..analysis.segment import Segment
+from ..cst.dataflow import flow_of, names_read
+from ..cst.substitute import replace_nodes
+from ..cst.tree_walk import findall, walk
+from ..frontend.class_facts import ClassFacts
+from ..frontend.parse import SourceModule
 
 ENCODER_KEY = "vae_encoder"
 IMAGE_LATENTS = "image_latents"

@@ -18,15 +18,15 @@ from dataclasses import dataclass
 import libcst as cst
 import libcst.matchers as m
 
-from .dataflow import Flow, flow_of, names_read, without_dead_assignments
-from .guidance import CfgPattern
+from ..analysis.guidance.batched import CfgPattern
+from ..analysis.rewrite_context import Context, Rewritten, helpers_and_components
+from ..analysis.segment import Segment
+from ..cst.dataflow import Flow, flow_of, names_read, without_dead_assignments
+from ..cst.substitute import replace_nodes
+from ..cst.tree_walk import findall
+from ..frontend.parse import SourceModule, code, snippet
+from ..transforms.guidance import guider_denoise
 from .plan import GuidanceField, LoopPlan, LoopStepPlan, Output, Param
-from .rewrite_context import Context, Rewritten, helpers_and_components
-from .segment import Segment
-from .source import SourceModule, code, snippet
-from .transforms._nodes import replace_nodes
-from .transforms.guidance import guider_denoise
-from .tree_walk import findall
 
 _PROGRESS_UPDATE = m.Call(func=m.Attribute(value=m.Name("progress_bar"), attr=m.Name("update")))
 _STEP_KEYS = ("before_denoiser", "denoiser", "after_denoiser")

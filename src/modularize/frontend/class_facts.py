@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import libcst as cst
 import libcst.matchers as m
 
-from .source import SourceModule, base_names, code
-from .tree_walk import findall
+from ..cst.tree_walk import findall
+from .parse import SourceModule, base_names, code
 
 SELF = m.Name("self")
 

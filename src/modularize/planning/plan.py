@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 import libcst as cst
 
-from .errors import Location
-from .layout import FILE_OF_KIND
+from ..emit.layout import FILE_OF_KIND
+from ..errors import Location
 
 
 @dataclass(frozen=True)

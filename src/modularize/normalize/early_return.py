@@ -29,8 +29,8 @@ from dataclasses import dataclass
 import libcst as cst
 import libcst.matchers as m
 
-from ..tree_walk import findall
-from ._nodes import same_expression
+from ..cst.substitute import same_expression
+from ..cst.tree_walk import findall
 
 
 @dataclass(frozen=True)

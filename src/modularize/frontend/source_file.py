@@ -15,7 +15,7 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InputError, Location
+from ..errors import InputError, Location
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import libcst as cst
 
+from ..cst.dataflow import flow_of
+from ..planning.plan import ModuleDefinition
+from ..transforms.imports import absolute_module
 from .class_facts import ClassFacts
-from .dataflow import flow_of
-from .plan import ModuleDefinition
-from .source import SourceModule, code
-from .transforms.imports import absolute_module
+from .parse import SourceModule, code
 
 
 def module_definitions(source: SourceModule, facts: ClassFacts) -> tuple[ModuleDefinition, ...]:

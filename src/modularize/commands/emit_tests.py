@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import InputError, Location
-from .format import format_python
-from .header import read_header
+from ..emit.format import format_python
+from ..emit.header import read_header
+from ..errors import InputError, Location
 
 TEMPLATE = '''"""Equivalence tests for the generated package `{package}` (converted from `{pipeline}`).
 
@@ -71,7 +71,7 @@ def pipeline_of(package: Path) -> str:
 
 def test_file(package: Path, directory: Path, components: str | None = None) -> tuple[Path, str]:
     """The path and text of the pytest file for `package`, to live in `directory`."""
-    from .testing.tiny import setup_for
+    from ..testing.tiny import setup_for
 
     pipeline = pipeline_of(package)
     setup = setup_for(pipeline)

@@ -15,16 +15,16 @@ from dataclasses import dataclass, field
 import libcst as cst
 import libcst.matchers as m
 
-from .class_facts import ClassFacts, docstring_of
-from .dataflow import names_read
-from .naming import Naming
-from .plan import Helper, Note
-from .source import SourceModule
-from .transforms._nodes import Replacement, rewrite_statements
-from .transforms.helpers import as_static_helper
-from .transforms.self_to_components import self_to_components
-from .transforms.strip_runtime import without_callbacks
-from .tree_walk import findall
+from ..cst.dataflow import names_read
+from ..cst.substitute import Replacement, rewrite_statements
+from ..cst.tree_walk import findall
+from ..frontend.class_facts import ClassFacts, docstring_of
+from ..frontend.parse import SourceModule
+from ..planning.naming import Naming
+from ..planning.plan import Helper, Note
+from ..transforms.helpers import as_static_helper
+from ..transforms.self_to_components import self_to_components
+from .runtime_plumbing import without_callbacks
 
 # Members a ModularPipeline provides itself; `self.<x>` of these are `components.<x>` without further ado.
 MODULAR_PIPELINE_MEMBERS = ("_execution_device", "device", "dtype", "components", "config")

@@ -16,7 +16,7 @@ from typing import TypeVar
 
 import libcst as cst
 
-from ..source import code
+from ..frontend.parse import code
 
 NodeT = TypeVar("NodeT", bound=cst.CSTNode)
 

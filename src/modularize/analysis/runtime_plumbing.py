@@ -33,8 +33,8 @@ from dataclasses import dataclass
 import libcst as cst
 import libcst.matchers as m
 
-from ..dataflow import names_read
-from ._nodes import substitute_names
+from ..cst.dataflow import names_read
+from ..cst.substitute import substitute_names
 
 # `__call__` arguments that only feed step-end callbacks (and the deprecated callback API popped from **kwargs)
 CALLBACK_ARGUMENTS = ("callback_on_step_end", "callback_on_step_end_tensor_inputs", "callback", "callback_steps")
