@@ -244,3 +244,80 @@ def test_invalid_generated_code_is_a_converter_bug_and_nothing_is_written(cli, t
     assert "GeneratedCodeError" in log.read_text()
     with pytest.raises(GeneratedCodeError):
         check_generated({"denoise.py": "continue\n"})
+
+
+# -- 3 and 6. mutations that used to crash or give code that does not compile -------------------------------------
+def sd_variant(tmp_path: Path, sd_source: Path, old: str, new: str) -> Path:
+    """The installed Stable Diffusion module with one change, in a package tree so its relative imports resolve."""
+    text = sd_source.read_text(encoding="utf-8")
+    assert old in text, old
+    package = tmp_path / "diffusers" / "pipelines" / "stable_diffusion"
+    package.mkdir(parents=True)
+    for directory in (package, package.parent, package.parent.parent):
+        (directory / "__init__.py").write_text("")
+    path = package / "pipeline_stable_diffusion.py"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    return path
+
+
+def converts_to_valid_code(path: Path) -> dict[str, str]:
+    from modularize.frontend.source_file import read_source
+
+    source = read_source(str(path))
+    options = ConvertOptions(path=str(path), label=source.label, module_name=source.module_name)
+    files = convert(source.text, options)
+    check_generated(files)
+    return files
+
+
+def test_a_continue_in_the_denoising_loop_is_refused_at_it(cli, tmp_path):
+    loop_line = "            latents = self.scheduler.step(noise_pred, t, latents).prev_sample\n"
+    path = toy_variant(tmp_path, loop_line, "            if i == 0:\n                continue\n" + loop_line)
+    line = line_of(path, "                continue")
+    refused(cli, path, tmp_path, EXIT_REFUSED, f"{path}:{line}:17: `continue` in the denoising loop")
+
+
+def test_a_continue_in_a_loop_inside_the_step_converts(tmp_path):
+    loop_line = "            latents = self.scheduler.step(noise_pred, t, latents).prev_sample\n"
+    inner = "            for _ in range(1):\n                continue\n"
+    path = toy_variant(tmp_path, loop_line, inner + loop_line)
+    converts_to_valid_code(path)
+
+
+def test_an_early_return_before_the_outputs_is_refused_at_it(cli, tmp_path):
+    path = toy_variant(
+        tmp_path, "        # 3. Prepare timesteps\n", "        if not prompts:\n            return None\n"
+    )
+    line = line_of(path, "            return None")
+    refused(cli, path, tmp_path, EXIT_REFUSED, f"{path}:{line}:13: a `return` before the pipeline's outputs")
+
+
+def test_a_callback_assignment_left_without_its_guard_is_dropped(tmp_path, sd_source):
+    guard = "        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):\n"
+    assignment = "            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs\n"
+    path = sd_variant(tmp_path, sd_source, guard + assignment, assignment[4:])
+    files = converts_to_valid_code(path)
+    assert "callback_on_step_end_tensor_inputs =" not in "".join(files.values())
+
+
+def test_a_static_helper_taking_self_is_refused_at_the_parameter(cli, tmp_path):
+    path = toy_variant(
+        tmp_path,
+        "    def embed_text(self, texts, device):",
+        "    @staticmethod\n    def embed_text(self, texts, device):",
+    )
+    line = line_of(path, "def embed_text(self")
+    refused(
+        cli,
+        path,
+        tmp_path,
+        EXIT_REFUSED,
+        f"{path}:{line}:20: `@staticmethod` helper `embed_text` has a parameter named `self`",
+    )
+
+
+@pytest.mark.parametrize("decorator", ["@staticmethod", "@classmethod", "@property"])
+def test_a_decorator_that_unmakes_call_is_refused(cli, tmp_path, decorator):
+    path = toy_variant(tmp_path, "    @torch.no_grad()\n    def __call__(", f"    {decorator}\n    def __call__(")
+    line = line_of(path, "def __call__") - 1
+    refused(cli, path, tmp_path, EXIT_REFUSED, f"{path}:{line}:5: a decorator that makes `__call__` no plain method")

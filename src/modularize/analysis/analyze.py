@@ -122,6 +122,7 @@ def analyze(source: SourceModule, class_name: str | None = None) -> PipelinePlan
         if result.body:  # a stage made only of runtime plumbing disappears
             rewritten.append((segment, result))
     segments = [segment for segment, _ in rewritten]
+    _check_loop_exits(context, segments, denoise, loop)
     loop_parts = split_loop(context, denoise, loop, cfg)
 
     call_parameters = {p.name: p for p in facts.call_parameters if not p.star}
@@ -251,6 +252,39 @@ def _without_early_returns(
         segments = [*segments[:index], replace(segments[index], statements=tuple(lowered.statements))]
         handled = (*handled, *lowered.handled)
     return source, body, segments
+
+
+_NESTED_SCOPES = (cst.FunctionDef, cst.ClassDef, cst.Lambda)
+
+
+def _check_loop_exits(context: Context, segments: Sequence[Segment], denoise: Segment, loop: cst.For) -> None:
+    """Code the blocks keep must not leave the denoising loop's step or `__call__` early: the step is split into
+    sub-blocks (a `continue` or `break` in one cannot skip the others) and blocks do not return."""
+    dropped = context.replacements
+
+    def skip(node: cst.CSTNode, loops: bool) -> bool:
+        if node in dropped and not m.matches(node, m.SimpleStatementLine(body=[m.Return()])):
+            return True  # dropped with the runtime plumbing (`if self.interrupt: continue`); returns are looked at
+        return isinstance(node, _NESTED_SCOPES) or (loops and isinstance(node, (cst.For, cst.While)))
+
+    for statement in loop.body.body:
+        for node in walk(statement, skip=lambda n: skip(n, loops=True)):
+            if isinstance(node, (cst.Continue, cst.Break)):
+                word = "continue" if isinstance(node, cst.Continue) else "break"
+                raise context.source.refuse(
+                    node,
+                    f"`{word}` in the denoising loop: each step runs as separate blocks, which cannot skip the rest "
+                    "of the step or end the loop",
+                )
+    first_after = segments.index(denoise) + 1
+    for segment in segments[:first_after]:
+        for statement in segment.statements:
+            for node in walk(statement, skip=lambda n: skip(n, loops=False)):
+                if isinstance(node, cst.Return):
+                    raise context.source.refuse(
+                        node,
+                        "a `return` before the pipeline's outputs are computed: blocks cannot end the pipeline early",
+                    )
 
 
 def _flows(rewritten: list[tuple[Segment, Rewritten]], loop_parts, variables: set[str]) -> list[Flow]:

@@ -222,6 +222,9 @@ def analyze_class(source: SourceModule, node: cst.ClassDef) -> ClassFacts:
             construct="async def __call__(...)",
             fix="convert a synchronous `__call__`",
         )
+    for decorator in call.decorators:
+        if m.matches(decorator.decorator, m.Name("staticmethod") | m.Name("classmethod") | m.Name("property")):
+            raise source.refuse(decorator, "a decorator that makes `__call__` no plain method")
     init = next((s for s in node.body.body if isinstance(s, cst.FunctionDef) and s.name.value == "__init__"), None)
     init_facts = analyze_init(init)
     per_call, per_call_properties = _per_call_state(call, properties, init_facts)
