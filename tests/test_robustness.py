@@ -321,3 +321,79 @@ def test_a_decorator_that_unmakes_call_is_refused(cli, tmp_path, decorator):
     path = toy_variant(tmp_path, "    @torch.no_grad()\n    def __call__(", f"    {decorator}\n    def __call__(")
     line = line_of(path, "def __call__") - 1
     refused(cli, path, tmp_path, EXIT_REFUSED, f"{path}:{line}:5: a decorator that makes `__call__` no plain method")
+
+
+# -- 7. the mutation fuzz ---------------------------------------------------------------------------------------------
+def fuzz_corpus() -> list[Path]:
+    """The toy and a few installed pipelines that convert (unconditional, SD): small enough for the test tiers."""
+    from modularize.frontend.source_file import installed_diffusers_file
+
+    installed = [
+        "pipelines/ddpm/pipeline_ddpm.py",
+        "pipelines/ddim/pipeline_ddim.py",
+        "pipelines/stable_diffusion/pipeline_stable_diffusion.py",
+    ]
+    return [TOY, *(installed_diffusers_file(name) for name in installed)]
+
+
+def assert_no_failures(outcomes) -> None:
+    from modularize.testing import fuzz
+
+    failures = [o for o in outcomes if o.status in (fuzz.CRASHED, fuzz.INVALID, fuzz.NONDETERMINISTIC)]
+    assert not failures, "\n".join(f"{o.index}: {o.description}: {o.detail}\n{o.traceback}" for o in failures)
+
+
+def test_fuzz_variants_are_seeded_and_deterministic():
+    from modularize.testing import fuzz
+
+    files = fuzz_corpus()
+    first = [fuzz.make_variant(files, 7, index) for index in range(12)]
+    again = [fuzz.make_variant(files, 7, index) for index in range(12)]
+    assert first == again
+    assert len({v.kind for v in first}) > 3
+    assert all(v.text != Path(v.path).read_text() for v in first)
+
+
+def test_fuzz_a_handful_of_variants():
+    from modularize.testing import fuzz
+
+    files = [TOY]
+    outcomes = [fuzz.run_variant(files, 0, index, twice=index % 3 == 0) for index in range(8)]
+    assert_no_failures(outcomes)
+    assert {o.status for o in outcomes} & {fuzz.CONVERTED, fuzz.REFUSED}
+
+
+@pytest.mark.slow
+def test_fuzz_a_few_hundred_variants_in_parallel():
+    """benchmarks/fuzz.py's run over a small corpus, across 2 processes: no crash, no invalid output."""
+    import concurrent.futures
+
+    from modularize.testing import fuzz
+
+    files = fuzz_corpus()
+    with concurrent.futures.ProcessPoolExecutor(max_workers=2) as pool:
+        tasks = [(files, 11, index, index % 20 == 0) for index in range(240)]
+        outcomes = list(pool.map(_fuzz_task, tasks, chunksize=8))
+    assert_no_failures(outcomes)
+    counts = fuzz.summarize(outcomes, 0)
+    assert counts["converted"] > 20 and counts["refused"] > 20, counts
+
+
+def _fuzz_task(task):
+    from modularize.testing import fuzz
+
+    files, seed, index, twice = task
+    return fuzz.run_variant(files, seed, index, twice)
+
+
+@pytest.mark.slow
+def test_no_single_statement_deletion_from_stable_diffusion_crashes(sd_source):
+    import concurrent.futures
+
+    from modularize.testing import fuzz
+
+    variants = fuzz.deletions(sd_source)
+    assert len(variants) > 50
+    with concurrent.futures.ProcessPoolExecutor(max_workers=2) as pool:
+        outcomes = list(pool.map(fuzz.convert_variant, variants, chunksize=4))
+    assert_no_failures(outcomes)
