@@ -40,7 +40,8 @@ def check_generated(files: Mapping[str, str]) -> None:
 def file_problem(name: str, text: str) -> str | None:
     """`None`, or `file:line: what is wrong` for the first problem found."""
     try:
-        compile(text, name, "exec", dont_inherit=True)
+        tree = ast.parse(text, filename=name)
+        compile(tree, name, "exec", dont_inherit=True)
         table = symtable.symtable(text, name, "exec")
     except SyntaxError as error:  # IndentationError included; `continue` outside a loop is one too
         return f"{name}:{error.lineno}: {type(error).__name__}: {error.msg}"
@@ -50,7 +51,7 @@ def file_problem(name: str, text: str) -> str | None:
     for scope, symbol in _global_reads(table):
         if symbol not in bound and symbol not in _BUILTINS:
             return f"{name}:{scope.get_lineno()}: `{symbol}` is read in `{scope.get_name()}` but never defined"
-    return _read_before_bound(name, text)
+    return _read_before_bound(name, tree)
 
 
 def _module_bindings(table: symtable.SymbolTable) -> set[str]:
@@ -78,9 +79,8 @@ def _global_reads(table: symtable.SymbolTable) -> Iterator[tuple[symtable.Symbol
                 yield child, symbol.get_name()
 
 
-def _read_before_bound(name: str, text: str) -> str | None:
+def _read_before_bound(name: str, tree: ast.Module) -> str | None:
     """A module-level statement reading a module name that only a later statement binds (NameError on import)."""
-    tree = ast.parse(text, filename=name)
     later = {n for statement in tree.body for n in _bound_by(statement)}
     bound: set[str] = set()
     for statement in tree.body:
