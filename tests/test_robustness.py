@@ -397,3 +397,20 @@ def test_no_single_statement_deletion_from_stable_diffusion_crashes(sd_source):
     with concurrent.futures.ProcessPoolExecutor(max_workers=2) as pool:
         outcomes = list(pool.map(fuzz.convert_variant, variants, chunksize=4))
     assert_no_failures(outcomes)
+
+
+@pytest.mark.parametrize(
+    ("before", "statement_line"),
+    [
+        ("        if latents is None:\n            pass\n        elif latents is not None:\n", "if latents is None"),
+        ("        if latents is None:\n            pass\n        else:\n", "if latents is None"),
+        ("        try:\n            pass\n        except ValueError:\n", "try:"),
+        ("        with torch.no_grad():\n", "            depth = "),
+    ],
+)
+def test_a_deep_expression_in_a_nested_block_is_located_at_its_statement(cli, tmp_path, before, statement_line):
+    deep = "depth = " + "[" * 70 + "latents" + "]" * 70
+    path = toy_variant(tmp_path, LATENTS_LINE, LATENTS_LINE + before + "            " + deep + "\n")
+    line = line_of(path, statement_line)
+    column = 13 if statement_line.startswith(" ") else 9
+    refused(cli, path, tmp_path, EXIT_REFUSED, f"{path}:{line}:{column}: expression nested deeper than")

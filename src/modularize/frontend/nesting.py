@@ -199,13 +199,17 @@ def _marker_position(tree: cst.Module, path: list[cst.CSTNode]) -> tuple[int, in
     """Line and column where the innermost statement of `path` starts, found without generating code for anything
     too deep: the statement is replaced by a marker, everything after it is cut, and the rest is printed."""
     marker_name = "__modularize_depth_marker__"
-    target = path[-1]
-    leading = getattr(target, "leading_lines", ())
-    replacement: cst.CSTNode = cst.SimpleStatementLine(body=[cst.Expr(cst.Name(marker_name))], leading_lines=leading)
+
+    def marker(statement: cst.CSTNode) -> cst.SimpleStatementLine:
+        leading = getattr(statement, "leading_lines", ())
+        return cst.SimpleStatementLine(body=[cst.Expr(cst.Name(marker_name))], leading_lines=leading)
+
+    replacement: cst.CSTNode = marker(path[-1])
     parents: list[cst.CSTNode] = [tree, *path[:-1]]
-    child = target
+    child = path[-1]
     for parent in reversed(parents):
-        replacement = _cut_after(parent, child, replacement)
+        # a statement not in its parent's first block (`elif`, `else`, `except`): the parent is marked instead
+        replacement = _cut_after(parent, child, replacement) or marker(parent)
         child = parent
     text = replacement.code  # type: ignore[union-attr]
     offset = text.index(marker_name)
@@ -214,10 +218,9 @@ def _marker_position(tree: cst.Module, path: list[cst.CSTNode]) -> tuple[int, in
     return line, column
 
 
-def _cut_after(parent: cst.CSTNode, child: cst.CSTNode, replacement: cst.CSTNode) -> cst.CSTNode:
-    """`parent` with `child` (one of its statements) replaced and everything after it cut; the whole `parent`
-    replaced when `child` is not in its first block (an `elif`, an `except` or `else` block: the location is the
-    compound statement's then)."""
+def _cut_after(parent: cst.CSTNode, child: cst.CSTNode, replacement: cst.CSTNode) -> cst.CSTNode | None:
+    """`parent` with `child` (one of the statements of its first block) replaced and everything after it cut; None
+    when `child` is elsewhere in `parent`."""
     if isinstance(parent, cst.Module):
         body = list(parent.body)
         return parent.with_changes(body=[*body[: _index(body, child)], replacement], footer=[])
@@ -231,7 +234,7 @@ def _cut_after(parent: cst.CSTNode, child: cst.CSTNode, replacement: cst.CSTNode
             if hasattr(parent, "orelse"):
                 changes["orelse"] = None
             return parent.with_changes(**changes)
-    return replacement
+    return None
 
 
 def _index(statements: list[cst.CSTNode], child: cst.CSTNode) -> int:
