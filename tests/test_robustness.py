@@ -414,3 +414,12 @@ def test_a_deep_expression_in_a_nested_block_is_located_at_its_statement(cli, tm
     line = line_of(path, statement_line)
     column = 13 if statement_line.startswith(" ") else 9
     refused(cli, path, tmp_path, EXIT_REFUSED, f"{path}:{line}:{column}: expression nested deeper than")
+
+
+def test_an_early_tuple_return_matches_the_constant_fields_of_the_final_one(tmp_path):
+    path = toy_variant(
+        tmp_path,
+        "            return (image,)\n" + FINAL_RETURN,
+        "            return (image, None)\n        return ImagePipelineOutput(images=image, nsfw_content_detected=None)\n",
+    )
+    converts_to_valid_code(path)

@@ -237,6 +237,9 @@ def _without_early_returns(
     first = [s.kind for s in segments].index("denoise") + 1
     returns = [r for segment in segments[first:] for s in segment.statements for r in findall(s, m.Return())]
     outputs = dict(_output_fields(source, returns)) if returns else {}
+    # the final return's constant fields (`audio=None`) stand for no local; early returns may give constants there
+    constants = {name: "" for name, _ in _constant_output_fields(returns)}
+    outputs = {**constants, **outputs} if not constants else _in_final_order(returns, {**constants, **outputs})
     index, handled = first, ()
     while index < len(segments):
         lowered = lower_early_return(segments[index].statements, outputs, handled)
@@ -345,6 +348,12 @@ def _constant_output_fields(returns: Sequence[cst.Return]) -> list[tuple[str, cs
         if _output_call(statement.value):
             return [(a.keyword.value, a.value) for a in statement.value.args if is_constant(a.value)]
     return []
+
+
+def _in_final_order(returns: Sequence[cst.Return], fields: dict[str, str]) -> dict[str, str]:
+    """`fields` ordered as the final return names them (early tuple returns are matched by position)."""
+    final = next(r for r in reversed(returns) if _output_call(r.value))
+    return {a.keyword.value: fields[a.keyword.value] for a in final.value.args}
 
 
 def _check_returned(

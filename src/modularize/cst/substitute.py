@@ -4,8 +4,8 @@
     substitute_names(stmt, {"callback_steps": cst.Name("None")})
         check(prompt, callback_steps)  ->  check(prompt, None)
 
-Only names in load positions are substituted: attribute names (`x.callback_steps`), keyword names
-(`f(callback_steps=1)`) and parameter names are left alone.
+Attribute names (`x.callback_steps`), keyword names (`f(callback_steps=1)`) and parameter names are left alone;
+assignment targets are substituted too (a rename) unless `loads_only`.
 """
 
 from __future__ import annotations
@@ -46,10 +46,11 @@ def replace_nodes(node: NodeT, replacements: Mapping[cst.CSTNode, Replacement]) 
 
 
 class _SubstituteNames(cst.CSTTransformer):
-    def __init__(self, mapping: Mapping[str, cst.BaseExpression]):
+    def __init__(self, mapping: Mapping[str, cst.BaseExpression], loads_only: bool = False):
         super().__init__()
         self._mapping = mapping
         self._not_variables: set[int] = set()
+        self._loads_only = loads_only
 
     def visit_Attribute(self, node: cst.Attribute) -> bool:
         self._not_variables.add(id(node.attr))
@@ -68,9 +69,9 @@ class _SubstituteNames(cst.CSTTransformer):
         self._not_variables.add(id(node.name))
         return True
 
-    # names assigned are no values to substitute (`callback_steps = 1` must not become `None = 1`)
+    # with `loads_only`, names assigned are left alone (`callback_steps = 1` must not become `None = 1`)
     def _stores(self, target: cst.CSTNode | None) -> None:
-        if target is not None:
+        if target is not None and self._loads_only:
             self._not_variables.update(id(n) for n in walk(target) if isinstance(n, cst.Name))
 
     def visit_AssignTarget(self, node: cst.AssignTarget) -> bool:
@@ -108,10 +109,12 @@ class _SubstituteNames(cst.CSTTransformer):
         return updated_node if replacement is None else replacement
 
 
-def substitute_names(node: NodeT, mapping: Mapping[str, cst.BaseExpression]) -> NodeT:
+def substitute_names(node: NodeT, mapping: Mapping[str, cst.BaseExpression], loads_only: bool = False) -> NodeT:
+    """Names replaced wherever they are variables, assignment targets included (a rename), or only where they are
+    read (`loads_only`: a value put in place of a variable)."""
     if not mapping:
         return node
-    return node.visit(_SubstituteNames(mapping))
+    return node.visit(_SubstituteNames(mapping, loads_only))
 
 
 def same_expression(a: cst.CSTNode, b: cst.CSTNode) -> bool:

@@ -75,7 +75,7 @@ def is_early(node: cst.Return, outputs: Mapping[str, str]) -> bool:
     return any(
         not m.matches(v, m.Name(outputs.get(field, "")))
         for field, v in values.items()
-        if field in outputs or not is_constant(v)
+        if outputs.get(field) or not is_constant(v)
     )
 
 
@@ -114,7 +114,8 @@ def lower_early_return(
             return EarlyReturnProblem(early[0], "an early `return` that is not the last statement of an `if` branch")
         block, node = terminal[0]
         values = returned_values(node, fields)
-        if values is None or any(f not in outputs for f in values):
+        # a field the final return fills with a constant (`audio=None`, mapped to no local) takes only constants
+        if values is None or any(f not in outputs or not (outputs[f] or is_constant(v)) for f, v in values.items()):
             return EarlyReturnProblem(node, "an early `return` of values the final `return` does not name")
         for other in early:
             if other is node:
@@ -127,6 +128,7 @@ def lower_early_return(
         assignments = [
             cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(cst.Name(outputs[f]))], v)])
             for f, v in values.items()
+            if outputs[f]
         ]
         lowered = _lowered(statement, block, assignments, list(statements[index + 1 :]))
         return Lowered([*statements[:index], lowered], statement, lowered, tuple(early))
