@@ -423,3 +423,27 @@ def test_an_early_tuple_return_matches_the_constant_fields_of_the_final_one(tmp_
         "            return (image, None)\n        return ImagePipelineOutput(images=image, nsfw_content_detected=None)\n",
     )
     converts_to_valid_code(path)
+
+
+_REAL_SURVEY_FILE = None
+
+
+def _dying_survey_file(path: str, root: str):
+    """A worker that dies (as on a segfault) on one file and surveys the others."""
+    if path.endswith("pipeline_dies.py"):
+        os._exit(9)
+    return _REAL_SURVEY_FILE(path, root)
+
+
+def test_a_dead_survey_worker_is_one_crashed_row(tmp_path, monkeypatch):
+    global _REAL_SURVEY_FILE
+    from modularize.commands import survey
+
+    _REAL_SURVEY_FILE = survey.survey_file
+    monkeypatch.setattr(survey, "survey_file", _dying_survey_file)
+    for name in ("pipeline_a.py", "pipeline_dies.py", "pipeline_z.py"):
+        (tmp_path / name).write_text(TOY_TEXT)
+    entries, files = survey.run_survey(tmp_path, jobs=2)
+    statuses = {entry.file: entry.status for entry in entries}
+    assert files == 3
+    assert statuses == {"pipeline_a.py": "converted", "pipeline_dies.py": "crashed", "pipeline_z.py": "converted"}

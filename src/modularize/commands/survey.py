@@ -18,6 +18,7 @@ import traceback
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -135,19 +136,38 @@ def run_survey(
     else:
         # largest files first, so no worker is left converting a big one while the others are idle
         by_size = sorted(files, key=lambda path: (-path.stat().st_size, str(path)))
+        broken: list[str] = []
+        done = 0
         with ProcessPoolExecutor(max_workers=workers) as pool:
             futures = {pool.submit(survey_file, str(path), str(root)): str(path) for path in by_size}
-            for done, future in enumerate(as_completed(futures), start=1):
+            for future in as_completed(futures):
                 path = futures[future]
                 try:
                     results[path] = future.result()
-                except Exception as error:  # a worker died: still one entry per file, as crashed
-                    relative = os.path.relpath(path, root)
-                    results[path] = [Entry(relative, "", CRASHED, f"worker failed: {error}"[:300])]
+                except BrokenProcessPool:  # a worker died (and took the pool): its file is found below
+                    broken.append(path)
+                    continue
+                done += 1
                 if progress:
                     progress(done, len(files))
+        # each file the dead pool left is surveyed in a process of its own: the one that kills its worker is one
+        # crashed row, the others are surveyed as usual
+        for path in sorted(broken):
+            results[path] = _isolated(path, root)
+            done += 1
+            if progress:
+                progress(done, len(files))
     entries = [entry for path in files for entry in results.get(str(path), [])]
     return entries, len(files)
+
+
+def _isolated(path: str, root: Path) -> list[Entry]:
+    with ProcessPoolExecutor(max_workers=1) as pool:
+        try:
+            return pool.submit(survey_file, path, str(root)).result()
+        except BrokenProcessPool as error:
+            relative = os.path.relpath(path, root)
+            return [Entry(relative, "", CRASHED, f"worker died: {error}"[:300])]
 
 
 def reason_group(reason: str) -> str:
