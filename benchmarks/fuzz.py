@@ -1,6 +1,7 @@
 """Seeded mutation fuzz of the converter over the installed diffusers' pipelines (see modularize.testing.fuzz).
 
     .venv/bin/python benchmarks/fuzz.py --seed 0 --count 3000 --jobs 2
+    .venv/bin/python benchmarks/fuzz.py --seed 0 --start 3000 --count 1000 # variants 3000..3999 of the same seed
     .venv/bin/python benchmarks/fuzz.py --seed 0 --index 1234 --show      # one variant: its mutation and outcome
     .venv/bin/python benchmarks/fuzz.py --deletions pipelines/stable_diffusion/pipeline_stable_diffusion.py
 
@@ -42,8 +43,9 @@ def _deletion(task: tuple[str, int]) -> fuzz.Outcome:
     return fuzz.convert_variant(fuzz.deletions(Path(path))[number])
 
 
-def run(root: Path, seed: int, count: int, jobs: int, twice_every: int, progress: bool = True):
-    tasks = [(seed, index, twice_every > 0 and index % twice_every == 0) for index in range(count)]
+def run(root: Path, seed: int, count: int, jobs: int, twice_every: int, progress: bool = True, start: int = 0):
+    indexes = range(start, start + count)
+    tasks = [(seed, index, twice_every > 0 and index % twice_every == 0) for index in indexes]
     return _run_tasks(root, _one, tasks, jobs, progress)
 
 
@@ -100,6 +102,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--count", type=int, default=3000)
+    parser.add_argument("--start", type=int, default=0, help="first variant index (to split a run into parts)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--twice-every", type=int, default=10, help="convert every Nth variant twice (0: never)")
     parser.add_argument("--root", help="directory of pipeline modules (default: the installed diffusers' pipelines)")
@@ -120,7 +123,7 @@ def main() -> int:
         tasks = [(str(path), number) for number in range(len(fuzz.deletions(path)))]
         outcomes, seconds = _run_tasks(root, _deletion, tasks, args.jobs, progress=True)
     else:
-        outcomes, seconds = run(root, args.seed, args.count, args.jobs, args.twice_every)
+        outcomes, seconds = run(root, args.seed, args.count, args.jobs, args.twice_every, start=args.start)
     return report(outcomes, seconds, Path(args.log) if args.log else None)
 
 
