@@ -80,6 +80,12 @@ def report(outcomes, seconds: float, log: Path | None) -> int:
         f"rejected (user error): {stats['rejected']}  crashed: {stats['crashed']}  invalid: {stats['invalid']}  "
         f"nondeterministic: {stats['nondeterministic']}  time: {stats['seconds']}s"
     )
+    admitted = [o for o in outcomes if o.status == fuzz.REFUSED and "converter bug" in o.detail]
+    if admitted:  # a refusal whose message says it is the converter's fault (emit/package.py's unresolved names)
+        print(
+            f"  of the refusals, {len(admitted)} name a converter bug, e.g. --seed {admitted[0].seed} "
+            f"--index {admitted[0].index}: {admitted[0].detail[:160]}"
+        )
     kinds = Counter((o.kind, o.status) for o in outcomes)
     for kind in fuzz.KINDS:
         row = ", ".join(f"{status} {kinds[(kind, status)]}" for status in ("converted", "refused", "rejected"))
