@@ -13,6 +13,7 @@ The order matters and is the whole algorithm:
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -73,6 +74,7 @@ def analyze(source: SourceModule, class_name: str | None = None) -> PipelinePlan
         split = split_image_encode(facts, [s.statements for s in segments[: segments.index(denoise)]])
     if isinstance(split, ImageEncodeSplit):
         source, facts, body, segments = with_image_encode(source, facts, body, segments, split)
+    _check_undefined_reads(source, facts, body)
     unlowered = body
     source, body, segments = _without_early_returns(source, body, segments)
     naming = Naming.of_pipeline(facts.name)
@@ -258,6 +260,43 @@ def _without_early_returns(
 
 
 _NESTED_SCOPES = (cst.FunctionDef, cst.ClassDef, cst.Lambda)
+_BUILTINS = frozenset(dir(builtins)) | {"__file__", "__name__", "__doc__"}
+
+
+def _check_undefined_reads(source: SourceModule, facts, body: Sequence[cst.BaseStatement]) -> None:
+    """A name `__call__` reads that nothing binds (not `__call__`, not the module, not a builtin): the source fails
+    there with a `NameError`, so its blocks would too; refused where it is first read."""
+    module_names: set[str] = set()
+    for statement in source.tree.body:
+        if isinstance(statement, (cst.FunctionDef, cst.ClassDef)):
+            module_names.add(statement.name.value)
+            continue
+        for node in walk(statement, skip=lambda n: isinstance(n, _NESTED_SCOPES)):
+            if isinstance(node, cst.ImportStar):
+                return  # `from x import *`: what it binds is not known here
+            if isinstance(node, cst.ImportAlias):
+                bound = node.asname.name if node.asname else node.name
+                while isinstance(bound, cst.Attribute):
+                    bound = bound.value
+                if isinstance(bound, cst.Name):
+                    module_names.add(bound.value)
+        module_names.update(flow_of([statement]).writes)
+    flow = flow_of(body)
+    known = module_names | set(flow.writes) | {p.name for p in facts.call_parameters} | _BUILTINS | {"self"}
+    undefined = [name for name in flow.reads if name not in known]
+    if not undefined:
+        return
+    name = undefined[0]
+    not_variables: set[int] = set()
+    for statement in body:
+        for node in walk(statement):
+            if isinstance(node, cst.Attribute):
+                not_variables.add(id(node.attr))
+            elif isinstance(node, cst.Arg) and node.keyword is not None:
+                not_variables.add(id(node.keyword))
+            elif isinstance(node, cst.Name) and node.value == name and id(node) not in not_variables:
+                raise source.refuse(node, f"`{name}` is read, but neither `__call__` nor the module defines it")
+    raise source.refuse(facts.call, f"`{name}` is read, but neither `__call__` nor the module defines it")
 
 
 def _check_loop_exits(context: Context, segments: Sequence[Segment], denoise: Segment, loop: cst.For) -> None:
