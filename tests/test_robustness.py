@@ -447,3 +447,17 @@ def test_a_dead_survey_worker_is_one_crashed_row(tmp_path, monkeypatch):
     statuses = {entry.file: entry.status for entry in entries}
     assert files == 3
     assert statuses == {"pipeline_a.py": "converted", "pipeline_dies.py": "crashed", "pipeline_z.py": "converted"}
+
+
+def test_a_name_no_one_defines_is_refused_where_it_is_read(cli, tmp_path):
+    path = toy_variant(tmp_path, "        timesteps = self.scheduler.timesteps\n", "")
+    line = line_of(path, "for i, t in enumerate(self.progress_bar(timesteps))")
+    column = path.read_text().splitlines()[line - 1].index("timesteps))") + 1
+    refused(
+        cli,
+        path,
+        tmp_path,
+        EXIT_REFUSED,
+        f"{path}:{line}:{column}: ",
+        "`timesteps` is read, but neither `__call__` nor the module defines it",
+    )
