@@ -127,7 +127,23 @@ def test_returning_a_name_nothing_assigns_is_refused_at_the_name(cli, tmp_path):
     path = toy_variant(tmp_path, FINAL_RETURN, "        return ImagePipelineOutput(images=picture)\n")
     line = line_of(path, "images=picture")
     refused(
-        cli, path, tmp_path, EXIT_REFUSED, f"{path}:{line}:43: `__call__` returns `picture`, which it never assigns"
+        cli,
+        path,
+        tmp_path,
+        EXIT_REFUSED,
+        f"{path}:{line}:43: `picture` is read, but neither `__call__` nor the module",
+    )
+
+
+def test_returning_a_module_name_is_refused_at_the_name(cli, tmp_path):
+    path = toy_variant(tmp_path, FINAL_RETURN, "        return ImagePipelineOutput(images=randn_tensor)\n")
+    line = line_of(path, "images=randn_tensor")
+    refused(
+        cli,
+        path,
+        tmp_path,
+        EXIT_REFUSED,
+        f"{path}:{line}:43: `__call__` returns `randn_tensor`, which it never assigns",
     )
 
 
