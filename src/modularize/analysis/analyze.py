@@ -74,7 +74,6 @@ def analyze(source: SourceModule, class_name: str | None = None) -> PipelinePlan
         split = split_image_encode(facts, [s.statements for s in segments[: segments.index(denoise)]])
     if isinstance(split, ImageEncodeSplit):
         source, facts, body, segments = with_image_encode(source, facts, body, segments, split)
-    _check_undefined_reads(source, facts, body)
     unlowered = body
     source, body, segments = _without_early_returns(source, body, segments)
     naming = Naming.of_pipeline(facts.name)
@@ -101,6 +100,7 @@ def analyze(source: SourceModule, class_name: str | None = None) -> PipelinePlan
     if cfg is None:
         context.reserved_names = BLOCK_NAMES
     _check_reserved_names(source, facts, body, context.reserved_names)
+    _check_undefined_reads(source, facts, unlowered)  # the source as written, before early returns are lowered
     if cfg is not None:
         context.condition_name = cfg.condition_name
         context.replacements.update(unbatching_replacements(cfg))
