@@ -12,7 +12,10 @@ Refusal reasons are grouped (`X` in a message stands for any name), so the most 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import sys
+import tempfile
 import time
 import traceback
 from collections import Counter
@@ -21,6 +24,9 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from ..errors import EXIT_FAILED, EXIT_OK, InputError, Location
+from .console import stderr
 
 CONVERTED, REFUSED, CRASHED = "converted", "refused", "crashed"
 
@@ -211,3 +217,98 @@ def table(stats: dict[str, Any], entries: list[Entry], limit: int = 15) -> str:
         lines.append("crashed (converter bugs):")
         lines += [f"  {e.file} {e.class_name}: {e.reason}" for e in crashed]
     return "\n".join(lines)
+
+
+# -- the command -------------------------------------------------------------------------------------------------
+class _ProgressBar:
+    """A one-line progress bar on stderr (plain periodic lines when stderr is not a terminal)."""
+
+    def __init__(self, label: str):
+        self.label = label
+        self.started = time.perf_counter()
+        self.tty = sys.stderr.isatty()
+        self.shown = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        elapsed = time.perf_counter() - self.started
+        if self.tty:
+            filled = int(30 * done / max(total, 1))
+            bar = "#" * filled + "-" * (30 - filled)
+            sys.stderr.write(f"\r{self.label} [{bar}] {done}/{total} {elapsed:5.1f}s")
+            if done == total:
+                sys.stderr.write("\n")
+            sys.stderr.flush()
+        elif done * 10 // max(total, 1) > self.shown:
+            self.shown = done * 10 // max(total, 1)
+            stderr(f"{self.label}: {done}/{total} files, {elapsed:.1f}s")
+
+
+def command_survey(args) -> int:
+    from .survey import CRASHED, markdown, run_survey, summary, table
+
+    root = Path(args.directory)
+    if not root.is_dir():
+        raise InputError("not a directory", Location(args.directory))
+    started = time.perf_counter()
+    entries, files = run_survey(root, args.jobs, _ProgressBar("survey"))
+    if args.verify:
+        entries = _verify_survey(root, entries)
+    stats = summary(entries, files, time.perf_counter() - started)
+    crashed = [e for e in entries if e.status == CRASHED]
+    if crashed:
+        log = Path(args.log)
+        log.write_text("\n".join(f"== {e.file} {e.class_name}\n{e.traceback}" for e in crashed), encoding="utf-8")
+        stderr(f"{len(crashed)} crash(es); tracebacks in {log}")
+    report = {"pipelines": [e.as_json() for e in entries], "summary": stats}
+    if args.json:
+        _write_report(args.json, json.dumps(report, indent=2) + "\n")
+    if args.markdown:
+        _write_report(args.markdown, markdown(entries, stats))
+    shown = table(stats, entries)
+    print(shown, file=sys.stderr if "-" in (args.json, args.markdown) else sys.stdout)
+    failed_verification = "verified" in stats and stats["verified_ok"] < stats["verified"]
+    return EXIT_FAILED if crashed or failed_verification else EXIT_OK
+
+
+def _write_report(target: str, text: str) -> None:
+    if target == "-":
+        sys.stdout.write(text)
+    else:
+        Path(target).write_text(text, encoding="utf-8")
+
+
+def _verify_survey(root: Path, entries):
+    """Run verify (exact mode) for every converted pipeline that has built-in tiny components."""
+    import dataclasses
+
+    from ..convert import convert
+    from ..frontend.source_file import read_source
+    from ..options import ConvertOptions
+    from ..output.write import write_package
+    from ..testing.tiny import setup_for
+    from .verify import verify_package
+
+    result = []
+    for entry in entries:
+        if entry.status != "converted" or setup_for(entry.class_name) is None:
+            result.append(entry)
+            continue
+        with tempfile.TemporaryDirectory() as directory:
+            source = read_source(str(root / entry.file))
+            options = ConvertOptions(entry.file, source.label, source.module_name, entry.class_name)
+            package = Path(directory) / "package"
+            write_package(package, convert(source.text, options))
+            stderr(f"verifying {entry.class_name} ...")
+            report = verify_package(package, exact=True)
+        compared = [c for c in report.cases if c.status == "compared"]
+        failed = any(c.status == "failed" for c in report.cases)
+        equivalence = {
+            "ok": report.ok,
+            "runs": len(report.cases),
+            "failed": sum(c.status == "failed" for c in report.cases),
+            "bitwise": bool(compared) and not failed and all(c.bitwise for c in compared),
+            # strict JSON: no `Infinity` for a run that failed (it is counted above)
+            "max_abs_diff": max((c.max_abs_diff for c in compared), default=None),
+        }
+        result.append(dataclasses.replace(entry, equivalence=equivalence))
+    return result
