@@ -101,6 +101,8 @@ def test_the_package_imports_and_its_blocks_follow_the_plan(sd_package):
     assert pipeline_cls.standard_pipeline.endswith("pipeline_stable_diffusion.StableDiffusionPipeline")
 
 
+@pytest.mark.slow
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", ["1", "2"])
 def test_conversion_is_byte_identical_across_processes_and_hash_seeds(tmp_path, sd_source, sd_package, seed):
     out = tmp_path / "again"

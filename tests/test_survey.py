@@ -78,6 +78,7 @@ def test_a_crash_is_logged_and_the_survey_goes_on(cli, tmp_path, monkeypatch):
     assert "KeyError: 'boom'" in log.read_text() and "== pipeline_two_classes.py FirstToyPipeline" in log.read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("jobs", ["2"])
 def test_the_installed_diffusers_pipelines_never_crash_and_every_refusal_is_located(tmp_path, capsys, jobs):
     pipelines = installed_diffusers_file("pipelines/__init__.py").parent
@@ -94,6 +95,7 @@ def test_the_installed_diffusers_pipelines_never_crash_and_every_refusal_is_loca
     assert counts == sorted(counts, reverse=True) and sum(counts) == len(refused)
 
 
+@pytest.mark.slow
 def test_survey_verify_adds_the_equivalence_of_pipelines_with_tiny_components(tmp_path):
     stable_diffusion = installed_diffusers_file("pipelines/stable_diffusion/__init__.py").parent
     target = tmp_path / "survey.json"

@@ -12,6 +12,9 @@ from modularize.commands.verify import Case, load_package, package_classes, veri
 
 from .conftest import TOY
 
+# every test here runs torch pipelines end to end
+pytestmark = pytest.mark.slow
+
 # What the matrix has to cover (the foundation issue's list), as (input, value) pairs found in some case
 REQUIRED_COVERAGE = [
     ("guidance_scale", 1.0),
