@@ -25,4 +25,4 @@ test: $(VENV)/.installed-test
 
 # the unit + golden tier, for an answer while working (CI runs everything through `make test`)
 test-fast: $(VENV)/.installed-test
-	$(VENV)/bin/python -m pytest -q -m "not slow"
+	$(VENV)/bin/python -m pytest -q -n 2 -m "not slow"
