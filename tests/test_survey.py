@@ -34,17 +34,19 @@ def test_surveying_the_fixtures_reports_each_class(cli):
     assert {p["file"] for p in report["pipelines"]} == {
         "pipelines/pipeline_toy.py",
         "pipelines/pipeline_two_classes.py",
+        "pipelines/pipeline_captioned_img2img.py",
+        "pipelines/pipeline_global_noise.py",
         "bad/pipeline_separate_passes.py",
     }
     summary = report["summary"]
     assert (summary["files"], summary["pipelines"], summary["converted"], summary["refused"], summary["crashed"]) == (
-        3,
+        5,
+        6,
         4,
-        2,
         2,
         0,
     )
-    assert summary["guidance_patterns"] == {"batched-cfg": 1, "none": 1}
+    assert summary["guidance_patterns"] == {"batched-cfg": 1, "none": 3}
     assert {item["count"] for item in summary["refusal_reasons"]} == {1}
 
 

@@ -278,37 +278,69 @@ def _write_report(target: str, text: str) -> None:
 
 
 def _verify_survey(root: Path, entries):
-    """Run verify (exact mode) for every converted pipeline that has built-in tiny components."""
+    """Verify (exact mode) every converted pipeline that has built-in tiny components.
+
+    A package that does not import, crashes at run time, or where verify itself fails, is a failure with its error
+    (`"ok": false`, a `failed` count, `"error"`), never a converted pipeline that merely went unverified; the survey
+    goes on with the next one and ends with the failures listed on stderr.
+    """
     import dataclasses
+    import math
 
     from ..convert import convert
-    from ..frontend.source_file import read_source
     from ..options import ConvertOptions
     from ..output.write import write_package
-    from ..testing.tiny import setup_for
+    from ..frontend.source_file import read_source
+    from ..testing.equivalence import NoComponents
     from .verify import verify_package
 
-    result = []
+    result, failures, announced = [], [], set()
     for entry in entries:
-        if entry.status != "converted" or setup_for(entry.class_name) is None:
+        if entry.status != "converted":
             result.append(entry)
             continue
+
+        def announce(_line: str, key: tuple[str, str] = (entry.file, entry.class_name)) -> None:
+            if key not in announced:  # once per pipeline, when its first case ran (there are components for it)
+                announced.add(key)
+                stderr(f"verifying {key[1]} ...")
+
         with tempfile.TemporaryDirectory() as directory:
-            source = read_source(str(root / entry.file))
-            options = ConvertOptions(entry.file, source.label, source.module_name, entry.class_name)
-            package = Path(directory) / "package"
-            write_package(package, convert(source.text, options))
-            stderr(f"verifying {entry.class_name} ...")
-            report = verify_package(package, exact=True)
-        compared = [c for c in report.cases if c.status == "compared"]
-        failed = any(c.status == "failed" for c in report.cases)
-        equivalence = {
-            "ok": report.ok,
-            "runs": len(report.cases),
-            "failed": sum(c.status == "failed" for c in report.cases),
-            "bitwise": bool(compared) and not failed and all(c.bitwise for c in compared),
-            # strict JSON: no `Infinity` for a run that failed (it is counted above)
-            "max_abs_diff": max((c.max_abs_diff for c in compared), default=None),
-        }
+            try:
+                source = read_source(str(root / entry.file))
+                options = ConvertOptions(entry.file, source.label, source.module_name, entry.class_name)
+                package = Path(directory) / "package"
+                write_package(package, convert(source.text, options))
+                report = verify_package(package, exact=True, progress=announce)
+            except NoComponents:
+                result.append(entry)  # nothing built in for it: not verified, not failed
+                continue
+            except Exception as error:  # the package does not import, or verify cannot run it at all
+                report, crash = None, f"{type(error).__name__}: {error}"
+        if report is None:
+            equivalence = {"ok": False, "runs": 0, "failed": 1, "bitwise": False, "max_abs_diff": None}
+            equivalence["error"] = crash[:300]
+        else:
+            compared = [c for c in report.cases if c.status == "compared"]
+            failed = [c for c in report.cases if c.status == "failed"]
+            finite = [c.max_abs_diff for c in compared if math.isfinite(c.max_abs_diff)]
+            equivalence = {
+                "ok": report.ok,
+                "runs": len(report.cases),
+                "failed": len(failed),
+                "bitwise": bool(compared) and not failed and all(c.bitwise for c in compared),
+                # strict JSON: no `Infinity` for a run that failed (it is counted above)
+                "max_abs_diff": max(finite, default=None) if len(finite) == len(compared) else None,
+            }
+            if not report.ok:
+                equivalence["error"] = report.problem
+        if not equivalence["ok"]:
+            failures.append((entry, equivalence["error"]))
+            stderr(f"  {entry.class_name}: FAILED ({equivalence['error']})")
         result.append(dataclasses.replace(entry, equivalence=equivalence))
+    verified = [e for e in result if e.equivalence is not None]
+    if verified:
+        stderr(f"verify: {len(verified)} verified, {len(verified) - len(failures)} ok, {len(failures)} failed")
+        for entry, error in failures:
+            stderr(f"  FAILED {entry.file} {entry.class_name}: {error}")
     return result

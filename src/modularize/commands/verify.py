@@ -53,6 +53,24 @@ class VerifyReport:
         compared = [c for c in self.cases if c.status != "skipped"]
         return bool(compared) and all(c.passed for c in compared)
 
+    @property
+    def problem(self) -> str:
+        """Why the report is not ok, in one line ("" when it is): the first failed case, else the first
+        difference, else that nothing was compared."""
+        if self.ok:
+            return ""
+        for case in self.cases:
+            if case.status == "failed":
+                return f"{case.name} ({case.mode}): {case.reason}"[:300]
+        for case in self.cases:
+            if case.status == "compared" and not case.passed:
+                text = f"{case.name} ({case.mode}): differs by {case.max_abs_diff:.3g}"
+                text += f" ({case.reason})" if case.reason else ""
+                text += f"; first diverging block: {case.first_diverging_block}" if case.first_diverging_block else ""
+                return text[:300]
+        reason = next((c.reason for c in self.cases if c.reason), "no cases")
+        return f"nothing compared: every case was skipped ({reason})"[:300]
+
     def as_json(self) -> dict[str, Any]:
         return {"pipeline": self.pipeline, "ok": self.ok, "cases": [c.as_json() for c in self.cases]}
 
