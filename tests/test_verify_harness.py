@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from modularize.cli import main
+from modularize.commands.verify import Case, verify_package
 from modularize.testing import equivalence
 from modularize.testing.compare import difference
-from modularize.verify import Case, verify_package
 
 from .conftest import FIXTURES, Run
 
@@ -236,7 +236,7 @@ def test_the_standard_pipeline_is_loaded_from_the_file_the_header_names_and_must
 
 def test_survey_verify_reports_a_package_that_crashes_as_failed_with_its_error(tmp_path, capsys, monkeypatch):
     import modularize.convert
-    from modularize.source_file import installed_diffusers_file
+    from modularize.frontend.source_file import installed_diffusers_file
 
     ddpm = installed_diffusers_file("pipelines/ddpm/__init__.py").parent
     original = modularize.convert.convert

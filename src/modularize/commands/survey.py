@@ -288,9 +288,9 @@ def _verify_survey(root: Path, entries):
     import math
 
     from ..convert import convert
+    from ..frontend.source_file import read_source
     from ..options import ConvertOptions
     from ..output.write import write_package
-    from ..frontend.source_file import read_source
     from ..testing.equivalence import NoComponents
     from .verify import verify_package
 

@@ -145,7 +145,7 @@ def standard_class(pipeline_cls: type, package_dir: Path) -> type:
 
 def package_source(package_dir: Path) -> tuple[str, str] | None:
     """(source label, sha256) recorded in the generated package's headers, or None for files without one."""
-    from ..header import read_header
+    from ..emit.header import read_header
 
     files = [package_dir / "modular_pipeline.py", package_dir / "__init__.py", *sorted(package_dir.glob("*.py"))]
     for path in files:
@@ -159,7 +159,7 @@ def package_source(package_dir: Path) -> tuple[str, str] | None:
 def locate_source(label: str, package_dir: Path) -> Path | None:
     """The source file a header's label names: where `modularize check` looks (the repository holding the package,
     an installed package, the current directory), then next to the package and in the directories above it."""
-    from ..source_file import locate_label
+    from ..frontend.source_file import locate_label
 
     found = locate_label(label, package_dir)
     if found is not None:
@@ -171,7 +171,7 @@ def locate_source(label: str, package_dir: Path) -> Path | None:
 
 
 def _standard_module(module_name: str, target: str, header, located: Path | None, package_dir: Path):
-    from ..source_file import module_name_of
+    from ..frontend.source_file import module_name_of
 
     if "." not in module_name and located is not None:
         return load_source_file(located)  # a file outside any package, found where the header says
