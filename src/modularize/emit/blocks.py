@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 import libcst as cst
 
+from ..kinds import GuidancePattern
 from ..planning.plan import BlockPlan, Component, GuidancePlan, LoopPlan, LoopStepPlan, Output, Param, PipelinePlan
 from .splice import BODY, MEMBERS, splice, statement
 
@@ -166,7 +167,7 @@ def loop_step_class(plan: PipelinePlan, loop: LoopPlan, step: LoopStepPlan) -> l
     )
     components = _components_of(plan, step.components)
     configs = [f"ConfigSpec({name!r}, {default})" for name, default in step.configs]
-    if step.key == "denoiser" and plan.guidance.pattern != "none":
+    if step.key == "denoiser" and plan.guidance.pattern != GuidancePattern.NONE:
         components = [guider_spec(plan.guidance, plan), *components]
         if plan.guidance.merges_calls:
             configs.append(BATCHING_CONFIG)

@@ -16,6 +16,7 @@ import libcst as cst
 from ..cst.dataflow import flow_of, names_read
 from ..errors import ConversionError
 from ..frontend.parse import code
+from ..kinds import CfgKind, DefinitionKind
 from ..planning.plan import LoopPlan, ModuleDefinition, PipelinePlan
 from ..transforms.guidance import (
     DENOISER_CALL_HELPERS,
@@ -113,7 +114,7 @@ def _dependencies(
             definition = by_name[name]
             if id(definition) not in chosen:
                 chosen[id(definition)] = definition
-                if definition.kind != "import":
+                if definition.kind != DefinitionKind.IMPORT:
                     needed += [n for n in names_read(definition.node) if n not in definition.names]
         elif name not in _BUILTINS and name not in package_names:
             unresolved.append(name)
@@ -125,13 +126,15 @@ def _dependencies(
             fix="this is a converter bug; please report it with the source file",
         )
     ordered = [d for d in definitions if id(d) in chosen]
-    imports = _import_statements(file, framework, package, [d for d in ordered if d.kind == "import"], package_names)
+    imports = _import_statements(
+        file, framework, package, [d for d in ordered if d.kind == DefinitionKind.IMPORT], package_names
+    )
     copied = []
     for definition in ordered:
-        if definition.kind == "import":
+        if definition.kind == DefinitionKind.IMPORT:
             continue
         node = prune_unused_imports(definition.node, used_names)
-        if definition.kind in ("function", "class"):
+        if definition.kind in (DefinitionKind.FUNCTION, DefinitionKind.CLASS):
             node = _with_copied_from(node, definition.origin)
         copied.append(node)
     return copied, imports
@@ -272,7 +275,7 @@ def emit_package(plan: PipelinePlan, source_text: str, generator: str, in_tree: 
             guidance = plan.guidance
             if guidance.merges_calls:
                 helpers.append(GUIDER_MERGING_HELPERS)
-                helpers.append(GUIDER_BATCHING_HELPERS if guidance.kind == "batched" else DENOISER_CALL_HELPERS)
+                helpers.append(GUIDER_BATCHING_HELPERS if guidance.kind == CfgKind.BATCHED else DENOISER_CALL_HELPERS)
             if guidance.cache_contexts:
                 helpers.append(GUIDER_BATCH_NAME_HELPER)
             if guidance.step_scale or (guidance.combine is not None and guidance.combine.inputs):

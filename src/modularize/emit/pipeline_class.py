@@ -17,6 +17,7 @@ from pathlib import PurePosixPath
 
 import libcst as cst
 
+from ..kinds import GuidancePattern
 from ..planning.plan import PipelinePlan
 from .splice import MEMBERS, splice
 
@@ -29,7 +30,7 @@ def _tuple(items) -> str:
 
 def _guider_methods(plan: PipelinePlan) -> str:
     guidance = plan.guidance
-    if guidance.pattern == "none":
+    if guidance.pattern == GuidancePattern.NONE:
         return ""
     condition_name = guidance.condition_name
     params = ", ".join(
@@ -95,7 +96,7 @@ def pipeline_class(plan: PipelinePlan) -> list[cst.BaseStatement]:
         "        if strict or installed is None or any(installed.get(k) != v for k, v in guider_kwargs.items()):\n"
         "            self.update_components(guider=self.guider_for_standard_call(**guider_kwargs))\n"
         "            self._guider_call_arguments = guider_kwargs\n"
-        if guidance.pattern != "none"
+        if guidance.pattern != GuidancePattern.NONE
         else ""
     )
     adaptation = ""

@@ -37,6 +37,7 @@ import libcst as cst
 from ..analysis.guidance.batched import CfgPattern
 from ..cst.substitute import Replacement
 from ..frontend.parse import code
+from ..kinds import CfgKind
 from ..planning.plan import GuidanceField
 
 
@@ -80,7 +81,7 @@ def guider_denoise(
     inputs = ", ".join(
         f"{f.name!r}: {f.cond!r}" if f.cond == f.uncond else f"{f.name!r}: ({f.cond!r}, {f.uncond!r})" for f in fields
     )
-    if cfg.kind in ("separate", "branched"):
+    if cfg.kind in (CfgKind.SEPARATE, CfgKind.BRANCHED):
         return _per_batch(cfg, fields, inputs, step, timestep, num_inference_steps)
     head = [
         cst.parse_statement(
@@ -156,7 +157,7 @@ def _per_batch(
             items=[item.with_changes(item=item.item.with_changes(args=[first, *item.item.args[1:]]))]
         )
     model = cfg.denoiser_local or f"components.{cfg.denoiser}"
-    if cfg.kind == "branched":
+    if cfg.kind == CfgKind.BRANCHED:
         body += _merged_calls(cfg, fields, model)
         body.append(cst.parse_statement(f"{cfg.guided} = components.guider(guider_state).pred\n"))
         return _with_attributes(body, attributes)

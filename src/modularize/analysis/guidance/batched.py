@@ -33,6 +33,7 @@ from ...cst.substitute import conjuncts, same_expression
 from ...cst.tree_walk import findall, walk
 from ...frontend.class_facts import ClassFacts
 from ...frontend.parse import SourceModule, code
+from ...kinds import CfgKind
 from ...planning.plan import GuidanceField
 from .pairing import propagate_pairs
 
@@ -109,7 +110,7 @@ class CfgPattern:
     rewrites: tuple[
         tuple[cst.CSTNode, cst.CSTNode], ...
     ] = ()  # repeat-only helpers get `False`, un-repeats their else
-    kind: str = "batched"
+    kind: CfgKind = CfgKind.BATCHED
     formulation: str = "diffusers"  # "diffusers": `u + s * (c - u)`; "original": `c + s * (c - u)`
     combine: CustomCombine | None = None
     cache_contexts: tuple[tuple[str, str], ...] = ()  # guider batch -> the source's `cache_context` label

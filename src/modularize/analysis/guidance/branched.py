@@ -39,6 +39,7 @@ from ...cst.substitute import conjuncts, same_expression, substitute_names
 from ...cst.tree_walk import findall
 from ...frontend.class_facts import ClassFacts
 from ...frontend.parse import SourceModule, code
+from ...kinds import CfgKind
 from ...planning.plan import GuidanceField
 from .batched import CfgPattern, CustomCombine, _condition
 from .separate_passes import _model_aliases, _model_call, denoiser_fields, step_scales
@@ -102,7 +103,7 @@ def find_branched_cfg(
         batch_order=("pred_uncond", "pred_cond") if first_uncond else ("pred_cond", "pred_uncond"),
         fields=fields,
         condition_statement=condition_statement,
-        kind="branched",
+        kind=CfgKind.BRANCHED,
         formulation=formulation,
         combine=combine,
         batch_statements=(*inputs.orelse.body.body, *body[in_at + 1 : at]),

@@ -29,6 +29,7 @@ from ...cst.substitute import same_expression, substitute_names
 from ...cst.tree_walk import findall
 from ...frontend.class_facts import ClassFacts
 from ...frontend.parse import SourceModule, code, snippet
+from ...kinds import CfgKind
 from ...planning.plan import GuidanceField
 from .batched import CfgPattern, CustomCombine, _condition
 
@@ -218,7 +219,7 @@ def _pattern(
         batch_order=("pred_cond", "pred_uncond"),
         fields=fields,
         condition_statement=condition_statement,
-        kind="separate",
+        kind=CfgKind.SEPARATE,
         formulation=formulation,
         combine=combine,
         cache_contexts=contexts,
