@@ -182,6 +182,9 @@ def test_dicts_merge_key_by_key_and_only_when_every_key_merges():
 
 
 def test_anything_else_merges_only_when_it_is_the_same_object():
+    t = torch.tensor(999)  # the loop's timestep, 0-d: it cannot be concatenated, it can be shared
+    assert _concatenated([t, t]) is t
+    assert _concatenated([t, torch.tensor(999)]) is _UNMERGEABLE
     marker = object()
     assert _concatenated([marker, marker]) is marker
     assert _concatenated([None, None]) is None
@@ -195,10 +198,8 @@ def branched_calls(guider, wrap=lambda p: p, cond=None, uncond=None):
     uncond = torch.zeros(1, 3) if uncond is None else uncond
     state = guider_batches(guider, prompt_embeds=(cond, uncond))
     latents = torch.arange(4.0).reshape(1, 4)
-    calls = [
-        denoiser_call(batch, latents, torch.tensor([999]), encoder_hidden_states=batch.prompt_embeds, scale=2.0)
-        for batch in state
-    ]
+    t = torch.tensor(999)  # the loop's timestep, passed to every batch's call as it is
+    calls = [denoiser_call(batch, latents, t, encoder_hidden_states=batch.prompt_embeds, scale=2.0) for batch in state]
     return state, calls, latents
 
 

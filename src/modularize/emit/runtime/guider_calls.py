@@ -35,9 +35,10 @@ def _merge_order(guider, guider_batches, order):
 
 def _concatenated(values):
     """One value for all batches: tensors of one shape concatenated, lists of one length joined, dicts key by key,
-    anything else only when it is the same object everywhere; `_UNMERGEABLE` otherwise."""
+    anything else (a 0-d tensor too: the loop's `t`) only when it is the same object everywhere; `_UNMERGEABLE`
+    otherwise."""
     first = values[0]
-    if isinstance(first, torch.Tensor):
+    if isinstance(first, torch.Tensor) and first.dim() > 0:
         if all(isinstance(value, torch.Tensor) and value.shape == first.shape for value in values):
             return torch.cat(values)
         return _UNMERGEABLE

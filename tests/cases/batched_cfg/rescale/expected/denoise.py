@@ -2,7 +2,7 @@
 # (RescaledTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/rescale/input.py sha256:ac3bb493bacc334e035013f144dde7b660d92d4499be252bda8303a0fa3c494c
 # modularize-generator: modularize 0.1.0; black 26.10.1; libcst 1.9.0; options: defaults
-# modularize-output: sha256:1d91f0dd36eab6d2d5eb12ceeaca62b38137c75108f8a22925aa7b85eee02fbc
+# modularize-output: sha256:3bb6cd8a3066b78647c31579de9de51fb8493949b5a8cf62d61799e6e0cde558
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -43,9 +43,10 @@ def _merge_order(guider, guider_batches, order):
 # Copied from modularize.emit.runtime.guider_calls._concatenated
 def _concatenated(values):
     """One value for all batches: tensors of one shape concatenated, lists of one length joined, dicts key by key,
-    anything else only when it is the same object everywhere; `_UNMERGEABLE` otherwise."""
+    anything else (a 0-d tensor too: the loop's `t`) only when it is the same object everywhere; `_UNMERGEABLE`
+    otherwise."""
     first = values[0]
-    if isinstance(first, torch.Tensor):
+    if isinstance(first, torch.Tensor) and first.dim() > 0:
         if all(isinstance(value, torch.Tensor) and value.shape == first.shape for value in values):
             return torch.cat(values)
         return _UNMERGEABLE

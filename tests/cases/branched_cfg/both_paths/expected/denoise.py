@@ -2,7 +2,7 @@
 # (BothPathsPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/branched_cfg/both_paths/input.py sha256:ae78e6b2e6b0c045e7e069b72537e803716fa0fa9648f9d23fbfca1e909ea84c
 # modularize-generator: modularize 0.1.0; black 26.10.1; libcst 1.9.0; options: defaults
-# modularize-output: sha256:eeddb0376641d2aac2997bb4381837f31467e61e62380a9aee70d69e950d012b
+# modularize-output: sha256:afcbf5fb59be199c5119f5abe109d5cce07dc59371da0f72168b9e430e02b442
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -43,9 +43,10 @@ def _merge_order(guider, guider_batches, order):
 # Copied from modularize.emit.runtime.guider_calls._concatenated
 def _concatenated(values):
     """One value for all batches: tensors of one shape concatenated, lists of one length joined, dicts key by key,
-    anything else only when it is the same object everywhere; `_UNMERGEABLE` otherwise."""
+    anything else (a 0-d tensor too: the loop's `t`) only when it is the same object everywhere; `_UNMERGEABLE`
+    otherwise."""
     first = values[0]
-    if isinstance(first, torch.Tensor):
+    if isinstance(first, torch.Tensor) and first.dim() > 0:
         if all(isinstance(value, torch.Tensor) and value.shape == first.shape for value in values):
             return torch.cat(values)
         return _UNMERGEABLE

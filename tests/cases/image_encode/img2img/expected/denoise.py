@@ -2,7 +2,7 @@
 # (RepaintPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/image_encode/img2img/input.py sha256:a1d1631a9e0ded02361d5f000b958df8c9fca166b833b1c665379b87969fb745
 # modularize-generator: modularize 0.1.0; black 26.10.1; libcst 1.9.0; options: defaults
-# modularize-output: sha256:6d2c8d732beaa59d3011a59420579292693f3e78838bad82f6ed9a63cd9fbfe6
+# modularize-output: sha256:c3a0942e6ffb715c5e4790b5a151714b8ad7adc0ddf9f4fcda0d940bfb5e0dac
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -43,9 +43,10 @@ def _merge_order(guider, guider_batches, order):
 # Copied from modularize.emit.runtime.guider_calls._concatenated
 def _concatenated(values):
     """One value for all batches: tensors of one shape concatenated, lists of one length joined, dicts key by key,
-    anything else only when it is the same object everywhere; `_UNMERGEABLE` otherwise."""
+    anything else (a 0-d tensor too: the loop's `t`) only when it is the same object everywhere; `_UNMERGEABLE`
+    otherwise."""
     first = values[0]
-    if isinstance(first, torch.Tensor):
+    if isinstance(first, torch.Tensor) and first.dim() > 0:
         if all(isinstance(value, torch.Tensor) and value.shape == first.shape for value in values):
             return torch.cat(values)
         return _UNMERGEABLE

@@ -2,7 +2,7 @@
 # (SketchBook). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/no_landmarks/timesteps_named/input.py sha256:6388b10f15517dbacab2b32b09bb1f03c25b92c650a53b54a05af46a36c66533
 # modularize-generator: modularize 0.1.0; black 26.10.1; libcst 1.9.0; options: defaults
-# modularize-output: sha256:8257b1c6a5cd4c56c269b896263e22d63e0c9a73925926b3cc02e3be05398c06
+# modularize-output: sha256:b0ce15a80fd5911fa2ae6c4e1bf63fafb14a88bbc57d9f6a1798932ddc674331
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -43,9 +43,10 @@ def _merge_order(guider, guider_batches, order):
 # Copied from modularize.emit.runtime.guider_calls._concatenated
 def _concatenated(values):
     """One value for all batches: tensors of one shape concatenated, lists of one length joined, dicts key by key,
-    anything else only when it is the same object everywhere; `_UNMERGEABLE` otherwise."""
+    anything else (a 0-d tensor too: the loop's `t`) only when it is the same object everywhere; `_UNMERGEABLE`
+    otherwise."""
     first = values[0]
-    if isinstance(first, torch.Tensor):
+    if isinstance(first, torch.Tensor) and first.dim() > 0:
         if all(isinstance(value, torch.Tensor) and value.shape == first.shape for value in values):
             return torch.cat(values)
         return _UNMERGEABLE
