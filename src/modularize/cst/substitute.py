@@ -17,6 +17,7 @@ from typing import TypeVar
 import libcst as cst
 
 from ..frontend.parse import code
+from .tree_walk import walk
 
 NodeT = TypeVar("NodeT", bound=cst.CSTNode)
 
@@ -65,6 +66,39 @@ class _SubstituteNames(cst.CSTTransformer):
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
         self._not_variables.add(id(node.name))
+        return True
+
+    # names assigned are no values to substitute (`callback_steps = 1` must not become `None = 1`)
+    def _stores(self, target: cst.CSTNode | None) -> None:
+        if target is not None:
+            self._not_variables.update(id(n) for n in walk(target) if isinstance(n, cst.Name))
+
+    def visit_AssignTarget(self, node: cst.AssignTarget) -> bool:
+        self._stores(node.target)
+        return True
+
+    def visit_AugAssign(self, node: cst.AugAssign) -> bool:
+        self._stores(node.target)
+        return True
+
+    def visit_AnnAssign(self, node: cst.AnnAssign) -> bool:
+        self._stores(node.target)
+        return True
+
+    def visit_For(self, node: cst.For) -> bool:
+        self._stores(node.target)
+        return True
+
+    def visit_CompFor(self, node: cst.CompFor) -> bool:
+        self._stores(node.target)
+        return True
+
+    def visit_AsName(self, node: cst.AsName) -> bool:
+        self._stores(node.name)
+        return True
+
+    def visit_NamedExpr(self, node: cst.NamedExpr) -> bool:
+        self._stores(node.target)
         return True
 
     def leave_Name(self, original_node: cst.Name, updated_node: cst.Name) -> cst.BaseExpression:
