@@ -20,15 +20,15 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from modularize.source_file import installed_diffusers_file
-from modularize.survey_verify import ERROR, describe, verify_converted
+from modularize.commands.survey import ERROR, describe, verify_entry
+from modularize.frontend.source_file import installed_diffusers_file
 
 
 def converted_classes(root: Path, survey: str | None) -> list[tuple[str, str]]:
     if survey:
         entries = json.loads(Path(survey).read_text())["pipelines"]
         return [(e["file"], e["class"]) for e in entries if e["status"] == "converted"]
-    from modularize.survey import CONVERTED, run_survey
+    from modularize.commands.survey import CONVERTED, run_survey
 
     entries, _ = run_survey(root, jobs=2)
     return [(e.file, e.class_name) for e in entries if e.status == CONVERTED]
@@ -58,7 +58,7 @@ class _Worker:
             except EOFError:
                 pass
         self.stop()
-        return {"status": ERROR, "ok": False, "reason": f"no verdict within {timeout:g} s", "seconds": None}
+        return {"status": ERROR, "ok": False, "error": f"no verdict within {timeout:g} s", "seconds": None}
 
     def stop(self) -> None:
         if self.process is not None:
@@ -68,9 +68,16 @@ class _Worker:
 
 
 def _serve(connection, root: Path, by_class: bool) -> None:
+    if by_class:  # no hand-written setup is found: every pipeline is built by component class
+        from modularize.testing import tiny
+
+        tiny.SETUPS = {}
     while True:
         file, class_name = connection.recv()
-        connection.send(verify_converted(root, file, class_name, by_class=by_class))
+        verdict = verify_entry(root, file, class_name)
+        if verdict is None:
+            verdict = {"status": ERROR, "ok": False, "error": "no components", "seconds": None}
+        connection.send(verdict)
 
 
 def main() -> None:

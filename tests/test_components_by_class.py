@@ -10,11 +10,12 @@ import pytest
 import torch
 
 from modularize.cli import main
-from modularize.survey_verify import describe, verify_converted
+from modularize.commands.survey import describe, verify_entry
+from modularize.commands.verify import verify_package
 from modularize.testing.components import DIMS, MissingComponentClass, build_components, setup_by_class
 from modularize.testing.components.resolve import resolve
-from modularize.testing.tiny import setup_for, setup_for_class
-from modularize.verify import verify_package
+from modularize.testing.equivalence import NoComponents, builtin_setup
+from modularize.testing.tiny import setup_for
 
 from .test_verify import converted_and_bitwise
 
@@ -140,10 +141,13 @@ def test_inputs_and_cases_follow_the_call_signature():
     assert ("two_samples", {"batch_size": 2}) in unconditional.cases
 
 
-def test_hand_written_setups_come_first():
-    from diffusers import StableDiffusionPipeline
+def test_hand_written_setups_come_first_then_the_by_class_one():
+    from diffusers import ChromaPipeline, StableDiffusionPipeline
 
-    assert setup_for_class(StableDiffusionPipeline) is setup_for("StableDiffusionPipeline")
+    assert builtin_setup(StableDiffusionPipeline) is setup_for("StableDiffusionPipeline")
+    by_class = builtin_setup(ChromaPipeline)
+    assert by_class is not None and by_class.pipeline is ChromaPipeline
+    assert issubclass(MissingComponentClass, NoComponents)  # `survey --verify`: reported, not failed
 
 
 def test_video_family_couplings():
@@ -190,7 +194,7 @@ def test_pipelines_without_a_hand_written_setup_verify_bitwise_by_class(tmp_path
 
 
 def test_verify_names_the_missing_component_class(tmp_path, cli):
-    from modularize.source_file import installed_diffusers_file
+    from modularize.frontend.source_file import installed_diffusers_file
 
     package = tmp_path / "modular_kolors"
     source = installed_diffusers_file("pipelines/kolors/pipeline_kolors.py")
@@ -202,10 +206,10 @@ def test_verify_names_the_missing_component_class(tmp_path, cli):
 
 
 def test_survey_verdict_of_a_class_with_a_missing_component(tmp_path):
-    from modularize.source_file import installed_diffusers_file
+    from modularize.frontend.source_file import installed_diffusers_file
 
     root = installed_diffusers_file("pipelines/__init__.py").parent
-    verdict = verify_converted(root, "kolors/pipeline_kolors.py", "KolorsPipeline")
+    verdict = verify_entry(root, "kolors/pipeline_kolors.py", "KolorsPipeline")
     assert verdict["status"] == "missing" and verdict["ok"] is False
     assert verdict["missing"] == ["ChatGLMModel", "ChatGLMTokenizer"]
     assert describe(verdict) == "missing component classes: ChatGLMModel, ChatGLMTokenizer"
