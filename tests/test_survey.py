@@ -104,10 +104,14 @@ def test_survey_verify_adds_the_equivalence_of_pipelines_with_tiny_components(tm
     assert main(["survey", str(stable_diffusion), "--verify", "--json", str(target), "-j", "2"]) == 0
     report = json.loads(target.read_text())
     verified = [p for p in report["pipelines"] if "equivalence" in p]
+    # every converted class, the depth-to-image one on components built by component class
     assert sorted(p["class"] for p in verified) == [
+        "StableDiffusionDepth2ImgPipeline",
         "StableDiffusionImg2ImgPipeline",
         "StableDiffusionInpaintPipeline",
         "StableDiffusionPipeline",
     ]
     assert all(p["equivalence"]["ok"] and p["equivalence"]["bitwise"] for p in verified)
-    assert report["summary"]["verified"] == report["summary"]["verified_ok"] == 3
+    assert all(p["equivalence"]["status"] == "verified" for p in verified)
+    assert report["summary"]["verified"] == report["summary"]["verified_ok"] == 4
+    assert report["summary"]["verification"] == {"verified": 4}

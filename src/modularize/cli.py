@@ -192,7 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
     survey.add_argument("--markdown", metavar="PATH", help="write the report as Markdown (`-`: standard output)")
     survey.add_argument("--log", metavar="PATH", default="modularize-survey.log", help="where crash tracebacks go")
     survey.add_argument(
-        "--verify", action="store_true", help="also verify (exact mode) converted pipelines with tiny components"
+        "--verify",
+        action="store_true",
+        help="also verify every converted pipeline (plain + exact mode) on tiny components: hand-written or built "
+        "by component class",
     )
     survey.set_defaults(handler="survey")
 

@@ -347,12 +347,13 @@ def is_diffusers_class(cls: type) -> bool:
     return module == "diffusers" or module.startswith("diffusers.")
 
 
-def builtin_setup(standard_cls: type):
+def builtin_setup(standard_cls: type, package_cls: type | None = None):
     """The built-in tiny setup (`components`, `inputs`, `cases`) for a standard pipeline class, or None.
 
     The one place verify picks built-in components. The setups written for diffusers pipelines are keyed by class
     name, so they apply only to the diffusers class itself (its module is under `diffusers.`): a user's class that
-    merely shares the name gets none of them. Anything else gets what `components_by_class` builds.
+    merely shares the name gets none of them. Anything else gets what `components_by_class` builds; given the
+    generated pipeline class, its matrix leaves out the arguments the package does not serve.
     """
     if is_diffusers_class(standard_cls):
         from .tiny import setup_for
@@ -360,13 +361,19 @@ def builtin_setup(standard_cls: type):
         setup = setup_for(standard_cls.__name__)
         if setup is not None:
             return setup
-    return components_by_class(standard_cls)
+    setup = components_by_class(standard_cls)
+    if setup is not None and package_cls is not None and hasattr(setup, "serving"):
+        setup = setup.serving(getattr(package_cls, "unserved_arguments", None) or {})
+    return setup
 
 
 def components_by_class(standard_cls: type):
-    """Hook for tiny components built per component class from the constructor's type hints (issue 14): a setup
-    for `standard_cls`, or None when some component class has no factory. None until those factories land."""
-    return None
+    """Tiny components built per component class from the constructor's type hints (`testing.components`), inputs
+    from the `__call__` signature. Building the components raises `MissingComponentClass` (a `NoComponents`)
+    naming any component class no factory builds."""
+    from .components import setup_by_class
+
+    return setup_by_class(standard_cls)
 
 
 def _user_setup(factory: Callable[[], Any], name: str, builtin) -> _Setup:
@@ -487,7 +494,7 @@ class Equivalence:
         module = load_package(package_dir)
         self.pipeline_cls, self.blocks_cls = package_classes(module)
         self.standard_cls = standard_class(self.pipeline_cls, package_dir)
-        builtin = builtin_setup(self.standard_cls)
+        builtin = builtin_setup(self.standard_cls, self.pipeline_cls)
         name = components if isinstance(components, str) else getattr(components, "__name__", "a function")
         if isinstance(components, str):
             components = components_factory(components)
