@@ -20,7 +20,7 @@ from ..kinds import DefinitionKind
 from ..planning.plan import LoopPlan, ModuleDefinition, PipelinePlan
 from ..transforms.imports import import_from, prune_unused_imports, relative_module
 from .blocks import block_class, loop_classes
-from .format import format_python
+from .format import format_files
 from .guider_class import guider_class
 from .header import with_header
 from .layout import LEAF_FILES, blocks_file
@@ -76,10 +76,20 @@ class _File:
         if self.docstring:
             statements.append(cst.parse_statement(f'"""{self.docstring}"""\n'))
         statements += imports
-        statements += copied
-        statements += self.body
-        module = cst.Module(body=statements)
-        return format_python(module.code)
+        rest = [*copied, *self.body]
+        if imports and rest:
+            rest[0] = _one_blank_line_before(rest[0])
+        statements += rest
+        return cst.Module(body=statements).code
+
+
+def _one_blank_line_before(statement: cst.BaseStatement) -> cst.BaseStatement:
+    """The statement after the imports starts with one blank line, whatever the source had there: isort's rule
+    (ruff's `I001`), which `ruff format` leaves to the linter (it keeps two; before a `def` it makes two itself)."""
+    lines = list(statement.leading_lines)
+    while lines and lines[0].comment is None:
+        lines.pop(0)
+    return statement.with_changes(leading_lines=[cst.EmptyLine(), *lines])
 
 
 def _dependencies(
@@ -308,8 +318,9 @@ def emit_package(plan: PipelinePlan, source_text: str, generator: str, in_tree: 
         if not files[name].body:
             files[name].docstring = f"{plan.class_name} has no stage that belongs in {name}."
 
-    result = {}
-    for name in sorted(files):
-        body = files[name].render(package_names, plan.module_definitions)
-        result[name] = with_header(body, plan.source_label, plan.class_name, source_text, generator)
-    return result
+    # every file rendered first, then all formatted by one formatter run
+    bodies = format_files({name: files[name].render(package_names, plan.module_definitions) for name in sorted(files)})
+    return {
+        name: with_header(body, plan.source_label, plan.class_name, source_text, generator)
+        for name, body in bodies.items()
+    }
