@@ -33,6 +33,7 @@ from ..frontend.class_facts import Parameter, analyze_class
 from ..frontend.docstrings import parameter_descriptions
 from ..frontend.module_definitions import module_definitions
 from ..frontend.parse import SourceModule, code, find_pipeline_class, snippet
+from ..kinds import CfgKind, GuidancePattern, StageKind
 from ..normalize.early_return import EarlyReturnProblem, is_constant, lower_early_return
 from ..normalize.image_encode import (
     ENCODER_KEY,
@@ -68,7 +69,7 @@ def analyze(source: SourceModule, class_name: str | None = None) -> PipelinePlan
     facts = analyze_class(source, find_pipeline_class(source, class_name))
     body = call_body(facts)
     segments = segment_call(source, body)
-    denoise = next(s for s in segments if s.kind == "denoise")
+    denoise = next(s for s in segments if s.kind == StageKind.DENOISE)
     split = None
     if ".vae.encode(" in source.text:  # walking every method is not free; most pipelines encode no image
         split = split_image_encode(facts, [s.statements for s in segments[: segments.index(denoise)]])
@@ -117,7 +118,7 @@ def analyze(source: SourceModule, class_name: str | None = None) -> PipelinePlan
     blocks: list[BlockPlan | LoopPlan] = []
     rewritten: list[tuple[Segment, Rewritten]] = []
     for segment in segments:
-        if segment.kind == "denoise":
+        if segment.kind == StageKind.DENOISE:
             rewritten.append((segment, Rewritten([])))
             continue
         result = context.rewrite(segment.statements)
@@ -138,7 +139,7 @@ def analyze(source: SourceModule, class_name: str | None = None) -> PipelinePlan
     # plain assignments nothing reads any more (they fed CFG code the guider replaced) go, then flows again
     returned = {local for _, local in outputs}
     for index, (segment, result) in enumerate(rewritten):
-        if segment.kind != "denoise":
+        if segment.kind != StageKind.DENOISE:
             live = _reaching_reads(flows[index].writes, flows[index + 1 :]) | returned
             result.body, dead = without_dead_assignments(result.body, live)
             for statement in dead:
@@ -172,7 +173,7 @@ def analyze(source: SourceModule, class_name: str | None = None) -> PipelinePlan
                 inputs.append(_param(name, produced_by.get(name), call_parameters, descriptions))
             elif name in block_outputs:
                 unbound.append(name)
-            elif name in flow.writes and segment.kind != "denoise":
+            elif name in flow.writes and segment.kind != StageKind.DENOISE:
                 # written here on some paths only and read where it may be unset (`if ...: prompt_image = image`,
                 # read below): the verbatim code fails exactly where the source does, so nothing is bound for it
                 continue
@@ -185,7 +186,7 @@ def analyze(source: SourceModule, class_name: str | None = None) -> PipelinePlan
         )
         for name in block_outputs:
             produced_by[name] = key
-        if segment.kind == "denoise":
+        if segment.kind == StageKind.DENOISE:
             blocks.append(loop_parts.plan(context, key, segment, tuple(inputs), set(later_reads) | final_here))
         else:
             blocks.append(_block_plan(context, key, segment, result, tuple(inputs), output_params, tuple(unbound)))
@@ -236,7 +237,7 @@ def _without_early_returns(
 ) -> tuple[SourceModule, list[cst.BaseStatement], list[Segment]]:
     """Lower early returns after the loop (`else: return Output(images=latents)`) into the outputs they return; the
     stages after one become part of its stage (they run in the other branch now)."""
-    first = [s.kind for s in segments].index("denoise") + 1
+    first = [s.kind for s in segments].index(StageKind.DENOISE) + 1
     returns = [r for segment in segments[first:] for s in segment.statements for r in findall(s, m.Return())]
     outputs = dict(_output_fields(source, returns)) if returns else {}
     # the final return's constant fields (`audio=None`) stand for no local; early returns may give constants there
@@ -332,7 +333,7 @@ def _check_loop_exits(context: Context, segments: Sequence[Segment], denoise: Se
 def _flows(rewritten: list[tuple[Segment, Rewritten]], loop_parts, variables: set[str]) -> list[Flow]:
     flows = []
     for segment, result in rewritten:
-        if segment.kind == "denoise":
+        if segment.kind == StageKind.DENOISE:
             flows.append(loop_parts.flow(variables))
         else:
             flow = flow_of(result.body)
@@ -450,7 +451,9 @@ def _output(name: str, outputs: list[tuple[str, str]], descriptions) -> Output:
 def _unique_keys(segments: Sequence[Segment]) -> list[str]:
     keys: list[str] = []
     for segment in segments:
-        base = segment.key or ("denoise" if segment.kind == "denoise" else block_key(label_title(segment.label)))
+        base = segment.key or (
+            "denoise" if segment.kind == StageKind.DENOISE else block_key(label_title(segment.label))
+        )
         key, suffix = base, 2
         while key in keys:
             key, suffix = f"{base}_{suffix}", suffix + 1
@@ -532,7 +535,7 @@ def _note_guidance(context: Context, cfg: CfgPattern) -> None:
         )
     for expansion in cfg.expansions:
         context.note("rewritten", expansion, f"`{snippet(expansion)}`", "undone: the guider runs one batch per call")
-    if cfg.kind == "separate":
+    if cfg.kind == CfgKind.SEPARATE:
         context.note(
             "rewritten",
             cfg.call_statement,
@@ -540,8 +543,8 @@ def _note_guidance(context: Context, cfg: CfgPattern) -> None:
             "runs once per guider batch: " + ", ".join(f"`{f.cond}` / `{f.uncond}`" for f in cfg.fields),
         )
     whys = {
-        "separate": ["the guider runs the unconditional pass and combines the predictions"],
-        "branched": [
+        CfgKind.SEPARATE: ["the guider runs the unconditional pass and combines the predictions"],
+        CfgKind.BRANCHED: [
             "each guider batch runs the `else` branch (the inputs of one condition)",
             "the guider combines the predictions (this branch, verbatim, in its subclass)",
         ],
@@ -594,7 +597,7 @@ def _distilled(cfg: CfgPattern | None, scale: str | None, call_parameters, block
 
 def _guidance_plan(context: Context, cfg: CfgPattern | None, call_parameters, descriptions) -> GuidancePlan:
     if cfg is None:
-        return GuidancePlan(pattern="none")
+        return GuidancePlan(pattern=GuidancePattern.NONE)
     facts = context.facts
     per_call = dict(facts.per_call)
     if cfg.step_scales:  # a scale picked per step: the guider is set to it each step, configured from the first
@@ -619,7 +622,7 @@ def _guidance_plan(context: Context, cfg: CfgPattern | None, call_parameters, de
     arguments = tuple(_param(n, None, call_parameters, descriptions) for n in names)
     loop_fields = cfg.fields
     return GuidancePlan(
-        pattern="separate-passes" if cfg.kind == "separate" else "batched-cfg",
+        pattern=GuidancePattern.SEPARATE_PASSES if cfg.kind == CfgKind.SEPARATE else GuidancePattern.BATCHED_CFG,
         kind=cfg.kind,
         guider=f"{context.naming.prefix}Guidance" if cfg.combine else "ClassifierFreeGuidance",
         formulation=cfg.formulation,

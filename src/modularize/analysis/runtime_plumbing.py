@@ -135,4 +135,4 @@ def without_callbacks(node: cst.CSTNode, defaults: Mapping[str, str | None] | No
     standard call would see when no callback is given: the argument's default, or `None`."""
     defaults = defaults or {}
     values = {name: cst.parse_expression(defaults.get(name) or "None") for name in CALLBACK_ARGUMENTS}
-    return substitute_names(node, values, loads_only=True)
+    return substitute_names(node, values)

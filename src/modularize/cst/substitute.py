@@ -4,8 +4,8 @@
     substitute_names(stmt, {"callback_steps": cst.Name("None")})
         check(prompt, callback_steps)  ->  check(prompt, None)
 
-Attribute names (`x.callback_steps`), keyword names (`f(callback_steps=1)`) and parameter names are left alone;
-assignment targets are substituted too (a rename) unless `loads_only`.
+Only names in load positions are substituted: attribute names (`x.callback_steps`), keyword names
+(`f(callback_steps=1)`) and parameter names are left alone.
 """
 
 from __future__ import annotations
@@ -46,11 +46,11 @@ def replace_nodes(node: NodeT, replacements: Mapping[cst.CSTNode, Replacement]) 
 
 
 class _SubstituteNames(cst.CSTTransformer):
-    def __init__(self, mapping: Mapping[str, cst.BaseExpression], loads_only: bool = False):
+    def __init__(self, mapping: Mapping[str, cst.BaseExpression], rename_targets: bool = False):
         super().__init__()
         self._mapping = mapping
+        self._rename_targets = rename_targets
         self._not_variables: set[int] = set()
-        self._loads_only = loads_only
 
     def visit_Attribute(self, node: cst.Attribute) -> bool:
         self._not_variables.add(id(node.attr))
@@ -69,9 +69,9 @@ class _SubstituteNames(cst.CSTTransformer):
         self._not_variables.add(id(node.name))
         return True
 
-    # with `loads_only`, names assigned are left alone (`callback_steps = 1` must not become `None = 1`)
+    # names assigned are no values to substitute (`callback_steps = 1` must not become `None = 1`)
     def _stores(self, target: cst.CSTNode | None) -> None:
-        if target is not None and self._loads_only:
+        if target is not None and not self._rename_targets:
             self._not_variables.update(id(n) for n in walk(target) if isinstance(n, cst.Name))
 
     def visit_AssignTarget(self, node: cst.AssignTarget) -> bool:
@@ -109,12 +109,12 @@ class _SubstituteNames(cst.CSTTransformer):
         return updated_node if replacement is None else replacement
 
 
-def substitute_names(node: NodeT, mapping: Mapping[str, cst.BaseExpression], loads_only: bool = False) -> NodeT:
-    """Names replaced wherever they are variables, assignment targets included (a rename), or only where they are
-    read (`loads_only`: a value put in place of a variable)."""
+def substitute_names(node: NodeT, mapping: Mapping[str, cst.BaseExpression], rename_targets: bool = False) -> NodeT:
+    """Free names replaced by expressions; assignment targets stay unless `rename_targets` (a pure renaming:
+    `neg = neg[:, :4]` with {"neg": pos} -> `pos = pos[:, :4]`; a value never becomes a target, `None = 1`)."""
     if not mapping:
         return node
-    return node.visit(_SubstituteNames(mapping, loads_only))
+    return node.visit(_SubstituteNames(mapping, rename_targets))
 
 
 def same_expression(a: cst.CSTNode, b: cst.CSTNode) -> bool:
