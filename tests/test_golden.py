@@ -16,7 +16,7 @@ import pytest
 from modularize.convert import ConvertOptions, plan_for
 from modularize.planning.plan import LoopPlan
 from modularize.testing import golden
-from modularize.testing.golden import REFUSAL, Case, differences, expected, find_cases
+from modularize.testing.golden import REFUSAL, Case, differences, expected, find_cases, verify_calls
 
 ROOT = Path(__file__).resolve().parent / "cases"
 CASES = find_cases(ROOT)
@@ -70,9 +70,21 @@ def test_the_image_encode_case_encodes_in_a_block_of_its_own():
 
 
 def test_a_refusal_is_one_located_line():
-    (case,) = [c for c in CASES if c.name == "no_landmarks/own_names"]
+    (case,) = [c for c in CASES if c.name == "no_landmarks/while_loop"]
     (line,) = expected(case)[REFUSAL].splitlines()
-    assert line.startswith(f"{case.label}:40:9: no denoising loop over `timesteps`")
+    assert line.startswith(f"{case.label}:56:9: the denoising loop is a `while` loop")
+
+
+@pytest.mark.parametrize("name", ["no_landmarks/own_names", "no_landmarks/timesteps_named"])
+def test_a_loop_without_an_index_is_found_by_what_it_does_and_enumerated_for_the_guider(name):
+    """`for t in schedule:` steps the scheduler (found whatever it iterates); the guider counts steps, so the
+    package numbers them itself instead of passing `step=None`."""
+    (case,) = [c for c in CASES if c.name == name]
+    loop = next(block for block in plan(case).blocks if isinstance(block, LoopPlan))
+    assert loop.loop_targets == ("step_index", "t")
+    denoise = generate(case)["denoise.py"]
+    assert "for step_index, t in enumerate(" in denoise
+    assert "components.guider.set_state(step=step_index," in denoise and "step=None" not in denoise
 
 
 def test_runtime_helpers_are_copied_into_the_packages_that_call_them():
@@ -101,3 +113,23 @@ def test_runtime_helpers_are_copied_into_the_packages_that_call_them():
     for case in CASES:
         if REFUSAL not in expected(case):
             assert copied(case.name, "modular_pipeline.py") == ["explicit_none.ExplicitNoneInputs"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", [c for c in CASES if verify_calls(c)], ids=str)
+def test_cases_with_their_own_calls_are_bitwise_equal_to_their_input(case: Case, tmp_path, monkeypatch):
+    """The generated package runs and computes what the case's input pipeline computes: its `verify.json` calls,
+    plain and exact mode, on tiny components built by component class."""
+    from modularize.cli import main
+    from modularize.commands.verify import verify_package
+    from modularize.testing.equivalence import Case as Call
+
+    monkeypatch.chdir(ROOT.parent.parent)  # headers name the input by its repository-relative path
+    package = tmp_path / "package"
+    assert main([case.label, "-o", str(package), "-q"]) == 0
+    calls = [Call(name, inputs) for name, inputs in verify_calls(case)]
+    report = verify_package(package, cases=calls, exact=True)
+    assert [(c.name, c.mode) for c in report.cases] == [
+        (n, mode) for n, _ in verify_calls(case) for mode in ("plain", "exact")
+    ]
+    assert all(c.status == "compared" and c.bitwise for c in report.cases), [c for c in report.cases if not c.bitwise]

@@ -78,10 +78,23 @@ def kind_of_label(label: str) -> StageKind:
 
 
 def is_timestep_loop(node: cst.CSTNode) -> bool:
-    """`for i, t in enumerate(timesteps)` (or over `self.progress_bar(timesteps)`)."""
+    """A loop over timesteps, recognized by what it does, whatever it iterates over: its own body steps a
+    scheduler (`for t in ticks: ... x = self.clock.step(pred, t, x).prev_sample`); or, as diffusers spells it, it
+    iterates over something named `timesteps` (`for i, t in enumerate(self.progress_bar(timesteps))`)."""
     if not isinstance(node, cst.For):
         return False
-    return "timesteps" in cst.Module(body=[]).code_for_node(node.iter)
+    return "timesteps" in cst.Module(body=[]).code_for_node(node.iter) or _steps_in_own_body(node)
+
+
+_INNER_SCOPES = (cst.For, cst.While, cst.FunctionDef, cst.ClassDef, cst.Lambda)
+_STEP_CALL = m.Call(func=m.Attribute(attr=m.Name("step")), args=[m.AtLeastN(n=1)])
+
+
+def _steps_in_own_body(loop: cst.For | cst.While) -> bool:
+    """A `<scheduler>.step(...)` call in the loop's body outside the loops and functions nested in it (an outer
+    loop around the denoising loop does not step the scheduler itself)."""
+    inner = walk(loop.body, skip=lambda n: isinstance(n, _INNER_SCOPES))
+    return any(isinstance(n, cst.Call) and m.matches(n, _STEP_CALL) for n in inner)
 
 
 def find_timestep_loop(statement: cst.CSTNode) -> cst.For | None:
@@ -165,7 +178,17 @@ def segment_call(source: SourceModule, body: Sequence[cst.BaseStatement]) -> lis
                 f"the denoising loop is not a top-level statement of `__call__`: it sits inside `{snippet(outer, 60)}`"
                 " (an outer loop, a branch, or a `with` that also holds other statements)",
             )
-        raise source.refuse(body[0] if body else source.tree, "no denoising loop over `timesteps` in `__call__`")
+        stepping_while = next((w for s in body for w in findall(s, m.While()) if _steps_in_own_body(w)), None)
+        if stepping_while is not None:
+            raise source.refuse(
+                stepping_while,
+                "the denoising loop is a `while` loop (it steps the scheduler); only a `for` loop over the timesteps"
+                " can become the denoise loop's blocks",
+            )
+        raise source.refuse(
+            body[0] if body else source.tree,
+            "no denoising loop in `__call__` (a loop over `timesteps`, or one whose body steps a scheduler)",
+        )
     if len(loops) > 1:
         raise source.refuse(loops[1][1], "more than one loop over timesteps in `__call__` (nested or chained loops)")
     loop_group, loop_statement = loops[0]

@@ -19,11 +19,12 @@ import libcst as cst
 import libcst.matchers as m
 
 from ..analysis.guidance.batched import CfgPattern
+from ..analysis.loop_header import fresh_name, loop_header, with_step_index
 from ..analysis.rewrite_context import Context, Rewritten, helpers_and_components
 from ..analysis.segment import Segment
 from ..cst.dataflow import Flow, flow_of, names_read, without_dead_assignments
 from ..cst.substitute import replace_nodes
-from ..cst.tree_walk import findall
+from ..cst.tree_walk import findall, walk
 from ..frontend.parse import SourceModule, code, snippet
 from ..transforms.guidance import guider_denoise
 from .plan import GuidanceField, LoopPlan, LoopStepPlan, Output, Param
@@ -157,7 +158,14 @@ class LoopParts:
 
 def split_loop(context: Context, segment: Segment, loop: cst.For, cfg: CfgPattern | None) -> LoopParts:
     source = context.source
-    targets = tuple(names_read(loop.target))
+    header = loop_header(loop)
+    targets = header.targets
+    step_index = header.step
+    if cfg is not None and step_index is None:
+        # the guider counts steps: a loop without an index (`for t in timesteps`) is given one
+        taken = {n.value for n in walk(context.facts.call) if isinstance(n, cst.Name)} | context.reserved_names
+        step_index = fresh_name("step_index", taken)
+        targets = (step_index, *targets)
     body = list(loop.body.body)
     progress = [s for s in body if findall(s, _PROGRESS_UPDATE)]
     denoiser_name = cfg.denoiser if cfg else _lone_denoiser(context, loop)
@@ -178,15 +186,14 @@ def split_loop(context: Context, segment: Segment, loop: cst.For, cfg: CfgPatter
     if cfg is not None:
         # The guider's step window is in loop iterations: with PNDM there are more timesteps than inference
         # steps, and `num_inference_steps` would switch CFG off on the last iteration.
-        num_steps = f"len({code(_loop_sequence(loop)).strip()})"
+        num_steps = f"len({code(header.sequence).strip()})"
         # a repeated input the per-batch code does not read went into one it does (`latent_image_input` into
         # `latent_model_input`): the guider need not hand it out
         per_batch = (cfg.call_statement, *cfg.between, *cfg.batch_statements, *cfg.batch_after)
         read = {name for statement in per_batch for name in names_read(statement)}
         repeated = [name for name in cfg.repeated if name in read]
         fields = cfg.fields + tuple(GuidanceField(name, name, name) for name in repeated)
-        step, timestep = (targets + ("None", "None"))[:2] if len(targets) == 2 else ("None", targets[0])
-        denoiser_statements = guider_denoise(cfg, fields, step, timestep, num_steps)
+        denoiser_statements = guider_denoise(cfg, fields, step_index, header.timestep or "None", num_steps)
         extra_reads = tuple(dict.fromkeys(n for f in fields for n in (f.cond, f.uncond)))
         local_writes = tuple(f.name for f in fields)
     else:
@@ -199,6 +206,8 @@ def split_loop(context: Context, segment: Segment, loop: cst.For, cfg: CfgPatter
         + ")\n"
     )
     loop_node = loop.with_changes(body=cst.IndentedBlock(body=[loop_step, *progress]))
+    if step_index != header.step:
+        loop_node = with_step_index(loop_node, step_index)
     wrapper_statements = [*segment.statements[:-1], _replace_within(segment.loop, loop, loop_node)]
     wrapper = context.rewrite(wrapper_statements, keep_on_self=("progress_bar", "loop_step"))
     steps = [context.rewrite(before), context.rewrite(denoiser_statements), context.rewrite(after)]
@@ -217,16 +226,6 @@ def _replace_within(root: cst.CSTNode, old: cst.CSTNode, new: cst.CSTNode) -> cs
     if root is old:
         return new
     return replace_nodes(root, {old: new})
-
-
-def _loop_sequence(loop: cst.For) -> cst.BaseExpression:
-    """What the loop iterates over: `enumerate(timesteps)` -> `timesteps`."""
-    iterable = loop.iter
-    if m.matches(iterable, m.Call(func=m.Name("enumerate"), args=[m.Arg()])):
-        iterable = iterable.args[0].value
-    if m.matches(iterable, m.Call(func=m.Attribute(m.Name("self"), m.Name("progress_bar")), args=[m.Arg()])):
-        iterable = iterable.args[0].value
-    return iterable
 
 
 def _without_dead_setup(

@@ -3,6 +3,8 @@
     tests/cases/<pattern>/<name>/input.py                a small pipeline written for the case
     tests/cases/<pattern>/<name>/expected/<relpath>      each generated file, byte for byte (header included)
     tests/cases/<pattern>/<name>/expected/refusal.txt    instead, when the converter refuses the input: its one line
+    tests/cases/<pattern>/<name>/verify.json             optional: the calls that prove the conversion, as a JSON
+                                                         list of `{"name": ..., <standard-call keyword arguments>}`
 
 `tests/test_golden.py` regenerates every case in memory with the pure `convert` and fails with a unified diff
 where the bytes differ. After a deliberate change to what the converter generates (or to its formatter), rewrite
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +33,7 @@ from ..errors import ModularizeError
 INPUT = "input.py"
 EXPECTED = "expected"
 REFUSAL = "refusal.txt"
+VERIFY = "verify.json"
 LABEL_ROOT = "tests/cases"  # where the cases live in the repository, as headers record it
 DEFAULT_ROOT = Path(LABEL_ROOT)
 
@@ -72,6 +76,15 @@ def generate(case: Case) -> dict[str, str]:
         return convert(text, ConvertOptions(path=case.label, label=case.label))
     except ModularizeError as error:
         return {REFUSAL: f"{error}\n"}
+
+
+def verify_calls(case: Case) -> list[tuple[str, dict]]:
+    """The case's own verification calls (`verify.json`): (name, standard-call keyword arguments), or none."""
+    path = case.directory / VERIFY
+    if not path.is_file():
+        return []
+    calls = json.loads(path.read_text())
+    return [(call.pop("name"), call) for call in calls]
 
 
 def expected(case: Case) -> dict[str, str]:

@@ -1,15 +1,15 @@
 """Golden case: `no_landmarks/own_names` with one landmark back: the loop iterates a local named `timesteps`.
 
 Everything else keeps its own name (components, helper, CFG property, arguments, locals) and the stage comments
-are not numbered labels. This converts today; `own_names`, whose loop iterates `timesteps`, is refused: the
-converter finds the denoising loop by the name of what it iterates.
+are not numbered labels. The loop header has no step index (`for t in timesteps:`): the package enumerates it,
+since the guider counts steps.
 """
 
 import torch
 from diffusers import DiffusionPipeline
 from diffusers.models import AutoencoderKL, UNet2DConditionModel
 from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
-from diffusers.timestepsrs import DDIMScheduler
+from diffusers.schedulers import DDIMScheduler
 from transformers import CLIPTextModel, CLIPTokenizer
 
 
