@@ -655,6 +655,48 @@ def test_batch_free_attributes_of_a_paired_tensor_may_be_read_anywhere():
     assert pairing.mirrored == () and pairing.pairs == {"prompt_embeds": "negative_prompt_embeds"}
 
 
+def test_batch_free_attributes_may_be_passed_to_a_per_sample_method():
+    _, _, pairing = propagation(
+        "mask = mask.to(pick(mask.dtype, mask.device))\nnoise_pred = self.unet(latents, mask=mask)\n",
+        {"mask": "negative_mask"},
+    )
+    assert pairing.pairs["mask"] == "negative_mask"
+    assert "negative_mask = negative_mask.to(pick(negative_mask.dtype, negative_mask.device))" in rendered(
+        pairing.mirrored[0][1].nodes
+    )
+
+
+def test_what_is_computed_only_from_a_value_both_conditions_share_is_shared_not_mirrored():
+    """`resolution = torch.cat([resolution, resolution])` undone: one value for every guider batch, and so is what
+    is built from it per sample, also inside an `if` (PixArt-α's resolution, HunyuanDiT's time ids)."""
+    _, _, pairing = propagation(
+        """\
+        if large:
+            added = {"resolution": resolution.to(device), "text": text}
+        noise_pred = self.unet(latents, added_cond_kwargs=added)
+        """,
+        {"resolution": "resolution"},
+    )
+    assert pairing.mirrored == () and pairing.pairs == {"resolution": "resolution", "added": "added"}
+
+
+def test_a_shared_value_read_by_a_reduction_is_still_refused():
+    with pytest.raises(ConversionError, match="read with its CFG-doubled batch"):
+        propagation("rows = ids.sum(0)\nnoise_pred = self.unet(latents, rows=rows)\n", {"ids": "ids"})
+
+
+def test_a_concatenation_of_one_tensor_with_itself_is_a_shared_value():
+    found = snippet(
+        SD_LOOP.replace(
+            "prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds])",
+            "prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds])\n"
+            "    time_ids = torch.cat([time_ids, time_ids])",
+        ).replace("encoder_hidden_states=prompt_embeds", "encoder_hidden_states=prompt_embeds, time_ids=time_ids")
+    ).batched()
+    assert [(s.target, s.cond, s.uncond) for s in found.cat_sites][-1] == ("time_ids", "time_ids", "time_ids")
+    assert GuidanceField("time_ids", "time_ids", "time_ids") in found.fields
+
+
 # -- the guidance transform ----------------------------------------------------------------------------------------
 def test_unbatching_undoes_the_concatenations_and_removes_the_combine():
     found = snippet("do_cfg = guidance_scale > 1.0\n" + SD_LOOP.replace("self.do_classifier_free_guidance", "do_cfg"))

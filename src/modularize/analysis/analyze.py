@@ -145,6 +145,7 @@ def analyze(source: SourceModule, class_name: str | None = None) -> PipelinePlan
             for statement in dead:
                 what = f"`{snippet(statement)}`"
                 context.note("dropped", None, what, "nothing reads it once guidance is the guider's", "safe")
+    _check_variadic_reads(source, facts, body, [r for _, r in rewritten] + loop_parts.rewritten, dropped)
     flows = _flows(rewritten, loop_parts, variables)
 
     # a returned local is an output of the pipeline only as written by the last block that writes it
@@ -298,6 +299,27 @@ def _check_undefined_reads(source: SourceModule, facts, body: Sequence[cst.BaseS
             elif isinstance(node, cst.Name) and node.value == name and id(node) not in not_variables:
                 raise source.refuse(node, f"`{name}` is read, but neither `__call__` nor the module defines it")
     raise source.refuse(facts.call, f"`{name}` is read, but neither `__call__` nor the module defines it")
+
+
+def _check_variadic_reads(
+    source: SourceModule, facts, body: Sequence[cst.BaseStatement], rewritten: Sequence[Rewritten], dropped: set[int]
+) -> None:
+    """`if "mask_feature" in kwargs:` left in a block: a block receives named inputs only, never `__call__`'s
+    `**kwargs` / `*args` (reads of them that go with the deprecated callbacks are dropped before this)."""
+    variadic = {p.name for p in facts.call_parameters if p.star}
+    kept = {name for result in rewritten for statement in result.body for name in names_read(statement)} & variadic
+    if not kept:
+        return
+    for statement in body:
+        for node in walk(statement, skip=lambda n: id(n) in dropped):
+            if isinstance(node, cst.Name) and node.value in kept:
+                raise source.refuse(
+                    node,
+                    f"`__call__` reads its variadic parameter `{node.value}` here; a modular block receives named"
+                    " inputs only",
+                    fix=f"read a named `__call__` argument instead of `{node.value}`",
+                )
+    raise source.refuse(facts.call, f"`__call__` reads its variadic parameter `{sorted(kept)[0]}`")
 
 
 def _check_loop_exits(context: Context, segments: Sequence[Segment], denoise: Segment, loop: cst.For) -> None:

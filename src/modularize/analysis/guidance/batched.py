@@ -37,6 +37,7 @@ from ...kinds import CfgKind
 from ...planning.plan import GuidanceField
 from .combine import assigned_combine
 from .pairing import propagate_pairs
+from .rescale import rescale_call
 
 _TORCH_CAT = m.Call(func=m.Attribute(value=m.Name("torch"), attr=m.Name("cat")))
 
@@ -158,12 +159,19 @@ def _combine(statement: cst.CSTNode) -> tuple[str, str, str, cst.BaseExpression]
     return guided, formula.base, formula.minuend, formula.scale
 
 
-def _rescale(statement: cst.CSTNode, guided: str, cond: str) -> cst.BaseExpression | None:
-    """`g = rescale_noise_cfg(g, c, guidance_rescale=r)` -> r."""
+def _rescale(
+    statement: cst.CSTNode, guided: str, cond: str, functions: Mapping[str, cst.FunctionDef]
+) -> cst.BaseExpression | None:
+    """`g = <helper>(g, c, r)` -> r, where the module's or the pipeline's helper computes the guidance rescale
+    (`rescale.py`: recognized by its arithmetic, whatever its name); or diffusers' own `rescale_noise_cfg`,
+    imported rather than defined in the module."""
+    found = rescale_call(statement, guided, cond, functions)
+    if found is not None:
+        return found
     pattern = m.SimpleStatementLine(
         body=[m.Assign(targets=[m.AssignTarget(m.Name(guided))], value=m.Call(func=m.Name("rescale_noise_cfg")))]
     )
-    if not m.matches(statement, pattern):
+    if not m.matches(statement, pattern) or "rescale_noise_cfg" in functions:
         return None
     args = statement.body[0].value.args
     positional = [a.value for a in args if a.keyword is None]
@@ -248,7 +256,9 @@ def find_batched_cfg(
         raise source.refuse(inner[1], "the combine formula does not use the two halves of the chunked prediction")
     uncond_index = 0 if uncond == first else 1
     feature_guards: list[tuple[cst.BaseExpression, str]] = []
-    gated = _gated_extras(source, facts, inner[2:], {first, second}, feature_guards)
+    functions = _functions(source, facts)
+    extras, rescale, rescale_test = _rescale_inside(inner[2:], condition, guided, cond, functions)
+    gated = _gated_extras(source, facts, extras, {first, second}, feature_guards)
 
     condition_name, condition_expression, condition_statement = _condition(source, facts, condition, top_level)
 
@@ -264,10 +274,13 @@ def find_batched_cfg(
     between = tuple(body[call_index + 1 : chunk_index])
 
     guidance_statements = [chunk_if]
-    rescale = rescale_test = None
     for statement in body[chunk_index + 1 :]:
         if isinstance(statement, cst.If) and _contains_cfg(statement.test, condition):
-            found = _rescale(statement.body.body[0], guided, cond) if len(statement.body.body) == 1 else None
+            if rescale is not None:
+                raise source.refuse(statement, "a second guidance rescale after the combine")
+            found = (
+                _rescale(statement.body.body[0], guided, cond, functions) if len(statement.body.body) == 1 else None
+            )
             if found is None or statement.orelse is not None:
                 raise source.refuse(statement, "unrecognized guidance step after the combine")
             rescale, rescale_test = found, statement.test
@@ -310,6 +323,8 @@ def find_batched_cfg(
     called = set(names_read(call_statement))
     fields = tuple(GuidanceField(name, name, other) for name, other in pairing.pairs.items() if name in called)
     for site in cat_sites:
+        if site.cond == site.uncond:
+            continue  # a value both conditions share: whatever reads it was checked to be per sample
         reaches = site.target in called or any(
             site.target in names_read(statement) for statement, _ in pairing.mirrored
         )
@@ -425,6 +440,42 @@ def _condition(source: SourceModule, facts: ClassFacts, test: cst.BaseExpression
 def _start(source: SourceModule, node: cst.CSTNode) -> tuple[int, int]:
     position = source.positions.get(node)
     return (position.start.line, position.start.column) if position else (0, 0)
+
+
+def _functions(source: SourceModule, facts: ClassFacts) -> dict[str, cst.FunctionDef]:
+    """The module's functions by name and the pipeline's methods as `self.<name>`: the helpers a step may call."""
+    functions = {s.name.value: s for s in source.tree.body if isinstance(s, cst.FunctionDef)}
+    functions.update({f"self.{name}": method for name, method in facts.methods.items()})
+    return functions
+
+
+def _rescale_inside(
+    extras: Sequence[cst.BaseStatement],
+    condition: cst.BaseExpression,
+    guided: str,
+    cond: str,
+    functions: Mapping[str, cst.FunctionDef],
+) -> tuple[list[cst.BaseStatement], cst.BaseExpression | None, cst.BaseExpression | None]:
+    """A rescale inside the CFG branch, after the combine, is the same rescale as one after it under `<cfg> and`:
+
+        if do_cfg:                                        if do_cfg:
+            u, c = pred.chunk(2)                              u, c = pred.chunk(2)
+            pred = u + s * (c - u)                ==          pred = u + s * (c - u)
+            if r > 0:                                     if do_cfg and r > 0:
+                pred = rescale_noise_cfg(pred, c, r)          pred = rescale_noise_cfg(pred, c, r)
+
+    Returns the other statements, the rescale factor and its test (None, None without one)."""
+    for position, statement in enumerate(extras):
+        if not isinstance(statement, cst.If) or statement.orelse is not None or len(statement.body.body) != 1:
+            continue
+        found = _rescale(statement.body.body[0], guided, cond, functions)
+        if found is not None:
+            inner = statement.test
+            if isinstance(inner, (cst.BooleanOperation, cst.IfExp, cst.Lambda)) and not inner.lpar:
+                inner = inner.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+            test = cst.BooleanOperation(condition.deep_clone(), cst.And(), inner)
+            return [*extras[:position], *extras[position + 1 :]], found, test
+    return list(extras), None, None
 
 
 def _derived_from_repeated(
@@ -543,6 +594,9 @@ def _cat_site(
             anchor, "a CFG-dependent value that is not a concatenation of two tensors `[uncond, cond]`"
         )
     names = [e.value for e in elements]
+    if names[0] == names[1]:
+        # `x = torch.cat([x, x])`: the same value for both conditions, which the guider hands to every batch
+        return CatSite(replace, target, names[0], names[0])
     cond_index = 1 - uncond_index
     if target in names and names.index(target) != cond_index:
         raise source.refuse(

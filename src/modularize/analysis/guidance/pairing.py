@@ -33,8 +33,9 @@ from dataclasses import dataclass
 import libcst as cst
 import libcst.matchers as m
 
-from ...cst.dataflow import names_read
-from ...cst.substitute import substitute_names
+from ...cst.dataflow import flow_of, names_read
+from ...cst.substitute import replace_nodes, substitute_names
+from ...cst.tree_walk import walk
 from ...frontend.parse import SourceModule, code
 
 # methods that act on each sample of a batch independently
@@ -72,7 +73,7 @@ def _mirrorable(expression: cst.BaseExpression, pairs: Mapping[str, str], repeat
     if m.matches(expression, m.Call(func=m.Attribute())):
         method = expression.func.attr.value
         receiver = expression.func.value
-        if any(set(names_read(arg.value)) & set(pairs) for arg in expression.args):
+        if any(_reads_batch(arg.value, pairs) for arg in expression.args):
             raise _NotPerSample(expression)
         if not _mirrorable(receiver, pairs, repeats):
             if set(names_read(receiver)) & set(pairs):
@@ -87,6 +88,20 @@ def _mirrorable(expression: cst.BaseExpression, pairs: Mapping[str, str], repeat
     if set(names_read(expression)) & set(pairs):
         raise _NotPerSample(expression)
     return False
+
+
+def _reads_batch(expression: cst.BaseExpression, pairs: Mapping[str, str]) -> bool:
+    """Whether `expression` reads a paired tensor other than through a batch-free attribute:
+    `f(prompt_embeds.dtype, prompt_embeds.device)` does not, `prompt_embeds.shape[0]` does."""
+    batch_free = [
+        node
+        for node in walk(expression)
+        if isinstance(node, cst.Attribute)
+        and isinstance(node.value, cst.Name)
+        and node.attr.value in BATCH_FREE_ATTRIBUTES
+    ]
+    stripped = replace_nodes(expression, {node: cst.Name("None") for node in batch_free}) if batch_free else expression
+    return bool(set(names_read(stripped)) & set(pairs))
 
 
 def _root_name(expression: cst.BaseExpression) -> str | None:
@@ -155,6 +170,10 @@ def propagate_pairs(
         reads = _paired_reads(statement, pairs, skip, source, starts)
         if not reads:
             continue
+        if not reached_call and _shares_only(statement, reads, pairs, skip, source, starts):
+            # computed from values both conditions share (`torch.cat([x, x])` undone): one value for every batch
+            pairs.update({name: name for name in flow_of([statement]).writes})
+            continue
         simple = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())])])
         if reached_call or not m.matches(statement, simple):
             raise _refusal(source, reads[0])
@@ -176,6 +195,35 @@ def propagate_pairs(
         mirrored.append((statement, cst.FlattenSentinel([*before, statement, _under(condition, [mirror])])))
         pairs[target] = counterpart
     return Pairing(pairs, tuple(mirrored))
+
+
+def _shares_only(
+    statement: cst.CSTNode,
+    reads: Sequence[cst.Name],
+    pairs: Mapping[str, str],
+    skip: set[int],
+    source: SourceModule,
+    starts: Mapping[str, tuple],
+) -> bool:
+    """Whether the statement reads only values both conditions share, and only in per-sample assignments (an
+    `if` around them may test anything else), writing no name that has a counterpart of its own:
+
+        if self.transformer.config.sample_size == 128:
+            added_cond_kwargs = {"resolution": resolution}     # `resolution` was torch.cat([resolution] * 2)
+    """
+    shared = {name for name, other in pairs.items() if name == other}
+    if not {read.value for read in reads} <= shared:
+        return False
+    if any(pairs.get(name, name) != name for name in flow_of([statement]).writes):
+        return False
+    assigns = [n for n in walk(statement, skip=lambda n: id(n) in skip) if isinstance(n, cst.Assign)]
+    try:
+        for assign in assigns:
+            _mirrorable(assign.value, pairs, [])
+    except _NotPerSample:
+        return False
+    outside = _paired_reads(statement, pairs, skip | {id(a) for a in assigns}, source, starts)
+    return not outside
 
 
 def _repeat_guard(pipeline: str, pairs: Mapping[str, str], receiver, count) -> cst.BaseStatement:
