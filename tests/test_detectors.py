@@ -428,6 +428,32 @@ def test_separate_passes_the_detector_cannot_pair_are_refused(old, new, message)
         snippet(TRUE_CFG.replace(old, new)).separate()
 
 
+ELSE_AFTER_THE_PASS = (
+    "        noise_pred = neg_noise_pred + guidance_scale * (noise_pred - neg_noise_pred)\n    else:\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("orelse", "inert"),
+    [
+        ("        noise_pred = noise_pred\n        neg_noise_pred = None\n", True),  # a no-op, a dead assignment
+        ("        noise_pred = noise_pred * 2\n", False),  # with CFG off the source changes the prediction
+        ("        last_neg = None\n", True),
+        ("        last_neg = None\n    keep = last_neg\n", False),  # ... read after the branch
+    ],
+    ids=["no-op-and-dead", "changes-the-prediction", "dead", "read-later"],
+)
+def test_an_else_after_the_unconditional_pass_is_dropped_only_when_nothing_reads_what_it_does(orelse, inert):
+    text = TRUE_CFG.replace(ELSE_AFTER_THE_PASS.split("\n")[0] + "\n", ELSE_AFTER_THE_PASS + orelse)
+    assert "else:" in text
+    if inert:
+        assert snippet(text).separate().kind == "separate"
+    else:
+        with pytest.raises(ConversionError, match="an `else` after the unconditional pass") as error:
+            snippet(text).separate()
+        assert error.value.location.line == snippet(text).line("else:")
+
+
 def test_a_second_model_call_under_a_condition_that_is_no_flag_is_not_cfg():
     body = """\
     for i, t in enumerate(timesteps):

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 import libcst as cst
 import libcst.matchers as m
 
-from ...cst.dataflow import flow_of
+from ...cst.dataflow import flow_of, names_read
 from ...cst.substitute import same_expression, substitute_names
-from ...cst.tree_walk import findall
+from ...cst.tree_walk import findall, walk
 from ...frontend.class_facts import ClassFacts
 from ...frontend.parse import SourceModule, code, snippet
 from ...kinds import CfgKind
@@ -70,8 +70,14 @@ def find_separate_cfg(
         earlier = [(i, call) for i, call in earlier if call is not None]
         if not earlier:
             raise source.refuse(branch, "an unconditional denoiser pass with no conditional one before it")
-        if branch.orelse is not None or len(found) > 1:
-            raise source.refuse(branch, "unrecognized separate-pass guidance (an `else`, or several calls)")
+        if len(found) > 1:
+            raise source.refuse(branch, "unrecognized separate-pass guidance (several calls under the CFG flag)")
+        if branch.orelse is not None and not _inert_else(branch, body, position, top_level, loop):
+            raise source.refuse(
+                branch.orelse,
+                "an `else` after the unconditional pass that computes what later code reads (with CFG off the "
+                "guider returns the conditional prediction as it is)",
+            )
         cond_at, cond = earlier[-1]
         uncond_at, uncond = found[0]
         # what the source does to each prediction right after its call (`out = out[:, : latents.size(1)]`)
@@ -86,6 +92,42 @@ def find_separate_cfg(
         cond = _ModelCall(cond.statement, cond.call, cond.output, cond.context, tuple(body[cond_at + 1 : position]))
         return _pattern(source, facts, top_level, body, branch, cond, uncond, inner, uncond_at, aliases)
     return None
+
+
+def _inert_else(
+    branch: cst.If,
+    body: Sequence[cst.BaseStatement],
+    position: int,
+    top_level: Sequence[cst.BaseStatement],
+    loop: cst.For,
+) -> bool:
+    """An `else` the guider makes unnecessary: each statement in it assigns a name to itself, or a name no later
+    code reads before assigning it again (the rest of the step, the next steps, what follows the loop).
+
+        if do_cfg:                                  if do_cfg:
+            neg = self.model(...)                       neg = self.model(...)
+            pred = neg + s * (pred - neg)               pred = neg + s * (pred - neg)
+        else:                                       (the `else` goes with the branch)
+            pred = pred
+            neg = None
+    """
+    statements = list(branch.orelse.body.body) if isinstance(branch.orelse, cst.Else) else None
+    if statements is None or not all(m.matches(s, _ASSIGNED) and len(s.body) == 1 for s in statements):
+        return False
+    next_steps = [*body[position + 1 :], *body[:position], branch.with_changes(orelse=None)]
+    after_loop = list(top_level)[list(top_level).index(_holding(top_level, loop)) + 1 :]
+    live = set(flow_of(next_steps).reads) | {name for s in after_loop for name in names_read(s)}
+    for statement in statements:
+        assign = statement.body[0]
+        target = assign.targets[0].target.value
+        if not (m.matches(assign.value, m.Name(target)) or target not in live):
+            return False
+    return True
+
+
+def _holding(top_level: Sequence[cst.BaseStatement], node: cst.CSTNode) -> cst.BaseStatement:
+    """The top-level statement `node` sits in."""
+    return next(s for s in top_level if any(n is node for n in walk(s)))
 
 
 def _may_be_cfg_flag(test: cst.BaseExpression) -> bool:
