@@ -133,3 +133,16 @@ def test_cases_with_their_own_calls_are_bitwise_equal_to_their_input(case: Case,
         (n, mode) for n, _ in verify_calls(case) for mode in ("plain", "exact")
     ]
     assert all(c.status == "compared" and c.bitwise for c in report.cases), [c for c in report.cases if not c.bitwise]
+
+
+def test_a_progress_bar_of_any_name_stays_with_the_loop_wrapper():
+    (case,) = [c for c in CASES if c.name == "no_landmarks/own_progress_bar"]
+    loop = next(block for block in plan(case).blocks if isinstance(block, LoopPlan))
+    assert any("bar.update()" in code for code in map(golden_code, loop.wrapper_body))
+    assert not any("bar" in golden_code(s) for step in loop.steps for s in step.body)
+
+
+def golden_code(statement) -> str:
+    import libcst as cst
+
+    return cst.Module(body=[statement]).code

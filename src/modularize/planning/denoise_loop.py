@@ -29,7 +29,9 @@ from ..frontend.parse import SourceModule, code, snippet
 from ..transforms.guidance import guider_denoise
 from .plan import GuidanceField, LoopPlan, LoopStepPlan, Output, Param
 
-_PROGRESS_UPDATE = m.Call(func=m.Attribute(value=m.Name("progress_bar"), attr=m.Name("update")))
+_PROGRESS_BAR = m.WithItem(
+    item=m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name("progress_bar"))), asname=m.AsName(name=m.Name())
+)
 _STEP_KEYS = ("before_denoiser", "denoiser", "after_denoiser")
 _STEP_CLASSES = ("LoopBeforeDenoiser", "LoopDenoiser", "LoopAfterDenoiser")
 
@@ -167,7 +169,7 @@ def split_loop(context: Context, segment: Segment, loop: cst.For, cfg: CfgPatter
         step_index = fresh_name("step_index", taken)
         targets = (step_index, *targets)
     body = list(loop.body.body)
-    progress = [s for s in body if findall(s, _PROGRESS_UPDATE)]
+    progress = [s for s in body if findall(s, _progress_update(segment.loop))]
     denoiser_name = cfg.denoiser if cfg else _lone_denoiser(context, loop)
     if cfg is not None:
         call_statement = cfg.call_statement
@@ -215,6 +217,13 @@ def split_loop(context: Context, segment: Segment, loop: cst.For, cfg: CfgPatter
     if cfg is not None:
         lines[1] = (source.line_span(call_statement)[0], source.line_span(cfg.guidance_statements[-1])[1])
     return LoopParts(context, segment, targets, wrapper, steps, [(), extra_reads, ()], [(), local_writes, ()], lines)
+
+
+def _progress_update(statement: cst.CSTNode) -> m.BaseMatcherNode:
+    """`<bar>.update(...)` for the name `with self.progress_bar(...) as <bar>:` binds (`progress_bar` in diffusers):
+    the wrapper keeps it, after each step."""
+    names = [item.asname.name.value for item in findall(statement, _PROGRESS_BAR)] or ["progress_bar"]
+    return m.Call(func=m.Attribute(value=m.OneOf(*(m.Name(n) for n in names)), attr=m.Name("update")))
 
 
 def _lines_of(source: SourceModule, statements: Sequence[cst.CSTNode]) -> tuple[int, int]:
