@@ -11,6 +11,7 @@ nodes in the same (pre-)order about three times faster, and the analysis does li
 from __future__ import annotations
 
 import dataclasses
+import operator
 from collections.abc import Callable, Iterator
 
 import libcst as cst
@@ -27,6 +28,11 @@ _SOURCE_ORDER: dict[type, tuple[str, ...]] = {
     cst.Parameters: ("posonly_params", "posonly_ind", "params", "star_arg", "kwonly_params", "star_kwarg"),
 }
 _FIELDS: dict[type, tuple[str, ...]] = {}
+# per node class, one C call returning its fields' values in the order above
+_GETTERS: dict[type, Callable[[cst.CSTNode], tuple]] = {}
+# per value type: 1 a node, 2 a sequence (of nodes), 0 anything else. `isinstance(value, cst.CSTNode)` goes through
+# `ABCMeta.__instancecheck__` (a Python call) for every field of every node; a dict lookup by type does not.
+_KINDS: dict[type, int] = {}
 
 
 def _field_names(cls: type) -> tuple[str, ...]:
@@ -37,15 +43,41 @@ def _field_names(cls: type) -> tuple[str, ...]:
     return names
 
 
+def _getter(cls: type) -> Callable[[cst.CSTNode], tuple]:
+    names = _field_names(cls)
+    if len(names) > 1:
+        getter = operator.attrgetter(*names)
+    elif names:
+        single = operator.attrgetter(names[0])
+        getter = lambda node: (single(node),)  # noqa: E731
+    else:
+        getter = lambda node: ()  # noqa: E731
+    _GETTERS[cls] = getter
+    return getter
+
+
+def _kind(cls: type) -> int:
+    kind = _KINDS[cls] = 1 if issubclass(cls, cst.CSTNode) else 2 if issubclass(cls, (tuple, list)) else 0
+    return kind
+
+
 def children(node: cst.CSTNode) -> list[cst.CSTNode]:
     """`node.children` without LibCST's visit: the significant ones in source order."""
     found: list[cst.CSTNode] = []
-    for name in _field_names(type(node)):
-        value = getattr(node, name)
-        if isinstance(value, cst.CSTNode):
+    kinds = _KINDS
+    for value in (_GETTERS.get(type(node)) or _getter(type(node)))(node):
+        kind = kinds.get(type(value))
+        if kind is None:
+            kind = _kind(type(value))
+        if kind == 1:
             found.append(value)
-        elif isinstance(value, (tuple, list)):
-            found.extend(item for item in value if isinstance(item, cst.CSTNode))
+        elif kind == 2:
+            for item in value:
+                item_kind = kinds.get(type(item))
+                if item_kind is None:
+                    item_kind = _kind(type(item))
+                if item_kind == 1:
+                    found.append(item)
     return found
 
 
@@ -65,6 +97,13 @@ def findall(node: cst.CSTNode, matcher: m.BaseMatcherNode) -> list[cst.CSTNode]:
     """Every node below (and including) `node` that `matcher` matches, as `libcst.matchers.findall` finds them."""
     # a node matcher (`m.Call(...)`) only matches its own node class: test the class before the matcher
     node_class = getattr(cst, type(matcher).__name__, None)
+    if isinstance(node_class, type) and issubclass(node_class, cst.CSTNode) and not node_class.__subclasses__():
+        return [found for found in walk(node) if type(found) is node_class and m.matches(found, matcher)]
     if isinstance(node_class, type) and issubclass(node_class, cst.CSTNode):
         return [found for found in walk(node) if isinstance(found, node_class) and m.matches(found, matcher)]
     return [found for found in walk(node) if m.matches(found, matcher)]
+
+
+def names_in(node: cst.CSTNode) -> set[str]:
+    """Every name spelled anywhere below `node` (loads, stores, attribute and keyword names alike)."""
+    return {found.value for found in walk(node) if type(found) is cst.Name}
