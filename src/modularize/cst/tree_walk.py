@@ -95,13 +95,28 @@ def walk(node: cst.CSTNode, skip: Callable[[cst.CSTNode], bool] | None = None) -
 
 def findall(node: cst.CSTNode, matcher: m.BaseMatcherNode) -> list[cst.CSTNode]:
     """Every node below (and including) `node` that `matcher` matches, as `libcst.matchers.findall` finds them."""
-    # a node matcher (`m.Call(...)`) only matches its own node class: test the class before the matcher
+    # a node matcher (`m.Call(...)`) only matches its own node class, `m.If() | m.IfExp()` one of theirs: test the
+    # class (exactly: LibCST's node classes are final) before the matcher
+    classes = _matched_classes(matcher)
+    if classes is None:
+        return [found for found in walk(node) if m.matches(found, matcher)]
+    return [found for found in walk(node) if type(found) in classes and m.matches(found, matcher)]
+
+
+def _matched_classes(matcher: m.BaseMatcherNode) -> frozenset[type] | None:
+    """The node classes `matcher` can match, None when it is not a node matcher or a `OneOf` of them."""
+    if isinstance(matcher, m.OneOf):
+        options = [_matched_classes(option) for option in matcher.options]
+        return None if any(option is None for option in options) else frozenset().union(*options)
     node_class = getattr(cst, type(matcher).__name__, None)
-    if isinstance(node_class, type) and issubclass(node_class, cst.CSTNode) and not node_class.__subclasses__():
-        return [found for found in walk(node) if type(found) is node_class and m.matches(found, matcher)]
-    if isinstance(node_class, type) and issubclass(node_class, cst.CSTNode):
-        return [found for found in walk(node) if isinstance(found, node_class) and m.matches(found, matcher)]
-    return [found for found in walk(node) if m.matches(found, matcher)]
+    if not (isinstance(node_class, type) and issubclass(node_class, cst.CSTNode)):
+        return None
+    final = [c for c in _with_subclasses(node_class) if not c.__subclasses__()]
+    return frozenset(final)
+
+
+def _with_subclasses(cls: type) -> list[type]:
+    return [cls, *(sub for direct in cls.__subclasses__() for sub in _with_subclasses(direct))]
 
 
 def names_in(node: cst.CSTNode) -> set[str]:
