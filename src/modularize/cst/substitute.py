@@ -11,13 +11,13 @@ Only names in load positions are substituted: attribute names (`x.callback_steps
 from __future__ import annotations
 
 import ast
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TypeVar
 
 import libcst as cst
 
 from ..frontend.parse import code
-from .tree_walk import children
+from .tree_walk import paths_to
 
 NodeT = TypeVar("NodeT", bound=cst.CSTNode)
 
@@ -153,7 +153,8 @@ def rewrite_statements(
 ) -> list[cst.BaseStatement]:
     module = cst.Module(body=statements)
     if replacements:
-        paths = _paths_to(statements, {id(node) for node in replacements})
+        targets = {id(node) for node in replacements}
+        paths = paths_to(statements, lambda node: id(node) in targets)
         if paths:
             module = module.visit(_ReplaceNodesOnPaths(replacements, paths | {id(module)}))
     # the pruning visit rebuilds every node: what the replacing visit left alone comes out a fresh copy all the same
@@ -169,18 +170,3 @@ class _ReplaceNodesOnPaths(_ReplaceNodes):
 
     def on_visit(self, node: cst.CSTNode) -> bool:
         return id(node) in self._paths
-
-
-def _paths_to(statements: Sequence[cst.CSTNode], targets: set[int]) -> set[int]:
-    """Ids of the `targets` found in `statements` and of every node above them."""
-    found: set[int] = set()
-    path: list[int] = []
-    stack = [(statement, 0) for statement in reversed(statements)]
-    while stack:
-        node, depth = stack.pop()
-        del path[depth:]
-        path.append(id(node))
-        if path[-1] in targets:
-            found.update(path)
-        stack.extend((child, depth + 1) for child in reversed(children(node)))
-    return found

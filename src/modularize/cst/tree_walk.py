@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import operator
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import libcst as cst
 import libcst.matchers as m
@@ -122,3 +122,19 @@ def _with_subclasses(cls: type) -> list[type]:
 def names_in(node: cst.CSTNode) -> set[str]:
     """Every name spelled anywhere below `node` (loads, stores, attribute and keyword names alike)."""
     return {found.value for found in walk(node) if type(found) is cst.Name}
+
+
+def paths_to(statements: Sequence[cst.CSTNode], is_target: Callable[[cst.CSTNode], bool]) -> set[int]:
+    """Ids of the nodes in `statements` that `is_target` is true for and of every node above them: where a
+    transformer that changes only those nodes must descend (it can leave every other subtree as it is)."""
+    found: set[int] = set()
+    path: list[int] = []
+    stack = [(statement, 0) for statement in reversed(statements)]
+    while stack:
+        node, depth = stack.pop()
+        del path[depth:]
+        path.append(id(node))
+        if is_target(node):
+            found.update(path)
+        stack.extend((child, depth + 1) for child in reversed(children(node)))
+    return found
