@@ -15,7 +15,7 @@ import libcst as cst
 
 from ..cst.dataflow import flow_of, names_read
 from ..errors import ConversionError
-from ..frontend.parse import code
+from ..frontend.parse import code, module_code
 from ..planning.plan import LoopPlan, ModuleDefinition, PipelinePlan
 from ..transforms.guidance import (
     DENOISER_CALL_HELPERS,
@@ -85,7 +85,7 @@ class _File:
         if imports and rest:
             rest[0] = _one_blank_line_before(rest[0])
         statements += rest
-        return cst.Module(body=statements).code
+        return module_code(cst.Module(body=statements))
 
 
 def _one_blank_line_before(statement: cst.BaseStatement) -> cst.BaseStatement:

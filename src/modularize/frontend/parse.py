@@ -10,7 +10,6 @@ import re
 from bisect import bisect_right
 from collections import ChainMap
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import libcst as cst
@@ -66,7 +65,41 @@ class SourceModule:
 
 def code(node: cst.CSTNode) -> str:
     """Source text of a node, exactly as it appears (comments and formatting included)."""
-    return _EMPTY_MODULE.code_for_node(node)
+    return code_in(_EMPTY_MODULE, node)
+
+
+def module_code(module: cst.Module) -> str:
+    """`module.code`, the same text, generated without libcst's per-expression position bookkeeping."""
+    return code_in(module, module)
+
+
+def code_in(module: cst.Module, node: cst.CSTNode) -> str:
+    """`module.code_for_node(node)`, the same text. libcst's code generation enters a generator-based context
+    manager at every parenthesizable expression to let a position provider record where it is; plain code
+    generation records nothing there, so a do-nothing context manager does it at a fraction of the cost."""
+    state = _CodeState(default_indent=module.default_indent, default_newline=module.default_newline)
+    node._codegen(state)
+    return "".join(state.tokens)
+
+
+class _NoPosition:
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exception: object) -> None:
+        return None
+
+
+_NO_POSITION = _NoPosition()
+
+
+class _CodeState(CodegenState):
+    def record_syntactic_position(
+        self, node: cst.CSTNode, *, start_node: cst.CSTNode | None = None, end_node: cst.CSTNode | None = None
+    ) -> _NoPosition:
+        return _NO_POSITION
 
 
 def snippet(node: cst.CSTNode, limit: int = 80) -> str:
@@ -169,20 +202,33 @@ class _OffsetState(CodegenState):
         if id(node) not in self.offsets:  # a syntactic range already recorded stays
             self.offsets[id(node)] = (start, self.offset)
 
-    @contextmanager
     def record_syntactic_position(
         self, node: cst.CSTNode, *, start_node: cst.CSTNode | None = None, end_node: cst.CSTNode | None = None
-    ) -> Iterator[None]:
-        start = self.offset
-        try:
-            yield
-        finally:
-            end = self.offset
-            if start_node is not None:
-                start = self.offsets[id(start_node)][0]
-            if end_node is not None:
-                end = self.offsets[id(end_node)][1]
-            self.offsets[id(node)] = (start, end)
+    ) -> _SyntacticRange:
+        return _SyntacticRange(self, node, start_node, end_node)
+
+
+class _SyntacticRange:
+    """`PositionProvidingCodegenState.record_syntactic_position` as a plain context manager (no generator)."""
+
+    __slots__ = ("state", "node", "start_node", "end_node", "start")
+
+    def __init__(
+        self, state: _OffsetState, node: cst.CSTNode, start_node: cst.CSTNode | None, end_node: cst.CSTNode | None
+    ):
+        self.state, self.node, self.start_node, self.end_node = state, node, start_node, end_node
+
+    def __enter__(self) -> None:
+        self.start = self.state.offset
+
+    def __exit__(self, *exception: object) -> None:
+        offsets = self.state.offsets
+        start, end = self.start, self.state.offset
+        if self.start_node is not None:
+            start = offsets[id(self.start_node)][0]
+        if self.end_node is not None:
+            end = offsets[id(self.end_node)][1]
+        offsets[id(self.node)] = (start, end)
 
 
 def _all_nodes(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
