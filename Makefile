@@ -5,7 +5,7 @@ VENV ?= .venv
 PIP := $(VENV)/bin/python -m pip
 TORCH := torch==2.13.0
 
-.PHONY: demo test lint
+.PHONY: demo test test-fast lint
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,3 +22,7 @@ test: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check src tests benchmarks fixtures
 	$(VENV)/bin/ruff format --check src tests benchmarks fixtures
 	$(VENV)/bin/python -m pytest -q
+
+# the unit + golden tier, for an answer while working (CI runs everything through `make test`)
+test-fast: $(VENV)/.installed-test
+	$(VENV)/bin/python -m pytest -q -n 2 -m "not slow"

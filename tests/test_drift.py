@@ -134,6 +134,7 @@ def _hook_repository(tmp_path: Path) -> tuple[Path, str]:
     return hooks, git(hooks, "rev-parse", "HEAD").stdout.strip()
 
 
+@pytest.mark.slow
 def test_the_pre_commit_hook_catches_drift_and_hand_edits(repo, tmp_path_factory, cli):
     hooks, rev = _hook_repository(tmp_path_factory.mktemp("hook_repo"))
     (repo / ".pre-commit-config.yaml").write_text(

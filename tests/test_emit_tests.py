@@ -9,6 +9,9 @@ import pytest
 
 from modularize.cli import main
 
+# every test here runs torch pipelines end to end
+pytestmark = pytest.mark.slow
+
 SOURCE_TEXTS = {
     "two_prompts_x2": "two_prompts_x2_negatives_rescale_3_steps",
     "euler": '("euler", {"scheduler": "EulerDiscreteScheduler"',

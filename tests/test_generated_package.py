@@ -89,6 +89,7 @@ def test_helpers_are_copied_not_imported_from_standard_pipelines(sd_package):
     assert imported == {"StableDiffusionMixin", "StableDiffusionSafetyChecker"}
 
 
+@pytest.mark.slow
 def test_the_package_imports_and_its_blocks_follow_the_plan(sd_package):
     module = load_package(sd_package)
     pipeline_cls, blocks_cls = package_classes(module)
@@ -101,6 +102,7 @@ def test_the_package_imports_and_its_blocks_follow_the_plan(sd_package):
     assert pipeline_cls.standard_pipeline.endswith("pipeline_stable_diffusion.StableDiffusionPipeline")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", ["1", "2"])
 def test_conversion_is_byte_identical_across_processes_and_hash_seeds(tmp_path, sd_source, sd_package, seed):
     out = tmp_path / "again"
@@ -123,6 +125,7 @@ def test_a_pipeline_outside_any_package_converts_too(toy_package):
     assert TOY.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "source",
     [

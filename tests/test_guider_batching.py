@@ -12,6 +12,9 @@ from modularize.testing.compare import difference
 from modularize.testing.exact import half_batch_calls
 from modularize.testing.tiny import setup_for
 
+# every test here runs torch pipelines end to end
+pytestmark = pytest.mark.slow
+
 CALL = {"prompt": ["a cat", "a dog"], "num_inference_steps": 2, "output_type": "np"}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from modularize.cli import main
 from modularize.convert import ConvertOptions, plan_for
@@ -97,6 +98,7 @@ def test_a_helper_called_twice_is_not_split():
     assert any("called 2 times" in n.why for n in plan.notes if n.action == "kept")
 
 
+@pytest.mark.slow
 def test_pre_encoded_image_latents_replace_the_encoder_block(tmp_path):
     import torch
 

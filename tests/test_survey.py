@@ -34,17 +34,19 @@ def test_surveying_the_fixtures_reports_each_class(cli):
     assert {p["file"] for p in report["pipelines"]} == {
         "pipelines/pipeline_toy.py",
         "pipelines/pipeline_two_classes.py",
+        "pipelines/pipeline_captioned_img2img.py",
+        "pipelines/pipeline_global_noise.py",
         "bad/pipeline_separate_passes.py",
     }
     summary = report["summary"]
     assert (summary["files"], summary["pipelines"], summary["converted"], summary["refused"], summary["crashed"]) == (
-        3,
+        5,
+        6,
         4,
-        2,
         2,
         0,
     )
-    assert summary["guidance_patterns"] == {"batched-cfg": 1, "none": 1}
+    assert summary["guidance_patterns"] == {"batched-cfg": 1, "none": 3}
     assert {item["count"] for item in summary["refusal_reasons"]} == {1}
 
 
@@ -78,6 +80,7 @@ def test_a_crash_is_logged_and_the_survey_goes_on(cli, tmp_path, monkeypatch):
     assert "KeyError: 'boom'" in log.read_text() and "== pipeline_two_classes.py FirstToyPipeline" in log.read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("jobs", ["2"])
 def test_the_installed_diffusers_pipelines_never_crash_and_every_refusal_is_located(tmp_path, capsys, jobs):
     pipelines = installed_diffusers_file("pipelines/__init__.py").parent
@@ -94,16 +97,21 @@ def test_the_installed_diffusers_pipelines_never_crash_and_every_refusal_is_loca
     assert counts == sorted(counts, reverse=True) and sum(counts) == len(refused)
 
 
+@pytest.mark.slow
 def test_survey_verify_adds_the_equivalence_of_pipelines_with_tiny_components(tmp_path):
     stable_diffusion = installed_diffusers_file("pipelines/stable_diffusion/__init__.py").parent
     target = tmp_path / "survey.json"
     assert main(["survey", str(stable_diffusion), "--verify", "--json", str(target), "-j", "2"]) == 0
     report = json.loads(target.read_text())
     verified = [p for p in report["pipelines"] if "equivalence" in p]
+    # every converted class, the depth-to-image one on components built by component class
     assert sorted(p["class"] for p in verified) == [
+        "StableDiffusionDepth2ImgPipeline",
         "StableDiffusionImg2ImgPipeline",
         "StableDiffusionInpaintPipeline",
         "StableDiffusionPipeline",
     ]
     assert all(p["equivalence"]["ok"] and p["equivalence"]["bitwise"] for p in verified)
-    assert report["summary"]["verified"] == report["summary"]["verified_ok"] == 3
+    assert all(p["equivalence"]["status"] == "verified" for p in verified)
+    assert report["summary"]["verified"] == report["summary"]["verified_ok"] == 4
+    assert report["summary"]["verification"] == {"verified": 4}

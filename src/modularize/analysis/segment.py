@@ -5,9 +5,9 @@ matched by *label*, not number: the loop is numbered anywhere from 5 to 10 and s
 after latents. Where comments are missing, anchors decide: `self.encode_prompt(...)`, `retrieve_timesteps` /
 `set_timesteps`, `self.prepare_latents`, the loop over timesteps, `self.vae.decode`.
 
-    # 3. Encode input prompt            -> Segment(label="3. Encode input prompt", kind="encode", ...)
+    # 3. Encode input prompt            -> Segment(label="3. Encode input prompt", kind=StageKind.ENCODE, ...)
     prompt_embeds, ... = self.encode_prompt(...)
-    # 4. Prepare timesteps              -> Segment(label="4. Prepare timesteps", kind="before_denoise", ...)
+    # 4. Prepare timesteps              -> Segment(label="4. Prepare timesteps", kind=StageKind.BEFORE_DENOISE, ...)
     timesteps, ... = retrieve_timesteps(...)
 
 Statements after the denoising loop become their own `decode` segment.
@@ -23,14 +23,13 @@ import libcst.matchers as m
 
 from ..cst.tree_walk import findall, walk
 from ..frontend.parse import SourceModule, snippet
-
-KINDS = ("input", "encode", "before_denoise", "denoise", "decode")
+from ..kinds import StageKind
 
 
 @dataclass(frozen=True)
 class Segment:
     label: str  # the stage comment without `#`, or a name given by an anchor
-    kind: str  # one of KINDS
+    kind: StageKind
     statements: tuple[cst.BaseStatement, ...]
     loop: cst.BaseCompoundStatement | None = None  # the denoising loop statement, for the denoise segment
     key: str | None = None  # the block's name when not derived from the label
@@ -65,17 +64,17 @@ def label_title(label: str) -> str:
     return rest.split(". ")[0].split(":")[0].strip().rstrip(".")
 
 
-def kind_of_label(label: str) -> str | None:
+def kind_of_label(label: str) -> StageKind:
     title = label_title(label).lower()
     if "denois" in title or "loop" in title:
-        return "denoise"
+        return StageKind.DENOISE
     if "decode" in title or "post-process" in title or "postprocess" in title:
-        return "decode"
+        return StageKind.DECODE
     if "encode" in title:
-        return "encode"
+        return StageKind.ENCODE
     if "check" in title or "call param" in title or "default height" in title or "define" in title:
-        return "input"
-    return "before_denoise"
+        return StageKind.INPUT
+    return StageKind.BEFORE_DENOISE
 
 
 def is_timestep_loop(node: cst.CSTNode) -> bool:
@@ -129,16 +128,16 @@ def _steps_scheduler(statement: cst.CSTNode) -> bool:
     return "step" in called.attributes
 
 
-def _anchor_kind(statement: cst.CSTNode) -> str | None:
+def _anchor_kind(statement: cst.CSTNode) -> StageKind | None:
     called = _CalledNames(statement)
     if "encode_prompt" in called.own:
-        return "encode"
+        return StageKind.ENCODE
     if "retrieve_timesteps" in called.functions or "set_timesteps" in called.attributes:
-        return "before_denoise"
+        return StageKind.BEFORE_DENOISE
     if "prepare_latents" in called.own:
-        return "before_denoise"
+        return StageKind.BEFORE_DENOISE
     if "decode" in called.attributes:
-        return "decode"
+        return StageKind.DECODE
     return None
 
 
@@ -177,43 +176,49 @@ def segment_call(source: SourceModule, body: Sequence[cst.BaseStatement]) -> lis
         if index == loop_group:
             position = statements.index(loop_statement)
             before = statements[:position]
-            if before and (label is None or kind_of_label(label) != "denoise"):
+            if before and (label is None or kind_of_label(label) != StageKind.DENOISE):
                 # an unlabelled `__call__` (or a stage that happens to hold the loop): its statements before the
                 # loop are stages of their own, cut at the anchors, rather than part of the denoise block
-                kind = kind_of_label(label) if label is not None else (segments[-1].kind if segments else "input")
-                parts = _split_at_anchors(label, kind if kind in _PROGRESSION else "before_denoise", before)
+                kind = (
+                    kind_of_label(label) if label is not None else (segments[-1].kind if segments else StageKind.INPUT)
+                )
+                parts = _split_at_anchors(label, kind if kind in _PROGRESSION else StageKind.BEFORE_DENOISE, before)
                 segments.extend(Segment(part_label, part_kind, tuple(part)) for part_label, part_kind, part in parts)
                 label, before = None, []
-            segments.append(Segment(label or "Denoising loop", "denoise", (*before, loop_statement), loop_statement))
+            segments.append(
+                Segment(label or "Denoising loop", StageKind.DENOISE, (*before, loop_statement), loop_statement)
+            )
             rest = statements[position + 1 :]
             if rest:
-                segments.append(Segment("Decode", "decode", tuple(rest)))
+                segments.append(Segment("Decode", StageKind.DECODE, tuple(rest)))
             after_loop = True
             continue
         if after_loop:
-            segments.append(Segment(label or "Decode", "decode", tuple(statements)))
+            segments.append(Segment(label or "Decode", StageKind.DECODE, tuple(statements)))
             continue
         if label is not None:
             kind = kind_of_label(label)
-            if kind in ("denoise", "decode"):
-                kind = "before_denoise"  # only the loop itself is the denoise stage; decoding happens after it
-            parts = _split_at_anchors(label, kind, statements) if kind == "input" else [(label, kind, statements)]
+            if kind in (StageKind.DENOISE, StageKind.DECODE):
+                kind = StageKind.BEFORE_DENOISE  # only the loop itself is the denoise stage; decoding happens after it
+            parts = (
+                _split_at_anchors(label, kind, statements) if kind == StageKind.INPUT else [(label, kind, statements)]
+            )
         else:
-            parts = _split_at_anchors(None, segments[-1].kind if segments else "input", statements)
+            parts = _split_at_anchors(None, segments[-1].kind if segments else StageKind.INPUT, statements)
         segments.extend(Segment(part_label, part_kind, tuple(part)) for part_label, part_kind, part in parts)
     return segments
 
 
-_PROGRESSION = ("input", "encode", "before_denoise")
+_PROGRESSION = (StageKind.INPUT, StageKind.ENCODE, StageKind.BEFORE_DENOISE)
 
 
-def _split_at_anchors(label: str | None, kind: str, statements: Sequence[cst.BaseStatement]):
+def _split_at_anchors(label: str | None, kind: StageKind, statements: Sequence[cst.BaseStatement]):
     """Cut a stage where an anchor moves it on (input -> encode -> prepare), so a stage labelled `2. Define call
     parameters` that also encodes the prompt gives an input block and an encode block:
 
-        # 2. Define call parameters          -> ("2. Define call parameters", "input", [batch_size = ..., ...])
+        # 2. Define call parameters          -> ("2. Define call parameters", StageKind.INPUT, [batch_size = ..., ...])
         batch_size = ...
-        prompt_embeds = self.encode_prompt(...)  -> ("Encode input prompt", "encode", [prompt_embeds = ..., ...])
+        prompt_embeds = self.encode_prompt(...)  -> ("Encode input prompt", StageKind.ENCODE, [prompt_embeds = ..., ...])
 
     Anchors only move forward; a later anchor of an earlier kind stays in the current part."""
     parts: list[tuple[str, str, list[cst.BaseStatement]]] = []
@@ -230,7 +235,13 @@ def _split_at_anchors(label: str | None, kind: str, statements: Sequence[cst.Bas
     return parts
 
 
-def _anchor_label(kind: str) -> str:
-    return {"input": "Inputs", "encode": "Encode input prompt", "before_denoise": "Prepare", "decode": "Decode"}.get(
-        kind, kind
-    )
+def _anchor_label(kind: StageKind) -> str:
+    return _ANCHOR_LABELS.get(kind, str(kind))
+
+
+_ANCHOR_LABELS = {
+    StageKind.INPUT: "Inputs",
+    StageKind.ENCODE: "Encode input prompt",
+    StageKind.BEFORE_DENOISE: "Prepare",
+    StageKind.DECODE: "Decode",
+}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..emit.format import format_python
 from ..emit.header import read_header
-from ..errors import InputError, Location
+from ..errors import EXIT_OK, InputError, Location
 
 TEMPLATE = '''"""Equivalence tests for the generated package `{package}` (converted from `{pipeline}`).
 
@@ -99,3 +99,11 @@ def write_test_file(package: Path, directory: Path, components: str | None = Non
     directory.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def command_emit_tests(args) -> int:
+    from .emit_tests import write_test_file
+
+    path = write_test_file(Path(args.package), Path(args.output), args.components)
+    print(f"wrote {path}")
+    return EXIT_OK

@@ -12,7 +12,10 @@ Refusal reasons are grouped (`X` in a message stands for any name), so the most 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import sys
+import tempfile
 import time
 import traceback
 from collections import Counter
@@ -21,6 +24,9 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from ..errors import EXIT_FAILED, EXIT_OK, InputError, Location
+from .console import stderr
 
 CONVERTED, REFUSED, CRASHED = "converted", "refused", "crashed"
 
@@ -57,20 +63,25 @@ def pipeline_files(root: Path) -> list[Path]:
 def survey_file(path: str, root: str) -> list[Entry]:
     """Convert every pipeline class of one file (runs in a worker process)."""
     from ..analysis.analyze import analyze
-    from ..emit.package import emit_package
+    from ..convert import package_files
     from ..errors import ModularizeError
     from ..frontend.parse import is_pipeline_class, parse_source
-    from ..frontend.source_file import label_of, module_name_of
-    from ..options import ConvertOptions, generator_string
+    from ..frontend.source_file import label_of, module_name_of, read_source_text
+    from ..options import ConvertOptions
 
     relative = os.path.relpath(path, root)
+    started = time.perf_counter()
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_source_text(path)
         resolved = Path(path).resolve()
         source = parse_source(text, relative, label_of(resolved), module_name_of(resolved))
     except ModularizeError as error:
         line = error.location.line if error.location else 0
-        return [Entry(relative, "", REFUSED, error.message, line)]
+        construct = getattr(error, "construct", "")
+        return [_with_time(Entry(relative, "", REFUSED, error.message, line, construct=construct), started)]
+    except Exception as error:  # a converter bug while reading the file: one crashed row, the survey goes on
+        entry = Entry(relative, "", CRASHED, _reason(error), traceback=traceback.format_exc())
+        return [_with_time(entry, started)]
     import libcst as cst
 
     classes = [c.name.value for c in source.tree.body if isinstance(c, cst.ClassDef) and is_pipeline_class(c)]
@@ -80,7 +91,7 @@ def survey_file(path: str, root: str) -> list[Entry]:
         try:
             plan = analyze(source, class_name)
             options = ConvertOptions(relative, source.label, source.module_name, class_name)
-            files = emit_package(plan, text, generator_string(options))
+            files = package_files(plan, text, options)
             entry = Entry(
                 relative,
                 class_name,
@@ -94,10 +105,13 @@ def survey_file(path: str, root: str) -> list[Entry]:
             construct = getattr(error, "construct", "")
             entry = Entry(relative, class_name, REFUSED, error.message, line, construct=construct)
         except Exception as error:  # a converter bug: record it and go on with the next class
-            reason = f"{type(error).__name__}: {error}"
-            entry = Entry(relative, class_name, CRASHED, reason[:300], traceback=traceback.format_exc())
-        entries.append(_with_time(entry, time.perf_counter() - started))
+            entry = Entry(relative, class_name, CRASHED, _reason(error), traceback=traceback.format_exc())
+        entries.append(_with_time(entry, started))
     return entries
+
+
+def _reason(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"[:300]
 
 
 def output_digest(files: dict[str, str]) -> str:
@@ -108,8 +122,8 @@ def output_digest(files: dict[str, str]) -> str:
     return digest.hexdigest()
 
 
-def _with_time(entry: Entry, seconds: float) -> Entry:
-    return Entry(**{**asdict(entry), "seconds": round(seconds, 3)})
+def _with_time(entry: Entry, started: float) -> Entry:
+    return Entry(**{**asdict(entry), "seconds": round(time.perf_counter() - started, 3)})
 
 
 def run_survey(
@@ -163,10 +177,13 @@ def summary(entries: Iterable[Entry], files: int, seconds: float) -> dict[str, A
         "refusal_reasons": [{"reason": reason, "count": count} for reason, count in reasons.most_common()],
         "guidance_patterns": dict(sorted(guidance.items())),
     }
-    verified = [e for e in entries if e.equivalence is not None]
-    if verified:
+    checked = [e for e in entries if e.equivalence is not None]
+    if checked:
+        # `verified`: the classes verify could run (every one but those missing a component class)
+        verified = [e for e in checked if e.equivalence.get("status") != "missing"]
         data["verified"] = len(verified)
         data["verified_ok"] = sum(1 for e in verified if e.equivalence.get("ok"))
+        data["verification"] = dict(Counter(e.equivalence.get("status", "verified") for e in checked))
     return data
 
 
@@ -210,4 +227,190 @@ def table(stats: dict[str, Any], entries: list[Entry], limit: int = 15) -> str:
     if crashed:
         lines.append("crashed (converter bugs):")
         lines += [f"  {e.file} {e.class_name}: {e.reason}" for e in crashed]
+    if "verification" in stats:
+        counts = stats["verification"]
+        lines.append(
+            f"verify: {counts.get('verified', 0)} of {stats['converted']} converted verified bitwise, "
+            f"{counts.get('differs', 0)} differ, {counts.get('missing', 0)} missing a component class, "
+            f"{counts.get('error', 0)} setup errors"
+        )
+        lines += [
+            f"  {e.class_name}: {describe(e.equivalence)}"
+            for e in entries
+            if e.equivalence is not None and e.equivalence.get("status") != "verified"
+        ]
     return "\n".join(lines)
+
+
+# -- the command -------------------------------------------------------------------------------------------------
+class _ProgressBar:
+    """A one-line progress bar on stderr (plain periodic lines when stderr is not a terminal)."""
+
+    def __init__(self, label: str):
+        self.label = label
+        self.started = time.perf_counter()
+        self.tty = sys.stderr.isatty()
+        self.shown = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        elapsed = time.perf_counter() - self.started
+        if self.tty:
+            filled = int(30 * done / max(total, 1))
+            bar = "#" * filled + "-" * (30 - filled)
+            sys.stderr.write(f"\r{self.label} [{bar}] {done}/{total} {elapsed:5.1f}s")
+            if done == total:
+                sys.stderr.write("\n")
+            sys.stderr.flush()
+        elif done * 10 // max(total, 1) > self.shown:
+            self.shown = done * 10 // max(total, 1)
+            stderr(f"{self.label}: {done}/{total} files, {elapsed:.1f}s")
+
+
+def command_survey(args) -> int:
+    from .survey import CRASHED, markdown, run_survey, summary, table
+
+    root = Path(args.directory)
+    if not root.is_dir():
+        raise InputError("not a directory", Location(args.directory))
+    started = time.perf_counter()
+    entries, files = run_survey(root, args.jobs, _ProgressBar("survey"))
+    if args.verify:
+        entries = _verify_survey(root, entries)
+    stats = summary(entries, files, time.perf_counter() - started)
+    crashed = [e for e in entries if e.status == CRASHED]
+    if crashed:
+        log = Path(args.log)
+        log.write_text("\n".join(f"== {e.file} {e.class_name}\n{e.traceback}" for e in crashed), encoding="utf-8")
+        stderr(f"{len(crashed)} crash(es); tracebacks in {log}")
+    report = {"pipelines": [e.as_json() for e in entries], "summary": stats}
+    if args.json:
+        _write_report(args.json, json.dumps(report, indent=2) + "\n")
+    if args.markdown:
+        _write_report(args.markdown, markdown(entries, stats))
+    shown = table(stats, entries)
+    print(shown, file=sys.stderr if "-" in (args.json, args.markdown) else sys.stdout)
+    failed_verification = "verified" in stats and stats["verified_ok"] < stats["verified"]
+    return EXIT_FAILED if crashed or failed_verification else EXIT_OK
+
+
+def _write_report(target: str, text: str) -> None:
+    if target == "-":
+        sys.stdout.write(text)
+    else:
+        Path(target).write_text(text, encoding="utf-8")
+
+
+VERIFIED, DIFFERS, MISSING, ERROR = "verified", "differs", "missing", "error"
+
+
+def _verify_survey(root: Path, entries):
+    """Verify (plain + exact mode) every converted pipeline on tiny components: its hand-written setup where there
+    is one, else components built by component class (`testing.components`).
+
+    Each gets one verdict (`equivalence["status"]`): *verified* (every case compared, bitwise), *differs* (a case
+    differs, or the generated package fails where the standard pipeline runs), *error* (the package does not
+    import, verify cannot run it, or the standard pipeline rejects every case), or *missing* (a component class
+    no factory builds, named). A package that differs or errs is a failure with its error (`"ok": false`,
+    `"error"`), never a converted pipeline that merely went unverified; a missing component class is reported,
+    not failed. The survey goes on with the next one and ends with the failures listed on stderr.
+    """
+    import dataclasses
+
+    result, failures = [], []
+    for entry in entries:
+        if entry.status != "converted":
+            result.append(entry)
+            continue
+        stderr(f"verifying {entry.class_name} ...")
+        equivalence = verify_entry(root, entry.file, entry.class_name)
+        if equivalence is None:  # nothing built in for it at all: not verified, not failed
+            result.append(entry)
+            continue
+        if equivalence["status"] == MISSING:
+            stderr(f"  {entry.class_name}: {describe(equivalence)}")
+        elif not equivalence["ok"]:
+            failures.append((entry, equivalence["error"]))
+            stderr(f"  {entry.class_name}: FAILED ({equivalence['error']})")
+        result.append(dataclasses.replace(entry, equivalence=equivalence))
+    verified = [e for e in result if e.equivalence is not None and e.equivalence["status"] != MISSING]
+    if verified:
+        stderr(f"verify: {len(verified)} verified, {len(verified) - len(failures)} ok, {len(failures)} failed")
+        for entry, error in failures:
+            stderr(f"  FAILED {entry.file} {entry.class_name}: {error}")
+    return result
+
+
+def verify_entry(root: Path, file: str, class_name: str) -> dict[str, Any] | None:
+    """Convert `class_name` of `root / file` into a temporary package, verify it in plain and exact mode and return
+    its verdict as JSON data (None when there are no components for it at all)."""
+    import math
+
+    from ..convert import convert
+    from ..frontend.source_file import read_source
+    from ..options import ConvertOptions
+    from ..output.write import write_package
+    from ..testing.components import MissingComponentClass
+    from ..testing.equivalence import NoComponents
+    from .verify import verify_package
+
+    started = time.perf_counter()
+
+    def verdict(status: str, **data: Any) -> dict[str, Any]:
+        return {"status": status, **data, "seconds": round(time.perf_counter() - started, 2)}
+
+    with tempfile.TemporaryDirectory() as directory:
+        try:
+            source = read_source(str(root / file))
+            options = ConvertOptions(file, source.label, source.module_name, class_name)
+            package = Path(directory) / "package"
+            write_package(package, convert(source.text, options))
+            report = verify_package(package, exact=True)
+        except MissingComponentClass as error:
+            return verdict(MISSING, ok=False, missing=list(error.classes))
+        except NoComponents:
+            return None
+        except Exception as error:  # the package does not import, or verify cannot run it at all
+            crash = f"{type(error).__name__}: {error}"[:300]
+            return verdict(ERROR, ok=False, runs=0, failed=1, bitwise=False, max_abs_diff=None, error=crash)
+    compared = [c for c in report.cases if c.status == "compared"]
+    failed = [c for c in report.cases if c.status == "failed"]
+    finite = [c.max_abs_diff for c in compared if math.isfinite(c.max_abs_diff)]
+    bitwise = bool(compared) and not failed and all(c.bitwise for c in compared)
+    data: dict[str, Any] = {
+        "ok": report.ok,
+        "runs": len(report.cases),
+        "failed": len(failed),
+        "bitwise": bitwise,
+        # strict JSON: no `Infinity` for a run that failed (it is counted above)
+        "max_abs_diff": max(finite, default=None) if len(finite) == len(compared) else None,
+    }
+    skipped = [f"{c.name} ({c.mode}): {c.reason}"[:200] for c in report.cases if c.status == "skipped"]
+    if skipped:
+        data["skipped"] = skipped
+    if not report.ok:
+        data["error"] = report.problem
+    if report.ok and bitwise:
+        return verdict(VERIFIED, **data)
+    if not compared and not failed:  # the standard pipeline rejected every case: the setup does not fit it
+        return verdict(ERROR, **data)
+    first = next((c for c in report.cases if c.status == "failed" or (c.status == "compared" and not c.bitwise)), None)
+    if first is not None and first.first_diverging_block:
+        data["first_diverging_block"] = first.first_diverging_block
+    return verdict(DIFFERS, **data)
+
+
+def describe(equivalence: dict[str, Any]) -> str:
+    """One line: `verified bitwise (26 runs)`, `missing component class: X`, `differs: <case>: <reason>`."""
+    status = equivalence["status"]
+    if status == VERIFIED:
+        skipped = f", {len(equivalence['skipped'])} skipped" if equivalence.get("skipped") else ""
+        return f"verified bitwise ({equivalence['runs']} runs{skipped})"
+    if status == MISSING:
+        label = "missing component class" if len(equivalence["missing"]) == 1 else "missing component classes"
+        return f"{label}: {', '.join(equivalence['missing'])}"
+    if status == ERROR:
+        return f"setup error: {equivalence['error']}"
+    if equivalence["ok"]:
+        return f"differs within atol (max abs diff {equivalence['max_abs_diff']:.3g}), not bitwise"
+    where = equivalence.get("first_diverging_block")
+    return f"differs: {equivalence['error']}" + (f"; first diverging block: {where}" if where else "")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
+from ..errors import EXIT_FAILED, EXIT_OK, InputError
 from ..testing.equivalence import (
     Case,
     CaseResult,
@@ -26,6 +26,7 @@ from ..testing.equivalence import (
     package_classes,
     standard_class,
 )
+from .console import stderr
 
 __all__ = [
     "Case",
@@ -51,6 +52,24 @@ class VerifyReport:
     def ok(self) -> bool:
         compared = [c for c in self.cases if c.status != "skipped"]
         return bool(compared) and all(c.passed for c in compared)
+
+    @property
+    def problem(self) -> str:
+        """Why the report is not ok, in one line ("" when it is): the first failed case, else the first
+        difference, else that nothing was compared."""
+        if self.ok:
+            return ""
+        for case in self.cases:
+            if case.status == "failed":
+                return f"{case.name} ({case.mode}): {case.reason}"[:300]
+        for case in self.cases:
+            if case.status == "compared" and not case.passed:
+                text = f"{case.name} ({case.mode}): differs by {case.max_abs_diff:.3g}"
+                text += f" ({case.reason})" if case.reason else ""
+                text += f"; first diverging block: {case.first_diverging_block}" if case.first_diverging_block else ""
+                return text[:300]
+        reason = next((c.reason for c in self.cases if c.reason), "no cases")
+        return f"nothing compared: every case was skipped ({reason})"[:300]
 
     def as_json(self) -> dict[str, Any]:
         return {"pipeline": self.pipeline, "ok": self.ok, "cases": [c.as_json() for c in self.cases]}
@@ -125,3 +144,59 @@ def parse_case(text: str, index: int) -> Case:
         raise InputError("--case must be a JSON object of standard-call keyword arguments")
     name = str(value.pop("name", f"case_{index}"))
     return Case(name, value)
+
+
+# -- the command -------------------------------------------------------------------------------------------------
+def run_verify(package: Path, args, progress=True):
+    extra = [parse_case(text, index + 1) for index, text in enumerate(args.case or [])]
+    components = components_factory(args.components) if args.components else None
+    return verify_package(
+        package,
+        cases=[] if args.no_default_cases else None,
+        extra_cases=extra,
+        exact=args.exact,
+        components=components,
+        seed=args.seed,
+        atol=args.atol,
+        progress=stderr if progress else None,
+    )
+
+
+def _print_report(report, png: Path | None) -> None:
+    compared = [c for c in report.cases if c.status != "skipped"]
+    verdict = "OK" if report.ok else ("DIFFERENT" if compared else "NOTHING COMPARED (every case was skipped)")
+    print(f"{report.pipeline}: {verdict} ({len(report.cases)} runs, atol {report.atol:g})")
+    width = max((len(c.name) for c in report.cases), default=4)
+    print(f"  {'case'.ljust(width)}  mode   max abs diff  bitwise  result")
+    for case in report.cases:
+        result = case.status if case.status != "compared" else ("pass" if case.passed else "FAIL")
+        diff, bitwise = f"{case.max_abs_diff:12.3g}", "yes" if case.bitwise else "no"
+        if case.status == "skipped":
+            diff, bitwise = f"{'-':>12}", "-"
+        print(
+            f"  {case.name.ljust(width)}  {case.mode.ljust(5)}  {diff}  {bitwise:7}  {result}"
+            + (f"  ({case.reason})" if case.reason else "")
+            + (f"  first diverging block: {case.first_diverging_block}" if case.first_diverging_block else "")
+        )
+    if png is not None:
+        print(f"standard | modular | difference: {png}")
+
+
+def finish_verify(report, package: Path, args) -> int:
+    from ..testing.report_image import save_comparison
+
+    png = None
+    if not args.no_png:
+        target = Path(args.png) if args.png else Path(f"verify_{package.resolve().name}.png")
+        png = save_comparison(report.images, target)
+    if args.json:
+        print(json.dumps(report.as_json(), indent=2))
+    else:
+        _print_report(report, png)
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def command_verify(args) -> int:
+    package = Path(args.package)
+    report = run_verify(package, args)
+    return finish_verify(report, package, args)

@@ -19,7 +19,9 @@ from collections.abc import Sequence
 
 import libcst as cst
 
+from ..kinds import GuidancePattern
 from ..planning.plan import BlockPlan, Component, GuidancePlan, LoopPlan, LoopStepPlan, Output, Param, PipelinePlan
+from .pipeline_class import EXPLICIT_NONE_NAME
 from .splice import BODY, MEMBERS, splice, statement
 
 BATCHING_CONFIG = (
@@ -120,13 +122,10 @@ def _write_back(name: str, local: str | None = None) -> cst.BaseStatement:
     return statement(f"block_state.{name} = {local or name}")
 
 
-EXPLICIT_NONE_MIXIN = "ExplicitNoneInputs"
-
-
 def _bases(inputs: Sequence[Param], base: str) -> str:
     """Blocks taking a `__call__` argument whose default is not None keep an explicit `None` (see the mixin)."""
     keeps = any(p.producer is None and p.default not in (None, "None") for p in inputs)
-    return f"{EXPLICIT_NONE_MIXIN}, {base}" if keeps else base
+    return f"{EXPLICIT_NONE_NAME}, {base}" if keeps else base
 
 
 def block_class(plan: PipelinePlan, block: BlockPlan) -> list[cst.BaseStatement]:
@@ -166,7 +165,7 @@ def loop_step_class(plan: PipelinePlan, loop: LoopPlan, step: LoopStepPlan) -> l
     )
     components = _components_of(plan, step.components)
     configs = [f"ConfigSpec({name!r}, {default})" for name, default in step.configs]
-    if step.key == "denoiser" and plan.guidance.pattern != "none":
+    if step.key == "denoiser" and plan.guidance.pattern != GuidancePattern.NONE:
         components = [guider_spec(plan.guidance, plan), *components]
         if plan.guidance.merges_calls:
             configs.append(BATCHING_CONFIG)

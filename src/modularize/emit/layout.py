@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from ..kinds import StageKind
+
 LEAF_FILES = ("encoders.py", "before_denoise.py", "denoise.py", "decoders.py")
 FIXED_FILES = ("__init__.py", "modular_pipeline.py", *LEAF_FILES)
 BLOCKS_FILE_PREFIX = "modular_blocks_"  # + "<model>.py"
 
 FILE_OF_KIND = {
-    "input": "before_denoise.py",
-    "encode": "encoders.py",
-    "before_denoise": "before_denoise.py",
-    "denoise": "denoise.py",
-    "decode": "decoders.py",
+    StageKind.INPUT: "before_denoise.py",
+    StageKind.ENCODE: "encoders.py",
+    StageKind.BEFORE_DENOISE: "before_denoise.py",
+    StageKind.DENOISE: "denoise.py",
+    StageKind.DECODE: "decoders.py",
 }
 
 

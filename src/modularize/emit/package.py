@@ -16,21 +16,16 @@ import libcst as cst
 from ..cst.dataflow import flow_of, names_read
 from ..errors import ConversionError
 from ..frontend.parse import code, module_code
+from ..kinds import DefinitionKind
 from ..planning.plan import LoopPlan, ModuleDefinition, PipelinePlan
-from ..transforms.guidance import (
-    DENOISER_CALL_HELPERS,
-    GUIDER_ATTRIBUTES_HELPER,
-    GUIDER_BATCH_NAME_HELPER,
-    GUIDER_BATCHING_HELPERS,
-    GUIDER_MERGING_HELPERS,
-)
 from ..transforms.imports import import_from, prune_unused_imports, relative_module
 from .blocks import block_class, loop_classes
 from .format import format_files
 from .guider_class import guider_class
 from .header import with_header
 from .layout import LEAF_FILES, blocks_file
-from .pipeline_class import pipeline_class
+from .pipeline_class import EXPLICIT_NONE_NAME, pipeline_class
+from .runtime import runtime_definitions
 from .splice import splice
 
 # Where the names generated code uses from the modular framework live (absolute; made relative in-tree).
@@ -123,7 +118,7 @@ def _dependencies(
             definition = by_name[name]
             if id(definition) not in chosen:
                 chosen[id(definition)] = definition
-                if definition.kind != "import":
+                if definition.kind != DefinitionKind.IMPORT:
                     needed += [n for n in names_read(definition.node) if n not in definition.names]
         elif name not in _BUILTINS and name not in package_names:
             unresolved.append(name)
@@ -135,13 +130,15 @@ def _dependencies(
             fix="this is a converter bug; please report it with the source file",
         )
     ordered = [d for d in definitions if id(d) in chosen]
-    imports = _import_statements(file, framework, package, [d for d in ordered if d.kind == "import"], package_names)
+    imports = _import_statements(
+        file, framework, package, [d for d in ordered if d.kind == DefinitionKind.IMPORT], package_names
+    )
     copied = []
     for definition in ordered:
-        if definition.kind == "import":
+        if definition.kind == DefinitionKind.IMPORT:
             continue
         node = prune_unused_imports(definition.node, used_names)
-        if definition.kind in ("function", "class"):
+        if definition.kind in (DefinitionKind.FUNCTION, DefinitionKind.CLASS):
             node = _with_copied_from(node, definition.origin)
         copied.append(node)
     return copied, imports
@@ -272,24 +269,18 @@ def emit_package(plan: PipelinePlan, source_text: str, generator: str, in_tree: 
 
     package_names: dict[str, str] = {
         plan.pipeline_class_name: "modular_pipeline.py",
-        "ExplicitNoneInputs": "modular_pipeline.py",
+        EXPLICIT_NONE_NAME: "modular_pipeline.py",
     }
     for block in plan.blocks:
         target = files[block.file]
         if isinstance(block, LoopPlan):
             classes = loop_classes(plan, block)
-            helpers = []
-            guidance = plan.guidance
-            if guidance.merges_calls:
-                helpers.append(GUIDER_MERGING_HELPERS)
-                helpers.append(GUIDER_BATCHING_HELPERS if guidance.kind == "batched" else DENOISER_CALL_HELPERS)
-            if guidance.cache_contexts:
-                helpers.append(GUIDER_BATCH_NAME_HELPER)
-            if guidance.step_scale or (guidance.combine is not None and guidance.combine.inputs):
-                helpers.append(GUIDER_ATTRIBUTES_HELPER)
             if plan.guidance.combine is not None:
                 classes = guider_class(plan) + classes
-            classes = [s for text in helpers for s in cst.parse_module(text).body] + classes
+            # the runtime helpers the guider code calls (`merge_guider_batches`, ...), copied by name, first
+            # (the mixin, say, is the package's own already: `modular_pipeline.py` carries it)
+            calls = [name for name in free_names(classes) if name not in package_names]
+            classes = runtime_definitions(calls) + classes
         else:
             classes = block_class(plan, block)
         target.body += classes

@@ -9,6 +9,7 @@ from __future__ import annotations
 import libcst as cst
 
 from ..cst.dataflow import flow_of
+from ..kinds import DefinitionKind
 from ..planning.plan import ModuleDefinition
 from ..transforms.imports import absolute_module
 from .class_facts import ClassFacts
@@ -27,13 +28,13 @@ def module_definitions(source: SourceModule, facts: ClassFacts) -> tuple[ModuleD
             definitions.extend(_import_definitions(source, statement.body[0]))
             continue
         if isinstance(statement, (cst.FunctionDef, cst.ClassDef)):
-            kind = "function" if isinstance(statement, cst.FunctionDef) else "class"
+            kind = DefinitionKind.FUNCTION if isinstance(statement, cst.FunctionDef) else DefinitionKind.CLASS
             name = statement.name.value
             definitions.append(ModuleDefinition((name,), statement, kind, f"{origin_module}.{name}"))
             continue
         names = tuple(flow_of([statement]).writes)
         if names:
-            definitions.append(ModuleDefinition(names, statement, "statement", origin_module))
+            definitions.append(ModuleDefinition(names, statement, DefinitionKind.STATEMENT, origin_module))
     return tuple(definitions)
 
 
@@ -42,14 +43,14 @@ def _import_definitions(source: SourceModule, node: cst.Import | cst.ImportFrom)
     if isinstance(node, cst.ImportFrom):
         if isinstance(node.names, cst.ImportStar):
             return []
-        module = absolute_module(node, source.module_name, source.path)
+        module = absolute_module(node, source.module_name, source.location(node))
         for alias in node.names:
             name = code(alias.name).strip()
             bound = alias.asname.name.value if alias.asname else name
-            result.append(ModuleDefinition((bound,), node, "import", f"{module}:{name}"))
+            result.append(ModuleDefinition((bound,), node, DefinitionKind.IMPORT, f"{module}:{name}"))
         return result
     for alias in node.names:
         name = code(alias.name).strip()
         bound = alias.asname.name.value if alias.asname else name.split(".")[0]
-        result.append(ModuleDefinition((bound,), node, "import", f"{name}"))
+        result.append(ModuleDefinition((bound,), node, DefinitionKind.IMPORT, f"{name}"))
     return result

@@ -17,6 +17,7 @@ from libcst._nodes.internal import CodegenState
 from libcst.metadata import CodePosition, CodeRange
 
 from ..errors import ConversionError, InputError, Location
+from .nesting import check_source_nesting, check_tree_nesting
 
 _EMPTY_MODULE = cst.Module(body=[])
 
@@ -111,10 +112,13 @@ def snippet(node: cst.CSTNode, limit: int = 80) -> str:
 
 
 def parse_source(text: str, path: str, label: str | None = None, module_name: str | None = None) -> SourceModule:
+    # LibCST's parser and everything after it recurse per level of nesting: bound the depth before and after
+    check_source_nesting(text, path)
     try:
         tree = cst.parse_module(text)
     except cst.ParserSyntaxError as error:
         raise _syntax_error(text, path, error) from None
+    check_tree_nesting(tree, text, path)
     return SourceModule(
         path=path,
         label=label or path,

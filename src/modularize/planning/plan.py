@@ -13,6 +13,7 @@ import libcst as cst
 
 from ..emit.layout import FILE_OF_KIND
 from ..errors import Location
+from ..kinds import CfgKind, DefinitionKind, GuidancePattern, StageKind
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ class BlockPlan:
     key: str  # name in the blocks dict
     class_name: str
     label: str  # the stage comment it came from
-    kind: str  # input | encode | before_denoise | decode
+    kind: StageKind  # never DENOISE: that is a LoopPlan
     lines: tuple[int, int]
     body: tuple[cst.BaseStatement, ...]
     inputs: tuple[Param, ...]
@@ -107,11 +108,11 @@ class LoopPlan:
     components: tuple[str, ...]
     steps: tuple[LoopStepPlan, ...]
     configs: tuple[tuple[str, str], ...] = ()
-    kind: str = "denoise"
+    kind: StageKind = StageKind.DENOISE
 
     @property
     def file(self) -> str:
-        return FILE_OF_KIND["denoise"]
+        return FILE_OF_KIND[StageKind.DENOISE]
 
     @property
     def outputs(self) -> tuple[Output, ...]:
@@ -127,10 +128,8 @@ class GuidanceField:
 
 @dataclass(frozen=True)
 class GuidancePlan:
-    pattern: str  # "batched-cfg" | "separate-passes" | "none"
-    kind: str = (
-        ""  # how the generated denoiser runs guider batches: "batched" (merged calls) | "separate" | "branched"
-    )
+    pattern: GuidancePattern
+    kind: CfgKind | None = None  # how the generated denoiser runs guider batches
     guider: str | None = None  # guider class used
     denoiser: str | None = None  # component called in the loop
     fields: tuple[GuidanceField, ...] = ()
@@ -156,12 +155,12 @@ class GuidancePlan:
     @property
     def merges_calls(self) -> bool:
         """Whether the generated denoiser can run all guider batches in one call, as the source did."""
-        return self.kind in ("batched", "branched")
+        return self.kind in (CfgKind.BATCHED, CfgKind.BRANCHED)
 
     @property
     def label(self) -> str:
         """The pattern in one word or a few: `batched-cfg`, `separate-passes+custom-combine`, `distilled`, ..."""
-        parts = [] if self.pattern == "none" and self.distilled else [self.pattern]
+        parts = [] if self.pattern == GuidancePattern.NONE and self.distilled else [self.pattern]
         if self.combine is not None:
             parts.append("custom-combine")
         if self.distilled:
@@ -186,7 +185,7 @@ class ModuleDefinition:
 
     names: tuple[str, ...]
     node: cst.CSTNode
-    kind: str  # "import" | "function" | "class" | "statement"
+    kind: DefinitionKind
     origin: str  # dotted path for `# Copied from`
 
 

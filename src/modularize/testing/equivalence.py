@@ -19,8 +19,13 @@ import copy
 import hashlib
 import importlib
 import importlib.util
+import inspect
+import math
+import random
+import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,7 +60,10 @@ class CaseResult:
             "inputs": self.inputs,
             "mode": self.mode,
             # strict JSON: a case that was not compared has no difference (not `Infinity`) and is not bitwise
-            "max_abs_diff": self.max_abs_diff if self.status == "compared" else None,
+            # (a compared case whose outputs are not numbers, or differ in shape, has no numeric difference either)
+            "max_abs_diff": self.max_abs_diff
+            if self.status == "compared" and math.isfinite(self.max_abs_diff)
+            else None,
             "bitwise": self.bitwise and self.status == "compared",
             "status": self.status,
             "passed": self.passed,
@@ -69,12 +77,16 @@ class CaseResult:
 
 # -- loading the generated package and its standard pipeline ---------------------------------------------------------
 def load_package(package_dir: str | Path):
-    """Import a generated package from its directory, under a private name (nothing is registered in diffusers)."""
+    """Import a generated package from its directory, under a private name (nothing is registered in diffusers):
+    one per directory and content, so a package edited or regenerated since it was loaded is loaded afresh."""
     path = Path(package_dir).resolve()
     init = path / "__init__.py"
     if not init.is_file():
         raise InputError("not a generated package (no __init__.py)", Location(str(package_dir)))
-    name = "_modularize_" + path.name + "_" + hashlib.sha256(str(path).encode()).hexdigest()[:8]
+    digest = hashlib.sha256(str(path).encode())
+    for file in sorted(path.glob("*.py")):
+        digest.update(b"\0" + file.name.encode() + b"\0" + file.read_bytes())
+    name = "_modularize_" + path.name + "_" + digest.hexdigest()[:12]
     if name in sys.modules:
         return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=[str(path)])
@@ -104,31 +116,174 @@ def package_classes(module) -> tuple[type, type]:
 
 
 def standard_class(pipeline_cls: type, package_dir: Path) -> type:
-    """The standard pipeline the package was converted from (dotted path, or a file next to the package)."""
+    """The standard pipeline the package was converted from, checked against the source hash in its header.
+
+    `standard_pipeline` is `<module>.<Class>`. A module of a package (`diffusers.pipelines....`, or a user's own
+    package) is imported; a file outside any package (`pipeline_foo.<Class>`, recorded by its stem) is loaded from
+    the file the header names (`# modularize-source: <label> sha256:...`) — found in the repository holding the
+    package, an installed package, the current directory, or the directories above the package — by path, under a
+    private module name, so neither `PYTHONPATH` nor the current directory needs to be set up. The file the class
+    comes from must hash to what the header recorded; otherwise the package is stale.
+    """
+    package_dir = Path(package_dir)
     target = pipeline_cls.standard_pipeline
     module_name, _, class_name = target.rpartition(".")
-    if module_name and not module_name.endswith(".py"):
+    if not module_name:
+        raise InputError(f"cannot locate the standard pipeline {target!r}", Location(str(package_dir)))
+    header = package_source(package_dir)
+    located = locate_source(header[0], package_dir) if header else None
+    module = _standard_module(module_name, target, header, located, package_dir)
+    cls = getattr(module, class_name, None)
+    if not isinstance(cls, type):
+        where = getattr(module, "__file__", module_name)
+        message = f"cannot import the standard pipeline {target}: {where} defines no class {class_name}"
+        raise InputError(message, Location(str(package_dir)))
+    if header is not None:
+        _check_source_hash(module, header, package_dir)
+    return cls
+
+
+def package_source(package_dir: Path) -> tuple[str, str] | None:
+    """(source label, sha256) recorded in the generated package's headers, or None for files without one."""
+    from ..emit.header import read_header
+
+    files = [package_dir / "modular_pipeline.py", package_dir / "__init__.py", *sorted(package_dir.glob("*.py"))]
+    for path in files:
+        if path.is_file():
+            parsed = read_header(path.read_text(encoding="utf-8"))
+            if parsed is not None:
+                return parsed[0].source, parsed[0].source_sha256
+    return None
+
+
+def locate_source(label: str, package_dir: Path) -> Path | None:
+    """The source file a header's label names: where `modularize check` looks (the repository holding the package,
+    an installed package, the current directory), then next to the package and in the directories above it."""
+    from ..frontend.source_file import locate_label
+
+    found = locate_label(label, package_dir)
+    if found is not None:
+        return found.resolve()
+    for directory in Path(package_dir).resolve().parents:
+        if (directory / label).is_file():
+            return (directory / label).resolve()
+    return None
+
+
+def _standard_module(module_name: str, target: str, header, located: Path | None, package_dir: Path):
+    from ..frontend.source_file import module_name_of
+
+    if "." not in module_name and located is not None:
+        return load_source_file(located)  # a file outside any package, found where the header says
+    try:
+        return importlib.import_module(module_name)
+    except ImportError as error:
+        problem = error
+    if located is not None and module_name_of(located) == module_name:
+        # a module of the user's own package: import it with the package's root on sys.path for the import only
+        root = located.parents[module_name.count(".")]
         try:
-            return getattr(importlib.import_module(module_name), class_name)
-        except (ImportError, AttributeError) as error:
-            message = f"cannot import the standard pipeline {target}: {error}"
-            raise InputError(message, Location(str(package_dir))) from None
-    raise InputError(f"cannot locate the standard pipeline {target!r}", Location(str(package_dir)))
+            with _on_sys_path(root):
+                return importlib.import_module(module_name)
+        except ImportError as error:
+            problem = error
+    if header is not None and located is None:
+        message = (
+            f"cannot find {header[0]}, the source file of the standard pipeline {target} (looked in the repository "
+            "holding the package, installed packages, the current directory and the directories above the package)"
+        )
+        raise InputError(message, Location(str(package_dir)), fix=f"run verify where {header[0]} is") from None
+    message = f"cannot import the standard pipeline {target}: {problem}"
+    raise InputError(message, Location(str(package_dir))) from None
 
 
-def components_factory(spec: str) -> Callable[[], dict[str, Any]]:
-    """`module:function` -> the function (it returns the standard pipeline's constructor arguments)."""
-    module_name, _, function_name = spec.partition(":")
+def _check_source_hash(module, header: tuple[str, str], package_dir: Path) -> None:
+    label, recorded = header
+    path = Path(getattr(module, "__file__", "") or "")
+    if not recorded or not path.is_file():
+        return
+    actual = hashlib.sha256(path.read_text(encoding="utf-8").encode("utf-8")).hexdigest()
+    if actual != recorded:
+        message = (
+            f"the package is stale: its standard pipeline's source {path} is not the {label} it was generated from "
+            f"(sha256 {actual[:12]}..., the package header records {recorded[:12]}...)"
+        )
+        raise InputError(
+            message, Location(str(package_dir)), fix=f"regenerate it: modularize check --fix {package_dir}"
+        )
+
+
+def load_source_file(path: str | Path):
+    """Import a Python file by path under a private module name (one per path and content, so an edited file is
+    loaded afresh). Its directory is on sys.path while it executes only, as for a script run from there."""
+    path = Path(path).resolve()
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise InputError(f"cannot read: {error.strerror}", Location(str(path))) from None
+    digest = hashlib.sha256(str(path).encode() + b"\0" + data).hexdigest()[:12]
+    stem = re.sub(r"\W", "_", path.stem)
+    name = f"_modularize_source_{stem}_{digest}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        with _on_sys_path(path.parent):
+            spec.loader.exec_module(module)
+    except Exception as error:
+        del sys.modules[name]
+        raise InputError(f"does not import: {type(error).__name__}: {error}", Location(str(path))) from None
+    return module
+
+
+@contextmanager
+def _on_sys_path(directory: Path) -> Iterator[None]:
+    entry = str(directory)
+    sys.path.insert(0, entry)
+    try:
+        yield
+    finally:
+        if entry in sys.path:
+            sys.path.remove(entry)
+
+
+def components_factory(spec: str) -> Callable[[], Any]:
+    """`module:function` or `path/to/file.py:function` -> the function.
+
+    It returns the standard pipeline's constructor arguments (a dict), or a setup: an object with `components`
+    (the arguments, or a function returning them), optionally `inputs` (default call inputs, or a function returning
+    them) and `cases` (the default matrix: `(name, overrides)` pairs or a dict) — `TinySetup` is one. A module name
+    is looked up in the current directory first (as `python -m` would), then on sys.path; nothing else needs to be
+    set up.
+    """
+    module_name, _, function_name = spec.rpartition(":")
     if not module_name or not function_name:
         raise InputError(f"--components must be MODULE:FUNCTION, got {spec!r}")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise InputError(f"cannot import {module_name!r} for --components: {error}") from None
+    module = _components_module(module_name)
     function = getattr(module, function_name, None)
     if not callable(function):
         raise InputError(f"{module_name!r} has no function {function_name!r}")
     return function
+
+
+def _components_module(module_name: str):
+    if module_name.endswith(".py") or "/" in module_name or "\\" in module_name:
+        path = Path(module_name)
+        if not path.is_file():
+            raise InputError("no such file for --components", Location(module_name))
+        return load_source_file(path)
+    local = Path.cwd() / (module_name.replace(".", "/") + ".py")
+    if "." not in module_name and local.is_file():
+        return load_source_file(local)
+    try:
+        if local.is_file():  # a module of a package in the current directory
+            with _on_sys_path(Path.cwd()):
+                return importlib.import_module(module_name)
+        return importlib.import_module(module_name)
+    except ImportError as error:
+        raise InputError(f"cannot import {module_name!r} for --components: {error}") from None
 
 
 # -- running -----------------------------------------------------------------------------------------------------
@@ -159,17 +314,157 @@ def _with_case_components(
 
 
 def _jsonable(value: Any) -> Any:
+    """Inputs as shown in a report: tensors and arrays by type, shape and dtype; PIL images by size and mode."""
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
-    if hasattr(value, "size") and hasattr(value, "mode"):  # a PIL image
-        return f"<image {value.size[0]}x{value.size[1]} {value.mode}>"
+    # before PIL images: a tensor has `.size` too (a method), and arrays and tensors both have `.shape`
     if hasattr(value, "shape") and hasattr(value, "dtype"):
         return f"<{type(value).__name__} {tuple(value.shape)} {value.dtype}>"
+    if hasattr(value, "getbands") and isinstance(getattr(value, "size", None), tuple):  # a PIL image
+        return f"<image {value.size[0]}x{value.size[1]} {value.mode}>"
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     return repr(value)
+
+
+# -- which components and inputs ------------------------------------------------------------------------------------
+class NoComponents(InputError):
+    """No components were given and none are built in for the standard pipeline (`survey --verify` skips it)."""
+
+
+@dataclass(frozen=True)
+class _Setup:
+    components: dict[str, Any]
+    inputs: Callable[[], dict[str, Any]]
+    cases: tuple[tuple[str, dict[str, Any]], ...]
+    origin: str  # where the components come from, for messages
+
+
+def is_diffusers_class(cls: type) -> bool:
+    module = getattr(cls, "__module__", "") or ""
+    return module == "diffusers" or module.startswith("diffusers.")
+
+
+def builtin_setup(standard_cls: type, package_cls: type | None = None):
+    """The built-in tiny setup (`components`, `inputs`, `cases`) for a standard pipeline class, or None.
+
+    The one place verify picks built-in components. The setups written for diffusers pipelines are keyed by class
+    name, so they apply only to the diffusers class itself (its module is under `diffusers.`): a user's class that
+    merely shares the name gets none of them. Anything else gets what `components_by_class` builds; given the
+    generated pipeline class, its matrix leaves out the arguments the package does not serve.
+    """
+    if is_diffusers_class(standard_cls):
+        from .tiny import setup_for
+
+        setup = setup_for(standard_cls.__name__)
+        if setup is not None:
+            return setup
+    setup = components_by_class(standard_cls)
+    if setup is not None and package_cls is not None and hasattr(setup, "serving"):
+        setup = setup.serving(getattr(package_cls, "unserved_arguments", None) or {})
+    return setup
+
+
+def components_by_class(standard_cls: type):
+    """Tiny components built per component class from the constructor's type hints (`testing.components`), inputs
+    from the `__call__` signature. Building the components raises `MissingComponentClass` (a `NoComponents`)
+    naming any component class no factory builds."""
+    from .components import setup_by_class
+
+    return setup_by_class(standard_cls)
+
+
+def _user_setup(factory: Callable[[], Any], name: str, builtin) -> _Setup:
+    """What a `--components` function returned: the constructor arguments, or a setup with inputs and cases."""
+    origin = f"the components from --components {name}"
+    try:
+        produced = factory()
+    except Exception as error:
+        raise InputError(f"--components {name} failed: {type(error).__name__}: {error}") from None
+    if isinstance(produced, Mapping):
+        if builtin is not None:  # the built-in inputs and matrix of the diffusers class, on the user's components
+            return _Setup(dict(produced), builtin.inputs, tuple(builtin.cases), origin)
+        return _Setup(dict(produced), dict, (), origin)
+    if not hasattr(produced, "components"):
+        message = (
+            f"--components {name} returned a {type(produced).__name__}: expected the standard pipeline's "
+            "constructor arguments (a dict), or a setup with `components`, `inputs` and `cases`"
+        )
+        raise InputError(message)
+    components = _called(produced.components)
+    inputs = getattr(produced, "inputs", None) or dict
+    cases = getattr(produced, "cases", None) or ()
+    if isinstance(cases, Mapping):
+        cases = cases.items()
+    return _Setup(
+        dict(components),
+        (lambda: dict(_called(inputs))),
+        tuple((str(n), dict(o)) for n, o in cases),
+        origin,
+    )
+
+
+def _called(value: Any) -> Any:
+    return value() if callable(value) and not isinstance(value, Mapping) else value
+
+
+def check_constructor(standard_cls: type, components: dict[str, Any], origin: str) -> None:
+    """The components must be what the standard constructor takes: one clear error naming the argument and the
+    constructor otherwise (never a run of failed or skipped cases). Nothing is dropped silently, not even optional
+    flags such as `requires_safety_checker`: what the standard pipeline was built with is part of what is proven."""
+    init = standard_cls.__init__
+    try:
+        parameters = list(inspect.signature(init).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    accepted = {p.name for p in parameters if p.kind in named}
+    required = [p.name for p in parameters if p.kind in named and p.default is inspect.Parameter.empty]
+    unknown = sorted(set(components) - accepted)
+    missing = [name for name in required if name not in components]
+    if not unknown and not missing:
+        return
+    try:
+        location = Location(inspect.getsourcefile(init) or "", inspect.getsourcelines(init)[1])
+    except (OSError, TypeError):
+        location = None
+    where = f"{standard_cls.__name__}.__init__"
+    if unknown:
+        names = ", ".join(f"`{name}`" for name in unknown)
+        message = f"{where} takes no argument {names}, which {origin} pass"
+        fix = f"drop {names} from the components ({where} takes {', '.join(sorted(accepted))})"
+    else:
+        names = ", ".join(f"`{name}`" for name in missing)
+        message = f"{where} requires {names}, which {origin} do not pass"
+        fix = f"add {names} to the components (None for an optional component)"
+    raise InputError(message, location, fix=fix)
+
+
+@contextmanager
+def _global_rng_kept() -> Iterator[None]:
+    """The caller's global RNG states (torch CPU, numpy, random) are restored afterwards."""
+    import numpy as np
+    import torch
+
+    states = torch.get_rng_state(), np.random.get_state(), random.getstate()
+    try:
+        yield
+    finally:
+        torch.set_rng_state(states[0])
+        np.random.set_state(states[1])
+        random.setstate(states[2])
+
+
+def _takes(function: Callable, name: str) -> bool:
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
 def silence_progress_bars(pipe) -> None:
@@ -189,36 +484,43 @@ class Equivalence:
     def __init__(
         self,
         package_dir: str | Path,
-        components: str | Callable[[], dict[str, Any]] | None = None,
+        components: str | Callable[[], Any] | None = None,
         seed: int = 0,
     ):
         import torch
-
-        from .tiny import setup_for
 
         self.torch = torch
         package_dir = Path(package_dir)
         module = load_package(package_dir)
         self.pipeline_cls, self.blocks_cls = package_classes(module)
         self.standard_cls = standard_class(self.pipeline_cls, package_dir)
-        self.setup = setup_for(self.standard_cls.__name__)
+        builtin = builtin_setup(self.standard_cls, self.pipeline_cls)
+        name = components if isinstance(components, str) else getattr(components, "__name__", "a function")
         if isinstance(components, str):
             components = components_factory(components)
-        if components is None:
-            if self.setup is None:
-                raise InputError(
-                    f"no tiny components are built in for {self.standard_cls.__name__}",
-                    Location(str(package_dir)),
-                    fix="pass --components MODULE:FUNCTION returning the standard pipeline's constructor arguments",
-                )
-            components = self.setup.components
-        self.pristine = components()
+        if components is not None:
+            setup = _user_setup(components, name, builtin)
+        elif builtin is not None:
+            setup = _Setup(builtin.components(), builtin.inputs, tuple(builtin.cases), "the built-in components")
+        else:
+            where = self.standard_cls.__module__
+            raise NoComponents(
+                f"no tiny components are built in for {self.standard_cls.__name__} ({where})",
+                Location(str(package_dir)),
+                fix="pass --components MODULE:FUNCTION returning the standard pipeline's constructor arguments",
+            )
+        check_constructor(self.standard_cls, setup.components, setup.origin)
+        self.setup = setup
+        self.pristine = setup.components
         self.seed = seed
+        call = inspect.unwrap(self.standard_cls.__call__)
+        # a `__call__` without a generator draws from the global RNG alone (seeded identically before each side)
+        self.takes_generator = _takes(call, "generator")
 
     @property
     def base_inputs(self) -> dict[str, Any]:
-        """Default call inputs every case is merged over (the built-in ones, when there are some)."""
-        return self.setup.inputs() if self.setup else {}
+        """Default call inputs every case is merged over (the built-in or the user's setup's)."""
+        return self.setup.inputs()
 
     @property
     def arguments(self) -> tuple[str, ...]:
@@ -227,10 +529,20 @@ class Equivalence:
 
     @property
     def matrix(self) -> list[Case]:
-        return [Case(name, overrides) for name, overrides in (self.setup.cases if self.setup else ())]
+        return [Case(name, overrides) for name, overrides in self.setup.cases]
 
     def generator(self):
         return self.torch.Generator("cpu").manual_seed(self._seed)
+
+    def _random_inputs(self) -> dict[str, Any]:
+        """Seeds the global RNGs (torch, numpy, random) the same before each side, for sources that draw from them
+        (DDIM's `eta` noise without a generator); and a fresh generator when the standard call takes one."""
+        import numpy as np
+
+        self.torch.manual_seed(self._seed)
+        np.random.seed(self._seed % 2**32)
+        random.seed(self._seed)
+        return {"generator": self.generator()} if self.takes_generator else {}
 
     def standard(self, components: dict[str, Any], inputs: dict[str, Any], exact: bool, cfg: bool):
         from .exact import half_batch_calls
@@ -241,8 +553,22 @@ class Equivalence:
         # only a standard pipeline that batches CFG has batches to split (separate passes already match)
         batched = getattr(self.pipeline_cls, "standard_batches_cfg", True)
         with half_batch_calls(denoiser, enabled=exact and cfg and batched and denoiser is not None):
-            output = pipe(**inputs, generator=self.generator())
-        return {name: getattr(output, name) for name in self.pipeline_cls.standard_outputs}
+            output = pipe(**inputs, **self._random_inputs())
+        return self.standard_fields(output)
+
+    def standard_fields(self, output: Any) -> dict[str, Any]:
+        """The standard call's outputs by field: attributes of an output class, the elements of the tuple
+        `return_dict=False` returns (element-wise, in field order), or the one value a single-output call returns."""
+        names = list(self.pipeline_cls.standard_outputs)
+        if isinstance(output, tuple) and not hasattr(output, "_fields"):
+            if len(output) > len(names):
+                raise TypeError(f"the standard call returned {len(output)} values, expected at most {names}")
+            return dict(zip(names, output, strict=False))
+        if all(hasattr(output, name) for name in names):
+            return {name: getattr(output, name) for name in names}
+        if len(names) == 1:
+            return {names[0]: output}
+        raise TypeError(f"the standard call returned a {type(output).__name__}, not its outputs {names}")
 
     def modular(self, components: dict[str, Any], inputs: dict[str, Any], exact: bool):
         pipe = self.pipeline_cls(blocks=self.blocks_cls())
@@ -253,15 +579,20 @@ class Equivalence:
         silence_progress_bars(pipe)
         kwargs = pipe.translate_standard_call(**inputs)
         cfg = getattr(pipe, "guider", None) is not None and pipe.guider.num_conditions > 1
-        state = pipe(**kwargs, generator=self.generator())
+        state = pipe(**kwargs, **self._random_inputs())
         return {field: state.get(name) for field, name in self.pipeline_cls.standard_outputs.items()}, cfg
 
     def run(self, case: Case | dict[str, Any], mode: str = "plain", atol: float = 1e-5, seed: int | None = None):
         """One comparison: the result and (title, standard output, modular output) for a report image.
 
-        The case's keyword arguments are merged over `base_inputs`; `mode` is "plain" or "exact".
+        The case's keyword arguments are merged over `base_inputs`; `mode` is "plain" or "exact". The caller's
+        global RNG states are left as they were.
         """
-        from .compare import difference
+        with _global_rng_kept():
+            return self._run(case, mode, atol, seed)
+
+    def _run(self, case: Case | dict[str, Any], mode: str, atol: float, seed: int | None):
+        from .compare import difference, is_numeric
 
         if not isinstance(case, Case):
             case = Case("inputs", dict(case))
@@ -292,21 +623,24 @@ class Equivalence:
             if modular_error is None:
                 return failed(f"the standard pipeline rejects it ({standard_error}), the generated one accepts it")
             reason = f"rejected by the standard pipeline: {type(standard_error).__name__}: {standard_error}"
+            if type(modular_error) is not type(standard_error):  # shown: a crash must not hide behind a rejection
+                reason += f"; the generated one fails with {type(modular_error).__name__}: {modular_error}"
             return CaseResult(case.name, shown, mode, 0.0, False, "skipped", reason[:300]), None
         if modular_error is not None:
             return failed(f"generated pipeline failed: {type(modular_error).__name__}: {modular_error}")
-        worst, bitwise, details = 0.0, True, []
-        for name in self.pipeline_cls.standard_outputs:
-            diff = difference(expected[name], actual[name])
-            worst = max(worst, diff.max_abs_diff)
-            bitwise = bitwise and diff.bitwise
-            if diff.detail:
-                details.append(f"{name}: {diff.detail}")
+        # the outputs the standard call returned (a `return_dict=False` tuple may hold fewer than its output class)
+        differences = {name: difference(expected[name], actual[name]) for name in expected}
+        values = [diff.max_abs_diff for diff in differences.values()]
+        worst = float("nan") if any(math.isnan(v) for v in values) else max(values, default=0.0)
+        bitwise = all(diff.bitwise for diff in differences.values())
+        reason = "; ".join(f"{name}: {diff.detail}" for name, diff in differences.items() if diff.detail)
         passed = bitwise if exact else worst <= atol
         where = "" if passed else self.first_divergence(overrides, exact, atol)
-        first = next(iter(self.pipeline_cls.standard_outputs))
-        images = (f"{case.name} [{mode}]", expected[first], actual[first])
-        reason = "; ".join(details)
+        # the report image shows the first output that is numbers (images, latents), not captions
+        shown_output = next((n for n in expected if is_numeric(expected[n]) and is_numeric(actual[n])), None)
+        images = None
+        if shown_output is not None:
+            images = (f"{case.name} [{mode}]", expected[shown_output], actual[shown_output])
         return CaseResult(case.name, shown, mode, worst, bitwise, "compared", reason, passed, where), images
 
     def first_divergence(self, overrides: dict[str, Any], exact: bool, atol: float) -> str:

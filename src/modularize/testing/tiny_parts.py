@@ -14,6 +14,7 @@ class TinySetup:
     components: Callable[[], dict[str, Any]]  # keyword arguments of the standard pipeline's constructor
     inputs: Callable[[], dict[str, Any]]  # default call inputs (a generator is added per run)
     cases: tuple[tuple[str, dict[str, Any]], ...] = field(default=())  # the default matrix: (name, overrides)
+    notes: tuple[str, ...] = field(default=())  # what the matrix leaves out, and why
 
 
 def seeded(seed: int, build: Callable[[], Any]) -> Any:

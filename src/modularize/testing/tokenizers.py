@@ -71,9 +71,10 @@ def tiny_gemma_tokenizer():
     return GemmaTokenizer(vocab=vocab, merges=merges)
 
 
-def tiny_qwen2_tokenizer():
+def tiny_qwen2_tokenizer(vision: bool = False):
     """A Qwen2 tokenizer: byte-level BPE over the 256 byte symbols with a few merges, and the chat markers
-    (`<|im_start|>`, `<|im_end|>`) as special tokens so prompt templates tokenize like the real ones."""
+    (`<|im_start|>`, `<|im_end|>`) as special tokens so prompt templates tokenize like the real ones; `vision` adds
+    Qwen-VL's image markers (`<|vision_start|>`, `<|image_pad|>`, ...)."""
     from transformers import Qwen2Tokenizer
 
     vocab: dict[str, int] = {}
@@ -83,6 +84,8 @@ def tiny_qwen2_tokenizer():
     for first, second in merges:
         vocab.setdefault(first + second, len(vocab))
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    if vision:
+        specials += ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
     for token in specials:
         vocab[token] = len(vocab)
     return Qwen2Tokenizer(vocab=vocab, merges=merges, additional_special_tokens=specials[1:])

@@ -33,7 +33,9 @@ from ...cst.substitute import conjuncts, same_expression
 from ...cst.tree_walk import findall, walk
 from ...frontend.class_facts import ClassFacts
 from ...frontend.parse import SourceModule, code
+from ...kinds import CfgKind
 from ...planning.plan import GuidanceField
+from .combine import assigned_combine
 from .pairing import propagate_pairs
 
 _TORCH_CAT = m.Call(func=m.Attribute(value=m.Name("torch"), attr=m.Name("cat")))
@@ -109,7 +111,7 @@ class CfgPattern:
     rewrites: tuple[
         tuple[cst.CSTNode, cst.CSTNode], ...
     ] = ()  # repeat-only helpers get `False`, un-repeats their else
-    kind: str = "batched"
+    kind: CfgKind = CfgKind.BATCHED
     formulation: str = "diffusers"  # "diffusers": `u + s * (c - u)`; "original": `c + s * (c - u)`
     combine: CustomCombine | None = None
     cache_contexts: tuple[tuple[str, str], ...] = ()  # guider batch -> the source's `cache_context` label
@@ -149,29 +151,11 @@ def _chunk(statement: cst.CSTNode) -> tuple[str, str, str] | None:
 
 def _combine(statement: cst.CSTNode) -> tuple[str, str, str, cst.BaseExpression] | None:
     """`g = u + s * (c - u)` -> (g, u, c, s)."""
-    pattern = m.SimpleStatementLine(
-        body=[
-            m.Assign(
-                targets=[m.AssignTarget(target=m.Name())],
-                value=m.BinaryOperation(
-                    left=m.Name(),
-                    operator=m.Add(),
-                    right=m.BinaryOperation(
-                        operator=m.Multiply(),
-                        right=m.BinaryOperation(left=m.Name(), operator=m.Subtract(), right=m.Name()),
-                    ),
-                ),
-            )
-        ]
-    )
-    if not m.matches(statement, pattern):
+    found = assigned_combine(statement)
+    if found is None or found[1].base != found[1].subtrahend:
         return None
-    assign = statement.body[0]
-    value = assign.value
-    difference = value.right.right
-    if value.left.value != difference.right.value:
-        return None
-    return assign.targets[0].target.value, value.left.value, difference.left.value, value.right.left
+    guided, formula = found
+    return guided, formula.base, formula.minuend, formula.scale
 
 
 def _rescale(statement: cst.CSTNode, guided: str, cond: str) -> cst.BaseExpression | None:

@@ -39,8 +39,10 @@ from ...cst.substitute import conjuncts, same_expression, substitute_names
 from ...cst.tree_walk import findall
 from ...frontend.class_facts import ClassFacts
 from ...frontend.parse import SourceModule, code
+from ...kinds import CfgKind
 from ...planning.plan import GuidanceField
 from .batched import CfgPattern, CustomCombine, _condition
+from .combine import DIFFUSERS, ORIGINAL, combines_in
 from .separate_passes import _model_aliases, _model_call, denoiser_fields, step_scales
 
 _COMBINE_GLOBALS = frozenset({"torch", "float", "int", "range", "len", "min", "max", "abs", "list", "zip"})
@@ -102,7 +104,7 @@ def find_branched_cfg(
         batch_order=("pred_uncond", "pred_cond") if first_uncond else ("pred_cond", "pred_uncond"),
         fields=fields,
         condition_statement=condition_statement,
-        kind="branched",
+        kind=CfgKind.BRANCHED,
         formulation=formulation,
         combine=combine,
         batch_statements=(*inputs.orelse.body.body, *body[in_at + 1 : at]),
@@ -291,17 +293,9 @@ def _slice_of(statement: cst.BaseStatement, output: str) -> tuple[str, str] | No
 def _formula(statements: Sequence[cst.BaseStatement], cond: str, uncond: str) -> tuple[cst.BaseExpression, str] | None:
     """Where the combine says `L + s * (A - B)`: (s, "original" if L is A else "diffusers"). The halves may be
     taken sample by sample first (`pos = pos_out[j].float()`), so any names qualify."""
-    pattern = m.BinaryOperation(
-        left=m.Name(),
-        operator=m.Add(),
-        right=m.BinaryOperation(
-            operator=m.Multiply(), right=m.BinaryOperation(left=m.Name(), operator=m.Subtract(), right=m.Name())
-        ),
-    )
-    for found in findall(cst.Module(body=list(statements)), pattern):
-        difference = found.right.right
-        if found.left.value == difference.left.value:
-            return found.right.left, "original"
-        if found.left.value == difference.right.value:
-            return found.right.left, "diffusers"
+    for formula in combines_in(statements):
+        if formula.base == formula.minuend:
+            return formula.scale, ORIGINAL
+        if formula.base == formula.subtrahend:
+            return formula.scale, DIFFUSERS
     return None

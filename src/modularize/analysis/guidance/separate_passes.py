@@ -29,8 +29,10 @@ from ...cst.substitute import same_expression, substitute_names
 from ...cst.tree_walk import findall
 from ...frontend.class_facts import ClassFacts
 from ...frontend.parse import SourceModule, code, snippet
+from ...kinds import CfgKind
 from ...planning.plan import GuidanceField
 from .batched import CfgPattern, CustomCombine, _condition
+from .combine import assigned_combine
 
 _ASSIGNED = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())])])
 # names a verbatim combine may read besides the predictions and the scale
@@ -94,7 +96,7 @@ def _may_be_cfg_flag(test: cst.BaseExpression) -> bool:
 def _same_for_output(cond: cst.CSTNode, uncond: cst.CSTNode, cond_output: str, uncond_output: str) -> bool:
     """The same statement, one on the conditional prediction, the other on the unconditional one."""
     assigned = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name(cond_output))])])
-    renamed = substitute_names(uncond, {uncond_output: cst.Name(cond_output)})  # targets included
+    renamed = substitute_names(uncond, {uncond_output: cst.Name(cond_output)}, rename_targets=True)
     return m.matches(cond, assigned) and _normalized(cond) == _normalized(renamed)
 
 
@@ -218,7 +220,7 @@ def _pattern(
         batch_order=("pred_cond", "pred_uncond"),
         fields=fields,
         condition_statement=condition_statement,
-        kind="separate",
+        kind=CfgKind.SEPARATE,
         formulation=formulation,
         combine=combine,
         cache_contexts=contexts,
@@ -288,28 +290,11 @@ def _paired_arguments(source: SourceModule, cond: cst.Call, uncond: cst.Call) ->
 
 def _combine(statement: cst.CSTNode, cond: str, uncond: str) -> tuple[str, cst.BaseExpression, str] | None:
     """`g = u + s * (c - u)` -> (g, s, "diffusers"); `g = c + s * (c - u)` -> (g, s, "original")."""
-    pattern = m.SimpleStatementLine(
-        body=[
-            m.Assign(
-                targets=[m.AssignTarget(m.Name())],
-                value=m.BinaryOperation(
-                    left=m.Name(),
-                    operator=m.Add(),
-                    right=m.BinaryOperation(
-                        operator=m.Multiply(),
-                        right=m.BinaryOperation(left=m.Name(cond), operator=m.Subtract(), right=m.Name(uncond)),
-                    ),
-                ),
-            )
-        ]
-    )
-    if not m.matches(statement, pattern):
-        return None
-    value = statement.body[0].value
-    formulation = {uncond: "diffusers", cond: "original"}.get(value.left.value)
+    found = assigned_combine(statement)
+    formulation = found[1].formulation(cond, uncond) if found else None
     if formulation is None:
         return None
-    return statement.body[0].targets[0].target.value, value.right.left, formulation
+    return found[0], found[1].scale, formulation
 
 
 def _custom_combine(

@@ -1,0 +1,725 @@
+"""UNets and transformers. Their text sizes are the text encoders' widths, their input / output channels the
+VAE's latent channels (x4 where the pipeline packs 2x2 latent patches), their rotary axes add up to the head size."""
+
+from __future__ import annotations
+
+from ..registry import Need, factory
+from .vaes import VIDEO_COMPRESSION
+
+
+def _video(need: Need) -> tuple[int, int, int]:
+    """(latent height = width, latent frames, temporal compression) of the pipeline's video VAE."""
+    vae = need.class_of("vae")
+    spatial, temporal = VIDEO_COMPRESSION.get(vae.__name__ if vae else "", (need.dims.vae_scale_factor, 1))
+    return need.dims.video_size // spatial, 3, temporal
+
+
+# -- UNets ---------------------------------------------------------------------------------------------------------
+@factory("UNet2DConditionModel")
+def unet_2d_condition(need: Need):
+    d = need.dims
+    text_widths = [need.text_width(name) for name in need.text_encoders]
+    extra = {}
+    if hasattr(need.pipeline, "_get_add_time_ids"):  # SDXL-style: time ids and the pooled text embedding added
+        pooled = d.clip_projection if need.has_class("CLIPTextModelWithProjection") else text_widths[-1]
+        extra = {
+            "addition_embed_type": "text_time",
+            "addition_time_embed_dim": d.addition_time_embed_dim,
+            "projection_class_embeddings_input_dim": d.projection_class_embeddings_input_dim(pooled),
+        }
+    return need.model(
+        need.cls,
+        sample_size=d.image_size // d.vae_scale_factor,
+        in_channels=d.latent_channels,
+        out_channels=d.latent_channels,
+        block_out_channels=d.block_out,
+        layers_per_block=1,
+        # Stable Diffusion's order: cross-attention at the high resolution, a plain block last (a T2I adapter's
+        # features then match the resolutions the UNet adds them at)
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=sum(text_widths) or d.text_hidden,
+        norm_num_groups=32,
+        **extra,
+    )
+
+
+@factory("UNet2DModel")
+def unet_2d(need: Need):
+    """An unconditional UNet: on pixels (3 channels), or on the latents of the pipeline's VAE / VQ model."""
+    d = need.dims
+    latent = need.class_of("vae") or need.class_of("vqvae")
+    channels = d.latent_channels if latent is not None else 3
+    return need.model(
+        need.cls,
+        sample_size=8,
+        in_channels=channels,
+        out_channels=channels,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        norm_num_groups=4,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+    )
+
+
+# -- image transformers -----------------------------------------------------------------------------------------
+@factory("SD3Transformer2DModel")
+def sd3_transformer(need: Need):
+    d = need.dims
+    return need.model(
+        need.cls,
+        sample_size=d.image_size // d.vae_scale_factor,
+        patch_size=1,
+        in_channels=d.latent_channels,
+        out_channels=d.latent_channels,
+        num_layers=d.layers,
+        attention_head_dim=8,
+        num_attention_heads=4,
+        joint_attention_dim=need.text_width("text_encoder_3"),
+        caption_projection_dim=32,
+        pooled_projection_dim=need.text_width("text_encoder") + need.text_width("text_encoder_2"),
+    )
+
+
+@factory("FluxTransformer2DModel")
+def flux_transformer(need: Need):
+    d = need.dims
+    return need.model(
+        need.cls,
+        patch_size=1,
+        in_channels=d.packed_latent_channels,
+        num_layers=d.layers,
+        num_single_layers=1,
+        attention_head_dim=d.head_dim,
+        num_attention_heads=d.heads,
+        joint_attention_dim=need.text_width("text_encoder_2"),
+        pooled_projection_dim=need.text_width("text_encoder"),
+        guidance_embeds=True,
+        axes_dims_rope=d.rope_axes,
+    )
+
+
+@factory("ChromaTransformer2DModel")
+def chroma_transformer(need: Need):
+    d = need.dims
+    return need.model(
+        need.cls,
+        patch_size=1,
+        in_channels=d.packed_latent_channels,
+        num_layers=d.layers,
+        num_single_layers=1,
+        attention_head_dim=d.head_dim,
+        num_attention_heads=d.heads,
+        joint_attention_dim=need.text_width(),
+        axes_dims_rope=d.rope_axes,
+        approximator_hidden_dim=32,
+        approximator_layers=1,
+        approximator_num_channels=16,
+    )
+
+
+@factory("QwenImageTransformer2DModel")
+def qwenimage_transformer(need: Need):
+    d = need.dims
+    return need.model(
+        need.cls,
+        patch_size=2,
+        in_channels=d.packed_latent_channels,
+        out_channels=d.latent_channels,
+        num_layers=d.layers,
+        attention_head_dim=d.head_dim,
+        num_attention_heads=d.heads,
+        joint_attention_dim=need.text_width(),
+        axes_dims_rope=d.rope_axes,
+    )
+
+
+@factory("PixArtTransformer2DModel")
+def pixart_transformer(need: Need):
+    d = need.dims
+    return need.model(
+        need.cls,
+        sample_size=d.image_size // d.vae_scale_factor,
+        num_layers=2,
+        patch_size=2,
+        attention_head_dim=8,
+        num_attention_heads=3,
+        caption_channels=need.text_width(),
+        in_channels=d.latent_channels,
+        cross_attention_dim=24,
+        out_channels=2 * d.latent_channels,  # learned sigma
+        attention_bias=True,
+        activation_fn="gelu-approximate",
+        num_embeds_ada_norm=1000,
+        norm_type="ada_norm_single",
+        norm_elementwise_affine=False,
+        norm_eps=1e-6,
+    )
+
+
+@factory("SanaTransformer2DModel")
+def sana_transformer(need: Need):
+    d = need.dims
+    return need.model(
+        need.cls,
+        patch_size=1,
+        in_channels=d.latent_channels,
+        out_channels=d.latent_channels,
+        num_layers=d.layers,
+        num_attention_heads=2,
+        attention_head_dim=4,
+        num_cross_attention_heads=2,
+        cross_attention_head_dim=4,
+        cross_attention_dim=8,
+        caption_channels=need.text_width(),
+        sample_size=d.image_size // d.vae_scale_factor,
+    )
+
+
+@factory("AuraFlowTransformer2DModel")
+def aura_flow_transformer(need: Need):
+    d = need.dims
+    return need.model(
+        need.cls,
+        sample_size=d.image_size // d.vae_scale_factor,
+        patch_size=2,
+        in_channels=d.latent_channels,
+        num_mmdit_layers=1,
+        num_single_dit_layers=1,
+        attention_head_dim=8,
+        num_attention_heads=4,
+        caption_projection_dim=32,
+        joint_attention_dim=need.text_width(),
+        out_channels=d.latent_channels,
+        pos_embed_max_size=256,
+    )
+
+
+@factory("ZImageTransformer2DModel")
+def z_image_transformer(need: Need):
+    d = need.dims
+    return need.model(
+        need.cls,
+        all_patch_size=(2,),
+        all_f_patch_size=(1,),
+        in_channels=d.latent_channels,
+        dim=d.inner_dim,
+        n_layers=d.layers,
+        n_refiner_layers=1,
+        n_heads=d.heads,
+        n_kv_heads=d.heads,
+        cap_feat_dim=need.text_width(),
+        # image-conditioned (Omni): SigLIP features of the condition images, as wide as the vision model
+        siglip_feat_dim=d.text_hidden if need.has_class("Siglip2VisionModel") else None,
+        axes_dims=list(d.rope_axes),
+        axes_lens=[256, 32, 32],
+    )
+
+
+@factory("HunyuanImageTransformer2DModel")
+def hunyuan_image_transformer(need: Need):
+    d = need.dims
+    return need.model(
+        need.cls,
+        in_channels=d.latent_channels,
+        out_channels=d.latent_channels,
+        num_attention_heads=4,
+        attention_head_dim=8,
+        num_layers=d.layers,
+        num_single_layers=1,
+        num_refiner_layers=1,
+        patch_size=(1, 1),
+        text_embed_dim=need.text_width(),
+        text_embed_2_dim=need.text_width("text_encoder_2"),
+        rope_axes_dim=(4, 4),
+    )
+
+
+# -- video transformers -----------------------------------------------------------------------------------------
+@factory("WanTransformer3DModel")
+def wan_transformer(need: Need):
+    d = need.dims
+    return need.model(
+        need.cls,
+        patch_size=(1, 2, 2),
+        num_attention_heads=2,
+        attention_head_dim=12,
+        in_channels=d.latent_channels,
+        out_channels=d.latent_channels,
+        text_dim=need.text_width(),
+        freq_dim=32,
+        ffn_dim=32,
+        num_layers=d.layers,
+        rope_max_seq_len=32,
+    )
+
+
+@factory("CogVideoXTransformer3DModel")
+def cogvideox_transformer(need: Need):
+    d = need.dims
+    latent_size, latent_frames, temporal = _video(need)
+    return need.model(
+        need.cls,
+        num_attention_heads=4,
+        attention_head_dim=8,
+        in_channels=d.latent_channels,
+        out_channels=d.latent_channels,
+        time_embed_dim=2,
+        text_embed_dim=need.text_width(),
+        num_layers=d.layers,
+        sample_width=latent_size,
+        sample_height=latent_size,
+        sample_frames=(latent_frames - 1) * temporal + 1,
+        patch_size=2,
+        temporal_compression_ratio=temporal,
+        max_text_seq_length=d.max_sequence_length,
+    )
+
+
+@factory("UNet1DModel")
+def unet_1d(need: Need):
+    """An unconditional audio UNet (Dance Diffusion's layout, narrow)."""
+    return need.model(
+        need.cls,
+        block_out_channels=(32, 32, 64),  # its attention blocks have one head per 32 channels
+        extra_in_channels=64,  # the Fourier time features (2 x the first block's width) joined to the input
+        sample_size=512,
+        sample_rate=16_000,
+        in_channels=2,
+        out_channels=2,
+        flip_sin_to_cos=True,
+        use_timestep_embedding=False,
+        time_embedding_type="fourier",
+        mid_block_type="UNetMidBlock1D",
+        down_block_types=("DownBlock1DNoSkip", "DownBlock1D", "AttnDownBlock1D"),
+        up_block_types=("AttnUpBlock1D", "UpBlock1D", "UpBlock1DNoSkip"),
+    )
+
+
+def _unet_3d_config(need: Need) -> dict:
+    d = need.dims
+    return {
+        "sample_size": d.image_size // d.vae_scale_factor,
+        "in_channels": d.latent_channels,
+        "out_channels": d.latent_channels,
+        "block_out_channels": d.block_out,
+        "layers_per_block": 1,
+        "down_block_types": ("CrossAttnDownBlock3D", "DownBlock3D"),
+        "up_block_types": ("UpBlock3D", "CrossAttnUpBlock3D"),
+        "cross_attention_dim": need.text_width(),
+        "attention_head_dim": 4,
+        "norm_num_groups": 32,
+    }
+
+
+@factory("UNet3DConditionModel", "I2VGenXLUNet")
+def unet_3d_condition(need: Need):
+    return need.model(need.cls, **_unet_3d_config(need))
+
+
+@factory("ControlNetXSAdapter")
+def controlnet_xs_adapter(need: Need):
+    """A ControlNet-XS adapter sized to the pipeline's UNet (built here the same way the `unet` argument is)."""
+    from ..registry import factory_for
+
+    unet_cls = need.class_of("unet")
+    unet = factory_for(unet_cls)(_sibling(need, "unet", unet_cls))
+    return need.model(
+        lambda **kwargs: need.cls.from_unet(unet, **kwargs),
+        size_ratio=0.5,
+        learn_time_embedding=True,
+        conditioning_embedding_out_channels=(2, 2),
+    )
+
+
+def _sibling(need: Need, name: str, cls: type) -> Need:
+    """What the factory of another component of the same pipeline is told (same seed offset as when it is built:
+    its position among the constructor's arguments)."""
+    from dataclasses import replace
+
+    offset = list(need.classes).index(name) - list(need.classes).index(need.name)
+    return replace(need, name=name, cls=cls, seed=need.seed + offset, config={})
+
+
+@factory("T2IAdapter")
+def t2i_adapter(need: Need):
+    """Features at the UNet's down-block widths and resolutions: the first at the latent resolution."""
+    d = need.dims
+    return need.model(
+        need.cls,
+        in_channels=3,
+        channels=list(d.block_out),
+        num_res_blocks=1,
+        downscale_factor=d.vae_scale_factor,
+        adapter_type="full_adapter",
+    )
+
+
+@factory("FluxControlNetModel")
+def flux_controlnet(need: Need):
+    d = need.dims
+    return need.model(
+        need.cls,
+        patch_size=1,
+        in_channels=d.packed_latent_channels,
+        num_layers=d.layers,
+        num_single_layers=1,
+        attention_head_dim=d.head_dim,
+        num_attention_heads=d.heads,
+        joint_attention_dim=need.text_width("text_encoder_2"),
+        pooled_projection_dim=need.text_width("text_encoder"),
+        axes_dims_rope=d.rope_axes,
+    )
+
+
+@factory("LatteTransformer3DModel")
+def latte_transformer(need: Need):
+    d = need.dims
+    return need.model(
+        need.cls,
+        sample_size=d.image_size // d.vae_scale_factor,
+        num_layers=d.layers,
+        patch_size=2,
+        attention_head_dim=8,
+        num_attention_heads=3,
+        caption_channels=need.text_width(),
+        in_channels=d.latent_channels,
+        cross_attention_dim=24,
+        out_channels=2 * d.latent_channels,  # learned sigma
+        attention_bias=True,
+        activation_fn="gelu-approximate",
+        num_embeds_ada_norm=1000,
+        norm_type="ada_norm_single",
+        norm_elementwise_affine=False,
+        norm_eps=1e-6,
+    )
+
+
+@factory("MochiTransformer3DModel")
+def mochi_transformer(need: Need):
+    d = need.dims
+    return need.model(
+        need.cls,
+        patch_size=2,
+        num_attention_heads=2,
+        attention_head_dim=8,
+        num_layers=d.layers,
+        pooled_projection_dim=16,
+        in_channels=d.latent_channels,
+        qk_norm="rms_norm",
+        text_embed_dim=need.text_width(),
+        time_embed_dim=4,
+        activation_fn="swiglu",
+        max_sequence_length=d.max_sequence_length,
+    )
+
+
+@factory("HunyuanVideoTransformer3DModel")
+def hunyuan_video_transformer(need: Need):
+    d = need.dims
+    return need.model(
+        need.cls,
+        in_channels=d.latent_channels,
+        out_channels=d.latent_channels,
+        num_attention_heads=2,
+        attention_head_dim=10,
+        num_layers=d.layers,
+        num_single_layers=1,
+        num_refiner_layers=1,
+        patch_size=1,
+        patch_size_t=1,
+        guidance_embeds=True,
+        text_embed_dim=need.text_width(),
+        pooled_projection_dim=need.text_width("text_encoder_2"),
+        rope_axes_dim=(2, 4, 4),
+    )
+
+
+def _wan_like(need: Need, **extra):
+    """The Wan layout (SkyReels V2, ChronoEdit): 2 heads of 12, 2x2 patches, text at the encoder's width."""
+    d = need.dims
+    return need.model(
+        need.cls,
+        patch_size=(1, 2, 2),
+        num_attention_heads=2,
+        attention_head_dim=12,
+        in_channels=d.latent_channels,
+        out_channels=d.latent_channels,
+        text_dim=need.text_width(),
+        freq_dim=32,
+        ffn_dim=32,
+        num_layers=d.layers,
+        rope_max_seq_len=32,
+        **extra,
+    )
+
+
+@factory("SkyReelsV2Transformer3DModel", "ChronoEditTransformer3DModel")
+def wan_like_transformer(need: Need):
+    return _wan_like(need)
+
+
+@factory("CosmosTransformer3DModel")
+def cosmos_transformer(need: Need):
+    d = need.dims
+    return need.model(
+        need.cls,
+        in_channels=d.latent_channels,
+        out_channels=d.latent_channels,
+        num_attention_heads=2,
+        attention_head_dim=16,
+        num_layers=d.layers,
+        mlp_ratio=2,
+        text_embed_dim=need.text_width(),
+        adaln_lora_dim=4,
+        max_size=(4, 32, 32),
+        patch_size=(1, 2, 2),
+        rope_scale=(2.0, 1.0, 1.0),
+        concat_padding_mask=True,
+        extra_pos_embed_type="learnable",
+    )
+
+
+@factory("SanaVideoTransformer3DModel")
+def sana_video_transformer(need: Need):
+    d = need.dims
+    return need.model(
+        need.cls,
+        in_channels=d.latent_channels,
+        out_channels=d.latent_channels,
+        num_attention_heads=2,
+        attention_head_dim=12,
+        num_layers=d.layers,
+        num_cross_attention_heads=2,
+        cross_attention_head_dim=12,
+        cross_attention_dim=24,
+        caption_channels=need.text_width(),
+        mlp_ratio=2.5,
+        sample_size=8,
+        patch_size=(1, 2, 2),
+        norm_elementwise_affine=False,
+        norm_eps=1e-6,
+        qk_norm="rms_norm_across_heads",
+        rope_max_seq_len=32,
+    )
+
+
+@factory("OvisImageTransformer2DModel")
+def ovis_image_transformer(need: Need):
+    d = need.dims
+    return need.model(
+        need.cls,
+        patch_size=1,
+        in_channels=d.packed_latent_channels,
+        out_channels=d.packed_latent_channels,
+        num_layers=d.layers,
+        num_single_layers=1,
+        attention_head_dim=d.head_dim,
+        num_attention_heads=d.heads,
+        joint_attention_dim=need.text_width(),
+        axes_dims_rope=d.rope_axes,
+    )
+
+
+@factory("HunyuanVideo15Transformer3DModel")
+def hunyuan_video15_transformer(need: Need):
+    d = need.dims
+    return need.model(
+        need.cls,
+        in_channels=2 * d.latent_channels + 1,  # latents, image-condition latents and their mask
+        out_channels=d.latent_channels,
+        num_attention_heads=2,
+        attention_head_dim=8,
+        num_layers=d.layers,
+        num_refiner_layers=1,
+        mlp_ratio=2.0,
+        patch_size=1,
+        patch_size_t=1,
+        text_embed_dim=need.text_width(),
+        text_embed_2_dim=need.text_width("text_encoder_2"),
+        image_embed_dim=need.dims.text_hidden,
+        rope_axes_dim=(2, 2, 4),
+        target_size=d.video_size,
+        task_type="t2v",
+    )
+
+
+@factory("EasyAnimateTransformer3DModel")
+def easyanimate_transformer(need: Need):
+    d = need.dims
+    return need.model(
+        need.cls,
+        num_attention_heads=2,
+        attention_head_dim=16,
+        in_channels=d.latent_channels,
+        out_channels=d.latent_channels,
+        time_embed_dim=2,
+        text_embed_dim=need.text_width(),
+        num_layers=d.layers,
+        sample_width=d.video_size,
+        sample_height=d.video_size,
+        patch_size=2,
+    )
+
+
+@factory("Flux2Transformer2DModel")
+def flux2_transformer(need: Need):
+    d = need.dims
+    return need.model(
+        need.cls,
+        patch_size=1,
+        in_channels=d.packed_latent_channels,
+        num_layers=d.layers,
+        num_single_layers=1,
+        attention_head_dim=d.head_dim,
+        num_attention_heads=d.heads,
+        joint_attention_dim=need.text_width(),
+        timestep_guidance_channels=256,
+        axes_dims_rope=(4, 4, 4, 4),
+        guidance_embeds=False,
+    )
+
+
+@factory("MotifVideoTransformer3DModel")
+def motif_video_transformer(need: Need):
+    d = need.dims
+    return need.model(
+        need.cls,
+        in_channels=2 * d.latent_channels + 1,  # latents, condition latents and their mask
+        out_channels=d.latent_channels,
+        num_attention_heads=2,
+        attention_head_dim=12,
+        num_layers=d.layers,
+        num_single_layers=1,
+        mlp_ratio=4.0,
+        patch_size=1,
+        patch_size_t=1,
+        qk_norm="rms_norm",
+        text_embed_dim=need.text_width(),
+        rope_axes_dim=(4, 4, 4),
+    )
+
+
+@factory("ConsisIDTransformer3DModel")
+def consisid_transformer(need: Need):
+    """CogVideoX's layout plus the face-identity branch (`id_cond` of 2, `id_vit_hidden` of 2 x 2 per scale)."""
+    d = need.dims
+    latent_size, latent_frames, temporal = _video(need)
+    return need.model(
+        need.cls,
+        num_attention_heads=2,
+        attention_head_dim=16,
+        in_channels=2 * d.latent_channels,  # latents + image latents
+        out_channels=d.latent_channels,
+        time_embed_dim=2,
+        text_embed_dim=need.text_width(),
+        num_layers=d.layers,
+        sample_width=latent_size,
+        sample_height=latent_size,
+        sample_frames=(latent_frames - 1) * temporal + 1,
+        patch_size=2,
+        temporal_compression_ratio=temporal,
+        max_text_seq_length=d.max_sequence_length,
+        use_rotary_positional_embeddings=True,
+        use_learned_positional_embeddings=True,
+        cross_attn_interval=1,
+        is_kps=False,
+        is_train_face=True,
+        cross_attn_dim_head=1,
+        cross_attn_num_heads=1,
+        LFE_id_dim=2,
+        LFE_vit_dim=2,
+        LFE_depth=5,
+        LFE_dim_head=8,
+        LFE_num_heads=2,
+        LFE_num_id_token=1,
+        LFE_num_querie=1,
+        LFE_output_dim=21,
+        LFE_ff_mult=1,
+        LFE_num_scale=1,
+    )
+
+
+# -- audio ----------------------------------------------------------------------------------------------------------
+AUDIO_LATENT_CHANNELS = 8
+AUDIO_SAMPLING_RATE = 16  # samples per second: a 1-second clip is 16 samples, 4 latent frames
+
+
+@factory("StableAudio3DiTModel")
+def stable_audio3_dit(need: Need):
+    width = need.text_width()
+    return need.model(
+        need.cls,
+        io_channels=AUDIO_LATENT_CHANNELS,
+        patch_size=1,
+        embed_dim=32,
+        depth=2,
+        num_heads=4,
+        cond_token_dim=width,
+        global_cond_dim=width,
+        local_add_cond_dim=AUDIO_LATENT_CHANNELS + 1,  # reference latents and their mask
+        timestep_features_dim=16,
+        ff_mult=2,
+        num_memory_tokens=3,
+        use_differential_attention=False,
+    )
+
+
+@factory("StableAudio3DurationEmbedder")
+def stable_audio3_duration_embedder(need: Need):
+    return need.model(need.cls, output_dim=need.text_width(), fourier_dim=16)
+
+
+@factory("NucleusMoEImageTransformer2DModel")
+def nucleus_moe_image_transformer(need: Need):
+    d = need.dims
+    return need.model(
+        need.cls,
+        patch_size=2,
+        in_channels=d.packed_latent_channels,
+        out_channels=d.latent_channels,
+        num_layers=d.layers,
+        attention_head_dim=d.head_dim,
+        num_attention_heads=d.heads,
+        joint_attention_dim=need.text_width(),
+        axes_dims_rope=d.rope_axes,
+        moe_enabled=False,
+        capacity_factors=[8.0] * d.layers,
+    )
+
+
+@factory("QwenImage21Transformer2DModel")
+def qwenimage21_transformer(need: Need):
+    d = need.dims
+    return need.model(
+        need.cls,
+        patch_size=1,
+        in_channels=d.latent_channels,
+        out_channels=d.latent_channels,
+        num_layers=d.layers,
+        attention_head_dim=d.head_dim,
+        num_attention_heads=d.heads,
+        context_in_dim=need.text_width(),
+        mlp_ratio=2,
+        axes_dims_rope=d.rope_axes,
+    )
+
+
+@factory("DreamLiteUNetModel")
+def dreamlite_unet(need: Need):
+    d = need.dims
+    return need.model(
+        need.cls,
+        sample_size=8,
+        in_channels=d.latent_channels,
+        out_channels=d.latent_channels,
+        down_block_types=("DreamLiteCrossAttnNoSelfAttnDownBlock2D", "DreamLiteCrossAttnDownBlock2D"),
+        up_block_types=("DreamLiteCrossAttnUpBlock2D", "DreamLiteUpBlock2D"),
+        block_out_channels=d.block_out,
+        cross_attention_dim=need.text_width(),
+        attention_head_dim=8,
+        layers_per_block=1,
+        norm_num_groups=8,
+        transformer_layers_per_block=1,
+    )

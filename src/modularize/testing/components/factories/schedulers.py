@@ -1,0 +1,35 @@
+"""Every scheduler class, built from one shared default config of its family (keys a class does not take are
+left out); guiders too."""
+
+from __future__ import annotations
+
+import inspect
+
+from ..registry import Need, factory
+
+# DDPM-style schedulers: Stable Diffusion's betas
+DIFFUSION_CONFIG = {
+    "num_train_timesteps": 1000,
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "steps_offset": 1,
+}
+# flow-matching schedulers: their own defaults
+FLOW_CONFIG: dict = {}
+
+
+@factory("SchedulerMixin")
+def scheduler(need: Need):
+    family = FLOW_CONFIG if need.cls.__name__.startswith("FlowMatch") else DIFFUSION_CONFIG
+    accepted = inspect.signature(need.cls.__init__).parameters
+    return need.cls.from_config({k: v for k, v in {**family, **need.config}.items() if k in accepted})
+
+
+@factory("ClassifierFreeGuidance", "BaseGuidance", "AdaptiveProjectedMixGuidance")
+def guider(need: Need):
+    """A guider with its defaults (`BaseGuidance`, the abstract hint, gets classifier-free guidance)."""
+    from diffusers import ClassifierFreeGuidance
+
+    cls = ClassifierFreeGuidance if need.cls.__name__ == "BaseGuidance" else need.cls
+    return cls(**need.config)

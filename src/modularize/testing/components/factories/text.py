@@ -1,0 +1,377 @@
+"""Tokenizers and text encoders. Every text encoder is `dims.text_hidden` wide and its `vocab_size` is the length
+of the tokenizer it is paired with."""
+
+from __future__ import annotations
+
+import functools
+
+from ...tokenizers import tiny_clip_tokenizer, tiny_gemma_tokenizer, tiny_qwen2_tokenizer, tiny_t5_tokenizer
+from ..registry import Need, factory
+
+# a chat template in the shape of Qwen's, for pipelines that template prompts with `apply_chat_template`
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for part in message['content'] %}{% if part['type'] == 'text' %}{{ part['text'] }}"
+    "{% elif part['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>{% endif %}{% endfor %}"
+    "{% endif %}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+# -- tokenizers ----------------------------------------------------------------------------------------------------
+@factory("CLIPTokenizer", "CLIPTokenizerFast")
+def clip_tokenizer(need: Need):
+    return tiny_clip_tokenizer(need.dims.clip_max_length)
+
+
+@factory("T5Tokenizer", "T5TokenizerFast")
+def t5_tokenizer(need: Need):
+    return tiny_t5_tokenizer()
+
+
+@factory("Qwen2Tokenizer", "Qwen2TokenizerFast")
+def qwen2_tokenizer(need: Need):
+    """With Qwen-VL's image markers where the pipeline has a vision-language processor (they become tokens its
+    text encoder knows)."""
+    tokenizer = tiny_qwen2_tokenizer(vision=need.has_class(*VISION_PROCESSORS))
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+VISION_PROCESSORS = ("Qwen2VLProcessor", "Qwen3VLProcessor")
+# Qwen-VL image processing: every image becomes 56 x 56 pixels, 4 x 4 patches of 14, merged 2 x 2 into 4 tokens
+QWEN_VL_PATCH, QWEN_VL_MERGE, QWEN_VL_PIXELS = 14, 2, 56 * 56
+
+
+@factory("Qwen2VLProcessor", "Qwen3VLProcessor")
+def qwen_vl_processor(need: Need):
+    from transformers import Qwen2VLImageProcessorPil
+
+    image_processor = Qwen2VLImageProcessorPil(
+        patch_size=QWEN_VL_PATCH,
+        merge_size=QWEN_VL_MERGE,
+        temporal_patch_size=2,
+        min_pixels=QWEN_VL_PIXELS,
+        max_pixels=QWEN_VL_PIXELS,
+    )
+    tokenizer = tiny_qwen2_tokenizer(vision=True)
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return images_only(need.cls)(image_processor=image_processor, tokenizer=tokenizer, chat_template=CHAT_TEMPLATE)
+
+
+@functools.cache
+def images_only(processor_cls: type) -> type:
+    """`processor_cls` without its video processor (which needs torchvision to even be type-checked): the
+    pipelines pass images only."""
+
+    class ImagesOnly(processor_cls):
+        @classmethod
+        def get_attributes(cls):
+            return [name for name in super().get_attributes() if name != "video_processor"]
+
+    ImagesOnly.__name__ = ImagesOnly.__qualname__ = processor_cls.__name__
+    return ImagesOnly
+
+
+def _vision_token_ids(need: Need) -> dict[str, int]:
+    """The ids of the image markers in the paired tokenizer (where it has them)."""
+    tokenizer = need.tokenizer()
+    names = {
+        "image_token_id": "<|image_pad|>",
+        "video_token_id": "<|video_pad|>",
+        "vision_start_token_id": "<|vision_start|>",
+        "vision_end_token_id": "<|vision_end|>",
+    }
+    vocab = tokenizer.get_vocab()
+    return {key: vocab[token] for key, token in names.items() if token in vocab}
+
+
+@factory("GemmaTokenizer", "GemmaTokenizerFast")
+def gemma_tokenizer(need: Need):
+    return tiny_gemma_tokenizer()
+
+
+@factory("ByT5Tokenizer")
+def byt5_tokenizer(need: Need):
+    from transformers import ByT5Tokenizer
+
+    return ByT5Tokenizer()
+
+
+# -- text encoders -------------------------------------------------------------------------------------------------
+def _clip_config(need: Need):
+    from transformers import CLIPTextConfig
+
+    tokenizer = need.tokenizer()
+    d = need.dims
+    return CLIPTextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=need.text_width(need.name),
+        intermediate_size=d.text_intermediate,
+        num_attention_heads=d.text_heads,
+        num_hidden_layers=d.text_layers,
+        max_position_embeddings=d.clip_max_length,
+        projection_dim=d.clip_projection,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+@factory("CLIPTextModel", "CLIPTextModelWithProjection")
+def clip_text_model(need: Need):
+    return need.model(need.cls, config=_clip_config(need))
+
+
+@factory("T5EncoderModel", "UMT5EncoderModel")
+def t5_encoder(need: Need):
+    from transformers import T5Config, UMT5Config
+
+    tokenizer = need.tokenizer()
+    config_cls = UMT5Config if "UMT5" in need.cls.__name__ else T5Config
+    d = need.dims
+    config = config_cls(
+        vocab_size=len(tokenizer),
+        d_model=need.text_width(need.name),
+        d_ff=d.text_intermediate,
+        d_kv=8,
+        num_layers=d.text_layers,
+        num_heads=d.text_heads,
+        relative_attention_num_buckets=8,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+    )
+    return need.model(need.cls, config=config)
+
+
+def qwen2_5_vl_config(need: Need, layers: int | None = None):
+    """Qwen2.5-VL: the text width is `text_hidden`; the multimodal rotary sections add up to half the head size;
+    one vision block whose merger outputs the text width."""
+    from transformers import Qwen2_5_VLConfig
+
+    width = need.text_width(need.name)
+    heads = 2
+    half = width // heads // 2
+    return Qwen2_5_VLConfig(
+        text_config={
+            "vocab_size": need.tokenizer_length(),
+            "hidden_size": width,
+            "intermediate_size": 64,
+            "num_hidden_layers": layers or need.dims.text_layers,
+            "num_attention_heads": heads,
+            "num_key_value_heads": heads,
+            "max_position_embeddings": 4096,
+            "rope_parameters": {
+                "rope_type": "default",
+                "mrope_section": [half - 2 * (half // 3), half // 3, half // 3],
+                "rope_theta": 1000000.0,
+            },
+        },
+        vision_config={
+            "depth": 1,
+            "hidden_size": 16,
+            "intermediate_size": 16,
+            "num_heads": 2,
+            "out_hidden_size": width,
+            "fullatt_block_indexes": [0],
+            "patch_size": QWEN_VL_PATCH,
+            "spatial_merge_size": QWEN_VL_MERGE,
+            "temporal_patch_size": 2,
+        },
+        **_vision_token_ids(need),
+    )
+
+
+@factory("Qwen2_5_VLForConditionalGeneration")
+def qwen2_5_vl(need: Need):
+    return need.model(need.cls, config=qwen2_5_vl_config(need))
+
+
+@factory("Qwen2_5_VLTextModel")
+def qwen2_5_vl_text(need: Need):
+    return need.model(need.cls, config=qwen2_5_vl_config(need).text_config)
+
+
+def _qwen3_config(need: Need):
+    from transformers import Qwen3Config
+
+    return Qwen3Config(
+        vocab_size=need.tokenizer_length(),
+        hidden_size=need.text_width(need.name),
+        intermediate_size=32,
+        num_hidden_layers=need.dims.text_layers,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        head_dim=8,
+        max_position_embeddings=1024,
+    )
+
+
+@factory("Qwen3Model", "Qwen3ForCausalLM")
+def qwen3(need: Need):
+    return need.model(need.cls, config=_qwen3_config(need))
+
+
+@factory("Gemma2Model", "Gemma2PreTrainedModel")
+def gemma2(need: Need):
+    from transformers import Gemma2Config, Gemma2Model
+
+    tokenizer = need.tokenizer()
+    config = Gemma2Config(
+        head_dim=16,
+        hidden_size=need.text_width(need.name),
+        intermediate_size=64,
+        max_position_embeddings=8192,
+        num_attention_heads=2,
+        num_hidden_layers=1,
+        num_key_value_heads=2,
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        attn_implementation="eager",
+    )
+    cls = Gemma2Model if need.cls.__name__ == "Gemma2PreTrainedModel" else need.cls
+    return need.model(cls, config=config)
+
+
+@factory("LlamaTokenizer", "LlamaTokenizerFast")
+def llama_tokenizer(need: Need):
+    """Llama's byte-fallback BPE over the same small alphabet as the Gemma one (no sentencepiece)."""
+    from transformers import LlamaTokenizer
+
+    gemma = tiny_gemma_tokenizer()
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
+    for token in gemma.get_vocab():
+        if token not in ("<pad>", "<eos>", "<bos>", "<unk>", "<mask>"):
+            vocab.setdefault(token, len(vocab))
+    merges = [("▁", "a"), ("c", "a"), ("▁", "ca")]
+    tokenizer = LlamaTokenizer(vocab=vocab, merges=merges)
+    tokenizer.pad_token = "<unk>"
+    return tokenizer
+
+
+@factory("LlamaModel")
+def llama(need: Need):
+    from transformers import LlamaConfig
+
+    tokenizer = need.tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=need.text_width(need.name),
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        num_hidden_layers=need.dims.text_layers,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return need.model(need.cls, config=config)
+
+
+@factory("Qwen2VLForConditionalGeneration")
+def qwen2_vl(need: Need):
+    from transformers import Qwen2VLConfig
+
+    width = need.text_width(need.name)
+    half = width // 2 // 2
+    config = Qwen2VLConfig(
+        text_config={
+            "vocab_size": need.tokenizer_length(),
+            "hidden_size": width,
+            "intermediate_size": 64,
+            "num_hidden_layers": need.dims.text_layers,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 2,
+            "max_position_embeddings": 4096,
+            "rope_parameters": {
+                "rope_type": "default",
+                "mrope_section": [half - 2 * (half // 3), half // 3, half // 3],
+                "rope_theta": 1000000.0,
+            },
+        },
+        vision_config={"depth": 1, "embed_dim": 16, "hidden_size": width, "num_heads": 2, "mlp_ratio": 1},
+    )
+    return need.model(need.cls, config=config)
+
+
+@factory("T5Gemma2Encoder")
+def t5gemma2_encoder(need: Need):
+    """T5Gemma 2's encoder: a Gemma 3 text stack and a (tiny) SigLIP vision tower."""
+    from transformers import T5Gemma2EncoderConfig, T5Gemma2TextConfig
+
+    width = need.text_width(need.name)
+    text_config = T5Gemma2TextConfig(
+        hidden_size=width,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        vocab_size=need.tokenizer_length(),
+        max_position_embeddings=128,
+        head_dim=16,
+        num_key_value_heads=2,
+        dropout_rate=0.0,
+    )
+    vision_config = {
+        "hidden_size": width,
+        "intermediate_size": 37,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "image_size": 32,
+        "patch_size": 8,
+    }
+    config = T5Gemma2EncoderConfig(text_config=text_config, vision_config=vision_config, mm_tokens_per_image=4)
+    return need.model(need.cls, config=config)
+
+
+@factory("T5GemmaEncoderModel")
+def t5gemma_encoder(need: Need):
+    from transformers import T5GemmaConfig, T5GemmaModuleConfig
+
+    module = T5GemmaModuleConfig(
+        vocab_size=need.tokenizer_length(),
+        hidden_size=need.text_width(need.name),
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=8,
+        max_position_embeddings=64,
+        sliding_window=64,
+        layer_types=["full_attention", "full_attention"],
+    ).to_dict()
+    return need.model(need.cls, config=T5GemmaConfig(encoder=module, decoder=module, is_encoder_decoder=False))
+
+
+@factory("Qwen3VLForConditionalGeneration")
+def qwen3_vl(need: Need):
+    """Qwen3-VL: text at `text_hidden` (head size 8: rotary sections 1 + 1 + 2), one vision block whose patches,
+    merge and output width match the processor and the text."""
+    from transformers import Qwen3VLConfig
+
+    width = need.text_width(need.name)
+    config = Qwen3VLConfig(
+        text_config={
+            "hidden_size": width,
+            "intermediate_size": 32,
+            "num_hidden_layers": need.dims.text_layers,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 2,
+            "head_dim": 8,
+            "rope_parameters": {"rope_type": "default", "mrope_section": [1, 1, 2], "rope_theta": 1000000.0},
+            "vocab_size": need.tokenizer_length(),
+        },
+        vision_config={
+            "depth": 1,
+            "hidden_size": 16,
+            "intermediate_size": 16,
+            "num_heads": 2,
+            "out_hidden_size": width,
+            "patch_size": QWEN_VL_PATCH,
+            "spatial_merge_size": QWEN_VL_MERGE,
+            "temporal_patch_size": 2,
+            "deepstack_visual_indexes": [],
+        },
+        **_vision_token_ids(need),
+    )
+    return need.model(need.cls, config=config)

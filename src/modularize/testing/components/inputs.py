@@ -1,0 +1,101 @@
+"""Default call inputs from a pipeline's `__call__` signature, and the case matrix from its guidance arguments.
+
+Only arguments the signature has are passed: a prompt, 2 steps (3 with a `strength`), a small size the VAE and
+the denoiser's patches divide, decoded outputs (`"np"`), and images / masks / videos sized to match where the
+signature asks for them. The matrix turns CFG off and on, adds a negative prompt, 2 prompts x 2 outputs per
+prompt, true CFG where there is a `true_cfg_scale`, latent outputs and a second strength.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from ..tiny_parts import tiny_image, tiny_mask
+from .dims import Dims
+from .factories.vaes import VIDEO_COMPRESSION
+from .resolve import Resolved
+from .specs import materialize
+
+PROMPT = "a photo of a cat"
+TWO_PROMPTS = ["a photo of a cat", "the dog and the moon"]
+TWO_NEGATIVES = ["blurry", "low quality"]
+PER_PROMPT = ("num_images_per_prompt", "num_videos_per_prompt", "num_waveforms_per_prompt")
+
+
+def is_video(parameters, resolved: Resolved) -> bool:
+    vae = resolved.classes.get("vae")
+    return (
+        "num_frames" in parameters
+        or "num_videos_per_prompt" in parameters
+        or (vae is not None and vae.__name__ in VIDEO_COMPRESSION)
+    )
+
+
+def num_frames(resolved: Resolved) -> int:
+    """Two latent frames after the first: `2 x temporal compression + 1` frames."""
+    vae = resolved.classes.get("vae")
+    _, temporal = VIDEO_COMPRESSION.get(vae.__name__ if vae else "", (1, 1))
+    return 2 * temporal + 1
+
+
+def default_inputs(pipeline: type, resolved: Resolved, dims: Dims) -> dict[str, Any]:
+    parameters = inspect.signature(pipeline.__call__).parameters
+    video = is_video(parameters, resolved)
+    size = dims.video_size if video else dims.image_size
+    frames = num_frames(resolved)
+    candidates: dict[str, Any] = {
+        "prompt": PROMPT,
+        "num_inference_steps": 3 if "strength" in parameters else 2,
+        "strength": 0.7,
+        "height": size,
+        "width": size,
+        "num_frames": frames,
+        "frames": frames,
+        "output_type": "np",
+        "max_sequence_length": dims.max_sequence_length,
+        "use_resolution_binning": False,
+        "max_area": size * size,  # pipelines that resize to an area (Flux Kontext) keep the tiny size
+        "_auto_resize": False,
+        "clean_caption": False,  # (needs beautifulsoup4 and ftfy)
+        "image": tiny_image(size),
+        "mask_image": tiny_mask(size),
+        "control_image": tiny_image(size),
+        "video": [tiny_image(size)] * frames,
+        "control_video": [tiny_image(size)] * frames,
+    }
+    inputs = {name: value for name, value in candidates.items() if name in parameters}
+    extra = {name: materialize(value) for name, value in resolved.override.get("inputs", {}).items()}
+    return {**inputs, **extra}
+
+
+def case_matrix(parameters, override: dict[str, Any]) -> tuple[tuple[str, dict[str, Any]], ...]:
+    has = parameters.__contains__
+    per_prompt = next((name for name in PER_PROMPT if has(name)), None)
+    cases: list[tuple[str, dict[str, Any]]] = [("default", {})]
+    if has("guidance_scale"):
+        cases.append(("cfg_off", {"guidance_scale": 1.0}))
+    if has("negative_prompt"):
+        cases.append(("negative_prompt", {"negative_prompt": "blurry"}))
+    if has("true_cfg_scale"):
+        cases.append(("true_cfg", {"negative_prompt": "blurry", "true_cfg_scale": 4.0}))
+    if has("guidance_rescale"):
+        cases.append(("rescale", {"guidance_rescale": 0.7}))
+    if has("prompt") and per_prompt:
+        two = {"prompt": TWO_PROMPTS, per_prompt: 2}
+        if has("negative_prompt"):
+            two["negative_prompt"] = TWO_NEGATIVES
+        if has("true_cfg_scale"):
+            two["true_cfg_scale"] = 3.0
+        cases.append(("two_prompts_x2", two))
+    elif has("batch_size"):
+        cases.append(("two_samples", {"batch_size": 2}))
+    if has("strength"):
+        cases.append(("strength_1.0", {"strength": 1.0}))
+    if has("output_type"):
+        latent = {"output_type": "latent", **({"guidance_scale": 1.0} if has("guidance_scale") else {})}
+        if has("prompt"):
+            latent["prompt"] = TWO_PROMPTS
+        cases.append(("cfg_off_latent" if has("guidance_scale") else "latent", latent))
+    dropped = set(override.get("drop_cases", ()))
+    return (*(case for case in cases if case[0] not in dropped), *override.get("cases", ()))

@@ -1,0 +1,125 @@
+"""Per-pipeline overrides, as data: what a constructor's type hints cannot say.
+
+Keyed by standard pipeline class name. Each entry may hold:
+- `classes`: component argument -> class name to build instead of the hinted one (or None to leave it out), for
+  hints too generic to build (`PreTrainedModel`);
+- `scheduler`: the scheduler class for a generic scheduler hint (`KarrasDiffusionSchedulers`, `SchedulerMixin`);
+- `config`: component argument -> constructor keyword arguments merged over the factory's;
+- `text_widths`: text encoder argument -> its width, where one differs from `dims.text_hidden`;
+- `scalars`: constructor scalars other than their defaults;
+- `dtypes`: component argument -> torch dtype name it is cast to (a pipeline that casts its inputs to one);
+- `register`: component argument -> config entries registered on it after it is built (a pipeline reads a
+  config entry the class does not define);
+- `inputs`: call inputs merged over the ones derived from the `__call__` signature (`specs.Noise` / `specs.Mask`
+  describe tensors and masks, made when the inputs are);
+- `cases`: extra `(name, overrides)` cases for the matrix; `drop_cases`: names of matrix cases to leave out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .specs import Image, Mask, Noise
+
+# Channel counts below are in units of the shared dims: latent channels 4 (packed 2x2: 16), the tiny Wan VAE's
+# temporal compression 2, the image VAEs' spatial scale 2.
+_FLUX_CONTROL = {"config": {"transformer": {"in_channels": 32, "out_channels": 16}}}  # packed latents + control
+_TWICE_THE_LATENTS = {"config": {"transformer": {"in_channels": 8, "out_channels": 4}}}  # latents + condition
+_WAN_IMAGE_TO_VIDEO = {  # latents + mask (one channel per temporally compressed frame) + image latents
+    "config": {"transformer": {"in_channels": 10, "out_channels": 4, "image_dim": 32}},
+}
+# CogVideoX's `__call__` resets `num_videos_per_prompt` to 1, which the generated package refuses instead
+_ONE_VIDEO_PER_PROMPT = {
+    "drop_cases": ("two_prompts_x2",),
+    "cases": (("two_prompts_negatives", {"prompt": ["a cat", "the dog and the moon"], "negative_prompt": "blurry"}),),
+}
+
+# Z-Image's constructor hints `PreTrainedModel` / `AutoTokenizer`: the Qwen3 text model it is used with
+_Z_IMAGE = {"classes": {"text_encoder": "Qwen3Model", "tokenizer": "Qwen2Tokenizer"}}
+# ControlNet-XS copies the UNet's down blocks two resnets at a time
+_CONTROLNET_XS = {"config": {"unet": {"layers_per_block": 2}}}
+
+# QwenImage-Edit encodes its input image resized to ~1 megapixel whatever the output size: a VAE that compresses
+# 16x (attention over 64 x 64 latents, not 512 x 512) with narrow convolutions at full resolution
+_QWENIMAGE_EDIT = {"config": {"vae": {"base_dim": 4, "dim_mult": [1, 2, 4, 4, 4], "temperal_downsample": [False] * 4}}}
+
+OVERRIDES: dict[str, dict[str, Any]] = {
+    "QwenImageEditPipeline": _QWENIMAGE_EDIT,
+    "QwenImageEditInpaintPipeline": _QWENIMAGE_EDIT,
+    "QwenImageEditPlusPipeline": _QWENIMAGE_EDIT,
+    "ZImagePipeline": _Z_IMAGE,
+    "ZImageImg2ImgPipeline": _Z_IMAGE,
+    "ZImageInpaintPipeline": _Z_IMAGE,
+    # condition images of 64 px at least, which it encodes in bfloat16 (`image.bfloat16()`)
+    "ZImageOmniPipeline": {**_Z_IMAGE, "inputs": {"image": Image(64)}, "dtypes": {"vae": "bfloat16"}},
+    "StableDiffusionControlNetXSPipeline": _CONTROLNET_XS,
+    "StableDiffusionXLControlNetXSPipeline": _CONTROLNET_XS,
+    # DiffEdit takes what its `generate_mask()` and `invert()` would give: a latent-sized mask and the inverted
+    # latents of the one step `inpaint_strength=0.8` keeps of 2 (batch 1, steps 1, 4 channels, 16 x 16)
+    "StableDiffusionDiffEditPipeline": {"inputs": {"mask_image": Mask(16), "image_latents": Noise((1, 1, 4, 16, 16))}},
+    # SANA-Sprint's hint says DPM-solver, its pipelines step an SCM scheduler (2 steps with intermediate timesteps)
+    # and a transformer that embeds the guidance scale
+    "SanaSprintPipeline": {"scheduler": "SCMScheduler", "config": {"transformer": {"guidance_embeds": True}}},
+    "SanaSprintImg2ImgPipeline": {
+        "scheduler": "SCMScheduler",
+        "config": {"transformer": {"guidance_embeds": True}},
+        "inputs": {"num_inference_steps": 2},
+    },
+    # ConsisID's face identity: the embedding (`id_cond`) and one scale of ViT features (`id_vit_hidden`), as its
+    # transformer's `LFE_id_dim` / `LFE_vit_dim` (2) and `LFE_num_scale` (1) expect
+    "ConsisIDPipeline": {"inputs": {"id_cond": Noise((1, 2)), "id_vit_hidden": [Noise((1, 2, 2), seed=1)]}},
+    # a 1-second stereo clip at the tiny VAE's 16 samples per second
+    "StableAudio3AudioToAudioPipeline": {"inputs": {"duration": 1.0, "audio": Noise((1, 2, 16))}},
+    "StableAudio3InpaintPipeline": {"inputs": {"duration": 1.0, "audio": Noise((1, 2, 16))}},
+    # a flow-matching model behind a generic scheduler hint
+    "MotifVideoPipeline": {"scheduler": "FlowMatchEulerDiscreteScheduler"},
+    "MotifVideoImage2VideoPipeline": {"scheduler": "FlowMatchEulerDiscreteScheduler"},
+    # Mochi's latent statistics are 12 numbers, whatever the VAE
+    "MochiPipeline": {"dims": {"latent_channels": 12}},
+    # the video VAE of the hint's three (the first, deep-compression one, is an image VAE); sizes divisible by 32
+    "SanaVideoPipeline": {"classes": {"vae": "AutoencoderKLWan"}, "inputs": {"height": 32, "width": 32}},
+    # the hidden states of layer 1 (the default picks layers 9, 18 and 27 of a large model)
+    "Flux2KleinInpaintPipeline": {"inputs": {"text_encoder_out_layers": (1,)}},
+    # its default `clip_skip=1` reads `text_encoder.text_model`, which transformers 5's CLIPTextModel no longer has
+    "I2VGenXLPipeline": {"inputs": {"clip_skip": None}},
+    # the inpainting pipeline reads `transformer.config.guidance_embeds`, which Chroma's transformer does not define
+    "ChromaInpaintPipeline": {"register": {"transformer": {"guidance_embeds": False}}},
+    "FluxControlPipeline": _FLUX_CONTROL,
+    "FluxControlImg2ImgPipeline": _FLUX_CONTROL,
+    "FluxControlInpaintPipeline": _FLUX_CONTROL,
+    # packed latents (16) + packed masked-image latents (16) + the mask as scale^2 = 4 channels, packed (16)
+    "FluxFillPipeline": {"config": {"transformer": {"in_channels": 48, "out_channels": 16}}},
+    "CogVideoXFunControlPipeline": {**_TWICE_THE_LATENTS, **_ONE_VIDEO_PER_PROMPT},
+    "CogVideoXImageToVideoPipeline": {**_TWICE_THE_LATENTS, **_ONE_VIDEO_PER_PROMPT},
+    "CogVideoXVideoToVideoPipeline": _ONE_VIDEO_PER_PROMPT,
+    "HunyuanSkyreelsImageToVideoPipeline": _TWICE_THE_LATENTS,
+    # the refiner folds two latent frames into channels (4 -> 8): noise (8) + condition (8) in, 8 out
+    # and its transformer patches in 3D (frame, height, width), with three rotary axes adding up to its head size
+    "HunyuanImageRefinerPipeline": {
+        "config": {
+            "transformer": {"in_channels": 16, "out_channels": 8, "patch_size": (1, 1, 1), "rope_axes_dim": (2, 2, 4)}
+        }
+    },
+    # the prompt embedding is the hidden state 8 layers from the top (`return_index=-8`)
+    "NucleusMoEImagePipeline": {"dims": {"text_layers": 8}},
+    # text to image: its reference images are resized for the processor to thousands of vision tokens
+    "QwenImage21Pipeline": {"inputs": {"image": None}},
+    "LucyEditPipeline": _TWICE_THE_LATENTS,
+    "SkyReelsV2ImageToVideoPipeline": _WAN_IMAGE_TO_VIDEO,
+    "ChronoEditPipeline": _WAN_IMAGE_TO_VIDEO,
+    "Cosmos2_5_PredictBasePipeline": {"config": {"transformer": {"in_channels": 5}}},  # latents + condition mask
+    "StableDiffusionDepth2ImgPipeline": {"config": {"unet": {"in_channels": 5}}},  # latents + depth
+    # the UNet embeds the guidance scale (latent consistency distillation)
+    "LatentConsistencyModelImg2ImgPipeline": {"config": {"unet": {"time_cond_proj_dim": 32}}},
+    "LatentConsistencyModelPipeline": {"config": {"unet": {"time_cond_proj_dim": 32}}, "scheduler": "LCMScheduler"},
+    # pixels (3 channels) concatenated to latents of the same width: a 3-channel VQ model, a 6-channel UNet
+    "LDMSuperResolutionPipeline": {"dims": {"latent_channels": 3}, "config": {"unet": {"in_channels": 6}}},
+    # SD3 pads the two CLIP encoders' joined widths (32 + 32) to T5's: T5 is twice as wide
+    "StableDiffusion3Pipeline": {"text_widths": {"text_encoder_3": 64}},
+    "StableDiffusion3Img2ImgPipeline": {"text_widths": {"text_encoder_3": 64}},
+    "StableDiffusion3InpaintPipeline": {"text_widths": {"text_encoder_3": 64}},
+}
+
+
+def overrides_for(pipeline: type) -> dict[str, Any]:
+    return OVERRIDES.get(pipeline.__name__, {})
