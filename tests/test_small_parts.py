@@ -136,3 +136,41 @@ def test_tree_walk_findall_finds_what_libcst_finds_in_the_same_order(sd_source):
     loop = findall(tree, m.For())[0]
     assert not any(node is loop for node in walk(tree, skip=lambda node: node is loop))
     assert not any(node is loop.body for node in walk(tree, skip=lambda node: node is loop))
+
+
+_TRICKY_CODEGEN = [
+    "",
+    "\n",
+    "x = 1",
+    "((x)) = ([1], {2}, {3: (4)}, [(a) for a in (b)], {c for c in d}, {e: f for e, f in g})\n",
+    "f((a), [b])  # comment\n\n\n",
+    "def g(a, /, b=(1), *c, d: (int) = [2], **e) -> (None):\n    return (yield (a)), lambda: ((b))\n",
+    "@(decorator)\nclass C((Base)):\n    x: (int) = (1 if (a) else [b])\n",
+]
+
+
+def test_codegen_without_generators_gives_libcst_code_and_positions(sd_source, monkeypatch):
+    """The installed code generation prints, and places every node, exactly as libcst's own generators do."""
+    from libcst.metadata import MetadataWrapper, PositionProvider
+
+    from modularize.frontend import codegen
+    from modularize.frontend.parse import Positions, code, module_code
+
+    assert all(hasattr(method, "__wrapped__") for _, _, method in codegen.ORIGINALS)  # libcst's @contextmanager
+    assert codegen.ORIGINALS[0][0]._parenthesize is not codegen.ORIGINALS[0][2]  # installed by the parse pass
+
+    def outcome(text: str):
+        tree = cst.parse_module(text)
+        positions = MetadataWrapper(tree, unsafe_skip_copy=True).resolve(PositionProvider)
+        own = Positions(tree, text)
+        statement_codes = [code(statement) for statement in tree.body]
+        return tree.code, module_code(tree), statement_codes, [(positions[n], own[n]) for n in positions]
+
+    for text in [sd_source.read_text(), *_TRICKY_CODEGEN]:
+        installed = outcome(text)
+        with monkeypatch.context() as patch:
+            for cls, name, method in codegen.ORIGINALS:
+                patch.setattr(cls, name, method)
+            assert outcome(text) == installed
+        assert installed[0] == installed[1] == text
+        assert all(libcst_position == own_position for libcst_position, own_position in installed[3])

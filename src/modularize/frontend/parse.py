@@ -17,9 +17,12 @@ from libcst._nodes.internal import CodegenState
 from libcst.metadata import CodePosition, CodeRange
 
 from ..errors import ConversionError, InputError, Location
+from . import codegen
 from .nesting import check_source_nesting, check_tree_nesting
 
 _EMPTY_MODULE = cst.Module(body=[])
+
+codegen.install()  # every expression printed without a generator (the same tokens; see codegen)
 
 
 @dataclass(frozen=True)
