@@ -174,3 +174,19 @@ def test_codegen_without_generators_gives_libcst_code_and_positions(sd_source, m
             assert outcome(text) == installed
         assert installed[0] == installed[1] == text
         assert all(libcst_position == own_position for libcst_position, own_position in installed[3])
+
+
+def test_tree_depth_check_finds_the_same_violations_level_by_level(sd_source, monkeypatch):
+    """The level-by-level pass answers "deeper than the limit?" as the path-building walk does, at every limit."""
+    from modularize.frontend import nesting
+
+    tree = cst.parse_module(sd_source.read_text())
+    deepest = next(limit for limit in range(nesting.MAX_DEPTH) if not nesting._deeper_than(tree, limit))
+    assert 10 < deepest < nesting.MAX_DEPTH  # the depth of its deepest node
+    limits = (1, deepest - 2, deepest - 1, deepest, deepest + 1, nesting.MAX_DEPTH)
+    fast = [nesting.tree_depth_violation(tree, limit) for limit in limits]
+    monkeypatch.setattr(nesting, "_deeper_than", lambda tree, limit: True)  # always the full walk
+    full = [nesting.tree_depth_violation(tree, limit) for limit in limits]
+    assert fast == full
+    assert [violation is None for violation in full] == [False, False, False, True, True, True]
+    assert full[2][0] in tree.body and isinstance(full[2][-1], cst.BaseStatement)
