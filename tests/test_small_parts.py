@@ -1,6 +1,7 @@
 """Docstring descriptions, names, headers and stage labels."""
 
 import libcst as cst
+import pytest
 
 from modularize.analysis.segment import kind_of_label, label_title, segment_call, stage_label
 from modularize.emit.header import edited_by_hand, read_header, sha256, with_header
@@ -190,3 +191,37 @@ def test_tree_depth_check_finds_the_same_violations_level_by_level(sd_source, mo
     assert fast == full
     assert [violation is None for violation in full] == [False, False, False, True, True, True]
     assert full[2][0] in tree.body and isinstance(full[2][-1], cst.BaseStatement)
+
+
+def test_declaration_lists_printed_from_text_give_the_bytes_parsing_them_gives(sd_source, monkeypatch):
+    """Stand-in lines for the declaration lists (their names, for the imports) and the lists' text put back give
+    the package parsing and printing the lists gives; a list with a scope of its own goes the long way."""
+    from modularize.convert import ConvertOptions, plan_for
+    from modularize.emit import blocks
+    from modularize.emit.package import emit_package
+    from modularize.frontend.source_file import read_source
+    from modularize.planning.plan import LoopPlan
+
+    assert blocks._names_read(["InputParam('x', type_hint=torch.Tensor | None, default=PIL.Image.LANCZOS)"]) == [
+        "InputParam",
+        "torch",
+        "PIL",
+    ]
+    assert blocks._names_read(["InputParam('x', default=lambda y: y)"]) is None
+    assert blocks._names_read(["ConfigSpec('x', [i for i in range(3)])"]) is None
+    lists: dict[str, str] = {}
+    text = blocks._list_property("inputs", "list[InputParam]", ["InputParam('x', type_hint=int)"], "Step", lists)
+    (stand_in,) = lists
+    assert stand_in in text and "return InputParam, int" in stand_in and "InputParam('x'" not in text
+    with pytest.raises(ValueError, match="not printed once"):
+        blocks.with_lists("nothing here\n", lists)
+
+    source = read_source(str(sd_source))
+    plan = plan_for(
+        source.text, ConvertOptions(path=str(sd_source), label=source.label, module_name=source.module_name)
+    )
+    files = emit_package(plan, source.text, "test")
+    plain = [block for block in plan.blocks if not isinstance(block, LoopPlan)]
+    assert all(blocks.block_class(plan, block).lists for block in plain)  # the short way was taken
+    monkeypatch.setattr(blocks, "_names_read", lambda items: None)  # every list parsed and printed by LibCST
+    assert emit_package(plan, source.text, "test") == files
