@@ -225,3 +225,24 @@ def test_declaration_lists_printed_from_text_give_the_bytes_parsing_them_gives(s
     assert all(blocks.block_class(plan, block).lists for block in plain)  # the short way was taken
     monkeypatch.setattr(blocks, "_names_read", lambda items: None)  # every list parsed and printed by LibCST
     assert emit_package(plan, source.text, "test") == files
+
+
+def test_the_collector_is_paused_during_a_conversion_and_restored_after(monkeypatch):
+    import gc
+
+    from modularize import convert as convert_module
+    from modularize.collector import collector_paused
+
+    seen = []
+    monkeypatch.setattr(convert_module, "parse_source", lambda *args: seen.append(gc.isenabled()) or 1 / 0)
+    assert gc.isenabled()
+    with pytest.raises(ZeroDivisionError):
+        convert_module.convert("x = 1\n", convert_module.ConvertOptions(path="x.py"))
+    assert seen == [False] and gc.isenabled()  # restored after an exception too
+    gc.disable()
+    try:
+        with collector_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # a collector the caller turned off stays off
+    finally:
+        gc.enable()
