@@ -246,3 +246,29 @@ def test_the_collector_is_paused_during_a_conversion_and_restored_after(monkeypa
         assert not gc.isenabled()  # a collector the caller turned off stays off
     finally:
         gc.enable()
+
+
+def test_read_only_visits_call_a_visitor_as_libcst_does_without_rebuilding(sd_source):
+    from modularize.cst.tree_walk import visit_read_only
+
+    significant = (cst.BaseExpression, cst.BaseStatement, cst.BaseSmallStatement, cst.Arg, cst.Param, cst.Decorator)
+
+    class Record(cst.CSTVisitor):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls: list[tuple[str, int]] = []
+
+        def on_visit(self, node: cst.CSTNode) -> bool:
+            if isinstance(node, significant):
+                self.calls.append(("visit", id(node)))
+            return not isinstance(node, cst.Lambda)  # a subtree skipped
+
+        def on_leave(self, original_node: cst.CSTNode) -> None:
+            if isinstance(original_node, significant):
+                self.calls.append(("leave", id(original_node)))
+
+    tree = cst.parse_module(sd_source.read_text())
+    expected, found = Record(), Record()
+    tree.visit(expected)
+    visit_read_only(tree, found)
+    assert len(found.calls) > 5_000 and found.calls == expected.calls

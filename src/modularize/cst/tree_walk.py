@@ -93,6 +93,16 @@ def walk(node: cst.CSTNode, skip: Callable[[cst.CSTNode], bool] | None = None) -
         stack.extend(reversed(children(current)))
 
 
+def visit_read_only(node: cst.CSTNode, visitor: cst.CSTVisitor) -> None:
+    """`node.visit(visitor)` for a visitor that only looks: the same `on_visit` / `on_leave` calls, parents before
+    children and significant children in source order, without LibCST building a new copy of every node it
+    passes (its `visit` rebuilds the tree even for a `CSTVisitor`, and throws the copy away)."""
+    if visitor.on_visit(node):
+        for child in children(node):
+            visit_read_only(child, visitor)
+    visitor.on_leave(node)
+
+
 def findall(node: cst.CSTNode, matcher: m.BaseMatcherNode) -> list[cst.CSTNode]:
     """Every node below (and including) `node` that `matcher` matches, as `libcst.matchers.findall` finds them."""
     # a node matcher (`m.Call(...)`) only matches its own node class, `m.If() | m.IfExp()` one of theirs: test the
