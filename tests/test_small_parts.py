@@ -272,3 +272,18 @@ def test_read_only_visits_call_a_visitor_as_libcst_does_without_rebuilding(sd_so
     tree.visit(expected)
     visit_read_only(tree, found)
     assert len(found.calls) > 5_000 and found.calls == expected.calls
+
+
+def test_block_bindings_are_built_as_the_parser_builds_them():
+    from modularize.emit import blocks
+    from modularize.emit.splice import statement
+
+    for name in ("latents", "prompt_embeds", "t"):
+        pairs = [
+            (blocks._binding(name), f"{name} = block_state.{name}"),
+            (blocks._write_back(name), f"block_state.{name} = {name}"),
+            (blocks._write_back(name, "local_value"), f"block_state.{name} = local_value"),
+            (blocks._binding_or_none(name), f"{name} = getattr(block_state, {name!r}, None)"),
+        ]
+        for built, text in pairs:
+            assert built.deep_equals(statement(text)), text
