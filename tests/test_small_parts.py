@@ -1,6 +1,7 @@
 """Docstring descriptions, names, headers and stage labels."""
 
 import libcst as cst
+import pytest
 
 from modularize.analysis.segment import kind_of_label, label_title, segment_call, stage_label
 from modularize.emit.header import edited_by_hand, read_header, sha256, with_header
@@ -136,3 +137,153 @@ def test_tree_walk_findall_finds_what_libcst_finds_in_the_same_order(sd_source):
     loop = findall(tree, m.For())[0]
     assert not any(node is loop for node in walk(tree, skip=lambda node: node is loop))
     assert not any(node is loop.body for node in walk(tree, skip=lambda node: node is loop))
+
+
+_TRICKY_CODEGEN = [
+    "",
+    "\n",
+    "x = 1",
+    "((x)) = ([1], {2}, {3: (4)}, [(a) for a in (b)], {c for c in d}, {e: f for e, f in g})\n",
+    "f((a), [b])  # comment\n\n\n",
+    "def g(a, /, b=(1), *c, d: (int) = [2], **e) -> (None):\n    return (yield (a)), lambda: ((b))\n",
+    "@(decorator)\nclass C((Base)):\n    x: (int) = (1 if (a) else [b])\n",
+]
+
+
+def test_codegen_without_generators_gives_libcst_code_and_positions(sd_source, monkeypatch):
+    """The installed code generation prints, and places every node, exactly as libcst's own generators do."""
+    from libcst.metadata import MetadataWrapper, PositionProvider
+
+    from modularize.frontend import codegen
+    from modularize.frontend.parse import Positions, code, module_code
+
+    assert all(hasattr(method, "__wrapped__") for _, _, method in codegen.ORIGINALS)  # libcst's @contextmanager
+    assert codegen.ORIGINALS[0][0]._parenthesize is not codegen.ORIGINALS[0][2]  # installed by the parse pass
+
+    def outcome(text: str):
+        tree = cst.parse_module(text)
+        positions = MetadataWrapper(tree, unsafe_skip_copy=True).resolve(PositionProvider)
+        own = Positions(tree, text)
+        statement_codes = [code(statement) for statement in tree.body]
+        return tree.code, module_code(tree), statement_codes, [(positions[n], own[n]) for n in positions]
+
+    for text in [sd_source.read_text(), *_TRICKY_CODEGEN]:
+        installed = outcome(text)
+        with monkeypatch.context() as patch:
+            for cls, name, method in codegen.ORIGINALS:
+                patch.setattr(cls, name, method)
+            assert outcome(text) == installed
+        assert installed[0] == installed[1] == text
+        assert all(libcst_position == own_position for libcst_position, own_position in installed[3])
+
+
+def test_tree_depth_check_finds_the_same_violations_level_by_level(sd_source, monkeypatch):
+    """The level-by-level pass answers "deeper than the limit?" as the path-building walk does, at every limit."""
+    from modularize.frontend import nesting
+
+    tree = cst.parse_module(sd_source.read_text())
+    deepest = next(limit for limit in range(nesting.MAX_DEPTH) if not nesting._deeper_than(tree, limit))
+    assert 10 < deepest < nesting.MAX_DEPTH  # the depth of its deepest node
+    limits = (1, deepest - 2, deepest - 1, deepest, deepest + 1, nesting.MAX_DEPTH)
+    fast = [nesting.tree_depth_violation(tree, limit) for limit in limits]
+    monkeypatch.setattr(nesting, "_deeper_than", lambda tree, limit: True)  # always the full walk
+    full = [nesting.tree_depth_violation(tree, limit) for limit in limits]
+    assert fast == full
+    assert [violation is None for violation in full] == [False, False, False, True, True, True]
+    assert full[2][0] in tree.body and isinstance(full[2][-1], cst.BaseStatement)
+
+
+def test_declaration_lists_printed_from_text_give_the_bytes_parsing_them_gives(sd_source, monkeypatch):
+    """Stand-in lines for the declaration lists (their names, for the imports) and the lists' text put back give
+    the package parsing and printing the lists gives; a list with a scope of its own goes the long way."""
+    from modularize.convert import ConvertOptions, plan_for
+    from modularize.emit import blocks
+    from modularize.emit.package import emit_package
+    from modularize.frontend.source_file import read_source
+    from modularize.planning.plan import LoopPlan
+
+    assert blocks._names_read(["InputParam('x', type_hint=torch.Tensor | None, default=PIL.Image.LANCZOS)"]) == [
+        "InputParam",
+        "torch",
+        "PIL",
+    ]
+    assert blocks._names_read(["InputParam('x', default=lambda y: y)"]) is None
+    assert blocks._names_read(["ConfigSpec('x', [i for i in range(3)])"]) is None
+    lists: dict[str, str] = {}
+    text = blocks._list_property("inputs", "list[InputParam]", ["InputParam('x', type_hint=int)"], "Step", lists)
+    (stand_in,) = lists
+    assert stand_in in text and "return InputParam, int" in stand_in and "InputParam('x'" not in text
+    with pytest.raises(ValueError, match="not printed once"):
+        blocks.with_lists("nothing here\n", lists)
+
+    source = read_source(str(sd_source))
+    plan = plan_for(
+        source.text, ConvertOptions(path=str(sd_source), label=source.label, module_name=source.module_name)
+    )
+    files = emit_package(plan, source.text, "test")
+    plain = [block for block in plan.blocks if not isinstance(block, LoopPlan)]
+    assert all(blocks.block_class(plan, block).lists for block in plain)  # the short way was taken
+    monkeypatch.setattr(blocks, "_names_read", lambda items: None)  # every list parsed and printed by LibCST
+    assert emit_package(plan, source.text, "test") == files
+
+
+def test_the_collector_is_paused_during_a_conversion_and_restored_after(monkeypatch):
+    import gc
+
+    from modularize import convert as convert_module
+    from modularize.collector import collector_paused
+
+    seen = []
+    monkeypatch.setattr(convert_module, "parse_source", lambda *args: seen.append(gc.isenabled()) or 1 / 0)
+    assert gc.isenabled()
+    with pytest.raises(ZeroDivisionError):
+        convert_module.convert("x = 1\n", convert_module.ConvertOptions(path="x.py"))
+    assert seen == [False] and gc.isenabled()  # restored after an exception too
+    gc.disable()
+    try:
+        with collector_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # a collector the caller turned off stays off
+    finally:
+        gc.enable()
+
+
+def test_read_only_visits_call_a_visitor_as_libcst_does_without_rebuilding(sd_source):
+    from modularize.cst.tree_walk import visit_read_only
+
+    significant = (cst.BaseExpression, cst.BaseStatement, cst.BaseSmallStatement, cst.Arg, cst.Param, cst.Decorator)
+
+    class Record(cst.CSTVisitor):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls: list[tuple[str, int]] = []
+
+        def on_visit(self, node: cst.CSTNode) -> bool:
+            if isinstance(node, significant):
+                self.calls.append(("visit", id(node)))
+            return not isinstance(node, cst.Lambda)  # a subtree skipped
+
+        def on_leave(self, original_node: cst.CSTNode) -> None:
+            if isinstance(original_node, significant):
+                self.calls.append(("leave", id(original_node)))
+
+    tree = cst.parse_module(sd_source.read_text())
+    expected, found = Record(), Record()
+    tree.visit(expected)
+    visit_read_only(tree, found)
+    assert len(found.calls) > 5_000 and found.calls == expected.calls
+
+
+def test_block_bindings_are_built_as_the_parser_builds_them():
+    from modularize.emit import blocks
+    from modularize.emit.splice import statement
+
+    for name in ("latents", "prompt_embeds", "t"):
+        pairs = [
+            (blocks._binding(name), f"{name} = block_state.{name}"),
+            (blocks._write_back(name), f"block_state.{name} = {name}"),
+            (blocks._write_back(name, "local_value"), f"block_state.{name} = local_value"),
+            (blocks._binding_or_none(name), f"{name} = getattr(block_state, {name!r}, None)"),
+        ]
+        for built, text in pairs:
+            assert built.deep_equals(statement(text)), text

@@ -10,6 +10,7 @@ and defines every name it reads (`emit.validate`); output failing that is a conv
 from __future__ import annotations
 
 from .analysis.analyze import analyze
+from .collector import collector_paused
 from .emit.package import emit_package
 from .emit.validate import check_generated
 from .frontend.parse import parse_source
@@ -19,11 +20,13 @@ from .planning.plan import PipelinePlan
 __all__ = ["ConvertOptions", "convert", "generator_string", "package_files", "plan_for"]
 
 
+@collector_paused()
 def plan_for(source_text: str, options: ConvertOptions) -> PipelinePlan:
     source = parse_source(source_text, options.path, options.label, options.module_name)
     return analyze(source, options.class_name)
 
 
+@collector_paused()
 def package_files(plan: PipelinePlan, source_text: str, options: ConvertOptions) -> dict[str, str]:
     """The package's files for a plan; every file compiles and defines what it reads, or `GeneratedCodeError`
     (a converter bug) is raised and nothing may be written."""
@@ -32,5 +35,6 @@ def package_files(plan: PipelinePlan, source_text: str, options: ConvertOptions)
     return files
 
 
+@collector_paused()
 def convert(source_text: str, options: ConvertOptions) -> dict[str, str]:
     return package_files(plan_for(source_text, options), source_text, options)

@@ -17,14 +17,14 @@ import libcst.matchers as m
 
 from ..cst.dataflow import names_read
 from ..cst.substitute import Replacement, rewrite_statements
-from ..cst.tree_walk import findall
+from ..cst.tree_walk import findall, names_in
 from ..frontend.class_facts import ClassFacts, docstring_of
 from ..frontend.parse import SourceModule
 from ..planning.naming import Naming
 from ..planning.plan import Helper, Note
 from ..transforms.helpers import as_static_helper
 from ..transforms.self_to_components import self_to_components
-from .runtime_plumbing import without_callbacks
+from .runtime_plumbing import CALLBACK_ARGUMENTS, without_callbacks
 
 # Members a ModularPipeline provides itself; `self.<x>` of these are `components.<x>` without further ado.
 MODULAR_PIPELINE_MEMBERS = ("_execution_device", "device", "dtype", "components", "config")
@@ -87,10 +87,17 @@ class Context:
     def rewrite(self, statements: Sequence[cst.BaseStatement], keep_on_self: Sequence[str] = ()) -> Rewritten:
         result = Rewritten([])
         for statement in rewrite_statements(list(statements), self.replacements):
-            statement = without_callbacks(statement, self.callback_defaults)
-            statement, used = self_to_components(statement, self.meaning, self.facts.per_call, "self", keep_on_self)
+            # both rewrites copy a statement they cannot change (the statements here are fresh copies already):
+            # one walk for the names they act on spares most statements two rebuilding visits
+            names = names_in(statement)
+            if not names.isdisjoint(CALLBACK_ARGUMENTS):
+                statement = without_callbacks(statement, self.callback_defaults)
+            if "self" in names:
+                statement, used = self_to_components(
+                    statement, self.meaning, self.facts.per_call, "self", keep_on_self
+                )
+                result.merge(used)
             result.body.append(statement)
-            result.merge(used)
         return result
 
 

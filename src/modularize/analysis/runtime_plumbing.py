@@ -35,6 +35,7 @@ import libcst.matchers as m
 
 from ..cst.dataflow import names_read
 from ..cst.substitute import substitute_names
+from ..cst.tree_walk import visit_read_only
 
 # `__call__` arguments that only feed step-end callbacks (and the deprecated callback API popped from **kwargs)
 CALLBACK_ARGUMENTS = ("callback_on_step_end", "callback_on_step_end_tensor_inputs", "callback", "callback_steps")
@@ -126,7 +127,7 @@ def _assigns_callback_argument(statement: cst.BaseSmallStatement | None) -> str 
 def find_runtime_plumbing(statements: Sequence[cst.CSTNode]) -> tuple[list[Drop], list[cst.Return]]:
     finder = _RuntimePlumbing()
     for statement in statements:
-        statement.visit(finder)
+        visit_read_only(statement, finder)
     return finder.drops, finder.returns
 
 

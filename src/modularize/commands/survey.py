@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ..collector import collector_paused
 from ..errors import EXIT_FAILED, EXIT_OK, InputError, Location
 from .console import stderr
 
@@ -61,6 +62,7 @@ def pipeline_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("pipeline_*.py") if "__pycache__" not in p.parts)
 
 
+@collector_paused()  # a file's classes all share its tree: one pause around them (see collector)
 def survey_file(path: str, root: str) -> list[Entry]:
     """Convert every pipeline class of one file (runs in a worker process)."""
     from ..analysis.analyze import analyze

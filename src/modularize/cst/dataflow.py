@@ -13,7 +13,7 @@ times), so this walks statements in execution order and tracks which names are *
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import libcst as cst
@@ -21,6 +21,45 @@ import libcst as cst
 from .tree_walk import children, walk
 
 _CONSTANTS = frozenset({"None", "True", "False"})  # LibCST spells these as names
+
+# Node classes that never hold a name, whatever is below them (whitespace, comments, brackets, operators,
+# literals): the walks below skip them. They are checked by exact type, as is every dispatch here: LibCST's node
+# classes are final, and `isinstance` against them is a Python-level `ABCMeta.__instancecheck__` call per node.
+_NAMELESS_BASES = (
+    cst.BaseParenthesizableWhitespace,
+    cst.TrailingWhitespace,
+    cst.EmptyLine,
+    cst.Newline,
+    cst.Comment,
+    cst.LeftParen,
+    cst.RightParen,
+    cst.LeftSquareBracket,
+    cst.RightSquareBracket,
+    cst.LeftCurlyBrace,
+    cst.RightCurlyBrace,
+    cst.Comma,
+    cst.Dot,
+    cst.Colon,
+    cst.Semicolon,
+    cst.AssignEqual,
+    cst.BaseBinaryOp,
+    cst.BaseBooleanOp,
+    cst.BaseCompOp,
+    cst.BaseUnaryOp,
+    cst.BaseAugOp,
+    cst.ImportStar,
+    cst.SimpleString,
+    cst.Integer,
+    cst.Float,
+    cst.Imaginary,
+    cst.Ellipsis,
+)
+_NAMELESS = frozenset(
+    value
+    for value in vars(cst).values()
+    if isinstance(value, type) and issubclass(value, _NAMELESS_BASES) and not value.__subclasses__()
+)
+_NESTED_SCOPES = frozenset({cst.Lambda, cst.ListComp, cst.SetComp, cst.GeneratorExp, cst.DictComp})
 
 
 @dataclass(frozen=True)
@@ -201,15 +240,14 @@ class _FlowWalker:
             self.statement(node, defined)
 
     def expr(self, node: cst.CSTNode, defined: frozenset[str]) -> None:
-        if isinstance(node, cst.Name):
+        kind = type(node)
+        if kind is cst.Name:
             self._read(node.value, defined)
-        elif isinstance(node, cst.Attribute):
+        elif kind is cst.Attribute or kind is cst.Arg:
             self.expr(node.value, defined)
-        elif isinstance(node, cst.Arg):
-            self.expr(node.value, defined)
-        elif isinstance(node, (cst.Lambda, cst.ListComp, cst.SetComp, cst.GeneratorExp, cst.DictComp)):
+        elif kind in _NESTED_SCOPES:
             self.scoped(node, defined)
-        else:
+        elif kind not in _NAMELESS:
             for child in children(node):
                 self.expr(child, defined)
 
@@ -237,8 +275,13 @@ class _NestedScopeReads:
     def visit(self, node: cst.CSTNode) -> None:
         """As a LibCST visitor would (a `visit_<Class>` returning False skips the node's children), without its
         rebuilding traversal."""
-        handler = getattr(self, f"visit_{type(node).__name__}", None)
-        if handler is not None and handler(node) is False:
+        kind = type(node)
+        if kind in _NAMELESS:
+            return
+        handler = _HANDLERS.get(kind)
+        if handler is None:
+            handler = _HANDLERS[kind] = getattr(_NestedScopeReads, f"visit_{kind.__name__}", _no_handler)
+        if handler(self, node) is False:
             return
         for child in children(node):
             self.visit(child)
@@ -360,6 +403,13 @@ class _NestedScopeReads:
             self._bind(target.value)
         else:
             self.visit(target)
+
+
+_HANDLERS: dict[type, Callable[[_NestedScopeReads, cst.CSTNode], bool | None]] = {}
+
+
+def _no_handler(reads: _NestedScopeReads, node: cst.CSTNode) -> None:
+    return None
 
 
 _PURE_CALLS = frozenset({"int", "float", "bool", "len", "min", "max", "abs", "round", "tuple", "isinstance"})

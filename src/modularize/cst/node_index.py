@@ -29,14 +29,11 @@ class NodeIndex:
         self._position: dict[int, int] = {}
         for position, statement in enumerate(self.statements):
             for node in walk(statement):
-                if isinstance(node, _INDEXED):
-                    self._add(position, node)
-
-    def _add(self, position: int, node: cst.CSTNode) -> None:
-        self._position[id(node)] = position
-        for kind in _INDEXED:
-            if isinstance(node, kind):
-                self._nodes[kind].append((position, node))
+                # by exact type (LibCST's node classes are final): `isinstance` is an ABC check per class per node
+                found = self._nodes.get(type(node))
+                if found is not None:
+                    self._position[id(node)] = position
+                    found.append((position, node))
 
     def find(
         self,

@@ -17,7 +17,7 @@ from typing import TypeVar
 import libcst as cst
 
 from ..frontend.parse import code
-from .tree_walk import walk
+from .tree_walk import paths_to, walk
 
 NodeT = TypeVar("NodeT", bound=cst.CSTNode)
 
@@ -189,5 +189,20 @@ def rewrite_statements(
 ) -> list[cst.BaseStatement]:
     module = cst.Module(body=statements)
     if replacements:
-        module = module.visit(_ReplaceNodes(replacements))
+        targets = {id(node) for node in replacements}
+        paths = paths_to(statements, lambda node: id(node) in targets)
+        if paths:
+            module = module.visit(_ReplaceNodesOnPaths(replacements, paths | {id(module)}))
+    # the pruning visit rebuilds every node: what the replacing visit left alone comes out a fresh copy all the same
     return list(module.visit(_PruneEmptyBlocks()).body)
+
+
+class _ReplaceNodesOnPaths(_ReplaceNodes):
+    """`_ReplaceNodes` that descends only into the nodes on a path to one it replaces."""
+
+    def __init__(self, replacements: Mapping[cst.CSTNode, Replacement], paths: set[int]):
+        super().__init__(replacements)
+        self._paths = paths
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        return id(node) in self._paths

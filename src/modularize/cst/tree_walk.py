@@ -11,7 +11,8 @@ nodes in the same (pre-)order about three times faster, and the analysis does li
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+import operator
+from collections.abc import Callable, Iterator, Sequence
 
 import libcst as cst
 import libcst.matchers as m
@@ -27,6 +28,11 @@ _SOURCE_ORDER: dict[type, tuple[str, ...]] = {
     cst.Parameters: ("posonly_params", "posonly_ind", "params", "star_arg", "kwonly_params", "star_kwarg"),
 }
 _FIELDS: dict[type, tuple[str, ...]] = {}
+# per node class, one C call returning its fields' values in the order above
+_GETTERS: dict[type, Callable[[cst.CSTNode], tuple]] = {}
+# per value type: 1 a node, 2 a sequence (of nodes), 0 anything else. `isinstance(value, cst.CSTNode)` goes through
+# `ABCMeta.__instancecheck__` (a Python call) for every field of every node; a dict lookup by type does not.
+_KINDS: dict[type, int] = {}
 
 
 def _field_names(cls: type) -> tuple[str, ...]:
@@ -37,15 +43,41 @@ def _field_names(cls: type) -> tuple[str, ...]:
     return names
 
 
+def _getter(cls: type) -> Callable[[cst.CSTNode], tuple]:
+    names = _field_names(cls)
+    if len(names) > 1:
+        getter = operator.attrgetter(*names)
+    elif names:
+        single = operator.attrgetter(names[0])
+        getter = lambda node: (single(node),)  # noqa: E731
+    else:
+        getter = lambda node: ()  # noqa: E731
+    _GETTERS[cls] = getter
+    return getter
+
+
+def _kind(cls: type) -> int:
+    kind = _KINDS[cls] = 1 if issubclass(cls, cst.CSTNode) else 2 if issubclass(cls, (tuple, list)) else 0
+    return kind
+
+
 def children(node: cst.CSTNode) -> list[cst.CSTNode]:
     """`node.children` without LibCST's visit: the significant ones in source order."""
     found: list[cst.CSTNode] = []
-    for name in _field_names(type(node)):
-        value = getattr(node, name)
-        if isinstance(value, cst.CSTNode):
+    kinds = _KINDS
+    for value in (_GETTERS.get(type(node)) or _getter(type(node)))(node):
+        kind = kinds.get(type(value))
+        if kind is None:
+            kind = _kind(type(value))
+        if kind == 1:
             found.append(value)
-        elif isinstance(value, (tuple, list)):
-            found.extend(item for item in value if isinstance(item, cst.CSTNode))
+        elif kind == 2:
+            for item in value:
+                item_kind = kinds.get(type(item))
+                if item_kind is None:
+                    item_kind = _kind(type(item))
+                if item_kind == 1:
+                    found.append(item)
     return found
 
 
@@ -61,10 +93,58 @@ def walk(node: cst.CSTNode, skip: Callable[[cst.CSTNode], bool] | None = None) -
         stack.extend(reversed(children(current)))
 
 
+def visit_read_only(node: cst.CSTNode, visitor: cst.CSTVisitor) -> None:
+    """`node.visit(visitor)` for a visitor that only looks: the same `on_visit` / `on_leave` calls, parents before
+    children and significant children in source order, without LibCST building a new copy of every node it
+    passes (its `visit` rebuilds the tree even for a `CSTVisitor`, and throws the copy away)."""
+    if visitor.on_visit(node):
+        for child in children(node):
+            visit_read_only(child, visitor)
+    visitor.on_leave(node)
+
+
 def findall(node: cst.CSTNode, matcher: m.BaseMatcherNode) -> list[cst.CSTNode]:
     """Every node below (and including) `node` that `matcher` matches, as `libcst.matchers.findall` finds them."""
-    # a node matcher (`m.Call(...)`) only matches its own node class: test the class before the matcher
+    # a node matcher (`m.Call(...)`) only matches its own node class, `m.If() | m.IfExp()` one of theirs: test the
+    # class (exactly: LibCST's node classes are final) before the matcher
+    classes = _matched_classes(matcher)
+    if classes is None:
+        return [found for found in walk(node) if m.matches(found, matcher)]
+    return [found for found in walk(node) if type(found) in classes and m.matches(found, matcher)]
+
+
+def _matched_classes(matcher: m.BaseMatcherNode) -> frozenset[type] | None:
+    """The node classes `matcher` can match, None when it is not a node matcher or a `OneOf` of them."""
+    if isinstance(matcher, m.OneOf):
+        options = [_matched_classes(option) for option in matcher.options]
+        return None if any(option is None for option in options) else frozenset().union(*options)
     node_class = getattr(cst, type(matcher).__name__, None)
-    if isinstance(node_class, type) and issubclass(node_class, cst.CSTNode):
-        return [found for found in walk(node) if isinstance(found, node_class) and m.matches(found, matcher)]
-    return [found for found in walk(node) if m.matches(found, matcher)]
+    if not (isinstance(node_class, type) and issubclass(node_class, cst.CSTNode)):
+        return None
+    final = [c for c in _with_subclasses(node_class) if not c.__subclasses__()]
+    return frozenset(final)
+
+
+def _with_subclasses(cls: type) -> list[type]:
+    return [cls, *(sub for direct in cls.__subclasses__() for sub in _with_subclasses(direct))]
+
+
+def names_in(node: cst.CSTNode) -> set[str]:
+    """Every name spelled anywhere below `node` (loads, stores, attribute and keyword names alike)."""
+    return {found.value for found in walk(node) if type(found) is cst.Name}
+
+
+def paths_to(statements: Sequence[cst.CSTNode], is_target: Callable[[cst.CSTNode], bool]) -> set[int]:
+    """Ids of the nodes in `statements` that `is_target` is true for and of every node above them: where a
+    transformer that changes only those nodes must descend (it can leave every other subtree as it is)."""
+    found: set[int] = set()
+    path: list[int] = []
+    stack = [(statement, 0) for statement in reversed(statements)]
+    while stack:
+        node, depth = stack.pop()
+        del path[depth:]
+        path.append(id(node))
+        if is_target(node):
+            found.update(path)
+        stack.extend((child, depth + 1) for child in reversed(children(node)))
+    return found

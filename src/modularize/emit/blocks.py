@@ -15,7 +15,9 @@ read exactly like the source they were copied from:
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import libcst as cst
 
@@ -67,9 +69,94 @@ def guider_spec(guidance: GuidancePlan, plan: PipelinePlan) -> str:
     )
 
 
-def _list_property(name: str, annotation: str, items: Sequence[str]) -> str:
+@dataclass(frozen=True)
+class Emitted:
+    """Classes for a generated file, and the text its declaration lists are printed as.
+
+    A declaration list (`inputs`, `intermediate_outputs`, `expected_components`, ...) is most of a block class's
+    code and nothing in it is analyzed but the names it reads: LibCST parsing (building its nodes) and printing it
+    again cost more than the rest of the class. So the parsed template holds, in the list's place, a one-line
+    stand-in reading the same names (what the package's imports are computed from), and the file's printed text
+    gets the list's text back (`with_lists`): the same bytes as parsing and printing the list.
+
+        return [                                                      return InputParam, torch  # <marker>
+            InputParam('x', type_hint=torch.Tensor),       ->
+        ]
+    """
+
+    statements: list[cst.BaseStatement]
+    lists: dict[str, str] = field(default_factory=dict)  # stand-in line -> the list's lines
+
+
+# ends a stand-in line, with the class and property it stands in (unique in a package)
+_LIST_MARKER = "# modularize: declaration list of"
+
+# Expressions whose free names are their `ast.Name`s: nothing in them binds a name or opens a scope (a lambda,
+# comprehension or `:=` in a default sends its list the long way, through LibCST).
+_PLAIN_EXPRESSION = (
+    ast.Expression,
+    ast.Call,
+    ast.keyword,
+    ast.Name,
+    ast.Load,
+    ast.Attribute,
+    ast.Constant,
+    ast.Subscript,
+    ast.Slice,
+    ast.Tuple,
+    ast.List,
+    ast.Set,
+    ast.Dict,
+    ast.BinOp,
+    ast.UnaryOp,
+    ast.BoolOp,
+    ast.Compare,
+    ast.IfExp,
+    ast.operator,
+    ast.unaryop,
+    ast.boolop,
+    ast.cmpop,
+)
+
+
+def _names_read(items: Sequence[str]) -> list[str] | None:
+    """The names the item expressions read, in first-read order; None when one is not a plain expression."""
+    names: dict[str, None] = {}
+    for item in items:
+        try:
+            tree = ast.parse(item, mode="eval")
+        except SyntaxError:
+            return None
+        for node in ast.walk(tree):
+            if not isinstance(node, _PLAIN_EXPRESSION):
+                return None
+            if isinstance(node, ast.Name):
+                names.setdefault(node.id, None)
+    return list(names)
+
+
+def _list_property(
+    name: str, annotation: str, items: Sequence[str], owner: str = "", lists: dict[str, str] | None = None
+) -> str:
+    """A property returning a list; with `lists`, its return statement is a stand-in (see `Emitted`)."""
     inner = "".join(f"            {item},\n" for item in items)
-    return f"    @property\n    def {name}(self) -> {annotation}:\n        return [\n{inner}        ]\n"
+    head = f"    @property\n    def {name}(self) -> {annotation}:\n"
+    body = f"        return [\n{inner}        ]\n"
+    names = _names_read(items) if lists is not None and items else None
+    if lists is None or not names:
+        return head + body
+    stand_in = f"        return {', '.join(names)}  {_LIST_MARKER} {owner}.{name}\n"
+    lists[stand_in] = body
+    return head + stand_in
+
+
+def with_lists(text: str, lists: dict[str, str]) -> str:
+    """Printed code with each stand-in line replaced by its list's lines."""
+    for stand_in, body in lists.items():
+        if text.count(stand_in) != 1:
+            raise ValueError(f"a declaration list's stand-in is not printed once: {stand_in.strip()!r}")
+        text = text.replace(stand_in, body)
+    return text
 
 
 def _components_of(plan: PipelinePlan, names: Sequence[str]) -> list[str]:
@@ -87,19 +174,22 @@ def _declarations(
     inputs_property: str = "inputs",
     configs: Sequence[tuple[str, str]] = (),
     configs_property: str = "expected_configs",
+    owner: str = "",
+    lists: dict[str, str] | None = None,
 ) -> str:
     text = f"    model_name = {plan.model_name!r}\n\n"
     text += f"    @property\n    def description(self) -> str:\n        return {description!r}\n\n"
     if components:
-        text += _list_property(components_property, "list[ComponentSpec]", components) + "\n"
+        text += _list_property(components_property, "list[ComponentSpec]", components, owner, lists) + "\n"
     if configs:
         specs = [f"ConfigSpec({name!r}, {default})" for name, default in configs]
-        text += _list_property(configs_property, "list[ConfigSpec]", specs) + "\n"
+        text += _list_property(configs_property, "list[ConfigSpec]", specs, owner, lists) + "\n"
     if inputs:
-        text += _list_property(inputs_property, "list[InputParam]", [_input_param(p) for p in inputs]) + "\n"
+        items = [_input_param(p) for p in inputs]
+        text += _list_property(inputs_property, "list[InputParam]", items, owner, lists) + "\n"
     if outputs:
-        text += _list_property("intermediate_outputs", "list[OutputParam]", [_output_param(o) for o in outputs])
-        text += "\n"
+        items = [_output_param(o) for o in outputs]
+        text += _list_property("intermediate_outputs", "list[OutputParam]", items, owner, lists) + "\n"
     return text
 
 
@@ -114,12 +204,44 @@ def _before_loop(loop: cst.BaseStatement, inserted: list[cst.BaseStatement]) -> 
     return [loop.with_changes(body=loop.body.with_changes(body=body))]
 
 
+# The statements every block's body starts and ends with, a hundred per package, are built rather than parsed:
+# the same nodes `statement(text)` gives (`deep_equals`, tested), without the parser's per-call cost.
+_COMMA = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
+
+
+def _assign(target: cst.BaseAssignTargetExpression, value: cst.BaseExpression) -> cst.SimpleStatementLine:
+    return cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(target)], value)])
+
+
+def _from_block_state(name: str) -> cst.Attribute:
+    return cst.Attribute(cst.Name("block_state"), cst.Name(name))
+
+
 def _binding(name: str) -> cst.BaseStatement:
-    return statement(f"{name} = block_state.{name}")
+    """`name = block_state.name`"""
+    if not name.isidentifier():
+        return statement(f"{name} = block_state.{name}")
+    return _assign(cst.Name(name), _from_block_state(name))
 
 
 def _write_back(name: str, local: str | None = None) -> cst.BaseStatement:
-    return statement(f"block_state.{name} = {local or name}")
+    """`block_state.name = local`"""
+    value = local or name
+    if not (name.isidentifier() and value.isidentifier()):
+        return statement(f"block_state.{name} = {value}")
+    return _assign(_from_block_state(name), cst.Name(value))
+
+
+def _binding_or_none(name: str) -> cst.BaseStatement:
+    """`name = getattr(block_state, 'name', None)`"""
+    if not name.isidentifier():
+        return statement(f"{name} = getattr(block_state, {name!r}, None)")
+    arguments = [
+        cst.Arg(cst.Name("block_state"), comma=_COMMA),
+        cst.Arg(cst.SimpleString(repr(name)), comma=_COMMA),
+        cst.Arg(cst.Name("None")),
+    ]
+    return _assign(cst.Name(name), cst.Call(cst.Name("getattr"), arguments))
 
 
 def _bases(inputs: Sequence[Param], base: str) -> str:
@@ -128,9 +250,10 @@ def _bases(inputs: Sequence[Param], base: str) -> str:
     return f"{EXPLICIT_NONE_NAME}, {base}" if keeps else base
 
 
-def block_class(plan: PipelinePlan, block: BlockPlan) -> list[cst.BaseStatement]:
+def block_class(plan: PipelinePlan, block: BlockPlan) -> Emitted:
     description = f"Stage `{block.label}` of `{plan.class_name}.__call__`."
     pipeline = plan.pipeline_class_name
+    lists: dict[str, str] = {}
     template = (
         f"class {block.class_name}({_bases(block.inputs, 'ModularPipelineBlocks')}):\n"
         + _declarations(
@@ -140,6 +263,8 @@ def block_class(plan: PipelinePlan, block: BlockPlan) -> list[cst.BaseStatement]
             block.inputs,
             block.outputs,
             configs=block.configs,
+            owner=block.class_name,
+            lists=lists,
         )
         + f"    {MEMBERS}\n\n"
         "    @torch.no_grad()\n"
@@ -150,14 +275,14 @@ def block_class(plan: PipelinePlan, block: BlockPlan) -> list[cst.BaseStatement]
         "        return components, state\n"
     )
     body = [_binding(p.name) for p in block.inputs]
-    body += [statement(f"{name} = getattr(block_state, {name!r}, None)") for name in block.unbound_outputs]
+    body += [_binding_or_none(name) for name in block.unbound_outputs]
     body += list(block.body)
     body += [_write_back(o.name, o.local) for o in block.outputs]
     members = [helper.function for helper in block.helpers]
-    return splice(template, {BODY: body, MEMBERS: members})
+    return Emitted(splice(template, {BODY: body, MEMBERS: members}), lists)
 
 
-def loop_step_class(plan: PipelinePlan, loop: LoopPlan, step: LoopStepPlan) -> list[cst.BaseStatement]:
+def loop_step_class(plan: PipelinePlan, loop: LoopPlan, step: LoopStepPlan) -> Emitted:
     pipeline = plan.pipeline_class_name
     description = (
         f"The `{step.key}` step of the denoising loop (stage `{loop.label}` of `{plan.class_name}.__call__`), "
@@ -170,10 +295,12 @@ def loop_step_class(plan: PipelinePlan, loop: LoopPlan, step: LoopStepPlan) -> l
         if plan.guidance.merges_calls:
             configs.append(BATCHING_CONFIG)
     targets = ", ".join(loop.loop_targets)
+    lists: dict[str, str] = {}
+    owner = step.class_name
     template = (
         f"class {step.class_name}(ModularPipelineBlocks):\n"
-        + _declarations(plan, description, components, step.inputs, step.outputs)
-        + (_list_property("expected_configs", "list[ConfigSpec]", configs) + "\n" if configs else "")
+        + _declarations(plan, description, components, step.inputs, step.outputs, owner=owner, lists=lists)
+        + (_list_property("expected_configs", "list[ConfigSpec]", configs, owner, lists) + "\n" if configs else "")
         + f"    {MEMBERS}\n\n"
         "    @torch.no_grad()\n"
         f"    def __call__(self, components: {pipeline}, block_state: BlockState, {targets}) "
@@ -184,15 +311,16 @@ def loop_step_class(plan: PipelinePlan, loop: LoopPlan, step: LoopStepPlan) -> l
     declared = [p.name for p in step.inputs if p.name not in step.guided]
     bound = declared + [n for n in step.carried_in if n not in declared and n not in step.guided]
     body = [_binding(name) for name in bound]
-    body += [statement(f"{name} = getattr(block_state, {name!r}, None)") for name in step.unbound]
+    body += [_binding_or_none(name) for name in step.unbound]
     body += list(step.body)
     body += [_write_back(name) for name in step.carried_out]
     members = [helper.function for helper in step.helpers]
-    return splice(template, {BODY: body, MEMBERS: members})
+    return Emitted(splice(template, {BODY: body, MEMBERS: members}), lists)
 
 
-def loop_classes(plan: PipelinePlan, loop: LoopPlan) -> list[cst.BaseStatement]:
+def loop_classes(plan: PipelinePlan, loop: LoopPlan) -> Emitted:
     pipeline = plan.pipeline_class_name
+    lists: dict[str, str] = {}
     description = (
         f"Runs the denoising loop of `{plan.class_name}.__call__` (stage `{loop.label}`): "
         "its sub-blocks run once per timestep."
@@ -209,6 +337,8 @@ def loop_classes(plan: PipelinePlan, loop: LoopPlan) -> list[cst.BaseStatement]:
             inputs_property="loop_inputs",
             configs=loop.configs,
             configs_property="loop_expected_configs",
+            owner=loop.wrapper_class_name,
+            lists=lists,
         )
         + "    @torch.no_grad()\n"
         f"    def __call__(self, components: {pipeline}, state: PipelineState) -> tuple[{pipeline}, PipelineState]:\n"
@@ -224,7 +354,9 @@ def loop_classes(plan: PipelinePlan, loop: LoopPlan) -> list[cst.BaseStatement]:
     statements = splice(template, {BODY: body})
     steps = [s for s in loop.steps if s.body]
     for step in steps:
-        statements += loop_step_class(plan, loop, step)
+        emitted = loop_step_class(plan, loop, step)
+        statements += emitted.statements
+        lists.update(emitted.lists)
     step_list = "".join(f"        {s.class_name},\n" for s in steps)
     name_list = "".join(f"        {s.key!r},\n" for s in steps)
     statements += splice(
@@ -236,4 +368,4 @@ def loop_classes(plan: PipelinePlan, loop: LoopPlan) -> list[cst.BaseStatement]:
         f"        return {('Denoising loop of ' + plan.class_name + ': ' + ', '.join(s.key for s in steps) + ' per timestep.')!r}\n",
         {},
     )
-    return statements
+    return Emitted(statements, lists)

@@ -15,11 +15,11 @@ import libcst as cst
 
 from ..cst.dataflow import flow_of, names_read
 from ..errors import ConversionError
-from ..frontend.parse import code
+from ..frontend.parse import code, module_code
 from ..kinds import DefinitionKind
 from ..planning.plan import LoopPlan, ModuleDefinition, PipelinePlan
 from ..transforms.imports import import_from, prune_unused_imports, relative_module
-from .blocks import block_class, loop_classes
+from .blocks import block_class, loop_classes, with_lists
 from .format import format_files
 from .guider_class import guider_class
 from .header import with_header
@@ -69,6 +69,7 @@ class _File:
             self.module_name = f"diffusers.modular_pipelines.{plan.package}.{relpath[:-3]}"
         self.docstring = ""
         self.body: list[cst.BaseStatement] = []
+        self.lists: dict[str, str] = {}  # declaration lists' stand-in lines -> their text (see `Emitted`)
 
     def render(self, package_names: dict[str, str], definitions: Sequence[ModuleDefinition]) -> str:
         copied, imports = _dependencies(self, package_names, definitions)
@@ -80,7 +81,7 @@ class _File:
         if imports and rest:
             rest[0] = _one_blank_line_before(rest[0])
         statements += rest
-        return cst.Module(body=statements).code
+        return with_lists(module_code(cst.Module(body=statements)), self.lists)
 
 
 def _one_blank_line_before(statement: cst.BaseStatement) -> cst.BaseStatement:
@@ -274,7 +275,8 @@ def emit_package(plan: PipelinePlan, source_text: str, generator: str, in_tree: 
     for block in plan.blocks:
         target = files[block.file]
         if isinstance(block, LoopPlan):
-            classes = loop_classes(plan, block)
+            emitted = loop_classes(plan, block)
+            classes = emitted.statements
             if plan.guidance.combine is not None:
                 classes = guider_class(plan) + classes
             # the runtime helpers the guider code calls (`merge_guider_batches`, ...), copied by name, first
@@ -282,8 +284,10 @@ def emit_package(plan: PipelinePlan, source_text: str, generator: str, in_tree: 
             calls = [name for name in free_names(classes) if name not in package_names]
             classes = runtime_definitions(calls) + classes
         else:
-            classes = block_class(plan, block)
+            emitted = block_class(plan, block)
+            classes = emitted.statements
         target.body += classes
+        target.lists.update(emitted.lists)
         for statement in classes:
             if isinstance(statement, cst.ClassDef):
                 package_names[statement.name.value] = block.file

@@ -21,7 +21,9 @@ from __future__ import annotations
 import ast
 import dataclasses
 import io
+import operator
 import tokenize
+from collections.abc import Callable
 
 import libcst as cst
 
@@ -172,9 +174,62 @@ def _nesting_fields(cls: type) -> tuple[str, ...]:
     return names
 
 
+# per node class, one C call returning the values of its nesting fields; per value type, 1 a node, 2 a tuple or
+# list (of nodes, maybe), 0 anything else (`isinstance(value, cst.CSTNode)` is a Python-level ABC check)
+_GETTERS: dict[type, Callable[[cst.CSTNode], tuple]] = {}
+_KINDS: dict[type, int] = {}
+
+
+def _getter(cls: type) -> Callable[[cst.CSTNode], tuple]:
+    names = _nesting_fields(cls)
+    if len(names) > 1:
+        getter = operator.attrgetter(*names)
+    elif names:
+        single = operator.attrgetter(names[0])
+        getter = lambda node: (single(node),)  # noqa: E731
+    else:
+        getter = lambda node: ()  # noqa: E731
+    _GETTERS[cls] = getter
+    return getter
+
+
+def _kind(cls: type) -> int:
+    kind = _KINDS[cls] = 1 if issubclass(cls, cst.CSTNode) else 2 if cls in (tuple, list) else 0
+    return kind
+
+
+def _deeper_than(tree: cst.Module, limit: int) -> bool:
+    """Whether any node lies deeper than `limit` (the same nodes and depths as `tree_depth_violation`), found
+    level by level: no per-node tuples or statement paths."""
+    getters, kinds = _GETTERS, _KINDS
+    level: list[cst.CSTNode] = [tree]
+    for _ in range(limit + 1):  # after k rounds, `level` holds the nodes at depth k
+        below: list[cst.CSTNode] = []
+        for node in level:
+            for value in (getters.get(type(node)) or _getter(type(node)))(node):
+                kind = kinds.get(type(value))
+                if kind is None:
+                    kind = _kind(type(value))
+                if kind == 1:
+                    below.append(value)
+                elif kind == 2:
+                    for item in value:
+                        item_kind = kinds.get(type(item))
+                        if item_kind is None:
+                            item_kind = _kind(type(item))
+                        if item_kind == 1:
+                            below.append(item)
+        if not below:
+            return False
+        level = below
+    return True
+
+
 def tree_depth_violation(tree: cst.Module, limit: int = MAX_DEPTH) -> list[cst.CSTNode] | None:
     """The statements leading to the first node (in source order) deeper than `limit`: module-level statement
     first, the innermost statement holding the node last. None when the tree is within the limit."""
+    if not _deeper_than(tree, limit):  # every real module: one cheap pass, no paths built
+        return None
     stack: list[tuple[cst.CSTNode, int, tuple[cst.CSTNode, ...]]] = [(tree, 0, ())]
     node_class = cst.CSTNode
     while stack:

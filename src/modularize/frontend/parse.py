@@ -6,17 +6,23 @@ Nothing of the input is imported or executed: a pipeline module is only ever rea
 from __future__ import annotations
 
 import ast
+import re
+from bisect import bisect_right
 from collections import ChainMap
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 
 import libcst as cst
-from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
+from libcst._nodes.internal import CodegenState
+from libcst.metadata import CodePosition, CodeRange
 
 from ..errors import ConversionError, InputError, Location
+from . import codegen
 from .nesting import check_source_nesting, check_tree_nesting
 
 _EMPTY_MODULE = cst.Module(body=[])
+
+codegen.install()  # every expression printed without a generator (the same tokens; see codegen)
 
 
 @dataclass(frozen=True)
@@ -63,7 +69,41 @@ class SourceModule:
 
 def code(node: cst.CSTNode) -> str:
     """Source text of a node, exactly as it appears (comments and formatting included)."""
-    return _EMPTY_MODULE.code_for_node(node)
+    return code_in(_EMPTY_MODULE, node)
+
+
+def module_code(module: cst.Module) -> str:
+    """`module.code`, the same text, generated without libcst's per-expression position bookkeeping."""
+    return code_in(module, module)
+
+
+def code_in(module: cst.Module, node: cst.CSTNode) -> str:
+    """`module.code_for_node(node)`, the same text. libcst's code generation enters a generator-based context
+    manager at every parenthesizable expression to let a position provider record where it is; plain code
+    generation records nothing there, so a do-nothing context manager does it at a fraction of the cost."""
+    state = _CodeState(default_indent=module.default_indent, default_newline=module.default_newline)
+    node._codegen(state)
+    return "".join(state.tokens)
+
+
+class _NoPosition:
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exception: object) -> None:
+        return None
+
+
+_NO_POSITION = _NoPosition()
+
+
+class _CodeState(CodegenState):
+    def record_syntactic_position(
+        self, node: cst.CSTNode, *, start_node: cst.CSTNode | None = None, end_node: cst.CSTNode | None = None
+    ) -> _NoPosition:
+        return _NO_POSITION
 
 
 def snippet(node: cst.CSTNode, limit: int = 80) -> str:
@@ -82,19 +122,126 @@ def parse_source(text: str, path: str, label: str | None = None, module_name: st
     except cst.ParserSyntaxError as error:
         raise _syntax_error(text, path, error) from None
     check_tree_nesting(tree, text, path)
-    # the tree was just parsed and nothing else holds it: no need for the wrapper's defensive deep copy.
-    # `wrapper.resolve` would follow the position pass with a batched visit of the whole tree even with no batchable
-    # provider to run (libcst 1.9, pinned): a tenth of a survey's time spent visiting for nothing.
-    wrapper = MetadataWrapper(tree, unsafe_skip_copy=True)
-    positions = PositionProvider()._gen(wrapper)
     return SourceModule(
         path=path,
         label=label or path,
         module_name=module_name,
         text=text,
-        tree=wrapper.module,
-        positions=positions,
+        tree=tree,
+        positions=Positions(tree, text),
     )
+
+
+# libcst's own newline rule for positions (`libcst.metadata.position_provider.NEWLINE_RE`)
+_NEWLINE = re.compile(r"\r\n?|\n")
+
+
+class Positions(Mapping[cst.CSTNode, CodeRange]):
+    """`PositionProvider`'s positions of every node of a parsed module, the same values, computed when first asked.
+
+    libcst's provider (pinned 1.9) spends more than a parse on them: per token it splits the text on newlines to
+    count lines and columns, per node it builds three dataclasses. Here one code-generation pass records
+    character offsets by node id, and a position is built from an offset (a bisect over line starts) only when
+    asked; a file refused before any position is asked for (most of a survey's) never runs the pass at all.
+    """
+
+    def __init__(self, tree: cst.Module, text: str):
+        self._tree = tree  # keeps every node alive, so node ids stay unique
+        self._text = text
+        self._offsets: dict[int, tuple[int, int]] | None = None
+        self._line_starts: list[int] = []
+
+    def _computed(self) -> dict[int, tuple[int, int]]:
+        if self._offsets is None:
+            state = _OffsetState(default_indent=self._tree.default_indent, default_newline=self._tree.default_newline)
+            self._tree._codegen(state)
+            # the code generated is the parsed text (plus the newline libcst adds, then drops, at a missing end)
+            text = self._text if self._tree.has_trailing_newline else self._text + self._tree.default_newline
+            self._line_starts = [0, *(match.end() for match in _NEWLINE.finditer(text))]
+            self._offsets = state.offsets
+        return self._offsets
+
+    def _position(self, offset: int) -> CodePosition:
+        line = bisect_right(self._line_starts, offset)
+        return CodePosition(line, offset - self._line_starts[line - 1])
+
+    def __getitem__(self, node: cst.CSTNode) -> CodeRange:
+        found = self._computed().get(id(node))
+        if found is None:
+            raise KeyError(node)
+        return CodeRange(self._position(found[0]), self._position(found[1]))
+
+    def __contains__(self, node: object) -> bool:
+        return id(node) in self._computed()
+
+    def __iter__(self) -> Iterator[cst.CSTNode]:
+        offsets = self._computed()
+        return (node for node in _all_nodes(self._tree) if id(node) in offsets)
+
+    def __len__(self) -> int:
+        return len(self._computed())
+
+
+class _OffsetState(CodegenState):
+    """Code generation that records each node's range as character offsets, with `PositionProvider`'s rules:
+    a node's syntactic range where its code generation records one, its whole range otherwise."""
+
+    def __init__(self, default_indent: str, default_newline: str):
+        super().__init__(default_indent=default_indent, default_newline=default_newline)
+        self.offset = 0
+        self.offsets: dict[int, tuple[int, int]] = {}
+        self._starts: list[int] = []
+
+    def add_indent_tokens(self) -> None:
+        self.tokens.extend(self.indent_tokens)
+        for token in self.indent_tokens:
+            self.offset += len(token)
+
+    def add_token(self, value: str) -> None:
+        self.tokens.append(value)
+        self.offset += len(value)
+
+    def before_codegen(self, node: cst.CSTNode) -> None:
+        self._starts.append(self.offset)
+
+    def after_codegen(self, node: cst.CSTNode) -> None:
+        start = self._starts.pop()
+        if id(node) not in self.offsets:  # a syntactic range already recorded stays
+            self.offsets[id(node)] = (start, self.offset)
+
+    def record_syntactic_position(
+        self, node: cst.CSTNode, *, start_node: cst.CSTNode | None = None, end_node: cst.CSTNode | None = None
+    ) -> _SyntacticRange:
+        return _SyntacticRange(self, node, start_node, end_node)
+
+
+class _SyntacticRange:
+    """`PositionProvidingCodegenState.record_syntactic_position` as a plain context manager (no generator)."""
+
+    __slots__ = ("state", "node", "start_node", "end_node", "start")
+
+    def __init__(
+        self, state: _OffsetState, node: cst.CSTNode, start_node: cst.CSTNode | None, end_node: cst.CSTNode | None
+    ):
+        self.state, self.node, self.start_node, self.end_node = state, node, start_node, end_node
+
+    def __enter__(self) -> None:
+        self.start = self.state.offset
+
+    def __exit__(self, *exception: object) -> None:
+        offsets = self.state.offsets
+        start, end = self.start, self.state.offset
+        if self.start_node is not None:
+            start = offsets[id(self.start_node)][0]
+        if self.end_node is not None:
+            end = offsets[id(self.end_node)][1]
+        offsets[id(self.node)] = (start, end)
+
+
+def _all_nodes(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
+    yield node
+    for child in node.children:
+        yield from _all_nodes(child)
 
 
 def _syntax_error(text: str, path: str, error: cst.ParserSyntaxError) -> InputError:

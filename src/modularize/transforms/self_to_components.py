@@ -31,6 +31,8 @@ from collections.abc import Callable, Collection, Mapping
 import libcst as cst
 import libcst.matchers as m
 
+from ..cst.tree_walk import paths_to
+
 _SELF = m.Name("self")
 
 
@@ -49,6 +51,13 @@ class SelfToComponents(cst.CSTTransformer):
         self._keep = set(keep_on_self)
         # What the rewritten code uses, by kind: {"component": {"unet", ...}, "helper": {...}, ...}
         self.used: dict[str, dict[str, None]] = {}
+
+    paths: set[int] | None = None  # ids of the nodes to descend into (None: all)
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        if self.paths is not None and id(node) not in self.paths:
+            return False
+        return super().on_visit(node)
 
     def _use(self, kind: str, name: str) -> None:
         self.used.setdefault(kind, {}).setdefault(name, None)
@@ -92,4 +101,7 @@ def self_to_components(
     keep_on_self: Collection[str] = (),
 ) -> tuple[cst.CSTNode, dict[str, dict[str, None]]]:
     transformer = SelfToComponents(meaning, per_call_locals, helper_owner, keep_on_self)
+    # every rewrite here is of a node holding the name `self`: the visit descends only along the paths to those
+    # (a subtree without `self` comes out as it went in, not rebuilt)
+    transformer.paths = paths_to([node], lambda found: type(found) is cst.Name and found.value == "self")
     return node.visit(transformer), transformer.used

@@ -35,7 +35,7 @@ import libcst.matchers as m
 
 from ...cst.dataflow import flow_of, names_read
 from ...cst.substitute import replace_nodes, substitute_names
-from ...cst.tree_walk import walk
+from ...cst.tree_walk import visit_read_only, walk
 from ...frontend.parse import SourceModule, code
 
 # methods that act on each sample of a batch independently
@@ -131,16 +131,16 @@ def _paired_reads(
             if isinstance(node, cst.Attribute):
                 if isinstance(node.value, cst.Name) and node.attr.value in BATCH_FREE_ATTRIBUTES:
                     return False
-                node.value.visit(self)
+                visit_read_only(node.value, self)
                 return False
             if isinstance(node, cst.Arg):
-                node.value.visit(self)
+                visit_read_only(node.value, self)
                 return False
             if isinstance(node, cst.Name) and node.value in pairs and after_pairing(node):
                 found.append(node)
             return True
 
-    statement.visit(Reads())
+    visit_read_only(statement, Reads())
     return found
 
 
