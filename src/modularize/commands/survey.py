@@ -404,5 +404,5 @@ def describe(equivalence: dict[str, Any]) -> str:
         return f"setup error: {equivalence['error']}"
     if equivalence["ok"]:
         return f"differs within atol (max abs diff {equivalence['max_abs_diff']:.3g}), not bitwise"
-    where = equivalence.get("first_diverging_block")
-    return f"differs: {equivalence['error']}" + (f"; first diverging block: {where}" if where else "")
+    error, where = equivalence["error"], equivalence.get("first_diverging_block")
+    return f"differs: {error}" + (f"; first diverging block: {where}" if where and where not in error else "")
