@@ -113,8 +113,6 @@ class Need:
             if default is None:
                 return None
             cls = _class_named(default)
-        elif cls.__name__.endswith("Processor"):  # a vision-language processor: the tokenizer it holds
-            cls = _class_named("Qwen2Tokenizer")
         build = factory_for(cls)
         tokenizer = build(Need(name, cls, self.dims, self.seed, self.pipeline, self.classes, widths=self.widths))
         return getattr(tokenizer, "tokenizer", tokenizer)  # a processor holds its tokenizer

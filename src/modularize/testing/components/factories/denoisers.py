@@ -476,7 +476,7 @@ def cosmos_transformer(need: Need):
         max_size=(4, 32, 32),
         patch_size=(1, 2, 2),
         rope_scale=(2.0, 1.0, 1.0),
-        concat_padding_mask=True,
+        concat_padding_mask=False,  # (resizing the padding mask needs torchvision)
         extra_pos_embed_type="learnable",
     )
 
@@ -597,6 +597,8 @@ def motif_video_transformer(need: Need):
         patch_size_t=1,
         qk_norm="rms_norm",
         text_embed_dim=need.text_width(),
+        # image-to-video: the first frame's features from the text encoder's vision tower (as wide as the text)
+        image_embed_dim=d.text_hidden if need.class_of("feature_extractor") is not None else None,
         rope_axes_dim=(4, 4, 4),
     )
 

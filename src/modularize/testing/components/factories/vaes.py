@@ -274,7 +274,7 @@ def autoencoder_same(need: Need):
     from .denoisers import AUDIO_LATENT_CHANNELS, AUDIO_SAMPLING_RATE
 
     return need.model(
-        need.cls,
+        lambda **kwargs: _weights_folded(need.cls(**kwargs)),
         audio_channels=2,
         patch_size=2,
         encoder_channels=8,
@@ -321,3 +321,15 @@ def autoencoder_kl_qwenimage21(need: Need):
         scale_factor_spatial=16,
         **latent_stats(d.latent_channels),
     )
+
+
+def _weights_folded(model):
+    """`model` with its weight-normalized layers' weights computed once and stored (the same numbers they compute
+    on every call): verify deep-copies components, which a weight-norm hook's derived tensor does not allow."""
+    import torch
+    from torch.nn.utils.weight_norm import WeightNorm
+
+    for module in model.modules():
+        if any(isinstance(hook, WeightNorm) for hook in module._forward_pre_hooks.values()):
+            torch.nn.utils.remove_weight_norm(module)
+    return model
