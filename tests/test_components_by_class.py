@@ -13,6 +13,7 @@ from modularize.cli import main
 from modularize.commands.survey import describe, verify_entry
 from modularize.commands.verify import verify_package
 from modularize.testing.components import DIMS, MissingComponentClass, build_components, setup_by_class
+from modularize.testing.components.inputs import PER_PROMPT
 from modularize.testing.components.resolve import resolve
 from modularize.testing.equivalence import NoComponents, builtin_setup
 from modularize.testing.tiny import setup_for
@@ -187,10 +188,10 @@ def test_pipelines_without_a_hand_written_setup_verify_bitwise_by_class(tmp_path
     assert setup_for(standard_class(pipeline_cls, package).__name__) is None  # really the by-class path
     assert {c.mode for c in report.cases} == {"plain", "exact"}
     names = {c.name for c in report.cases}
-    assert {"default", "two_prompts_x2"} <= names
     call = inspect.signature(standard_class(pipeline_cls, package).__call__).parameters
-    if "guidance_scale" in call:
-        assert "cfg_off" in names
+    assert "default" in names and ("cfg_off" in names) == ("guidance_scale" in call)
+    assert ("two_prompts_x2" in names) == any(name in call for name in PER_PROMPT)
+    assert any(c.inputs.get("output_type") == "latent" for c in report.cases)
 
 
 def test_verify_names_the_missing_component_class(tmp_path, cli):
