@@ -105,17 +105,17 @@ def test_changed_paths_select_the_packages_they_concern(repo, cli):
 
 def test_a_formatter_or_generator_change_reads_as_stale(repo, cli):
     for path in (repo / "modular_toy").glob("*.py"):
-        text = path.read_text().replace("black 26.10.1", "black 25.1.0")
+        text = path.read_text().replace("ruff 0.17.6", "ruff 0.16.0")
         path.write_text(text)
     status = check_package(repo / "modular_toy")
     assert status.state == STALE
-    assert "-# modularize-generator: modularize 0.1.0; black 25.1.0" in status.diff
+    assert "-# modularize-generator: modularize 0.1.0; ruff 0.16.0" in status.diff
 
 
 def test_check_imports_neither_torch_nor_diffusers_nor_the_converter(repo):
     code = (
         "import sys; from modularize.cli import main; code = main(['check', '-q']);"
-        "print(code, sorted(m for m in ('torch', 'diffusers', 'libcst', 'black') if m in sys.modules))"
+        "print(code, sorted(m for m in ('torch', 'diffusers', 'libcst', 'ruff') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=repo, check=True)
     assert result.stdout.strip() == "0 []"

@@ -53,10 +53,10 @@ def test_every_file_has_a_header_with_source_and_output_hashes(sd_package, sd_so
         assert header.source == "diffusers/pipelines/stable_diffusion/pipeline_stable_diffusion.py", name
         assert header.source_sha256 == sha256(sd_source.read_text())
         assert header.output_sha256 == sha256(body)
-        assert "black 26.10.1" in header.generator and "libcst 1.9.0" in header.generator
+        assert "ruff 0.17.6" in header.generator and "libcst 1.9.0" in header.generator
 
 
-def test_generated_code_is_black_formatted_and_lint_clean(sd_package):
+def test_generated_code_is_formatted_and_lint_clean(sd_package):
     for name, text in files_of(sd_package).items():
         _, body = read_header(text)
         assert format_python(body) == body, name

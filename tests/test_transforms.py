@@ -8,7 +8,7 @@ import pytest
 from modularize.analysis.runtime_plumbing import find_runtime_plumbing, without_callbacks
 from modularize.cst.node_index import NodeIndex
 from modularize.cst.substitute import rewrite_statements, same_expression
-from modularize.errors import ConversionError
+from modularize.errors import ConversionError, Location
 from modularize.frontend.parse import code
 from modularize.normalize.early_return import EarlyReturnProblem, lower_early_return
 from modularize.transforms.feature_gates import FeatureGate, gate_replacements
@@ -160,9 +160,12 @@ def test_same_expression_ignores_parentheses_and_layout():
 def test_relative_imports_resolve_against_the_source_module_and_back_for_in_tree():
     (line,) = statements("from ...models import AutoencoderKL\n")
     module = "diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion"
-    assert absolute_module(line.body[0], module, "p.py") == "diffusers.models"
+    assert absolute_module(line.body[0], module, Location("p.py")) == "diffusers.models"
     (line,) = statements("from .safety_checker import Checker\n")
-    assert absolute_module(line.body[0], module, "p.py") == "diffusers.pipelines.stable_diffusion.safety_checker"
+    assert (
+        absolute_module(line.body[0], module, Location("p.py"))
+        == "diffusers.pipelines.stable_diffusion.safety_checker"
+    )
     in_tree = "diffusers.modular_pipelines.modular_sd.encoders"
     assert relative_module("diffusers.models", in_tree) == (3, "models")
     assert relative_module("diffusers.modular_pipelines.modular_pipeline", in_tree) == (2, "modular_pipeline")
@@ -174,7 +177,7 @@ def test_relative_imports_resolve_against_the_source_module_and_back_for_in_tree
 def test_relative_import_outside_a_package_is_refused():
     (line,) = statements("from .helpers import thing\n")
     with pytest.raises(ConversionError, match="relative import"):
-        absolute_module(line.body[0], None, "pipeline_x.py")
+        absolute_module(line.body[0], None, Location("pipeline_x.py"))
 
 
 def test_copied_module_statements_lose_imports_their_new_file_does_not_use():

@@ -102,7 +102,10 @@ def test_the_toy_pipeline_verifies_with_user_components(cli, toy_package, toy_on
     run = cli(*args)
     report = json.loads(run.out)
     assert run.code == 0, report
-    assert len(report["cases"]) == 6 and all(c["bitwise"] for c in report["cases"])
+    # the three given cases in both modes, beside the default matrix the toy's signature gives; every run bitwise
+    given = sorted((c["name"], c["mode"]) for c in report["cases"] if c["name"].startswith("case_"))
+    assert given == [(f"case_{i}", mode) for i in (1, 2, 3) for mode in ("exact", "plain")]
+    assert all(c["status"] == "compared" and c["bitwise"] for c in report["cases"])
 
 
 @pytest.fixture

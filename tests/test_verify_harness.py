@@ -170,7 +170,10 @@ def test_a_call_without_a_generator_runs_with_the_global_rng_seeded(project, cap
     run = run_cli(capsys, *args, "--json", "--no-png", *[arg for case in cases for arg in ("--case", case)])
     report = json.loads(run.out)
     assert run.code == 0, report
-    assert len(report["cases"]) == 4 and all(c["status"] == "compared" and c["bitwise"] for c in report["cases"])
+    # the two given cases in both modes, beside whatever default matrix the signature gives
+    given = [(c["name"], c["mode"]) for c in report["cases"] if c["name"] in ("case_1", "case_2")]
+    assert sorted(given) == [("case_1", "exact"), ("case_1", "plain"), ("case_2", "exact"), ("case_2", "plain")]
+    assert all(c["status"] == "compared" and c["bitwise"] for c in report["cases"])
 
 
 def test_a_built_in_setup_is_used_only_for_the_diffusers_class_itself(project, capsys, monkeypatch):

@@ -3,18 +3,20 @@
     files = convert(source_text, ConvertOptions(path="pipeline_stable_diffusion.py"))
     files["denoise.py"]  # -> the generated text, header included
 
-Deterministic: the same text and options give byte-identical files in any process.
+Deterministic: the same text and options give byte-identical files in any process. Every file it returns compiles
+and defines every name it reads (`emit.validate`); output failing that is a converter bug, raised, never returned.
 """
 
 from __future__ import annotations
 
 from .analysis.analyze import analyze
 from .emit.package import emit_package
+from .emit.validate import check_generated
 from .frontend.parse import parse_source
 from .options import ConvertOptions, generator_string
 from .planning.plan import PipelinePlan
 
-__all__ = ["ConvertOptions", "convert", "generator_string", "plan_for"]
+__all__ = ["ConvertOptions", "convert", "generator_string", "package_files", "plan_for"]
 
 
 def plan_for(source_text: str, options: ConvertOptions) -> PipelinePlan:
@@ -22,6 +24,13 @@ def plan_for(source_text: str, options: ConvertOptions) -> PipelinePlan:
     return analyze(source, options.class_name)
 
 
+def package_files(plan: PipelinePlan, source_text: str, options: ConvertOptions) -> dict[str, str]:
+    """The package's files for a plan; every file compiles and defines what it reads, or `GeneratedCodeError`
+    (a converter bug) is raised and nothing may be written."""
+    files = emit_package(plan, source_text, generator_string(options), in_tree=options.in_tree)
+    check_generated(files)
+    return files
+
+
 def convert(source_text: str, options: ConvertOptions) -> dict[str, str]:
-    plan = plan_for(source_text, options)
-    return emit_package(plan, source_text, generator_string(options), in_tree=options.in_tree)
+    return package_files(plan_for(source_text, options), source_text, options)

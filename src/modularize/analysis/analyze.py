@@ -33,7 +33,7 @@ from ..frontend.docstrings import parameter_descriptions
 from ..frontend.module_definitions import module_definitions
 from ..frontend.parse import SourceModule, code, find_pipeline_class, snippet
 from ..kinds import CfgKind, GuidancePattern, StageKind
-from ..normalize.early_return import EarlyReturnProblem, lower_early_return
+from ..normalize.early_return import EarlyReturnProblem, is_constant, lower_early_return
 from ..normalize.image_encode import (
     ENCODER_KEY,
     IMAGE_LATENTS,
@@ -74,6 +74,7 @@ def analyze(source: SourceModule, class_name: str | None = None) -> PipelinePlan
         split = split_image_encode(facts, [s.statements for s in segments[: segments.index(denoise)]])
     if isinstance(split, ImageEncodeSplit):
         source, facts, body, segments = with_image_encode(source, facts, body, segments, split)
+    unlowered = body
     source, body, segments = _without_early_returns(source, body, segments)
     naming = Naming.of_pipeline(facts.name)
     context = Context(source, facts, naming)
@@ -86,6 +87,9 @@ def analyze(source: SourceModule, class_name: str | None = None) -> PipelinePlan
         context.note("dropped", drop.node, drop.what, drop.why, drop.safety)
     dropped = {id(drop.node) for drop in drops}
     outputs = _output_fields(source, returns)
+    for field_name, value in _constant_output_fields(returns):
+        why = "a constant, not something a block computes: the modular pipeline has no such output"
+        context.note("dropped", value, f"output `{field_name}={snippet(value)}`", why, "safe")
 
     index = NodeIndex(body)
     cfg = find_separate_cfg(source, facts, body, loop, dropped)
@@ -119,6 +123,7 @@ def analyze(source: SourceModule, class_name: str | None = None) -> PipelinePlan
         if result.body:  # a stage made only of runtime plumbing disappears
             rewritten.append((segment, result))
     segments = [segment for segment, _ in rewritten]
+    _check_loop_exits(context, segments, denoise, loop)
     loop_parts = split_loop(context, denoise, loop, cfg)
 
     call_parameters = {p.name: p for p in facts.call_parameters if not p.star}
@@ -141,6 +146,9 @@ def analyze(source: SourceModule, class_name: str | None = None) -> PipelinePlan
     flows = _flows(rewritten, loop_parts, variables)
 
     # a returned local is an output of the pipeline only as written by the last block that writes it
+    # an early return lowered into assignments (`else: image = latents`) assigns the returned locals itself
+    assigned = set(flow_of(unlowered).writes) if body is not unlowered else None
+    _check_returned(source, returns, outputs, flows, call_parameters, assigned)
     last_writer = {local: max(i for i, f in enumerate(flows) if local in f.writes) for _, local in outputs}
     descriptions = parameter_descriptions(facts.call_docstring)
     if isinstance(split, ImageEncodeSplit):
@@ -247,6 +255,39 @@ def _without_early_returns(
     return source, body, segments
 
 
+_NESTED_SCOPES = (cst.FunctionDef, cst.ClassDef, cst.Lambda)
+
+
+def _check_loop_exits(context: Context, segments: Sequence[Segment], denoise: Segment, loop: cst.For) -> None:
+    """Code the blocks keep must not leave the denoising loop's step or `__call__` early: the step is split into
+    sub-blocks (a `continue` or `break` in one cannot skip the others) and blocks do not return."""
+    dropped = context.replacements
+
+    def skip(node: cst.CSTNode, loops: bool) -> bool:
+        if node in dropped and not m.matches(node, m.SimpleStatementLine(body=[m.Return()])):
+            return True  # dropped with the runtime plumbing (`if self.interrupt: continue`); returns are looked at
+        return isinstance(node, _NESTED_SCOPES) or (loops and isinstance(node, (cst.For, cst.While)))
+
+    for statement in loop.body.body:
+        for node in walk(statement, skip=lambda n: skip(n, loops=True)):
+            if isinstance(node, (cst.Continue, cst.Break)):
+                word = "continue" if isinstance(node, cst.Continue) else "break"
+                raise context.source.refuse(
+                    node,
+                    f"`{word}` in the denoising loop: each step runs as separate blocks, which cannot skip the rest "
+                    "of the step or end the loop",
+                )
+    first_after = segments.index(denoise) + 1
+    for segment in segments[:first_after]:
+        for statement in segment.statements:
+            for node in walk(statement, skip=lambda n: skip(n, loops=False)):
+                if isinstance(node, cst.Return):
+                    raise context.source.refuse(
+                        node,
+                        "a `return` before the pipeline's outputs are computed: blocks cannot end the pipeline early",
+                    )
+
+
 def _flows(rewritten: list[tuple[Segment, Rewritten]], loop_parts, variables: set[str]) -> list[Flow]:
     flows = []
     for segment, result in rewritten:
@@ -286,17 +327,60 @@ def _check_reserved_names(
 
 
 # -- outputs and parameters --------------------------------------------------------------------------------------
+def _is_local(value: cst.BaseExpression) -> bool:
+    return isinstance(value, cst.Name) and not is_constant(value)
+
+
+def _output_call(value: cst.BaseExpression | None) -> bool:
+    """`Output(images=image, nsfw_content_detected=None)`: keyword arguments that are locals or constants."""
+    return (
+        isinstance(value, cst.Call)
+        and any(_is_local(a.value) for a in value.args)
+        and all(a.keyword is not None and (_is_local(a.value) or is_constant(a.value)) for a in value.args)
+    )
+
+
+def _constant_output_fields(returns: Sequence[cst.Return]) -> list[tuple[str, cst.BaseExpression]]:
+    """The constant fields of the output the final `return` builds (`nsfw_content_detected=None`)."""
+    for statement in reversed(returns):
+        if _output_call(statement.value):
+            return [(a.keyword.value, a.value) for a in statement.value.args if is_constant(a.value)]
+    return []
+
+
+def _check_returned(
+    source: SourceModule,
+    returns: Sequence[cst.Return],
+    outputs: Sequence[tuple[str, str]],
+    flows: Sequence[Flow],
+    call_parameters,
+    assigned: set[str] | None,
+) -> None:
+    """Every returned local must be computed by some block (the pipeline's outputs are block outputs) and, when an
+    early return was lowered into assignments, by the source itself."""
+    for _, local in outputs:
+        if any(local in flow.writes for flow in flows) and (assigned is None or local in assigned):
+            continue
+        node = next((n for r in reversed(returns) for n in findall(r, m.Name(local))), returns[-1])
+        if local in call_parameters:
+            raise source.refuse(
+                node,
+                f"`__call__` returns its argument `{local}` unchanged: blocks only output what they compute",
+                fix=f"assign `{local}` where the pipeline computes it, or return a computed value",
+            )
+        raise source.refuse(node, f"`__call__` returns `{local}`, which it never assigns")
+
+
 def _output_fields(source: SourceModule, returns: Sequence[cst.Return]) -> list[tuple[str, str]]:
-    """`return Output(images=image, nsfw_content_detected=flag)` -> [("images", "image"), (...)]."""
+    """`return Output(images=image, nsfw_content_detected=flag)` -> [("images", "image"), (...)]; constant fields
+    (`nsfw_content_detected=None`) are left out."""
     for statement in reversed(returns):
         value = statement.value
-        if isinstance(value, cst.Call) and all(
-            a.keyword is not None and isinstance(a.value, cst.Name) for a in value.args
-        ):
-            return [(a.keyword.value, a.value.value) for a in value.args]
-        if isinstance(value, cst.Name):
+        if _output_call(value):
+            return [(a.keyword.value, a.value.value) for a in value.args if _is_local(a.value)]
+        if _is_local(value):
             return [(value.value, value.value)]
-        if isinstance(value, cst.Tuple) and all(isinstance(e.value, cst.Name) for e in value.elements):
+        if isinstance(value, cst.Tuple) and value.elements and all(_is_local(e.value) for e in value.elements):
             return [(e.value.value, e.value.value) for e in value.elements]
     node = returns[-1] if returns else source.tree
     raise source.refuse(node, "cannot tell what `__call__` returns (expected `return Output(name=local, ...)`)")

@@ -101,6 +101,29 @@ def call_body(facts: ClassFacts) -> list[cst.BaseStatement]:
     return body
 
 
+def _check_helper(context: Context, function: cst.FunctionDef) -> None:
+    """A helper becomes a static method taking `components` first: refuse the ones that cannot."""
+    name = function.name.value
+    for decorator in function.decorators:
+        if m.matches(decorator.decorator, m.Name("classmethod")):
+            raise context.source.refuse(
+                decorator, f"`@classmethod` helper `{name}`: blocks carry helpers as static methods on `components`"
+            )
+    if function.asynchronous is not None:
+        raise context.source.refuse(function, f"`async def {name}`: blocks run synchronously and cannot await it")
+    if not any(m.matches(d.decorator, m.Name("staticmethod")) for d in function.decorators):
+        return
+    parameters = [*function.params.posonly_params, *function.params.params]
+    for parameter in parameters:
+        if parameter.name.value in ("self", "components"):
+            raise context.source.refuse(
+                parameter,
+                f"`@staticmethod` helper `{name}` has a parameter named `{parameter.name.value}`: its copy binds that "
+                "name to the pipeline's components",
+                fix=f"rename the parameter, or drop `@staticmethod` if `{name}` is meant to be a method",
+            )
+
+
 @dataclass(frozen=True)
 class Needs:
     """What a block's code needs besides its inputs: helpers to copy, components, config values."""
@@ -123,6 +146,7 @@ def helpers_and_components(context: Context, used: dict[str, dict[str, None]], o
             continue
         origin = f"{context.origin}.{name}"
         header = context.helper_headers.get(name, f"Copied from {origin} with self->components")
+        _check_helper(context, facts.methods[name])
         function, helper_used = as_static_helper(facts.methods[name], context.meaning, owner, header)
         check_per_call_use(context, facts.methods[name], helper_used)
         context.helper_usage.merge(helper_used)

@@ -75,6 +75,10 @@ class _RuntimePlumbing(cst.CSTVisitor):
             if name in CALLBACK_ARGUMENTS:
                 drop = Drop(node, f"`{name} = kwargs.pop(...)`", "deprecated callback API", "unsafe", popped=name)
                 self.drops.append(drop)
+        elif _assigns_callback_argument(statement):
+            name = _assigns_callback_argument(statement)
+            why = "step-end callbacks are not run by blocks"
+            self.drops.append(Drop(node, f"`{name} = ...`", why, "unsafe"))
         elif m.matches(node, _MARK_STEP):
             self.drops.append(Drop(node, "`xm.mark_step()`", "XLA step marker", "display-only"))
         elif m.matches(node, _FREE_HOOKS):
@@ -102,6 +106,21 @@ class _RuntimePlumbing(cst.CSTVisitor):
 
     def visit_With(self, node: cst.With) -> bool:
         return True
+
+
+def _assigns_callback_argument(statement: cst.BaseSmallStatement | None) -> str | None:
+    """`callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs` (left without its guard): the
+    callback argument it assigns, or None."""
+    if isinstance(statement, cst.Assign):
+        targets = [t.target for t in statement.targets]
+    elif isinstance(statement, (cst.AnnAssign, cst.AugAssign)):
+        targets = [statement.target]
+    else:
+        return None
+    for target in targets:
+        if isinstance(target, cst.Name) and target.value in CALLBACK_ARGUMENTS:
+            return target.value
+    return None
 
 
 def find_runtime_plumbing(statements: Sequence[cst.CSTNode]) -> tuple[list[Drop], list[cst.Return]]:

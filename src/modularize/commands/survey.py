@@ -63,20 +63,25 @@ def pipeline_files(root: Path) -> list[Path]:
 def survey_file(path: str, root: str) -> list[Entry]:
     """Convert every pipeline class of one file (runs in a worker process)."""
     from ..analysis.analyze import analyze
-    from ..emit.package import emit_package
+    from ..convert import package_files
     from ..errors import ModularizeError
     from ..frontend.parse import is_pipeline_class, parse_source
-    from ..frontend.source_file import label_of, module_name_of
-    from ..options import ConvertOptions, generator_string
+    from ..frontend.source_file import label_of, module_name_of, read_source_text
+    from ..options import ConvertOptions
 
     relative = os.path.relpath(path, root)
+    started = time.perf_counter()
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_source_text(path)
         resolved = Path(path).resolve()
         source = parse_source(text, relative, label_of(resolved), module_name_of(resolved))
     except ModularizeError as error:
         line = error.location.line if error.location else 0
-        return [Entry(relative, "", REFUSED, error.message, line)]
+        construct = getattr(error, "construct", "")
+        return [_with_time(Entry(relative, "", REFUSED, error.message, line, construct=construct), started)]
+    except Exception as error:  # a converter bug while reading the file: one crashed row, the survey goes on
+        entry = Entry(relative, "", CRASHED, _reason(error), traceback=traceback.format_exc())
+        return [_with_time(entry, started)]
     import libcst as cst
 
     classes = [c.name.value for c in source.tree.body if isinstance(c, cst.ClassDef) and is_pipeline_class(c)]
@@ -86,7 +91,7 @@ def survey_file(path: str, root: str) -> list[Entry]:
         try:
             plan = analyze(source, class_name)
             options = ConvertOptions(relative, source.label, source.module_name, class_name)
-            files = emit_package(plan, text, generator_string(options))
+            files = package_files(plan, text, options)
             entry = Entry(
                 relative,
                 class_name,
@@ -100,10 +105,13 @@ def survey_file(path: str, root: str) -> list[Entry]:
             construct = getattr(error, "construct", "")
             entry = Entry(relative, class_name, REFUSED, error.message, line, construct=construct)
         except Exception as error:  # a converter bug: record it and go on with the next class
-            reason = f"{type(error).__name__}: {error}"
-            entry = Entry(relative, class_name, CRASHED, reason[:300], traceback=traceback.format_exc())
-        entries.append(_with_time(entry, time.perf_counter() - started))
+            entry = Entry(relative, class_name, CRASHED, _reason(error), traceback=traceback.format_exc())
+        entries.append(_with_time(entry, started))
     return entries
+
+
+def _reason(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"[:300]
 
 
 def output_digest(files: dict[str, str]) -> str:
@@ -114,8 +122,8 @@ def output_digest(files: dict[str, str]) -> str:
     return digest.hexdigest()
 
 
-def _with_time(entry: Entry, seconds: float) -> Entry:
-    return Entry(**{**asdict(entry), "seconds": round(seconds, 3)})
+def _with_time(entry: Entry, started: float) -> Entry:
+    return Entry(**{**asdict(entry), "seconds": round(time.perf_counter() - started, 3)})
 
 
 def run_survey(

@@ -17,6 +17,7 @@ from typing import TypeVar
 import libcst as cst
 
 from ..frontend.parse import code
+from .tree_walk import walk
 
 NodeT = TypeVar("NodeT", bound=cst.CSTNode)
 
@@ -45,9 +46,10 @@ def replace_nodes(node: NodeT, replacements: Mapping[cst.CSTNode, Replacement]) 
 
 
 class _SubstituteNames(cst.CSTTransformer):
-    def __init__(self, mapping: Mapping[str, cst.BaseExpression]):
+    def __init__(self, mapping: Mapping[str, cst.BaseExpression], rename_targets: bool = False):
         super().__init__()
         self._mapping = mapping
+        self._rename_targets = rename_targets
         self._not_variables: set[int] = set()
 
     def visit_Attribute(self, node: cst.Attribute) -> bool:
@@ -67,6 +69,39 @@ class _SubstituteNames(cst.CSTTransformer):
         self._not_variables.add(id(node.name))
         return True
 
+    # names assigned are no values to substitute (`callback_steps = 1` must not become `None = 1`)
+    def _stores(self, target: cst.CSTNode | None) -> None:
+        if target is not None and not self._rename_targets:
+            self._not_variables.update(id(n) for n in walk(target) if isinstance(n, cst.Name))
+
+    def visit_AssignTarget(self, node: cst.AssignTarget) -> bool:
+        self._stores(node.target)
+        return True
+
+    def visit_AugAssign(self, node: cst.AugAssign) -> bool:
+        self._stores(node.target)
+        return True
+
+    def visit_AnnAssign(self, node: cst.AnnAssign) -> bool:
+        self._stores(node.target)
+        return True
+
+    def visit_For(self, node: cst.For) -> bool:
+        self._stores(node.target)
+        return True
+
+    def visit_CompFor(self, node: cst.CompFor) -> bool:
+        self._stores(node.target)
+        return True
+
+    def visit_AsName(self, node: cst.AsName) -> bool:
+        self._stores(node.name)
+        return True
+
+    def visit_NamedExpr(self, node: cst.NamedExpr) -> bool:
+        self._stores(node.target)
+        return True
+
     def leave_Name(self, original_node: cst.Name, updated_node: cst.Name) -> cst.BaseExpression:
         if id(original_node) in self._not_variables:
             return updated_node
@@ -74,10 +109,12 @@ class _SubstituteNames(cst.CSTTransformer):
         return updated_node if replacement is None else replacement
 
 
-def substitute_names(node: NodeT, mapping: Mapping[str, cst.BaseExpression]) -> NodeT:
+def substitute_names(node: NodeT, mapping: Mapping[str, cst.BaseExpression], rename_targets: bool = False) -> NodeT:
+    """Free names replaced by expressions; assignment targets stay unless `rename_targets` (a pure renaming:
+    `neg = neg[:, :4]` with {"neg": pos} -> `pos = pos[:, :4]`; a value never becomes a target, `None = 1`)."""
     if not mapping:
         return node
-    return node.visit(_SubstituteNames(mapping))
+    return node.visit(_SubstituteNames(mapping, rename_targets))
 
 
 def same_expression(a: cst.CSTNode, b: cst.CSTNode) -> bool:

@@ -21,6 +21,7 @@ import libcst as cst
 
 from ..kinds import GuidancePattern
 from ..planning.plan import BlockPlan, Component, GuidancePlan, LoopPlan, LoopStepPlan, Output, Param, PipelinePlan
+from .pipeline_class import EXPLICIT_NONE_NAME
 from .splice import BODY, MEMBERS, splice, statement
 
 BATCHING_CONFIG = (
@@ -121,13 +122,10 @@ def _write_back(name: str, local: str | None = None) -> cst.BaseStatement:
     return statement(f"block_state.{name} = {local or name}")
 
 
-EXPLICIT_NONE_MIXIN = "ExplicitNoneInputs"
-
-
 def _bases(inputs: Sequence[Param], base: str) -> str:
     """Blocks taking a `__call__` argument whose default is not None keep an explicit `None` (see the mixin)."""
     keeps = any(p.producer is None and p.default not in (None, "None") for p in inputs)
-    return f"{EXPLICIT_NONE_MIXIN}, {base}" if keeps else base
+    return f"{EXPLICIT_NONE_NAME}, {base}" if keeps else base
 
 
 def block_class(plan: PipelinePlan, block: BlockPlan) -> list[cst.BaseStatement]:

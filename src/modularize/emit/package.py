@@ -16,22 +16,16 @@ import libcst as cst
 from ..cst.dataflow import flow_of, names_read
 from ..errors import ConversionError
 from ..frontend.parse import code
-from ..kinds import CfgKind, DefinitionKind
+from ..kinds import DefinitionKind
 from ..planning.plan import LoopPlan, ModuleDefinition, PipelinePlan
-from ..transforms.guidance import (
-    DENOISER_CALL_HELPERS,
-    GUIDER_ATTRIBUTES_HELPER,
-    GUIDER_BATCH_NAME_HELPER,
-    GUIDER_BATCHING_HELPERS,
-    GUIDER_MERGING_HELPERS,
-)
 from ..transforms.imports import import_from, prune_unused_imports, relative_module
 from .blocks import block_class, loop_classes
-from .format import format_python
+from .format import format_files
 from .guider_class import guider_class
 from .header import with_header
 from .layout import LEAF_FILES, blocks_file
-from .pipeline_class import pipeline_class
+from .pipeline_class import EXPLICIT_NONE_NAME, pipeline_class
+from .runtime import runtime_definitions
 from .splice import splice
 
 # Where the names generated code uses from the modular framework live (absolute; made relative in-tree).
@@ -82,10 +76,20 @@ class _File:
         if self.docstring:
             statements.append(cst.parse_statement(f'"""{self.docstring}"""\n'))
         statements += imports
-        statements += copied
-        statements += self.body
-        module = cst.Module(body=statements)
-        return format_python(module.code)
+        rest = [*copied, *self.body]
+        if imports and rest:
+            rest[0] = _one_blank_line_before(rest[0])
+        statements += rest
+        return cst.Module(body=statements).code
+
+
+def _one_blank_line_before(statement: cst.BaseStatement) -> cst.BaseStatement:
+    """The statement after the imports starts with one blank line, whatever the source had there: isort's rule
+    (ruff's `I001`), which `ruff format` leaves to the linter (it keeps two; before a `def` it makes two itself)."""
+    lines = list(statement.leading_lines)
+    while lines and lines[0].comment is None:
+        lines.pop(0)
+    return statement.with_changes(leading_lines=[cst.EmptyLine(), *lines])
 
 
 def _dependencies(
@@ -265,24 +269,18 @@ def emit_package(plan: PipelinePlan, source_text: str, generator: str, in_tree: 
 
     package_names: dict[str, str] = {
         plan.pipeline_class_name: "modular_pipeline.py",
-        "ExplicitNoneInputs": "modular_pipeline.py",
+        EXPLICIT_NONE_NAME: "modular_pipeline.py",
     }
     for block in plan.blocks:
         target = files[block.file]
         if isinstance(block, LoopPlan):
             classes = loop_classes(plan, block)
-            helpers = []
-            guidance = plan.guidance
-            if guidance.merges_calls:
-                helpers.append(GUIDER_MERGING_HELPERS)
-                helpers.append(GUIDER_BATCHING_HELPERS if guidance.kind == CfgKind.BATCHED else DENOISER_CALL_HELPERS)
-            if guidance.cache_contexts:
-                helpers.append(GUIDER_BATCH_NAME_HELPER)
-            if guidance.step_scale or (guidance.combine is not None and guidance.combine.inputs):
-                helpers.append(GUIDER_ATTRIBUTES_HELPER)
             if plan.guidance.combine is not None:
                 classes = guider_class(plan) + classes
-            classes = [s for text in helpers for s in cst.parse_module(text).body] + classes
+            # the runtime helpers the guider code calls (`merge_guider_batches`, ...), copied by name, first
+            # (the mixin, say, is the package's own already: `modular_pipeline.py` carries it)
+            calls = [name for name in free_names(classes) if name not in package_names]
+            classes = runtime_definitions(calls) + classes
         else:
             classes = block_class(plan, block)
         target.body += classes
@@ -320,8 +318,9 @@ def emit_package(plan: PipelinePlan, source_text: str, generator: str, in_tree: 
         if not files[name].body:
             files[name].docstring = f"{plan.class_name} has no stage that belongs in {name}."
 
-    result = {}
-    for name in sorted(files):
-        body = files[name].render(package_names, plan.module_definitions)
-        result[name] = with_header(body, plan.source_label, plan.class_name, source_text, generator)
-    return result
+    # every file rendered first, then all formatted by one formatter run
+    bodies = format_files({name: files[name].render(package_names, plan.module_definitions) for name in sorted(files)})
+    return {
+        name: with_header(body, plan.source_label, plan.class_name, source_text, generator)
+        for name, body in bodies.items()
+    }

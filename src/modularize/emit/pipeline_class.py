@@ -19,9 +19,13 @@ import libcst as cst
 
 from ..kinds import GuidancePattern
 from ..planning.plan import PipelinePlan
+from .runtime import copied_definition
 from .splice import MEMBERS, splice
 
 ATTRIBUTES = "__modularize_attributes__"
+# every generated `modular_pipeline.py` carries it; blocks list it first among their bases (`emit.blocks`)
+EXPLICIT_NONE_MIXIN = "modularize.emit.runtime.explicit_none.ExplicitNoneInputs"
+EXPLICIT_NONE_NAME = EXPLICIT_NONE_MIXIN.rpartition(".")[2]
 
 
 def _tuple(items) -> str:
@@ -60,25 +64,6 @@ def _guider_methods(plan: PipelinePlan) -> str:
         f"        {condition_name} = {guidance.condition}\n"
         f'        return self.get_component_spec("guider").create({", ".join(config)})\n\n'
     )
-
-
-EXPLICIT_NONE_MIXIN = '''
-class ExplicitNoneInputs:
-    """Block mixin: a standard `__call__` argument passed as `None` stays `None`.
-
-    `ModularPipelineBlocks.get_block_state` replaces a `None` input by the input's declared default, where the
-    standard pipeline sees the `None` it was given (`complex_human_instruction=None` turns an instruction off). A
-    modular pipeline puts every input in its state (the default when it was not passed), so a `None` found there
-    was passed.
-    """
-
-    def get_block_state(self, state):
-        block_state = super().get_block_state(state)
-        for param in self.inputs:
-            if param.name and param.default is not None and state.values.get(param.name, param.default) is None:
-                setattr(block_state, param.name, None)
-        return block_state
-'''
 
 
 def pipeline_class(plan: PipelinePlan) -> list[cst.BaseStatement]:
@@ -170,7 +155,7 @@ def pipeline_class(plan: PipelinePlan) -> list[cst.BaseStatement]:
         members.append(pipeline.adaptation)
     members += list(pipeline.properties)
     statements = splice(template, {ATTRIBUTES: list(pipeline.class_attributes), MEMBERS: members})
-    return [*statements, *cst.parse_module(EXPLICIT_NONE_MIXIN).body]
+    return [*statements, copied_definition(EXPLICIT_NONE_MIXIN)]
 
 
 def _blocks_module(plan: PipelinePlan) -> str:

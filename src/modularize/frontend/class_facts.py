@@ -18,6 +18,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from ..cst.tree_walk import findall
+from ..errors import ConversionError
 from .parse import SourceModule, base_names, code
 
 SELF = m.Name("self")
@@ -214,6 +215,16 @@ def analyze_class(source: SourceModule, node: cst.ClassDef) -> ClassFacts:
         elif m.matches(statement, m.SimpleStatementLine(body=[m.AnnAssign(target=m.Name())])):
             class_attributes[statement.body[0].target.value] = statement
     call = next(s for s in node.body.body if isinstance(s, cst.FunctionDef) and s.name.value == "__call__")
+    if call.asynchronous is not None:
+        raise ConversionError(
+            "`async def __call__`: modular pipeline blocks run synchronously, so the blocks cannot await",
+            source.location(call.asynchronous),
+            construct="async def __call__(...)",
+            fix="convert a synchronous `__call__`",
+        )
+    for decorator in call.decorators:
+        if m.matches(decorator.decorator, m.Name("staticmethod") | m.Name("classmethod") | m.Name("property")):
+            raise source.refuse(decorator, "a decorator that makes `__call__` no plain method")
     init = next((s for s in node.body.body if isinstance(s, cst.FunctionDef) and s.name.value == "__init__"), None)
     init_facts = analyze_init(init)
     per_call, per_call_properties = _per_call_state(call, properties, init_facts)

@@ -14,6 +14,7 @@ import libcst as cst
 from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
 from ..errors import ConversionError, InputError, Location
+from .nesting import check_source_nesting, check_tree_nesting
 
 _EMPTY_MODULE = cst.Module(body=[])
 
@@ -74,10 +75,13 @@ def snippet(node: cst.CSTNode, limit: int = 80) -> str:
 
 
 def parse_source(text: str, path: str, label: str | None = None, module_name: str | None = None) -> SourceModule:
+    # LibCST's parser and everything after it recurse per level of nesting: bound the depth before and after
+    check_source_nesting(text, path)
     try:
         tree = cst.parse_module(text)
     except cst.ParserSyntaxError as error:
         raise _syntax_error(text, path, error) from None
+    check_tree_nesting(tree, text, path)
     # the tree was just parsed and nothing else holds it: no need for the wrapper's defensive deep copy.
     # `wrapper.resolve` would follow the position pass with a batched visit of the whole tree even with no batchable
     # provider to run (libcst 1.9, pinned): a tenth of a survey's time spent visiting for nothing.

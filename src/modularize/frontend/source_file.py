@@ -12,6 +12,8 @@ The label never depends on the current directory, so converting from anywhere gi
 from __future__ import annotations
 
 import importlib.util
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,20 +80,72 @@ def locate_label(label: str, near: Path) -> Path | None:
     return next((candidate for candidate in candidates if candidate.is_file()), None)
 
 
-def read_source(path_text: str) -> SourceFile:
-    path = Path(path_text)
-    if not path.exists():
-        raise InputError("no such file", Location(path_text), fix="check the path to the pipeline module")
-    if path.is_dir():
-        raise InputError("is a directory, not a pipeline module", Location(path_text), fix="pass a pipeline_*.py file")
+# The largest Python module of diffusers 0.42.1 is 327 KB (its largest pipeline module 112 KB); conversion time grows
+# faster than the size, so a larger input is refused rather than converted for minutes.
+MAX_SOURCE_BYTES = 1024 * 1024
+
+
+def read_source_text(path_text: str) -> str:
+    """The text of a regular file of at most `MAX_SOURCE_BYTES`, read once; anything else (a directory, a FIFO, a
+    device such as /dev/zero, a larger file) is refused at once with one line."""
+    location = Location(path_text)
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as error:
-        raise InputError(f"not UTF-8 text ({error.reason})", Location(path_text)) from None
+        # non-blocking: opening a FIFO with no writer must not wait; a regular file reads the same either way
+        descriptor = os.open(path_text, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise InputError("no such file", location, fix="check the path to the pipeline module") from None
+    except IsADirectoryError:
+        raise InputError("is a directory, not a pipeline module", location, fix="pass a pipeline_*.py file") from None
     except OSError as error:
-        raise InputError(f"cannot read: {error.strerror}", Location(path_text)) from None
-    resolved = path.resolve()
-    return SourceFile(path, text, label_of(resolved), module_name_of(resolved))
+        raise InputError(f"cannot read: {error.strerror}", location) from None
+    try:
+        status = os.fstat(descriptor)
+        if stat.S_ISDIR(status.st_mode):
+            raise InputError("is a directory, not a pipeline module", location, fix="pass a pipeline_*.py file")
+        if not stat.S_ISREG(status.st_mode):
+            raise InputError(
+                f"not a regular file ({_file_kind(status.st_mode)})", location, fix="pass a pipeline_*.py file"
+            )
+        if status.st_size > MAX_SOURCE_BYTES:
+            raise InputError(_too_large(status.st_size), location, fix="pass a single pipeline module")
+        chunks, size = [], 0
+        while size <= MAX_SOURCE_BYTES:
+            chunk = os.read(descriptor, MAX_SOURCE_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        data = b"".join(chunks)
+    except OSError as error:
+        raise InputError(f"cannot read: {error.strerror}", location) from None
+    finally:
+        os.close(descriptor)
+    if len(data) > MAX_SOURCE_BYTES:  # it grew while being read
+        raise InputError(_too_large(len(data)), location, fix="pass a single pipeline module")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise InputError(f"not UTF-8 text ({error.reason})", location) from None
+
+
+def _too_large(size: int) -> str:
+    return f"too large for a pipeline module ({size:,} bytes; the limit is {MAX_SOURCE_BYTES:,})"
+
+
+def _file_kind(mode: int) -> str:
+    kinds = [
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ]
+    return next((kind for test, kind in kinds if test(mode)), "not a file")
+
+
+def read_source(path_text: str) -> SourceFile:
+    text = read_source_text(path_text)
+    resolved = Path(path_text).resolve()
+    return SourceFile(Path(path_text), text, label_of(resolved), module_name_of(resolved))
 
 
 def installed_diffusers_file(relative: str) -> Path:

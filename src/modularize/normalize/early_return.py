@@ -55,12 +55,28 @@ def returned_values(node: cst.Return, fields: Sequence[str]) -> dict[str, cst.Ba
     return None
 
 
+_CONSTANT_NAMES = frozenset({"None", "True", "False"})
+
+
+def is_constant(value: cst.BaseExpression) -> bool:
+    """`None`, `True`, `False`, a number or a string: a value no block computes."""
+    if isinstance(value, cst.Name):
+        return value.value in _CONSTANT_NAMES
+    if isinstance(value, cst.UnaryOperation):
+        return is_constant(value.expression)
+    return isinstance(value, (cst.Integer, cst.Float, cst.Imaginary, cst.SimpleString, cst.ConcatenatedString))
+
+
 def is_early(node: cst.Return, outputs: Mapping[str, str]) -> bool:
-    """A return of anything but the final return's locals."""
+    """A return of anything but the final return's locals (constant fields that are no output aside)."""
     values = returned_values(node, list(outputs))
     if values is None:
         return True
-    return any(not m.matches(v, m.Name(outputs.get(field, ""))) for field, v in values.items())
+    return any(
+        not m.matches(v, m.Name(outputs.get(field, "")))
+        for field, v in values.items()
+        if field in outputs or not is_constant(v)
+    )
 
 
 @dataclass(frozen=True)

@@ -35,8 +35,9 @@ def dotted(node: cst.BaseExpression | None) -> str:
     raise TypeError(f"not a dotted name: {node!r}")
 
 
-def absolute_module(node: cst.ImportFrom, module_name: str | None, path: str) -> str:
-    """The absolute module an import-from names (`from ...models import x` -> `diffusers.models`)."""
+def absolute_module(node: cst.ImportFrom, module_name: str | None, location: Location) -> str:
+    """The absolute module an import-from names (`from ...models import x` -> `diffusers.models`); `location` is
+    where the import is, for refusals."""
     level = len(node.relative)
     target = dotted(node.module)
     if level == 0:
@@ -44,13 +45,17 @@ def absolute_module(node: cst.ImportFrom, module_name: str | None, path: str) ->
     if not module_name:
         raise ConversionError(
             "relative import in a file that is not inside a package",
-            Location(path),
+            location,
             construct=f"from {'.' * level}{target} import ...",
             fix="convert the file from its place in the package tree, or use absolute imports",
         )
     package = module_name.split(".")[:-1]
     if level - 1 > len(package):
-        raise ConversionError("relative import goes above the top-level package", Location(path))
+        raise ConversionError(
+            "relative import goes above the top-level package",
+            location,
+            construct=f"from {'.' * level}{target} import ...",
+        )
     base = package[: len(package) - (level - 1)]
     return ".".join([*base, target] if target else base)
 

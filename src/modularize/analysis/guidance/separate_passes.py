@@ -96,7 +96,7 @@ def _may_be_cfg_flag(test: cst.BaseExpression) -> bool:
 def _same_for_output(cond: cst.CSTNode, uncond: cst.CSTNode, cond_output: str, uncond_output: str) -> bool:
     """The same statement, one on the conditional prediction, the other on the unconditional one."""
     assigned = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name(cond_output))])])
-    renamed = substitute_names(uncond, {uncond_output: cst.Name(cond_output)})  # targets included
+    renamed = substitute_names(uncond, {uncond_output: cst.Name(cond_output)}, rename_targets=True)
     return m.matches(cond, assigned) and _normalized(cond) == _normalized(renamed)
 
 

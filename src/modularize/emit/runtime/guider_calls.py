@@ -1,0 +1,144 @@
+"""Running a guider's batches in one denoiser call, as the standard pipeline did.
+
+Why this exists: a guider asks for one denoiser call per batch (conditional, unconditional, ...), where a standard
+pipeline made one call on the batches concatenated. One call is what the standard pipeline computed, bit for bit,
+and it is faster wherever the call is launch-bound. The generated `denoise.py` of a package whose source batched
+CFG carries these functions (copied by name, with a `# Copied from modularize.emit.runtime.guider_calls.<name>`
+line): `merge_guider_batches` / `split_guider_predictions` for sources that concatenated the inputs of one call
+("batched"), `denoiser_call` / `run_denoiser_calls` for sources that prepared each condition's arguments in a branch
+of their own ("branched"). Both fall back to one call per batch whenever merging would not compute the same thing.
+"""
+
+import torch
+from diffusers.guiders import BaseGuidance
+from diffusers.modular_pipelines.modular_pipeline import BlockState
+
+# a value the batches do not agree on: they cannot run in one call
+_UNMERGEABLE = object()
+
+
+def _merge_order(guider, guider_batches, order):
+    """The guider batches in `order` (the order the standard pipeline concatenated them in), or None when they
+    have to run one by one: a single batch, one the standard pipeline had no place for, or a guider that changes
+    the model between batches (it overrides `BaseGuidance.prepare_models` / `cleanup_models`)."""
+    hooks_models = any(
+        getattr(type(guider), hook) is not getattr(BaseGuidance, hook) for hook in ("prepare_models", "cleanup_models")
+    )
+    if len(guider_batches) < 2 or hooks_models:
+        return None
+    identifier = guider._identifier_key
+    rank = {name: index for index, name in enumerate(order)}
+    if any(getattr(batch, identifier, None) not in rank for batch in guider_batches):
+        return None
+    return sorted(guider_batches, key=lambda batch: rank[getattr(batch, identifier)])
+
+
+def _concatenated(values):
+    """One value for all batches: tensors of one shape concatenated, lists of one length joined, dicts key by key,
+    anything else (a 0-d tensor too: the loop's `t`) only when it is the same object everywhere; `_UNMERGEABLE`
+    otherwise."""
+    first = values[0]
+    if isinstance(first, torch.Tensor) and first.dim() > 0:
+        if all(isinstance(value, torch.Tensor) and value.shape == first.shape for value in values):
+            return torch.cat(values)
+        return _UNMERGEABLE
+    if isinstance(first, list):
+        if all(isinstance(value, list) and len(value) == len(first) for value in values):
+            return [item for value in values for item in value]
+        return _UNMERGEABLE
+    if isinstance(first, dict):
+        if not all(isinstance(value, dict) and value.keys() == first.keys() for value in values):
+            return _UNMERGEABLE
+        merged = {key: _concatenated([value[key] for value in values]) for key in first}
+        return _UNMERGEABLE if any(value is _UNMERGEABLE for value in merged.values()) else merged
+    if all(value is first for value in values):
+        return first
+    return _UNMERGEABLE
+
+
+def merge_guider_batches(guider, guider_state, order):
+    """All guider batches as one batch, when running them in one denoiser call is valid.
+
+    A guider asks for one denoiser call per batch (conditional, unconditional, ...). The standard pipeline made one
+    call on the batches concatenated instead: that is what it computed, bit for bit, and it is faster wherever the
+    call is launch-bound. Merging is valid when the guider does not change the model between batches and every
+    field agrees in type and shape across batches (`_merge_order`, `_concatenated`).
+
+    Returns `[merged]`, or `guider_state` itself when the batches have to run one by one.
+    """
+    batches = _merge_order(guider, guider_state, order)
+    if batches is None:
+        return guider_state
+    identifier = guider._identifier_key
+    fields = {}
+    for name, value in batches[0].as_dict().items():
+        if name == identifier:
+            continue
+        merged = _concatenated([value] + [getattr(batch, name, _UNMERGEABLE) for batch in batches[1:]])
+        if merged is _UNMERGEABLE:
+            return guider_state
+        fields[name] = merged
+    merged_batch = BlockState(**fields)
+    merged_batch.merged_from = batches
+    return [merged_batch]
+
+
+def split_guider_predictions(guider_state, guider_batches):
+    """Give each guider batch its share of a merged prediction (nothing to do when batches ran one by one)."""
+    if guider_batches is guider_state:
+        return
+    merged = guider_batches[0]
+    for batch, prediction in zip(merged.merged_from, merged.noise_pred.chunk(len(merged.merged_from))):
+        batch.noise_pred = prediction
+
+
+def denoiser_call(guider_state_batch, *args, **kwargs):
+    """One guider batch's denoiser call, held for `run_denoiser_calls`."""
+    return guider_state_batch, args, kwargs
+
+
+def run_denoiser_calls(guider, model, calls, order, merge=True):
+    """Run the denoiser for every guider batch; yield (guider batch, what its call returned).
+
+    A guider asks for one denoiser call per batch (conditional, unconditional, ...). The standard pipeline made one
+    call on the batches' arguments concatenated instead: that is what it computed, bit for bit, and it is faster
+    wherever the call is launch-bound. With `merge`, when that is valid (`_merge_order`, `_concatenated`) and the
+    output splits back into equal shares, so does this; otherwise it calls the model once per batch.
+    """
+    batches = _merge_order(guider, [batch for batch, _, _ in calls], order) if merge else None
+    if batches is not None and len({len(args) for _, args, _ in calls}) == 1:
+        position = {id(batch): index for index, batch in enumerate(batches)}
+        ordered = sorted(calls, key=lambda call: position[id(call[0])])
+        args = [_concatenated(list(values)) for values in zip(*(args for _, args, _ in ordered))]
+        kwargs = _concatenated([kwargs for _, _, kwargs in ordered])
+        if kwargs is not _UNMERGEABLE and all(value is not _UNMERGEABLE for value in args):
+            shares = _shares(model(*args, **kwargs), len(batches))
+            if shares is not None:
+                yield from zip(batches, shares)
+                return
+    for batch, args, kwargs in calls:
+        guider.prepare_models(model)
+        output = model(*args, **kwargs)
+        guider.cleanup_models(model)
+        yield batch, output
+
+
+def _shares(output, count):
+    """`count` equal shares of a merged call's output along the batch (tuples and model outputs element by element),
+    or None."""
+    if isinstance(output, torch.Tensor) and output.shape[0] % count == 0:
+        return list(output.chunk(count))
+    if isinstance(output, list) and len(output) % count == 0:
+        size = len(output) // count
+        return [output[index * size : (index + 1) * size] for index in range(count)]
+    if isinstance(output, tuple):
+        parts = [_shares(item, count) for item in output]
+        if any(part is None for part in parts):
+            return None
+        return [tuple(part[index] for part in parts) for index in range(count)]
+    if isinstance(output, dict):  # a model output (`Transformer2DModelOutput`, a dict too) field by field
+        parts = {key: _shares(value, count) for key, value in output.items()}
+        if any(part is None for part in parts.values()):
+            return None
+        return [type(output)(**{key: part[index] for key, part in parts.items()}) for index in range(count)]
+    return None

@@ -1,0 +1,823 @@
+"""Each guidance detector, pair propagation and the guidance transform on small before/after snippets.
+
+A snippet is the body of a `__call__` (and, where it matters, extra methods) in a tiny pipeline class; the tests
+assert what the detector found: the nodes, names, pairs and orders, or the refusal and where it points.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from dataclasses import dataclass
+
+import libcst as cst
+import pytest
+
+from modularize.analysis.guidance import branched, separate_passes
+from modularize.analysis.guidance.batched import (
+    CfgPattern,
+    _cat_elements,
+    _chunk,
+    _combine,
+    condition_text,
+    find_batched_cfg,
+)
+from modularize.analysis.guidance.branched import find_branched_cfg
+from modularize.analysis.guidance.pairing import propagate_pairs
+from modularize.analysis.guidance.separate_passes import find_separate_cfg
+from modularize.analysis.rewrite_context import call_body
+from modularize.analysis.runtime_plumbing import find_runtime_plumbing
+from modularize.analysis.segment import find_timestep_loop, segment_call
+from modularize.cst.node_index import NodeIndex
+from modularize.cst.substitute import rewrite_statements
+from modularize.errors import ConversionError
+from modularize.frontend.class_facts import analyze_class
+from modularize.frontend.parse import SourceModule, code, find_pipeline_class, parse_source
+from modularize.normalize.image_encode import NotSplit, split_image_encode
+from modularize.planning.plan import GuidanceField
+from modularize.transforms.guidance import guider_denoise, unbatching_replacements
+
+PIPELINE = """\
+import torch
+from diffusers import DiffusionPipeline
+
+
+class SnippetPipeline(DiffusionPipeline):
+    def __init__(self, unet, scheduler, transformer, transformer_2):
+        super().__init__()
+        self.register_modules(unet=unet, scheduler=scheduler, transformer=transformer, transformer_2=transformer_2)
+
+    @property
+    def guidance_scale(self):
+        return self._guidance_scale
+
+    @property
+    def do_classifier_free_guidance(self):
+        return self._guidance_scale > 1
+{methods}
+    def __call__(
+        self,
+        prompt_embeds,
+        negative_prompt_embeds,
+        latents,
+        timesteps,
+        guidance_scale=5.0,
+        guidance_scale_2=3.0,
+        guidance_rescale=0.0,
+        boundary=500,
+    ):
+        self._guidance_scale = guidance_scale
+{body}
+        return Output(images=latents)
+"""
+
+
+@dataclass
+class Snippet:
+    source: SourceModule
+    facts: object
+    body: list[cst.BaseStatement]
+    loop_statement: cst.BaseStatement
+    loop: cst.For
+    dropped: set[int]
+
+    def batched(self) -> CfgPattern | None:
+        index = NodeIndex(self.body)
+        return find_batched_cfg(
+            self.source, self.facts, self.body, self.loop_statement, self.loop, self.dropped, index
+        )
+
+    def separate(self) -> CfgPattern | None:
+        return find_separate_cfg(self.source, self.facts, self.body, self.loop, self.dropped)
+
+    def branched(self) -> CfgPattern | None:
+        return find_branched_cfg(self.source, self.facts, self.body, self.loop, self.dropped)
+
+    def line_of(self, node: cst.CSTNode) -> int:
+        return self.source.location(node).line
+
+    def line(self, fragment: str, occurrence: int = 1) -> int:
+        """The line of the source holding `fragment` (its `occurrence`-th one)."""
+        lines = [n for n, text in enumerate(self.source.text.splitlines(), 1) if fragment in text]
+        return lines[occurrence - 1]
+
+
+def snippet(body: str, methods: str = "") -> Snippet:
+    """A tiny pipeline whose `__call__` runs `body` (dedented; indented into the method)."""
+    indented = textwrap.indent(textwrap.dedent(body), " " * 8)
+    extra = textwrap.indent(textwrap.dedent(methods), " " * 4) if methods else ""
+    text = PIPELINE.format(body=indented.rstrip("\n"), methods="\n" + extra if extra else "")
+    source = parse_source(text, "snippet.py")
+    facts = analyze_class(source, find_pipeline_class(source))
+    statements = call_body(facts)
+    segments = segment_call(source, statements)
+    denoise = next(s for s in segments if s.kind == "denoise")
+    drops, _ = find_runtime_plumbing(statements)
+    return Snippet(
+        source, facts, statements, denoise.loop, find_timestep_loop(denoise.loop), {id(d.node) for d in drops}
+    )
+
+
+def texts(nodes) -> list[str]:
+    return [code(node).strip() for node in nodes]
+
+
+def lines(node: cst.CSTNode) -> str:
+    """The node's code without trailing whitespace (LibCST indents the blank lines of a block)."""
+    return "\n".join(line.rstrip() for line in code(node).strip().splitlines())
+
+
+def rendered(statements) -> str:
+    return cst.Module(body=list(statements)).code
+
+
+def fields(pattern: CfgPattern) -> list[tuple[str, str, str]]:
+    return [(f.name, f.cond, f.uncond) for f in pattern.fields]
+
+
+SD_LOOP = """\
+if self.do_classifier_free_guidance:
+    prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds])
+for i, t in enumerate(timesteps):
+    latent_model_input = torch.cat([latents] * 2) if self.do_classifier_free_guidance else latents
+    latent_model_input = self.scheduler.scale_model_input(latent_model_input, t)
+    noise_pred = self.unet(latent_model_input, t, encoder_hidden_states=prompt_embeds)[0]
+    if self.do_classifier_free_guidance:
+        noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)
+        noise_pred = noise_pred_uncond + self.guidance_scale * (noise_pred_text - noise_pred_uncond)
+    if self.do_classifier_free_guidance and guidance_rescale > 0.0:
+        noise_pred = rescale_noise_cfg(noise_pred, noise_pred_text, guidance_rescale=guidance_rescale)
+    latents = self.scheduler.step(noise_pred, t, latents)[0]
+"""
+
+
+# -- batched CFG ---------------------------------------------------------------------------------------------------
+def test_batched_cfg_finds_every_piece_of_the_standard_shape():
+    found = snippet(SD_LOOP)
+    cfg = found.batched()
+
+    assert cfg.kind == "batched"
+    assert (cfg.condition_name, code(cfg.condition_expression)) == (
+        "do_classifier_free_guidance",
+        "self._guidance_scale > 1",
+    )
+    assert cfg.condition_statement is None  # a property, not a local
+    assert (cfg.denoiser, cfg.model_output, cfg.guided) == ("unet", "noise_pred", "noise_pred")
+    assert code(cfg.scale) == "self.guidance_scale" and code(cfg.rescale) == "guidance_rescale"
+    assert code(cfg.rescale_test) == "self.do_classifier_free_guidance and guidance_rescale > 0.0"
+    # `[negative, positive]`: the first chunk is the unconditional one
+    assert cfg.batch_order == ("pred_uncond", "pred_cond")
+    assert [(s.target, s.cond, s.uncond) for s in cfg.cat_sites] == [
+        ("prompt_embeds", "prompt_embeds", "negative_prompt_embeds")
+    ]
+    # the whole `if` (it only concatenates)
+    assert found.line_of(cfg.cat_sites[0].node) == found.line("if self.do_classifier_free_guidance:")
+    assert texts(cfg.expansions) == ["torch.cat([latents] * 2) if self.do_classifier_free_guidance else latents"]
+    assert cfg.repeated == ("latent_model_input",)
+    assert fields(cfg) == [("prompt_embeds", "prompt_embeds", "negative_prompt_embeds")]
+    assert [found.line_of(s) for s in cfg.guidance_statements] == [  # the combine `if`, the rescale `if`
+        found.line("    if self.do_classifier_free_guidance:", 2),
+        found.line("if self.do_classifier_free_guidance and guidance_rescale"),
+    ]
+    assert texts([cfg.call_statement]) == [
+        "noise_pred = self.unet(latent_model_input, t, encoder_hidden_states=prompt_embeds)[0]"
+    ]
+
+
+def test_positive_first_concatenation_and_chunks_give_the_cond_first_order():
+    cfg = snippet(
+        SD_LOOP.replace("[negative_prompt_embeds, prompt_embeds]", "[prompt_embeds, negative_prompt_embeds]").replace(
+            "noise_pred_uncond, noise_pred_text = ", "noise_pred_text, noise_pred_uncond = "
+        )
+    ).batched()
+    assert cfg.batch_order == ("pred_cond", "pred_uncond")
+    assert [(s.cond, s.uncond) for s in cfg.cat_sites] == [("prompt_embeds", "negative_prompt_embeds")]
+
+
+def test_a_concatenation_against_the_chunk_order_is_refused_at_the_concatenation():
+    found = snippet(
+        SD_LOOP.replace("[negative_prompt_embeds, prompt_embeds]", "[prompt_embeds, negative_prompt_embeds]")
+    )
+    with pytest.raises(ConversionError, match="opposite order to the prediction's chunks") as error:
+        found.batched()
+    assert error.value.location.line == found.line("torch.cat([prompt_embeds, negative_prompt_embeds])")
+
+
+def test_a_cfg_flag_held_in_a_local_is_the_condition_and_its_assignment_is_reported():
+    body = "do_cfg = guidance_scale > 1.0\n" + SD_LOOP.replace("self.do_classifier_free_guidance", "do_cfg")
+    cfg = snippet(body).batched()
+    assert cfg.condition_name == "do_cfg"
+    assert code(cfg.condition_expression) == "guidance_scale > 1.0"
+    assert texts([cfg.condition_statement]) == ["do_cfg = guidance_scale > 1.0"]
+
+
+def test_statements_between_the_call_and_the_chunk_run_per_batch():
+    body = SD_LOOP.replace(
+        "encoder_hidden_states=prompt_embeds)[0]\n",
+        "encoder_hidden_states=prompt_embeds)[0]\n    noise_pred = noise_pred.float()\n",
+    )
+    assert texts(snippet(body).batched().between) == ["noise_pred = noise_pred.float()"]
+
+
+def test_a_loop_without_cfg_has_no_pattern():
+    body = """\
+    for i, t in enumerate(timesteps):
+        noise_pred = self.unet(latents, t, encoder_hidden_states=prompt_embeds)[0]
+        latents = self.scheduler.step(noise_pred, t, latents)[0]
+    """
+    found = snippet(body)
+    assert found.batched() is None and found.separate() is None and found.branched() is None
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message", "at"),
+    [
+        # a chunk the combine does not follow: refused at the CFG branch holding them
+        (
+            "        noise_pred = noise_pred_uncond + self.guidance_scale * (noise_pred_text - noise_pred_uncond)\n",
+            "        noise_pred = noise_pred_uncond * self.guidance_scale\n",
+            "unrecognized guidance combine",
+            ("if self.do_classifier_free_guidance:", 2),
+        ),
+        # no chunk under a CFG branch: the loop's first guidance evidence (the doubled latents) is refused
+        (
+            "    if self.do_classifier_free_guidance:\n        noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)\n",
+            "    noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)\n    if self.do_classifier_free_guidance:\n",
+            "guidance this converter does not recognize",
+            ("torch.cat([latents] * 2)", 1),
+        ),
+    ],
+    ids=["unknown-combine", "unguarded-split"],
+)
+def test_guidance_the_detector_does_not_understand_is_refused_where_it_is(old, new, message, at):
+    assert old in SD_LOOP
+    found = snippet(SD_LOOP.replace(old, new))
+    with pytest.raises(ConversionError, match=message) as error:
+        found.batched()
+    assert error.value.location.line == found.line(*at)
+
+
+def test_a_helper_that_only_repeats_for_cfg_is_called_without_the_flag_one_that_pairs_is_gated():
+    methods = """\
+    def prepare_mask(self, mask, do_classifier_free_guidance):
+        mask = torch.cat([mask] * 2) if do_classifier_free_guidance else mask
+        return mask
+
+    def prepare_image_embeds(self, embeds, negative_embeds, do_classifier_free_guidance):
+        if do_classifier_free_guidance:
+            embeds = torch.cat([negative_embeds, embeds])
+        return embeds
+    """
+    body = (
+        "mask = self.prepare_mask(latents, self.do_classifier_free_guidance)\n"
+        "image_embeds = self.prepare_image_embeds(latents, latents, self.do_classifier_free_guidance)\n"
+        + SD_LOOP.replace("encoder_hidden_states=prompt_embeds)", "encoder_hidden_states=prompt_embeds, mask=mask)")
+    )
+    cfg = snippet(body, methods).batched()
+    (rewrite,) = [(code(old), code(new)) for old, new in cfg.rewrites]
+    assert rewrite == ("self.do_classifier_free_guidance", "False")
+    assert [use.helper for use in cfg.pairing_helpers] == ["prepare_image_embeds"]
+    assert cfg.pairing_helpers[0].pairs
+
+
+def test_combine_and_concatenation_matchers():
+    statement = cst.parse_statement("noise_pred = u + scale * (c - u)\n")
+    guided, uncond, cond, scale = _combine(statement)
+    assert (guided, uncond, cond, code(scale)) == ("noise_pred", "u", "c", "scale")
+    assert _combine(cst.parse_statement("noise_pred = c + scale * (c - u)\n")) is None  # not `u + s * (c - u)`
+    assert _chunk(cst.parse_statement("a, b = pred.chunk(2)\n")) == ("pred", "a", "b")
+    assert _chunk(cst.parse_statement("a, b, c = pred.chunk(3)\n")) is None
+    assert texts(_cat_elements(cst.parse_expression("torch.cat([x] * 2)"))) == ["x", "x"]
+    assert texts(_cat_elements(cst.parse_expression("torch.cat([a, b], dim=0)"))) == ["a", "b"]
+    assert _cat_elements(cst.parse_expression("torch.cat([a, b], dim=1)")) is None  # not along the batch
+
+
+def test_the_cfg_condition_reads_call_arguments_on_one_line():
+    expression = cst.parse_expression("(\n    self._guidance_scale > 1\n    and self.transformer.config.x is None\n)")
+    assert condition_text(expression, {"_guidance_scale": "guidance_scale"}) == (
+        "guidance_scale > 1 and self.transformer.config.x is None"
+    )
+
+
+# -- separate passes -----------------------------------------------------------------------------------------------
+TRUE_CFG = """\
+do_true_cfg = guidance_scale > 1 and negative_prompt_embeds is not None
+for i, t in enumerate(timesteps):
+    with self.transformer.cache_context("cond"):
+        noise_pred = self.transformer(hidden_states=latents, timestep=t, encoder_hidden_states=prompt_embeds)[0]
+    if do_true_cfg:
+        with self.transformer.cache_context("uncond"):
+            neg_noise_pred = self.transformer(
+                hidden_states=latents, timestep=t, encoder_hidden_states=negative_prompt_embeds
+            )[0]
+        noise_pred = neg_noise_pred + guidance_scale * (noise_pred - neg_noise_pred)
+    latents = self.scheduler.step(noise_pred, t, latents)[0]
+"""
+
+
+def test_separate_passes_pair_what_differs_between_the_two_calls_and_keep_their_cache_contexts():
+    found = snippet(TRUE_CFG)
+    cfg = found.separate()
+    assert cfg.kind == "separate" and cfg.formulation == "diffusers" and cfg.combine is None
+    assert (cfg.condition_name, texts([cfg.condition_statement])) == (
+        "do_true_cfg",
+        ["do_true_cfg = guidance_scale > 1 and negative_prompt_embeds is not None"],
+    )
+    assert fields(cfg) == [("prompt_embeds", "prompt_embeds", "negative_prompt_embeds")]  # latents, t: shared
+    assert cfg.cache_contexts == (("pred_cond", "cond"), ("pred_uncond", "uncond"))
+    assert cfg.batch_order == ("pred_cond", "pred_uncond")
+    assert (cfg.denoiser, cfg.denoiser_local, cfg.model_output, code(cfg.scale)) == (
+        "transformer",
+        None,
+        "noise_pred",
+        "guidance_scale",
+    )
+    assert found.line_of(cfg.call_statement) == found.line('with self.transformer.cache_context("cond")')
+    assert found.line_of(cfg.guidance_statements[0]) == found.line("if do_true_cfg:")  # the unconditional pass
+
+
+def test_cond_plus_scale_times_difference_is_the_original_formulation():
+    cfg = snippet(TRUE_CFG.replace("= neg_noise_pred + guidance_scale", "= noise_pred + guidance_scale")).separate()
+    assert cfg.formulation == "original" and cfg.combine is None
+
+
+def test_more_than_the_formula_becomes_a_custom_combine_bound_to_the_guiders_predictions():
+    body = TRUE_CFG.replace(
+        "        noise_pred = neg_noise_pred + guidance_scale * (noise_pred - neg_noise_pred)\n",
+        "        comb_pred = neg_noise_pred + guidance_scale * (noise_pred - neg_noise_pred)\n"
+        "        noise_pred = comb_pred * (torch.norm(noise_pred) / torch.norm(comb_pred))\n",
+    )
+    combine = snippet(body).separate().combine
+    assert combine.bindings == (
+        ("noise_pred", "pred_cond"),
+        ("neg_noise_pred", "pred_uncond"),
+        ("guidance_scale", "self.guidance_scale"),
+    )
+    assert texts(combine.statements) == [
+        "comb_pred = neg_noise_pred + guidance_scale * (noise_pred - neg_noise_pred)",
+        "noise_pred = comb_pred * (torch.norm(noise_pred) / torch.norm(comb_pred))",
+    ]
+    assert combine.result == "noise_pred"
+
+
+def test_a_model_and_scale_picked_per_step_are_followed_through_their_locals():
+    body = """\
+    for i, t in enumerate(timesteps):
+        if t >= boundary:
+            current_model = self.transformer
+            current_guidance_scale = guidance_scale
+        else:
+            current_model = self.transformer_2
+            current_guidance_scale = guidance_scale_2
+        noise_pred = current_model(hidden_states=latents, encoder_hidden_states=prompt_embeds)[0]
+        if self.do_classifier_free_guidance:
+            noise_uncond = current_model(hidden_states=latents, encoder_hidden_states=negative_prompt_embeds)[0]
+            noise_pred = noise_uncond + current_guidance_scale * (noise_pred - noise_uncond)
+        latents = self.scheduler.step(noise_pred, t, latents)[0]
+    """
+    cfg = snippet(body).separate()
+    assert (cfg.denoiser, cfg.denoiser_local, cfg.denoisers) == (
+        "transformer",
+        "current_model",
+        ("transformer", "transformer_2"),
+    )
+    assert cfg.step_scales == ("guidance_scale", "guidance_scale_2")
+    assert cfg.condition_name == "do_classifier_free_guidance"
+
+
+def test_the_same_statement_after_each_pass_runs_per_batch():
+    body = TRUE_CFG.replace(
+        "    if do_true_cfg:\n",
+        "    noise_pred = noise_pred[:, :4]\n    if do_true_cfg:\n",
+    ).replace(
+        "            )[0]\n",
+        "            )[0]\n        neg_noise_pred = neg_noise_pred[:, :4]\n",
+    )
+    assert texts(snippet(body).separate().batch_after) == ["noise_pred = noise_pred[:, :4]"]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            "encoder_hidden_states=negative_prompt_embeds",
+            "encoder_hidden_states=negative_prompt_embeds * 2",
+            "not plain variables a guider can pair",
+        ),
+        (
+            'with self.transformer.cache_context("uncond"):\n            neg_noise_pred = self.transformer(',
+            'with self.transformer_2.cache_context("uncond"):\n            neg_noise_pred = self.transformer_2(',
+            "calls another model than the conditional one",
+        ),
+        (
+            'with self.transformer.cache_context("uncond"):\n'
+            "            neg_noise_pred = self.transformer(\n"
+            "                hidden_states=latents, timestep=t, encoder_hidden_states=negative_prompt_embeds\n"
+            "            )[0]\n",
+            "neg_noise_pred = self.transformer(\n"
+            "                hidden_states=latents, timestep=t, encoder_hidden_states=negative_prompt_embeds\n"
+            "            )[0]\n",
+            "only one of the two passes",
+        ),
+    ],
+    ids=["unpairable-argument", "other-model", "one-cache-context"],
+)
+def test_separate_passes_the_detector_cannot_pair_are_refused(old, new, message):
+    assert old in TRUE_CFG
+    with pytest.raises(ConversionError, match=message):
+        snippet(TRUE_CFG.replace(old, new)).separate()
+
+
+def test_a_second_model_call_under_a_condition_that_is_no_flag_is_not_cfg():
+    body = """\
+    for i, t in enumerate(timesteps):
+        noise_pred = self.transformer(hidden_states=latents)[0]
+        if t < boundary:
+            noise_pred = self.transformer_2(hidden_states=latents)[0]
+        latents = self.scheduler.step(noise_pred, t, latents)[0]
+    """
+    assert snippet(body).separate() is None
+
+
+def test_step_scales_are_the_call_arguments_a_loop_local_takes():
+    found = snippet("for i, t in enumerate(timesteps):\n    pass\n")
+    before = [
+        cst.parse_statement("s = self.guidance_scale\n"),
+        cst.parse_statement("if t > 3:\n    s = 0.0\n"),
+    ]
+    assert separate_passes.step_scales(found.facts, before, cst.Name("s")) == ("guidance_scale",)
+    assert separate_passes.step_scales(found.facts, before, cst.Name("guidance_scale")) == ()  # an argument itself
+    unknown = [cst.parse_statement("s = compute()\n")]
+    assert separate_passes.step_scales(found.facts, unknown, cst.Name("s")) == ()
+
+
+# -- branched CFG --------------------------------------------------------------------------------------------------
+BRANCHED = """\
+batch = latents.shape[0]
+for i, t in enumerate(timesteps):
+    timestep = t.expand(latents.shape[0])
+    if self.do_classifier_free_guidance:
+        model_input = torch.cat([latents] * 2)
+        embeds_input = torch.cat([prompt_embeds, negative_prompt_embeds])
+        timestep_input = timestep.repeat(2)
+    else:
+        model_input = latents
+        embeds_input = prompt_embeds
+        timestep_input = timestep
+    model_input = model_input.to(self.transformer.dtype)
+    model_out = self.transformer(model_input, embeds_input, timestep=timestep_input)[0]
+    if self.do_classifier_free_guidance:
+        pos = model_out[:batch]
+        neg = model_out[batch:]
+        noise_pred = pos + guidance_scale * (pos - neg)
+    else:
+        noise_pred = model_out
+    latents = self.scheduler.step(noise_pred, t, latents)[0]
+"""
+
+
+def test_branched_cfg_runs_the_cfg_off_branch_per_batch_and_the_output_branch_in_a_guider():
+    found = snippet(BRANCHED)
+    cfg = found.branched()
+    assert cfg.kind == "branched" and cfg.formulation == "original"
+    assert cfg.condition_name == "do_classifier_free_guidance"
+    # the `if` branch concatenates positive first: that is the order the merged call keeps
+    assert cfg.batch_order == ("pred_cond", "pred_uncond")
+    assert fields(cfg) == [("prompt_embeds", "prompt_embeds", "negative_prompt_embeds")]  # repeats are shared
+    assert texts(cfg.batch_statements) == [
+        "model_input = latents",
+        "embeds_input = prompt_embeds",
+        "timestep_input = timestep",
+        "model_input = model_input.to(self.transformer.dtype)",
+    ]
+    assert code(cfg.model_call) == "self.transformer(model_input, embeds_input, timestep=timestep_input)"
+    assert [found.line_of(s) for s in cfg.guidance_statements] == [  # the input `if`, the output `if`
+        found.line("if self.do_classifier_free_guidance:", 1),
+        found.line("if self.do_classifier_free_guidance:", 2),
+    ]
+    combine = cfg.combine
+    assert combine.bindings == (
+        ("pos", "pred_cond"),
+        ("neg", "pred_uncond"),
+        ("guidance_scale", "self.guidance_scale"),
+    )
+    assert texts(combine.statements) == ["noise_pred = pos + guidance_scale * (pos - neg)"]
+    assert (texts(combine.off_statements), combine.off_bindings) == (
+        ["noise_pred = model_out"],
+        (("model_out", "pred_cond"),),
+    )
+    assert combine.result == cfg.guided == "noise_pred"
+
+
+def test_negative_first_batches_and_halves_give_the_uncond_first_order():
+    body = BRANCHED.replace("[prompt_embeds, negative_prompt_embeds]", "[negative_prompt_embeds, prompt_embeds]")
+    body = body.replace("pos = model_out[:batch]", "neg = model_out[:batch]", 1).replace(
+        "neg = model_out[batch:]", "pos = model_out[batch:]", 1
+    )
+    cfg = snippet(body).branched()
+    assert cfg.batch_order == ("pred_uncond", "pred_cond")
+    assert cfg.combine.bindings[:2] == (("pos", "pred_cond"), ("neg", "pred_uncond"))
+
+
+def test_a_truncated_per_step_scale_and_extra_combine_inputs_are_set_on_the_guider():
+    body = (
+        BRANCHED.replace(
+            "    if self.do_classifier_free_guidance:\n        model_input",
+            "    current_guidance_scale = guidance_scale\n"
+            "    if t < boundary:\n"
+            "        current_guidance_scale = 0.0\n"
+            "    apply_cfg = self.do_classifier_free_guidance and current_guidance_scale > 0\n"
+            "    if apply_cfg:\n        model_input",
+        )
+        .replace("    if self.do_classifier_free_guidance:\n        pos", "    if apply_cfg:\n        pos")
+        .replace(
+            "noise_pred = pos + guidance_scale * (pos - neg)\n",
+            "noise_pred = pos + current_guidance_scale * (pos - neg)\n        noise_pred = noise_pred / boundary\n",
+        )
+    )
+    cfg = snippet(body).branched()
+    assert code(cfg.condition) == "self.do_classifier_free_guidance"  # `and current_guidance_scale > 0` is per step
+    assert cfg.step_scales == ("guidance_scale",)
+    assert cfg.combine.inputs == (("boundary", "boundary"),)
+    assert ("boundary", "self.boundary") in cfg.combine.bindings
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("    else:\n        noise_pred = model_out\n", "", "without an `else` for CFG off"),
+        (
+            "embeds_input = torch.cat([prompt_embeds, negative_prompt_embeds])",
+            "embeds_input = torch.cat([prompt_embeds, prompt_embeds * 0])",
+            "cannot be split per guider batch",
+        ),
+        ("noise_pred = pos + guidance_scale * (pos - neg)", "noise_pred = pos - neg", "no `c + s * (c - u)`"),
+    ],
+    ids=["no-else", "unpairable", "no-formula"],
+)
+def test_branched_cfg_the_detector_cannot_split_is_refused(old, new, message):
+    assert old in BRANCHED
+    with pytest.raises(ConversionError, match=re.escape(message)):
+        snippet(BRANCHED.replace(old, new)).branched()
+
+
+def test_branched_matchers():
+    pair = branched._concatenated_pair(cst.parse_expression("torch.cat([a, b])"))
+    assert texts(pair) == ["a", "b"]
+    assert texts(branched._concatenated_pair(cst.parse_expression("a + b"))) == ["a", "b"]  # lists of samples
+    plain = cst.parse_expression("x")
+    assert branched._repeats(cst.parse_expression("x.repeat(2, 1, 1)"), plain)
+    assert branched._repeats(cst.parse_expression("torch.cat([x] * 2)"), plain)
+    assert not branched._repeats(cst.parse_expression("x.repeat(3)"), plain)
+    assert branched._slice_of(cst.parse_statement("a = out[:n]\n"), "out") == ("a", "head")
+    assert branched._slice_of(cst.parse_statement("b = out[n:]\n"), "out") == ("b", "tail")
+    assert branched._slice_of(cst.parse_statement("b = out[1:n]\n"), "out") is None
+    scale, formulation = branched._formula([cst.parse_statement("g = u + s * (c - u)\n")], "c", "u")
+    assert (code(scale), formulation) == ("s", "diffusers")
+
+
+# -- pair propagation ----------------------------------------------------------------------------------------------
+def propagation(text: str, pairs: dict[str, str], taken=()):
+    """`text`: statements, the model call last (the `stop`)."""
+    source = parse_source("def f():\n" + textwrap.indent(textwrap.dedent(text), "    "), "snippet.py")
+    statements = list(source.tree.body[0].body.body)
+    condition = cst.parse_expression("self.do_classifier_free_guidance")
+    taken = set(pairs) | set(pairs.values()) | set(taken)
+    return source, statements, propagate_pairs(source, "P", pairs, statements, statements[-1], set(), taken, condition)
+
+
+def test_per_sample_operations_on_a_paired_tensor_are_mirrored_onto_its_counterpart():
+    _, statements, pairing = propagation(
+        """\
+        embeds = prompt_embeds.to(device)
+        added = {"text_embeds": embeds, "scale": 2}
+        noise_pred = self.unet(latents, encoder_hidden_states=embeds, added_cond_kwargs=added)
+        """,
+        {"prompt_embeds": "negative_prompt_embeds"},
+    )
+    assert pairing.pairs == {
+        "prompt_embeds": "negative_prompt_embeds",
+        "embeds": "negative_embeds",
+        "added": "negative_added",
+    }
+    assert [original for original, _ in pairing.mirrored] == statements[:2]
+    assert rendered(pairing.mirrored[1][1].nodes) == (
+        'added = {"text_embeds": embeds, "scale": 2}\n'
+        "if self.do_classifier_free_guidance:\n"
+        '    negative_added = {"text_embeds": negative_embeds, "scale": 2}\n'
+    )
+
+
+def test_a_repeat_of_a_paired_tensor_is_guarded_by_a_check_that_both_halves_are_equal():
+    _, _, pairing = propagation(
+        "ids = time_ids.repeat(batch_size, 1)\nnoise_pred = self.unet(latents, time_ids=ids)\n",
+        {"time_ids": "negative_time_ids"},
+    )
+    guard, original, mirror = pairing.mirrored[0][1].nodes
+    assert code(guard).startswith(
+        "if self.do_classifier_free_guidance:\n"
+        "    if batch_size > 1 and not torch.equal(negative_time_ids, time_ids):\n"
+        "        raise ValueError("
+    )
+    assert code(original).strip() == "ids = time_ids.repeat(batch_size, 1)"
+    assert "negative_ids = negative_time_ids.repeat(batch_size, 1)" in code(mirror)
+
+
+def test_a_fresh_counterpart_name_never_clashes():
+    _, _, pairing = propagation(
+        "embeds = prompt_embeds.float()\nnoise_pred = self.unet(latents, encoder_hidden_states=embeds)\n",
+        {"prompt_embeds": "negative_prompt_embeds"},
+        taken={"negative_embeds"},
+    )
+    assert pairing.pairs["embeds"] == "negative_embeds_2"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "rows = prompt_embeds.shape[0]\nnoise_pred = self.unet(latents, rows=rows)\n",
+        "embeds = prompt_embeds.sum(0)\nnoise_pred = self.unet(latents, encoder_hidden_states=embeds)\n",
+        "noise_pred = self.unet(latents, encoder_hidden_states=prompt_embeds)\nkeep = prompt_embeds\n",
+    ],
+    ids=["batch-size", "reduction", "after-the-call"],
+)
+def test_reading_the_doubled_batch_is_refused_at_the_read(text):
+    with pytest.raises(ConversionError, match="read with its CFG-doubled batch") as error:
+        propagation(text, {"prompt_embeds": "negative_prompt_embeds"})
+    assert error.value.location.line in (2, 3)
+
+
+def test_batch_free_attributes_of_a_paired_tensor_may_be_read_anywhere():
+    _, _, pairing = propagation(
+        "dtype = prompt_embeds.dtype\nnoise_pred = self.unet(latents.to(dtype), encoder_hidden_states=prompt_embeds)\n",
+        {"prompt_embeds": "negative_prompt_embeds"},
+    )
+    assert pairing.mirrored == () and pairing.pairs == {"prompt_embeds": "negative_prompt_embeds"}
+
+
+# -- the guidance transform ----------------------------------------------------------------------------------------
+def test_unbatching_undoes_the_concatenations_and_removes_the_combine():
+    found = snippet("do_cfg = guidance_scale > 1.0\n" + SD_LOOP.replace("self.do_classifier_free_guidance", "do_cfg"))
+    cfg = found.batched()
+    after = rendered(rewrite_statements(found.body, unbatching_replacements(cfg)))
+    assert after == textwrap.dedent(
+        """\
+        self._guidance_scale = guidance_scale
+        do_cfg = self.do_cfg
+        for i, t in enumerate(timesteps):
+            latent_model_input = latents
+            latent_model_input = self.scheduler.scale_model_input(latent_model_input, t)
+            noise_pred = self.unet(latent_model_input, t, encoder_hidden_states=prompt_embeds)[0]
+            latents = self.scheduler.step(noise_pred, t, latents)[0]
+        return Output(images=latents)
+        """
+    )
+
+
+def test_the_batched_denoiser_runs_the_call_once_per_guider_batch_or_merged():
+    cfg = snippet(SD_LOOP).batched()
+    statements = guider_denoise(
+        cfg,
+        (
+            GuidanceField("prompt_embeds", "prompt_embeds", "negative_prompt_embeds"),
+            GuidanceField("latent_model_input", "latent_model_input", "latent_model_input"),
+        ),
+        "i",
+        "t",
+        "num_inference_steps",
+    )
+    assert rendered(statements) == textwrap.dedent(
+        """\
+        components.guider.set_state(step=i, num_inference_steps=num_inference_steps, timestep=t)
+        guider_state = components.guider.prepare_inputs_from_block_state(block_state, {'prompt_embeds': ('prompt_embeds', 'negative_prompt_embeds'), 'latent_model_input': 'latent_model_input'})
+        guider_batches = (
+            merge_guider_batches(components.guider, guider_state, ('pred_uncond', 'pred_cond'))
+            if components.config.batch_guider_calls
+            else guider_state
+        )
+        for guider_state_batch in guider_batches:
+            components.guider.prepare_models(components.unet)
+            prompt_embeds = guider_state_batch.prompt_embeds
+            latent_model_input = guider_state_batch.latent_model_input
+            noise_pred = self.unet(latent_model_input, t, encoder_hidden_states=prompt_embeds)[0]
+            guider_state_batch.noise_pred = noise_pred
+            components.guider.cleanup_models(components.unet)
+        split_guider_predictions(guider_state, guider_batches)
+        noise_pred = components.guider(guider_state).pred
+        """
+    )
+
+
+def test_separate_passes_label_each_batchs_cache_context_and_set_per_step_scales_on_the_guider():
+    body = TRUE_CFG.replace("do_true_cfg = guidance_scale > 1 and negative_prompt_embeds is not None\n", "")
+    body = body.replace("do_true_cfg", "self.do_classifier_free_guidance").replace(
+        "for i, t in enumerate(timesteps):\n",
+        "for i, t in enumerate(timesteps):\n    s = guidance_scale_2 if t < boundary else guidance_scale\n",
+    )
+    body = body.replace("neg_noise_pred + guidance_scale *", "neg_noise_pred + s *")
+    # `s = a if ... else b` is no per-step scale the detector follows (the planner refuses the scale later)
+    assert snippet(body).separate().step_scales == ()
+    body = body.replace(
+        "    s = guidance_scale_2 if t < boundary else guidance_scale\n",
+        "    s = guidance_scale\n    if t < boundary:\n        s = guidance_scale_2\n",
+    )
+    cfg = snippet(body).separate()
+    # one call per guider batch, never merged: the source made one call per condition
+    assert rendered(guider_denoise(cfg, cfg.fields, "i", "t", "len(timesteps)")) == textwrap.dedent(
+        """\
+        with guider_attributes(components.guider, guidance_scale=s):
+            components.guider.set_state(step=i, num_inference_steps=len(timesteps), timestep=t)
+            guider_state = components.guider.prepare_inputs_from_block_state(block_state, {'prompt_embeds': ('prompt_embeds', 'negative_prompt_embeds')})
+            for guider_state_batch in guider_state:
+                components.guider.prepare_models(components.transformer)
+                prompt_embeds = guider_state_batch.prompt_embeds
+                with self.transformer.cache_context({'pred_cond': 'cond', 'pred_uncond': 'uncond'}[guider_batch_name(components.guider, guider_state_batch)]):
+                    noise_pred = self.transformer(hidden_states=latents, timestep=t, encoder_hidden_states=prompt_embeds)[0]
+                guider_state_batch.noise_pred = noise_pred
+                components.guider.cleanup_models(components.transformer)
+            noise_pred = components.guider(guider_state).pred
+        """
+    )
+
+
+def test_branched_batches_prepare_their_arguments_and_share_one_call():
+    cfg = snippet(BRANCHED).branched()
+    text = rendered(guider_denoise(cfg, cfg.fields, "i", "t", "len(timesteps)"))
+    assert "denoiser_calls = []\nfor guider_state_batch in guider_state:\n" in text
+    assert (
+        "    denoiser_calls.append(denoiser_call(guider_state_batch, model_input, embeds_input, "
+        "timestep=timestep_input))\n" in text
+    )
+    assert (
+        "for guider_state_batch, denoiser_output in run_denoiser_calls(components.guider, "
+        "components.transformer, denoiser_calls, ('pred_cond', 'pred_uncond'), "
+        "merge=components.config.batch_guider_calls):\n"
+        "    model_out = denoiser_output[0]\n"
+        "    guider_state_batch.noise_pred = model_out\n" in text
+    )
+    assert text.endswith("noise_pred = components.guider(guider_state).pred\n")
+
+
+# -- the image-encode split (normalize) ----------------------------------------------------------------------------
+ENCODING_HELPER = """\
+def prepare_latents(self, image, timestep, batch_size, dtype, generator=None):
+    image = image.to(dtype=dtype)
+    batch_size = batch_size * 2
+    init_latents = self.vae.encode(image).latent_dist.sample(generator)
+    init_latents = init_latents.repeat(batch_size // init_latents.shape[0], 1, 1, 1)
+    noise = torch.randn(init_latents.shape, generator=generator)
+    return self.scheduler.add_noise(init_latents, noise, timestep)
+"""
+ENCODING_CALL = "latents = self.prepare_latents(latents, timesteps[:1], 2, prompt_embeds.dtype, generator=None)\n"
+
+
+def encoding_split(helper: str):
+    """`split_image_encode` on a pipeline with a VAE whose `__call__` calls `helper` before the loop."""
+    text = PIPELINE.replace("unet, scheduler,", "unet, vae, scheduler,").replace("unet=unet,", "unet=unet, vae=vae,")
+    body = textwrap.indent(ENCODING_CALL + SD_LOOP, " " * 8).rstrip("\n")
+    text = text.format(body=body, methods="\n" + textwrap.indent(helper, " " * 4))
+    source = parse_source(text, "snippet.py")
+    facts = analyze_class(source, find_pipeline_class(source))
+    statements = call_body(facts)
+    # the helper call is a stage of its own, after the one setting per-call state
+    return statements, split_image_encode(facts, [statements[:1], statements[1:2]])
+
+
+def test_the_vae_encode_is_split_out_of_the_helper_that_does_it():
+    statements, split = encoding_split(ENCODING_HELPER)
+    assert (split.helper, split.encoder, split.latents) == (
+        "prepare_latents",
+        "prepare_latents_vae_encode",
+        "init_latents",
+    )
+    assert split.call_site is statements[1]
+    # built nodes carry LibCST's default spacing (`image = latents`): the formatter settles it
+    assert [" ".join(text.replace(" = ", "=").split()) for text in texts([*split.encode, split.call])] == [
+        "image_latents=self.prepare_latents_vae_encode(image=latents, dtype=prompt_embeds.dtype, generator=None)",
+        "latents=self.prepare_latents(timestep=timesteps[:1], batch_size=2, generator=None, "
+        "init_latents=image_latents)",
+    ]
+    assert lines(split.methods["prepare_latents_vae_encode"]) == textwrap.dedent(
+        """\
+        def prepare_latents_vae_encode(self, image, dtype, generator=None):
+            image = image.to(dtype=dtype)
+            init_latents = self.vae.encode(image).latent_dist.sample(generator)
+
+            return init_latents"""
+    )
+    # what the rest still reads of the part before the encode is recomputed there
+    assert lines(split.methods["prepare_latents"]) == textwrap.dedent(
+        """\
+        def prepare_latents(self, timestep, batch_size, generator=None, *, init_latents):
+            batch_size = batch_size * 2
+            init_latents = init_latents.repeat(batch_size // init_latents.shape[0], 1, 1, 1)
+            noise = torch.randn(init_latents.shape, generator=generator)
+            return self.scheduler.add_noise(init_latents, noise, timestep)"""
+    )
+
+
+def test_a_split_that_would_run_a_statement_twice_keeps_the_helper_whole():
+    helper = ENCODING_HELPER.replace("batch_size = batch_size * 2", "batch_size = batch_size // image.shape[0]")
+    statements, split = encoding_split(helper)
+    assert isinstance(split, NotSplit) and split.node is statements[1]
+    assert split.reason == "the rest of `prepare_latents` reads `image`, computed by a statement that cannot run twice"

@@ -1,0 +1,416 @@
+"""The runtime code generated packages carry (`modularize.emit.runtime`), called directly, and how emit copies it.
+
+The helpers run on small tensors with diffusers' own `ClassifierFreeGuidance` (its real batch bookkeeping) and fake
+denoisers that record their calls: no model runs.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import libcst as cst
+import pytest
+import torch
+from diffusers.guiders import ClassifierFreeGuidance
+from diffusers.models.modeling_outputs import Transformer2DModelOutput
+from diffusers.modular_pipelines.modular_pipeline import BlockState, ModularPipelineBlocks, PipelineState
+from diffusers.modular_pipelines.modular_pipeline_utils import InputParam
+
+from modularize.emit import runtime
+from modularize.emit.package import FRAMEWORK
+from modularize.emit.runtime import copied_definition, entry_points, runtime_definitions
+from modularize.emit.runtime.explicit_none import ExplicitNoneInputs
+from modularize.emit.runtime.guider_calls import (
+    _UNMERGEABLE,
+    _concatenated,
+    _merge_order,
+    _shares,
+    denoiser_call,
+    merge_guider_batches,
+    run_denoiser_calls,
+    split_guider_predictions,
+)
+from modularize.emit.runtime.guider_state import guider_attributes, guider_batch_name
+
+RUNTIME = Path(runtime.__file__).parent
+SOURCE_ORDER = ("pred_uncond", "pred_cond")  # `torch.cat([negative_prompt_embeds, prompt_embeds])`
+
+
+def cfg_guider(scale: float = 5.0, enabled: bool = True, cls=ClassifierFreeGuidance):
+    guider = cls(guidance_scale=scale, enabled=enabled)
+    guider.set_state(step=0, num_inference_steps=2, timestep=torch.tensor(999))
+    return guider
+
+
+def guider_batches(guider, **fields):
+    """`prepare_inputs_from_block_state` on fields given as name=(cond, uncond) or name=shared."""
+    values, spec = {}, {}
+    for name, value in fields.items():
+        if isinstance(value, tuple):
+            values[name], values[f"negative_{name}"] = value
+            spec[name] = (name, f"negative_{name}")
+        else:
+            values[name] = value
+            spec[name] = name
+    return guider.prepare_inputs_from_block_state(BlockState(**values), spec)
+
+
+def by_name(guider, batches):
+    return {guider_batch_name(guider, batch): batch for batch in batches}
+
+
+class ModelHookingGuider(ClassifierFreeGuidance):
+    """A guider that changes the model between batches: its batches must never share a call."""
+
+    def prepare_models(self, denoiser):
+        self.prepared = getattr(self, "prepared", 0) + 1
+
+    def cleanup_models(self, denoiser):
+        self.cleaned = getattr(self, "cleaned", 0) + 1
+
+
+class RecordingDenoiser:
+    """Returns `scale * sample` in the shape `wrap` asks for, and records the batch size of every call."""
+
+    def __init__(self, wrap=lambda prediction: prediction):
+        self.batches: list[int] = []
+        self.wrap = wrap
+
+    def __call__(self, sample, timestep, encoder_hidden_states=None, scale=1.0):
+        self.batches.append(sample.shape[0])
+        return self.wrap(sample * scale + encoder_hidden_states.sum(-1, keepdim=True))
+
+
+# -- merge_guider_batches / split_guider_predictions ("batched" sources) -------------------------------------------
+def test_merging_concatenates_every_field_in_the_order_the_source_concatenated_them():
+    guider = cfg_guider()
+    cond, uncond, latents = torch.ones(2, 3), torch.zeros(2, 3), torch.randn(2, 4)
+    state = guider_batches(guider, prompt_embeds=(cond, uncond), latents=latents)
+    assert [guider_batch_name(guider, b) for b in state] == ["pred_cond", "pred_uncond"]  # the guider's order
+
+    (merged,) = merge_guider_batches(guider, state, SOURCE_ORDER)
+
+    assert torch.equal(merged.prompt_embeds, torch.cat([uncond, cond]))  # the source's `[negative, positive]`
+    assert torch.equal(merged.latents, torch.cat([latents, latents]))  # `torch.cat([latents] * 2)`
+    assert [guider_batch_name(guider, b) for b in merged.merged_from] == list(SOURCE_ORDER)
+    assert guider._identifier_key not in merged.as_dict()
+
+
+def test_a_merged_prediction_is_split_back_and_combined_as_the_source_combined_it():
+    guider = cfg_guider(scale=5.0)
+    state = guider_batches(guider, prompt_embeds=(torch.ones(1, 3), torch.zeros(1, 3)))
+    batches = merge_guider_batches(guider, state, SOURCE_ORDER)
+    noise_uncond, noise_text = torch.randn(1, 4), torch.randn(1, 4)
+    batches[0].noise_pred = torch.cat([noise_uncond, noise_text])
+
+    split_guider_predictions(state, batches)
+
+    named = by_name(guider, state)
+    assert torch.equal(named["pred_uncond"].noise_pred, noise_uncond)
+    assert torch.equal(named["pred_cond"].noise_pred, noise_text)
+    expected = noise_uncond + 5.0 * (noise_text - noise_uncond)
+    assert torch.equal(guider(state).pred, expected)
+
+
+def test_batches_that_ran_one_by_one_keep_their_own_predictions():
+    guider = cfg_guider()
+    state = guider_batches(guider, prompt_embeds=(torch.ones(1, 3), torch.zeros(1, 3)))
+    for batch in state:
+        batch.noise_pred = torch.full((1, 4), float(len(guider_batch_name(guider, batch))))
+    split_guider_predictions(state, state)
+    assert [b.noise_pred[0, 0].item() for b in state] == [9.0, 11.0]
+
+
+@pytest.mark.parametrize(
+    ("guider", "fields", "order"),
+    [
+        # CFG off: a single batch, nothing to merge
+        (cfg_guider(scale=1.0, enabled=False), {"prompt_embeds": (torch.ones(1, 3), torch.zeros(1, 3))}, SOURCE_ORDER),
+        # a guider hooking the model per batch
+        (
+            cfg_guider(cls=ModelHookingGuider),
+            {"prompt_embeds": (torch.ones(1, 3), torch.zeros(1, 3))},
+            SOURCE_ORDER,
+        ),
+        # a batch the source had no place for
+        (cfg_guider(), {"prompt_embeds": (torch.ones(1, 3), torch.zeros(1, 3))}, ("pred_cond",)),
+        # embeddings of different lengths (a negative prompt tokenized shorter)
+        (cfg_guider(), {"prompt_embeds": (torch.ones(1, 3), torch.zeros(1, 5))}, SOURCE_ORDER),
+        # a field that is a different object per batch and not a tensor, list or dict
+        (cfg_guider(), {"scale": (1.0, 2.0)}, SOURCE_ORDER),
+    ],
+    ids=["single-batch", "model-hooks", "unknown-batch", "shapes-differ", "unmergeable-field"],
+)
+def test_batches_run_one_by_one_when_one_call_would_not_compute_the_same(guider, fields, order):
+    state = guider_batches(guider, **fields)
+    assert merge_guider_batches(guider, state, order) is state
+
+
+def test_merge_order_is_the_sources_order_or_none():
+    guider = cfg_guider()
+    state = guider_batches(guider, prompt_embeds=(torch.ones(1, 3), torch.zeros(1, 3)))
+    ordered = _merge_order(guider, state, ("pred_uncond", "pred_cond"))
+    assert [guider_batch_name(guider, b) for b in ordered] == ["pred_uncond", "pred_cond"]
+    ordered = _merge_order(guider, state, ("pred_cond", "pred_uncond"))
+    assert [guider_batch_name(guider, b) for b in ordered] == ["pred_cond", "pred_uncond"]
+    assert _merge_order(guider, state[:1], SOURCE_ORDER) is None
+
+
+# -- _concatenated ---------------------------------------------------------------------------------------------------
+def test_tensors_of_one_shape_are_concatenated_along_the_batch():
+    a, b = torch.ones(1, 2), torch.zeros(1, 2)
+    assert torch.equal(_concatenated([a, b]), torch.tensor([[1.0, 1.0], [0.0, 0.0]]))
+    assert _concatenated([a, torch.zeros(2, 2)]) is _UNMERGEABLE
+    assert _concatenated([a, [1.0]]) is _UNMERGEABLE
+
+
+def test_lists_of_one_length_are_joined_in_order():
+    assert _concatenated([[1, 2], [3, 4]]) == [1, 2, 3, 4]
+    assert _concatenated([[1, 2], [3]]) is _UNMERGEABLE
+    assert _concatenated([[1], (3,)]) is _UNMERGEABLE
+
+
+def test_dicts_merge_key_by_key_and_only_when_every_key_merges():
+    a = {"text_embeds": torch.ones(1, 2), "time_ids": torch.ones(1, 6)}
+    b = {"text_embeds": torch.zeros(1, 2), "time_ids": torch.zeros(1, 6)}
+    merged = _concatenated([a, b])
+    assert list(merged) == ["text_embeds", "time_ids"]
+    assert merged["time_ids"].shape == (2, 6) and merged["time_ids"][1].sum() == 0
+    assert _concatenated([a, {"text_embeds": torch.zeros(1, 2)}]) is _UNMERGEABLE
+    assert _concatenated([a, {**b, "time_ids": torch.zeros(1, 5)}]) is _UNMERGEABLE
+
+
+def test_anything_else_merges_only_when_it_is_the_same_object():
+    t = torch.tensor(999)  # the loop's timestep, 0-d: it cannot be concatenated, it can be shared
+    assert _concatenated([t, t]) is t
+    assert _concatenated([t, torch.tensor(999)]) is _UNMERGEABLE
+    marker = object()
+    assert _concatenated([marker, marker]) is marker
+    assert _concatenated([None, None]) is None
+    assert _concatenated([1.0, 2.0]) is _UNMERGEABLE
+    assert _concatenated(["a", "b"]) is _UNMERGEABLE
+
+
+# -- denoiser_call / run_denoiser_calls ("branched" sources) ------------------------------------------------------
+def branched_calls(guider, wrap=lambda p: p, cond=None, uncond=None):
+    cond = torch.ones(1, 3) if cond is None else cond
+    uncond = torch.zeros(1, 3) if uncond is None else uncond
+    state = guider_batches(guider, prompt_embeds=(cond, uncond))
+    latents = torch.arange(4.0).reshape(1, 4)
+    t = torch.tensor(999)  # the loop's timestep, passed to every batch's call as it is
+    calls = [denoiser_call(batch, latents, t, encoder_hidden_states=batch.prompt_embeds, scale=2.0) for batch in state]
+    return state, calls, latents
+
+
+def test_denoiser_call_holds_a_batch_and_its_arguments():
+    batch = BlockState(x=1)
+    assert denoiser_call(batch, 1, 2, key=3) == (batch, (1, 2), {"key": 3})
+
+
+@pytest.mark.parametrize(
+    ("wrap", "unwrap"),
+    [
+        (lambda p: p, lambda out: out),
+        (lambda p: (p,), lambda out: out[0]),
+        (lambda p: [*p], lambda out: torch.stack(out)),
+        (lambda p: Transformer2DModelOutput(sample=p), lambda out: out.sample),
+    ],
+    ids=["tensor", "tuple", "list-of-samples", "model-output"],
+)
+def test_branched_calls_run_as_one_call_and_each_batch_gets_its_share(wrap, unwrap):
+    guider = cfg_guider()
+    model = RecordingDenoiser(wrap)
+    state, calls, latents = branched_calls(guider, wrap)
+    results = list(run_denoiser_calls(guider, model, calls, SOURCE_ORDER))
+
+    assert model.batches == [2]
+    assert [guider_batch_name(guider, batch) for batch, _ in results] == list(SOURCE_ORDER)
+    for batch, output in results:
+        assert type(output) is type(wrap(torch.zeros(1)))
+        expected = latents * 2.0 + batch.prompt_embeds.sum(-1, keepdim=True)
+        assert torch.equal(unwrap(output), expected)
+
+
+def test_without_merge_each_batch_runs_alone_with_the_guiders_model_hooks():
+    guider = cfg_guider()
+    model = RecordingDenoiser()
+    state, calls, _ = branched_calls(guider)
+    results = list(run_denoiser_calls(guider, model, calls, SOURCE_ORDER, merge=False))
+    assert model.batches == [1, 1]
+    assert [batch for batch, _ in results] == list(state)  # the guider's own order
+
+    hooking = cfg_guider(cls=ModelHookingGuider)
+    state, calls, _ = branched_calls(hooking)
+    list(run_denoiser_calls(hooking, model, calls, SOURCE_ORDER))
+    assert model.batches == [1, 1, 1, 1] and hooking.prepared == hooking.cleaned == 2
+
+
+def test_arguments_that_do_not_merge_mean_one_call_per_batch():
+    guider = cfg_guider()
+    model = RecordingDenoiser()
+    _, calls, _ = branched_calls(guider, cond=torch.ones(1, 3), uncond=torch.zeros(2, 3))
+    results = list(run_denoiser_calls(guider, model, calls, SOURCE_ORDER))
+    assert model.batches == [1, 1] and len(results) == 2
+
+
+def test_an_output_that_does_not_split_evenly_is_recomputed_per_batch():
+    guider = cfg_guider()
+    model = RecordingDenoiser(wrap=lambda p: p[:1])  # a merged call answering with one sample: no equal shares
+    state, calls, _ = branched_calls(guider)
+    results = list(run_denoiser_calls(guider, model, calls, SOURCE_ORDER))
+    assert model.batches == [2, 1, 1]
+    assert [batch for batch, _ in results] == list(state)
+
+
+def test_shares_split_tensors_lists_tuples_and_model_outputs_along_the_batch():
+    assert [s.tolist() for s in _shares(torch.arange(4), 2)] == [[0, 1], [2, 3]]
+    assert _shares(torch.arange(3), 2) is None
+    assert _shares([1, 2, 3, 4], 2) == [[1, 2], [3, 4]]
+    assert _shares([1, 2, 3], 2) is None
+    shares = _shares((torch.arange(4), [5, 6]), 2)
+    assert [(t.tolist(), items) for t, items in shares] == [([0, 1], [5]), ([2, 3], [6])]
+    assert _shares((torch.arange(4), "text"), 2) is None
+    first, second = _shares(Transformer2DModelOutput(sample=torch.arange(4)), 2)
+    assert isinstance(first, Transformer2DModelOutput) and second.sample.tolist() == [2, 3]
+    assert _shares(object(), 2) is None
+
+
+# -- guider_state ----------------------------------------------------------------------------------------------------
+def test_guider_batch_name_is_the_guiders_identifier_of_the_batch():
+    guider = cfg_guider()
+    state = guider_batches(guider, prompt_embeds=(torch.ones(1, 3), torch.zeros(1, 3)))
+    assert [guider_batch_name(guider, b) for b in state] == ["pred_cond", "pred_uncond"]
+
+
+def test_guider_attributes_hold_for_one_step_and_are_put_back():
+    guider = cfg_guider(scale=4.0)
+    with guider_attributes(guider, guidance_scale=0.0, norm_threshold=2.5) as inside:
+        assert inside is guider
+        assert guider.guidance_scale == 0.0 and guider.norm_threshold == 2.5
+    assert guider.guidance_scale == 4.0
+    assert not hasattr(guider, "norm_threshold")  # an attribute the guider did not have goes again
+
+    with pytest.raises(KeyError), guider_attributes(guider, guidance_scale=9.0):
+        raise KeyError("a failing step")
+    assert guider.guidance_scale == 4.0
+
+
+def test_a_per_step_scale_of_zero_turns_original_formulation_cfg_off_for_that_step():
+    """Z-Image-style truncation: the generated step wraps its whole guider round in `guider_attributes`."""
+    guider = ClassifierFreeGuidance(guidance_scale=4.0, use_original_formulation=True)
+
+    def step(**attributes):
+        with guider_attributes(guider, **attributes):
+            guider.set_state(step=0, num_inference_steps=2, timestep=torch.tensor(1))
+            state = guider_batches(guider, prompt_embeds=(torch.ones(1, 3), torch.zeros(1, 3)))
+            for batch in state:
+                batch.noise_pred = batch.prompt_embeds[:, :2]  # cond: ones, uncond: zeros
+            return len(state), guider(state).pred
+
+    count, pred = step(guidance_scale=0.0)
+    assert count == 1 and torch.equal(pred, torch.ones(1, 2))  # one batch: CFG off for this step
+    count, pred = step()
+    assert count == 2 and torch.equal(pred, torch.full((1, 2), 5.0))  # c + s * (c - u)
+
+
+# -- ExplicitNoneInputs ----------------------------------------------------------------------------------------------
+class _Block(ExplicitNoneInputs, ModularPipelineBlocks):
+    @property
+    def inputs(self):
+        return [InputParam("max_sequence_length", default=512), InputParam("prompt"), InputParam("mask", default=None)]
+
+
+def test_an_argument_passed_as_none_stays_none_and_an_unpassed_one_takes_its_default():
+    block = _Block()
+    state = PipelineState()
+    state.set("max_sequence_length", None)
+    state.set("prompt", "a cat")
+    assert block.get_block_state(state).max_sequence_length is None
+    plain = ModularPipelineBlocks.get_block_state(block, state)
+    assert plain.max_sequence_length == 512  # what diffusers alone would do
+
+    unpassed = PipelineState()
+    unpassed.set("prompt", "a cat")
+    block_state = block.get_block_state(unpassed)
+    assert block_state.max_sequence_length == 512 and block_state.mask is None
+
+
+# -- copying by name -------------------------------------------------------------------------------------------------
+def rendered(statements) -> str:
+    return cst.Module(body=list(statements)).code
+
+
+def test_entry_points_are_the_public_definitions_each_defined_once():
+    assert entry_points() == {
+        "merge_guider_batches": "modularize.emit.runtime.guider_calls.merge_guider_batches",
+        "split_guider_predictions": "modularize.emit.runtime.guider_calls.split_guider_predictions",
+        "denoiser_call": "modularize.emit.runtime.guider_calls.denoiser_call",
+        "run_denoiser_calls": "modularize.emit.runtime.guider_calls.run_denoiser_calls",
+        "guider_batch_name": "modularize.emit.runtime.guider_state.guider_batch_name",
+        "guider_attributes": "modularize.emit.runtime.guider_state.guider_attributes",
+        "ExplicitNoneInputs": "modularize.emit.runtime.explicit_none.ExplicitNoneInputs",
+    }
+
+
+def copied_names(statements) -> list[str]:
+    return [
+        line.comment.value.removeprefix("# Copied from modularize.emit.runtime.")
+        for statement in statements
+        for line in statement.leading_lines
+        if line.comment is not None
+    ]
+
+
+def test_a_name_brings_what_it_reads_from_its_module_in_the_modules_order():
+    batched = runtime_definitions(["merge_guider_batches", "split_guider_predictions", "torch", "latents"])
+    assert copied_names(batched) == [
+        "guider_calls._UNMERGEABLE",
+        "guider_calls._merge_order",
+        "guider_calls._concatenated",
+        "guider_calls.merge_guider_batches",
+        "guider_calls.split_guider_predictions",
+    ]
+    branched = runtime_definitions(["guider_attributes", "run_denoiser_calls", "denoiser_call"])
+    assert copied_names(branched) == [
+        "guider_calls._UNMERGEABLE",
+        "guider_calls._merge_order",
+        "guider_calls._concatenated",
+        "guider_calls.denoiser_call",
+        "guider_calls.run_denoiser_calls",
+        "guider_calls._shares",
+        "guider_state.guider_attributes",
+    ]
+    assert runtime_definitions(["latents", "_shares"]) == []  # private names are never entry points
+
+
+def test_a_copy_is_the_modules_source_text_under_its_copied_from_line():
+    statement = copied_definition("modularize.emit.runtime.guider_state.guider_attributes")
+    text = rendered([statement])
+    source = (RUNTIME / "guider_state.py").read_text()
+    first, _, body = text.partition("\n")
+    assert first == "# Copied from modularize.emit.runtime.guider_state.guider_attributes"
+    assert body.startswith("@contextmanager\ndef guider_attributes(guider, **values):\n")
+    assert body in source
+    # a project comment above a definition is not copied: the `# Copied from` line replaces it
+    assert rendered([copied_definition("modularize.emit.runtime.guider_calls._UNMERGEABLE")]) == (
+        "# Copied from modularize.emit.runtime.guider_calls._UNMERGEABLE\n_UNMERGEABLE = object()\n"
+    )
+    with pytest.raises(KeyError, match="no top-level definition"):
+        copied_definition("modularize.emit.runtime.guider_calls.nothing")
+
+
+@pytest.mark.parametrize("module", runtime.MODULES)
+def test_runtime_modules_import_only_what_generated_files_import_the_same_way(module):
+    """A copied definition reads its module's imports as free names; emit resolves those through `FRAMEWORK`,
+    which must name the same objects, or the copy would mean something else than the tested code."""
+    tree = ast.parse((RUNTIME / f"{module}.py").read_text())
+    assert ast.get_docstring(tree), f"{module} says why it exists"
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            assert all(FRAMEWORK[alias.name] == (alias.name, None) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            for alias in node.names:
+                assert FRAMEWORK[alias.asname or alias.name] == (node.module, alias.name)
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            assert ast.get_docstring(node), f"{module}.{node.name} has a docstring"
