@@ -76,6 +76,9 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     # a flow-matching model behind a generic scheduler hint
     "MotifVideoPipeline": {"scheduler": "FlowMatchEulerDiscreteScheduler"},
     "MotifVideoImage2VideoPipeline": {"scheduler": "FlowMatchEulerDiscreteScheduler"},
+    # a camera trajectory of one pose per frame (`w-4`: the anchor and 4 steps forward, the 5 frames of two latent
+    # frames after the first) and pinhole intrinsics [fx, fy, cx, cy] in the pixels of the 16-pixel first frame
+    "SanaWMPipeline": {"inputs": {"action": "w-4", "intrinsics": [16.0, 16.0, 8.0, 8.0]}},
     # Mochi's latent statistics are 12 numbers, whatever the VAE
     "MochiPipeline": {"dims": {"latent_channels": 12}},
     # the video VAE of the hint's three (the first, deep-compression one, is an image VAE); sizes divisible by 32

@@ -725,3 +725,25 @@ def dreamlite_unet(need: Need):
         norm_num_groups=8,
         transformer_layers_per_block=1,
     )
+
+
+@factory("SanaWMTransformer3DModel")
+def sana_wm_transformer(need: Need):
+    """SANA-WM: two blocks, so both its linear (gated delta) and its softmax camera attention run; Plücker rays
+    come packed per latent frame, 6 numbers per pixel frame the VAE folds into it."""
+    d = need.dims
+    _, _, temporal = _video(need)
+    layers = 2
+    return need.model(
+        need.cls,
+        in_channels=d.latent_channels,
+        num_layers=layers,
+        hidden_size=d.inner_dim,
+        num_attention_heads=d.heads,
+        softmax_every_n=2,
+        linear_head_dim=d.head_dim,
+        caption_channels=need.text_width(),
+        mlp_ratio=2.0,
+        chunk_plucker_channels=6 * temporal,
+        chunk_plucker_post_attn_blocks=layers,
+    )

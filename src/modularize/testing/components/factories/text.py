@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import functools
 
-from ...tokenizers import tiny_clip_tokenizer, tiny_gemma_tokenizer, tiny_qwen2_tokenizer, tiny_t5_tokenizer
+from ...tokenizers import (
+    tiny_chatglm_tokenizer,
+    tiny_clip_tokenizer,
+    tiny_gemma_tokenizer,
+    tiny_qwen2_tokenizer,
+    tiny_t5_tokenizer,
+)
 from ..registry import Need, factory
 
 # a chat template in the shape of Qwen's, for pipelines that template prompts with `apply_chat_template`
@@ -89,6 +95,11 @@ def _vision_token_ids(need: Need) -> dict[str, int]:
 @factory("GemmaTokenizer", "GemmaTokenizerFast")
 def gemma_tokenizer(need: Need):
     return tiny_gemma_tokenizer()
+
+
+@factory("ChatGLMTokenizer")
+def chatglm_tokenizer(need: Need):
+    return tiny_chatglm_tokenizer(need.cls)
 
 
 @factory("ByT5Tokenizer")
@@ -458,3 +469,40 @@ def mistral3(need: Need):
         vision_feature_layer=-1,
     )
     return need.model(need.cls, config=config)
+
+
+# Kolors pads its prompts to 256 tokens unless told otherwise: ChatGLM's rotary table covers that many positions
+CHATGLM_POSITIONS = 256
+
+
+@factory("ChatGLMModel")
+def chatglm(need: Need):
+    """ChatGLM (Kolors): `text_layers` blocks at the text width, one head per 8 channels (its rotary size), its
+    vocabulary the paired tokenizer's. Every weight is drawn from the seed: `empty_init=False` initializes the linear
+    layers (its default leaves them as uninitialized memory), and the RMS norms get weights around 1 here."""
+    from diffusers.pipelines.kolors.text_encoder import ChatGLMConfig
+
+    d = need.dims
+    width = need.text_width(need.name)
+    config = ChatGLMConfig(
+        num_layers=d.text_layers,
+        padded_vocab_size=need.tokenizer_length(),
+        hidden_size=width,
+        ffn_hidden_size=d.text_intermediate,
+        kv_channels=width // d.text_heads,
+        num_attention_heads=d.text_heads,
+        seq_length=CHATGLM_POSITIONS,
+        original_rope=True,
+    )
+
+    def build(**kwargs):
+        import torch
+
+        model = need.cls(**kwargs)
+        with torch.no_grad():  # its RMS norms' weights are `torch.empty` that nothing initializes
+            for module in model.modules():
+                if type(module).__name__ == "RMSNorm":
+                    module.weight.copy_(1 + 0.1 * torch.randn_like(module.weight))
+        return model
+
+    return need.model(build, config=config, empty_init=False)

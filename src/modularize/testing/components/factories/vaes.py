@@ -16,6 +16,7 @@ VIDEO_COMPRESSION = {
     "AutoencoderKLHunyuanVideo15": (4, 2),
     "AutoencoderKLMochi": (8, 6),
     "AutoencoderKLMagvit": (8, 4),
+    "AutoencoderKLLTX2Video": (2, 2),
 }
 
 
@@ -320,6 +321,47 @@ def autoencoder_kl_qwenimage21(need: Need):
         scale_factor_temporal=1,
         scale_factor_spatial=16,
         **latent_stats(d.latent_channels),
+    )
+
+
+@factory("AutoencoderKLLTX2Video")
+def autoencoder_kl_ltx2_video(need: Need):
+    """LTX-2's video VAE with one level that halves space and time (`VIDEO_COMPRESSION`), no patching, and
+    per-channel latent statistics that differ (its buffers default to mean 0, std 1, under which a statistic used
+    the wrong way round would not show)."""
+    import torch
+
+    d = need.dims
+
+    def build(**kwargs):
+        vae = need.cls(**kwargs)
+        stats = latent_stats(d.latent_channels)
+        with torch.no_grad():
+            vae.latents_mean.copy_(torch.tensor(stats["latents_mean"]))
+            vae.latents_std.copy_(torch.tensor(stats["latents_std"]))
+        return vae
+
+    return need.model(
+        build,
+        in_channels=3,
+        out_channels=3,
+        latent_channels=d.latent_channels,
+        block_out_channels=(8,),
+        down_block_types=("LTX2VideoDownBlock3D",),
+        decoder_block_out_channels=(8,),
+        layers_per_block=(1,),
+        decoder_layers_per_block=(1, 1),
+        spatio_temporal_scaling=(True,),
+        decoder_spatio_temporal_scaling=(True,),
+        decoder_inject_noise=(False, False),
+        downsample_type=("spatiotemporal",),
+        upsample_type=("spatiotemporal",),
+        upsample_residual=(False,),
+        upsample_factor=(1,),
+        patch_size=1,
+        patch_size_t=1,
+        encoder_causal=True,
+        decoder_causal=False,
     )
 
 
