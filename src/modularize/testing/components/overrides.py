@@ -41,7 +41,7 @@ _CONTROLNET_XS = {"config": {"unet": {"layers_per_block": 2}}}
 
 # QwenImage-Edit encodes its input image resized to ~1 megapixel whatever the output size: a VAE that compresses
 # 16x (attention over 64 x 64 latents, not 512 x 512) with narrow convolutions at full resolution
-_QWENIMAGE_EDIT = {"config": {"vae": {"base_dim": 4, "dim_mult": [1, 2, 4, 4, 4], "temperal_downsample": [False] * 4}}}
+_QWENIMAGE_EDIT = {"config": {"vae": {"base_dim": 2, "dim_mult": [1, 2, 4, 4, 4], "temperal_downsample": [False] * 4}}}
 
 OVERRIDES: dict[str, dict[str, Any]] = {
     "QwenImageEditPipeline": _QWENIMAGE_EDIT,
