@@ -30,7 +30,7 @@ def converted_classes(root: Path, survey: str | None) -> list[tuple[str, str]]:
         return [(e["file"], e["class"]) for e in entries if e["status"] == "converted"]
     from modularize.commands.survey import CONVERTED, run_survey
 
-    entries, _ = run_survey(root, jobs=2)
+    entries, _ = run_survey(root, jobs=1)  # one core, like the verification
     return [(e.file, e.class_name) for e in entries if e.status == CONVERTED]
 
 
