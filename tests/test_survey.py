@@ -123,7 +123,11 @@ def test_survey_verify_table_gives_every_converted_class_its_verdict():
     verdicts = {
         "APipeline": {"status": "verified", "ok": True, "runs": 10, "bitwise": True},
         "BPipeline": {"status": "missing", "ok": False, "missing": ["FooModel"]},
-        "CPipeline": {"status": "differs", "ok": False, "error": "default (plain): generated pipeline failed: X"},
+        "CPipeline": {
+            "status": "differs",
+            "ok": False,
+            "error": "default (plain): generated pipeline failed: TypeError: where() received ...:\n * (Tensor condition)",
+        },
         "DPipeline": {"status": "error", "ok": False, "error": "nothing compared"},
     }
     entries = [Entry(f"{name}.py", name, CONVERTED, equivalence=verdict) for name, verdict in verdicts.items()]
@@ -141,3 +145,4 @@ def test_survey_verify_table_gives_every_converted_class_its_verdict():
         ("error", "DPipeline"),
     ]
     assert shown[-3].endswith("missing component class: FooModel")
+    assert shown[-2].endswith("generated pipeline failed: TypeError: where() received ...:")  # one line per class

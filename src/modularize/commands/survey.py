@@ -426,5 +426,6 @@ def describe(equivalence: dict[str, Any]) -> str:
         return f"setup error: {equivalence['error']}"
     if equivalence["ok"]:
         return f"differs within atol (max abs diff {equivalence['max_abs_diff']:.3g}), not bitwise"
-    error, where = equivalence["error"], equivalence.get("first_diverging_block")
+    # one line: an error's first (torch's argument errors go on to list every overload)
+    error, where = equivalence["error"].splitlines()[0], equivalence.get("first_diverging_block")
     return f"differs: {error}" + (f"; first diverging block: {where}" if where and where not in error else "")
