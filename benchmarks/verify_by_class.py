@@ -30,7 +30,7 @@ def converted_classes(root: Path, survey: str | None) -> list[tuple[str, str]]:
         return [(e["file"], e["class"]) for e in entries if e["status"] == "converted"]
     from modularize.commands.survey import CONVERTED, run_survey
 
-    entries, _ = run_survey(root, jobs=2)
+    entries, _ = run_survey(root, jobs=1)  # one core, like the verification
     return [(e.file, e.class_name) for e in entries if e.status == CONVERTED]
 
 
@@ -111,10 +111,13 @@ def main() -> None:
     totals = Counter(v["status"] for v in verdicts.values())
     new = [v for v in verdicts.values() if v["setup"] == "by class"]
     print()
-    print(f"{len(verdicts)} converted classes in {elapsed:.0f} s")
+    share = 100 * totals["verified"] / max(len(verdicts), 1)
+    print(
+        f"verified bitwise: {totals['verified']} of {len(verdicts)} converted classes ({share:.1f}%) in {elapsed:.0f} s"
+    )
     for status in ("verified", "differs", "missing", "error"):
         share = 100 * totals[status] / max(len(verdicts), 1)
-        print(f"  {status:9s} {totals[status]:4d}  ({share:.0f}%)")
+        print(f"  {status:9s} {totals[status]:4d}  ({share:.1f}%)")
     print(f"  by class: {sum(v['status'] == 'verified' for v in new)} of {len(new)} verified bitwise")
     if args.json:
         Path(args.json).write_text(json.dumps({"classes": verdicts, "seconds": round(elapsed, 1)}, indent=2) + "\n")

@@ -13,6 +13,7 @@ from modularize.cli import main
 from modularize.commands.survey import describe, verify_entry
 from modularize.commands.verify import verify_package
 from modularize.testing.components import DIMS, MissingComponentClass, build_components, setup_by_class
+from modularize.testing.components.inputs import PER_PROMPT
 from modularize.testing.components.resolve import resolve
 from modularize.testing.equivalence import NoComponents, builtin_setup
 from modularize.testing.tiny import setup_for
@@ -167,6 +168,56 @@ def test_video_family_couplings():
     )
 
 
+def test_chatglm_couplings_without_sentencepiece():
+    """Kolors: ChatGLM's tokenizer runs on an in-memory Unigram model in place of a sentencepiece file."""
+    import copy
+    import importlib.util
+
+    from diffusers.pipelines.kolors.pipeline_kolors import KolorsPipeline  # (the top-level name needs sentencepiece)
+
+    kolors = build_components(KolorsPipeline)
+    tokenizer, encoder, unet = kolors["tokenizer"], kolors["text_encoder"], kolors["unet"]
+    assert type(tokenizer).__name__ == "ChatGLMTokenizer" and type(encoder).__name__ == "ChatGLMModel"
+    assert importlib.util.find_spec("sentencepiece") is None or "sentencepiece" in __import__("sys").modules
+    assert len(tokenizer) == encoder.config.padded_vocab_size
+    # its hidden states feed cross-attention, its last token's (pooled) joins the 6 time ids
+    assert unet.config.cross_attention_dim == encoder.config.hidden_size == DIMS.text_hidden
+    assert unet.config.projection_class_embeddings_input_dim == 6 * unet.config.addition_time_embed_dim + 32
+    assert encoder.config.kv_channels * encoder.config.num_attention_heads == encoder.config.hidden_size
+    # left padding with the positions ChatGLM reads, the same ids every time and in every copy
+    encoded = tokenizer("a photo of a cat", padding="max_length", max_length=12)
+    assert encoded["attention_mask"][0] == 0 and encoded["attention_mask"][-1] == 1
+    assert encoded["position_ids"][-1] == sum(encoded["attention_mask"]) - 1
+    assert copy.deepcopy(tokenizer)("a photo of a cat", padding="max_length", max_length=12) == encoded
+    assert encoded == build_components(KolorsPipeline)["tokenizer"](
+        "a photo of a cat", padding="max_length", max_length=12
+    )
+    # its weights are initialized from the seed (its own default leaves them as uninitialized memory)
+    again = build_components(KolorsPipeline)["text_encoder"].state_dict()
+    assert all(torch.equal(value, again[key]) for key, value in encoder.state_dict().items())
+
+
+def test_sana_wm_couplings():
+    from diffusers import SanaWMPipeline
+
+    from modularize.testing.components.factories.vaes import VIDEO_COMPRESSION
+
+    sana = build_components(SanaWMPipeline)
+    vae, transformer = sana["vae"], sana["transformer"]
+    assert (vae.spatial_compression_ratio, vae.temporal_compression_ratio) == VIDEO_COMPRESSION[type(vae).__name__]
+    assert transformer.config.in_channels == vae.config.latent_channels == DIMS.latent_channels
+    assert transformer.config.caption_channels == sana["text_encoder"].config.hidden_size
+    # Plücker rays: 6 numbers per pixel frame, packed per latent frame
+    assert transformer.config.chunk_plucker_channels == 6 * vae.temporal_compression_ratio
+    assert transformer.config.chunk_plucker_post_attn_blocks == transformer.config.num_layers
+    # latent statistics that differ per channel (not the buffers' 0 / 1, under which a misuse would not show)
+    assert len(set(vae.latents_mean.tolist())) == len(set(vae.latents_std.tolist())) == DIMS.latent_channels
+    # the camera inputs are data: a pose per frame of the frames the inputs ask for
+    inputs = setup_by_class(SanaWMPipeline).inputs()
+    assert inputs["num_frames"] == 2 * vae.temporal_compression_ratio + 1
+    assert len(inputs["action"].split("-")) == 2 and int(inputs["action"].split("-")[1]) + 1 == inputs["num_frames"]
+
+
 # -- verification through the by-class path ----------------------------------------------------------------------
 BY_CLASS_PIPELINES = [
     "pipelines/chroma/pipeline_chroma.py",
@@ -179,6 +230,7 @@ BY_CLASS_PIPELINES = [
         marks=pytest.mark.xfail(strict=True, reason="by-class matrix lacks two_prompts_x2 for TextToVideoSD"),
     ),
     "pipelines/latent_consistency_models/pipeline_latent_consistency_img2img.py",
+    "pipelines/kolors/pipeline_kolors.py",  # ChatGLM without sentencepiece
 ]
 
 
@@ -192,13 +244,22 @@ def test_pipelines_without_a_hand_written_setup_verify_bitwise_by_class(tmp_path
     assert setup_for(standard_class(pipeline_cls, package).__name__) is None  # really the by-class path
     assert {c.mode for c in report.cases} == {"plain", "exact"}
     names = {c.name for c in report.cases}
-    assert {"default", "two_prompts_x2"} <= names
     call = inspect.signature(standard_class(pipeline_cls, package).__call__).parameters
-    if "guidance_scale" in call:
-        assert "cfg_off" in names
+    assert "default" in names and ("cfg_off" in names) == ("guidance_scale" in call)
+    assert ("two_prompts_x2" in names) == any(name in call for name in PER_PROMPT)
+    assert any(c.inputs.get("output_type") == "latent" for c in report.cases)
 
 
-def test_verify_names_the_missing_component_class(tmp_path, cli):
+@pytest.fixture
+def without_chatglm(monkeypatch):
+    """Kolors with no factory for its ChatGLM text encoder and tokenizer: a converted pipeline missing two classes."""
+    from modularize.testing.components import FACTORIES, factories  # noqa: F401  (registers every factory)
+
+    for name in ("ChatGLMModel", "ChatGLMTokenizer"):
+        monkeypatch.delitem(FACTORIES, name)
+
+
+def test_verify_names_the_missing_component_class(tmp_path, cli, without_chatglm):
     from modularize.frontend.source_file import installed_diffusers_file
 
     package = tmp_path / "modular_kolors"
@@ -210,7 +271,7 @@ def test_verify_names_the_missing_component_class(tmp_path, cli):
     assert run.code == 2 and "missing component classes: ChatGLMModel, ChatGLMTokenizer" in run.err
 
 
-def test_survey_verdict_of_a_class_with_a_missing_component(tmp_path):
+def test_survey_verdict_of_a_class_with_a_missing_component(without_chatglm):
     from modularize.frontend.source_file import installed_diffusers_file
 
     root = installed_diffusers_file("pipelines/__init__.py").parent

@@ -115,3 +115,34 @@ def test_survey_verify_adds_the_equivalence_of_pipelines_with_tiny_components(tm
     assert all(p["equivalence"]["status"] == "verified" for p in verified)
     assert report["summary"]["verified"] == report["summary"]["verified_ok"] == 4
     assert report["summary"]["verification"] == {"verified": 4}
+
+
+def test_survey_verify_table_gives_every_converted_class_its_verdict():
+    from modularize.commands.survey import Entry, summary, table
+
+    verdicts = {
+        "APipeline": {"status": "verified", "ok": True, "runs": 10, "bitwise": True},
+        "BPipeline": {"status": "missing", "ok": False, "missing": ["FooModel"]},
+        "CPipeline": {
+            "status": "differs",
+            "ok": False,
+            "error": "default (plain): generated pipeline failed: TypeError: where() received ...:\n * (Tensor condition)",
+        },
+        "DPipeline": {"status": "error", "ok": False, "error": "nothing compared"},
+    }
+    entries = [Entry(f"{name}.py", name, CONVERTED, equivalence=verdict) for name, verdict in verdicts.items()]
+    entries.append(Entry("e.py", "EPipeline", REFUSED, "no guidance"))
+    shown = table(summary(entries, 5, 12.0), entries).splitlines()
+    assert (
+        "verify: 1 of 4 converted verified bitwise (25.0%), 1 differ, 1 missing a component class, 1 setup errors"
+        in shown
+    )
+    rows = [line.split() for line in shown if line.startswith("  ") and line.split()[1].endswith("Pipeline")]
+    assert [(row[0], row[1]) for row in rows] == [
+        ("verified", "APipeline"),
+        ("missing", "BPipeline"),
+        ("differs", "CPipeline"),
+        ("error", "DPipeline"),
+    ]
+    assert shown[-3].endswith("missing component class: FooModel")
+    assert shown[-2].endswith("generated pipeline failed: TypeError: where() received ...:")  # one line per class

@@ -250,18 +250,32 @@ def table(stats: dict[str, Any], entries: list[Entry], limit: int = 15) -> str:
         lines.append("crashed (converter bugs):")
         lines += [f"  {e.file} {e.class_name}: {e.reason}" for e in crashed]
     if "verification" in stats:
-        counts = stats["verification"]
-        lines.append(
-            f"verify: {counts.get('verified', 0)} of {stats['converted']} converted verified bitwise, "
-            f"{counts.get('differs', 0)} differ, {counts.get('missing', 0)} missing a component class, "
-            f"{counts.get('error', 0)} setup errors"
-        )
-        lines += [
-            f"  {e.class_name}: {describe(e.equivalence)}"
-            for e in entries
-            if e.equivalence is not None and e.equivalence.get("status") != "verified"
-        ]
+        lines += verification_rows(stats, entries)
     return "\n".join(lines)
+
+
+def verification_rows(stats: dict[str, Any], entries: list[Entry]) -> list[str]:
+    """The verify part of the table: the totals (with the share of converted classes verified bitwise), then one
+    row per converted class with its verdict:
+
+        verify: 85 of 96 converted verified bitwise (88.5%), 10 differ, 0 missing a component class, 1 setup error
+          verified  FluxPipeline                 verified bitwise (18 runs)
+          differs   QwenImage21Pipeline          differs: default (plain): generated pipeline failed: ...
+          missing   KolorsPipeline               missing component classes: ChatGLMModel, ChatGLMTokenizer
+    """
+    counts = stats["verification"]
+    share = 100 * counts.get(VERIFIED, 0) / max(stats["converted"], 1)
+    lines = [
+        f"verify: {counts.get(VERIFIED, 0)} of {stats['converted']} converted verified bitwise ({share:.1f}%), "
+        f"{counts.get(DIFFERS, 0)} differ, {counts.get(MISSING, 0)} missing a component class, "
+        f"{counts.get(ERROR, 0)} setup errors"
+    ]
+    checked = [e for e in entries if e.equivalence is not None]
+    width = max(len(e.class_name) for e in checked)
+    lines += [
+        f"  {e.equivalence['status']:8s}  {e.class_name.ljust(width)}  {describe(e.equivalence)}" for e in checked
+    ]
+    return lines
 
 
 # -- the command -------------------------------------------------------------------------------------------------
@@ -434,5 +448,6 @@ def describe(equivalence: dict[str, Any]) -> str:
         return f"setup error: {equivalence['error']}"
     if equivalence["ok"]:
         return f"differs within atol (max abs diff {equivalence['max_abs_diff']:.3g}), not bitwise"
-    where = equivalence.get("first_diverging_block")
-    return f"differs: {equivalence['error']}" + (f"; first diverging block: {where}" if where else "")
+    # one line: an error's first (torch's argument errors go on to list every overload)
+    error, where = equivalence["error"].splitlines()[0], equivalence.get("first_diverging_block")
+    return f"differs: {error}" + (f"; first diverging block: {where}" if where and where not in error else "")

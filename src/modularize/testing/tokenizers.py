@@ -89,3 +89,83 @@ def tiny_qwen2_tokenizer(vision: bool = False):
     for token in specials:
         vocab[token] = len(vocab)
     return Qwen2Tokenizer(vocab=vocab, merges=merges, additional_special_tokens=specials[1:])
+
+
+class UnigramPieces:
+    """What ChatGLM's tokenizer calls of sentencepiece's `SentencePieceProcessor`, over an in-memory Unigram model of
+    the `tokenizers` library: no sentencepiece, no model file. Ids 0, 1, 2 are `<unk>` (also padding), `<s>`, `</s>`.
+    """
+
+    def __init__(self):
+        from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+        pieces = [("<unk>", 0.0), ("<s>", 0.0), ("</s>", 0.0), ("▁", -2.0)]
+        pieces += [(f"▁{word}", -1.0 - index / 10) for index, word in enumerate(_WORDS)]
+        known = {piece for piece, _ in pieces}
+        letters = "abcdefghijklmnopqrstuvwxyz"
+        pieces += [(letter, -5.0) for letter in letters]
+        pieces += [(f"▁{letter}", -4.0) for letter in letters if f"▁{letter}" not in known]
+        self.pieces = [piece for piece, _ in pieces]
+        self.ids = {piece: index for index, piece in enumerate(self.pieces)}
+        self.model = Tokenizer(models.Unigram(pieces, unk_id=0))
+        self.model.pre_tokenizer = pre_tokenizers.Metaspace()
+        self.model.decoder = decoders.Metaspace()
+
+    def vocab_size(self) -> int:
+        return len(self.pieces)
+
+    get_piece_size = vocab_size
+
+    def unk_id(self) -> int:
+        return 0
+
+    def bos_id(self) -> int:
+        return 1
+
+    def eos_id(self) -> int:
+        return 2
+
+    def EncodeAsPieces(self, text: str) -> list[str]:  # noqa: N802  (sentencepiece's name)
+        return self.model.encode(text, add_special_tokens=False).tokens
+
+    def encode(self, text: str) -> list[int]:
+        return self.model.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: list[int]) -> str:
+        return self.model.decode(ids)
+
+    def DecodePieces(self, pieces: list[str]) -> str:  # noqa: N802
+        return self.decode([self.PieceToId(piece) for piece in pieces])
+
+    def PieceToId(self, piece: str) -> int:  # noqa: N802
+        return self.ids.get(piece, 0)
+
+    def IdToPiece(self, index: int) -> str:  # noqa: N802
+        return self.pieces[index]
+
+
+def tiny_chatglm_tokenizer(cls: type):
+    """A `cls` (Kolors' `ChatGLMTokenizer` or a subclass) whose sentencepiece model is `UnigramPieces`.
+
+    Its constructor loads a sentencepiece model file through `sentencepiece.SentencePieceProcessor(model_file=...)`;
+    for the length of the call that name is `UnigramPieces` (sentencepiece itself need not be installed), and the
+    file it is given is this module (it must exist; nothing reads it).
+    """
+    import sys
+    import types
+    from unittest import mock
+
+    from diffusers.pipelines.kolors import tokenizer as chatglm
+
+    stand_in = types.ModuleType("sentencepiece")
+    stand_in.SentencePieceProcessor = lambda model_file: UnigramPieces()
+    previous = sys.modules.get("sentencepiece")
+    sys.modules["sentencepiece"] = stand_in
+    try:
+        with mock.patch.object(chatglm, "is_sentencepiece_available", return_value=True):
+            return cls(vocab_file=__file__)
+    finally:
+        if previous is None:
+            del sys.modules["sentencepiece"]
+        else:
+            sys.modules["sentencepiece"] = previous

@@ -41,7 +41,7 @@ _CONTROLNET_XS = {"config": {"unet": {"layers_per_block": 2}}}
 
 # QwenImage-Edit encodes its input image resized to ~1 megapixel whatever the output size: a VAE that compresses
 # 16x (attention over 64 x 64 latents, not 512 x 512) with narrow convolutions at full resolution
-_QWENIMAGE_EDIT = {"config": {"vae": {"base_dim": 4, "dim_mult": [1, 2, 4, 4, 4], "temperal_downsample": [False] * 4}}}
+_QWENIMAGE_EDIT = {"config": {"vae": {"base_dim": 2, "dim_mult": [1, 2, 4, 4, 4], "temperal_downsample": [False] * 4}}}
 
 OVERRIDES: dict[str, dict[str, Any]] = {
     "QwenImageEditPipeline": _QWENIMAGE_EDIT,
@@ -70,16 +70,22 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "ConsisIDPipeline": {"inputs": {"id_cond": Noise((1, 2)), "id_vit_hidden": [Noise((1, 2, 2), seed=1)]}},
     # a 1-second stereo clip at the tiny VAE's 16 samples per second
     "StableAudio3AudioToAudioPipeline": {"inputs": {"duration": 1.0, "audio": Noise((1, 2, 16))}},
-    "StableAudio3InpaintPipeline": {"inputs": {"duration": 1.0, "audio": Noise((1, 2, 16))}},
+    "StableAudio3InpaintPipeline": {  # repaint the middle of the clip
+        "inputs": {"duration": 1.0, "audio": Noise((1, 2, 16)), "mask_start_seconds": 0.25, "mask_end_seconds": 0.75}
+    },
     # a flow-matching model behind a generic scheduler hint
     "MotifVideoPipeline": {"scheduler": "FlowMatchEulerDiscreteScheduler"},
     "MotifVideoImage2VideoPipeline": {"scheduler": "FlowMatchEulerDiscreteScheduler"},
+    # a camera trajectory of one pose per frame (`w-4`: the anchor and 4 steps forward, the 5 frames of two latent
+    # frames after the first) and pinhole intrinsics [fx, fy, cx, cy] in the pixels of the 16-pixel first frame
+    "SanaWMPipeline": {"inputs": {"action": "w-4", "intrinsics": [16.0, 16.0, 8.0, 8.0]}},
     # Mochi's latent statistics are 12 numbers, whatever the VAE
     "MochiPipeline": {"dims": {"latent_channels": 12}},
     # the video VAE of the hint's three (the first, deep-compression one, is an image VAE); sizes divisible by 32
     "SanaVideoPipeline": {"classes": {"vae": "AutoencoderKLWan"}, "inputs": {"height": 32, "width": 32}},
     # the hidden states of layer 1 (the default picks layers 9, 18 and 27 of a large model)
     "Flux2KleinInpaintPipeline": {"inputs": {"text_encoder_out_layers": (1,)}},
+    "Flux2Pipeline": {"inputs": {"text_encoder_out_layers": (1,), "image": None}},  # text to image
     # its default `clip_skip=1` reads `text_encoder.text_model`, which transformers 5's CLIPTextModel no longer has
     "I2VGenXLPipeline": {"inputs": {"clip_skip": None}},
     # the inpainting pipeline reads `transformer.config.guidance_embeds`, which Chroma's transformer does not define
@@ -93,6 +99,22 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "CogVideoXImageToVideoPipeline": {**_TWICE_THE_LATENTS, **_ONE_VIDEO_PER_PROMPT},
     "CogVideoXVideoToVideoPipeline": _ONE_VIDEO_PER_PROMPT,
     "HunyuanSkyreelsImageToVideoPipeline": _TWICE_THE_LATENTS,
+    # image to video: latents + image latents + mask in, a transformer without guidance embedding; the LLaVA
+    # prompt template of the tiny model (its 16 image tokens expanded at position 5, nothing cropped)
+    "HunyuanVideoImageToVideoPipeline": {
+        "config": {
+            "transformer": {"in_channels": 9, "image_condition_type": "latent_concat", "guidance_embeds": False}
+        },
+        "inputs": {
+            "prompt_template": {
+                "template": "{}",
+                "crop_start": 0,
+                "image_emb_len": 16,
+                "image_emb_start": 5,
+                "image_emb_end": 21,
+            }
+        },
+    },
     # the refiner folds two latent frames into channels (4 -> 8): noise (8) + condition (8) in, 8 out
     # and its transformer patches in 3D (frame, height, width), with three rotary axes adding up to its head size
     "HunyuanImageRefinerPipeline": {
@@ -107,7 +129,12 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "LucyEditPipeline": _TWICE_THE_LATENTS,
     "SkyReelsV2ImageToVideoPipeline": _WAN_IMAGE_TO_VIDEO,
     "ChronoEditPipeline": _WAN_IMAGE_TO_VIDEO,
-    "Cosmos2_5_PredictBasePipeline": {"config": {"transformer": {"in_channels": 5}}},  # latents + condition mask
+    # latents + condition mask; text to world (an image or video input needs torchvision to be read)
+    # its text embedding joins the hidden states of every text layer: 2 x 32
+    "Cosmos2_5_PredictBasePipeline": {
+        "config": {"transformer": {"in_channels": 5, "text_embed_dim": 64}},
+        "inputs": {"image": None},
+    },
     "StableDiffusionDepth2ImgPipeline": {"config": {"unet": {"in_channels": 5}}},  # latents + depth
     # the UNet embeds the guidance scale (latent consistency distillation)
     "LatentConsistencyModelImg2ImgPipeline": {"config": {"unet": {"time_cond_proj_dim": 32}}},

@@ -113,11 +113,12 @@ class Need:
             if default is None:
                 return None
             cls = _class_named(default)
-        elif cls.__name__.endswith("Processor"):  # a vision-language processor: the tokenizer it holds
-            cls = _class_named("Qwen2Tokenizer")
         build = factory_for(cls)
         tokenizer = build(Need(name, cls, self.dims, self.seed, self.pipeline, self.classes, widths=self.widths))
-        return getattr(tokenizer, "tokenizer", tokenizer)  # a processor holds its tokenizer
+        from transformers import ProcessorMixin
+
+        # a processor holds its tokenizer (a tokenizer may hold something named `tokenizer` too: ChatGLM's model)
+        return tokenizer.tokenizer if isinstance(tokenizer, ProcessorMixin) else tokenizer
 
 
 def _class_named(name: str) -> type:

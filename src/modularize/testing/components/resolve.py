@@ -23,7 +23,13 @@ OPTIONAL_EXTRAS = ("image_encoder", "feature_extractor", "safety_checker")
 ALWAYS_LEFT_OUT = ("safety_checker",)
 
 # Generic hints that name no buildable class: the text encoder's class decides
-AUTO_TOKENIZERS = ("AutoTokenizer", "PreTrainedTokenizerBase", "PreTrainedTokenizer", "PreTrainedTokenizerFast")
+AUTO_TOKENIZERS = (
+    "AutoTokenizer",
+    "AutoProcessor",
+    "PreTrainedTokenizerBase",
+    "PreTrainedTokenizer",
+    "PreTrainedTokenizerFast",
+)
 # text encoder class -> the tokenizer class it is used with (where the hint is generic)
 TOKENIZER_OF = {
     "CLIPTextModel": "CLIPTokenizer",
@@ -43,7 +49,10 @@ TOKENIZER_OF = {
     "T5GemmaEncoderModel": "GemmaTokenizer",
     "T5Gemma2Encoder": "GemmaTokenizer",
     "LlamaModel": "LlamaTokenizer",
+    "LlavaForConditionalGeneration": "LlamaTokenizer",
     "ChatGLMModel": "ChatGLMTokenizer",
+    # (Flux 2 hints `AutoProcessor`; it only templates and tokenizes text with it)
+    "Mistral3ForConditionalGeneration": "LlamaTokenizer",
     "BertModel": "BertTokenizer",
 }
 # the scheduler a pipeline gets when its hint names a family (`KarrasDiffusionSchedulers`) or the base class

@@ -476,7 +476,7 @@ def cosmos_transformer(need: Need):
         max_size=(4, 32, 32),
         patch_size=(1, 2, 2),
         rope_scale=(2.0, 1.0, 1.0),
-        concat_padding_mask=True,
+        concat_padding_mask=False,  # (resizing the padding mask needs torchvision)
         extra_pos_embed_type="learnable",
     )
 
@@ -597,6 +597,8 @@ def motif_video_transformer(need: Need):
         patch_size_t=1,
         qk_norm="rms_norm",
         text_embed_dim=need.text_width(),
+        # image-to-video: the first frame's features from the text encoder's vision tower (as wide as the text)
+        image_embed_dim=d.text_hidden if need.class_of("feature_extractor") is not None else None,
         rope_axes_dim=(4, 4, 4),
     )
 
@@ -722,4 +724,26 @@ def dreamlite_unet(need: Need):
         layers_per_block=1,
         norm_num_groups=8,
         transformer_layers_per_block=1,
+    )
+
+
+@factory("SanaWMTransformer3DModel")
+def sana_wm_transformer(need: Need):
+    """SANA-WM: two blocks, so both its linear (gated delta) and its softmax camera attention run; Plücker rays
+    come packed per latent frame, 6 numbers per pixel frame the VAE folds into it."""
+    d = need.dims
+    _, _, temporal = _video(need)
+    layers = 2
+    return need.model(
+        need.cls,
+        in_channels=d.latent_channels,
+        num_layers=layers,
+        hidden_size=d.inner_dim,
+        num_attention_heads=d.heads,
+        softmax_every_n=2,
+        linear_head_dim=d.head_dim,
+        caption_channels=need.text_width(),
+        mlp_ratio=2.0,
+        chunk_plucker_channels=6 * temporal,
+        chunk_plucker_post_attn_blocks=layers,
     )

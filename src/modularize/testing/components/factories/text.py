@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import functools
 
-from ...tokenizers import tiny_clip_tokenizer, tiny_gemma_tokenizer, tiny_qwen2_tokenizer, tiny_t5_tokenizer
+from ...tokenizers import (
+    tiny_chatglm_tokenizer,
+    tiny_clip_tokenizer,
+    tiny_gemma_tokenizer,
+    tiny_qwen2_tokenizer,
+    tiny_t5_tokenizer,
+)
 from ..registry import Need, factory
 
 # a chat template in the shape of Qwen's, for pipelines that template prompts with `apply_chat_template`
@@ -89,6 +95,11 @@ def _vision_token_ids(need: Need) -> dict[str, int]:
 @factory("GemmaTokenizer", "GemmaTokenizerFast")
 def gemma_tokenizer(need: Need):
     return tiny_gemma_tokenizer()
+
+
+@factory("ChatGLMTokenizer")
+def chatglm_tokenizer(need: Need):
+    return tiny_chatglm_tokenizer(need.cls)
 
 
 @factory("ByT5Tokenizer")
@@ -245,17 +256,35 @@ def llama_tokenizer(need: Need):
         if token not in ("<pad>", "<eos>", "<bos>", "<unk>", "<mask>"):
             vocab.setdefault(token, len(vocab))
     merges = [("▁", "a"), ("c", "a"), ("▁", "ca")]
+    if need.has_class("LlavaForConditionalGeneration"):  # LLaVA: an image placeholder its model expands
+        vocab.setdefault(LLAVA_IMAGE_TOKEN, len(vocab))
+        tokenizer = LlamaTokenizer(vocab=vocab, merges=merges)
+        tokenizer.add_special_tokens({"pad_token": "<unk>", "additional_special_tokens": [LLAVA_IMAGE_TOKEN]})
+        return tokenizer
+    if not need.has_class("Mistral3ForConditionalGeneration"):
+        tokenizer = LlamaTokenizer(vocab=vocab, merges=merges)
+        tokenizer.pad_token = "<unk>"
+        return tokenizer
+    # Mistral 3 (Flux 2): its processor's text side, which is all the pipeline uses (`apply_chat_template`) and
+    # which needs no torchvision: a pad token, Pixtral's image markers and a chat template
+    for token in ("<pad>", *MISTRAL_SPECIALS):
+        vocab.setdefault(token, len(vocab))
     tokenizer = LlamaTokenizer(vocab=vocab, merges=merges)
-    tokenizer.pad_token = "<unk>"
+    tokenizer.add_special_tokens({"pad_token": "<pad>", "additional_special_tokens": list(MISTRAL_SPECIALS)})
+    tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer
 
 
 @factory("LlamaModel")
 def llama(need: Need):
+    return need.model(need.cls, config=_llama_config(need))
+
+
+def _llama_config(need: Need):
     from transformers import LlamaConfig
 
     tokenizer = need.tokenizer()
-    config = LlamaConfig(
+    return LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=need.text_width(need.name),
         intermediate_size=37,
@@ -265,6 +294,30 @@ def llama(need: Need):
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+@factory("LlavaForConditionalGeneration")
+def llava(need: Need):
+    """LLaVA: the Llama text model above and a CLIP vision tower whose patch features (CLS dropped) replace the
+    tokenizer's `<image>` placeholder: 32-pixel images, 4 x 4 patches of 8, 16 image tokens."""
+    from transformers import CLIPVisionConfig, LlavaConfig
+
+    from .vision import IMAGE_ENCODER_SIZE
+
+    text = _llama_config(need)
+    vision = CLIPVisionConfig(
+        hidden_size=16,
+        intermediate_size=37,
+        projection_dim=32,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        image_size=IMAGE_ENCODER_SIZE,
+        patch_size=8,
+    )
+    image_token = need.tokenizer().convert_tokens_to_ids(LLAVA_IMAGE_TOKEN)
+    config = LlavaConfig(
+        vision_config=vision, text_config=text, image_token_index=image_token, pad_token_id=text.pad_token_id
     )
     return need.model(need.cls, config=config)
 
@@ -375,3 +428,81 @@ def qwen3_vl(need: Need):
         **_vision_token_ids(need),
     )
     return need.model(need.cls, config=config)
+
+
+MISTRAL_SPECIALS = ("[IMG]", "[IMG_BREAK]", "[IMG_END]")
+LLAVA_IMAGE_TOKEN = "<image>"
+
+
+@factory("Mistral3ForConditionalGeneration")
+def mistral3(need: Need):
+    from transformers import Mistral3Config
+
+    tokenizer = need.tokenizer()
+    vocab = tokenizer.get_vocab()
+    config = Mistral3Config(
+        text_config={
+            "model_type": "mistral",
+            "vocab_size": len(tokenizer),
+            "hidden_size": need.text_width(need.name),
+            "intermediate_size": 37,
+            "max_position_embeddings": 512,
+            "num_attention_heads": 4,
+            "num_hidden_layers": need.dims.text_layers,
+            "num_key_value_heads": 2,
+            "sliding_window": None,
+            "bos_token_id": vocab["<s>"],
+            "eos_token_id": vocab["</s>"],
+            "pad_token_id": vocab["<pad>"],
+        },
+        vision_config={
+            "model_type": "pixtral",
+            "hidden_size": 16,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 4,
+            "intermediate_size": 37,
+            "image_size": 32,
+            "patch_size": 8,
+            "num_channels": 3,
+        },
+        image_token_index=vocab["[IMG]"],
+        vision_feature_layer=-1,
+    )
+    return need.model(need.cls, config=config)
+
+
+# Kolors pads its prompts to 256 tokens unless told otherwise: ChatGLM's rotary table covers that many positions
+CHATGLM_POSITIONS = 256
+
+
+@factory("ChatGLMModel")
+def chatglm(need: Need):
+    """ChatGLM (Kolors): `text_layers` blocks at the text width, one head per 8 channels (its rotary size), its
+    vocabulary the paired tokenizer's. Every weight is drawn from the seed: `empty_init=False` initializes the linear
+    layers (its default leaves them as uninitialized memory), and the RMS norms get weights around 1 here."""
+    from diffusers.pipelines.kolors.text_encoder import ChatGLMConfig
+
+    d = need.dims
+    width = need.text_width(need.name)
+    config = ChatGLMConfig(
+        num_layers=d.text_layers,
+        padded_vocab_size=need.tokenizer_length(),
+        hidden_size=width,
+        ffn_hidden_size=d.text_intermediate,
+        kv_channels=width // d.text_heads,
+        num_attention_heads=d.text_heads,
+        seq_length=CHATGLM_POSITIONS,
+        original_rope=True,
+    )
+
+    def build(**kwargs):
+        import torch
+
+        model = need.cls(**kwargs)
+        with torch.no_grad():  # its RMS norms' weights are `torch.empty` that nothing initializes
+            for module in model.modules():
+                if type(module).__name__ == "RMSNorm":
+                    module.weight.copy_(1 + 0.1 * torch.randn_like(module.weight))
+        return model
+
+    return need.model(build, config=config, empty_init=False)

@@ -16,6 +16,7 @@ VIDEO_COMPRESSION = {
     "AutoencoderKLHunyuanVideo15": (4, 2),
     "AutoencoderKLMochi": (8, 6),
     "AutoencoderKLMagvit": (8, 4),
+    "AutoencoderKLLTX2Video": (2, 2),
 }
 
 
@@ -274,7 +275,7 @@ def autoencoder_same(need: Need):
     from .denoisers import AUDIO_LATENT_CHANNELS, AUDIO_SAMPLING_RATE
 
     return need.model(
-        need.cls,
+        lambda **kwargs: _weights_folded(need.cls(**kwargs)),
         audio_channels=2,
         patch_size=2,
         encoder_channels=8,
@@ -321,3 +322,56 @@ def autoencoder_kl_qwenimage21(need: Need):
         scale_factor_spatial=16,
         **latent_stats(d.latent_channels),
     )
+
+
+@factory("AutoencoderKLLTX2Video")
+def autoencoder_kl_ltx2_video(need: Need):
+    """LTX-2's video VAE with one level that halves space and time (`VIDEO_COMPRESSION`), no patching, and
+    per-channel latent statistics that differ (its buffers default to mean 0, std 1, under which a statistic used
+    the wrong way round would not show)."""
+    import torch
+
+    d = need.dims
+
+    def build(**kwargs):
+        vae = need.cls(**kwargs)
+        stats = latent_stats(d.latent_channels)
+        with torch.no_grad():
+            vae.latents_mean.copy_(torch.tensor(stats["latents_mean"]))
+            vae.latents_std.copy_(torch.tensor(stats["latents_std"]))
+        return vae
+
+    return need.model(
+        build,
+        in_channels=3,
+        out_channels=3,
+        latent_channels=d.latent_channels,
+        block_out_channels=(8,),
+        down_block_types=("LTX2VideoDownBlock3D",),
+        decoder_block_out_channels=(8,),
+        layers_per_block=(1,),
+        decoder_layers_per_block=(1, 1),
+        spatio_temporal_scaling=(True,),
+        decoder_spatio_temporal_scaling=(True,),
+        decoder_inject_noise=(False, False),
+        downsample_type=("spatiotemporal",),
+        upsample_type=("spatiotemporal",),
+        upsample_residual=(False,),
+        upsample_factor=(1,),
+        patch_size=1,
+        patch_size_t=1,
+        encoder_causal=True,
+        decoder_causal=False,
+    )
+
+
+def _weights_folded(model):
+    """`model` with its weight-normalized layers' weights computed once and stored (the same numbers they compute
+    on every call): verify deep-copies components, which a weight-norm hook's derived tensor does not allow."""
+    import torch
+    from torch.nn.utils.weight_norm import WeightNorm
+
+    for module in model.modules():
+        if any(isinstance(hook, WeightNorm) for hook in module._forward_pre_hooks.values()):
+            torch.nn.utils.remove_weight_norm(module)
+    return model
