@@ -477,3 +477,27 @@ def test_a_name_no_one_defines_is_refused_where_it_is_read(cli, tmp_path):
         f"{path}:{line}:{column}: ",
         "`timesteps` is read, but neither `__call__` nor the module defines it",
     )
+
+
+def test_a_decorator_reading_a_name_the_module_never_imports_is_refused_at_it(cli, tmp_path, sd_source):
+    """`@functools.cache` without `import functools`: the source fails when imported; refused at the name."""
+    source = sd_source.read_text()
+    text = source.replace("    def _encode_prompt(", "    @functools.cache\n    def _encode_prompt(", 1)
+    assert text != source and "import functools" not in text
+    path = tmp_path / "pipeline_sd.py"
+    path.write_text(text)
+    run = cli(str(path), "-o", str(tmp_path / "out"))
+    line = text[: text.index("@functools.cache")].count("\n") + 1
+    assert run.code == 3 and f"pipeline_sd.py:{line}:6: `functools` is read, but the module does not define" in run.err
+    assert not (tmp_path / "out").exists()
+
+
+def test_what_follows_a_continue_still_declares_what_it_reads():
+    """Statements after a `continue` never run, but the block carries them: their reads are its inputs."""
+    import libcst as cst
+
+    from modularize.cst.dataflow import flow_of
+
+    loop = cst.parse_statement("for _ in range(n):\n    continue\n    out = model(sample, sigma)\n")
+    flow = flow_of([loop])
+    assert {"n", "model", "sample", "sigma"} <= set(flow.reads) and "out" not in flow.writes

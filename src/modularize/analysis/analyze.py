@@ -267,22 +267,20 @@ _BUILTINS = frozenset(dir(builtins)) | {"__file__", "__name__", "__doc__"}
 
 def _check_undefined_reads(source: SourceModule, facts, body: Sequence[cst.BaseStatement]) -> None:
     """A name `__call__` reads that nothing binds (not `__call__`, not the module, not a builtin): the source fails
-    there with a `NameError`, so its blocks would too; refused where it is first read."""
-    module_names: set[str] = set()
-    for statement in source.tree.body:
-        if isinstance(statement, (cst.FunctionDef, cst.ClassDef)):
-            module_names.add(statement.name.value)
-            continue
-        for node in walk(statement, skip=lambda n: isinstance(n, _NESTED_SCOPES)):
-            if isinstance(node, cst.ImportStar):
-                return  # `from x import *`: what it binds is not known here
-            if isinstance(node, cst.ImportAlias):
-                bound = node.asname.name if node.asname else node.name
-                while isinstance(bound, cst.Attribute):
-                    bound = bound.value
-                if isinstance(bound, cst.Name):
-                    module_names.add(bound.value)
-        module_names.update(flow_of([statement]).writes)
+    there with a `NameError`, so its blocks would too; refused where it is first read. The decorators of the
+    class's methods too (`@functools.cache` without `import functools` fails when the module is imported)."""
+    module_names = _module_names(source)
+    if module_names is None:
+        return  # `from x import *`: what it binds is not known here
+    class_names = set(facts.methods) | set(facts.properties) | set(facts.class_attributes)
+    for function in findall(facts.node.body, m.FunctionDef()):
+        for decorator in function.decorators:
+            for node in walk(decorator.decorator):
+                if isinstance(node, cst.Name) and node.value not in module_names | class_names | _BUILTINS:
+                    if node.value in names_read(decorator.decorator):
+                        raise source.refuse(
+                            node, f"`{node.value}` is read, but the module does not define or import it"
+                        )
     flow = flow_of(body)
     known = module_names | set(flow.writes) | {p.name for p in facts.call_parameters} | _BUILTINS | {"self"}
     undefined = [name for name in flow.reads if name not in known]
@@ -299,6 +297,27 @@ def _check_undefined_reads(source: SourceModule, facts, body: Sequence[cst.BaseS
             elif isinstance(node, cst.Name) and node.value == name and id(node) not in not_variables:
                 raise source.refuse(node, f"`{name}` is read, but neither `__call__` nor the module defines it")
     raise source.refuse(facts.call, f"`{name}` is read, but neither `__call__` nor the module defines it")
+
+
+def _module_names(source: SourceModule) -> set[str] | None:
+    """Every name the module binds at its top level (imports, definitions, assignments); None after an
+    `import *`, whose names are not known."""
+    names: set[str] = set()
+    for statement in source.tree.body:
+        if isinstance(statement, (cst.FunctionDef, cst.ClassDef)):
+            names.add(statement.name.value)
+            continue
+        for node in walk(statement, skip=lambda n: isinstance(n, _NESTED_SCOPES)):
+            if isinstance(node, cst.ImportStar):
+                return None
+            if isinstance(node, cst.ImportAlias):
+                bound = node.asname.name if node.asname else node.name
+                while isinstance(bound, cst.Attribute):
+                    bound = bound.value
+                if isinstance(bound, cst.Name):
+                    names.add(bound.value)
+        names.update(flow_of([statement]).writes)
+    return names
 
 
 def _check_variadic_reads(

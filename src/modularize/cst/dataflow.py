@@ -107,11 +107,24 @@ class _FlowWalker:
     # -- statements --------------------------------------------------------------------------------------------
     def block(self, statements: Sequence[cst.CSTNode], defined: frozenset[str]) -> tuple[frozenset[str], bool]:
         """Returns the names defined after the block and whether every path through it leaves abruptly."""
-        for statement in statements:
+        for position, statement in enumerate(statements):
             defined, leaves = self.statement(statement, defined)
             if leaves:
+                self._unreachable(statements[position + 1 :], defined)
                 return defined, True
         return defined, False
+
+    def _unreachable(self, statements: Sequence[cst.CSTNode], defined: frozenset[str]) -> None:
+        """Statements after a `continue` / `return` never run, but they are still code a block carries: what they
+        read must be bound in it, so their reads count (their writes do not: no one can read them)."""
+        if not statements:
+            return
+        walker = _FlowWalker()
+        walker.block(statements, defined)
+        for name in walker.all_reads:
+            self.all_reads.setdefault(name, None)
+        for name in walker.reads:
+            self.reads.setdefault(name, None)
 
     def statement(self, node: cst.CSTNode, defined: frozenset[str]) -> tuple[frozenset[str], bool]:
         if isinstance(node, cst.SimpleStatementLine):
