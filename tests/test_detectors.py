@@ -711,6 +711,22 @@ def test_a_shared_value_read_by_a_reduction_is_still_refused():
         propagation("rows = ids.sum(0)\nnoise_pred = self.unet(latents, rows=rows)\n", {"ids": "ids"})
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "masks[: n // 2] = 0\nnoise_pred = self.unet(latents, masks=masks)\n",  # GLIGEN: the halves made to differ
+        "masks.data = other\nnoise_pred = self.unet(latents, masks=masks)\n",
+        "masks += 1\nnoise_pred = self.unet(latents, masks=masks)\n",
+    ],
+    ids=["subscript", "attribute", "augmented"],
+)
+def test_a_write_into_a_doubled_tensor_is_refused_at_it(text):
+    for pairs in ({"masks": "masks"}, {"masks": "negative_masks"}):
+        with pytest.raises(ConversionError, match="changed in place after it was doubled") as error:
+            propagation(text, pairs)
+        assert error.value.location.line == 2
+
+
 def test_a_concatenation_of_one_tensor_with_itself_is_a_shared_value():
     found = snippet(
         SD_LOOP.replace(

@@ -167,6 +167,13 @@ def propagate_pairs(
             continue
         if id(statement) in skip:
             continue
+        written = _written_into(statement, pairs, skip, source, starts)
+        if written is not None:
+            raise source.refuse(
+                written,
+                f"`{written.value}` is changed in place after it was doubled for CFG (one half differs from the "
+                "other), which a guider's batches cannot reproduce",
+            )
         reads = _paired_reads(statement, pairs, skip, source, starts)
         if not reads:
             continue
@@ -195,6 +202,30 @@ def propagate_pairs(
         mirrored.append((statement, cst.FlattenSentinel([*before, statement, _under(condition, [mirror])])))
         pairs[target] = counterpart
     return Pairing(pairs, tuple(mirrored))
+
+
+def _written_into(
+    statement: cst.CSTNode, pairs: Mapping[str, str], skip: set[int], source: SourceModule, starts: Mapping[str, tuple]
+) -> cst.Name | None:
+    """The paired tensor a statement writes into (`masks[: n // 2] = 0`, `x += 1`, `x.a = b`), after it was
+    paired; None when it writes into none."""
+    for node in walk(statement, skip=lambda n: id(n) in skip):
+        if isinstance(node, cst.AssignTarget):
+            target = node.target
+        elif isinstance(node, cst.AugAssign):
+            target = node.target
+        else:
+            continue
+        if isinstance(target, cst.Name) and not isinstance(node, cst.AugAssign):
+            continue  # a plain rebinding, not a write into the value
+        while isinstance(target, (cst.Subscript, cst.Attribute)):
+            target = target.value
+        if isinstance(target, cst.Name) and target.value in pairs:
+            position = source.positions.get(target)
+            start = starts.get(target.value)
+            if position is None or start is None or (position.start.line, position.start.column) > start:
+                return target
+    return None
 
 
 def _shares_only(
