@@ -122,6 +122,9 @@ OVERRIDES: dict[str, dict[str, Any]] = {
             "transformer": {"in_channels": 16, "out_channels": 8, "patch_size": (1, 1, 1), "rope_axes_dim": (2, 2, 4)}
         }
     },
+    # its pipeline computes the rotary grid as `height // 8 // patch_size`: a 4-level VAE (scale 8) on 64-pixel
+    # images, so the grid is the latents' (8 x 8, 4 x 4 patches of 2)
+    "HunyuanDiTPipeline": {"dims": {"vae_block_out": (8, 8, 8, 8), "vae_norm_groups": 4, "image_size": 64}},
     # the prompt embedding is the hidden state 8 layers from the top (`return_index=-8`)
     "NucleusMoEImagePipeline": {"dims": {"text_layers": 8}},
     # text to image: its reference images are resized for the processor to thousands of vision tokens
