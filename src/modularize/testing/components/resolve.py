@@ -32,7 +32,6 @@ AUTO_TOKENIZERS = (
 )
 # text encoder class -> the tokenizer class it is used with (where the hint is generic)
 TOKENIZER_OF = {
-    "BertModel": "BertTokenizer",
     "CLIPTextModel": "CLIPTokenizer",
     "CLIPTextModelWithProjection": "CLIPTokenizer",
     "T5EncoderModel": "T5Tokenizer",
