@@ -218,6 +218,75 @@ def test_sana_wm_couplings():
     assert len(inputs["action"].split("-")) == 2 and int(inputs["action"].split("-")[1]) + 1 == inputs["num_frames"]
 
 
+def test_hunyuan_dit_couplings():
+    from diffusers import HunyuanDiTPipeline
+
+    from modularize.testing.components.factories.denoisers import HUNYUAN_DIT_TEXT_LENGTHS
+
+    hunyuan = build_components(HunyuanDiTPipeline)
+    transformer, vae = hunyuan["transformer"], hunyuan["vae"]
+    bert, t5 = hunyuan["text_encoder"], hunyuan["text_encoder_2"]
+    assert type(hunyuan["tokenizer"]).__name__ == "BertTokenizer" and type(bert).__name__ == "BertModel"
+    assert transformer.config.cross_attention_dim == bert.config.hidden_size
+    assert transformer.config.cross_attention_dim_t5 == t5.config.d_model
+    assert len(hunyuan["tokenizer"]) == bert.config.vocab_size and len(hunyuan["tokenizer_2"]) == t5.config.vocab_size
+    # the prompt lengths its pipeline pads to: BERT's fit its position embeddings, both are the transformer's
+    bert_length, t5_length = HUNYUAN_DIT_TEXT_LENGTHS
+    assert (transformer.config.text_len, transformer.config.text_len_t5) == (bert_length, t5_length)
+    assert bert.config.max_position_embeddings >= bert_length
+    encoded = hunyuan["tokenizer"]("a photo of a cat", padding="max_length", max_length=bert_length)
+    assert len(encoded["input_ids"]) == bert_length and hunyuan["tokenizer"].unk_token_id not in encoded["input_ids"]
+    # its pipeline's rotary grid is `height // 8 // patch_size`: the VAE scales by 8, so it is the latents' grid
+    size = setup_by_class(HunyuanDiTPipeline).inputs()["height"]
+    assert 2 ** (len(vae.config.block_out_channels) - 1) == 8
+    assert size // 8 == transformer.config.sample_size and size // 8 // transformer.config.patch_size > 1
+    assert vae.config.latent_channels == transformer.config.in_channels == DIMS.latent_channels
+
+
+def test_ltx_and_cogview3plus_couplings():
+    from diffusers import CogView3PlusPipeline, LTXPipeline
+
+    from modularize.testing.components.factories.vaes import VIDEO_COMPRESSION
+
+    ltx = build_components(LTXPipeline)
+    vae, transformer = ltx["vae"], ltx["transformer"]
+    assert (vae.spatial_compression_ratio, vae.temporal_compression_ratio) == VIDEO_COMPRESSION[type(vae).__name__]
+    assert transformer.config.in_channels == transformer.config.out_channels == vae.config.latent_channels
+    assert transformer.config.caption_channels == ltx["text_encoder"].config.d_model
+    # the caption is projected to the transformer's width, which cross-attention then reads
+    width = transformer.config.num_attention_heads * transformer.config.attention_head_dim
+    assert transformer.config.cross_attention_dim == width
+    assert len(set(vae.latents_mean.tolist())) == len(set(vae.latents_std.tolist())) == DIMS.latent_channels
+    frames = setup_by_class(LTXPipeline).inputs()["num_frames"]
+    assert frames == 2 * vae.temporal_compression_ratio + 1
+    cog = build_components(CogView3PlusPipeline)
+    transformer = cog["transformer"]
+    assert transformer.config.text_embed_dim == cog["text_encoder"].config.d_model
+    assert transformer.config.in_channels == cog["vae"].config.latent_channels == DIMS.latent_channels
+    # the positional embedding covers the latents' patches
+    latent = DIMS.image_size // DIMS.vae_scale_factor
+    assert transformer.config.pos_embed_max_size >= latent // transformer.config.patch_size
+
+
+def test_gligen_grounding_inputs_are_data():
+    from diffusers import StableDiffusionGLIGENPipeline
+
+    setup = setup_by_class(StableDiffusionGLIGENPipeline)
+    unet, encoder = setup.components()["unet"], setup.components()["text_encoder"]
+    # gated self-attention, its position net embedding each phrase's pooled text (as wide as the text encoder)
+    assert unet.config.attention_type == "gated" and unet.position_net is not None
+    assert unet.config.cross_attention_dim == encoder.config.hidden_size
+    inputs = setup.inputs()
+    assert len(inputs["gligen_phrases"]) == len(inputs["gligen_boxes"]) == 1
+    assert all(0 <= x <= 1 for x in inputs["gligen_boxes"][0])
+    # grounded for some steps, not all: both kinds of step run
+    assert (
+        0
+        < int(inputs["gligen_scheduled_sampling_beta"] * inputs["num_inference_steps"])
+        < inputs["num_inference_steps"]
+    )
+
+
 # -- verification through the by-class path ----------------------------------------------------------------------
 BY_CLASS_PIPELINES = [
     "pipelines/chroma/pipeline_chroma.py",

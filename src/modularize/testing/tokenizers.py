@@ -169,3 +169,21 @@ def tiny_chatglm_tokenizer(cls: type):
             del sys.modules["sentencepiece"]
         else:
             sys.modules["sentencepiece"] = previous
+
+
+# WordPiece: whole words for common prompt words, every letter and digit both word-initial and as a `##`
+# continuation, so any lower-cased ASCII word splits into known pieces
+_BERT_WORDS = ("a", "the", "of", "and", "photo", "cat", "dog", "moon", "blurry", "low", "quality")
+
+
+def tiny_bert_tokenizer(model_max_length: int = 77):
+    """A BertTokenizer with a ~100-token WordPiece vocabulary, given in memory (no vocab file, no Hub)."""
+    from transformers import BertTokenizer
+
+    pieces = [chr(c) for c in range(ord("a"), ord("z") + 1)] + [str(n) for n in range(10)]
+    vocab: dict[str, int] = {}
+    for token in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *".,!?'-", *pieces, *(f"##{p}" for p in pieces)):
+        vocab.setdefault(token, len(vocab))
+    for word in _BERT_WORDS:
+        vocab.setdefault(word, len(vocab))
+    return BertTokenizer(vocab=vocab, model_max_length=model_max_length)

@@ -122,6 +122,22 @@ OVERRIDES: dict[str, dict[str, Any]] = {
             "transformer": {"in_channels": 16, "out_channels": 8, "patch_size": (1, 1, 1), "rope_axes_dim": (2, 2, 4)}
         }
     },
+    # its pipeline computes the rotary grid as `height // 8 // patch_size`: a 4-level VAE (scale 8) on 64-pixel
+    # images, so the grid is the latents' (8 x 8, 4 x 4 patches of 2)
+    "HunyuanDiTPipeline": {"dims": {"vae_block_out": (8, 8, 8, 8), "vae_norm_groups": 4, "image_size": 64}},
+    # LTX asks for sizes divisible by 32 (8 x 8 latents with the tiny VAE's spatial compression 4)
+    "LTXPipeline": {"inputs": {"height": 32, "width": 32}},
+    # GLIGEN grounds phrases in boxes: a UNet with gated self-attention (and the position net embedding each
+    # phrase's pooled text with its box), one phrase and its box [x0, y0, x1, y1] in fractions of the image;
+    # grounded for the first of the 2 steps only (beta 0.5), so both the grounded and the plain steps run
+    "StableDiffusionGLIGENPipeline": {
+        "config": {"unet": {"attention_type": "gated"}},
+        "inputs": {
+            "gligen_phrases": ["a cat"],
+            "gligen_boxes": [[0.1, 0.2, 0.6, 0.8]],
+            "gligen_scheduled_sampling_beta": 0.5,
+        },
+    },
     # the prompt embedding is the hidden state 8 layers from the top (`return_index=-8`)
     "NucleusMoEImagePipeline": {"dims": {"text_layers": 8}},
     # text to image: its reference images are resized for the processor to thousands of vision tokens

@@ -747,3 +747,74 @@ def sana_wm_transformer(need: Need):
         chunk_plucker_channels=6 * temporal,
         chunk_plucker_post_attn_blocks=layers,
     )
+
+
+# -- more image and video transformers --------------------------------------------------------------------------
+# the lengths HunyuanDiT's pipeline pads its prompts to without a `max_sequence_length`: BERT's and T5's
+HUNYUAN_DIT_TEXT_LENGTHS = (77, 256)
+
+
+@factory("HunyuanDiT2DModel")
+def hunyuan_dit_transformer(need: Need):
+    """BERT's states for cross-attention, T5's projected to them and pooled into the time embedding; the padding
+    embeddings cover both prompt lengths. Its pipeline computes the rotary grid as `height // 8 // patch_size`,
+    so the VAE it is used with scales by 8 (the `HunyuanDiTPipeline` override)."""
+    d = need.dims
+    bert_length, t5_length = HUNYUAN_DIT_TEXT_LENGTHS
+    return need.model(
+        need.cls,
+        sample_size=d.image_size // d.vae_scale_factor,
+        num_layers=2,
+        patch_size=2,
+        attention_head_dim=8,
+        num_attention_heads=3,
+        in_channels=d.latent_channels,
+        cross_attention_dim=need.text_width("text_encoder"),
+        cross_attention_dim_t5=need.text_width("text_encoder_2"),
+        pooled_projection_dim=16,
+        hidden_size=24,
+        activation_fn="gelu-approximate",
+        text_len=bert_length,
+        text_len_t5=t5_length,
+    )
+
+
+@factory("LTXVideoTransformer3DModel")
+def ltx_video_transformer(need: Need):
+    """The caption is projected to the transformer's width before cross-attention: `cross_attention_dim` is that
+    width, `caption_channels` the text encoder's."""
+    d = need.dims
+    heads, head_dim = 4, 8
+    return need.model(
+        need.cls,
+        in_channels=d.latent_channels,
+        out_channels=d.latent_channels,
+        patch_size=1,
+        patch_size_t=1,
+        num_attention_heads=heads,
+        attention_head_dim=head_dim,
+        cross_attention_dim=heads * head_dim,
+        num_layers=d.layers,
+        caption_channels=need.text_width(),
+    )
+
+
+@factory("CogView3PlusTransformer2DModel")
+def cogview3plus_transformer(need: Need):
+    """Its size conditioning embeds original size, crop and target size (2 numbers each) at `condition_dim`."""
+    d = need.dims
+    latent_size = d.image_size // d.vae_scale_factor
+    return need.model(
+        need.cls,
+        patch_size=2,
+        in_channels=d.latent_channels,
+        num_layers=d.layers,
+        attention_head_dim=4,
+        num_attention_heads=2,
+        out_channels=d.latent_channels,
+        text_embed_dim=need.text_width(),
+        time_embed_dim=8,
+        condition_dim=2,
+        pos_embed_max_size=latent_size,
+        sample_size=latent_size,
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 
 from ...tokenizers import (
+    tiny_bert_tokenizer,
     tiny_chatglm_tokenizer,
     tiny_clip_tokenizer,
     tiny_gemma_tokenizer,
@@ -102,6 +103,12 @@ def chatglm_tokenizer(need: Need):
     return tiny_chatglm_tokenizer(need.cls)
 
 
+@factory("BertTokenizer", "BertTokenizerFast")
+def bert_tokenizer(need: Need):
+    """Padded to CLIP's length: the pipelines that pair BERT with a T5 (HunyuanDiT) pad its prompt to 77."""
+    return tiny_bert_tokenizer(need.dims.clip_max_length)
+
+
 @factory("ByT5Tokenizer")
 def byt5_tokenizer(need: Need):
     from transformers import ByT5Tokenizer
@@ -132,6 +139,25 @@ def _clip_config(need: Need):
 @factory("CLIPTextModel", "CLIPTextModelWithProjection")
 def clip_text_model(need: Need):
     return need.model(need.cls, config=_clip_config(need))
+
+
+@factory("BertModel")
+def bert_model(need: Need):
+    """A BERT as wide as every text encoder, with position embeddings for its tokenizer's whole length."""
+    from transformers import BertConfig
+
+    tokenizer = need.tokenizer()
+    d = need.dims
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=need.text_width(need.name),
+        num_hidden_layers=d.text_layers,
+        num_attention_heads=d.text_heads,
+        intermediate_size=d.text_intermediate,
+        max_position_embeddings=tokenizer.model_max_length,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return need.model(need.cls, config=config)
 
 
 @factory("T5EncoderModel", "UMT5EncoderModel")

@@ -17,6 +17,7 @@ VIDEO_COMPRESSION = {
     "AutoencoderKLMochi": (8, 6),
     "AutoencoderKLMagvit": (8, 4),
     "AutoencoderKLLTX2Video": (2, 2),
+    "AutoencoderKLLTXVideo": (4, 4),
 }
 
 
@@ -363,6 +364,44 @@ def autoencoder_kl_ltx2_video(need: Need):
         encoder_causal=True,
         decoder_causal=False,
     )
+
+
+@factory("AutoencoderKLLTXVideo")
+def autoencoder_kl_ltx_video(need: Need):
+    """LTX's video VAE with two levels that halve space and time (`VIDEO_COMPRESSION`: 4, 4), no patching, and
+    per-channel latent statistics that differ (its buffers default to mean 0, std 1)."""
+    d = need.dims
+    return need.model(
+        lambda **kwargs: _with_latent_stats(need.cls(**kwargs), d.latent_channels),
+        in_channels=3,
+        out_channels=3,
+        latent_channels=d.latent_channels,
+        block_out_channels=(8, 8, 8, 8),
+        decoder_block_out_channels=(8, 8, 8, 8),
+        layers_per_block=(1, 1, 1, 1, 1),
+        decoder_layers_per_block=(1, 1, 1, 1, 1),
+        spatio_temporal_scaling=(True, True, False, False),
+        decoder_spatio_temporal_scaling=(True, True, False, False),
+        decoder_inject_noise=(False,) * 5,
+        upsample_residual=(False,) * 4,
+        upsample_factor=(1,) * 4,
+        timestep_conditioning=False,
+        patch_size=1,
+        patch_size_t=1,
+        encoder_causal=True,
+        decoder_causal=False,
+    )
+
+
+def _with_latent_stats(vae, channels: int):
+    """`vae` with `latent_stats` in its `latents_mean` / `latents_std` buffers."""
+    import torch
+
+    stats = latent_stats(channels)
+    with torch.no_grad():
+        vae.latents_mean.copy_(torch.tensor(stats["latents_mean"]))
+        vae.latents_std.copy_(torch.tensor(stats["latents_std"]))
+    return vae
 
 
 def _weights_folded(model):
