@@ -727,6 +727,14 @@ def test_a_write_into_a_doubled_tensor_is_refused_at_it(text):
         assert error.value.location.line == 2
 
 
+def test_a_keyed_entry_written_into_a_paired_container_is_not_a_write_into_its_rows():
+    _, _, pairing = propagation(
+        'added["image_embeds"] = image_embeds\nnoise_pred = self.unet(latents, added_cond_kwargs=added)\n',
+        {"added": "negative_added"},
+    )
+    assert pairing.pairs == {"added": "negative_added"}
+
+
 def test_a_concatenation_of_one_tensor_with_itself_is_a_shared_value():
     found = snippet(
         SD_LOOP.replace(

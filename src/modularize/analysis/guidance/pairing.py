@@ -218,6 +218,8 @@ def _written_into(
             continue
         if isinstance(target, cst.Name) and not isinstance(node, cst.AugAssign):
             continue  # a plain rebinding, not a write into the value
+        if isinstance(target, cst.Subscript) and not _indexes_rows(target):
+            continue  # `kwargs["image_embeds"] = ...`: an entry of a container, not rows of a tensor
         while isinstance(target, (cst.Subscript, cst.Attribute)):
             target = target.value
         if isinstance(target, cst.Name) and target.value in pairs:
@@ -226,6 +228,17 @@ def _written_into(
             if position is None or start is None or (position.start.line, position.start.column) > start:
                 return target
     return None
+
+
+def _indexes_rows(subscript: cst.Subscript) -> bool:
+    """`x[: n // 2]`, `x[0]`, `x[-1]`: rows of a batch (a slice or a number), not a key."""
+    first = subscript.slice[0].slice if subscript.slice else None
+    if isinstance(first, cst.Slice):
+        return True
+    value = first.value if isinstance(first, cst.Index) else None
+    if isinstance(value, cst.UnaryOperation):
+        value = value.expression
+    return isinstance(value, cst.Integer)
 
 
 def _shares_only(
