@@ -250,3 +250,23 @@ def test_a_denoising_loop_inside_another_statement_is_refused_naming_it():
     with pytest.raises(ConversionError, match="inside `for attempt in range") as error:
         toy_plan(text)
     assert error.value.location.line == 111
+
+
+def test_a_derived_attribute_keeps_a_string_continued_over_lines_as_it_is():
+    """`self.note = "a \\` + an indented next line in `__init__` becomes a property: the continuation line is part of
+    the string's value, so it is not re-indented (HunyuanVideo 1.5's system message changed its prompt tokens)."""
+    from pathlib import Path
+
+    from modularize.convert import ConvertOptions, convert
+
+    source = (Path(__file__).parent / "cases/batched_cfg/rescale/input.py").read_text()
+    anchor = "        self.vae_scale_factor = "
+    note = '        self.note = "first line \\\n        second line"\n'
+    text = source.replace(anchor, note + anchor, 1).replace(
+        "        batch_size = 1 if isinstance(prompt, str)",
+        "        print(self.note)\n        batch_size = 1 if isinstance(prompt, str)",
+        1,
+    )
+    files = convert(text, ConvertOptions(path="pipeline_note.py", label="pipeline_note.py"))
+    pipeline = files["modular_pipeline.py"]
+    assert '        return "first line \\\n        second line"\n' in pipeline

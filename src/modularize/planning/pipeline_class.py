@@ -21,7 +21,7 @@ from ..analysis.rewrite_context import Context, derived_closure
 from ..cst.dataflow import flow_of, names_read
 from ..cst.substitute import substitute_names
 from ..frontend.class_facts import ClassFacts
-from ..frontend.parse import code, snippet
+from ..frontend.parse import snippet
 from .plan import BlockPlan, LoopPlan, PipelineClassPlan
 
 # Standard-pipeline bases that do not carry over to a ModularPipeline subclass: the base itself, loaders that
@@ -84,10 +84,21 @@ def _derived_property(facts: ClassFacts, name: str) -> cst.FunctionDef:
     """
     components = {c: cst.Attribute(cst.Name("self"), cst.Name(c)) for c in facts.init.components}
     expression = substitute_names(facts.init.derived[name], components)
-    lines = [code(substitute_names(s, components)).strip() for s in _init_locals(facts, expression)]
-    lines.append(f"return {code(expression).strip()}")
-    body = "".join(f"    {line}\n" if line.strip() else "\n" for text in lines for line in text.splitlines())
-    return cst.parse_statement(f"@property\ndef {name}(self):\n{body}")
+    # built as nodes, not re-indented text: a string continued over lines (`"...\` + newline + indented text)
+    # keeps its value only if its lines are left as they are
+    statements = [
+        _without_leading_blank_lines(substitute_names(s, components)) for s in _init_locals(facts, expression)
+    ]
+    statements.append(cst.SimpleStatementLine(body=[cst.Return(value=expression)]))
+    template = cst.parse_statement(f"@property\ndef {name}(self):\n    pass\n")
+    return template.with_changes(body=template.body.with_changes(body=statements))
+
+
+def _without_leading_blank_lines(statement: cst.BaseStatement) -> cst.BaseStatement:
+    lines = list(statement.leading_lines)
+    while lines and lines[0].comment is None:
+        lines.pop(0)
+    return statement.with_changes(leading_lines=lines)
 
 
 def _local_assignments(facts: ClassFacts) -> dict[str, cst.SimpleStatementLine]:
