@@ -501,3 +501,15 @@ def test_what_follows_a_continue_still_declares_what_it_reads():
     loop = cst.parse_statement("for _ in range(n):\n    continue\n    out = model(sample, sigma)\n")
     flow = flow_of([loop])
     assert {"n", "model", "sample", "sigma"} <= set(flow.reads) and "out" not in flow.writes
+
+
+def test_a_function_defined_in_call_keeps_its_own_return():
+    """Only `__call__`'s own `return`s are runtime plumbing; a helper defined inside it keeps its body."""
+    import libcst as cst
+
+    from modularize.analysis.runtime_plumbing import find_runtime_plumbing
+
+    body = cst.parse_module("def pad(mask):\n    return mask + 1\n\nmask = pad(mask)\nreturn Output(mask=mask)\n").body
+    drops, returns = find_runtime_plumbing(body)
+    assert [cst.Module(body=[]).code_for_node(r) for r in returns] == ["return Output(mask=mask)"]
+    assert all("mask + 1" not in cst.Module(body=[]).code_for_node(d.node) for d in drops)

@@ -108,6 +108,13 @@ class _RuntimePlumbing(cst.CSTVisitor):
     def visit_With(self, node: cst.With) -> bool:
         return True
 
+    # a function, lambda or class defined inside `__call__` keeps its own `return`s and statements
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+        return False
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> bool:
+        return False
+
 
 def _assigns_callback_argument(statement: cst.BaseSmallStatement | None) -> str | None:
     """`callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs` (left without its guard): the
