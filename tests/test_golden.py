@@ -64,7 +64,7 @@ def test_each_case_is_converted_as_the_pattern_its_directory_names(case: Case):
 def test_the_image_encode_case_encodes_in_a_block_of_its_own():
     (case,) = [c for c in CASES if c.name == "image_encode/img2img"]
     keys = [block.key for block in plan(case).blocks]
-    assert keys.index("vae_encoder") == keys.index("prepare_latent_variables") - 1
+    assert keys.index("vae_encoder") == keys.index("prepare_latent_noise") - 1
     encoders = generate(case)["encoders.py"]
     assert "def prepare_latents_vae_encode(components, image, dtype, device, generator=None):" in encoders
 

@@ -260,7 +260,7 @@ def test_a_derived_attribute_keeps_a_string_continued_over_lines_as_it_is():
     from modularize.convert import ConvertOptions, convert
 
     source = (Path(__file__).parent / "cases/batched_cfg/rescale/input.py").read_text()
-    anchor = "        self.vae_scale_factor = "
+    anchor = "        self.pixels_per_latent = "
     note = '        self.note = "first line \\\n        second line"\n'
     text = source.replace(anchor, note + anchor, 1).replace(
         "        batch_size = 1 if isinstance(prompt, str)",

@@ -13,16 +13,14 @@ from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPTextModel, CLIPTokenizer
 
 
-def rescale_noise_cfg(noise_cfg, noise_pred_text, guidance_rescale=0.0):
+def pull_spread(guided, pred_worded, amount=0.0):
     """Pull the guided prediction's spread back toward the text prediction's."""
-    dims = list(range(1, noise_pred_text.ndim))
-    ratio = noise_pred_text.std(dim=dims, keepdim=True) / noise_cfg.std(dim=dims, keepdim=True)
-    return guidance_rescale * (noise_cfg * ratio) + (1 - guidance_rescale) * noise_cfg
+    dims = list(range(1, pred_worded.ndim))
+    ratio = pred_worded.std(dim=dims, keepdim=True) / guided.std(dim=dims, keepdim=True)
+    return amount * (guided * ratio) + (1 - amount) * guided
 
 
 class RescaledTextToImagePipeline(DiffusionPipeline):
-    model_cpu_offload_seq = "text_encoder->unet->vae"
-
     def __init__(
         self,
         vae: AutoencoderKL,
@@ -33,7 +31,9 @@ class RescaledTextToImagePipeline(DiffusionPipeline):
     ):
         super().__init__()
         self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler)
-        self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1) if getattr(self, "vae", None) else 8
+        self.pixels_per_latent = (
+            2 ** (len(self.vae.config.block_out_channels) - 1) if getattr(self, "vae", None) else 8
+        )
 
     @property
     def guidance_scale(self):
@@ -50,20 +50,20 @@ class RescaledTextToImagePipeline(DiffusionPipeline):
     def encode_prompt(self, prompt, device, num_images_per_prompt, do_classifier_free_guidance, negative_prompt=None):
         prompts = [prompt] if isinstance(prompt, str) else prompt
         tokens = self.tokenizer(prompts, padding="max_length", truncation=True, return_tensors="pt")
-        prompt_embeds = self.text_encoder(tokens.input_ids.to(device))[0]
-        prompt_embeds = prompt_embeds.repeat_interleave(num_images_per_prompt, dim=0)
-        negative_prompt_embeds = None
+        text_states = self.text_encoder(tokens.input_ids.to(device))[0]
+        text_states = text_states.repeat_interleave(num_images_per_prompt, dim=0)
+        unwanted_states = None
         if do_classifier_free_guidance:
             negatives = [negative_prompt or ""] * len(prompts)
             tokens = self.tokenizer(negatives, padding="max_length", truncation=True, return_tensors="pt")
-            negative_prompt_embeds = self.text_encoder(tokens.input_ids.to(device))[0]
-            negative_prompt_embeds = negative_prompt_embeds.repeat_interleave(num_images_per_prompt, dim=0)
-        return prompt_embeds, negative_prompt_embeds
+            unwanted_states = self.text_encoder(tokens.input_ids.to(device))[0]
+            unwanted_states = unwanted_states.repeat_interleave(num_images_per_prompt, dim=0)
+        return text_states, unwanted_states
 
-    def prepare_latents(self, batch_size, num_channels_latents, height, width, dtype, device, generator):
-        shape = (batch_size, num_channels_latents, height // self.vae_scale_factor, width // self.vae_scale_factor)
-        latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
-        return latents * self.scheduler.init_noise_sigma
+    def prepare_latents(self, batch_size, channels, height, width, dtype, device, generator):
+        shape = (batch_size, channels, height // self.pixels_per_latent, width // self.pixels_per_latent)
+        sample = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+        return sample * self.scheduler.init_noise_sigma
 
     @torch.no_grad()
     def __call__(
@@ -89,54 +89,54 @@ class RescaledTextToImagePipeline(DiffusionPipeline):
             guidance_rescale (`float`, defaults to 0.0):
                 How far the guided prediction's spread is pulled back toward the text prediction's.
         """
-        # 1. Define call parameters
+        # 1. Define the settings
         self._guidance_scale = guidance_scale
         self._guidance_rescale = guidance_rescale
         batch_size = 1 if isinstance(prompt, str) else len(prompt)
         device = self._execution_device
 
-        # 2. Encode input prompt
-        prompt_embeds, negative_prompt_embeds = self.encode_prompt(
+        # 2. Encode the words
+        text_states, unwanted_states = self.encode_prompt(
             prompt, device, num_images_per_prompt, self.do_classifier_free_guidance, negative_prompt
         )
         if self.do_classifier_free_guidance:
-            prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds])
+            text_states = torch.cat([unwanted_states, text_states])
 
-        # 3. Prepare timesteps
+        # 3. Prepare ticks
         self.scheduler.set_timesteps(num_inference_steps, device=device)
-        timesteps = self.scheduler.timesteps
+        ticks = self.scheduler.timesteps
 
-        # 4. Prepare latent variables
-        latents = self.prepare_latents(
+        # 4. Prepare latent noise
+        sample = self.prepare_latents(
             batch_size * num_images_per_prompt,
             self.unet.config.in_channels,
             height,
             width,
-            prompt_embeds.dtype,
+            text_states.dtype,
             device,
             generator,
         )
 
-        # 5. Denoising loop
+        # 5. Denoising, step by step
         with self.progress_bar(total=num_inference_steps) as progress_bar:
-            for i, t in enumerate(timesteps):
-                latent_model_input = torch.cat([latents] * 2) if self.do_classifier_free_guidance else latents
-                latent_model_input = self.scheduler.scale_model_input(latent_model_input, t)
-                noise_pred = self.unet(latent_model_input, t, encoder_hidden_states=prompt_embeds, return_dict=False)[0]
+            for i, t in enumerate(ticks):
+                unet_input = torch.cat([sample] * 2) if self.do_classifier_free_guidance else sample
+                unet_input = self.scheduler.scale_model_input(unet_input, t)
+                pred = self.unet(unet_input, t, encoder_hidden_states=text_states, return_dict=False)[0]
                 if self.do_classifier_free_guidance:
-                    noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)
-                    noise_pred = noise_pred_uncond + self.guidance_scale * (noise_pred_text - noise_pred_uncond)
+                    pred_unguided, pred_worded = pred.chunk(2)
+                    pred = pred_unguided + self.guidance_scale * (pred_worded - pred_unguided)
                 if self.do_classifier_free_guidance and self.guidance_rescale > 0.0:
-                    noise_pred = rescale_noise_cfg(noise_pred, noise_pred_text, guidance_rescale=self.guidance_rescale)
-                latents = self.scheduler.step(noise_pred, t, latents, return_dict=False)[0]
+                    pred = pull_spread(pred, pred_worded, amount=self.guidance_rescale)
+                sample = self.scheduler.step(pred, t, sample, return_dict=False)[0]
                 progress_bar.update()
 
-        # 6. Decode
+        # 6. Decode to pixels
         if output_type == "latent":
-            image = latents
+            image = sample
         else:
-            image = self.vae.decode(latents / self.vae.config.scaling_factor, return_dict=False)[0]
-            image = (image / 2 + 0.5).clamp(0, 1)
+            image = self.vae.decode(sample / self.vae.config.scaling_factor, return_dict=False)[0]
+            image = (image * 0.5 + 0.5).clamp(0, 1)
 
         self.maybe_free_model_hooks()
         if not return_dict:

@@ -14,8 +14,6 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 
 class RepaintPipeline(DiffusionPipeline):
-    model_cpu_offload_seq = "text_encoder->unet->vae"
-
     def __init__(
         self,
         vae: AutoencoderKL,
@@ -41,18 +39,18 @@ class RepaintPipeline(DiffusionPipeline):
 
     def get_timesteps(self, num_inference_steps, strength):
         init_timestep = min(int(num_inference_steps * strength), num_inference_steps)
-        t_start = max(num_inference_steps - init_timestep, 0)
-        timesteps = self.scheduler.timesteps[t_start * self.scheduler.order :]
-        return timesteps, num_inference_steps - t_start
+        skipped = max(num_inference_steps - init_timestep, 0)
+        ticks = self.scheduler.timesteps[skipped * self.scheduler.order :]
+        return ticks, num_inference_steps - skipped
 
     def prepare_latents(self, image, timestep, batch_size, dtype, device, generator=None):
         image = image.to(device=device, dtype=dtype)
-        init_latents = self.vae.encode(image).latent_dist.sample(generator)
-        init_latents = self.vae.config.scaling_factor * init_latents
-        if batch_size > init_latents.shape[0]:
-            init_latents = init_latents.repeat(batch_size // init_latents.shape[0], 1, 1, 1)
-        noise = randn_tensor(init_latents.shape, generator=generator, device=device, dtype=dtype)
-        return self.scheduler.add_noise(init_latents, noise, timestep)
+        encoded = self.vae.encode(image).latent_dist.sample(generator)
+        encoded = self.vae.config.scaling_factor * encoded
+        if batch_size > encoded.shape[0]:
+            encoded = encoded.repeat(batch_size // encoded.shape[0], 1, 1, 1)
+        noise = randn_tensor(encoded.shape, generator=generator, device=device, dtype=dtype)
+        return self.scheduler.add_noise(encoded, noise, timestep)
 
     @torch.no_grad()
     def __call__(
@@ -74,37 +72,37 @@ class RepaintPipeline(DiffusionPipeline):
             strength (`float`, defaults to 0.75):
                 How much of the denoising schedule runs: 1.0 ignores the image.
         """
-        # 1. Define call parameters
+        # 1. Define the settings
         self._guidance_scale = guidance_scale
         batch_size = 1 if isinstance(prompt, str) else len(prompt)
         device = self._execution_device
 
-        # 2. Encode input prompt
-        prompt_embeds = self.encode_prompt(prompt, device)
+        # 2. Encode the words
+        text_states = self.encode_prompt(prompt, device)
         if self.do_classifier_free_guidance:
-            negative_prompt_embeds = self.encode_prompt([""] * batch_size, device)
-            prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds])
+            unwanted_states = self.encode_prompt([""] * batch_size, device)
+            text_states = torch.cat([unwanted_states, text_states])
 
-        # 3. Prepare timesteps
+        # 3. Prepare ticks
         self.scheduler.set_timesteps(num_inference_steps, device=device)
-        timesteps, num_inference_steps = self.get_timesteps(num_inference_steps, strength)
-        latent_timestep = timesteps[:1].repeat(batch_size)
+        ticks, num_inference_steps = self.get_timesteps(num_inference_steps, strength)
+        first_step = ticks[:1].repeat(batch_size)
 
-        # 4. Prepare latent variables
-        latents = self.prepare_latents(image, latent_timestep, batch_size, prompt_embeds.dtype, device, generator)
+        # 4. Prepare latent noise
+        sample = self.prepare_latents(image, first_step, batch_size, text_states.dtype, device, generator)
 
-        # 5. Denoising loop
-        for i, t in enumerate(self.progress_bar(timesteps)):
-            latent_model_input = torch.cat([latents] * 2) if self.do_classifier_free_guidance else latents
-            latent_model_input = self.scheduler.scale_model_input(latent_model_input, t)
-            noise_pred = self.unet(latent_model_input, t, encoder_hidden_states=prompt_embeds).sample
+        # 5. Denoising, step by step
+        for i, t in enumerate(self.progress_bar(ticks)):
+            unet_input = torch.cat([sample] * 2) if self.do_classifier_free_guidance else sample
+            unet_input = self.scheduler.scale_model_input(unet_input, t)
+            pred = self.unet(unet_input, t, encoder_hidden_states=text_states).sample
             if self.do_classifier_free_guidance:
-                noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)
-                noise_pred = noise_pred_uncond + self.guidance_scale * (noise_pred_text - noise_pred_uncond)
-            latents = self.scheduler.step(noise_pred, t, latents).prev_sample
+                pred_unguided, pred_worded = pred.chunk(2)
+                pred = pred_unguided + self.guidance_scale * (pred_worded - pred_unguided)
+            sample = self.scheduler.step(pred, t, sample).prev_sample
 
-        # 6. Decode
-        image = self.vae.decode(latents / self.vae.config.scaling_factor).sample
+        # 6. Decode to pixels
+        image = self.vae.decode(sample / self.vae.config.scaling_factor).sample
 
         if not return_dict:
             return (image,)
