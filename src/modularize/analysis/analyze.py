@@ -14,7 +14,7 @@ The order matters and is the whole algorithm:
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
 import libcst as cst
@@ -275,28 +275,33 @@ def _check_undefined_reads(source: SourceModule, facts, body: Sequence[cst.BaseS
     class_names = set(facts.methods) | set(facts.properties) | set(facts.class_attributes)
     for function in findall(facts.node.body, m.FunctionDef()):
         for decorator in function.decorators:
-            for node in walk(decorator.decorator):
-                if isinstance(node, cst.Name) and node.value not in module_names | class_names | _BUILTINS:
-                    if node.value in names_read(decorator.decorator):
-                        raise source.refuse(
-                            node, f"`{node.value}` is read, but the module does not define or import it"
-                        )
+            for node in _variable_names(decorator.decorator):
+                if node.value not in module_names | class_names | _BUILTINS:
+                    raise source.refuse(node, f"`{node.value}` is read, but the module does not define or import it")
     flow = flow_of(body)
     known = module_names | set(flow.writes) | {p.name for p in facts.call_parameters} | _BUILTINS | {"self"}
     undefined = [name for name in flow.reads if name not in known]
     if not undefined:
         return
     name = undefined[0]
-    not_variables: set[int] = set()
     for statement in body:
-        for node in walk(statement):
-            if isinstance(node, cst.Attribute):
-                not_variables.add(id(node.attr))
-            elif isinstance(node, cst.Arg) and node.keyword is not None:
-                not_variables.add(id(node.keyword))
-            elif isinstance(node, cst.Name) and node.value == name and id(node) not in not_variables:
+        for node in _variable_names(statement):
+            if node.value == name:
                 raise source.refuse(node, f"`{name}` is read, but neither `__call__` nor the module defines it")
     raise source.refuse(facts.call, f"`{name}` is read, but neither `__call__` nor the module defines it")
+
+
+def _variable_names(node: cst.CSTNode) -> Iterator[cst.Name]:
+    """The `Name` nodes below `node` that stand for variables, in source order: not the attribute of an
+    `Attribute` (`functools.cache` -> `functools` only) nor the keyword of an argument."""
+    not_variables: set[int] = set()
+    for found in walk(node):
+        if isinstance(found, cst.Attribute):
+            not_variables.add(id(found.attr))
+        elif isinstance(found, cst.Arg) and found.keyword is not None:
+            not_variables.add(id(found.keyword))
+        elif isinstance(found, cst.Name) and id(found) not in not_variables:
+            yield found
 
 
 def _module_names(source: SourceModule) -> set[str] | None:
