@@ -246,8 +246,17 @@ def test_a_loop_without_cfg_has_no_pattern():
             "guidance this converter does not recognize",
             ("torch.cat([latents] * 2)", 1),
         ),
+        # a half of the prediction read after the combine (the rescale's read is part of the guidance): the guider
+        # hands on only the combined prediction, so the read is refused where it is
+        (
+            "    latents = self.scheduler.step(noise_pred, t, latents)[0]\n",
+            "    latents = self.scheduler.step(noise_pred, t, latents)[0]\n"
+            "    latents = self.scheduler.add_noise(latents, noise_pred_uncond, t)\n",
+            "`noise_pred_uncond`, a half of the CFG-split prediction, is read after the guidance combine",
+            ("noise_pred_uncond, t)", 1),
+        ),
     ],
-    ids=["unknown-combine", "unguarded-split"],
+    ids=["unknown-combine", "unguarded-split", "half-read-after-combine"],
 )
 def test_guidance_the_detector_does_not_understand_is_refused_where_it_is(old, new, message, at):
     assert old in SD_LOOP

@@ -146,3 +146,19 @@ def golden_code(statement) -> str:
     import libcst as cst
 
     return cst.Module(body=[statement]).code
+
+
+def test_constructor_parameters_are_config_values_of_the_generated_pipeline(tmp_path, monkeypatch):
+    """`self.noise_gain = noise_gain` in `__init__` becomes a config value: the constructor's default until the user
+    sets it (a ModularPipeline takes no constructor arguments), declared by the blocks that read it."""
+    from modularize.cli import main
+    from modularize.testing.equivalence import load_package, package_classes
+
+    monkeypatch.chdir(ROOT.parent.parent)
+    package = tmp_path / "package"
+    assert main(["tests/cases/batched_cfg/constructor_parameters/input.py", "-o", str(package), "-q"]) == 0
+    pipeline_class, blocks_class = package_classes(load_package(package))
+    pipe = pipeline_class(blocks=blocks_class())
+    assert (pipe.noise_gain, pipe.stage_widths) == (0.5, (1, 2))
+    pipe.update_components(noise_gain=0.25, stage_widths=[4])
+    assert (pipe.noise_gain, pipe.stage_widths) == (0.25, (4,))

@@ -150,6 +150,35 @@ def test_feature_gate_raises_where_the_input_is_used_and_prunes_later_branches()
     )
 
 
+def test_a_feature_gate_also_decides_later_tests_its_guard_implies():
+    """Past `if image or embeds: raise`, a test on `image` alone (or on `embeds or image`, or `image and x`) is false
+    too; a test on another input is left alone."""
+    body = statements(
+        """\
+        if image is not None or embeds is not None:
+            image_embeds = self.prepare_image_embeds(image, embeds, self.do_cfg)
+        added = {"image_embeds": image_embeds} if image is not None else None
+        if embeds is not None or image is not None:
+            extra = 1
+        if image is not None and strength > 0:
+            extra = 2
+        if strength > 0 or image is not None:
+            extra = 3
+        """
+    )
+    gate = FeatureGate(body[0], "prepare_image_embeds", ("image", "embeds"), "not served")
+    rewritten = rewrite_statements(body, gate_replacements(gate, NodeIndex(body)))
+    assert render(rewritten) == textwrap.dedent(
+        """\
+        if image is not None or embeds is not None:
+            raise ValueError('not served')
+        added = None
+        if strength > 0 or image is not None:
+            extra = 3
+        """
+    )
+
+
 def test_same_expression_ignores_parentheses_and_layout():
     a = cst.parse_expression("(a is not None\n or b is not None)")
     b = cst.parse_expression("a is not None or b is not None")

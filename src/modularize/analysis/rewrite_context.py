@@ -19,6 +19,7 @@ from ..cst.dataflow import names_read
 from ..cst.substitute import Replacement, rewrite_statements
 from ..cst.tree_walk import findall, names_in
 from ..frontend.class_facts import ClassFacts, docstring_of
+from ..frontend.derivation import derivation_of
 from ..frontend.parse import SourceModule
 from ..planning.naming import Naming
 from ..planning.plan import Helper, Note
@@ -162,18 +163,24 @@ def helpers_and_components(context: Context, used: dict[str, dict[str, None]], o
         derived.update(helper_used.get("derived", {}))
         configs.update(helper_used.get("config", {}))
         pending += [h for h in helper_used.get("helper", {}) if h not in helpers]
+    parameters: dict[str, str] = {}
     for name in derived_closure(facts, derived):
-        expression = facts.init.derived[name]
-        for attribute in findall(expression, m.Attribute(value=m.Name("self"), attr=m.Name())):
-            if attribute.attr.value in facts.init.components:
-                components.setdefault(attribute.attr.value, None)
-        for parameter in names_read(expression):
-            if parameter in facts.init.components:
-                components.setdefault(parameter, None)
+        derivation = derivation_of(facts.init, name)
+        for node in (derivation.expression, *derivation.statements):
+            for attribute in findall(node, m.Attribute(value=m.Name("self"), attr=m.Name())):
+                if attribute.attr.value in facts.init.components:
+                    components.setdefault(attribute.attr.value, None)
+            for parameter in names_read(node):
+                if parameter in facts.init.components:
+                    components.setdefault(parameter, None)
+        parameters.update((p.name, p.default or "None") for p in derivation.parameters)
     ordered = tuple(n for n in facts.init.components if n in components)
     defaults = {p.name: p.default or "None" for p in facts.init.parameters}
-    registered = tuple((n, defaults.get(n, "None")) for n in facts.init.config if n in configs)
-    return Needs(tuple(helpers[n] for n in sorted(helpers)), ordered, registered)
+    registered = {n: defaults.get(n, "None") for n in facts.init.config if n in configs}
+    # constructor parameters become config values a user can set (`update_components(patch_size=...)`), read with
+    # the constructor's default by the properties that need them
+    registered.update((n, d) for n, d in parameters.items() if n not in registered)
+    return Needs(tuple(helpers[n] for n in sorted(helpers)), ordered, tuple(registered.items()))
 
 
 def check_per_call_use(context: Context, node: cst.CSTNode, used: dict[str, dict[str, None]]) -> None:

@@ -20,7 +20,9 @@ import libcst.matchers as m
 from ..analysis.rewrite_context import Context, derived_closure
 from ..cst.dataflow import flow_of, names_read
 from ..cst.substitute import substitute_names
+from ..cst.tree_walk import findall
 from ..frontend.class_facts import ClassFacts
+from ..frontend.derivation import derivation_of
 from ..frontend.parse import snippet
 from .plan import BlockPlan, LoopPlan, PipelineClassPlan
 
@@ -44,9 +46,27 @@ def pipeline_class_plan(
     class_attributes = tuple(
         facts.class_attributes[n] for n in facts.class_attributes if n in used.get("class_attribute", {})
     )
-    properties = []
-    for name in derived_closure(facts, used.get("derived", {})):
-        properties.append(_derived_property(facts, name))
+    adaptation, rebound, adaptation_reads = _adaptation(context, set(derived_closure(facts, used.get("derived", {}))))
+    # `_adapt_components` runs on the pipeline, so what it reads of the derived attributes is a property too
+    derived = derived_closure(facts, {**used.get("derived", {}), **dict.fromkeys(adaptation_reads)})
+    if adaptation is not None:
+        for name in _self_targets(adaptation):
+            if name in derived:
+                raise context.source.refuse(
+                    facts.init.node,
+                    f"`__init__` assigns `self.{name}` twice, the second time among its side effects on components: "
+                    "a ModularPipeline computes derived attributes as properties, which cannot be assigned",
+                )
+    for name in derived:
+        for parameter in derivation_of(facts.init, name).parameters:
+            if parameter.default is None:
+                raise context.source.refuse(
+                    facts.init.node,
+                    f"`self.{name}` is computed from the constructor parameter `{parameter.name}`, which has no "
+                    "default: a ModularPipeline is built without constructor arguments",
+                    fix=f"give `{parameter.name}` a default value",
+                )
+    properties = [_derived_property(facts, name) for name in derived]
     for name in used.get("property", {}):
         properties.append(facts.properties[name])
     for name in used.get("inherited", {}):
@@ -57,7 +77,6 @@ def pipeline_class_plan(
             f"not defined in the module; assumed to come from a kept base class, reached as `components.{name}`",
             "unsafe",
         )
-    adaptation, rebound = _adaptation(context)
     return PipelineClassPlan(
         class_name=context.naming.pipeline_class,
         bases=bases,
@@ -72,23 +91,38 @@ def pipeline_class_plan(
 def _derived_property(facts: ClassFacts, name: str) -> cst.FunctionDef:
     """`self.vae_scale_factor = 2 ** (...)` in `__init__` -> a property computing it from the components.
 
-    Locals of `__init__` the expression reads are computed in the property first:
+    What `__init__` computes first for it is computed in the property first, and a constructor parameter it reads
+    comes from the pipeline's config (a ModularPipeline takes no constructor arguments), defaulting as the
+    constructor does:
 
-        latent_channels = self.vae.config.latent_channels if getattr(self, "vae", None) else 16
-        self.image_processor = VaeImageProcessor(vae_latent_channels=latent_channels)
+        if select_layers is None:
+            select_layers = (2, 5, 8)
+        self.select_layers = tuple(select_layers)
     ->
         @property
-        def image_processor(self):
-            latent_channels = self.vae.config.latent_channels if getattr(self, "vae", None) else 16
-            return VaeImageProcessor(vae_latent_channels=latent_channels)
+        def select_layers(self):
+            select_layers = self.config.get("select_layers", None)
+            if select_layers is None:
+                select_layers = (2, 5, 8)
+            return tuple(select_layers)
     """
+    derivation = derivation_of(facts.init, name)
     components = {c: cst.Attribute(cst.Name("self"), cst.Name(c)) for c in facts.init.components}
-    expression = substitute_names(facts.init.derived[name], components)
+    from_config = {
+        p.name: cst.parse_expression(f"self.config.get({p.name!r}, {p.default})") for p in derivation.parameters
+    }
+    if not derivation.statements and m.matches(derivation.expression, m.Name()):
+        # `self.noise_gain = noise_gain`: the property returns the config value itself
+        components.update(from_config)
+        from_config = {}
+    statements: list[cst.BaseStatement] = [
+        cst.SimpleStatementLine(body=[cst.Assign(targets=[cst.AssignTarget(cst.Name(n))], value=value)])
+        for n, value in from_config.items()
+    ]
     # built as nodes, not re-indented text: a string continued over lines (`"...\` + newline + indented text)
     # keeps its value only if its lines are left as they are
-    statements = [
-        _without_leading_blank_lines(substitute_names(s, components)) for s in _init_locals(facts, expression)
-    ]
+    statements += [_without_leading_blank_lines(substitute_names(s, components)) for s in derivation.statements]
+    expression = substitute_names(derivation.expression, components)
     statements.append(cst.SimpleStatementLine(body=[cst.Return(value=expression)]))
     template = cst.parse_statement(f"@property\ndef {name}(self):\n    pass\n")
     return template.with_changes(body=template.body.with_changes(body=statements))
@@ -110,20 +144,6 @@ def _local_assignments(facts: ClassFacts) -> dict[str, cst.SimpleStatementLine]:
     return found
 
 
-def _init_locals(facts: ClassFacts, expression: cst.BaseExpression) -> list[cst.SimpleStatementLine]:
-    """The `__init__` local assignments an expression needs, dependencies first."""
-    assignments = _local_assignments(facts)
-    needed: list[cst.SimpleStatementLine] = []
-    pending = [n for n in names_read(expression) if n in assignments]
-    while pending:
-        statement = assignments[pending.pop()]
-        if any(statement is s for s in needed):
-            continue
-        needed.append(statement)
-        pending += [n for n in names_read(statement.body[0].value) if n in assignments]
-    return [s for s in facts.init.adaptation if any(s is n for n in needed)]
-
-
 def _is_display_only(statement: cst.BaseStatement) -> bool:
     """An `if` whose body only logs or warns: it changes nothing a pipeline computes."""
     if not isinstance(statement, cst.If) or statement.orelse is not None:
@@ -140,9 +160,18 @@ def _is_display_only(statement: cst.BaseStatement) -> bool:
     return True
 
 
-def _adaptation(context: Context) -> tuple[cst.FunctionDef | None, tuple[str, ...]]:
-    """The side effects of the standard `__init__` on its components, as a method run on registration, and the
-    components it replaces (returned by the method, to be registered in place of the ones given):
+def _self_targets(node: cst.CSTNode) -> set[str]:
+    """`self.<name>` a statement assigns."""
+    targets = [a.target for a in findall(node, m.AssignTarget() | m.AugAssign() | m.AnnAssign())]
+    return {t.attr.value for t in targets if m.matches(t, m.Attribute(value=m.Name("self"), attr=m.Name()))}
+
+
+def _adaptation(
+    context: Context, derived: set[str]
+) -> tuple[cst.FunctionDef | None, tuple[str, ...], tuple[str, ...]]:
+    """The side effects of the standard `__init__` on its components, as a method run on registration, the
+    components it replaces (returned by the method, to be registered in place of the ones given), and the derived
+    attributes it reads:
 
         scheduler = DDIMScheduler.from_config(scheduler.config)     (before `self.register_modules(...)`)
 
@@ -156,12 +185,24 @@ def _adaptation(context: Context) -> tuple[cst.FunctionDef | None, tuple[str, ..
     statements = []
     # a local only derived attributes read is computed by their properties instead, and so is one only such
     # locals read (`sys_message` for `sys_tokens = ...(sys_message)` for `self._drop_idx = len(sys_tokens[0])`)
+    # A statement that only (re)assigns derived attributes no block reads goes too: ModelEditing's
+    # `if self.with_to_k: self.projection_matrices = ...` serves a method `__call__` never reaches.
     assignments = list(_local_assignments(context.facts).items())
     unread: list[cst.BaseStatement] = []
     while True:
         kept = [s for s in init.adaptation if not any(s is u for u in unread)]
         read = {n for statement in kept for n in names_read(statement)}
         more = [s for name, s in assignments if name not in read and not any(s is u for u in unread)]
+        for statement in kept:
+            targets = _self_targets(statement)
+            others = {n for s in kept if s is not statement for n in names_read(s)}
+            if (
+                targets
+                and targets <= set(init.derived) - derived
+                and others.isdisjoint(flow_of([statement]).writes)
+                and not any(s is statement for s in more)
+            ):
+                more.append(statement)
         if not more:
             break
         unread += more
@@ -177,7 +218,15 @@ def _adaptation(context: Context) -> tuple[cst.FunctionDef | None, tuple[str, ..
     for name in init.config:
         context.note("dropped", init.node, f"config `{name}`", "registered config of the standard pipeline", "safe")
     if not statements:
-        return None, ()
+        return None, (), ()
+    reads = tuple(
+        dict.fromkeys(
+            a.attr.value
+            for statement in statements
+            for a in findall(statement, m.Attribute(value=m.Name("self"), attr=m.Name()))
+            if a.attr.value in init.derived
+        )
+    )
     for statement in statements:
         context.note(
             "kept", statement, f"`{snippet(statement)}` in `__init__`", "reproduced on component registration"
@@ -203,4 +252,4 @@ def _adaptation(context: Context) -> tuple[cst.FunctionDef | None, tuple[str, ..
             )
         ],
     )
-    return function, rebound
+    return function, rebound, reads

@@ -128,6 +128,20 @@ class CfgPattern:
     model_call: cst.Call | None = None  # "branched": the denoiser call in `call_statement`, whose batches can merge
 
 
+def _refuse_halves_read_later(source: SourceModule, later: list[cst.BaseStatement], halves: set[str]) -> None:
+    """The guider combines the two halves of the prediction and hands on only the result, so a statement after the
+    combine that still reads a half (InpaintLegacy: `add_noise(init_latents_orig, noise_pred_uncond, ...)`) has
+    nothing to read."""
+    for name in flow_of(later).reads:
+        if name in halves:
+            read = next(node for statement in later for node in findall(statement, m.Name(value=name)))
+            raise source.refuse(
+                read,
+                f"`{name}`, a half of the CFG-split prediction, is read after the guidance combine: the guider hands "
+                "on only the combined prediction",
+            )
+
+
 def _component_calls(node: cst.CSTNode, facts: ClassFacts) -> list[str]:
     calls = findall(node, m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name())))
     return [c.func.attr.value for c in calls if c.func.attr.value in facts.init.components]
@@ -285,6 +299,8 @@ def find_batched_cfg(
                 raise source.refuse(statement, "unrecognized guidance step after the combine")
             rescale, rescale_test = found, statement.test
             guidance_statements.append(statement)
+    later = [s for s in body[chunk_index + 1 :] if not any(s is g for g in guidance_statements)]
+    _refuse_halves_read_later(source, later, {first, second} - {guided})
 
     expansions, repeated = [], []
     for statement in body[: call_index + 1]:

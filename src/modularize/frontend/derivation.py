@@ -1,0 +1,61 @@
+"""How `__init__` computes a derived attribute: the statements before it that compute what it reads, and the
+constructor parameters (not components) it starts from.
+
+    def __init__(self, vae, transformer, select_layers=None, patch_size: int = 2):
+        ...
+        if select_layers is None:
+            select_layers = (2, 5, 8)
+        self.select_layers = tuple(select_layers)
+        self.patch_size = patch_size
+
+->  Derivation("select_layers", statements=(<the `if`>,), expression=tuple(select_layers),
+               parameters=(Parameter("select_layers", ..., "None"),))
+    Derivation("patch_size", statements=(), expression=patch_size, parameters=(Parameter("patch_size", "int", "2"),))
+
+A ModularPipeline is built without constructor arguments: the planner reads such parameters from the pipeline's
+config, with the constructor's default when the config does not hold them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import libcst as cst
+
+from ..cst.dataflow import flow_of, names_read
+from .class_facts import InitFacts, Parameter, self_attribute_assigned
+
+
+@dataclass(frozen=True)
+class Derivation:
+    name: str
+    statements: tuple[cst.BaseStatement, ...]  # `__init__` statements it needs, in source order
+    expression: cst.BaseExpression  # the assigned value, as in the source
+    parameters: tuple[Parameter, ...]  # constructor parameters (not components) it reads, in signature order
+
+
+def derivation_of(init: InitFacts, name: str) -> Derivation:
+    """Walks `__init__` back from the assignment of `self.<name>`: a statement kept with the components' side
+    effects is needed when it writes a name that the assignment, or a statement needed already, reads. A write
+    under a condition does not end the search (the name may still come from further up)."""
+    expression = init.derived[name]
+    body = list(init.node.body.body) if init.node is not None else []
+    position = next(
+        (i for i, s in enumerate(body) if self_attribute_assigned(s) == name and s.body[0].value is expression),
+        len(body),
+    )
+    components = set(init.components)
+    pending = {n for n in names_read(expression) if n not in components}
+    needed: list[cst.BaseStatement] = []
+    for statement in reversed(body[:position]):
+        if not any(statement is s for s in init.adaptation):
+            continue
+        if pending.isdisjoint(flow_of([statement]).writes):
+            continue
+        needed.append(statement)
+        pending |= {n for n in names_read(statement) if n not in components}
+    read = set(pending)
+    for statement in needed:
+        read |= set(names_read(statement))
+    parameters = tuple(p for p in init.parameters if p.name in read and p.name not in components and not p.star)
+    return Derivation(name, tuple(reversed(needed)), expression, parameters)
