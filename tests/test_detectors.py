@@ -289,6 +289,24 @@ def test_a_helper_that_only_repeats_for_cfg_is_called_without_the_flag_one_that_
     assert cfg.pairing_helpers[0].pairs
 
 
+def test_a_helper_handed_the_flag_as_the_test_it_stands_for_is_recognized_too():
+    """`do_cfg=self._guidance_scale > 1` and `do_cfg=guidance_scale > 1` (the argument the state is set from) pass
+    the same flag as `self.do_classifier_free_guidance` does."""
+    methods = """\
+    def prepare_rays(self, rays, do_cfg):
+        if do_cfg:
+            rays = torch.cat([rays, rays], dim=0)
+        return rays
+    """
+    for flag in ("guidance_scale > 1", "self._guidance_scale > 1"):
+        body = f"rays = self.prepare_rays(latents, do_cfg={flag})\n" + SD_LOOP.replace(
+            "encoder_hidden_states=prompt_embeds)", "encoder_hidden_states=prompt_embeds, rays=rays)"
+        )
+        cfg = snippet(body, methods).batched()
+        (rewrite,) = [(code(old), code(new)) for old, new in cfg.rewrites]
+        assert rewrite == (flag, "False")
+
+
 def test_combine_and_concatenation_matchers():
     statement = cst.parse_statement("noise_pred = u + scale * (c - u)\n")
     guided, uncond, cond, scale = _combine(statement)

@@ -21,9 +21,11 @@ import importlib
 import importlib.util
 import inspect
 import math
+import os
 import random
 import re
 import sys
+import traceback
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -611,6 +613,8 @@ class Equivalence:
             actual, cfg = self.modular(components_mod, copy.deepcopy(inputs), exact)
         except Exception as error:  # what a failure means depends on whether the standard pipeline fails too
             modular_error = error
+            if os.environ.get("MODULARIZE_TRACEBACK"):  # where a generated package fails, for whoever debugs it
+                traceback.print_exc()
         try:
             expected = self.standard(components_std, copy.deepcopy(inputs), exact, cfg)
         except Exception as error:

@@ -347,7 +347,9 @@ def find_batched_cfg(
         if not reaches:
             raise source.refuse(site.node, f"`{site.target}` is batched for CFG but not passed to the denoiser")
 
-    helper_uses = cfg_helper_calls(facts, before_loop, condition, index)
+    # a helper may be handed the flag as the test it stands for (`do_cfg=guidance_scale > 1.0`)
+    flags = (condition, condition_expression, over_call_locals(condition_expression, facts.per_call))
+    helper_uses = cfg_helper_calls(facts, before_loop, flags, index)
     rewrites: list[tuple[cst.CSTNode, cst.CSTNode]] = []
     no_longer_repeated = list(repeated)
     for use in helper_uses:
@@ -445,12 +447,28 @@ def _condition(source: SourceModule, facts: ClassFacts, test: cst.BaseExpression
         assignments = [s for s in top_level if m.matches(s, pattern)]
         writes = [s for s in top_level if test.value in flow_of([s]).writes]
         if len(assignments) == 1 and len(writes) == 1:
-            return test.value, assignments[0].body[0].value, assignments[0]
+            return test.value, _inlined_properties(facts, assignments[0].body[0].value), assignments[0]
     raise source.refuse(
         test,
         "the CFG condition is neither a pipeline property over per-call state (`self.do_classifier_free_guidance`) "
         "nor a local set once in `__call__`",
     )
+
+
+def _inlined_properties(facts: ClassFacts, expression: cst.BaseExpression) -> cst.BaseExpression:
+    """The per-call properties an expression reads, replaced by what they compute, so that it reads per-call state
+    only (which the guider setup maps to call arguments):
+
+        do_cfg = self.do_classifier_free_guidance    ->    do_cfg = (self._guidance_scale > 1.0)
+    """
+    from ...cst.substitute import replace_nodes
+
+    replacements = {}
+    for attribute in findall(expression, m.Attribute(value=m.Name("self"), attr=m.Name())):
+        inlined = facts.per_call_properties.get(attribute.attr.value)
+        if inlined is not None:
+            replacements[attribute] = inlined.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+    return replace_nodes(expression, replacements) if replacements else expression
 
 
 def _start(source: SourceModule, node: cst.CSTNode) -> tuple[int, int]:
@@ -624,7 +642,7 @@ def _cat_site(
 
 
 def cfg_helper_calls(
-    facts: ClassFacts, statements: Sequence[cst.CSTNode], condition: cst.BaseExpression, index: NodeIndex
+    facts: ClassFacts, statements: Sequence[cst.CSTNode], flags: Sequence[cst.BaseExpression], index: NodeIndex
 ) -> list[HelperUse]:
     """Calls of helper methods that receive the CFG flag and concatenate for CFG inside.
 
@@ -638,7 +656,7 @@ def cfg_helper_calls(
         helper = facts.methods.get(call.func.attr.value)
         if helper is None:
             continue
-        received = _argument_receiving(helper, call, condition)
+        received = _argument_receiving(helper, call, flags)
         if received is None:
             continue
         flag, argument = received
@@ -648,17 +666,18 @@ def cfg_helper_calls(
     return found
 
 
-def _argument_receiving(helper: cst.FunctionDef, call: cst.Call, condition: cst.BaseExpression):
-    """(parameter name, argument) of the call argument that passes the CFG flag, if any."""
+def _argument_receiving(helper: cst.FunctionDef, call: cst.Call, flags: Sequence[cst.BaseExpression]):
+    """(parameter name, argument) of the call argument that passes the CFG flag (any of its `flags` spellings)."""
     params = [p.name.value for p in (*helper.params.posonly_params, *helper.params.params)]
     params = [p for p in params if p != "self"]
     position = 0
     for arg in call.args:
+        passes_flag = any(_is_cfg(arg.value, flag) for flag in flags)
         if arg.keyword is not None:
-            if _is_cfg(arg.value, condition):
+            if passes_flag:
                 return arg.keyword.value, arg
             continue
-        if _is_cfg(arg.value, condition) and position < len(params):
+        if passes_flag and position < len(params):
             return params[position], arg
         position += 1
     return None
@@ -745,8 +764,8 @@ def _unrepeat_else(branch: cst.If, repeated: Sequence[str]) -> cst.CSTNode | Non
     return otherwise
 
 
-def condition_text(expression: cst.BaseExpression, per_call: Mapping[str, str]) -> str:
-    """The CFG condition over `__call__` arguments: `self._guidance_scale > 1` -> `guidance_scale > 1`."""
+def over_call_locals(expression: cst.BaseExpression, per_call: Mapping[str, str]) -> cst.BaseExpression:
+    """Per-call state read as the `__call__` locals it is set from: `self._guidance_scale > 1` -> `guidance_scale > 1`."""
     from ...cst.substitute import replace_nodes
 
     replacements = {}
@@ -754,7 +773,12 @@ def condition_text(expression: cst.BaseExpression, per_call: Mapping[str, str]) 
         local = per_call.get(attribute.attr.value)
         if local is not None:
             replacements[attribute] = cst.Name(local)
-    text = code(replace_nodes(expression, replacements)).strip()
+    return replace_nodes(expression, replacements)
+
+
+def condition_text(expression: cst.BaseExpression, per_call: Mapping[str, str]) -> str:
+    """The CFG condition over `__call__` arguments: `self._guidance_scale > 1` -> `guidance_scale > 1`."""
+    text = code(over_call_locals(expression, per_call)).strip()
     try:  # one line however the source wrapped it (`ast` only parses; nothing runs)
         return ast.unparse(ast.parse(text, mode="eval"))
     except SyntaxError:
