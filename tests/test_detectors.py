@@ -255,8 +255,23 @@ def test_a_loop_without_cfg_has_no_pattern():
             "`noise_pred_uncond`, a half of the CFG-split prediction, is read after the guidance combine",
             ("noise_pred_uncond, t)", 1),
         ),
+        # a CFG concatenation inside a compound statement cannot be undone per guider batch
+        (
+            "    prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds])\n",
+            "    for k in range(1):\n        prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds])\n",
+            "a concatenation for CFG inside a compound statement",
+            ("torch.cat([negative_prompt_embeds", 1),
+        ),
+        # a value built one way with CFG and another way without it
+        (
+            "    prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds])\n",
+            "    prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds])\n"
+            "else:\n    prompt_embeds = torch.zeros(1)\n",
+            "`prompt_embeds` is computed one way under the CFG flag and another way without it",
+            ("if self.do_classifier_free_guidance:", 1),
+        ),
     ],
-    ids=["unknown-combine", "unguarded-split", "half-read-after-combine"],
+    ids=["unknown-combine", "unguarded-split", "half-read-after-combine", "cat-in-a-loop", "cfg-alternatives"],
 )
 def test_guidance_the_detector_does_not_understand_is_refused_where_it_is(old, new, message, at):
     assert old in SD_LOOP
@@ -305,6 +320,23 @@ def test_a_helper_handed_the_flag_as_the_test_it_stands_for_is_recognized_too():
         cfg = snippet(body, methods).batched()
         (rewrite,) = [(code(old), code(new)) for old, new in cfg.rewrites]
         assert rewrite == (flag, "False")
+
+
+def test_a_helper_concatenating_under_the_cfg_property_itself_is_refused_at_its_call():
+    methods = """\
+    def encode_image(self, image):
+        embeds = image * 2
+        if self.do_classifier_free_guidance:
+            embeds = torch.cat([torch.zeros_like(embeds), embeds])
+        return embeds
+    """
+    body = "image_embeds = self.encode_image(latents)\n" + SD_LOOP.replace(
+        "encoder_hidden_states=prompt_embeds)", "encoder_hidden_states=prompt_embeds, image_embeds=image_embeds)"
+    )
+    found = snippet(body, methods)
+    with pytest.raises(ConversionError, match="`encode_image` concatenates for CFG inside itself") as error:
+        found.batched()
+    assert error.value.location.line == found.line("self.encode_image(latents)")
 
 
 def test_combine_and_concatenation_matchers():

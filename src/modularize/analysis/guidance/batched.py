@@ -350,6 +350,7 @@ def find_batched_cfg(
     # a helper may be handed the flag as the test it stands for (`do_cfg=guidance_scale > 1.0`)
     flags = (condition, condition_expression, over_call_locals(condition_expression, facts.per_call))
     helper_uses = cfg_helper_calls(facts, before_loop, flags, index)
+    _refuse_helpers_batching_on_the_property(source, facts, before_loop, condition, index)
     rewrites: list[tuple[cst.CSTNode, cst.CSTNode]] = []
     no_longer_repeated = list(repeated)
     for use in helper_uses:
@@ -586,11 +587,20 @@ def _cat_sites(
     for node in index.find(cst.If, within=kept):
         if not _is_cfg(node.test, condition):
             continue
+        _refuse_per_condition_alternatives(source, node)
         whole = len(node.body.body) == 1 and node.orelse is None
         for line in node.body.body:
             if _concatenation(line) is not None:
                 site = _cat_site(source, line, node if whole else line, uncond_index)
                 found.append((list(before_loop).index(index.statement_of(node)), site))
+                continue
+            for cat in findall(line, _TORCH_CAT):
+                if _cat_elements(cat) is not None:
+                    raise source.refuse(
+                        cat,
+                        "a concatenation for CFG inside a compound statement: only `name = torch.cat([...])` on a "
+                        "line of its own under the CFG flag is undone for the guider's batches",
+                    )
     for node in index.find(cst.Assign, m.Assign(value=m.IfExp()), within=kept):
         if _is_cfg(node.value.test, condition):
             site = _cat_site(source, cst.SimpleStatementLine([node]), node.value, uncond_index, node.value.body, node)
@@ -598,6 +608,48 @@ def _cat_sites(
     found.sort(key=lambda pair: pair[0])
     first = found[0][0] if found else len(before_loop)
     return [site for _, site in found], first
+
+
+def _refuse_per_condition_alternatives(source: SourceModule, branch: cst.If) -> None:
+    """`if do_cfg: fps = tensor([f, f]) else: fps = tensor([f])` builds a value for the doubled batch and another
+    for the single one; which one a guider batch needs is not what the flag says (every batch is single), and
+    telling the two apart would take knowing what each computes."""
+    if not isinstance(branch.orelse, cst.Else):
+        return
+    both = set(flow_of(branch.body.body).writes) & set(flow_of(branch.orelse.body.body).writes)
+    if both:
+        raise source.refuse(
+            branch,
+            f"`{sorted(both)[0]}` is computed one way under the CFG flag and another way without it: the guider runs "
+            "each condition as a batch of its own, and which of the two values a batch needs cannot be told",
+        )
+
+
+def _refuse_helpers_batching_on_the_property(
+    source: SourceModule,
+    facts: ClassFacts,
+    statements: Sequence[cst.CSTNode],
+    condition: cst.BaseExpression,
+    index: NodeIndex,
+) -> None:
+    """A helper that reads the CFG property itself (not a flag it is handed) and concatenates under it would
+    concatenate inside every guider batch (I2VGen-XL's `_encode_image`)."""
+    if not m.matches(condition, m.Attribute(value=m.Name("self"))):
+        return
+    for call in index.find(cst.Call, m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name())), within=statements):
+        helper = facts.methods.get(call.func.attr.value)
+        if helper is None:
+            continue
+        for branch in findall(helper.body, m.If() | m.IfExp()):
+            if not _contains_cfg(branch.test, condition):
+                continue
+            if any(_cat_elements(cat) is not None for cat in findall(branch.body, _TORCH_CAT)):
+                raise source.refuse(
+                    call,
+                    f"`{helper.name.value}` concatenates for CFG inside itself under `{code(condition)}`: the guider "
+                    "runs each condition as a batch of its own, and a concatenation it does not see cannot be undone",
+                    fix="hand the helper the flag as an argument (the converter turns a repeat off per batch)",
+                )
 
 
 def _concatenation(line: cst.CSTNode) -> cst.Call | None:
