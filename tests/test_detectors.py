@@ -304,6 +304,23 @@ def test_a_helper_that_only_repeats_for_cfg_is_called_without_the_flag_one_that_
     assert cfg.pairing_helpers[0].pairs
 
 
+def test_what_a_repeat_only_helper_makes_for_the_denoiser_is_a_value_both_batches_share():
+    """Its flag is turned off, so each guider batch (and a merged call, concatenated) gets the single value; found
+    also when the call sits inside a compound statement."""
+    methods = """\
+    def prepare_control(self, image, do_classifier_free_guidance):
+        return torch.cat([image] * 2) if do_classifier_free_guidance else image
+    """
+    body = (
+        "if latents is not None:\n"
+        "    control = self.prepare_control(latents, self.do_classifier_free_guidance)\n"
+        + SD_LOOP.replace("encoder_hidden_states=prompt_embeds)", "encoder_hidden_states=prompt_embeds, cond=control)")
+    )
+    cfg = snippet(body, methods).batched()
+    assert GuidanceField("control", "control", "control") in cfg.fields
+    assert [(code(old), code(new)) for old, new in cfg.rewrites] == [("self.do_classifier_free_guidance", "False")]
+
+
 def test_a_helper_handed_the_flag_as_the_test_it_stands_for_is_recognized_too():
     """`do_cfg=self._guidance_scale > 1` and `do_cfg=guidance_scale > 1` (the argument the state is set from) pass
     the same flag as `self.do_classifier_free_guidance` does."""

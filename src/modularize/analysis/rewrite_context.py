@@ -19,7 +19,7 @@ from ..cst.dataflow import names_read
 from ..cst.substitute import Replacement, rewrite_statements
 from ..cst.tree_walk import findall, names_in
 from ..frontend.class_facts import ClassFacts, docstring_of
-from ..frontend.derivation import derivation_of
+from ..frontend.derivation import component_inputs, derivation_of
 from ..frontend.parse import SourceModule
 from ..planning.naming import Naming
 from ..planning.plan import Helper, Note
@@ -174,6 +174,9 @@ def helpers_and_components(context: Context, used: dict[str, dict[str, None]], o
                 if parameter in facts.init.components:
                     components.setdefault(parameter, None)
         parameters.update((p.name, p.default or "None") for p in derivation.parameters)
+    rebuilt_from = component_inputs(facts.init)
+    for name in list(components):
+        components.update(dict.fromkeys(rebuilt_from.get(name, ())))
     ordered = tuple(n for n in facts.init.components if n in components)
     defaults = {p.name: p.default or "None" for p in facts.init.parameters}
     registered = {n: defaults.get(n, "None") for n in facts.init.config if n in configs}

@@ -59,3 +59,22 @@ def derivation_of(init: InitFacts, name: str) -> Derivation:
         read |= set(names_read(statement))
     parameters = tuple(p for p in init.parameters if p.name in read and p.name not in components and not p.star)
     return Derivation(name, tuple(reversed(needed)), expression, parameters)
+
+
+def component_inputs(init: InitFacts) -> dict[str, tuple[str, ...]]:
+    """Components `__init__` rebuilds from other components, and the components each is rebuilt from:
+
+        if isinstance(unet, UNet2DConditionModel):
+            unet = UNetControlNetXSModel.from_unet(unet, controlnet)     ->  {"unet": ("controlnet",)}
+
+    A block that uses the rebuilt component needs the ones it is built from too, or a pipeline assembled from its
+    blocks cannot be handed them.
+    """
+    components = set(init.components)
+    found: dict[str, dict[str, None]] = {}
+    for statement in init.adaptation:
+        flow = flow_of([statement])
+        for rebuilt in (n for n in flow.writes if n in components):
+            for source in (n for n in names_read(statement) if n in components and n != rebuilt):
+                found.setdefault(rebuilt, {})[source] = None
+    return {name: tuple(sources) for name, sources in found.items()}

@@ -352,14 +352,19 @@ def find_batched_cfg(
     helper_uses = cfg_helper_calls(facts, before_loop, flags, index)
     _refuse_helpers_batching_on_the_property(source, facts, before_loop, condition, index)
     rewrites: list[tuple[cst.CSTNode, cst.CSTNode]] = []
-    no_longer_repeated = list(repeated)
+    helper_repeated: list[str] = []
     for use in helper_uses:
         if not use.pairs:
             # the guider runs each batch on its own: the helper must not repeat for it
             rewrites.append((use.flag.value, cst.Name("False")))
-            no_longer_repeated += _assigned_names(index.statement_of(use.call))
+            helper_repeated += _assigned_names(_line_of(index, use.call))
+    no_longer_repeated = [*repeated, *helper_repeated]
     handled = {id(s) for s in guidance_statements}
     rewrites += _unrepeats(source, body, condition, no_longer_repeated, handled, dropped)
+    # what a repeat-only helper made for the doubled batch, the denoiser reads as it is: each guider batch gets it
+    # (and a merged call all of them), as a value both conditions share
+    shared = [n for n in dict.fromkeys(helper_repeated) if n in called and n not in {f.name for f in fields}]
+    fields += tuple(GuidanceField(name, name, name) for name in shared)
 
     return CfgPattern(
         condition=condition,
@@ -750,6 +755,15 @@ def _concatenations_under(helper: cst.FunctionDef, flag: str) -> set[str]:
             repeats = all(same_expression(e, elements[0]) for e in elements)
             kinds.add("repeats" if repeats else "pairs")
     return kinds
+
+
+def _line_of(index: NodeIndex, node: cst.CSTNode) -> cst.CSTNode:
+    """The simple statement holding a node, however deep in compound statements (SDXL ControlNet-XS prepares its
+    control image under `if isinstance(unet, ...)`)."""
+    for line in index.find(cst.SimpleStatementLine, within=[index.statement_of(node)]):
+        if any(found is node for found in walk(line)):
+            return line
+    return index.statement_of(node)
 
 
 def _assigned_names(statement: cst.CSTNode) -> list[str]:
