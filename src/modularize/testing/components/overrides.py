@@ -52,6 +52,18 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "ZImageInpaintPipeline": _Z_IMAGE,
     # condition images of 64 px at least, which it encodes in bfloat16 (`image.bfloat16()`)
     "ZImageOmniPipeline": {**_Z_IMAGE, "inputs": {"image": Image(64)}, "dtypes": {"vae": "bfloat16"}},
+    # VisualCloze takes a task and a content prompt and, per sample, a grid of images: in-context examples above,
+    # the query below with `None` where the image to generate goes; the transformer reads the packed latents, the
+    # packed mask and the packed condition latents (3 x 16 channels) at the tiny resolution
+    "VisualClozeGenerationPipeline": {
+        "scalars": {"resolution": 32},
+        "config": {"transformer": {"in_channels": 48, "out_channels": 16}},
+        "inputs": {
+            "task_prompt": "make the second image from the first",
+            "content_prompt": "a photo of a cat",
+            "image": [[Image(32), Image(32)], [Image(32), None]],
+        },
+    },
     "StableDiffusionControlNetXSPipeline": _CONTROLNET_XS,
     "StableDiffusionXLControlNetXSPipeline": _CONTROLNET_XS,
     # DiffEdit takes what its `generate_mask()` and `invert()` would give: a latent-sized mask and the inverted
