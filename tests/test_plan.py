@@ -128,8 +128,9 @@ def test_everything_dropped_or_gated_is_reported(sd_plan):
     for note in sd_plan.notes:
         by_action.setdefault(note.action, []).append(note)
     dropped = " ".join(n.what for n in by_action["dropped"])
-    for expected in ("callback_steps", "self.interrupt", "xm.mark_step()", "maybe_free_model_hooks", "return"):
+    for expected in ("callback_steps", "self.interrupt", "maybe_free_model_hooks", "return"):
         assert expected in dropped
+    assert "xm.mark_step()" not in dropped  # kept in the loop, as in diffusers' own modular loops
     raises = by_action["raises"]
     assert len(raises) == 1 and "`ip_adapter_image` / `ip_adapter_image_embeds`" in raises[0].what
     assert all(n.line > 0 for n in by_action["rewritten"])

@@ -40,7 +40,8 @@ def meaning(name: str) -> str:
     return MEANING.get(name, "inherited")
 
 
-def test_strip_runtime_drops_callbacks_interrupt_xla_and_hooks():
+def test_strip_runtime_drops_callbacks_interrupt_and_hooks_and_keeps_the_xla_step_marker():
+    """`xm.mark_step()` cuts the XLA graph once per step, as in diffusers' own modular loops: it stays."""
     body = statements(
         """\
         callback_steps = kwargs.pop("callback_steps", None)
@@ -72,6 +73,8 @@ def test_strip_runtime_drops_callbacks_interrupt_xla_and_hooks():
             latents = self.scheduler.step(noise_pred, t, latents)[0]
             if i == len(timesteps) - 1:
                 progress_bar.update()
+            if XLA_AVAILABLE:
+                xm.mark_step()
         """
     )
     assert [d.popped for d in drops if d.popped] == ["callback_steps"]

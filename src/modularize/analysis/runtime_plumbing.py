@@ -19,9 +19,12 @@ After (`replace_nodes` with the drops, then `without_callbacks`):
     self.check_inputs(prompt, None)
     for i, t in enumerate(timesteps):
         latents = self.scheduler.step(noise_pred, t, latents)[0]
+        if XLA_AVAILABLE:
+            xm.mark_step()
 
 Dropped: step-end callbacks and the deprecated `callback` / `callback_steps` (read elsewhere they become `None`),
-`self.interrupt`, XLA `mark_step`, `maybe_free_model_hooks`, and `return` (the output is read from block state).
+`self.interrupt`, `maybe_free_model_hooks`, and `return` (the output is read from block state). The XLA step
+marker stays where it is, as in diffusers' own modular loops.
 Each drop is a `Drop` naming the original node, so the conversion report can say what went, where and why.
 """
 
@@ -54,9 +57,6 @@ _KWARGS_POP = m.Assign(
     targets=[m.AssignTarget(target=m.Name())],
     value=m.Call(func=m.Attribute(value=m.Name("kwargs"), attr=m.Name("pop"))),
 )
-_MARK_STEP = m.SimpleStatementLine(
-    body=[m.Expr(value=m.Call(func=m.Attribute(value=m.Name("xm"), attr=m.Name("mark_step"))))]
-)
 _FREE_HOOKS = m.SimpleStatementLine(
     body=[m.Expr(value=m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name("maybe_free_model_hooks"))))]
 )
@@ -80,8 +80,6 @@ class _RuntimePlumbing(cst.CSTVisitor):
             name = _assigns_callback_argument(statement)
             why = "step-end callbacks are not run by blocks"
             self.drops.append(Drop(node, f"`{name} = ...`", why, "unsafe"))
-        elif m.matches(node, _MARK_STEP):
-            self.drops.append(Drop(node, "`xm.mark_step()`", "XLA step marker", "display-only"))
         elif m.matches(node, _FREE_HOOKS):
             self.drops.append(
                 Drop(node, "`self.maybe_free_model_hooks()`", "model offload hooks are the caller's", "display-only")

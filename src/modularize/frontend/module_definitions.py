@@ -11,7 +11,7 @@ import libcst as cst
 from ..cst.dataflow import flow_of
 from ..kinds import DefinitionKind
 from ..planning.plan import ModuleDefinition
-from ..transforms.imports import absolute_module
+from ..transforms.imports import absolute_module, with_absolute_imports
 from .class_facts import ClassFacts
 from .parse import SourceModule, code
 
@@ -34,7 +34,8 @@ def module_definitions(source: SourceModule, facts: ClassFacts) -> tuple[ModuleD
             continue
         names = tuple(flow_of([statement]).writes)
         if names:
-            definitions.append(ModuleDefinition(names, statement, DefinitionKind.STATEMENT, origin_module))
+            copied = with_absolute_imports(statement, source)
+            definitions.append(ModuleDefinition(names, copied, DefinitionKind.STATEMENT, origin_module))
     return tuple(definitions)
 
 

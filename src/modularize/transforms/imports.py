@@ -19,10 +19,14 @@ XLA_AVAILABLE = True`) lose the imports nothing in their new file uses.
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import TYPE_CHECKING
 
 import libcst as cst
 
 from ..errors import ConversionError, Location
+
+if TYPE_CHECKING:
+    from ..frontend.parse import SourceModule
 
 
 def dotted(node: cst.BaseExpression | None) -> str:
@@ -58,6 +62,30 @@ def absolute_module(node: cst.ImportFrom, module_name: str | None, location: Loc
         )
     base = package[: len(package) - (level - 1)]
     return ".".join([*base, target] if target else base)
+
+
+class _AbsoluteImports(cst.CSTTransformer):
+    def __init__(self, source: SourceModule):
+        super().__init__()
+        self._source = source
+
+    def leave_ImportFrom(self, original_node: cst.ImportFrom, updated_node: cst.ImportFrom) -> cst.ImportFrom:
+        if not original_node.relative:
+            return updated_node
+        module = absolute_module(original_node, self._source.module_name, self._source.location(original_node))
+        return updated_node.with_changes(module=_dotted_node(module), relative=[])
+
+
+def with_absolute_imports(statement: cst.BaseStatement, source: SourceModule) -> cst.BaseStatement:
+    """A module-level statement copied into a generated file imports what it imports from where the source did:
+
+        if is_invisible_watermark_available():                  (in diffusers.pipelines.stable_diffusion_xl.x)
+            from .watermark import StableDiffusionXLWatermarker
+    ->
+        if is_invisible_watermark_available():
+            from diffusers.pipelines.stable_diffusion_xl.watermark import StableDiffusionXLWatermarker
+    """
+    return statement.visit(_AbsoluteImports(source))
 
 
 def relative_module(absolute: str, importing_module: str) -> tuple[int, str]:
