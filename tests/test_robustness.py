@@ -479,6 +479,22 @@ def test_a_name_no_one_defines_is_refused_where_it_is_read(cli, tmp_path):
     )
 
 
+@pytest.mark.parametrize(
+    ("call", "argument", "message"),
+    [
+        ("self.embed_text(prompts, device, tokens=77)", "tokens=77", "`embed_text` has no parameter `tokens`"),
+        ("self.embed_text(prompts, device, 77)", "77", "`embed_text` takes 2 positional arguments, more are given"),
+    ],
+    ids=["unknown-keyword", "too-many-positional"],
+)
+def test_a_helper_call_the_helper_cannot_take_is_refused_at_the_argument(cli, tmp_path, call, argument, message):
+    """The source raises `TypeError` there (EasyAnimate Control's `encode_prompt(..., text_encoder_index=0)`)."""
+    path = toy_variant(tmp_path, "self.embed_text(prompts, device)", call)
+    line = line_of(path, call)
+    column = path.read_text().splitlines()[line - 1].index(call) + call.index(argument) + 1
+    refused(cli, path, tmp_path, EXIT_REFUSED, f"{path}:{line}:{column}: ", message)
+
+
 def test_a_decorator_reading_a_name_the_module_never_imports_is_refused_at_it(cli, tmp_path, sd_source):
     """`@functools.cache` without `import functools`: the source fails when imported; refused at the name."""
     source = sd_source.read_text()

@@ -102,6 +102,7 @@ def analyze(source: SourceModule, class_name: str | None = None) -> PipelinePlan
         context.reserved_names = BLOCK_NAMES
     _check_reserved_names(source, facts, body, context.reserved_names)
     _check_undefined_reads(source, facts, unlowered)  # the source as written, before early returns are lowered
+    _check_helper_arguments(source, facts, unlowered)
     if cfg is not None:
         context.condition_name = cfg.condition_name
         context.replacements.update(unbatching_replacements(cfg))
@@ -289,6 +290,36 @@ def _check_undefined_reads(source: SourceModule, facts, body: Sequence[cst.BaseS
             if node.value == name:
                 raise source.refuse(node, f"`{name}` is read, but neither `__call__` nor the module defines it")
     raise source.refuse(facts.call, f"`{name}` is read, but neither `__call__` nor the module defines it")
+
+
+def _check_helper_arguments(source: SourceModule, facts, body: Sequence[cst.BaseStatement]) -> None:
+    """A helper method `__call__` calls with a keyword it has no parameter for, or with more positional arguments
+    than it takes: the source raises `TypeError` there (EasyAnimate Control's `encode_prompt(...,
+    text_encoder_index=0)`), so its blocks would too; refused at the argument."""
+    for statement in body:
+        for call in findall(statement, m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name()))):
+            helper = facts.methods.get(call.func.attr.value)
+            if helper is None or helper.decorators:
+                continue  # a decorator may change what the method accepts
+            params = helper.params
+            if isinstance(params.star_kwarg, cst.Param):
+                continue
+            named = {p.name.value for p in (*params.params, *params.kwonly_params)}
+            positional = [p for p in (*params.posonly_params, *params.params) if p.name.value != "self"]
+            taken = 0
+            for arg in call.args:
+                if arg.star:
+                    break  # `*args` / `**kwargs` at the call: what they hold is not known here
+                if arg.keyword is None:
+                    taken += 1
+                    if taken > len(positional) and not isinstance(params.star_arg, cst.Param):
+                        raise source.refuse(
+                            arg, f"`{helper.name.value}` takes {len(positional)} positional arguments, more are given"
+                        )
+                elif arg.keyword.value not in named:
+                    raise source.refuse(
+                        arg, f"`{helper.name.value}` has no parameter `{arg.keyword.value}`: the call raises TypeError"
+                    )
 
 
 def _variable_names(node: cst.CSTNode) -> Iterator[cst.Name]:
