@@ -103,6 +103,20 @@ def test_the_package_imports_and_its_blocks_follow_the_plan(sd_package):
 
 
 @pytest.mark.slow
+def test_every_block_builds_the_packages_own_pipeline_class(sd_package):
+    """`init_pipeline()`, diffusers' entry point, on the package's blocks, one block and one loop step builds the
+    generated pipeline class, not diffusers' hand-written one; the model name is the package's own."""
+    from diffusers.modular_pipelines.modular_pipeline import MODULAR_PIPELINE_MAPPING
+
+    pipeline_cls, blocks_cls = package_classes(load_package(sd_package))
+    blocks = blocks_cls()
+    step = blocks.sub_blocks["denoise"].sub_blocks["denoiser"]
+    for owner in (blocks, blocks.sub_blocks["encode_input_prompt"], blocks.sub_blocks["denoise"], step):
+        assert type(owner.init_pipeline()) is pipeline_cls
+    assert blocks.model_name == "modularize-stable-diffusion" and blocks.model_name not in MODULAR_PIPELINE_MAPPING
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", ["1", "2"])
 def test_conversion_is_byte_identical_across_processes_and_hash_seeds(tmp_path, sd_source, sd_package, seed):
     out = tmp_path / "again"

@@ -112,7 +112,10 @@ def test_runtime_helpers_are_copied_into_the_packages_that_call_them():
     assert copied("none/unconditional", "denoise.py") == []
     for case in CASES:
         if REFUSAL not in expected(case):
-            assert copied(case.name, "modular_pipeline.py") == ["explicit_none.ExplicitNoneInputs"]
+            assert copied(case.name, "modular_pipeline.py") == [
+                "explicit_none.ExplicitNoneInputs",
+                "package_blocks.PackageBlocks",
+            ]
 
 
 @pytest.mark.slow

@@ -350,6 +350,7 @@ def test_entry_points_are_the_public_definitions_each_defined_once():
         "guider_batch_name": "modularize.emit.runtime.guider_state.guider_batch_name",
         "guider_attributes": "modularize.emit.runtime.guider_state.guider_attributes",
         "ExplicitNoneInputs": "modularize.emit.runtime.explicit_none.ExplicitNoneInputs",
+        "PackageBlocks": "modularize.emit.runtime.package_blocks.PackageBlocks",
     }
 
 

@@ -36,7 +36,7 @@ def test_names_come_from_the_pipeline_class():
     naming = Naming.of_pipeline("StableDiffusionXLPipeline")
     assert (naming.prefix, naming.model_name, naming.package) == (
         "StableDiffusionXL",
-        "stable-diffusion-xl",
+        "modularize-stable-diffusion-xl",
         "modular_stable_diffusion_xl",
     )
     assert naming.pipeline_class == "StableDiffusionXLModularPipeline"

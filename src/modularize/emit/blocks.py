@@ -23,7 +23,7 @@ import libcst as cst
 
 from ..kinds import GuidancePattern
 from ..planning.plan import BlockPlan, Component, GuidancePlan, LoopPlan, LoopStepPlan, Output, Param, PipelinePlan
-from .pipeline_class import EXPLICIT_NONE_NAME
+from .pipeline_class import EXPLICIT_NONE_NAME, PACKAGE_BLOCKS_NAME
 from .splice import BODY, MEMBERS, splice, statement
 
 BATCHING_CONFIG = (
@@ -177,7 +177,7 @@ def _declarations(
     owner: str = "",
     lists: dict[str, str] | None = None,
 ) -> str:
-    text = f"    model_name = {plan.model_name!r}\n\n"
+    text = f"    model_name = {plan.model_name!r}\n    modular_pipeline_class = {plan.pipeline_class_name}\n\n"
     text += f"    @property\n    def description(self) -> str:\n        return {description!r}\n\n"
     if components:
         text += _list_property(components_property, "list[ComponentSpec]", components, owner, lists) + "\n"
@@ -245,9 +245,10 @@ def _binding_or_none(name: str) -> cst.BaseStatement:
 
 
 def _bases(inputs: Sequence[Param], base: str) -> str:
-    """Blocks taking a `__call__` argument whose default is not None keep an explicit `None` (see the mixin)."""
+    """Every block builds its package's pipeline class (`PackageBlocks`); blocks taking a `__call__` argument whose
+    default is not None keep an explicit `None` (`ExplicitNoneInputs`)."""
     keeps = any(p.producer is None and p.default not in (None, "None") for p in inputs)
-    return f"{EXPLICIT_NONE_NAME}, {base}" if keeps else base
+    return f"{PACKAGE_BLOCKS_NAME}, {EXPLICIT_NONE_NAME}, {base}" if keeps else f"{PACKAGE_BLOCKS_NAME}, {base}"
 
 
 def block_class(plan: PipelinePlan, block: BlockPlan) -> Emitted:
@@ -298,7 +299,7 @@ def loop_step_class(plan: PipelinePlan, loop: LoopPlan, step: LoopStepPlan) -> E
     lists: dict[str, str] = {}
     owner = step.class_name
     template = (
-        f"class {step.class_name}(ModularPipelineBlocks):\n"
+        f"class {step.class_name}({PACKAGE_BLOCKS_NAME}, ModularPipelineBlocks):\n"
         + _declarations(plan, description, components, step.inputs, step.outputs, owner=owner, lists=lists)
         + (_list_property("expected_configs", "list[ConfigSpec]", configs, owner, lists) + "\n" if configs else "")
         + f"    {MEMBERS}\n\n"

@@ -24,7 +24,7 @@ from .format import format_files
 from .guider_class import guider_class
 from .header import with_header
 from .layout import LEAF_FILES, blocks_file
-from .pipeline_class import EXPLICIT_NONE_NAME, pipeline_class
+from .pipeline_class import EXPLICIT_NONE_NAME, PACKAGE_BLOCKS_NAME, pipeline_class
 from .runtime import runtime_definitions
 from .splice import splice
 
@@ -48,6 +48,7 @@ FRAMEWORK = {
     "contextmanager": ("contextlib", "contextmanager"),
     "BaseGuidance": ("diffusers.guiders", "BaseGuidance"),
     "ConfigSpec": ("diffusers.modular_pipelines.modular_pipeline_utils", "ConfigSpec"),
+    "deepcopy": ("copy", "deepcopy"),
 }
 _BUILTINS = set(dir(builtins))
 
@@ -271,6 +272,7 @@ def emit_package(plan: PipelinePlan, source_text: str, generator: str, in_tree: 
     package_names: dict[str, str] = {
         plan.pipeline_class_name: "modular_pipeline.py",
         EXPLICIT_NONE_NAME: "modular_pipeline.py",
+        PACKAGE_BLOCKS_NAME: "modular_pipeline.py",
     }
     for block in plan.blocks:
         target = files[block.file]
@@ -298,8 +300,9 @@ def emit_package(plan: PipelinePlan, source_text: str, generator: str, in_tree: 
     description = f"Blocks converted from `{plan.class_name}`, in the order its `__call__` runs them."
     files[blocks_name].body = splice(
         f"{constant} = InsertableDict(\n    [\n{entries}    ]\n)\n\n\n"
-        f"class {plan.blocks_class_name}(SequentialPipelineBlocks):\n"
+        f"class {plan.blocks_class_name}({PACKAGE_BLOCKS_NAME}, SequentialPipelineBlocks):\n"
         f"    model_name = {plan.model_name!r}\n"
+        f"    modular_pipeline_class = {plan.pipeline_class_name}\n"
         f"    block_classes = list({constant}.values())\n"
         f"    block_names = list({constant}.keys())\n\n"
         "    @property\n"

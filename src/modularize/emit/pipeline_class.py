@@ -26,6 +26,9 @@ ATTRIBUTES = "__modularize_attributes__"
 # every generated `modular_pipeline.py` carries it; blocks list it first among their bases (`emit.blocks`)
 EXPLICIT_NONE_MIXIN = "modularize.emit.runtime.explicit_none.ExplicitNoneInputs"
 EXPLICIT_NONE_NAME = EXPLICIT_NONE_MIXIN.rpartition(".")[2]
+# ... and so does the mixin every block class lists first: `init_pipeline` builds the package's own pipeline class
+PACKAGE_BLOCKS_MIXIN = "modularize.emit.runtime.package_blocks.PackageBlocks"
+PACKAGE_BLOCKS_NAME = PACKAGE_BLOCKS_MIXIN.rpartition(".")[2]
 
 
 def _tuple(items) -> str:
@@ -155,7 +158,7 @@ def pipeline_class(plan: PipelinePlan) -> list[cst.BaseStatement]:
         members.append(pipeline.adaptation)
     members += list(pipeline.properties)
     statements = splice(template, {ATTRIBUTES: list(pipeline.class_attributes), MEMBERS: members})
-    return [*statements, copied_definition(EXPLICIT_NONE_MIXIN)]
+    return [*statements, copied_definition(EXPLICIT_NONE_MIXIN), copied_definition(PACKAGE_BLOCKS_MIXIN)]
 
 
 def _blocks_module(plan: PipelinePlan) -> str:

@@ -39,14 +39,16 @@ def words_of(name: str) -> list[str]:
 @dataclass(frozen=True)
 class Naming:
     prefix: str  # StableDiffusion
-    model_name: str  # stable-diffusion
+    # modularize-stable-diffusion: a name of its own, so nothing keyed by diffusers' model names (`init_pipeline` of
+    # blocks composed from these, `ModularPipeline.from_pretrained`) picks diffusers' hand-written classes for it
+    model_name: str
     package: str  # modular_stable_diffusion
 
     @classmethod
     def of_pipeline(cls, class_name: str) -> Naming:
         prefix = class_name[: -len("Pipeline")] if class_name.endswith("Pipeline") else class_name
         words = words_of(prefix) or ["pipeline"]
-        return cls(prefix=prefix or "Pipeline", model_name="-".join(words), package="modular_" + "_".join(words))
+        return cls(prefix=prefix or "Pipeline", model_name="-".join(["modularize", *words]), package="modular_" + "_".join(words))
 
     @property
     def pipeline_class(self) -> str:

@@ -573,7 +573,10 @@ class Equivalence:
         raise TypeError(f"the standard call returned a {type(output).__name__}, not its outputs {names}")
 
     def modular(self, components: dict[str, Any], inputs: dict[str, Any], exact: bool):
-        pipe = self.pipeline_cls(blocks=self.blocks_cls())
+        # built as a diffusers user builds it, through the blocks' own entry point
+        pipe = self.blocks_cls().init_pipeline()
+        if type(pipe) is not self.pipeline_cls:
+            raise TypeError(f"init_pipeline() built {type(pipe).__name__}, not {self.pipeline_cls.__name__}")
         known = {*pipe._component_specs, *pipe._config_specs}  # constructor config (`force_zeros_...`) too
         pipe.update_components(**{k: v for k, v in components.items() if k in known})
         if exact and "batch_guider_calls" in pipe._config_specs:

@@ -2,7 +2,7 @@
 # (GainedTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/constructor_parameters/input.py sha256:e3cb5f217613f102c537b129de774347d5fe23097103e47540b95ce5139f5634
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:2c2e25edef4ab67e218e7c58a168980115771805b7d23d357c1db3bf56e79d37
+# modularize-output: sha256:329087a9ff4c0d5da31143b6f46c5c986c477085f261f6a9b115da8d25063a7e
 
 import torch
 from diffusers.models import AutoencoderKL, UNet2DConditionModel
@@ -11,11 +11,12 @@ from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, Co
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils.torch_utils import randn_tensor
 
-from .modular_pipeline import ExplicitNoneInputs, GainedTextToImageModularPipeline
+from .modular_pipeline import ExplicitNoneInputs, GainedTextToImageModularPipeline, PackageBlocks
 
 
-class GainedTextToImageDefineSettingsStep(ModularPipelineBlocks):
-    model_name = "gained-text-to-image"
+class GainedTextToImageDefineSettingsStep(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-gained-text-to-image"
+    modular_pipeline_class = GainedTextToImageModularPipeline
 
     @property
     def description(self) -> str:
@@ -48,8 +49,9 @@ class GainedTextToImageDefineSettingsStep(ModularPipelineBlocks):
         return components, state
 
 
-class GainedTextToImagePrepareTicksStep(ExplicitNoneInputs, ModularPipelineBlocks):
-    model_name = "gained-text-to-image"
+class GainedTextToImagePrepareTicksStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
+    model_name = "modularize-gained-text-to-image"
+    modular_pipeline_class = GainedTextToImageModularPipeline
 
     @property
     def description(self) -> str:
@@ -90,8 +92,9 @@ class GainedTextToImagePrepareTicksStep(ExplicitNoneInputs, ModularPipelineBlock
         return components, state
 
 
-class GainedTextToImagePrepareLatentNoiseStep(ExplicitNoneInputs, ModularPipelineBlocks):
-    model_name = "gained-text-to-image"
+class GainedTextToImagePrepareLatentNoiseStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
+    model_name = "modularize-gained-text-to-image"
+    modular_pipeline_class = GainedTextToImageModularPipeline
 
     @property
     def description(self) -> str:

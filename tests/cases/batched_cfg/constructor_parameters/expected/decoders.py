@@ -2,18 +2,19 @@
 # (GainedTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/constructor_parameters/input.py sha256:e3cb5f217613f102c537b129de774347d5fe23097103e47540b95ce5139f5634
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:77d048d4f6f937bce5f20fa20adac422a5e4ea8187ee1c624fabed5bc585f5f0
+# modularize-output: sha256:badf3109ab4dd741c3d9e55070ec9c932eefa8b521e709cacaf5679196136aa3
 
 import torch
 from diffusers.models import AutoencoderKL
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, ConfigSpec, InputParam, OutputParam
 
-from .modular_pipeline import ExplicitNoneInputs, GainedTextToImageModularPipeline
+from .modular_pipeline import ExplicitNoneInputs, GainedTextToImageModularPipeline, PackageBlocks
 
 
-class GainedTextToImageDecodePixelsStep(ExplicitNoneInputs, ModularPipelineBlocks):
-    model_name = "gained-text-to-image"
+class GainedTextToImageDecodePixelsStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
+    model_name = "modularize-gained-text-to-image"
+    modular_pipeline_class = GainedTextToImageModularPipeline
 
     @property
     def description(self) -> str:

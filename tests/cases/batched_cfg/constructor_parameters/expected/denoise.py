@@ -2,7 +2,7 @@
 # (GainedTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/constructor_parameters/input.py sha256:e3cb5f217613f102c537b129de774347d5fe23097103e47540b95ce5139f5634
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:5b551d5a1dab643ee984d3a592484f0efeab258c91b818eca1fc2579d1b44bac
+# modularize-output: sha256:2f2fb72b309c1604b1b8fbac1254a599d37833f630749a79a5a51f2bafa92eb8
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -17,7 +17,7 @@ from diffusers.modular_pipelines.modular_pipeline import (
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, ConfigSpec, InputParam, OutputParam
 from diffusers.schedulers import KarrasDiffusionSchedulers
 
-from .modular_pipeline import ExplicitNoneInputs, GainedTextToImageModularPipeline
+from .modular_pipeline import ExplicitNoneInputs, GainedTextToImageModularPipeline, PackageBlocks
 
 # Copied from modularize.emit.runtime.guider_calls._UNMERGEABLE
 _UNMERGEABLE = object()
@@ -102,8 +102,9 @@ def split_guider_predictions(guider_state, guider_batches):
         batch.noise_pred = prediction
 
 
-class GainedTextToImageDenoiseLoopWrapper(ExplicitNoneInputs, LoopSequentialPipelineBlocks):
-    model_name = "gained-text-to-image"
+class GainedTextToImageDenoiseLoopWrapper(PackageBlocks, ExplicitNoneInputs, LoopSequentialPipelineBlocks):
+    model_name = "modularize-gained-text-to-image"
+    modular_pipeline_class = GainedTextToImageModularPipeline
 
     @property
     def description(self) -> str:
@@ -133,8 +134,9 @@ class GainedTextToImageDenoiseLoopWrapper(ExplicitNoneInputs, LoopSequentialPipe
         return components, state
 
 
-class GainedTextToImageLoopBeforeDenoiser(ModularPipelineBlocks):
-    model_name = "gained-text-to-image"
+class GainedTextToImageLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-gained-text-to-image"
+    modular_pipeline_class = GainedTextToImageModularPipeline
 
     @property
     def description(self) -> str:
@@ -163,8 +165,9 @@ class GainedTextToImageLoopBeforeDenoiser(ModularPipelineBlocks):
         return components, block_state
 
 
-class GainedTextToImageLoopDenoiser(ModularPipelineBlocks):
-    model_name = "gained-text-to-image"
+class GainedTextToImageLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-gained-text-to-image"
+    modular_pipeline_class = GainedTextToImageModularPipeline
 
     @property
     def description(self) -> str:
@@ -227,8 +230,9 @@ class GainedTextToImageLoopDenoiser(ModularPipelineBlocks):
         return components, block_state
 
 
-class GainedTextToImageLoopAfterDenoiser(ModularPipelineBlocks):
-    model_name = "gained-text-to-image"
+class GainedTextToImageLoopAfterDenoiser(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-gained-text-to-image"
+    modular_pipeline_class = GainedTextToImageModularPipeline
 
     @property
     def description(self) -> str:

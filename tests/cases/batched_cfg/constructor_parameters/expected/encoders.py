@@ -2,18 +2,19 @@
 # (GainedTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/constructor_parameters/input.py sha256:e3cb5f217613f102c537b129de774347d5fe23097103e47540b95ce5139f5634
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:9cf7606f7debb40b7a50e16ff940ef58ff0115e2f5bfee425a5d90d2313c754c
+# modularize-output: sha256:6dff19e2a94ed2f3bd35cf10f664c6c8b08d2790156f55251d4a6870cb410f50
 
 import torch
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from .modular_pipeline import ExplicitNoneInputs, GainedTextToImageModularPipeline
+from .modular_pipeline import ExplicitNoneInputs, GainedTextToImageModularPipeline, PackageBlocks
 
 
-class GainedTextToImageEncodeWordsStep(ExplicitNoneInputs, ModularPipelineBlocks):
-    model_name = "gained-text-to-image"
+class GainedTextToImageEncodeWordsStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
+    model_name = "modularize-gained-text-to-image"
+    modular_pipeline_class = GainedTextToImageModularPipeline
 
     @property
     def description(self) -> str:

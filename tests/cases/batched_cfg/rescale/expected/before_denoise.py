@@ -2,7 +2,7 @@
 # (RescaledTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/rescale/input.py sha256:a2d7418afd1d7c6ddf3246c52ae69bf6973795aa1db05517febc2477fd32b92f
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:cb7e8c3571a3b41cb122f5949cfae88666bc26ba7bc3417e1578c586d678ca0f
+# modularize-output: sha256:865e1bbf15cc1e9dfd04cd3f66563ce22f83fbcba591c1d1d0bf1771104db0ad
 
 import torch
 from diffusers.models import AutoencoderKL, UNet2DConditionModel
@@ -11,11 +11,12 @@ from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, In
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils.torch_utils import randn_tensor
 
-from .modular_pipeline import ExplicitNoneInputs, RescaledTextToImageModularPipeline
+from .modular_pipeline import ExplicitNoneInputs, PackageBlocks, RescaledTextToImageModularPipeline
 
 
-class RescaledTextToImageDefineSettingsStep(ModularPipelineBlocks):
-    model_name = "rescaled-text-to-image"
+class RescaledTextToImageDefineSettingsStep(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-rescaled-text-to-image"
+    modular_pipeline_class = RescaledTextToImageModularPipeline
 
     @property
     def description(self) -> str:
@@ -48,8 +49,9 @@ class RescaledTextToImageDefineSettingsStep(ModularPipelineBlocks):
         return components, state
 
 
-class RescaledTextToImagePrepareTicksStep(ExplicitNoneInputs, ModularPipelineBlocks):
-    model_name = "rescaled-text-to-image"
+class RescaledTextToImagePrepareTicksStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
+    model_name = "modularize-rescaled-text-to-image"
+    modular_pipeline_class = RescaledTextToImageModularPipeline
 
     @property
     def description(self) -> str:
@@ -90,8 +92,9 @@ class RescaledTextToImagePrepareTicksStep(ExplicitNoneInputs, ModularPipelineBlo
         return components, state
 
 
-class RescaledTextToImagePrepareLatentNoiseStep(ExplicitNoneInputs, ModularPipelineBlocks):
-    model_name = "rescaled-text-to-image"
+class RescaledTextToImagePrepareLatentNoiseStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
+    model_name = "modularize-rescaled-text-to-image"
+    modular_pipeline_class = RescaledTextToImageModularPipeline
 
     @property
     def description(self) -> str:

@@ -2,7 +2,7 @@
 # (RescaledTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/rescale_own_helper/input.py sha256:01cfec0b9778a5b15acd4c877378c9e00e1205acda6b7a20ce5145d9c2760926
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:baed4af3b208121fa5a8ace9fb74c66b764b18e5186072797a688d04c7b7b47b
+# modularize-output: sha256:c87fd06bd4b22984db2512adb240e1dca2f2b568af4062fbfe63fba21105366a
 
 import torch
 from diffusers.models import AutoencoderKL, UNet2DConditionModel
@@ -11,11 +11,12 @@ from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, In
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils.torch_utils import randn_tensor
 
-from .modular_pipeline import ExplicitNoneInputs, RescaledTextToImageModularPipeline
+from .modular_pipeline import ExplicitNoneInputs, PackageBlocks, RescaledTextToImageModularPipeline
 
 
-class RescaledTextToImageDefineSettingsStep(ModularPipelineBlocks):
-    model_name = "rescaled-text-to-image"
+class RescaledTextToImageDefineSettingsStep(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-rescaled-text-to-image"
+    modular_pipeline_class = RescaledTextToImageModularPipeline
 
     @property
     def description(self) -> str:
@@ -48,8 +49,9 @@ class RescaledTextToImageDefineSettingsStep(ModularPipelineBlocks):
         return components, state
 
 
-class RescaledTextToImagePrepareTicksStep(ExplicitNoneInputs, ModularPipelineBlocks):
-    model_name = "rescaled-text-to-image"
+class RescaledTextToImagePrepareTicksStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
+    model_name = "modularize-rescaled-text-to-image"
+    modular_pipeline_class = RescaledTextToImageModularPipeline
 
     @property
     def description(self) -> str:
@@ -90,8 +92,9 @@ class RescaledTextToImagePrepareTicksStep(ExplicitNoneInputs, ModularPipelineBlo
         return components, state
 
 
-class RescaledTextToImagePrepareLatentNoiseStep(ExplicitNoneInputs, ModularPipelineBlocks):
-    model_name = "rescaled-text-to-image"
+class RescaledTextToImagePrepareLatentNoiseStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
+    model_name = "modularize-rescaled-text-to-image"
+    modular_pipeline_class = RescaledTextToImageModularPipeline
 
     @property
     def description(self) -> str:

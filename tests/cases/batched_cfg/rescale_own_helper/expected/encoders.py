@@ -2,18 +2,19 @@
 # (RescaledTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/rescale_own_helper/input.py sha256:01cfec0b9778a5b15acd4c877378c9e00e1205acda6b7a20ce5145d9c2760926
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:d9f3bb848af4a174e09cafed4f1b65a20c64bfb8873bcb73c063b1f2cf073627
+# modularize-output: sha256:ced7e8fd387ef8ee689d4240d1e3c0692ae897276cef14f2efdb27e2b11b063f
 
 import torch
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from .modular_pipeline import ExplicitNoneInputs, RescaledTextToImageModularPipeline
+from .modular_pipeline import ExplicitNoneInputs, PackageBlocks, RescaledTextToImageModularPipeline
 
 
-class RescaledTextToImageEncodeWordsStep(ExplicitNoneInputs, ModularPipelineBlocks):
-    model_name = "rescaled-text-to-image"
+class RescaledTextToImageEncodeWordsStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
+    model_name = "modularize-rescaled-text-to-image"
+    modular_pipeline_class = RescaledTextToImageModularPipeline
 
     @property
     def description(self) -> str:

@@ -2,7 +2,7 @@
 # (RescaledTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/rescale_under_the_flag/input.py sha256:38382b42a371d0952264fa1cb203cae677c7a728ba53f485aae4a601ebf4aca3
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:e09419c7429497f573f2169560f489636bd0a543d5a9b48215ecea527e25e9d5
+# modularize-output: sha256:34f34d3025462394624dc2346f5f5b3d6eaaf595feb6011cd691f39fedd25902
 
 import torch
 from diffusers.models import AutoencoderKL, UNet2DConditionModel
@@ -11,11 +11,12 @@ from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, In
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils.torch_utils import randn_tensor
 
-from .modular_pipeline import ExplicitNoneInputs, RescaledTextToImageModularPipeline
+from .modular_pipeline import ExplicitNoneInputs, PackageBlocks, RescaledTextToImageModularPipeline
 
 
-class RescaledTextToImageDefineSettingsStep(ModularPipelineBlocks):
-    model_name = "rescaled-text-to-image"
+class RescaledTextToImageDefineSettingsStep(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-rescaled-text-to-image"
+    modular_pipeline_class = RescaledTextToImageModularPipeline
 
     @property
     def description(self) -> str:
@@ -48,8 +49,9 @@ class RescaledTextToImageDefineSettingsStep(ModularPipelineBlocks):
         return components, state
 
 
-class RescaledTextToImagePrepareTicksStep(ExplicitNoneInputs, ModularPipelineBlocks):
-    model_name = "rescaled-text-to-image"
+class RescaledTextToImagePrepareTicksStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
+    model_name = "modularize-rescaled-text-to-image"
+    modular_pipeline_class = RescaledTextToImageModularPipeline
 
     @property
     def description(self) -> str:
@@ -90,8 +92,9 @@ class RescaledTextToImagePrepareTicksStep(ExplicitNoneInputs, ModularPipelineBlo
         return components, state
 
 
-class RescaledTextToImagePrepareLatentNoiseStep(ExplicitNoneInputs, ModularPipelineBlocks):
-    model_name = "rescaled-text-to-image"
+class RescaledTextToImagePrepareLatentNoiseStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
+    model_name = "modularize-rescaled-text-to-image"
+    modular_pipeline_class = RescaledTextToImageModularPipeline
 
     @property
     def description(self) -> str:

@@ -2,18 +2,19 @@
 # (RescaledTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/rescale_under_the_flag/input.py sha256:38382b42a371d0952264fa1cb203cae677c7a728ba53f485aae4a601ebf4aca3
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:05ea79045c26935e209daeb94da5458152cc3f48b04e097cb8f4ae5b7b5899e9
+# modularize-output: sha256:e9183f3f34cfa7f63787c625430b05b060f8da60069e9bf378993a925d72afab
 
 import torch
 from diffusers.models import AutoencoderKL
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 
-from .modular_pipeline import ExplicitNoneInputs, RescaledTextToImageModularPipeline
+from .modular_pipeline import ExplicitNoneInputs, PackageBlocks, RescaledTextToImageModularPipeline
 
 
-class RescaledTextToImageDecodePixelsStep(ExplicitNoneInputs, ModularPipelineBlocks):
-    model_name = "rescaled-text-to-image"
+class RescaledTextToImageDecodePixelsStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
+    model_name = "modularize-rescaled-text-to-image"
+    modular_pipeline_class = RescaledTextToImageModularPipeline
 
     @property
     def description(self) -> str:

@@ -2,7 +2,7 @@
 # (RescaledTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/rescale_under_the_flag/input.py sha256:38382b42a371d0952264fa1cb203cae677c7a728ba53f485aae4a601ebf4aca3
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:288fa29ba529a1b753fbf672348e3a1a6438e595dad7eaf20b3a4ca4b96d600a
+# modularize-output: sha256:5cb2b2760151e9f3ec2c64f932b97d27b5b0dea1674a2809ac1cf137a0e85c64
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -17,7 +17,7 @@ from diffusers.modular_pipelines.modular_pipeline import (
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, ConfigSpec, InputParam, OutputParam
 from diffusers.schedulers import KarrasDiffusionSchedulers
 
-from .modular_pipeline import ExplicitNoneInputs, RescaledTextToImageModularPipeline
+from .modular_pipeline import ExplicitNoneInputs, PackageBlocks, RescaledTextToImageModularPipeline
 
 # Copied from modularize.emit.runtime.guider_calls._UNMERGEABLE
 _UNMERGEABLE = object()
@@ -102,8 +102,9 @@ def split_guider_predictions(guider_state, guider_batches):
         batch.noise_pred = prediction
 
 
-class RescaledTextToImageDenoiseLoopWrapper(ExplicitNoneInputs, LoopSequentialPipelineBlocks):
-    model_name = "rescaled-text-to-image"
+class RescaledTextToImageDenoiseLoopWrapper(PackageBlocks, ExplicitNoneInputs, LoopSequentialPipelineBlocks):
+    model_name = "modularize-rescaled-text-to-image"
+    modular_pipeline_class = RescaledTextToImageModularPipeline
 
     @property
     def description(self) -> str:
@@ -133,8 +134,9 @@ class RescaledTextToImageDenoiseLoopWrapper(ExplicitNoneInputs, LoopSequentialPi
         return components, state
 
 
-class RescaledTextToImageLoopBeforeDenoiser(ModularPipelineBlocks):
-    model_name = "rescaled-text-to-image"
+class RescaledTextToImageLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-rescaled-text-to-image"
+    modular_pipeline_class = RescaledTextToImageModularPipeline
 
     @property
     def description(self) -> str:
@@ -163,8 +165,9 @@ class RescaledTextToImageLoopBeforeDenoiser(ModularPipelineBlocks):
         return components, block_state
 
 
-class RescaledTextToImageLoopDenoiser(ModularPipelineBlocks):
-    model_name = "rescaled-text-to-image"
+class RescaledTextToImageLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-rescaled-text-to-image"
+    modular_pipeline_class = RescaledTextToImageModularPipeline
 
     @property
     def description(self) -> str:
@@ -227,8 +230,9 @@ class RescaledTextToImageLoopDenoiser(ModularPipelineBlocks):
         return components, block_state
 
 
-class RescaledTextToImageLoopAfterDenoiser(ModularPipelineBlocks):
-    model_name = "rescaled-text-to-image"
+class RescaledTextToImageLoopAfterDenoiser(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-rescaled-text-to-image"
+    modular_pipeline_class = RescaledTextToImageModularPipeline
 
     @property
     def description(self) -> str:

@@ -2,18 +2,19 @@
 # (RescaledTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/rescale_under_the_flag/input.py sha256:38382b42a371d0952264fa1cb203cae677c7a728ba53f485aae4a601ebf4aca3
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:7e3c806a52e078b167229fea16bf734062788dfab71663c08d364e9684bd2a7c
+# modularize-output: sha256:73d9e8cb627d63eb0ed37a0b0113a8dd1c626c89d303790d6c6cf0ccea7d6ebe
 
 import torch
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from .modular_pipeline import ExplicitNoneInputs, RescaledTextToImageModularPipeline
+from .modular_pipeline import ExplicitNoneInputs, PackageBlocks, RescaledTextToImageModularPipeline
 
 
-class RescaledTextToImageEncodeWordsStep(ExplicitNoneInputs, ModularPipelineBlocks):
-    model_name = "rescaled-text-to-image"
+class RescaledTextToImageEncodeWordsStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
+    model_name = "modularize-rescaled-text-to-image"
+    modular_pipeline_class = RescaledTextToImageModularPipeline
 
     @property
     def description(self) -> str:

@@ -2,7 +2,9 @@
 # (RescaledTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/rescale_under_the_flag/input.py sha256:38382b42a371d0952264fa1cb203cae677c7a728ba53f485aae4a601ebf4aca3
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:9075404546814c0c99967754e2f6067f6e5041c8534d4f506634c7d3a6a9e8cd
+# modularize-output: sha256:8b3b1cecd11d51eba6164a01863d12ba13998f1202d64d91025f6fdc24c8880b
+
+from copy import deepcopy
 
 from diffusers.modular_pipelines.modular_pipeline import ModularPipeline
 
@@ -114,3 +116,19 @@ class ExplicitNoneInputs:
             if param.name and param.default is not None and state.values.get(param.name, param.default) is None:
                 setattr(block_state, param.name, None)
         return block_state
+
+
+# Copied from modularize.emit.runtime.package_blocks.PackageBlocks
+class PackageBlocks:
+    """Block mixin: `init_pipeline()` builds the package's own `ModularPipeline` subclass around a copy of the
+    blocks, as `ModularPipelineBlocks.init_pipeline` builds diffusers' classes around theirs."""
+
+    modular_pipeline_class = None  # the package's ModularPipeline subclass, named by each block class
+
+    def init_pipeline(self, pretrained_model_name_or_path=None, components_manager=None, collection=None):
+        return self.modular_pipeline_class(
+            blocks=deepcopy(self),
+            pretrained_model_name_or_path=pretrained_model_name_or_path,
+            components_manager=components_manager,
+            collection=collection,
+        )

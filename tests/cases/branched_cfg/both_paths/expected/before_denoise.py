@@ -2,7 +2,7 @@
 # (BothPathsPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/branched_cfg/both_paths/input.py sha256:ae78e6b2e6b0c045e7e069b72537e803716fa0fa9648f9d23fbfca1e909ea84c
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:a67960aad2f710a57c9ac56fed7f6a13b0fac220ba564c6b2c4e1f0556a2f55f
+# modularize-output: sha256:fde549f8e2e47ac7e9f9373eb59bdeb6d9c409e47891167111abc81f4df9a376
 
 import torch
 from diffusers.models import SD3Transformer2DModel
@@ -11,11 +11,12 @@ from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, In
 from diffusers.schedulers import FlowMatchEulerDiscreteScheduler
 from diffusers.utils.torch_utils import randn_tensor
 
-from .modular_pipeline import BothPathsModularPipeline, ExplicitNoneInputs
+from .modular_pipeline import BothPathsModularPipeline, ExplicitNoneInputs, PackageBlocks
 
 
-class BothPathsDefineCallParametersStep(ModularPipelineBlocks):
-    model_name = "both-paths"
+class BothPathsDefineCallParametersStep(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-both-paths"
+    modular_pipeline_class = BothPathsModularPipeline
 
     @property
     def description(self) -> str:
@@ -38,8 +39,9 @@ class BothPathsDefineCallParametersStep(ModularPipelineBlocks):
         return components, state
 
 
-class BothPathsPrepareLatentVariablesStep(ModularPipelineBlocks):
-    model_name = "both-paths"
+class BothPathsPrepareLatentVariablesStep(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-both-paths"
+    modular_pipeline_class = BothPathsModularPipeline
 
     @property
     def description(self) -> str:
@@ -83,8 +85,9 @@ class BothPathsPrepareLatentVariablesStep(ModularPipelineBlocks):
         return components, state
 
 
-class BothPathsPrepareTimestepsStep(ExplicitNoneInputs, ModularPipelineBlocks):
-    model_name = "both-paths"
+class BothPathsPrepareTimestepsStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
+    model_name = "modularize-both-paths"
+    modular_pipeline_class = BothPathsModularPipeline
 
     @property
     def description(self) -> str:

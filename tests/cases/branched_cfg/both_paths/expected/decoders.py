@@ -2,18 +2,19 @@
 # (BothPathsPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/branched_cfg/both_paths/input.py sha256:ae78e6b2e6b0c045e7e069b72537e803716fa0fa9648f9d23fbfca1e909ea84c
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:5398e61cb05504b6688b2a45e537e2e9cf30aa7cadbf7ef5e3265a5cb8f9f1c1
+# modularize-output: sha256:caceb29735dee4c23705a57716b3a91755d983c6b8f482ae957292a22d1d6668
 
 import torch
 from diffusers.models import AutoencoderKL
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 
-from .modular_pipeline import BothPathsModularPipeline
+from .modular_pipeline import BothPathsModularPipeline, PackageBlocks
 
 
-class BothPathsDecodeStep(ModularPipelineBlocks):
-    model_name = "both-paths"
+class BothPathsDecodeStep(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-both-paths"
+    modular_pipeline_class = BothPathsModularPipeline
 
     @property
     def description(self) -> str:

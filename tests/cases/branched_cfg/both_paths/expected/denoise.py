@@ -2,7 +2,7 @@
 # (BothPathsPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/branched_cfg/both_paths/input.py sha256:ae78e6b2e6b0c045e7e069b72537e803716fa0fa9648f9d23fbfca1e909ea84c
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:afcbf5fb59be199c5119f5abe109d5cce07dc59371da0f72168b9e430e02b442
+# modularize-output: sha256:73c440928ca4b98d0c71595d223555c43b12250e421f450c0bb2ee01a423f69e
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -17,7 +17,7 @@ from diffusers.modular_pipelines.modular_pipeline import (
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, ConfigSpec, InputParam, OutputParam
 from diffusers.schedulers import FlowMatchEulerDiscreteScheduler
 
-from .modular_pipeline import BothPathsModularPipeline
+from .modular_pipeline import BothPathsModularPipeline, PackageBlocks
 
 # Copied from modularize.emit.runtime.guider_calls._UNMERGEABLE
 _UNMERGEABLE = object()
@@ -137,8 +137,9 @@ class BothPathsGuidance(ClassifierFreeGuidance):
         return GuiderOutput(pred=noise_pred, pred_cond=pred_cond, pred_uncond=pred_uncond)
 
 
-class BothPathsDenoiseLoopWrapper(LoopSequentialPipelineBlocks):
-    model_name = "both-paths"
+class BothPathsDenoiseLoopWrapper(PackageBlocks, LoopSequentialPipelineBlocks):
+    model_name = "modularize-both-paths"
+    modular_pipeline_class = BothPathsModularPipeline
 
     @property
     def description(self) -> str:
@@ -164,8 +165,9 @@ class BothPathsDenoiseLoopWrapper(LoopSequentialPipelineBlocks):
         return components, state
 
 
-class BothPathsLoopBeforeDenoiser(ModularPipelineBlocks):
-    model_name = "both-paths"
+class BothPathsLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-both-paths"
+    modular_pipeline_class = BothPathsModularPipeline
 
     @property
     def description(self) -> str:
@@ -187,8 +189,9 @@ class BothPathsLoopBeforeDenoiser(ModularPipelineBlocks):
         return components, block_state
 
 
-class BothPathsLoopDenoiser(ModularPipelineBlocks):
-    model_name = "both-paths"
+class BothPathsLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-both-paths"
+    modular_pipeline_class = BothPathsModularPipeline
 
     @property
     def description(self) -> str:
@@ -260,8 +263,9 @@ class BothPathsLoopDenoiser(ModularPipelineBlocks):
         return components, block_state
 
 
-class BothPathsLoopAfterDenoiser(ModularPipelineBlocks):
-    model_name = "both-paths"
+class BothPathsLoopAfterDenoiser(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-both-paths"
+    modular_pipeline_class = BothPathsModularPipeline
 
     @property
     def description(self) -> str:

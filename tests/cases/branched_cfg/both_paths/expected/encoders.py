@@ -2,18 +2,19 @@
 # (BothPathsPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/branched_cfg/both_paths/input.py sha256:ae78e6b2e6b0c045e7e069b72537e803716fa0fa9648f9d23fbfca1e909ea84c
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:896691eda81400ef2bd99978dc272d9e18b8bd93460166a78f037ebc6c2cff4c
+# modularize-output: sha256:c1e4fe60eb6616c5ce72ea772ddbce67472a64bc037dddc4fc5e1d9183938e7a
 
 import torch
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 from transformers import T5EncoderModel, T5TokenizerFast
 
-from .modular_pipeline import BothPathsModularPipeline, ExplicitNoneInputs
+from .modular_pipeline import BothPathsModularPipeline, ExplicitNoneInputs, PackageBlocks
 
 
-class BothPathsEncodePromptStep(ExplicitNoneInputs, ModularPipelineBlocks):
-    model_name = "both-paths"
+class BothPathsEncodePromptStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
+    model_name = "modularize-both-paths"
+    modular_pipeline_class = BothPathsModularPipeline
 
     @property
     def description(self) -> str:

@@ -2,7 +2,7 @@
 # (SpreadMatchedPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/custom_combine/std_matched/input.py sha256:57a621090ba0daa1e19e3d19b18e1f9f841799c8dcb27704416489f5cc8376e0
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:df9ad613c9ab4a785ec238df2964112e72b47b05c7853a8fe3ee45eaceb2f286
+# modularize-output: sha256:28158359c86607a592cce5fd2c8351c2a1301ee7ce9bc073d927f8bb4eca4306
 
 import torch
 from diffusers.models import SD3Transformer2DModel
@@ -11,11 +11,12 @@ from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, In
 from diffusers.schedulers import FlowMatchEulerDiscreteScheduler
 from diffusers.utils.torch_utils import randn_tensor
 
-from .modular_pipeline import ExplicitNoneInputs, SpreadMatchedModularPipeline
+from .modular_pipeline import ExplicitNoneInputs, PackageBlocks, SpreadMatchedModularPipeline
 
 
-class SpreadMatchedDefineCallParametersStep(ModularPipelineBlocks):
-    model_name = "spread-matched"
+class SpreadMatchedDefineCallParametersStep(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-spread-matched"
+    modular_pipeline_class = SpreadMatchedModularPipeline
 
     @property
     def description(self) -> str:
@@ -38,8 +39,9 @@ class SpreadMatchedDefineCallParametersStep(ModularPipelineBlocks):
         return components, state
 
 
-class SpreadMatchedPrepareTimestepsStep(ExplicitNoneInputs, ModularPipelineBlocks):
-    model_name = "spread-matched"
+class SpreadMatchedPrepareTimestepsStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
+    model_name = "modularize-spread-matched"
+    modular_pipeline_class = SpreadMatchedModularPipeline
 
     @property
     def description(self) -> str:
@@ -80,8 +82,9 @@ class SpreadMatchedPrepareTimestepsStep(ExplicitNoneInputs, ModularPipelineBlock
         return components, state
 
 
-class SpreadMatchedPrepareLatentVariablesStep(ModularPipelineBlocks):
-    model_name = "spread-matched"
+class SpreadMatchedPrepareLatentVariablesStep(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-spread-matched"
+    modular_pipeline_class = SpreadMatchedModularPipeline
 
     @property
     def description(self) -> str:

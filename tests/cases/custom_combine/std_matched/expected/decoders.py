@@ -2,18 +2,19 @@
 # (SpreadMatchedPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/custom_combine/std_matched/input.py sha256:57a621090ba0daa1e19e3d19b18e1f9f841799c8dcb27704416489f5cc8376e0
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:7cc89c70ac7279d222a82592f199e751c965f18545f06bd25356aef496eae885
+# modularize-output: sha256:b62f7f3d1d2321f7b438224f3e4e612c6ec288f4f1efdd14a7840153c2e73615
 
 import torch
 from diffusers.models import AutoencoderKL
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 
-from .modular_pipeline import SpreadMatchedModularPipeline
+from .modular_pipeline import PackageBlocks, SpreadMatchedModularPipeline
 
 
-class SpreadMatchedDecodeStep(ModularPipelineBlocks):
-    model_name = "spread-matched"
+class SpreadMatchedDecodeStep(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-spread-matched"
+    modular_pipeline_class = SpreadMatchedModularPipeline
 
     @property
     def description(self) -> str:

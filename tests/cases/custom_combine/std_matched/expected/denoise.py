@@ -2,7 +2,7 @@
 # (SpreadMatchedPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/custom_combine/std_matched/input.py sha256:57a621090ba0daa1e19e3d19b18e1f9f841799c8dcb27704416489f5cc8376e0
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:1d193be10c08deafaed279648b8cdfaea9b3b2b3610ac27bc205389bbf7e63b9
+# modularize-output: sha256:b3cf34cdec3a8ab11e65b2940133f2f91b94ea084e2e408a65b36025b9807db1
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -18,7 +18,7 @@ from diffusers.modular_pipelines.modular_pipeline import (
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 from diffusers.schedulers import FlowMatchEulerDiscreteScheduler
 
-from .modular_pipeline import SpreadMatchedModularPipeline
+from .modular_pipeline import PackageBlocks, SpreadMatchedModularPipeline
 
 
 # Copied from tests/cases/custom_combine/std_matched/input.py.SpreadMatchedPipeline.__call__ (its guidance combine)
@@ -38,8 +38,9 @@ class SpreadMatchedGuidance(ClassifierFreeGuidance):
         return GuiderOutput(pred=noise_pred, pred_cond=pred_cond, pred_uncond=pred_uncond)
 
 
-class SpreadMatchedDenoiseLoopWrapper(LoopSequentialPipelineBlocks):
-    model_name = "spread-matched"
+class SpreadMatchedDenoiseLoopWrapper(PackageBlocks, LoopSequentialPipelineBlocks):
+    model_name = "modularize-spread-matched"
+    modular_pipeline_class = SpreadMatchedModularPipeline
 
     @property
     def description(self) -> str:
@@ -65,8 +66,9 @@ class SpreadMatchedDenoiseLoopWrapper(LoopSequentialPipelineBlocks):
         return components, state
 
 
-class SpreadMatchedLoopBeforeDenoiser(ModularPipelineBlocks):
-    model_name = "spread-matched"
+class SpreadMatchedLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-spread-matched"
+    modular_pipeline_class = SpreadMatchedModularPipeline
 
     @property
     def description(self) -> str:
@@ -88,8 +90,9 @@ class SpreadMatchedLoopBeforeDenoiser(ModularPipelineBlocks):
         return components, block_state
 
 
-class SpreadMatchedLoopDenoiser(ModularPipelineBlocks):
-    model_name = "spread-matched"
+class SpreadMatchedLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-spread-matched"
+    modular_pipeline_class = SpreadMatchedModularPipeline
 
     @property
     def description(self) -> str:
@@ -151,8 +154,9 @@ class SpreadMatchedLoopDenoiser(ModularPipelineBlocks):
         return components, block_state
 
 
-class SpreadMatchedLoopAfterDenoiser(ModularPipelineBlocks):
-    model_name = "spread-matched"
+class SpreadMatchedLoopAfterDenoiser(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-spread-matched"
+    modular_pipeline_class = SpreadMatchedModularPipeline
 
     @property
     def description(self) -> str:

@@ -2,18 +2,19 @@
 # (SpreadMatchedPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/custom_combine/std_matched/input.py sha256:57a621090ba0daa1e19e3d19b18e1f9f841799c8dcb27704416489f5cc8376e0
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:bb48b3327a876fa10b852ad3bf88a6bc5904c8c57f244cfbba48dafa432b4504
+# modularize-output: sha256:afc85cda5f3adef1ad4a14e17cabd89454263180b39aa4921d90174011d1d6d4
 
 import torch
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 from transformers import CLIPTextModelWithProjection, CLIPTokenizer
 
-from .modular_pipeline import SpreadMatchedModularPipeline
+from .modular_pipeline import PackageBlocks, SpreadMatchedModularPipeline
 
 
-class SpreadMatchedEncodePromptStep(ModularPipelineBlocks):
-    model_name = "spread-matched"
+class SpreadMatchedEncodePromptStep(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-spread-matched"
+    modular_pipeline_class = SpreadMatchedModularPipeline
 
     @property
     def description(self) -> str:

@@ -2,7 +2,7 @@
 # (SpreadMatchedPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/custom_combine/std_matched/input.py sha256:57a621090ba0daa1e19e3d19b18e1f9f841799c8dcb27704416489f5cc8376e0
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:44f3dbf8a302f1fcd446b6a96f61451bcb1d8d73e5b3defdcc9253034ff5bbaa
+# modularize-output: sha256:aaf6ed5aed7b0c01845e1151c5756c366f76e4f66cb6683df5aad842818590f7
 
 from diffusers.modular_pipelines.modular_pipeline import SequentialPipelineBlocks
 from diffusers.modular_pipelines.modular_pipeline_utils import InsertableDict
@@ -15,6 +15,7 @@ from .before_denoise import (
 from .decoders import SpreadMatchedDecodeStep
 from .denoise import SpreadMatchedDenoiseStep
 from .encoders import SpreadMatchedEncodePromptStep
+from .modular_pipeline import PackageBlocks, SpreadMatchedModularPipeline
 
 SPREAD_MATCHED_BLOCKS = InsertableDict(
     [
@@ -28,8 +29,9 @@ SPREAD_MATCHED_BLOCKS = InsertableDict(
 )
 
 
-class SpreadMatchedBlocks(SequentialPipelineBlocks):
-    model_name = "spread-matched"
+class SpreadMatchedBlocks(PackageBlocks, SequentialPipelineBlocks):
+    model_name = "modularize-spread-matched"
+    modular_pipeline_class = SpreadMatchedModularPipeline
     block_classes = list(SPREAD_MATCHED_BLOCKS.values())
     block_names = list(SPREAD_MATCHED_BLOCKS.keys())
 

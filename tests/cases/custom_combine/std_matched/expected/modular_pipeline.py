@@ -2,7 +2,9 @@
 # (SpreadMatchedPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/custom_combine/std_matched/input.py sha256:57a621090ba0daa1e19e3d19b18e1f9f841799c8dcb27704416489f5cc8376e0
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:d8e70c36c4045c059a786e9fd3cc0441d6d7a070edcab598aebfc511f69e0cd7
+# modularize-output: sha256:ddc7964a6041165c9fdd92cebda1312c545487eeb1f1948532fc18cae5174222
+
+from copy import deepcopy
 
 from diffusers.modular_pipelines.modular_pipeline import ModularPipeline
 
@@ -100,3 +102,19 @@ class ExplicitNoneInputs:
             if param.name and param.default is not None and state.values.get(param.name, param.default) is None:
                 setattr(block_state, param.name, None)
         return block_state
+
+
+# Copied from modularize.emit.runtime.package_blocks.PackageBlocks
+class PackageBlocks:
+    """Block mixin: `init_pipeline()` builds the package's own `ModularPipeline` subclass around a copy of the
+    blocks, as `ModularPipelineBlocks.init_pipeline` builds diffusers' classes around theirs."""
+
+    modular_pipeline_class = None  # the package's ModularPipeline subclass, named by each block class
+
+    def init_pipeline(self, pretrained_model_name_or_path=None, components_manager=None, collection=None):
+        return self.modular_pipeline_class(
+            blocks=deepcopy(self),
+            pretrained_model_name_or_path=pretrained_model_name_or_path,
+            components_manager=components_manager,
+            collection=collection,
+        )

@@ -2,7 +2,7 @@
 # (EmbeddedGuidancePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/distilled/guidance_embedding/input.py sha256:656e4beb9b444723be2609cfe9ef15ba97a9dd32b30c1ffb871bf96cef6f76e3
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:4621ba45ae9592105875b0877fa1017c377e877987f07d8e45df248715d62dcb
+# modularize-output: sha256:d6a8dba2207edbdc1c4579d21dc690b32dffb4b062ff1eec6b96a21b02dfd363
 
 import torch
 from diffusers.models import FluxTransformer2DModel
@@ -11,11 +11,12 @@ from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, In
 from diffusers.schedulers import FlowMatchEulerDiscreteScheduler
 from diffusers.utils.torch_utils import randn_tensor
 
-from .modular_pipeline import EmbeddedGuidanceModularPipeline, ExplicitNoneInputs
+from .modular_pipeline import EmbeddedGuidanceModularPipeline, ExplicitNoneInputs, PackageBlocks
 
 
-class EmbeddedGuidancePrepareLatentVariablesStep(ModularPipelineBlocks):
-    model_name = "embedded-guidance"
+class EmbeddedGuidancePrepareLatentVariablesStep(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-embedded-guidance"
+    modular_pipeline_class = EmbeddedGuidanceModularPipeline
 
     @property
     def description(self) -> str:
@@ -58,8 +59,9 @@ class EmbeddedGuidancePrepareLatentVariablesStep(ModularPipelineBlocks):
         return components, state
 
 
-class EmbeddedGuidancePrepareTimestepsStep(ExplicitNoneInputs, ModularPipelineBlocks):
-    model_name = "embedded-guidance"
+class EmbeddedGuidancePrepareTimestepsStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
+    model_name = "modularize-embedded-guidance"
+    modular_pipeline_class = EmbeddedGuidanceModularPipeline
 
     @property
     def description(self) -> str:
@@ -100,8 +102,9 @@ class EmbeddedGuidancePrepareTimestepsStep(ExplicitNoneInputs, ModularPipelineBl
         return components, state
 
 
-class EmbeddedGuidanceHandleGuidanceStep(ExplicitNoneInputs, ModularPipelineBlocks):
-    model_name = "embedded-guidance"
+class EmbeddedGuidanceHandleGuidanceStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
+    model_name = "modularize-embedded-guidance"
+    modular_pipeline_class = EmbeddedGuidanceModularPipeline
 
     @property
     def description(self) -> str:

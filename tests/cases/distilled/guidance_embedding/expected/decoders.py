@@ -2,18 +2,19 @@
 # (EmbeddedGuidancePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/distilled/guidance_embedding/input.py sha256:656e4beb9b444723be2609cfe9ef15ba97a9dd32b30c1ffb871bf96cef6f76e3
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:a97c0296fb91fb01c37e9d42b80848dd8c65b0e8791e704ed6ab837c516e6590
+# modularize-output: sha256:47b22cb318b6d3178a9846f9938580183c109568a15eab109ecf1c3c921214b7
 
 import torch
 from diffusers.models import AutoencoderKL
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 
-from .modular_pipeline import EmbeddedGuidanceModularPipeline
+from .modular_pipeline import EmbeddedGuidanceModularPipeline, PackageBlocks
 
 
-class EmbeddedGuidanceDecodeStep(ModularPipelineBlocks):
-    model_name = "embedded-guidance"
+class EmbeddedGuidanceDecodeStep(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-embedded-guidance"
+    modular_pipeline_class = EmbeddedGuidanceModularPipeline
 
     @property
     def description(self) -> str:

@@ -2,7 +2,7 @@
 # (EmbeddedGuidancePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/distilled/guidance_embedding/input.py sha256:656e4beb9b444723be2609cfe9ef15ba97a9dd32b30c1ffb871bf96cef6f76e3
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:497ced01225cedd56cbae48be89e6d579fb3d5977085cc125b5add20eda1603f
+# modularize-output: sha256:8ccd38c3ff8cc36f1cf919f1abf08659e7aad7e6547ddb133279df00389e470f
 
 import torch
 from diffusers.models import FluxTransformer2DModel
@@ -15,11 +15,12 @@ from diffusers.modular_pipelines.modular_pipeline import (
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 from diffusers.schedulers import FlowMatchEulerDiscreteScheduler
 
-from .modular_pipeline import EmbeddedGuidanceModularPipeline
+from .modular_pipeline import EmbeddedGuidanceModularPipeline, PackageBlocks
 
 
-class EmbeddedGuidanceDenoiseLoopWrapper(LoopSequentialPipelineBlocks):
-    model_name = "embedded-guidance"
+class EmbeddedGuidanceDenoiseLoopWrapper(PackageBlocks, LoopSequentialPipelineBlocks):
+    model_name = "modularize-embedded-guidance"
+    modular_pipeline_class = EmbeddedGuidanceModularPipeline
 
     @property
     def description(self) -> str:
@@ -45,8 +46,9 @@ class EmbeddedGuidanceDenoiseLoopWrapper(LoopSequentialPipelineBlocks):
         return components, state
 
 
-class EmbeddedGuidanceLoopBeforeDenoiser(ModularPipelineBlocks):
-    model_name = "embedded-guidance"
+class EmbeddedGuidanceLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-embedded-guidance"
+    modular_pipeline_class = EmbeddedGuidanceModularPipeline
 
     @property
     def description(self) -> str:
@@ -68,8 +70,9 @@ class EmbeddedGuidanceLoopBeforeDenoiser(ModularPipelineBlocks):
         return components, block_state
 
 
-class EmbeddedGuidanceLoopDenoiser(ModularPipelineBlocks):
-    model_name = "embedded-guidance"
+class EmbeddedGuidanceLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-embedded-guidance"
+    modular_pipeline_class = EmbeddedGuidanceModularPipeline
 
     @property
     def description(self) -> str:
@@ -108,8 +111,9 @@ class EmbeddedGuidanceLoopDenoiser(ModularPipelineBlocks):
         return components, block_state
 
 
-class EmbeddedGuidanceLoopAfterDenoiser(ModularPipelineBlocks):
-    model_name = "embedded-guidance"
+class EmbeddedGuidanceLoopAfterDenoiser(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-embedded-guidance"
+    modular_pipeline_class = EmbeddedGuidanceModularPipeline
 
     @property
     def description(self) -> str:

@@ -2,18 +2,19 @@
 # (EmbeddedGuidancePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/distilled/guidance_embedding/input.py sha256:656e4beb9b444723be2609cfe9ef15ba97a9dd32b30c1ffb871bf96cef6f76e3
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:0d4f790b8f4f1c9d502e0456fded24599fea5e4dd0c2a70a0bd1350965b511ca
+# modularize-output: sha256:77d4aa01153a5abf136141184de106ce4ae8a3b873c4a6c814073abbd6dd80e3
 
 import torch
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 from transformers import T5EncoderModel, T5TokenizerFast
 
-from .modular_pipeline import EmbeddedGuidanceModularPipeline
+from .modular_pipeline import EmbeddedGuidanceModularPipeline, PackageBlocks
 
 
-class EmbeddedGuidanceEncodePromptStep(ModularPipelineBlocks):
-    model_name = "embedded-guidance"
+class EmbeddedGuidanceEncodePromptStep(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-embedded-guidance"
+    modular_pipeline_class = EmbeddedGuidanceModularPipeline
 
     @property
     def description(self) -> str:

@@ -2,7 +2,9 @@
 # (EmbeddedGuidancePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/distilled/guidance_embedding/input.py sha256:656e4beb9b444723be2609cfe9ef15ba97a9dd32b30c1ffb871bf96cef6f76e3
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:28979783e5e59b0bd60241e8567716390f772ddb24f6beb1b63207da1cef27bc
+# modularize-output: sha256:ccda51c4e96c57ff090931d9a26ea2542c3765777350213128f0e67dd8e36cd2
+
+from copy import deepcopy
 
 from diffusers.modular_pipelines.modular_pipeline import ModularPipeline
 
@@ -78,3 +80,19 @@ class ExplicitNoneInputs:
             if param.name and param.default is not None and state.values.get(param.name, param.default) is None:
                 setattr(block_state, param.name, None)
         return block_state
+
+
+# Copied from modularize.emit.runtime.package_blocks.PackageBlocks
+class PackageBlocks:
+    """Block mixin: `init_pipeline()` builds the package's own `ModularPipeline` subclass around a copy of the
+    blocks, as `ModularPipelineBlocks.init_pipeline` builds diffusers' classes around theirs."""
+
+    modular_pipeline_class = None  # the package's ModularPipeline subclass, named by each block class
+
+    def init_pipeline(self, pretrained_model_name_or_path=None, components_manager=None, collection=None):
+        return self.modular_pipeline_class(
+            blocks=deepcopy(self),
+            pretrained_model_name_or_path=pretrained_model_name_or_path,
+            components_manager=components_manager,
+            collection=collection,
+        )

@@ -2,7 +2,7 @@
 # (RepaintPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/image_encode/img2img/input.py sha256:4f2d6845a88040fb5b2b7e5c842d516c91ad56ae4ce93d1d0d001e525e166872
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:5def7562bc33d796eb1bc101d1e486a3167cb5b33447f16094563cc32ca5b48c
+# modularize-output: sha256:cac2498f4d7209ed75d86644f4db97a77c16b5b4e7e51562a334ca3c957e1aba
 
 import torch
 from diffusers.models import AutoencoderKL
@@ -11,11 +11,12 @@ from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, In
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils.torch_utils import randn_tensor
 
-from .modular_pipeline import ExplicitNoneInputs, RepaintModularPipeline
+from .modular_pipeline import ExplicitNoneInputs, PackageBlocks, RepaintModularPipeline
 
 
-class RepaintDefineSettingsStep(ModularPipelineBlocks):
-    model_name = "repaint"
+class RepaintDefineSettingsStep(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-repaint"
+    modular_pipeline_class = RepaintModularPipeline
 
     @property
     def description(self) -> str:
@@ -48,8 +49,9 @@ class RepaintDefineSettingsStep(ModularPipelineBlocks):
         return components, state
 
 
-class RepaintPrepareTicksStep(ExplicitNoneInputs, ModularPipelineBlocks):
-    model_name = "repaint"
+class RepaintPrepareTicksStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
+    model_name = "modularize-repaint"
+    modular_pipeline_class = RepaintModularPipeline
 
     @property
     def description(self) -> str:
@@ -110,8 +112,9 @@ class RepaintPrepareTicksStep(ExplicitNoneInputs, ModularPipelineBlocks):
         return components, state
 
 
-class RepaintPrepareLatentNoiseStep(ModularPipelineBlocks):
-    model_name = "repaint"
+class RepaintPrepareLatentNoiseStep(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-repaint"
+    modular_pipeline_class = RepaintModularPipeline
 
     @property
     def description(self) -> str:

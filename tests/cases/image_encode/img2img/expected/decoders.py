@@ -2,18 +2,19 @@
 # (RepaintPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/image_encode/img2img/input.py sha256:4f2d6845a88040fb5b2b7e5c842d516c91ad56ae4ce93d1d0d001e525e166872
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:231d78b32ab3bca45bbad6cb45170ed4b0d8f89cd48a69e04083047aee5ea6e3
+# modularize-output: sha256:0033606329aee5f4d60ee0b7ed71a2a47b238e2f842201f1ae2adb1c2eb2dc1f
 
 import torch
 from diffusers.models import AutoencoderKL
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 
-from .modular_pipeline import RepaintModularPipeline
+from .modular_pipeline import PackageBlocks, RepaintModularPipeline
 
 
-class RepaintDecodePixelsStep(ModularPipelineBlocks):
-    model_name = "repaint"
+class RepaintDecodePixelsStep(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-repaint"
+    modular_pipeline_class = RepaintModularPipeline
 
     @property
     def description(self) -> str:

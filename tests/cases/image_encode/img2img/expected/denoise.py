@@ -2,7 +2,7 @@
 # (RepaintPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/image_encode/img2img/input.py sha256:4f2d6845a88040fb5b2b7e5c842d516c91ad56ae4ce93d1d0d001e525e166872
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:b5899c0167f7663ce454cd4d7ad69b245d1527aec74a171dfaa2f09275e7cc2e
+# modularize-output: sha256:9488d6be87a73160e7f174d27ab84b810f43a98981a2781edc8469f661720253
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -17,7 +17,7 @@ from diffusers.modular_pipelines.modular_pipeline import (
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, ConfigSpec, InputParam, OutputParam
 from diffusers.schedulers import KarrasDiffusionSchedulers
 
-from .modular_pipeline import RepaintModularPipeline
+from .modular_pipeline import PackageBlocks, RepaintModularPipeline
 
 # Copied from modularize.emit.runtime.guider_calls._UNMERGEABLE
 _UNMERGEABLE = object()
@@ -102,8 +102,9 @@ def split_guider_predictions(guider_state, guider_batches):
         batch.noise_pred = prediction
 
 
-class RepaintDenoiseLoopWrapper(LoopSequentialPipelineBlocks):
-    model_name = "repaint"
+class RepaintDenoiseLoopWrapper(PackageBlocks, LoopSequentialPipelineBlocks):
+    model_name = "modularize-repaint"
+    modular_pipeline_class = RepaintModularPipeline
 
     @property
     def description(self) -> str:
@@ -129,8 +130,9 @@ class RepaintDenoiseLoopWrapper(LoopSequentialPipelineBlocks):
         return components, state
 
 
-class RepaintLoopBeforeDenoiser(ModularPipelineBlocks):
-    model_name = "repaint"
+class RepaintLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-repaint"
+    modular_pipeline_class = RepaintModularPipeline
 
     @property
     def description(self) -> str:
@@ -159,8 +161,9 @@ class RepaintLoopBeforeDenoiser(ModularPipelineBlocks):
         return components, block_state
 
 
-class RepaintLoopDenoiser(ModularPipelineBlocks):
-    model_name = "repaint"
+class RepaintLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-repaint"
+    modular_pipeline_class = RepaintModularPipeline
 
     @property
     def description(self) -> str:
@@ -223,8 +226,9 @@ class RepaintLoopDenoiser(ModularPipelineBlocks):
         return components, block_state
 
 
-class RepaintLoopAfterDenoiser(ModularPipelineBlocks):
-    model_name = "repaint"
+class RepaintLoopAfterDenoiser(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-repaint"
+    modular_pipeline_class = RepaintModularPipeline
 
     @property
     def description(self) -> str:

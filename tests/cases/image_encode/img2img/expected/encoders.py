@@ -2,7 +2,7 @@
 # (RepaintPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/image_encode/img2img/input.py sha256:4f2d6845a88040fb5b2b7e5c842d516c91ad56ae4ce93d1d0d001e525e166872
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:10124d8a2a87741e47612fef757466450671d185416e887a7a6eda27bd81b864
+# modularize-output: sha256:dc521073e809fd7805fafa6ebabfd51fbc29bf01bcaa1bccf7a59284fb99660e
 
 import torch
 from diffusers.models import AutoencoderKL
@@ -10,11 +10,12 @@ from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, 
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from .modular_pipeline import RepaintModularPipeline
+from .modular_pipeline import PackageBlocks, RepaintModularPipeline
 
 
-class RepaintEncodeWordsStep(ModularPipelineBlocks):
-    model_name = "repaint"
+class RepaintEncodeWordsStep(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-repaint"
+    modular_pipeline_class = RepaintModularPipeline
 
     @property
     def description(self) -> str:
@@ -68,8 +69,9 @@ class RepaintEncodeWordsStep(ModularPipelineBlocks):
         return components, state
 
 
-class RepaintVaeEncoderStep(ModularPipelineBlocks):
-    model_name = "repaint"
+class RepaintVaeEncoderStep(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-repaint"
+    modular_pipeline_class = RepaintModularPipeline
 
     @property
     def description(self) -> str:

@@ -2,7 +2,7 @@
 # (RepaintPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/image_encode/img2img/input.py sha256:4f2d6845a88040fb5b2b7e5c842d516c91ad56ae4ce93d1d0d001e525e166872
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:115b77d635688e8981496f58253ca81b616c20fca7976a165d8a54f308b95af6
+# modularize-output: sha256:a3aecd41482cf27bb37a6873c90a942044735cb854b60f5ed455f297e51d3509
 
 from diffusers.modular_pipelines.modular_pipeline import SequentialPipelineBlocks
 from diffusers.modular_pipelines.modular_pipeline_utils import InsertableDict
@@ -11,6 +11,7 @@ from .before_denoise import RepaintDefineSettingsStep, RepaintPrepareLatentNoise
 from .decoders import RepaintDecodePixelsStep
 from .denoise import RepaintDenoiseStep
 from .encoders import RepaintEncodeWordsStep, RepaintVaeEncoderStep
+from .modular_pipeline import PackageBlocks, RepaintModularPipeline
 
 REPAINT_BLOCKS = InsertableDict(
     [
@@ -25,8 +26,9 @@ REPAINT_BLOCKS = InsertableDict(
 )
 
 
-class RepaintBlocks(SequentialPipelineBlocks):
-    model_name = "repaint"
+class RepaintBlocks(PackageBlocks, SequentialPipelineBlocks):
+    model_name = "modularize-repaint"
+    modular_pipeline_class = RepaintModularPipeline
     block_classes = list(REPAINT_BLOCKS.values())
     block_names = list(REPAINT_BLOCKS.keys())
 

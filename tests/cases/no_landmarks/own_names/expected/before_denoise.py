@@ -2,7 +2,7 @@
 # (SketchBook). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/no_landmarks/own_names/input.py sha256:0f130b62c8355ce798147ee39eca8c7b426ff133891b2cb6d949f7cc88e723fe
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:a0eedc862e953adb99f2d1b1a5c20b0efb79aa478b2fab29f4b6dbd204828e44
+# modularize-output: sha256:d3bfbc3626889e22d9670f7b8a17a7dbdd9bf80fd750f63a873ee95e3f960e6b
 
 import torch
 from diffusers.models import UNet2DConditionModel
@@ -11,11 +11,12 @@ from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, In
 from diffusers.schedulers import DDIMScheduler
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from .modular_pipeline import ExplicitNoneInputs, SketchBookModularPipeline
+from .modular_pipeline import ExplicitNoneInputs, PackageBlocks, SketchBookModularPipeline
 
 
-class SketchBookInputsStep(ExplicitNoneInputs, ModularPipelineBlocks):
-    model_name = "sketch-book"
+class SketchBookInputsStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
+    model_name = "modularize-sketch-book"
+    modular_pipeline_class = SketchBookModularPipeline
 
     @property
     def description(self) -> str:
@@ -70,8 +71,9 @@ class SketchBookInputsStep(ExplicitNoneInputs, ModularPipelineBlocks):
         return components, state
 
 
-class SketchBookPrepareStep(ExplicitNoneInputs, ModularPipelineBlocks):
-    model_name = "sketch-book"
+class SketchBookPrepareStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
+    model_name = "modularize-sketch-book"
+    modular_pipeline_class = SketchBookModularPipeline
 
     @property
     def description(self) -> str:

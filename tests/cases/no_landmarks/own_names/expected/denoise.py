@@ -2,7 +2,7 @@
 # (SketchBook). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/no_landmarks/own_names/input.py sha256:0f130b62c8355ce798147ee39eca8c7b426ff133891b2cb6d949f7cc88e723fe
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:86dccab78a478a20afd22f989eee491eeddad2157cc46ad1f1c175845aed3e19
+# modularize-output: sha256:911aedb787cee20369387ba1f18d6c74c324552912b2aaefb37337fd16510414
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -17,7 +17,7 @@ from diffusers.modular_pipelines.modular_pipeline import (
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, ConfigSpec, InputParam, OutputParam
 from diffusers.schedulers import DDIMScheduler
 
-from .modular_pipeline import SketchBookModularPipeline
+from .modular_pipeline import PackageBlocks, SketchBookModularPipeline
 
 # Copied from modularize.emit.runtime.guider_calls._UNMERGEABLE
 _UNMERGEABLE = object()
@@ -102,8 +102,9 @@ def split_guider_predictions(guider_state, guider_batches):
         batch.noise_pred = prediction
 
 
-class SketchBookDenoiseLoopWrapper(LoopSequentialPipelineBlocks):
-    model_name = "sketch-book"
+class SketchBookDenoiseLoopWrapper(PackageBlocks, LoopSequentialPipelineBlocks):
+    model_name = "modularize-sketch-book"
+    modular_pipeline_class = SketchBookModularPipeline
 
     @property
     def description(self) -> str:
@@ -129,8 +130,9 @@ class SketchBookDenoiseLoopWrapper(LoopSequentialPipelineBlocks):
         return components, state
 
 
-class SketchBookLoopBeforeDenoiser(ModularPipelineBlocks):
-    model_name = "sketch-book"
+class SketchBookLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-sketch-book"
+    modular_pipeline_class = SketchBookModularPipeline
 
     @property
     def description(self) -> str:
@@ -152,8 +154,9 @@ class SketchBookLoopBeforeDenoiser(ModularPipelineBlocks):
         return components, block_state
 
 
-class SketchBookLoopDenoiser(ModularPipelineBlocks):
-    model_name = "sketch-book"
+class SketchBookLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-sketch-book"
+    modular_pipeline_class = SketchBookModularPipeline
 
     @property
     def description(self) -> str:
@@ -216,8 +219,9 @@ class SketchBookLoopDenoiser(ModularPipelineBlocks):
         return components, block_state
 
 
-class SketchBookLoopAfterDenoiser(ModularPipelineBlocks):
-    model_name = "sketch-book"
+class SketchBookLoopAfterDenoiser(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-sketch-book"
+    modular_pipeline_class = SketchBookModularPipeline
 
     @property
     def description(self) -> str:

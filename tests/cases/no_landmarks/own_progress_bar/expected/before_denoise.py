@@ -2,7 +2,7 @@
 # (SketchBook). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/no_landmarks/own_progress_bar/input.py sha256:2fdab472e8236fe06c02a22fcd3a13f2e47f4098e7de7b0fbcad8652b4c31b93
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:4205b922c99b3ac4ca7a852dff9ab2af6fa0b503c9820eaac986e4b57e36c535
+# modularize-output: sha256:9a4f81c7e1807fbc0c27081bfd1f08c8e6b6cb8c52a14197b161a0a7da8311c6
 
 import torch
 from diffusers.models import UNet2DConditionModel
@@ -11,11 +11,12 @@ from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, In
 from diffusers.schedulers import DDIMScheduler
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from .modular_pipeline import ExplicitNoneInputs, SketchBookModularPipeline
+from .modular_pipeline import ExplicitNoneInputs, PackageBlocks, SketchBookModularPipeline
 
 
-class SketchBookInputsStep(ExplicitNoneInputs, ModularPipelineBlocks):
-    model_name = "sketch-book"
+class SketchBookInputsStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
+    model_name = "modularize-sketch-book"
+    modular_pipeline_class = SketchBookModularPipeline
 
     @property
     def description(self) -> str:
@@ -70,8 +71,9 @@ class SketchBookInputsStep(ExplicitNoneInputs, ModularPipelineBlocks):
         return components, state
 
 
-class SketchBookPrepareStep(ExplicitNoneInputs, ModularPipelineBlocks):
-    model_name = "sketch-book"
+class SketchBookPrepareStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
+    model_name = "modularize-sketch-book"
+    modular_pipeline_class = SketchBookModularPipeline
 
     @property
     def description(self) -> str:

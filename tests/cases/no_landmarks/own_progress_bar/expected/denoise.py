@@ -2,7 +2,7 @@
 # (SketchBook). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/no_landmarks/own_progress_bar/input.py sha256:2fdab472e8236fe06c02a22fcd3a13f2e47f4098e7de7b0fbcad8652b4c31b93
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:5c287482108c0f7c357121c6056465f0e1b139dc15fac78a363bf9b6e73fbf44
+# modularize-output: sha256:990a2138a9dbe146851ce923ffead9343b942d9697c353bd674c6776fa3b26c0
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -17,7 +17,7 @@ from diffusers.modular_pipelines.modular_pipeline import (
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, ConfigSpec, InputParam, OutputParam
 from diffusers.schedulers import DDIMScheduler
 
-from .modular_pipeline import SketchBookModularPipeline
+from .modular_pipeline import PackageBlocks, SketchBookModularPipeline
 
 # Copied from modularize.emit.runtime.guider_calls._UNMERGEABLE
 _UNMERGEABLE = object()
@@ -102,8 +102,9 @@ def split_guider_predictions(guider_state, guider_batches):
         batch.noise_pred = prediction
 
 
-class SketchBookDenoiseLoopWrapper(LoopSequentialPipelineBlocks):
-    model_name = "sketch-book"
+class SketchBookDenoiseLoopWrapper(PackageBlocks, LoopSequentialPipelineBlocks):
+    model_name = "modularize-sketch-book"
+    modular_pipeline_class = SketchBookModularPipeline
 
     @property
     def description(self) -> str:
@@ -131,8 +132,9 @@ class SketchBookDenoiseLoopWrapper(LoopSequentialPipelineBlocks):
         return components, state
 
 
-class SketchBookLoopBeforeDenoiser(ModularPipelineBlocks):
-    model_name = "sketch-book"
+class SketchBookLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-sketch-book"
+    modular_pipeline_class = SketchBookModularPipeline
 
     @property
     def description(self) -> str:
@@ -154,8 +156,9 @@ class SketchBookLoopBeforeDenoiser(ModularPipelineBlocks):
         return components, block_state
 
 
-class SketchBookLoopDenoiser(ModularPipelineBlocks):
-    model_name = "sketch-book"
+class SketchBookLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-sketch-book"
+    modular_pipeline_class = SketchBookModularPipeline
 
     @property
     def description(self) -> str:
@@ -218,8 +221,9 @@ class SketchBookLoopDenoiser(ModularPipelineBlocks):
         return components, block_state
 
 
-class SketchBookLoopAfterDenoiser(ModularPipelineBlocks):
-    model_name = "sketch-book"
+class SketchBookLoopAfterDenoiser(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-sketch-book"
+    modular_pipeline_class = SketchBookModularPipeline
 
     @property
     def description(self) -> str:

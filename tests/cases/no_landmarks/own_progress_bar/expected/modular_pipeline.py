@@ -2,7 +2,9 @@
 # (SketchBook). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/no_landmarks/own_progress_bar/input.py sha256:2fdab472e8236fe06c02a22fcd3a13f2e47f4098e7de7b0fbcad8652b4c31b93
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:b61cdd2b407ce991a93bb74a8841a04be3dd8b93631e637d110afa810b3eb6b3
+# modularize-output: sha256:f58609eb4498ae0717117cef0d257d10050ad959764b2c0a44d1f94278d8ad52
+
+from copy import deepcopy
 
 from diffusers.modular_pipelines.modular_pipeline import ModularPipeline
 
@@ -98,3 +100,19 @@ class ExplicitNoneInputs:
             if param.name and param.default is not None and state.values.get(param.name, param.default) is None:
                 setattr(block_state, param.name, None)
         return block_state
+
+
+# Copied from modularize.emit.runtime.package_blocks.PackageBlocks
+class PackageBlocks:
+    """Block mixin: `init_pipeline()` builds the package's own `ModularPipeline` subclass around a copy of the
+    blocks, as `ModularPipelineBlocks.init_pipeline` builds diffusers' classes around theirs."""
+
+    modular_pipeline_class = None  # the package's ModularPipeline subclass, named by each block class
+
+    def init_pipeline(self, pretrained_model_name_or_path=None, components_manager=None, collection=None):
+        return self.modular_pipeline_class(
+            blocks=deepcopy(self),
+            pretrained_model_name_or_path=pretrained_model_name_or_path,
+            components_manager=components_manager,
+            collection=collection,
+        )

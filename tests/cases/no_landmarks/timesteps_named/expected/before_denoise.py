@@ -2,7 +2,7 @@
 # (SketchBook). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/no_landmarks/timesteps_named/input.py sha256:2423befd1abd218698162dc5ab199dfc65c7ce5aa28df74aafa7789d1c07942b
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:f643c7317e1adb741fdde8b0bbfe19cf052aadc27678aa4ca7958a8a0067b5e9
+# modularize-output: sha256:61308fe5a0d0b4d8eaf858f3c47ea7f54e2b31deed6357c47025228f984b6b89
 
 import torch
 from diffusers.models import UNet2DConditionModel
@@ -11,11 +11,12 @@ from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, In
 from diffusers.schedulers import DDIMScheduler
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from .modular_pipeline import ExplicitNoneInputs, SketchBookModularPipeline
+from .modular_pipeline import ExplicitNoneInputs, PackageBlocks, SketchBookModularPipeline
 
 
-class SketchBookInputsStep(ExplicitNoneInputs, ModularPipelineBlocks):
-    model_name = "sketch-book"
+class SketchBookInputsStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
+    model_name = "modularize-sketch-book"
+    modular_pipeline_class = SketchBookModularPipeline
 
     @property
     def description(self) -> str:
@@ -70,8 +71,9 @@ class SketchBookInputsStep(ExplicitNoneInputs, ModularPipelineBlocks):
         return components, state
 
 
-class SketchBookPrepareStep(ExplicitNoneInputs, ModularPipelineBlocks):
-    model_name = "sketch-book"
+class SketchBookPrepareStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
+    model_name = "modularize-sketch-book"
+    modular_pipeline_class = SketchBookModularPipeline
 
     @property
     def description(self) -> str:

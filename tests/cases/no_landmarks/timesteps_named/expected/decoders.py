@@ -2,18 +2,19 @@
 # (SketchBook). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/no_landmarks/timesteps_named/input.py sha256:2423befd1abd218698162dc5ab199dfc65c7ce5aa28df74aafa7789d1c07942b
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:fb2a80c5dfd99a74f2bd55ee7ea8f8052164e24bd216dcc112ffe1ef4515b515
+# modularize-output: sha256:146078b48ec2f0f9d3b629e432c9d673b92b17adac06be679203b49ac4338895
 
 import torch
 from diffusers.models import AutoencoderKL
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 
-from .modular_pipeline import SketchBookModularPipeline
+from .modular_pipeline import PackageBlocks, SketchBookModularPipeline
 
 
-class SketchBookDecodeStep(ModularPipelineBlocks):
-    model_name = "sketch-book"
+class SketchBookDecodeStep(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-sketch-book"
+    modular_pipeline_class = SketchBookModularPipeline
 
     @property
     def description(self) -> str:

@@ -2,7 +2,7 @@
 # (SketchBook). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/no_landmarks/timesteps_named/input.py sha256:2423befd1abd218698162dc5ab199dfc65c7ce5aa28df74aafa7789d1c07942b
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:1062459583265a7c85a3e296c5a07284fc2503ca1f4215fd6fb06afa12c816a5
+# modularize-output: sha256:1f17e396d5127b3c56a2c45b236153637d5d577be22ddabac3886bf3b4f88325
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -17,7 +17,7 @@ from diffusers.modular_pipelines.modular_pipeline import (
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, ConfigSpec, InputParam, OutputParam
 from diffusers.schedulers import DDIMScheduler
 
-from .modular_pipeline import SketchBookModularPipeline
+from .modular_pipeline import PackageBlocks, SketchBookModularPipeline
 
 # Copied from modularize.emit.runtime.guider_calls._UNMERGEABLE
 _UNMERGEABLE = object()
@@ -102,8 +102,9 @@ def split_guider_predictions(guider_state, guider_batches):
         batch.noise_pred = prediction
 
 
-class SketchBookDenoiseLoopWrapper(LoopSequentialPipelineBlocks):
-    model_name = "sketch-book"
+class SketchBookDenoiseLoopWrapper(PackageBlocks, LoopSequentialPipelineBlocks):
+    model_name = "modularize-sketch-book"
+    modular_pipeline_class = SketchBookModularPipeline
 
     @property
     def description(self) -> str:
@@ -129,8 +130,9 @@ class SketchBookDenoiseLoopWrapper(LoopSequentialPipelineBlocks):
         return components, state
 
 
-class SketchBookLoopBeforeDenoiser(ModularPipelineBlocks):
-    model_name = "sketch-book"
+class SketchBookLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-sketch-book"
+    modular_pipeline_class = SketchBookModularPipeline
 
     @property
     def description(self) -> str:
@@ -152,8 +154,9 @@ class SketchBookLoopBeforeDenoiser(ModularPipelineBlocks):
         return components, block_state
 
 
-class SketchBookLoopDenoiser(ModularPipelineBlocks):
-    model_name = "sketch-book"
+class SketchBookLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-sketch-book"
+    modular_pipeline_class = SketchBookModularPipeline
 
     @property
     def description(self) -> str:
@@ -216,8 +219,9 @@ class SketchBookLoopDenoiser(ModularPipelineBlocks):
         return components, block_state
 
 
-class SketchBookLoopAfterDenoiser(ModularPipelineBlocks):
-    model_name = "sketch-book"
+class SketchBookLoopAfterDenoiser(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-sketch-book"
+    modular_pipeline_class = SketchBookModularPipeline
 
     @property
     def description(self) -> str:

@@ -2,7 +2,7 @@
 # (NoiseToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/none/unconditional/input.py sha256:20ca3d65f438ca7abc6c0904b072cd13e5d8f0c8785a0d41cc54d1cb8d7233b8
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:0b30edc26c143497dbff28cb2b16c2641b3addf0770a81d4e643ab13ba9f3c72
+# modularize-output: sha256:99ba9d3aae330a5f5b882376c307394ff9fd8c062e9cc706825b7fd1fb477f70
 
 import torch
 from diffusers.models import UNet2DModel
@@ -11,11 +11,12 @@ from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, In
 from diffusers.schedulers import DDPMScheduler
 from diffusers.utils.torch_utils import randn_tensor
 
-from .modular_pipeline import ExplicitNoneInputs, NoiseToImageModularPipeline
+from .modular_pipeline import ExplicitNoneInputs, NoiseToImageModularPipeline, PackageBlocks
 
 
-class NoiseToImageSampleGaussianNoiseStep(ExplicitNoneInputs, ModularPipelineBlocks):
-    model_name = "noise-to-image"
+class NoiseToImageSampleGaussianNoiseStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
+    model_name = "modularize-noise-to-image"
+    modular_pipeline_class = NoiseToImageModularPipeline
 
     @property
     def description(self) -> str:
@@ -56,8 +57,9 @@ class NoiseToImageSampleGaussianNoiseStep(ExplicitNoneInputs, ModularPipelineBlo
         return components, state
 
 
-class NoiseToImageSetStepValuesStep(ExplicitNoneInputs, ModularPipelineBlocks):
-    model_name = "noise-to-image"
+class NoiseToImageSetStepValuesStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
+    model_name = "modularize-noise-to-image"
+    modular_pipeline_class = NoiseToImageModularPipeline
 
     @property
     def description(self) -> str:

@@ -2,17 +2,18 @@
 # (NoiseToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/none/unconditional/input.py sha256:20ca3d65f438ca7abc6c0904b072cd13e5d8f0c8785a0d41cc54d1cb8d7233b8
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:dbcddb036c5f162b01bab4022f347169a7d4ea2078d7ea950c4a8b1a84793610
+# modularize-output: sha256:9d3ac0f594a1798e8a0f8e03c605bf0be41927809a45fb06834c7002e4cd466c
 
 import torch
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
 from diffusers.modular_pipelines.modular_pipeline_utils import InputParam, OutputParam
 
-from .modular_pipeline import ExplicitNoneInputs, NoiseToImageModularPipeline
+from .modular_pipeline import ExplicitNoneInputs, NoiseToImageModularPipeline, PackageBlocks
 
 
-class NoiseToImagePostProcessStep(ExplicitNoneInputs, ModularPipelineBlocks):
-    model_name = "noise-to-image"
+class NoiseToImagePostProcessStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
+    model_name = "modularize-noise-to-image"
+    modular_pipeline_class = NoiseToImageModularPipeline
 
     @property
     def description(self) -> str:

@@ -2,7 +2,7 @@
 # (NoiseToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/none/unconditional/input.py sha256:20ca3d65f438ca7abc6c0904b072cd13e5d8f0c8785a0d41cc54d1cb8d7233b8
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:01672e919b512e9d38428187832df4347d80392e0680e778ced431044e6424f9
+# modularize-output: sha256:eecbb1a0c15b4763419ccab629561d247b7fc2a1480921f810631a5729d1b8d3
 
 import torch
 from diffusers.models import UNet2DModel
@@ -15,11 +15,12 @@ from diffusers.modular_pipelines.modular_pipeline import (
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 from diffusers.schedulers import DDPMScheduler
 
-from .modular_pipeline import NoiseToImageModularPipeline
+from .modular_pipeline import NoiseToImageModularPipeline, PackageBlocks
 
 
-class NoiseToImageDenoiseLoopWrapper(LoopSequentialPipelineBlocks):
-    model_name = "noise-to-image"
+class NoiseToImageDenoiseLoopWrapper(PackageBlocks, LoopSequentialPipelineBlocks):
+    model_name = "modularize-noise-to-image"
+    modular_pipeline_class = NoiseToImageModularPipeline
 
     @property
     def description(self) -> str:
@@ -44,8 +45,9 @@ class NoiseToImageDenoiseLoopWrapper(LoopSequentialPipelineBlocks):
         return components, state
 
 
-class NoiseToImageLoopDenoiser(ModularPipelineBlocks):
-    model_name = "noise-to-image"
+class NoiseToImageLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-noise-to-image"
+    modular_pipeline_class = NoiseToImageModularPipeline
 
     @property
     def description(self) -> str:
@@ -73,8 +75,9 @@ class NoiseToImageLoopDenoiser(ModularPipelineBlocks):
         return components, block_state
 
 
-class NoiseToImageLoopAfterDenoiser(ModularPipelineBlocks):
-    model_name = "noise-to-image"
+class NoiseToImageLoopAfterDenoiser(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-noise-to-image"
+    modular_pipeline_class = NoiseToImageModularPipeline
 
     @property
     def description(self) -> str:

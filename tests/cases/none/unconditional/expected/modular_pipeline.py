@@ -2,7 +2,9 @@
 # (NoiseToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/none/unconditional/input.py sha256:20ca3d65f438ca7abc6c0904b072cd13e5d8f0c8785a0d41cc54d1cb8d7233b8
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:ae6a7f05ba0bd9315ac2dcd21f807a7ccc75760668202ba3d44cbd8eaed00e6b
+# modularize-output: sha256:a896cb29721e99e70024d5afe08d568c58bee75ed13a8826d96265f7dbc56096
+
+from copy import deepcopy
 
 from diffusers.modular_pipelines.modular_pipeline import ModularPipeline
 
@@ -78,3 +80,19 @@ class ExplicitNoneInputs:
             if param.name and param.default is not None and state.values.get(param.name, param.default) is None:
                 setattr(block_state, param.name, None)
         return block_state
+
+
+# Copied from modularize.emit.runtime.package_blocks.PackageBlocks
+class PackageBlocks:
+    """Block mixin: `init_pipeline()` builds the package's own `ModularPipeline` subclass around a copy of the
+    blocks, as `ModularPipelineBlocks.init_pipeline` builds diffusers' classes around theirs."""
+
+    modular_pipeline_class = None  # the package's ModularPipeline subclass, named by each block class
+
+    def init_pipeline(self, pretrained_model_name_or_path=None, components_manager=None, collection=None):
+        return self.modular_pipeline_class(
+            blocks=deepcopy(self),
+            pretrained_model_name_or_path=pretrained_model_name_or_path,
+            components_manager=components_manager,
+            collection=collection,
+        )

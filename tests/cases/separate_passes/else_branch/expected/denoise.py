@@ -2,7 +2,7 @@
 # (TwoPassPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/separate_passes/else_branch/input.py sha256:28c7028461abbe215330e1c6f7e505fb8a1c62058a2de891e5a40a42e57015e4
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:15b6a1c85f15402011fa8b825eae5a44f638a63e7721861d3d56a7ec73dd4d89
+# modularize-output: sha256:9c55e9e25381ff0c2633455083617abbf4d928cd640578642f5e521a3b8c7ffe
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -17,11 +17,12 @@ from diffusers.modular_pipelines.modular_pipeline import (
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 from diffusers.schedulers import FlowMatchEulerDiscreteScheduler
 
-from .modular_pipeline import TwoPassModularPipeline
+from .modular_pipeline import PackageBlocks, TwoPassModularPipeline
 
 
-class TwoPassDenoiseLoopWrapper(LoopSequentialPipelineBlocks):
-    model_name = "two-pass"
+class TwoPassDenoiseLoopWrapper(PackageBlocks, LoopSequentialPipelineBlocks):
+    model_name = "modularize-two-pass"
+    modular_pipeline_class = TwoPassModularPipeline
 
     @property
     def description(self) -> str:
@@ -47,8 +48,9 @@ class TwoPassDenoiseLoopWrapper(LoopSequentialPipelineBlocks):
         return components, state
 
 
-class TwoPassLoopBeforeDenoiser(ModularPipelineBlocks):
-    model_name = "two-pass"
+class TwoPassLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-two-pass"
+    modular_pipeline_class = TwoPassModularPipeline
 
     @property
     def description(self) -> str:
@@ -70,8 +72,9 @@ class TwoPassLoopBeforeDenoiser(ModularPipelineBlocks):
         return components, block_state
 
 
-class TwoPassLoopDenoiser(ModularPipelineBlocks):
-    model_name = "two-pass"
+class TwoPassLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-two-pass"
+    modular_pipeline_class = TwoPassModularPipeline
 
     @property
     def description(self) -> str:
@@ -125,8 +128,9 @@ class TwoPassLoopDenoiser(ModularPipelineBlocks):
         return components, block_state
 
 
-class TwoPassLoopAfterDenoiser(ModularPipelineBlocks):
-    model_name = "two-pass"
+class TwoPassLoopAfterDenoiser(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-two-pass"
+    modular_pipeline_class = TwoPassModularPipeline
 
     @property
     def description(self) -> str:

@@ -2,18 +2,19 @@
 # (TwoPassPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/separate_passes/else_branch/input.py sha256:28c7028461abbe215330e1c6f7e505fb8a1c62058a2de891e5a40a42e57015e4
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:e8aeeda5eef73a85655ebc46b0fb32fba3d34e1d21ee1abcba0ffae20b0780aa
+# modularize-output: sha256:07233a8dd4235c3ee3e524d3d2f87e90266d084f8d360249d70a585db69b83b0
 
 import torch
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 from transformers import T5EncoderModel, T5TokenizerFast
 
-from .modular_pipeline import TwoPassModularPipeline
+from .modular_pipeline import PackageBlocks, TwoPassModularPipeline
 
 
-class TwoPassEncodePromptStep(ModularPipelineBlocks):
-    model_name = "two-pass"
+class TwoPassEncodePromptStep(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-two-pass"
+    modular_pipeline_class = TwoPassModularPipeline
 
     @property
     def description(self) -> str:

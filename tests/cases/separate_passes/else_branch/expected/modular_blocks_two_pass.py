@@ -2,7 +2,7 @@
 # (TwoPassPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/separate_passes/else_branch/input.py sha256:28c7028461abbe215330e1c6f7e505fb8a1c62058a2de891e5a40a42e57015e4
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:9b0778170ec64521bbd30e6e702d6213f8e076941e5b195c791c27535eaa64dc
+# modularize-output: sha256:a25b0a7e42289c2614dab08cdd3cc5966e78da9fc02034bf0aeadbcd287d9cc7
 
 from diffusers.modular_pipelines.modular_pipeline import SequentialPipelineBlocks
 from diffusers.modular_pipelines.modular_pipeline_utils import InsertableDict
@@ -15,6 +15,7 @@ from .before_denoise import (
 from .decoders import TwoPassDecodeStep
 from .denoise import TwoPassDenoiseStep
 from .encoders import TwoPassEncodePromptStep
+from .modular_pipeline import PackageBlocks, TwoPassModularPipeline
 
 TWO_PASS_BLOCKS = InsertableDict(
     [
@@ -28,8 +29,9 @@ TWO_PASS_BLOCKS = InsertableDict(
 )
 
 
-class TwoPassBlocks(SequentialPipelineBlocks):
-    model_name = "two-pass"
+class TwoPassBlocks(PackageBlocks, SequentialPipelineBlocks):
+    model_name = "modularize-two-pass"
+    modular_pipeline_class = TwoPassModularPipeline
     block_classes = list(TWO_PASS_BLOCKS.values())
     block_names = list(TWO_PASS_BLOCKS.keys())
 

@@ -2,7 +2,7 @@
 # (TwoPassPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/separate_passes/true_cfg/input.py sha256:8954dd7d4eac9f943319b8ada7578382b165b57e77149b61b2df65a1ec9cb3b7
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:92b557e9b7a6ef43d431ef3d4682651176f17d4ebdbd5b0e43ec16776635b385
+# modularize-output: sha256:dc056588bcda23557ad0f9adf06f4a250cb5079b675009fd9a941ce14d440108
 
 import numpy as np
 import torch
@@ -12,11 +12,12 @@ from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, In
 from diffusers.schedulers import FlowMatchEulerDiscreteScheduler
 from diffusers.utils.torch_utils import randn_tensor
 
-from .modular_pipeline import ExplicitNoneInputs, TwoPassModularPipeline
+from .modular_pipeline import ExplicitNoneInputs, PackageBlocks, TwoPassModularPipeline
 
 
-class TwoPassDefineCallParametersStep(ModularPipelineBlocks):
-    model_name = "two-pass"
+class TwoPassDefineCallParametersStep(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-two-pass"
+    modular_pipeline_class = TwoPassModularPipeline
 
     @property
     def description(self) -> str:
@@ -53,8 +54,9 @@ class TwoPassDefineCallParametersStep(ModularPipelineBlocks):
         return components, state
 
 
-class TwoPassPrepareLatentVariablesStep(ModularPipelineBlocks):
-    model_name = "two-pass"
+class TwoPassPrepareLatentVariablesStep(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-two-pass"
+    modular_pipeline_class = TwoPassModularPipeline
 
     @property
     def description(self) -> str:
@@ -101,8 +103,9 @@ class TwoPassPrepareLatentVariablesStep(ModularPipelineBlocks):
         return components, state
 
 
-class TwoPassPrepareTimestepsStep(ExplicitNoneInputs, ModularPipelineBlocks):
-    model_name = "two-pass"
+class TwoPassPrepareTimestepsStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
+    model_name = "modularize-two-pass"
+    modular_pipeline_class = TwoPassModularPipeline
 
     @property
     def description(self) -> str:

@@ -2,18 +2,19 @@
 # (TwoPassPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/separate_passes/true_cfg/input.py sha256:8954dd7d4eac9f943319b8ada7578382b165b57e77149b61b2df65a1ec9cb3b7
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:0a4b3f2d48896c0f279ced5355a9c7af62dfd11a714492db5f9637b3134fcb0f
+# modularize-output: sha256:f00ce537b11dd81c57ed57406a5af4c6dcf2e53c6e620c1bef2bb79a53e606f4
 
 import torch
 from diffusers.models import AutoencoderKL
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 
-from .modular_pipeline import ExplicitNoneInputs, TwoPassModularPipeline
+from .modular_pipeline import ExplicitNoneInputs, PackageBlocks, TwoPassModularPipeline
 
 
-class TwoPassDecodeStep(ExplicitNoneInputs, ModularPipelineBlocks):
-    model_name = "two-pass"
+class TwoPassDecodeStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
+    model_name = "modularize-two-pass"
+    modular_pipeline_class = TwoPassModularPipeline
 
     @property
     def description(self) -> str:

@@ -2,7 +2,7 @@
 # (TwoPassPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/separate_passes/true_cfg/input.py sha256:8954dd7d4eac9f943319b8ada7578382b165b57e77149b61b2df65a1ec9cb3b7
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:bd1ca1bd92a280bc8115b482bd289b6de01d0276bde73d00d313070b520312ae
+# modularize-output: sha256:b6b65475ed992250385373fd63f2a3ca7ff3f3130a8f308ae01a44f22b48fa43
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -17,7 +17,7 @@ from diffusers.modular_pipelines.modular_pipeline import (
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 from diffusers.schedulers import FlowMatchEulerDiscreteScheduler
 
-from .modular_pipeline import TwoPassModularPipeline
+from .modular_pipeline import PackageBlocks, TwoPassModularPipeline
 
 
 # Copied from modularize.emit.runtime.guider_state.guider_batch_name
@@ -26,8 +26,9 @@ def guider_batch_name(guider, guider_state_batch):
     return getattr(guider_state_batch, guider._identifier_key)
 
 
-class TwoPassDenoiseLoopWrapper(LoopSequentialPipelineBlocks):
-    model_name = "two-pass"
+class TwoPassDenoiseLoopWrapper(PackageBlocks, LoopSequentialPipelineBlocks):
+    model_name = "modularize-two-pass"
+    modular_pipeline_class = TwoPassModularPipeline
 
     @property
     def description(self) -> str:
@@ -53,8 +54,9 @@ class TwoPassDenoiseLoopWrapper(LoopSequentialPipelineBlocks):
         return components, state
 
 
-class TwoPassLoopBeforeDenoiser(ModularPipelineBlocks):
-    model_name = "two-pass"
+class TwoPassLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-two-pass"
+    modular_pipeline_class = TwoPassModularPipeline
 
     @property
     def description(self) -> str:
@@ -76,8 +78,9 @@ class TwoPassLoopBeforeDenoiser(ModularPipelineBlocks):
         return components, block_state
 
 
-class TwoPassLoopDenoiser(ModularPipelineBlocks):
-    model_name = "two-pass"
+class TwoPassLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-two-pass"
+    modular_pipeline_class = TwoPassModularPipeline
 
     @property
     def description(self) -> str:
@@ -136,8 +139,9 @@ class TwoPassLoopDenoiser(ModularPipelineBlocks):
         return components, block_state
 
 
-class TwoPassLoopAfterDenoiser(ModularPipelineBlocks):
-    model_name = "two-pass"
+class TwoPassLoopAfterDenoiser(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-two-pass"
+    modular_pipeline_class = TwoPassModularPipeline
 
     @property
     def description(self) -> str:

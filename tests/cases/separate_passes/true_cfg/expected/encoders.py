@@ -2,18 +2,19 @@
 # (TwoPassPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/separate_passes/true_cfg/input.py sha256:8954dd7d4eac9f943319b8ada7578382b165b57e77149b61b2df65a1ec9cb3b7
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:464fc9ffbe3952816fb4d67382312bff95afc84f5e694207e7632458f38846b7
+# modularize-output: sha256:83874871ffafed5828b1d44807f1aa69743cf48b33bb50ce85d531d884cb6f30
 
 import torch
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 from transformers import T5EncoderModel, T5TokenizerFast
 
-from .modular_pipeline import TwoPassModularPipeline
+from .modular_pipeline import PackageBlocks, TwoPassModularPipeline
 
 
-class TwoPassEncodePromptStep(ModularPipelineBlocks):
-    model_name = "two-pass"
+class TwoPassEncodePromptStep(PackageBlocks, ModularPipelineBlocks):
+    model_name = "modularize-two-pass"
+    modular_pipeline_class = TwoPassModularPipeline
 
     @property
     def description(self) -> str:
