@@ -48,7 +48,11 @@ class Naming:
     def of_pipeline(cls, class_name: str) -> Naming:
         prefix = class_name[: -len("Pipeline")] if class_name.endswith("Pipeline") else class_name
         words = words_of(prefix) or ["pipeline"]
-        return cls(prefix=prefix or "Pipeline", model_name="-".join(["modularize", *words]), package="modular_" + "_".join(words))
+        return cls(
+            prefix=prefix or "Pipeline",
+            model_name="-".join(["modularize", *words]),
+            package="modular_" + "_".join(words),
+        )
 
     @property
     def pipeline_class(self) -> str:
