@@ -112,9 +112,11 @@ def test_runtime_helpers_are_copied_into_the_packages_that_call_them():
     assert copied("none/unconditional", "denoise.py") == []
     for case in CASES:
         if REFUSAL not in expected(case):
+            guided = ["standard_guider.install_standard_guider"] if plan(case).guidance.pattern != "none" else []
             assert copied(case.name, "modular_pipeline.py") == [
                 "explicit_none.ExplicitNoneInputs",
                 "package_blocks.PackageBlocks",
+                *guided,
             ]
 
 

@@ -351,6 +351,7 @@ def test_entry_points_are_the_public_definitions_each_defined_once():
         "guider_attributes": "modularize.emit.runtime.guider_state.guider_attributes",
         "ExplicitNoneInputs": "modularize.emit.runtime.explicit_none.ExplicitNoneInputs",
         "PackageBlocks": "modularize.emit.runtime.package_blocks.PackageBlocks",
+        "install_standard_guider": "modularize.emit.runtime.standard_guider.install_standard_guider",
     }
 
 
@@ -415,3 +416,56 @@ def test_runtime_modules_import_only_what_generated_files_import_the_same_way(mo
                 assert FRAMEWORK[alias.asname or alias.name] == (node.module, alias.name)
         elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
             assert ast.get_docstring(node), f"{module}.{node.name} has a docstring"
+
+
+# -- installing the standard call's guider ---------------------------------------------------------------------------
+class _GuidedPipeline:
+    """What `install_standard_guider` reads of a generated pipeline: its argument lists, guider and set-up."""
+
+    guider_arguments = ("guidance_scale", "guidance_rescale", "negative_prompt")
+    block_arguments = ("prompt", "negative_prompt")
+
+    def __init__(self):
+        self.guider = ClassifierFreeGuidance()
+        self._own_guider = self.guider
+        self.installs = 0
+
+    def guider_for_standard_call(self, guidance_scale=5.0, guidance_rescale=0.0, negative_prompt=None):
+        return ClassifierFreeGuidance(guidance_scale=guidance_scale, guidance_rescale=guidance_rescale)
+
+    def update_components(self, guider):
+        self.guider = guider
+        self.installs += 1
+
+
+def test_the_standard_guider_is_installed_once_per_set_of_arguments():
+    from modularize.emit.runtime.standard_guider import install_standard_guider
+
+    pipe = _GuidedPipeline()
+    install_standard_guider(pipe, {"prompt": "a cat", "guidance_scale": 7.0, "guidance_rescale": 0.5}, strict=False)
+    assert (pipe.guider.guidance_scale, pipe.guider.guidance_rescale, pipe.installs) == (7.0, 0.5, 1)
+    install_standard_guider(pipe, {"guidance_scale": 7.0, "guidance_rescale": 0.5}, strict=False)
+    assert pipe.installs == 1  # the same arguments: the guider stays
+    install_standard_guider(pipe, {"guidance_scale": 7.0}, strict=False)
+    assert (pipe.guider.guidance_rescale, pipe.installs) == (0.0, 2)  # rescale left out means the standard default
+    install_standard_guider(pipe, {"guidance_scale": 7.0}, strict=True)
+    assert pipe.installs == 3  # translating a standard call always installs its guider
+
+
+def test_a_guider_the_user_installed_is_never_replaced_by_a_call():
+    from modularize.emit.runtime.standard_guider import install_standard_guider
+
+    pipe = _GuidedPipeline()
+    theirs = ClassifierFreeGuidance(guidance_scale=3.0, guidance_rescale=0.7)
+    pipe.update_components(guider=theirs)
+    install_standard_guider(pipe, {"prompt": "a cat", "negative_prompt": "blurry"}, strict=False)
+    assert pipe.guider is theirs  # `negative_prompt` goes to the blocks, the guider stays theirs
+    with pytest.raises(ValueError, match=r"\['guidance_rescale', 'guidance_scale'\] would configure the guider"):
+        install_standard_guider(pipe, {"guidance_scale": 7.0, "guidance_rescale": 0.0}, strict=False)
+    assert pipe.guider is theirs and theirs.guidance_rescale == 0.7
+    pipe.block_arguments += ("guidance_scale",)  # the blocks read it too (a guidance embedding, say)
+    install_standard_guider(pipe, {"guidance_scale": 3.0}, strict=False)  # what their guider holds: fine
+    with pytest.raises(ValueError, match=r"\['guidance_scale'\] would configure the guider"):
+        install_standard_guider(pipe, {"guidance_scale": 7.0}, strict=False)  # another value than theirs
+    install_standard_guider(pipe, {"guidance_scale": 7.0}, strict=True)
+    assert pipe.guider is not theirs and pipe.guider.guidance_scale == 7.0  # asked for the standard call explicitly

@@ -273,6 +273,7 @@ def emit_package(plan: PipelinePlan, source_text: str, generator: str, in_tree: 
         plan.pipeline_class_name: "modular_pipeline.py",
         EXPLICIT_NONE_NAME: "modular_pipeline.py",
         PACKAGE_BLOCKS_NAME: "modular_pipeline.py",
+        "install_standard_guider": "modular_pipeline.py",
     }
     for block in plan.blocks:
         target = files[block.file]

@@ -29,6 +29,7 @@ EXPLICIT_NONE_NAME = EXPLICIT_NONE_MIXIN.rpartition(".")[2]
 # ... and so does the mixin every block class lists first: `init_pipeline` builds the package's own pipeline class
 PACKAGE_BLOCKS_MIXIN = "modularize.emit.runtime.package_blocks.PackageBlocks"
 PACKAGE_BLOCKS_NAME = PACKAGE_BLOCKS_MIXIN.rpartition(".")[2]
+INSTALL_STANDARD_GUIDER = "modularize.emit.runtime.standard_guider.install_standard_guider"
 
 
 def _tuple(items) -> str:
@@ -77,16 +78,10 @@ def pipeline_class(plan: PipelinePlan) -> list[cst.BaseStatement]:
     standard = f"{module}.{plan.class_name}"
     guidance = plan.guidance
     unserved = "{" + ", ".join(f"{name!r}: {default}" for name, default in plan.unserved_arguments) + "}"
-    install_guider = (
-        "        guider_kwargs = {name: kwargs[name] for name in self.guider_arguments if name in kwargs}\n"
-        "        # the guider already installed for exactly these arguments (by `translate_standard_call`) stays\n"
-        "        installed = getattr(self, '_guider_call_arguments', None)\n"
-        "        if strict or installed is None or any(installed.get(k) != v for k, v in guider_kwargs.items()):\n"
-        "            self.update_components(guider=self.guider_for_standard_call(**guider_kwargs))\n"
-        "            self._guider_call_arguments = guider_kwargs\n"
-        if guidance.pattern != GuidancePattern.NONE
-        else ""
-    )
+    guided = guidance.pattern != GuidancePattern.NONE
+    install_guider = "        install_standard_guider(self, kwargs, strict)\n" if guided else ""
+    # the guider the pipeline starts with is its own to replace; one the user installs later is not
+    own_guider = "        self._own_guider = getattr(self, 'guider', None)\n" if guided else ""
     adaptation = ""
     if pipeline.adaptation is not None:
         names = _tuple(pipeline.init_components)
@@ -124,7 +119,9 @@ def pipeline_class(plan: PipelinePlan) -> list[cst.BaseStatement]:
         + "        if blocks is None:\n"
         + f"            from .{_blocks_module(plan)} import {plan.blocks_class_name}\n\n"
         + f"            blocks = {plan.blocks_class_name}()\n"
-        + "        super().__init__(blocks, *args, **kwargs)\n\n"
+        + "        super().__init__(blocks, *args, **kwargs)\n"
+        + own_guider
+        + "\n"
         + adaptation
         + f"    {MEMBERS}\n\n"
         + _guider_methods(plan)
@@ -158,7 +155,10 @@ def pipeline_class(plan: PipelinePlan) -> list[cst.BaseStatement]:
         members.append(pipeline.adaptation)
     members += list(pipeline.properties)
     statements = splice(template, {ATTRIBUTES: list(pipeline.class_attributes), MEMBERS: members})
-    return [*statements, copied_definition(EXPLICIT_NONE_MIXIN), copied_definition(PACKAGE_BLOCKS_MIXIN)]
+    runtime = [copied_definition(EXPLICIT_NONE_MIXIN), copied_definition(PACKAGE_BLOCKS_MIXIN)]
+    if guidance.pattern != GuidancePattern.NONE:
+        runtime.append(copied_definition(INSTALL_STANDARD_GUIDER))
+    return [*statements, *runtime]
 
 
 def _blocks_module(plan: PipelinePlan) -> str:

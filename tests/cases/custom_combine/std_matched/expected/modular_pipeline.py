@@ -2,7 +2,7 @@
 # (SpreadMatchedPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/custom_combine/std_matched/input.py sha256:57a621090ba0daa1e19e3d19b18e1f9f841799c8dcb27704416489f5cc8376e0
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:ddc7964a6041165c9fdd92cebda1312c545487eeb1f1948532fc18cae5174222
+# modularize-output: sha256:b414e2091cfdd5659f065f106dabc61019ff8cd23a8d2134cd8761e24f625d47
 
 from copy import deepcopy
 
@@ -36,6 +36,7 @@ class SpreadMatchedModularPipeline(ModularPipeline):
 
             blocks = SpreadMatchedBlocks()
         super().__init__(blocks, *args, **kwargs)
+        self._own_guider = getattr(self, "guider", None)
 
     @property
     def do_classifier_free_guidance(self):
@@ -76,12 +77,7 @@ class SpreadMatchedModularPipeline(ModularPipeline):
                     f"`{name}` is not supported by this generated package (leave it at {default!r}); "
                     "use SpreadMatchedPipeline for it"
                 )
-        guider_kwargs = {name: kwargs[name] for name in self.guider_arguments if name in kwargs}
-        # the guider already installed for exactly these arguments (by `translate_standard_call`) stays
-        installed = getattr(self, "_guider_call_arguments", None)
-        if strict or installed is None or any(installed.get(k) != v for k, v in guider_kwargs.items()):
-            self.update_components(guider=self.guider_for_standard_call(**guider_kwargs))
-            self._guider_call_arguments = guider_kwargs
+        install_standard_guider(self, kwargs, strict)
         served = {*self.block_arguments, *unknown}
         return {name: value for name, value in kwargs.items() if name in served}
 
@@ -118,3 +114,37 @@ class PackageBlocks:
             components_manager=components_manager,
             collection=collection,
         )
+
+
+# Copied from modularize.emit.runtime.standard_guider.install_standard_guider
+def install_standard_guider(pipeline, kwargs, strict):
+    """Install `pipeline.guider_for_standard_call(...)` for the guidance arguments in `kwargs`.
+
+    `strict` (`translate_standard_call`): always, the caller asked for the standard call. Otherwise (a call of the
+    pipeline with standard arguments) only when the installed guider is the pipeline's own (its default one, or one
+    this function installed) and the arguments differ from the ones it was installed for. With a guider the user
+    installed, arguments the blocks read too (`negative_prompt`) are left to the blocks; one only the guider would
+    take (it would be ignored), or one the user's guider holds another value for, raises.
+    """
+    guider_kwargs = {name: kwargs[name] for name in pipeline.guider_arguments if name in kwargs}
+    own = getattr(pipeline, "_own_guider", None)
+    guider = getattr(pipeline, "guider", None)
+    if not strict and guider is not own:
+        config = getattr(guider, "config", {})
+        ignored = sorted(
+            name
+            for name, value in guider_kwargs.items()
+            if name not in pipeline.block_arguments or (name in config and config[name] != value)
+        )
+        if ignored:
+            raise ValueError(
+                f"{ignored} would configure the guider, but this pipeline guides with one you installed "
+                f"({type(pipeline.guider).__name__}): set them on that guider, or install the standard one with "
+                f"`pipeline.update_components(guider=pipeline.guider_for_standard_call(...))`"
+            )
+        return
+    if strict or guider_kwargs != getattr(pipeline, "_guider_call_arguments", None):
+        guider = pipeline.guider_for_standard_call(**guider_kwargs)
+        pipeline.update_components(guider=guider)
+        pipeline._own_guider = guider
+        pipeline._guider_call_arguments = guider_kwargs

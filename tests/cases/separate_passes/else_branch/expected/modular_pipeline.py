@@ -2,7 +2,7 @@
 # (TwoPassPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/separate_passes/else_branch/input.py sha256:28c7028461abbe215330e1c6f7e505fb8a1c62058a2de891e5a40a42e57015e4
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:059dcd5692344b43ba8a2ba18de580338046a8ebce59fbe3e9d8947448f9da2e
+# modularize-output: sha256:58396012a9465c124ad8c5935824361101d96645e78f7588cdd0fd85e905fc28
 
 from copy import deepcopy
 
@@ -40,6 +40,7 @@ class TwoPassModularPipeline(ModularPipeline):
 
             blocks = TwoPassBlocks()
         super().__init__(blocks, *args, **kwargs)
+        self._own_guider = getattr(self, "guider", None)
 
     @property
     def do_true_cfg(self):
@@ -78,12 +79,7 @@ class TwoPassModularPipeline(ModularPipeline):
                     f"`{name}` is not supported by this generated package (leave it at {default!r}); "
                     "use TwoPassPipeline for it"
                 )
-        guider_kwargs = {name: kwargs[name] for name in self.guider_arguments if name in kwargs}
-        # the guider already installed for exactly these arguments (by `translate_standard_call`) stays
-        installed = getattr(self, "_guider_call_arguments", None)
-        if strict or installed is None or any(installed.get(k) != v for k, v in guider_kwargs.items()):
-            self.update_components(guider=self.guider_for_standard_call(**guider_kwargs))
-            self._guider_call_arguments = guider_kwargs
+        install_standard_guider(self, kwargs, strict)
         served = {*self.block_arguments, *unknown}
         return {name: value for name, value in kwargs.items() if name in served}
 
@@ -120,3 +116,37 @@ class PackageBlocks:
             components_manager=components_manager,
             collection=collection,
         )
+
+
+# Copied from modularize.emit.runtime.standard_guider.install_standard_guider
+def install_standard_guider(pipeline, kwargs, strict):
+    """Install `pipeline.guider_for_standard_call(...)` for the guidance arguments in `kwargs`.
+
+    `strict` (`translate_standard_call`): always, the caller asked for the standard call. Otherwise (a call of the
+    pipeline with standard arguments) only when the installed guider is the pipeline's own (its default one, or one
+    this function installed) and the arguments differ from the ones it was installed for. With a guider the user
+    installed, arguments the blocks read too (`negative_prompt`) are left to the blocks; one only the guider would
+    take (it would be ignored), or one the user's guider holds another value for, raises.
+    """
+    guider_kwargs = {name: kwargs[name] for name in pipeline.guider_arguments if name in kwargs}
+    own = getattr(pipeline, "_own_guider", None)
+    guider = getattr(pipeline, "guider", None)
+    if not strict and guider is not own:
+        config = getattr(guider, "config", {})
+        ignored = sorted(
+            name
+            for name, value in guider_kwargs.items()
+            if name not in pipeline.block_arguments or (name in config and config[name] != value)
+        )
+        if ignored:
+            raise ValueError(
+                f"{ignored} would configure the guider, but this pipeline guides with one you installed "
+                f"({type(pipeline.guider).__name__}): set them on that guider, or install the standard one with "
+                f"`pipeline.update_components(guider=pipeline.guider_for_standard_call(...))`"
+            )
+        return
+    if strict or guider_kwargs != getattr(pipeline, "_guider_call_arguments", None):
+        guider = pipeline.guider_for_standard_call(**guider_kwargs)
+        pipeline.update_components(guider=guider)
+        pipeline._own_guider = guider
+        pipeline._guider_call_arguments = guider_kwargs
