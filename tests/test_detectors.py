@@ -184,6 +184,33 @@ def test_batched_cfg_finds_every_piece_of_the_standard_shape():
     ]
 
 
+def test_a_branch_doing_more_than_chunk_and_combine_runs_whole_in_a_guider_on_the_two_predictions():
+    """A learned variance split off first and put back (DeepFloyd IF, Kandinsky): the branch is the combine, bound
+    to the guider's predictions concatenated in the source's order; what else it reads is set on the guider."""
+    old = (
+        "        noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)\n"
+        "        noise_pred = noise_pred_uncond + self.guidance_scale * (noise_pred_text - noise_pred_uncond)\n"
+    )
+    new = (
+        "        noise_pred, variance = noise_pred.split(latents.shape[1], dim=1)\n"
+        "        noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)\n"
+        "        _, variance_text = variance.chunk(2)\n"
+        "        noise_pred = noise_pred_uncond + self.guidance_scale * (noise_pred_text - noise_pred_uncond)\n"
+        "        noise_pred = torch.cat([noise_pred, variance_text], dim=1)\n"
+    )
+    rescale = (
+        "    if self.do_classifier_free_guidance and guidance_rescale > 0.0:\n"
+        "        noise_pred = rescale_noise_cfg(noise_pred, noise_pred_text, guidance_rescale=guidance_rescale)\n"
+    )
+    assert rescale in SD_LOOP and old in SD_LOOP
+    body = SD_LOOP.replace(old, new).replace(rescale, "")
+    cfg = snippet(body).batched()
+    assert cfg.combine is not None and cfg.combine.result == "noise_pred"
+    assert cfg.combine.bindings[0] == ("noise_pred", "torch.cat([pred_uncond, pred_cond])")
+    assert cfg.combine.inputs == (("latents", "latents"),)
+    assert cfg.batch_order == ("pred_uncond", "pred_cond") and cfg.rescale is None
+
+
 def test_positive_first_concatenation_and_chunks_give_the_cond_first_order():
     cfg = snippet(
         SD_LOOP.replace("[negative_prompt_embeds, prompt_embeds]", "[prompt_embeds, negative_prompt_embeds]").replace(
@@ -252,7 +279,7 @@ def test_a_loop_without_cfg_has_no_pattern():
             "    latents = self.scheduler.step(noise_pred, t, latents)[0]\n",
             "    latents = self.scheduler.step(noise_pred, t, latents)[0]\n"
             "    latents = self.scheduler.add_noise(latents, noise_pred_uncond, t)\n",
-            "`noise_pred_uncond`, a half of the CFG-split prediction, is read after the guidance combine",
+            "`noise_pred_uncond`, computed with the CFG-split prediction, is read after the guidance combine",
             ("noise_pred_uncond, t)", 1),
         ),
         # a CFG concatenation inside a compound statement cannot be undone per guider batch

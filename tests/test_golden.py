@@ -26,6 +26,7 @@ generate = functools.cache(golden.generate)  # each case converts once per sessi
 # what each pattern directory holds: the guidance label `modularize plan` prints for its converted cases
 LABELS = {
     "batched_cfg": "batched-cfg",
+    "batched_custom_combine": "batched-cfg+custom-combine",
     "branched_cfg": "batched-cfg+custom-combine",
     "custom_combine": "separate-passes+custom-combine",
     "distilled": "distilled",

@@ -120,7 +120,9 @@ def guider_denoise(
     if cfg.gated:
         # what the source did after combining, still only under CFG (guidance features there raise)
         tail.append(cst.If(test=cfg.condition.deep_clone(), body=cst.IndentedBlock(body=list(cfg.gated))))
-    return [*head, loop, *tail]
+    # what a custom combine reads besides the predictions is set on the guider for the step
+    attributes = [f"{name}={local}" for name, local in cfg.combine.inputs] if cfg.combine is not None else []
+    return _with_attributes([*head, loop, *tail], attributes)
 
 
 def _per_batch(

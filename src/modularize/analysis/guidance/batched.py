@@ -36,6 +36,7 @@ from ...frontend.parse import SourceModule, code
 from ...kinds import CfgKind
 from ...planning.plan import GuidanceField
 from .combine import assigned_combine
+from .combine_inputs import combine_inputs
 from .pairing import propagate_pairs
 from .rescale import rescale_call
 
@@ -128,6 +129,37 @@ class CfgPattern:
     model_call: cst.Call | None = None  # "branched": the denoiser call in `call_statement`, whose batches can merge
 
 
+def _whole_branch_combine(inner: Sequence[cst.BaseStatement]):
+    """A CFG branch that does more than chunk and combine, around a chunk into two halves and a combine of them
+    (a learned variance split off the prediction first, then put back):
+
+        noise_pred, variance_pred = noise_pred.split(latents.shape[1], dim=1)
+        noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)
+        _, variance_pred_text = variance_pred.chunk(2)
+        noise_pred = noise_pred_uncond + guidance_scale * (noise_pred_text - noise_pred_uncond)
+        noise_pred = torch.cat([noise_pred, variance_pred_text], dim=1)
+
+    -> (model output, first half, second half, result, uncond, cond, scale): ("noise_pred", "noise_pred_uncond",
+    "noise_pred_text", "noise_pred", "noise_pred_uncond", "noise_pred_text", guidance_scale); None when there is
+    no one combine of the two halves of one chunk. The result is the model output's name when the branch rebinds
+    it, else the combine's target."""
+    formulas = [found for found in map(assigned_combine, inner) if found is not None]
+    if len(formulas) != 1 or formulas[0][1].base != formulas[0][1].subtrahend:
+        return None  # (`c + s * (c - u)` in a whole branch is not matched yet)
+    target, formula = formulas[0]
+    uncond, cond = formula.base, formula.minuend
+    chunks = [found for found in map(_chunk, inner) if found is not None and {found[1], found[2]} == {uncond, cond}]
+    if len(chunks) != 1:
+        return None
+    _, first, second = chunks[0]
+    reads = flow_of(list(inner)).reads
+    if not reads:
+        return None
+    model_output = reads[0]
+    result = model_output if model_output in flow_of(list(inner)).writes else target
+    return model_output, first, second, result, uncond, cond, formula.scale
+
+
 def _refuse_halves_read_later(source: SourceModule, later: list[cst.BaseStatement], halves: set[str]) -> None:
     """The guider combines the two halves of the prediction and hands on only the result, so a statement after the
     combine that still reads a half (InpaintLegacy: `add_noise(init_latents_orig, noise_pred_uncond, ...)`) has
@@ -137,8 +169,8 @@ def _refuse_halves_read_later(source: SourceModule, later: list[cst.BaseStatemen
             read = next(node for statement in later for node in findall(statement, m.Name(value=name)))
             raise source.refuse(
                 read,
-                f"`{name}`, a half of the CFG-split prediction, is read after the guidance combine: the guider hands "
-                "on only the combined prediction",
+                f"`{name}`, computed with the CFG-split prediction, is read after the guidance combine: the guider "
+                "hands on only the combined prediction",
             )
 
 
@@ -258,20 +290,36 @@ def find_batched_cfg(
     inner = list(chunk_if.body.body)
     chunked = _chunk(inner[0]) if inner else None
     combined = _combine(inner[1]) if len(inner) > 1 else None
-    if chunked is None or combined is None or chunk_if.orelse is not None:
+    whole = None
+    if (chunked is None or combined is None) and chunk_if.orelse is None:
+        whole = _whole_branch_combine(inner)
+    if whole is None and (chunked is None or combined is None or chunk_if.orelse is not None):
         raise source.refuse(
             chunk_if,
-            "unrecognized guidance combine: expected `u, c = pred.chunk(2)` then `pred = u + scale * (c - u)`",
-            fix="a custom combine formula needs a guider subclass, which is not generated yet",
+            "unrecognized guidance combine: expected `u, c = pred.chunk(2)` and a `u + scale * (c - u)` of the halves",
         )
-    model_output, first, second = chunked
-    guided, uncond, cond, scale = combined
+    if whole is not None:
+        model_output, first, second, guided, uncond, cond, scale = whole
+    else:
+        model_output, first, second = chunked
+        guided, uncond, cond, scale = combined
     if {uncond, cond} != {first, second}:
         raise source.refuse(inner[1], "the combine formula does not use the two halves of the chunked prediction")
     uncond_index = 0 if uncond == first else 1
     feature_guards: list[tuple[cst.BaseExpression, str]] = []
     functions = _functions(source, facts)
-    extras, rescale, rescale_test = _rescale_inside(inner[2:], condition, guided, cond, functions)
+    custom = None
+    if whole is not None:
+        # the whole branch runs in a guider subclass, on the prediction the two batches make together
+        halves = "[pred_uncond, pred_cond]" if uncond_index == 0 else "[pred_cond, pred_uncond]"
+        bindings = [(model_output, f"torch.cat({halves})")]
+        if isinstance(scale, cst.Name):
+            bindings.append((scale.value, "self.guidance_scale"))
+        bindings, inputs = combine_inputs(source, facts, inner, bindings, chunk_if)
+        custom = CustomCombine(tuple(inner), bindings, guided, inputs=inputs)
+    extras, rescale, rescale_test = (
+        ([], None, None) if whole is not None else _rescale_inside(inner[2:], condition, guided, cond, functions)
+    )
     gated = _gated_extras(source, facts, extras, {first, second}, feature_guards)
 
     condition_name, condition_expression, condition_statement = _condition(source, facts, condition, top_level)
@@ -300,7 +348,10 @@ def find_batched_cfg(
             rescale, rescale_test = found, statement.test
             guidance_statements.append(statement)
     later = [s for s in body[chunk_index + 1 :] if not any(s is g for g in guidance_statements)]
-    _refuse_halves_read_later(source, later, {first, second} - {guided})
+    # the guider hands on the combined prediction alone: the halves (and with a whole branch in the guider, all it
+    # computes) are gone after it
+    inside = set(flow_of(inner).writes) if whole is not None else {first, second}
+    _refuse_halves_read_later(source, later, inside - {guided})
 
     expansions, repeated = [], []
     for statement in body[: call_index + 1]:
@@ -390,6 +441,7 @@ def find_batched_cfg(
         gated=gated,
         feature_guards=tuple(feature_guards),
         condition_statement=condition_statement,
+        combine=custom,
     )
 
 

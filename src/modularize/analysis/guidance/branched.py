@@ -36,21 +36,14 @@ import libcst.matchers as m
 
 from ...cst.dataflow import flow_of
 from ...cst.substitute import conjuncts, same_expression, substitute_names
-from ...cst.tree_walk import findall
 from ...frontend.class_facts import ClassFacts
 from ...frontend.parse import SourceModule, code
 from ...kinds import CfgKind
 from ...planning.plan import GuidanceField
 from .batched import CfgPattern, CustomCombine, _condition
 from .combine import DIFFUSERS, ORIGINAL, combines_in
+from .combine_inputs import COMBINE_GLOBALS, combine_inputs
 from .separate_passes import _model_aliases, _model_call, denoiser_fields, step_scales
-
-_COMBINE_GLOBALS = frozenset({"torch", "float", "int", "range", "len", "min", "max", "abs", "list", "zip"})
-# attributes a guider has itself: the combine's inputs must not overwrite them
-_GUIDER_ATTRIBUTES = frozenset(
-    {"guidance_scale", "guidance_rescale", "use_original_formulation", "config", "_enabled", "_start", "_stop"}
-    | {"_step", "_num_inference_steps", "_timestep", "_count_prepared", "_input_predictions", "_identifier_key"}
-)
 
 
 def find_branched_cfg(
@@ -239,23 +232,8 @@ def _output_combine(
     bindings = [(cond, "pred_cond"), (uncond, "pred_uncond")]
     if isinstance(scale, cst.Name):
         bindings.append((scale.value, "self.guidance_scale"))
-    known = {n for n, _ in bindings} | _COMBINE_GLOBALS
-    inputs = []
-    for name in flow_of(rest, bound=known).reads:
-        if name == "self":
-            continue  # per-call state, below
-        if name in _GUIDER_ATTRIBUTES:
-            raise source.refuse(branch, f"the guidance combine reads `{name}`, a name guiders use themselves")
-        bindings.append((name, f"self.{name}"))
-        inputs.append((name, name))
-    for attribute in findall(cst.Module(body=rest), m.Attribute(value=m.Name("self"), attr=m.Name())):
-        name = attribute.attr.value
-        local = facts.per_call.get(name)
-        if local is None or name in _GUIDER_ATTRIBUTES:
-            raise source.refuse(attribute, f"the guidance combine reads `self.{name}`, which a guider cannot have")
-        if (name, local) not in inputs:
-            inputs.append((name, local))
-    off_reads = [n for n in flow_of(off, bound=[output]).reads if n not in _COMBINE_GLOBALS]
+    bindings, inputs = combine_inputs(source, facts, rest, bindings, branch)
+    off_reads = [n for n in flow_of(off, bound=[output]).reads if n not in COMBINE_GLOBALS]
     if off_reads:
         raise source.refuse(branch.orelse, f"with CFG off the output branch reads {off_reads}, which a guider lacks")
     combine = CustomCombine(

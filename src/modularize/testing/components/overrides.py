@@ -43,6 +43,12 @@ _CONTROLNET_XS = {"config": {"unet": {"layers_per_block": 2}}}
 # 16x (attention over 64 x 64 latents, not 512 x 512) with narrow convolutions at full resolution
 _QWENIMAGE_EDIT = {"config": {"vae": {"base_dim": 2, "dim_mult": [1, 2, 4, 4, 4], "temperal_downsample": [False] * 4}}}
 
+# DeepFloyd IF denoises pixels (3 channels) and its UNet predicts a learned variance besides the noise (the
+# scheduler's `learned_range`); the super-resolution stages take the upscaled image as 3 more input channels and
+# embed the noise level they add to it as a class label
+_IF = {"config": {"unet": {"in_channels": 3, "out_channels": 6}}}
+_IF_SUPER_RESOLUTION = {"config": {"unet": {"in_channels": 6, "out_channels": 6, "class_embed_type": "timestep"}}}
+
 OVERRIDES: dict[str, dict[str, Any]] = {
     "QwenImageEditPipeline": _QWENIMAGE_EDIT,
     "QwenImageEditInpaintPipeline": _QWENIMAGE_EDIT,
@@ -64,6 +70,12 @@ OVERRIDES: dict[str, dict[str, Any]] = {
             "image": [[Image(32), Image(32)], [Image(32), None]],
         },
     },
+    "IFPipeline": _IF,
+    "IFImg2ImgPipeline": _IF,
+    "IFInpaintingPipeline": _IF,
+    "IFSuperResolutionPipeline": _IF_SUPER_RESOLUTION,
+    "IFImg2ImgSuperResolutionPipeline": {**_IF_SUPER_RESOLUTION, "inputs": {"original_image": Image(32)}},
+    "IFInpaintingSuperResolutionPipeline": {**_IF_SUPER_RESOLUTION, "inputs": {"original_image": Image(32)}},
     "StableDiffusionControlNetXSPipeline": _CONTROLNET_XS,
     "StableDiffusionXLControlNetXSPipeline": _CONTROLNET_XS,
     # DiffEdit takes what its `generate_mask()` and `invert()` would give: a latent-sized mask and the inverted
