@@ -184,6 +184,37 @@ def test_batched_cfg_finds_every_piece_of_the_standard_shape():
     ]
 
 
+@pytest.mark.parametrize(
+    ("doubling", "site"),
+    [
+        # moved to a dtype after the concatenation: each half is moved instead, still under the flag
+        (
+            "    prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds]).to(dtype=torch.float16)\n",
+            ("prompt_embeds", "prompt_embeds", "negative_prompt_embeds", 1),
+        ),
+        # the batch repeated with `.repeat(2, 1, 1)`: one value both conditions share
+        (
+            "    prompt_embeds = prompt_embeds.repeat(2, 1, 1)\n",
+            ("prompt_embeds", "prompt_embeds", "prompt_embeds", 0),
+        ),
+    ],
+    ids=["cat-then-to", "repeat-batch"],
+)
+def test_other_spellings_of_a_cfg_concatenation_are_sites_too(doubling, site):
+    cat = "    prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds])\n"
+    assert cat in SD_LOOP
+    cfg = snippet(SD_LOOP.replace(cat, doubling)).batched()
+    (found,) = cfg.cat_sites
+    assert (found.target, found.cond, found.uncond, len(found.applied)) == site
+    replaced = unbatching_replacements(cfg)[found.node]
+    statements = replaced.nodes if isinstance(replaced, cst.FlattenSentinel) else [replaced]
+    if found.applied:
+        assert [code(s).strip() for s in statements] == [
+            "prompt_embeds = prompt_embeds.to(dtype=torch.float16)",
+            "negative_prompt_embeds = negative_prompt_embeds.to(dtype=torch.float16)",
+        ]
+
+
 def test_a_branch_doing_more_than_chunk_and_combine_runs_whole_in_a_guider_on_the_two_predictions():
     """A learned variance split off first and put back (DeepFloyd IF, Kandinsky): the branch is the combine, bound
     to the guider's predictions concatenated in the source's order; what else it reads is set on the guider."""

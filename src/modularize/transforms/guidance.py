@@ -34,6 +34,8 @@ which emit copies by name into the files that call them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import libcst as cst
 
 from ..analysis.guidance.batched import CfgPattern
@@ -43,12 +45,34 @@ from ..kinds import CfgKind
 from ..planning.plan import GuidanceField
 
 
+def _moved_again(name: str, applied: Sequence[cst.Call]) -> cst.BaseExpression:
+    """`.to` calls the source applied to a concatenation, applied to one half instead:
+
+    x = torch.cat([negative, x]).to(dtype=d)    ->    x = x.to(dtype=d); negative = negative.to(dtype=d)
+    """
+    expression: cst.BaseExpression = cst.Name(name)
+    for call in applied:
+        expression = call.with_changes(func=call.func.with_changes(value=expression))
+    return expression
+
+
 def unbatching_replacements(cfg: CfgPattern) -> dict[cst.CSTNode, Replacement]:
     """Replacements that undo the CFG batching: concatenations, latent expansion, chunk/combine/rescale."""
     replacements: dict[cst.CSTNode, Replacement] = {}
     for site in cfg.cat_sites:
         if isinstance(site.node, cst.IfExp):
             replacements[site.node] = cst.Name(site.cond)
+        elif site.applied:
+            # `x = torch.cat([u, c]).to(d)`: each half moved as the concatenation was
+            halves = dict.fromkeys([(site.target, site.cond), (site.uncond, site.uncond)])
+            replacements[site.node] = cst.FlattenSentinel(
+                [
+                    cst.SimpleStatementLine(
+                        [cst.Assign([cst.AssignTarget(cst.Name(name))], _moved_again(half, site.applied))]
+                    )
+                    for name, half in halves
+                ]
+            )
         elif site.target == site.cond:
             replacements[site.node] = cst.RemoveFromParent()
         else:

@@ -51,6 +51,8 @@ class CatSite:
     target: str
     cond: str
     uncond: str
+    # `.to(...)` calls the source applied to the concatenation, innermost first: applied to each half instead
+    applied: tuple[cst.Call, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -230,8 +232,17 @@ def _rescale(
     return keywords.get("guidance_rescale", positional[2] if len(positional) > 2 else None)
 
 
+# `x.repeat(2, 1, 1, 1)`: the batch doubled, the other dimensions as they are
+_BATCH_REPEAT = m.Call(
+    func=m.Attribute(attr=m.Name("repeat")), args=[m.Arg(m.Integer("2")), m.ZeroOrMore(m.Arg(m.Integer("1")))]
+)
+
+
 def _cat_elements(call: cst.CSTNode) -> list[cst.BaseExpression] | None:
-    """`torch.cat([a, b])` -> [a, b]; `torch.cat([a] * 2)` -> [a, a]; with an optional `dim=0`."""
+    """`torch.cat([a, b])` -> [a, b]; `torch.cat([a] * 2)` -> [a, a]; with an optional `dim=0`; `a.repeat(2, 1)`,
+    the batch repeated, -> [a, a]."""
+    if m.matches(call, _BATCH_REPEAT):
+        return [call.func.value] * 2
     if not m.matches(call, _TORCH_CAT) or not call.args:
         return None
     extra = call.args[1:]
@@ -645,13 +656,14 @@ def _cat_sites(
         if not _is_cfg(node.test, condition):
             continue
         _refuse_per_condition_alternatives(source, node)
-        whole = len(node.body.body) == 1 and node.orelse is None
+        # (a concatenation moved to a device or dtype leaves the branch: each half is moved under the CFG flag)
+        whole = len(node.body.body) == 1 and node.orelse is None and not _moved_concatenation(node.body.body[0])
         for line in node.body.body:
             if _concatenation(line) is not None:
                 site = _cat_site(source, line, node if whole else line, uncond_index)
                 found.append((list(before_loop).index(index.statement_of(node)), site))
                 continue
-            for cat in findall(line, _TORCH_CAT):
+            for cat in findall(line, _TORCH_CAT | _BATCH_REPEAT):
                 if _cat_elements(cat) is not None:
                     raise source.refuse(
                         cat,
@@ -710,10 +722,28 @@ def _refuse_helpers_batching_on_the_property(
 
 
 def _concatenation(line: cst.CSTNode) -> cst.Call | None:
-    """`name = torch.cat([...])` -> the call."""
-    if m.matches(line, m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())], value=_TORCH_CAT)])):
-        return line.body[0].value
+    """`name = torch.cat([...])`, or `name = torch.cat([...]).to(...)` -> the `torch.cat` call."""
+    if m.matches(line, m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())])])):
+        cat, _ = _moved(line.body[0].value)
+        return cat if m.matches(cat, _TORCH_CAT | _BATCH_REPEAT) else None
     return None
+
+
+_MOVE = m.Call(func=m.Attribute(attr=m.Name("to")))
+
+
+def _moved_concatenation(line: cst.CSTNode) -> bool:
+    return _concatenation(line) is not None and bool(_moved(line.body[0].value)[1])
+
+
+def _moved(value: cst.BaseExpression) -> tuple[cst.BaseExpression, tuple[cst.Call, ...]]:
+    """`torch.cat([a, b]).to(dtype=d).to(device)` -> (`torch.cat([a, b])`, the two `.to` calls, innermost first):
+    a move to a device or dtype acts on each sample alone, so it may as well act on each half."""
+    applied: list[cst.Call] = []
+    while m.matches(value, _MOVE):
+        applied.insert(0, value)
+        value = value.func.value
+    return value, tuple(applied)
 
 
 def _cat_site(
@@ -731,7 +761,8 @@ def _cat_site(
         raise source.refuse(anchor, "unrecognized statement in a classifier-free-guidance branch")
     assign = line.body[0]
     target = assign.targets[0].target.value
-    elements = _cat_elements(cat if cat is not None else assign.value)
+    value, applied = _moved(assign.value) if cat is None else (cat, ())
+    elements = _cat_elements(value)
     if elements is None or len(elements) != 2 or not all(isinstance(e, cst.Name) for e in elements):
         raise source.refuse(
             anchor, "a CFG-dependent value that is not a concatenation of two tensors `[uncond, cond]`"
@@ -739,7 +770,7 @@ def _cat_site(
     names = [e.value for e in elements]
     if names[0] == names[1]:
         # `x = torch.cat([x, x])`: the same value for both conditions, which the guider hands to every batch
-        return CatSite(replace, target, names[0], names[0])
+        return CatSite(replace, target, names[0], names[0], applied)
     cond_index = 1 - uncond_index
     if target in names and names.index(target) != cond_index:
         raise source.refuse(
@@ -747,7 +778,7 @@ def _cat_site(
             f"`{target}` is concatenated in the opposite order to the prediction's chunks "
             f"(the combine formula takes chunk {uncond_index} as unconditional)",
         )
-    return CatSite(replace, target, names[cond_index], names[uncond_index])
+    return CatSite(replace, target, names[cond_index], names[uncond_index], applied)
 
 
 def cfg_helper_calls(

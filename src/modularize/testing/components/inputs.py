@@ -98,4 +98,5 @@ def case_matrix(parameters, override: dict[str, Any]) -> tuple[tuple[str, dict[s
             latent["prompt"] = TWO_PROMPTS
         cases.append(("cfg_off_latent" if has("guidance_scale") else "latent", latent))
     dropped = set(override.get("drop_cases", ()))
-    return (*(case for case in cases if case[0] not in dropped), *override.get("cases", ()))
+    extra = tuple((name, {k: materialize(v) for k, v in values.items()}) for name, values in override.get("cases", ()))
+    return (*(case for case in cases if case[0] not in dropped), *extra)

@@ -49,7 +49,50 @@ _QWENIMAGE_EDIT = {"config": {"vae": {"base_dim": 2, "dim_mult": [1, 2, 4, 4, 4]
 _IF = {"config": {"unet": {"in_channels": 3, "out_channels": 6}}}
 _IF_SUPER_RESOLUTION = {"config": {"unet": {"in_channels": 6, "out_channels": 6, "class_embed_type": "timestep"}}}
 
+# Kandinsky 2.2's decoder UNet is conditioned on image embeddings alone (projected into its cross-attention) and
+# predicts a learned variance; the prior's embeddings are call inputs
+_KANDINSKY_22 = {
+    "config": {
+        "unet": {
+            "out_channels": 8,
+            "addition_embed_type": "image",
+            "encoder_hid_dim": 32,
+            "encoder_hid_dim_type": "image_proj",
+            "cross_attention_dim": 32,
+            "down_block_types": ("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
+            "up_block_types": ("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
+            "mid_block_type": "UNetMidBlock2DSimpleCrossAttn",
+            "resnet_time_scale_shift": "scale_shift",
+        }
+    },
+    "inputs": {"image_embeds": Noise((1, 32)), "negative_image_embeds": Noise((1, 32), seed=1)},
+    # two embeddings (the prior's two prompts) x 2 images each
+    "cases": (
+        (
+            "two_embeddings_x2",
+            {
+                "image_embeds": Noise((2, 32)),
+                "negative_image_embeds": Noise((2, 32), seed=1),
+                "num_images_per_prompt": 2,
+            },
+        ),
+    ),
+}
+
+_KANDINSKY_22_HINT = {
+    **_KANDINSKY_22,
+    # (the encoded hint joins the latents' channels: 4 + 4)
+    "config": {"unet": {**_KANDINSKY_22["config"]["unet"], "addition_embed_type": "image_hint", "in_channels": 8}},
+    "inputs": {**_KANDINSKY_22["inputs"], "hint": Noise((1, 3, 128, 128), seed=2)},
+    "cases": (),
+}
+
 OVERRIDES: dict[str, dict[str, Any]] = {
+    "KandinskyV22Pipeline": _KANDINSKY_22,
+    "KandinskyV22Img2ImgPipeline": _KANDINSKY_22,
+    # the ControlNet variants add a depth hint to the image embeddings (its encoder downsamples 8x to the latents)
+    "KandinskyV22ControlnetPipeline": _KANDINSKY_22_HINT,
+    "KandinskyV22ControlnetImg2ImgPipeline": _KANDINSKY_22_HINT,
     "QwenImageEditPipeline": _QWENIMAGE_EDIT,
     "QwenImageEditInpaintPipeline": _QWENIMAGE_EDIT,
     "QwenImageEditPlusPipeline": _QWENIMAGE_EDIT,
