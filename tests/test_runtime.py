@@ -447,9 +447,23 @@ def test_the_standard_guider_is_installed_once_per_set_of_arguments():
     install_standard_guider(pipe, {"guidance_scale": 7.0, "guidance_rescale": 0.5}, strict=False)
     assert pipe.installs == 1  # the same arguments: the guider stays
     install_standard_guider(pipe, {"guidance_scale": 7.0}, strict=False)
-    assert (pipe.guider.guidance_rescale, pipe.installs) == (0.0, 2)  # rescale left out means the standard default
-    install_standard_guider(pipe, {"guidance_scale": 7.0}, strict=True)
+    assert (pipe.guider.guidance_rescale, pipe.installs) == (0.5, 1)  # what is left out keeps the guider as it is
+    install_standard_guider(pipe, {"guidance_scale": 6.0}, strict=False)
+    assert (pipe.guider.guidance_scale, pipe.guider.guidance_rescale, pipe.installs) == (6.0, 0.0, 2)
+    install_standard_guider(pipe, {"guidance_scale": 6.0}, strict=True)
     assert pipe.installs == 3  # translating a standard call always installs its guider
+
+
+def test_a_call_with_what_translating_a_standard_call_gave_keeps_the_guider_it_installed():
+    """`pipe(**pipe.translate_standard_call(negative_prompt=..., true_cfg_scale=4.0))`: the translated arguments
+    hold `negative_prompt` (the blocks read it) but not `true_cfg_scale`; the guider installed for both stays."""
+    from modularize.emit.runtime.standard_guider import install_standard_guider
+
+    pipe = _GuidedPipeline()
+    install_standard_guider(pipe, {"negative_prompt": "blurry", "guidance_scale": 4.0}, strict=True)
+    installed = pipe.guider
+    install_standard_guider(pipe, {"prompt": "a cat", "negative_prompt": "blurry"}, strict=False)
+    assert pipe.guider is installed and pipe.guider.guidance_scale == 4.0
 
 
 def test_a_guider_the_user_installed_is_never_replaced_by_a_call():

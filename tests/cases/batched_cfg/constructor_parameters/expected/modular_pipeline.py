@@ -2,7 +2,7 @@
 # (GainedTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/constructor_parameters/input.py sha256:e3cb5f217613f102c537b129de774347d5fe23097103e47540b95ce5139f5634
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:c1a0d69c26dd4d5a905b602f7eba7ae050d27262061d0e589e9eb0ec7b9156c2
+# modularize-output: sha256:a4df278a2c50d70fa74002d8223e360f68c04e115f8da1ac281a71295d3e637a
 
 from copy import deepcopy
 
@@ -190,7 +190,7 @@ def install_standard_guider(pipeline, kwargs, strict):
 
     `strict` (`translate_standard_call`): always, the caller asked for the standard call. Otherwise (a call of the
     pipeline with standard arguments) only when the installed guider is the pipeline's own (its default one, or one
-    this function installed) and the arguments differ from the ones it was installed for. With a guider the user
+    this function installed) and an argument passed differs from the one it was installed with. With a guider the user
     installed, arguments the blocks read too (`negative_prompt`) are left to the blocks; one only the guider would
     take (it would be ignored), or one the user's guider holds another value for, raises.
     """
@@ -211,7 +211,10 @@ def install_standard_guider(pipeline, kwargs, strict):
                 f"`pipeline.update_components(guider=pipeline.guider_for_standard_call(...))`"
             )
         return
-    if strict or guider_kwargs != getattr(pipeline, "_guider_call_arguments", None):
+    installed = getattr(pipeline, "_guider_call_arguments", None)
+    # arguments left out keep the guider as it is: `pipeline(**translate_standard_call(...))` passes on only those
+    # the blocks read too (`negative_prompt`, not `true_cfg_scale`), and must keep the guider just installed
+    if strict or installed is None or any(installed.get(name) != value for name, value in guider_kwargs.items()):
         guider = pipeline.guider_for_standard_call(**guider_kwargs)
         pipeline.update_components(guider=guider)
         pipeline._own_guider = guider

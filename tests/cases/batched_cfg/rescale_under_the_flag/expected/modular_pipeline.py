@@ -2,7 +2,7 @@
 # (RescaledTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/rescale_under_the_flag/input.py sha256:38382b42a371d0952264fa1cb203cae677c7a728ba53f485aae4a601ebf4aca3
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:d7d0807655c132e09657b6445daef7578cd0432dc549b45c1fcbaf0ad82da0ad
+# modularize-output: sha256:f81bba477f754a26d219289229102925164b5d49b6aee5872e7083cab4e08c01
 
 from copy import deepcopy
 
@@ -136,7 +136,7 @@ def install_standard_guider(pipeline, kwargs, strict):
 
     `strict` (`translate_standard_call`): always, the caller asked for the standard call. Otherwise (a call of the
     pipeline with standard arguments) only when the installed guider is the pipeline's own (its default one, or one
-    this function installed) and the arguments differ from the ones it was installed for. With a guider the user
+    this function installed) and an argument passed differs from the one it was installed with. With a guider the user
     installed, arguments the blocks read too (`negative_prompt`) are left to the blocks; one only the guider would
     take (it would be ignored), or one the user's guider holds another value for, raises.
     """
@@ -157,7 +157,10 @@ def install_standard_guider(pipeline, kwargs, strict):
                 f"`pipeline.update_components(guider=pipeline.guider_for_standard_call(...))`"
             )
         return
-    if strict or guider_kwargs != getattr(pipeline, "_guider_call_arguments", None):
+    installed = getattr(pipeline, "_guider_call_arguments", None)
+    # arguments left out keep the guider as it is: `pipeline(**translate_standard_call(...))` passes on only those
+    # the blocks read too (`negative_prompt`, not `true_cfg_scale`), and must keep the guider just installed
+    if strict or installed is None or any(installed.get(name) != value for name, value in guider_kwargs.items()):
         guider = pipeline.guider_for_standard_call(**guider_kwargs)
         pipeline.update_components(guider=guider)
         pipeline._own_guider = guider

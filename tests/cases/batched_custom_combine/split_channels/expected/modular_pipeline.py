@@ -2,7 +2,7 @@
 # (SplitChannelsTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_custom_combine/split_channels/input.py sha256:d2797d6b23fa9eaa387402efa70bd9a8a26fdafdf9d4913fc358ffb37e71846e
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:37cd9d3f9c6e4b71df9a3f9da5b7f880bbf281e2fb2028147e2d00ae8483ee49
+# modularize-output: sha256:d6c4c3831a0a9f1367ad6fe814a1e99a9cea876210009313e0832ef2f8125e34
 
 from copy import deepcopy
 
@@ -130,7 +130,7 @@ def install_standard_guider(pipeline, kwargs, strict):
 
     `strict` (`translate_standard_call`): always, the caller asked for the standard call. Otherwise (a call of the
     pipeline with standard arguments) only when the installed guider is the pipeline's own (its default one, or one
-    this function installed) and the arguments differ from the ones it was installed for. With a guider the user
+    this function installed) and an argument passed differs from the one it was installed with. With a guider the user
     installed, arguments the blocks read too (`negative_prompt`) are left to the blocks; one only the guider would
     take (it would be ignored), or one the user's guider holds another value for, raises.
     """
@@ -151,7 +151,10 @@ def install_standard_guider(pipeline, kwargs, strict):
                 f"`pipeline.update_components(guider=pipeline.guider_for_standard_call(...))`"
             )
         return
-    if strict or guider_kwargs != getattr(pipeline, "_guider_call_arguments", None):
+    installed = getattr(pipeline, "_guider_call_arguments", None)
+    # arguments left out keep the guider as it is: `pipeline(**translate_standard_call(...))` passes on only those
+    # the blocks read too (`negative_prompt`, not `true_cfg_scale`), and must keep the guider just installed
+    if strict or installed is None or any(installed.get(name) != value for name, value in guider_kwargs.items()):
         guider = pipeline.guider_for_standard_call(**guider_kwargs)
         pipeline.update_components(guider=guider)
         pipeline._own_guider = guider

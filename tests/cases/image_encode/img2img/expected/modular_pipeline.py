@@ -2,7 +2,7 @@
 # (RepaintPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/image_encode/img2img/input.py sha256:4f2d6845a88040fb5b2b7e5c842d516c91ad56ae4ce93d1d0d001e525e166872
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:13ef53b847d33bbab869c34b47df635aafcd0cd01eb50b350488d8fb66e6436e
+# modularize-output: sha256:c7a70bfa02d980dab7b75363142198e9a82f0f9c195a98e3dad77cc286b3e432
 
 from copy import deepcopy
 
@@ -123,7 +123,7 @@ def install_standard_guider(pipeline, kwargs, strict):
 
     `strict` (`translate_standard_call`): always, the caller asked for the standard call. Otherwise (a call of the
     pipeline with standard arguments) only when the installed guider is the pipeline's own (its default one, or one
-    this function installed) and the arguments differ from the ones it was installed for. With a guider the user
+    this function installed) and an argument passed differs from the one it was installed with. With a guider the user
     installed, arguments the blocks read too (`negative_prompt`) are left to the blocks; one only the guider would
     take (it would be ignored), or one the user's guider holds another value for, raises.
     """
@@ -144,7 +144,10 @@ def install_standard_guider(pipeline, kwargs, strict):
                 f"`pipeline.update_components(guider=pipeline.guider_for_standard_call(...))`"
             )
         return
-    if strict or guider_kwargs != getattr(pipeline, "_guider_call_arguments", None):
+    installed = getattr(pipeline, "_guider_call_arguments", None)
+    # arguments left out keep the guider as it is: `pipeline(**translate_standard_call(...))` passes on only those
+    # the blocks read too (`negative_prompt`, not `true_cfg_scale`), and must keep the guider just installed
+    if strict or installed is None or any(installed.get(name) != value for name, value in guider_kwargs.items()):
         guider = pipeline.guider_for_standard_call(**guider_kwargs)
         pipeline.update_components(guider=guider)
         pipeline._own_guider = guider

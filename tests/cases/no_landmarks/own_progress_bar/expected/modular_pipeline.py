@@ -2,7 +2,7 @@
 # (SketchBook). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/no_landmarks/own_progress_bar/input.py sha256:2fdab472e8236fe06c02a22fcd3a13f2e47f4098e7de7b0fbcad8652b4c31b93
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:5ad03e7a74de31b5e8b2a34de6bafe252713a1ccf2705f147d5f10e113db9b03
+# modularize-output: sha256:db30906c89ab76524fa962410aa08507d93d40bd74ab0e15763e9cb0cc3aa667
 
 from copy import deepcopy
 
@@ -120,7 +120,7 @@ def install_standard_guider(pipeline, kwargs, strict):
 
     `strict` (`translate_standard_call`): always, the caller asked for the standard call. Otherwise (a call of the
     pipeline with standard arguments) only when the installed guider is the pipeline's own (its default one, or one
-    this function installed) and the arguments differ from the ones it was installed for. With a guider the user
+    this function installed) and an argument passed differs from the one it was installed with. With a guider the user
     installed, arguments the blocks read too (`negative_prompt`) are left to the blocks; one only the guider would
     take (it would be ignored), or one the user's guider holds another value for, raises.
     """
@@ -141,7 +141,10 @@ def install_standard_guider(pipeline, kwargs, strict):
                 f"`pipeline.update_components(guider=pipeline.guider_for_standard_call(...))`"
             )
         return
-    if strict or guider_kwargs != getattr(pipeline, "_guider_call_arguments", None):
+    installed = getattr(pipeline, "_guider_call_arguments", None)
+    # arguments left out keep the guider as it is: `pipeline(**translate_standard_call(...))` passes on only those
+    # the blocks read too (`negative_prompt`, not `true_cfg_scale`), and must keep the guider just installed
+    if strict or installed is None or any(installed.get(name) != value for name, value in guider_kwargs.items()):
         guider = pipeline.guider_for_standard_call(**guider_kwargs)
         pipeline.update_components(guider=guider)
         pipeline._own_guider = guider
