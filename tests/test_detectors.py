@@ -184,6 +184,22 @@ def test_batched_cfg_finds_every_piece_of_the_standard_shape():
     ]
 
 
+def test_a_branch_run_in_the_guider_cannot_leave_the_loop():
+    """Found by the fuzz (a `continue` inserted in Kandinsky 2.2 ControlNet's CFG branch): the copy in the guider's
+    `forward` would not compile, so the `continue` is refused where it is."""
+    old = "        noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)\n"
+    new = (
+        "        continue\n"
+        "        noise_pred, variance = noise_pred.split(latents.shape[1], dim=1)\n"
+        "        noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)\n"
+    )
+    assert old in SD_LOOP
+    found = snippet(SD_LOOP.replace(old, new))
+    with pytest.raises(ConversionError, match="where it cannot leave the denoising loop") as error:
+        found.batched()
+    assert error.value.location.line == found.line("        continue")
+
+
 @pytest.mark.parametrize(
     ("doubling", "site"),
     [

@@ -321,6 +321,12 @@ def find_batched_cfg(
     functions = _functions(source, facts)
     custom = None
     if whole is not None:
+        for exit_node in findall(chunk_if, m.Continue() | m.Break() | m.Return()):
+            raise source.refuse(
+                exit_node,
+                "the CFG branch runs in the guider (it does more than chunk and combine), where it cannot leave the "
+                "denoising loop",
+            )
         # the whole branch runs in a guider subclass, on the prediction the two batches make together
         halves = "[pred_uncond, pred_cond]" if uncond_index == 0 else "[pred_cond, pred_uncond]"
         bindings = [(model_output, f"torch.cat({halves})")]
