@@ -21,9 +21,15 @@ MUTATIONS = {
     "swap_two_statements_in_the_loop": (
         "denoise.py",
         "latents = components.scheduler.step(noise_pred, t, latents, **extra_step_kwargs, return_dict=False)[0]\n"
+        "\n"
+        "        if XLA_AVAILABLE:\n"
+        "            xm.mark_step()\n"
         "        block_state.latents = latents\n",
         "block_state.latents = latents\n"
-        "        latents = components.scheduler.step(noise_pred, t, latents, **extra_step_kwargs, return_dict=False)[0]\n",
+        "        latents = components.scheduler.step(noise_pred, t, latents, **extra_step_kwargs, return_dict=False)[0]\n"
+        "\n"
+        "        if XLA_AVAILABLE:\n"
+        "            xm.mark_step()\n",
     ),
     "drop_the_guidance_rescale": (
         "modular_pipeline.py",
