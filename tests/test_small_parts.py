@@ -139,6 +139,25 @@ def test_tree_walk_findall_finds_what_libcst_finds_in_the_same_order(sd_source):
     assert not any(node is loop.body for node in walk(tree, skip=lambda node: node is loop))
 
 
+def test_remembered_children_are_the_same_children_and_are_forgotten_on_exit(sd_source):
+    import libcst.matchers as m
+
+    from modularize.cst import tree_walk
+    from modularize.cst.tree_walk import children, findall, remembered_children, walk
+
+    tree = cst.parse_module(sd_source.read_text())
+    plain = [[id(child) for child in children(node)] for node in walk(tree)]
+    with remembered_children():
+        with remembered_children():  # nested: the outer one's memory is kept
+            first = [[id(child) for child in children(node)] for node in walk(tree)]
+        assert tree_walk._REMEMBERED  # the outer context still remembers
+        again = [[id(child) for child in children(node)] for node in walk(tree)]
+        calls = findall(tree, m.Call())
+    assert first == plain and again == plain
+    assert [id(c) for c in calls] == [id(c) for c in findall(tree, m.Call())]
+    assert tree_walk._REMEMBERED is None
+
+
 _TRICKY_CODEGEN = [
     "",
     "\n",

@@ -10,6 +10,7 @@ nodes in the same (pre-)order about three times faster, and the analysis does li
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import operator
 from collections.abc import Callable, Iterator, Sequence
@@ -61,8 +62,39 @@ def _kind(cls: type) -> int:
     return kind
 
 
+# id(node) -> (node, its children) while `remembered_children` is active. LibCST trees are immutable, so a node's
+# children never change; the node is kept with them so that its id cannot be reused by another node meanwhile.
+_REMEMBERED: dict[int, tuple[cst.CSTNode, list[cst.CSTNode]]] | None = None
+
+
+@contextlib.contextmanager
+def remembered_children() -> Iterator[None]:
+    """Within it, each node's children are computed once: analysis walks the same statements many times (one
+    conversion walks the SD pipeline's `__call__` ~170 times). Forgotten on exit, so memory stays per conversion."""
+    global _REMEMBERED
+    outer = _REMEMBERED
+    if outer is None:
+        _REMEMBERED = {}
+    try:
+        yield
+    finally:
+        _REMEMBERED = outer
+
+
 def children(node: cst.CSTNode) -> list[cst.CSTNode]:
     """`node.children` without LibCST's visit: the significant ones in source order."""
+    remembered = _REMEMBERED
+    if remembered is None:
+        return _children(node)
+    hit = remembered.get(id(node))
+    if hit is not None and hit[0] is node:
+        return hit[1]
+    found = _children(node)
+    remembered[id(node)] = (node, found)
+    return found
+
+
+def _children(node: cst.CSTNode) -> list[cst.CSTNode]:
     found: list[cst.CSTNode] = []
     kinds = _KINDS
     for value in (_GETTERS.get(type(node)) or _getter(type(node)))(node):
