@@ -721,7 +721,6 @@ def test_a_truncated_per_step_scale_and_extra_combine_inputs_are_set_on_the_guid
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [
-        ("    else:\n        noise_pred = model_out\n", "", "without an `else` for CFG off"),
         (
             "embeds_input = torch.cat([prompt_embeds, negative_prompt_embeds])",
             "embeds_input = torch.cat([prompt_embeds, prompt_embeds * 0])",
@@ -729,12 +728,20 @@ def test_a_truncated_per_step_scale_and_extra_combine_inputs_are_set_on_the_guid
         ),
         ("noise_pred = pos + guidance_scale * (pos - neg)", "noise_pred = pos - neg", "no `c + s * (c - u)`"),
     ],
-    ids=["no-else", "unpairable", "no-formula"],
+    ids=["unpairable", "no-formula"],
 )
 def test_branched_cfg_the_detector_cannot_split_is_refused(old, new, message):
     assert old in BRANCHED
     with pytest.raises(ConversionError, match=re.escape(message)):
         snippet(BRANCHED.replace(old, new)).branched()
+
+
+def test_an_output_branch_without_else_is_left_to_the_batched_detector():
+    # `if cfg: u, c = out.chunk(2); out = ...` keeps the output as it is with CFG off: batched CFG written with
+    # branches, not the branched shape (whose `else` says what CFG off computes)
+    old = "    else:\n        noise_pred = model_out\n"
+    assert old in BRANCHED
+    assert snippet(BRANCHED.replace(old, "")).branched() is None
 
 
 def test_branched_matchers():

@@ -25,15 +25,18 @@ from ..cst.node_index import NodeIndex
 from ..cst.substitute import (
     conjuncts,
     replace_nodes,
+    replace_with_origins,
     same_expression,
     substitute_names,
 )
 from ..cst.tree_walk import findall, walk
-from ..frontend.class_facts import Parameter, analyze_class
+from ..frontend.class_facts import ClassFacts, Parameter, analyze_class
 from ..frontend.docstrings import parameter_descriptions
 from ..frontend.module_definitions import module_definitions
 from ..frontend.parse import SourceModule, code, find_pipeline_class, snippet
 from ..kinds import CfgKind, GuidancePattern, StageKind
+from ..normalize.branch_assignments import as_conditional_expressions, branch_assignments
+from ..normalize.cfg_condition import InlineCfgCondition, with_named_condition
 from ..normalize.early_return import EarlyReturnProblem, is_constant, lower_early_return
 from ..normalize.image_encode import (
     ENCODER_KEY,
@@ -68,6 +71,18 @@ from .segment import Segment, find_timestep_loop, label_title, segment_call
 def analyze(source: SourceModule, class_name: str | None = None) -> PipelinePlan:
     facts = analyze_class(source, find_pipeline_class(source, class_name))
     body = call_body(facts)
+    try:
+        return _analyze_call(source, facts, body)
+    except InlineCfgCondition as found:
+        # the CFG condition is written inline (`if guidance_scale > 1.0:`): name it, as most pipelines do, and
+        # analyze `__call__` as if it had been written so
+        flow = flow_of(body)
+        body, origins = with_named_condition(facts, body, found.test, set(flow.reads) | set(flow.writes))
+        return _analyze_call(source.with_positions(origins), facts, body)
+
+
+def _analyze_call(source: SourceModule, facts: ClassFacts, body: list[cst.BaseStatement]) -> PipelinePlan:
+    source, body = _with_branch_assignments(source, body)
     segments = segment_call(source, body)
     denoise = next(s for s in segments if s.kind == StageKind.DENOISE)
     split = None
@@ -232,6 +247,23 @@ def analyze(source: SourceModule, class_name: str | None = None) -> PipelinePlan
         module_definitions=module_definitions(source, facts),
         notes=tuple(context.notes),
     )
+
+
+def _with_branch_assignments(
+    source: SourceModule, body: Sequence[cst.BaseStatement]
+) -> tuple[SourceModule, list[cst.BaseStatement]]:
+    """The loop's input branches written as conditional expressions (`normalize.branch_assignments`)."""
+    branches = branch_assignments(body)
+    if not branches:
+        return source, list(body)
+    written = {branch: as_conditional_expressions(branch) for branch in branches}
+    body, origins = replace_with_origins(body, {b: cst.FlattenSentinel(new) for b, new in written.items()})
+    for branch, statements in written.items():
+        for statement, on in zip(statements, branch.body.body, strict=True):
+            origins[statement] = on
+            origins[statement.body[0]] = on.body[0]
+            origins[statement.body[0].value] = on.body[0].value
+    return source.with_positions(origins), body
 
 
 def _without_early_returns(

@@ -11,7 +11,7 @@ Only names in load positions are substituted: attribute names (`x.callback_steps
 from __future__ import annotations
 
 import ast
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TypeVar
 
 import libcst as cst
@@ -197,12 +197,38 @@ def rewrite_statements(
     return list(module.visit(_PruneEmptyBlocks()).body)
 
 
+def replace_with_origins(
+    statements: Sequence[cst.BaseStatement], replacements: Mapping[cst.CSTNode, Replacement]
+) -> tuple[list[cst.BaseStatement], dict[cst.CSTNode, cst.CSTNode]]:
+    """`statements` with nodes replaced by identity, and the origin of every node rebuilt above a replaced one
+    ({new: old}): a normalization's errors then report the source lines its nodes came from.
+
+        replace_with_origins([if_statement], {if_statement.test: cst.Name("do_cfg")})
+        # -> ([<the `if` testing `do_cfg`>], {<new if>: if_statement, <new Name>: <the old test>})
+
+    Nodes off the paths to a replaced node are not rebuilt (they keep their identity, and their positions)."""
+    if not replacements:
+        return list(statements), {}
+    targets = {id(node) for node in replacements}
+    paths = paths_to(statements, lambda node: id(node) in targets)
+    transformer = _ReplaceNodesOnPaths(replacements, paths)
+    module = cst.Module(body=list(statements)).visit(transformer)
+    return list(module.body), transformer.origins
+
+
 class _ReplaceNodesOnPaths(_ReplaceNodes):
     """`_ReplaceNodes` that descends only into the nodes on a path to one it replaces."""
 
     def __init__(self, replacements: Mapping[cst.CSTNode, Replacement], paths: set[int]):
         super().__init__(replacements)
         self._paths = paths
+        self.origins: dict[cst.CSTNode, cst.CSTNode] = {}
 
     def on_visit(self, node: cst.CSTNode) -> bool:
-        return id(node) in self._paths
+        return id(node) in self._paths or isinstance(node, cst.Module)
+
+    def on_leave(self, original_node, updated_node):
+        result = super().on_leave(original_node, updated_node)
+        if isinstance(result, cst.CSTNode) and result is not original_node and not isinstance(result, cst.Module):
+            self.origins[result] = original_node
+        return result

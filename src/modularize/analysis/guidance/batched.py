@@ -34,6 +34,7 @@ from ...cst.tree_walk import findall, walk
 from ...frontend.class_facts import ClassFacts
 from ...frontend.parse import SourceModule, code
 from ...kinds import CfgKind
+from ...normalize.cfg_condition import InlineCfgCondition, is_inline_condition
 from ...planning.plan import GuidanceField
 from .combine import assigned_combine
 from .combine_inputs import combine_inputs
@@ -523,6 +524,8 @@ def _condition(source: SourceModule, facts: ClassFacts, test: cst.BaseExpression
         writes = [s for s in top_level if test.value in flow_of([s]).writes]
         if len(assignments) == 1 and len(writes) == 1:
             return test.value, _inlined_properties(facts, assignments[0].body[0].value), assignments[0]
+    if is_inline_condition(facts, top_level, test):
+        raise InlineCfgCondition(test)
     raise source.refuse(
         test,
         "the CFG condition is neither a pipeline property over per-call state (`self.do_classifier_free_guidance`) "

@@ -70,7 +70,8 @@ def find_branched_cfg(
         # guider batches share one call when they can merge; one cache context cannot be right for both
         raise source.refuse(call.statement, "a `cache_context` around a model call that runs both CFG batches")
     if not isinstance(outputs.orelse, cst.Else):
-        raise source.refuse(outputs, "a CFG branch around the model output without an `else` for CFG off")
+        # `if cfg: u, c = out.chunk(2); out = ...` keeps the output as it is with CFG off: batched CFG's shape
+        return None
     condition, extra = _flag(source, facts, body[:in_at], inputs.test)
     condition_name, condition_expression, condition_statement = _condition(source, facts, condition, top_level)
     fields, first_uncond = _paired_inputs(source, inputs)

@@ -1,0 +1,120 @@
+"""Name a CFG condition written inline: `if guidance_scale > 1.0:` becomes a local set once, as most pipelines
+write it (`do_classifier_free_guidance = guidance_scale > 1.0`), so the guidance detectors find one condition
+whatever its spelling, and the package decides it once, from the guider:
+
+    if guidance_scale > 1.0:
+        prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds])
+    for t in timesteps:
+        model_input = torch.cat([latents] * 2) if guidance_scale > 1.0 else latents
+        out = self.transformer(model_input, ...)
+        if guidance_scale > 1.0:
+            uncond, cond = out.chunk(2)
+            out = uncond + guidance_scale * (cond - uncond)
+
+becomes
+
+    do_classifier_free_guidance = guidance_scale > 1.0
+    if do_classifier_free_guidance:
+        prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds])
+    for t in timesteps:
+        model_input = torch.cat([latents] * 2) if do_classifier_free_guidance else latents
+        ...
+        if do_classifier_free_guidance:
+            ...
+
+Which test is the CFG condition, a guidance detector finds (the test of the branch that combines the prediction's
+halves); when it is inline, over call parameters `__call__` never reassigns (so evaluating it once gives its value
+everywhere) and made only of comparisons, `and`/`or`/`not` and numbers, the detector raises `InlineCfgCondition`,
+and the analysis starts again on `__call__` with every occurrence of the test reading the local, which is set just
+before the first of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import libcst as cst
+
+from ..analysis.loop_header import fresh_name
+from ..cst.dataflow import flow_of
+from ..cst.substitute import replace_with_origins, same_expression
+from ..cst.tree_walk import walk
+from ..frontend.class_facts import ClassFacts
+
+PREFERRED_NAME = "do_classifier_free_guidance"
+
+_PURE = (
+    cst.Name,
+    cst.Integer,
+    cst.Float,
+    cst.Comparison,
+    cst.ComparisonTarget,
+    cst.BooleanOperation,
+    cst.UnaryOperation,
+    cst.BaseCompOp,
+    cst.BaseBooleanOp,
+    cst.Not,
+    cst.Minus,
+    cst.LeftParen,
+    cst.RightParen,
+    cst.BaseParenthesizableWhitespace,
+)
+_NESTED_SCOPES = (cst.FunctionDef, cst.ClassDef, cst.Lambda)
+
+
+class InlineCfgCondition(Exception):  # noqa: N818 - a signal to the analysis, not an error
+    """Raised by a guidance detector whose CFG condition is an inline test (`guidance_scale > 1.0`): the analysis
+    names it (`with_named_condition`) and starts again."""
+
+    def __init__(self, test: cst.BaseExpression):
+        super().__init__("an inline CFG condition")
+        self.test = test
+
+
+def is_inline_condition(facts: ClassFacts, body: Sequence[cst.BaseStatement], test: cst.BaseExpression) -> bool:
+    """A test of comparisons, `and`/`or`/`not` and numbers over call parameters `__call__` never reassigns:
+    evaluated once, before its first use, it has its value everywhere."""
+    names = _pure_names(test)
+    if not names:
+        return False
+    parameters = {p.name for p in facts.call_parameters if not p.star}
+    return names <= parameters - set(flow_of(list(body)).writes)
+
+
+def _pure_names(test: cst.BaseExpression) -> set[str] | None:
+    """The names a test of comparisons over names and numbers reads; None for any other test."""
+    nodes = list(walk(test))
+    if not any(isinstance(node, cst.Comparison) for node in nodes):
+        return None
+    if not all(isinstance(node, _PURE) for node in nodes):
+        return None
+    return {node.value for node in nodes if isinstance(node, cst.Name)}
+
+
+def with_named_condition(
+    facts: ClassFacts, body: Sequence[cst.BaseStatement], condition: cst.BaseExpression, taken: set[str]
+) -> tuple[list[cst.BaseStatement], dict[cst.CSTNode, cst.CSTNode]]:
+    """`body` with every occurrence of `condition` reading a local set just before the first one, and the origin
+    of every new node ({new: old}, so that errors report the lines the nodes came from)."""
+    name = fresh_name(PREFERRED_NAME, taken | {p.name for p in facts.call_parameters})
+    occurrences = [
+        node for node in _walk_statements(body) if type(node) is type(condition) and same_expression(node, condition)
+    ]
+    replacements = {node: cst.Name(name, lpar=node.lpar, rpar=node.rpar) for node in occurrences}
+    new_body, origins = replace_with_origins(body, replacements)
+    origins.update({new: old for old, new in replacements.items()})
+    first = next(at for at, (old, new) in enumerate(zip(body, new_body, strict=True)) if old is not new)
+    statement = new_body[first]
+    value = occurrences[0].with_changes(lpar=(), rpar=())
+    assignment = cst.SimpleStatementLine(
+        [cst.Assign([cst.AssignTarget(cst.Name(name))], value)], leading_lines=statement.leading_lines
+    )
+    moved = statement.with_changes(leading_lines=())  # the stage's comment stays above the stage's first line
+    origins.update({assignment: body[first], moved: body[first], value: occurrences[0]})
+    return [*new_body[:first], assignment, moved, *new_body[first + 1 :]], origins
+
+
+def _walk_statements(body: Sequence[cst.BaseStatement]):
+    """Every node of `body` outside nested functions, classes and lambdas (which may bind the names anew)."""
+    for statement in body:
+        yield from walk(statement, skip=lambda node: isinstance(node, _NESTED_SCOPES))
