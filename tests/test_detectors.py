@@ -306,11 +306,11 @@ def test_a_loop_without_cfg_has_no_pattern():
 @pytest.mark.parametrize(
     ("old", "new", "message", "at"),
     [
-        # a chunk the combine does not follow: refused at the CFG branch holding them
+        # a combine no matcher knows, where no concatenation says which half is the conditional one
         (
             "        noise_pred = noise_pred_uncond + self.guidance_scale * (noise_pred_text - noise_pred_uncond)\n",
             "        noise_pred = noise_pred_uncond * self.guidance_scale\n",
-            "unrecognized guidance combine",
+            "which half of the prediction is unconditional cannot be told",
             ("if self.do_classifier_free_guidance:", 2),
         ),
         # no chunk under a CFG branch: the loop's first guidance evidence (the doubled latents) is refused
@@ -340,8 +340,8 @@ def test_a_loop_without_cfg_has_no_pattern():
         (
             "    prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds])\n",
             "    prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds])\n"
-            "else:\n    prompt_embeds = torch.zeros(1)\n",
-            "`prompt_embeds` is computed one way under the CFG flag and another way without it",
+            "    scale_ids = torch.tensor([1, 1])\nelse:\n    scale_ids = torch.tensor([1])\n",
+            "`scale_ids` is computed one way under the CFG flag and another way without it",
             ("if self.do_classifier_free_guidance:", 1),
         ),
     ],
@@ -349,10 +349,66 @@ def test_a_loop_without_cfg_has_no_pattern():
 )
 def test_guidance_the_detector_does_not_understand_is_refused_where_it_is(old, new, message, at):
     assert old in SD_LOOP
-    found = snippet(SD_LOOP.replace(old, new))
+    body = SD_LOOP.replace(old, new)
+    if message.startswith("which half"):  # the embeddings concatenated into a new name say nothing of the order
+        body = body.replace("prompt_embeds = torch.cat(", "embeds = torch.cat(").replace(
+            "encoder_hidden_states=prompt_embeds", "encoder_hidden_states=embeds"
+        )
+    found = snippet(body)
     with pytest.raises(ConversionError, match=message) as error:
         found.batched()
     assert error.value.location.line == found.line(*at)
+
+
+def test_a_combine_no_matcher_knows_runs_verbatim_its_halves_told_apart_by_the_data_flow():
+    # `prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds])`: the value CFG off uses comes second,
+    # so the chunk's second half is the conditional prediction, whatever the halves are called
+    old = "        noise_pred = noise_pred_uncond + self.guidance_scale * (noise_pred_text - noise_pred_uncond)\n"
+    assert old in SD_LOOP
+    rescale = (
+        "    if self.do_classifier_free_guidance and guidance_rescale > 0.0:\n"
+        "        noise_pred = rescale_noise_cfg(noise_pred, noise_pred_text, guidance_rescale=guidance_rescale)\n"
+    )
+    lerp = "        noise_pred = torch.lerp(noise_pred_uncond, noise_pred_text, self.guidance_scale)\n"
+    body = SD_LOOP.replace(old, lerp).replace(rescale, "")
+    cfg = snippet(body).batched()
+    assert (
+        texts(cfg.combine.statements)[-1]
+        == "noise_pred = torch.lerp(noise_pred_uncond, noise_pred_text, self.guidance_scale)"
+    )
+    assert ("noise_pred", "torch.cat([pred_uncond, pred_cond])") in cfg.combine.bindings
+    assert code(cfg.scale) == "self.guidance_scale"
+    # the concatenation the other way round: the first half is the conditional one
+    swapped = body.replace("[negative_prompt_embeds, prompt_embeds]", "[prompt_embeds, negative_prompt_embeds]")
+    assert ("noise_pred", "torch.cat([pred_cond, pred_uncond])") in snippet(swapped).batched().combine.bindings
+
+
+def test_the_batch_split_in_two_in_its_spellings():
+    from modularize.analysis.guidance.batched import halved_batch
+
+    for text in ("x.chunk(2)", "x.chunk(2, dim=0)", "x.chunk(2, 0)", "torch.chunk(x, 2)", "torch.chunk(x, 2, dim=0)"):
+        assert halved_batch(cst.parse_expression(text)) == "x", text
+    for text in ("x.chunk(2, dim=1)", "x.chunk(3)", "torch.chunk(x, 2, 1)", "x.split(2)"):
+        assert halved_batch(cst.parse_expression(text)) is None, text
+
+
+@pytest.mark.parametrize(
+    ("on", "off", "expected"),
+    [
+        ("(t / n).view(1).repeat(2).to(device)", "(t / n).view(1).to(device)", True),
+        ("x.repeat(2, 1, 1)", "x", True),
+        ("torch.full((rows * 2,), t.item(), device=d)", "torch.full((rows,), t.item(), device=d)", True),
+        ("torch.zeros((2 * rows, 4))", "torch.zeros((rows, 4))", True),
+        ("x.repeat(2).sum()", "x.sum()", False),  # a reduction over the doubled batch is not the value twice
+        ("torch.full((rows * 2,), 1.0)", "torch.full((rows,), 2.0)", False),
+        ("torch.full((rows * 3,), 1.0)", "torch.full((rows,), 1.0)", False),
+        ("torch.randn((rows * 2,))", "torch.randn((rows,))", False),  # two draws are not one draw twice
+    ],
+)
+def test_a_value_doubled_for_the_cfg_batch_by_what_it_computes(on, off, expected):
+    from modularize.analysis.guidance.doubling import doubles
+
+    assert doubles(cst.parse_expression(on), cst.parse_expression(off)) is expected
 
 
 def test_a_helper_that_only_repeats_for_cfg_is_called_without_the_flag_one_that_pairs_is_gated():
@@ -1070,3 +1126,38 @@ def test_a_split_that_would_run_a_statement_twice_keeps_the_helper_whole():
     statements, split = encoding_split(helper)
     assert isinstance(split, NotSplit) and split.node is statements[1]
     assert split.reason == "the rest of `prepare_latents` reads `image`, computed by a statement that cannot run twice"
+
+
+def test_a_value_both_branches_set_is_per_batch_when_the_cfg_branch_concatenates_it_or_sets_a_constant():
+    # with CFG off the `else` runs, as in the source; with CFG on the concatenation is undone per guider batch
+    body = SD_LOOP.replace(
+        "    prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds])\n",
+        "    prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds])\n"
+        "    extra_mask = None\n"
+        "else:\n    prompt_embeds = plain_embeds\n    extra_mask = mask\n",
+    )
+    cfg = snippet(body).batched()
+    assert fields(cfg) == [("prompt_embeds", "prompt_embeds", "negative_prompt_embeds")]
+
+
+def test_per_sample_lists_concatenated_for_cfg_are_a_concatenation_site():
+    body = SD_LOOP.replace(
+        "prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds])",
+        "prompt_embeds = list(negative_prompt_embeds) + list(prompt_embeds)",
+    )
+    cfg = snippet(body).batched()
+    assert [(s.target, s.cond, s.uncond) for s in cfg.cat_sites] == [
+        ("prompt_embeds", "prompt_embeds", "negative_prompt_embeds")
+    ]
+
+
+def test_a_placeholder_set_in_init_and_first_thing_in_call_is_per_call_state():
+    # `self._guidance_scale = 1.0` in `__init__` is a placeholder no call reads: `__call__` sets it first
+    source = parse_source(
+        PIPELINE.replace(
+            "        super().__init__()\n", "        super().__init__()\n        self._guidance_scale = 1.0\n"
+        ).format(body="        self._guidance_scale = guidance_scale\n        x = 1", methods=""),
+        "snippet.py",
+    )
+    facts = analyze_class(source, find_pipeline_class(source))
+    assert "do_classifier_free_guidance" in facts.per_call_properties

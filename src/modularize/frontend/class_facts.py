@@ -178,12 +178,20 @@ def _per_call_state(call: cst.FunctionDef, properties: Mapping[str, cst.Function
     """Attributes `__call__` assigns on `self` (`self._guidance_scale = ...`) and the properties reading them.
 
     Components and derived attributes are not per-call state even when `__call__` reassigns them
-    (`self.vae = self.vae.to(latents.dtype)`): they stay members of the pipeline.
+    (`self.vae = self.vae.to(latents.dtype)`): they stay members of the pipeline. A derived attribute `__call__`
+    sets first thing, as a statement of its own (`self._guidance_scale = guidance_scale` over `__init__`'s
+    placeholder `self._guidance_scale = 1.0`), is per-call state: no call reads the placeholder.
     """
+    pattern = m.Assign(targets=[m.AssignTarget(target=m.Attribute(value=SELF))])
+    set_first = {
+        s.body[0].targets[0].target.attr.value
+        for s in call.body.body
+        if m.matches(s, m.SimpleStatementLine(body=[pattern]))
+    }
     assigned: dict[str, str] = {}
-    for assign in findall(call.body, m.Assign(targets=[m.AssignTarget(target=m.Attribute(value=SELF))])):
+    for assign in findall(call.body, pattern):
         attribute = assign.targets[0].target.attr.value
-        if attribute in init.components or attribute in init.derived:
+        if attribute in init.components or (attribute in init.derived and attribute not in set_first):
             continue
         assigned[attribute] = attribute.lstrip("_") or attribute
     per_call = dict(assigned)

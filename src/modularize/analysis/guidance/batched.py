@@ -38,10 +38,17 @@ from ...normalize.cfg_condition import InlineCfgCondition, is_inline_condition
 from ...planning.plan import GuidanceField
 from .combine import assigned_combine
 from .combine_inputs import combine_inputs
+from .doubling import doubles
 from .pairing import propagate_pairs
 from .rescale import rescale_call
 
 _TORCH_CAT = m.Call(func=m.Attribute(value=m.Name("torch"), attr=m.Name("cat")))
+# `list(a) + list(b)`: per-sample lists, concatenated as a batch is
+_LIST_CAT = m.BinaryOperation(
+    left=m.Call(func=m.Name("list"), args=[m.Arg(m.Name())]),
+    operator=m.Add(),
+    right=m.Call(func=m.Name("list"), args=[m.Arg(m.Name())]),
+)
 
 
 @dataclass(frozen=True)
@@ -147,6 +154,8 @@ def _whole_branch_combine(inner: Sequence[cst.BaseStatement]):
     no one combine of the two halves of one chunk. The result is the model output's name when the branch rebinds
     it, else the combine's target."""
     formulas = [found for found in map(assigned_combine, inner) if found is not None]
+    if not formulas:
+        return _halves_only(inner)
     if len(formulas) != 1 or formulas[0][1].base != formulas[0][1].subtrahend:
         return None  # (`c + s * (c - u)` in a whole branch is not matched yet)
     target, formula = formulas[0]
@@ -161,6 +170,77 @@ def _whole_branch_combine(inner: Sequence[cst.BaseStatement]):
     model_output = reads[0]
     result = model_output if model_output in flow_of(list(inner)).writes else target
     return model_output, first, second, result, uncond, cond, formula.scale
+
+
+def _call_arguments(statement: cst.CSTNode) -> list[cst.Arg]:
+    """The arguments of the model calls in a statement (`x = self.unet(a, b=c)[0]` -> [a, b=c])."""
+    return [arg for call in findall(statement, m.Call(func=m.Attribute(value=m.Name("self")))) for arg in call.args]
+
+
+def _halves_only(inner: Sequence[cst.BaseStatement]):
+    """A CFG branch that splits the prediction in two and combines the halves by a formula no matcher knows
+    (`torch.lerp(u, c, s)`, a renormalized guidance, ...): the same tuple as `_whole_branch_combine`, with the
+    condition of each half, the scale and the result's name left for the caller to find from the data flow
+    (None). The branch then runs verbatim in a guider subclass.
+
+        text, uncond = pred.chunk(2)
+        pred = torch.lerp(uncond, text, self.guidance_scale)
+        -> ("pred", "text", "uncond", "pred", None, None, None)
+    """
+    chunks = [found for found in map(_chunk, inner) if found is not None]
+    if len(chunks) != 1:
+        return None
+    model_output, first, second = chunks[0]
+    writes = flow_of(list(inner)).writes
+    if model_output not in writes:
+        return None  # what the branch computes is not handed on under the model output's name
+    return model_output, first, second, model_output, None, None, None
+
+
+def _uncond_first_by_sites(
+    before_loop: Sequence[cst.BaseStatement], condition: cst.BaseExpression, dropped: set[int], index: NodeIndex
+) -> bool | None:
+    """Whether the CFG batch puts the unconditional values first, by data flow: in `x = torch.cat([a, x])` under
+    the flag, the value `x` had (what CFG off uses) is the conditional one; in `torch.cat([a, b]) if cfg else b`,
+    `b`. None when no site says it or sites disagree."""
+    kept = [statement for statement in before_loop if id(statement) not in dropped]
+    orders: set[bool] = set()
+    for node in index.find(cst.If, within=kept):
+        if not _is_cfg(node.test, condition):
+            continue
+        for line in node.body.body:
+            cat = _concatenation(line)
+            elements = _cat_elements(cat) if cat is not None else None
+            if elements is None or len(elements) != 2 or not all(isinstance(e, cst.Name) for e in elements):
+                continue
+            names = [e.value for e in elements]
+            target = line.body[0].targets[0].target.value
+            if names[0] != names[1] and target in names:
+                orders.add(names.index(target) == 1)
+    # `x = torch.cat([x, negative]) if cfg else x`: the value with CFG off is the conditional one
+    for node in index.find(cst.Assign, m.Assign(value=m.IfExp()), within=kept):
+        if not _is_cfg(node.value.test, condition) or not isinstance(node.value.orelse, cst.Name):
+            continue
+        elements = _cat_elements(node.value.body)
+        if elements is None or len(elements) != 2:
+            continue
+        same = [same_expression(e, node.value.orelse) for e in elements]
+        if same.count(True) == 1:
+            orders.add(same.index(True) == 1)
+    return orders.pop() if len(orders) == 1 else None
+
+
+def _guidance_scale_read(facts: ClassFacts, inner: Sequence[cst.BaseStatement]) -> cst.BaseExpression | None:
+    """The scale an unrecognized combine reads: `self.guidance_scale`, or the one call parameter or per-call
+    property it reads that is named for it (`guidance_scale`)."""
+    for attribute in findall(cst.Module(body=list(inner)), m.Attribute(value=m.Name("self"), attr=m.Name())):
+        if attribute.attr.value == "guidance_scale":
+            return attribute
+    parameters = {p.name for p in facts.call_parameters}
+    for name in flow_of(list(inner)).reads:
+        if name == "guidance_scale" and name in parameters:
+            return cst.Name(name)
+    return None
 
 
 def _refuse_halves_read_later(source: SourceModule, later: list[cst.BaseStatement], halves: set[str]) -> None:
@@ -183,20 +263,42 @@ def _component_calls(node: cst.CSTNode, facts: ClassFacts) -> list[str]:
 
 
 def _chunk(statement: cst.CSTNode) -> tuple[str, str, str] | None:
-    """`a, b = x.chunk(2)` -> (x, a, b)."""
+    """`a, b = x.chunk(2)` -> (x, a, b); also `x.chunk(2, dim=0)`, `x.chunk(2, 0)`, `torch.chunk(x, 2)`."""
     pattern = m.SimpleStatementLine(
-        body=[
-            m.Assign(
-                targets=[m.AssignTarget(target=m.Tuple(elements=[m.Element(m.Name()), m.Element(m.Name())]))],
-                value=m.Call(func=m.Attribute(value=m.Name(), attr=m.Name("chunk")), args=[m.Arg(m.Integer("2"))]),
-            )
-        ]
+        body=[m.Assign(targets=[m.AssignTarget(target=m.Tuple(elements=[m.Element(m.Name()), m.Element(m.Name())]))])]
     )
     if not m.matches(statement, pattern):
         return None
     assign = statement.body[0]
+    halved = halved_batch(assign.value)
+    if halved is None:
+        return None
     first, second = (e.value.value for e in assign.targets[0].target.elements)
-    return assign.value.func.value.value, first, second
+    return halved, first, second
+
+
+_ZERO = m.Integer("0")
+_TWO = m.Integer("2")
+_DIM = m.MatchIfTrue(lambda keyword: keyword is None or keyword.value == "dim")
+# `x.chunk(2)`, `x.chunk(2, 0)`, `x.chunk(2, dim=0)`
+_METHOD_CHUNK = m.Call(
+    func=m.Attribute(value=m.Name(), attr=m.Name("chunk")),
+    args=[m.Arg(_TWO, keyword=None), m.ZeroOrOne(m.Arg(_ZERO, keyword=_DIM))],
+)
+# `torch.chunk(x, 2)`, `torch.chunk(x, 2, 0)`, `torch.chunk(x, 2, dim=0)`
+_TORCH_CHUNK = m.Call(
+    func=m.Attribute(value=m.Name("torch"), attr=m.Name("chunk")),
+    args=[m.Arg(m.Name(), keyword=None), m.Arg(_TWO, keyword=None), m.ZeroOrOne(m.Arg(_ZERO, keyword=_DIM))],
+)
+
+
+def halved_batch(value: cst.BaseExpression) -> str | None:
+    """The name a value splits into two halves along the batch (`x.chunk(2)` in its spellings) -> "x"."""
+    if m.matches(value, _METHOD_CHUNK):
+        return value.func.value.value
+    if m.matches(value, _TORCH_CHUNK):
+        return value.args[0].value.value
+    return None
 
 
 def _combine(statement: cst.CSTNode) -> tuple[str, str, str, cst.BaseExpression] | None:
@@ -241,9 +343,11 @@ _BATCH_REPEAT = m.Call(
 
 def _cat_elements(call: cst.CSTNode) -> list[cst.BaseExpression] | None:
     """`torch.cat([a, b])` -> [a, b]; `torch.cat([a] * 2)` -> [a, a]; with an optional `dim=0`; `a.repeat(2, 1)`,
-    the batch repeated, -> [a, a]."""
+    the batch repeated, -> [a, a]; `list(a) + list(b)` -> [a, b]."""
     if m.matches(call, _BATCH_REPEAT):
         return [call.func.value] * 2
+    if m.matches(call, _LIST_CAT):
+        return [call.left.args[0].value, call.right.args[0].value]
     if not m.matches(call, _TORCH_CAT) or not call.args:
         return None
     extra = call.args[1:]
@@ -312,6 +416,16 @@ def find_batched_cfg(
         )
     if whole is not None:
         model_output, first, second, guided, uncond, cond, scale = whole
+        if uncond is None:
+            uncond_first = _uncond_first_by_sites(before_loop, condition, dropped, index)
+            if uncond_first is None:
+                raise source.refuse(
+                    chunk_if,
+                    "unrecognized guidance combine, and which half of the prediction is unconditional cannot be told "
+                    "(no CFG concatenation `x = torch.cat([..., x])` says which value is the conditional one)",
+                )
+            uncond, cond = (first, second) if uncond_first else (second, first)
+            scale = _guidance_scale_read(facts, inner)
     else:
         model_output, first, second = chunked
         guided, uncond, cond, scale = combined
@@ -377,13 +491,27 @@ def find_batched_cfg(
             if not _is_cfg(if_exp.test, condition):
                 continue
             elements = _cat_elements(if_exp.body)
-            if elements is None or len(elements) != 2 or not all(same_expression(e, if_exp.orelse) for e in elements):
+            repeated_twice = (
+                elements is not None
+                and len(elements) == 2
+                and all(same_expression(e, if_exp.orelse) for e in elements)
+            )
+            if not repeated_twice and not doubles(if_exp.body, if_exp.orelse):
                 raise source.refuse(if_exp, "unrecognized CFG batching of a denoiser input inside the loop")
             assigned = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())], value=m.IfExp())])
-            if not m.matches(statement, assigned) or statement.body[0].value is not if_exp:
+            if m.matches(statement, assigned) and statement.body[0].value is if_exp:
+                expansions.append(if_exp)
+                repeated.append(statement.body[0].targets[0].target.value)
+            elif (
+                statement is body[call_index]
+                and isinstance(if_exp.orelse, cst.Name)
+                and any(arg.value is if_exp for arg in _call_arguments(statement))
+            ):
+                # `self.unet(sample=torch.cat([x] * 2) if cfg else x, ...)`: `x`, a value both batches share
+                expansions.append(if_exp)
+                repeated.append(if_exp.orelse.value)
+            else:
                 raise source.refuse(if_exp, "a CFG-repeated denoiser input must be assigned on its own line")
-            expansions.append(if_exp)
-            repeated.append(statement.body[0].targets[0].target.value)
         for nested in findall(statement, m.If()):
             if _contains_cfg(nested.test, condition):
                 raise source.refuse(nested, "CFG-dependent statement inside the loop before the denoiser call")
@@ -691,16 +819,40 @@ def _cat_sites(
 def _refuse_per_condition_alternatives(source: SourceModule, branch: cst.If) -> None:
     """`if do_cfg: fps = tensor([f, f]) else: fps = tensor([f])` builds a value for the doubled batch and another
     for the single one; which one a guider batch needs is not what the flag says (every batch is single), and
-    telling the two apart would take knowing what each computes."""
+    telling the two apart would take knowing what each computes. A value the branch concatenates for CFG (undone
+    for the guider's batches) or sets to a constant is per batch either way: with CFG off the `else` computes it,
+    as the source does.
+
+        if do_cfg:
+            embeds = torch.cat([negative_embeds, embeds])   # a concatenation site: per batch once undone
+        else:
+            embeds = prompt_embeds                         # runs with CFG off only
+    """
     if not isinstance(branch.orelse, cst.Else):
         return
     both = set(flow_of(branch.body.body).writes) & set(flow_of(branch.orelse.body.body).writes)
-    if both:
+    per_batch = {
+        line.body[0].targets[0].target.value
+        for line in branch.body.body
+        if _concatenation(line) is not None or (_assigned_constant(line) and _written_once(branch.body.body, line))
+    }
+    unknown = sorted(both - per_batch)
+    if unknown:
         raise source.refuse(
             branch,
-            f"`{sorted(both)[0]}` is computed one way under the CFG flag and another way without it: the guider runs "
+            f"`{unknown[0]}` is computed one way under the CFG flag and another way without it: the guider runs "
             "each condition as a batch of its own, and which of the two values a batch needs cannot be told",
         )
+
+
+def _assigned_constant(line: cst.CSTNode) -> bool:
+    constant = m.Name("None") | m.Name("True") | m.Name("False") | m.Integer() | m.Float() | m.SimpleString()
+    return m.matches(line, m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())], value=constant)]))
+
+
+def _written_once(statements: Sequence[cst.BaseStatement], line: cst.SimpleStatementLine) -> bool:
+    name = line.body[0].targets[0].target.value
+    return sum(name in flow_of([s]).writes for s in statements) == 1
 
 
 def _refuse_helpers_batching_on_the_property(
@@ -734,7 +886,7 @@ def _concatenation(line: cst.CSTNode) -> cst.Call | None:
     """`name = torch.cat([...])`, or `name = torch.cat([...]).to(...)` -> the `torch.cat` call."""
     if m.matches(line, m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())])])):
         cat, _ = _moved(line.body[0].value)
-        return cat if m.matches(cat, _TORCH_CAT | _BATCH_REPEAT) else None
+        return cat if m.matches(cat, _TORCH_CAT | _BATCH_REPEAT | _LIST_CAT) else None
     return None
 
 
@@ -901,20 +1053,12 @@ def _unrepeats(
 
 
 def _unrepeat_else(branch: cst.If, repeated: Sequence[str]) -> cst.CSTNode | None:
-    pattern = m.SimpleStatementLine(
-        body=[
-            m.Assign(
-                targets=[m.AssignTarget(m.Tuple(elements=[m.Element(m.Name()), m.Element(m.Name())]))],
-                value=m.Call(func=m.Attribute(value=m.Name(), attr=m.Name("chunk")), args=[m.Arg(m.Integer("2"))]),
-            )
-        ]
-    )
-    if len(branch.body.body) != 1 or not m.matches(branch.body.body[0], pattern):
+    found = _chunk(branch.body.body[0]) if len(branch.body.body) == 1 else None
+    if found is None:
         return None
     if not isinstance(branch.orelse, cst.Else) or len(branch.orelse.body.body) != 1:
         return None
-    assign = branch.body.body[0].body[0]
-    chunked = assign.value.func.value.value
+    chunked = found[0]
     otherwise = branch.orelse.body.body[0]
     plain = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())], value=m.Name(chunked))])
     if chunked not in repeated or not m.matches(otherwise, plain):
