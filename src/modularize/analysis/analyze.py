@@ -257,9 +257,10 @@ def _with_branch_assignments(
     if not branches:
         return source, list(body)
     written = {branch: as_conditional_expressions(branch) for branch in branches}
-    body, origins = replace_with_origins(body, {b: cst.FlattenSentinel(new) for b, new in written.items()})
-    for branch, statements in written.items():
-        for statement, on in zip(statements, branch.body.body, strict=True):
+    replacements = {b: cst.FlattenSentinel([new for new, _ in pairs]) for b, pairs in written.items()}
+    body, origins = replace_with_origins(body, replacements)
+    for pairs in written.values():
+        for statement, on in pairs:
             origins[statement] = on
             origins[statement.body[0]] = on.body[0]
             origins[statement.body[0].value] = on.body[0].value

@@ -37,7 +37,8 @@ from ..cst.substitute import same_expression
 from ..cst.tree_walk import walk
 
 _ASSIGNMENT = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())])])
-_TEST = m.Name() | m.Attribute(value=m.Name("self"), attr=m.Name())
+_FLAG = m.Name() | m.Attribute(value=m.Name("self"), attr=m.Name())
+_TEST = _FLAG | m.UnaryOperation(operator=m.Not(), expression=_FLAG)
 
 
 def branch_assignments(body: Sequence[cst.BaseStatement]) -> list[cst.If]:
@@ -53,7 +54,7 @@ def branch_assignments(body: Sequence[cst.BaseStatement]) -> list[cst.If]:
             statements = list(block.body)
             for at, branch in enumerate(statements):
                 if _assignments_only(branch) and any(
-                    isinstance(later, cst.If) and later.orelse is None and same_expression(later.test, branch.test)
+                    isinstance(later, cst.If) and later.orelse is None and same_expression(later.test, _flag(branch))
                     for later in statements[at + 1 :]
                 ):
                     found.append(branch)
@@ -69,26 +70,35 @@ def _assignments_only(branch: cst.CSTNode) -> bool:
     targets = [_target(s) for s in on]
     if targets != [_target(s) for s in off] or len(set(targets)) != len(targets):
         return False
-    tested = branch.test.value if isinstance(branch.test, cst.Name) else None
+    flag = _flag(branch)
+    tested = flag.value if isinstance(flag, cst.Name) else None
     return tested not in targets
+
+
+def _flag(branch: cst.If) -> cst.BaseExpression:
+    """The flag a branch tests, `x` for `if not x:` too."""
+    return branch.test.expression if isinstance(branch.test, cst.UnaryOperation) else branch.test
 
 
 def _target(statement: cst.SimpleStatementLine) -> str:
     return statement.body[0].targets[0].target.value
 
 
-def as_conditional_expressions(branch: cst.If) -> list[cst.SimpleStatementLine]:
-    """One `name = <if value> if <test> else <else value>` per assignment, in order; the branch's comment lines
-    stay above the first."""
+def as_conditional_expressions(branch: cst.If) -> list[tuple[cst.SimpleStatementLine, cst.SimpleStatementLine]]:
+    """One `name = <if value> if <test> else <else value>` per assignment, in order, each with the assignment of
+    the flag's branch it comes from; the branch's comment lines stay above the first."""
     statements = []
-    for at, (on, off) in enumerate(zip(branch.body.body, branch.orelse.body.body, strict=True)):
+    pairs = zip(branch.body.body, branch.orelse.body.body, strict=True)
+    if isinstance(branch.test, cst.UnaryOperation):  # `if not cfg: a = x else: a = y` -> `a = y if cfg else x`
+        pairs = ((off, on) for on, off in pairs)
+    for at, (on, off) in enumerate(pairs):
         value = cst.IfExp(
-            test=branch.test,
+            test=_flag(branch),
             body=_parenthesized(on.body[0].value),
             orelse=_parenthesized(off.body[0].value),
         )
         leading = branch.leading_lines if at == 0 else on.leading_lines
-        statements.append(on.with_changes(body=[on.body[0].with_changes(value=value)], leading_lines=leading))
+        statements.append((on.with_changes(body=[on.body[0].with_changes(value=value)], leading_lines=leading), on))
     return statements
 
 

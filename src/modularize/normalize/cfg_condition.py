@@ -100,7 +100,14 @@ def with_named_condition(
     occurrences = [
         node for node in _walk_statements(body) if type(node) is type(condition) and same_expression(node, condition)
     ]
-    replacements = {node: cst.Name(name, lpar=node.lpar, rpar=node.rpar) for node in occurrences}
+    replacements: dict[cst.CSTNode, cst.CSTNode] = {
+        node: cst.Name(name, lpar=node.lpar, rpar=node.rpar) for node in occurrences
+    }
+    negation = _negation(condition)
+    if negation is not None:  # `guidance_scale == 1.0` where the condition is `guidance_scale != 1.0`
+        for node in _walk_statements(body):
+            if type(node) is type(negation) and same_expression(node, negation):
+                replacements[node] = cst.UnaryOperation(cst.Not(), cst.Name(name), lpar=node.lpar, rpar=node.rpar)
     new_body, origins = replace_with_origins(body, replacements)
     origins.update({new: old for old, new in replacements.items()})
     first = next(at for at, (old, new) in enumerate(zip(body, new_body, strict=True)) if old is not new)
@@ -112,6 +119,27 @@ def with_named_condition(
     moved = statement.with_changes(leading_lines=())  # the stage's comment stays above the stage's first line
     origins.update({assignment: body[first], moved: body[first], value: occurrences[0]})
     return [*new_body[:first], assignment, moved, *new_body[first + 1 :]], origins
+
+
+_NEGATED = {
+    cst.Equal: cst.NotEqual,
+    cst.NotEqual: cst.Equal,
+    cst.GreaterThan: cst.LessThanEqual,
+    cst.LessThanEqual: cst.GreaterThan,
+    cst.LessThan: cst.GreaterThanEqual,
+    cst.GreaterThanEqual: cst.LessThan,
+}
+
+
+def _negation(condition: cst.BaseExpression) -> cst.Comparison | None:
+    """`a != b` -> `a == b` (one comparison of two operands; for numbers, the negation)."""
+    if not isinstance(condition, cst.Comparison) or len(condition.comparisons) != 1:
+        return None
+    target = condition.comparisons[0]
+    negated = _NEGATED.get(type(target.operator))
+    if negated is None:
+        return None
+    return condition.with_changes(comparisons=[target.with_changes(operator=negated())])
 
 
 def _walk_statements(body: Sequence[cst.BaseStatement]):

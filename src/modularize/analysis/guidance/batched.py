@@ -42,7 +42,10 @@ from .doubling import doubles
 from .pairing import propagate_pairs
 from .rescale import rescale_call
 
-_TORCH_CAT = m.Call(func=m.Attribute(value=m.Name("torch"), attr=m.Name("cat")))
+# `torch.cat`, and its aliases `torch.concat` / `torch.concatenate`
+_TORCH_CAT = m.Call(
+    func=m.Attribute(value=m.Name("torch"), attr=m.Name("cat") | m.Name("concat") | m.Name("concatenate"))
+)
 # `list(a) + list(b)`: per-sample lists, concatenated as a batch is
 _LIST_CAT = m.BinaryOperation(
     left=m.Call(func=m.Name("list"), args=[m.Arg(m.Name())]),
@@ -807,10 +810,21 @@ def _cat_sites(
                         "a concatenation for CFG inside a compound statement: only `name = torch.cat([...])` on a "
                         "line of its own under the CFG flag is undone for the guider's batches",
                     )
+    assigned: set[int] = set()
     for node in index.find(cst.Assign, m.Assign(value=m.IfExp()), within=kept):
         if _is_cfg(node.value.test, condition):
             site = _cat_site(source, cst.SimpleStatementLine([node]), node.value, uncond_index, node.value.body, node)
             found.append((list(before_loop).index(index.statement_of(node)), site))
+            assigned.add(id(node.value))
+    for node in index.find(cst.IfExp, within=kept):
+        # `x.expand(2 * n if cfg else n, -1)`: sized for the doubled batch inside an expression, where no guider
+        # batch can have it undone
+        if _is_cfg(node.test, condition) and id(node) not in assigned:
+            raise source.refuse(
+                node,
+                "a value sized or built for the CFG batch inside an expression: only `name = <doubled> if <flag> else "
+                "<single>` on a line of its own is undone for the guider's batches",
+            )
     found.sort(key=lambda pair: pair[0])
     first = found[0][0] if found else len(before_loop)
     return [site for _, site in found], first

@@ -186,7 +186,7 @@ def _concatenated_pair(value: cst.BaseExpression) -> tuple[cst.Name, cst.Name] |
     if m.matches(value, m.BinaryOperation(left=m.Name(), operator=m.Add(), right=m.Name())):
         return value.left, value.right
     cat = m.Call(
-        func=m.Attribute(value=m.Name("torch"), attr=m.Name("cat")),
+        func=m.Attribute(value=m.Name("torch"), attr=m.Name("cat") | m.Name("concat") | m.Name("concatenate")),
         args=[m.Arg(m.List([m.Element(m.Name()), m.Element(m.Name())]))],
     )
     if m.matches(value, cat):
@@ -203,7 +203,7 @@ def _repeats(value: cst.BaseExpression, plain: cst.BaseExpression) -> bool:
     if m.matches(value, repeat):
         return same_expression(value.func.value, plain)
     cat = m.Call(
-        func=m.Attribute(value=m.Name("torch"), attr=m.Name("cat")),
+        func=m.Attribute(value=m.Name("torch"), attr=m.Name("cat") | m.Name("concat") | m.Name("concatenate")),
         args=[m.Arg(m.BinaryOperation(left=m.List([m.Element()]), operator=m.Multiply(), right=m.Integer("2")))],
     )
     return m.matches(value, cat) and same_expression(value.args[0].value.left.elements[0].value, plain)
