@@ -287,6 +287,102 @@ def test_gligen_grounding_inputs_are_data():
     )
 
 
+def test_amused_couplings_and_components_run():
+    """aMUSEd's UVit predicts codebook entries of masked image tokens: its vocabulary is the VQ codebook plus the
+    scheduler's mask token, its conditioning the CLIP pooled projection joined with 5 micro-conditions, and the VQ
+    model decodes the token ids it predicts by looking them up in its codebook."""
+    from diffusers import AmusedPipeline
+
+    from modularize.testing.components.factories.denoisers import MICRO_CONDITIONS
+
+    amused = build_components(AmusedPipeline)
+    uvit, vq, clip, scheduler = amused["transformer"], amused["vqvae"], amused["text_encoder"], amused["scheduler"]
+    assert type(uvit).__name__ == "UVit2DModel" and type(scheduler).__name__ == "AmusedScheduler"
+    assert uvit.config.codebook_size == vq.config.num_vq_embeddings == DIMS.codebook_size
+    assert scheduler.config.mask_token_id == uvit.config.vocab_size - 1 == DIMS.codebook_size
+    assert vq.config.lookup_from_codebook
+    assert uvit.config.cond_embed_dim == clip.config.projection_dim
+    assert uvit.config.encoder_hidden_size == clip.config.hidden_size
+    assert uvit.config.micro_cond_embed_dim == MICRO_CONDITIONS * uvit.config.micro_cond_encode_dim
+    assert len(amused["tokenizer"]) == clip.config.vocab_size
+    # the components run together: text -> UVit logits over the codebook -> token ids -> pixels
+    tokens = amused["tokenizer"](["a photo of a cat"], padding="max_length", return_tensors="pt").input_ids
+    with torch.no_grad():
+        text = clip(tokens, output_hidden_states=True)
+        grid = DIMS.image_size // DIMS.vae_scale_factor
+        ids = torch.full((1, grid, grid), scheduler.config.mask_token_id)
+        micro = torch.tensor([[DIMS.image_size, DIMS.image_size, 0, 0, 6]], dtype=torch.float32)
+        logits = uvit(ids, text.hidden_states[-2], text.text_embeds, micro)
+        assert logits.shape == (1, DIMS.codebook_size, grid, grid) and torch.isfinite(logits).all()
+        predicted = logits.argmax(1)
+        shape = (1, grid, grid, vq.config.latent_channels)
+        image = vq.decode(predicted, force_not_quantize=True, shape=shape).sample
+    assert image.shape == (1, 3, DIMS.image_size, DIMS.image_size) and image.std() > 0
+    # seeded: built again, the same weights
+    again = build_components(AmusedPipeline)["transformer"].state_dict()
+    assert all(torch.equal(value, again[key]) for key, value in uvit.state_dict().items())
+
+
+def test_a_vq_model_decodes_latents_unless_its_denoiser_predicts_tokens():
+    from diffusers import LDMSuperResolutionPipeline
+
+    assert not build_components(LDMSuperResolutionPipeline)["vqvae"].config.lookup_from_codebook
+
+
+def test_amused_image_inputs_give_one_image_per_prompt():
+    """Image-to-image and inpainting encode one image per prompt: every case of the matrix runs on the standard
+    pipelines, the two-prompt cases with two images (and masks)."""
+    from diffusers import AmusedImg2ImgPipeline, AmusedInpaintPipeline
+
+    torch.set_num_threads(1)
+    for pipeline_cls in (AmusedImg2ImgPipeline, AmusedInpaintPipeline):
+        setup = setup_by_class(pipeline_cls)
+        names = [name for name, _ in setup.cases]
+        assert {"default", "cfg_off", "two_prompts_x2", "strength_1.0", "cfg_off_latent"} <= set(names)
+        pipe = pipeline_cls(**setup.components())
+        pipe.set_progress_bar_config(disable=True)
+        for name, overrides in setup.cases:
+            inputs = {**setup.inputs(), **overrides}
+            prompts = inputs["prompt"] if isinstance(inputs["prompt"], list) else [inputs["prompt"]]
+            images = inputs["image"] if isinstance(inputs["image"], list) else [inputs["image"]]
+            assert len(images) == len(prompts), name
+            if "mask_image" in inputs:
+                masks = inputs["mask_image"] if isinstance(inputs["mask_image"], list) else [inputs["mask_image"]]
+                assert len(masks) == len(prompts), name
+            output = pipe(**inputs, generator=torch.Generator("cpu").manual_seed(0)).images
+            assert len(output) == len(prompts) * inputs.get("num_images_per_prompt", 1), name
+
+
+def test_ldm_text_to_image_components_from_its_own_module():
+    """LDM's constructor hints `PreTrainedModel` / `PreTrainedTokenizer`: the override names `LDMBertModel`, which
+    diffusers does not export; it is found in the pipeline's own module and paired with the BERT tokenizer."""
+    from diffusers import LDMTextToImagePipeline
+    from diffusers.pipelines.latent_diffusion import pipeline_latent_diffusion
+
+    resolved = resolve(LDMTextToImagePipeline)
+    assert not resolved.missing
+    assert resolved.classes["bert"] is pipeline_latent_diffusion.LDMBertModel
+    ldm = build_components(LDMTextToImagePipeline)
+    bert, tokenizer, unet, vq = ldm["bert"], ldm["tokenizer"], ldm["unet"], ldm["vqvae"]
+    assert type(tokenizer).__name__ == "BertTokenizer" and type(unet).__name__ == "UNet2DConditionModel"
+    assert len(tokenizer) == bert.config.vocab_size and bert.config.max_position_embeddings >= 77
+    assert unet.config.cross_attention_dim == bert.config.d_model
+    assert unet.config.in_channels == vq.config.latent_channels == DIMS.latent_channels
+    # the pipeline pads prompts to 77 tokens; the embedding it reads is the encoder's first output
+    tokens = tokenizer(["a photo of a cat"], padding="max_length", max_length=77, return_tensors="pt").input_ids
+    assert tokenizer.unk_token_id not in tokens[0].tolist()
+    with torch.no_grad():
+        embeds = bert(tokens)[0]
+        assert embeds.shape == (1, 77, bert.config.d_model)
+        latents = torch.randn(1, DIMS.latent_channels, 4, 4, generator=torch.Generator().manual_seed(0))
+        noise = unet(latents, 10, encoder_hidden_states=embeds).sample
+    assert noise.shape == latents.shape and torch.isfinite(noise).all()
+    again = build_components(LDMTextToImagePipeline)["bert"].state_dict()
+    assert all(torch.equal(value, again[key]) for key, value in bert.state_dict().items())
+    # guidance is off by default (scale 1): the matrix adds a case with it on
+    assert ("cfg", {"guidance_scale": 5.0}) in setup_by_class(LDMTextToImagePipeline).cases
+
+
 # -- verification through the by-class path ----------------------------------------------------------------------
 BY_CLASS_PIPELINES = [
     "pipelines/chroma/pipeline_chroma.py",
@@ -297,6 +393,31 @@ BY_CLASS_PIPELINES = [
     "pipelines/ltx/pipeline_ltx.py",  # the rescale inside the CFG branch
     "pipelines/latent_consistency_models/pipeline_latent_consistency_img2img.py",
     "pipelines/kolors/pipeline_kolors.py",  # ChatGLM without sentencepiece
+    # Components by class run, and plain mode is bitwise where the output is named right; what the converter does
+    # not yet do keeps them from verifying (strict: a fix shows here)
+    *(
+        pytest.param(
+            f"pipelines/deprecated/amused/pipeline_amused{name}.py",
+            marks=pytest.mark.xfail(
+                strict=True,
+                raises=AssertionError,
+                reason="converter: `return ImagePipelineOutput(output)` (positional) gives standard_outputs "
+                "{'output': ...}, not {'images': ...}; `torch.concat([negative, positive])` (torch.cat's alias) is "
+                "not read as the guider's batch; `micro_conds.expand(2 * batch_size if cfg else batch_size)` goes "
+                "whole into each guider-batch call",
+            ),
+        )
+        for name in ("", "_img2img", "_inpaint")
+    ),
+    pytest.param(
+        "pipelines/latent_diffusion/pipeline_latent_diffusion.py",
+        marks=pytest.mark.xfail(
+            strict=True,
+            raises=AssertionError,
+            reason="converter: `if guidance_scale == 1.0: plain else: torch.cat(...)` in the loop is not read as "
+            "CFG; the guider's batches are empty and each guider-batch call runs the whole CFG batch (exact mode)",
+        ),
+    ),
 ]
 
 

@@ -25,6 +25,7 @@ class Dims:
     latent_channels: int = 4
     vae_block_out: tuple[int, ...] = (32, 64)  # a 2-level image VAE: spatial scale factor 2
     vae_norm_groups: int = 32
+    codebook_size: int = 32  # a VQ model's codebook: the image tokens a masked-token denoiser predicts
     # denoisers
     block_out: tuple[int, ...] = (32, 64)  # UNet levels
     heads: int = 2
@@ -58,6 +59,16 @@ class Dims:
     def clip_projection(self) -> int:
         """CLIP's pooled projection is as wide as its hidden states: a pooled embedding can stand in for either."""
         return self.text_hidden
+
+    @property
+    def mask_token_id(self) -> int:
+        """Masked-token denoisers (aMUSEd) mark an unknown image token with the id just past the codebook."""
+        return self.codebook_size
+
+    @property
+    def token_vocab_size(self) -> int:
+        """The ids a masked-token denoiser embeds: every codebook entry and the mask token."""
+        return self.codebook_size + 1
 
     def projection_class_embeddings_input_dim(self, pooled_width: int | None = None) -> int:
         """SDXL's added conditioning: `time_ids` numbers embedded at `addition_time_embed_dim` each, plus the

@@ -34,6 +34,34 @@ _ONE_VIDEO_PER_PROMPT = {
     "cases": (("two_prompts_negatives", {"prompt": ["a cat", "the dog and the moon"], "negative_prompt": "blurry"}),),
 }
 
+# aMUSEd's image-to-image and inpainting encode the images they are given, one per prompt (they repeat them per
+# image of a prompt, not to the number of prompts): the matrix's two-prompt cases come with two images (and masks)
+_TWO_PROMPTS = ["a photo of a cat", "the dog and the moon"]
+_AMUSED_IMG2IMG = {
+    "drop_cases": ("two_prompts_x2", "cfg_off_latent"),
+    "cases": (
+        (
+            "two_prompts_x2",
+            {
+                "prompt": _TWO_PROMPTS,
+                "negative_prompt": ["blurry", "low quality"],
+                "num_images_per_prompt": 2,
+                "image": [Image(32), Image(32)],
+            },
+        ),
+        (
+            "cfg_off_latent",
+            {"prompt": _TWO_PROMPTS, "guidance_scale": 1.0, "output_type": "latent", "image": [Image(32), Image(32)]},
+        ),
+    ),
+}
+_AMUSED_INPAINT = {
+    "drop_cases": _AMUSED_IMG2IMG["drop_cases"],
+    "cases": tuple(
+        (name, {**values, "mask_image": [Mask(32), Mask(32)]}) for name, values in _AMUSED_IMG2IMG["cases"]
+    ),
+}
+
 # Z-Image's constructor hints `PreTrainedModel` / `AutoTokenizer`: the Qwen3 text model it is used with
 _Z_IMAGE = {"classes": {"text_encoder": "Qwen3Model", "tokenizer": "Qwen2Tokenizer"}}
 # ControlNet-XS copies the UNet's down blocks two resnets at a time
@@ -222,6 +250,14 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     # the UNet embeds the guidance scale (latent consistency distillation)
     "LatentConsistencyModelImg2ImgPipeline": {"config": {"unet": {"time_cond_proj_dim": 32}}},
     "LatentConsistencyModelPipeline": {"config": {"unet": {"time_cond_proj_dim": 32}}, "scheduler": "LCMScheduler"},
+    "AmusedImg2ImgPipeline": _AMUSED_IMG2IMG,
+    "AmusedInpaintPipeline": _AMUSED_INPAINT,
+    # its constructor hints `PreTrainedModel` / `PreTrainedTokenizer` and `UNet2DModel | UNet2DConditionModel`: the
+    # LDMBert its own file defines, a BERT tokenizer, the text-conditioned UNet; guidance is off by default (scale 1)
+    "LDMTextToImagePipeline": {
+        "classes": {"bert": "LDMBertModel", "tokenizer": "BertTokenizer", "unet": "UNet2DConditionModel"},
+        "cases": (("cfg", {"guidance_scale": 5.0}),),
+    },
     # pixels (3 channels) concatenated to latents of the same width: a 3-channel VQ model, a 6-channel UNet
     "LDMSuperResolutionPipeline": {"dims": {"latent_channels": 3}, "config": {"unet": {"in_channels": 6}}},
     # SD3 pads the two CLIP encoders' joined widths (32 + 32) to T5's: T5 is twice as wide

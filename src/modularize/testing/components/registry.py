@@ -112,7 +112,7 @@ class Need:
             default = TOKENIZER_OF.get(self.cls.__name__)
             if default is None:
                 return None
-            cls = _class_named(default)
+            cls = _class_named(default, self.pipeline)
         build = factory_for(cls)
         tokenizer = build(Need(name, cls, self.dims, self.seed, self.pipeline, self.classes, widths=self.widths))
         from transformers import ProcessorMixin
@@ -121,12 +121,21 @@ class Need:
         return tokenizer.tokenizer if isinstance(tokenizer, ProcessorMixin) else tokenizer
 
 
-def _class_named(name: str) -> type:
+def _class_named(name: str, pipeline: type | None = None) -> type:
+    """The class called `name` as the pipeline's own file sees it (a class it defines, such as LDM's
+    `LDMBertModel`, which diffusers does not export, or one it imports), else transformers' or diffusers'.
+
+        _class_named("LDMBertModel", LDMTextToImagePipeline)  # -> pipeline_latent_diffusion.LDMBertModel
+        _class_named("CLIPTokenizer")                         # -> transformers.CLIPTokenizer
+    """
+    import sys
+
     import diffusers
     import transformers
 
-    for module in (transformers, diffusers):
-        found = getattr(module, name, None)
-        if found is not None:
+    own = sys.modules.get(pipeline.__module__) if pipeline is not None else None
+    for module in (own, transformers, diffusers):
+        found = getattr(module, name, None) if module is not None else None
+        if isinstance(found, type):
             return found
     raise LookupError(name)

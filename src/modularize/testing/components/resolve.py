@@ -86,10 +86,10 @@ def _hints(pipeline: type) -> dict[str, Any]:
         return {n: p.annotation for n, p in inspect.signature(pipeline.__init__).parameters.items()}
 
 
-def _class_named(name: str) -> type:
+def _class_named(name: str, pipeline: type | None = None) -> type:
     from .registry import _class_named as named
 
-    return named(name)
+    return named(name, pipeline)
 
 
 def resolve(pipeline: type) -> Resolved:
@@ -110,7 +110,7 @@ def resolve(pipeline: type) -> Resolved:
             continue
         has_default = parameter.default is not inspect.Parameter.empty
         if name in forced:
-            classes[name] = None if forced[name] is None else _class_named(forced[name])
+            classes[name] = None if forced[name] is None else _class_named(forced[name], pipeline)
             continue
         if name in override.get("scalars", {}):
             scalars[name] = override["scalars"][name]
@@ -133,11 +133,11 @@ def resolve(pipeline: type) -> Resolved:
         for member in classes_in_hint:
             if issubclass(member, enum.Enum):
                 if member is KarrasDiffusionSchedulers:
-                    member = _class_named(override.get("scheduler", DEFAULT_SCHEDULER))
+                    member = _class_named(override.get("scheduler", DEFAULT_SCHEDULER), pipeline)
                 else:
                     continue
             if member.__name__ in GENERIC_SCHEDULERS:
-                member = _class_named(override.get("scheduler", DEFAULT_SCHEDULER))
+                member = _class_named(override.get("scheduler", DEFAULT_SCHEDULER), pipeline)
             if member.__name__ in AUTO_TOKENIZERS:
                 chosen = member
                 pending_tokenizers.append(name)
@@ -162,10 +162,10 @@ def resolve(pipeline: type) -> Resolved:
             if encoder is not None:  # (a missing encoder is reported already)
                 missing.append(f"{classes_in_hint_name(hints.get(name))} for {encoder.__name__}")
         else:
-            classes[name] = _class_named(tokenizer)
+            classes[name] = _class_named(tokenizer, pipeline)
     # a scheduler override names the class even where the hint is one concrete scheduler
     if "scheduler" in override and "scheduler" in classes:
-        classes["scheduler"] = _class_named(override["scheduler"])
+        classes["scheduler"] = _class_named(override["scheduler"], pipeline)
     return Resolved(pipeline, classes, scalars, tuple(missing), override.get("config", {}), override)
 
 

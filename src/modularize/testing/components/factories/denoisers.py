@@ -63,6 +63,44 @@ def unet_2d(need: Need):
     )
 
 
+# -- masked-token denoisers -------------------------------------------------------------------------------------
+# Denoisers that predict, for every masked image token, logits over the VQ codebook (aMUSEd): their pipeline's VQ
+# model decodes token ids, and their vocabulary is the codebook plus the mask token
+TOKEN_DENOISERS = ("UVit2DModel",)
+# aMUSEd's micro-conditioning: width, height, crop top, crop left and aesthetic score, each embedded sinusoidally
+MICRO_CONDITIONS = 5
+MICRO_COND_ENCODE_DIM = 4
+
+
+@factory("UVit2DModel")
+def uvit_2d(need: Need):
+    """aMUSEd's UVit: cross-attention on the text encoder's hidden states, its conditioning the pooled text
+    embedding joined with the micro-conditions, one transformer layer between a downsampling and an upsampling
+    block (16 x 16 image tokens -> 8 x 8)."""
+    d = need.dims
+    pooled = d.clip_projection if need.has_class("CLIPTextModelWithProjection") else need.text_width()
+    return need.model(
+        need.cls,
+        hidden_size=d.inner_dim,
+        cond_embed_dim=pooled,
+        micro_cond_encode_dim=MICRO_COND_ENCODE_DIM,
+        micro_cond_embed_dim=MICRO_CONDITIONS * MICRO_COND_ENCODE_DIM,
+        encoder_hidden_size=need.text_width(),
+        vocab_size=d.token_vocab_size,
+        codebook_size=d.codebook_size,
+        in_channels=8,  # the token embedding's width
+        block_out_channels=16,
+        num_res_blocks=1,
+        downsample=True,
+        upsample=True,
+        block_num_heads=2,
+        num_hidden_layers=d.layers,
+        num_attention_heads=d.heads,
+        intermediate_size=2 * d.inner_dim,
+        sample_size=d.image_size // d.vae_scale_factor,
+    )
+
+
 # -- image transformers -----------------------------------------------------------------------------------------
 @factory("SD3Transformer2DModel")
 def sd3_transformer(need: Need):

@@ -26,6 +26,12 @@ def scheduler(need: Need):
     return need.cls.from_config({k: v for k, v in {**family, **need.config}.items() if k in accepted})
 
 
+@factory("AmusedScheduler")
+def amused_scheduler(need: Need):
+    """Unmasks image tokens: its mask token is the one the denoiser embeds past the codebook."""
+    return need.cls(**{"mask_token_id": need.dims.mask_token_id, **need.config})
+
+
 @factory("ClassifierFreeGuidance", "BaseGuidance", "AdaptiveProjectedMixGuidance")
 def guider(need: Need):
     """A guider with its defaults (`BaseGuidance`, the abstract hint, gets classifier-free guidance)."""

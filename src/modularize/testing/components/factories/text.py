@@ -160,6 +160,26 @@ def bert_model(need: Need):
     return need.model(need.cls, config=config)
 
 
+@factory("LDMBertModel")
+def ldm_bert_model(need: Need):
+    """LDM's BERT-style encoder (defined in its pipeline's file; its config class is the model's `config_class`):
+    as wide as every text encoder, position embeddings for its tokenizer's whole length."""
+    tokenizer = need.tokenizer()
+    d = need.dims
+    width = need.text_width(need.name)
+    config = need.cls.config_class(
+        vocab_size=len(tokenizer),
+        max_position_embeddings=tokenizer.model_max_length,
+        d_model=width,
+        encoder_layers=d.text_layers,
+        encoder_attention_heads=d.text_heads,
+        head_dim=width // d.text_heads,
+        encoder_ffn_dim=d.text_intermediate,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return need.model(need.cls, config=config)
+
+
 @factory("T5EncoderModel", "UMT5EncoderModel")
 def t5_encoder(need: Need):
     from transformers import T5Config, UMT5Config

@@ -153,6 +153,10 @@ def asymmetric_autoencoder_kl(need: Need):
 
 @factory("VQModel")
 def vq_model(need: Need):
+    """A VQ model with `dims.codebook_size` codebook entries. Where the denoiser predicts image tokens (aMUSEd's
+    UVit), the pipeline decodes token ids: the model looks them up in its codebook instead of taking latents."""
+    from .denoisers import TOKEN_DENOISERS
+
     d = need.dims
     levels = len(d.vae_block_out)
     return need.model(
@@ -164,7 +168,8 @@ def vq_model(need: Need):
         up_block_types=("UpDecoderBlock2D",) * levels,
         latent_channels=d.latent_channels,
         norm_num_groups=d.vae_norm_groups,
-        num_vq_embeddings=32,
+        num_vq_embeddings=d.codebook_size,
+        lookup_from_codebook=need.has_class(*TOKEN_DENOISERS),
     )
 
 
