@@ -16,13 +16,13 @@ import pytest
 from modularize.analysis.guidance import branched, separate_passes
 from modularize.analysis.guidance.batched import (
     CfgPattern,
-    _cat_elements,
     _chunk,
     _combine,
     condition_text,
     find_batched_cfg,
 )
 from modularize.analysis.guidance.branched import find_branched_cfg
+from modularize.analysis.guidance.doubled_batch import cat_elements, doubles, halved_batch
 from modularize.analysis.guidance.pairing import propagate_pairs
 from modularize.analysis.guidance.separate_passes import find_separate_cfg
 from modularize.analysis.rewrite_context import call_body
@@ -384,8 +384,6 @@ def test_a_combine_no_matcher_knows_runs_verbatim_its_halves_told_apart_by_the_d
 
 
 def test_the_batch_split_in_two_in_its_spellings():
-    from modularize.analysis.guidance.batched import halved_batch
-
     for text in ("x.chunk(2)", "x.chunk(2, dim=0)", "x.chunk(2, 0)", "torch.chunk(x, 2)", "torch.chunk(x, 2, dim=0)"):
         assert halved_batch(cst.parse_expression(text)) == "x", text
     for text in ("x.chunk(2, dim=1)", "x.chunk(3)", "torch.chunk(x, 2, 1)", "x.split(2)"):
@@ -406,8 +404,6 @@ def test_the_batch_split_in_two_in_its_spellings():
     ],
 )
 def test_a_value_doubled_for_the_cfg_batch_by_what_it_computes(on, off, expected):
-    from modularize.analysis.guidance.doubling import doubles
-
     assert doubles(cst.parse_expression(on), cst.parse_expression(off)) is expected
 
 
@@ -493,9 +489,9 @@ def test_combine_and_concatenation_matchers():
     assert _combine(cst.parse_statement("noise_pred = c + scale * (c - u)\n")) is None  # not `u + s * (c - u)`
     assert _chunk(cst.parse_statement("a, b = pred.chunk(2)\n")) == ("pred", "a", "b")
     assert _chunk(cst.parse_statement("a, b, c = pred.chunk(3)\n")) is None
-    assert texts(_cat_elements(cst.parse_expression("torch.cat([x] * 2)"))) == ["x", "x"]
-    assert texts(_cat_elements(cst.parse_expression("torch.cat([a, b], dim=0)"))) == ["a", "b"]
-    assert _cat_elements(cst.parse_expression("torch.cat([a, b], dim=1)")) is None  # not along the batch
+    assert texts(cat_elements(cst.parse_expression("torch.cat([x] * 2)"))) == ["x", "x"]
+    assert texts(cat_elements(cst.parse_expression("torch.cat([a, b], dim=0)"))) == ["a", "b"]
+    assert cat_elements(cst.parse_expression("torch.cat([a, b], dim=1)")) is None  # not along the batch
 
 
 def test_the_cfg_condition_reads_call_arguments_on_one_line():
@@ -1151,7 +1147,7 @@ def test_per_sample_lists_concatenated_for_cfg_are_a_concatenation_site():
     ]
 
 
-def test_a_placeholder_set_in_init_and_first_thing_in_call_is_per_call_state():
+def test_a_placeholder_set_in_init_and_in_call_before_any_read_is_per_call_state():
     # `self._guidance_scale = 1.0` in `__init__` is a placeholder no call reads: `__call__` sets it first
     source = parse_source(
         PIPELINE.replace(
@@ -1161,3 +1157,19 @@ def test_a_placeholder_set_in_init_and_first_thing_in_call_is_per_call_state():
     )
     facts = analyze_class(source, find_pipeline_class(source))
     assert "do_classifier_free_guidance" in facts.per_call_properties
+    # read (through the property) before `__call__` sets it: the placeholder is read, it stays a member
+    source = parse_source(
+        PIPELINE.replace(
+            "        super().__init__()\n", "        super().__init__()\n        self._guidance_scale = 1.0\n"
+        )
+        .format(body="        x = 1", methods="")
+        .replace(
+            "self._guidance_scale = guidance_scale",
+            "on = self.do_classifier_free_guidance\n        self._guidance_scale = guidance_scale",
+            1,
+        ),
+        "snippet.py",
+    )
+    assert "on = self.do_classifier_free_guidance\n        self._guidance_scale = guidance_scale" in source.text
+    facts = analyze_class(source, find_pipeline_class(source))
+    assert "do_classifier_free_guidance" not in facts.per_call_properties

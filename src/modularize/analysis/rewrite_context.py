@@ -19,7 +19,6 @@ from ..cst.dataflow import names_read
 from ..cst.substitute import Replacement, rewrite_statements
 from ..cst.tree_walk import findall, names_in
 from ..frontend.class_facts import ClassFacts, docstring_of
-from ..frontend.derivation import component_inputs, derivation_of
 from ..frontend.parse import SourceModule
 from ..planning.naming import Naming
 from ..planning.plan import Helper, Note
@@ -165,7 +164,7 @@ def helpers_and_components(context: Context, used: dict[str, dict[str, None]], o
         pending += [h for h in helper_used.get("helper", {}) if h not in helpers]
     parameters: dict[str, str] = {}
     for name in derived_closure(facts, derived):
-        derivation = derivation_of(facts.init, name)
+        derivation = facts.init.derivations[name]
         for node in (derivation.expression, *derivation.statements):
             for attribute in findall(node, m.Attribute(value=m.Name("self"), attr=m.Name())):
                 if attribute.attr.value in facts.init.components:
@@ -174,7 +173,7 @@ def helpers_and_components(context: Context, used: dict[str, dict[str, None]], o
                 if parameter in facts.init.components:
                     components.setdefault(parameter, None)
         parameters.update((p.name, p.default or "None") for p in derivation.parameters)
-    rebuilt_from = component_inputs(facts.init)
+    rebuilt_from = facts.init.rebuilt_from
     for name in list(components):
         components.update(dict.fromkeys(rebuilt_from.get(name, ())))
     ordered = tuple(n for n in facts.init.components if n in components)

@@ -211,9 +211,9 @@ def replace_with_origins(
         return list(statements), {}
     targets = {id(node) for node in replacements}
     paths = paths_to(statements, lambda node: id(node) in targets)
-    transformer = _ReplaceNodesOnPaths(replacements, paths)
-    module = cst.Module(body=list(statements)).visit(transformer)
-    return list(module.body), transformer.origins
+    module = cst.Module(body=list(statements))
+    transformer = _ReplaceNodesOnPaths(replacements, paths | {id(module)})
+    return list(module.visit(transformer).body), transformer.origins
 
 
 class _ReplaceNodesOnPaths(_ReplaceNodes):
@@ -225,7 +225,7 @@ class _ReplaceNodesOnPaths(_ReplaceNodes):
         self.origins: dict[cst.CSTNode, cst.CSTNode] = {}
 
     def on_visit(self, node: cst.CSTNode) -> bool:
-        return id(node) in self._paths or isinstance(node, cst.Module)
+        return id(node) in self._paths
 
     def on_leave(self, original_node, updated_node):
         result = super().on_leave(original_node, updated_node)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 import libcst as cst
 import libcst.matchers as m
@@ -20,6 +22,9 @@ import libcst.matchers as m
 from ..cst.tree_walk import findall
 from ..errors import ConversionError
 from .parse import SourceModule, base_names, code
+
+if TYPE_CHECKING:
+    from .derivation import Derivation
 
 SELF = m.Name("self")
 
@@ -53,6 +58,22 @@ class InitFacts:
             and not name.endswith("guider")
             and not any(word in annotations.get(name, "") for word in ("Guidance", "Guider"))
         )
+
+    # What `__init__` derives depends on `__init__` alone: computed once per class, on first use (every block that
+    # reads a derived attribute or a rebuilt component asks). `derivation` imports this module, hence the imports.
+    @cached_property
+    def derivations(self) -> Mapping[str, Derivation]:
+        """Each derived attribute's `derivation.derivation_of`."""
+        from .derivation import derivation_of
+
+        return {name: derivation_of(self, name) for name in self.derived}
+
+    @cached_property
+    def rebuilt_from(self) -> Mapping[str, tuple[str, ...]]:
+        """`derivation.component_inputs`: rebuilt component -> the components it is rebuilt from."""
+        from .derivation import component_inputs
+
+        return component_inputs(self)
 
 
 @dataclass(frozen=True)
@@ -179,15 +200,12 @@ def _per_call_state(call: cst.FunctionDef, properties: Mapping[str, cst.Function
 
     Components and derived attributes are not per-call state even when `__call__` reassigns them
     (`self.vae = self.vae.to(latents.dtype)`): they stay members of the pipeline. A derived attribute `__call__`
-    sets first thing, as a statement of its own (`self._guidance_scale = guidance_scale` over `__init__`'s
-    placeholder `self._guidance_scale = 1.0`), is per-call state: no call reads the placeholder.
+    sets as a statement of its own before anything reads it, directly or through a property
+    (`self._guidance_scale = guidance_scale` over `__init__`'s placeholder `self._guidance_scale = 1.0`), is
+    per-call state: no call reads the placeholder.
     """
     pattern = m.Assign(targets=[m.AssignTarget(target=m.Attribute(value=SELF))])
-    set_first = {
-        s.body[0].targets[0].target.attr.value
-        for s in call.body.body
-        if m.matches(s, m.SimpleStatementLine(body=[pattern]))
-    }
+    set_first = _set_before_read(call, properties, pattern)
     assigned: dict[str, str] = {}
     for assign in findall(call.body, pattern):
         attribute = assign.targets[0].target.attr.value
@@ -207,6 +225,28 @@ def _per_call_state(call: cst.FunctionDef, properties: Mapping[str, cst.Function
         if reads & set(assigned):
             per_call_properties[name] = expression
     return per_call, per_call_properties
+
+
+def _set_before_read(
+    call: cst.FunctionDef, properties: Mapping[str, cst.FunctionDef], assignment: m.Assign
+) -> set[str]:
+    """Attributes a top-level statement of `__call__` assigns before any statement reads them."""
+    read: set[str] = set()
+    found: set[str] = set()
+    for statement in call.body.body:
+        attributes = {a.attr.value for a in findall(statement, m.Attribute(value=SELF, attr=m.Name()))}
+        for name in list(attributes):  # a property reads what its expression reads
+            expression = _property_expression(properties[name]) if name in properties else None
+            if expression is not None:
+                attributes |= {a.attr.value for a in findall(expression, m.Attribute(value=SELF, attr=m.Name()))}
+        if m.matches(statement, m.SimpleStatementLine(body=[assignment])):
+            target = statement.body[0].targets[0].target.attr.value
+            value_reads = {a.attr.value for a in findall(statement.body[0].value, m.Attribute(value=SELF))}
+            if target not in read and target not in value_reads:
+                found.add(target)
+            attributes -= {target} - value_reads
+        read |= attributes
+    return found
 
 
 def analyze_class(source: SourceModule, node: cst.ClassDef) -> ClassFacts:

@@ -19,7 +19,8 @@ becomes, in the loop,
         embeds = torch.cat([negative_prompt_embeds, prompt_embeds]) if do_cfg else prompt_embeds
 
 The same values: both branches assign the same names in the same order and nothing else, the test is a name or a
-`self.` attribute neither branch assigns, so testing it again before each assignment gives the same branch. Only
+`self.` attribute (or `not` one, the branches then swapped) neither branch assigns, so testing it again before each
+assignment gives the same branch. Only
 an input branch whose test guards a later `if` without an `else` in the loop is rewritten (with CFG off that `if`
 keeps the model output as it is: the batched shape); an output `if` with an `else` is the branched detector's
 shape (`analysis.guidance.branched`), which reads the input branch as written.

@@ -97,17 +97,18 @@ def with_named_condition(
     """`body` with every occurrence of `condition` reading a local set just before the first one, and the origin
     of every new node ({new: old}, so that errors report the lines the nodes came from)."""
     name = fresh_name(PREFERRED_NAME, taken | {p.name for p in facts.call_parameters})
-    occurrences = [
-        node for node in _walk_statements(body) if type(node) is type(condition) and same_expression(node, condition)
-    ]
-    replacements: dict[cst.CSTNode, cst.CSTNode] = {
-        node: cst.Name(name, lpar=node.lpar, rpar=node.rpar) for node in occurrences
-    }
+    # `guidance_scale == 1.0` where the condition is `guidance_scale != 1.0` reads `not <name>`
     negation = _negation(condition)
-    if negation is not None:  # `guidance_scale == 1.0` where the condition is `guidance_scale != 1.0`
-        for node in _walk_statements(body):
-            if type(node) is type(negation) and same_expression(node, negation):
-                replacements[node] = cst.UnaryOperation(cst.Not(), cst.Name(name), lpar=node.lpar, rpar=node.rpar)
+    occurrences: list[cst.BaseExpression] = []
+    replacements: dict[cst.CSTNode, cst.CSTNode] = {}
+    for node in _walk_statements(body):
+        if type(node) is not type(condition):
+            continue
+        if same_expression(node, condition):
+            occurrences.append(node)
+            replacements[node] = cst.Name(name, lpar=node.lpar, rpar=node.rpar)
+        elif negation is not None and same_expression(node, negation):
+            replacements[node] = cst.UnaryOperation(cst.Not(), cst.Name(name), lpar=node.lpar, rpar=node.rpar)
     new_body, origins = replace_with_origins(body, replacements)
     origins.update({new: old for old, new in replacements.items()})
     first = next(at for at, (old, new) in enumerate(zip(body, new_body, strict=True)) if old is not new)

@@ -22,7 +22,6 @@ from ..cst.dataflow import flow_of, names_read
 from ..cst.substitute import substitute_names
 from ..cst.tree_walk import findall
 from ..frontend.class_facts import ClassFacts
-from ..frontend.derivation import derivation_of
 from ..frontend.parse import snippet
 from .plan import BlockPlan, LoopPlan, PipelineClassPlan
 
@@ -58,7 +57,7 @@ def pipeline_class_plan(
                     "a ModularPipeline computes derived attributes as properties, which cannot be assigned",
                 )
     for name in derived:
-        for parameter in derivation_of(facts.init, name).parameters:
+        for parameter in facts.init.derivations[name].parameters:
             if parameter.default is None:
                 raise context.source.refuse(
                     facts.init.node,
@@ -106,7 +105,7 @@ def _derived_property(facts: ClassFacts, name: str) -> cst.FunctionDef:
                 select_layers = (2, 5, 8)
             return tuple(select_layers)
     """
-    derivation = derivation_of(facts.init, name)
+    derivation = facts.init.derivations[name]
     components = {c: cst.Attribute(cst.Name("self"), cst.Name(c)) for c in facts.init.components}
     from_config = {
         p.name: cst.parse_expression(f"self.config.get({p.name!r}, {p.default})") for p in derivation.parameters

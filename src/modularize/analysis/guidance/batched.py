@@ -35,23 +35,13 @@ from ...frontend.class_facts import ClassFacts
 from ...frontend.parse import SourceModule, code
 from ...kinds import CfgKind
 from ...normalize.cfg_condition import InlineCfgCondition, is_inline_condition
+from ...normalize.early_return import is_constant
 from ...planning.plan import GuidanceField
 from .combine import assigned_combine
 from .combine_inputs import combine_inputs
-from .doubling import doubles
+from .doubled_batch import BATCH_REPEAT, LIST_CAT, TORCH_CAT, cat_elements, doubles, halved_batch
 from .pairing import propagate_pairs
 from .rescale import rescale_call
-
-# `torch.cat`, and its aliases `torch.concat` / `torch.concatenate`
-_TORCH_CAT = m.Call(
-    func=m.Attribute(value=m.Name("torch"), attr=m.Name("cat") | m.Name("concat") | m.Name("concatenate"))
-)
-# `list(a) + list(b)`: per-sample lists, concatenated as a batch is
-_LIST_CAT = m.BinaryOperation(
-    left=m.Call(func=m.Name("list"), args=[m.Arg(m.Name())]),
-    operator=m.Add(),
-    right=m.Call(func=m.Name("list"), args=[m.Arg(m.Name())]),
-)
 
 
 @dataclass(frozen=True)
@@ -167,11 +157,11 @@ def _whole_branch_combine(inner: Sequence[cst.BaseStatement]):
     if len(chunks) != 1:
         return None
     _, first, second = chunks[0]
-    reads = flow_of(list(inner)).reads
-    if not reads:
+    flow = flow_of(list(inner))
+    if not flow.reads:
         return None
-    model_output = reads[0]
-    result = model_output if model_output in flow_of(list(inner)).writes else target
+    model_output = flow.reads[0]
+    result = model_output if model_output in flow.writes else target
     return model_output, first, second, result, uncond, cond, formula.scale
 
 
@@ -213,7 +203,7 @@ def _uncond_first_by_sites(
             continue
         for line in node.body.body:
             cat = _concatenation(line)
-            elements = _cat_elements(cat) if cat is not None else None
+            elements = cat_elements(cat) if cat is not None else None
             if elements is None or len(elements) != 2 or not all(isinstance(e, cst.Name) for e in elements):
                 continue
             names = [e.value for e in elements]
@@ -224,7 +214,7 @@ def _uncond_first_by_sites(
     for node in index.find(cst.Assign, m.Assign(value=m.IfExp()), within=kept):
         if not _is_cfg(node.value.test, condition) or not isinstance(node.value.orelse, cst.Name):
             continue
-        elements = _cat_elements(node.value.body)
+        elements = cat_elements(node.value.body)
         if elements is None or len(elements) != 2:
             continue
         same = [same_expression(e, node.value.orelse) for e in elements]
@@ -233,17 +223,32 @@ def _uncond_first_by_sites(
     return orders.pop() if len(orders) == 1 else None
 
 
-def _guidance_scale_read(facts: ClassFacts, inner: Sequence[cst.BaseStatement]) -> cst.BaseExpression | None:
-    """The scale an unrecognized combine reads: `self.guidance_scale`, or the one call parameter or per-call
-    property it reads that is named for it (`guidance_scale`)."""
+def _guidance_scale_read(inner: Sequence[cst.BaseStatement]) -> cst.Attribute | None:
+    """`self.guidance_scale`, when an unrecognized combine reads it: in the guider subclass that is the guider's own
+    scale (`combine_inputs`), so the guider is configured from the argument behind the pipeline's property."""
     for attribute in findall(cst.Module(body=list(inner)), m.Attribute(value=m.Name("self"), attr=m.Name())):
         if attribute.attr.value == "guidance_scale":
             return attribute
-    parameters = {p.name for p in facts.call_parameters}
-    for name in flow_of(list(inner)).reads:
-        if name == "guidance_scale" and name in parameters:
-            return cst.Name(name)
     return None
+
+
+def _scale_deciding(
+    source: SourceModule, facts: ClassFacts, condition_expression: cst.BaseExpression, anchor: cst.CSTNode
+) -> cst.Name:
+    """The one `__call__` argument the CFG condition reads (`self._guidance_scale > 1` -> `guidance_scale`): what
+    the guider of a combine no matcher knows is configured from, so that it is on exactly when the source's CFG is;
+    the combine reads its own inputs itself."""
+    parameters = {p.name for p in facts.call_parameters}
+    read = [
+        n for n in dict.fromkeys(names_read(over_call_locals(condition_expression, facts.per_call))) if n in parameters
+    ]
+    if len(read) != 1:
+        raise source.refuse(
+            anchor,
+            "unrecognized guidance combine, and the CFG condition does not read one `__call__` argument to configure "
+            "the guider with",
+        )
+    return cst.Name(read[0])
 
 
 def _refuse_halves_read_later(source: SourceModule, later: list[cst.BaseStatement], halves: set[str]) -> None:
@@ -280,30 +285,6 @@ def _chunk(statement: cst.CSTNode) -> tuple[str, str, str] | None:
     return halved, first, second
 
 
-_ZERO = m.Integer("0")
-_TWO = m.Integer("2")
-_DIM = m.MatchIfTrue(lambda keyword: keyword is None or keyword.value == "dim")
-# `x.chunk(2)`, `x.chunk(2, 0)`, `x.chunk(2, dim=0)`
-_METHOD_CHUNK = m.Call(
-    func=m.Attribute(value=m.Name(), attr=m.Name("chunk")),
-    args=[m.Arg(_TWO, keyword=None), m.ZeroOrOne(m.Arg(_ZERO, keyword=_DIM))],
-)
-# `torch.chunk(x, 2)`, `torch.chunk(x, 2, 0)`, `torch.chunk(x, 2, dim=0)`
-_TORCH_CHUNK = m.Call(
-    func=m.Attribute(value=m.Name("torch"), attr=m.Name("chunk")),
-    args=[m.Arg(m.Name(), keyword=None), m.Arg(_TWO, keyword=None), m.ZeroOrOne(m.Arg(_ZERO, keyword=_DIM))],
-)
-
-
-def halved_batch(value: cst.BaseExpression) -> str | None:
-    """The name a value splits into two halves along the batch (`x.chunk(2)` in its spellings) -> "x"."""
-    if m.matches(value, _METHOD_CHUNK):
-        return value.func.value.value
-    if m.matches(value, _TORCH_CHUNK):
-        return value.args[0].value.value
-    return None
-
-
 def _combine(statement: cst.CSTNode) -> tuple[str, str, str, cst.BaseExpression] | None:
     """`g = u + s * (c - u)` -> (g, u, c, s)."""
     found = assigned_combine(statement)
@@ -336,33 +317,6 @@ def _rescale(
     if text is None or not m.matches(text, m.Name(cond)):
         return None
     return keywords.get("guidance_rescale", positional[2] if len(positional) > 2 else None)
-
-
-# `x.repeat(2, 1, 1, 1)`: the batch doubled, the other dimensions as they are
-_BATCH_REPEAT = m.Call(
-    func=m.Attribute(attr=m.Name("repeat")), args=[m.Arg(m.Integer("2")), m.ZeroOrMore(m.Arg(m.Integer("1")))]
-)
-
-
-def _cat_elements(call: cst.CSTNode) -> list[cst.BaseExpression] | None:
-    """`torch.cat([a, b])` -> [a, b]; `torch.cat([a] * 2)` -> [a, a]; with an optional `dim=0`; `a.repeat(2, 1)`,
-    the batch repeated, -> [a, a]; `list(a) + list(b)` -> [a, b]."""
-    if m.matches(call, _BATCH_REPEAT):
-        return [call.func.value] * 2
-    if m.matches(call, _LIST_CAT):
-        return [call.left.args[0].value, call.right.args[0].value]
-    if not m.matches(call, _TORCH_CAT) or not call.args:
-        return None
-    extra = call.args[1:]
-    if extra and not all(m.matches(a, m.Arg(m.Integer("0"))) for a in extra):
-        return None
-    sequence = call.args[0].value
-    if isinstance(sequence, cst.List):
-        return [element.value for element in sequence.elements]
-    if m.matches(sequence, m.BinaryOperation(left=m.List(elements=[m.Element()]), operator=m.Multiply())):
-        if m.matches(sequence.right, m.Integer("2")):
-            return [sequence.left.elements[0].value] * 2
-    return None
 
 
 def _is_cfg(test: cst.CSTNode, condition: cst.BaseExpression) -> bool:
@@ -428,7 +382,7 @@ def find_batched_cfg(
                     "(no CFG concatenation `x = torch.cat([..., x])` says which value is the conditional one)",
                 )
             uncond, cond = (first, second) if uncond_first else (second, first)
-            scale = _guidance_scale_read(facts, inner)
+            scale = _guidance_scale_read(inner)
     else:
         model_output, first, second = chunked
         guided, uncond, cond, scale = combined
@@ -458,6 +412,8 @@ def find_batched_cfg(
     gated = _gated_extras(source, facts, extras, {first, second}, feature_guards)
 
     condition_name, condition_expression, condition_statement = _condition(source, facts, condition, top_level)
+    if scale is None:  # a combine no matcher knows, reading no `self.guidance_scale`
+        scale = _scale_deciding(source, facts, condition_expression, chunk_if)
 
     calls_before = [(i, n) for i, n in denoiser_calls if i < chunk_index]
     if not calls_before:
@@ -493,7 +449,7 @@ def find_batched_cfg(
         for if_exp in findall(statement, m.IfExp()):
             if not _is_cfg(if_exp.test, condition):
                 continue
-            elements = _cat_elements(if_exp.body)
+            elements = cat_elements(if_exp.body)
             repeated_twice = (
                 elements is not None
                 and len(elements) == 2
@@ -803,8 +759,8 @@ def _cat_sites(
                 site = _cat_site(source, line, node if whole else line, uncond_index)
                 found.append((list(before_loop).index(index.statement_of(node)), site))
                 continue
-            for cat in findall(line, _TORCH_CAT | _BATCH_REPEAT):
-                if _cat_elements(cat) is not None:
+            for cat in findall(line, TORCH_CAT | BATCH_REPEAT):
+                if cat_elements(cat) is not None:
                     raise source.refuse(
                         cat,
                         "a concatenation for CFG inside a compound statement: only `name = torch.cat([...])` on a "
@@ -848,7 +804,7 @@ def _refuse_per_condition_alternatives(source: SourceModule, branch: cst.If) -> 
     per_batch = {
         line.body[0].targets[0].target.value
         for line in branch.body.body
-        if _concatenation(line) is not None or (_assigned_constant(line) and _written_once(branch.body.body, line))
+        if (_concatenation(line) is not None or _assigned_constant(line)) and _written_once(branch.body.body, line)
     }
     unknown = sorted(both - per_batch)
     if unknown:
@@ -860,8 +816,8 @@ def _refuse_per_condition_alternatives(source: SourceModule, branch: cst.If) -> 
 
 
 def _assigned_constant(line: cst.CSTNode) -> bool:
-    constant = m.Name("None") | m.Name("True") | m.Name("False") | m.Integer() | m.Float() | m.SimpleString()
-    return m.matches(line, m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())], value=constant)]))
+    assignment = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())])])
+    return m.matches(line, assignment) and is_constant(line.body[0].value)
 
 
 def _written_once(statements: Sequence[cst.BaseStatement], line: cst.SimpleStatementLine) -> bool:
@@ -880,14 +836,16 @@ def _refuse_helpers_batching_on_the_property(
     concatenate inside every guider batch (I2VGen-XL's `_encode_image`)."""
     if not m.matches(condition, m.Attribute(value=m.Name("self"))):
         return
+    checked: set[str] = set()  # a helper called more than once is read once
     for call in index.find(cst.Call, m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name())), within=statements):
         helper = facts.methods.get(call.func.attr.value)
-        if helper is None:
+        if helper is None or helper.name.value in checked:
             continue
+        checked.add(helper.name.value)
         for branch in findall(helper.body, m.If() | m.IfExp()):
             if not _contains_cfg(branch.test, condition):
                 continue
-            if any(_cat_elements(cat) is not None for cat in findall(branch.body, _TORCH_CAT)):
+            if any(cat_elements(cat) is not None for cat in findall(branch.body, TORCH_CAT)):
                 raise source.refuse(
                     call,
                     f"`{helper.name.value}` concatenates for CFG inside itself under `{code(condition)}`: the guider "
@@ -900,7 +858,7 @@ def _concatenation(line: cst.CSTNode) -> cst.Call | None:
     """`name = torch.cat([...])`, or `name = torch.cat([...]).to(...)` -> the `torch.cat` call."""
     if m.matches(line, m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())])])):
         cat, _ = _moved(line.body[0].value)
-        return cat if m.matches(cat, _TORCH_CAT | _BATCH_REPEAT | _LIST_CAT) else None
+        return cat if m.matches(cat, TORCH_CAT | BATCH_REPEAT | LIST_CAT) else None
     return None
 
 
@@ -937,7 +895,7 @@ def _cat_site(
     assign = line.body[0]
     target = assign.targets[0].target.value
     value, applied = _moved(assign.value) if cat is None else (cat, ())
-    elements = _cat_elements(value)
+    elements = cat_elements(value)
     if elements is None or len(elements) != 2 or not all(isinstance(e, cst.Name) for e in elements):
         raise source.refuse(
             anchor, "a CFG-dependent value that is not a concatenation of two tensors `[uncond, cond]`"
@@ -1006,8 +964,8 @@ def _concatenations_under(helper: cst.FunctionDef, flag: str) -> set[str]:
         if any(m.matches(part, m.Name(flag)) for part in conjuncts(branch.test)):
             guarded.append(branch.body)
     for node in guarded:
-        for cat in findall(node, _TORCH_CAT) if not m.matches(node, _TORCH_CAT) else [node]:
-            elements = _cat_elements(cat)
+        for cat in findall(node, TORCH_CAT) if not m.matches(node, TORCH_CAT) else [node]:
+            elements = cat_elements(cat)
             if elements is None:
                 continue  # not along the batch (`dim=-2` joins sequences): not CFG batching
             repeats = all(same_expression(e, elements[0]) for e in elements)

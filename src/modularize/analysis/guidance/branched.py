@@ -43,6 +43,7 @@ from ...planning.plan import GuidanceField
 from .batched import CfgPattern, CustomCombine, _condition
 from .combine import DIFFUSERS, ORIGINAL, combines_in
 from .combine_inputs import COMBINE_GLOBALS, combine_inputs
+from .doubled_batch import TORCH_CAT, cat_elements
 from .separate_passes import _model_aliases, _model_call, denoiser_fields, step_scales
 
 
@@ -185,28 +186,18 @@ def _concatenated_pair(value: cst.BaseExpression) -> tuple[cst.Name, cst.Name] |
     """`a + b` (lists) or `torch.cat([a, b])` -> (a, b)."""
     if m.matches(value, m.BinaryOperation(left=m.Name(), operator=m.Add(), right=m.Name())):
         return value.left, value.right
-    cat = m.Call(
-        func=m.Attribute(value=m.Name("torch"), attr=m.Name("cat") | m.Name("concat") | m.Name("concatenate")),
-        args=[m.Arg(m.List([m.Element(m.Name()), m.Element(m.Name())]))],
-    )
-    if m.matches(value, cat):
-        first, second = value.args[0].value.elements
-        return first.value, second.value
+    if not (m.matches(value, TORCH_CAT) and value.args and isinstance(value.args[0].value, cst.List)):
+        return None  # (a repeat is not a pair: `_repeats`)
+    elements = cat_elements(value)
+    if elements is not None and len(elements) == 2 and all(isinstance(e, cst.Name) for e in elements):
+        return elements[0], elements[1]
     return None
 
 
 def _repeats(value: cst.BaseExpression, plain: cst.BaseExpression) -> bool:
     """`<plain>.repeat(2, 1, ...)` or `torch.cat([<plain>] * 2)`: the same input for both batches."""
-    repeat = m.Call(
-        func=m.Attribute(attr=m.Name("repeat")), args=[m.Arg(m.Integer("2")), m.ZeroOrMore(m.Arg(m.Integer("1")))]
-    )
-    if m.matches(value, repeat):
-        return same_expression(value.func.value, plain)
-    cat = m.Call(
-        func=m.Attribute(value=m.Name("torch"), attr=m.Name("cat") | m.Name("concat") | m.Name("concatenate")),
-        args=[m.Arg(m.BinaryOperation(left=m.List([m.Element()]), operator=m.Multiply(), right=m.Integer("2")))],
-    )
-    return m.matches(value, cat) and same_expression(value.args[0].value.left.elements[0].value, plain)
+    elements = cat_elements(value)
+    return elements is not None and len(elements) == 2 and all(same_expression(e, plain) for e in elements)
 
 
 def _output_combine(

@@ -33,12 +33,12 @@ from ...kinds import CfgKind
 from ...planning.plan import GuidanceField
 from .batched import CfgPattern, CustomCombine, _condition
 from .combine import assigned_combine
+from .combine_inputs import combine_inputs
 
 _ASSIGNED = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())])])
+
+
 # names a verbatim combine may read besides the predictions and the scale
-_COMBINE_GLOBALS = frozenset({"torch", "float", "int", "range", "len", "min", "max", "abs"})
-
-
 @dataclass(frozen=True)
 class _ModelCall:
     statement: cst.BaseStatement  # as it sits in the loop (a `with` around the assignment, or the assignment)
@@ -242,7 +242,7 @@ def _pattern(
     if len(inner) > combine_at + 1 or target != cond.output:
         if scales:
             raise source.refuse(inner[combine_at], "a custom guidance combine with a guidance scale chosen per step")
-        combine = _custom_combine(source, inner[combine_at:], cond.output, uncond.output, scale)
+        combine = _custom_combine(source, facts, inner[combine_at:], cond.output, uncond.output, scale)
     contexts = ()
     if cond.context is not None or uncond.context is not None:
         if cond.context is None or uncond.context is None:
@@ -341,6 +341,7 @@ def _combine(statement: cst.CSTNode, cond: str, uncond: str) -> tuple[str, cst.B
 
 def _custom_combine(
     source: SourceModule,
+    facts: ClassFacts,
     statements: Sequence[cst.BaseStatement],
     cond: str,
     uncond: str,
@@ -351,14 +352,8 @@ def _custom_combine(
         bindings.append((scale.value, "self.guidance_scale"))
     elif not m.matches(scale, m.Attribute(value=m.Name("self"), attr=m.Name("guidance_scale"))):
         raise source.refuse(scale, "a guidance scale a guider subclass cannot read (a name or `self.guidance_scale`)")
-    flow = flow_of(list(statements), bound=[name for name, _ in bindings])
-    foreign = [f"`{n}`" for n in flow.reads if n not in _COMBINE_GLOBALS]
-    attributes = findall(cst.Module(body=list(statements)), m.Attribute(value=m.Name("self")))
-    foreign += [f"`self.{a.attr.value}`" for a in attributes if a.attr.value != "guidance_scale"]
-    if foreign:
-        reads = ", ".join(dict.fromkeys(foreign))
-        raise source.refuse(statements[0], f"the guidance combine reads {reads}, which a guider does not have")
-    return CustomCombine(tuple(statements), tuple(bindings), cond)
+    bindings, inputs = combine_inputs(source, facts, statements, bindings, statements[0])
+    return CustomCombine(tuple(statements), bindings, cond, inputs=inputs)
 
 
 def _gate(source: SourceModule, facts: ClassFacts, statement: cst.BaseStatement) -> cst.If:

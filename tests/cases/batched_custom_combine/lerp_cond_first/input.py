@@ -4,7 +4,7 @@ The branch combines the halves with `torch.lerp`, which is not `u + s * (c - u)`
 in a guider subclass. Which half is unconditional is read off the data flow, not the names: the embeddings are
 concatenated `[words, unwanted]` with `words` the CFG-off value. The loop doubles its inputs in the model call
 itself and with a fill of twice the rows (`torch.full((rows * 2,), ...)`), and splits with `torch.chunk(x, 2,
-dim=0)`.
+dim=0)`. The scale is named for nothing: the guider is configured from the argument the CFG condition reads.
 """
 
 import torch
@@ -29,12 +29,8 @@ class LerpGuidancePipeline(DiffusionPipeline):
         self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler)
 
     @property
-    def guidance_scale(self):
-        return self._guidance_scale
-
-    @property
     def do_classifier_free_guidance(self):
-        return self._guidance_scale > 1
+        return self._pull > 1
 
     def embed(self, texts, device, copies):
         tokens = self.tokenizer(texts, padding="max_length", truncation=True, return_tensors="pt")
@@ -49,7 +45,7 @@ class LerpGuidancePipeline(DiffusionPipeline):
         height: int = 64,
         width: int = 64,
         num_inference_steps: int = 4,
-        guidance_scale: float = 4.0,
+        pull: float = 4.0,
         num_images_per_prompt: int = 1,
         generator: torch.Generator | None = None,
         output_type: str = "pt",
@@ -59,11 +55,11 @@ class LerpGuidancePipeline(DiffusionPipeline):
         Args:
             prompt (`str` or `list[str]`):
                 What the image shows.
-            guidance_scale (`float`, defaults to 4.0):
+            pull (`float`, defaults to 4.0):
                 How far past the unconditional prediction to go toward the conditional one; off at 1.0 and below.
         """
         # 1. Encode the words
-        self._guidance_scale = guidance_scale
+        self._pull = pull
         device = self._execution_device
         prompts = [prompt] if isinstance(prompt, str) else prompt
         rows = len(prompts) * num_images_per_prompt
@@ -93,7 +89,7 @@ class LerpGuidancePipeline(DiffusionPipeline):
             )[0]
             if self.do_classifier_free_guidance:
                 pred_worded, pred_plain = torch.chunk(pred, 2, dim=0)
-                pred = torch.lerp(pred_plain, pred_worded, self.guidance_scale)
+                pred = torch.lerp(pred_plain, pred_worded, pull)
             sample = self.scheduler.step(pred, t, sample, return_dict=False)[0]
 
         # 4. Decode

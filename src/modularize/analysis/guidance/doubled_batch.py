@@ -1,8 +1,12 @@
-"""Whether a value computed for the CFG batch is the unbatched value twice over, by what the operations compute.
+"""The doubled CFG batch as sources build and split it, recognized by what the operations compute.
 
-With CFG on, batched pipelines run the model on `[uncond, cond]`: inputs both conditions share are the CFG-off
-value repeated. Beside `torch.cat([x, x])` and `torch.cat([x] * 2)` (`batched._cat_elements`), sources double a
-batch in ways whose two halves are equal by construction:
+With CFG on, batched pipelines run the model on `[uncond, cond]` and split its prediction in two:
+
+    torch.cat([negative, positive])   torch.concat([x] * 2)   x.repeat(2, 1)   list(a) + list(b)   # `cat_elements`
+    u, c = pred.chunk(2)              torch.chunk(pred, 2, dim=0)                                # `halved_batch`
+
+Inputs both conditions share are the CFG-off value repeated; beside `torch.cat([x, x])`, sources double a batch
+in ways whose two halves are equal by construction:
 
     (t / n).view(1).repeat(2).to(device)   if cfg else (t / n).view(1).to(device)    # a repeat inside a chain
     torch.full((batch * 2,), t.item())     if cfg else torch.full((batch,), t.item())  # a fill of twice the rows
@@ -18,13 +22,68 @@ import libcst.matchers as m
 from ...cst.substitute import replace_nodes, same_expression
 
 # `x.repeat(2)`, `x.repeat(2, 1, 1)`: the batch doubled, every other dimension as it is
-_BATCH_REPEAT = m.Call(
+BATCH_REPEAT = m.Call(
     func=m.Attribute(attr=m.Name("repeat")), args=[m.Arg(m.Integer("2")), m.ZeroOrMore(m.Arg(m.Integer("1")))]
+)
+# `torch.cat`, and its aliases `torch.concat` / `torch.concatenate`
+TORCH_CAT = m.Call(
+    func=m.Attribute(value=m.Name("torch"), attr=m.Name("cat") | m.Name("concat") | m.Name("concatenate"))
+)
+# `list(a) + list(b)`: per-sample lists, concatenated as a batch is
+LIST_CAT = m.BinaryOperation(
+    left=m.Call(func=m.Name("list"), args=[m.Arg(m.Name())]),
+    operator=m.Add(),
+    right=m.Call(func=m.Name("list"), args=[m.Arg(m.Name())]),
 )
 # methods that act on each element (or only on its type or place) and so commute with repeating the batch
 _ELEMENTWISE = frozenset({"to", "float", "half", "double", "bfloat16", "type", "contiguous", "clone", "detach"})
 # constructors whose every row is the same fill: twice the rows are the rows twice
 _FILLS = frozenset({"full", "zeros", "ones"})
+
+
+def cat_elements(call: cst.CSTNode) -> list[cst.BaseExpression] | None:
+    """`torch.cat([a, b])` -> [a, b]; `torch.cat([a] * 2)` -> [a, a]; with an optional `dim=0`; `a.repeat(2, 1)`,
+    the batch repeated, -> [a, a]; `list(a) + list(b)` -> [a, b]."""
+    if m.matches(call, BATCH_REPEAT):
+        return [call.func.value] * 2
+    if m.matches(call, LIST_CAT):
+        return [call.left.args[0].value, call.right.args[0].value]
+    if not m.matches(call, TORCH_CAT) or not call.args:
+        return None
+    extra = call.args[1:]
+    if extra and not all(m.matches(a, m.Arg(m.Integer("0"))) for a in extra):
+        return None
+    sequence = call.args[0].value
+    if isinstance(sequence, cst.List):
+        return [element.value for element in sequence.elements]
+    if m.matches(sequence, m.BinaryOperation(left=m.List(elements=[m.Element()]), operator=m.Multiply())):
+        if m.matches(sequence.right, m.Integer("2")):
+            return [sequence.left.elements[0].value] * 2
+    return None
+
+
+_ZERO = m.Integer("0")
+_TWO = m.Integer("2")
+_DIM = m.MatchIfTrue(lambda keyword: keyword is None or keyword.value == "dim")
+# `x.chunk(2)`, `x.chunk(2, 0)`, `x.chunk(2, dim=0)`
+_METHOD_CHUNK = m.Call(
+    func=m.Attribute(value=m.Name(), attr=m.Name("chunk")),
+    args=[m.Arg(_TWO, keyword=None), m.ZeroOrOne(m.Arg(_ZERO, keyword=_DIM))],
+)
+# `torch.chunk(x, 2)`, `torch.chunk(x, 2, 0)`, `torch.chunk(x, 2, dim=0)`
+_TORCH_CHUNK = m.Call(
+    func=m.Attribute(value=m.Name("torch"), attr=m.Name("chunk")),
+    args=[m.Arg(m.Name(), keyword=None), m.Arg(_TWO, keyword=None), m.ZeroOrOne(m.Arg(_ZERO, keyword=_DIM))],
+)
+
+
+def halved_batch(value: cst.BaseExpression) -> str | None:
+    """The name a value splits into two halves along the batch (`x.chunk(2)` in its spellings) -> "x"."""
+    if m.matches(value, _METHOD_CHUNK):
+        return value.func.value.value
+    if m.matches(value, _TORCH_CHUNK):
+        return value.args[0].value.value
+    return None
 
 
 def doubles(on: cst.BaseExpression, off: cst.BaseExpression) -> bool:
@@ -36,7 +95,7 @@ def _repeated_in_chain(on: cst.BaseExpression, off: cst.BaseExpression) -> bool:
     """`a.repeat(2).to(d)` against `a.to(d)`: one batch repeat, only elementwise methods called on its result."""
     node: cst.BaseExpression = on
     while isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute):
-        if m.matches(node, _BATCH_REPEAT):
+        if m.matches(node, BATCH_REPEAT):
             return same_expression(replace_nodes(on, {node: node.func.value}), off)
         if node.func.attr.value not in _ELEMENTWISE:
             return False
