@@ -156,6 +156,16 @@ def test_remembered_children_are_the_same_children_and_are_forgotten_on_exit(sd_
     assert first == plain and again == plain
     assert [id(c) for c in calls] == [id(c) for c in findall(tree, m.Call())]
     assert tree_walk._REMEMBERED is None
+    # any other fact about a node: computed once within, every time outside
+    computed = []
+
+    def fact(node):
+        computed.append(node)
+        return len(computed)
+
+    with remembered_children():
+        assert [tree_walk.remembered("fact", tree, fact) for _ in range(3)] == [1, 1, 1]
+    assert tree_walk.remembered("fact", tree, fact) == 2
 
 
 _TRICKY_CODEGEN = [

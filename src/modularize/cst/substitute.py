@@ -17,7 +17,7 @@ from typing import TypeVar
 import libcst as cst
 
 from ..frontend.parse import code
-from .tree_walk import paths_to, walk
+from .tree_walk import paths_to, remembered, walk
 
 NodeT = TypeVar("NodeT", bound=cst.CSTNode)
 
@@ -119,7 +119,7 @@ def substitute_names(node: NodeT, mapping: Mapping[str, cst.BaseExpression], ren
 
 def same_expression(a: cst.CSTNode, b: cst.CSTNode) -> bool:
     """Equal up to parentheses, whitespace and comments (compared as Python ASTs)."""
-    return _normalized(a) == _normalized(b)
+    return a is b or remembered("normalized", a, _normalized) == remembered("normalized", b, _normalized)
 
 
 def _normalized(node: cst.CSTNode) -> str:

@@ -62,35 +62,52 @@ def _kind(cls: type) -> int:
     return kind
 
 
-# id(node) -> (node, its children) while `remembered_children` is active. LibCST trees are immutable, so a node's
-# children never change; the node is kept with them so that its id cannot be reused by another node meanwhile.
-_REMEMBERED: dict[int, tuple[cst.CSTNode, list[cst.CSTNode]]] | None = None
+# While `remembered_children` is active: per kind of fact ("children", ...), id(node) -> (node, the fact). LibCST
+# trees are immutable, so a fact about a node never changes; the node is kept with it so that its id cannot be
+# reused by another node meanwhile.
+_REMEMBERED: dict[str, dict[int, tuple[cst.CSTNode, object]]] | None = None
 
 
 @contextlib.contextmanager
 def remembered_children() -> Iterator[None]:
-    """Within it, each node's children are computed once: analysis walks the same statements many times (one
-    conversion walks the SD pipeline's `__call__` ~170 times). Forgotten on exit, so memory stays per conversion."""
+    """Within it, each node's children (and other facts asked through `remembered`) are computed once: analysis
+    walks the same statements many times (one conversion walks the SD pipeline's `__call__` ~170 times).
+    Forgotten on exit, so memory stays per conversion."""
     global _REMEMBERED
     outer = _REMEMBERED
     if outer is None:
-        _REMEMBERED = {}
+        _REMEMBERED = {"children": {}}
     try:
         yield
     finally:
         _REMEMBERED = outer
 
 
+def remembered(kind: str, node: cst.CSTNode, compute: Callable[[cst.CSTNode], object]) -> object:
+    """`compute(node)`, computed once per node within `remembered_children` (every time outside it)."""
+    memory = _REMEMBERED
+    if memory is None:
+        return compute(node)
+    table = memory.setdefault(kind, {})
+    hit = table.get(id(node))
+    if hit is not None and hit[0] is node:
+        return hit[1]
+    value = compute(node)
+    table[id(node)] = (node, value)
+    return value
+
+
 def children(node: cst.CSTNode) -> list[cst.CSTNode]:
     """`node.children` without LibCST's visit: the significant ones in source order."""
-    remembered = _REMEMBERED
-    if remembered is None:
+    memory = _REMEMBERED
+    if memory is None:
         return _children(node)
-    hit = remembered.get(id(node))
+    table = memory["children"]
+    hit = table.get(id(node))
     if hit is not None and hit[0] is node:
         return hit[1]
     found = _children(node)
-    remembered[id(node)] = (node, found)
+    table[id(node)] = (node, found)
     return found
 
 

@@ -205,9 +205,11 @@ def _per_call_state(call: cst.FunctionDef, properties: Mapping[str, cst.Function
     per-call state: no call reads the placeholder.
     """
     pattern = m.Assign(targets=[m.AssignTarget(target=m.Attribute(value=SELF))])
-    set_first = _set_before_read(call, properties, pattern)
+    assignments = findall(call.body, pattern)
+    placeholders = {a.targets[0].target.attr.value for a in assignments} & set(init.derived)
+    set_first = _set_before_read(call, properties, pattern) if placeholders else set()
     assigned: dict[str, str] = {}
-    for assign in findall(call.body, pattern):
+    for assign in assignments:
         attribute = assign.targets[0].target.attr.value
         if attribute in init.components or (attribute in init.derived and attribute not in set_first):
             continue
@@ -231,14 +233,18 @@ def _set_before_read(
     call: cst.FunctionDef, properties: Mapping[str, cst.FunctionDef], assignment: m.Assign
 ) -> set[str]:
     """Attributes a top-level statement of `__call__` assigns before any statement reads them."""
+    attribute = m.Attribute(value=SELF, attr=m.Name())
+    through: dict[str, set[str]] = {}  # a property reads what its expression reads
+    for name, function in properties.items():
+        expression = _property_expression(function)
+        if expression is not None:
+            through[name] = {a.attr.value for a in findall(expression, attribute)}
     read: set[str] = set()
     found: set[str] = set()
     for statement in call.body.body:
-        attributes = {a.attr.value for a in findall(statement, m.Attribute(value=SELF, attr=m.Name()))}
-        for name in list(attributes):  # a property reads what its expression reads
-            expression = _property_expression(properties[name]) if name in properties else None
-            if expression is not None:
-                attributes |= {a.attr.value for a in findall(expression, m.Attribute(value=SELF, attr=m.Name()))}
+        attributes = {a.attr.value for a in findall(statement, attribute)}
+        for name in list(attributes):
+            attributes |= through.get(name, set())
         if m.matches(statement, m.SimpleStatementLine(body=[assignment])):
             target = statement.body[0].targets[0].target.attr.value
             value_reads = {a.attr.value for a in findall(statement.body[0].value, m.Attribute(value=SELF))}
