@@ -407,7 +407,9 @@ def test_a_value_doubled_for_the_cfg_batch_by_what_it_computes(on, off, expected
     assert doubles(cst.parse_expression(on), cst.parse_expression(off)) is expected
 
 
-def test_a_helper_that_only_repeats_for_cfg_is_called_without_the_flag_one_that_pairs_is_gated():
+def test_a_helper_that_only_repeats_for_cfg_is_called_without_the_flag_one_that_pairs_under_a_guard_is_gated():
+    """Unguarded, a pairing helper's results are split where they are received (`test_a_helper_returning_a_doubled_batch_is_split_where_call_receives_it`); under a guard
+    the input it guards on would have to come doubled, so that input is gated."""
     methods = """\
     def prepare_mask(self, mask, do_classifier_free_guidance):
         mask = torch.cat([mask] * 2) if do_classifier_free_guidance else mask
@@ -420,7 +422,8 @@ def test_a_helper_that_only_repeats_for_cfg_is_called_without_the_flag_one_that_
     """
     body = (
         "mask = self.prepare_mask(latents, self.do_classifier_free_guidance)\n"
-        "image_embeds = self.prepare_image_embeds(latents, latents, self.do_classifier_free_guidance)\n"
+        "if latents is not None:\n"
+        "    image_embeds = self.prepare_image_embeds(latents, latents, self.do_classifier_free_guidance)\n"
         + SD_LOOP.replace("encoder_hidden_states=prompt_embeds)", "encoder_hidden_states=prompt_embeds, mask=mask)")
     )
     cfg = snippet(body, methods).batched()
@@ -1173,3 +1176,74 @@ def test_a_placeholder_set_in_init_and_in_call_before_any_read_is_per_call_state
     assert "on = self.do_classifier_free_guidance\n        self._guidance_scale = guidance_scale" in source.text
     facts = analyze_class(source, find_pipeline_class(source))
     assert "do_classifier_free_guidance" not in facts.per_call_properties
+
+
+def _helper(text: str) -> cst.FunctionDef:
+    return cst.parse_module(textwrap.dedent(text)).body[0]
+
+
+@pytest.mark.parametrize(
+    ("helper", "doubled"),
+    [
+        # doubled under the flag, then returned with a result that is not
+        (
+            """
+            def encode(self, p, cfg):
+                e = self.enc(p)
+                m = self.mask(p)
+                if cfg:
+                    n = self.enc("")
+                    e = torch.cat([n, e])
+                return e, m
+            """,
+            (True, False),
+        ),
+        # the conditional expression form, and a repeat (both halves the same) counts too
+        ("def encode(self, p, cfg):\n    e = torch.cat([e] * 2) if cfg else e\n    return e\n", (True,)),
+        # reassigned after the concatenation: what comes back cannot be told to be the doubled batch
+        (
+            "def encode(self, p, cfg):\n    if cfg:\n        e = torch.cat([n, e])\n    e = e[:1]\n    return e\n",
+            (False,),
+        ),
+        # joined along another dimension (sequences, not the batch)
+        ("def encode(self, p, cfg):\n    if cfg:\n        e = torch.cat([n, e], dim=1)\n    return e\n", (False,)),
+        # not the helper's one and last return, or not names: which result is doubled cannot be told
+        ("def encode(self, p, cfg):\n    if p is None:\n        return e\n    return e\n", None),
+        ("def encode(self, p, cfg):\n    return {'e': e}\n", None),
+    ],
+)
+def test_which_results_a_helper_returns_doubled_under_its_flag(helper, doubled):
+    from modularize.analysis.guidance.helper_results import doubled_results
+
+    assert doubled_results(_helper(helper), "cfg") == doubled
+
+
+def test_a_helper_returning_a_doubled_batch_is_split_where_call_receives_it():
+    """The detector asks for the split (the analysis restarts on the rewritten `__call__`); the guider then pairs
+    the halves, in the prediction's chunk order, under a name `__call__` does not read afterwards."""
+    from modularize.analysis.analyze import analyze
+    from modularize.normalize.halved_results import HelperDoublesResults
+
+    helper = """
+    def _encode(self, embeds, do_cfg, negative=None):
+        if do_cfg:
+            embeds = torch.cat([embeds, negative])
+        return embeds
+    """
+    body = """
+    embeds = self._encode(prompt_embeds, self.do_classifier_free_guidance, negative_prompt_embeds)
+    for i, t in enumerate(timesteps):
+        latent_model_input = torch.cat([latents] * 2) if self.do_classifier_free_guidance else latents
+        noise_pred = self.unet(latent_model_input, t, encoder_hidden_states=embeds)[0]
+        if self.do_classifier_free_guidance:
+            noise_pred_text, noise_pred_uncond = noise_pred.chunk(2)
+            noise_pred = noise_pred_uncond + self.guidance_scale * (noise_pred_text - noise_pred_uncond)
+        latents = self.scheduler.step(noise_pred, t, latents).prev_sample
+    """
+    found = snippet(body, helper)
+    with pytest.raises(HelperDoublesResults) as signal:
+        found.batched()
+    assert signal.value.names == ("embeds",) and not signal.value.uncond_first
+    output = "from diffusers.pipelines.pipeline_utils import ImagePipelineOutput as Output\n"
+    plan = analyze(parse_source(output + found.source.text, "snippet.py"))
+    assert [(f.name, f.cond, f.uncond) for f in plan.guidance.fields][:1] == [("embeds", "embeds", "negative_embeds")]

@@ -38,6 +38,7 @@ from ..kinds import CfgKind, GuidancePattern, StageKind
 from ..normalize.branch_assignments import as_conditional_expressions, branch_assignments
 from ..normalize.cfg_condition import InlineCfgCondition, with_named_condition
 from ..normalize.early_return import EarlyReturnProblem, is_constant, lower_early_return
+from ..normalize.halved_results import HelperDoublesResults, with_halved_results
 from ..normalize.image_encode import (
     ENCODER_KEY,
     IMAGE_LATENTS,
@@ -71,14 +72,26 @@ from .segment import Segment, find_timestep_loop, label_title, segment_call
 def analyze(source: SourceModule, class_name: str | None = None) -> PipelinePlan:
     facts = analyze_class(source, find_pipeline_class(source, class_name))
     body = call_body(facts)
-    try:
-        return _analyze_call(source, facts, body)
-    except InlineCfgCondition as found:
-        # the CFG condition is written inline (`if guidance_scale > 1.0:`): name it, as most pipelines do, and
-        # analyze `__call__` as if it had been written so
-        flow = flow_of(body)
-        body, origins = with_named_condition(facts, body, found.test, set(flow.reads) | set(flow.writes))
-        return _analyze_call(source.with_positions(origins), facts, body)
+    # a guidance detector that finds `__call__` spelling its CFG in a shape it reads once rewritten asks for the
+    # rewrite, and the analysis starts again; each rewrite removes what signalled it, so this ends
+    for _ in range(_MOST_RESTARTS + 1):
+        try:
+            return _analyze_call(source, facts, body)
+        except _RESTARTS as found:
+            flow = flow_of(body)
+            taken = set(flow.reads) | set(flow.writes) | {p.name for p in facts.call_parameters}
+            if isinstance(found, InlineCfgCondition):
+                # `if guidance_scale > 1.0:`: named, as most pipelines do
+                body, origins = with_named_condition(facts, body, found.test, taken)
+            else:
+                # a helper returning `torch.cat([negative, x])`: split where it is received
+                body, origins = with_halved_results(body, found, taken)
+            source = source.with_positions(origins)
+    raise AssertionError(f"the analysis asked for more than {_MOST_RESTARTS} rewrites of `__call__`")
+
+
+_RESTARTS = (InlineCfgCondition, HelperDoublesResults)
+_MOST_RESTARTS = 8  # an inline condition and a few helpers returning doubled batches
 
 
 def _analyze_call(source: SourceModule, facts: ClassFacts, body: list[cst.BaseStatement]) -> PipelinePlan:

@@ -36,10 +36,12 @@ from ...frontend.parse import SourceModule, code
 from ...kinds import CfgKind
 from ...normalize.cfg_condition import InlineCfgCondition, is_inline_condition
 from ...normalize.early_return import is_constant
+from ...normalize.halved_results import HelperDoublesResults
 from ...planning.plan import GuidanceField
 from .combine import assigned_combine
 from .combine_inputs import combine_inputs
 from .doubled_batch import BATCH_REPEAT, LIST_CAT, TORCH_CAT, cat_elements, doubles, halved_batch
+from .helper_results import doubled_results
 from .pairing import propagate_pairs
 from .rescale import rescale_call
 
@@ -63,6 +65,7 @@ class HelperUse:
     call: cst.Call
     helper: str
     flag: cst.Arg  # the argument passing the flag
+    parameter: str  # the helper's parameter receiving it
     pairs: bool  # True: it concatenates `[negative, positive]`; False: it only repeats (`[mask] * 2`)
 
 
@@ -412,6 +415,15 @@ def find_batched_cfg(
     gated = _gated_extras(source, facts, extras, {first, second}, feature_guards)
 
     condition_name, condition_expression, condition_statement = _condition(source, facts, condition, top_level)
+    # a helper may be handed the flag as the test it stands for (`do_cfg=guidance_scale > 1.0`)
+    flags = (condition, condition_expression, over_call_locals(condition_expression, facts.per_call))
+    helper_uses = cfg_helper_calls(facts, before_loop, flags, index)
+    halved = _halved_under(before_loop, condition, dropped, index)
+    split_at_call = {
+        id(use.call)
+        for use in helper_uses
+        if use.pairs and _results_split(facts, use, index, condition, uncond_index, halved)
+    }
     if scale is None:  # a combine no matcher knows, reading no `self.guidance_scale`
         scale = _scale_deciding(source, facts, condition_expression, chunk_if)
 
@@ -503,9 +515,6 @@ def find_batched_cfg(
         if not reaches:
             raise source.refuse(site.node, f"`{site.target}` is batched for CFG but not passed to the denoiser")
 
-    # a helper may be handed the flag as the test it stands for (`do_cfg=guidance_scale > 1.0`)
-    flags = (condition, condition_expression, over_call_locals(condition_expression, facts.per_call))
-    helper_uses = cfg_helper_calls(facts, before_loop, flags, index)
     _refuse_helpers_batching_on_the_property(source, facts, before_loop, condition, index)
     rewrites: list[tuple[cst.CSTNode, cst.CSTNode]] = []
     helper_repeated: list[str] = []
@@ -539,7 +548,7 @@ def find_batched_cfg(
         expansions=tuple(expansions),
         repeated=tuple(repeated),
         batch_order=("pred_uncond", "pred_cond") if uncond_index == 0 else ("pred_cond", "pred_uncond"),
-        pairing_helpers=tuple(use for use in helper_uses if use.pairs),
+        pairing_helpers=tuple(use for use in helper_uses if use.pairs and id(use.call) not in split_at_call),
         rewrites=tuple(rewrites),
         fields=fields,
         mirrored=pairing.mirrored,
@@ -935,7 +944,50 @@ def cfg_helper_calls(
         flag, argument = received
         kinds = _concatenations_under(helper, flag)
         if kinds:
-            found.append(HelperUse(call, helper.name.value, argument, pairs="pairs" in kinds))
+            found.append(HelperUse(call, helper.name.value, argument, flag, pairs="pairs" in kinds))
+    return found
+
+
+def _results_split(
+    facts: ClassFacts,
+    use: HelperUse,
+    index: NodeIndex,
+    condition: cst.BaseExpression,
+    uncond_index: int,
+    halved: set[str],
+) -> bool:
+    """True when what a pairing helper returns doubled is split where `__call__` receives it (or thrown away), so
+    the guider can pair the halves; raises `HelperDoublesResults` when it can be split but is not yet; False when
+    it cannot be (the call is not a line of `__call__` of its own assigning the results, or which results come back
+    doubled cannot be told)."""
+    results = doubled_results(facts.methods[use.helper], use.parameter)
+    line = index.statement_of(use.call)
+    assigned = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget()])])
+    if results is None or not m.matches(line, assigned) or line.body[0].value is not use.call:
+        return False
+    target = line.body[0].targets[0].target
+    elements = [e.value for e in target.elements] if isinstance(target, (cst.Tuple, cst.List)) else [target]
+    if len(elements) != len(results) or not all(isinstance(e, cst.Name) for e in elements):
+        return False
+    names = [e.value for e, doubled in zip(elements, results, strict=True) if doubled and e.value != "_"]
+    pending = [name for name in names if name not in halved]
+    if pending:
+        raise HelperDoublesResults(line, pending, condition, uncond_first=uncond_index == 0)
+    return True
+
+
+def _halved_under(
+    before_loop: Sequence[cst.BaseStatement], condition: cst.BaseExpression, dropped: set[int], index: NodeIndex
+) -> set[str]:
+    """Names split in two halves under the CFG flag before the loop: `if cfg: u, x = x.chunk(2)` -> {"x"}."""
+    kept = [statement for statement in before_loop if id(statement) not in dropped]
+    halving = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Tuple())])])
+    found = set()
+    for branch in index.find(cst.If, within=kept):
+        if _is_cfg(branch.test, condition):
+            for line in branch.body.body:
+                if m.matches(line, halving) and (name := halved_batch(line.body[0].value)) is not None:
+                    found.add(name)
     return found
 
 

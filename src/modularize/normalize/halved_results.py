@@ -1,0 +1,67 @@
+"""Split a helper's CFG-doubled result where `__call__` receives it, so that the concatenation the batched-CFG
+detector undoes for the guider's batches is in `__call__`, where it can be undone:
+
+    prompt_embeds = self._encode_prompt(prompt, device, do_classifier_free_guidance)
+
+where `_encode_prompt` returns `torch.cat([negative_prompt_embeds, prompt_embeds])` when its flag holds, becomes
+
+    prompt_embeds = self._encode_prompt(prompt, device, do_classifier_free_guidance)
+    negative_prompt_embeds = None
+    if do_classifier_free_guidance:
+        negative_prompt_embeds, prompt_embeds = prompt_embeds.chunk(2)
+        prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds])
+
+The same values: the halves of a batch concatenation of two equal-sized tensors are those two tensors (the
+denoiser's batched call needs them equal-sized), and concatenating them again gives the batch back. The detector
+then removes the concatenation (the guider pairs the halves) and keeps the split: the helper runs verbatim.
+
+Which half is the unconditional one follows the prediction's chunks (the doubled batch goes to the denoiser in
+that order). The uncond local is named `negative_<name>` (an argument of that name has been handed to the helper by
+then), or a fresh variant when `__call__` reads that name after the call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import libcst as cst
+
+from ..analysis.loop_header import fresh_name
+from ..cst.substitute import indented, replace_with_origins
+from ..cst.tree_walk import walk
+
+
+class HelperDoublesResults(Exception):  # noqa: N818 - a signal to the analysis, not an error
+    """Raised by the batched-CFG detector when a helper returns results doubled for CFG: the analysis splits them
+    where they are received (`with_halved_results`) and starts again."""
+
+    def __init__(
+        self, line: cst.SimpleStatementLine, names: Sequence[str], condition: cst.BaseExpression, uncond_first: bool
+    ):
+        super().__init__("a helper returns results doubled for CFG")
+        self.line, self.names, self.condition, self.uncond_first = line, tuple(names), condition, uncond_first
+
+
+def with_halved_results(
+    body: Sequence[cst.BaseStatement], found: HelperDoublesResults, taken: set[str]
+) -> tuple[list[cst.BaseStatement], dict[cst.CSTNode, cst.CSTNode]]:
+    """`body` with the split after `found.line` (one of its statements), and the origin of every new node ({new: old}: the line)."""
+    position = next(at for at, statement in enumerate(body) if statement is found.line)
+    read_later = {node.value for s in body[position + 1 :] for node in walk(s) if isinstance(node, cst.Name)}
+    everywhere = {node.value for s in body for node in walk(s) if isinstance(node, cst.Name)}
+    added: list[cst.BaseStatement] = []
+    split: list[cst.BaseStatement] = []
+    for name in found.names:
+        preferred = f"negative_{name}"
+        uncond = preferred if preferred not in read_later else fresh_name(preferred, taken | everywhere)
+        taken.add(uncond)
+        halves = f"{uncond}, {name}" if found.uncond_first else f"{name}, {uncond}"
+        added.append(cst.parse_statement(f"{uncond} = None"))
+        split.append(cst.parse_statement(f"{halves} = {name}.chunk(2)"))
+        split.append(cst.parse_statement(f"{name} = torch.cat([{halves}])"))
+    branch = cst.If(test=found.condition.deep_clone(), body=indented(split))
+    new_statements = [*added, branch]
+    replaced, origins = replace_with_origins(body, {found.line: cst.FlattenSentinel([found.line, *new_statements])})
+    for statement in new_statements:
+        origins.update({node: found.line for node in walk(statement)})
+    return replaced, origins
