@@ -445,6 +445,8 @@ def test_spectrogram_pipeline_couplings():
     # MusicLDM: `get_text_features` normalized (transformers 4's contract); audio scored against text
     assert torch.allclose(embeds.norm(dim=-1), torch.ones(1))
     extractor = parts["feature_extractor"]
+    # the clips it is given are never cropped (cropping picks a random window)
+    assert setup_by_class(MusicLDMPipeline).inputs()["audio_length_in_s"] <= extractor.max_length_s
     clips = [
         torch.randn(2 * extractor.sampling_rate, generator=torch.Generator().manual_seed(seed)) for seed in (0, 1)
     ]

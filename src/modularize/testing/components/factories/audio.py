@@ -8,7 +8,7 @@ width, and its upsampling and sampling rate say how many seconds one spectrogram
 from __future__ import annotations
 
 from ..registry import Need, factory
-from .text import CLAP_MEL_BINS, CLAP_SPEC_SIZE
+from .text import CLAP_MEL_BINS
 
 # the tiny vocoder's waveform: 16 samples per second, each spectrogram frame upsampled 2 x 2 = 4 samples, so one
 # frame lasts a quarter of a second (a 2-second clip is 8 frames, 4 latent frames with the 2-level VAE)
@@ -38,8 +38,9 @@ def speecht5_hifigan(need: Need):
 
 
 # CLAP's feature extractor: log-mel spectrograms of `CLAP_MEL_BINS` bins from 64-Hz audio, a frame every 8 samples;
-# clips of up to 2 seconds are padded (by repeating them) to 17 frames and never cropped (cropping picks a random
-# window), which the audio tower's spectrogram image (`CLAP_SPEC_SIZE` x 2 frames) holds
+# clips of up to 2 seconds (the spectrogram pipelines' clips) are padded by repeating them to 17 frames and never
+# cropped (cropping picks a random window), which fits the audio tower's spectrogram image (up to 2 x
+# `CLAP_SPEC_SIZE` frames)
 CLAP_SAMPLING_RATE = 64
 CLAP_HOP_LENGTH = 8
 CLAP_MAX_SECONDS = 2
@@ -47,8 +48,6 @@ CLAP_MAX_SECONDS = 2
 
 @factory("ClapFeatureExtractor")
 def clap_feature_extractor(need: Need):
-    frames = CLAP_MAX_SECONDS * CLAP_SAMPLING_RATE // CLAP_HOP_LENGTH + 1
-    assert frames <= 2 * CLAP_SPEC_SIZE  # (the audio tower's longest spectrogram)
     return need.cls(
         feature_size=CLAP_MEL_BINS,
         sampling_rate=CLAP_SAMPLING_RATE,
