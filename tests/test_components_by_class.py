@@ -383,6 +383,153 @@ def test_ldm_text_to_image_components_from_its_own_module():
     assert ("cfg", {"guidance_scale": 5.0}) in setup_by_class(LDMTextToImagePipeline).cases
 
 
+# -- audio ---------------------------------------------------------------------------------------------------------
+AUDIO_PIPELINES = ("AudioLDMPipeline", "MusicLDMPipeline", "StableAudioPipeline")
+
+
+def _diffusers_class(name: str) -> type:
+    import diffusers
+
+    return getattr(diffusers, name)
+
+
+@pytest.mark.parametrize("name", AUDIO_PIPELINES)
+def test_audio_pipelines_build_by_class_and_seeded(name):
+    pipeline_cls = _diffusers_class(name)
+    assert not resolve(pipeline_cls).missing
+    first, second = build_components(pipeline_cls), build_components(pipeline_cls)
+    models = [key for key, value in first.items() if isinstance(value, torch.nn.Module)]
+    assert len(models) >= 4
+    for key in models:
+        again = second[key].state_dict()
+        assert all(torch.equal(value, again[k]) for k, value in first[key].state_dict().items()), key
+
+
+def test_spectrogram_pipeline_couplings():
+    """AudioLDM / MusicLDM: a one-channel VAE of mel spectrograms as wide as the vocoder's input, a UNet conditioned
+    on CLAP's projected text embedding as its class label (attending to its own features: there is no text context),
+    CLAP's vocabulary and positions covering its RoBERTa tokenizer; MusicLDM's CLAP gives `get_text_features` as a
+    normalized tensor and scores audio from its feature extractor against text."""
+    from diffusers import AudioLDMPipeline, MusicLDMPipeline
+
+    for pipeline_cls in (AudioLDMPipeline, MusicLDMPipeline):
+        parts = build_components(pipeline_cls)
+        vae, unet, vocoder, tokenizer = parts["vae"], parts["unet"], parts["vocoder"], parts["tokenizer"]
+        clap = parts["text_encoder"]
+        text = clap.config.text_config if hasattr(clap.config, "text_config") else clap.config
+        assert type(tokenizer).__name__ == "RobertaTokenizer"
+        assert vae.config.in_channels == vae.config.out_channels == 1
+        assert vocoder.config.model_in_dim == DIMS.mel_bins and DIMS.mel_bins % DIMS.vae_scale_factor == 0
+        assert unet.config.in_channels == vae.config.latent_channels
+        assert unet.config.class_embed_type == "simple_projection" and unet.config.class_embeddings_concat
+        assert unet.config.projection_class_embeddings_input_dim == text.projection_dim
+        assert tuple(unet.config.cross_attention_dim) == tuple(unet.config.block_out_channels)
+        assert len(tokenizer) == text.vocab_size and text.pad_token_id == tokenizer.pad_token_id
+        assert text.max_position_embeddings >= tokenizer.model_max_length + tokenizer.pad_token_id + 1
+        # the pieces run together: prompt -> projected embedding -> class label of the UNet -> mel -> waveform
+        tokens = tokenizer(["a photo of a cat"], padding="max_length", return_tensors="pt")
+        assert tokenizer.unk_token_id not in tokens.input_ids[0].tolist()
+        with torch.no_grad():
+            if pipeline_cls is MusicLDMPipeline:
+                embeds = clap.get_text_features(tokens.input_ids, attention_mask=tokens.attention_mask)
+            else:
+                embeds = clap(tokens.input_ids, attention_mask=tokens.attention_mask).text_embeds
+            assert embeds.shape == (1, text.projection_dim)
+            shape = (1, vae.config.latent_channels, 4, DIMS.mel_bins // DIMS.vae_scale_factor)
+            latents = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+            noise = unet(latents, 10, encoder_hidden_states=None, class_labels=embeds).sample
+            assert noise.shape == latents.shape and torch.isfinite(noise).all()
+            mel = vae.decode(latents).sample
+            waveform = vocoder(mel.squeeze(1))
+        assert waveform.shape == (1, 8 * 4) and 0.01 < waveform.std() < 0.9  # 4 samples per frame, not saturated
+    # MusicLDM: `get_text_features` normalized (transformers 4's contract); audio scored against text
+    assert torch.allclose(embeds.norm(dim=-1), torch.ones(1))
+    extractor = parts["feature_extractor"]
+    # the clips it is given are never cropped (cropping picks a random window)
+    assert setup_by_class(MusicLDMPipeline).inputs()["audio_length_in_s"] <= extractor.max_length_s
+    clips = [
+        torch.randn(2 * extractor.sampling_rate, generator=torch.Generator().manual_seed(seed)) for seed in (0, 1)
+    ]
+    features = extractor([clip.numpy() for clip in clips], return_tensors="pt", sampling_rate=extractor.sampling_rate)
+    prompts = tokenizer(["a photo of a cat", "the dog and the moon"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        scores = clap(**prompts, input_features=features.input_features).logits_per_text
+    assert scores.shape == (2, 2) and torch.isfinite(scores).all()
+
+
+def test_stable_audio_couplings():
+    """Stable Audio: the projection model maps T5's width and seconds (0 to the DiT's window) to the DiT's
+    cross-attention and global inputs; the DiT's channels are the Oobleck VAE's latent channels; the clip the inputs
+    ask for lies inside the window."""
+    from diffusers import StableAudioPipeline
+
+    parts = build_components(StableAudioPipeline)
+    vae, t5, projection, dit = parts["vae"], parts["text_encoder"], parts["projection_model"], parts["transformer"]
+    assert len(parts["tokenizer"]) == t5.config.vocab_size
+    assert projection.config.text_encoder_dim == t5.config.d_model != projection.config.conditioning_dim
+    assert dit.config.cross_attention_input_dim == projection.config.conditioning_dim
+    assert dit.config.global_states_input_dim == 2 * projection.config.conditioning_dim
+    assert dit.config.in_channels == dit.config.out_channels == vae.config.decoder_input_channels
+    window = dit.config.sample_size * vae.hop_length / vae.config.sampling_rate
+    assert projection.config.max_value == window
+    inputs = setup_by_class(StableAudioPipeline).inputs()
+    assert 0 < inputs["audio_start_in_s"] < inputs["audio_end_in_s"] < window
+    with torch.no_grad():
+        latents = torch.randn(1, vae.config.decoder_input_channels, dit.config.sample_size)
+        audio = vae.decode(latents).sample
+    assert audio.shape == (1, vae.config.audio_channels, dit.config.sample_size * vae.hop_length)
+
+
+@pytest.mark.parametrize("name", AUDIO_PIPELINES)
+def test_audio_pipelines_run_every_case_by_class(name):
+    """Every case of the matrix runs on the standard pipeline: finite audio, one per prompt and waveform."""
+    import numpy as np
+
+    pipeline_cls = _diffusers_class(name)
+    torch.set_num_threads(1)
+    setup = setup_by_class(pipeline_cls)
+    names = [case for case, _ in setup.cases]
+    assert {"default", "cfg_off", "negative_prompt", "two_prompts_x2", "cfg_off_latent"} <= set(names)
+    pipe = pipeline_cls(**setup.components())
+    pipe.set_progress_bar_config(disable=True)
+    for case, overrides in setup.cases:
+        inputs = {**setup.inputs(), **overrides}
+        prompts = inputs["prompt"] if isinstance(inputs["prompt"], list) else [inputs["prompt"]]
+        audios = pipe(**inputs, generator=torch.Generator("cpu").manual_seed(0)).audios
+        assert len(audios) == len(prompts) * inputs.get("num_waveforms_per_prompt", 1), case
+        values = torch.as_tensor(np.asarray(audios)) if not isinstance(audios, torch.Tensor) else audios
+        assert values.numel() > 0 and torch.isfinite(values).all() and values.std() > 0, case
+
+
+def test_musicldm_scores_its_waveforms_with_its_feature_extractor(monkeypatch):
+    """With librosa installed (here a linear-interpolation stand-in for its resampler), MusicLDM ranks each prompt's
+    waveforms by CLAP's audio-text score: the feature extractor's spectrograms fit CLAP's audio tower, and the
+    waveforms it returns are generated ones, picked by score."""
+    import types
+
+    import numpy as np
+    from diffusers import MusicLDMPipeline
+    from diffusers.pipelines.deprecated.musicldm import pipeline_musicldm
+
+    generated = []
+
+    def resample(audio, orig_sr, target_sr):
+        generated.append(audio)
+        positions = np.linspace(0, audio.shape[-1] - 1, audio.shape[-1] * target_sr // orig_sr)
+        return np.stack([np.interp(positions, np.arange(audio.shape[-1]), row) for row in audio])
+
+    monkeypatch.setattr(pipeline_musicldm, "is_librosa_available", lambda: True)
+    monkeypatch.setattr(pipeline_musicldm, "librosa", types.SimpleNamespace(resample=resample), raising=False)
+    torch.set_num_threads(1)
+    setup = setup_by_class(MusicLDMPipeline)
+    pipe = MusicLDMPipeline(**setup.components())
+    pipe.set_progress_bar_config(disable=True)
+    inputs = {**setup.inputs(), **dict(setup.cases)["two_prompts_x2"]}
+    audios = pipe(**inputs, generator=torch.Generator("cpu").manual_seed(0)).audios
+    assert len(generated) == 1 and audios.shape == generated[0].shape == (4, 32) and np.isfinite(audios).all()
+    assert all(any(np.array_equal(row, candidate) for candidate in generated[0]) for row in audios)
+
+
 # -- verification through the by-class path ----------------------------------------------------------------------
 BY_CLASS_PIPELINES = [
     "pipelines/chroma/pipeline_chroma.py",

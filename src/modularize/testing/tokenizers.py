@@ -187,3 +187,19 @@ def tiny_bert_tokenizer(model_max_length: int = 77):
     for word in _BERT_WORDS:
         vocab.setdefault(word, len(vocab))
     return BertTokenizer(vocab=vocab, model_max_length=model_max_length)
+
+
+def tiny_roberta_tokenizer(model_max_length: int = 32):
+    """A RobertaTokenizer (CLAP's): byte-level BPE over the 256 byte symbols with a few merges, RoBERTa's special
+    tokens at RoBERTa's ids (`<s>` 0, `<pad>` 1, `</s>` 2, `<unk>` 3, as CLAP's text config expects them) and
+    `<mask>` last."""
+    from transformers import RobertaTokenizer
+
+    vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
+    for symbol in byte_symbols():
+        vocab.setdefault(symbol, len(vocab))
+    merges = [("Ġ", "a"), ("c", "a"), ("ca", "t"), ("Ġ", "t"), ("h", "e")]
+    for first, second in merges:
+        vocab.setdefault(first + second, len(vocab))
+    vocab["<mask>"] = len(vocab)
+    return RobertaTokenizer(vocab=vocab, merges=merges, model_max_length=model_max_length)

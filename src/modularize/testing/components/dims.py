@@ -26,6 +26,8 @@ class Dims:
     vae_block_out: tuple[int, ...] = (32, 64)  # a 2-level image VAE: spatial scale factor 2
     vae_norm_groups: int = 32
     codebook_size: int = 32  # a VQ model's codebook: the image tokens a masked-token denoiser predicts
+    # audio
+    mel_bins: int = 16  # a spectrogram VAE's width: the frequency bins its vocoder turns into a waveform
     # denoisers
     block_out: tuple[int, ...] = (32, 64)  # UNet levels
     heads: int = 2

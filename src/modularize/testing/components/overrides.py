@@ -115,7 +115,21 @@ _KANDINSKY_22_HINT = {
     "cases": (),
 }
 
+# AudioLDM and MusicLDM generate `audio_length_in_s` seconds (their default is as long as the UNet's sample size): a
+# 2-second clip is 8 spectrogram frames of the tiny vocoder (4 latent frames)
+_SHORT_SPECTROGRAM = {"inputs": {"audio_length_in_s": 2.0}}
+
 OVERRIDES: dict[str, dict[str, Any]] = {
+    "AudioLDMPipeline": _SHORT_SPECTROGRAM,
+    # MusicLDM calls `text_encoder.get_text_features`, which the hint's first class (CLAP's text model) does not
+    # have: the whole CLAP model, and its feature extractor (it scores generated waveforms against their prompt)
+    "MusicLDMPipeline": {
+        **_SHORT_SPECTROGRAM,
+        "classes": {"text_encoder": "ClapModel", "feature_extractor": "ClapFeatureExtractor"},
+    },
+    # a clip inside the DiT's 2-second window, so the start / end conditioning and the crop to the clip both see
+    # seconds other than the whole window's
+    "StableAudioPipeline": {"inputs": {"audio_start_in_s": 0.5, "audio_end_in_s": 1.5}},
     "KandinskyV22Pipeline": _KANDINSKY_22,
     "KandinskyV22Img2ImgPipeline": _KANDINSKY_22,
     # the ControlNet variants add a depth hint to the image embeddings (its encoder downsamples 8x to the latents)

@@ -27,6 +27,16 @@ def unet_2d_condition(need: Need):
             "addition_time_embed_dim": d.addition_time_embed_dim,
             "projection_class_embeddings_input_dim": d.projection_class_embeddings_input_dim(pooled),
         }
+    cross_attention_dim = sum(text_widths) or d.text_hidden
+    if need.has_class(*CLASS_LABEL_TEXT_ENCODERS):
+        # the text embedding is a class label (joined to the time embedding), and with no text to attend to, each
+        # attention block's second attention attends to the block's own features: as wide as the block
+        cross_attention_dim = d.block_out
+        extra = {
+            "class_embed_type": "simple_projection",
+            "projection_class_embeddings_input_dim": d.clip_projection,
+            "class_embeddings_concat": True,
+        }
     return need.model(
         need.cls,
         sample_size=d.image_size // d.vae_scale_factor,
@@ -38,10 +48,15 @@ def unet_2d_condition(need: Need):
         # features then match the resolutions the UNet adds them at)
         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=sum(text_widths) or d.text_hidden,
+        cross_attention_dim=cross_attention_dim,
         norm_num_groups=32,
         **extra,
     )
+
+
+# Text encoders whose projected text embedding conditions the UNet as its class label, with no cross-attention
+# context (AudioLDM and MusicLDM pass `class_labels=prompt_embeds, encoder_hidden_states=None`)
+CLASS_LABEL_TEXT_ENCODERS = ("ClapTextModelWithProjection", "ClapModel")
 
 
 @factory("UNet2DModel")
@@ -703,6 +718,52 @@ def stable_audio3_dit(need: Need):
         ff_mult=2,
         num_memory_tokens=3,
         use_differential_attention=False,
+    )
+
+
+# Stable Audio: its DiT denoises a window of `STABLE_AUDIO_WINDOW` latent frames (8 frames of the Oobleck VAE:
+# 32 samples, 2 seconds), conditioned on the prompt and the clip's start and end in seconds, each projected to
+# `STABLE_AUDIO_CONDITIONING` channels (narrower than the text encoder, so the text projection is a real layer)
+STABLE_AUDIO_WINDOW = 8
+STABLE_AUDIO_CONDITIONING = 16
+
+
+def stable_audio_seconds() -> int:
+    """The length of the DiT's window in seconds: the longest clip the pipeline generates."""
+    from .vaes import OOBLECK_HOP_LENGTH
+
+    return STABLE_AUDIO_WINDOW * OOBLECK_HOP_LENGTH // AUDIO_SAMPLING_RATE
+
+
+@factory("StableAudioDiTModel")
+def stable_audio_dit(need: Need):
+    """Two heads of 8 sharing one key / value head; the prompt's and the seconds' projections are its cross-attention
+    input, the start and end seconds side by side its global input."""
+    return need.model(
+        need.cls,
+        sample_size=STABLE_AUDIO_WINDOW,
+        in_channels=AUDIO_LATENT_CHANNELS,
+        out_channels=AUDIO_LATENT_CHANNELS,
+        num_layers=2,
+        attention_head_dim=8,  # (the pipeline rotates half of it: 4 rotary channels)
+        num_attention_heads=2,
+        num_key_value_attention_heads=1,
+        cross_attention_dim=16,
+        time_proj_dim=8,
+        global_states_input_dim=2 * STABLE_AUDIO_CONDITIONING,
+        cross_attention_input_dim=STABLE_AUDIO_CONDITIONING,
+    )
+
+
+@factory("StableAudioProjectionModel")
+def stable_audio_projection(need: Need):
+    """Projects the text encoder's hidden states, and seconds from 0 to the DiT's window, to the conditioning width."""
+    return need.model(
+        need.cls,
+        text_encoder_dim=need.text_width(),
+        conditioning_dim=STABLE_AUDIO_CONDITIONING,
+        min_value=0,
+        max_value=stable_audio_seconds(),
     )
 
 

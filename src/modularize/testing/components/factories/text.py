@@ -11,6 +11,7 @@ from ...tokenizers import (
     tiny_clip_tokenizer,
     tiny_gemma_tokenizer,
     tiny_qwen2_tokenizer,
+    tiny_roberta_tokenizer,
     tiny_t5_tokenizer,
 )
 from ..registry import Need, factory
@@ -109,6 +110,12 @@ def bert_tokenizer(need: Need):
     return tiny_bert_tokenizer(need.dims.clip_max_length)
 
 
+@factory("RobertaTokenizer", "RobertaTokenizerFast")
+def roberta_tokenizer(need: Need):
+    """CLAP's tokenizer, padding prompts to `max_sequence_length` tokens (the pipelines pad to its length)."""
+    return tiny_roberta_tokenizer(need.dims.max_sequence_length)
+
+
 @factory("ByT5Tokenizer")
 def byt5_tokenizer(need: Need):
     from transformers import ByT5Tokenizer
@@ -139,6 +146,79 @@ def _clip_config(need: Need):
 @factory("CLIPTextModel", "CLIPTextModelWithProjection")
 def clip_text_model(need: Need):
     return need.model(need.cls, config=_clip_config(need))
+
+
+def _clap_text_config(need: Need):
+    """CLAP's text tower (a RoBERTa): as wide as every text encoder, its projection `clip_projection` wide, position
+    embeddings for its tokenizer's whole length (RoBERTa numbers positions from just past the padding id)."""
+    from transformers import ClapTextConfig
+
+    tokenizer = need.tokenizer()
+    d = need.dims
+    return ClapTextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=need.text_width(need.name),
+        intermediate_size=d.text_intermediate,
+        num_attention_heads=d.text_heads,
+        num_hidden_layers=d.text_layers,
+        max_position_embeddings=tokenizer.model_max_length + tokenizer.pad_token_id + 1,
+        projection_dim=d.clip_projection,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+
+
+@factory("ClapTextModelWithProjection")
+def clap_text_model(need: Need):
+    return need.model(need.cls, config=_clap_text_config(need))
+
+
+# CLAP's audio tower (HTSAT, a Swin transformer) reads log-mel spectrograms of `CLAP_MEL_BINS` bins laid out as a
+# `CLAP_SPEC_SIZE` square image (here 2 x 8 bins by 32 / 2 frames), cut into patches of 2, windows of 4 patches
+CLAP_MEL_BINS = 8
+CLAP_SPEC_SIZE = 16
+
+
+@factory("ClapModel")
+def clap_model(need: Need):
+    """CLAP, text and audio: the text tower above and a two-stage audio tower for the spectrograms of the
+    `ClapFeatureExtractor` factory, both projected to `clip_projection` (the pipelines score audio against text).
+
+    Its `get_text_features` returns the normalized projected text embedding, as it did in transformers 4 (the
+    pipelines that call it, MusicLDM, were written against that; transformers 5 wraps it in a model output)."""
+    from transformers import ClapAudioConfig, ClapConfig
+
+    text = _clap_text_config(need)
+    audio = ClapAudioConfig(
+        spec_size=CLAP_SPEC_SIZE,
+        num_mel_bins=CLAP_MEL_BINS,
+        window_size=4,
+        patch_size=2,
+        patch_stride=2,
+        patch_embeds_hidden_size=8,
+        hidden_size=16,  # the patch embedding's width, doubled by the one patch merge between the two stages
+        depths=[1, 1],
+        num_attention_heads=[2, 2],
+        intermediate_size=need.dims.text_intermediate,
+    )
+    config = ClapConfig(text_config=text.to_dict(), audio_config=audio.to_dict(), projection_dim=text.projection_dim)
+    return need.model(text_features_as_tensor(need.cls), config=config)
+
+
+@functools.cache
+def text_features_as_tensor(clap_cls: type) -> type:
+    """`clap_cls` whose `get_text_features` returns the projected text embedding itself (transformers 4's contract)
+    where transformers returns it as a model output's `pooler_output`."""
+    from transformers.utils import ModelOutput
+
+    class TextFeaturesAsTensor(clap_cls):
+        def get_text_features(self, *args, **kwargs):
+            features = super().get_text_features(*args, **kwargs)
+            return features.pooler_output if isinstance(features, ModelOutput) else features
+
+    TextFeaturesAsTensor.__name__ = TextFeaturesAsTensor.__qualname__ = clap_cls.__name__
+    return TextFeaturesAsTensor
 
 
 @factory("BertModel")

@@ -33,12 +33,14 @@ def latent_stats(channels: int) -> dict[str, list[float]]:
 
 @factory("AutoencoderKL")
 def autoencoder_kl(need: Need):
+    """An image VAE, or, where the pipeline has a vocoder, a VAE of (one-channel) mel spectrograms."""
     d = need.dims
     levels = len(d.vae_block_out)
+    channels = 1 if need.class_of("vocoder") is not None else 3
     return need.model(
         need.cls,
-        in_channels=3,
-        out_channels=3,
+        in_channels=channels,
+        out_channels=channels,
         block_out_channels=d.vae_block_out,
         down_block_types=("DownEncoderBlock2D",) * levels,
         up_block_types=("UpDecoderBlock2D",) * levels,
@@ -292,6 +294,28 @@ def autoencoder_same(need: Need):
         use_differential_attention=False,
         dim_heads=4,
         ff_mult=2,
+        sampling_rate=AUDIO_SAMPLING_RATE,
+    )
+
+
+# Stable Audio's Oobleck VAE: stereo at `AUDIO_SAMPLING_RATE`, two stages halving the length (a latent frame per
+# `OOBLECK_HOP_LENGTH` samples), `AUDIO_LATENT_CHANNELS` latent channels
+OOBLECK_DOWNSAMPLING = (2, 2)
+OOBLECK_HOP_LENGTH = 4
+
+
+@factory("AutoencoderOobleck")
+def autoencoder_oobleck(need: Need):
+    from .denoisers import AUDIO_LATENT_CHANNELS, AUDIO_SAMPLING_RATE
+
+    return need.model(
+        lambda **kwargs: _weights_folded(need.cls(**kwargs)),
+        encoder_hidden_size=8,
+        downsampling_ratios=list(OOBLECK_DOWNSAMPLING),
+        channel_multiples=[1, 2],
+        decoder_channels=8,
+        decoder_input_channels=AUDIO_LATENT_CHANNELS,
+        audio_channels=2,
         sampling_rate=AUDIO_SAMPLING_RATE,
     )
 
