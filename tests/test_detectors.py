@@ -1205,6 +1205,11 @@ def _helper(text: str) -> cst.FunctionDef:
             "def encode(self, p, cfg):\n    if cfg:\n        e = torch.cat([n, e])\n    e = e[:1]\n    return e\n",
             (False,),
         ),
+        # doubled only when something else holds too: not always doubled when the flag is
+        (
+            "def encode(self, p, cfg, n=None):\n    if cfg and n is not None:\n        e = torch.cat([n, e])\n    return e\n",
+            (False,),
+        ),
         # joined along another dimension (sequences, not the batch)
         ("def encode(self, p, cfg):\n    if cfg:\n        e = torch.cat([n, e], dim=1)\n    return e\n", (False,)),
         # not the helper's one and last return, or not names: which result is doubled cannot be told

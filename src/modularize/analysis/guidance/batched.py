@@ -963,7 +963,7 @@ def _results_split(
     results = doubled_results(facts.methods[use.helper], use.parameter)
     line = index.statement_of(use.call)
     assigned = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget()])])
-    if results is None or not m.matches(line, assigned) or line.body[0].value is not use.call:
+    if results is None or not any(results) or not m.matches(line, assigned) or line.body[0].value is not use.call:
         return False
     target = line.body[0].targets[0].target
     elements = [e.value for e in target.elements] if isinstance(target, (cst.Tuple, cst.List)) else [target]

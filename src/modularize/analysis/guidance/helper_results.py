@@ -21,7 +21,6 @@ import libcst as cst
 import libcst.matchers as m
 
 from ...cst.dataflow import flow_of
-from ...cst.substitute import conjuncts
 from ...cst.tree_walk import findall, walk
 from .doubled_batch import BATCH_REPEAT, TORCH_CAT, cat_elements
 
@@ -71,7 +70,8 @@ def _doubled_under(statement: cst.BaseStatement, flag: str) -> list[str]:
 
 
 def _tests_flag(test: cst.BaseExpression, flag: str) -> bool:
-    return any(m.matches(part, m.Name(flag)) for part in conjuncts(test))
+    """The test is the flag itself: under `if flag and other:` the result comes back doubled only sometimes."""
+    return m.matches(test, m.Name(flag))
 
 
 def _concatenates(value: cst.BaseExpression) -> bool:
