@@ -674,6 +674,8 @@ def _note_guidance(context: Context, cfg: CfgPattern) -> None:
     }.get(cfg.kind, ["the guider combines the predictions"] * len(cfg.guidance_statements))
     for statement, why in zip(cfg.guidance_statements, whys, strict=True):
         context.note("rewritten", statement, f"`{snippet(statement)}`", why)
+    for branch, why in cfg.batch_rewrites:
+        context.note("rewritten", branch, f"`{snippet(branch)}`", why)
     for original, _ in cfg.uncond_gates:
         why = "the source runs it before its unconditional pass; the package raises instead"
         context.note("raises", original, f"`{snippet(original)}`", why, "unsafe")
@@ -767,6 +769,7 @@ def _guidance_plan(context: Context, cfg: CfgPattern | None, call_parameters, de
         guided=cfg.guided,
         repeated=cfg.repeated,
         batch_order=cfg.batch_order,
+        auxiliaries=cfg.auxiliaries,
     )
 
 

@@ -110,6 +110,7 @@ def pipeline_class(plan: PipelinePlan) -> list[cst.BaseStatement]:
         + f"    standard_pipeline = {standard!r}\n"
         + f"    denoiser_name = {guidance.denoiser!r}\n"
         + f"    standard_batches_cfg = {guidance.kind in ('batched', 'branched')!r}\n"
+        + (f"    auxiliary_models = {_tuple(guidance.auxiliaries)}\n" if guidance.auxiliaries else "")
         + f"    block_arguments = {_tuple(plan.block_arguments)}\n"
         + f"    guider_arguments = {_tuple(p.name for p in guidance.arguments)}\n"
         + f"    unserved_arguments = {unserved}\n"

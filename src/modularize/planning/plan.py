@@ -151,6 +151,7 @@ class GuidancePlan:
     denoisers: tuple[str, ...] = ()  # the components that local holds, in order
     step_scale: str | None = None  # the loop local holding a per-step guidance scale (`current_guidance_scale`)
     step_scales: tuple[str, ...] = ()  # the `__call__` arguments it takes
+    auxiliaries: tuple[str, ...] = ()  # models each guider batch runs before its denoiser call (a ControlNet)
 
     @property
     def merges_calls(self) -> bool:
@@ -282,6 +283,7 @@ def plan_summary(plan: PipelinePlan) -> dict:
             "distilled": guidance.distilled,
             "denoiser_local": guidance.denoiser_local,
             "denoisers": list(guidance.denoisers),
+            "auxiliaries": list(guidance.auxiliaries),
             "step_scale": guidance.step_scale,
             "step_scales": list(guidance.step_scales),
             "denoiser": guidance.denoiser,
@@ -358,6 +360,10 @@ def render_plan(plan: PipelinePlan) -> str:
         if guidance["denoiser_local"]:
             on = f"`{guidance['denoiser_local']}` ({' / '.join(guidance['denoisers'])}, picked per step)"
         lines.append(f"  guider:     {guidance['guider']} on {on}, {how}")
+        for auxiliary in guidance["auxiliaries"]:
+            lines.append(
+                f"  auxiliary:  `{auxiliary}` runs in each guider batch, before the batch's `{guidance['denoiser']}` call"
+            )
         if guidance["step_scale"]:
             scales = " / ".join(guidance["step_scales"])
             lines.append(

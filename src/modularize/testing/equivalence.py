@@ -15,6 +15,7 @@ half-batch calls and makes the generated denoiser call the model once per guider
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import importlib
@@ -546,7 +547,9 @@ class Equivalence:
         random.seed(self._seed)
         return {"generator": self.generator()} if self.takes_generator else {}
 
-    def standard(self, components: dict[str, Any], inputs: dict[str, Any], exact: bool, cfg: bool):
+    def standard(self, components: dict[str, Any], inputs: dict[str, Any], exact: bool, cfg: bool, samples=None):
+        """The standard call's outputs; in exact mode with CFG, its batched model calls split in halves (the
+        auxiliary models' only when they run on the doubled batch of `samples` outputs)."""
         from .exact import half_batch_calls
 
         pipe = self.standard_cls(**components)
@@ -554,7 +557,13 @@ class Equivalence:
         denoiser = getattr(pipe, self.pipeline_cls.denoiser_name or "", None)
         # only a standard pipeline that batches CFG has batches to split (separate passes already match)
         batched = getattr(self.pipeline_cls, "standard_batches_cfg", True)
-        with half_batch_calls(denoiser, enabled=exact and cfg and batched and denoiser is not None):
+        split = exact and cfg and batched
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(half_batch_calls(denoiser, enabled=split and denoiser is not None))
+            for name in getattr(self.pipeline_cls, "auxiliary_models", ()):
+                model = getattr(pipe, name, None)
+                doubled = 2 * samples if samples else None
+                stack.enter_context(half_batch_calls(model, enabled=split and model is not None, doubled=doubled))
             output = pipe(**inputs, **self._random_inputs())
         return self.standard_fields(output)
 
@@ -619,7 +628,7 @@ class Equivalence:
             if os.environ.get("MODULARIZE_TRACEBACK"):  # where a generated package fails, for whoever debugs it
                 traceback.print_exc()
         try:
-            expected = self.standard(components_std, copy.deepcopy(inputs), exact, cfg)
+            expected = self.standard(components_std, copy.deepcopy(inputs), exact, cfg, _samples(actual))
         except Exception as error:
             standard_error = error
 
@@ -659,9 +668,9 @@ class Equivalence:
             components_std, inputs = _with_case_components(self.pristine, overrides)
             components_mod, _ = _with_case_components(self.pristine, overrides)
             with modular_snapshots(self.blocks_cls()) as modular:
-                _, cfg = self.modular(components_mod, copy.deepcopy(inputs), exact)
+                outputs, cfg = self.modular(components_mod, copy.deepcopy(inputs), exact)
             with standard_snapshots(self.standard_cls, spans) as standard:
-                self.standard(components_std, copy.deepcopy(inputs), exact, cfg)
+                self.standard(components_std, copy.deepcopy(inputs), exact, cfg, _samples(outputs))
             return first_divergence(spans, standard, modular, exact, atol)
         except Exception as error:  # a diagnosis that fails must not hide the verdict it explains
             return f"not located ({type(error).__name__}: {error})"[:200]
@@ -680,3 +689,11 @@ class Equivalence:
                 f"plain mode differs by {result.max_abs_diff:.3g} for {result.inputs}{where}"
             )
         return result
+
+
+def _samples(outputs: dict[str, Any] | None) -> int | None:
+    """How many samples a call made (its first output's length): the size of one condition's batch."""
+    for value in (outputs or {}).values():
+        if hasattr(value, "__len__") and not isinstance(value, (str, bytes, dict)):
+            return len(value)
+    return None

@@ -53,8 +53,11 @@ def _joined(first: Any, second: Any) -> Any:
 
 
 @contextmanager
-def half_batch_calls(module: Any, enabled: bool = True) -> Iterator[None]:
-    """Within the block, `module(x)` with an even batch runs as `module(x[:n/2])` and `module(x[n/2:])`."""
+def half_batch_calls(module: Any, enabled: bool = True, doubled: int | None = None) -> Iterator[None]:
+    """Within the block, `module(x)` with an even batch runs as `module(x[:n/2])` and `module(x[n/2:])`.
+
+    With `doubled`, only a batch of that size is split: an auxiliary model (a ControlNet) runs on the doubled
+    batch, or on the conditional half alone (guess mode), whose size may be even too."""
     if not enabled:
         yield
         return
@@ -62,7 +65,7 @@ def half_batch_calls(module: Any, enabled: bool = True) -> Iterator[None]:
 
     def forward(*args, **kwargs):
         batch = _batch_of(args, kwargs)
-        if batch is None or batch % 2:
+        if batch is None or batch % 2 or (doubled is not None and batch != doubled):
             return original(*args, **kwargs)
         half = batch // 2
         first = original(*_half(args, batch, slice(0, half)), **_half(kwargs, batch, slice(0, half)))

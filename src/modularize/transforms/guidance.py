@@ -124,6 +124,11 @@ def guider_denoise(
             ")\n"
         ),
     ]
+    if cfg.model_call is not None:
+        # auxiliary models run in each batch before its denoiser call, the denoiser calls merge when they can (the
+        # model as `self.<denoiser>`, rewritten like the source's own reads, so the block declares it)
+        loop = _merged_calls(cfg, fields, f"self.{denoiser}")
+        return _with_attributes([*head[:2], *loop, *_combined(cfg)], _combine_attributes(cfg))
     per_batch = [
         cst.parse_statement(f"components.guider.prepare_models(components.{denoiser})\n"),
         *(cst.parse_statement(f"{f.name} = guider_state_batch.{f.name}\n") for f in fields),
@@ -137,16 +142,22 @@ def guider_denoise(
         iter=cst.Name("guider_batches"),
         body=cst.IndentedBlock(body=per_batch),
     )
-    tail = [
-        cst.parse_statement("split_guider_predictions(guider_state, guider_batches)\n"),
-        cst.parse_statement(f"{cfg.guided} = components.guider(guider_state).pred\n"),
-    ]
+    tail = [cst.parse_statement("split_guider_predictions(guider_state, guider_batches)\n"), *_combined(cfg)]
+    return _with_attributes([*head, loop, *tail], _combine_attributes(cfg))
+
+
+def _combined(cfg: CfgPattern) -> list[cst.BaseStatement]:
+    """The guider's combine, and what the source did after combining, still only under CFG (guidance features
+    there raise)."""
+    tail: list[cst.BaseStatement] = [cst.parse_statement(f"{cfg.guided} = components.guider(guider_state).pred\n")]
     if cfg.gated:
-        # what the source did after combining, still only under CFG (guidance features there raise)
         tail.append(cst.If(test=cfg.condition.deep_clone(), body=cst.IndentedBlock(body=list(cfg.gated))))
-    # what a custom combine reads besides the predictions is set on the guider for the step
-    attributes = [f"{name}={local}" for name, local in cfg.combine.inputs] if cfg.combine is not None else []
-    return _with_attributes([*head, loop, *tail], attributes)
+    return tail
+
+
+def _combine_attributes(cfg: CfgPattern) -> list[str]:
+    """What a custom combine reads besides the predictions, set on the guider for the step."""
+    return [f"{name}={local}" for name, local in cfg.combine.inputs] if cfg.combine is not None else []
 
 
 def _per_batch(
@@ -184,7 +195,7 @@ def _per_batch(
         call = call.with_changes(
             items=[item.with_changes(item=item.item.with_changes(args=[first, *item.item.args[1:]]))]
         )
-    model = cfg.denoiser_local or f"components.{cfg.denoiser}"
+    model = cfg.denoiser_local or f"self.{cfg.denoiser}"
     if cfg.kind == CfgKind.BRANCHED:
         body += _merged_calls(cfg, fields, model)
         body.append(cst.parse_statement(f"{cfg.guided} = components.guider(guider_state).pred\n"))
@@ -243,6 +254,7 @@ def _merged_calls(cfg: CfgPattern, fields: tuple[GuidanceField, ...], model: str
     ]
     share = [
         cfg.call_statement.deep_replace(call, cst.Name("denoiser_output")).with_changes(leading_lines=()),
+        *cfg.between,
         *cfg.batch_after,
         cst.parse_statement(f"guider_state_batch.noise_pred = {cfg.model_output}\n"),
     ]

@@ -38,6 +38,7 @@ from ...normalize.cfg_condition import InlineCfgCondition, is_inline_condition
 from ...normalize.early_return import is_constant
 from ...normalize.halved_results import HelperDoublesResults
 from ...planning.plan import GuidanceField
+from .auxiliary_models import auxiliary_steps
 from .combine import assigned_combine
 from .combine_inputs import combine_inputs
 from .doubled_batch import BATCH_REPEAT, LIST_CAT, TORCH_CAT, cat_elements, doubles, halved_batch
@@ -133,6 +134,8 @@ class CfgPattern:
     # what the source ran before its unconditional pass: (statement, the same `if` raising instead)
     uncond_gates: tuple[tuple[cst.If, cst.If], ...] = ()
     model_call: cst.Call | None = None  # "branched": the denoiser call in `call_statement`, whose batches can merge
+    auxiliaries: tuple[str, ...] = ()  # models each guider batch runs before its denoiser call (a ControlNet)
+    batch_rewrites: tuple[tuple[cst.If, str], ...] = ()  # CFG branches before them, and what each batch runs instead
 
 
 def _whole_branch_combine(inner: Sequence[cst.BaseStatement]):
@@ -432,10 +435,19 @@ def find_batched_cfg(
         raise source.refuse(chunk_if, "no denoiser call before the guidance combine")
     call_index, denoiser = calls_before[-1]
     # calls inside the CFG branch belong to gated guidance features (checked by `_gated_extras`)
-    outside = [(i, n) for i, n in denoiser_calls if i != chunk_index]
-    if len(outside) > 1:
-        raise source.refuse(body[outside[-1][0]], "more than one model call per step (e.g. a ControlNet)")
+    others = [(i, n) for i, n in denoiser_calls if i != chunk_index and (i, n) != (call_index, denoiser)]
+    again = [i for i, n in others if n == denoiser]
+    if again:
+        raise source.refuse(
+            body[again[0]],
+            "the denoiser is called more than once per step, but not as separate CFG passes this converter "
+            "recognizes (the unconditional call alone under `if <flag>:`, after the conditional one)",
+        )
+    if any(i >= call_index for i, _ in others):
+        at = next(i for i, _ in others if i >= call_index)
+        raise source.refuse(body[at], "more than one model call per step, not before the denoiser's")
     call_statement = body[call_index]
+    per_batch = auxiliary_steps(source, body, others[0][0], call_index, condition, uncond_index) if others else None
     between = tuple(body[call_index + 1 : chunk_index])
 
     guidance_statements = [chunk_if]
@@ -457,7 +469,10 @@ def find_batched_cfg(
     _refuse_halves_read_later(source, later, inside - {guided})
 
     expansions, repeated = [], []
+    in_batches = set() if per_batch is None else {id(s) for s in body[per_batch.start : call_index]}
     for statement in body[: call_index + 1]:
+        if id(statement) in in_batches:
+            continue
         for if_exp in findall(statement, m.IfExp()):
             if not _is_cfg(if_exp.test, condition):
                 continue
@@ -499,12 +514,15 @@ def find_batched_cfg(
         {site.target: site.uncond for site in cat_sites},
         later,
         call_statement,
-        dropped | site_nodes,
+        dropped | site_nodes | in_batches,
         taken,
         condition,
         {site.target: _start(source, site.node) for site in cat_sites},
     )
-    called = set(names_read(call_statement))
+    # what the model calls of a step read, the auxiliary ones run per batch included
+    called = set(names_read(call_statement)) | {
+        n for s in (per_batch.statements if per_batch else ()) for n in names_read(s)
+    }
     fields = tuple(GuidanceField(name, name, other) for name, other in pairing.pairs.items() if name in called)
     for site in cat_sites:
         if site.cond == site.uncond:
@@ -524,7 +542,7 @@ def find_batched_cfg(
             rewrites.append((use.flag.value, cst.Name("False")))
             helper_repeated += _assigned_names(_line_of(index, use.call))
     no_longer_repeated = [*repeated, *helper_repeated]
-    handled = {id(s) for s in guidance_statements}
+    handled = {id(s) for s in guidance_statements} | in_batches
     rewrites += _unrepeats(source, body, condition, no_longer_repeated, handled, dropped)
     # what a repeat-only helper made for the doubled batch, the denoiser reads as it is: each guider batch gets it
     # (and a merged call all of them), as a value both conditions share
@@ -556,7 +574,17 @@ def find_batched_cfg(
         feature_guards=tuple(feature_guards),
         condition_statement=condition_statement,
         combine=custom,
+        batch_statements=per_batch.statements if per_batch else (),
+        first_statement=body[per_batch.start] if per_batch else None,
+        model_call=per_batch and _model_call_in(call_statement, denoiser),
+        auxiliaries=tuple(dict.fromkeys(name for _, name in others)),
+        batch_rewrites=per_batch.rewritten if per_batch else (),
     )
+
+
+def _model_call_in(statement: cst.BaseStatement, component: str) -> cst.Call:
+    (call,) = findall(statement, m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name(component))))
+    return call
 
 
 def _refuse_unrecognized_guidance(
