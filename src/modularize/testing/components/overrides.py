@@ -12,7 +12,8 @@ Keyed by standard pipeline class name. Each entry may hold:
   config entry the class does not define);
 - `inputs`: call inputs merged over the ones derived from the `__call__` signature (`specs.Noise` / `specs.Mask`
   describe tensors and masks, made when the inputs are);
-- `cases`: extra `(name, overrides)` cases for the matrix; `drop_cases`: names of matrix cases to leave out.
+- `cases`: extra `(name, overrides)` cases for the matrix; `drop_cases`: names of matrix cases to leave out;
+- `one_per_prompt`: inputs the pipeline takes one of per prompt (a case with N prompts gets N of them).
 """
 
 from __future__ import annotations
@@ -115,7 +116,33 @@ _KANDINSKY_22_HINT = {
     "cases": (),
 }
 
+# Pipelines whose output types are decoded images (or embeddings) only: the matrix's latent case is a two-prompt
+# case without CFG of their default output type instead
+_NO_LATENT_OUTPUT = {
+    "drop_cases": ("cfg_off_latent",),
+    "cases": (("cfg_off_two_prompts", {"prompt": _TWO_PROMPTS, "guidance_scale": 1.0}),),
+}
+
+# Kandinsky 2.1's decoder UNet adds the prompt's projected embedding and the image embedding to the time embedding
+# and prepends the projected image embedding to the text hidden states (both `clip_projection` wide, the hidden
+# states `text_hidden` wide: all 32), and predicts a learned variance; the prior's embeddings are call inputs (one
+# per prompt, from `inputs.EMBEDDINGS`)
+_KANDINSKY_21 = {
+    **_NO_LATENT_OUTPUT,
+    "config": {
+        "unet": {
+            **_KANDINSKY_22["config"]["unet"],
+            "addition_embed_type": "text_image",
+            "encoder_hid_dim_type": "text_image_proj",
+        }
+    },
+}
+# image-to-image encodes one image per prompt (its latents must already have the batch of the prompts)
+_KANDINSKY_21_IMG2IMG = {**_KANDINSKY_21, "one_per_prompt": ("image",)}
+
 OVERRIDES: dict[str, dict[str, Any]] = {
+    "KandinskyPipeline": _KANDINSKY_21,
+    "KandinskyImg2ImgPipeline": _KANDINSKY_21_IMG2IMG,
     "KandinskyV22Pipeline": _KANDINSKY_22,
     "KandinskyV22Img2ImgPipeline": _KANDINSKY_22,
     # the ControlNet variants add a depth hint to the image embeddings (its encoder downsamples 8x to the latents)

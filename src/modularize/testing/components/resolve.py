@@ -54,6 +54,7 @@ TOKENIZER_OF = {
     # (Flux 2 hints `AutoProcessor`; it only templates and tokenizes text with it)
     "Mistral3ForConditionalGeneration": "LlamaTokenizer",
     "BertModel": "BertTokenizer",
+    "MultilingualCLIP": "XLMRobertaTokenizer",
 }
 # the scheduler a pipeline gets when its hint names a family (`KarrasDiffusionSchedulers`) or the base class
 DEFAULT_SCHEDULER = "EulerDiscreteScheduler"
