@@ -143,6 +143,22 @@ _KANDINSKY_21_IMG2IMG = {**_KANDINSKY_21, "one_per_prompt": ("image",)}
 OVERRIDES: dict[str, dict[str, Any]] = {
     "KandinskyPipeline": _KANDINSKY_21,
     "KandinskyImg2ImgPipeline": _KANDINSKY_21_IMG2IMG,
+    # the priors output image embeddings (`pt` or `np`)
+    "KandinskyPriorPipeline": _NO_LATENT_OUTPUT,
+    "KandinskyV22PriorPipeline": _NO_LATENT_OUTPUT,
+    "KandinskyV22PriorEmb2EmbPipeline": _NO_LATENT_OUTPUT,
+    # the image embedding is noised by a DDPM schedule of its own (unCLIP's cosine betas); a case noises it
+    "StableUnCLIPImg2ImgPipeline": {
+        "classes": {"image_noising_scheduler": "DDPMScheduler"},
+        "config": {"image_noising_scheduler": {"beta_schedule": "squaredcos_cap_v2"}},
+        "cases": (("noise_level", {"noise_level": 250}),),
+    },
+    # latents + masked-image latents + the mask (4 + 4 + 1 channels); no prompt: the example image's embedding is
+    # what it cross-attends to (its `negative_prompt` is unused); 2 images of one example
+    "PaintByExamplePipeline": {
+        "config": {"unet": {"in_channels": 9}},
+        "cases": (("x2", {"num_images_per_prompt": 2}),),
+    },
     "KandinskyV22Pipeline": _KANDINSKY_22,
     "KandinskyV22Img2ImgPipeline": _KANDINSKY_22,
     # the ControlNet variants add a depth hint to the image embeddings (its encoder downsamples 8x to the latents)
