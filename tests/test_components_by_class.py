@@ -469,6 +469,8 @@ EMBEDDING_PIPELINES = [
     "KandinskyV22PriorEmb2EmbPipeline",
     "PaintByExamplePipeline",
     "StableUnCLIPImg2ImgPipeline",
+    "ShapEPipeline",
+    "ShapEImg2ImgPipeline",
 ]
 
 
@@ -597,3 +599,34 @@ def test_paint_by_example_and_stable_unclip_couplings():
     assert type(unclip["image_noising_scheduler"]).__name__ == "DDPMScheduler"
     # an image embedding passed in would stand in for the image: optional ones are not default inputs
     assert "image_embeds" not in setup_by_class(StableUnCLIPImg2ImgPipeline).inputs()
+
+
+def test_shap_e_couplings():
+    """Shap-E's prior denoises a latent whose rows its renderer projects to NeRF MLP weights: one row per weight
+    vector, each as wide as the prior's embedding; it predicts twice that width; it is conditioned on the prompt's
+    CLIP embedding, or on an image's CLIP patch states."""
+    import inspect
+
+    from diffusers import ShapEImg2ImgPipeline, ShapEPipeline
+    from diffusers.pipelines.shap_e.renderer import ShapERenderer
+
+    text = build_components(ShapEPipeline)
+    prior, renderer = text["prior"], text["shap_e_renderer"]
+    assert sum(vectors for vectors, _ in renderer.config.param_shapes) == prior.config.num_embeddings
+    assert renderer.config.d_latent == prior.config.embedding_dim
+    assert prior.config.clip_embed_dim == 2 * prior.config.embedding_dim
+    assert prior.config.embedding_proj_dim == text["text_encoder"].config.projection_dim
+    assert text["scheduler"].config.prediction_type == "sample"
+    # the weights it projects are the renderer's MLP's first layers
+    mlp = renderer.mlp.state_dict()
+    for name, shape in zip(renderer.config.param_names, renderer.config.param_shapes, strict=True):
+        assert tuple(mlp[name.removeprefix("nerstf.")].shape) == tuple(shape)
+    # the renderer (really a ShapERenderer) renders the frames in whole ray batches
+    assert isinstance(renderer, ShapERenderer)
+    batch = inspect.signature(renderer.decode_to_image).parameters["ray_batch_size"].default
+    frame = setup_by_class(ShapEPipeline).inputs()["frame_size"]
+    assert (20 * frame * frame) % batch == 0
+    image = build_components(ShapEImg2ImgPipeline)
+    assert image["prior"].config.embedding_proj_dim == image["image_encoder"].config.hidden_size
+    assert image["prior"].config.embedding_proj_norm_type == "layer"
+    assert image["image_processor"].crop_size["height"] == image["image_encoder"].config.image_size

@@ -26,6 +26,7 @@ TWO_NEGATIVES = ["blurry", "low quality"]
 PER_PROMPT = ("num_images_per_prompt", "num_videos_per_prompt", "num_waveforms_per_prompt")
 # image embeddings (a prior's, for its decoder) and the negative ones, each from its own seed
 EMBEDDINGS = {"image_embeds": 0, "negative_image_embeds": 1}
+SHAP_E_FRAME_SIZE = 8  # a multiple of 4: the tiny renderer's ray batches divide its rays (`factories.priors`)
 
 
 def one_per_prompt(name: str, count: int, dims: Dims) -> Any:
@@ -83,6 +84,7 @@ def default_inputs(pipeline: type, resolved: Resolved, dims: Dims) -> dict[str, 
         "clean_caption": False,  # (needs beautifulsoup4 and ftfy)
         "image": tiny_image(size),
         "example_image": tiny_image(size),  # (Paint by Example's reference image)
+        "frame_size": SHAP_E_FRAME_SIZE,  # (Shap-E's rendered views)
         "mask_image": tiny_mask(size),
         "control_image": tiny_image(size),
         "video": [tiny_image(size)] * frames,

@@ -140,6 +140,19 @@ _KANDINSKY_21 = {
 # image-to-image encodes one image per prompt (its latents must already have the batch of the prompts)
 _KANDINSKY_21_IMG2IMG = {**_KANDINSKY_21, "one_per_prompt": ("image",)}
 
+_SHAP_E = {
+    "config": {
+        "scheduler": {
+            "beta_schedule": "exp",
+            "num_train_timesteps": 1024,
+            "prediction_type": "sample",
+            "use_karras_sigmas": True,
+            "clip_sample": True,
+            "clip_sample_range": 1.0,
+        }
+    }
+}
+
 OVERRIDES: dict[str, dict[str, Any]] = {
     "KandinskyPipeline": _KANDINSKY_21,
     "KandinskyImg2ImgPipeline": _KANDINSKY_21_IMG2IMG,
@@ -147,6 +160,10 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "KandinskyPriorPipeline": _NO_LATENT_OUTPUT,
     "KandinskyV22PriorPipeline": _NO_LATENT_OUTPUT,
     "KandinskyV22PriorEmb2EmbPipeline": _NO_LATENT_OUTPUT,
+    # Shap-E's prior predicts the clean latent under its own Heun schedule; from an image, it encodes one image
+    # (the pipeline reads only the first of a list): 2 assets of it
+    "ShapEPipeline": _SHAP_E,
+    "ShapEImg2ImgPipeline": {**_SHAP_E, "cases": (("x2", {"num_images_per_prompt": 2}),)},
     # the image embedding is noised by a DDPM schedule of its own (unCLIP's cosine betas); a case noises it
     "StableUnCLIPImg2ImgPipeline": {
         "classes": {"image_noising_scheduler": "DDPMScheduler"},
