@@ -471,6 +471,16 @@ EMBEDDING_PIPELINES = [
     "StableUnCLIPImg2ImgPipeline",
     "ShapEPipeline",
     "ShapEImg2ImgPipeline",
+    # beyond those: inpainting decoders, unCLIP text to image, prior and decoder combined
+    "KandinskyInpaintPipeline",
+    "KandinskyV22InpaintPipeline",
+    "StableUnCLIPPipeline",
+    "KandinskyCombinedPipeline",
+    "KandinskyImg2ImgCombinedPipeline",
+    "KandinskyInpaintCombinedPipeline",
+    "KandinskyV22CombinedPipeline",
+    "KandinskyV22Img2ImgCombinedPipeline",
+    "KandinskyV22InpaintCombinedPipeline",
 ]
 
 
@@ -499,6 +509,15 @@ def _outputs(output):
     return output.image_embeds if hasattr(output, "image_embeds") else output.images
 
 
+def _conditions(inputs) -> int:
+    """How many samples the inputs condition: prompts, or (without a prompt) image embeddings."""
+    if isinstance(inputs.get("prompt"), list):
+        return len(inputs["prompt"])
+    if "prompt" not in inputs and "image_embeds" in inputs:
+        return len(inputs["image_embeds"])
+    return 1
+
+
 @pytest.mark.parametrize("name", EMBEDDING_PIPELINES)
 def test_embedding_pipelines_run_every_case(name):
     """Every case of the matrix runs on the standard pipeline, giving finite outputs, one per prompt and image of a
@@ -514,8 +533,7 @@ def test_embedding_pipelines_run_every_case(name):
     pipe.set_progress_bar_config(disable=True)
     for case, overrides in setup.cases:
         inputs = {**setup.inputs(), **overrides}
-        prompts = inputs.get("prompt", "")
-        expected = (len(prompts) if isinstance(prompts, list) else 1) * inputs.get("num_images_per_prompt", 1)
+        expected = _conditions(inputs) * inputs.get("num_images_per_prompt", 1)
         output = pipe(**inputs, generator=torch.Generator("cpu").manual_seed(0))
         values = np.asarray(_outputs(output), dtype=np.float64)
         assert len(values) == expected, case
@@ -630,3 +648,19 @@ def test_shap_e_couplings():
     assert image["prior"].config.embedding_proj_dim == image["image_encoder"].config.hidden_size
     assert image["prior"].config.embedding_proj_norm_type == "layer"
     assert image["image_processor"].crop_size["height"] == image["image_encoder"].config.image_size
+
+
+def test_a_combined_pipelines_prior_text_encoder_pairs_with_the_prior_tokenizer():
+    """Kandinsky 2.1 combined: the prior's CLIP text encoder is sized for `prior_tokenizer` (CLIP's), not for the
+    decoder's `tokenizer` (XLM-R's)."""
+    from diffusers import KandinskyCombinedPipeline, StableUnCLIPPipeline
+
+    combined = build_components(KandinskyCombinedPipeline)
+    assert type(combined["prior_tokenizer"]).__name__ == "CLIPTokenizer"
+    assert len(combined["prior_tokenizer"]) == combined["prior_text_encoder"].config.vocab_size
+    assert len(combined["tokenizer"]) == combined["text_encoder"].config.vocab_size
+    assert len(combined["tokenizer"]) != len(combined["prior_tokenizer"])
+    unclip = build_components(StableUnCLIPPipeline)
+    assert unclip["prior_scheduler"].config.prediction_type == "sample"
+    assert unclip["prior"].config.embedding_dim == unclip["prior_text_encoder"].config.projection_dim
+    assert setup_by_class(StableUnCLIPPipeline).inputs()["prior_num_inference_steps"] == 2
