@@ -140,11 +140,14 @@ _KANDINSKY_21 = {
 _PRIOR_STEPS = {"prior_num_inference_steps": 2}
 # image-to-image encodes one image per prompt (its latents must already have the batch of the prompts)
 _KANDINSKY_21_IMG2IMG = {**_KANDINSKY_21, "one_per_prompt": ("image",)}
-# inpainting: latents + masked-image latents + the mask in (4 + 4 + 1)
+# inpainting: latents + masked-image latents + the mask in (4 + 4 + 1), one image and mask per prompt
+_INPAINT_UNET = {"in_channels": 9, "out_channels": 8}
 _KANDINSKY_21_INPAINT = {
     **_KANDINSKY_21,
-    "config": {"unet": {**_KANDINSKY_21["config"]["unet"], "in_channels": 9, "out_channels": 8}},
+    "config": {"unet": {**_KANDINSKY_21["config"]["unet"], **_INPAINT_UNET}},
+    "one_per_prompt": ("image", "mask_image"),
 }
+_KANDINSKY_22_INPAINT_UNET = {"unet": {**_KANDINSKY_22["config"]["unet"], **_INPAINT_UNET}}
 
 _SHAP_E = {
     "config": {
@@ -162,11 +165,11 @@ _SHAP_E = {
 OVERRIDES: dict[str, dict[str, Any]] = {
     "KandinskyPipeline": _KANDINSKY_21,
     "KandinskyImg2ImgPipeline": _KANDINSKY_21_IMG2IMG,
-    "KandinskyInpaintPipeline": {**_KANDINSKY_21_INPAINT, "one_per_prompt": ("image", "mask_image")},
-    # (latents + masked-image latents + the mask, 4 + 4 + 1) one image and mask per embedding
+    "KandinskyInpaintPipeline": _KANDINSKY_21_INPAINT,
+    # (one image and mask per image embedding)
     "KandinskyV22InpaintPipeline": {
         **_KANDINSKY_22,
-        "config": {"unet": {**_KANDINSKY_22["config"]["unet"], "in_channels": 9, "out_channels": 8}},
+        "config": _KANDINSKY_22_INPAINT_UNET,
         "cases": tuple(
             (name, {**values, "image": [Image(32)] * 2, "mask_image": [Mask(32)] * 2})
             for name, values in _KANDINSKY_22["cases"]
@@ -175,17 +178,10 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     # prior and decoder in one: the decoders' UNets, a 2-step prior
     "KandinskyCombinedPipeline": {**_KANDINSKY_21, "inputs": _PRIOR_STEPS},
     "KandinskyImg2ImgCombinedPipeline": {**_KANDINSKY_21_IMG2IMG, "inputs": _PRIOR_STEPS},
-    "KandinskyInpaintCombinedPipeline": {
-        **_KANDINSKY_21_INPAINT,
-        "one_per_prompt": ("image", "mask_image"),
-        "inputs": _PRIOR_STEPS,
-    },
+    "KandinskyInpaintCombinedPipeline": {**_KANDINSKY_21_INPAINT, "inputs": _PRIOR_STEPS},
     "KandinskyV22CombinedPipeline": {"config": _KANDINSKY_22["config"], "inputs": _PRIOR_STEPS},
     "KandinskyV22Img2ImgCombinedPipeline": {"config": _KANDINSKY_22["config"], "inputs": _PRIOR_STEPS},
-    "KandinskyV22InpaintCombinedPipeline": {
-        "config": {"unet": {**_KANDINSKY_22["config"]["unet"], "in_channels": 9, "out_channels": 8}},
-        "inputs": _PRIOR_STEPS,
-    },
+    "KandinskyV22InpaintCombinedPipeline": {"config": _KANDINSKY_22_INPAINT_UNET, "inputs": _PRIOR_STEPS},
     # the priors output image embeddings (`pt` or `np`)
     "KandinskyPriorPipeline": _NO_LATENT_OUTPUT,
     "KandinskyV22PriorPipeline": _NO_LATENT_OUTPUT,
@@ -194,8 +190,8 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     # (the pipeline reads only the first of a list): 2 assets of it
     "ShapEPipeline": _SHAP_E,
     "ShapEImg2ImgPipeline": {**_SHAP_E, "cases": (("x2", {"num_images_per_prompt": 2}),)},
-    # the image embedding is noised by a DDPM schedule of its own (unCLIP's cosine betas); a case noises it
-    # text to image: its prior (a DDPM schedule predicting the clean embedding) makes the image embedding
+    # Stable unCLIP: the image embedding is noised by a DDPM schedule of its own (unCLIP's cosine betas), and a case
+    # noises it; text to image, its prior (a DDPM schedule predicting the clean embedding) makes the embedding
     "StableUnCLIPPipeline": {
         "classes": {"image_noising_scheduler": "DDPMScheduler", "prior_scheduler": "DDPMScheduler"},
         "config": {
