@@ -605,3 +605,209 @@ def test_survey_verdict_of_a_class_with_a_missing_component(without_chatglm):
     assert verdict["status"] == "missing" and verdict["ok"] is False
     assert verdict["missing"] == ["ChatGLMModel", "ChatGLMTokenizer"]
     assert describe(verdict) == "missing component classes: ChatGLMModel, ChatGLMTokenizer"
+
+
+# -- image-embedding pipelines: priors, their decoders, image-conditioned UNets ---------------------------------------
+EMBEDDING_PIPELINES = [
+    "KandinskyPipeline",
+    "KandinskyImg2ImgPipeline",
+    "KandinskyPriorPipeline",
+    "KandinskyV22PriorPipeline",
+    "KandinskyV22PriorEmb2EmbPipeline",
+    "PaintByExamplePipeline",
+    "StableUnCLIPImg2ImgPipeline",
+    "ShapEPipeline",
+    "ShapEImg2ImgPipeline",
+    # beyond those: inpainting decoders, unCLIP text to image, prior and decoder combined
+    "KandinskyInpaintPipeline",
+    "KandinskyV22InpaintPipeline",
+    "StableUnCLIPPipeline",
+    "KandinskyCombinedPipeline",
+    "KandinskyImg2ImgCombinedPipeline",
+    "KandinskyInpaintCombinedPipeline",
+    "KandinskyV22CombinedPipeline",
+    "KandinskyV22Img2ImgCombinedPipeline",
+    "KandinskyV22InpaintCombinedPipeline",
+]
+
+
+def _same_weights(first, second) -> bool:
+    a, b = first.state_dict(), second.state_dict()
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("name", EMBEDDING_PIPELINES)
+def test_embedding_pipelines_build_by_class_with_seeded_weights(name):
+    import diffusers
+
+    from modularize.testing.components import missing_classes
+
+    pipeline_cls = getattr(diffusers, name)
+    assert missing_classes(pipeline_cls) == ()
+    first, second = build_components(pipeline_cls), build_components(pipeline_cls)
+    models = [key for key, value in first.items() if isinstance(value, torch.nn.Module)]
+    assert models
+    for key in models:
+        assert _same_weights(first[key], second[key]), key
+
+
+def _outputs(output):
+    """The pipeline's outputs, one per generated sample: images, or a prior's image embeddings."""
+    return output.image_embeds if hasattr(output, "image_embeds") else output.images
+
+
+def _conditions(inputs) -> int:
+    """How many samples the inputs condition: prompts, or (without a prompt) image embeddings."""
+    if isinstance(inputs.get("prompt"), list):
+        return len(inputs["prompt"])
+    if "prompt" not in inputs and "image_embeds" in inputs:
+        return len(inputs["image_embeds"])
+    return 1
+
+
+@pytest.mark.parametrize("name", EMBEDDING_PIPELINES)
+def test_embedding_pipelines_run_every_case(name):
+    """Every case of the matrix runs on the standard pipeline, giving finite outputs, one per prompt and image of a
+    prompt (a prior gives as many negative embeddings)."""
+    import diffusers
+    import numpy as np
+
+    torch.set_num_threads(1)
+    pipeline_cls = getattr(diffusers, name)
+    setup = setup_by_class(pipeline_cls)
+    assert {"default", "cfg_off"} <= {case for case, _ in setup.cases}
+    pipe = pipeline_cls(**setup.components())
+    pipe.set_progress_bar_config(disable=True)
+    for case, overrides in setup.cases:
+        inputs = {**setup.inputs(), **overrides}
+        expected = _conditions(inputs) * inputs.get("num_images_per_prompt", 1)
+        output = pipe(**inputs, generator=torch.Generator("cpu").manual_seed(0))
+        values = np.asarray(_outputs(output), dtype=np.float64)
+        assert len(values) == expected, case
+        assert np.isfinite(values).all() and values.std() > 0, case
+        if hasattr(output, "negative_image_embeds"):
+            assert len(output.negative_image_embeds) == expected, case
+
+
+def test_kandinsky_21_couplings_and_per_prompt_inputs():
+    """Kandinsky 2.1: the XLM-R tokenizer (no sentencepiece) fits its multilingual CLIP, whose hidden states feed
+    the UNet's cross-attention and whose projection is as wide as the image embeddings it is added to."""
+    from diffusers import KandinskyImg2ImgPipeline, KandinskyPipeline
+
+    kandinsky = build_components(KandinskyPipeline)
+    tokenizer, encoder, unet, movq = (
+        kandinsky["tokenizer"],
+        kandinsky["text_encoder"],
+        kandinsky["unet"],
+        kandinsky["movq"],
+    )
+    assert type(tokenizer).__name__ == "XLMRobertaTokenizer" and type(encoder).__name__ == "MultilingualCLIP"
+    assert len(tokenizer) == encoder.config.vocab_size and tokenizer.pad_token_id == encoder.config.pad_token_id
+    # the pipeline pads to 77 tokens; XLM-R numbers positions from just past its padding id
+    assert encoder.config.max_position_embeddings >= 77 + tokenizer.pad_token_id + 1
+    encoded = tokenizer("a photo of a cat", padding="max_length", max_length=77)
+    assert tokenizer.unk_token_id not in encoded["input_ids"] and len(encoded["input_ids"]) == 77
+    assert unet.config.encoder_hid_dim == encoder.config.transformerDimensions == encoder.config.hidden_size
+    assert encoder.config.numDims == unet.config.cross_attention_dim == DIMS.clip_projection
+    assert unet.config.out_channels == 2 * unet.config.in_channels == 2 * movq.config.latent_channels  # + variance
+    inputs = setup_by_class(KandinskyPipeline).inputs()
+    assert inputs["image_embeds"].shape == inputs["negative_image_embeds"].shape == (1, DIMS.clip_projection)
+    assert not torch.equal(inputs["image_embeds"], inputs["negative_image_embeds"])
+    with torch.no_grad():
+        ids = tokenizer(["a photo of a cat"], padding="max_length", max_length=77, return_tensors="pt")
+        projected, hidden = encoder(input_ids=ids.input_ids, attention_mask=ids.attention_mask)
+        latents = torch.randn(1, DIMS.latent_channels, 16, 16, generator=torch.Generator().manual_seed(0))
+        added = {"text_embeds": projected, "image_embeds": inputs["image_embeds"]}
+        noise = unet(latents, 10, encoder_hidden_states=hidden, added_cond_kwargs=added).sample
+    assert noise.shape == (1, 2 * DIMS.latent_channels, 16, 16) and torch.isfinite(noise).all()
+    # a case with 2 prompts gets 2 embeddings (and, image to image, 2 images); no latent output: a CFG-off case
+    cases = dict(setup_by_class(KandinskyImg2ImgPipeline).cases)
+    two = cases["two_prompts_x2"]
+    assert two["image_embeds"].shape == two["negative_image_embeds"].shape == (2, DIMS.clip_projection)
+    assert len(two["image"]) == len(two["prompt"]) == 2
+    assert "cfg_off_latent" not in cases and cases["cfg_off_two_prompts"]["guidance_scale"] == 1.0
+
+
+def test_prior_couplings():
+    """A prior denoises a CLIP image embedding from a prompt's: its width is the CLIP encoders' projection (and
+    their hidden width), its text positions the tokenizer's; its scheduler predicts the clean embedding."""
+    from diffusers import KandinskyV22PriorEmb2EmbPipeline
+
+    prior_components = build_components(KandinskyV22PriorEmb2EmbPipeline)
+    prior, text, image = prior_components["prior"], prior_components["text_encoder"], prior_components["image_encoder"]
+    assert prior.config.embedding_dim == text.config.projection_dim == image.config.projection_dim
+    assert prior.config.embedding_dim == text.config.hidden_size  # its hidden states are projected at that width
+    assert prior.config.num_embeddings == prior_components["tokenizer"].model_max_length
+    assert prior_components["scheduler"].config.prediction_type == "sample"
+    # un-normalized with statistics that are not 0 (which would make every output 0)
+    assert (prior.clip_std != 0).all() and (prior.clip_mean != 0).any()
+    processor = prior_components["image_processor"]
+    assert processor.crop_size["height"] == image.config.image_size
+
+
+def test_paint_by_example_and_stable_unclip_couplings():
+    from diffusers import PaintByExamplePipeline, StableUnCLIPImg2ImgPipeline
+
+    paint = build_components(PaintByExamplePipeline)
+    encoder, unet = paint["image_encoder"], paint["unet"]
+    # the example's embedding is what the UNet cross-attends to; its mapper has a block
+    assert encoder.proj_size == unet.config.cross_attention_dim and len(encoder.mapper.blocks) == 1
+    assert paint["feature_extractor"].crop_size["height"] == encoder.config.image_size
+    assert unet.config.in_channels == 2 * paint["vae"].config.latent_channels + 1  # latents, masked image, mask
+    assert "example_image" in setup_by_class(PaintByExamplePipeline).inputs()
+    unclip = build_components(StableUnCLIPImg2ImgPipeline)
+    image_width = unclip["image_encoder"].config.projection_dim
+    assert unclip["image_normalizer"].config.embedding_dim == image_width
+    # the class label: the noised image embedding and its noise level's embedding, as wide
+    assert unclip["unet"].config.class_embed_type == "projection"
+    assert unclip["unet"].config.projection_class_embeddings_input_dim == 2 * image_width
+    assert type(unclip["image_noising_scheduler"]).__name__ == "DDPMScheduler"
+    # an image embedding passed in would stand in for the image: optional ones are not default inputs
+    assert "image_embeds" not in setup_by_class(StableUnCLIPImg2ImgPipeline).inputs()
+
+
+def test_shap_e_couplings():
+    """Shap-E's prior denoises a latent whose rows its renderer projects to NeRF MLP weights: one row per weight
+    vector, each as wide as the prior's embedding; it predicts twice that width; it is conditioned on the prompt's
+    CLIP embedding, or on an image's CLIP patch states."""
+    import inspect
+
+    from diffusers import ShapEImg2ImgPipeline, ShapEPipeline
+    from diffusers.pipelines.shap_e.renderer import ShapERenderer
+
+    text = build_components(ShapEPipeline)
+    prior, renderer = text["prior"], text["shap_e_renderer"]
+    assert sum(vectors for vectors, _ in renderer.config.param_shapes) == prior.config.num_embeddings
+    assert renderer.config.d_latent == prior.config.embedding_dim
+    assert prior.config.clip_embed_dim == 2 * prior.config.embedding_dim
+    assert prior.config.embedding_proj_dim == text["text_encoder"].config.projection_dim
+    assert text["scheduler"].config.prediction_type == "sample"
+    # the weights it projects are the renderer's MLP's first layers
+    mlp = renderer.mlp.state_dict()
+    for name, shape in zip(renderer.config.param_names, renderer.config.param_shapes, strict=True):
+        assert tuple(mlp[name.removeprefix("nerstf.")].shape) == tuple(shape)
+    # the renderer (really a ShapERenderer) renders the frames in whole ray batches
+    assert isinstance(renderer, ShapERenderer)
+    batch = inspect.signature(renderer.decode_to_image).parameters["ray_batch_size"].default
+    frame = setup_by_class(ShapEPipeline).inputs()["frame_size"]
+    assert (20 * frame * frame) % batch == 0
+    image = build_components(ShapEImg2ImgPipeline)
+    assert image["prior"].config.embedding_proj_dim == image["image_encoder"].config.hidden_size
+    assert image["prior"].config.embedding_proj_norm_type == "layer"
+    assert image["image_processor"].crop_size["height"] == image["image_encoder"].config.image_size
+
+
+def test_a_combined_pipelines_prior_text_encoder_pairs_with_the_prior_tokenizer():
+    """Kandinsky 2.1 combined: the prior's CLIP text encoder is sized for `prior_tokenizer` (CLIP's), not for the
+    decoder's `tokenizer` (XLM-R's)."""
+    from diffusers import KandinskyCombinedPipeline, StableUnCLIPPipeline
+
+    combined = build_components(KandinskyCombinedPipeline)
+    assert type(combined["prior_tokenizer"]).__name__ == "CLIPTokenizer"
+    assert len(combined["prior_tokenizer"]) == combined["prior_text_encoder"].config.vocab_size
+    assert len(combined["tokenizer"]) == combined["text_encoder"].config.vocab_size
+    assert len(combined["tokenizer"]) != len(combined["prior_tokenizer"])
+    unclip = build_components(StableUnCLIPPipeline)
+    assert unclip["prior_scheduler"].config.prediction_type == "sample"
+    assert unclip["prior"].config.embedding_dim == unclip["prior_text_encoder"].config.projection_dim
+    assert setup_by_class(StableUnCLIPPipeline).inputs()["prior_num_inference_steps"] == 2

@@ -46,13 +46,31 @@ def tiny_t5_tokenizer(model_max_length: int = 256):
     (with and without the word-start marker) so every lowercase prompt tokenizes."""
     from transformers import T5Tokenizer
 
-    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), *word_pieces()]
+    return T5Tokenizer(vocab=pieces, extra_ids=0, model_max_length=model_max_length)
+
+
+def word_pieces() -> list[tuple[str, float]]:
+    """Unigram pieces (with their log-probabilities) that tokenize any lowercase prompt: the word-start marker, a
+    few whole words, and single letters with and without the marker (the words are likelier, so they win)."""
+    pieces = [("▁", -2.0)]
     pieces += [(f"▁{word}", -1.0 - index / 10) for index, word in enumerate(_WORDS)]
     letters = "abcdefghijklmnopqrstuvwxyz"
     known = {piece for piece, _ in pieces}
     pieces += [(letter, -5.0) for letter in letters]
     pieces += [(f"▁{letter}", -4.0) for letter in letters if f"▁{letter}" not in known]
-    return T5Tokenizer(vocab=pieces, extra_ids=0, model_max_length=model_max_length)
+    return pieces
+
+
+def tiny_xlm_roberta_tokenizer(model_max_length: int = 77):
+    """An XLM-RoBERTa tokenizer (Kandinsky 2.1's multilingual CLIP) from an in-memory Unigram vocabulary (no
+    sentencepiece, no Hub): its four specials first (`<s>`, `<pad>`, `</s>`, `<unk>`, ids 0-3 as in the real
+    vocabulary), the word pieces, `<mask>` last."""
+    from transformers import XLMRobertaTokenizer
+
+    specials = [("<s>", 0.0), ("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
+    pieces = [*specials, *word_pieces(), ("<mask>", 0.0)]
+    return XLMRobertaTokenizer(vocab=pieces, model_max_length=model_max_length)
 
 
 def tiny_gemma_tokenizer():
@@ -99,12 +117,7 @@ class UnigramPieces:
     def __init__(self):
         from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
-        pieces = [("<unk>", 0.0), ("<s>", 0.0), ("</s>", 0.0), ("▁", -2.0)]
-        pieces += [(f"▁{word}", -1.0 - index / 10) for index, word in enumerate(_WORDS)]
-        known = {piece for piece, _ in pieces}
-        letters = "abcdefghijklmnopqrstuvwxyz"
-        pieces += [(letter, -5.0) for letter in letters]
-        pieces += [(f"▁{letter}", -4.0) for letter in letters if f"▁{letter}" not in known]
+        pieces = [("<unk>", 0.0), ("<s>", 0.0), ("</s>", 0.0), *word_pieces()]
         self.pieces = [piece for piece, _ in pieces]
         self.ids = {piece: index for index, piece in enumerate(self.pieces)}
         self.model = Tokenizer(models.Unigram(pieces, unk_id=0))

@@ -79,7 +79,7 @@ def setup_by_class(pipeline: type, unserved: Mapping[str, Any] | None = None) ->
     dims = dims_for(resolved)
     parameters = inspect.signature(pipeline.__call__).parameters
     cases, notes = [], []
-    for name, overrides in case_matrix(parameters, resolved.override):
+    for name, overrides in case_matrix(parameters, resolved.override, dims):
         refused = sorted(k for k, v in overrides.items() if k in unserved and v != unserved[k])
         if refused:
             notes.append(f"case {name} left out: the package does not serve {', '.join(refused)}")

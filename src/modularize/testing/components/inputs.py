@@ -2,8 +2,11 @@
 
 Only arguments the signature has are passed: a prompt, 2 steps (3 with a `strength`), a small size the VAE and
 the denoiser's patches divide, decoded outputs (`"np"`), and images / masks / videos sized to match where the
-signature asks for them. The matrix turns CFG off and on, adds a negative prompt, 2 prompts x 2 outputs per
-prompt, true CFG where there is a `true_cfg_scale`, latent outputs and a second strength.
+signature asks for them; image embeddings (a prior's output, `dims.clip_projection` wide) where the signature
+requires them. The matrix turns CFG off and on, adds a negative prompt, 2 prompts x 2 outputs per prompt, true CFG
+where there is a `true_cfg_scale`, latent outputs and a second strength. A case with N prompts gets N of every
+input the pipeline takes one of per prompt: required image embeddings, and the inputs an override lists under
+`one_per_prompt`.
 """
 
 from __future__ import annotations
@@ -15,12 +18,33 @@ from ..tiny_parts import tiny_image, tiny_mask
 from .dims import Dims
 from .factories.vaes import VIDEO_COMPRESSION
 from .resolve import Resolved
-from .specs import materialize
+from .specs import Image, Mask, Noise, materialize
 
 PROMPT = "a photo of a cat"
 TWO_PROMPTS = ["a photo of a cat", "the dog and the moon"]
 TWO_NEGATIVES = ["blurry", "low quality"]
 PER_PROMPT = ("num_images_per_prompt", "num_videos_per_prompt", "num_waveforms_per_prompt")
+# image embeddings (a prior's, for its decoder) and the negative ones, each from its own seed
+EMBEDDINGS = {"image_embeds": 0, "negative_image_embeds": 1}
+SHAP_E_FRAME_SIZE = 8  # a multiple of 4: the tiny renderer's ray batches divide its rays (`factories.priors`)
+
+
+def one_per_prompt(name: str, count: int, dims: Dims) -> Any:
+    """`count` of input `name`, one per prompt, described as data (made when the inputs are)."""
+    if name in EMBEDDINGS:
+        return Noise((count, dims.clip_projection), seed=EMBEDDINGS[name])
+    if name == "mask_image":
+        return [Mask(dims.image_size)] * count
+    if name == "image":
+        return [Image(dims.image_size)] * count
+    raise ValueError(f"no per-prompt value for input {name!r}")
+
+
+def required_embeddings(parameters) -> tuple[str, ...]:
+    """The image embeddings the signature requires (an optional one stands in for an image it would encode)."""
+    return tuple(
+        name for name in EMBEDDINGS if name in parameters and parameters[name].default is inspect.Parameter.empty
+    )
 
 
 def is_video(parameters, resolved: Resolved) -> bool:
@@ -59,17 +83,20 @@ def default_inputs(pipeline: type, resolved: Resolved, dims: Dims) -> dict[str, 
         "_auto_resize": False,
         "clean_caption": False,  # (needs beautifulsoup4 and ftfy)
         "image": tiny_image(size),
+        "example_image": tiny_image(size),  # (Paint by Example's reference image)
+        "frame_size": SHAP_E_FRAME_SIZE,  # (Shap-E's rendered views)
         "mask_image": tiny_mask(size),
         "control_image": tiny_image(size),
         "video": [tiny_image(size)] * frames,
         "control_video": [tiny_image(size)] * frames,
     }
     inputs = {name: value for name, value in candidates.items() if name in parameters}
+    inputs.update({name: materialize(one_per_prompt(name, 1, dims)) for name in required_embeddings(parameters)})
     extra = {name: materialize(value) for name, value in resolved.override.get("inputs", {}).items()}
     return {**inputs, **extra}
 
 
-def case_matrix(parameters, override: dict[str, Any]) -> tuple[tuple[str, dict[str, Any]], ...]:
+def case_matrix(parameters, override: dict[str, Any], dims: Dims) -> tuple[tuple[str, dict[str, Any]], ...]:
     has = parameters.__contains__
     per_prompt = next((name for name in PER_PROMPT if has(name)), None)
     cases: list[tuple[str, dict[str, Any]]] = [("default", {})]
@@ -98,5 +125,17 @@ def case_matrix(parameters, override: dict[str, Any]) -> tuple[tuple[str, dict[s
             latent["prompt"] = TWO_PROMPTS
         cases.append(("cfg_off_latent" if has("guidance_scale") else "latent", latent))
     dropped = set(override.get("drop_cases", ()))
-    extra = tuple((name, {k: materialize(v) for k, v in values.items()}) for name, values in override.get("cases", ()))
-    return (*(case for case in cases if case[0] not in dropped), *extra)
+    kept = [case for case in cases if case[0] not in dropped]
+    per_prompt_inputs = (*required_embeddings(parameters), *override.get("one_per_prompt", ()))
+    return tuple(
+        (name, {k: materialize(v) for k, v in _per_prompt(values, per_prompt_inputs, dims).items()})
+        for name, values in (*kept, *override.get("cases", ()))
+    )
+
+
+def _per_prompt(values: dict[str, Any], names: tuple[str, ...], dims: Dims) -> dict[str, Any]:
+    """A case with a list of prompts gets as many of each input in `names` (unless it sets that input itself)."""
+    prompts = values.get("prompt")
+    if not isinstance(prompts, list):
+        return values
+    return {**{name: one_per_prompt(name, len(prompts), dims) for name in names}, **values}

@@ -12,7 +12,8 @@ Keyed by standard pipeline class name. Each entry may hold:
   config entry the class does not define);
 - `inputs`: call inputs merged over the ones derived from the `__call__` signature (`specs.Noise` / `specs.Mask`
   describe tensors and masks, made when the inputs are);
-- `cases`: extra `(name, overrides)` cases for the matrix; `drop_cases`: names of matrix cases to leave out.
+- `cases`: extra `(name, overrides)` cases for the matrix; `drop_cases`: names of matrix cases to leave out;
+- `one_per_prompt`: inputs the pipeline takes one of per prompt (a case with N prompts gets N of them).
 """
 
 from __future__ import annotations
@@ -115,6 +116,52 @@ _KANDINSKY_22_HINT = {
     "cases": (),
 }
 
+# Pipelines whose output types are decoded images (or embeddings) only: the matrix's latent case is a two-prompt
+# case without CFG of their default output type instead
+_NO_LATENT_OUTPUT = {
+    "drop_cases": ("cfg_off_latent",),
+    "cases": (("cfg_off_two_prompts", {"prompt": _TWO_PROMPTS, "guidance_scale": 1.0}),),
+}
+
+# Kandinsky 2.1's decoder UNet adds the prompt's projected embedding and the image embedding to the time embedding
+# and prepends the projected image embedding to the text hidden states (both `clip_projection` wide, the hidden
+# states `text_hidden` wide: all 32), and predicts a learned variance; the prior's embeddings are call inputs (one
+# per prompt, from `inputs.EMBEDDINGS`)
+_KANDINSKY_21 = {
+    **_NO_LATENT_OUTPUT,
+    "config": {
+        "unet": {
+            **_KANDINSKY_22["config"]["unet"],
+            "addition_embed_type": "text_image",
+            "encoder_hid_dim_type": "text_image_proj",
+        }
+    },
+}
+_PRIOR_STEPS = {"prior_num_inference_steps": 2}
+# image-to-image encodes one image per prompt (its latents must already have the batch of the prompts)
+_KANDINSKY_21_IMG2IMG = {**_KANDINSKY_21, "one_per_prompt": ("image",)}
+# inpainting: latents + masked-image latents + the mask in (4 + 4 + 1), one image and mask per prompt
+_INPAINT_UNET = {"in_channels": 9, "out_channels": 8}
+_KANDINSKY_21_INPAINT = {
+    **_KANDINSKY_21,
+    "config": {"unet": {**_KANDINSKY_21["config"]["unet"], **_INPAINT_UNET}},
+    "one_per_prompt": ("image", "mask_image"),
+}
+_KANDINSKY_22_INPAINT_UNET = {"unet": {**_KANDINSKY_22["config"]["unet"], **_INPAINT_UNET}}
+
+_SHAP_E = {
+    "config": {
+        "scheduler": {
+            "beta_schedule": "exp",
+            "num_train_timesteps": 1024,
+            "prediction_type": "sample",
+            "use_karras_sigmas": True,
+            "clip_sample": True,
+            "clip_sample_range": 1.0,
+        }
+    }
+}
+
 # AudioLDM and MusicLDM generate `audio_length_in_s` seconds (their default is as long as the UNet's sample size): a
 # 2-second clip is 8 spectrogram frames of the tiny vocoder (4 latent frames)
 _SHORT_SPECTROGRAM = {"inputs": {"audio_length_in_s": 2.0}}
@@ -130,6 +177,60 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     # a clip inside the DiT's 2-second window, so the start / end conditioning and the crop to the clip both see
     # seconds other than the whole window's
     "StableAudioPipeline": {"inputs": {"audio_start_in_s": 0.5, "audio_end_in_s": 1.5}},
+    "KandinskyPipeline": _KANDINSKY_21,
+    "KandinskyImg2ImgPipeline": _KANDINSKY_21_IMG2IMG,
+    "KandinskyInpaintPipeline": _KANDINSKY_21_INPAINT,
+    # (one image and mask per image embedding)
+    "KandinskyV22InpaintPipeline": {
+        **_KANDINSKY_22,
+        "config": _KANDINSKY_22_INPAINT_UNET,
+        "cases": tuple(
+            (name, {**values, "image": [Image(32)] * 2, "mask_image": [Mask(32)] * 2})
+            for name, values in _KANDINSKY_22["cases"]
+        ),
+    },
+    # prior and decoder in one: the decoders' UNets, a 2-step prior
+    "KandinskyCombinedPipeline": {**_KANDINSKY_21, "inputs": _PRIOR_STEPS},
+    "KandinskyImg2ImgCombinedPipeline": {**_KANDINSKY_21_IMG2IMG, "inputs": _PRIOR_STEPS},
+    "KandinskyInpaintCombinedPipeline": {**_KANDINSKY_21_INPAINT, "inputs": _PRIOR_STEPS},
+    "KandinskyV22CombinedPipeline": {"config": _KANDINSKY_22["config"], "inputs": _PRIOR_STEPS},
+    "KandinskyV22Img2ImgCombinedPipeline": {"config": _KANDINSKY_22["config"], "inputs": _PRIOR_STEPS},
+    "KandinskyV22InpaintCombinedPipeline": {"config": _KANDINSKY_22_INPAINT_UNET, "inputs": _PRIOR_STEPS},
+    # the priors output image embeddings (`pt` or `np`)
+    "KandinskyPriorPipeline": _NO_LATENT_OUTPUT,
+    "KandinskyV22PriorPipeline": _NO_LATENT_OUTPUT,
+    "KandinskyV22PriorEmb2EmbPipeline": _NO_LATENT_OUTPUT,
+    # Shap-E's prior predicts the clean latent under its own Heun schedule; from an image, it encodes one image
+    # (the pipeline reads only the first of a list): 2 assets of it
+    "ShapEPipeline": _SHAP_E,
+    "ShapEImg2ImgPipeline": {**_SHAP_E, "cases": (("x2", {"num_images_per_prompt": 2}),)},
+    # Stable unCLIP: the image embedding is noised by a DDPM schedule of its own (unCLIP's cosine betas), and a case
+    # noises it; text to image, its prior (a DDPM schedule predicting the clean embedding) makes the embedding
+    "StableUnCLIPPipeline": {
+        "classes": {"image_noising_scheduler": "DDPMScheduler", "prior_scheduler": "DDPMScheduler"},
+        "config": {
+            "image_noising_scheduler": {"beta_schedule": "squaredcos_cap_v2"},
+            "prior_scheduler": {
+                "beta_schedule": "squaredcos_cap_v2",
+                "prediction_type": "sample",
+                "clip_sample": True,
+                "clip_sample_range": 5.0,
+            },
+        },
+        "inputs": _PRIOR_STEPS,
+        "cases": (("noise_level", {"noise_level": 250}),),
+    },
+    "StableUnCLIPImg2ImgPipeline": {
+        "classes": {"image_noising_scheduler": "DDPMScheduler"},
+        "config": {"image_noising_scheduler": {"beta_schedule": "squaredcos_cap_v2"}},
+        "cases": (("noise_level", {"noise_level": 250}),),
+    },
+    # latents + masked-image latents + the mask (4 + 4 + 1 channels); no prompt: the example image's embedding is
+    # what it cross-attends to (its `negative_prompt` is unused); 2 images of one example
+    "PaintByExamplePipeline": {
+        "config": {"unet": {"in_channels": 9}},
+        "cases": (("x2", {"num_images_per_prompt": 2}),),
+    },
     "KandinskyV22Pipeline": _KANDINSKY_22,
     "KandinskyV22Img2ImgPipeline": _KANDINSKY_22,
     # the ControlNet variants add a depth hint to the image embeddings (its encoder downsamples 8x to the latents)

@@ -54,6 +54,15 @@ def _role_suffix(name: str) -> str:
     return f"_{tail}" if head and tail.isdigit() else ""
 
 
+def _group_prefix(name: str) -> str:
+    """`prior_text_encoder` -> `prior_`; `text_encoder` -> ``: a combined pipeline names the components of its
+    prior pipeline with the prefix `prior_`, and they belong together."""
+    for role in ("text_encoder", "image_encoder"):
+        if role in name:
+            return name[: name.index(role)]
+    return ""
+
+
 @dataclass(frozen=True)
 class Need:
     """One constructor argument of one pipeline, to be built."""
@@ -80,8 +89,8 @@ class Need:
     # -- couplings with the other components ---------------------------------------------------------------------
     def partner(self, prefix: str) -> str:
         """The component of this one's group with another role: `text_encoder_2`.partner("tokenizer") ->
-        `tokenizer_2`."""
-        return prefix + _role_suffix(self.name)
+        `tokenizer_2`, `prior_text_encoder`.partner("tokenizer") -> `prior_tokenizer`."""
+        return _group_prefix(self.name) + prefix + _role_suffix(self.name)
 
     def class_of(self, name: str) -> type | None:
         return self.classes.get(name)

@@ -56,6 +56,7 @@ TOKENIZER_OF = {
     "BertModel": "BertTokenizer",
     "ClapTextModelWithProjection": "RobertaTokenizer",
     "ClapModel": "RobertaTokenizer",
+    "MultilingualCLIP": "XLMRobertaTokenizer",
 }
 # the scheduler a pipeline gets when its hint names a family (`KarrasDiffusionSchedulers`) or the base class
 DEFAULT_SCHEDULER = "EulerDiscreteScheduler"

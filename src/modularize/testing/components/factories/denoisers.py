@@ -37,6 +37,12 @@ def unet_2d_condition(need: Need):
             "projection_class_embeddings_input_dim": d.clip_projection,
             "class_embeddings_concat": True,
         }
+    if need.has_class("StableUnCLIPImageNormalizer"):  # unCLIP: a noised image embedding is the class label
+        extra = {
+            "class_embed_type": "projection",
+            # the embedding and the sinusoidal embedding of its noise level, as wide as it
+            "projection_class_embeddings_input_dim": 2 * d.clip_projection,
+        }
     return need.model(
         need.cls,
         sample_size=d.image_size // d.vae_scale_factor,

@@ -32,6 +32,14 @@ def amused_scheduler(need: Need):
     return need.cls(**{"mask_token_id": need.dims.mask_token_id, **need.config})
 
 
+@factory("UnCLIPScheduler")
+def unclip_scheduler(need: Need):
+    """Its one beta schedule (`squaredcos_cap_v2`, its default). Scheduling a prior, it predicts the clean image
+    embedding (`sample`) and clips it to a wide range, as the unCLIP / Kandinsky priors do."""
+    prior = {"prediction_type": "sample", "clip_sample_range": 10.0} if need.has_class("PriorTransformer") else {}
+    return need.cls(**{"num_train_timesteps": 1000, **prior, **need.config})
+
+
 @factory("ClassifierFreeGuidance", "BaseGuidance", "AdaptiveProjectedMixGuidance")
 def guider(need: Need):
     """A guider with its defaults (`BaseGuidance`, the abstract hint, gets classifier-free guidance)."""

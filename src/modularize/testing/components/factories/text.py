@@ -13,6 +13,7 @@ from ...tokenizers import (
     tiny_qwen2_tokenizer,
     tiny_roberta_tokenizer,
     tiny_t5_tokenizer,
+    tiny_xlm_roberta_tokenizer,
 )
 from ..registry import Need, factory
 
@@ -114,6 +115,11 @@ def bert_tokenizer(need: Need):
 def roberta_tokenizer(need: Need):
     """CLAP's tokenizer, padding prompts to `max_sequence_length` tokens (the pipelines pad to its length)."""
     return tiny_roberta_tokenizer(need.dims.max_sequence_length)
+
+
+@factory("XLMRobertaTokenizer", "XLMRobertaTokenizerFast")
+def xlm_roberta_tokenizer(need: Need):
+    return tiny_xlm_roberta_tokenizer(need.dims.clip_max_length)
 
 
 @factory("ByT5Tokenizer")
@@ -236,6 +242,32 @@ def bert_model(need: Need):
         intermediate_size=d.text_intermediate,
         max_position_embeddings=tokenizer.model_max_length,
         pad_token_id=tokenizer.pad_token_id,
+    )
+    return need.model(need.cls, config=config)
+
+
+@factory("MultilingualCLIP")
+def multilingual_clip(need: Need):
+    """Kandinsky 2.1's text encoder: an XLM-RoBERTa as wide as every text encoder (its hidden states feed the
+    UNet's cross-attention) whose mean-pooled state is projected into the CLIP image-embedding space
+    (`clip_projection` wide, like the image embeddings it is used with). XLM-R numbers positions from past its
+    padding id: position embeddings for the pipeline's 77 tokens start there."""
+    tokenizer = need.tokenizer()
+    d = need.dims
+    width = need.text_width(need.name)
+    config = need.cls.config_class(
+        transformerDimSize=width,
+        imageDimSize=d.clip_projection,
+        vocab_size=len(tokenizer),
+        hidden_size=width,
+        num_hidden_layers=d.text_layers,
+        num_attention_heads=d.text_heads,
+        intermediate_size=d.text_intermediate,
+        max_position_embeddings=d.clip_max_length + tokenizer.pad_token_id + 1,
+        type_vocab_size=1,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
     )
     return need.model(need.cls, config=config)
 

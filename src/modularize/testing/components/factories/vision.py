@@ -32,6 +32,20 @@ def clip_vision_model(need: Need):
     return need.model(need.cls, config=_clip_vision_config(need))
 
 
+# Paint by Example's mapper has one transformer block per 5 CLIP layers (rounded): 4 layers give it one
+PAINT_BY_EXAMPLE_CLIP_LAYERS = 4
+
+
+@factory("PaintByExampleImageEncoder")
+def paint_by_example_image_encoder(need: Need):
+    """A CLIP vision tower whose pooled output, mapped and projected, is what the UNet cross-attends to in place of
+    text: projected to the text width (`text_hidden`, the UNet's cross-attention size), like its learned
+    unconditional vector."""
+    config = _clip_vision_config(need)
+    config.num_hidden_layers = PAINT_BY_EXAMPLE_CLIP_LAYERS
+    return need.model(need.cls, config=config, proj_size=need.dims.text_hidden)
+
+
 @factory("CLIPProcessor")
 def clip_processor(need: Need):
     from transformers import CLIPImageProcessor, CLIPProcessor
