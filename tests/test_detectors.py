@@ -1033,12 +1033,12 @@ def test_separate_passes_label_each_batchs_cache_context_and_set_per_step_scales
             components.guider.set_state(step=i, num_inference_steps=len(timesteps), timestep=t)
             guider_state = components.guider.prepare_inputs_from_block_state(block_state, {'prompt_embeds': ('prompt_embeds', 'negative_prompt_embeds')})
             for guider_state_batch in guider_state:
-                components.guider.prepare_models(components.transformer)
+                components.guider.prepare_models(self.transformer)
                 prompt_embeds = guider_state_batch.prompt_embeds
                 with self.transformer.cache_context({'pred_cond': 'cond', 'pred_uncond': 'uncond'}[guider_batch_name(components.guider, guider_state_batch)]):
                     noise_pred = self.transformer(hidden_states=latents, timestep=t, encoder_hidden_states=prompt_embeds)[0]
                 guider_state_batch.noise_pred = noise_pred
-                components.guider.cleanup_models(components.transformer)
+                components.guider.cleanup_models(self.transformer)
             noise_pred = components.guider(guider_state).pred
         """
     )
@@ -1054,7 +1054,7 @@ def test_branched_batches_prepare_their_arguments_and_share_one_call():
     )
     assert (
         "for guider_state_batch, denoiser_output in run_denoiser_calls(components.guider, "
-        "components.transformer, denoiser_calls, ('pred_cond', 'pred_uncond'), "
+        "self.transformer, denoiser_calls, ('pred_cond', 'pred_uncond'), "
         "merge=components.config.batch_guider_calls):\n"
         "    model_out = denoiser_output[0]\n"
         "    guider_state_batch.noise_pred = model_out\n" in text

@@ -2,12 +2,13 @@
 # (BothPathsPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/branched_cfg/both_paths/input.py sha256:ae78e6b2e6b0c045e7e069b72537e803716fa0fa9648f9d23fbfca1e909ea84c
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:73c440928ca4b98d0c71595d223555c43b12250e421f450c0bb2ee01a423f69e
+# modularize-output: sha256:565dda6f0c71e7fb85de5c33fd07ba192f07bd0020a9f80cec56c549c84d5ceb
 
 import torch
 from diffusers.configuration_utils import FrozenDict
 from diffusers.guiders import BaseGuidance, ClassifierFreeGuidance
 from diffusers.guiders.guider_utils import GuiderOutput
+from diffusers.models import SD3Transformer2DModel
 from diffusers.modular_pipelines.modular_pipeline import (
     BlockState,
     LoopSequentialPipelineBlocks,
@@ -206,6 +207,7 @@ class BothPathsLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
                 config=FrozenDict({"guidance_scale": 4.0, "use_original_formulation": True}),
                 default_creation_method="from_config",
             ),
+            ComponentSpec("transformer", SD3Transformer2DModel),
         ]
 
     @property
