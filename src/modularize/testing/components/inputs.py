@@ -3,7 +3,9 @@
 Only arguments the signature has are passed: a prompt, 2 steps (3 with a `strength`), a small size the VAE and
 the denoiser's patches divide, decoded outputs (`"np"`), and images / masks / videos sized to match where the
 signature asks for them. The matrix turns CFG off and on, adds a negative prompt, 2 prompts x 2 outputs per
-prompt, true CFG where there is a `true_cfg_scale`, latent outputs and a second strength.
+prompt, true CFG where there is a `true_cfg_scale`, latent outputs and a second strength; for a ControlNet, guess
+mode (alone and with 2 prompts x 2), a second conditioning scale, control that stops half-way, and one control
+image per prompt.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import inspect
 from typing import Any
 
 from ..tiny_parts import tiny_image, tiny_mask
-from .dims import Dims
+from .dims import DIMS, Dims
 from .factories.vaes import VIDEO_COMPRESSION
 from .resolve import Resolved
 from .specs import materialize
@@ -20,6 +22,7 @@ from .specs import materialize
 PROMPT = "a photo of a cat"
 TWO_PROMPTS = ["a photo of a cat", "the dog and the moon"]
 TWO_NEGATIVES = ["blurry", "low quality"]
+SECOND_CONTROL_SCALE = 0.5
 PER_PROMPT = ("num_images_per_prompt", "num_videos_per_prompt", "num_waveforms_per_prompt")
 
 
@@ -61,6 +64,7 @@ def default_inputs(pipeline: type, resolved: Resolved, dims: Dims) -> dict[str, 
         "image": tiny_image(size),
         "mask_image": tiny_mask(size),
         "control_image": tiny_image(size),
+        "control_mask": tiny_mask(size),  # (SD3 inpainting ControlNet: the region to repaint)
         "video": [tiny_image(size)] * frames,
         "control_video": [tiny_image(size)] * frames,
     }
@@ -69,9 +73,34 @@ def default_inputs(pipeline: type, resolved: Resolved, dims: Dims) -> dict[str, 
     return {**inputs, **extra}
 
 
-def case_matrix(parameters, override: dict[str, Any]) -> tuple[tuple[str, dict[str, Any]], ...]:
+def control_parameter(parameters) -> str | None:
+    """The argument a ControlNet pipeline takes its control image as: `control_image` where the pipeline has one
+    (SD3, Flux, and the image-to-image / inpainting pipelines, whose `image` is the image to start from), else
+    `image` (the SD / SDXL ControlNet pipelines); None without a ControlNet or for video control
+    (`conditioning_frames`)."""
+    if "controlnet_conditioning_scale" not in parameters or "conditioning_frames" in parameters:
+        return None
+    return next((name for name in ("control_image", "image") if name in parameters), None)
+
+
+def control_batch(size: int) -> Any:
+    """Two different control images as one batch (`[2, 3, size, size]` in [0, 1]): the test image and its mirror.
+    A tensor, not a list: a list of images is one per ControlNet (multi-ControlNet) or per control type
+    (ControlNet-Union), a batch is one per prompt everywhere."""
+    import numpy as np
+    import torch
+
+    image = np.asarray(tiny_image(size), dtype=np.float32) / 255.0
+    pair = np.stack([image, np.ascontiguousarray(image[:, ::-1])])
+    return torch.from_numpy(pair).permute(0, 3, 1, 2).contiguous()
+
+
+def case_matrix(
+    parameters, override: dict[str, Any], image_size: int = DIMS.image_size
+) -> tuple[tuple[str, dict[str, Any]], ...]:
     has = parameters.__contains__
     per_prompt = next((name for name in PER_PROMPT if has(name)), None)
+    two: dict[str, Any] | None = None
     cases: list[tuple[str, dict[str, Any]]] = [("default", {})]
     if has("guidance_scale"):
         cases.append(("cfg_off", {"guidance_scale": 1.0}))
@@ -92,6 +121,7 @@ def case_matrix(parameters, override: dict[str, Any]) -> tuple[tuple[str, dict[s
         cases.append(("two_samples", {"batch_size": 2}))
     if has("strength"):
         cases.append(("strength_1.0", {"strength": 1.0}))
+    cases.extend(_controlnet_cases(parameters, two, image_size))
     if has("output_type"):
         latent = {"output_type": "latent", **({"guidance_scale": 1.0} if has("guidance_scale") else {})}
         if has("prompt"):
@@ -100,3 +130,27 @@ def case_matrix(parameters, override: dict[str, Any]) -> tuple[tuple[str, dict[s
     dropped = set(override.get("drop_cases", ()))
     extra = tuple((name, {k: materialize(v) for k, v in values.items()}) for name, values in override.get("cases", ()))
     return (*(case for case in cases if case[0] not in dropped), *extra)
+
+
+def _controlnet_cases(parameters, two: dict[str, Any] | None, image_size: int) -> list[tuple[str, dict[str, Any]]]:
+    """A ControlNet's own arguments: guess mode (the ControlNet sees the conditional half of the CFG batch only,
+    its outputs scaled up block by block; CFG stays on at the pipeline's default scale), a second conditioning
+    scale, control that stops half-way through the steps, and one control image per prompt (repeated per image of
+    its prompt, where the default single image is repeated to the whole batch)."""
+    has = parameters.__contains__
+    cases: list[tuple[str, dict[str, Any]]] = []
+    if has("guess_mode"):
+        cases.append(("guess_mode", {"guess_mode": True}))
+        if two is not None:
+            cases.append(("guess_mode_two_prompts_x2", {**two, "guess_mode": True}))
+    if has("controlnet_conditioning_scale"):
+        # a scale other than the pipeline's default (SD inpainting's is 0.5 already)
+        default = getattr(parameters["controlnet_conditioning_scale"], "default", None)
+        scale = 1.0 if default == SECOND_CONTROL_SCALE else SECOND_CONTROL_SCALE
+        cases.append((f"control_scale_{scale}", {"controlnet_conditioning_scale": scale}))
+    if has("control_guidance_end"):
+        cases.append(("control_end_0.5", {"control_guidance_end": 0.5}))
+    control = control_parameter(parameters)
+    if control is not None and two is not None:
+        cases.append(("two_prompts_two_controls", {**two, control: control_batch(image_size)}))
+    return cases

@@ -1,3 +1,3 @@
 """One factory per component class; importing this package registers them all."""
 
-from . import denoisers, schedulers, stand_ins, text, vaes, vision  # noqa: F401
+from . import controlnets, denoisers, schedulers, stand_ins, text, vaes, vision  # noqa: F401

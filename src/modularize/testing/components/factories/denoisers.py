@@ -394,23 +394,6 @@ def t2i_adapter(need: Need):
     )
 
 
-@factory("FluxControlNetModel")
-def flux_controlnet(need: Need):
-    d = need.dims
-    return need.model(
-        need.cls,
-        patch_size=1,
-        in_channels=d.packed_latent_channels,
-        num_layers=d.layers,
-        num_single_layers=1,
-        attention_head_dim=d.head_dim,
-        num_attention_heads=d.heads,
-        joint_attention_dim=need.text_width("text_encoder_2"),
-        pooled_projection_dim=need.text_width("text_encoder"),
-        axes_dims_rope=d.rope_axes,
-    )
-
-
 @factory("LatteTransformer3DModel")
 def latte_transformer(need: Need):
     d = need.dims
