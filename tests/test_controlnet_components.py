@@ -293,3 +293,34 @@ def test_multi_controlnet_of_other_families_runs(name):
     output = _run(pipe, setup.inputs())
     assert np.isfinite(output).all() and output.shape[0] == 1
     assert type(pipe.controlnet).__name__.endswith(("MultiControlNetModel", "MultiControlNetUnionModel"))
+
+
+# -- the other variants, built by the same factories --------------------------------------------------------------
+VARIANTS = [
+    "StableDiffusionXLControlNetImg2ImgPipeline",
+    "StableDiffusionXLControlNetInpaintPipeline",
+    "StableDiffusion3ControlNetInpaintingPipeline",  # a control mask, one more conditioning channel
+    "FluxControlNetImg2ImgPipeline",
+    "FluxControlNetInpaintPipeline",
+    "StableDiffusionXLControlNetUnionImg2ImgPipeline",
+    "StableDiffusionXLControlNetUnionInpaintPipeline",
+    "StableDiffusionControlNetXSPipeline",
+    "StableDiffusionControlNetPAGPipeline",
+    "StableDiffusionXLControlNetPAGImg2ImgPipeline",
+]
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_other_controlnet_variants_run_every_case(name):
+    cls = _pipeline_class(name)
+    assert missing_classes(cls) == ()
+    setup = setup_by_class(cls)
+    pipe = _standard(name)
+    for case, overrides in setup.cases:
+        inputs = {**setup.inputs(), **overrides}
+        output = _run(pipe, inputs)
+        assert np.isfinite(output).all(), case
+        assert output.shape[0] == _expected_count(cls, inputs), case
+    default = _run(pipe, setup.inputs())
+    without = _run(pipe, {**setup.inputs(), "controlnet_conditioning_scale": 0.0})
+    assert np.abs(default - without).max() > 1e-2  # the control reaches the output

@@ -95,6 +95,16 @@ def control_batch(size: int) -> Any:
     return torch.from_numpy(pair).permute(0, 3, 1, 2).contiguous()
 
 
+def mask_batch(size: int) -> Any:
+    """Two different masks as one batch (`[2, 1, size, size]`, 0 keep / 1 repaint): the test mask and its mirror."""
+    import numpy as np
+    import torch
+
+    mask = (np.asarray(tiny_mask(size), dtype=np.float32) > 127).astype(np.float32)
+    pair = np.stack([mask, np.ascontiguousarray(mask[:, ::-1])])
+    return torch.from_numpy(pair)[:, None]
+
+
 def case_matrix(
     parameters, override: dict[str, Any], image_size: int = DIMS.image_size
 ) -> tuple[tuple[str, dict[str, Any]], ...]:
@@ -152,5 +162,8 @@ def _controlnet_cases(parameters, two: dict[str, Any] | None, image_size: int) -
         cases.append(("control_end_0.5", {"control_guidance_end": 0.5}))
     control = control_parameter(parameters)
     if control is not None and two is not None:
-        cases.append(("two_prompts_two_controls", {**two, control: control_batch(image_size)}))
+        per_prompt = {**two, control: control_batch(image_size)}
+        if has("control_mask"):  # (the mask is repeated as its control image is: one per prompt too)
+            per_prompt["control_mask"] = mask_batch(image_size)
+        cases.append(("two_prompts_two_controls", per_prompt))
     return cases

@@ -360,11 +360,13 @@ def unet_3d_condition(need: Need):
 def controlnet_xs_adapter(need: Need):
     """A ControlNet-XS adapter sized to the pipeline's UNet (built here the same way the `unet` argument is)."""
     from ..registry import factory_for
+    from .controlnets import _awake
 
     unet_cls = need.class_of("unet")
     unet = factory_for(unet_cls)(_sibling(need, "unet", unet_cls))
     return need.model(
-        lambda **kwargs: need.cls.from_unet(unet, **kwargs),
+        # (its zero-initialized connections to the UNet re-drawn: see `controlnets`)
+        lambda **kwargs: _awake(need.cls.from_unet(unet, **kwargs)),
         size_ratio=0.5,
         learn_time_embedding=True,
         conditioning_embedding_out_channels=(2, 2),
