@@ -43,23 +43,38 @@ def build_components(pipeline: type, seed: int | None = None) -> dict[str, Any]:
     base = dims.seed if seed is None else seed
     components: dict[str, Any] = {}
     for index, (name, cls) in enumerate(resolved.classes.items()):
-        if cls is None:
-            components[name] = None
-            continue
-        config = resolved.config.get(name, {})
-        widths = resolved.override.get("text_widths", {})
-        need = Need(name, cls, dims, base + index, pipeline, resolved.classes, config, widths)
-        components[name] = factory_for(cls)(need)
-        dtype = resolved.override.get("dtypes", {}).get(name)
-        if dtype:  # a pipeline that casts this component's inputs to a fixed dtype
-            import torch
-
-            components[name] = components[name].to(getattr(torch, dtype))
-        registered = resolved.override.get("register", {}).get(name)
-        if registered:  # config entries a pipeline reads that the class does not define (data)
-            components[name].register_to_config(**registered)
+        components[name] = None if cls is None else _build(resolved, dims, name, base + index)
     components.update(resolved.scalars)
     return components
+
+
+def build_component(pipeline: type, name: str, seed: int) -> Any:
+    """One constructor argument of `pipeline`, built as `build_components` builds it but from `seed`: a second,
+    differently seeded copy of a component (the second net of a multi-ControlNet). Raises
+    `MissingComponentClass` like `build_components`."""
+    resolved = resolve(pipeline)
+    if resolved.missing:
+        raise MissingComponentClass(pipeline.__name__, resolved.missing)
+    if resolved.classes.get(name) is None:
+        raise LookupError(f"{pipeline.__name__} builds no component {name!r}")
+    return _build(resolved, dims_for(resolved), name, seed)
+
+
+def _build(resolved: Resolved, dims: Dims, name: str, seed: int) -> Any:
+    cls = resolved.classes[name]
+    config = resolved.config.get(name, {})
+    widths = resolved.override.get("text_widths", {})
+    need = Need(name, cls, dims, seed, resolved.pipeline, resolved.classes, config, widths)
+    component = factory_for(cls)(need)
+    dtype = resolved.override.get("dtypes", {}).get(name)
+    if dtype:  # a pipeline that casts this component's inputs to a fixed dtype
+        import torch
+
+        component = component.to(getattr(torch, dtype))
+    registered = resolved.override.get("register", {}).get(name)
+    if registered:  # config entries a pipeline reads that the class does not define (data)
+        component.register_to_config(**registered)
+    return component
 
 
 def missing_classes(pipeline: type) -> tuple[str, ...]:

@@ -6,7 +6,8 @@ signature asks for them; image embeddings (a prior's output, `dims.clip_projecti
 requires them. The matrix turns CFG off and on, adds a negative prompt, 2 prompts x 2 outputs per prompt, true CFG
 where there is a `true_cfg_scale`, latent outputs and a second strength. A case with N prompts gets N of every
 input the pipeline takes one of per prompt: required image embeddings, and the inputs an override lists under
-`one_per_prompt`.
+`one_per_prompt`. For a ControlNet, the matrix adds guess mode (alone and with 2 prompts x 2), a second
+conditioning scale, control that stops half-way, and one control image per prompt.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .specs import Image, Mask, Noise, materialize
 PROMPT = "a photo of a cat"
 TWO_PROMPTS = ["a photo of a cat", "the dog and the moon"]
 TWO_NEGATIVES = ["blurry", "low quality"]
+SECOND_CONTROL_SCALE = 0.5
 PER_PROMPT = ("num_images_per_prompt", "num_videos_per_prompt", "num_waveforms_per_prompt")
 # image embeddings (a prior's, for its decoder) and the negative ones, each from its own seed
 EMBEDDINGS = {"image_embeds": 0, "negative_image_embeds": 1}
@@ -87,6 +89,7 @@ def default_inputs(pipeline: type, resolved: Resolved, dims: Dims) -> dict[str, 
         "frame_size": SHAP_E_FRAME_SIZE,  # (Shap-E's rendered views)
         "mask_image": tiny_mask(size),
         "control_image": tiny_image(size),
+        "control_mask": tiny_mask(size),  # (SD3 inpainting ControlNet: the region to repaint)
         "video": [tiny_image(size)] * frames,
         "control_video": [tiny_image(size)] * frames,
     }
@@ -96,9 +99,42 @@ def default_inputs(pipeline: type, resolved: Resolved, dims: Dims) -> dict[str, 
     return {**inputs, **extra}
 
 
+def control_parameter(parameters) -> str | None:
+    """The argument a ControlNet pipeline takes its control image as: `control_image` where the pipeline has one
+    (SD3, Flux, and the image-to-image / inpainting pipelines, whose `image` is the image to start from), else
+    `image` (the SD / SDXL ControlNet pipelines); None without a ControlNet or for video control
+    (`conditioning_frames`)."""
+    if "controlnet_conditioning_scale" not in parameters or "conditioning_frames" in parameters:
+        return None
+    return next((name for name in ("control_image", "image") if name in parameters), None)
+
+
+def control_batch(size: int) -> Any:
+    """Two different control images as one batch (`[2, 3, size, size]` in [0, 1]): the test image and its mirror.
+    A tensor, not a list: a list of images is one per ControlNet (multi-ControlNet) or per control type
+    (ControlNet-Union), a batch is one per prompt everywhere."""
+    import numpy as np
+    import torch
+
+    image = np.asarray(tiny_image(size), dtype=np.float32) / 255.0
+    pair = np.stack([image, np.ascontiguousarray(image[:, ::-1])])
+    return torch.from_numpy(pair).permute(0, 3, 1, 2).contiguous()
+
+
+def mask_batch(size: int) -> Any:
+    """Two different masks as one batch (`[2, 1, size, size]`, 0 keep / 1 repaint): the test mask and its mirror."""
+    import numpy as np
+    import torch
+
+    mask = (np.asarray(tiny_mask(size), dtype=np.float32) > 127).astype(np.float32)
+    pair = np.stack([mask, np.ascontiguousarray(mask[:, ::-1])])
+    return torch.from_numpy(pair)[:, None]
+
+
 def case_matrix(parameters, override: dict[str, Any], dims: Dims) -> tuple[tuple[str, dict[str, Any]], ...]:
     has = parameters.__contains__
     per_prompt = next((name for name in PER_PROMPT if has(name)), None)
+    two: dict[str, Any] | None = None
     cases: list[tuple[str, dict[str, Any]]] = [("default", {})]
     if has("guidance_scale"):
         cases.append(("cfg_off", {"guidance_scale": 1.0}))
@@ -119,6 +155,7 @@ def case_matrix(parameters, override: dict[str, Any], dims: Dims) -> tuple[tuple
         cases.append(("two_samples", {"batch_size": 2}))
     if has("strength"):
         cases.append(("strength_1.0", {"strength": 1.0}))
+    cases.extend(_controlnet_cases(parameters, two, dims.image_size))
     if has("output_type"):
         latent = {"output_type": "latent", **({"guidance_scale": 1.0} if has("guidance_scale") else {})}
         if has("prompt"):
@@ -139,3 +176,30 @@ def _per_prompt(values: dict[str, Any], names: tuple[str, ...], dims: Dims) -> d
     if not isinstance(prompts, list):
         return values
     return {**{name: one_per_prompt(name, len(prompts), dims) for name in names}, **values}
+
+
+def _controlnet_cases(parameters, two: dict[str, Any] | None, image_size: int) -> list[tuple[str, dict[str, Any]]]:
+    """A ControlNet's own arguments: guess mode (the ControlNet sees the conditional half of the CFG batch only,
+    its outputs scaled up block by block; CFG stays on at the pipeline's default scale), a second conditioning
+    scale, control that stops half-way through the steps, and one control image per prompt (repeated per image of
+    its prompt, where the default single image is repeated to the whole batch)."""
+    has = parameters.__contains__
+    cases: list[tuple[str, dict[str, Any]]] = []
+    if has("guess_mode"):
+        cases.append(("guess_mode", {"guess_mode": True}))
+        if two is not None:
+            cases.append(("guess_mode_two_prompts_x2", {**two, "guess_mode": True}))
+    if has("controlnet_conditioning_scale"):
+        # a scale other than the pipeline's default (SD inpainting's is 0.5 already)
+        default = getattr(parameters["controlnet_conditioning_scale"], "default", None)
+        scale = 1.0 if default == SECOND_CONTROL_SCALE else SECOND_CONTROL_SCALE
+        cases.append((f"control_scale_{scale}", {"controlnet_conditioning_scale": scale}))
+    if has("control_guidance_end"):
+        cases.append(("control_end_0.5", {"control_guidance_end": 0.5}))
+    control = control_parameter(parameters)
+    if control is not None and two is not None:
+        per_prompt = {**two, control: control_batch(image_size)}
+        if has("control_mask"):  # (the mask is repeated as its control image is: one per prompt too)
+            per_prompt["control_mask"] = mask_batch(image_size)
+        cases.append(("two_prompts_two_controls", per_prompt))
+    return cases

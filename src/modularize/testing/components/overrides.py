@@ -65,6 +65,14 @@ _AMUSED_INPAINT = {
 
 # Z-Image's constructor hints `PreTrainedModel` / `AutoTokenizer`: the Qwen3 text model it is used with
 _Z_IMAGE = {"classes": {"text_encoder": "Qwen3Model", "tokenizer": "Qwen2Tokenizer"}}
+# SD3 adds a ControlNet's outputs only to blocks that update the text stream: its last block does not, so a
+# one-block transformer would ignore the ControlNet; the ControlNet mirrors the 2 blocks
+_SD3_CONTROLNET = {"text_widths": {"text_encoder_3": 64}, "config": {"transformer": {"num_layers": 2}}}
+# ControlNet-Union takes one control image per control type it is told (`control_mode`: the type's index; its
+# `None` default is refused): one image, of the first type
+# Its guess mode fails with CFG on (diffusers 0.42: the control types are repeated to the doubled CFG batch, the
+# ControlNet runs on the conditional half), so the standard pipeline has no guess-mode output to compare with
+_CONTROLNET_UNION = {"inputs": {"control_mode": 0}, "drop_cases": ("guess_mode", "guess_mode_two_prompts_x2")}
 # ControlNet-XS copies the UNet's down blocks two resnets at a time
 _CONTROLNET_XS = {"config": {"unet": {"layers_per_block": 2}}}
 
@@ -379,6 +387,18 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "StableDiffusion3Pipeline": {"text_widths": {"text_encoder_3": 64}},
     "StableDiffusion3Img2ImgPipeline": {"text_widths": {"text_encoder_3": 64}},
     "StableDiffusion3InpaintPipeline": {"text_widths": {"text_encoder_3": 64}},
+    "StableDiffusion3ControlNetPipeline": _SD3_CONTROLNET,
+    # the inpainting ControlNet embeds the control image's latents joined with the mask (one more channel)
+    "StableDiffusion3ControlNetInpaintingPipeline": {
+        **_SD3_CONTROLNET,
+        "config": {**_SD3_CONTROLNET["config"], "controlnet": {"extra_conditioning_channels": 1}},
+    },
+    # guess mode with PAG on fails upstream (diffusers 0.42: the ControlNet runs on the whole CFG + PAG batch, the
+    # control image is prepared for the conditional part alone); the SDXL PAG ControlNet pipelines run it
+    "StableDiffusionControlNetPAGPipeline": {"drop_cases": ("guess_mode", "guess_mode_two_prompts_x2")},
+    "StableDiffusionXLControlNetUnionPipeline": _CONTROLNET_UNION,
+    "StableDiffusionXLControlNetUnionImg2ImgPipeline": _CONTROLNET_UNION,
+    "StableDiffusionXLControlNetUnionInpaintPipeline": _CONTROLNET_UNION,
 }
 
 

@@ -381,11 +381,13 @@ def unet_3d_condition(need: Need):
 def controlnet_xs_adapter(need: Need):
     """A ControlNet-XS adapter sized to the pipeline's UNet (built here the same way the `unet` argument is)."""
     from ..registry import factory_for
+    from .controlnets import _awake
 
     unet_cls = need.class_of("unet")
     unet = factory_for(unet_cls)(_sibling(need, "unet", unet_cls))
     return need.model(
-        lambda **kwargs: need.cls.from_unet(unet, **kwargs),
+        # (its zero-initialized connections to the UNet re-drawn: see `controlnets`)
+        lambda **kwargs: _awake(need.cls.from_unet(unet, **kwargs)),
         size_ratio=0.5,
         learn_time_embedding=True,
         conditioning_embedding_out_channels=(2, 2),
@@ -412,23 +414,6 @@ def t2i_adapter(need: Need):
         num_res_blocks=1,
         downscale_factor=d.vae_scale_factor,
         adapter_type="full_adapter",
-    )
-
-
-@factory("FluxControlNetModel")
-def flux_controlnet(need: Need):
-    d = need.dims
-    return need.model(
-        need.cls,
-        patch_size=1,
-        in_channels=d.packed_latent_channels,
-        num_layers=d.layers,
-        num_single_layers=1,
-        attention_head_dim=d.head_dim,
-        num_attention_heads=d.heads,
-        joint_attention_dim=need.text_width("text_encoder_2"),
-        pooled_projection_dim=need.text_width("text_encoder"),
-        axes_dims_rope=d.rope_axes,
     )
 
 
