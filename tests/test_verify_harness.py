@@ -266,3 +266,33 @@ def test_survey_verify_reports_a_package_that_crashes_as_failed_with_its_error(t
         assert report["summary"]["verified"] == 1 and report["summary"]["verified_ok"] == 0
         assert code == 1
         assert "DDPMPipeline" in err and "FAILED" in err and error in err
+
+
+def test_exact_mode_splits_per_layer_lists_by_layer_and_only_the_doubled_batch_of_an_auxiliary_model():
+    """A ControlNet takes and returns one batched tensor per layer (a list whose length may equal the batch), and
+    in guess mode runs on the conditional half alone, whose size may be even too."""
+    import torch
+
+    from modularize.testing.exact import half_batch_calls
+
+    class Layered(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.batches = []
+
+        def forward(self, sample, residuals):
+            self.batches.append(sample.shape[0])
+            return [sample + r for r in residuals], sample * 2
+
+    model = Layered()
+    sample = torch.arange(8.0).reshape(2, 4)
+    residuals = [torch.ones(2, 4), torch.full((2, 4), 3.0)]  # two layers, a batch of two: a list as long as the batch
+    expected = model(sample, residuals)
+    with half_batch_calls(model):
+        halves = model(sample, residuals)
+    assert model.batches == [2, 1, 1]
+    assert all(torch.equal(a, b) for a, b in zip(halves[0], expected[0], strict=True)) and len(halves[0]) == 2
+    assert torch.equal(halves[1], expected[1])
+    with half_batch_calls(model, doubled=4):  # an even batch that is not the doubled one runs whole
+        model(sample, residuals)
+    assert model.batches[-1] == 2

@@ -156,7 +156,7 @@ class GuidancePlan:
     @property
     def merges_calls(self) -> bool:
         """Whether the generated denoiser can run all guider batches in one call, as the source did."""
-        return self.kind in (CfgKind.BATCHED, CfgKind.BRANCHED)
+        return self.kind in (CfgKind.BATCHED, CfgKind.BRANCHED) and not self.auxiliaries
 
     @property
     def label(self) -> str:

@@ -30,24 +30,33 @@ def _half(value: Any, batch: int, part: slice) -> Any:
         return value[part].clone() if value.ndim > 0 and value.shape[0] == batch else value
     if isinstance(value, dict):
         return {key: _half(item, batch, part) for key, item in value.items()}
-    if isinstance(value, list) and len(value) == batch:
+    if isinstance(value, list) and len(value) == batch and not _batched_items(value, batch):
         return value[part]  # a batch given as a list of samples (Z-Image)
     if isinstance(value, (list, tuple)):
         return type(value)(_half(item, batch, part) for item in value)
     return value
 
 
-def _joined(first: Any, second: Any) -> Any:
+def _batched_items(values: list, batch: int) -> bool:
+    """A list of batched tensors (a ControlNet's residuals, one per layer), not a list of samples."""
+    import torch
+
+    return all(isinstance(item, torch.Tensor) and item.ndim > 0 and item.shape[0] == batch for item in values)
+
+
+def _joined(first: Any, second: Any, half: int) -> Any:
     import torch
 
     if isinstance(first, torch.Tensor):
         return torch.cat([first, second])
     if isinstance(first, tuple):
-        return tuple(_joined(a, b) for a, b in zip(first, second, strict=True))
+        return tuple(_joined(a, b, half) for a, b in zip(first, second, strict=True))
+    if isinstance(first, list) and _batched_items(first, half):
+        return [_joined(a, b, half) for a, b in zip(first, second, strict=True)]  # one batched tensor per layer
     if isinstance(first, list):
         return first + second  # a batch returned as a list of samples
     if isinstance(first, dict):
-        joined = {key: _joined(first[key], second[key]) for key in first}
+        joined = {key: _joined(first[key], second[key], half) for key in first}
         return type(first)(**joined) if hasattr(first, "__dataclass_fields__") else joined
     return first
 
@@ -70,7 +79,7 @@ def half_batch_calls(module: Any, enabled: bool = True, doubled: int | None = No
         half = batch // 2
         first = original(*_half(args, batch, slice(0, half)), **_half(kwargs, batch, slice(0, half)))
         second = original(*_half(args, batch, slice(half, batch)), **_half(kwargs, batch, slice(half, batch)))
-        return _joined(first, second)
+        return _joined(first, second, half)
 
     module.forward = forward
     try:

@@ -127,7 +127,9 @@ def guider_denoise(
     if cfg.model_call is not None:
         # auxiliary models run in each batch before its denoiser call, the denoiser calls merge when they can (the
         # model as `self.<denoiser>`, rewritten like the source's own reads, so the block declares it)
-        loop = _merged_calls(cfg, fields, f"self.{denoiser}")
+        # (never merged: a merged call would need the auxiliary outputs of the batches joined layer by layer, and
+        # the batches' auxiliary calls run one by one, so their numbers differ from the source's batched call anyway)
+        loop = _merged_calls(cfg, fields, f"self.{denoiser}", merge="False")
         return _with_attributes([*head[:2], *loop, *_combined(cfg)], _combine_attributes(cfg))
     per_batch = [
         cst.parse_statement(f"components.guider.prepare_models(components.{denoiser})\n"),
@@ -228,7 +230,9 @@ def _with_attributes(body: list[cst.BaseStatement], attributes: list[str]) -> li
     return [cst.With(items=[cst.WithItem(context)], body=cst.IndentedBlock(body=body))]
 
 
-def _merged_calls(cfg: CfgPattern, fields: tuple[GuidanceField, ...], model: str) -> list[cst.BaseStatement]:
+def _merged_calls(
+    cfg: CfgPattern, fields: tuple[GuidanceField, ...], model: str, merge: str = "components.config.batch_guider_calls"
+) -> list[cst.BaseStatement]:
     """A "branched" source made one call on both batches' inputs: each guider batch prepares its inputs (the
     source's CFG-off branch), `run_denoiser_calls` makes that one call when it can, and each batch takes its share.
 
@@ -259,8 +263,7 @@ def _merged_calls(cfg: CfgPattern, fields: tuple[GuidanceField, ...], model: str
         cst.parse_statement(f"guider_state_batch.noise_pred = {cfg.model_output}\n"),
     ]
     run = cst.parse_expression(
-        f"run_denoiser_calls(components.guider, {model}, denoiser_calls, {cfg.batch_order!r}, "
-        "merge=components.config.batch_guider_calls)"
+        f"run_denoiser_calls(components.guider, {model}, denoiser_calls, {cfg.batch_order!r}, merge={merge})"
     )
     return [
         cst.parse_statement("denoiser_calls = []\n"),
