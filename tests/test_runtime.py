@@ -26,6 +26,7 @@ from modularize.emit.runtime.guider_calls import (
     _concatenated,
     _merge_order,
     _shares,
+    batch_output,
     denoiser_call,
     merge_guider_batches,
     run_denoiser_calls,
@@ -192,6 +193,30 @@ def test_anything_else_merges_only_when_it_is_the_same_object():
     assert _concatenated(["a", "b"]) is _UNMERGEABLE
 
 
+def test_equal_numbers_merge_as_one_value():
+    """A conditioning scale each batch computed alike (`scale * keep[i]`): equal, not the same object."""
+    assert _concatenated([0.5 * 3, 1.5]) == 1.5
+    assert _concatenated([1, 1.0]) is _UNMERGEABLE  # (another type: not what one call on both would have got)
+
+
+def test_with_layers_lists_and_tuples_join_layer_by_layer():
+    """A ControlNet's residuals: one batched tensor per layer, however many layers (two here, as many as batches)."""
+    uncond = [torch.zeros(1, 2), torch.zeros(1, 3)]
+    cond = (torch.ones(1, 2), torch.ones(1, 3))
+    merged = _concatenated([uncond, list(cond)], layers=True)
+    assert [tuple(t.shape) for t in merged] == [(2, 2), (2, 3)] and merged[0][1].sum() == 2
+    assert _concatenated([uncond, [torch.zeros(1, 2)]], layers=True) is _UNMERGEABLE
+    assert _concatenated([uncond, list(cond)]) == [*uncond, *cond]  # (without: samples, joined)
+    down, mid = _shares(([torch.arange(4), torch.arange(4, 8)], torch.arange(8, 12)), 2, layers=True)[1]
+    assert [t.tolist() for t in down] == [[2, 3], [6, 7]] and mid.tolist() == [10, 11]
+
+
+def test_a_batch_that_made_no_auxiliary_call_takes_another_batchs_output_for_its_fills():
+    cond, uncond = BlockState(), BlockState()
+    outputs = {id(cond): "cond output"}
+    assert batch_output(outputs, cond) == batch_output(outputs, uncond) == "cond output"
+
+
 # -- denoiser_call / run_denoiser_calls ("branched" sources) ------------------------------------------------------
 def branched_calls(guider, wrap=lambda p: p, cond=None, uncond=None):
     cond = torch.ones(1, 3) if cond is None else cond
@@ -347,6 +372,7 @@ def test_entry_points_are_the_public_definitions_each_defined_once():
         "split_guider_predictions": "modularize.emit.runtime.guider_calls.split_guider_predictions",
         "denoiser_call": "modularize.emit.runtime.guider_calls.denoiser_call",
         "run_denoiser_calls": "modularize.emit.runtime.guider_calls.run_denoiser_calls",
+        "batch_output": "modularize.emit.runtime.guider_calls.batch_output",
         "guider_batch_name": "modularize.emit.runtime.guider_state.guider_batch_name",
         "guider_attributes": "modularize.emit.runtime.guider_state.guider_attributes",
         "ExplicitNoneInputs": "modularize.emit.runtime.explicit_none.ExplicitNoneInputs",

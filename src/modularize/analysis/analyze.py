@@ -770,6 +770,7 @@ def _guidance_plan(context: Context, cfg: CfgPattern | None, call_parameters, de
         repeated=cfg.repeated,
         batch_order=cfg.batch_order,
         auxiliaries=cfg.auxiliaries,
+        shared_auxiliary=cfg.shared_auxiliary is not None,
     )
 
 

@@ -152,11 +152,12 @@ class GuidancePlan:
     step_scale: str | None = None  # the loop local holding a per-step guidance scale (`current_guidance_scale`)
     step_scales: tuple[str, ...] = ()  # the `__call__` arguments it takes
     auxiliaries: tuple[str, ...] = ()  # models each guider batch runs before its denoiser call (a ControlNet)
+    shared_auxiliary: bool = False  # the batches make the auxiliary call as one when they can (as the source did)
 
     @property
     def merges_calls(self) -> bool:
         """Whether the generated denoiser can run all guider batches in one call, as the source did."""
-        return self.kind in (CfgKind.BATCHED, CfgKind.BRANCHED) and not self.auxiliaries
+        return self.kind in (CfgKind.BATCHED, CfgKind.BRANCHED) and (not self.auxiliaries or self.shared_auxiliary)
 
     @property
     def label(self) -> str:

@@ -127,9 +127,10 @@ def guider_denoise(
     if cfg.model_call is not None:
         # auxiliary models run in each batch before its denoiser call, the denoiser calls merge when they can (the
         # model as `self.<denoiser>`, rewritten like the source's own reads, so the block declares it)
-        # (never merged: a merged call would need the auxiliary outputs of the batches joined layer by layer, and
-        # the batches' auxiliary calls run one by one, so their numbers differ from the source's batched call anyway)
-        loop = _merged_calls(cfg, fields, f"self.{denoiser}", merge="False")
+        # (merged only when the batches share the auxiliary call too: made one by one, its outputs differ from the
+        # source's batched call in the last bits anyway)
+        merge = "components.config.batch_guider_calls" if cfg.shared_auxiliary else "False"
+        loop = _merged_calls(cfg, fields, f"self.{denoiser}", merge=merge)
         return _with_attributes([*head[:2], *loop, *_combined(cfg)], _combine_attributes(cfg))
     per_batch = [
         cst.parse_statement(f"components.guider.prepare_models(components.{denoiser})\n"),
@@ -246,16 +247,52 @@ def _merged_calls(
         ):
             model_out = denoiser_output[0]
             guider_state_batch.noise_pred = model_out
+
+    With an auxiliary model the batches share one call of (a ControlNet, `cfg.shared_auxiliary`), its calls are
+    held and run the same way first, each batch taking its share of the outputs before its denoiser call:
+
+        auxiliary_calls = []
+        for guider_state_batch in guider_state:
+            ...  # what the batch computes before the auxiliary call
+            if not (guess_mode and guider_batch_name(components.guider, guider_state_batch) == "pred_uncond"):
+                auxiliary_calls.append(denoiser_call(guider_state_batch, control_model_input, t, ...))
+        auxiliary_outputs = {
+            id(batch): output
+            for batch, output in run_denoiser_calls(components.guider, self.controlnet, auxiliary_calls, ...)
+        }
+        denoiser_calls = []
+        for guider_state_batch in guider_state:
+            down, mid = batch_output(auxiliary_outputs, guider_state_batch)
+            ...  # what the batch computes after it, then its denoiser call is held
     """
+    bindings = [cst.parse_statement(f"{f.name} = guider_state_batch.{f.name}\n") for f in fields]
+    shared = cfg.shared_auxiliary
+    layers = ", layers=True" if cfg.auxiliaries else ""
+    head: list[cst.BaseStatement] = []
+    prepare = [*bindings, *cfg.batch_statements]
+    if shared is not None:
+        auxiliary_call = shared.statement.body[0].value
+        hold = _held("auxiliary_calls", auxiliary_call)
+        if shared.skip is not None:
+            # a batch that replaces every output by a fill of its shape needs no call
+            test = cst.UnaryOperation(
+                cst.Not(), shared.skip.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+            )
+            hold = cst.If(test=test, body=cst.IndentedBlock(body=[hold]))
+        run = (
+            f"run_denoiser_calls(components.guider, self.{shared.model}, auxiliary_calls, {cfg.batch_order!r}, "
+            f"merge={merge}{layers})"
+        )
+        head = [
+            cst.parse_statement("auxiliary_calls = []\n"),
+            _for_batches([*bindings, *shared.before, hold]),
+            cst.parse_statement(f"auxiliary_outputs = {{id(batch): output for batch, output in {run}}}\n"),
+        ]
+        taken = shared.statement.deep_replace(
+            auxiliary_call, cst.parse_expression("batch_output(auxiliary_outputs, guider_state_batch)")
+        )
+        prepare = [*bindings, taken.with_changes(leading_lines=()), *shared.after]
     call = cfg.model_call
-    arguments = cst.Call(func=cst.Name("denoiser_call"), args=[cst.Arg(cst.Name("guider_state_batch")), *call.args])
-    prepare = [
-        *(cst.parse_statement(f"{f.name} = guider_state_batch.{f.name}\n") for f in fields),
-        *cfg.batch_statements,
-        cst.SimpleStatementLine(
-            [cst.Expr(cst.Call(func=cst.parse_expression("denoiser_calls.append"), args=[cst.Arg(arguments)]))]
-        ),
-    ]
     share = [
         cfg.call_statement.deep_replace(call, cst.Name("denoiser_output")).with_changes(leading_lines=()),
         *cfg.between,
@@ -263,16 +300,26 @@ def _merged_calls(
         cst.parse_statement(f"guider_state_batch.noise_pred = {cfg.model_output}\n"),
     ]
     run = cst.parse_expression(
-        f"run_denoiser_calls(components.guider, {model}, denoiser_calls, {cfg.batch_order!r}, merge={merge})"
+        f"run_denoiser_calls(components.guider, {model}, denoiser_calls, {cfg.batch_order!r}, merge={merge}{layers})"
     )
     return [
+        *head,
         cst.parse_statement("denoiser_calls = []\n"),
-        cst.For(
-            target=cst.Name("guider_state_batch"), iter=cst.Name("guider_state"), body=cst.IndentedBlock(body=prepare)
-        ),
+        _for_batches([*prepare, _held("denoiser_calls", call)]),
         cst.For(
             target=cst.parse_expression("guider_state_batch, denoiser_output"),
             iter=run,
             body=cst.IndentedBlock(body=share),
         ),
     ]
+
+
+def _held(calls: str, call: cst.Call) -> cst.SimpleStatementLine:
+    """`<calls>.append(denoiser_call(guider_state_batch, <the call's arguments>))`."""
+    arguments = cst.Call(func=cst.Name("denoiser_call"), args=[cst.Arg(cst.Name("guider_state_batch")), *call.args])
+    append = cst.Call(func=cst.parse_expression(f"{calls}.append"), args=[cst.Arg(arguments)])
+    return cst.SimpleStatementLine([cst.Expr(append)])
+
+
+def _for_batches(body: list[cst.BaseStatement]) -> cst.For:
+    return cst.For(target=cst.Name("guider_state_batch"), iter=cst.Name("guider_state"), body=cst.IndentedBlock(body))

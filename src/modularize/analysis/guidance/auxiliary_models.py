@@ -59,10 +59,26 @@ _ASSIGNED_NAME = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.
 
 
 @dataclass(frozen=True)
+class SharedAuxiliaryCall:
+    """The one auxiliary call of a step, which the guider batches can make as one call (as the source did).
+
+    Each batch runs `before`, holds its call, the calls run (merged when they can), and each batch takes its
+    share of the outputs and runs `after`: nothing `before` computes is read after the call but the call's own
+    outputs. A batch for which `skip` holds replaces every output by a fill of its shape, and makes no call."""
+
+    model: str
+    statement: cst.SimpleStatementLine  # `down, mid = self.controlnet(...)`
+    before: tuple[cst.BaseStatement, ...]
+    after: tuple[cst.BaseStatement, ...]
+    skip: cst.BaseExpression | None = None
+
+
+@dataclass(frozen=True)
 class AuxiliarySteps:
     start: int  # where the per-batch statements start in the loop body (they end at the denoiser call)
     statements: tuple[cst.BaseStatement, ...]  # what each guider batch runs before its denoiser call
     rewritten: tuple[tuple[cst.If, str], ...] = ()  # (a CFG branch of the source, what each batch runs instead)
+    shared: SharedAuxiliaryCall | None = None  # None: each batch makes its auxiliary calls on its own
 
 
 def auxiliary_steps(
@@ -72,6 +88,7 @@ def auxiliary_steps(
     call_index: int,
     condition: cst.BaseExpression,
     uncond_index: int,
+    models: Sequence[str],
 ) -> AuxiliarySteps:
     """The per-batch statements of a step whose first auxiliary model call is `body[first_call]` and whose
     denoiser call is `body[call_index]`; they start at the auxiliary call or at the CFG branches before it that
@@ -101,7 +118,48 @@ def auxiliary_steps(
             )
         else:
             statements.append(statement)
-    return AuxiliarySteps(start, tuple(statements), tuple(rewritten))
+    shared = _shared_call(statements, body[call_index], models)
+    return AuxiliarySteps(start, tuple(statements), tuple(rewritten), shared)
+
+
+def _shared_call(
+    statements: list[cst.BaseStatement], denoiser_call: cst.BaseStatement, models: Sequence[str]
+) -> SharedAuxiliaryCall | None:
+    """The step's one auxiliary call as a `SharedAuxiliaryCall`, or None when the batches cannot share it (more
+    than one such call, a call not assigned on a line of its own, or a value computed before it and read after)."""
+    calling = m.SimpleStatementLine(
+        body=[m.Assign(value=m.Call(func=m.Attribute(value=m.Name("self"), attr=m.OneOf(*map(m.Name, models)))))]
+    )
+    holding = [at for at, s in enumerate(statements) if _calls_any(s, models)]
+    if len(holding) != 1 or not m.matches(statements[holding[0]], calling):
+        return None
+    at = holding[0]
+    statement = statements[at]
+    before, after = tuple(statements[:at]), tuple(statements[at + 1 :])
+    outputs = set(flow_of([statement]).writes)
+    if set(flow_of(list(before)).writes) & set(flow_of([*after, denoiser_call]).reads) - outputs:
+        return None
+    skip = next(
+        (
+            s.test
+            for s in after
+            if isinstance(s, cst.If) and _fills(s) and outputs <= set(flow_of(list(s.body.body)).writes)
+        ),
+        None,
+    )
+    return SharedAuxiliaryCall(statement.body[0].value.func.attr.value, statement, before, after, skip)
+
+
+def _calls_any(statement: cst.BaseStatement, models: Sequence[str]) -> bool:
+    pattern = m.Call(func=m.Attribute(value=m.Name("self"), attr=m.OneOf(*map(m.Name, models))))
+    return bool(findall(statement, pattern))
+
+
+def _fills(branch: cst.If) -> bool:
+    """A branch made by `_unconditional_fill`: every value it assigns is built from fills of a shape."""
+    return all(
+        m.matches(line, _ASSIGNED_NAME) and findall(line.body[0].value, _SHAPE_FILLS) for line in branch.body.body
+    )
 
 
 def _is_cfg_branch(statement: cst.CSTNode, condition: cst.BaseExpression) -> bool:

@@ -38,7 +38,7 @@ from ...normalize.cfg_condition import InlineCfgCondition, is_inline_condition
 from ...normalize.early_return import is_constant
 from ...normalize.halved_results import HelperDoublesResults
 from ...planning.plan import GuidanceField
-from .auxiliary_models import auxiliary_steps
+from .auxiliary_models import SharedAuxiliaryCall, auxiliary_steps
 from .combine import assigned_combine
 from .combine_inputs import combine_inputs
 from .doubled_batch import BATCH_REPEAT, LIST_CAT, TORCH_CAT, cat_elements, doubles, halved_batch
@@ -136,6 +136,7 @@ class CfgPattern:
     model_call: cst.Call | None = None  # "branched": the denoiser call in `call_statement`, whose batches can merge
     auxiliaries: tuple[str, ...] = ()  # models each guider batch runs before its denoiser call (a ControlNet)
     batch_rewrites: tuple[tuple[cst.If, str], ...] = ()  # CFG branches before them, and what each batch runs instead
+    shared_auxiliary: SharedAuxiliaryCall | None = None  # the one auxiliary call the batches can make as one
 
 
 def _whole_branch_combine(inner: Sequence[cst.BaseStatement]):
@@ -447,7 +448,10 @@ def find_batched_cfg(
         at = next(i for i, _ in others if i >= call_index)
         raise source.refuse(body[at], "more than one model call per step, not before the denoiser's")
     call_statement = body[call_index]
-    per_batch = auxiliary_steps(source, body, others[0][0], call_index, condition, uncond_index) if others else None
+    per_batch = None
+    if others:
+        models = [name for _, name in others]
+        per_batch = auxiliary_steps(source, body, others[0][0], call_index, condition, uncond_index, models)
     between = tuple(body[call_index + 1 : chunk_index])
 
     guidance_statements = [chunk_if]
@@ -579,6 +583,7 @@ def find_batched_cfg(
         model_call=per_batch and _model_call_in(call_statement, denoiser),
         auxiliaries=tuple(dict.fromkeys(name for _, name in others)),
         batch_rewrites=per_batch.rewritten if per_batch else (),
+        shared_auxiliary=per_batch.shared if per_batch else None,
     )
 
 

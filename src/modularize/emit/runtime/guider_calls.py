@@ -33,15 +33,21 @@ def _merge_order(guider, guider_batches, order):
     return sorted(guider_batches, key=lambda batch: rank[getattr(batch, identifier)])
 
 
-def _concatenated(values):
-    """One value for all batches: tensors of one shape concatenated, lists of one length joined, dicts key by key,
-    anything else (a 0-d tensor too: the loop's `t`) only when it is the same object everywhere; `_UNMERGEABLE`
-    otherwise."""
+def _concatenated(values, layers=False):
+    """One value for all batches: tensors of one shape concatenated, lists of one length joined (with `layers`, a
+    list or tuple holds one batched tensor per layer, a ControlNet's residuals: joined item by item), dicts key by
+    key, numbers and strings when they are equal, anything else (a 0-d tensor too: the loop's `t`) only when it is
+    the same object everywhere; `_UNMERGEABLE` otherwise."""
     first = values[0]
     if isinstance(first, torch.Tensor) and first.dim() > 0:
         if all(isinstance(value, torch.Tensor) and value.shape == first.shape for value in values):
             return torch.cat(values)
         return _UNMERGEABLE
+    if layers and isinstance(first, (list, tuple)):
+        if not all(isinstance(value, (list, tuple)) and len(value) == len(first) for value in values):
+            return _UNMERGEABLE
+        merged = [_concatenated(list(items), layers) for items in zip(*values)]
+        return _UNMERGEABLE if any(item is _UNMERGEABLE for item in merged) else type(first)(merged)
     if isinstance(first, list):
         if all(isinstance(value, list) and len(value) == len(first) for value in values):
             return [item for value in values for item in value]
@@ -49,10 +55,12 @@ def _concatenated(values):
     if isinstance(first, dict):
         if not all(isinstance(value, dict) and value.keys() == first.keys() for value in values):
             return _UNMERGEABLE
-        merged = {key: _concatenated([value[key] for value in values]) for key in first}
+        merged = {key: _concatenated([value[key] for value in values], layers) for key in first}
         return _UNMERGEABLE if any(value is _UNMERGEABLE for value in merged.values()) else merged
     if all(value is first for value in values):
         return first
+    if isinstance(first, (bool, int, float, str)) and all(type(v) is type(first) and v == first for v in values):
+        return first  # a number each batch computed alike (a conditioning scale per step)
     return _UNMERGEABLE
 
 
@@ -97,22 +105,25 @@ def denoiser_call(guider_state_batch, *args, **kwargs):
     return guider_state_batch, args, kwargs
 
 
-def run_denoiser_calls(guider, model, calls, order, merge=True):
+def run_denoiser_calls(guider, model, calls, order, merge=True, layers=False):
     """Run the denoiser for every guider batch; yield (guider batch, what its call returned).
 
     A guider asks for one denoiser call per batch (conditional, unconditional, ...). The standard pipeline made one
     call on the batches' arguments concatenated instead: that is what it computed, bit for bit, and it is faster
     wherever the call is launch-bound. With `merge`, when that is valid (`_merge_order`, `_concatenated`) and the
-    output splits back into equal shares, so does this; otherwise it calls the model once per batch.
+    output splits back into equal shares, so does this; otherwise it calls the model once per batch. With
+    `layers`, lists and tuples in the arguments and the output hold one batched tensor per layer (a ControlNet's
+    residuals), not one sample per item. The batches in `calls` may be some of the guider's (a batch that needs no
+    call of this model makes none).
     """
     batches = _merge_order(guider, [batch for batch, _, _ in calls], order) if merge else None
     if batches is not None and len({len(args) for _, args, _ in calls}) == 1:
         position = {id(batch): index for index, batch in enumerate(batches)}
         ordered = sorted(calls, key=lambda call: position[id(call[0])])
-        args = [_concatenated(list(values)) for values in zip(*(args for _, args, _ in ordered))]
-        kwargs = _concatenated([kwargs for _, _, kwargs in ordered])
+        args = [_concatenated(list(values), layers) for values in zip(*(args for _, args, _ in ordered))]
+        kwargs = _concatenated([kwargs for _, _, kwargs in ordered], layers)
         if kwargs is not _UNMERGEABLE and all(value is not _UNMERGEABLE for value in args):
-            shares = _shares(model(*args, **kwargs), len(batches))
+            shares = _shares(model(*args, **kwargs), len(batches), layers)
             if shares is not None:
                 yield from zip(batches, shares)
                 return
@@ -123,22 +134,30 @@ def run_denoiser_calls(guider, model, calls, order, merge=True):
         yield batch, output
 
 
-def _shares(output, count):
-    """`count` equal shares of a merged call's output along the batch (tuples and model outputs element by element),
-    or None."""
+def _shares(output, count, layers=False):
+    """`count` equal shares of a merged call's output along the batch (tuples and model outputs element by element,
+    with `layers` lists too), or None."""
     if isinstance(output, torch.Tensor) and output.shape[0] % count == 0:
         return list(output.chunk(count))
-    if isinstance(output, list) and len(output) % count == 0:
+    if isinstance(output, list) and not layers and len(output) % count == 0:
         size = len(output) // count
         return [output[index * size : (index + 1) * size] for index in range(count)]
-    if isinstance(output, tuple):
-        parts = [_shares(item, count) for item in output]
+    if isinstance(output, (tuple, list)):
+        parts = [_shares(item, count, layers) for item in output]
         if any(part is None for part in parts):
             return None
-        return [tuple(part[index] for part in parts) for index in range(count)]
+        return [type(output)(part[index] for part in parts) for index in range(count)]
     if isinstance(output, dict):  # a model output (`Transformer2DModelOutput`, a dict too) field by field
-        parts = {key: _shares(value, count) for key, value in output.items()}
+        parts = {key: _shares(value, count, layers) for key, value in output.items()}
         if any(part is None for part in parts.values()):
             return None
         return [type(output)(**{key: part[index] for key, part in parts.items()}) for index in range(count)]
     return None
+
+
+def batch_output(outputs, guider_state_batch):
+    """A guider batch's output of an auxiliary model (`outputs`: {id(batch): output}). A batch that made no call
+    replaces every output by a fill of its shape (a ControlNet's zeros for the unconditional half in guess mode):
+    any other batch's output has that shape."""
+    found = outputs.get(id(guider_state_batch))
+    return found if found is not None else next(iter(outputs.values()))

@@ -2,7 +2,7 @@
 # (GainedTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/constructor_parameters/input.py sha256:e3cb5f217613f102c537b129de774347d5fe23097103e47540b95ce5139f5634
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:2f2fb72b309c1604b1b8fbac1254a599d37833f630749a79a5a51f2bafa92eb8
+# modularize-output: sha256:c8e940f48f877d99d77320458870f2b73e0e011aded809dda77d0aa984e4b812
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -41,15 +41,21 @@ def _merge_order(guider, guider_batches, order):
 
 
 # Copied from modularize.emit.runtime.guider_calls._concatenated
-def _concatenated(values):
-    """One value for all batches: tensors of one shape concatenated, lists of one length joined, dicts key by key,
-    anything else (a 0-d tensor too: the loop's `t`) only when it is the same object everywhere; `_UNMERGEABLE`
-    otherwise."""
+def _concatenated(values, layers=False):
+    """One value for all batches: tensors of one shape concatenated, lists of one length joined (with `layers`, a
+    list or tuple holds one batched tensor per layer, a ControlNet's residuals: joined item by item), dicts key by
+    key, numbers and strings when they are equal, anything else (a 0-d tensor too: the loop's `t`) only when it is
+    the same object everywhere; `_UNMERGEABLE` otherwise."""
     first = values[0]
     if isinstance(first, torch.Tensor) and first.dim() > 0:
         if all(isinstance(value, torch.Tensor) and value.shape == first.shape for value in values):
             return torch.cat(values)
         return _UNMERGEABLE
+    if layers and isinstance(first, (list, tuple)):
+        if not all(isinstance(value, (list, tuple)) and len(value) == len(first) for value in values):
+            return _UNMERGEABLE
+        merged = [_concatenated(list(items), layers) for items in zip(*values)]
+        return _UNMERGEABLE if any(item is _UNMERGEABLE for item in merged) else type(first)(merged)
     if isinstance(first, list):
         if all(isinstance(value, list) and len(value) == len(first) for value in values):
             return [item for value in values for item in value]
@@ -57,10 +63,12 @@ def _concatenated(values):
     if isinstance(first, dict):
         if not all(isinstance(value, dict) and value.keys() == first.keys() for value in values):
             return _UNMERGEABLE
-        merged = {key: _concatenated([value[key] for value in values]) for key in first}
+        merged = {key: _concatenated([value[key] for value in values], layers) for key in first}
         return _UNMERGEABLE if any(value is _UNMERGEABLE for value in merged.values()) else merged
     if all(value is first for value in values):
         return first
+    if isinstance(first, (bool, int, float, str)) and all(type(v) is type(first) and v == first for v in values):
+        return first  # a number each batch computed alike (a conditioning scale per step)
     return _UNMERGEABLE
 
 

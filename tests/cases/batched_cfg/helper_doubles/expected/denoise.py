@@ -2,7 +2,7 @@
 # (HelperDoublesPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/helper_doubles/input.py sha256:44f26ef7b0aaaffe055da732a2ac3cc1db754c65b606f0752a3dba92d8f2dcff
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:b2b00d385d8f06a965086c0e0d4dc24c41402b082e7a660891f0fd8cedd2285b
+# modularize-output: sha256:ad1307734c2e8ea3ae0b4a063b619be49ec21fa42a378c154a1937c5bd655f7e
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -41,15 +41,21 @@ def _merge_order(guider, guider_batches, order):
 
 
 # Copied from modularize.emit.runtime.guider_calls._concatenated
-def _concatenated(values):
-    """One value for all batches: tensors of one shape concatenated, lists of one length joined, dicts key by key,
-    anything else (a 0-d tensor too: the loop's `t`) only when it is the same object everywhere; `_UNMERGEABLE`
-    otherwise."""
+def _concatenated(values, layers=False):
+    """One value for all batches: tensors of one shape concatenated, lists of one length joined (with `layers`, a
+    list or tuple holds one batched tensor per layer, a ControlNet's residuals: joined item by item), dicts key by
+    key, numbers and strings when they are equal, anything else (a 0-d tensor too: the loop's `t`) only when it is
+    the same object everywhere; `_UNMERGEABLE` otherwise."""
     first = values[0]
     if isinstance(first, torch.Tensor) and first.dim() > 0:
         if all(isinstance(value, torch.Tensor) and value.shape == first.shape for value in values):
             return torch.cat(values)
         return _UNMERGEABLE
+    if layers and isinstance(first, (list, tuple)):
+        if not all(isinstance(value, (list, tuple)) and len(value) == len(first) for value in values):
+            return _UNMERGEABLE
+        merged = [_concatenated(list(items), layers) for items in zip(*values)]
+        return _UNMERGEABLE if any(item is _UNMERGEABLE for item in merged) else type(first)(merged)
     if isinstance(first, list):
         if all(isinstance(value, list) and len(value) == len(first) for value in values):
             return [item for value in values for item in value]
@@ -57,10 +63,12 @@ def _concatenated(values):
     if isinstance(first, dict):
         if not all(isinstance(value, dict) and value.keys() == first.keys() for value in values):
             return _UNMERGEABLE
-        merged = {key: _concatenated([value[key] for value in values]) for key in first}
+        merged = {key: _concatenated([value[key] for value in values], layers) for key in first}
         return _UNMERGEABLE if any(value is _UNMERGEABLE for value in merged.values()) else merged
     if all(value is first for value in values):
         return first
+    if isinstance(first, (bool, int, float, str)) and all(type(v) is type(first) and v == first for v in values):
+        return first  # a number each batch computed alike (a conditioning scale per step)
     return _UNMERGEABLE
 
 

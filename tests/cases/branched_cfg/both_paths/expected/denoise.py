@@ -2,7 +2,7 @@
 # (BothPathsPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/branched_cfg/both_paths/input.py sha256:ae78e6b2e6b0c045e7e069b72537e803716fa0fa9648f9d23fbfca1e909ea84c
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:565dda6f0c71e7fb85de5c33fd07ba192f07bd0020a9f80cec56c549c84d5ceb
+# modularize-output: sha256:02355d42591ca7e2d32b029303068350631a3823fc752ade912e487b653974be
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -42,15 +42,21 @@ def _merge_order(guider, guider_batches, order):
 
 
 # Copied from modularize.emit.runtime.guider_calls._concatenated
-def _concatenated(values):
-    """One value for all batches: tensors of one shape concatenated, lists of one length joined, dicts key by key,
-    anything else (a 0-d tensor too: the loop's `t`) only when it is the same object everywhere; `_UNMERGEABLE`
-    otherwise."""
+def _concatenated(values, layers=False):
+    """One value for all batches: tensors of one shape concatenated, lists of one length joined (with `layers`, a
+    list or tuple holds one batched tensor per layer, a ControlNet's residuals: joined item by item), dicts key by
+    key, numbers and strings when they are equal, anything else (a 0-d tensor too: the loop's `t`) only when it is
+    the same object everywhere; `_UNMERGEABLE` otherwise."""
     first = values[0]
     if isinstance(first, torch.Tensor) and first.dim() > 0:
         if all(isinstance(value, torch.Tensor) and value.shape == first.shape for value in values):
             return torch.cat(values)
         return _UNMERGEABLE
+    if layers and isinstance(first, (list, tuple)):
+        if not all(isinstance(value, (list, tuple)) and len(value) == len(first) for value in values):
+            return _UNMERGEABLE
+        merged = [_concatenated(list(items), layers) for items in zip(*values)]
+        return _UNMERGEABLE if any(item is _UNMERGEABLE for item in merged) else type(first)(merged)
     if isinstance(first, list):
         if all(isinstance(value, list) and len(value) == len(first) for value in values):
             return [item for value in values for item in value]
@@ -58,10 +64,12 @@ def _concatenated(values):
     if isinstance(first, dict):
         if not all(isinstance(value, dict) and value.keys() == first.keys() for value in values):
             return _UNMERGEABLE
-        merged = {key: _concatenated([value[key] for value in values]) for key in first}
+        merged = {key: _concatenated([value[key] for value in values], layers) for key in first}
         return _UNMERGEABLE if any(value is _UNMERGEABLE for value in merged.values()) else merged
     if all(value is first for value in values):
         return first
+    if isinstance(first, (bool, int, float, str)) and all(type(v) is type(first) and v == first for v in values):
+        return first  # a number each batch computed alike (a conditioning scale per step)
     return _UNMERGEABLE
 
 
@@ -72,22 +80,25 @@ def denoiser_call(guider_state_batch, *args, **kwargs):
 
 
 # Copied from modularize.emit.runtime.guider_calls.run_denoiser_calls
-def run_denoiser_calls(guider, model, calls, order, merge=True):
+def run_denoiser_calls(guider, model, calls, order, merge=True, layers=False):
     """Run the denoiser for every guider batch; yield (guider batch, what its call returned).
 
     A guider asks for one denoiser call per batch (conditional, unconditional, ...). The standard pipeline made one
     call on the batches' arguments concatenated instead: that is what it computed, bit for bit, and it is faster
     wherever the call is launch-bound. With `merge`, when that is valid (`_merge_order`, `_concatenated`) and the
-    output splits back into equal shares, so does this; otherwise it calls the model once per batch.
+    output splits back into equal shares, so does this; otherwise it calls the model once per batch. With
+    `layers`, lists and tuples in the arguments and the output hold one batched tensor per layer (a ControlNet's
+    residuals), not one sample per item. The batches in `calls` may be some of the guider's (a batch that needs no
+    call of this model makes none).
     """
     batches = _merge_order(guider, [batch for batch, _, _ in calls], order) if merge else None
     if batches is not None and len({len(args) for _, args, _ in calls}) == 1:
         position = {id(batch): index for index, batch in enumerate(batches)}
         ordered = sorted(calls, key=lambda call: position[id(call[0])])
-        args = [_concatenated(list(values)) for values in zip(*(args for _, args, _ in ordered))]
-        kwargs = _concatenated([kwargs for _, _, kwargs in ordered])
+        args = [_concatenated(list(values), layers) for values in zip(*(args for _, args, _ in ordered))]
+        kwargs = _concatenated([kwargs for _, _, kwargs in ordered], layers)
         if kwargs is not _UNMERGEABLE and all(value is not _UNMERGEABLE for value in args):
-            shares = _shares(model(*args, **kwargs), len(batches))
+            shares = _shares(model(*args, **kwargs), len(batches), layers)
             if shares is not None:
                 yield from zip(batches, shares)
                 return
@@ -99,21 +110,21 @@ def run_denoiser_calls(guider, model, calls, order, merge=True):
 
 
 # Copied from modularize.emit.runtime.guider_calls._shares
-def _shares(output, count):
-    """`count` equal shares of a merged call's output along the batch (tuples and model outputs element by element),
-    or None."""
+def _shares(output, count, layers=False):
+    """`count` equal shares of a merged call's output along the batch (tuples and model outputs element by element,
+    with `layers` lists too), or None."""
     if isinstance(output, torch.Tensor) and output.shape[0] % count == 0:
         return list(output.chunk(count))
-    if isinstance(output, list) and len(output) % count == 0:
+    if isinstance(output, list) and not layers and len(output) % count == 0:
         size = len(output) // count
         return [output[index * size : (index + 1) * size] for index in range(count)]
-    if isinstance(output, tuple):
-        parts = [_shares(item, count) for item in output]
+    if isinstance(output, (tuple, list)):
+        parts = [_shares(item, count, layers) for item in output]
         if any(part is None for part in parts):
             return None
-        return [tuple(part[index] for part in parts) for index in range(count)]
+        return [type(output)(part[index] for part in parts) for index in range(count)]
     if isinstance(output, dict):  # a model output (`Transformer2DModelOutput`, a dict too) field by field
-        parts = {key: _shares(value, count) for key, value in output.items()}
+        parts = {key: _shares(value, count, layers) for key, value in output.items()}
         if any(part is None for part in parts.values()):
             return None
         return [type(output)(**{key: part[index] for key, part in parts.items()}) for index in range(count)]
