@@ -665,6 +665,7 @@ def _conditions(inputs) -> int:
     return 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", EMBEDDING_PIPELINES)
 def test_embedding_pipelines_run_every_case(name):
     """Every case of the matrix runs on the standard pipeline, giving finite outputs, one per prompt and image of a

@@ -200,6 +200,7 @@ def test_controlnet_cases_follow_the_call_signature():
 
 
 # -- the standard pipelines run every case --------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "case"), _case_ids())
 def test_standard_pipeline_runs_the_case(name, case):
     cls = _pipeline_class(name)
@@ -219,6 +220,7 @@ def test_guess_mode_changes_the_output(name):
     assert np.abs(on - off).max() > 1e-3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", PIPELINES)
 def test_the_control_changes_the_output(name):
     """The control image, its scale and its guidance window all reach the output (no zero ControlNet)."""
@@ -261,6 +263,7 @@ def _multi_case_ids():
     return [case for case, _ in setup.cases]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", _multi_case_ids())
 def test_multi_controlnet_runs_the_case(case):
     name = "StableDiffusionControlNetPipeline"
@@ -310,6 +313,7 @@ VARIANTS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", VARIANTS)
 def test_other_controlnet_variants_run_every_case(name):
     cls = _pipeline_class(name)

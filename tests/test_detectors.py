@@ -1252,3 +1252,26 @@ def test_a_helper_returning_a_doubled_batch_is_split_where_call_receives_it():
     output = "from diffusers.pipelines.pipeline_utils import ImagePipelineOutput as Output\n"
     plan = analyze(parse_source(output + found.source.text, "snippet.py"))
     assert [(f.name, f.cond, f.uncond) for f in plan.guidance.fields][:1] == [("embeds", "embeds", "negative_embeds")]
+
+
+def test_without_cfg_a_model_feeding_the_denoiser_runs_as_it_is_and_two_predictions_combined_are_refused():
+    """A ControlNet-like model whose outputs the last model call reads is auxiliary (no guidance to find); two
+    models whose predictions are combined after both calls are guidance this converter does not know."""
+    feeding = """
+    for i, t in enumerate(timesteps):
+        hints = self.transformer(latents, t, encoder_hidden_states=prompt_embeds)
+        noise_pred = self.transformer_2(latents, t, encoder_hidden_states=prompt_embeds, hints=hints)[0]
+        latents = self.scheduler.step(noise_pred, t, latents).prev_sample
+    """
+    assert snippet(feeding).batched() is None
+    combined = """
+    for i, t in enumerate(timesteps):
+        positive = self.transformer(latents, t, encoder_hidden_states=prompt_embeds)[0]
+        negative = self.transformer_2(latents, t, encoder_hidden_states=negative_prompt_embeds)[0]
+        noise_pred = negative + guidance_scale * (positive - negative)
+        latents = self.scheduler.step(noise_pred, t, latents).prev_sample
+    """
+    found = snippet(combined)
+    with pytest.raises(ConversionError, match="more than one model predicts in each step") as refusal:
+        found.batched()
+    assert refusal.value.location.line == found.line("negative = self.transformer_2")

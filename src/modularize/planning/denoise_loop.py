@@ -251,8 +251,11 @@ def _without_dead_setup(
 
 
 def _lone_denoiser(context: Context, loop: cst.For) -> str:
+    """The model a loop without guidance calls last: models called before it feed it (a ControlNet), run as they
+    are in the step before the denoiser's."""
     calls = findall(loop.body, m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name())))
-    names = list(dict.fromkeys(c.func.attr.value for c in calls if c.func.attr.value in context.facts.init.models))
-    if len(names) != 1:
+    names = [c.func.attr.value for c in calls if c.func.attr.value in context.facts.init.models]
+    first = names.index(names[-1]) if names else 0
+    if not names or any(name != names[-1] for name in names[first:]):
         raise context.source.refuse(loop, "cannot tell which component is the denoiser in the loop")
-    return names[0]
+    return names[-1]

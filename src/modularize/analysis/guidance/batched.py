@@ -355,12 +355,21 @@ def find_batched_cfg(
     denoiser_calls = [(i, n) for i, n in denoiser_calls if n in facts.init.models]
     chunk_index = next((i for i, s in enumerate(body) if isinstance(s, cst.If) and _chunk_in(s)), None)
     if chunk_index is None:
-        if len(denoiser_calls) > 1:
+        # (models called before the last one that feed it are auxiliary models, a ControlNet: they run as they are)
+        again = [i for i, name in denoiser_calls if name == denoiser_calls[-1][1]]
+        if len(again) > 1:
             raise source.refuse(
-                body[denoiser_calls[1][0]],
+                body[again[1]],
                 "the denoiser is called more than once per step, but not as separate CFG passes this converter "
                 "recognizes (the unconditional call alone under `if <flag>:`, a local or a pipeline property, "
                 "after the conditional one)",
+            )
+        if not _feed(body, denoiser_calls):
+            models = ", ".join(f"`{name}`" for name in dict.fromkeys(name for _, name in denoiser_calls))
+            raise source.refuse(
+                body[denoiser_calls[-1][0]],
+                f"more than one model predicts in each step ({models}), and no guidance this converter recognizes "
+                "combines them",
             )
         _refuse_unrecognized_guidance(source, facts, body, dropped)
         return None
@@ -437,6 +446,12 @@ def find_batched_cfg(
     call_index, denoiser = calls_before[-1]
     # calls inside the CFG branch belong to gated guidance features (checked by `_gated_extras`)
     others = [(i, n) for i, n in denoiser_calls if i != chunk_index and (i, n) != (call_index, denoiser)]
+    if not _feed(body, [*[(i, n) for i, n in others if i < call_index and n != denoiser], (call_index, denoiser)]):
+        raise source.refuse(
+            body[call_index],
+            "more than one model predicts in each step, and what the models before the denoiser compute does not "
+            "feed its call (only auxiliary models, a ControlNet, run in each guider batch)",
+        )
     again = [i for i, n in others if n == denoiser]
     if again:
         raise source.refuse(
@@ -585,6 +600,13 @@ def find_batched_cfg(
         batch_rewrites=per_batch.rewritten if per_batch else (),
         shared_auxiliary=per_batch.shared if per_batch else None,
     )
+
+
+def _feed(body: Sequence[cst.BaseStatement], calls: Sequence[tuple[int, str]]) -> bool:
+    """Whether what each model call but the last assigns is read by the last one's statement (an auxiliary model
+    feeds the denoiser; two predictions combined after both calls are guidance)."""
+    last = set(names_read(body[calls[-1][0]])) if calls else set()
+    return all(set(flow_of([body[at]]).writes) & last for at, _ in calls[:-1])
 
 
 def _model_call_in(statement: cst.BaseStatement, component: str) -> cst.Call:
