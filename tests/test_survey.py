@@ -30,24 +30,39 @@ def test_surveying_the_fixtures_reports_each_class(cli):
     passes = entries[("bad/pipeline_separate_passes.py", "SeparatePassesPipeline")]
     assert (passes["status"], passes["line"]) == (REFUSED, 23)
     assert "uncond = self.transformer" in passes["construct"]
-    # no_pipeline.py and syntax_error.py are not pipeline_*.py files: not surveyed
+    # every Python file is surveyed, whatever its name: a syntax error is a located refusal, a module without a
+    # pipeline class (no_pipeline.py) gives no row
+    broken = entries[("bad/syntax_error.py", "")]
+    assert broken["status"] == REFUSED and broken["reason"].startswith("syntax error") and broken["line"] > 0
     assert {p["file"] for p in report["pipelines"]} == {
         "pipelines/pipeline_toy.py",
         "pipelines/pipeline_two_classes.py",
         "pipelines/pipeline_captioned_img2img.py",
         "pipelines/pipeline_global_noise.py",
         "bad/pipeline_separate_passes.py",
+        "bad/syntax_error.py",
     }
     summary = report["summary"]
     assert (summary["files"], summary["pipelines"], summary["converted"], summary["refused"], summary["crashed"]) == (
-        5,
-        6,
+        7,
+        7,
         4,
-        2,
+        3,
         0,
     )
     assert summary["guidance_patterns"] == {"batched-cfg": 1, "none": 3}
     assert {item["count"] for item in summary["refusal_reasons"]} == {1}
+
+
+def test_a_pipeline_in_a_file_of_any_name_is_surveyed(cli, tmp_path):
+    """Users' own pipelines are rarely named `pipeline_*.py`."""
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "my_toy.py").write_text((FIXTURES / "pipelines" / "pipeline_toy.py").read_text())
+    (tmp_path / "mine" / "notes.py").write_text("VALUE = 1\n")
+    run = cli("survey", tmp_path, "--json", "-", "-j", "1")
+    report = json.loads(run.out)
+    assert run.code == 0 and report["summary"]["files"] == 1
+    assert by_class(report)[("mine/my_toy.py", "ToyTextToImagePipeline")]["status"] == CONVERTED
 
 
 def test_markdown_report_and_refusal_groups(cli, tmp_path):

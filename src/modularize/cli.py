@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    convert.add_argument("pipeline", metavar="PIPELINE_FILE", help="a standard pipeline module (pipeline_*.py)")
+    convert.add_argument("pipeline", metavar="PIPELINE_FILE", help="a standard pipeline module (e.g. pipeline_*.py)")
     convert.add_argument("-o", "--output", metavar="OUT_DIR", help="package directory (default: ./modular_<model>)")
     convert.add_argument(
         "--class", dest="class_name", metavar="NAME", help="pipeline class, if the module has several"
@@ -178,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     survey = commands.add_parser(
         "survey",
         help="convert every pipeline class under a directory and report converted / refused / crashed",
-        description="Convert every pipeline class in every pipeline_*.py under DIRECTORY (statically: nothing is "
+        description="Convert every pipeline class in every Python file under DIRECTORY (statically: nothing is "
         "imported), in parallel, and report per class the outcome, the located refusal reason, the guidance "
         "pattern, the number of blocks and the time taken. Refusal reasons are grouped and counted.",
         epilog="exit codes: 0 nothing crashed (and, with --verify, every verified package equal), 1 otherwise, "

@@ -59,7 +59,20 @@ class Entry:
 
 
 def pipeline_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("pipeline_*.py") if "__pycache__" not in p.parts)
+    """The Python files under `root` that may hold a pipeline class, whatever they are named (users' own pipelines
+    rarely follow diffusers' `pipeline_*.py`): those whose text mentions both `Pipeline` and `__call__`. A cheap
+    filter before parsing; which classes are pipelines, the parsed class decides (`is_pipeline_class`)."""
+    found = []
+    for path in root.rglob("*.py"):
+        if "__pycache__" in path.parts:
+            continue
+        try:
+            data = path.read_bytes()
+        except OSError:
+            data = b"__call__ Pipeline"  # unreadable: surveyed, so that its row says why
+        if b"__call__" in data and b"Pipeline" in data:
+            found.append(path)
+    return sorted(found)
 
 
 @collector_paused()  # a file's classes all share its tree: one pause around them (see collector)
