@@ -540,6 +540,8 @@ BY_CLASS_PIPELINES = [
     "pipelines/ltx/pipeline_ltx.py",  # the rescale inside the CFG branch
     "pipelines/latent_consistency_models/pipeline_latent_consistency_img2img.py",
     "pipelines/kolors/pipeline_kolors.py",  # ChatGLM without sentencepiece
+    "pipelines/deprecated/musicldm/pipeline_musicldm.py",  # its helper's CFG-doubled embeddings split at the call
+    "pipelines/flux/pipeline_flux_controlnet_image_to_image.py",  # a ControlNet feeding the denoiser, no CFG
 ]
 
 
