@@ -130,23 +130,28 @@ def byt5_tokenizer(need: Need):
 
 
 # -- text encoders -------------------------------------------------------------------------------------------------
+def _text_tower(need: Need, tokenizer) -> dict:
+    """What every tiny transformer text tower shares: as wide as the pipeline's text encoders, the shared depth,
+    its tokenizer's vocabulary and special ids."""
+    d = need.dims
+    return {
+        "vocab_size": len(tokenizer),
+        "hidden_size": need.text_width(need.name),
+        "intermediate_size": d.text_intermediate,
+        "num_attention_heads": d.text_heads,
+        "num_hidden_layers": d.text_layers,
+        "projection_dim": d.clip_projection,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+
+
 def _clip_config(need: Need):
     from transformers import CLIPTextConfig
 
     tokenizer = need.tokenizer()
-    d = need.dims
-    return CLIPTextConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=need.text_width(need.name),
-        intermediate_size=d.text_intermediate,
-        num_attention_heads=d.text_heads,
-        num_hidden_layers=d.text_layers,
-        max_position_embeddings=d.clip_max_length,
-        projection_dim=d.clip_projection,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    return CLIPTextConfig(**_text_tower(need, tokenizer), max_position_embeddings=need.dims.clip_max_length)
 
 
 @factory("CLIPTextModel", "CLIPTextModelWithProjection")
@@ -160,19 +165,8 @@ def _clap_text_config(need: Need):
     from transformers import ClapTextConfig
 
     tokenizer = need.tokenizer()
-    d = need.dims
-    return ClapTextConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=need.text_width(need.name),
-        intermediate_size=d.text_intermediate,
-        num_attention_heads=d.text_heads,
-        num_hidden_layers=d.text_layers,
-        max_position_embeddings=tokenizer.model_max_length + tokenizer.pad_token_id + 1,
-        projection_dim=d.clip_projection,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
+    positions = tokenizer.model_max_length + tokenizer.pad_token_id + 1
+    return ClapTextConfig(**_text_tower(need, tokenizer), max_position_embeddings=positions)
 
 
 @factory("ClapTextModelWithProjection")
