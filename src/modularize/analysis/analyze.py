@@ -47,6 +47,7 @@ from ..normalize.image_encode import (
     split_image_encode,
     with_image_encode,
 )
+from ..normalize.progress_scope import moved_out, progress_scopes
 from ..planning.denoise_loop import split_loop
 from ..planning.naming import Naming, block_key
 from ..planning.pipeline_class import pipeline_class_plan
@@ -95,6 +96,7 @@ _MOST_RESTARTS = 8  # an inline condition and a few helpers returning doubled ba
 
 
 def _analyze_call(source: SourceModule, facts: ClassFacts, body: list[cst.BaseStatement]) -> PipelinePlan:
+    source, body = _with_progress_scopes(source, body)
     source, body = _with_branch_assignments(source, body)
     segments = segment_call(source, body)
     denoise = next(s for s in segments if s.kind == StageKind.DENOISE)
@@ -260,6 +262,25 @@ def _analyze_call(source: SourceModule, facts: ClassFacts, body: list[cst.BaseSt
         module_definitions=module_definitions(source, facts),
         notes=tuple(context.notes),
     )
+
+
+def _with_progress_scopes(
+    source: SourceModule, body: Sequence[cst.BaseStatement]
+) -> tuple[SourceModule, list[cst.BaseStatement]]:
+    """What a progress bar's block holds besides the denoising loop, moved out (`normalize.progress_scope`)."""
+    replacements = {}
+    for block in progress_scopes(body):
+        statements = moved_out(block)
+        if statements is not None:
+            replacements[block] = cst.FlattenSentinel(statements)
+    if not replacements:
+        return source, list(body)
+    body, origins = replace_with_origins(body, replacements)
+    for block, flattened in replacements.items():
+        for statement in flattened.nodes:
+            if isinstance(statement, cst.With):
+                origins[statement] = block
+    return source.with_positions(origins), body
 
 
 def _with_branch_assignments(

@@ -43,7 +43,7 @@ from .combine import assigned_combine
 from .combine_inputs import combine_inputs
 from .doubled_batch import BATCH_REPEAT, LIST_CAT, TORCH_CAT, cat_elements, doubles, halved_batch
 from .helper_results import doubled_results
-from .pairing import propagate_pairs
+from .pairing import PER_SAMPLE_METHODS, propagate_pairs
 from .rescale import rescale_call
 
 
@@ -405,6 +405,7 @@ def find_batched_cfg(
     if {uncond, cond} != {first, second}:
         raise source.refuse(inner[1], "the combine formula does not use the two halves of the chunked prediction")
     uncond_index = 0 if uncond == first else 1
+    condition_name, condition_expression, condition_statement = _condition(source, facts, condition, top_level)
     feature_guards: list[tuple[cst.BaseExpression, str]] = []
     functions = _functions(source, facts)
     custom = None
@@ -420,6 +421,12 @@ def find_batched_cfg(
         bindings = [(model_output, f"torch.cat({halves})")]
         if isinstance(scale, cst.Name):
             bindings.append((scale.value, "self.guidance_scale"))
+        elif scale is None:
+            # the guider is configured from the argument the CFG condition reads: a combine reading that argument
+            # (never reassigned) reads the guider's own scale
+            scale = _scale_deciding(source, facts, condition_expression, chunk_if)
+            if scale.value in names_read(chunk_if) and scale.value not in flow_of(list(top_level)).writes:
+                bindings.append((scale.value, "self.guidance_scale"))
         bindings, inputs = combine_inputs(source, facts, inner, bindings, chunk_if)
         custom = CustomCombine(tuple(inner), bindings, guided, inputs=inputs)
     extras, rescale, rescale_test = (
@@ -427,7 +434,6 @@ def find_batched_cfg(
     )
     gated = _gated_extras(source, facts, extras, {first, second}, feature_guards)
 
-    condition_name, condition_expression, condition_statement = _condition(source, facts, condition, top_level)
     # a helper may be handed the flag as the test it stands for (`do_cfg=guidance_scale > 1.0`)
     flags = (condition, condition_expression, over_call_locals(condition_expression, facts.per_call))
     helper_uses = cfg_helper_calls(facts, before_loop, flags, index)
@@ -926,7 +932,8 @@ def _concatenation(line: cst.CSTNode) -> cst.Call | None:
     return None
 
 
-_MOVE = m.Call(func=m.Attribute(attr=m.Name("to")))
+# methods acting on each sample alone: moves to a device or dtype, casts, copies
+_MOVE = m.Call(func=m.Attribute(attr=m.OneOf(*map(m.Name, sorted(PER_SAMPLE_METHODS | {"bool", "long", "int"})))))
 
 
 def _moved_concatenation(line: cst.CSTNode) -> bool:
@@ -934,8 +941,8 @@ def _moved_concatenation(line: cst.CSTNode) -> bool:
 
 
 def _moved(value: cst.BaseExpression) -> tuple[cst.BaseExpression, tuple[cst.Call, ...]]:
-    """`torch.cat([a, b]).to(dtype=d).to(device)` -> (`torch.cat([a, b])`, the two `.to` calls, innermost first):
-    a move to a device or dtype acts on each sample alone, so it may as well act on each half."""
+    """`torch.cat([a, b]).to(dtype=d).bool()` -> (`torch.cat([a, b])`, the two calls, innermost first): a move to a
+    device or dtype, a cast or a copy acts on each sample alone, so it may as well act on each half."""
     applied: list[cst.Call] = []
     while m.matches(value, _MOVE):
         applied.insert(0, value)
