@@ -2,9 +2,7 @@
 # (LerpGuidancePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_custom_combine/lerp_cond_first/input.py sha256:aa1650ac70f3ad604f1de3776f13019f7f0084dcf02694b1928081bb1df1123c
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:a381c53d018ba8e764babf77c78131bbfef065593b56f1dac42e4edb07f2d065
-
-from contextlib import contextmanager
+# modularize-output: sha256:b45a070c12d2cac00e534731a727f5ad7c20632d2bc10e54dbace5cac64f6cba
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -113,29 +111,6 @@ def split_guider_predictions(guider_state, guider_batches):
         batch.noise_pred = prediction
 
 
-# Copied from modularize.emit.runtime.guider_state.guider_attributes
-@contextmanager
-def guider_attributes(guider, **values):
-    """Set guider attributes for one denoising step, then put the old values back.
-
-    The standard pipeline picks some guidance values per step (a guidance scale per denoiser, a scale of 0 past a
-    truncation point) or combines with values the guider does not have: the guider takes them for the step, and the
-    pipeline's configuration is what it was before.
-    """
-    missing = object()
-    saved = {name: getattr(guider, name, missing) for name in values}
-    for name, value in values.items():
-        setattr(guider, name, value)
-    try:
-        yield guider
-    finally:
-        for name, value in saved.items():
-            if value is missing:
-                delattr(guider, name)
-            else:
-                setattr(guider, name, value)
-
-
 # Copied from tests/cases/batched_custom_combine/lerp_cond_first/input.py.LerpGuidancePipeline.__call__ (its guidance combine)
 class LerpGuidanceGuidance(ClassifierFreeGuidance):
     """`ClassifierFreeGuidance` with `LerpGuidancePipeline`'s own combine formula, which
@@ -146,7 +121,7 @@ class LerpGuidanceGuidance(ClassifierFreeGuidance):
         if not self._is_cfg_enabled():
             return GuiderOutput(pred=pred_cond, pred_cond=pred_cond, pred_uncond=pred_uncond)
         pred = torch.cat([pred_cond, pred_uncond])
-        pull = self.pull
+        pull = self.guidance_scale
         pred_worded, pred_plain = torch.chunk(pred, 2, dim=0)
         pred = torch.lerp(pred_plain, pred_worded, pull)
         return GuiderOutput(pred=pred, pred_cond=pred_cond, pred_uncond=pred_uncond)
@@ -229,12 +204,6 @@ class LerpGuidanceLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
     @property
     def inputs(self) -> list[InputParam]:
         return [
-            InputParam(
-                "pull",
-                type_hint=float,
-                default=4.0,
-                description="How far past the unconditional prediction to go toward the conditional one; off at 1.0 and below.",
-            ),
             InputParam("words", description="Produced by the `encode_words` block."),
             InputParam("unwanted", description="Produced by the `encode_words` block."),
             InputParam("sample", description="Produced by the `prepare_ticks_and_noise` block."),
@@ -254,34 +223,32 @@ class LerpGuidanceLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
     def __call__(
         self, components: LerpGuidanceModularPipeline, block_state: BlockState, step_index, t
     ) -> tuple[LerpGuidanceModularPipeline, BlockState]:
-        pull = block_state.pull
-        with guider_attributes(components.guider, pull=pull):
-            components.guider.set_state(
-                step=step_index, num_inference_steps=len(components.scheduler.timesteps), timestep=t
-            )
-            guider_state = components.guider.prepare_inputs_from_block_state(
-                block_state, {"words": ("words", "unwanted"), "ticks": "ticks", "sample": "sample"}
-            )
-            guider_batches = (
-                merge_guider_batches(components.guider, guider_state, ("pred_cond", "pred_uncond"))
-                if components.config.batch_guider_calls
-                else guider_state
-            )
-            for guider_state_batch in guider_batches:
-                components.guider.prepare_models(components.unet)
-                words = guider_state_batch.words
-                ticks = guider_state_batch.ticks
-                sample = guider_state_batch.sample
-                pred = components.unet(
-                    sample,
-                    ticks,
-                    encoder_hidden_states=words,
-                    return_dict=False,
-                )[0]
-                guider_state_batch.noise_pred = pred
-                components.guider.cleanup_models(components.unet)
-            split_guider_predictions(guider_state, guider_batches)
-            pred = components.guider(guider_state).pred
+        components.guider.set_state(
+            step=step_index, num_inference_steps=len(components.scheduler.timesteps), timestep=t
+        )
+        guider_state = components.guider.prepare_inputs_from_block_state(
+            block_state, {"words": ("words", "unwanted"), "ticks": "ticks", "sample": "sample"}
+        )
+        guider_batches = (
+            merge_guider_batches(components.guider, guider_state, ("pred_cond", "pred_uncond"))
+            if components.config.batch_guider_calls
+            else guider_state
+        )
+        for guider_state_batch in guider_batches:
+            components.guider.prepare_models(components.unet)
+            words = guider_state_batch.words
+            ticks = guider_state_batch.ticks
+            sample = guider_state_batch.sample
+            pred = components.unet(
+                sample,
+                ticks,
+                encoder_hidden_states=words,
+                return_dict=False,
+            )[0]
+            guider_state_batch.noise_pred = pred
+            components.guider.cleanup_models(components.unet)
+        split_guider_predictions(guider_state, guider_batches)
+        pred = components.guider(guider_state).pred
         block_state.pred = pred
         return components, block_state
 

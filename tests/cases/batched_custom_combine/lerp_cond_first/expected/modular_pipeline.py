@@ -2,7 +2,7 @@
 # (LerpGuidancePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_custom_combine/lerp_cond_first/input.py sha256:aa1650ac70f3ad604f1de3776f13019f7f0084dcf02694b1928081bb1df1123c
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:d97061bfb2a7bf14cacab0e067a578227486bb8ecf2a892d6100cf0f1fadc14d
+# modularize-output: sha256:85f00e73103767e06b663d1d32e71bd5890bc2aa8030143b3fdec6223d07b933
 
 from copy import deepcopy
 
@@ -26,7 +26,6 @@ class LerpGuidanceModularPipeline(ModularPipeline):
         "height",
         "width",
         "num_inference_steps",
-        "pull",
         "num_images_per_prompt",
         "generator",
         "output_type",
