@@ -846,6 +846,28 @@ def test_per_sample_operations_on_a_paired_tensor_are_mirrored_onto_its_counterp
     )
 
 
+def test_a_conditional_expression_whose_test_does_not_read_the_batch_is_mirrored_side_by_side():
+    _, _, pairing = propagation(
+        """\
+        added = {"image_embeds": prompt_embeds} if latents is not None else None
+        noise_pred = self.unet(latents, added_cond_kwargs=added)
+        """,
+        {"prompt_embeds": "negative_prompt_embeds"},
+    )
+    assert pairing.pairs["added"] == "negative_added"
+    assert rendered(pairing.mirrored[0][1].nodes).splitlines()[-1] == (
+        '    negative_added = {"image_embeds": negative_prompt_embeds} if latents is not None else None'
+    )
+    with pytest.raises(ConversionError, match="read with its CFG-doubled batch"):
+        propagation(
+            """\
+            added = prompt_embeds if prompt_embeds.shape[0] > 1 else None
+            noise_pred = self.unet(latents, added_cond_kwargs=added)
+            """,
+            {"prompt_embeds": "negative_prompt_embeds"},
+        )
+
+
 def test_a_repeat_of_a_paired_tensor_is_guarded_by_a_check_that_both_halves_are_equal():
     _, _, pairing = propagation(
         "ids = time_ids.repeat(batch_size, 1)\nnoise_pred = self.unet(latents, time_ids=ids)\n",

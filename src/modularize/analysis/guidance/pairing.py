@@ -60,6 +60,13 @@ def _mirrorable(expression: cst.BaseExpression, pairs: Mapping[str, str], repeat
     """Whether `expression` reads paired names only in per-sample positions; collects `.repeat` uses."""
     if isinstance(expression, cst.Name):
         return expression.value in pairs
+    if isinstance(expression, cst.IfExp):
+        # `{"image_embeds": image_embeds} if ip_adapter_image is not None else None`: a test that does not read the
+        # batch picks the same side for both conditions
+        if _reads_batch(expression.test, pairs):
+            raise _NotPerSample(expression.test)
+        sides = [_mirrorable(side, pairs, repeats) for side in (expression.body, expression.orelse)]
+        return any(sides)
     if isinstance(expression, (cst.Dict, cst.List, cst.Tuple)):
         found = False
         for element in expression.elements:
