@@ -1297,3 +1297,36 @@ def test_without_cfg_a_model_feeding_the_denoiser_runs_as_it_is_and_two_predicti
     with pytest.raises(ConversionError, match="more than one model predicts in each step") as refusal:
         found.batched()
     assert refusal.value.location.line == found.line("negative = self.transformer_2")
+
+
+def test_a_list_doubled_item_by_item_for_cfg_is_one_value_both_conditions_share_merged_layer_by_layer():
+    """A T2I-Adapter's features: one batched tensor per layer, each repeated for CFG in a loop over the list; what
+    is computed from them per item (`[s.clone() for s in states]`) is shared and per layer too."""
+    from modularize.analysis.guidance.doubled_batch import repeated_per_item
+
+    loop = cst.parse_statement("for k, v in enumerate(states):\n    states[k] = torch.cat([v] * 2, dim=0)\n")
+    assert repeated_per_item(loop) == "states"
+    other = cst.parse_statement("for k, v in enumerate(states):\n    states[k] = torch.cat([v, w], dim=0)\n")
+    assert repeated_per_item(other) is None
+    body = """
+    states = self.transformer(latents)
+    if self.do_classifier_free_guidance:
+        for k, v in enumerate(states):
+            states[k] = torch.cat([v] * 2, dim=0)
+    for i, t in enumerate(timesteps):
+        residuals = [s.clone() for s in states]
+        latent_model_input = torch.cat([latents] * 2) if self.do_classifier_free_guidance else latents
+        noise_pred = self.unet(latent_model_input, t, encoder_hidden_states=prompt_embeds, extra=residuals)[0]
+        if self.do_classifier_free_guidance:
+            noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)
+            noise_pred = noise_pred_uncond + self.guidance_scale * (noise_pred_text - noise_pred_uncond)
+        latents = self.scheduler.step(noise_pred, t, latents)[0]
+    """
+    cfg = snippet(body).batched()
+    assert [(f.name, f.cond, f.uncond, f.layers) for f in cfg.fields if f.name == "residuals"] == [
+        ("residuals", "residuals", "residuals", True)
+    ]
+    (site,) = cfg.cat_sites
+    assert (site.target, site.layers) == ("states", True) and isinstance(site.node, cst.If)
+    text = rendered(guider_denoise(cfg, cfg.fields, "i", "t", "len(timesteps)"))
+    assert "layers=('residuals',)" in text and "residuals = fresh_layers(guider_state_batch.residuals)" in text

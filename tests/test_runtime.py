@@ -373,6 +373,7 @@ def test_entry_points_are_the_public_definitions_each_defined_once():
         "denoiser_call": "modularize.emit.runtime.guider_calls.denoiser_call",
         "run_denoiser_calls": "modularize.emit.runtime.guider_calls.run_denoiser_calls",
         "batch_output": "modularize.emit.runtime.guider_calls.batch_output",
+        "fresh_layers": "modularize.emit.runtime.guider_calls.fresh_layers",
         "guider_batch_name": "modularize.emit.runtime.guider_state.guider_batch_name",
         "guider_attributes": "modularize.emit.runtime.guider_state.guider_attributes",
         "ExplicitNoneInputs": "modularize.emit.runtime.explicit_none.ExplicitNoneInputs",
@@ -509,3 +510,15 @@ def test_a_guider_the_user_installed_is_never_replaced_by_a_call():
         install_standard_guider(pipe, {"guidance_scale": 7.0}, strict=False)  # another value than theirs
     install_standard_guider(pipe, {"guidance_scale": 7.0}, strict=True)
     assert pipe.guider is not theirs and pipe.guider.guidance_scale == 7.0  # asked for the standard call explicitly
+
+
+def test_merging_fields_of_per_layer_lists_joins_them_layer_by_layer_and_each_batch_gets_a_fresh_list():
+    from modularize.emit.runtime.guider_calls import fresh_layers
+
+    guider = cfg_guider()
+    layers = [torch.ones(1, 2), torch.ones(1, 3)]
+    state = guider_batches(guider, prompt_embeds=(torch.ones(1, 3), torch.zeros(1, 3)), states=layers)
+    (merged,) = merge_guider_batches(guider, state, SOURCE_ORDER, layers=("states",))
+    assert [tuple(t.shape) for t in merged.states] == [(2, 2), (2, 3)]
+    fresh = fresh_layers(layers)
+    assert fresh == layers and fresh is not layers and fresh_layers(None) is None

@@ -124,6 +124,7 @@ class GuidanceField:
     name: str  # the variable the denoiser call reads
     cond: str  # state name of the conditional value
     uncond: str  # state name of the unconditional value
+    layers: bool = False  # a list of batched tensors, one per layer (a T2I-Adapter's features): merged layer by layer
 
 
 @dataclass(frozen=True)

@@ -118,7 +118,7 @@ def guider_denoise(
         ),
         cst.parse_statement(
             "guider_batches = (\n"
-            f"    merge_guider_batches(components.guider, guider_state, {cfg.batch_order!r})\n"
+            f"    merge_guider_batches(components.guider, guider_state, {cfg.batch_order!r}{_layers(fields)})\n"
             "    if components.config.batch_guider_calls\n"
             "    else guider_state\n"
             ")\n"
@@ -134,7 +134,7 @@ def guider_denoise(
         return _with_attributes([*head[:2], *loop, *_combined(cfg)], _combine_attributes(cfg))
     per_batch = [
         cst.parse_statement(f"components.guider.prepare_models(components.{denoiser})\n"),
-        *(cst.parse_statement(f"{f.name} = guider_state_batch.{f.name}\n") for f in fields),
+        *(_binding(f) for f in fields),
         cfg.call_statement,
         *cfg.between,
         cst.parse_statement(f"guider_state_batch.noise_pred = {cfg.model_output}\n"),
@@ -147,6 +147,18 @@ def guider_denoise(
     )
     tail = [cst.parse_statement("split_guider_predictions(guider_state, guider_batches)\n"), *_combined(cfg)]
     return _with_attributes([*head, loop, *tail], _combine_attributes(cfg))
+
+
+def _binding(field: GuidanceField) -> cst.BaseStatement:
+    """`name = guider_state_batch.name`; a list of per-layer tensors is copied for each batch (`fresh_layers`)."""
+    value = f"guider_state_batch.{field.name}"
+    return cst.parse_statement(f"{field.name} = {f'fresh_layers({value})' if field.layers else value}\n")
+
+
+def _layers(fields: tuple[GuidanceField, ...]) -> str:
+    """`, layers=(...)`: the fields holding one batched tensor per layer, which merge layer by layer."""
+    layered = tuple(f.name for f in fields if f.layers)
+    return f", layers={layered!r}" if layered else ""
 
 
 def _combined(cfg: CfgPattern) -> list[cst.BaseStatement]:

@@ -41,7 +41,7 @@ from ...planning.plan import GuidanceField
 from .auxiliary_models import SharedAuxiliaryCall, auxiliary_steps
 from .combine import assigned_combine
 from .combine_inputs import combine_inputs
-from .doubled_batch import BATCH_REPEAT, LIST_CAT, TORCH_CAT, cat_elements, doubles, halved_batch
+from .doubled_batch import BATCH_REPEAT, LIST_CAT, TORCH_CAT, cat_elements, doubles, halved_batch, repeated_per_item
 from .helper_results import doubled_results
 from .pairing import PER_SAMPLE_METHODS, propagate_pairs
 from .rescale import rescale_call
@@ -57,6 +57,7 @@ class CatSite:
     uncond: str
     # `.to(...)` calls the source applied to the concatenation, innermost first: applied to each half instead
     applied: tuple[cst.Call, ...] = ()
+    layers: bool = False  # a list of batched tensors, one per layer, doubled item by item
 
 
 @dataclass(frozen=True)
@@ -543,12 +544,17 @@ def find_batched_cfg(
         taken,
         condition,
         {site.target: _start(source, site.node) for site in cat_sites},
+        frozenset(site.target for site in cat_sites if site.layers),
     )
     # what the model calls of a step read, the auxiliary ones run per batch included
     called = set(names_read(call_statement)) | {
         n for s in (per_batch.statements if per_batch else ()) for n in names_read(s)
     }
-    fields = tuple(GuidanceField(name, name, other) for name, other in pairing.pairs.items() if name in called)
+    fields = tuple(
+        GuidanceField(name, name, other, layers=name in pairing.layered)
+        for name, other in pairing.pairs.items()
+        if name in called
+    )
     for site in cat_sites:
         if site.cond == site.uncond:
             continue  # a value both conditions share: whatever reads it was checked to be per sample
@@ -827,6 +833,12 @@ def _cat_sites(
         for line in node.body.body:
             if _concatenation(line) is not None:
                 site = _cat_site(source, line, node if whole else line, uncond_index)
+                found.append((list(before_loop).index(index.statement_of(node)), site))
+                continue
+            listed = repeated_per_item(line)
+            if listed is not None:
+                # a list of per-layer tensors each repeated: one value both conditions share, merged layer by layer
+                site = CatSite(node if len(node.body.body) == 1 else line, listed, listed, listed, layers=True)
                 found.append((list(before_loop).index(index.statement_of(node)), site))
                 continue
             for cat in findall(line, TORCH_CAT | BATCH_REPEAT):

@@ -134,3 +134,32 @@ def _twice(doubled: cst.BaseExpression, single: cst.BaseExpression) -> bool:
     return (m.matches(right, m.Integer("2")) and same_expression(left, single)) or (
         m.matches(left, m.Integer("2")) and same_expression(right, single)
     )
+
+
+def repeated_per_item(statement: cst.CSTNode) -> str | None:
+    """The list a loop doubles item by item for CFG, each item's batch repeated (a T2I-Adapter's features, one
+    tensor per layer): `for k, v in enumerate(states): states[k] = torch.cat([v] * 2, dim=0)` -> "states"."""
+    loop = m.For(
+        target=m.Tuple(elements=[m.Element(m.Name()), m.Element(m.Name())]),
+        iter=m.Call(func=m.Name("enumerate"), args=[m.Arg(m.Name())]),
+        body=m.IndentedBlock(
+            body=[
+                m.SimpleStatementLine(
+                    body=[
+                        m.Assign(targets=[m.AssignTarget(m.Subscript(value=m.Name()))], value=TORCH_CAT | BATCH_REPEAT)
+                    ]
+                )
+            ]
+        ),
+    )
+    if not m.matches(statement, loop) or statement.orelse is not None:
+        return None
+    index, item = (element.value.value for element in statement.target.elements)
+    listed = statement.iter.args[0].value.value
+    assign = statement.body.body[0].body[0]
+    target = assign.targets[0].target
+    written = m.Subscript(value=m.Name(listed), slice=[m.SubscriptElement(m.Index(m.Name(index)))])
+    elements = cat_elements(assign.value)
+    if not m.matches(target, written) or elements is None or len(elements) != 2:
+        return None
+    return listed if all(m.matches(e, m.Name(item)) for e in elements) else None

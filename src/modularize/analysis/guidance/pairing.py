@@ -50,6 +50,7 @@ BATCH_FREE_ATTRIBUTES = frozenset({"dtype", "device"})
 class Pairing:
     pairs: Mapping[str, str]  # variable -> its unconditional counterpart, as the model call sees them
     mirrored: tuple[tuple[cst.CSTNode, cst.FlattenSentinel], ...]  # statement -> itself with guard and mirror
+    layered: frozenset[str] = frozenset()  # lists of batched tensors, one per layer, and what is computed from them
 
 
 class _NotPerSample(Exception):
@@ -60,6 +61,13 @@ def _mirrorable(expression: cst.BaseExpression, pairs: Mapping[str, str], repeat
     """Whether `expression` reads paired names only in per-sample positions; collects `.repeat` uses."""
     if isinstance(expression, cst.Name):
         return expression.value in pairs
+    if m.matches(expression, m.ListComp(for_in=m.CompFor(target=m.Name(), iter=m.Name(), ifs=[], inner_for_in=None))):
+        # `[state.clone() for state in states]`: each item of a paired list, treated as the list is
+        comp = expression.for_in
+        if not _mirrorable(comp.iter, pairs, repeats):
+            return False
+        item = comp.target.value
+        return _mirrorable(expression.elt, {**pairs, item: pairs[comp.iter.value]}, repeats)
     if isinstance(expression, cst.IfExp):
         # `{"image_embeds": image_embeds} if ip_adapter_image is not None else None`: a test that does not read the
         # batch picks the same side for both conditions
@@ -161,6 +169,7 @@ def propagate_pairs(
     taken: set[str],
     condition: cst.BaseExpression,
     starts: Mapping[str, tuple] = {},
+    layered: frozenset[str] = frozenset(),
 ) -> Pairing:
     """Mirror the statements before `stop` (the model call) that compute from paired tensors; after it, only
     batch-free reads of them (`.dtype`) are allowed. Mirrors run under the CFG `condition`: without CFG there is
@@ -186,7 +195,10 @@ def propagate_pairs(
             continue
         if not reached_call and _shares_only(statement, reads, pairs, skip, source, starts):
             # computed from values both conditions share (`torch.cat([x, x])` undone): one value for every batch
-            pairs.update({name: name for name in flow_of([statement]).writes})
+            written = flow_of([statement]).writes
+            pairs.update({name: name for name in written})
+            if layered & {read.value for read in reads}:
+                layered |= set(written)
             continue
         simple = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())])])
         if reached_call or not m.matches(statement, simple):
@@ -208,7 +220,7 @@ def propagate_pairs(
         before = [_under(condition, guards)] if guards else []
         mirrored.append((statement, cst.FlattenSentinel([*before, statement, _under(condition, [mirror])])))
         pairs[target] = counterpart
-    return Pairing(pairs, tuple(mirrored))
+    return Pairing(pairs, tuple(mirrored), frozenset(layered))
 
 
 def _written_into(

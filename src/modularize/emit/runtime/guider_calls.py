@@ -64,13 +64,14 @@ def _concatenated(values, layers=False):
     return _UNMERGEABLE
 
 
-def merge_guider_batches(guider, guider_state, order):
+def merge_guider_batches(guider, guider_state, order, layers=()):
     """All guider batches as one batch, when running them in one denoiser call is valid.
 
     A guider asks for one denoiser call per batch (conditional, unconditional, ...). The standard pipeline made one
     call on the batches concatenated instead: that is what it computed, bit for bit, and it is faster wherever the
     call is launch-bound. Merging is valid when the guider does not change the model between batches and every
-    field agrees in type and shape across batches (`_merge_order`, `_concatenated`).
+    field agrees in type and shape across batches (`_merge_order`, `_concatenated`). The fields named in `layers`
+    hold one batched tensor per layer (a T2I-Adapter's features): they merge layer by layer.
 
     Returns `[merged]`, or `guider_state` itself when the batches have to run one by one.
     """
@@ -82,7 +83,7 @@ def merge_guider_batches(guider, guider_state, order):
     for name, value in batches[0].as_dict().items():
         if name == identifier:
             continue
-        merged = _concatenated([value] + [getattr(batch, name, _UNMERGEABLE) for batch in batches[1:]])
+        merged = _concatenated([value] + [getattr(batch, name, _UNMERGEABLE) for batch in batches[1:]], name in layers)
         if merged is _UNMERGEABLE:
             return guider_state
         fields[name] = merged
@@ -161,3 +162,10 @@ def batch_output(outputs, guider_state_batch):
     any other batch's output has that shape."""
     found = outputs.get(id(guider_state_batch))
     return found if found is not None else next(iter(outputs.values()))
+
+
+def fresh_layers(value):
+    """A new list of the same per-layer tensors for each guider batch: a model may consume the list it is given
+    (`UNet2DConditionModel` pops the T2I-Adapter residuals), and every batch needs all of them. Anything else is
+    returned as it is."""
+    return list(value) if isinstance(value, (list, tuple)) else value

@@ -163,7 +163,9 @@ def case_matrix(parameters, override: dict[str, Any], dims: Dims) -> tuple[tuple
         cases.append(("cfg_off_latent" if has("guidance_scale") else "latent", latent))
     dropped = set(override.get("drop_cases", ()))
     kept = [case for case in cases if case[0] not in dropped]
-    per_prompt_inputs = (*required_embeddings(parameters), *override.get("one_per_prompt", ()))
+    # a T2I-Adapter's image conditions each prompt: one per prompt
+    adapter_images = ("image",) if has("adapter_conditioning_scale") and has("image") else ()
+    per_prompt_inputs = (*required_embeddings(parameters), *adapter_images, *override.get("one_per_prompt", ()))
     return tuple(
         (name, {k: materialize(v) for k, v in _per_prompt(values, per_prompt_inputs, dims).items()})
         for name, values in (*kept, *override.get("cases", ()))
@@ -194,6 +196,8 @@ def _controlnet_cases(parameters, two: dict[str, Any] | None, image_size: int) -
         default = getattr(parameters["controlnet_conditioning_scale"], "default", None)
         scale = 1.0 if default == SECOND_CONTROL_SCALE else SECOND_CONTROL_SCALE
         cases.append((f"control_scale_{scale}", {"controlnet_conditioning_scale": scale}))
+    if has("adapter_conditioning_scale"):
+        cases.append(("adapter_scale_0.5", {"adapter_conditioning_scale": 0.5}))
     if has("control_guidance_end"):
         cases.append(("control_end_0.5", {"control_guidance_end": 0.5}))
     control = control_parameter(parameters)

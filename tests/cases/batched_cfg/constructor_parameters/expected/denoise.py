@@ -2,7 +2,7 @@
 # (GainedTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/constructor_parameters/input.py sha256:e3cb5f217613f102c537b129de774347d5fe23097103e47540b95ce5139f5634
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:c8e940f48f877d99d77320458870f2b73e0e011aded809dda77d0aa984e4b812
+# modularize-output: sha256:d9c583e345ea5f1e1a81df7250818e67ae8d0331a6980be062e19031c41514b5
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -73,13 +73,14 @@ def _concatenated(values, layers=False):
 
 
 # Copied from modularize.emit.runtime.guider_calls.merge_guider_batches
-def merge_guider_batches(guider, guider_state, order):
+def merge_guider_batches(guider, guider_state, order, layers=()):
     """All guider batches as one batch, when running them in one denoiser call is valid.
 
     A guider asks for one denoiser call per batch (conditional, unconditional, ...). The standard pipeline made one
     call on the batches concatenated instead: that is what it computed, bit for bit, and it is faster wherever the
     call is launch-bound. Merging is valid when the guider does not change the model between batches and every
-    field agrees in type and shape across batches (`_merge_order`, `_concatenated`).
+    field agrees in type and shape across batches (`_merge_order`, `_concatenated`). The fields named in `layers`
+    hold one batched tensor per layer (a T2I-Adapter's features): they merge layer by layer.
 
     Returns `[merged]`, or `guider_state` itself when the batches have to run one by one.
     """
@@ -91,7 +92,7 @@ def merge_guider_batches(guider, guider_state, order):
     for name, value in batches[0].as_dict().items():
         if name == identifier:
             continue
-        merged = _concatenated([value] + [getattr(batch, name, _UNMERGEABLE) for batch in batches[1:]])
+        merged = _concatenated([value] + [getattr(batch, name, _UNMERGEABLE) for batch in batches[1:]], name in layers)
         if merged is _UNMERGEABLE:
             return guider_state
         fields[name] = merged

@@ -2,7 +2,7 @@
 # (RescaledTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/rescale_under_the_flag/input.py sha256:38382b42a371d0952264fa1cb203cae677c7a728ba53f485aae4a601ebf4aca3
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:8c610356411dbad3e109cab6b2033deac5410c4982f8e39f11b8d417b15fe21b
+# modularize-output: sha256:bc6a0ee8d9b11e3485bb8fa1924cee0dd68ac925bfcc8c7defcde3dd1bb6ae2c
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -73,13 +73,14 @@ def _concatenated(values, layers=False):
 
 
 # Copied from modularize.emit.runtime.guider_calls.merge_guider_batches
-def merge_guider_batches(guider, guider_state, order):
+def merge_guider_batches(guider, guider_state, order, layers=()):
     """All guider batches as one batch, when running them in one denoiser call is valid.
 
     A guider asks for one denoiser call per batch (conditional, unconditional, ...). The standard pipeline made one
     call on the batches concatenated instead: that is what it computed, bit for bit, and it is faster wherever the
     call is launch-bound. Merging is valid when the guider does not change the model between batches and every
-    field agrees in type and shape across batches (`_merge_order`, `_concatenated`).
+    field agrees in type and shape across batches (`_merge_order`, `_concatenated`). The fields named in `layers`
+    hold one batched tensor per layer (a T2I-Adapter's features): they merge layer by layer.
 
     Returns `[merged]`, or `guider_state` itself when the batches have to run one by one.
     """
@@ -91,7 +92,7 @@ def merge_guider_batches(guider, guider_state, order):
     for name, value in batches[0].as_dict().items():
         if name == identifier:
             continue
-        merged = _concatenated([value] + [getattr(batch, name, _UNMERGEABLE) for batch in batches[1:]])
+        merged = _concatenated([value] + [getattr(batch, name, _UNMERGEABLE) for batch in batches[1:]], name in layers)
         if merged is _UNMERGEABLE:
             return guider_state
         fields[name] = merged

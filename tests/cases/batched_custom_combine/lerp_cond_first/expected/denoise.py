@@ -2,7 +2,7 @@
 # (LerpGuidancePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_custom_combine/lerp_cond_first/input.py sha256:aa1650ac70f3ad604f1de3776f13019f7f0084dcf02694b1928081bb1df1123c
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:b45a070c12d2cac00e534731a727f5ad7c20632d2bc10e54dbace5cac64f6cba
+# modularize-output: sha256:1d516ceddb8a407b95c80443aa526dcc46e6023ef59e8bbde725bc5242b383d1
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -74,13 +74,14 @@ def _concatenated(values, layers=False):
 
 
 # Copied from modularize.emit.runtime.guider_calls.merge_guider_batches
-def merge_guider_batches(guider, guider_state, order):
+def merge_guider_batches(guider, guider_state, order, layers=()):
     """All guider batches as one batch, when running them in one denoiser call is valid.
 
     A guider asks for one denoiser call per batch (conditional, unconditional, ...). The standard pipeline made one
     call on the batches concatenated instead: that is what it computed, bit for bit, and it is faster wherever the
     call is launch-bound. Merging is valid when the guider does not change the model between batches and every
-    field agrees in type and shape across batches (`_merge_order`, `_concatenated`).
+    field agrees in type and shape across batches (`_merge_order`, `_concatenated`). The fields named in `layers`
+    hold one batched tensor per layer (a T2I-Adapter's features): they merge layer by layer.
 
     Returns `[merged]`, or `guider_state` itself when the batches have to run one by one.
     """
@@ -92,7 +93,7 @@ def merge_guider_batches(guider, guider_state, order):
     for name, value in batches[0].as_dict().items():
         if name == identifier:
             continue
-        merged = _concatenated([value] + [getattr(batch, name, _UNMERGEABLE) for batch in batches[1:]])
+        merged = _concatenated([value] + [getattr(batch, name, _UNMERGEABLE) for batch in batches[1:]], name in layers)
         if merged is _UNMERGEABLE:
             return guider_state
         fields[name] = merged

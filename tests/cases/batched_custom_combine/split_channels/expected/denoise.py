@@ -2,7 +2,7 @@
 # (SplitChannelsTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_custom_combine/split_channels/input.py sha256:d2797d6b23fa9eaa387402efa70bd9a8a26fdafdf9d4913fc358ffb37e71846e
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:a8fa92048b690e9cc723af936b5f1c1aa3ccd303c232e2a0beeca532700b6e3f
+# modularize-output: sha256:325a68b7b5ecbd1b7410908cf68e522687d125bc3fb2f1568ee784d42f8fa5df
 
 from contextlib import contextmanager
 
@@ -76,13 +76,14 @@ def _concatenated(values, layers=False):
 
 
 # Copied from modularize.emit.runtime.guider_calls.merge_guider_batches
-def merge_guider_batches(guider, guider_state, order):
+def merge_guider_batches(guider, guider_state, order, layers=()):
     """All guider batches as one batch, when running them in one denoiser call is valid.
 
     A guider asks for one denoiser call per batch (conditional, unconditional, ...). The standard pipeline made one
     call on the batches concatenated instead: that is what it computed, bit for bit, and it is faster wherever the
     call is launch-bound. Merging is valid when the guider does not change the model between batches and every
-    field agrees in type and shape across batches (`_merge_order`, `_concatenated`).
+    field agrees in type and shape across batches (`_merge_order`, `_concatenated`). The fields named in `layers`
+    hold one batched tensor per layer (a T2I-Adapter's features): they merge layer by layer.
 
     Returns `[merged]`, or `guider_state` itself when the batches have to run one by one.
     """
@@ -94,7 +95,7 @@ def merge_guider_batches(guider, guider_state, order):
     for name, value in batches[0].as_dict().items():
         if name == identifier:
             continue
-        merged = _concatenated([value] + [getattr(batch, name, _UNMERGEABLE) for batch in batches[1:]])
+        merged = _concatenated([value] + [getattr(batch, name, _UNMERGEABLE) for batch in batches[1:]], name in layers)
         if merged is _UNMERGEABLE:
             return guider_state
         fields[name] = merged

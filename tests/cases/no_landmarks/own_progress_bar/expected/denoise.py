@@ -2,7 +2,7 @@
 # (SketchBook). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/no_landmarks/own_progress_bar/input.py sha256:2fdab472e8236fe06c02a22fcd3a13f2e47f4098e7de7b0fbcad8652b4c31b93
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:294fab3fc87e8084ce63f5cd925cfe46042e8d2c1edbf2eedd34157b1d386e24
+# modularize-output: sha256:0d4c337a46d4fbfa889e7781095af154ef267d15e8bf56ed86a67dd427a6e8f4
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -73,13 +73,14 @@ def _concatenated(values, layers=False):
 
 
 # Copied from modularize.emit.runtime.guider_calls.merge_guider_batches
-def merge_guider_batches(guider, guider_state, order):
+def merge_guider_batches(guider, guider_state, order, layers=()):
     """All guider batches as one batch, when running them in one denoiser call is valid.
 
     A guider asks for one denoiser call per batch (conditional, unconditional, ...). The standard pipeline made one
     call on the batches concatenated instead: that is what it computed, bit for bit, and it is faster wherever the
     call is launch-bound. Merging is valid when the guider does not change the model between batches and every
-    field agrees in type and shape across batches (`_merge_order`, `_concatenated`).
+    field agrees in type and shape across batches (`_merge_order`, `_concatenated`). The fields named in `layers`
+    hold one batched tensor per layer (a T2I-Adapter's features): they merge layer by layer.
 
     Returns `[merged]`, or `guider_state` itself when the batches have to run one by one.
     """
@@ -91,7 +92,7 @@ def merge_guider_batches(guider, guider_state, order):
     for name, value in batches[0].as_dict().items():
         if name == identifier:
             continue
-        merged = _concatenated([value] + [getattr(batch, name, _UNMERGEABLE) for batch in batches[1:]])
+        merged = _concatenated([value] + [getattr(batch, name, _UNMERGEABLE) for batch in batches[1:]], name in layers)
         if merged is _UNMERGEABLE:
             return guider_state
         fields[name] = merged
