@@ -282,11 +282,12 @@ def test_exact_mode_splits_per_layer_lists_by_layer_and_only_the_doubled_batch_o
 
         def forward(self, sample, residuals):
             self.batches.append(sample.shape[0])
-            return [sample + r for r in residuals], sample * 2
+            return [sample[:, : r.shape[1]] + r for r in residuals], sample * 2
 
     model = Layered()
     sample = torch.arange(8.0).reshape(2, 4)
-    residuals = [torch.ones(2, 4), torch.full((2, 4), 3.0)]  # two layers, a batch of two: a list as long as the batch
+    # two layers of their own shapes, a batch of two: a list as long as the batch
+    residuals = [torch.ones(2, 4), torch.full((2, 4), 3.0)[:, :3]]
     expected = model(sample, residuals)
     with half_batch_calls(model):
         halves = model(sample, residuals)
@@ -296,3 +297,13 @@ def test_exact_mode_splits_per_layer_lists_by_layer_and_only_the_doubled_batch_o
     with half_batch_calls(model, doubled=4):  # an even batch that is not the doubled one runs whole
         model(sample, residuals)
     assert model.batches[-1] == 2
+
+
+def test_exact_mode_keeps_a_list_of_samples_whose_first_dimension_equals_the_batch_a_list_of_samples():
+    """Z-Image passes its batch as a list of per-sample latents: 4 samples of 4 channels, in a batch of 4."""
+    import torch
+
+    from modularize.testing.exact import _half
+
+    samples = [torch.full((4, 2), float(i)) for i in range(4)]
+    assert [t[0, 0].item() for t in _half(samples, 4, slice(2, 4))] == [2.0, 3.0]

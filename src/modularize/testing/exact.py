@@ -38,10 +38,14 @@ def _half(value: Any, batch: int, part: slice) -> Any:
 
 
 def _batched_items(values: list, batch: int) -> bool:
-    """A list of batched tensors (a ControlNet's residuals, one per layer), not a list of samples."""
+    """A list of batched tensors (a ControlNet's residuals, one per layer), not a list of samples (Z-Image's latents):
+    every item has the batch first, and the items are not as many as the batch with one shape (what samples are,
+    whose first dimension may happen to equal the batch)."""
     import torch
 
-    return all(isinstance(item, torch.Tensor) and item.ndim > 0 and item.shape[0] == batch for item in values)
+    if not all(isinstance(item, torch.Tensor) and item.ndim > 0 and item.shape[0] == batch for item in values):
+        return False
+    return len(values) != batch or len({tuple(item.shape) for item in values}) > 1
 
 
 def _joined(first: Any, second: Any, half: int) -> Any:
