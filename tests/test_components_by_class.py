@@ -814,3 +814,74 @@ def test_a_combined_pipelines_prior_text_encoder_pairs_with_the_prior_tokenizer(
     assert unclip["prior_scheduler"].config.prediction_type == "sample"
     assert unclip["prior"].config.embedding_dim == unclip["prior_text_encoder"].config.projection_dim
     assert setup_by_class(StableUnCLIPPipeline).inputs()["prior_num_inference_steps"] == 2
+
+
+# -- Kandinsky 3, HunyuanDiT and SANA ControlNets ----------------------------------------------------------------------
+MORE_PIPELINES = [
+    "Kandinsky3Pipeline",
+    "Kandinsky3Img2ImgPipeline",
+]
+
+
+@pytest.mark.parametrize("name", MORE_PIPELINES)
+def test_more_pipelines_build_by_class_with_seeded_weights(name):
+    from modularize.testing.components import missing_classes
+
+    pipeline_cls = _diffusers_class(name)
+    assert missing_classes(pipeline_cls) == ()
+    first, second = build_components(pipeline_cls), build_components(pipeline_cls)
+    models = [key for key, value in first.items() if isinstance(value, torch.nn.Module)]
+    assert len(models) >= 3
+    for key in models:
+        assert _same_weights(first[key], second[key]), key
+
+
+def _no_zero_layers(model) -> list[str]:
+    return [
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)) and not module.weight.any()
+    ]
+
+
+def test_kandinsky3_couplings():
+    """Kandinsky 3's UNet projects T5's states to its cross-attention width and denoises the MoVQ's latents; its
+    time conditioning (zero-initialized by its constructor) is re-drawn, so the timestep changes its output."""
+    from diffusers import Kandinsky3Pipeline
+
+    parts = build_components(Kandinsky3Pipeline)
+    unet, movq, encoder, tokenizer = parts["unet"], parts["movq"], parts["text_encoder"], parts["tokenizer"]
+    assert type(unet).__name__ == "Kandinsky3UNet" and type(movq).__name__ == "VQModel"
+    assert unet.config.encoder_hid_dim == encoder.config.d_model
+    assert unet.config.in_channels == movq.config.latent_channels == DIMS.latent_channels
+    assert len(tokenizer) == encoder.config.vocab_size
+    assert _no_zero_layers(unet) == []
+    with torch.no_grad():
+        ids = tokenizer(["a photo of a cat"], padding="max_length", max_length=128, return_tensors="pt")
+        states = encoder(ids.input_ids, attention_mask=ids.attention_mask)[0]
+        latents = torch.randn(1, DIMS.latent_channels, 8, 8, generator=torch.Generator().manual_seed(0))
+        early, late = (
+            unet(latents, t, encoder_hidden_states=states, encoder_attention_mask=ids.attention_mask).sample
+            for t in (10, 900)
+        )
+    assert early.shape == latents.shape and torch.isfinite(early).all()
+    assert not torch.equal(early, late)
+
+
+def _runs_default_case(name):
+    import numpy as np
+
+    torch.set_num_threads(1)
+    pipeline_cls = _diffusers_class(name)
+    setup = setup_by_class(pipeline_cls)
+    pipe = pipeline_cls(**setup.components())
+    pipe.set_progress_bar_config(disable=True)
+    torch.manual_seed(0)  # (the ControlNet pipelines encode the control image by sampling the global RNG)
+    images = np.asarray(pipe(**setup.inputs(), generator=torch.Generator("cpu").manual_seed(0)).images)
+    assert len(images) == 1 and np.isfinite(images).all() and images.std() > 0
+    return images
+
+
+@pytest.mark.parametrize("name", MORE_PIPELINES)
+def test_more_pipelines_run_their_default_case(name):
+    _runs_default_case(name)

@@ -65,6 +65,31 @@ def unet_2d_condition(need: Need):
 CLASS_LABEL_TEXT_ENCODERS = ("ClapTextModelWithProjection", "ClapModel")
 
 
+@factory("Kandinsky3UNet")
+def kandinsky3_unet(need: Need):
+    """Kandinsky 3's UNet: the text encoder's states projected to its cross-attention width, attention-pooled into
+    the time embedding; attention (8 heads of `attention_head_dim`) at every level but the first.
+
+    Its conditional group norms start with a zero-initialized projection of the time embedding, so fresh from
+    the constructor the UNet ignores the timestep and the pooled text (a conversion passing the wrong timestep
+    or attention mask would still match the standard pipeline): they are re-drawn, seeded, as ControlNets' zero
+    layers are (`controlnets._awake`)."""
+    from .controlnets import _awake  # (controlnets imports this module)
+
+    d = need.dims
+    return need.model(
+        lambda **kwargs: _awake(need.cls(**kwargs)),
+        in_channels=d.latent_channels,
+        time_embedding_dim=16,
+        groups=4,  # divides every level's width and the half-width of the first (`block_out[0] // 2`)
+        attention_head_dim=4,
+        layers_per_block=2,  # (an up block has `layers_per_block - 2` middle layers)
+        block_out_channels=d.block_out,
+        cross_attention_dim=16,
+        encoder_hid_dim=need.text_width(),
+    )
+
+
 @factory("UNet2DModel")
 def unet_2d(need: Need):
     """An unconditional UNet: on pixels (3 channels), or on the latents of the pipeline's VAE / VQ model."""
