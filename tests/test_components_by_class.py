@@ -820,6 +820,8 @@ def test_a_combined_pipelines_prior_text_encoder_pairs_with_the_prior_tokenizer(
 MORE_PIPELINES = [
     "Kandinsky3Pipeline",
     "Kandinsky3Img2ImgPipeline",
+    "HunyuanDiTControlNetPipeline",
+    "SanaControlNetPipeline",
 ]
 
 
@@ -885,3 +887,73 @@ def _runs_default_case(name):
 @pytest.mark.parametrize("name", MORE_PIPELINES)
 def test_more_pipelines_run_their_default_case(name):
     _runs_default_case(name)
+
+
+def test_hunyuan_dit_controlnet_mirrors_the_transformer():
+    """HunyuanDiT's ControlNet runs the first half of the transformer's blocks and gives one output per skip
+    connection of the transformer (4 blocks: block 0 feeds block 3), each added there; its zero layers re-drawn."""
+    from diffusers import HunyuanDiTControlNetPipeline
+
+    parts = build_components(HunyuanDiTControlNetPipeline)
+    transformer, controlnet = parts["transformer"], parts["controlnet"]
+    for key in (
+        "hidden_size",
+        "num_attention_heads",
+        "attention_head_dim",
+        "patch_size",
+        "in_channels",
+        "cross_attention_dim",
+        "cross_attention_dim_t5",
+        "pooled_projection_dim",
+        "text_len",
+        "text_len_t5",
+        "sample_size",
+    ):
+        assert controlnet.config[key] == transformer.config[key], key
+    assert controlnet.config.transformer_num_layers == transformer.config.num_layers == 4
+    skips = sum(layer > transformer.config.num_layers // 2 for layer in range(transformer.config.num_layers))
+    assert len(controlnet.controlnet_blocks) == skips == 1
+    assert controlnet.config.in_channels == parts["vae"].config.latent_channels  # it reads the control latents
+    assert _no_zero_layers(controlnet) == []
+
+
+def test_sana_controlnet_mirrors_the_transformer():
+    """SANA adds the ControlNet's i-th output after its block i + 1: a 2-block transformer, a 1-block ControlNet."""
+    from diffusers import SanaControlNetPipeline
+
+    parts = build_components(SanaControlNetPipeline)
+    transformer, controlnet = parts["transformer"], parts["controlnet"]
+    for key in (
+        "num_attention_heads",
+        "attention_head_dim",
+        "num_cross_attention_heads",
+        "cross_attention_head_dim",
+        "cross_attention_dim",
+        "caption_channels",
+        "patch_size",
+        "in_channels",
+        "sample_size",
+    ):
+        assert controlnet.config[key] == transformer.config[key], key
+    assert controlnet.config.num_layers == transformer.config.num_layers - 1 == 1
+    assert controlnet.config.caption_channels == parts["text_encoder"].config.hidden_size
+    assert controlnet.config.in_channels == parts["vae"].config.latent_channels
+    assert _no_zero_layers(controlnet) == []
+
+
+@pytest.mark.parametrize("name", ["HunyuanDiTControlNetPipeline", "SanaControlNetPipeline"])
+def test_the_control_image_changes_the_output(name):
+    """Without the ControlNet's output (scale 0) the image differs: the control reaches the denoiser."""
+    import numpy as np
+
+    torch.set_num_threads(1)
+    pipeline_cls = _diffusers_class(name)
+    setup = setup_by_class(pipeline_cls)
+    pipe = pipeline_cls(**setup.components())
+    pipe.set_progress_bar_config(disable=True)
+    images = []
+    for scale in (1.0, 0.0):
+        torch.manual_seed(0)
+        inputs = {**setup.inputs(), "controlnet_conditioning_scale": scale}
+        images.append(np.asarray(pipe(**inputs, generator=torch.Generator("cpu").manual_seed(0)).images))
+    assert np.isfinite(images[0]).all() and not np.array_equal(*images)
