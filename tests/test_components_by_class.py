@@ -822,6 +822,7 @@ MORE_PIPELINES = [
     "Kandinsky3Img2ImgPipeline",
     "HunyuanDiTControlNetPipeline",
     "SanaControlNetPipeline",
+    "VersatileDiffusionTextToImagePipeline",
 ]
 
 
@@ -957,3 +958,22 @@ def test_the_control_image_changes_the_output(name):
         inputs = {**setup.inputs(), "controlnet_conditioning_scale": scale}
         images.append(np.asarray(pipe(**inputs, generator=torch.Generator("cpu").manual_seed(0)).images))
     assert np.isfinite(images[0]).all() and not np.array_equal(*images)
+
+
+def test_versatile_diffusion_text_unet_attention_fits_the_image_unet():
+    """Versatile Diffusion's pipeline swaps the image UNet's attention blocks for the text UNet's at the same
+    places: every one has a counterpart of the same shapes, and after the swap the image UNet runs the text UNet's."""
+    from diffusers import Transformer2DModel, VersatileDiffusionTextToImagePipeline
+
+    parts = build_components(VersatileDiffusionTextToImagePipeline)
+    image_unet, text_unet = parts["image_unet"], parts["text_unet"]
+    assert type(text_unet).__name__ == "UNetFlatConditionModel"
+    assert image_unet.config.cross_attention_dim == parts["text_encoder"].config.projection_dim
+    places = [name for name, module in image_unet.named_modules() if isinstance(module, Transformer2DModel)]
+    assert places
+    for place in places:
+        mine, theirs = image_unet.get_submodule(place).state_dict(), text_unet.get_submodule(place).state_dict()
+        assert {k: v.shape for k, v in mine.items()} == {k: v.shape for k, v in theirs.items()}, place
+    text_blocks = [text_unet.get_submodule(place) for place in places]
+    VersatileDiffusionTextToImagePipeline(**parts)
+    assert all(image_unet.get_submodule(place) is block for place, block in zip(places, text_blocks, strict=True))

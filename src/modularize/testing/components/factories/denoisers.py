@@ -60,6 +60,36 @@ def unet_2d_condition(need: Need):
     )
 
 
+# A UNet2DConditionModel block type -> its flat counterpart (Versatile Diffusion's text UNet): the same attention
+# blocks around 1 x 1 "images" of linear layers
+FLAT_BLOCKS = {
+    "CrossAttnDownBlock2D": "CrossAttnDownBlockFlat",
+    "DownBlock2D": "DownBlockFlat",
+    "CrossAttnUpBlock2D": "CrossAttnUpBlockFlat",
+    "UpBlock2D": "UpBlockFlat",
+    "UNetMidBlock2DCrossAttn": "UNetMidBlockFlatCrossAttn",
+}
+
+
+@factory("UNetFlatConditionModel")
+def unet_flat_condition(need: Need):
+    """Versatile Diffusion's text UNet, the image UNet's layout in flat blocks. Its pipeline swaps every
+    `Transformer2DModel` of the image UNet for the text UNet's at the same place (and keeps only the image UNet):
+    the text UNet mirrors the image UNet's widths, heads and cross-attention, so its attention blocks fit there.
+
+        image_unet.down_blocks[0].attentions[0]   # Transformer2DModel(2 heads of 16, cross-attention 32), the text
+        text_unet.down_blocks[0].attentions[0]    # UNet's the same shapes: after the swap the image UNet runs it
+    """
+    from .controlnets import _denoiser, _mirrored  # (controlnets imports this module)
+
+    unet = _denoiser(need, "image_unet")
+    config = _mirrored(unet, need.cls)
+    for key in ("down_block_types", "up_block_types"):
+        config[key] = tuple(FLAT_BLOCKS[block] for block in config[key])
+    config["mid_block_type"] = FLAT_BLOCKS[config["mid_block_type"]]
+    return need.model(need.cls, **config)
+
+
 # Text encoders whose projected text embedding conditions the UNet as its class label, with no cross-attention
 # context (AudioLDM and MusicLDM pass `class_labels=prompt_embeds, encoder_hidden_states=None`)
 CLASS_LABEL_TEXT_ENCODERS = ("ClapTextModelWithProjection", "ClapModel")
