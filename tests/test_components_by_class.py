@@ -814,3 +814,166 @@ def test_a_combined_pipelines_prior_text_encoder_pairs_with_the_prior_tokenizer(
     assert unclip["prior_scheduler"].config.prediction_type == "sample"
     assert unclip["prior"].config.embedding_dim == unclip["prior_text_encoder"].config.projection_dim
     assert setup_by_class(StableUnCLIPPipeline).inputs()["prior_num_inference_steps"] == 2
+
+
+# -- Kandinsky 3, HunyuanDiT and SANA ControlNets ----------------------------------------------------------------------
+MORE_PIPELINES = [
+    "Kandinsky3Pipeline",
+    "Kandinsky3Img2ImgPipeline",
+    "HunyuanDiTControlNetPipeline",
+    "SanaControlNetPipeline",
+    "VersatileDiffusionTextToImagePipeline",
+]
+
+
+@pytest.mark.parametrize("name", MORE_PIPELINES)
+def test_more_pipelines_build_by_class_with_seeded_weights(name):
+    from modularize.testing.components import missing_classes
+
+    pipeline_cls = _diffusers_class(name)
+    assert missing_classes(pipeline_cls) == ()
+    first, second = build_components(pipeline_cls), build_components(pipeline_cls)
+    models = [key for key, value in first.items() if isinstance(value, torch.nn.Module)]
+    assert len(models) >= 3
+    for key in models:
+        assert _same_weights(first[key], second[key]), key
+
+
+def _no_zero_layers(model) -> list[str]:
+    return [
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)) and not module.weight.any()
+    ]
+
+
+def test_kandinsky3_couplings():
+    """Kandinsky 3's UNet projects T5's states to its cross-attention width and denoises the MoVQ's latents; its
+    time conditioning (zero-initialized by its constructor) is re-drawn, so the timestep changes its output."""
+    from diffusers import Kandinsky3Pipeline
+
+    parts = build_components(Kandinsky3Pipeline)
+    unet, movq, encoder, tokenizer = parts["unet"], parts["movq"], parts["text_encoder"], parts["tokenizer"]
+    assert type(unet).__name__ == "Kandinsky3UNet" and type(movq).__name__ == "VQModel"
+    assert unet.config.encoder_hid_dim == encoder.config.d_model
+    assert unet.config.in_channels == movq.config.latent_channels == DIMS.latent_channels
+    assert len(tokenizer) == encoder.config.vocab_size
+    assert _no_zero_layers(unet) == []
+    with torch.no_grad():
+        ids = tokenizer(["a photo of a cat"], padding="max_length", max_length=128, return_tensors="pt")
+        states = encoder(ids.input_ids, attention_mask=ids.attention_mask)[0]
+        latents = torch.randn(1, DIMS.latent_channels, 8, 8, generator=torch.Generator().manual_seed(0))
+        early, late = (
+            unet(latents, t, encoder_hidden_states=states, encoder_attention_mask=ids.attention_mask).sample
+            for t in (10, 900)
+        )
+    assert early.shape == latents.shape and torch.isfinite(early).all()
+    assert not torch.equal(early, late)
+
+
+def _runs_default_case(name):
+    import numpy as np
+
+    torch.set_num_threads(1)
+    pipeline_cls = _diffusers_class(name)
+    setup = setup_by_class(pipeline_cls)
+    pipe = pipeline_cls(**setup.components())
+    pipe.set_progress_bar_config(disable=True)
+    torch.manual_seed(0)  # (the ControlNet pipelines encode the control image by sampling the global RNG)
+    images = np.asarray(pipe(**setup.inputs(), generator=torch.Generator("cpu").manual_seed(0)).images)
+    assert len(images) == 1 and np.isfinite(images).all() and images.std() > 0
+    return images
+
+
+@pytest.mark.parametrize("name", MORE_PIPELINES)
+def test_more_pipelines_run_their_default_case(name):
+    _runs_default_case(name)
+
+
+def test_hunyuan_dit_controlnet_mirrors_the_transformer():
+    """HunyuanDiT's ControlNet runs the first half of the transformer's blocks and gives one output per skip
+    connection of the transformer (4 blocks: block 0 feeds block 3), each added there; its zero layers re-drawn."""
+    from diffusers import HunyuanDiTControlNetPipeline
+
+    parts = build_components(HunyuanDiTControlNetPipeline)
+    transformer, controlnet = parts["transformer"], parts["controlnet"]
+    for key in (
+        "hidden_size",
+        "num_attention_heads",
+        "attention_head_dim",
+        "patch_size",
+        "in_channels",
+        "cross_attention_dim",
+        "cross_attention_dim_t5",
+        "pooled_projection_dim",
+        "text_len",
+        "text_len_t5",
+        "sample_size",
+    ):
+        assert controlnet.config[key] == transformer.config[key], key
+    assert controlnet.config.transformer_num_layers == transformer.config.num_layers == 4
+    skips = sum(layer > transformer.config.num_layers // 2 for layer in range(transformer.config.num_layers))
+    assert len(controlnet.controlnet_blocks) == skips == 1
+    assert controlnet.config.in_channels == parts["vae"].config.latent_channels  # it reads the control latents
+    assert _no_zero_layers(controlnet) == []
+
+
+def test_sana_controlnet_mirrors_the_transformer():
+    """SANA adds the ControlNet's i-th output after its block i + 1: a 2-block transformer, a 1-block ControlNet."""
+    from diffusers import SanaControlNetPipeline
+
+    parts = build_components(SanaControlNetPipeline)
+    transformer, controlnet = parts["transformer"], parts["controlnet"]
+    for key in (
+        "num_attention_heads",
+        "attention_head_dim",
+        "num_cross_attention_heads",
+        "cross_attention_head_dim",
+        "cross_attention_dim",
+        "caption_channels",
+        "patch_size",
+        "in_channels",
+        "sample_size",
+    ):
+        assert controlnet.config[key] == transformer.config[key], key
+    assert controlnet.config.num_layers == transformer.config.num_layers - 1 == 1
+    assert controlnet.config.caption_channels == parts["text_encoder"].config.hidden_size
+    assert controlnet.config.in_channels == parts["vae"].config.latent_channels
+    assert _no_zero_layers(controlnet) == []
+
+
+@pytest.mark.parametrize("name", ["HunyuanDiTControlNetPipeline", "SanaControlNetPipeline"])
+def test_the_control_image_changes_the_output(name):
+    """Without the ControlNet's output (scale 0) the image differs: the control reaches the denoiser."""
+    import numpy as np
+
+    torch.set_num_threads(1)
+    pipeline_cls = _diffusers_class(name)
+    setup = setup_by_class(pipeline_cls)
+    pipe = pipeline_cls(**setup.components())
+    pipe.set_progress_bar_config(disable=True)
+    images = []
+    for scale in (1.0, 0.0):
+        torch.manual_seed(0)
+        inputs = {**setup.inputs(), "controlnet_conditioning_scale": scale}
+        images.append(np.asarray(pipe(**inputs, generator=torch.Generator("cpu").manual_seed(0)).images))
+    assert np.isfinite(images[0]).all() and not np.array_equal(*images)
+
+
+def test_versatile_diffusion_text_unet_attention_fits_the_image_unet():
+    """Versatile Diffusion's pipeline swaps the image UNet's attention blocks for the text UNet's at the same
+    places: every one has a counterpart of the same shapes, and after the swap the image UNet runs the text UNet's."""
+    from diffusers import Transformer2DModel, VersatileDiffusionTextToImagePipeline
+
+    parts = build_components(VersatileDiffusionTextToImagePipeline)
+    image_unet, text_unet = parts["image_unet"], parts["text_unet"]
+    assert type(text_unet).__name__ == "UNetFlatConditionModel"
+    assert image_unet.config.cross_attention_dim == parts["text_encoder"].config.projection_dim
+    places = [name for name, module in image_unet.named_modules() if isinstance(module, Transformer2DModel)]
+    assert places
+    for place in places:
+        mine, theirs = image_unet.get_submodule(place).state_dict(), text_unet.get_submodule(place).state_dict()
+        assert {k: v.shape for k, v in mine.items()} == {k: v.shape for k, v in theirs.items()}, place
+    text_blocks = [text_unet.get_submodule(place) for place in places]
+    VersatileDiffusionTextToImagePipeline(**parts)
+    assert all(image_unet.get_submodule(place) is block for place, block in zip(places, text_blocks, strict=True))

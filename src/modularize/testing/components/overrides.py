@@ -73,6 +73,9 @@ _SD3_CONTROLNET = {"text_widths": {"text_encoder_3": 64}, "config": {"transforme
 # Its guess mode fails with CFG on (diffusers 0.42: the control types are repeated to the doubled CFG batch, the
 # ControlNet runs on the conditional half), so the standard pipeline has no guess-mode output to compare with
 _CONTROLNET_UNION = {"inputs": {"control_mode": 0}, "drop_cases": ("guess_mode", "guess_mode_two_prompts_x2")}
+# HunyuanDiT's pipelines compute the rotary grid as `height // 8 // patch_size`: a 4-level VAE (scale 8) on 64-pixel
+# images, so the grid is the latents' (8 x 8, 4 x 4 patches of 2)
+_HUNYUAN_DIT = {"dims": {"vae_block_out": (8, 8, 8, 8), "vae_norm_groups": 4, "image_size": 64}}
 # ControlNet-XS copies the UNet's down blocks two resnets at a time
 _CONTROLNET_XS = {"config": {"unet": {"layers_per_block": 2}}}
 
@@ -340,9 +343,12 @@ OVERRIDES: dict[str, dict[str, Any]] = {
             "transformer": {"in_channels": 16, "out_channels": 8, "patch_size": (1, 1, 1), "rope_axes_dim": (2, 2, 4)}
         }
     },
-    # its pipeline computes the rotary grid as `height // 8 // patch_size`: a 4-level VAE (scale 8) on 64-pixel
-    # images, so the grid is the latents' (8 x 8, 4 x 4 patches of 2)
-    "HunyuanDiTPipeline": {"dims": {"vae_block_out": (8, 8, 8, 8), "vae_norm_groups": 4, "image_size": 64}},
+    "HunyuanDiTPipeline": _HUNYUAN_DIT,
+    # the transformer adds ControlNet outputs to its skip connections only, which need 4 blocks at least (block 0
+    # feeds block 3); the ControlNet mirrors them
+    "HunyuanDiTControlNetPipeline": {**_HUNYUAN_DIT, "config": {"transformer": {"num_layers": 4}}},
+    # SANA adds the ControlNet's outputs after every block but the first: a transformer of 2 blocks
+    "SanaControlNetPipeline": {"config": {"transformer": {"num_layers": 2}}},
     # LTX asks for sizes divisible by 32 (8 x 8 latents with the tiny VAE's spatial compression 4)
     "LTXPipeline": {"inputs": {"height": 32, "width": 32}},
     # GLIGEN grounds phrases in boxes: a UNet with gated self-attention (and the position net embedding each

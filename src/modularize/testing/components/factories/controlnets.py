@@ -112,3 +112,30 @@ def flux_controlnet(need: Need):
         _build_awake(need.cls),
         **{**_mirrored(transformer, need.cls), "in_channels": need.dims.packed_latent_channels},
     )
+
+
+@factory("HunyuanDiT2DControlNetModel")
+def hunyuan_dit_controlnet(need: Need):
+    """HunyuanDiT's ControlNet: the transformer's widths, heads, patches and text lengths, and its depth (named
+    `transformer_num_layers` here: the ControlNet runs the first half of the transformer's blocks, one output per
+    skip connection the transformer's second half adds it to). It reads the VAE latents of the control image, as
+    wide as the transformer's input.
+
+        HunyuanDiT2DModel(num_layers=4, hidden_size=24, ...)           # 1 skip connection: block 0 -> block 3
+        HunyuanDiT2DControlNetModel(transformer_num_layers=4, ...)     # 1 block, 1 output
+    """
+    transformer = _denoiser(need, "transformer")
+    return need.model(
+        _build_awake(need.cls),
+        **{**_mirrored(transformer, need.cls), "transformer_num_layers": transformer.config.num_layers},
+    )
+
+
+@factory("SanaControlNetModel")
+def sana_controlnet(need: Need):
+    """SANA's ControlNet: the transformer's widths, heads, patches and caption width; it reads the VAE latents of the
+    control image. The transformer adds the ControlNet's i-th output after its block i + 1 (none after its first
+    block): the ControlNet has one block fewer, so every output it computes is added."""
+    transformer = _denoiser(need, "transformer")
+    layers = transformer.config.num_layers - 1
+    return need.model(_build_awake(need.cls), **{**_mirrored(transformer, need.cls), "num_layers": layers})

@@ -60,9 +60,64 @@ def unet_2d_condition(need: Need):
     )
 
 
+# A UNet2DConditionModel block type -> its flat counterpart (Versatile Diffusion's text UNet): the same attention
+# blocks around 1 x 1 "images" of linear layers
+FLAT_BLOCKS = {
+    "CrossAttnDownBlock2D": "CrossAttnDownBlockFlat",
+    "DownBlock2D": "DownBlockFlat",
+    "CrossAttnUpBlock2D": "CrossAttnUpBlockFlat",
+    "UpBlock2D": "UpBlockFlat",
+    "UNetMidBlock2DCrossAttn": "UNetMidBlockFlatCrossAttn",
+}
+
+
+@factory("UNetFlatConditionModel")
+def unet_flat_condition(need: Need):
+    """Versatile Diffusion's text UNet, the image UNet's layout in flat blocks. Its pipeline swaps every
+    `Transformer2DModel` of the image UNet for the text UNet's at the same place (and keeps only the image UNet):
+    the text UNet mirrors the image UNet's widths, heads and cross-attention, so its attention blocks fit there.
+
+        image_unet.down_blocks[0].attentions[0]   # Transformer2DModel(2 heads of 16, cross-attention 32), the text
+        text_unet.down_blocks[0].attentions[0]    # UNet's the same shapes: after the swap the image UNet runs it
+    """
+    from .controlnets import _denoiser, _mirrored  # (controlnets imports this module)
+
+    unet = _denoiser(need, "image_unet")
+    config = _mirrored(unet, need.cls)
+    for key in ("down_block_types", "up_block_types"):
+        config[key] = tuple(FLAT_BLOCKS[block] for block in config[key])
+    config["mid_block_type"] = FLAT_BLOCKS[config["mid_block_type"]]
+    return need.model(need.cls, **config)
+
+
 # Text encoders whose projected text embedding conditions the UNet as its class label, with no cross-attention
 # context (AudioLDM and MusicLDM pass `class_labels=prompt_embeds, encoder_hidden_states=None`)
 CLASS_LABEL_TEXT_ENCODERS = ("ClapTextModelWithProjection", "ClapModel")
+
+
+@factory("Kandinsky3UNet")
+def kandinsky3_unet(need: Need):
+    """Kandinsky 3's UNet: the text encoder's states projected to its cross-attention width, attention-pooled into
+    the time embedding; attention (8 heads of `attention_head_dim`) at every level but the first.
+
+    Its conditional group norms start with a zero-initialized projection of the time embedding, so fresh from
+    the constructor the UNet ignores the timestep and the pooled text (a conversion passing the wrong timestep
+    or attention mask would still match the standard pipeline): they are re-drawn, seeded, as ControlNets' zero
+    layers are (`controlnets._awake`)."""
+    from .controlnets import _awake  # (controlnets imports this module)
+
+    d = need.dims
+    return need.model(
+        lambda **kwargs: _awake(need.cls(**kwargs)),
+        in_channels=d.latent_channels,
+        time_embedding_dim=16,
+        groups=4,  # divides every level's width and the half-width of the first (`block_out[0] // 2`)
+        attention_head_dim=4,
+        layers_per_block=2,  # (an up block has `layers_per_block - 2` middle layers)
+        block_out_channels=d.block_out,
+        cross_attention_dim=16,
+        encoder_hid_dim=need.text_width(),
+    )
 
 
 @factory("UNet2DModel")
