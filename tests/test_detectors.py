@@ -1330,3 +1330,21 @@ def test_a_list_doubled_item_by_item_for_cfg_is_one_value_both_conditions_share_
     assert (site.target, site.layers) == ("states", True) and isinstance(site.node, cst.If)
     text = rendered(guider_denoise(cfg, cfg.fields, "i", "t", "len(timesteps)"))
     assert "layers=('residuals',)" in text and "residuals = fresh_layers(guider_state_batch.residuals)" in text
+
+
+def test_a_value_repeated_for_cfg_before_a_random_draw_is_refused():
+    """Encoding a control image repeated for CFG samples noise per half: the halves differ, so they are not one
+    value the guider's batches can share."""
+    methods = """\
+    def prepare_control(self, image, do_classifier_free_guidance):
+        return torch.cat([image] * 2) if do_classifier_free_guidance else image
+    """
+    body = (
+        "control = self.prepare_control(latents, self.do_classifier_free_guidance)\n"
+        "control = self.transformer.encode(control).latent_dist.sample()\n"
+        + SD_LOOP.replace("encoder_hidden_states=prompt_embeds)", "encoder_hidden_states=prompt_embeds, cond=control)")
+    )
+    found = snippet(body, methods)
+    with pytest.raises(ConversionError, match="repeated for CFG before a random draw") as refusal:
+        found.batched()
+    assert refusal.value.location.line == found.line("latent_dist.sample()")

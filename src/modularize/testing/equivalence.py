@@ -563,7 +563,9 @@ class Equivalence:
             for name in getattr(self.pipeline_cls, "auxiliary_models", ()):
                 model = getattr(pipe, name, None)
                 doubled = 2 * samples if samples else None
-                stack.enter_context(half_batch_calls(model, enabled=split and model is not None, doubled=doubled))
+                stack.enter_context(
+                    half_batch_calls(model, enabled=split and model is not None, doubled=doubled, layers=True)
+                )
             output = pipe(**inputs, **self._random_inputs())
         return self.standard_fields(output)
 

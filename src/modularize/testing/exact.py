@@ -22,18 +22,18 @@ def _batch_of(args: tuple, kwargs: dict) -> int | None:
     return None
 
 
-def _half(value: Any, batch: int, part: slice) -> Any:
+def _half(value: Any, batch: int, part: slice, layers: bool = False) -> Any:
     import torch
 
     if isinstance(value, torch.Tensor):
         # a fresh tensor per half, as a guider batch would be (views keep the parent's alignment)
         return value[part].clone() if value.ndim > 0 and value.shape[0] == batch else value
     if isinstance(value, dict):
-        return {key: _half(item, batch, part) for key, item in value.items()}
-    if isinstance(value, list) and len(value) == batch and not _batched_items(value, batch):
+        return {key: _half(item, batch, part, layers) for key, item in value.items()}
+    if isinstance(value, list) and not layers and len(value) == batch and not _batched_items(value, batch):
         return value[part]  # a batch given as a list of samples (Z-Image)
     if isinstance(value, (list, tuple)):
-        return type(value)(_half(item, batch, part) for item in value)
+        return type(value)(_half(item, batch, part, layers) for item in value)
     return value
 
 
@@ -48,29 +48,33 @@ def _batched_items(values: list, batch: int) -> bool:
     return len(values) != batch or len({tuple(item.shape) for item in values}) > 1
 
 
-def _joined(first: Any, second: Any, half: int) -> Any:
+def _joined(first: Any, second: Any, half: int, layers: bool = False) -> Any:
     import torch
 
     if isinstance(first, torch.Tensor):
         return torch.cat([first, second])
     if isinstance(first, tuple):
-        return tuple(_joined(a, b, half) for a, b in zip(first, second, strict=True))
-    if isinstance(first, list) and _batched_items(first, half):
-        return [_joined(a, b, half) for a, b in zip(first, second, strict=True)]  # one batched tensor per layer
+        return tuple(_joined(a, b, half, layers) for a, b in zip(first, second, strict=True))
+    if isinstance(first, list) and (layers or _batched_items(first, half)):
+        # one batched tensor per layer
+        return [_joined(a, b, half, layers) for a, b in zip(first, second, strict=True)]
     if isinstance(first, list):
         return first + second  # a batch returned as a list of samples
     if isinstance(first, dict):
-        joined = {key: _joined(first[key], second[key], half) for key in first}
+        joined = {key: _joined(first[key], second[key], half, layers) for key in first}
         return type(first)(**joined) if hasattr(first, "__dataclass_fields__") else joined
     return first
 
 
 @contextmanager
-def half_batch_calls(module: Any, enabled: bool = True, doubled: int | None = None) -> Iterator[None]:
+def half_batch_calls(
+    module: Any, enabled: bool = True, doubled: int | None = None, layers: bool = False
+) -> Iterator[None]:
     """Within the block, `module(x)` with an even batch runs as `module(x[:n/2])` and `module(x[n/2:])`.
 
     With `doubled`, only a batch of that size is split: an auxiliary model (a ControlNet) runs on the doubled
-    batch, or on the conditional half alone (guess mode), whose size may be even too."""
+    batch, or on the conditional half alone (guess mode), whose size may be even too. With `layers`, the lists it
+    takes and returns hold one batched tensor per item (per layer, per net), never one sample per item."""
     if not enabled:
         yield
         return
@@ -81,9 +85,10 @@ def half_batch_calls(module: Any, enabled: bool = True, doubled: int | None = No
         if batch is None or batch % 2 or (doubled is not None and batch != doubled):
             return original(*args, **kwargs)
         half = batch // 2
-        first = original(*_half(args, batch, slice(0, half)), **_half(kwargs, batch, slice(0, half)))
-        second = original(*_half(args, batch, slice(half, batch)), **_half(kwargs, batch, slice(half, batch)))
-        return _joined(first, second, half)
+        first = original(*_half(args, batch, slice(0, half), layers), **_half(kwargs, batch, slice(0, half), layers))
+        second_half = slice(half, batch)
+        second = original(*_half(args, batch, second_half, layers), **_half(kwargs, batch, second_half, layers))
+        return _joined(first, second, half, layers)
 
     module.forward = forward
     try:

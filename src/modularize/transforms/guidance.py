@@ -283,7 +283,7 @@ def _merged_calls(
     head: list[cst.BaseStatement] = []
     prepare = [*bindings, *cfg.batch_statements]
     if shared is not None:
-        auxiliary_call = shared.statement.body[0].value
+        auxiliary_call = shared.call
         hold = _held("auxiliary_calls", auxiliary_call)
         if shared.skip is not None:
             # a batch that replaces every output by a fill of its shape needs no call

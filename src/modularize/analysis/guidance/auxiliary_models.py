@@ -68,6 +68,7 @@ class SharedAuxiliaryCall:
 
     model: str
     statement: cst.SimpleStatementLine  # `down, mid = self.controlnet(...)`
+    call: cst.Call  # the call in it, held for each batch
     before: tuple[cst.BaseStatement, ...]
     after: tuple[cst.BaseStatement, ...]
     skip: cst.BaseExpression | None = None
@@ -127,9 +128,9 @@ def _shared_call(
 ) -> SharedAuxiliaryCall | None:
     """The step's one auxiliary call as a `SharedAuxiliaryCall`, or None when the batches cannot share it (more
     than one such call, a call not assigned on a line of its own, or a value computed before it and read after)."""
-    calling = m.SimpleStatementLine(
-        body=[m.Assign(value=m.Call(func=m.Attribute(value=m.Name("self"), attr=m.OneOf(*map(m.Name, models)))))]
-    )
+    call = m.Call(func=m.Attribute(value=m.Name("self"), attr=m.OneOf(*map(m.Name, models))))
+    # `down, mid = self.controlnet(...)` or `samples = self.controlnet(...)[0]`
+    calling = m.SimpleStatementLine(body=[m.Assign(value=call | m.Subscript(value=call))])
     holding = [at for at, s in enumerate(statements) if _calls_any(s, models)]
     if len(holding) != 1 or not m.matches(statements[holding[0]], calling):
         return None
@@ -147,7 +148,9 @@ def _shared_call(
         ),
         None,
     )
-    return SharedAuxiliaryCall(statement.body[0].value.func.attr.value, statement, before, after, skip)
+    value = statement.body[0].value
+    held = value.value if isinstance(value, cst.Subscript) else value
+    return SharedAuxiliaryCall(held.func.attr.value, statement, held, before, after, skip)
 
 
 def _calls_any(statement: cst.BaseStatement, models: Sequence[str]) -> bool:

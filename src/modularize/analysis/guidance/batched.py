@@ -43,7 +43,7 @@ from .combine import assigned_combine
 from .combine_inputs import combine_inputs
 from .doubled_batch import BATCH_REPEAT, LIST_CAT, TORCH_CAT, cat_elements, doubles, halved_batch, repeated_per_item
 from .helper_results import doubled_results
-from .pairing import PER_SAMPLE_METHODS, propagate_pairs
+from .pairing import PER_SAMPLE_METHODS, draws_at_random, propagate_pairs
 from .rescale import rescale_call
 
 
@@ -528,7 +528,9 @@ def find_batched_cfg(
             if _contains_cfg(nested.test, condition):
                 raise source.refuse(nested, "CFG-dependent statement inside the loop before the denoiser call")
 
-    repeated += _derived_from_repeated(body[:call_index], repeated, set(names_read(call_statement)))
+    # (what each batch computes itself before its call is not handed out by the guider)
+    before_batches = body[: per_batch.start] if per_batch else body[:call_index]
+    repeated += _derived_from_repeated(before_batches, repeated, set(names_read(call_statement)))
 
     cat_sites, first_site = _cat_sites(source, before_loop, condition, uncond_index, dropped, index)
     later = [*before_loop[first_site:], *body, *after_loop]
@@ -572,6 +574,7 @@ def find_batched_cfg(
             # the guider runs each batch on its own: the helper must not repeat for it
             rewrites.append((use.flag.value, cst.Name("False")))
             helper_repeated += _assigned_names(_line_of(index, use.call))
+    _refuse_random_draws_after_repeats(source, before_loop, helper_repeated, index)
     no_longer_repeated = [*repeated, *helper_repeated]
     handled = {id(s) for s in guidance_statements} | in_batches
     rewrites += _unrepeats(source, body, condition, no_longer_repeated, handled, dropped)
@@ -619,6 +622,22 @@ def _feed(body: Sequence[cst.BaseStatement], calls: Sequence[tuple[int, str]]) -
     feeds the denoiser; two predictions combined after both calls are guidance)."""
     last = set(names_read(body[calls[-1][0]])) if calls else set()
     return all(set(flow_of([body[at]]).writes) & last for at, _ in calls[:-1])
+
+
+def _refuse_random_draws_after_repeats(
+    source: SourceModule, before_loop: Sequence[cst.BaseStatement], repeated: Sequence[str], index: NodeIndex
+) -> None:
+    """`image = self.prepare_image(..., do_cfg)` (repeated for CFG inside) then `image = vae.encode(image)
+    .latent_dist.sample()`: each half of the doubled batch drew noise of its own, which one value the guider's
+    batches share cannot reproduce."""
+    for line in index.find(cst.SimpleStatementLine, within=list(before_loop)):
+        read = [name for name in names_read(line) if name in repeated]
+        if read and draws_at_random(line):
+            raise source.refuse(
+                line,
+                f"`{read[0]}` was repeated for CFG before a random draw: each half of the doubled batch draws noise "
+                "of its own, which one value shared by the guider's batches cannot reproduce",
+            )
 
 
 def _model_call_in(statement: cst.BaseStatement, component: str) -> cst.Call:

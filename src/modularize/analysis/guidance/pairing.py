@@ -193,6 +193,14 @@ def propagate_pairs(
         reads = _paired_reads(statement, pairs, skip, source, starts)
         if not reads:
             continue
+        if not reached_call and draws_at_random(statement):
+            shared = [read for read in reads if pairs.get(read.value) == read.value]
+            if shared:
+                raise source.refuse(
+                    shared[0],
+                    f"`{shared[0].value}` was repeated for CFG before a random draw: each half of the doubled batch "
+                    "draws noise of its own, which one value shared by the guider's batches cannot reproduce",
+                )
         if not reached_call and _shares_only(statement, reads, pairs, skip, source, starts):
             # computed from values both conditions share (`torch.cat([x, x])` undone): one value for every batch
             written = flow_of([statement]).writes
@@ -287,6 +295,23 @@ def _shares_only(
         return False
     outside = _paired_reads(statement, pairs, skip | {id(a) for a in assigns}, source, starts)
     return not outside
+
+
+_RANDOM_METHODS = frozenset({"sample", "normal_", "uniform_", "bernoulli_", "exponential_"})
+_RANDOM_FUNCTIONS = frozenset({"randn_tensor", "randn", "rand", "randint", "randn_like", "rand_like", "normal"})
+
+
+def draws_at_random(statement: cst.CSTNode) -> bool:
+    """Whether a statement draws random numbers: `vae.encode(x).latent_dist.sample()`, `torch.randn(...)`."""
+    for node in walk(statement):
+        if not isinstance(node, cst.Call):
+            continue
+        func = node.func
+        if isinstance(func, cst.Attribute) and func.attr.value in _RANDOM_METHODS | _RANDOM_FUNCTIONS:
+            return True
+        if isinstance(func, cst.Name) and func.value in _RANDOM_FUNCTIONS:
+            return True
+    return False
 
 
 def _repeat_guard(pipeline: str, pairs: Mapping[str, str], receiver, count) -> cst.BaseStatement:
