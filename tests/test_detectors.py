@@ -868,6 +868,31 @@ def test_a_conditional_expression_whose_test_does_not_read_the_batch_is_mirrored
         )
 
 
+def test_an_if_whose_sides_assign_per_sample_values_is_mirrored_side_by_side_before_it():
+    """SD3 ControlNet's pooled projections: zeros of the embeddings' shape, or a given value else the embeddings;
+    the mirror reads `given` as it was before the `if` reassigns it."""
+    _, statements, pairing = propagation(
+        """\
+        if latents is None:
+            given = torch.zeros_like(prompt_embeds)
+        else:
+            given = given or prompt_embeds
+        noise_pred = self.unet(latents, pooled=given)
+        """,
+        {"prompt_embeds": "negative_prompt_embeds"},
+    )
+    assert pairing.pairs["given"] == "negative_given"
+    ((original, mirror),) = pairing.mirrored
+    assert original is statements[0]
+    assert rendered(mirror.nodes) == (
+        "if self.do_classifier_free_guidance:\n"
+        "    if latents is None:\n"
+        "        negative_given = torch.zeros_like(negative_prompt_embeds)\n"
+        "    else:\n"
+        "        negative_given = given or negative_prompt_embeds\n" + code(statements[0])
+    )
+
+
 def test_a_repeat_of_a_paired_tensor_is_guarded_by_a_check_that_both_halves_are_equal():
     _, _, pairing = propagation(
         "ids = time_ids.repeat(batch_size, 1)\nnoise_pred = self.unet(latents, time_ids=ids)\n",

@@ -42,6 +42,8 @@ from ...frontend.parse import SourceModule, code
 PER_SAMPLE_METHODS = frozenset(
     {"to", "float", "half", "bfloat16", "double", "type", "contiguous", "clone", "detach", "cpu", "cuda"}
 )
+# fills of a value's shape: per sample
+_FILLS_LIKE = frozenset({"zeros_like", "ones_like", "full_like", "empty_like"})
 # attributes whose value does not depend on the batch size
 BATCH_FREE_ATTRIBUTES = frozenset({"dtype", "device"})
 
@@ -68,6 +70,16 @@ def _mirrorable(expression: cst.BaseExpression, pairs: Mapping[str, str], repeat
             return False
         item = comp.target.value
         return _mirrorable(expression.elt, {**pairs, item: pairs[comp.iter.value]}, repeats)
+    if m.matches(expression, m.Call(func=m.Attribute(value=m.Name("torch"), attr=m.Name()))) and (
+        expression.func.attr.value in _FILLS_LIKE and expression.args
+    ):
+        # `torch.zeros_like(embeds)`: a fill of the value's shape, sample by sample
+        if any(_reads_batch(arg.value, pairs) for arg in expression.args[1:]):
+            raise _NotPerSample(expression)
+        return _mirrorable(expression.args[0].value, pairs, repeats)
+    if isinstance(expression, cst.BooleanOperation):
+        # `given or embeds`: one operand or the other, as a whole, for each condition alike
+        return any([_mirrorable(expression.left, pairs, repeats), _mirrorable(expression.right, pairs, repeats)])
     if isinstance(expression, cst.IfExp):
         # `{"image_embeds": image_embeds} if ip_adapter_image is not None else None`: a test that does not read the
         # batch picks the same side for both conditions
@@ -209,6 +221,15 @@ def propagate_pairs(
                 layered |= set(written)
             continue
         simple = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())])])
+        if not reached_call and isinstance(statement, cst.If):
+            branches = _mirrored_branches(statement, pairs, taken)
+            if branches is None:
+                raise _refusal(source, reads[0])
+            mirror, counterparts = branches
+            # (before the `if`: its sides read what it reassigns as it was before it)
+            mirrored.append((statement, cst.FlattenSentinel([_under(condition, [mirror]), statement])))
+            pairs.update(counterparts)
+            continue
         if reached_call or not m.matches(statement, simple):
             raise _refusal(source, reads[0])
         assign = statement.body[0]
@@ -229,6 +250,43 @@ def propagate_pairs(
         mirrored.append((statement, cst.FlattenSentinel([*before, statement, _under(condition, [mirror])])))
         pairs[target] = counterpart
     return Pairing(pairs, tuple(mirrored), frozenset(layered))
+
+
+def _mirrored_branches(branch: cst.If, pairs: dict[str, str], taken: set[str]) -> tuple[cst.If, dict[str, str]] | None:
+    """`if <test>: x = f(p) else: x = g(p)`, a test that does not read the batch and sides that assign the same
+    names per sample, mirrored side by side onto the counterparts (None for any other `if`):
+
+        if force_zeros:                                 if force_zeros:
+            pooled = torch.zeros_like(embeds)     ->        negative_pooled = torch.zeros_like(negative_embeds)
+        else:                                           else:
+            pooled = given or embeds                        negative_pooled = given or negative_embeds
+    """
+    if _reads_batch(branch.test, pairs) or not isinstance(branch.orelse, (cst.Else, type(None))):
+        return None
+    sides = [branch.body.body, *([branch.orelse.body.body] if branch.orelse else [])]
+    simple = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())])])
+    if not all(statement and all(m.matches(line, simple) for line in statement) for statement in sides):
+        return None
+    targets = [{line.body[0].targets[0].target.value for line in side} for side in sides]
+    if any(names != targets[0] for names in targets) or set(targets[0]) & set(pairs):
+        return None
+    counterparts = {name: _fresh(f"negative_{name}", taken) for name in sorted(targets[0])}
+    taken.update(counterparts.values())
+    renamed = {**{name: cst.Name(other) for name, other in pairs.items()}}
+    mirrored_sides = []
+    for side in sides:
+        lines = []
+        for line in side:
+            try:
+                _mirrorable(line.body[0].value, pairs, [])
+            except _NotPerSample:
+                return None
+            value = substitute_names(line.body[0].value, renamed)
+            target = counterparts[line.body[0].targets[0].target.value]
+            lines.append(line.with_changes(body=[cst.Assign([cst.AssignTarget(cst.Name(target))], value)]))
+        mirrored_sides.append(cst.IndentedBlock(body=lines))
+    orelse = cst.Else(body=mirrored_sides[1]) if len(mirrored_sides) > 1 else None
+    return branch.with_changes(body=mirrored_sides[0], orelse=orelse, leading_lines=()), counterparts
 
 
 def _written_into(
