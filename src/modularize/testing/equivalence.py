@@ -558,14 +558,14 @@ class Equivalence:
         # only a standard pipeline that batches CFG has batches to split (separate passes already match)
         batched = getattr(self.pipeline_cls, "standard_batches_cfg", True)
         split = exact and cfg and batched
+        produced: dict[int, Any] = {}  # the lists the auxiliary models returned: one batched tensor per layer
         with contextlib.ExitStack() as stack:
-            stack.enter_context(half_batch_calls(denoiser, enabled=split and denoiser is not None))
+            stack.enter_context(half_batch_calls(denoiser, enabled=split and denoiser is not None, layers=produced))
             for name in getattr(self.pipeline_cls, "auxiliary_models", ()):
                 model = getattr(pipe, name, None)
                 doubled = 2 * samples if samples else None
-                stack.enter_context(
-                    half_batch_calls(model, enabled=split and model is not None, doubled=doubled, layers=True)
-                )
+                on = split and model is not None
+                stack.enter_context(half_batch_calls(model, on, doubled, layers=True, layers_out=produced))
             output = pipe(**inputs, **self._random_inputs())
         return self.standard_fields(output)
 

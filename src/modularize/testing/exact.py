@@ -22,7 +22,9 @@ def _batch_of(args: tuple, kwargs: dict) -> int | None:
     return None
 
 
-def _half(value: Any, batch: int, part: slice, layers: bool = False) -> Any:
+def _half(value: Any, batch: int, part: slice, layers: bool | dict[int, Any] = False) -> Any:
+    """The `part` of a batched value. `layers`: True when every list holds one batched tensor per item, or the
+    lists that do by id (what an auxiliary model returned), the others being judged by their shapes."""
     import torch
 
     if isinstance(value, torch.Tensor):
@@ -30,7 +32,8 @@ def _half(value: Any, batch: int, part: slice, layers: bool = False) -> Any:
         return value[part].clone() if value.ndim > 0 and value.shape[0] == batch else value
     if isinstance(value, dict):
         return {key: _half(item, batch, part, layers) for key, item in value.items()}
-    if isinstance(value, list) and not layers and len(value) == batch and not _batched_items(value, batch):
+    per_item = layers is True or (isinstance(layers, dict) and id(value) in layers)
+    if isinstance(value, list) and not per_item and len(value) == batch and not _batched_items(value, batch):
         return value[part]  # a batch given as a list of samples (Z-Image)
     if isinstance(value, (list, tuple)):
         return type(value)(_half(item, batch, part, layers) for item in value)
@@ -66,21 +69,45 @@ def _joined(first: Any, second: Any, half: int, layers: bool = False) -> Any:
     return first
 
 
+def _sequences(value: Any) -> Iterator[Any]:
+    """The lists and tuples in a model's output, nested ones included."""
+    if isinstance(value, (list, tuple)):
+        yield value
+        for item in value:
+            yield from _sequences(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _sequences(item)
+
+
 @contextmanager
 def half_batch_calls(
-    module: Any, enabled: bool = True, doubled: int | None = None, layers: bool = False
+    module: Any,
+    enabled: bool = True,
+    doubled: int | None = None,
+    layers: bool | dict[int, Any] = False,
+    layers_out: dict[int, Any] | None = None,
 ) -> Iterator[None]:
     """Within the block, `module(x)` with an even batch runs as `module(x[:n/2])` and `module(x[n/2:])`.
 
     With `doubled`, only a batch of that size is split: an auxiliary model (a ControlNet) runs on the doubled
-    batch, or on the conditional half alone (guess mode), whose size may be even too. With `layers`, the lists it
-    takes and returns hold one batched tensor per item (per layer, per net), never one sample per item."""
+    batch, or on the conditional half alone (guess mode), whose size may be even too. With `layers` True, the lists
+    it takes and returns hold one batched tensor per item (per layer, per net), never one sample per item, and the
+    lists it returns are added to `layers_out` by id when given (the denoiser, given them as `layers`, then splits
+    them per layer)."""
     if not enabled:
         yield
         return
     original = module.forward
 
     def forward(*args, **kwargs):
+        output = split(*args, **kwargs)
+        if layers_out is not None:
+            # (the lists themselves are kept: an id freed and reused could name another list)
+            layers_out.update((id(sequence), sequence) for sequence in _sequences(output))
+        return output
+
+    def split(*args, **kwargs):
         batch = _batch_of(args, kwargs)
         if batch is None or batch % 2 or (doubled is not None and batch != doubled):
             return original(*args, **kwargs)
@@ -88,7 +115,7 @@ def half_batch_calls(
         first = original(*_half(args, batch, slice(0, half), layers), **_half(kwargs, batch, slice(0, half), layers))
         second_half = slice(half, batch)
         second = original(*_half(args, batch, second_half, layers), **_half(kwargs, batch, second_half, layers))
-        return _joined(first, second, half, layers)
+        return _joined(first, second, half, layers is True)
 
     module.forward = forward
     try:
