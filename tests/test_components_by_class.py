@@ -568,6 +568,15 @@ def test_pipelines_without_a_hand_written_setup_verify_bitwise_by_class(tmp_path
         # CFG in exact mode, and the converter now refuses them where the CFG batch cannot be split
         ("pipelines/deprecated/amused/pipeline_amused.py", "a value sized or built for the CFG batch inside an"),
         ("pipelines/latent_diffusion/pipeline_latent_diffusion.py", "unrecognized CFG batching of a denoiser input"),
+        # the factories build these too; their packages failed, and they are refused where they cannot be served
+        (
+            "pipelines/controlnet_hunyuandit/pipeline_hunyuandit_controlnet.py",
+            "`control_image` was repeated for CFG before a random draw",
+        ),
+        (
+            "pipelines/deprecated/versatile_diffusion/pipeline_versatile_diffusion_text_to_image.py",
+            "`__init__` runs `self._swap_unet_attention_blocks()`",
+        ),
     ],
 )
 def test_pipelines_whose_cfg_batch_cannot_be_split_are_refused_at_the_line(cli, tmp_path, source, message):

@@ -216,6 +216,15 @@ def _adaptation(
         statements.append(statement)
     for name in init.config:
         context.note("dropped", init.node, f"config `{name}`", "registered config of the standard pipeline", "safe")
+    for statement in statements:
+        for call in findall(statement, m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name()))):
+            if call.func.attr.value in context.facts.methods:
+                raise context.source.refuse(
+                    call,
+                    f"`__init__` runs `self.{call.func.attr.value}()` on the components it is given: a method of "
+                    "the standard pipeline that changes its components at construction, which the generated "
+                    "pipeline does not carry",
+                )
     if not statements:
         return None, (), ()
     reads = tuple(
