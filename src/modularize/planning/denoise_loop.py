@@ -169,7 +169,8 @@ def split_loop(context: Context, segment: Segment, loop: cst.For, cfg: CfgPatter
         step_index = fresh_name("step_index", taken)
         targets = (step_index, *targets)
     body = list(loop.body.body)
-    progress = [s for s in body if findall(s, _progress_update(segment.loop))]
+    update = _progress_update(segment.loop)  # (one walk of the loop's statement, not one per body statement)
+    progress = [s for s in body if findall(s, update)]
     denoiser_name = cfg.denoiser if cfg else _lone_denoiser(context, loop)
     if cfg is not None:
         call_statement = cfg.call_statement
