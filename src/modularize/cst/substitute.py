@@ -130,6 +130,11 @@ def _normalized(node: cst.CSTNode) -> str:
         return text
 
 
+def has_conjunct(test: cst.BaseExpression, part: cst.BaseExpression) -> bool:
+    """`flag and other` has the conjunct `flag` (compared as expressions, `same_expression`)."""
+    return any(same_expression(found, part) for found in conjuncts(test))
+
+
 def conjuncts(test: cst.BaseExpression) -> list[cst.BaseExpression]:
     """`a and b and c` -> [a, b, c] (parentheses around the whole test are ignored)."""
     if isinstance(test, cst.BooleanOperation) and isinstance(test.operator, cst.And):

@@ -46,15 +46,13 @@ import libcst as cst
 import libcst.matchers as m
 
 from ...cst.dataflow import flow_of, names_read
-from ...cst.substitute import conjuncts, replace_nodes, same_expression, substitute_names
+from ...cst.substitute import conjuncts, has_conjunct, replace_nodes, same_expression, substitute_names
 from ...cst.tree_walk import findall
 from ...frontend.parse import SourceModule
-from .doubled_batch import TORCH_CAT, cat_elements, halved_batch
+from .doubled_batch import FILLS_LIKE, TORCH_CAT, cat_elements, halved_batch
 
 UNCOND_BATCH = 'guider_batch_name(components.guider, guider_state_batch) == "pred_uncond"'
-_SHAPE_FILLS = m.Call(
-    func=m.Attribute(value=m.Name("torch"), attr=m.Name("zeros_like") | m.Name("ones_like") | m.Name("empty_like"))
-)
+_SHAPE_FILLS = m.Call(func=m.Attribute(value=m.Name("torch"), attr=m.OneOf(*map(m.Name, sorted(FILLS_LIKE)))))
 _ASSIGNED_NAME = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())])])
 
 
@@ -170,7 +168,7 @@ def _is_cfg_branch(statement: cst.CSTNode, condition: cst.BaseExpression) -> boo
 
 
 def _mentions(branch: cst.If | cst.IfExp, condition: cst.BaseExpression) -> bool:
-    return any(same_expression(part, condition) for part in conjuncts(branch.test))
+    return has_conjunct(branch.test, condition)
 
 
 def _definitions(statements: Sequence[cst.BaseStatement], condition: cst.BaseExpression) -> dict:

@@ -29,7 +29,7 @@ import libcst.matchers as m
 
 from ...cst.dataflow import flow_of, names_read
 from ...cst.node_index import NodeIndex
-from ...cst.substitute import conjuncts, same_expression
+from ...cst.substitute import conjuncts, has_conjunct, same_expression
 from ...cst.tree_walk import findall, walk
 from ...frontend.class_facts import ClassFacts
 from ...frontend.parse import SourceModule, code
@@ -43,7 +43,7 @@ from .combine import assigned_combine
 from .combine_inputs import combine_inputs
 from .doubled_batch import BATCH_REPEAT, LIST_CAT, TORCH_CAT, cat_elements, doubles, halved_batch, repeated_per_item
 from .helper_results import doubled_results
-from .pairing import PER_SAMPLE_METHODS, draws_at_random, propagate_pairs
+from .pairing import PER_SAMPLE_METHODS, drawn_after_repeat, draws_at_random, propagate_pairs
 from .rescale import rescale_call
 
 
@@ -332,7 +332,7 @@ def _is_cfg(test: cst.CSTNode, condition: cst.BaseExpression) -> bool:
 
 
 def _contains_cfg(test: cst.BaseExpression, condition: cst.BaseExpression) -> bool:
-    return any(_is_cfg(part, condition) for part in conjuncts(test))
+    return has_conjunct(test, condition)
 
 
 def find_batched_cfg(
@@ -633,11 +633,7 @@ def _refuse_random_draws_after_repeats(
     for line in index.find(cst.SimpleStatementLine, within=list(before_loop)):
         read = [name for name in names_read(line) if name in repeated]
         if read and draws_at_random(line):
-            raise source.refuse(
-                line,
-                f"`{read[0]}` was repeated for CFG before a random draw: each half of the doubled batch draws noise "
-                "of its own, which one value shared by the guider's batches cannot reproduce",
-            )
+            raise drawn_after_repeat(source, line, read[0])
 
 
 def _model_call_in(statement: cst.BaseStatement, component: str) -> cst.Call:

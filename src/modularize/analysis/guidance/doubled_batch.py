@@ -39,6 +39,8 @@ LIST_CAT = m.BinaryOperation(
 _ELEMENTWISE = frozenset({"to", "float", "half", "double", "bfloat16", "type", "contiguous", "clone", "detach"})
 # constructors whose every row is the same fill: twice the rows are the rows twice
 _FILLS = frozenset({"full", "zeros", "ones"})
+# fills of another value's shape: what they hold depends on nothing but that shape (`torch.zeros_like(x)`)
+FILLS_LIKE = frozenset({"zeros_like", "ones_like", "full_like", "empty_like"})
 
 
 def cat_elements(call: cst.CSTNode) -> list[cst.BaseExpression] | None:

@@ -37,13 +37,13 @@ from ...cst.dataflow import flow_of, names_read
 from ...cst.substitute import replace_nodes, substitute_names
 from ...cst.tree_walk import visit_read_only, walk
 from ...frontend.parse import SourceModule, code
+from ..loop_header import fresh_name
+from .doubled_batch import FILLS_LIKE
 
 # methods that act on each sample of a batch independently
 PER_SAMPLE_METHODS = frozenset(
     {"to", "float", "half", "bfloat16", "double", "type", "contiguous", "clone", "detach", "cpu", "cuda"}
 )
-# fills of a value's shape: per sample
-_FILLS_LIKE = frozenset({"zeros_like", "ones_like", "full_like", "empty_like"})
 # attributes whose value does not depend on the batch size
 BATCH_FREE_ATTRIBUTES = frozenset({"dtype", "device"})
 
@@ -71,7 +71,7 @@ def _mirrorable(expression: cst.BaseExpression, pairs: Mapping[str, str], repeat
         item = comp.target.value
         return _mirrorable(expression.elt, {**pairs, item: pairs[comp.iter.value]}, repeats)
     if m.matches(expression, m.Call(func=m.Attribute(value=m.Name("torch"), attr=m.Name()))) and (
-        expression.func.attr.value in _FILLS_LIKE and expression.args
+        expression.func.attr.value in FILLS_LIKE and expression.args
     ):
         # `torch.zeros_like(embeds)`: a fill of the value's shape, sample by sample
         if any(_reads_batch(arg.value, pairs) for arg in expression.args[1:]):
@@ -208,11 +208,7 @@ def propagate_pairs(
         if not reached_call and draws_at_random(statement):
             shared = [read for read in reads if pairs.get(read.value) == read.value]
             if shared:
-                raise source.refuse(
-                    shared[0],
-                    f"`{shared[0].value}` was repeated for CFG before a random draw: each half of the doubled batch "
-                    "draws noise of its own, which one value shared by the guider's batches cannot reproduce",
-                )
+                raise drawn_after_repeat(source, shared[0], shared[0].value)
         if not reached_call and _shares_only(statement, reads, pairs, skip, source, starts):
             # computed from values both conditions share (`torch.cat([x, x])` undone): one value for every batch
             written = flow_of([statement]).writes
@@ -239,7 +235,7 @@ def propagate_pairs(
         except _NotPerSample:
             raise _refusal(source, reads[0]) from None
         target = assign.targets[0].target.value
-        counterpart = pairs.get(target) or _fresh(f"negative_{target}", taken)
+        counterpart = pairs.get(target) or fresh_name(f"negative_{target}", taken)
         taken.add(counterpart)
         value = substitute_names(assign.value, {name: cst.Name(other) for name, other in pairs.items()})
         mirror = cst.SimpleStatementLine(
@@ -270,7 +266,7 @@ def _mirrored_branches(branch: cst.If, pairs: dict[str, str], taken: set[str]) -
     targets = [{line.body[0].targets[0].target.value for line in side} for side in sides]
     if any(names != targets[0] for names in targets) or set(targets[0]) & set(pairs):
         return None
-    counterparts = {name: _fresh(f"negative_{name}", taken) for name in sorted(targets[0])}
+    counterparts = {name: fresh_name(f"negative_{name}", taken) for name in sorted(targets[0])}
     taken.update(counterparts.values())
     renamed = {**{name: cst.Name(other) for name, other in pairs.items()}}
     mirrored_sides = []
@@ -359,6 +355,15 @@ _RANDOM_METHODS = frozenset({"sample", "normal_", "uniform_", "bernoulli_", "exp
 _RANDOM_FUNCTIONS = frozenset({"randn_tensor", "randn", "rand", "randint", "randn_like", "rand_like", "normal"})
 
 
+def drawn_after_repeat(source: SourceModule, node: cst.CSTNode, name: str):
+    """The refusal of a value repeated for CFG and then drawn at random from (a control image VAE-sampled)."""
+    return source.refuse(
+        node,
+        f"`{name}` was repeated for CFG before a random draw: each half of the doubled batch draws noise of its own, "
+        "which one value shared by the guider's batches cannot reproduce",
+    )
+
+
 def draws_at_random(statement: cst.CSTNode) -> bool:
     """Whether a statement draws random numbers: `vae.encode(x).latent_dist.sample()`, `torch.randn(...)`."""
     for node in walk(statement):
@@ -387,13 +392,6 @@ def _repeat_guard(pipeline: str, pairs: Mapping[str, str], receiver, count) -> c
 
 def _under(condition: cst.BaseExpression, statements: list[cst.BaseStatement]) -> cst.If:
     return cst.If(test=condition.deep_clone(), body=cst.IndentedBlock(body=statements))
-
-
-def _fresh(name: str, taken: set[str]) -> str:
-    candidate, suffix = name, 2
-    while candidate in taken:
-        candidate, suffix = f"{name}_{suffix}", suffix + 1
-    return candidate
 
 
 def _refusal(source: SourceModule, name: cst.Name):
