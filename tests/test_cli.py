@@ -93,6 +93,19 @@ def test_foreign_files_in_the_output_are_refused(cli, tmp_path):
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
 
 
+def test_another_sources_package_is_not_replaced_unless_forced(cli, tmp_path):
+    two = FIXTURES / "pipelines" / "pipeline_two_classes.py"
+    out = tmp_path / "modular_toy"
+    assert cli(TOY, "-o", out, "-q").code == 0
+    before = {p.name: p.read_text() for p in out.iterdir()}
+    run = cli(two, "-o", out, "--class", "FirstToyPipeline")
+    assert run.code == EXIT_USAGE
+    assert_one_line_error(run, "generated from", "pipeline_toy.py", "(FirstToyPipeline)", "--force")
+    assert {p.name: p.read_text() for p in out.iterdir()} == before  # nothing was touched
+    assert cli(two, "-o", out, "--class", "FirstToyPipeline", "--force", "-q").code == 0
+    assert cli(two, "-o", out, "--class", "FirstToyPipeline", "-q").code == 0  # its own package is replaced
+
+
 def test_check_and_diff_report_a_stale_package_with_the_fix(cli, tmp_path):
     source = tmp_path / "pipeline_toy.py"
     shutil.copy(TOY, source)
