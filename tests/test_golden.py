@@ -115,8 +115,10 @@ def test_runtime_helpers_are_copied_into_the_packages_that_call_them():
         if REFUSAL not in expected(case):
             guided = ["standard_guider.install_standard_guider"] if plan(case).guidance.pattern != "none" else []
             assert copied(case.name, "modular_pipeline.py") == [
+                "saved_package.SavedWithPackage",
                 "explicit_none.ExplicitNoneInputs",
                 "package_blocks.PackageBlocks",
+                "saved_package.register_in_diffusers",
                 *guided,
             ]
 

@@ -14,7 +14,12 @@ import pytest
 import torch
 from diffusers.guiders import ClassifierFreeGuidance
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
-from diffusers.modular_pipelines.modular_pipeline import BlockState, ModularPipelineBlocks, PipelineState
+from diffusers.modular_pipelines.modular_pipeline import (
+    BlockState,
+    ModularPipeline,
+    ModularPipelineBlocks,
+    PipelineState,
+)
 from diffusers.modular_pipelines.modular_pipeline_utils import InputParam
 
 from modularize.emit import runtime
@@ -361,6 +366,25 @@ def test_an_argument_passed_as_none_stays_none_and_an_unpassed_one_takes_its_def
     assert block_state.max_sequence_length == 512 and block_state.mask is None
 
 
+# -- register_in_diffusers -------------------------------------------------------------------------------------------
+def test_registered_classes_are_found_by_name_in_diffusers_and_never_replace_its_own():
+    import diffusers
+    from diffusers.pipelines.pipeline_loading_utils import _get_pipeline_class
+
+    from modularize.emit.runtime.saved_package import register_in_diffusers
+
+    own = type("ToyGeneratedModularPipeline", (ModularPipeline,), {})
+    shadow = type("StableDiffusionXLModularPipeline", (ModularPipeline,), {})
+    register_in_diffusers(own, shadow)
+    try:
+        # what `ModularPipeline.from_pretrained` does with a saved `_class_name`
+        assert _get_pipeline_class(ModularPipeline, config={"_class_name": own.__name__}) is own
+        assert diffusers.StableDiffusionXLModularPipeline is not shadow
+        assert diffusers.StableDiffusionXLModularPipeline.__module__.startswith("diffusers.")
+    finally:
+        delattr(diffusers, own.__name__)
+
+
 # -- copying by name -------------------------------------------------------------------------------------------------
 def rendered(statements) -> str:
     return cst.Module(body=list(statements)).code
@@ -378,6 +402,8 @@ def test_entry_points_are_the_public_definitions_each_defined_once():
         "guider_attributes": "modularize.emit.runtime.guider_state.guider_attributes",
         "ExplicitNoneInputs": "modularize.emit.runtime.explicit_none.ExplicitNoneInputs",
         "PackageBlocks": "modularize.emit.runtime.package_blocks.PackageBlocks",
+        "SavedWithPackage": "modularize.emit.runtime.saved_package.SavedWithPackage",
+        "register_in_diffusers": "modularize.emit.runtime.saved_package.register_in_diffusers",
         "install_standard_guider": "modularize.emit.runtime.standard_guider.install_standard_guider",
     }
 

@@ -39,7 +39,7 @@ def test_names_come_from_the_pipeline_class():
         "modularize-stable-diffusion-xl",
         "modular_stable_diffusion_xl",
     )
-    assert naming.pipeline_class == "StableDiffusionXLModularPipeline"
+    assert naming.pipeline_class == "StableDiffusionXLGeneratedModularPipeline"
     assert words_of("PixArtSigma") == ["pix", "art", "sigma"]
     assert block_key("Prepare extra step kwargs") == "prepare_extra_step_kwargs"
     assert naming.block_class("prepare_timesteps") == "StableDiffusionXLPrepareTimestepsStep"

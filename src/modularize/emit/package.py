@@ -24,7 +24,13 @@ from .format import format_files
 from .guider_class import guider_class
 from .header import with_header
 from .layout import LEAF_FILES, blocks_file
-from .pipeline_class import EXPLICIT_NONE_NAME, PACKAGE_BLOCKS_NAME, pipeline_class
+from .pipeline_class import (
+    EXPLICIT_NONE_NAME,
+    PACKAGE_BLOCKS_NAME,
+    REGISTER_IN_DIFFUSERS_NAME,
+    SAVED_WITH_PACKAGE_NAME,
+    pipeline_class,
+)
 from .runtime import runtime_definitions
 from .splice import splice
 
@@ -49,6 +55,9 @@ FRAMEWORK = {
     "BaseGuidance": ("diffusers.guiders", "BaseGuidance"),
     "ConfigSpec": ("diffusers.modular_pipelines.modular_pipeline_utils", "ConfigSpec"),
     "deepcopy": ("copy", "deepcopy"),
+    "Path": ("pathlib", "Path"),
+    "shutil": ("shutil", None),
+    "sys": ("sys", None),
 }
 _BUILTINS = set(dir(builtins))
 
@@ -274,6 +283,8 @@ def emit_package(plan: PipelinePlan, source_text: str, generator: str, in_tree: 
         EXPLICIT_NONE_NAME: "modular_pipeline.py",
         PACKAGE_BLOCKS_NAME: "modular_pipeline.py",
         "install_standard_guider": "modular_pipeline.py",
+        SAVED_WITH_PACKAGE_NAME: "modular_pipeline.py",
+        REGISTER_IN_DIFFUSERS_NAME: "modular_pipeline.py",
     }
     for block in plan.blocks:
         target = files[block.file]
@@ -308,7 +319,8 @@ def emit_package(plan: PipelinePlan, source_text: str, generator: str, in_tree: 
         f"    block_names = list({constant}.keys())\n\n"
         "    @property\n"
         "    def description(self) -> str:\n"
-        f"        return {description!r}\n",
+        f"        return {description!r}\n\n\n"
+        f"{REGISTER_IN_DIFFUSERS_NAME}({plan.pipeline_class_name}, {plan.blocks_class_name})\n",
         {},
     )
     package_names[constant] = blocks_name

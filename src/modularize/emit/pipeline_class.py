@@ -2,7 +2,7 @@
 
 The mapping is what lets a caller (and `modularize verify`) run the modular pipeline exactly like a standard call:
 
-    pipe = StableDiffusionModularPipeline()
+    pipe = StableDiffusionGeneratedModularPipeline()
     pipe.update_components(**components)
     images = pipe(**pipe.translate_standard_call(prompt="a cat", guidance_scale=7.5), output="images")
 
@@ -19,6 +19,7 @@ import libcst as cst
 
 from ..kinds import GuidancePattern
 from ..planning.plan import PipelinePlan
+from .layout import FIXED_FILES, blocks_file
 from .runtime import copied_definition
 from .splice import MEMBERS, splice
 
@@ -30,6 +31,11 @@ EXPLICIT_NONE_NAME = EXPLICIT_NONE_MIXIN.rpartition(".")[2]
 PACKAGE_BLOCKS_MIXIN = "modularize.emit.runtime.package_blocks.PackageBlocks"
 PACKAGE_BLOCKS_NAME = PACKAGE_BLOCKS_MIXIN.rpartition(".")[2]
 INSTALL_STANDARD_GUIDER = "modularize.emit.runtime.standard_guider.install_standard_guider"
+# `save_pretrained` saves the package's code too; the blocks module registers the package's classes in `diffusers`
+SAVED_WITH_PACKAGE_MIXIN = "modularize.emit.runtime.saved_package.SavedWithPackage"
+SAVED_WITH_PACKAGE_NAME = SAVED_WITH_PACKAGE_MIXIN.rpartition(".")[2]
+REGISTER_IN_DIFFUSERS = "modularize.emit.runtime.saved_package.register_in_diffusers"
+REGISTER_IN_DIFFUSERS_NAME = REGISTER_IN_DIFFUSERS.rpartition(".")[2]
 
 
 def _tuple(items) -> str:
@@ -72,7 +78,7 @@ def _guider_methods(plan: PipelinePlan) -> str:
 
 def pipeline_class(plan: PipelinePlan) -> list[cst.BaseStatement]:
     pipeline = plan.pipeline
-    bases = ", ".join(["ModularPipeline", *pipeline.bases])
+    bases = ", ".join([SAVED_WITH_PACKAGE_NAME, "ModularPipeline", *pipeline.bases])
     # a module outside any package is importable by its file name once its directory is on sys.path
     module = plan.source_module or PurePosixPath(plan.source_label).stem
     standard = f"{module}.{plan.class_name}"
@@ -115,6 +121,7 @@ def pipeline_class(plan: PipelinePlan) -> list[cst.BaseStatement]:
         + f"    guider_arguments = {_tuple(p.name for p in guidance.arguments)}\n"
         + f"    unserved_arguments = {unserved}\n"
         + f"    standard_outputs = {dict(plan.outputs)!r}\n"
+        + f"    package_modules = {_tuple(_package_modules(plan))}\n"
         + f"    {ATTRIBUTES}\n\n"
         + "    def __init__(self, blocks=None, *args, **kwargs):\n"
         + "        if blocks is None:\n"
@@ -156,11 +163,22 @@ def pipeline_class(plan: PipelinePlan) -> list[cst.BaseStatement]:
         members.append(pipeline.adaptation)
     members += list(pipeline.properties)
     statements = splice(template, {ATTRIBUTES: list(pipeline.class_attributes), MEMBERS: members})
-    runtime = [copied_definition(EXPLICIT_NONE_MIXIN), copied_definition(PACKAGE_BLOCKS_MIXIN)]
+    runtime = [
+        copied_definition(EXPLICIT_NONE_MIXIN),
+        copied_definition(PACKAGE_BLOCKS_MIXIN),
+        copied_definition(REGISTER_IN_DIFFUSERS),
+    ]
     if guidance.pattern != GuidancePattern.NONE:
         runtime.append(copied_definition(INSTALL_STANDARD_GUIDER))
-    return [*statements, *runtime]
+    # a base of the pipeline class, so defined above it
+    return [copied_definition(SAVED_WITH_PACKAGE_MIXIN), *statements, *runtime]
 
 
 def _blocks_module(plan: PipelinePlan) -> str:
-    return "modular_blocks_" + plan.package[len("modular_") :]
+    return blocks_file(plan.package)[: -len(".py")]
+
+
+def _package_modules(plan: PipelinePlan) -> list[str]:
+    """The modules a saved pipeline's directory needs (all but `__init__`: diffusers loads them one by one)."""
+    files = [name for name in FIXED_FILES if name != "__init__.py"] + [blocks_file(plan.package)]
+    return sorted(name[: -len(".py")] for name in files)

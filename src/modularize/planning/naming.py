@@ -54,13 +54,15 @@ class Naming:
             package="modular_" + "_".join(words),
         )
 
+    # The package's classes are findable by name in `diffusers` (where `ModularPipeline.from_pretrained` looks a
+    # saved pipeline's classes up): "Generated" keeps them apart from diffusers' hand-written classes of the model.
     @property
     def pipeline_class(self) -> str:
-        return f"{self.prefix}ModularPipeline"
+        return f"{self.prefix}GeneratedModularPipeline"
 
     @property
     def blocks_class(self) -> str:
-        return f"{self.prefix}Blocks"
+        return f"{self.prefix}GeneratedBlocks"
 
     @property
     def blocks_module(self) -> str:

@@ -4,7 +4,7 @@ class StableDiffusionPipeline(DiffusionPipeline, StableDiffusionMixin, ..., IPAd
     self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1) ...
     if scheduler is not None and getattr(scheduler.config, "steps_offset", 1) != 1: ...  (fixes the config)
 
-->  class StableDiffusionModularPipeline(ModularPipeline, StableDiffusionMixin, ...):
+->  class StableDiffusionGeneratedModularPipeline(SavedWithPackage, ModularPipeline, StableDiffusionMixin, ...):
         @property
         def vae_scale_factor(self): ...
         def _adapt_components(self, vae, ..., scheduler, ...): ...   (run whenever components are registered)

@@ -14,6 +14,7 @@ import libcst as cst
 from ..emit.layout import FILE_OF_KIND
 from ..errors import Location
 from ..kinds import CfgKind, DefinitionKind, GuidancePattern, StageKind
+from .naming import Naming
 
 
 @dataclass(frozen=True)
@@ -214,7 +215,7 @@ class PipelinePlan:
 
     @property
     def blocks_class_name(self) -> str:
-        return f"{self.prefix}Blocks"
+        return Naming(self.prefix, self.model_name, self.package).blocks_class
 
     @property
     def pipeline_class_name(self) -> str:

@@ -583,8 +583,9 @@ class Equivalence:
             return {names[0]: output}
         raise TypeError(f"the standard call returned a {type(output).__name__}, not its outputs {names}")
 
-    def modular(self, components: dict[str, Any], inputs: dict[str, Any], exact: bool):
-        # built as a diffusers user builds it, through the blocks' own entry point
+    def pipeline(self, components: dict[str, Any], exact: bool):
+        """The generated pipeline with the standard pipeline's components, built as a diffusers user builds it:
+        through the blocks' own entry point."""
         pipe = self.blocks_cls().init_pipeline()
         if type(pipe) is not self.pipeline_cls:
             raise TypeError(f"init_pipeline() built {type(pipe).__name__}, not {self.pipeline_cls.__name__}")
@@ -593,6 +594,16 @@ class Equivalence:
         if exact and "batch_guider_calls" in pipe._config_specs:
             pipe.update_components(batch_guider_calls=False)
         silence_progress_bars(pipe)
+        return pipe
+
+    def case_inputs(self, overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(components, call inputs) of a case merged over `base_inputs`; sets the seed the case asks for."""
+        overrides = {**self.base_inputs, **overrides}
+        self._seed = overrides.pop("seed", self.seed)
+        return _with_case_components(self.pristine, overrides)
+
+    def modular(self, components: dict[str, Any], inputs: dict[str, Any], exact: bool):
+        pipe = self.pipeline(components, exact)
         kwargs = pipe.translate_standard_call(**inputs)
         cfg = getattr(pipe, "guider", None) is not None and pipe.guider.num_conditions > 1
         state = pipe(**kwargs, **self._random_inputs())

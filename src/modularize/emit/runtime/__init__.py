@@ -30,7 +30,7 @@ from ...cst.dataflow import flow_of
 
 PACKAGE = __name__  # "modularize.emit.runtime"
 # the modules generated code may copy from, in the order their definitions appear in a generated file
-MODULES = ("guider_calls", "guider_state", "explicit_none", "package_blocks", "standard_guider")
+MODULES = ("guider_calls", "guider_state", "explicit_none", "package_blocks", "saved_package", "standard_guider")
 
 
 @functools.cache

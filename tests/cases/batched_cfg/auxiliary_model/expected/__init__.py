@@ -2,11 +2,11 @@
 # (HintedPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/auxiliary_model/input.py sha256:fd140a1ff7162e4b736f153c36a930ea7b2ece2a1a2252773b8a7d10684a2269
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:d1e5aa66a3a6f54768a80002e0dd0c1fdb2adf4e382126bfe4f7cd42cf8cabe7
+# modularize-output: sha256:accdaa3a060c4ff86754ff7736390ee1dcda078691a247204e73e1547736f693
 
 """Modular pipeline blocks converted from HintedPipeline."""
 
-from .modular_blocks_hinted import HINTED_BLOCKS, HintedBlocks
-from .modular_pipeline import HintedModularPipeline
+from .modular_blocks_hinted import HINTED_BLOCKS, HintedGeneratedBlocks
+from .modular_pipeline import HintedGeneratedModularPipeline
 
-__all__ = ["HINTED_BLOCKS", "HintedBlocks", "HintedModularPipeline"]
+__all__ = ["HINTED_BLOCKS", "HintedGeneratedBlocks", "HintedGeneratedModularPipeline"]

@@ -2,7 +2,7 @@
 # (HintedPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/auxiliary_model/input.py sha256:fd140a1ff7162e4b736f153c36a930ea7b2ece2a1a2252773b8a7d10684a2269
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:4665bdd1558b3c0e354a839d325e1f54f091e333589764bf43da1a9850423397
+# modularize-output: sha256:03d1fb2cf15de185ace69d240829e8a9f1020cac6019d71511c7660fed568b19
 
 import torch
 from diffusers.models import AutoencoderKL, UNet2DConditionModel
@@ -11,12 +11,12 @@ from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, In
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils.torch_utils import randn_tensor
 
-from .modular_pipeline import ExplicitNoneInputs, HintedModularPipeline, PackageBlocks
+from .modular_pipeline import ExplicitNoneInputs, HintedGeneratedModularPipeline, PackageBlocks
 
 
 class HintedHintStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
     model_name = "modularize-hinted"
-    modular_pipeline_class = HintedModularPipeline
+    modular_pipeline_class = HintedGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -58,8 +58,8 @@ class HintedHintStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: HintedModularPipeline, state: PipelineState
-    ) -> tuple[HintedModularPipeline, PipelineState]:
+        self, components: HintedGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[HintedGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         control_image = block_state.control_image
         height = block_state.height
@@ -78,7 +78,7 @@ class HintedHintStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
 
 class HintedTicksAndNoiseStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
     model_name = "modularize-hinted"
-    modular_pipeline_class = HintedModularPipeline
+    modular_pipeline_class = HintedGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -113,8 +113,8 @@ class HintedTicksAndNoiseStep(PackageBlocks, ExplicitNoneInputs, ModularPipeline
 
     @torch.no_grad()
     def __call__(
-        self, components: HintedModularPipeline, state: PipelineState
-    ) -> tuple[HintedModularPipeline, PipelineState]:
+        self, components: HintedGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[HintedGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         num_inference_steps = block_state.num_inference_steps
         device = block_state.device

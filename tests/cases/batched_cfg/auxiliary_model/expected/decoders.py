@@ -2,19 +2,19 @@
 # (HintedPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/auxiliary_model/input.py sha256:fd140a1ff7162e4b736f153c36a930ea7b2ece2a1a2252773b8a7d10684a2269
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:3c7fff72de462a0d60ae2c00d8dd04130fb339b955e871a0c7af1b590b08e53a
+# modularize-output: sha256:c7c535881320b327efc173e2a95e0f90000187402649a00bbbc06d073537224a
 
 import torch
 from diffusers.models import AutoencoderKL
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 
-from .modular_pipeline import ExplicitNoneInputs, HintedModularPipeline, PackageBlocks
+from .modular_pipeline import ExplicitNoneInputs, HintedGeneratedModularPipeline, PackageBlocks
 
 
 class HintedDecodeStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
     model_name = "modularize-hinted"
-    modular_pipeline_class = HintedModularPipeline
+    modular_pipeline_class = HintedGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -41,8 +41,8 @@ class HintedDecodeStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks)
 
     @torch.no_grad()
     def __call__(
-        self, components: HintedModularPipeline, state: PipelineState
-    ) -> tuple[HintedModularPipeline, PipelineState]:
+        self, components: HintedGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[HintedGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         output_type = block_state.output_type
         sample = block_state.sample

@@ -2,7 +2,7 @@
 # (HintedPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/auxiliary_model/input.py sha256:fd140a1ff7162e4b736f153c36a930ea7b2ece2a1a2252773b8a7d10684a2269
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:c95f18bec460b6e7967f43118b42315fe6bc26edb1d0fb1b371da98969950587
+# modularize-output: sha256:4b9eac72d6276629554aa0e1d8418fef8281c2874071d428344250d858178a57
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -17,7 +17,7 @@ from diffusers.modular_pipelines.modular_pipeline import (
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, ConfigSpec, InputParam, OutputParam
 from diffusers.schedulers import KarrasDiffusionSchedulers
 
-from .modular_pipeline import HintedModularPipeline, PackageBlocks
+from .modular_pipeline import HintedGeneratedModularPipeline, PackageBlocks
 
 # Copied from modularize.emit.runtime.guider_calls._UNMERGEABLE
 _UNMERGEABLE = object()
@@ -147,7 +147,7 @@ def guider_batch_name(guider, guider_state_batch):
 
 class HintedDenoiseLoopWrapper(PackageBlocks, LoopSequentialPipelineBlocks):
     model_name = "modularize-hinted"
-    modular_pipeline_class = HintedModularPipeline
+    modular_pipeline_class = HintedGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -161,8 +161,8 @@ class HintedDenoiseLoopWrapper(PackageBlocks, LoopSequentialPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: HintedModularPipeline, state: PipelineState
-    ) -> tuple[HintedModularPipeline, PipelineState]:
+        self, components: HintedGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[HintedGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         timesteps = block_state.timesteps
 
@@ -175,7 +175,7 @@ class HintedDenoiseLoopWrapper(PackageBlocks, LoopSequentialPipelineBlocks):
 
 class HintedLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-hinted"
-    modular_pipeline_class = HintedModularPipeline
+    modular_pipeline_class = HintedGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -195,8 +195,8 @@ class HintedLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: HintedModularPipeline, block_state: BlockState, step_index, t
-    ) -> tuple[HintedModularPipeline, BlockState]:
+        self, components: HintedGeneratedModularPipeline, block_state: BlockState, step_index, t
+    ) -> tuple[HintedGeneratedModularPipeline, BlockState]:
         sample = block_state.sample
         doubled = sample
         doubled = components.scheduler.scale_model_input(doubled, t)
@@ -206,7 +206,7 @@ class HintedLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks):
 
 class HintedLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-hinted"
-    modular_pipeline_class = HintedModularPipeline
+    modular_pipeline_class = HintedGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -248,8 +248,8 @@ class HintedLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: HintedModularPipeline, block_state: BlockState, step_index, t
-    ) -> tuple[HintedModularPipeline, BlockState]:
+        self, components: HintedGeneratedModularPipeline, block_state: BlockState, step_index, t
+    ) -> tuple[HintedGeneratedModularPipeline, BlockState]:
         timesteps = block_state.timesteps
         cond_only = block_state.cond_only
         hint_strength = block_state.hint_strength
@@ -325,7 +325,7 @@ class HintedLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
 
 class HintedLoopAfterDenoiser(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-hinted"
-    modular_pipeline_class = HintedModularPipeline
+    modular_pipeline_class = HintedGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -351,8 +351,8 @@ class HintedLoopAfterDenoiser(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: HintedModularPipeline, block_state: BlockState, step_index, t
-    ) -> tuple[HintedModularPipeline, BlockState]:
+        self, components: HintedGeneratedModularPipeline, block_state: BlockState, step_index, t
+    ) -> tuple[HintedGeneratedModularPipeline, BlockState]:
         sample = block_state.sample
         pred = block_state.pred
         sample = components.scheduler.step(pred, t, sample, return_dict=False)[0]

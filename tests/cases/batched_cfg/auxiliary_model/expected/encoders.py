@@ -2,19 +2,19 @@
 # (HintedPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/auxiliary_model/input.py sha256:fd140a1ff7162e4b736f153c36a930ea7b2ece2a1a2252773b8a7d10684a2269
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:07ccd786b1045d7ea25a8ab7871c182182df72050828aa9e41fc8a5954102feb
+# modularize-output: sha256:1e940adee01f926c7b233c0c7cf79409e8f70e07bcdffaa72dcc91ada3178e42
 
 import torch
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from .modular_pipeline import ExplicitNoneInputs, HintedModularPipeline, PackageBlocks
+from .modular_pipeline import ExplicitNoneInputs, HintedGeneratedModularPipeline, PackageBlocks
 
 
 class HintedEncodeWordsStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
     model_name = "modularize-hinted"
-    modular_pipeline_class = HintedModularPipeline
+    modular_pipeline_class = HintedGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -52,8 +52,8 @@ class HintedEncodeWordsStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBl
 
     @torch.no_grad()
     def __call__(
-        self, components: HintedModularPipeline, state: PipelineState
-    ) -> tuple[HintedModularPipeline, PipelineState]:
+        self, components: HintedGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[HintedGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         prompt = block_state.prompt
         num_images_per_prompt = block_state.num_images_per_prompt

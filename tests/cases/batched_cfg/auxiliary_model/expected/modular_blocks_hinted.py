@@ -2,7 +2,7 @@
 # (HintedPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/auxiliary_model/input.py sha256:fd140a1ff7162e4b736f153c36a930ea7b2ece2a1a2252773b8a7d10684a2269
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:1144bb4de362639e8636f414db24ce36d43fe85cffa1c9a8f925a91258eaca85
+# modularize-output: sha256:42ce737d1db2139bd3b89cbe942749b1b17f6a34960a204822a0825f63f14f85
 
 from diffusers.modular_pipelines.modular_pipeline import SequentialPipelineBlocks
 from diffusers.modular_pipelines.modular_pipeline_utils import InsertableDict
@@ -11,7 +11,7 @@ from .before_denoise import HintedHintStep, HintedTicksAndNoiseStep
 from .decoders import HintedDecodeStep
 from .denoise import HintedDenoiseStep
 from .encoders import HintedEncodeWordsStep
-from .modular_pipeline import HintedModularPipeline, PackageBlocks
+from .modular_pipeline import HintedGeneratedModularPipeline, PackageBlocks, register_in_diffusers
 
 HINTED_BLOCKS = InsertableDict(
     [
@@ -24,12 +24,15 @@ HINTED_BLOCKS = InsertableDict(
 )
 
 
-class HintedBlocks(PackageBlocks, SequentialPipelineBlocks):
+class HintedGeneratedBlocks(PackageBlocks, SequentialPipelineBlocks):
     model_name = "modularize-hinted"
-    modular_pipeline_class = HintedModularPipeline
+    modular_pipeline_class = HintedGeneratedModularPipeline
     block_classes = list(HINTED_BLOCKS.values())
     block_names = list(HINTED_BLOCKS.keys())
 
     @property
     def description(self) -> str:
         return "Blocks converted from `HintedPipeline`, in the order its `__call__` runs them."
+
+
+register_in_diffusers(HintedGeneratedModularPipeline, HintedGeneratedBlocks)

@@ -2,11 +2,15 @@
 # (GainedTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/constructor_parameters/input.py sha256:e3cb5f217613f102c537b129de774347d5fe23097103e47540b95ce5139f5634
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:499ddd394e321146ce2b879bb8815a2f7fbb5c632deffadbbfdf0a4c00012d5d
+# modularize-output: sha256:a039fbf7bfe78da2315c48d2663db5278d0d35c5c8b7130861e832bb1e4c890a
 
 """Modular pipeline blocks converted from GainedTextToImagePipeline."""
 
-from .modular_blocks_gained_text_to_image import GAINED_TEXT_TO_IMAGE_BLOCKS, GainedTextToImageBlocks
-from .modular_pipeline import GainedTextToImageModularPipeline
+from .modular_blocks_gained_text_to_image import GAINED_TEXT_TO_IMAGE_BLOCKS, GainedTextToImageGeneratedBlocks
+from .modular_pipeline import GainedTextToImageGeneratedModularPipeline
 
-__all__ = ["GAINED_TEXT_TO_IMAGE_BLOCKS", "GainedTextToImageBlocks", "GainedTextToImageModularPipeline"]
+__all__ = [
+    "GAINED_TEXT_TO_IMAGE_BLOCKS",
+    "GainedTextToImageGeneratedBlocks",
+    "GainedTextToImageGeneratedModularPipeline",
+]

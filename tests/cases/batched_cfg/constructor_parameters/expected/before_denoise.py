@@ -2,7 +2,7 @@
 # (GainedTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/constructor_parameters/input.py sha256:e3cb5f217613f102c537b129de774347d5fe23097103e47540b95ce5139f5634
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:329087a9ff4c0d5da31143b6f46c5c986c477085f261f6a9b115da8d25063a7e
+# modularize-output: sha256:67dd2bab3ec4dfe5ae8612c223b4ab5aedaeb8b8017635188f60f18bf88da6aa
 
 import torch
 from diffusers.models import AutoencoderKL, UNet2DConditionModel
@@ -11,12 +11,12 @@ from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, Co
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils.torch_utils import randn_tensor
 
-from .modular_pipeline import ExplicitNoneInputs, GainedTextToImageModularPipeline, PackageBlocks
+from .modular_pipeline import ExplicitNoneInputs, GainedTextToImageGeneratedModularPipeline, PackageBlocks
 
 
 class GainedTextToImageDefineSettingsStep(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-gained-text-to-image"
-    modular_pipeline_class = GainedTextToImageModularPipeline
+    modular_pipeline_class = GainedTextToImageGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -37,8 +37,8 @@ class GainedTextToImageDefineSettingsStep(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: GainedTextToImageModularPipeline, state: PipelineState
-    ) -> tuple[GainedTextToImageModularPipeline, PipelineState]:
+        self, components: GainedTextToImageGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[GainedTextToImageGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         prompt = block_state.prompt
         batch_size = 1 if isinstance(prompt, str) else len(prompt)
@@ -51,7 +51,7 @@ class GainedTextToImageDefineSettingsStep(PackageBlocks, ModularPipelineBlocks):
 
 class GainedTextToImagePrepareTicksStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
     model_name = "modularize-gained-text-to-image"
-    modular_pipeline_class = GainedTextToImageModularPipeline
+    modular_pipeline_class = GainedTextToImageGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -78,8 +78,8 @@ class GainedTextToImagePrepareTicksStep(PackageBlocks, ExplicitNoneInputs, Modul
 
     @torch.no_grad()
     def __call__(
-        self, components: GainedTextToImageModularPipeline, state: PipelineState
-    ) -> tuple[GainedTextToImageModularPipeline, PipelineState]:
+        self, components: GainedTextToImageGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[GainedTextToImageGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         num_inference_steps = block_state.num_inference_steps
         device = block_state.device
@@ -94,7 +94,7 @@ class GainedTextToImagePrepareTicksStep(PackageBlocks, ExplicitNoneInputs, Modul
 
 class GainedTextToImagePrepareLatentNoiseStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
     model_name = "modularize-gained-text-to-image"
-    modular_pipeline_class = GainedTextToImageModularPipeline
+    modular_pipeline_class = GainedTextToImageGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -141,8 +141,8 @@ class GainedTextToImagePrepareLatentNoiseStep(PackageBlocks, ExplicitNoneInputs,
 
     @torch.no_grad()
     def __call__(
-        self, components: GainedTextToImageModularPipeline, state: PipelineState
-    ) -> tuple[GainedTextToImageModularPipeline, PipelineState]:
+        self, components: GainedTextToImageGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[GainedTextToImageGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         batch_size = block_state.batch_size
         num_images_per_prompt = block_state.num_images_per_prompt

@@ -2,19 +2,19 @@
 # (GainedTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/constructor_parameters/input.py sha256:e3cb5f217613f102c537b129de774347d5fe23097103e47540b95ce5139f5634
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:badf3109ab4dd741c3d9e55070ec9c932eefa8b521e709cacaf5679196136aa3
+# modularize-output: sha256:dffcd6df546c76eb69c2216f0c1cde14827b3822820d4e0579104da49da4b9f9
 
 import torch
 from diffusers.models import AutoencoderKL
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, ConfigSpec, InputParam, OutputParam
 
-from .modular_pipeline import ExplicitNoneInputs, GainedTextToImageModularPipeline, PackageBlocks
+from .modular_pipeline import ExplicitNoneInputs, GainedTextToImageGeneratedModularPipeline, PackageBlocks
 
 
 class GainedTextToImageDecodePixelsStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
     model_name = "modularize-gained-text-to-image"
-    modular_pipeline_class = GainedTextToImageModularPipeline
+    modular_pipeline_class = GainedTextToImageGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -47,8 +47,8 @@ class GainedTextToImageDecodePixelsStep(PackageBlocks, ExplicitNoneInputs, Modul
 
     @torch.no_grad()
     def __call__(
-        self, components: GainedTextToImageModularPipeline, state: PipelineState
-    ) -> tuple[GainedTextToImageModularPipeline, PipelineState]:
+        self, components: GainedTextToImageGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[GainedTextToImageGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         output_type = block_state.output_type
         sample = block_state.sample

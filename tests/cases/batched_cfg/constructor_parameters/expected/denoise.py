@@ -2,7 +2,7 @@
 # (GainedTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/constructor_parameters/input.py sha256:e3cb5f217613f102c537b129de774347d5fe23097103e47540b95ce5139f5634
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:d9c583e345ea5f1e1a81df7250818e67ae8d0331a6980be062e19031c41514b5
+# modularize-output: sha256:77e0fd91cbb9abeb0fd17d2a3af20f4747c8b4d1b34e061480a2b891fc470d16
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -17,7 +17,7 @@ from diffusers.modular_pipelines.modular_pipeline import (
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, ConfigSpec, InputParam, OutputParam
 from diffusers.schedulers import KarrasDiffusionSchedulers
 
-from .modular_pipeline import ExplicitNoneInputs, GainedTextToImageModularPipeline, PackageBlocks
+from .modular_pipeline import ExplicitNoneInputs, GainedTextToImageGeneratedModularPipeline, PackageBlocks
 
 # Copied from modularize.emit.runtime.guider_calls._UNMERGEABLE
 _UNMERGEABLE = object()
@@ -113,7 +113,7 @@ def split_guider_predictions(guider_state, guider_batches):
 
 class GainedTextToImageDenoiseLoopWrapper(PackageBlocks, ExplicitNoneInputs, LoopSequentialPipelineBlocks):
     model_name = "modularize-gained-text-to-image"
-    modular_pipeline_class = GainedTextToImageModularPipeline
+    modular_pipeline_class = GainedTextToImageGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -128,8 +128,8 @@ class GainedTextToImageDenoiseLoopWrapper(PackageBlocks, ExplicitNoneInputs, Loo
 
     @torch.no_grad()
     def __call__(
-        self, components: GainedTextToImageModularPipeline, state: PipelineState
-    ) -> tuple[GainedTextToImageModularPipeline, PipelineState]:
+        self, components: GainedTextToImageGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[GainedTextToImageGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         num_inference_steps = block_state.num_inference_steps
         ticks = block_state.ticks
@@ -145,7 +145,7 @@ class GainedTextToImageDenoiseLoopWrapper(PackageBlocks, ExplicitNoneInputs, Loo
 
 class GainedTextToImageLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-gained-text-to-image"
-    modular_pipeline_class = GainedTextToImageModularPipeline
+    modular_pipeline_class = GainedTextToImageGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -165,8 +165,8 @@ class GainedTextToImageLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: GainedTextToImageModularPipeline, block_state: BlockState, i, t
-    ) -> tuple[GainedTextToImageModularPipeline, BlockState]:
+        self, components: GainedTextToImageGeneratedModularPipeline, block_state: BlockState, i, t
+    ) -> tuple[GainedTextToImageGeneratedModularPipeline, BlockState]:
         sample = block_state.sample
         unet_input = sample
         unet_input = components.scheduler.scale_model_input(unet_input, t)
@@ -176,7 +176,7 @@ class GainedTextToImageLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks):
 
 class GainedTextToImageLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-gained-text-to-image"
-    modular_pipeline_class = GainedTextToImageModularPipeline
+    modular_pipeline_class = GainedTextToImageGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -214,8 +214,8 @@ class GainedTextToImageLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: GainedTextToImageModularPipeline, block_state: BlockState, i, t
-    ) -> tuple[GainedTextToImageModularPipeline, BlockState]:
+        self, components: GainedTextToImageGeneratedModularPipeline, block_state: BlockState, i, t
+    ) -> tuple[GainedTextToImageGeneratedModularPipeline, BlockState]:
         ticks = block_state.ticks
         components.guider.set_state(step=i, num_inference_steps=len(ticks), timestep=t)
         guider_state = components.guider.prepare_inputs_from_block_state(
@@ -241,7 +241,7 @@ class GainedTextToImageLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
 
 class GainedTextToImageLoopAfterDenoiser(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-gained-text-to-image"
-    modular_pipeline_class = GainedTextToImageModularPipeline
+    modular_pipeline_class = GainedTextToImageGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -267,8 +267,8 @@ class GainedTextToImageLoopAfterDenoiser(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: GainedTextToImageModularPipeline, block_state: BlockState, i, t
-    ) -> tuple[GainedTextToImageModularPipeline, BlockState]:
+        self, components: GainedTextToImageGeneratedModularPipeline, block_state: BlockState, i, t
+    ) -> tuple[GainedTextToImageGeneratedModularPipeline, BlockState]:
         sample = block_state.sample
         pred = block_state.pred
         sample = components.scheduler.step(pred, t, sample, return_dict=False)[0]

@@ -2,19 +2,19 @@
 # (GainedTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/constructor_parameters/input.py sha256:e3cb5f217613f102c537b129de774347d5fe23097103e47540b95ce5139f5634
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:6dff19e2a94ed2f3bd35cf10f664c6c8b08d2790156f55251d4a6870cb410f50
+# modularize-output: sha256:fa089c7cc164bd10c33e8bc70ded26a4983ec392886b47923095460416e4347b
 
 import torch
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from .modular_pipeline import ExplicitNoneInputs, GainedTextToImageModularPipeline, PackageBlocks
+from .modular_pipeline import ExplicitNoneInputs, GainedTextToImageGeneratedModularPipeline, PackageBlocks
 
 
 class GainedTextToImageEncodeWordsStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
     model_name = "modularize-gained-text-to-image"
-    modular_pipeline_class = GainedTextToImageModularPipeline
+    modular_pipeline_class = GainedTextToImageGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -62,8 +62,8 @@ class GainedTextToImageEncodeWordsStep(PackageBlocks, ExplicitNoneInputs, Modula
 
     @torch.no_grad()
     def __call__(
-        self, components: GainedTextToImageModularPipeline, state: PipelineState
-    ) -> tuple[GainedTextToImageModularPipeline, PipelineState]:
+        self, components: GainedTextToImageGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[GainedTextToImageGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         prompt = block_state.prompt
         device = block_state.device

@@ -2,7 +2,7 @@
 # (GainedTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/constructor_parameters/input.py sha256:e3cb5f217613f102c537b129de774347d5fe23097103e47540b95ce5139f5634
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:5ac71802ce1d5898717d1133a9399749850c523836c6bb5290d988c3ef012f2f
+# modularize-output: sha256:3774331a0443236dcc7807336d749dd74062b4fd0b1d30ad5851d2d9a62ca0fa
 
 from diffusers.modular_pipelines.modular_pipeline import SequentialPipelineBlocks
 from diffusers.modular_pipelines.modular_pipeline_utils import InsertableDict
@@ -15,7 +15,7 @@ from .before_denoise import (
 from .decoders import GainedTextToImageDecodePixelsStep
 from .denoise import GainedTextToImageDenoiseStep
 from .encoders import GainedTextToImageEncodeWordsStep
-from .modular_pipeline import GainedTextToImageModularPipeline, PackageBlocks
+from .modular_pipeline import GainedTextToImageGeneratedModularPipeline, PackageBlocks, register_in_diffusers
 
 GAINED_TEXT_TO_IMAGE_BLOCKS = InsertableDict(
     [
@@ -29,12 +29,15 @@ GAINED_TEXT_TO_IMAGE_BLOCKS = InsertableDict(
 )
 
 
-class GainedTextToImageBlocks(PackageBlocks, SequentialPipelineBlocks):
+class GainedTextToImageGeneratedBlocks(PackageBlocks, SequentialPipelineBlocks):
     model_name = "modularize-gained-text-to-image"
-    modular_pipeline_class = GainedTextToImageModularPipeline
+    modular_pipeline_class = GainedTextToImageGeneratedModularPipeline
     block_classes = list(GAINED_TEXT_TO_IMAGE_BLOCKS.values())
     block_names = list(GAINED_TEXT_TO_IMAGE_BLOCKS.keys())
 
     @property
     def description(self) -> str:
         return "Blocks converted from `GainedTextToImagePipeline`, in the order its `__call__` runs them."
+
+
+register_in_diffusers(GainedTextToImageGeneratedModularPipeline, GainedTextToImageGeneratedBlocks)

@@ -2,14 +2,33 @@
 # (GainedTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/constructor_parameters/input.py sha256:e3cb5f217613f102c537b129de774347d5fe23097103e47540b95ce5139f5634
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:a4df278a2c50d70fa74002d8223e360f68c04e115f8da1ac281a71295d3e637a
+# modularize-output: sha256:12d30a7ac6cd714577f5ed47e6015c6de8d27164542c67a549b3ccf7dc25a5fd
 
+import shutil
+import sys
 from copy import deepcopy
+from pathlib import Path
 
 from diffusers.modular_pipelines.modular_pipeline import ModularPipeline
 
 
-class GainedTextToImageModularPipeline(ModularPipeline):
+# Copied from modularize.emit.runtime.saved_package.SavedWithPackage
+class SavedWithPackage:
+    """Pipeline mixin: `save_pretrained` writes the blocks' config and the package's modules too."""
+
+    package_modules = ()  # the package's module names (`denoise`, ...), named by each pipeline class
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("push_to_hub"):
+            return  # the components went to the Hub; the code stays a local concern
+        self.blocks.save_pretrained(save_directory)
+        package = Path(sys.modules[type(self).__module__].__file__).parent
+        for name in self.package_modules:
+            shutil.copyfile(package / f"{name}.py", Path(save_directory) / f"{name}.py")
+
+
+class GainedTextToImageGeneratedModularPipeline(SavedWithPackage, ModularPipeline):
     """A ModularPipeline converted from `GainedTextToImagePipeline` by modularize.
 
     `translate_standard_call(**kwargs)` turns the keyword arguments of a `GainedTextToImagePipeline` call into
@@ -33,12 +52,20 @@ class GainedTextToImageModularPipeline(ModularPipeline):
     guider_arguments = ("guidance_scale",)
     unserved_arguments = {}
     standard_outputs = {"images": "images"}
+    package_modules = (
+        "before_denoise",
+        "decoders",
+        "denoise",
+        "encoders",
+        "modular_blocks_gained_text_to_image",
+        "modular_pipeline",
+    )
 
     def __init__(self, blocks=None, *args, **kwargs):
         if blocks is None:
-            from .modular_blocks_gained_text_to_image import GainedTextToImageBlocks
+            from .modular_blocks_gained_text_to_image import GainedTextToImageGeneratedBlocks
 
-            blocks = GainedTextToImageBlocks()
+            blocks = GainedTextToImageGeneratedBlocks()
         super().__init__(blocks, *args, **kwargs)
         self._own_guider = getattr(self, "guider", None)
 
@@ -182,6 +209,18 @@ class PackageBlocks:
             components_manager=components_manager,
             collection=collection,
         )
+
+
+# Copied from modularize.emit.runtime.saved_package.register_in_diffusers
+def register_in_diffusers(*classes):
+    """Make `classes` findable by name in the `diffusers` namespace, never in place of one of diffusers' own."""
+    import diffusers
+
+    for cls in classes:
+        existing = getattr(diffusers, cls.__name__, None)
+        if existing is not None and getattr(existing, "__module__", "").startswith("diffusers."):
+            continue
+        setattr(diffusers, cls.__name__, cls)
 
 
 # Copied from modularize.emit.runtime.standard_guider.install_standard_guider

@@ -2,11 +2,11 @@
 # (HelperDoublesPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/helper_doubles/input.py sha256:44f26ef7b0aaaffe055da732a2ac3cc1db754c65b606f0752a3dba92d8f2dcff
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:aab6479c928deadcd784a135c52f3795938c7adfeab99e6c8dbc79fe0734e773
+# modularize-output: sha256:a845cc683924bd84aecc581a66b575b203e46d07a023ea50095b1e46708a5dd9
 
 """Modular pipeline blocks converted from HelperDoublesPipeline."""
 
-from .modular_blocks_helper_doubles import HELPER_DOUBLES_BLOCKS, HelperDoublesBlocks
-from .modular_pipeline import HelperDoublesModularPipeline
+from .modular_blocks_helper_doubles import HELPER_DOUBLES_BLOCKS, HelperDoublesGeneratedBlocks
+from .modular_pipeline import HelperDoublesGeneratedModularPipeline
 
-__all__ = ["HELPER_DOUBLES_BLOCKS", "HelperDoublesBlocks", "HelperDoublesModularPipeline"]
+__all__ = ["HELPER_DOUBLES_BLOCKS", "HelperDoublesGeneratedBlocks", "HelperDoublesGeneratedModularPipeline"]

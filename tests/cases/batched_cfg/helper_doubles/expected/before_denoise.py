@@ -2,7 +2,7 @@
 # (HelperDoublesPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/helper_doubles/input.py sha256:44f26ef7b0aaaffe055da732a2ac3cc1db754c65b606f0752a3dba92d8f2dcff
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:96bf5eebdc67f96fcabda30060b9148c343ea4808cbc861c3371cff4994a4dac
+# modularize-output: sha256:7a01e65d985cf02e8685d39212fc062e32f60aecd93beb20f480eb211ac70f60
 
 import torch
 from diffusers.models import UNet2DConditionModel
@@ -11,12 +11,12 @@ from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, In
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils.torch_utils import randn_tensor
 
-from .modular_pipeline import ExplicitNoneInputs, HelperDoublesModularPipeline, PackageBlocks
+from .modular_pipeline import ExplicitNoneInputs, HelperDoublesGeneratedModularPipeline, PackageBlocks
 
 
 class HelperDoublesPrepareTicksAndNoiseStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
     model_name = "modularize-helper-doubles"
-    modular_pipeline_class = HelperDoublesModularPipeline
+    modular_pipeline_class = HelperDoublesGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -50,8 +50,8 @@ class HelperDoublesPrepareTicksAndNoiseStep(PackageBlocks, ExplicitNoneInputs, M
 
     @torch.no_grad()
     def __call__(
-        self, components: HelperDoublesModularPipeline, state: PipelineState
-    ) -> tuple[HelperDoublesModularPipeline, PipelineState]:
+        self, components: HelperDoublesGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[HelperDoublesGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         num_inference_steps = block_state.num_inference_steps
         device = block_state.device

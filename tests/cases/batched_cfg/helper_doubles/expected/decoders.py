@@ -2,19 +2,19 @@
 # (HelperDoublesPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/helper_doubles/input.py sha256:44f26ef7b0aaaffe055da732a2ac3cc1db754c65b606f0752a3dba92d8f2dcff
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:18ac063955f6f743bae625c53cc5bf4190565fd958bbde99f9c0f2946f956f43
+# modularize-output: sha256:9e20aba30d660d67d2ae965bd63056823dbb9054037e5226d2d614caf0659ee6
 
 import torch
 from diffusers.models import AutoencoderKL
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 
-from .modular_pipeline import ExplicitNoneInputs, HelperDoublesModularPipeline, PackageBlocks
+from .modular_pipeline import ExplicitNoneInputs, HelperDoublesGeneratedModularPipeline, PackageBlocks
 
 
 class HelperDoublesDecodeStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
     model_name = "modularize-helper-doubles"
-    modular_pipeline_class = HelperDoublesModularPipeline
+    modular_pipeline_class = HelperDoublesGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -41,8 +41,8 @@ class HelperDoublesDecodeStep(PackageBlocks, ExplicitNoneInputs, ModularPipeline
 
     @torch.no_grad()
     def __call__(
-        self, components: HelperDoublesModularPipeline, state: PipelineState
-    ) -> tuple[HelperDoublesModularPipeline, PipelineState]:
+        self, components: HelperDoublesGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[HelperDoublesGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         output_type = block_state.output_type
         sample = block_state.sample

@@ -2,7 +2,7 @@
 # (HelperDoublesPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/helper_doubles/input.py sha256:44f26ef7b0aaaffe055da732a2ac3cc1db754c65b606f0752a3dba92d8f2dcff
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:48e6939943cd88e8e6ae4a10d897292d90d05b5590e53f08452d4e60d9d592e1
+# modularize-output: sha256:cf88d44b4ec6e687a2681987125e9b278ff62529da3dc7bfa3680bc5d25b1ef2
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -17,7 +17,7 @@ from diffusers.modular_pipelines.modular_pipeline import (
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, ConfigSpec, InputParam, OutputParam
 from diffusers.schedulers import KarrasDiffusionSchedulers
 
-from .modular_pipeline import HelperDoublesModularPipeline, PackageBlocks
+from .modular_pipeline import HelperDoublesGeneratedModularPipeline, PackageBlocks
 
 # Copied from modularize.emit.runtime.guider_calls._UNMERGEABLE
 _UNMERGEABLE = object()
@@ -113,7 +113,7 @@ def split_guider_predictions(guider_state, guider_batches):
 
 class HelperDoublesDenoiseLoopWrapper(PackageBlocks, LoopSequentialPipelineBlocks):
     model_name = "modularize-helper-doubles"
-    modular_pipeline_class = HelperDoublesModularPipeline
+    modular_pipeline_class = HelperDoublesGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -127,8 +127,8 @@ class HelperDoublesDenoiseLoopWrapper(PackageBlocks, LoopSequentialPipelineBlock
 
     @torch.no_grad()
     def __call__(
-        self, components: HelperDoublesModularPipeline, state: PipelineState
-    ) -> tuple[HelperDoublesModularPipeline, PipelineState]:
+        self, components: HelperDoublesGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[HelperDoublesGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
 
         # 3. Denoise
@@ -140,7 +140,7 @@ class HelperDoublesDenoiseLoopWrapper(PackageBlocks, LoopSequentialPipelineBlock
 
 class HelperDoublesLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-helper-doubles"
-    modular_pipeline_class = HelperDoublesModularPipeline
+    modular_pipeline_class = HelperDoublesGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -160,8 +160,8 @@ class HelperDoublesLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: HelperDoublesModularPipeline, block_state: BlockState, i, t
-    ) -> tuple[HelperDoublesModularPipeline, BlockState]:
+        self, components: HelperDoublesGeneratedModularPipeline, block_state: BlockState, i, t
+    ) -> tuple[HelperDoublesGeneratedModularPipeline, BlockState]:
         sample = block_state.sample
         unet_input = sample
         unet_input = components.scheduler.scale_model_input(unet_input, t)
@@ -171,7 +171,7 @@ class HelperDoublesLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks):
 
 class HelperDoublesLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-helper-doubles"
-    modular_pipeline_class = HelperDoublesModularPipeline
+    modular_pipeline_class = HelperDoublesGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -211,8 +211,8 @@ class HelperDoublesLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: HelperDoublesModularPipeline, block_state: BlockState, i, t
-    ) -> tuple[HelperDoublesModularPipeline, BlockState]:
+        self, components: HelperDoublesGeneratedModularPipeline, block_state: BlockState, i, t
+    ) -> tuple[HelperDoublesGeneratedModularPipeline, BlockState]:
         components.guider.set_state(step=i, num_inference_steps=len(components.scheduler.timesteps), timestep=t)
         guider_state = components.guider.prepare_inputs_from_block_state(
             block_state,
@@ -245,7 +245,7 @@ class HelperDoublesLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
 
 class HelperDoublesLoopAfterDenoiser(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-helper-doubles"
-    modular_pipeline_class = HelperDoublesModularPipeline
+    modular_pipeline_class = HelperDoublesGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -271,8 +271,8 @@ class HelperDoublesLoopAfterDenoiser(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: HelperDoublesModularPipeline, block_state: BlockState, i, t
-    ) -> tuple[HelperDoublesModularPipeline, BlockState]:
+        self, components: HelperDoublesGeneratedModularPipeline, block_state: BlockState, i, t
+    ) -> tuple[HelperDoublesGeneratedModularPipeline, BlockState]:
         sample = block_state.sample
         pred = block_state.pred
         sample = components.scheduler.step(pred, t, sample, return_dict=False)[0]

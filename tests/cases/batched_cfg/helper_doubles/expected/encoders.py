@@ -2,19 +2,19 @@
 # (HelperDoublesPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/helper_doubles/input.py sha256:44f26ef7b0aaaffe055da732a2ac3cc1db754c65b606f0752a3dba92d8f2dcff
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:1bb3246a207689fdb6d9bd2c90af2affe4076ec8d7239aa5a5e4d7c0c842fb8b
+# modularize-output: sha256:b98e45d6d3a446b2ea3b9fc46ee90a15fa203e5c8fdc274dce8aac2ad2bab6de
 
 import torch
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from .modular_pipeline import ExplicitNoneInputs, HelperDoublesModularPipeline, PackageBlocks
+from .modular_pipeline import ExplicitNoneInputs, HelperDoublesGeneratedModularPipeline, PackageBlocks
 
 
 class HelperDoublesEncodeWordsStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
     model_name = "modularize-helper-doubles"
-    modular_pipeline_class = HelperDoublesModularPipeline
+    modular_pipeline_class = HelperDoublesGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -62,8 +62,8 @@ class HelperDoublesEncodeWordsStep(PackageBlocks, ExplicitNoneInputs, ModularPip
 
     @torch.no_grad()
     def __call__(
-        self, components: HelperDoublesModularPipeline, state: PipelineState
-    ) -> tuple[HelperDoublesModularPipeline, PipelineState]:
+        self, components: HelperDoublesGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[HelperDoublesGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         prompt = block_state.prompt
         num_images_per_prompt = block_state.num_images_per_prompt

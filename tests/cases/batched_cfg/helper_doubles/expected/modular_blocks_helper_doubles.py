@@ -2,7 +2,7 @@
 # (HelperDoublesPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/helper_doubles/input.py sha256:44f26ef7b0aaaffe055da732a2ac3cc1db754c65b606f0752a3dba92d8f2dcff
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:9801d583a4308abb046f228ae38b1f2516ea1bb4fd2566360d3e300e3730ea26
+# modularize-output: sha256:7e03baa0d72d9d9204838330beda9bc6ce1e43e88e91b4772b776a89aac6905b
 
 from diffusers.modular_pipelines.modular_pipeline import SequentialPipelineBlocks
 from diffusers.modular_pipelines.modular_pipeline_utils import InsertableDict
@@ -11,7 +11,7 @@ from .before_denoise import HelperDoublesPrepareTicksAndNoiseStep
 from .decoders import HelperDoublesDecodeStep
 from .denoise import HelperDoublesDenoiseStep
 from .encoders import HelperDoublesEncodeWordsStep
-from .modular_pipeline import HelperDoublesModularPipeline, PackageBlocks
+from .modular_pipeline import HelperDoublesGeneratedModularPipeline, PackageBlocks, register_in_diffusers
 
 HELPER_DOUBLES_BLOCKS = InsertableDict(
     [
@@ -23,12 +23,15 @@ HELPER_DOUBLES_BLOCKS = InsertableDict(
 )
 
 
-class HelperDoublesBlocks(PackageBlocks, SequentialPipelineBlocks):
+class HelperDoublesGeneratedBlocks(PackageBlocks, SequentialPipelineBlocks):
     model_name = "modularize-helper-doubles"
-    modular_pipeline_class = HelperDoublesModularPipeline
+    modular_pipeline_class = HelperDoublesGeneratedModularPipeline
     block_classes = list(HELPER_DOUBLES_BLOCKS.values())
     block_names = list(HELPER_DOUBLES_BLOCKS.keys())
 
     @property
     def description(self) -> str:
         return "Blocks converted from `HelperDoublesPipeline`, in the order its `__call__` runs them."
+
+
+register_in_diffusers(HelperDoublesGeneratedModularPipeline, HelperDoublesGeneratedBlocks)

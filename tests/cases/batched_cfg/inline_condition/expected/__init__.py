@@ -2,11 +2,11 @@
 # (InlineGuidancePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/inline_condition/input.py sha256:5eec084d8dfe36064dbd3d22aa4062271e5f2e946dc24d9787c3845fdb682a04
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:202502533cbec09d0d36bbb90ca9aca038c598819abeaa7edc12940817c2ac06
+# modularize-output: sha256:79345869546c74d67209d213b4e3295c08f8e92df961c92a61fdf2b919acbc8a
 
 """Modular pipeline blocks converted from InlineGuidancePipeline."""
 
-from .modular_blocks_inline_guidance import INLINE_GUIDANCE_BLOCKS, InlineGuidanceBlocks
-from .modular_pipeline import InlineGuidanceModularPipeline
+from .modular_blocks_inline_guidance import INLINE_GUIDANCE_BLOCKS, InlineGuidanceGeneratedBlocks
+from .modular_pipeline import InlineGuidanceGeneratedModularPipeline
 
-__all__ = ["INLINE_GUIDANCE_BLOCKS", "InlineGuidanceBlocks", "InlineGuidanceModularPipeline"]
+__all__ = ["INLINE_GUIDANCE_BLOCKS", "InlineGuidanceGeneratedBlocks", "InlineGuidanceGeneratedModularPipeline"]

@@ -2,7 +2,7 @@
 # (InlineGuidancePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/inline_condition/input.py sha256:5eec084d8dfe36064dbd3d22aa4062271e5f2e946dc24d9787c3845fdb682a04
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:064b815effc774b4cca995620b0cb0cd7f036a4029dc4bf729c4735069f099fc
+# modularize-output: sha256:5a7fb452df964327989b0228a3c3d7a285d7e604838d423772113d3adb13361c
 
 import torch
 from diffusers.models import UNet2DConditionModel
@@ -11,12 +11,12 @@ from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, In
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils.torch_utils import randn_tensor
 
-from .modular_pipeline import ExplicitNoneInputs, InlineGuidanceModularPipeline, PackageBlocks
+from .modular_pipeline import ExplicitNoneInputs, InlineGuidanceGeneratedModularPipeline, PackageBlocks
 
 
 class InlineGuidancePrepareTicksAndNoiseStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
     model_name = "modularize-inline-guidance"
-    modular_pipeline_class = InlineGuidanceModularPipeline
+    modular_pipeline_class = InlineGuidanceGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -50,8 +50,8 @@ class InlineGuidancePrepareTicksAndNoiseStep(PackageBlocks, ExplicitNoneInputs, 
 
     @torch.no_grad()
     def __call__(
-        self, components: InlineGuidanceModularPipeline, state: PipelineState
-    ) -> tuple[InlineGuidanceModularPipeline, PipelineState]:
+        self, components: InlineGuidanceGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[InlineGuidanceGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         num_inference_steps = block_state.num_inference_steps
         device = block_state.device

@@ -2,19 +2,19 @@
 # (InlineGuidancePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/inline_condition/input.py sha256:5eec084d8dfe36064dbd3d22aa4062271e5f2e946dc24d9787c3845fdb682a04
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:f2ece767d0644defcc1d8dbeb97d735173f924471b3ab5b85abfc39846328e39
+# modularize-output: sha256:a3a043dca905cc56629d1ef7bbc6495080a0d21c3de5e4d19705f9b3287cb00f
 
 import torch
 from diffusers.models import AutoencoderKL
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 
-from .modular_pipeline import ExplicitNoneInputs, InlineGuidanceModularPipeline, PackageBlocks
+from .modular_pipeline import ExplicitNoneInputs, InlineGuidanceGeneratedModularPipeline, PackageBlocks
 
 
 class InlineGuidanceDecodeStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
     model_name = "modularize-inline-guidance"
-    modular_pipeline_class = InlineGuidanceModularPipeline
+    modular_pipeline_class = InlineGuidanceGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -41,8 +41,8 @@ class InlineGuidanceDecodeStep(PackageBlocks, ExplicitNoneInputs, ModularPipelin
 
     @torch.no_grad()
     def __call__(
-        self, components: InlineGuidanceModularPipeline, state: PipelineState
-    ) -> tuple[InlineGuidanceModularPipeline, PipelineState]:
+        self, components: InlineGuidanceGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[InlineGuidanceGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         output_type = block_state.output_type
         sample = block_state.sample

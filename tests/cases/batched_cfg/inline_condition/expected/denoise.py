@@ -2,7 +2,7 @@
 # (InlineGuidancePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/inline_condition/input.py sha256:5eec084d8dfe36064dbd3d22aa4062271e5f2e946dc24d9787c3845fdb682a04
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:5d4bb1180040d74b94da3a768127b7579d79cba9718973315cc9df2e5759610d
+# modularize-output: sha256:1eeba3079ddbc5215eddc249fc4e77676ec82aed453e01d56d93ca202448c953
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -17,7 +17,7 @@ from diffusers.modular_pipelines.modular_pipeline import (
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, ConfigSpec, InputParam, OutputParam
 from diffusers.schedulers import KarrasDiffusionSchedulers
 
-from .modular_pipeline import InlineGuidanceModularPipeline, PackageBlocks
+from .modular_pipeline import InlineGuidanceGeneratedModularPipeline, PackageBlocks
 
 # Copied from modularize.emit.runtime.guider_calls._UNMERGEABLE
 _UNMERGEABLE = object()
@@ -113,7 +113,7 @@ def split_guider_predictions(guider_state, guider_batches):
 
 class InlineGuidanceDenoiseLoopWrapper(PackageBlocks, LoopSequentialPipelineBlocks):
     model_name = "modularize-inline-guidance"
-    modular_pipeline_class = InlineGuidanceModularPipeline
+    modular_pipeline_class = InlineGuidanceGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -127,8 +127,8 @@ class InlineGuidanceDenoiseLoopWrapper(PackageBlocks, LoopSequentialPipelineBloc
 
     @torch.no_grad()
     def __call__(
-        self, components: InlineGuidanceModularPipeline, state: PipelineState
-    ) -> tuple[InlineGuidanceModularPipeline, PipelineState]:
+        self, components: InlineGuidanceGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[InlineGuidanceGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
 
         # 3. Denoise
@@ -140,7 +140,7 @@ class InlineGuidanceDenoiseLoopWrapper(PackageBlocks, LoopSequentialPipelineBloc
 
 class InlineGuidanceLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-inline-guidance"
-    modular_pipeline_class = InlineGuidanceModularPipeline
+    modular_pipeline_class = InlineGuidanceGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -160,8 +160,8 @@ class InlineGuidanceLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: InlineGuidanceModularPipeline, block_state: BlockState, step_index, t
-    ) -> tuple[InlineGuidanceModularPipeline, BlockState]:
+        self, components: InlineGuidanceGeneratedModularPipeline, block_state: BlockState, step_index, t
+    ) -> tuple[InlineGuidanceGeneratedModularPipeline, BlockState]:
         sample = block_state.sample
         unet_input = sample
         unet_input = components.scheduler.scale_model_input(unet_input, t)
@@ -171,7 +171,7 @@ class InlineGuidanceLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks):
 
 class InlineGuidanceLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-inline-guidance"
-    modular_pipeline_class = InlineGuidanceModularPipeline
+    modular_pipeline_class = InlineGuidanceGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -209,8 +209,8 @@ class InlineGuidanceLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: InlineGuidanceModularPipeline, block_state: BlockState, step_index, t
-    ) -> tuple[InlineGuidanceModularPipeline, BlockState]:
+        self, components: InlineGuidanceGeneratedModularPipeline, block_state: BlockState, step_index, t
+    ) -> tuple[InlineGuidanceGeneratedModularPipeline, BlockState]:
         components.guider.set_state(
             step=step_index, num_inference_steps=len(components.scheduler.timesteps), timestep=t
         )
@@ -237,7 +237,7 @@ class InlineGuidanceLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
 
 class InlineGuidanceLoopAfterDenoiser(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-inline-guidance"
-    modular_pipeline_class = InlineGuidanceModularPipeline
+    modular_pipeline_class = InlineGuidanceGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -263,8 +263,8 @@ class InlineGuidanceLoopAfterDenoiser(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: InlineGuidanceModularPipeline, block_state: BlockState, step_index, t
-    ) -> tuple[InlineGuidanceModularPipeline, BlockState]:
+        self, components: InlineGuidanceGeneratedModularPipeline, block_state: BlockState, step_index, t
+    ) -> tuple[InlineGuidanceGeneratedModularPipeline, BlockState]:
         sample = block_state.sample
         pred = block_state.pred
         sample = components.scheduler.step(pred, t, sample, return_dict=False)[0]

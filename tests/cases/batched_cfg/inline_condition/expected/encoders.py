@@ -2,19 +2,19 @@
 # (InlineGuidancePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/inline_condition/input.py sha256:5eec084d8dfe36064dbd3d22aa4062271e5f2e946dc24d9787c3845fdb682a04
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:d3c0451abd780476a1b2c12f19ded0a0385ff0ff2a7d2f2c888b2497650d0f3a
+# modularize-output: sha256:0d0641042fc1b2a52a38f68462de90776c4971f2a2caf9932a97fc9152861bff
 
 import torch
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from .modular_pipeline import ExplicitNoneInputs, InlineGuidanceModularPipeline, PackageBlocks
+from .modular_pipeline import ExplicitNoneInputs, InlineGuidanceGeneratedModularPipeline, PackageBlocks
 
 
 class InlineGuidanceEncodeWordsStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
     model_name = "modularize-inline-guidance"
-    modular_pipeline_class = InlineGuidanceModularPipeline
+    modular_pipeline_class = InlineGuidanceGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -53,8 +53,8 @@ class InlineGuidanceEncodeWordsStep(PackageBlocks, ExplicitNoneInputs, ModularPi
 
     @torch.no_grad()
     def __call__(
-        self, components: InlineGuidanceModularPipeline, state: PipelineState
-    ) -> tuple[InlineGuidanceModularPipeline, PipelineState]:
+        self, components: InlineGuidanceGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[InlineGuidanceGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         prompt = block_state.prompt
         num_images_per_prompt = block_state.num_images_per_prompt

@@ -2,7 +2,7 @@
 # (InlineGuidancePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/inline_condition/input.py sha256:5eec084d8dfe36064dbd3d22aa4062271e5f2e946dc24d9787c3845fdb682a04
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:6c5535c4e2b2746b3215dd7094ed1eb80504f03c17c47f199db22ddb97b25359
+# modularize-output: sha256:7e8ec10350049c94d277787889dd611dec7420e703c8fca696c6148cda175ae7
 
 from diffusers.modular_pipelines.modular_pipeline import SequentialPipelineBlocks
 from diffusers.modular_pipelines.modular_pipeline_utils import InsertableDict
@@ -11,7 +11,7 @@ from .before_denoise import InlineGuidancePrepareTicksAndNoiseStep
 from .decoders import InlineGuidanceDecodeStep
 from .denoise import InlineGuidanceDenoiseStep
 from .encoders import InlineGuidanceEncodeWordsStep
-from .modular_pipeline import InlineGuidanceModularPipeline, PackageBlocks
+from .modular_pipeline import InlineGuidanceGeneratedModularPipeline, PackageBlocks, register_in_diffusers
 
 INLINE_GUIDANCE_BLOCKS = InsertableDict(
     [
@@ -23,12 +23,15 @@ INLINE_GUIDANCE_BLOCKS = InsertableDict(
 )
 
 
-class InlineGuidanceBlocks(PackageBlocks, SequentialPipelineBlocks):
+class InlineGuidanceGeneratedBlocks(PackageBlocks, SequentialPipelineBlocks):
     model_name = "modularize-inline-guidance"
-    modular_pipeline_class = InlineGuidanceModularPipeline
+    modular_pipeline_class = InlineGuidanceGeneratedModularPipeline
     block_classes = list(INLINE_GUIDANCE_BLOCKS.values())
     block_names = list(INLINE_GUIDANCE_BLOCKS.keys())
 
     @property
     def description(self) -> str:
         return "Blocks converted from `InlineGuidancePipeline`, in the order its `__call__` runs them."
+
+
+register_in_diffusers(InlineGuidanceGeneratedModularPipeline, InlineGuidanceGeneratedBlocks)

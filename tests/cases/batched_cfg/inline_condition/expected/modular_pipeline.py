@@ -2,14 +2,33 @@
 # (InlineGuidancePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/inline_condition/input.py sha256:5eec084d8dfe36064dbd3d22aa4062271e5f2e946dc24d9787c3845fdb682a04
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:986e4b79b119ea0fb0a6122500462467bfd7583b24cd314c976700cde1dce3e6
+# modularize-output: sha256:3d4e7edf111401f3c7e938744fe2c6bd6bfd17eab1ecafd6a5b636e77f2494e2
 
+import shutil
+import sys
 from copy import deepcopy
+from pathlib import Path
 
 from diffusers.modular_pipelines.modular_pipeline import ModularPipeline
 
 
-class InlineGuidanceModularPipeline(ModularPipeline):
+# Copied from modularize.emit.runtime.saved_package.SavedWithPackage
+class SavedWithPackage:
+    """Pipeline mixin: `save_pretrained` writes the blocks' config and the package's modules too."""
+
+    package_modules = ()  # the package's module names (`denoise`, ...), named by each pipeline class
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("push_to_hub"):
+            return  # the components went to the Hub; the code stays a local concern
+        self.blocks.save_pretrained(save_directory)
+        package = Path(sys.modules[type(self).__module__].__file__).parent
+        for name in self.package_modules:
+            shutil.copyfile(package / f"{name}.py", Path(save_directory) / f"{name}.py")
+
+
+class InlineGuidanceGeneratedModularPipeline(SavedWithPackage, ModularPipeline):
     """A ModularPipeline converted from `InlineGuidancePipeline` by modularize.
 
     `translate_standard_call(**kwargs)` turns the keyword arguments of a `InlineGuidancePipeline` call into
@@ -33,12 +52,20 @@ class InlineGuidanceModularPipeline(ModularPipeline):
     guider_arguments = ("guidance_scale",)
     unserved_arguments = {}
     standard_outputs = {"images": "images"}
+    package_modules = (
+        "before_denoise",
+        "decoders",
+        "denoise",
+        "encoders",
+        "modular_blocks_inline_guidance",
+        "modular_pipeline",
+    )
 
     def __init__(self, blocks=None, *args, **kwargs):
         if blocks is None:
-            from .modular_blocks_inline_guidance import InlineGuidanceBlocks
+            from .modular_blocks_inline_guidance import InlineGuidanceGeneratedBlocks
 
-            blocks = InlineGuidanceBlocks()
+            blocks = InlineGuidanceGeneratedBlocks()
         super().__init__(blocks, *args, **kwargs)
         self._own_guider = getattr(self, "guider", None)
 
@@ -118,6 +145,18 @@ class PackageBlocks:
             components_manager=components_manager,
             collection=collection,
         )
+
+
+# Copied from modularize.emit.runtime.saved_package.register_in_diffusers
+def register_in_diffusers(*classes):
+    """Make `classes` findable by name in the `diffusers` namespace, never in place of one of diffusers' own."""
+    import diffusers
+
+    for cls in classes:
+        existing = getattr(diffusers, cls.__name__, None)
+        if existing is not None and getattr(existing, "__module__", "").startswith("diffusers."):
+            continue
+        setattr(diffusers, cls.__name__, cls)
 
 
 # Copied from modularize.emit.runtime.standard_guider.install_standard_guider

@@ -2,7 +2,7 @@
 # (RescaledTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/rescale/input.py sha256:a2d7418afd1d7c6ddf3246c52ae69bf6973795aa1db05517febc2477fd32b92f
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:865e1bbf15cc1e9dfd04cd3f66563ce22f83fbcba591c1d1d0bf1771104db0ad
+# modularize-output: sha256:8b5b997c14bc7b399b2ace940ceb69d5abc1bc12e192057bff096a636d73b7a8
 
 import torch
 from diffusers.models import AutoencoderKL, UNet2DConditionModel
@@ -11,12 +11,12 @@ from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, In
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils.torch_utils import randn_tensor
 
-from .modular_pipeline import ExplicitNoneInputs, PackageBlocks, RescaledTextToImageModularPipeline
+from .modular_pipeline import ExplicitNoneInputs, PackageBlocks, RescaledTextToImageGeneratedModularPipeline
 
 
 class RescaledTextToImageDefineSettingsStep(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-rescaled-text-to-image"
-    modular_pipeline_class = RescaledTextToImageModularPipeline
+    modular_pipeline_class = RescaledTextToImageGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -37,8 +37,8 @@ class RescaledTextToImageDefineSettingsStep(PackageBlocks, ModularPipelineBlocks
 
     @torch.no_grad()
     def __call__(
-        self, components: RescaledTextToImageModularPipeline, state: PipelineState
-    ) -> tuple[RescaledTextToImageModularPipeline, PipelineState]:
+        self, components: RescaledTextToImageGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[RescaledTextToImageGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         prompt = block_state.prompt
         batch_size = 1 if isinstance(prompt, str) else len(prompt)
@@ -51,7 +51,7 @@ class RescaledTextToImageDefineSettingsStep(PackageBlocks, ModularPipelineBlocks
 
 class RescaledTextToImagePrepareTicksStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
     model_name = "modularize-rescaled-text-to-image"
-    modular_pipeline_class = RescaledTextToImageModularPipeline
+    modular_pipeline_class = RescaledTextToImageGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -78,8 +78,8 @@ class RescaledTextToImagePrepareTicksStep(PackageBlocks, ExplicitNoneInputs, Mod
 
     @torch.no_grad()
     def __call__(
-        self, components: RescaledTextToImageModularPipeline, state: PipelineState
-    ) -> tuple[RescaledTextToImageModularPipeline, PipelineState]:
+        self, components: RescaledTextToImageGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[RescaledTextToImageGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         num_inference_steps = block_state.num_inference_steps
         device = block_state.device
@@ -94,7 +94,7 @@ class RescaledTextToImagePrepareTicksStep(PackageBlocks, ExplicitNoneInputs, Mod
 
 class RescaledTextToImagePrepareLatentNoiseStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
     model_name = "modularize-rescaled-text-to-image"
-    modular_pipeline_class = RescaledTextToImageModularPipeline
+    modular_pipeline_class = RescaledTextToImageGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -135,8 +135,8 @@ class RescaledTextToImagePrepareLatentNoiseStep(PackageBlocks, ExplicitNoneInput
 
     @torch.no_grad()
     def __call__(
-        self, components: RescaledTextToImageModularPipeline, state: PipelineState
-    ) -> tuple[RescaledTextToImageModularPipeline, PipelineState]:
+        self, components: RescaledTextToImageGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[RescaledTextToImageGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         batch_size = block_state.batch_size
         num_images_per_prompt = block_state.num_images_per_prompt

@@ -2,7 +2,7 @@
 # (RescaledTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/rescale/input.py sha256:a2d7418afd1d7c6ddf3246c52ae69bf6973795aa1db05517febc2477fd32b92f
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:bc6a0ee8d9b11e3485bb8fa1924cee0dd68ac925bfcc8c7defcde3dd1bb6ae2c
+# modularize-output: sha256:69f835279db5c266217391577bfb28cecf11ee6171258adacb0d95df50cdb551
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -17,7 +17,7 @@ from diffusers.modular_pipelines.modular_pipeline import (
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, ConfigSpec, InputParam, OutputParam
 from diffusers.schedulers import KarrasDiffusionSchedulers
 
-from .modular_pipeline import ExplicitNoneInputs, PackageBlocks, RescaledTextToImageModularPipeline
+from .modular_pipeline import ExplicitNoneInputs, PackageBlocks, RescaledTextToImageGeneratedModularPipeline
 
 # Copied from modularize.emit.runtime.guider_calls._UNMERGEABLE
 _UNMERGEABLE = object()
@@ -113,7 +113,7 @@ def split_guider_predictions(guider_state, guider_batches):
 
 class RescaledTextToImageDenoiseLoopWrapper(PackageBlocks, ExplicitNoneInputs, LoopSequentialPipelineBlocks):
     model_name = "modularize-rescaled-text-to-image"
-    modular_pipeline_class = RescaledTextToImageModularPipeline
+    modular_pipeline_class = RescaledTextToImageGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -128,8 +128,8 @@ class RescaledTextToImageDenoiseLoopWrapper(PackageBlocks, ExplicitNoneInputs, L
 
     @torch.no_grad()
     def __call__(
-        self, components: RescaledTextToImageModularPipeline, state: PipelineState
-    ) -> tuple[RescaledTextToImageModularPipeline, PipelineState]:
+        self, components: RescaledTextToImageGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[RescaledTextToImageGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         num_inference_steps = block_state.num_inference_steps
         ticks = block_state.ticks
@@ -145,7 +145,7 @@ class RescaledTextToImageDenoiseLoopWrapper(PackageBlocks, ExplicitNoneInputs, L
 
 class RescaledTextToImageLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-rescaled-text-to-image"
-    modular_pipeline_class = RescaledTextToImageModularPipeline
+    modular_pipeline_class = RescaledTextToImageGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -165,8 +165,8 @@ class RescaledTextToImageLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks
 
     @torch.no_grad()
     def __call__(
-        self, components: RescaledTextToImageModularPipeline, block_state: BlockState, i, t
-    ) -> tuple[RescaledTextToImageModularPipeline, BlockState]:
+        self, components: RescaledTextToImageGeneratedModularPipeline, block_state: BlockState, i, t
+    ) -> tuple[RescaledTextToImageGeneratedModularPipeline, BlockState]:
         sample = block_state.sample
         unet_input = sample
         unet_input = components.scheduler.scale_model_input(unet_input, t)
@@ -176,7 +176,7 @@ class RescaledTextToImageLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks
 
 class RescaledTextToImageLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-rescaled-text-to-image"
-    modular_pipeline_class = RescaledTextToImageModularPipeline
+    modular_pipeline_class = RescaledTextToImageGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -214,8 +214,8 @@ class RescaledTextToImageLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: RescaledTextToImageModularPipeline, block_state: BlockState, i, t
-    ) -> tuple[RescaledTextToImageModularPipeline, BlockState]:
+        self, components: RescaledTextToImageGeneratedModularPipeline, block_state: BlockState, i, t
+    ) -> tuple[RescaledTextToImageGeneratedModularPipeline, BlockState]:
         ticks = block_state.ticks
         components.guider.set_state(step=i, num_inference_steps=len(ticks), timestep=t)
         guider_state = components.guider.prepare_inputs_from_block_state(
@@ -241,7 +241,7 @@ class RescaledTextToImageLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
 
 class RescaledTextToImageLoopAfterDenoiser(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-rescaled-text-to-image"
-    modular_pipeline_class = RescaledTextToImageModularPipeline
+    modular_pipeline_class = RescaledTextToImageGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -267,8 +267,8 @@ class RescaledTextToImageLoopAfterDenoiser(PackageBlocks, ModularPipelineBlocks)
 
     @torch.no_grad()
     def __call__(
-        self, components: RescaledTextToImageModularPipeline, block_state: BlockState, i, t
-    ) -> tuple[RescaledTextToImageModularPipeline, BlockState]:
+        self, components: RescaledTextToImageGeneratedModularPipeline, block_state: BlockState, i, t
+    ) -> tuple[RescaledTextToImageGeneratedModularPipeline, BlockState]:
         sample = block_state.sample
         pred = block_state.pred
         sample = components.scheduler.step(pred, t, sample, return_dict=False)[0]

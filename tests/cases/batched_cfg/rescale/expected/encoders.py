@@ -2,19 +2,19 @@
 # (RescaledTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/rescale/input.py sha256:a2d7418afd1d7c6ddf3246c52ae69bf6973795aa1db05517febc2477fd32b92f
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:24727dd8d6828ddc3a1d096d915ad903e46407f44d8c096508aa3c08f1c99307
+# modularize-output: sha256:190017865abeab14fd5870577a7c824d0e4a2f3582c4384ed31a71515754a4bf
 
 import torch
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from .modular_pipeline import ExplicitNoneInputs, PackageBlocks, RescaledTextToImageModularPipeline
+from .modular_pipeline import ExplicitNoneInputs, PackageBlocks, RescaledTextToImageGeneratedModularPipeline
 
 
 class RescaledTextToImageEncodeWordsStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
     model_name = "modularize-rescaled-text-to-image"
-    modular_pipeline_class = RescaledTextToImageModularPipeline
+    modular_pipeline_class = RescaledTextToImageGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -62,8 +62,8 @@ class RescaledTextToImageEncodeWordsStep(PackageBlocks, ExplicitNoneInputs, Modu
 
     @torch.no_grad()
     def __call__(
-        self, components: RescaledTextToImageModularPipeline, state: PipelineState
-    ) -> tuple[RescaledTextToImageModularPipeline, PipelineState]:
+        self, components: RescaledTextToImageGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[RescaledTextToImageGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         prompt = block_state.prompt
         device = block_state.device

@@ -2,7 +2,7 @@
 # (RescaledTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/rescale/input.py sha256:a2d7418afd1d7c6ddf3246c52ae69bf6973795aa1db05517febc2477fd32b92f
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:d8fbb97e01ff595ea658f1b298e7de3bb530bd957dcdd022424b081ced736f7e
+# modularize-output: sha256:6099b81edf850a3772ce7db670ed6bbe00b73a55bb000bdd94bd24d86ec3d250
 
 from diffusers.modular_pipelines.modular_pipeline import SequentialPipelineBlocks
 from diffusers.modular_pipelines.modular_pipeline_utils import InsertableDict
@@ -15,7 +15,7 @@ from .before_denoise import (
 from .decoders import RescaledTextToImageDecodePixelsStep
 from .denoise import RescaledTextToImageDenoiseStep
 from .encoders import RescaledTextToImageEncodeWordsStep
-from .modular_pipeline import PackageBlocks, RescaledTextToImageModularPipeline
+from .modular_pipeline import PackageBlocks, RescaledTextToImageGeneratedModularPipeline, register_in_diffusers
 
 RESCALED_TEXT_TO_IMAGE_BLOCKS = InsertableDict(
     [
@@ -29,12 +29,15 @@ RESCALED_TEXT_TO_IMAGE_BLOCKS = InsertableDict(
 )
 
 
-class RescaledTextToImageBlocks(PackageBlocks, SequentialPipelineBlocks):
+class RescaledTextToImageGeneratedBlocks(PackageBlocks, SequentialPipelineBlocks):
     model_name = "modularize-rescaled-text-to-image"
-    modular_pipeline_class = RescaledTextToImageModularPipeline
+    modular_pipeline_class = RescaledTextToImageGeneratedModularPipeline
     block_classes = list(RESCALED_TEXT_TO_IMAGE_BLOCKS.values())
     block_names = list(RESCALED_TEXT_TO_IMAGE_BLOCKS.keys())
 
     @property
     def description(self) -> str:
         return "Blocks converted from `RescaledTextToImagePipeline`, in the order its `__call__` runs them."
+
+
+register_in_diffusers(RescaledTextToImageGeneratedModularPipeline, RescaledTextToImageGeneratedBlocks)

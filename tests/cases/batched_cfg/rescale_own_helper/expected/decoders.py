@@ -2,19 +2,19 @@
 # (RescaledTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/rescale_own_helper/input.py sha256:01cfec0b9778a5b15acd4c877378c9e00e1205acda6b7a20ce5145d9c2760926
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:e9183f3f34cfa7f63787c625430b05b060f8da60069e9bf378993a925d72afab
+# modularize-output: sha256:d3135fce61ae341be5da82322eda5b0af329230ae5fc8bbff1552907ec7f7c3d
 
 import torch
 from diffusers.models import AutoencoderKL
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 
-from .modular_pipeline import ExplicitNoneInputs, PackageBlocks, RescaledTextToImageModularPipeline
+from .modular_pipeline import ExplicitNoneInputs, PackageBlocks, RescaledTextToImageGeneratedModularPipeline
 
 
 class RescaledTextToImageDecodePixelsStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
     model_name = "modularize-rescaled-text-to-image"
-    modular_pipeline_class = RescaledTextToImageModularPipeline
+    modular_pipeline_class = RescaledTextToImageGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -41,8 +41,8 @@ class RescaledTextToImageDecodePixelsStep(PackageBlocks, ExplicitNoneInputs, Mod
 
     @torch.no_grad()
     def __call__(
-        self, components: RescaledTextToImageModularPipeline, state: PipelineState
-    ) -> tuple[RescaledTextToImageModularPipeline, PipelineState]:
+        self, components: RescaledTextToImageGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[RescaledTextToImageGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         output_type = block_state.output_type
         sample = block_state.sample

@@ -2,19 +2,19 @@
 # (RescaledTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/rescale_own_helper/input.py sha256:01cfec0b9778a5b15acd4c877378c9e00e1205acda6b7a20ce5145d9c2760926
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:ced7e8fd387ef8ee689d4240d1e3c0692ae897276cef14f2efdb27e2b11b063f
+# modularize-output: sha256:5caaf9b8365ed89a077a2522e51c885fe0d90bcbaff7288bce86be4a5333f827
 
 import torch
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from .modular_pipeline import ExplicitNoneInputs, PackageBlocks, RescaledTextToImageModularPipeline
+from .modular_pipeline import ExplicitNoneInputs, PackageBlocks, RescaledTextToImageGeneratedModularPipeline
 
 
 class RescaledTextToImageEncodeWordsStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
     model_name = "modularize-rescaled-text-to-image"
-    modular_pipeline_class = RescaledTextToImageModularPipeline
+    modular_pipeline_class = RescaledTextToImageGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -62,8 +62,8 @@ class RescaledTextToImageEncodeWordsStep(PackageBlocks, ExplicitNoneInputs, Modu
 
     @torch.no_grad()
     def __call__(
-        self, components: RescaledTextToImageModularPipeline, state: PipelineState
-    ) -> tuple[RescaledTextToImageModularPipeline, PipelineState]:
+        self, components: RescaledTextToImageGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[RescaledTextToImageGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         prompt = block_state.prompt
         device = block_state.device

@@ -2,11 +2,15 @@
 # (RescaledTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/rescale_under_the_flag/input.py sha256:38382b42a371d0952264fa1cb203cae677c7a728ba53f485aae4a601ebf4aca3
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:9377c37a950381ddd2dec12ee372460349c1ab751cb0d4fd41b0712f2a37ca53
+# modularize-output: sha256:9e730c7c9c839b8d797a52563300a8116629b8ef5e0ae71f7f22f0ad0bfd321c
 
 """Modular pipeline blocks converted from RescaledTextToImagePipeline."""
 
-from .modular_blocks_rescaled_text_to_image import RESCALED_TEXT_TO_IMAGE_BLOCKS, RescaledTextToImageBlocks
-from .modular_pipeline import RescaledTextToImageModularPipeline
+from .modular_blocks_rescaled_text_to_image import RESCALED_TEXT_TO_IMAGE_BLOCKS, RescaledTextToImageGeneratedBlocks
+from .modular_pipeline import RescaledTextToImageGeneratedModularPipeline
 
-__all__ = ["RESCALED_TEXT_TO_IMAGE_BLOCKS", "RescaledTextToImageBlocks", "RescaledTextToImageModularPipeline"]
+__all__ = [
+    "RESCALED_TEXT_TO_IMAGE_BLOCKS",
+    "RescaledTextToImageGeneratedBlocks",
+    "RescaledTextToImageGeneratedModularPipeline",
+]

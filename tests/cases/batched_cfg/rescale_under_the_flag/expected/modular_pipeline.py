@@ -2,14 +2,33 @@
 # (RescaledTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/rescale_under_the_flag/input.py sha256:38382b42a371d0952264fa1cb203cae677c7a728ba53f485aae4a601ebf4aca3
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:f81bba477f754a26d219289229102925164b5d49b6aee5872e7083cab4e08c01
+# modularize-output: sha256:941f836a8d577405ddcda880e8f026c3ab251d5832019443bf256ac40af625c2
 
+import shutil
+import sys
 from copy import deepcopy
+from pathlib import Path
 
 from diffusers.modular_pipelines.modular_pipeline import ModularPipeline
 
 
-class RescaledTextToImageModularPipeline(ModularPipeline):
+# Copied from modularize.emit.runtime.saved_package.SavedWithPackage
+class SavedWithPackage:
+    """Pipeline mixin: `save_pretrained` writes the blocks' config and the package's modules too."""
+
+    package_modules = ()  # the package's module names (`denoise`, ...), named by each pipeline class
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("push_to_hub"):
+            return  # the components went to the Hub; the code stays a local concern
+        self.blocks.save_pretrained(save_directory)
+        package = Path(sys.modules[type(self).__module__].__file__).parent
+        for name in self.package_modules:
+            shutil.copyfile(package / f"{name}.py", Path(save_directory) / f"{name}.py")
+
+
+class RescaledTextToImageGeneratedModularPipeline(SavedWithPackage, ModularPipeline):
     """A ModularPipeline converted from `RescaledTextToImagePipeline` by modularize.
 
     `translate_standard_call(**kwargs)` turns the keyword arguments of a `RescaledTextToImagePipeline` call into
@@ -36,12 +55,20 @@ class RescaledTextToImageModularPipeline(ModularPipeline):
     )
     unserved_arguments = {}
     standard_outputs = {"images": "images"}
+    package_modules = (
+        "before_denoise",
+        "decoders",
+        "denoise",
+        "encoders",
+        "modular_blocks_rescaled_text_to_image",
+        "modular_pipeline",
+    )
 
     def __init__(self, blocks=None, *args, **kwargs):
         if blocks is None:
-            from .modular_blocks_rescaled_text_to_image import RescaledTextToImageBlocks
+            from .modular_blocks_rescaled_text_to_image import RescaledTextToImageGeneratedBlocks
 
-            blocks = RescaledTextToImageBlocks()
+            blocks = RescaledTextToImageGeneratedBlocks()
         super().__init__(blocks, *args, **kwargs)
         self._own_guider = getattr(self, "guider", None)
 
@@ -128,6 +155,18 @@ class PackageBlocks:
             components_manager=components_manager,
             collection=collection,
         )
+
+
+# Copied from modularize.emit.runtime.saved_package.register_in_diffusers
+def register_in_diffusers(*classes):
+    """Make `classes` findable by name in the `diffusers` namespace, never in place of one of diffusers' own."""
+    import diffusers
+
+    for cls in classes:
+        existing = getattr(diffusers, cls.__name__, None)
+        if existing is not None and getattr(existing, "__module__", "").startswith("diffusers."):
+            continue
+        setattr(diffusers, cls.__name__, cls)
 
 
 # Copied from modularize.emit.runtime.standard_guider.install_standard_guider

@@ -2,11 +2,11 @@
 # (LerpGuidancePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_custom_combine/lerp_cond_first/input.py sha256:aa1650ac70f3ad604f1de3776f13019f7f0084dcf02694b1928081bb1df1123c
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:f468df444f9887cbc9eda3fbe6c73d1358893f785b472e43a14a4c7b59b28c08
+# modularize-output: sha256:186886e3fe9b38c43c6ffc1a5bcc5f2e6133df1bfb710a93926fa5cc830f7867
 
 """Modular pipeline blocks converted from LerpGuidancePipeline."""
 
-from .modular_blocks_lerp_guidance import LERP_GUIDANCE_BLOCKS, LerpGuidanceBlocks
-from .modular_pipeline import LerpGuidanceModularPipeline
+from .modular_blocks_lerp_guidance import LERP_GUIDANCE_BLOCKS, LerpGuidanceGeneratedBlocks
+from .modular_pipeline import LerpGuidanceGeneratedModularPipeline
 
-__all__ = ["LERP_GUIDANCE_BLOCKS", "LerpGuidanceBlocks", "LerpGuidanceModularPipeline"]
+__all__ = ["LERP_GUIDANCE_BLOCKS", "LerpGuidanceGeneratedBlocks", "LerpGuidanceGeneratedModularPipeline"]

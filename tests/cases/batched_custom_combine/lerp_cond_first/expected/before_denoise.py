@@ -2,7 +2,7 @@
 # (LerpGuidancePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_custom_combine/lerp_cond_first/input.py sha256:aa1650ac70f3ad604f1de3776f13019f7f0084dcf02694b1928081bb1df1123c
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:32937f3d753073f0a18ea2d0e9574ae52862f35258868b5c5e02bf41a0fe8d03
+# modularize-output: sha256:b1970fe4839c0f243455683f7edae18dc5b91b650acb7b0c66a111c4c0b154c3
 
 import torch
 from diffusers.models import UNet2DConditionModel
@@ -11,12 +11,12 @@ from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, In
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils.torch_utils import randn_tensor
 
-from .modular_pipeline import ExplicitNoneInputs, LerpGuidanceModularPipeline, PackageBlocks
+from .modular_pipeline import ExplicitNoneInputs, LerpGuidanceGeneratedModularPipeline, PackageBlocks
 
 
 class LerpGuidancePrepareTicksAndNoiseStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
     model_name = "modularize-lerp-guidance"
-    modular_pipeline_class = LerpGuidanceModularPipeline
+    modular_pipeline_class = LerpGuidanceGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -49,8 +49,8 @@ class LerpGuidancePrepareTicksAndNoiseStep(PackageBlocks, ExplicitNoneInputs, Mo
 
     @torch.no_grad()
     def __call__(
-        self, components: LerpGuidanceModularPipeline, state: PipelineState
-    ) -> tuple[LerpGuidanceModularPipeline, PipelineState]:
+        self, components: LerpGuidanceGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[LerpGuidanceGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         num_inference_steps = block_state.num_inference_steps
         device = block_state.device

@@ -2,19 +2,19 @@
 # (LerpGuidancePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_custom_combine/lerp_cond_first/input.py sha256:aa1650ac70f3ad604f1de3776f13019f7f0084dcf02694b1928081bb1df1123c
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:ea645cd3667b91ec5cac3cc676a48b42f6d2846132a4b32ec48ab9dd4b13c87a
+# modularize-output: sha256:3c233a87bd0e3b077f6668dccc26a15cacb07ecb9cef2fdfcb6861049a881975
 
 import torch
 from diffusers.models import AutoencoderKL
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 
-from .modular_pipeline import ExplicitNoneInputs, LerpGuidanceModularPipeline, PackageBlocks
+from .modular_pipeline import ExplicitNoneInputs, LerpGuidanceGeneratedModularPipeline, PackageBlocks
 
 
 class LerpGuidanceDecodeStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
     model_name = "modularize-lerp-guidance"
-    modular_pipeline_class = LerpGuidanceModularPipeline
+    modular_pipeline_class = LerpGuidanceGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -41,8 +41,8 @@ class LerpGuidanceDecodeStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineB
 
     @torch.no_grad()
     def __call__(
-        self, components: LerpGuidanceModularPipeline, state: PipelineState
-    ) -> tuple[LerpGuidanceModularPipeline, PipelineState]:
+        self, components: LerpGuidanceGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[LerpGuidanceGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         output_type = block_state.output_type
         sample = block_state.sample

@@ -2,7 +2,7 @@
 # (LerpGuidancePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_custom_combine/lerp_cond_first/input.py sha256:aa1650ac70f3ad604f1de3776f13019f7f0084dcf02694b1928081bb1df1123c
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:1d516ceddb8a407b95c80443aa526dcc46e6023ef59e8bbde725bc5242b383d1
+# modularize-output: sha256:fdccf4cc8b59c14d60fc63de6b2b57f0af4d3b21d1eddf75530a15e3f0bed3b0
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -18,7 +18,7 @@ from diffusers.modular_pipelines.modular_pipeline import (
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, ConfigSpec, InputParam, OutputParam
 from diffusers.schedulers import KarrasDiffusionSchedulers
 
-from .modular_pipeline import LerpGuidanceModularPipeline, PackageBlocks
+from .modular_pipeline import LerpGuidanceGeneratedModularPipeline, PackageBlocks
 
 # Copied from modularize.emit.runtime.guider_calls._UNMERGEABLE
 _UNMERGEABLE = object()
@@ -130,7 +130,7 @@ class LerpGuidanceGuidance(ClassifierFreeGuidance):
 
 class LerpGuidanceDenoiseLoopWrapper(PackageBlocks, LoopSequentialPipelineBlocks):
     model_name = "modularize-lerp-guidance"
-    modular_pipeline_class = LerpGuidanceModularPipeline
+    modular_pipeline_class = LerpGuidanceGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -144,8 +144,8 @@ class LerpGuidanceDenoiseLoopWrapper(PackageBlocks, LoopSequentialPipelineBlocks
 
     @torch.no_grad()
     def __call__(
-        self, components: LerpGuidanceModularPipeline, state: PipelineState
-    ) -> tuple[LerpGuidanceModularPipeline, PipelineState]:
+        self, components: LerpGuidanceGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[LerpGuidanceGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
 
         # 3. Denoise
@@ -157,7 +157,7 @@ class LerpGuidanceDenoiseLoopWrapper(PackageBlocks, LoopSequentialPipelineBlocks
 
 class LerpGuidanceLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-lerp-guidance"
-    modular_pipeline_class = LerpGuidanceModularPipeline
+    modular_pipeline_class = LerpGuidanceGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -172,8 +172,8 @@ class LerpGuidanceLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: LerpGuidanceModularPipeline, block_state: BlockState, step_index, t
-    ) -> tuple[LerpGuidanceModularPipeline, BlockState]:
+        self, components: LerpGuidanceGeneratedModularPipeline, block_state: BlockState, step_index, t
+    ) -> tuple[LerpGuidanceGeneratedModularPipeline, BlockState]:
         rows = block_state.rows
         device = block_state.device
         ticks = torch.full((rows,), t.item(), device=device)
@@ -183,7 +183,7 @@ class LerpGuidanceLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks):
 
 class LerpGuidanceLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-lerp-guidance"
-    modular_pipeline_class = LerpGuidanceModularPipeline
+    modular_pipeline_class = LerpGuidanceGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -222,8 +222,8 @@ class LerpGuidanceLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: LerpGuidanceModularPipeline, block_state: BlockState, step_index, t
-    ) -> tuple[LerpGuidanceModularPipeline, BlockState]:
+        self, components: LerpGuidanceGeneratedModularPipeline, block_state: BlockState, step_index, t
+    ) -> tuple[LerpGuidanceGeneratedModularPipeline, BlockState]:
         components.guider.set_state(
             step=step_index, num_inference_steps=len(components.scheduler.timesteps), timestep=t
         )
@@ -256,7 +256,7 @@ class LerpGuidanceLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
 
 class LerpGuidanceLoopAfterDenoiser(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-lerp-guidance"
-    modular_pipeline_class = LerpGuidanceModularPipeline
+    modular_pipeline_class = LerpGuidanceGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -282,8 +282,8 @@ class LerpGuidanceLoopAfterDenoiser(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: LerpGuidanceModularPipeline, block_state: BlockState, step_index, t
-    ) -> tuple[LerpGuidanceModularPipeline, BlockState]:
+        self, components: LerpGuidanceGeneratedModularPipeline, block_state: BlockState, step_index, t
+    ) -> tuple[LerpGuidanceGeneratedModularPipeline, BlockState]:
         sample = block_state.sample
         pred = block_state.pred
         sample = components.scheduler.step(pred, t, sample, return_dict=False)[0]

@@ -2,19 +2,19 @@
 # (LerpGuidancePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_custom_combine/lerp_cond_first/input.py sha256:aa1650ac70f3ad604f1de3776f13019f7f0084dcf02694b1928081bb1df1123c
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:50e3d85c5359bdf57239a076f57d80576ecdffc2bd8023632a5d945a527ae660
+# modularize-output: sha256:e01707f980b0d27dcfe7f303e9a843a9912efea53b398bcfb3cf1344f7dd1997
 
 import torch
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from .modular_pipeline import ExplicitNoneInputs, LerpGuidanceModularPipeline, PackageBlocks
+from .modular_pipeline import ExplicitNoneInputs, LerpGuidanceGeneratedModularPipeline, PackageBlocks
 
 
 class LerpGuidanceEncodeWordsStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
     model_name = "modularize-lerp-guidance"
-    modular_pipeline_class = LerpGuidanceModularPipeline
+    modular_pipeline_class = LerpGuidanceGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -53,8 +53,8 @@ class LerpGuidanceEncodeWordsStep(PackageBlocks, ExplicitNoneInputs, ModularPipe
 
     @torch.no_grad()
     def __call__(
-        self, components: LerpGuidanceModularPipeline, state: PipelineState
-    ) -> tuple[LerpGuidanceModularPipeline, PipelineState]:
+        self, components: LerpGuidanceGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[LerpGuidanceGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         prompt = block_state.prompt
         num_images_per_prompt = block_state.num_images_per_prompt

@@ -2,7 +2,7 @@
 # (LerpGuidancePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_custom_combine/lerp_cond_first/input.py sha256:aa1650ac70f3ad604f1de3776f13019f7f0084dcf02694b1928081bb1df1123c
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:3ab9b7e47b47e6d849f78e012675f7fa29ad9bdc3857f50918893362a679edab
+# modularize-output: sha256:e8e2c1d8905618729a39f17afacca05e8150f1199ad66be954ecda3e47ce0fd3
 
 from diffusers.modular_pipelines.modular_pipeline import SequentialPipelineBlocks
 from diffusers.modular_pipelines.modular_pipeline_utils import InsertableDict
@@ -11,7 +11,7 @@ from .before_denoise import LerpGuidancePrepareTicksAndNoiseStep
 from .decoders import LerpGuidanceDecodeStep
 from .denoise import LerpGuidanceDenoiseStep
 from .encoders import LerpGuidanceEncodeWordsStep
-from .modular_pipeline import LerpGuidanceModularPipeline, PackageBlocks
+from .modular_pipeline import LerpGuidanceGeneratedModularPipeline, PackageBlocks, register_in_diffusers
 
 LERP_GUIDANCE_BLOCKS = InsertableDict(
     [
@@ -23,12 +23,15 @@ LERP_GUIDANCE_BLOCKS = InsertableDict(
 )
 
 
-class LerpGuidanceBlocks(PackageBlocks, SequentialPipelineBlocks):
+class LerpGuidanceGeneratedBlocks(PackageBlocks, SequentialPipelineBlocks):
     model_name = "modularize-lerp-guidance"
-    modular_pipeline_class = LerpGuidanceModularPipeline
+    modular_pipeline_class = LerpGuidanceGeneratedModularPipeline
     block_classes = list(LERP_GUIDANCE_BLOCKS.values())
     block_names = list(LERP_GUIDANCE_BLOCKS.keys())
 
     @property
     def description(self) -> str:
         return "Blocks converted from `LerpGuidancePipeline`, in the order its `__call__` runs them."
+
+
+register_in_diffusers(LerpGuidanceGeneratedModularPipeline, LerpGuidanceGeneratedBlocks)

@@ -2,18 +2,18 @@
 # (SplitChannelsTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_custom_combine/split_channels/input.py sha256:d2797d6b23fa9eaa387402efa70bd9a8a26fdafdf9d4913fc358ffb37e71846e
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:3393185061cb797616af80664c0414254fae14e416b9751991fd4a6f38867d68
+# modularize-output: sha256:d32e908e6d8d6b9bbdae88e796ff7f976ab45faa66a250936a3a805bbcadbec9
 
 """Modular pipeline blocks converted from SplitChannelsTextToImagePipeline."""
 
 from .modular_blocks_split_channels_text_to_image import (
     SPLIT_CHANNELS_TEXT_TO_IMAGE_BLOCKS,
-    SplitChannelsTextToImageBlocks,
+    SplitChannelsTextToImageGeneratedBlocks,
 )
-from .modular_pipeline import SplitChannelsTextToImageModularPipeline
+from .modular_pipeline import SplitChannelsTextToImageGeneratedModularPipeline
 
 __all__ = [
     "SPLIT_CHANNELS_TEXT_TO_IMAGE_BLOCKS",
-    "SplitChannelsTextToImageBlocks",
-    "SplitChannelsTextToImageModularPipeline",
+    "SplitChannelsTextToImageGeneratedBlocks",
+    "SplitChannelsTextToImageGeneratedModularPipeline",
 ]

@@ -2,7 +2,7 @@
 # (SplitChannelsTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_custom_combine/split_channels/input.py sha256:d2797d6b23fa9eaa387402efa70bd9a8a26fdafdf9d4913fc358ffb37e71846e
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:e3210947d38f03bd6cd5d2fc18678b33ed50f98b67a965005724a6ec559ac370
+# modularize-output: sha256:59bfc38c986554b5f257ca1ea131c356c3265510bc74618ff433cf93f6de592c
 
 import torch
 from diffusers.models import AutoencoderKL, UNet2DConditionModel
@@ -11,12 +11,12 @@ from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, In
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils.torch_utils import randn_tensor
 
-from .modular_pipeline import ExplicitNoneInputs, PackageBlocks, SplitChannelsTextToImageModularPipeline
+from .modular_pipeline import ExplicitNoneInputs, PackageBlocks, SplitChannelsTextToImageGeneratedModularPipeline
 
 
 class SplitChannelsTextToImageDefineSettingsStep(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-split-channels-text-to-image"
-    modular_pipeline_class = SplitChannelsTextToImageModularPipeline
+    modular_pipeline_class = SplitChannelsTextToImageGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -37,8 +37,8 @@ class SplitChannelsTextToImageDefineSettingsStep(PackageBlocks, ModularPipelineB
 
     @torch.no_grad()
     def __call__(
-        self, components: SplitChannelsTextToImageModularPipeline, state: PipelineState
-    ) -> tuple[SplitChannelsTextToImageModularPipeline, PipelineState]:
+        self, components: SplitChannelsTextToImageGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[SplitChannelsTextToImageGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         prompt = block_state.prompt
         batch_size = 1 if isinstance(prompt, str) else len(prompt)
@@ -51,7 +51,7 @@ class SplitChannelsTextToImageDefineSettingsStep(PackageBlocks, ModularPipelineB
 
 class SplitChannelsTextToImagePrepareTicksStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
     model_name = "modularize-split-channels-text-to-image"
-    modular_pipeline_class = SplitChannelsTextToImageModularPipeline
+    modular_pipeline_class = SplitChannelsTextToImageGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -78,8 +78,8 @@ class SplitChannelsTextToImagePrepareTicksStep(PackageBlocks, ExplicitNoneInputs
 
     @torch.no_grad()
     def __call__(
-        self, components: SplitChannelsTextToImageModularPipeline, state: PipelineState
-    ) -> tuple[SplitChannelsTextToImageModularPipeline, PipelineState]:
+        self, components: SplitChannelsTextToImageGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[SplitChannelsTextToImageGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         num_inference_steps = block_state.num_inference_steps
         device = block_state.device
@@ -94,7 +94,7 @@ class SplitChannelsTextToImagePrepareTicksStep(PackageBlocks, ExplicitNoneInputs
 
 class SplitChannelsTextToImagePrepareLatentNoiseStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
     model_name = "modularize-split-channels-text-to-image"
-    modular_pipeline_class = SplitChannelsTextToImageModularPipeline
+    modular_pipeline_class = SplitChannelsTextToImageGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -135,8 +135,8 @@ class SplitChannelsTextToImagePrepareLatentNoiseStep(PackageBlocks, ExplicitNone
 
     @torch.no_grad()
     def __call__(
-        self, components: SplitChannelsTextToImageModularPipeline, state: PipelineState
-    ) -> tuple[SplitChannelsTextToImageModularPipeline, PipelineState]:
+        self, components: SplitChannelsTextToImageGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[SplitChannelsTextToImageGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         batch_size = block_state.batch_size
         num_images_per_prompt = block_state.num_images_per_prompt

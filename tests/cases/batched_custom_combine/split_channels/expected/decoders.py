@@ -2,19 +2,19 @@
 # (SplitChannelsTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_custom_combine/split_channels/input.py sha256:d2797d6b23fa9eaa387402efa70bd9a8a26fdafdf9d4913fc358ffb37e71846e
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:e465409db2258c3102907865e5dbbfc0c2cfd292582dc7f50bedc115ca36e214
+# modularize-output: sha256:3a03d3971f43ed791be9766da6c39839a4c6c61f96d0f6ef9f3baabc4935e680
 
 import torch
 from diffusers.models import AutoencoderKL
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 
-from .modular_pipeline import ExplicitNoneInputs, PackageBlocks, SplitChannelsTextToImageModularPipeline
+from .modular_pipeline import ExplicitNoneInputs, PackageBlocks, SplitChannelsTextToImageGeneratedModularPipeline
 
 
 class SplitChannelsTextToImageDecodePixelsStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
     model_name = "modularize-split-channels-text-to-image"
-    modular_pipeline_class = SplitChannelsTextToImageModularPipeline
+    modular_pipeline_class = SplitChannelsTextToImageGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -41,8 +41,8 @@ class SplitChannelsTextToImageDecodePixelsStep(PackageBlocks, ExplicitNoneInputs
 
     @torch.no_grad()
     def __call__(
-        self, components: SplitChannelsTextToImageModularPipeline, state: PipelineState
-    ) -> tuple[SplitChannelsTextToImageModularPipeline, PipelineState]:
+        self, components: SplitChannelsTextToImageGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[SplitChannelsTextToImageGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         output_type = block_state.output_type
         sample = block_state.sample

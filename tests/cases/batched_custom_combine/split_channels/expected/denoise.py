@@ -2,7 +2,7 @@
 # (SplitChannelsTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_custom_combine/split_channels/input.py sha256:d2797d6b23fa9eaa387402efa70bd9a8a26fdafdf9d4913fc358ffb37e71846e
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:325a68b7b5ecbd1b7410908cf68e522687d125bc3fb2f1568ee784d42f8fa5df
+# modularize-output: sha256:4122b1ce1bce0cfe23707f652fe3fcc04e4954510d3d7a9dfe55faff079be017
 
 from contextlib import contextmanager
 
@@ -20,7 +20,7 @@ from diffusers.modular_pipelines.modular_pipeline import (
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, ConfigSpec, InputParam, OutputParam
 from diffusers.schedulers import KarrasDiffusionSchedulers
 
-from .modular_pipeline import ExplicitNoneInputs, PackageBlocks, SplitChannelsTextToImageModularPipeline
+from .modular_pipeline import ExplicitNoneInputs, PackageBlocks, SplitChannelsTextToImageGeneratedModularPipeline
 
 # Copied from modularize.emit.runtime.guider_calls._UNMERGEABLE
 _UNMERGEABLE = object()
@@ -158,7 +158,7 @@ class SplitChannelsTextToImageGuidance(ClassifierFreeGuidance):
 
 class SplitChannelsTextToImageDenoiseLoopWrapper(PackageBlocks, ExplicitNoneInputs, LoopSequentialPipelineBlocks):
     model_name = "modularize-split-channels-text-to-image"
-    modular_pipeline_class = SplitChannelsTextToImageModularPipeline
+    modular_pipeline_class = SplitChannelsTextToImageGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -173,8 +173,8 @@ class SplitChannelsTextToImageDenoiseLoopWrapper(PackageBlocks, ExplicitNoneInpu
 
     @torch.no_grad()
     def __call__(
-        self, components: SplitChannelsTextToImageModularPipeline, state: PipelineState
-    ) -> tuple[SplitChannelsTextToImageModularPipeline, PipelineState]:
+        self, components: SplitChannelsTextToImageGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[SplitChannelsTextToImageGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         num_inference_steps = block_state.num_inference_steps
         ticks = block_state.ticks
@@ -190,7 +190,7 @@ class SplitChannelsTextToImageDenoiseLoopWrapper(PackageBlocks, ExplicitNoneInpu
 
 class SplitChannelsTextToImageLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-split-channels-text-to-image"
-    modular_pipeline_class = SplitChannelsTextToImageModularPipeline
+    modular_pipeline_class = SplitChannelsTextToImageGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -210,8 +210,8 @@ class SplitChannelsTextToImageLoopBeforeDenoiser(PackageBlocks, ModularPipelineB
 
     @torch.no_grad()
     def __call__(
-        self, components: SplitChannelsTextToImageModularPipeline, block_state: BlockState, i, t
-    ) -> tuple[SplitChannelsTextToImageModularPipeline, BlockState]:
+        self, components: SplitChannelsTextToImageGeneratedModularPipeline, block_state: BlockState, i, t
+    ) -> tuple[SplitChannelsTextToImageGeneratedModularPipeline, BlockState]:
         sample = block_state.sample
         unet_input = sample
         unet_input = components.scheduler.scale_model_input(unet_input, t)
@@ -221,7 +221,7 @@ class SplitChannelsTextToImageLoopBeforeDenoiser(PackageBlocks, ModularPipelineB
 
 class SplitChannelsTextToImageLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-split-channels-text-to-image"
-    modular_pipeline_class = SplitChannelsTextToImageModularPipeline
+    modular_pipeline_class = SplitChannelsTextToImageGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -260,8 +260,8 @@ class SplitChannelsTextToImageLoopDenoiser(PackageBlocks, ModularPipelineBlocks)
 
     @torch.no_grad()
     def __call__(
-        self, components: SplitChannelsTextToImageModularPipeline, block_state: BlockState, i, t
-    ) -> tuple[SplitChannelsTextToImageModularPipeline, BlockState]:
+        self, components: SplitChannelsTextToImageGeneratedModularPipeline, block_state: BlockState, i, t
+    ) -> tuple[SplitChannelsTextToImageGeneratedModularPipeline, BlockState]:
         sample = block_state.sample
         ticks = block_state.ticks
         with guider_attributes(components.guider, sample=sample):
@@ -289,7 +289,7 @@ class SplitChannelsTextToImageLoopDenoiser(PackageBlocks, ModularPipelineBlocks)
 
 class SplitChannelsTextToImageLoopAfterDenoiser(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-split-channels-text-to-image"
-    modular_pipeline_class = SplitChannelsTextToImageModularPipeline
+    modular_pipeline_class = SplitChannelsTextToImageGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -315,8 +315,8 @@ class SplitChannelsTextToImageLoopAfterDenoiser(PackageBlocks, ModularPipelineBl
 
     @torch.no_grad()
     def __call__(
-        self, components: SplitChannelsTextToImageModularPipeline, block_state: BlockState, i, t
-    ) -> tuple[SplitChannelsTextToImageModularPipeline, BlockState]:
+        self, components: SplitChannelsTextToImageGeneratedModularPipeline, block_state: BlockState, i, t
+    ) -> tuple[SplitChannelsTextToImageGeneratedModularPipeline, BlockState]:
         sample = block_state.sample
         pred = block_state.pred
         sample = components.scheduler.step(pred, t, sample, return_dict=False)[0]

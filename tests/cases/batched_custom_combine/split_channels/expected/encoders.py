@@ -2,19 +2,19 @@
 # (SplitChannelsTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_custom_combine/split_channels/input.py sha256:d2797d6b23fa9eaa387402efa70bd9a8a26fdafdf9d4913fc358ffb37e71846e
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:9f21474ea80da0719ab025dbc21a36effc25ec0502fa9887986b47be0c35185b
+# modularize-output: sha256:1a1afd397dd0b1b0f1d73e62b10917a0459de0bf4c43ab8879aa2fcc0faeb4f3
 
 import torch
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from .modular_pipeline import ExplicitNoneInputs, PackageBlocks, SplitChannelsTextToImageModularPipeline
+from .modular_pipeline import ExplicitNoneInputs, PackageBlocks, SplitChannelsTextToImageGeneratedModularPipeline
 
 
 class SplitChannelsTextToImageEncodeWordsStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
     model_name = "modularize-split-channels-text-to-image"
-    modular_pipeline_class = SplitChannelsTextToImageModularPipeline
+    modular_pipeline_class = SplitChannelsTextToImageGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -62,8 +62,8 @@ class SplitChannelsTextToImageEncodeWordsStep(PackageBlocks, ExplicitNoneInputs,
 
     @torch.no_grad()
     def __call__(
-        self, components: SplitChannelsTextToImageModularPipeline, state: PipelineState
-    ) -> tuple[SplitChannelsTextToImageModularPipeline, PipelineState]:
+        self, components: SplitChannelsTextToImageGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[SplitChannelsTextToImageGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         prompt = block_state.prompt
         device = block_state.device

@@ -2,7 +2,7 @@
 # (SplitChannelsTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_custom_combine/split_channels/input.py sha256:d2797d6b23fa9eaa387402efa70bd9a8a26fdafdf9d4913fc358ffb37e71846e
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:8c0bfc096061f540af1bf49cf4c6222db6ff485f2c6b6b03990d1fa658de7eca
+# modularize-output: sha256:a0d05c1729e64b3124906700044329972797c4ea9fb4d23e74fbbaf9a9b4b2a0
 
 from diffusers.modular_pipelines.modular_pipeline import SequentialPipelineBlocks
 from diffusers.modular_pipelines.modular_pipeline_utils import InsertableDict
@@ -15,7 +15,7 @@ from .before_denoise import (
 from .decoders import SplitChannelsTextToImageDecodePixelsStep
 from .denoise import SplitChannelsTextToImageDenoiseStep
 from .encoders import SplitChannelsTextToImageEncodeWordsStep
-from .modular_pipeline import PackageBlocks, SplitChannelsTextToImageModularPipeline
+from .modular_pipeline import PackageBlocks, SplitChannelsTextToImageGeneratedModularPipeline, register_in_diffusers
 
 SPLIT_CHANNELS_TEXT_TO_IMAGE_BLOCKS = InsertableDict(
     [
@@ -29,12 +29,15 @@ SPLIT_CHANNELS_TEXT_TO_IMAGE_BLOCKS = InsertableDict(
 )
 
 
-class SplitChannelsTextToImageBlocks(PackageBlocks, SequentialPipelineBlocks):
+class SplitChannelsTextToImageGeneratedBlocks(PackageBlocks, SequentialPipelineBlocks):
     model_name = "modularize-split-channels-text-to-image"
-    modular_pipeline_class = SplitChannelsTextToImageModularPipeline
+    modular_pipeline_class = SplitChannelsTextToImageGeneratedModularPipeline
     block_classes = list(SPLIT_CHANNELS_TEXT_TO_IMAGE_BLOCKS.values())
     block_names = list(SPLIT_CHANNELS_TEXT_TO_IMAGE_BLOCKS.keys())
 
     @property
     def description(self) -> str:
         return "Blocks converted from `SplitChannelsTextToImagePipeline`, in the order its `__call__` runs them."
+
+
+register_in_diffusers(SplitChannelsTextToImageGeneratedModularPipeline, SplitChannelsTextToImageGeneratedBlocks)

@@ -2,11 +2,11 @@
 # (BothPathsPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/branched_cfg/both_paths/input.py sha256:ae78e6b2e6b0c045e7e069b72537e803716fa0fa9648f9d23fbfca1e909ea84c
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:2bfc3c5de9841005baaf5a308c0660d018aef276697e1363f1cf039427bcc477
+# modularize-output: sha256:78040e2ced85c210a7e2aa57e30ec32c3628eb0e978c507c3adc2ae716b2e948
 
 """Modular pipeline blocks converted from BothPathsPipeline."""
 
-from .modular_blocks_both_paths import BOTH_PATHS_BLOCKS, BothPathsBlocks
-from .modular_pipeline import BothPathsModularPipeline
+from .modular_blocks_both_paths import BOTH_PATHS_BLOCKS, BothPathsGeneratedBlocks
+from .modular_pipeline import BothPathsGeneratedModularPipeline
 
-__all__ = ["BOTH_PATHS_BLOCKS", "BothPathsBlocks", "BothPathsModularPipeline"]
+__all__ = ["BOTH_PATHS_BLOCKS", "BothPathsGeneratedBlocks", "BothPathsGeneratedModularPipeline"]

@@ -2,7 +2,7 @@
 # (BothPathsPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/branched_cfg/both_paths/input.py sha256:ae78e6b2e6b0c045e7e069b72537e803716fa0fa9648f9d23fbfca1e909ea84c
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:fde549f8e2e47ac7e9f9373eb59bdeb6d9c409e47891167111abc81f4df9a376
+# modularize-output: sha256:cc9540d2949a99a868b26b5e2dd0e6608bed07174157540fb870e7c2ba340028
 
 import torch
 from diffusers.models import SD3Transformer2DModel
@@ -11,12 +11,12 @@ from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, In
 from diffusers.schedulers import FlowMatchEulerDiscreteScheduler
 from diffusers.utils.torch_utils import randn_tensor
 
-from .modular_pipeline import BothPathsModularPipeline, ExplicitNoneInputs, PackageBlocks
+from .modular_pipeline import BothPathsGeneratedModularPipeline, ExplicitNoneInputs, PackageBlocks
 
 
 class BothPathsDefineCallParametersStep(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-both-paths"
-    modular_pipeline_class = BothPathsModularPipeline
+    modular_pipeline_class = BothPathsGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -30,8 +30,8 @@ class BothPathsDefineCallParametersStep(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: BothPathsModularPipeline, state: PipelineState
-    ) -> tuple[BothPathsModularPipeline, PipelineState]:
+        self, components: BothPathsGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[BothPathsGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         device = components._execution_device
         block_state.device = device
@@ -41,7 +41,7 @@ class BothPathsDefineCallParametersStep(PackageBlocks, ModularPipelineBlocks):
 
 class BothPathsPrepareLatentVariablesStep(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-both-paths"
-    modular_pipeline_class = BothPathsModularPipeline
+    modular_pipeline_class = BothPathsGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -69,8 +69,8 @@ class BothPathsPrepareLatentVariablesStep(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: BothPathsModularPipeline, state: PipelineState
-    ) -> tuple[BothPathsModularPipeline, PipelineState]:
+        self, components: BothPathsGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[BothPathsGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         generator = block_state.generator
         device = block_state.device
@@ -87,7 +87,7 @@ class BothPathsPrepareLatentVariablesStep(PackageBlocks, ModularPipelineBlocks):
 
 class BothPathsPrepareTimestepsStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
     model_name = "modularize-both-paths"
-    modular_pipeline_class = BothPathsModularPipeline
+    modular_pipeline_class = BothPathsGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -114,8 +114,8 @@ class BothPathsPrepareTimestepsStep(PackageBlocks, ExplicitNoneInputs, ModularPi
 
     @torch.no_grad()
     def __call__(
-        self, components: BothPathsModularPipeline, state: PipelineState
-    ) -> tuple[BothPathsModularPipeline, PipelineState]:
+        self, components: BothPathsGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[BothPathsGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         num_inference_steps = block_state.num_inference_steps
         device = block_state.device

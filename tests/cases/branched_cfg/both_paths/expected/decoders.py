@@ -2,19 +2,19 @@
 # (BothPathsPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/branched_cfg/both_paths/input.py sha256:ae78e6b2e6b0c045e7e069b72537e803716fa0fa9648f9d23fbfca1e909ea84c
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:caceb29735dee4c23705a57716b3a91755d983c6b8f482ae957292a22d1d6668
+# modularize-output: sha256:36b04aa64541b0452884546ba1aa02785596d8988cc76eebccb7186861a6bc74
 
 import torch
 from diffusers.models import AutoencoderKL
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 
-from .modular_pipeline import BothPathsModularPipeline, PackageBlocks
+from .modular_pipeline import BothPathsGeneratedModularPipeline, PackageBlocks
 
 
 class BothPathsDecodeStep(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-both-paths"
-    modular_pipeline_class = BothPathsModularPipeline
+    modular_pipeline_class = BothPathsGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -40,8 +40,8 @@ class BothPathsDecodeStep(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: BothPathsModularPipeline, state: PipelineState
-    ) -> tuple[BothPathsModularPipeline, PipelineState]:
+        self, components: BothPathsGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[BothPathsGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         latents = block_state.latents
 

@@ -2,7 +2,7 @@
 # (BothPathsPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/branched_cfg/both_paths/input.py sha256:ae78e6b2e6b0c045e7e069b72537e803716fa0fa9648f9d23fbfca1e909ea84c
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:02355d42591ca7e2d32b029303068350631a3823fc752ade912e487b653974be
+# modularize-output: sha256:b34c91680df73604e609d29b4150b4b149535e594e78967c8388eb1ab471c717
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -18,7 +18,7 @@ from diffusers.modular_pipelines.modular_pipeline import (
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, ConfigSpec, InputParam, OutputParam
 from diffusers.schedulers import FlowMatchEulerDiscreteScheduler
 
-from .modular_pipeline import BothPathsModularPipeline, PackageBlocks
+from .modular_pipeline import BothPathsGeneratedModularPipeline, PackageBlocks
 
 # Copied from modularize.emit.runtime.guider_calls._UNMERGEABLE
 _UNMERGEABLE = object()
@@ -151,7 +151,7 @@ class BothPathsGuidance(ClassifierFreeGuidance):
 
 class BothPathsDenoiseLoopWrapper(PackageBlocks, LoopSequentialPipelineBlocks):
     model_name = "modularize-both-paths"
-    modular_pipeline_class = BothPathsModularPipeline
+    modular_pipeline_class = BothPathsGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -165,8 +165,8 @@ class BothPathsDenoiseLoopWrapper(PackageBlocks, LoopSequentialPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: BothPathsModularPipeline, state: PipelineState
-    ) -> tuple[BothPathsModularPipeline, PipelineState]:
+        self, components: BothPathsGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[BothPathsGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         timesteps = block_state.timesteps
 
@@ -179,7 +179,7 @@ class BothPathsDenoiseLoopWrapper(PackageBlocks, LoopSequentialPipelineBlocks):
 
 class BothPathsLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-both-paths"
-    modular_pipeline_class = BothPathsModularPipeline
+    modular_pipeline_class = BothPathsGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -193,8 +193,8 @@ class BothPathsLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: BothPathsModularPipeline, block_state: BlockState, i, t
-    ) -> tuple[BothPathsModularPipeline, BlockState]:
+        self, components: BothPathsGeneratedModularPipeline, block_state: BlockState, i, t
+    ) -> tuple[BothPathsGeneratedModularPipeline, BlockState]:
         latents = block_state.latents
         timestep = t.expand(latents.shape[0])
         block_state.timestep = timestep
@@ -203,7 +203,7 @@ class BothPathsLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks):
 
 class BothPathsLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-both-paths"
-    modular_pipeline_class = BothPathsModularPipeline
+    modular_pipeline_class = BothPathsGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -242,8 +242,8 @@ class BothPathsLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: BothPathsModularPipeline, block_state: BlockState, i, t
-    ) -> tuple[BothPathsModularPipeline, BlockState]:
+        self, components: BothPathsGeneratedModularPipeline, block_state: BlockState, i, t
+    ) -> tuple[BothPathsGeneratedModularPipeline, BlockState]:
         timesteps = block_state.timesteps
         latents = block_state.latents
         timestep = block_state.timestep
@@ -278,7 +278,7 @@ class BothPathsLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
 
 class BothPathsLoopAfterDenoiser(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-both-paths"
-    modular_pipeline_class = BothPathsModularPipeline
+    modular_pipeline_class = BothPathsGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -304,8 +304,8 @@ class BothPathsLoopAfterDenoiser(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: BothPathsModularPipeline, block_state: BlockState, i, t
-    ) -> tuple[BothPathsModularPipeline, BlockState]:
+        self, components: BothPathsGeneratedModularPipeline, block_state: BlockState, i, t
+    ) -> tuple[BothPathsGeneratedModularPipeline, BlockState]:
         latents = block_state.latents
         noise_pred = block_state.noise_pred
         latents = components.scheduler.step(noise_pred, t, latents, return_dict=False)[0]

@@ -2,19 +2,19 @@
 # (BothPathsPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/branched_cfg/both_paths/input.py sha256:ae78e6b2e6b0c045e7e069b72537e803716fa0fa9648f9d23fbfca1e909ea84c
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:c1e4fe60eb6616c5ce72ea772ddbce67472a64bc037dddc4fc5e1d9183938e7a
+# modularize-output: sha256:ce705c2ea43a55cfe004c1d68475bc104582322d1b9f96cbd227f959c848a8de
 
 import torch
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 from transformers import T5EncoderModel, T5TokenizerFast
 
-from .modular_pipeline import BothPathsModularPipeline, ExplicitNoneInputs, PackageBlocks
+from .modular_pipeline import BothPathsGeneratedModularPipeline, ExplicitNoneInputs, PackageBlocks
 
 
 class BothPathsEncodePromptStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
     model_name = "modularize-both-paths"
-    modular_pipeline_class = BothPathsModularPipeline
+    modular_pipeline_class = BothPathsGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -53,8 +53,8 @@ class BothPathsEncodePromptStep(PackageBlocks, ExplicitNoneInputs, ModularPipeli
 
     @torch.no_grad()
     def __call__(
-        self, components: BothPathsModularPipeline, state: PipelineState
-    ) -> tuple[BothPathsModularPipeline, PipelineState]:
+        self, components: BothPathsGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[BothPathsGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         prompt = block_state.prompt
         negative_prompt = block_state.negative_prompt

@@ -2,7 +2,7 @@
 # (BothPathsPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/branched_cfg/both_paths/input.py sha256:ae78e6b2e6b0c045e7e069b72537e803716fa0fa9648f9d23fbfca1e909ea84c
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:7f602c3a3c33bcd3b4b7c27a01e116d4fd07e9259d524166086bf631344e87e7
+# modularize-output: sha256:7fefe5f5bdcabb2e4aa15a703a4dc6a25bdc0bd6bd8c6c8ab3bcd57759dbacd9
 
 from diffusers.modular_pipelines.modular_pipeline import SequentialPipelineBlocks
 from diffusers.modular_pipelines.modular_pipeline_utils import InsertableDict
@@ -15,7 +15,7 @@ from .before_denoise import (
 from .decoders import BothPathsDecodeStep
 from .denoise import BothPathsDenoiseStep
 from .encoders import BothPathsEncodePromptStep
-from .modular_pipeline import BothPathsModularPipeline, PackageBlocks
+from .modular_pipeline import BothPathsGeneratedModularPipeline, PackageBlocks, register_in_diffusers
 
 BOTH_PATHS_BLOCKS = InsertableDict(
     [
@@ -29,12 +29,15 @@ BOTH_PATHS_BLOCKS = InsertableDict(
 )
 
 
-class BothPathsBlocks(PackageBlocks, SequentialPipelineBlocks):
+class BothPathsGeneratedBlocks(PackageBlocks, SequentialPipelineBlocks):
     model_name = "modularize-both-paths"
-    modular_pipeline_class = BothPathsModularPipeline
+    modular_pipeline_class = BothPathsGeneratedModularPipeline
     block_classes = list(BOTH_PATHS_BLOCKS.values())
     block_names = list(BOTH_PATHS_BLOCKS.keys())
 
     @property
     def description(self) -> str:
         return "Blocks converted from `BothPathsPipeline`, in the order its `__call__` runs them."
+
+
+register_in_diffusers(BothPathsGeneratedModularPipeline, BothPathsGeneratedBlocks)

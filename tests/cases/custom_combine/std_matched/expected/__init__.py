@@ -2,11 +2,11 @@
 # (SpreadMatchedPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/custom_combine/std_matched/input.py sha256:57a621090ba0daa1e19e3d19b18e1f9f841799c8dcb27704416489f5cc8376e0
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:92abb8f77697c71b51525d5bb7b7464d61f1fb5784d767965506fee2f6d43fac
+# modularize-output: sha256:d461b390c5c6836419fa0d2cd2025f4559d70a9f6dcb6c91b1a0de9af220223b
 
 """Modular pipeline blocks converted from SpreadMatchedPipeline."""
 
-from .modular_blocks_spread_matched import SPREAD_MATCHED_BLOCKS, SpreadMatchedBlocks
-from .modular_pipeline import SpreadMatchedModularPipeline
+from .modular_blocks_spread_matched import SPREAD_MATCHED_BLOCKS, SpreadMatchedGeneratedBlocks
+from .modular_pipeline import SpreadMatchedGeneratedModularPipeline
 
-__all__ = ["SPREAD_MATCHED_BLOCKS", "SpreadMatchedBlocks", "SpreadMatchedModularPipeline"]
+__all__ = ["SPREAD_MATCHED_BLOCKS", "SpreadMatchedGeneratedBlocks", "SpreadMatchedGeneratedModularPipeline"]

@@ -2,7 +2,7 @@
 # (SpreadMatchedPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/custom_combine/std_matched/input.py sha256:57a621090ba0daa1e19e3d19b18e1f9f841799c8dcb27704416489f5cc8376e0
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:28158359c86607a592cce5fd2c8351c2a1301ee7ce9bc073d927f8bb4eca4306
+# modularize-output: sha256:72c600b82a3d38a2c75d4058a82d2491cde6b4a6418e5461574ccaf6014b2eaf
 
 import torch
 from diffusers.models import SD3Transformer2DModel
@@ -11,12 +11,12 @@ from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, In
 from diffusers.schedulers import FlowMatchEulerDiscreteScheduler
 from diffusers.utils.torch_utils import randn_tensor
 
-from .modular_pipeline import ExplicitNoneInputs, PackageBlocks, SpreadMatchedModularPipeline
+from .modular_pipeline import ExplicitNoneInputs, PackageBlocks, SpreadMatchedGeneratedModularPipeline
 
 
 class SpreadMatchedDefineCallParametersStep(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-spread-matched"
-    modular_pipeline_class = SpreadMatchedModularPipeline
+    modular_pipeline_class = SpreadMatchedGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -30,8 +30,8 @@ class SpreadMatchedDefineCallParametersStep(PackageBlocks, ModularPipelineBlocks
 
     @torch.no_grad()
     def __call__(
-        self, components: SpreadMatchedModularPipeline, state: PipelineState
-    ) -> tuple[SpreadMatchedModularPipeline, PipelineState]:
+        self, components: SpreadMatchedGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[SpreadMatchedGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         device = components._execution_device
         block_state.device = device
@@ -41,7 +41,7 @@ class SpreadMatchedDefineCallParametersStep(PackageBlocks, ModularPipelineBlocks
 
 class SpreadMatchedPrepareTimestepsStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
     model_name = "modularize-spread-matched"
-    modular_pipeline_class = SpreadMatchedModularPipeline
+    modular_pipeline_class = SpreadMatchedGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -68,8 +68,8 @@ class SpreadMatchedPrepareTimestepsStep(PackageBlocks, ExplicitNoneInputs, Modul
 
     @torch.no_grad()
     def __call__(
-        self, components: SpreadMatchedModularPipeline, state: PipelineState
-    ) -> tuple[SpreadMatchedModularPipeline, PipelineState]:
+        self, components: SpreadMatchedGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[SpreadMatchedGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         num_inference_steps = block_state.num_inference_steps
         device = block_state.device
@@ -84,7 +84,7 @@ class SpreadMatchedPrepareTimestepsStep(PackageBlocks, ExplicitNoneInputs, Modul
 
 class SpreadMatchedPrepareLatentVariablesStep(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-spread-matched"
-    modular_pipeline_class = SpreadMatchedModularPipeline
+    modular_pipeline_class = SpreadMatchedGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -113,8 +113,8 @@ class SpreadMatchedPrepareLatentVariablesStep(PackageBlocks, ModularPipelineBloc
 
     @torch.no_grad()
     def __call__(
-        self, components: SpreadMatchedModularPipeline, state: PipelineState
-    ) -> tuple[SpreadMatchedModularPipeline, PipelineState]:
+        self, components: SpreadMatchedGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[SpreadMatchedGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         prompt = block_state.prompt
         generator = block_state.generator

@@ -2,19 +2,19 @@
 # (SpreadMatchedPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/custom_combine/std_matched/input.py sha256:57a621090ba0daa1e19e3d19b18e1f9f841799c8dcb27704416489f5cc8376e0
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:b62f7f3d1d2321f7b438224f3e4e612c6ec288f4f1efdd14a7840153c2e73615
+# modularize-output: sha256:e999ec4dce64a0030dabb8b4ba48f0573879337b24389ecb449ac077c162a051
 
 import torch
 from diffusers.models import AutoencoderKL
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 
-from .modular_pipeline import PackageBlocks, SpreadMatchedModularPipeline
+from .modular_pipeline import PackageBlocks, SpreadMatchedGeneratedModularPipeline
 
 
 class SpreadMatchedDecodeStep(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-spread-matched"
-    modular_pipeline_class = SpreadMatchedModularPipeline
+    modular_pipeline_class = SpreadMatchedGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -40,8 +40,8 @@ class SpreadMatchedDecodeStep(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: SpreadMatchedModularPipeline, state: PipelineState
-    ) -> tuple[SpreadMatchedModularPipeline, PipelineState]:
+        self, components: SpreadMatchedGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[SpreadMatchedGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         latents = block_state.latents
 

@@ -2,7 +2,7 @@
 # (SpreadMatchedPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/custom_combine/std_matched/input.py sha256:57a621090ba0daa1e19e3d19b18e1f9f841799c8dcb27704416489f5cc8376e0
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:b3cf34cdec3a8ab11e65b2940133f2f91b94ea084e2e408a65b36025b9807db1
+# modularize-output: sha256:42e640d0881ed898c65f79f7ca1b0ae5d798de5d9d0a59decfe25b9981e6d256
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -18,7 +18,7 @@ from diffusers.modular_pipelines.modular_pipeline import (
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 from diffusers.schedulers import FlowMatchEulerDiscreteScheduler
 
-from .modular_pipeline import PackageBlocks, SpreadMatchedModularPipeline
+from .modular_pipeline import PackageBlocks, SpreadMatchedGeneratedModularPipeline
 
 
 # Copied from tests/cases/custom_combine/std_matched/input.py.SpreadMatchedPipeline.__call__ (its guidance combine)
@@ -40,7 +40,7 @@ class SpreadMatchedGuidance(ClassifierFreeGuidance):
 
 class SpreadMatchedDenoiseLoopWrapper(PackageBlocks, LoopSequentialPipelineBlocks):
     model_name = "modularize-spread-matched"
-    modular_pipeline_class = SpreadMatchedModularPipeline
+    modular_pipeline_class = SpreadMatchedGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -54,8 +54,8 @@ class SpreadMatchedDenoiseLoopWrapper(PackageBlocks, LoopSequentialPipelineBlock
 
     @torch.no_grad()
     def __call__(
-        self, components: SpreadMatchedModularPipeline, state: PipelineState
-    ) -> tuple[SpreadMatchedModularPipeline, PipelineState]:
+        self, components: SpreadMatchedGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[SpreadMatchedGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         timesteps = block_state.timesteps
 
@@ -68,7 +68,7 @@ class SpreadMatchedDenoiseLoopWrapper(PackageBlocks, LoopSequentialPipelineBlock
 
 class SpreadMatchedLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-spread-matched"
-    modular_pipeline_class = SpreadMatchedModularPipeline
+    modular_pipeline_class = SpreadMatchedGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -82,8 +82,8 @@ class SpreadMatchedLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: SpreadMatchedModularPipeline, block_state: BlockState, i, t
-    ) -> tuple[SpreadMatchedModularPipeline, BlockState]:
+        self, components: SpreadMatchedGeneratedModularPipeline, block_state: BlockState, i, t
+    ) -> tuple[SpreadMatchedGeneratedModularPipeline, BlockState]:
         latents = block_state.latents
         timestep = t.expand(latents.shape[0])
         block_state.timestep = timestep
@@ -92,7 +92,7 @@ class SpreadMatchedLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks):
 
 class SpreadMatchedLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-spread-matched"
-    modular_pipeline_class = SpreadMatchedModularPipeline
+    modular_pipeline_class = SpreadMatchedGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -123,8 +123,8 @@ class SpreadMatchedLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: SpreadMatchedModularPipeline, block_state: BlockState, i, t
-    ) -> tuple[SpreadMatchedModularPipeline, BlockState]:
+        self, components: SpreadMatchedGeneratedModularPipeline, block_state: BlockState, i, t
+    ) -> tuple[SpreadMatchedGeneratedModularPipeline, BlockState]:
         timesteps = block_state.timesteps
         latents = block_state.latents
         timestep = block_state.timestep
@@ -156,7 +156,7 @@ class SpreadMatchedLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
 
 class SpreadMatchedLoopAfterDenoiser(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-spread-matched"
-    modular_pipeline_class = SpreadMatchedModularPipeline
+    modular_pipeline_class = SpreadMatchedGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -182,8 +182,8 @@ class SpreadMatchedLoopAfterDenoiser(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: SpreadMatchedModularPipeline, block_state: BlockState, i, t
-    ) -> tuple[SpreadMatchedModularPipeline, BlockState]:
+        self, components: SpreadMatchedGeneratedModularPipeline, block_state: BlockState, i, t
+    ) -> tuple[SpreadMatchedGeneratedModularPipeline, BlockState]:
         latents = block_state.latents
         noise_pred = block_state.noise_pred
         latents = components.scheduler.step(noise_pred, t, latents, return_dict=False)[0]

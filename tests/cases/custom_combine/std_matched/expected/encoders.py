@@ -2,19 +2,19 @@
 # (SpreadMatchedPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/custom_combine/std_matched/input.py sha256:57a621090ba0daa1e19e3d19b18e1f9f841799c8dcb27704416489f5cc8376e0
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:afc85cda5f3adef1ad4a14e17cabd89454263180b39aa4921d90174011d1d6d4
+# modularize-output: sha256:d1ea85b3507a01b292811d859543a84d21fa83d48604d56a676df0e9a26171c8
 
 import torch
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 from transformers import CLIPTextModelWithProjection, CLIPTokenizer
 
-from .modular_pipeline import PackageBlocks, SpreadMatchedModularPipeline
+from .modular_pipeline import PackageBlocks, SpreadMatchedGeneratedModularPipeline
 
 
 class SpreadMatchedEncodePromptStep(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-spread-matched"
-    modular_pipeline_class = SpreadMatchedModularPipeline
+    modular_pipeline_class = SpreadMatchedGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -53,8 +53,8 @@ class SpreadMatchedEncodePromptStep(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: SpreadMatchedModularPipeline, state: PipelineState
-    ) -> tuple[SpreadMatchedModularPipeline, PipelineState]:
+        self, components: SpreadMatchedGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[SpreadMatchedGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         prompt = block_state.prompt
         device = block_state.device

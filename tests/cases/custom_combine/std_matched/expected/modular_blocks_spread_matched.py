@@ -2,7 +2,7 @@
 # (SpreadMatchedPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/custom_combine/std_matched/input.py sha256:57a621090ba0daa1e19e3d19b18e1f9f841799c8dcb27704416489f5cc8376e0
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:aaf6ed5aed7b0c01845e1151c5756c366f76e4f66cb6683df5aad842818590f7
+# modularize-output: sha256:2cc6b37273c84ee217ef7aa4931029ac3eb210062d6a661e74893adcb5d94c16
 
 from diffusers.modular_pipelines.modular_pipeline import SequentialPipelineBlocks
 from diffusers.modular_pipelines.modular_pipeline_utils import InsertableDict
@@ -15,7 +15,7 @@ from .before_denoise import (
 from .decoders import SpreadMatchedDecodeStep
 from .denoise import SpreadMatchedDenoiseStep
 from .encoders import SpreadMatchedEncodePromptStep
-from .modular_pipeline import PackageBlocks, SpreadMatchedModularPipeline
+from .modular_pipeline import PackageBlocks, SpreadMatchedGeneratedModularPipeline, register_in_diffusers
 
 SPREAD_MATCHED_BLOCKS = InsertableDict(
     [
@@ -29,12 +29,15 @@ SPREAD_MATCHED_BLOCKS = InsertableDict(
 )
 
 
-class SpreadMatchedBlocks(PackageBlocks, SequentialPipelineBlocks):
+class SpreadMatchedGeneratedBlocks(PackageBlocks, SequentialPipelineBlocks):
     model_name = "modularize-spread-matched"
-    modular_pipeline_class = SpreadMatchedModularPipeline
+    modular_pipeline_class = SpreadMatchedGeneratedModularPipeline
     block_classes = list(SPREAD_MATCHED_BLOCKS.values())
     block_names = list(SPREAD_MATCHED_BLOCKS.keys())
 
     @property
     def description(self) -> str:
         return "Blocks converted from `SpreadMatchedPipeline`, in the order its `__call__` runs them."
+
+
+register_in_diffusers(SpreadMatchedGeneratedModularPipeline, SpreadMatchedGeneratedBlocks)

@@ -2,14 +2,33 @@
 # (SpreadMatchedPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/custom_combine/std_matched/input.py sha256:57a621090ba0daa1e19e3d19b18e1f9f841799c8dcb27704416489f5cc8376e0
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:7f1b5af31deab8bbc0e8cb599e1324622acac287bec072a980a349c344c10484
+# modularize-output: sha256:de09c3244079eddf79896dc7617834c5eb73f43ea8f95ea777aac44a1f1d3054
 
+import shutil
+import sys
 from copy import deepcopy
+from pathlib import Path
 
 from diffusers.modular_pipelines.modular_pipeline import ModularPipeline
 
 
-class SpreadMatchedModularPipeline(ModularPipeline):
+# Copied from modularize.emit.runtime.saved_package.SavedWithPackage
+class SavedWithPackage:
+    """Pipeline mixin: `save_pretrained` writes the blocks' config and the package's modules too."""
+
+    package_modules = ()  # the package's module names (`denoise`, ...), named by each pipeline class
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("push_to_hub"):
+            return  # the components went to the Hub; the code stays a local concern
+        self.blocks.save_pretrained(save_directory)
+        package = Path(sys.modules[type(self).__module__].__file__).parent
+        for name in self.package_modules:
+            shutil.copyfile(package / f"{name}.py", Path(save_directory) / f"{name}.py")
+
+
+class SpreadMatchedGeneratedModularPipeline(SavedWithPackage, ModularPipeline):
     """A ModularPipeline converted from `SpreadMatchedPipeline` by modularize.
 
     `translate_standard_call(**kwargs)` turns the keyword arguments of a `SpreadMatchedPipeline` call into
@@ -29,12 +48,20 @@ class SpreadMatchedModularPipeline(ModularPipeline):
     guider_arguments = ("guidance_scale",)
     unserved_arguments = {}
     standard_outputs = {"images": "images"}
+    package_modules = (
+        "before_denoise",
+        "decoders",
+        "denoise",
+        "encoders",
+        "modular_blocks_spread_matched",
+        "modular_pipeline",
+    )
 
     def __init__(self, blocks=None, *args, **kwargs):
         if blocks is None:
-            from .modular_blocks_spread_matched import SpreadMatchedBlocks
+            from .modular_blocks_spread_matched import SpreadMatchedGeneratedBlocks
 
-            blocks = SpreadMatchedBlocks()
+            blocks = SpreadMatchedGeneratedBlocks()
         super().__init__(blocks, *args, **kwargs)
         self._own_guider = getattr(self, "guider", None)
 
@@ -114,6 +141,18 @@ class PackageBlocks:
             components_manager=components_manager,
             collection=collection,
         )
+
+
+# Copied from modularize.emit.runtime.saved_package.register_in_diffusers
+def register_in_diffusers(*classes):
+    """Make `classes` findable by name in the `diffusers` namespace, never in place of one of diffusers' own."""
+    import diffusers
+
+    for cls in classes:
+        existing = getattr(diffusers, cls.__name__, None)
+        if existing is not None and getattr(existing, "__module__", "").startswith("diffusers."):
+            continue
+        setattr(diffusers, cls.__name__, cls)
 
 
 # Copied from modularize.emit.runtime.standard_guider.install_standard_guider

@@ -2,11 +2,11 @@
 # (EmbeddedGuidancePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/distilled/guidance_embedding/input.py sha256:656e4beb9b444723be2609cfe9ef15ba97a9dd32b30c1ffb871bf96cef6f76e3
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:d1462a315cd4177c8f1104744e7b773abc00966bc340dc315eaf45ba551b0914
+# modularize-output: sha256:cc3d02d340a67792ccbd093624894acca33c6c51c396c64fe65a840edb59bc8e
 
 """Modular pipeline blocks converted from EmbeddedGuidancePipeline."""
 
-from .modular_blocks_embedded_guidance import EMBEDDED_GUIDANCE_BLOCKS, EmbeddedGuidanceBlocks
-from .modular_pipeline import EmbeddedGuidanceModularPipeline
+from .modular_blocks_embedded_guidance import EMBEDDED_GUIDANCE_BLOCKS, EmbeddedGuidanceGeneratedBlocks
+from .modular_pipeline import EmbeddedGuidanceGeneratedModularPipeline
 
-__all__ = ["EMBEDDED_GUIDANCE_BLOCKS", "EmbeddedGuidanceBlocks", "EmbeddedGuidanceModularPipeline"]
+__all__ = ["EMBEDDED_GUIDANCE_BLOCKS", "EmbeddedGuidanceGeneratedBlocks", "EmbeddedGuidanceGeneratedModularPipeline"]

@@ -2,7 +2,7 @@
 # (EmbeddedGuidancePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/distilled/guidance_embedding/input.py sha256:656e4beb9b444723be2609cfe9ef15ba97a9dd32b30c1ffb871bf96cef6f76e3
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:d6a8dba2207edbdc1c4579d21dc690b32dffb4b062ff1eec6b96a21b02dfd363
+# modularize-output: sha256:9813835b05c8306df9f6906e63f59b69b26629abf9249673b87a6a91cc6ed54d
 
 import torch
 from diffusers.models import FluxTransformer2DModel
@@ -11,12 +11,12 @@ from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, In
 from diffusers.schedulers import FlowMatchEulerDiscreteScheduler
 from diffusers.utils.torch_utils import randn_tensor
 
-from .modular_pipeline import EmbeddedGuidanceModularPipeline, ExplicitNoneInputs, PackageBlocks
+from .modular_pipeline import EmbeddedGuidanceGeneratedModularPipeline, ExplicitNoneInputs, PackageBlocks
 
 
 class EmbeddedGuidancePrepareLatentVariablesStep(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-embedded-guidance"
-    modular_pipeline_class = EmbeddedGuidanceModularPipeline
+    modular_pipeline_class = EmbeddedGuidanceGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -44,8 +44,8 @@ class EmbeddedGuidancePrepareLatentVariablesStep(PackageBlocks, ModularPipelineB
 
     @torch.no_grad()
     def __call__(
-        self, components: EmbeddedGuidanceModularPipeline, state: PipelineState
-    ) -> tuple[EmbeddedGuidanceModularPipeline, PipelineState]:
+        self, components: EmbeddedGuidanceGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[EmbeddedGuidanceGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         generator = block_state.generator
         device = block_state.device
@@ -61,7 +61,7 @@ class EmbeddedGuidancePrepareLatentVariablesStep(PackageBlocks, ModularPipelineB
 
 class EmbeddedGuidancePrepareTimestepsStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
     model_name = "modularize-embedded-guidance"
-    modular_pipeline_class = EmbeddedGuidanceModularPipeline
+    modular_pipeline_class = EmbeddedGuidanceGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -88,8 +88,8 @@ class EmbeddedGuidancePrepareTimestepsStep(PackageBlocks, ExplicitNoneInputs, Mo
 
     @torch.no_grad()
     def __call__(
-        self, components: EmbeddedGuidanceModularPipeline, state: PipelineState
-    ) -> tuple[EmbeddedGuidanceModularPipeline, PipelineState]:
+        self, components: EmbeddedGuidanceGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[EmbeddedGuidanceGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         num_inference_steps = block_state.num_inference_steps
         device = block_state.device
@@ -104,7 +104,7 @@ class EmbeddedGuidancePrepareTimestepsStep(PackageBlocks, ExplicitNoneInputs, Mo
 
 class EmbeddedGuidanceHandleGuidanceStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
     model_name = "modularize-embedded-guidance"
-    modular_pipeline_class = EmbeddedGuidanceModularPipeline
+    modular_pipeline_class = EmbeddedGuidanceGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -137,8 +137,8 @@ class EmbeddedGuidanceHandleGuidanceStep(PackageBlocks, ExplicitNoneInputs, Modu
 
     @torch.no_grad()
     def __call__(
-        self, components: EmbeddedGuidanceModularPipeline, state: PipelineState
-    ) -> tuple[EmbeddedGuidanceModularPipeline, PipelineState]:
+        self, components: EmbeddedGuidanceGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[EmbeddedGuidanceGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         guidance_scale = block_state.guidance_scale
         device = block_state.device

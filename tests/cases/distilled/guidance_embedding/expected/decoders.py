@@ -2,19 +2,19 @@
 # (EmbeddedGuidancePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/distilled/guidance_embedding/input.py sha256:656e4beb9b444723be2609cfe9ef15ba97a9dd32b30c1ffb871bf96cef6f76e3
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:47b22cb318b6d3178a9846f9938580183c109568a15eab109ecf1c3c921214b7
+# modularize-output: sha256:7e5ba82bea3fd4dce0beffcde3cc70144bfc73d340042f1d5095ebe715b94ab7
 
 import torch
 from diffusers.models import AutoencoderKL
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 
-from .modular_pipeline import EmbeddedGuidanceModularPipeline, PackageBlocks
+from .modular_pipeline import EmbeddedGuidanceGeneratedModularPipeline, PackageBlocks
 
 
 class EmbeddedGuidanceDecodeStep(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-embedded-guidance"
-    modular_pipeline_class = EmbeddedGuidanceModularPipeline
+    modular_pipeline_class = EmbeddedGuidanceGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -40,8 +40,8 @@ class EmbeddedGuidanceDecodeStep(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: EmbeddedGuidanceModularPipeline, state: PipelineState
-    ) -> tuple[EmbeddedGuidanceModularPipeline, PipelineState]:
+        self, components: EmbeddedGuidanceGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[EmbeddedGuidanceGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         latents = block_state.latents
 

@@ -2,7 +2,7 @@
 # (EmbeddedGuidancePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/distilled/guidance_embedding/input.py sha256:656e4beb9b444723be2609cfe9ef15ba97a9dd32b30c1ffb871bf96cef6f76e3
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:8ccd38c3ff8cc36f1cf919f1abf08659e7aad7e6547ddb133279df00389e470f
+# modularize-output: sha256:fee441ec0b02dcb45ab95fbb7d13587bd38b653f106c709f928e47baccd12ec0
 
 import torch
 from diffusers.models import FluxTransformer2DModel
@@ -15,12 +15,12 @@ from diffusers.modular_pipelines.modular_pipeline import (
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 from diffusers.schedulers import FlowMatchEulerDiscreteScheduler
 
-from .modular_pipeline import EmbeddedGuidanceModularPipeline, PackageBlocks
+from .modular_pipeline import EmbeddedGuidanceGeneratedModularPipeline, PackageBlocks
 
 
 class EmbeddedGuidanceDenoiseLoopWrapper(PackageBlocks, LoopSequentialPipelineBlocks):
     model_name = "modularize-embedded-guidance"
-    modular_pipeline_class = EmbeddedGuidanceModularPipeline
+    modular_pipeline_class = EmbeddedGuidanceGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -34,8 +34,8 @@ class EmbeddedGuidanceDenoiseLoopWrapper(PackageBlocks, LoopSequentialPipelineBl
 
     @torch.no_grad()
     def __call__(
-        self, components: EmbeddedGuidanceModularPipeline, state: PipelineState
-    ) -> tuple[EmbeddedGuidanceModularPipeline, PipelineState]:
+        self, components: EmbeddedGuidanceGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[EmbeddedGuidanceGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         timesteps = block_state.timesteps
 
@@ -48,7 +48,7 @@ class EmbeddedGuidanceDenoiseLoopWrapper(PackageBlocks, LoopSequentialPipelineBl
 
 class EmbeddedGuidanceLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-embedded-guidance"
-    modular_pipeline_class = EmbeddedGuidanceModularPipeline
+    modular_pipeline_class = EmbeddedGuidanceGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -62,8 +62,8 @@ class EmbeddedGuidanceLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: EmbeddedGuidanceModularPipeline, block_state: BlockState, i, t
-    ) -> tuple[EmbeddedGuidanceModularPipeline, BlockState]:
+        self, components: EmbeddedGuidanceGeneratedModularPipeline, block_state: BlockState, i, t
+    ) -> tuple[EmbeddedGuidanceGeneratedModularPipeline, BlockState]:
         latents = block_state.latents
         timestep = t.expand(latents.shape[0]).to(latents.dtype)
         block_state.timestep = timestep
@@ -72,7 +72,7 @@ class EmbeddedGuidanceLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks):
 
 class EmbeddedGuidanceLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-embedded-guidance"
-    modular_pipeline_class = EmbeddedGuidanceModularPipeline
+    modular_pipeline_class = EmbeddedGuidanceGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -94,8 +94,8 @@ class EmbeddedGuidanceLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: EmbeddedGuidanceModularPipeline, block_state: BlockState, i, t
-    ) -> tuple[EmbeddedGuidanceModularPipeline, BlockState]:
+        self, components: EmbeddedGuidanceGeneratedModularPipeline, block_state: BlockState, i, t
+    ) -> tuple[EmbeddedGuidanceGeneratedModularPipeline, BlockState]:
         latents = block_state.latents
         guidance = block_state.guidance
         prompt_embeds = block_state.prompt_embeds
@@ -113,7 +113,7 @@ class EmbeddedGuidanceLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
 
 class EmbeddedGuidanceLoopAfterDenoiser(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-embedded-guidance"
-    modular_pipeline_class = EmbeddedGuidanceModularPipeline
+    modular_pipeline_class = EmbeddedGuidanceGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -139,8 +139,8 @@ class EmbeddedGuidanceLoopAfterDenoiser(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: EmbeddedGuidanceModularPipeline, block_state: BlockState, i, t
-    ) -> tuple[EmbeddedGuidanceModularPipeline, BlockState]:
+        self, components: EmbeddedGuidanceGeneratedModularPipeline, block_state: BlockState, i, t
+    ) -> tuple[EmbeddedGuidanceGeneratedModularPipeline, BlockState]:
         latents = block_state.latents
         noise_pred = block_state.noise_pred
         latents = components.scheduler.step(noise_pred, t, latents, return_dict=False)[0]

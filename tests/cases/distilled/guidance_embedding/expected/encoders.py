@@ -2,19 +2,19 @@
 # (EmbeddedGuidancePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/distilled/guidance_embedding/input.py sha256:656e4beb9b444723be2609cfe9ef15ba97a9dd32b30c1ffb871bf96cef6f76e3
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:77d4aa01153a5abf136141184de106ce4ae8a3b873c4a6c814073abbd6dd80e3
+# modularize-output: sha256:631dd8a98cfe49eb0c7e1be4a9cb72994406e846f5f2bd68e5fda34088064c2d
 
 import torch
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 from transformers import T5EncoderModel, T5TokenizerFast
 
-from .modular_pipeline import EmbeddedGuidanceModularPipeline, PackageBlocks
+from .modular_pipeline import EmbeddedGuidanceGeneratedModularPipeline, PackageBlocks
 
 
 class EmbeddedGuidanceEncodePromptStep(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-embedded-guidance"
-    modular_pipeline_class = EmbeddedGuidanceModularPipeline
+    modular_pipeline_class = EmbeddedGuidanceGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -50,8 +50,8 @@ class EmbeddedGuidanceEncodePromptStep(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: EmbeddedGuidanceModularPipeline, state: PipelineState
-    ) -> tuple[EmbeddedGuidanceModularPipeline, PipelineState]:
+        self, components: EmbeddedGuidanceGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[EmbeddedGuidanceGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         prompt = block_state.prompt
         # 1. Encode prompt

@@ -2,7 +2,7 @@
 # (EmbeddedGuidancePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/distilled/guidance_embedding/input.py sha256:656e4beb9b444723be2609cfe9ef15ba97a9dd32b30c1ffb871bf96cef6f76e3
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:f4484ec97de3ef5851d6026649b9e1382d8883f864bc0c1a95b67c4cb34ac316
+# modularize-output: sha256:cacfca324f9101f27cb9f8f1f47088b9a360423d619a51e9359463309df0f1f9
 
 from diffusers.modular_pipelines.modular_pipeline import SequentialPipelineBlocks
 from diffusers.modular_pipelines.modular_pipeline_utils import InsertableDict
@@ -15,7 +15,7 @@ from .before_denoise import (
 from .decoders import EmbeddedGuidanceDecodeStep
 from .denoise import EmbeddedGuidanceDenoiseStep
 from .encoders import EmbeddedGuidanceEncodePromptStep
-from .modular_pipeline import EmbeddedGuidanceModularPipeline, PackageBlocks
+from .modular_pipeline import EmbeddedGuidanceGeneratedModularPipeline, PackageBlocks, register_in_diffusers
 
 EMBEDDED_GUIDANCE_BLOCKS = InsertableDict(
     [
@@ -29,12 +29,15 @@ EMBEDDED_GUIDANCE_BLOCKS = InsertableDict(
 )
 
 
-class EmbeddedGuidanceBlocks(PackageBlocks, SequentialPipelineBlocks):
+class EmbeddedGuidanceGeneratedBlocks(PackageBlocks, SequentialPipelineBlocks):
     model_name = "modularize-embedded-guidance"
-    modular_pipeline_class = EmbeddedGuidanceModularPipeline
+    modular_pipeline_class = EmbeddedGuidanceGeneratedModularPipeline
     block_classes = list(EMBEDDED_GUIDANCE_BLOCKS.values())
     block_names = list(EMBEDDED_GUIDANCE_BLOCKS.keys())
 
     @property
     def description(self) -> str:
         return "Blocks converted from `EmbeddedGuidancePipeline`, in the order its `__call__` runs them."
+
+
+register_in_diffusers(EmbeddedGuidanceGeneratedModularPipeline, EmbeddedGuidanceGeneratedBlocks)

@@ -2,14 +2,33 @@
 # (EmbeddedGuidancePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/distilled/guidance_embedding/input.py sha256:656e4beb9b444723be2609cfe9ef15ba97a9dd32b30c1ffb871bf96cef6f76e3
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:ccda51c4e96c57ff090931d9a26ea2542c3765777350213128f0e67dd8e36cd2
+# modularize-output: sha256:8f524698ce08267b0c6830d957098c8effa36ba410e19377032177176e37e1bc
 
+import shutil
+import sys
 from copy import deepcopy
+from pathlib import Path
 
 from diffusers.modular_pipelines.modular_pipeline import ModularPipeline
 
 
-class EmbeddedGuidanceModularPipeline(ModularPipeline):
+# Copied from modularize.emit.runtime.saved_package.SavedWithPackage
+class SavedWithPackage:
+    """Pipeline mixin: `save_pretrained` writes the blocks' config and the package's modules too."""
+
+    package_modules = ()  # the package's module names (`denoise`, ...), named by each pipeline class
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("push_to_hub"):
+            return  # the components went to the Hub; the code stays a local concern
+        self.blocks.save_pretrained(save_directory)
+        package = Path(sys.modules[type(self).__module__].__file__).parent
+        for name in self.package_modules:
+            shutil.copyfile(package / f"{name}.py", Path(save_directory) / f"{name}.py")
+
+
+class EmbeddedGuidanceGeneratedModularPipeline(SavedWithPackage, ModularPipeline):
     """A ModularPipeline converted from `EmbeddedGuidancePipeline` by modularize.
 
     `translate_standard_call(**kwargs)` turns the keyword arguments of a `EmbeddedGuidancePipeline` call into
@@ -29,12 +48,20 @@ class EmbeddedGuidanceModularPipeline(ModularPipeline):
     guider_arguments = ()
     unserved_arguments = {}
     standard_outputs = {"images": "images"}
+    package_modules = (
+        "before_denoise",
+        "decoders",
+        "denoise",
+        "encoders",
+        "modular_blocks_embedded_guidance",
+        "modular_pipeline",
+    )
 
     def __init__(self, blocks=None, *args, **kwargs):
         if blocks is None:
-            from .modular_blocks_embedded_guidance import EmbeddedGuidanceBlocks
+            from .modular_blocks_embedded_guidance import EmbeddedGuidanceGeneratedBlocks
 
-            blocks = EmbeddedGuidanceBlocks()
+            blocks = EmbeddedGuidanceGeneratedBlocks()
         super().__init__(blocks, *args, **kwargs)
 
     def __call__(self, state=None, output=None, **kwargs):
@@ -96,3 +123,15 @@ class PackageBlocks:
             components_manager=components_manager,
             collection=collection,
         )
+
+
+# Copied from modularize.emit.runtime.saved_package.register_in_diffusers
+def register_in_diffusers(*classes):
+    """Make `classes` findable by name in the `diffusers` namespace, never in place of one of diffusers' own."""
+    import diffusers
+
+    for cls in classes:
+        existing = getattr(diffusers, cls.__name__, None)
+        if existing is not None and getattr(existing, "__module__", "").startswith("diffusers."):
+            continue
+        setattr(diffusers, cls.__name__, cls)

@@ -2,11 +2,11 @@
 # (RepaintPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/image_encode/img2img/input.py sha256:4f2d6845a88040fb5b2b7e5c842d516c91ad56ae4ce93d1d0d001e525e166872
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:a767363bf72d624045ae4320c79778de5f3d6672e16b6b89dc674a65851edaeb
+# modularize-output: sha256:6c2e2691e90fe62192373562057c582f2fd5de35e78a731ae3562a2b6a956959
 
 """Modular pipeline blocks converted from RepaintPipeline."""
 
-from .modular_blocks_repaint import REPAINT_BLOCKS, RepaintBlocks
-from .modular_pipeline import RepaintModularPipeline
+from .modular_blocks_repaint import REPAINT_BLOCKS, RepaintGeneratedBlocks
+from .modular_pipeline import RepaintGeneratedModularPipeline
 
-__all__ = ["REPAINT_BLOCKS", "RepaintBlocks", "RepaintModularPipeline"]
+__all__ = ["REPAINT_BLOCKS", "RepaintGeneratedBlocks", "RepaintGeneratedModularPipeline"]

@@ -2,7 +2,7 @@
 # (RepaintPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/image_encode/img2img/input.py sha256:4f2d6845a88040fb5b2b7e5c842d516c91ad56ae4ce93d1d0d001e525e166872
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:cac2498f4d7209ed75d86644f4db97a77c16b5b4e7e51562a334ca3c957e1aba
+# modularize-output: sha256:ecbc5ab65ed2f8cb791555d2284d589588888a772057384a344d7f81bbe40fbb
 
 import torch
 from diffusers.models import AutoencoderKL
@@ -11,12 +11,12 @@ from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, In
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils.torch_utils import randn_tensor
 
-from .modular_pipeline import ExplicitNoneInputs, PackageBlocks, RepaintModularPipeline
+from .modular_pipeline import ExplicitNoneInputs, PackageBlocks, RepaintGeneratedModularPipeline
 
 
 class RepaintDefineSettingsStep(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-repaint"
-    modular_pipeline_class = RepaintModularPipeline
+    modular_pipeline_class = RepaintGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -37,8 +37,8 @@ class RepaintDefineSettingsStep(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: RepaintModularPipeline, state: PipelineState
-    ) -> tuple[RepaintModularPipeline, PipelineState]:
+        self, components: RepaintGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[RepaintGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         prompt = block_state.prompt
         batch_size = 1 if isinstance(prompt, str) else len(prompt)
@@ -51,7 +51,7 @@ class RepaintDefineSettingsStep(PackageBlocks, ModularPipelineBlocks):
 
 class RepaintPrepareTicksStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
     model_name = "modularize-repaint"
-    modular_pipeline_class = RepaintModularPipeline
+    modular_pipeline_class = RepaintGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -94,8 +94,8 @@ class RepaintPrepareTicksStep(PackageBlocks, ExplicitNoneInputs, ModularPipeline
 
     @torch.no_grad()
     def __call__(
-        self, components: RepaintModularPipeline, state: PipelineState
-    ) -> tuple[RepaintModularPipeline, PipelineState]:
+        self, components: RepaintGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[RepaintGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         num_inference_steps = block_state.num_inference_steps
         device = block_state.device
@@ -114,7 +114,7 @@ class RepaintPrepareTicksStep(PackageBlocks, ExplicitNoneInputs, ModularPipeline
 
 class RepaintPrepareLatentNoiseStep(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-repaint"
-    modular_pipeline_class = RepaintModularPipeline
+    modular_pipeline_class = RepaintGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -155,8 +155,8 @@ class RepaintPrepareLatentNoiseStep(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: RepaintModularPipeline, state: PipelineState
-    ) -> tuple[RepaintModularPipeline, PipelineState]:
+        self, components: RepaintGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[RepaintGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         first_step = block_state.first_step
         batch_size = block_state.batch_size

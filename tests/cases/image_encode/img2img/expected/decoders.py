@@ -2,19 +2,19 @@
 # (RepaintPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/image_encode/img2img/input.py sha256:4f2d6845a88040fb5b2b7e5c842d516c91ad56ae4ce93d1d0d001e525e166872
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:0033606329aee5f4d60ee0b7ed71a2a47b238e2f842201f1ae2adb1c2eb2dc1f
+# modularize-output: sha256:0a056e89ecffc476891741ceb016de4273f3ffa864fe85ca9817b98d2920dd39
 
 import torch
 from diffusers.models import AutoencoderKL
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 
-from .modular_pipeline import PackageBlocks, RepaintModularPipeline
+from .modular_pipeline import PackageBlocks, RepaintGeneratedModularPipeline
 
 
 class RepaintDecodePixelsStep(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-repaint"
-    modular_pipeline_class = RepaintModularPipeline
+    modular_pipeline_class = RepaintGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -40,8 +40,8 @@ class RepaintDecodePixelsStep(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: RepaintModularPipeline, state: PipelineState
-    ) -> tuple[RepaintModularPipeline, PipelineState]:
+        self, components: RepaintGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[RepaintGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         sample = block_state.sample
 

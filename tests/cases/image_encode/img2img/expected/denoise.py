@@ -2,7 +2,7 @@
 # (RepaintPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/image_encode/img2img/input.py sha256:4f2d6845a88040fb5b2b7e5c842d516c91ad56ae4ce93d1d0d001e525e166872
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:87fd9e7c383b33a8428c226bb052ecbfe1525aac0a59600ec238f44a46ac695c
+# modularize-output: sha256:3b33b5a3f4787e406cdcee48c786344eee17550a6967ab4de8e1229638682c46
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -17,7 +17,7 @@ from diffusers.modular_pipelines.modular_pipeline import (
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, ConfigSpec, InputParam, OutputParam
 from diffusers.schedulers import KarrasDiffusionSchedulers
 
-from .modular_pipeline import PackageBlocks, RepaintModularPipeline
+from .modular_pipeline import PackageBlocks, RepaintGeneratedModularPipeline
 
 # Copied from modularize.emit.runtime.guider_calls._UNMERGEABLE
 _UNMERGEABLE = object()
@@ -113,7 +113,7 @@ def split_guider_predictions(guider_state, guider_batches):
 
 class RepaintDenoiseLoopWrapper(PackageBlocks, LoopSequentialPipelineBlocks):
     model_name = "modularize-repaint"
-    modular_pipeline_class = RepaintModularPipeline
+    modular_pipeline_class = RepaintGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -127,8 +127,8 @@ class RepaintDenoiseLoopWrapper(PackageBlocks, LoopSequentialPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: RepaintModularPipeline, state: PipelineState
-    ) -> tuple[RepaintModularPipeline, PipelineState]:
+        self, components: RepaintGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[RepaintGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         ticks = block_state.ticks
 
@@ -141,7 +141,7 @@ class RepaintDenoiseLoopWrapper(PackageBlocks, LoopSequentialPipelineBlocks):
 
 class RepaintLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-repaint"
-    modular_pipeline_class = RepaintModularPipeline
+    modular_pipeline_class = RepaintGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -161,8 +161,8 @@ class RepaintLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: RepaintModularPipeline, block_state: BlockState, i, t
-    ) -> tuple[RepaintModularPipeline, BlockState]:
+        self, components: RepaintGeneratedModularPipeline, block_state: BlockState, i, t
+    ) -> tuple[RepaintGeneratedModularPipeline, BlockState]:
         sample = block_state.sample
         unet_input = sample
         unet_input = components.scheduler.scale_model_input(unet_input, t)
@@ -172,7 +172,7 @@ class RepaintLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks):
 
 class RepaintLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-repaint"
-    modular_pipeline_class = RepaintModularPipeline
+    modular_pipeline_class = RepaintGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -210,8 +210,8 @@ class RepaintLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: RepaintModularPipeline, block_state: BlockState, i, t
-    ) -> tuple[RepaintModularPipeline, BlockState]:
+        self, components: RepaintGeneratedModularPipeline, block_state: BlockState, i, t
+    ) -> tuple[RepaintGeneratedModularPipeline, BlockState]:
         ticks = block_state.ticks
         components.guider.set_state(step=i, num_inference_steps=len(ticks), timestep=t)
         guider_state = components.guider.prepare_inputs_from_block_state(
@@ -237,7 +237,7 @@ class RepaintLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
 
 class RepaintLoopAfterDenoiser(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-repaint"
-    modular_pipeline_class = RepaintModularPipeline
+    modular_pipeline_class = RepaintGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -263,8 +263,8 @@ class RepaintLoopAfterDenoiser(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: RepaintModularPipeline, block_state: BlockState, i, t
-    ) -> tuple[RepaintModularPipeline, BlockState]:
+        self, components: RepaintGeneratedModularPipeline, block_state: BlockState, i, t
+    ) -> tuple[RepaintGeneratedModularPipeline, BlockState]:
         sample = block_state.sample
         pred = block_state.pred
         sample = components.scheduler.step(pred, t, sample).prev_sample

@@ -2,7 +2,7 @@
 # (RepaintPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/image_encode/img2img/input.py sha256:4f2d6845a88040fb5b2b7e5c842d516c91ad56ae4ce93d1d0d001e525e166872
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:dc521073e809fd7805fafa6ebabfd51fbc29bf01bcaa1bccf7a59284fb99660e
+# modularize-output: sha256:853f62793f40e4611f7ef9ba24ef99fe58c86fd8afd4607680a50b7182d4ea15
 
 import torch
 from diffusers.models import AutoencoderKL
@@ -10,12 +10,12 @@ from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, 
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from .modular_pipeline import PackageBlocks, RepaintModularPipeline
+from .modular_pipeline import PackageBlocks, RepaintGeneratedModularPipeline
 
 
 class RepaintEncodeWordsStep(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-repaint"
-    modular_pipeline_class = RepaintModularPipeline
+    modular_pipeline_class = RepaintGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -51,8 +51,8 @@ class RepaintEncodeWordsStep(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: RepaintModularPipeline, state: PipelineState
-    ) -> tuple[RepaintModularPipeline, PipelineState]:
+        self, components: RepaintGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[RepaintGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         prompt = block_state.prompt
         device = block_state.device
@@ -71,7 +71,7 @@ class RepaintEncodeWordsStep(PackageBlocks, ModularPipelineBlocks):
 
 class RepaintVaeEncoderStep(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-repaint"
-    modular_pipeline_class = RepaintModularPipeline
+    modular_pipeline_class = RepaintGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -111,8 +111,8 @@ class RepaintVaeEncoderStep(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: RepaintModularPipeline, state: PipelineState
-    ) -> tuple[RepaintModularPipeline, PipelineState]:
+        self, components: RepaintGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[RepaintGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         image = block_state.image
         text_states = block_state.text_states

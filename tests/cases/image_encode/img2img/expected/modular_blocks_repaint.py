@@ -2,7 +2,7 @@
 # (RepaintPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/image_encode/img2img/input.py sha256:4f2d6845a88040fb5b2b7e5c842d516c91ad56ae4ce93d1d0d001e525e166872
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:a3aecd41482cf27bb37a6873c90a942044735cb854b60f5ed455f297e51d3509
+# modularize-output: sha256:279ba22d0ef91cf6445d3764ca8d856dfd0926d98a297efabc407fa4aee6c93a
 
 from diffusers.modular_pipelines.modular_pipeline import SequentialPipelineBlocks
 from diffusers.modular_pipelines.modular_pipeline_utils import InsertableDict
@@ -11,7 +11,7 @@ from .before_denoise import RepaintDefineSettingsStep, RepaintPrepareLatentNoise
 from .decoders import RepaintDecodePixelsStep
 from .denoise import RepaintDenoiseStep
 from .encoders import RepaintEncodeWordsStep, RepaintVaeEncoderStep
-from .modular_pipeline import PackageBlocks, RepaintModularPipeline
+from .modular_pipeline import PackageBlocks, RepaintGeneratedModularPipeline, register_in_diffusers
 
 REPAINT_BLOCKS = InsertableDict(
     [
@@ -26,12 +26,15 @@ REPAINT_BLOCKS = InsertableDict(
 )
 
 
-class RepaintBlocks(PackageBlocks, SequentialPipelineBlocks):
+class RepaintGeneratedBlocks(PackageBlocks, SequentialPipelineBlocks):
     model_name = "modularize-repaint"
-    modular_pipeline_class = RepaintModularPipeline
+    modular_pipeline_class = RepaintGeneratedModularPipeline
     block_classes = list(REPAINT_BLOCKS.values())
     block_names = list(REPAINT_BLOCKS.keys())
 
     @property
     def description(self) -> str:
         return "Blocks converted from `RepaintPipeline`, in the order its `__call__` runs them."
+
+
+register_in_diffusers(RepaintGeneratedModularPipeline, RepaintGeneratedBlocks)

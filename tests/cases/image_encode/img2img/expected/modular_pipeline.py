@@ -2,14 +2,33 @@
 # (RepaintPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/image_encode/img2img/input.py sha256:4f2d6845a88040fb5b2b7e5c842d516c91ad56ae4ce93d1d0d001e525e166872
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:c7a70bfa02d980dab7b75363142198e9a82f0f9c195a98e3dad77cc286b3e432
+# modularize-output: sha256:5cb68c925bf1a45e3ebd5a3e5b55cbe49e93b500c6a6b770d1e074431adda9d0
 
+import shutil
+import sys
 from copy import deepcopy
+from pathlib import Path
 
 from diffusers.modular_pipelines.modular_pipeline import ModularPipeline
 
 
-class RepaintModularPipeline(ModularPipeline):
+# Copied from modularize.emit.runtime.saved_package.SavedWithPackage
+class SavedWithPackage:
+    """Pipeline mixin: `save_pretrained` writes the blocks' config and the package's modules too."""
+
+    package_modules = ()  # the package's module names (`denoise`, ...), named by each pipeline class
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("push_to_hub"):
+            return  # the components went to the Hub; the code stays a local concern
+        self.blocks.save_pretrained(save_directory)
+        package = Path(sys.modules[type(self).__module__].__file__).parent
+        for name in self.package_modules:
+            shutil.copyfile(package / f"{name}.py", Path(save_directory) / f"{name}.py")
+
+
+class RepaintGeneratedModularPipeline(SavedWithPackage, ModularPipeline):
     """A ModularPipeline converted from `RepaintPipeline` by modularize.
 
     `translate_standard_call(**kwargs)` turns the keyword arguments of a `RepaintPipeline` call into
@@ -30,12 +49,20 @@ class RepaintModularPipeline(ModularPipeline):
     guider_arguments = ("guidance_scale",)
     unserved_arguments = {}
     standard_outputs = {"images": "images"}
+    package_modules = (
+        "before_denoise",
+        "decoders",
+        "denoise",
+        "encoders",
+        "modular_blocks_repaint",
+        "modular_pipeline",
+    )
 
     def __init__(self, blocks=None, *args, **kwargs):
         if blocks is None:
-            from .modular_blocks_repaint import RepaintBlocks
+            from .modular_blocks_repaint import RepaintGeneratedBlocks
 
-            blocks = RepaintBlocks()
+            blocks = RepaintGeneratedBlocks()
         super().__init__(blocks, *args, **kwargs)
         self._own_guider = getattr(self, "guider", None)
 
@@ -115,6 +142,18 @@ class PackageBlocks:
             components_manager=components_manager,
             collection=collection,
         )
+
+
+# Copied from modularize.emit.runtime.saved_package.register_in_diffusers
+def register_in_diffusers(*classes):
+    """Make `classes` findable by name in the `diffusers` namespace, never in place of one of diffusers' own."""
+    import diffusers
+
+    for cls in classes:
+        existing = getattr(diffusers, cls.__name__, None)
+        if existing is not None and getattr(existing, "__module__", "").startswith("diffusers."):
+            continue
+        setattr(diffusers, cls.__name__, cls)
 
 
 # Copied from modularize.emit.runtime.standard_guider.install_standard_guider

@@ -2,11 +2,11 @@
 # (SketchBook). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/no_landmarks/own_names/input.py sha256:0f130b62c8355ce798147ee39eca8c7b426ff133891b2cb6d949f7cc88e723fe
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:66b2b6b3b9273644bd1ec2da0e3e61e6e44154ca49d3a14a7938e52ccb2056a9
+# modularize-output: sha256:935111549296841870306388c01dde8b6a604988e98cec65aaec50e37e74a347
 
 """Modular pipeline blocks converted from SketchBook."""
 
-from .modular_blocks_sketch_book import SKETCH_BOOK_BLOCKS, SketchBookBlocks
-from .modular_pipeline import SketchBookModularPipeline
+from .modular_blocks_sketch_book import SKETCH_BOOK_BLOCKS, SketchBookGeneratedBlocks
+from .modular_pipeline import SketchBookGeneratedModularPipeline
 
-__all__ = ["SKETCH_BOOK_BLOCKS", "SketchBookBlocks", "SketchBookModularPipeline"]
+__all__ = ["SKETCH_BOOK_BLOCKS", "SketchBookGeneratedBlocks", "SketchBookGeneratedModularPipeline"]

@@ -2,7 +2,7 @@
 # (SketchBook). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/no_landmarks/own_names/input.py sha256:0f130b62c8355ce798147ee39eca8c7b426ff133891b2cb6d949f7cc88e723fe
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:d3bfbc3626889e22d9670f7b8a17a7dbdd9bf80fd750f63a873ee95e3f960e6b
+# modularize-output: sha256:9dcf5daabc93e86356d03232807d4f8faa95861dc076f0e93f85ac957d511914
 
 import torch
 from diffusers.models import UNet2DConditionModel
@@ -11,12 +11,12 @@ from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, In
 from diffusers.schedulers import DDIMScheduler
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from .modular_pipeline import ExplicitNoneInputs, PackageBlocks, SketchBookModularPipeline
+from .modular_pipeline import ExplicitNoneInputs, PackageBlocks, SketchBookGeneratedModularPipeline
 
 
 class SketchBookInputsStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
     model_name = "modularize-sketch-book"
-    modular_pipeline_class = SketchBookModularPipeline
+    modular_pipeline_class = SketchBookGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -52,8 +52,8 @@ class SketchBookInputsStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlo
 
     @torch.no_grad()
     def __call__(
-        self, components: SketchBookModularPipeline, state: PipelineState
-    ) -> tuple[SketchBookModularPipeline, PipelineState]:
+        self, components: SketchBookGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[SketchBookGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         wish = block_state.wish
         avoid = block_state.avoid
@@ -73,7 +73,7 @@ class SketchBookInputsStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlo
 
 class SketchBookPrepareStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
     model_name = "modularize-sketch-book"
-    modular_pipeline_class = SketchBookModularPipeline
+    modular_pipeline_class = SketchBookGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -103,8 +103,8 @@ class SketchBookPrepareStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBl
 
     @torch.no_grad()
     def __call__(
-        self, components: SketchBookModularPipeline, state: PipelineState
-    ) -> tuple[SketchBookModularPipeline, PipelineState]:
+        self, components: SketchBookGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[SketchBookGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         ticks = block_state.ticks
         where = block_state.where

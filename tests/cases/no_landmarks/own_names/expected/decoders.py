@@ -2,19 +2,19 @@
 # (SketchBook). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/no_landmarks/own_names/input.py sha256:0f130b62c8355ce798147ee39eca8c7b426ff133891b2cb6d949f7cc88e723fe
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:146078b48ec2f0f9d3b629e432c9d673b92b17adac06be679203b49ac4338895
+# modularize-output: sha256:924b07b40d0395191f14633c1abc1a4bc3293a319f31baaa211b776bceec7a1f
 
 import torch
 from diffusers.models import AutoencoderKL
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 
-from .modular_pipeline import PackageBlocks, SketchBookModularPipeline
+from .modular_pipeline import PackageBlocks, SketchBookGeneratedModularPipeline
 
 
 class SketchBookDecodeStep(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-sketch-book"
-    modular_pipeline_class = SketchBookModularPipeline
+    modular_pipeline_class = SketchBookGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -40,8 +40,8 @@ class SketchBookDecodeStep(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: SketchBookModularPipeline, state: PipelineState
-    ) -> tuple[SketchBookModularPipeline, PipelineState]:
+        self, components: SketchBookGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[SketchBookGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         canvas = block_state.canvas
 

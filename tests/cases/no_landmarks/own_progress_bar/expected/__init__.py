@@ -2,11 +2,11 @@
 # (SketchBook). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/no_landmarks/own_progress_bar/input.py sha256:2fdab472e8236fe06c02a22fcd3a13f2e47f4098e7de7b0fbcad8652b4c31b93
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:66b2b6b3b9273644bd1ec2da0e3e61e6e44154ca49d3a14a7938e52ccb2056a9
+# modularize-output: sha256:935111549296841870306388c01dde8b6a604988e98cec65aaec50e37e74a347
 
 """Modular pipeline blocks converted from SketchBook."""
 
-from .modular_blocks_sketch_book import SKETCH_BOOK_BLOCKS, SketchBookBlocks
-from .modular_pipeline import SketchBookModularPipeline
+from .modular_blocks_sketch_book import SKETCH_BOOK_BLOCKS, SketchBookGeneratedBlocks
+from .modular_pipeline import SketchBookGeneratedModularPipeline
 
-__all__ = ["SKETCH_BOOK_BLOCKS", "SketchBookBlocks", "SketchBookModularPipeline"]
+__all__ = ["SKETCH_BOOK_BLOCKS", "SketchBookGeneratedBlocks", "SketchBookGeneratedModularPipeline"]

@@ -2,7 +2,7 @@
 # (SketchBook). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/no_landmarks/own_progress_bar/input.py sha256:2fdab472e8236fe06c02a22fcd3a13f2e47f4098e7de7b0fbcad8652b4c31b93
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:9a4f81c7e1807fbc0c27081bfd1f08c8e6b6cb8c52a14197b161a0a7da8311c6
+# modularize-output: sha256:e121b370174be11b86b113ba60c690f2b10ce6c6ebea6b86579651db0712e87d
 
 import torch
 from diffusers.models import UNet2DConditionModel
@@ -11,12 +11,12 @@ from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, In
 from diffusers.schedulers import DDIMScheduler
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from .modular_pipeline import ExplicitNoneInputs, PackageBlocks, SketchBookModularPipeline
+from .modular_pipeline import ExplicitNoneInputs, PackageBlocks, SketchBookGeneratedModularPipeline
 
 
 class SketchBookInputsStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
     model_name = "modularize-sketch-book"
-    modular_pipeline_class = SketchBookModularPipeline
+    modular_pipeline_class = SketchBookGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -52,8 +52,8 @@ class SketchBookInputsStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlo
 
     @torch.no_grad()
     def __call__(
-        self, components: SketchBookModularPipeline, state: PipelineState
-    ) -> tuple[SketchBookModularPipeline, PipelineState]:
+        self, components: SketchBookGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[SketchBookGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         wish = block_state.wish
         avoid = block_state.avoid
@@ -73,7 +73,7 @@ class SketchBookInputsStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlo
 
 class SketchBookPrepareStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
     model_name = "modularize-sketch-book"
-    modular_pipeline_class = SketchBookModularPipeline
+    modular_pipeline_class = SketchBookGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -103,8 +103,8 @@ class SketchBookPrepareStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBl
 
     @torch.no_grad()
     def __call__(
-        self, components: SketchBookModularPipeline, state: PipelineState
-    ) -> tuple[SketchBookModularPipeline, PipelineState]:
+        self, components: SketchBookGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[SketchBookGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         ticks = block_state.ticks
         where = block_state.where

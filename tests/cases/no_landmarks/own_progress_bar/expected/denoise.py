@@ -2,7 +2,7 @@
 # (SketchBook). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/no_landmarks/own_progress_bar/input.py sha256:2fdab472e8236fe06c02a22fcd3a13f2e47f4098e7de7b0fbcad8652b4c31b93
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:0d4c337a46d4fbfa889e7781095af154ef267d15e8bf56ed86a67dd427a6e8f4
+# modularize-output: sha256:8344a7a813b2365c8fa9d6f0cf12ed7537180a11bd7a87c69fb6482953f25f5f
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -17,7 +17,7 @@ from diffusers.modular_pipelines.modular_pipeline import (
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, ConfigSpec, InputParam, OutputParam
 from diffusers.schedulers import DDIMScheduler
 
-from .modular_pipeline import PackageBlocks, SketchBookModularPipeline
+from .modular_pipeline import PackageBlocks, SketchBookGeneratedModularPipeline
 
 # Copied from modularize.emit.runtime.guider_calls._UNMERGEABLE
 _UNMERGEABLE = object()
@@ -113,7 +113,7 @@ def split_guider_predictions(guider_state, guider_batches):
 
 class SketchBookDenoiseLoopWrapper(PackageBlocks, LoopSequentialPipelineBlocks):
     model_name = "modularize-sketch-book"
-    modular_pipeline_class = SketchBookModularPipeline
+    modular_pipeline_class = SketchBookGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -127,8 +127,8 @@ class SketchBookDenoiseLoopWrapper(PackageBlocks, LoopSequentialPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: SketchBookModularPipeline, state: PipelineState
-    ) -> tuple[SketchBookModularPipeline, PipelineState]:
+        self, components: SketchBookGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[SketchBookGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         schedule = block_state.schedule
 
@@ -143,7 +143,7 @@ class SketchBookDenoiseLoopWrapper(PackageBlocks, LoopSequentialPipelineBlocks):
 
 class SketchBookLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-sketch-book"
-    modular_pipeline_class = SketchBookModularPipeline
+    modular_pipeline_class = SketchBookGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -157,8 +157,8 @@ class SketchBookLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: SketchBookModularPipeline, block_state: BlockState, step_index, t
-    ) -> tuple[SketchBookModularPipeline, BlockState]:
+        self, components: SketchBookGeneratedModularPipeline, block_state: BlockState, step_index, t
+    ) -> tuple[SketchBookGeneratedModularPipeline, BlockState]:
         canvas = block_state.canvas
         pair = canvas
         block_state.pair = pair
@@ -167,7 +167,7 @@ class SketchBookLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks):
 
 class SketchBookLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-sketch-book"
-    modular_pipeline_class = SketchBookModularPipeline
+    modular_pipeline_class = SketchBookGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -205,8 +205,8 @@ class SketchBookLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: SketchBookModularPipeline, block_state: BlockState, step_index, t
-    ) -> tuple[SketchBookModularPipeline, BlockState]:
+        self, components: SketchBookGeneratedModularPipeline, block_state: BlockState, step_index, t
+    ) -> tuple[SketchBookGeneratedModularPipeline, BlockState]:
         schedule = block_state.schedule
         components.guider.set_state(step=step_index, num_inference_steps=len(schedule), timestep=t)
         guider_state = components.guider.prepare_inputs_from_block_state(
@@ -232,7 +232,7 @@ class SketchBookLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
 
 class SketchBookLoopAfterDenoiser(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-sketch-book"
-    modular_pipeline_class = SketchBookModularPipeline
+    modular_pipeline_class = SketchBookGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -258,8 +258,8 @@ class SketchBookLoopAfterDenoiser(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: SketchBookModularPipeline, block_state: BlockState, step_index, t
-    ) -> tuple[SketchBookModularPipeline, BlockState]:
+        self, components: SketchBookGeneratedModularPipeline, block_state: BlockState, step_index, t
+    ) -> tuple[SketchBookGeneratedModularPipeline, BlockState]:
         canvas = block_state.canvas
         guess = block_state.guess
         canvas = components.clock.step(guess, t, canvas).prev_sample

@@ -2,7 +2,7 @@
 # (SketchBook). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/no_landmarks/own_progress_bar/input.py sha256:2fdab472e8236fe06c02a22fcd3a13f2e47f4098e7de7b0fbcad8652b4c31b93
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:18e63c96e36124c2b03be040e1deebe3ba5018fa0ecda3455582ac0f6cd7a502
+# modularize-output: sha256:93a1706e131eebfcb294e909e331e10506307550fb379f51ef23e803f21e1e7c
 
 from diffusers.modular_pipelines.modular_pipeline import SequentialPipelineBlocks
 from diffusers.modular_pipelines.modular_pipeline_utils import InsertableDict
@@ -10,7 +10,7 @@ from diffusers.modular_pipelines.modular_pipeline_utils import InsertableDict
 from .before_denoise import SketchBookInputsStep, SketchBookPrepareStep
 from .decoders import SketchBookDecodeStep
 from .denoise import SketchBookDenoiseStep
-from .modular_pipeline import PackageBlocks, SketchBookModularPipeline
+from .modular_pipeline import PackageBlocks, SketchBookGeneratedModularPipeline, register_in_diffusers
 
 SKETCH_BOOK_BLOCKS = InsertableDict(
     [
@@ -22,12 +22,15 @@ SKETCH_BOOK_BLOCKS = InsertableDict(
 )
 
 
-class SketchBookBlocks(PackageBlocks, SequentialPipelineBlocks):
+class SketchBookGeneratedBlocks(PackageBlocks, SequentialPipelineBlocks):
     model_name = "modularize-sketch-book"
-    modular_pipeline_class = SketchBookModularPipeline
+    modular_pipeline_class = SketchBookGeneratedModularPipeline
     block_classes = list(SKETCH_BOOK_BLOCKS.values())
     block_names = list(SKETCH_BOOK_BLOCKS.keys())
 
     @property
     def description(self) -> str:
         return "Blocks converted from `SketchBook`, in the order its `__call__` runs them."
+
+
+register_in_diffusers(SketchBookGeneratedModularPipeline, SketchBookGeneratedBlocks)

@@ -2,14 +2,33 @@
 # (SketchBook). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/no_landmarks/own_progress_bar/input.py sha256:2fdab472e8236fe06c02a22fcd3a13f2e47f4098e7de7b0fbcad8652b4c31b93
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:db30906c89ab76524fa962410aa08507d93d40bd74ab0e15763e9cb0cc3aa667
+# modularize-output: sha256:3e68abc0038edca5794e3cd3a902c54b99b9fcb7c17e9a155315044ac90468ef
 
+import shutil
+import sys
 from copy import deepcopy
+from pathlib import Path
 
 from diffusers.modular_pipelines.modular_pipeline import ModularPipeline
 
 
-class SketchBookModularPipeline(ModularPipeline):
+# Copied from modularize.emit.runtime.saved_package.SavedWithPackage
+class SavedWithPackage:
+    """Pipeline mixin: `save_pretrained` writes the blocks' config and the package's modules too."""
+
+    package_modules = ()  # the package's module names (`denoise`, ...), named by each pipeline class
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("push_to_hub"):
+            return  # the components went to the Hub; the code stays a local concern
+        self.blocks.save_pretrained(save_directory)
+        package = Path(sys.modules[type(self).__module__].__file__).parent
+        for name in self.package_modules:
+            shutil.copyfile(package / f"{name}.py", Path(save_directory) / f"{name}.py")
+
+
+class SketchBookGeneratedModularPipeline(SavedWithPackage, ModularPipeline):
     """A ModularPipeline converted from `SketchBook` by modularize.
 
     `translate_standard_call(**kwargs)` turns the keyword arguments of a `SketchBook` call into
@@ -29,12 +48,20 @@ class SketchBookModularPipeline(ModularPipeline):
     guider_arguments = ("strength",)
     unserved_arguments = {}
     standard_outputs = {"images": "images"}
+    package_modules = (
+        "before_denoise",
+        "decoders",
+        "denoise",
+        "encoders",
+        "modular_blocks_sketch_book",
+        "modular_pipeline",
+    )
 
     def __init__(self, blocks=None, *args, **kwargs):
         if blocks is None:
-            from .modular_blocks_sketch_book import SketchBookBlocks
+            from .modular_blocks_sketch_book import SketchBookGeneratedBlocks
 
-            blocks = SketchBookBlocks()
+            blocks = SketchBookGeneratedBlocks()
         super().__init__(blocks, *args, **kwargs)
         self._own_guider = getattr(self, "guider", None)
 
@@ -112,6 +139,18 @@ class PackageBlocks:
             components_manager=components_manager,
             collection=collection,
         )
+
+
+# Copied from modularize.emit.runtime.saved_package.register_in_diffusers
+def register_in_diffusers(*classes):
+    """Make `classes` findable by name in the `diffusers` namespace, never in place of one of diffusers' own."""
+    import diffusers
+
+    for cls in classes:
+        existing = getattr(diffusers, cls.__name__, None)
+        if existing is not None and getattr(existing, "__module__", "").startswith("diffusers."):
+            continue
+        setattr(diffusers, cls.__name__, cls)
 
 
 # Copied from modularize.emit.runtime.standard_guider.install_standard_guider

@@ -2,7 +2,7 @@
 # (SketchBook). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/no_landmarks/timesteps_named/input.py sha256:2423befd1abd218698162dc5ab199dfc65c7ce5aa28df74aafa7789d1c07942b
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:61308fe5a0d0b4d8eaf858f3c47ea7f54e2b31deed6357c47025228f984b6b89
+# modularize-output: sha256:a264d5c22d2c7dc0d15571da09c651acf3ed3490d2d1cbba419d06be8b609629
 
 import torch
 from diffusers.models import UNet2DConditionModel
@@ -11,12 +11,12 @@ from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, In
 from diffusers.schedulers import DDIMScheduler
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from .modular_pipeline import ExplicitNoneInputs, PackageBlocks, SketchBookModularPipeline
+from .modular_pipeline import ExplicitNoneInputs, PackageBlocks, SketchBookGeneratedModularPipeline
 
 
 class SketchBookInputsStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
     model_name = "modularize-sketch-book"
-    modular_pipeline_class = SketchBookModularPipeline
+    modular_pipeline_class = SketchBookGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -52,8 +52,8 @@ class SketchBookInputsStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlo
 
     @torch.no_grad()
     def __call__(
-        self, components: SketchBookModularPipeline, state: PipelineState
-    ) -> tuple[SketchBookModularPipeline, PipelineState]:
+        self, components: SketchBookGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[SketchBookGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         wish = block_state.wish
         avoid = block_state.avoid
@@ -73,7 +73,7 @@ class SketchBookInputsStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlo
 
 class SketchBookPrepareStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
     model_name = "modularize-sketch-book"
-    modular_pipeline_class = SketchBookModularPipeline
+    modular_pipeline_class = SketchBookGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -103,8 +103,8 @@ class SketchBookPrepareStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBl
 
     @torch.no_grad()
     def __call__(
-        self, components: SketchBookModularPipeline, state: PipelineState
-    ) -> tuple[SketchBookModularPipeline, PipelineState]:
+        self, components: SketchBookGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[SketchBookGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         ticks = block_state.ticks
         where = block_state.where

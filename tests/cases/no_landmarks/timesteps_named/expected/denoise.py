@@ -2,7 +2,7 @@
 # (SketchBook). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/no_landmarks/timesteps_named/input.py sha256:2423befd1abd218698162dc5ab199dfc65c7ce5aa28df74aafa7789d1c07942b
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:e5587ed95296955101aa83a503a7e08d0242d325238c56cceb0bde5f3512e1cf
+# modularize-output: sha256:6e84a4a93b14f149092899c1aad1ecb81f8bf05c5a1aff5749b355f057a682fe
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -17,7 +17,7 @@ from diffusers.modular_pipelines.modular_pipeline import (
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, ConfigSpec, InputParam, OutputParam
 from diffusers.schedulers import DDIMScheduler
 
-from .modular_pipeline import PackageBlocks, SketchBookModularPipeline
+from .modular_pipeline import PackageBlocks, SketchBookGeneratedModularPipeline
 
 # Copied from modularize.emit.runtime.guider_calls._UNMERGEABLE
 _UNMERGEABLE = object()
@@ -113,7 +113,7 @@ def split_guider_predictions(guider_state, guider_batches):
 
 class SketchBookDenoiseLoopWrapper(PackageBlocks, LoopSequentialPipelineBlocks):
     model_name = "modularize-sketch-book"
-    modular_pipeline_class = SketchBookModularPipeline
+    modular_pipeline_class = SketchBookGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -127,8 +127,8 @@ class SketchBookDenoiseLoopWrapper(PackageBlocks, LoopSequentialPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: SketchBookModularPipeline, state: PipelineState
-    ) -> tuple[SketchBookModularPipeline, PipelineState]:
+        self, components: SketchBookGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[SketchBookGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         timesteps = block_state.timesteps
 
@@ -141,7 +141,7 @@ class SketchBookDenoiseLoopWrapper(PackageBlocks, LoopSequentialPipelineBlocks):
 
 class SketchBookLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-sketch-book"
-    modular_pipeline_class = SketchBookModularPipeline
+    modular_pipeline_class = SketchBookGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -155,8 +155,8 @@ class SketchBookLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: SketchBookModularPipeline, block_state: BlockState, step_index, t
-    ) -> tuple[SketchBookModularPipeline, BlockState]:
+        self, components: SketchBookGeneratedModularPipeline, block_state: BlockState, step_index, t
+    ) -> tuple[SketchBookGeneratedModularPipeline, BlockState]:
         canvas = block_state.canvas
         pair = canvas
         block_state.pair = pair
@@ -165,7 +165,7 @@ class SketchBookLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks):
 
 class SketchBookLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-sketch-book"
-    modular_pipeline_class = SketchBookModularPipeline
+    modular_pipeline_class = SketchBookGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -203,8 +203,8 @@ class SketchBookLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: SketchBookModularPipeline, block_state: BlockState, step_index, t
-    ) -> tuple[SketchBookModularPipeline, BlockState]:
+        self, components: SketchBookGeneratedModularPipeline, block_state: BlockState, step_index, t
+    ) -> tuple[SketchBookGeneratedModularPipeline, BlockState]:
         timesteps = block_state.timesteps
         components.guider.set_state(step=step_index, num_inference_steps=len(timesteps), timestep=t)
         guider_state = components.guider.prepare_inputs_from_block_state(
@@ -230,7 +230,7 @@ class SketchBookLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
 
 class SketchBookLoopAfterDenoiser(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-sketch-book"
-    modular_pipeline_class = SketchBookModularPipeline
+    modular_pipeline_class = SketchBookGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -256,8 +256,8 @@ class SketchBookLoopAfterDenoiser(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: SketchBookModularPipeline, block_state: BlockState, step_index, t
-    ) -> tuple[SketchBookModularPipeline, BlockState]:
+        self, components: SketchBookGeneratedModularPipeline, block_state: BlockState, step_index, t
+    ) -> tuple[SketchBookGeneratedModularPipeline, BlockState]:
         canvas = block_state.canvas
         guess = block_state.guess
         canvas = components.clock.step(guess, t, canvas).prev_sample

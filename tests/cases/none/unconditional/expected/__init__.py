@@ -2,11 +2,11 @@
 # (NoiseToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/none/unconditional/input.py sha256:20ca3d65f438ca7abc6c0904b072cd13e5d8f0c8785a0d41cc54d1cb8d7233b8
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:ba892a9c8327ce61fd5b8f053ac5b85c10200b7eb187a30d638bd0c03ddac1e4
+# modularize-output: sha256:07e3bf7f47b28c876c16d7e9cb46727453225313b5ee0249b211732be5d2bd70
 
 """Modular pipeline blocks converted from NoiseToImagePipeline."""
 
-from .modular_blocks_noise_to_image import NOISE_TO_IMAGE_BLOCKS, NoiseToImageBlocks
-from .modular_pipeline import NoiseToImageModularPipeline
+from .modular_blocks_noise_to_image import NOISE_TO_IMAGE_BLOCKS, NoiseToImageGeneratedBlocks
+from .modular_pipeline import NoiseToImageGeneratedModularPipeline
 
-__all__ = ["NOISE_TO_IMAGE_BLOCKS", "NoiseToImageBlocks", "NoiseToImageModularPipeline"]
+__all__ = ["NOISE_TO_IMAGE_BLOCKS", "NoiseToImageGeneratedBlocks", "NoiseToImageGeneratedModularPipeline"]

@@ -2,7 +2,7 @@
 # (NoiseToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/none/unconditional/input.py sha256:20ca3d65f438ca7abc6c0904b072cd13e5d8f0c8785a0d41cc54d1cb8d7233b8
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:99ba9d3aae330a5f5b882376c307394ff9fd8c062e9cc706825b7fd1fb477f70
+# modularize-output: sha256:92efefcd3c6b407258673519dc2003d3b9fdfe898b15bc33f24faac1c1493d37
 
 import torch
 from diffusers.models import UNet2DModel
@@ -11,12 +11,12 @@ from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, In
 from diffusers.schedulers import DDPMScheduler
 from diffusers.utils.torch_utils import randn_tensor
 
-from .modular_pipeline import ExplicitNoneInputs, NoiseToImageModularPipeline, PackageBlocks
+from .modular_pipeline import ExplicitNoneInputs, NoiseToImageGeneratedModularPipeline, PackageBlocks
 
 
 class NoiseToImageSampleGaussianNoiseStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
     model_name = "modularize-noise-to-image"
-    modular_pipeline_class = NoiseToImageModularPipeline
+    modular_pipeline_class = NoiseToImageGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -43,8 +43,8 @@ class NoiseToImageSampleGaussianNoiseStep(PackageBlocks, ExplicitNoneInputs, Mod
 
     @torch.no_grad()
     def __call__(
-        self, components: NoiseToImageModularPipeline, state: PipelineState
-    ) -> tuple[NoiseToImageModularPipeline, PipelineState]:
+        self, components: NoiseToImageGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[NoiseToImageGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         batch_size = block_state.batch_size
         generator = block_state.generator
@@ -59,7 +59,7 @@ class NoiseToImageSampleGaussianNoiseStep(PackageBlocks, ExplicitNoneInputs, Mod
 
 class NoiseToImageSetStepValuesStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
     model_name = "modularize-noise-to-image"
-    modular_pipeline_class = NoiseToImageModularPipeline
+    modular_pipeline_class = NoiseToImageGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -79,8 +79,8 @@ class NoiseToImageSetStepValuesStep(PackageBlocks, ExplicitNoneInputs, ModularPi
 
     @torch.no_grad()
     def __call__(
-        self, components: NoiseToImageModularPipeline, state: PipelineState
-    ) -> tuple[NoiseToImageModularPipeline, PipelineState]:
+        self, components: NoiseToImageGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[NoiseToImageGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         num_inference_steps = block_state.num_inference_steps
 

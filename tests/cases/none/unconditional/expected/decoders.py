@@ -2,18 +2,18 @@
 # (NoiseToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/none/unconditional/input.py sha256:20ca3d65f438ca7abc6c0904b072cd13e5d8f0c8785a0d41cc54d1cb8d7233b8
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:9d3ac0f594a1798e8a0f8e03c605bf0be41927809a45fb06834c7002e4cd466c
+# modularize-output: sha256:e02aaaa0f7f53ca4c6375a373b94bf88a2867b3dc9b0a1681f3e4c64e02a13e3
 
 import torch
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
 from diffusers.modular_pipelines.modular_pipeline_utils import InputParam, OutputParam
 
-from .modular_pipeline import ExplicitNoneInputs, NoiseToImageModularPipeline, PackageBlocks
+from .modular_pipeline import ExplicitNoneInputs, NoiseToImageGeneratedModularPipeline, PackageBlocks
 
 
 class NoiseToImagePostProcessStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
     model_name = "modularize-noise-to-image"
-    modular_pipeline_class = NoiseToImageModularPipeline
+    modular_pipeline_class = NoiseToImageGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -34,8 +34,8 @@ class NoiseToImagePostProcessStep(PackageBlocks, ExplicitNoneInputs, ModularPipe
 
     @torch.no_grad()
     def __call__(
-        self, components: NoiseToImageModularPipeline, state: PipelineState
-    ) -> tuple[NoiseToImageModularPipeline, PipelineState]:
+        self, components: NoiseToImageGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[NoiseToImageGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         image = block_state.image
         output_type = block_state.output_type

@@ -2,7 +2,7 @@
 # (NoiseToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/none/unconditional/input.py sha256:20ca3d65f438ca7abc6c0904b072cd13e5d8f0c8785a0d41cc54d1cb8d7233b8
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:eecbb1a0c15b4763419ccab629561d247b7fc2a1480921f810631a5729d1b8d3
+# modularize-output: sha256:08eb25e70e78cae14cbf81c6ad373332e8867a627266c8bd25428ac3c5689730
 
 import torch
 from diffusers.models import UNet2DModel
@@ -15,12 +15,12 @@ from diffusers.modular_pipelines.modular_pipeline import (
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 from diffusers.schedulers import DDPMScheduler
 
-from .modular_pipeline import NoiseToImageModularPipeline, PackageBlocks
+from .modular_pipeline import NoiseToImageGeneratedModularPipeline, PackageBlocks
 
 
 class NoiseToImageDenoiseLoopWrapper(PackageBlocks, LoopSequentialPipelineBlocks):
     model_name = "modularize-noise-to-image"
-    modular_pipeline_class = NoiseToImageModularPipeline
+    modular_pipeline_class = NoiseToImageGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -34,8 +34,8 @@ class NoiseToImageDenoiseLoopWrapper(PackageBlocks, LoopSequentialPipelineBlocks
 
     @torch.no_grad()
     def __call__(
-        self, components: NoiseToImageModularPipeline, state: PipelineState
-    ) -> tuple[NoiseToImageModularPipeline, PipelineState]:
+        self, components: NoiseToImageGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[NoiseToImageGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
 
         # 3. Denoising loop
@@ -47,7 +47,7 @@ class NoiseToImageDenoiseLoopWrapper(PackageBlocks, LoopSequentialPipelineBlocks
 
 class NoiseToImageLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-noise-to-image"
-    modular_pipeline_class = NoiseToImageModularPipeline
+    modular_pipeline_class = NoiseToImageGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -67,8 +67,8 @@ class NoiseToImageLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: NoiseToImageModularPipeline, block_state: BlockState, t
-    ) -> tuple[NoiseToImageModularPipeline, BlockState]:
+        self, components: NoiseToImageGeneratedModularPipeline, block_state: BlockState, t
+    ) -> tuple[NoiseToImageGeneratedModularPipeline, BlockState]:
         image = block_state.image
         model_output = components.unet(image, t).sample
         block_state.model_output = model_output
@@ -77,7 +77,7 @@ class NoiseToImageLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
 
 class NoiseToImageLoopAfterDenoiser(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-noise-to-image"
-    modular_pipeline_class = NoiseToImageModularPipeline
+    modular_pipeline_class = NoiseToImageGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -104,8 +104,8 @@ class NoiseToImageLoopAfterDenoiser(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: NoiseToImageModularPipeline, block_state: BlockState, t
-    ) -> tuple[NoiseToImageModularPipeline, BlockState]:
+        self, components: NoiseToImageGeneratedModularPipeline, block_state: BlockState, t
+    ) -> tuple[NoiseToImageGeneratedModularPipeline, BlockState]:
         image = block_state.image
         generator = block_state.generator
         model_output = block_state.model_output

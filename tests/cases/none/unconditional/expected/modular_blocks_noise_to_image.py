@@ -2,7 +2,7 @@
 # (NoiseToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/none/unconditional/input.py sha256:20ca3d65f438ca7abc6c0904b072cd13e5d8f0c8785a0d41cc54d1cb8d7233b8
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:2c5c89d1d329b9052b8615094b9074e358aa6408632afbcc2d6fe973d48c7707
+# modularize-output: sha256:c0f11236742804ae48164859b4c00f8bf93217b571a30db4f52a51c922567e34
 
 from diffusers.modular_pipelines.modular_pipeline import SequentialPipelineBlocks
 from diffusers.modular_pipelines.modular_pipeline_utils import InsertableDict
@@ -10,7 +10,7 @@ from diffusers.modular_pipelines.modular_pipeline_utils import InsertableDict
 from .before_denoise import NoiseToImageSampleGaussianNoiseStep, NoiseToImageSetStepValuesStep
 from .decoders import NoiseToImagePostProcessStep
 from .denoise import NoiseToImageDenoiseStep
-from .modular_pipeline import NoiseToImageModularPipeline, PackageBlocks
+from .modular_pipeline import NoiseToImageGeneratedModularPipeline, PackageBlocks, register_in_diffusers
 
 NOISE_TO_IMAGE_BLOCKS = InsertableDict(
     [
@@ -22,12 +22,15 @@ NOISE_TO_IMAGE_BLOCKS = InsertableDict(
 )
 
 
-class NoiseToImageBlocks(PackageBlocks, SequentialPipelineBlocks):
+class NoiseToImageGeneratedBlocks(PackageBlocks, SequentialPipelineBlocks):
     model_name = "modularize-noise-to-image"
-    modular_pipeline_class = NoiseToImageModularPipeline
+    modular_pipeline_class = NoiseToImageGeneratedModularPipeline
     block_classes = list(NOISE_TO_IMAGE_BLOCKS.values())
     block_names = list(NOISE_TO_IMAGE_BLOCKS.keys())
 
     @property
     def description(self) -> str:
         return "Blocks converted from `NoiseToImagePipeline`, in the order its `__call__` runs them."
+
+
+register_in_diffusers(NoiseToImageGeneratedModularPipeline, NoiseToImageGeneratedBlocks)

@@ -2,14 +2,33 @@
 # (NoiseToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/none/unconditional/input.py sha256:20ca3d65f438ca7abc6c0904b072cd13e5d8f0c8785a0d41cc54d1cb8d7233b8
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:a896cb29721e99e70024d5afe08d568c58bee75ed13a8826d96265f7dbc56096
+# modularize-output: sha256:e3059d356145f371075a08089b3e94b61bbae1c95a3e51fe779d58ddd7faee88
 
+import shutil
+import sys
 from copy import deepcopy
+from pathlib import Path
 
 from diffusers.modular_pipelines.modular_pipeline import ModularPipeline
 
 
-class NoiseToImageModularPipeline(ModularPipeline):
+# Copied from modularize.emit.runtime.saved_package.SavedWithPackage
+class SavedWithPackage:
+    """Pipeline mixin: `save_pretrained` writes the blocks' config and the package's modules too."""
+
+    package_modules = ()  # the package's module names (`denoise`, ...), named by each pipeline class
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("push_to_hub"):
+            return  # the components went to the Hub; the code stays a local concern
+        self.blocks.save_pretrained(save_directory)
+        package = Path(sys.modules[type(self).__module__].__file__).parent
+        for name in self.package_modules:
+            shutil.copyfile(package / f"{name}.py", Path(save_directory) / f"{name}.py")
+
+
+class NoiseToImageGeneratedModularPipeline(SavedWithPackage, ModularPipeline):
     """A ModularPipeline converted from `NoiseToImagePipeline` by modularize.
 
     `translate_standard_call(**kwargs)` turns the keyword arguments of a `NoiseToImagePipeline` call into
@@ -29,12 +48,20 @@ class NoiseToImageModularPipeline(ModularPipeline):
     guider_arguments = ()
     unserved_arguments = {}
     standard_outputs = {"images": "images"}
+    package_modules = (
+        "before_denoise",
+        "decoders",
+        "denoise",
+        "encoders",
+        "modular_blocks_noise_to_image",
+        "modular_pipeline",
+    )
 
     def __init__(self, blocks=None, *args, **kwargs):
         if blocks is None:
-            from .modular_blocks_noise_to_image import NoiseToImageBlocks
+            from .modular_blocks_noise_to_image import NoiseToImageGeneratedBlocks
 
-            blocks = NoiseToImageBlocks()
+            blocks = NoiseToImageGeneratedBlocks()
         super().__init__(blocks, *args, **kwargs)
 
     def __call__(self, state=None, output=None, **kwargs):
@@ -96,3 +123,15 @@ class PackageBlocks:
             components_manager=components_manager,
             collection=collection,
         )
+
+
+# Copied from modularize.emit.runtime.saved_package.register_in_diffusers
+def register_in_diffusers(*classes):
+    """Make `classes` findable by name in the `diffusers` namespace, never in place of one of diffusers' own."""
+    import diffusers
+
+    for cls in classes:
+        existing = getattr(diffusers, cls.__name__, None)
+        if existing is not None and getattr(existing, "__module__", "").startswith("diffusers."):
+            continue
+        setattr(diffusers, cls.__name__, cls)

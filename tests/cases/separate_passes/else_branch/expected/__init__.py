@@ -2,11 +2,11 @@
 # (TwoPassPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/separate_passes/else_branch/input.py sha256:28c7028461abbe215330e1c6f7e505fb8a1c62058a2de891e5a40a42e57015e4
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:7637d348b0e80b535ba858563094c10b8cd8f2b0c096832961e1df627079722a
+# modularize-output: sha256:d0b8ab7c80b45e95a39d82faa2bc48ea75386904ee3e4067c8f62cf541160df5
 
 """Modular pipeline blocks converted from TwoPassPipeline."""
 
-from .modular_blocks_two_pass import TWO_PASS_BLOCKS, TwoPassBlocks
-from .modular_pipeline import TwoPassModularPipeline
+from .modular_blocks_two_pass import TWO_PASS_BLOCKS, TwoPassGeneratedBlocks
+from .modular_pipeline import TwoPassGeneratedModularPipeline
 
-__all__ = ["TWO_PASS_BLOCKS", "TwoPassBlocks", "TwoPassModularPipeline"]
+__all__ = ["TWO_PASS_BLOCKS", "TwoPassGeneratedBlocks", "TwoPassGeneratedModularPipeline"]

@@ -2,19 +2,19 @@
 # (TwoPassPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/separate_passes/else_branch/input.py sha256:28c7028461abbe215330e1c6f7e505fb8a1c62058a2de891e5a40a42e57015e4
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:f00ce537b11dd81c57ed57406a5af4c6dcf2e53c6e620c1bef2bb79a53e606f4
+# modularize-output: sha256:1b8b10b3e545f3f4b5efa995b12d8617f0b262d4afc1ad7a0753d1c08069490f
 
 import torch
 from diffusers.models import AutoencoderKL
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 
-from .modular_pipeline import ExplicitNoneInputs, PackageBlocks, TwoPassModularPipeline
+from .modular_pipeline import ExplicitNoneInputs, PackageBlocks, TwoPassGeneratedModularPipeline
 
 
 class TwoPassDecodeStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
     model_name = "modularize-two-pass"
-    modular_pipeline_class = TwoPassModularPipeline
+    modular_pipeline_class = TwoPassGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -41,8 +41,8 @@ class TwoPassDecodeStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks
 
     @torch.no_grad()
     def __call__(
-        self, components: TwoPassModularPipeline, state: PipelineState
-    ) -> tuple[TwoPassModularPipeline, PipelineState]:
+        self, components: TwoPassGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[TwoPassGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         output_type = block_state.output_type
         latents = block_state.latents

@@ -2,7 +2,7 @@
 # (TwoPassPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/separate_passes/else_branch/input.py sha256:28c7028461abbe215330e1c6f7e505fb8a1c62058a2de891e5a40a42e57015e4
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:9c55e9e25381ff0c2633455083617abbf4d928cd640578642f5e521a3b8c7ffe
+# modularize-output: sha256:7021624c30f1182911af8954f3408222acee27e2738d824b2f1381c2935049c3
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -17,12 +17,12 @@ from diffusers.modular_pipelines.modular_pipeline import (
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 from diffusers.schedulers import FlowMatchEulerDiscreteScheduler
 
-from .modular_pipeline import PackageBlocks, TwoPassModularPipeline
+from .modular_pipeline import PackageBlocks, TwoPassGeneratedModularPipeline
 
 
 class TwoPassDenoiseLoopWrapper(PackageBlocks, LoopSequentialPipelineBlocks):
     model_name = "modularize-two-pass"
-    modular_pipeline_class = TwoPassModularPipeline
+    modular_pipeline_class = TwoPassGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -36,8 +36,8 @@ class TwoPassDenoiseLoopWrapper(PackageBlocks, LoopSequentialPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: TwoPassModularPipeline, state: PipelineState
-    ) -> tuple[TwoPassModularPipeline, PipelineState]:
+        self, components: TwoPassGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[TwoPassGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         timesteps = block_state.timesteps
 
@@ -50,7 +50,7 @@ class TwoPassDenoiseLoopWrapper(PackageBlocks, LoopSequentialPipelineBlocks):
 
 class TwoPassLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-two-pass"
-    modular_pipeline_class = TwoPassModularPipeline
+    modular_pipeline_class = TwoPassGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -64,8 +64,8 @@ class TwoPassLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: TwoPassModularPipeline, block_state: BlockState, i, t
-    ) -> tuple[TwoPassModularPipeline, BlockState]:
+        self, components: TwoPassGeneratedModularPipeline, block_state: BlockState, i, t
+    ) -> tuple[TwoPassGeneratedModularPipeline, BlockState]:
         latents = block_state.latents
         timestep = t.expand(latents.shape[0]).to(latents.dtype)
         block_state.timestep = timestep
@@ -74,7 +74,7 @@ class TwoPassLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks):
 
 class TwoPassLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-two-pass"
-    modular_pipeline_class = TwoPassModularPipeline
+    modular_pipeline_class = TwoPassGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -103,8 +103,8 @@ class TwoPassLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: TwoPassModularPipeline, block_state: BlockState, i, t
-    ) -> tuple[TwoPassModularPipeline, BlockState]:
+        self, components: TwoPassGeneratedModularPipeline, block_state: BlockState, i, t
+    ) -> tuple[TwoPassGeneratedModularPipeline, BlockState]:
         timesteps = block_state.timesteps
         latents = block_state.latents
         timestep = block_state.timestep
@@ -130,7 +130,7 @@ class TwoPassLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
 
 class TwoPassLoopAfterDenoiser(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-two-pass"
-    modular_pipeline_class = TwoPassModularPipeline
+    modular_pipeline_class = TwoPassGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -156,8 +156,8 @@ class TwoPassLoopAfterDenoiser(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: TwoPassModularPipeline, block_state: BlockState, i, t
-    ) -> tuple[TwoPassModularPipeline, BlockState]:
+        self, components: TwoPassGeneratedModularPipeline, block_state: BlockState, i, t
+    ) -> tuple[TwoPassGeneratedModularPipeline, BlockState]:
         latents = block_state.latents
         noise_pred = block_state.noise_pred
         latents = components.scheduler.step(noise_pred, t, latents, return_dict=False)[0]

@@ -2,19 +2,19 @@
 # (TwoPassPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/separate_passes/else_branch/input.py sha256:28c7028461abbe215330e1c6f7e505fb8a1c62058a2de891e5a40a42e57015e4
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:07233a8dd4235c3ee3e524d3d2f87e90266d084f8d360249d70a585db69b83b0
+# modularize-output: sha256:54d352113a0e68b59fa5eb719374b5310084334e46624ad4886162aa96ae2d71
 
 import torch
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 from transformers import T5EncoderModel, T5TokenizerFast
 
-from .modular_pipeline import PackageBlocks, TwoPassModularPipeline
+from .modular_pipeline import PackageBlocks, TwoPassGeneratedModularPipeline
 
 
 class TwoPassEncodePromptStep(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-two-pass"
-    modular_pipeline_class = TwoPassModularPipeline
+    modular_pipeline_class = TwoPassGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -54,8 +54,8 @@ class TwoPassEncodePromptStep(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: TwoPassModularPipeline, state: PipelineState
-    ) -> tuple[TwoPassModularPipeline, PipelineState]:
+        self, components: TwoPassGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[TwoPassGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         prompt = block_state.prompt
         device = block_state.device

@@ -2,11 +2,11 @@
 # (TwoPassPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/separate_passes/true_cfg/input.py sha256:8954dd7d4eac9f943319b8ada7578382b165b57e77149b61b2df65a1ec9cb3b7
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:7637d348b0e80b535ba858563094c10b8cd8f2b0c096832961e1df627079722a
+# modularize-output: sha256:d0b8ab7c80b45e95a39d82faa2bc48ea75386904ee3e4067c8f62cf541160df5
 
 """Modular pipeline blocks converted from TwoPassPipeline."""
 
-from .modular_blocks_two_pass import TWO_PASS_BLOCKS, TwoPassBlocks
-from .modular_pipeline import TwoPassModularPipeline
+from .modular_blocks_two_pass import TWO_PASS_BLOCKS, TwoPassGeneratedBlocks
+from .modular_pipeline import TwoPassGeneratedModularPipeline
 
-__all__ = ["TWO_PASS_BLOCKS", "TwoPassBlocks", "TwoPassModularPipeline"]
+__all__ = ["TWO_PASS_BLOCKS", "TwoPassGeneratedBlocks", "TwoPassGeneratedModularPipeline"]

@@ -2,7 +2,7 @@
 # (TwoPassPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/separate_passes/true_cfg/input.py sha256:8954dd7d4eac9f943319b8ada7578382b165b57e77149b61b2df65a1ec9cb3b7
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:dc056588bcda23557ad0f9adf06f4a250cb5079b675009fd9a941ce14d440108
+# modularize-output: sha256:c13aa6735fbae691d24a5d166b62f16fe6c82efd934f4ceaa51afc6dde22317b
 
 import numpy as np
 import torch
@@ -12,12 +12,12 @@ from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, In
 from diffusers.schedulers import FlowMatchEulerDiscreteScheduler
 from diffusers.utils.torch_utils import randn_tensor
 
-from .modular_pipeline import ExplicitNoneInputs, PackageBlocks, TwoPassModularPipeline
+from .modular_pipeline import ExplicitNoneInputs, PackageBlocks, TwoPassGeneratedModularPipeline
 
 
 class TwoPassDefineCallParametersStep(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-two-pass"
-    modular_pipeline_class = TwoPassModularPipeline
+    modular_pipeline_class = TwoPassGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -39,8 +39,8 @@ class TwoPassDefineCallParametersStep(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: TwoPassModularPipeline, state: PipelineState
-    ) -> tuple[TwoPassModularPipeline, PipelineState]:
+        self, components: TwoPassGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[TwoPassGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         prompt = block_state.prompt
         # 1. Define call parameters
@@ -56,7 +56,7 @@ class TwoPassDefineCallParametersStep(PackageBlocks, ModularPipelineBlocks):
 
 class TwoPassPrepareLatentVariablesStep(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-two-pass"
-    modular_pipeline_class = TwoPassModularPipeline
+    modular_pipeline_class = TwoPassGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -85,8 +85,8 @@ class TwoPassPrepareLatentVariablesStep(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: TwoPassModularPipeline, state: PipelineState
-    ) -> tuple[TwoPassModularPipeline, PipelineState]:
+        self, components: TwoPassGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[TwoPassGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         batch_size = block_state.batch_size
         generator = block_state.generator
@@ -105,7 +105,7 @@ class TwoPassPrepareLatentVariablesStep(PackageBlocks, ModularPipelineBlocks):
 
 class TwoPassPrepareTimestepsStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
     model_name = "modularize-two-pass"
-    modular_pipeline_class = TwoPassModularPipeline
+    modular_pipeline_class = TwoPassGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -132,8 +132,8 @@ class TwoPassPrepareTimestepsStep(PackageBlocks, ExplicitNoneInputs, ModularPipe
 
     @torch.no_grad()
     def __call__(
-        self, components: TwoPassModularPipeline, state: PipelineState
-    ) -> tuple[TwoPassModularPipeline, PipelineState]:
+        self, components: TwoPassGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[TwoPassGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         num_inference_steps = block_state.num_inference_steps
         device = block_state.device

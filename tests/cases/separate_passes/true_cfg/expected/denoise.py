@@ -2,7 +2,7 @@
 # (TwoPassPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/separate_passes/true_cfg/input.py sha256:8954dd7d4eac9f943319b8ada7578382b165b57e77149b61b2df65a1ec9cb3b7
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:b6b65475ed992250385373fd63f2a3ca7ff3f3130a8f308ae01a44f22b48fa43
+# modularize-output: sha256:2a26b0dae262fad53072a20b823bb57e2cce789f83650f07e0c83f0f945f0ce7
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -17,7 +17,7 @@ from diffusers.modular_pipelines.modular_pipeline import (
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 from diffusers.schedulers import FlowMatchEulerDiscreteScheduler
 
-from .modular_pipeline import PackageBlocks, TwoPassModularPipeline
+from .modular_pipeline import PackageBlocks, TwoPassGeneratedModularPipeline
 
 
 # Copied from modularize.emit.runtime.guider_state.guider_batch_name
@@ -28,7 +28,7 @@ def guider_batch_name(guider, guider_state_batch):
 
 class TwoPassDenoiseLoopWrapper(PackageBlocks, LoopSequentialPipelineBlocks):
     model_name = "modularize-two-pass"
-    modular_pipeline_class = TwoPassModularPipeline
+    modular_pipeline_class = TwoPassGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -42,8 +42,8 @@ class TwoPassDenoiseLoopWrapper(PackageBlocks, LoopSequentialPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: TwoPassModularPipeline, state: PipelineState
-    ) -> tuple[TwoPassModularPipeline, PipelineState]:
+        self, components: TwoPassGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[TwoPassGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         timesteps = block_state.timesteps
 
@@ -56,7 +56,7 @@ class TwoPassDenoiseLoopWrapper(PackageBlocks, LoopSequentialPipelineBlocks):
 
 class TwoPassLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-two-pass"
-    modular_pipeline_class = TwoPassModularPipeline
+    modular_pipeline_class = TwoPassGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -70,8 +70,8 @@ class TwoPassLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: TwoPassModularPipeline, block_state: BlockState, i, t
-    ) -> tuple[TwoPassModularPipeline, BlockState]:
+        self, components: TwoPassGeneratedModularPipeline, block_state: BlockState, i, t
+    ) -> tuple[TwoPassGeneratedModularPipeline, BlockState]:
         latents = block_state.latents
         timestep = t.expand(latents.shape[0]).to(latents.dtype)
         block_state.timestep = timestep
@@ -80,7 +80,7 @@ class TwoPassLoopBeforeDenoiser(PackageBlocks, ModularPipelineBlocks):
 
 class TwoPassLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-two-pass"
-    modular_pipeline_class = TwoPassModularPipeline
+    modular_pipeline_class = TwoPassGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -109,8 +109,8 @@ class TwoPassLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: TwoPassModularPipeline, block_state: BlockState, i, t
-    ) -> tuple[TwoPassModularPipeline, BlockState]:
+        self, components: TwoPassGeneratedModularPipeline, block_state: BlockState, i, t
+    ) -> tuple[TwoPassGeneratedModularPipeline, BlockState]:
         timesteps = block_state.timesteps
         latents = block_state.latents
         timestep = block_state.timestep
@@ -141,7 +141,7 @@ class TwoPassLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
 
 class TwoPassLoopAfterDenoiser(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-two-pass"
-    modular_pipeline_class = TwoPassModularPipeline
+    modular_pipeline_class = TwoPassGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -167,8 +167,8 @@ class TwoPassLoopAfterDenoiser(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: TwoPassModularPipeline, block_state: BlockState, i, t
-    ) -> tuple[TwoPassModularPipeline, BlockState]:
+        self, components: TwoPassGeneratedModularPipeline, block_state: BlockState, i, t
+    ) -> tuple[TwoPassGeneratedModularPipeline, BlockState]:
         latents = block_state.latents
         noise_pred = block_state.noise_pred
         latents = components.scheduler.step(noise_pred, t, latents, return_dict=False)[0]

@@ -2,19 +2,19 @@
 # (TwoPassPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/separate_passes/true_cfg/input.py sha256:8954dd7d4eac9f943319b8ada7578382b165b57e77149b61b2df65a1ec9cb3b7
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:83874871ffafed5828b1d44807f1aa69743cf48b33bb50ce85d531d884cb6f30
+# modularize-output: sha256:fde21417c8780455641762a94133b4bf7284ebb76c920269b017fad72f4fe473
 
 import torch
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 from transformers import T5EncoderModel, T5TokenizerFast
 
-from .modular_pipeline import PackageBlocks, TwoPassModularPipeline
+from .modular_pipeline import PackageBlocks, TwoPassGeneratedModularPipeline
 
 
 class TwoPassEncodePromptStep(PackageBlocks, ModularPipelineBlocks):
     model_name = "modularize-two-pass"
-    modular_pipeline_class = TwoPassModularPipeline
+    modular_pipeline_class = TwoPassGeneratedModularPipeline
 
     @property
     def description(self) -> str:
@@ -54,8 +54,8 @@ class TwoPassEncodePromptStep(PackageBlocks, ModularPipelineBlocks):
 
     @torch.no_grad()
     def __call__(
-        self, components: TwoPassModularPipeline, state: PipelineState
-    ) -> tuple[TwoPassModularPipeline, PipelineState]:
+        self, components: TwoPassGeneratedModularPipeline, state: PipelineState
+    ) -> tuple[TwoPassGeneratedModularPipeline, PipelineState]:
         block_state = self.get_block_state(state)
         prompt = block_state.prompt
         device = block_state.device

@@ -2,7 +2,7 @@
 # (TwoPassPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/separate_passes/true_cfg/input.py sha256:8954dd7d4eac9f943319b8ada7578382b165b57e77149b61b2df65a1ec9cb3b7
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:a25b0a7e42289c2614dab08cdd3cc5966e78da9fc02034bf0aeadbcd287d9cc7
+# modularize-output: sha256:23cb03d5880096bcd3a97d8e8253875eb26365066618bd57854057f35ca57005
 
 from diffusers.modular_pipelines.modular_pipeline import SequentialPipelineBlocks
 from diffusers.modular_pipelines.modular_pipeline_utils import InsertableDict
@@ -15,7 +15,7 @@ from .before_denoise import (
 from .decoders import TwoPassDecodeStep
 from .denoise import TwoPassDenoiseStep
 from .encoders import TwoPassEncodePromptStep
-from .modular_pipeline import PackageBlocks, TwoPassModularPipeline
+from .modular_pipeline import PackageBlocks, TwoPassGeneratedModularPipeline, register_in_diffusers
 
 TWO_PASS_BLOCKS = InsertableDict(
     [
@@ -29,12 +29,15 @@ TWO_PASS_BLOCKS = InsertableDict(
 )
 
 
-class TwoPassBlocks(PackageBlocks, SequentialPipelineBlocks):
+class TwoPassGeneratedBlocks(PackageBlocks, SequentialPipelineBlocks):
     model_name = "modularize-two-pass"
-    modular_pipeline_class = TwoPassModularPipeline
+    modular_pipeline_class = TwoPassGeneratedModularPipeline
     block_classes = list(TWO_PASS_BLOCKS.values())
     block_names = list(TWO_PASS_BLOCKS.keys())
 
     @property
     def description(self) -> str:
         return "Blocks converted from `TwoPassPipeline`, in the order its `__call__` runs them."
+
+
+register_in_diffusers(TwoPassGeneratedModularPipeline, TwoPassGeneratedBlocks)
