@@ -105,7 +105,11 @@ def main() -> None:
         verdicts[class_name] = {"file": file, **verdict}
         seconds = verdict.get("seconds")
         took = f"{seconds:6.1f}s" if seconds is not None else "   -  "
-        print(f"{class_name.ljust(width)}  {took}  [{verdict['setup']}]  {describe(verdict)}", flush=True)
+        alone = verdict.get("blocks_alone")
+        alone_text = f"; blocks alone {alone['equal']}/{alone['blocks']}" if alone else ""
+        print(f"{class_name.ljust(width)}  {took}  [{verdict['setup']}]  {describe(verdict)}{alone_text}", flush=True)
+        for key, what in (alone or {}).get("failing", {}).items():
+            print(f"    block {key} alone: {what}", flush=True)
     worker.stop()
     elapsed = time.perf_counter() - started
     totals = Counter(v["status"] for v in verdicts.values())
@@ -119,6 +123,10 @@ def main() -> None:
         share = 100 * totals[status] / max(len(verdicts), 1)
         print(f"  {status:9s} {totals[status]:4d}  ({share:.1f}%)")
     print(f"  by class: {sum(v['status'] == 'verified' for v in new)} of {len(new)} verified bitwise")
+    alone = [v["blocks_alone"] for v in verdicts.values() if v.get("blocks_alone")]
+    whole = sum(a["equal"] == a["blocks"] and a["blocks"] > 0 for a in alone)
+    blocks, equal = sum(a["blocks"] for a in alone), sum(a["equal"] for a in alone)
+    print(f"  blocks alone: every block of {whole} of {len(alone)} packages; {equal} of {blocks} blocks bitwise")
     if args.json:
         Path(args.json).write_text(json.dumps({"classes": verdicts, "seconds": round(elapsed, 1)}, indent=2) + "\n")
     sys.exit(0)

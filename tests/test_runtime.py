@@ -477,6 +477,7 @@ class _GuidedPipeline:
 
     guider_arguments = ("guidance_scale", "guidance_rescale", "negative_prompt")
     block_arguments = ("prompt", "negative_prompt")
+    _component_specs = {"guider": None}
 
     def __init__(self):
         self.guider = ClassifierFreeGuidance()
@@ -489,6 +490,15 @@ class _GuidedPipeline:
     def update_components(self, guider):
         self.guider = guider
         self.installs += 1
+
+
+def test_a_pipeline_of_blocks_without_a_guider_installs_none():
+    from modularize.emit.runtime.standard_guider import install_standard_guider
+
+    pipe = _GuidedPipeline()
+    pipe._component_specs = {}  # built from one block that reads `guidance_scale` itself
+    install_standard_guider(pipe, {"guidance_scale": 7.0}, strict=True)
+    assert pipe.installs == 0
 
 
 def test_the_standard_guider_is_installed_once_per_set_of_arguments():

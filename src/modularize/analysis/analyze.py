@@ -854,6 +854,7 @@ def _block_plan(
         helpers=needs.helpers,
         configs=needs.configs,
         unbound_outputs=unbound,
+        reads_guider=needs.reads_guider,
     )
 
 

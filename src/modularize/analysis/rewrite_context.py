@@ -138,6 +138,9 @@ class Needs:
     helpers: tuple[Helper, ...]
     components: tuple[str, ...]
     configs: tuple[tuple[str, str], ...]  # (name, default) of `self.config.<name>` the code reads
+    # the code reads the CFG flag, which the generated pipeline answers from its guider: the block declares the
+    # guider so that it runs alone (a pipeline built from it alone has the guider to ask)
+    reads_guider: bool = False
 
 
 def helpers_and_components(context: Context, used: dict[str, dict[str, None]], owner: str) -> Needs:
@@ -147,6 +150,9 @@ def helpers_and_components(context: Context, used: dict[str, dict[str, None]], o
     derived: dict[str, None] = dict(used.get("derived", {}))
     configs: dict[str, None] = dict(used.get("config", {}))
     pending = list(used.get("helper", {}))
+    flag = context.condition_name
+    # a flag the source keeps per call is read from the block's local, not from the pipeline (`self_to_components`)
+    reads_guider = flag is not None and flag not in facts.per_call and any(flag in names for names in used.values())
     while pending:
         name = pending.pop(0)
         if name in helpers:
@@ -162,6 +168,7 @@ def helpers_and_components(context: Context, used: dict[str, dict[str, None]], o
         derived.update(helper_used.get("derived", {}))
         configs.update(helper_used.get("config", {}))
         pending += [h for h in helper_used.get("helper", {}) if h not in helpers]
+        reads_guider = reads_guider or (flag is not None and any(flag in names for names in helper_used.values()))
     parameters: dict[str, str] = {}
     for name in derived_closure(facts, derived):
         derivation = facts.init.derivations[name]
@@ -182,7 +189,7 @@ def helpers_and_components(context: Context, used: dict[str, dict[str, None]], o
     # constructor parameters become config values a user can set (`update_components(patch_size=...)`), read with
     # the constructor's default by the properties that need them
     registered.update((n, d) for n, d in parameters.items() if n not in registered)
-    return Needs(tuple(helpers[n] for n in sorted(helpers)), ordered, tuple(registered.items()))
+    return Needs(tuple(helpers[n] for n in sorted(helpers)), ordered, tuple(registered.items()), reads_guider)
 
 
 def check_per_call_use(context: Context, node: cst.CSTNode, used: dict[str, dict[str, None]]) -> None:

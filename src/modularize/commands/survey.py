@@ -414,6 +414,7 @@ def verify_entry(root: Path, file: str, class_name: str) -> dict[str, Any] | Non
             package = Path(directory) / "package"
             write_package(package, convert(source.text, options))
             report = verify_package(package, exact=True)
+            alone = _blocks_alone(package) if report.ok else None
         except MissingComponentClass as error:
             return verdict(MISSING, ok=False, missing=list(error.classes))
         except NoComponents:
@@ -436,6 +437,8 @@ def verify_entry(root: Path, file: str, class_name: str) -> dict[str, Any] | Non
     skipped = [f"{c.name} ({c.mode}): {c.reason}"[:200] for c in report.cases if c.status == "skipped"]
     if skipped:
         data["skipped"] = skipped
+    if alone is not None:
+        data["blocks_alone"] = alone
     if not report.ok:
         data["error"] = report.problem
     if report.ok and bitwise:
@@ -446,6 +449,19 @@ def verify_entry(root: Path, file: str, class_name: str) -> dict[str, Any] | Non
     if first is not None and first.first_diverging_block:
         data["first_diverging_block"] = first.first_diverging_block
     return verdict(DIFFERS, **data)
+
+
+def _blocks_alone(package: Path) -> dict[str, Any]:
+    """Every block of the package run alone on what it declares (`testing.standalone_blocks`): how many give the
+    full run's outputs bitwise, and what the others did."""
+    from ..testing.standalone_blocks import blocks_alone
+
+    try:
+        results = blocks_alone(package)
+    except Exception as error:  # the full run it observes failed: the verdict above says why
+        return {"equal": 0, "blocks": 0, "error": f"{type(error).__name__}: {error}"[:200]}
+    failing = {r.key: f"{r.status}: {r.detail}"[:200] for r in results if r.status != "equal"}
+    return {"equal": len(results) - len(failing), "blocks": len(results), **({"failing": failing} if failing else {})}
 
 
 def describe(equivalence: dict[str, Any]) -> str:

@@ -255,12 +255,15 @@ def block_class(plan: PipelinePlan, block: BlockPlan) -> Emitted:
     description = f"Stage `{block.label}` of `{plan.class_name}.__call__`."
     pipeline = plan.pipeline_class_name
     lists: dict[str, str] = {}
+    components = _components_of(plan, block.components)
+    if block.reads_guider:
+        components = [guider_spec(plan.guidance, plan), *components]
     template = (
         f"class {block.class_name}({_bases(block.inputs, 'ModularPipelineBlocks')}):\n"
         + _declarations(
             plan,
             description,
-            _components_of(plan, block.components),
+            components,
             block.inputs,
             block.outputs,
             configs=block.configs,

@@ -72,6 +72,7 @@ class BlockPlan:
     helpers: tuple[Helper, ...]
     configs: tuple[tuple[str, str], ...] = ()  # (name, default) of pipeline config values the code reads
     unbound_outputs: tuple[str, ...] = ()  # written on some paths only, with no value coming in
+    reads_guider: bool = False  # reads the CFG flag the pipeline answers from its guider: declares the guider
 
     @property
     def file(self) -> str:

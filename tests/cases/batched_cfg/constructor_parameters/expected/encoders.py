@@ -2,9 +2,11 @@
 # (GainedTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/constructor_parameters/input.py sha256:e3cb5f217613f102c537b129de774347d5fe23097103e47540b95ce5139f5634
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:fa089c7cc164bd10c33e8bc70ded26a4983ec392886b47923095460416e4347b
+# modularize-output: sha256:c77627d1dd333825ccc4d8c1a47b7ed1960fb5d27460a7064fb35a63b0c9f5c8
 
 import torch
+from diffusers.configuration_utils import FrozenDict
+from diffusers.guiders import ClassifierFreeGuidance
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 from transformers import CLIPTextModel, CLIPTokenizer
@@ -23,6 +25,12 @@ class GainedTextToImageEncodeWordsStep(PackageBlocks, ExplicitNoneInputs, Modula
     @property
     def expected_components(self) -> list[ComponentSpec]:
         return [
+            ComponentSpec(
+                "guider",
+                ClassifierFreeGuidance,
+                config=FrozenDict({"guidance_scale": 6.0}),
+                default_creation_method="from_config",
+            ),
             ComponentSpec("text_encoder", CLIPTextModel),
             ComponentSpec("tokenizer", CLIPTokenizer),
         ]

@@ -2,7 +2,7 @@
 # (GainedTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/constructor_parameters/input.py sha256:e3cb5f217613f102c537b129de774347d5fe23097103e47540b95ce5139f5634
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:12d30a7ac6cd714577f5ed47e6015c6de8d27164542c67a549b3ccf7dc25a5fd
+# modularize-output: sha256:d121cf68d4c4c3db8e1e0aa3621105848de87b1b35920d3c0c8e671021719dbc
 
 import shutil
 import sys
@@ -231,8 +231,11 @@ def install_standard_guider(pipeline, kwargs, strict):
     pipeline with standard arguments) only when the installed guider is the pipeline's own (its default one, or one
     this function installed) and an argument passed differs from the one it was installed with. With a guider the user
     installed, arguments the blocks read too (`negative_prompt`) are left to the blocks; one only the guider would
-    take (it would be ignored), or one the user's guider holds another value for, raises.
+    take (it would be ignored), or one the user's guider holds another value for, raises. A pipeline whose blocks
+    have no guider (one built from a single block) has nothing to install: the arguments go to the blocks.
     """
+    if "guider" not in pipeline._component_specs:
+        return
     guider_kwargs = {name: kwargs[name] for name in pipeline.guider_arguments if name in kwargs}
     own = getattr(pipeline, "_own_guider", None)
     guider = getattr(pipeline, "guider", None)

@@ -2,7 +2,7 @@
 # (RescaledTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/rescale_own_helper/input.py sha256:01cfec0b9778a5b15acd4c877378c9e00e1205acda6b7a20ce5145d9c2760926
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:941f836a8d577405ddcda880e8f026c3ab251d5832019443bf256ac40af625c2
+# modularize-output: sha256:c95321680fa7314eade589a4cd47e61afe1a7b747d875e8365d5198dcd2e2f82
 
 import shutil
 import sys
@@ -177,8 +177,11 @@ def install_standard_guider(pipeline, kwargs, strict):
     pipeline with standard arguments) only when the installed guider is the pipeline's own (its default one, or one
     this function installed) and an argument passed differs from the one it was installed with. With a guider the user
     installed, arguments the blocks read too (`negative_prompt`) are left to the blocks; one only the guider would
-    take (it would be ignored), or one the user's guider holds another value for, raises.
+    take (it would be ignored), or one the user's guider holds another value for, raises. A pipeline whose blocks
+    have no guider (one built from a single block) has nothing to install: the arguments go to the blocks.
     """
+    if "guider" not in pipeline._component_specs:
+        return
     guider_kwargs = {name: kwargs[name] for name in pipeline.guider_arguments if name in kwargs}
     own = getattr(pipeline, "_own_guider", None)
     guider = getattr(pipeline, "guider", None)

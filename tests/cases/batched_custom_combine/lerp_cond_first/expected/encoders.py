@@ -2,13 +2,15 @@
 # (LerpGuidancePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_custom_combine/lerp_cond_first/input.py sha256:aa1650ac70f3ad604f1de3776f13019f7f0084dcf02694b1928081bb1df1123c
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:e01707f980b0d27dcfe7f303e9a843a9912efea53b398bcfb3cf1344f7dd1997
+# modularize-output: sha256:d057bdb984f66dcbe9362a8b08e5678adad1cd7c366dc35ded2998860df02016
 
 import torch
+from diffusers.configuration_utils import FrozenDict
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 from transformers import CLIPTextModel, CLIPTokenizer
 
+from .denoise import LerpGuidanceGuidance
 from .modular_pipeline import ExplicitNoneInputs, LerpGuidanceGeneratedModularPipeline, PackageBlocks
 
 
@@ -23,6 +25,12 @@ class LerpGuidanceEncodeWordsStep(PackageBlocks, ExplicitNoneInputs, ModularPipe
     @property
     def expected_components(self) -> list[ComponentSpec]:
         return [
+            ComponentSpec(
+                "guider",
+                LerpGuidanceGuidance,
+                config=FrozenDict({"guidance_scale": 4.0}),
+                default_creation_method="from_config",
+            ),
             ComponentSpec("text_encoder", CLIPTextModel),
             ComponentSpec("tokenizer", CLIPTokenizer),
         ]

@@ -2,7 +2,7 @@
 # (LerpGuidancePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_custom_combine/lerp_cond_first/input.py sha256:aa1650ac70f3ad604f1de3776f13019f7f0084dcf02694b1928081bb1df1123c
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:4300f33dcc92e1862865c0b2489cf528db4f41637f8cba9f1b2426bf6e62afb6
+# modularize-output: sha256:aa4aeea0c28dca2fa80d100b9b764866be997970dc1f775407a74967b6974c43
 
 import shutil
 import sys
@@ -165,8 +165,11 @@ def install_standard_guider(pipeline, kwargs, strict):
     pipeline with standard arguments) only when the installed guider is the pipeline's own (its default one, or one
     this function installed) and an argument passed differs from the one it was installed with. With a guider the user
     installed, arguments the blocks read too (`negative_prompt`) are left to the blocks; one only the guider would
-    take (it would be ignored), or one the user's guider holds another value for, raises.
+    take (it would be ignored), or one the user's guider holds another value for, raises. A pipeline whose blocks
+    have no guider (one built from a single block) has nothing to install: the arguments go to the blocks.
     """
+    if "guider" not in pipeline._component_specs:
+        return
     guider_kwargs = {name: kwargs[name] for name in pipeline.guider_arguments if name in kwargs}
     own = getattr(pipeline, "_own_guider", None)
     guider = getattr(pipeline, "guider", None)

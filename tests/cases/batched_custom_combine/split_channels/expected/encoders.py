@@ -2,13 +2,15 @@
 # (SplitChannelsTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_custom_combine/split_channels/input.py sha256:d2797d6b23fa9eaa387402efa70bd9a8a26fdafdf9d4913fc358ffb37e71846e
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:1a1afd397dd0b1b0f1d73e62b10917a0459de0bf4c43ab8879aa2fcc0faeb4f3
+# modularize-output: sha256:14688df26b2fdab6e32255b303c07e3485582cc21063f61f55f41a27c5e5b60f
 
 import torch
+from diffusers.configuration_utils import FrozenDict
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 from transformers import CLIPTextModel, CLIPTokenizer
 
+from .denoise import SplitChannelsTextToImageGuidance
 from .modular_pipeline import ExplicitNoneInputs, PackageBlocks, SplitChannelsTextToImageGeneratedModularPipeline
 
 
@@ -23,6 +25,12 @@ class SplitChannelsTextToImageEncodeWordsStep(PackageBlocks, ExplicitNoneInputs,
     @property
     def expected_components(self) -> list[ComponentSpec]:
         return [
+            ComponentSpec(
+                "guider",
+                SplitChannelsTextToImageGuidance,
+                config=FrozenDict({"guidance_scale": 6.0}),
+                default_creation_method="from_config",
+            ),
             ComponentSpec("text_encoder", CLIPTextModel),
             ComponentSpec("tokenizer", CLIPTokenizer),
         ]

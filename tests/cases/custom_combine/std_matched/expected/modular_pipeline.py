@@ -2,7 +2,7 @@
 # (SpreadMatchedPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/custom_combine/std_matched/input.py sha256:57a621090ba0daa1e19e3d19b18e1f9f841799c8dcb27704416489f5cc8376e0
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:de09c3244079eddf79896dc7617834c5eb73f43ea8f95ea777aac44a1f1d3054
+# modularize-output: sha256:50d08cf30758be1e52323dad1ca0d59c744e9e67e5e8fcd39829878a62a77cc2
 
 import shutil
 import sys
@@ -163,8 +163,11 @@ def install_standard_guider(pipeline, kwargs, strict):
     pipeline with standard arguments) only when the installed guider is the pipeline's own (its default one, or one
     this function installed) and an argument passed differs from the one it was installed with. With a guider the user
     installed, arguments the blocks read too (`negative_prompt`) are left to the blocks; one only the guider would
-    take (it would be ignored), or one the user's guider holds another value for, raises.
+    take (it would be ignored), or one the user's guider holds another value for, raises. A pipeline whose blocks
+    have no guider (one built from a single block) has nothing to install: the arguments go to the blocks.
     """
+    if "guider" not in pipeline._component_specs:
+        return
     guider_kwargs = {name: kwargs[name] for name in pipeline.guider_arguments if name in kwargs}
     own = getattr(pipeline, "_own_guider", None)
     guider = getattr(pipeline, "guider", None)

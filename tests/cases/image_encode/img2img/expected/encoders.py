@@ -2,9 +2,11 @@
 # (RepaintPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/image_encode/img2img/input.py sha256:4f2d6845a88040fb5b2b7e5c842d516c91ad56ae4ce93d1d0d001e525e166872
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:853f62793f40e4611f7ef9ba24ef99fe58c86fd8afd4607680a50b7182d4ea15
+# modularize-output: sha256:49fc0508ebff4b6a49e138a8a697e3dbc5cd45382e1f02bbf61516caff8c270b
 
 import torch
+from diffusers.configuration_utils import FrozenDict
+from diffusers.guiders import ClassifierFreeGuidance
 from diffusers.models import AutoencoderKL
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
@@ -24,6 +26,12 @@ class RepaintEncodeWordsStep(PackageBlocks, ModularPipelineBlocks):
     @property
     def expected_components(self) -> list[ComponentSpec]:
         return [
+            ComponentSpec(
+                "guider",
+                ClassifierFreeGuidance,
+                config=FrozenDict({"guidance_scale": 7.0}),
+                default_creation_method="from_config",
+            ),
             ComponentSpec("text_encoder", CLIPTextModel),
             ComponentSpec("tokenizer", CLIPTokenizer),
         ]

@@ -2,7 +2,7 @@
 # (SketchBook). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/no_landmarks/own_progress_bar/input.py sha256:2fdab472e8236fe06c02a22fcd3a13f2e47f4098e7de7b0fbcad8652b4c31b93
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:3e68abc0038edca5794e3cd3a902c54b99b9fcb7c17e9a155315044ac90468ef
+# modularize-output: sha256:0ca85e2a4951c71c4ded52cf97f517b29a11bd0f5daace7cb8dc3c183a29ad9c
 
 import shutil
 import sys
@@ -161,8 +161,11 @@ def install_standard_guider(pipeline, kwargs, strict):
     pipeline with standard arguments) only when the installed guider is the pipeline's own (its default one, or one
     this function installed) and an argument passed differs from the one it was installed with. With a guider the user
     installed, arguments the blocks read too (`negative_prompt`) are left to the blocks; one only the guider would
-    take (it would be ignored), or one the user's guider holds another value for, raises.
+    take (it would be ignored), or one the user's guider holds another value for, raises. A pipeline whose blocks
+    have no guider (one built from a single block) has nothing to install: the arguments go to the blocks.
     """
+    if "guider" not in pipeline._component_specs:
+        return
     guider_kwargs = {name: kwargs[name] for name in pipeline.guider_arguments if name in kwargs}
     own = getattr(pipeline, "_own_guider", None)
     guider = getattr(pipeline, "guider", None)

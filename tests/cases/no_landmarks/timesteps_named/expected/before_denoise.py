@@ -2,9 +2,11 @@
 # (SketchBook). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/no_landmarks/timesteps_named/input.py sha256:2423befd1abd218698162dc5ab199dfc65c7ce5aa28df74aafa7789d1c07942b
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:a264d5c22d2c7dc0d15571da09c651acf3ed3490d2d1cbba419d06be8b609629
+# modularize-output: sha256:b209011f8e22f23d4f9bbcb2c970989858428e808d35a65c56b1bde16fdf85cc
 
 import torch
+from diffusers.configuration_utils import FrozenDict
+from diffusers.guiders import ClassifierFreeGuidance
 from diffusers.models import UNet2DConditionModel
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
@@ -25,6 +27,12 @@ class SketchBookInputsStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlo
     @property
     def expected_components(self) -> list[ComponentSpec]:
         return [
+            ComponentSpec(
+                "guider",
+                ClassifierFreeGuidance,
+                config=FrozenDict({"guidance_scale": 5.0}),
+                default_creation_method="from_config",
+            ),
             ComponentSpec("reader", CLIPTextModel),
             ComponentSpec("splitter", CLIPTokenizer),
         ]

@@ -2,10 +2,12 @@
 # (TwoPassPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/separate_passes/true_cfg/input.py sha256:8954dd7d4eac9f943319b8ada7578382b165b57e77149b61b2df65a1ec9cb3b7
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:c13aa6735fbae691d24a5d166b62f16fe6c82efd934f4ceaa51afc6dde22317b
+# modularize-output: sha256:eb5bbfb022b7339269c096a6eacc09c1b3cc591354979b3e636d3e248f2a04e9
 
 import numpy as np
 import torch
+from diffusers.configuration_utils import FrozenDict
+from diffusers.guiders import ClassifierFreeGuidance
 from diffusers.models import SD3Transformer2DModel
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
@@ -22,6 +24,17 @@ class TwoPassDefineCallParametersStep(PackageBlocks, ModularPipelineBlocks):
     @property
     def description(self) -> str:
         return "Stage `1. Define call parameters` of `TwoPassPipeline.__call__`."
+
+    @property
+    def expected_components(self) -> list[ComponentSpec]:
+        return [
+            ComponentSpec(
+                "guider",
+                ClassifierFreeGuidance,
+                config=FrozenDict({"guidance_scale": 4.0}),
+                default_creation_method="from_config",
+            ),
+        ]
 
     @property
     def inputs(self) -> list[InputParam]:

@@ -1,0 +1,141 @@
+"""Each block of a generated package run alone: the inputs it declares are enough, and it computes what it computes
+inside the whole pipeline, bitwise.
+
+    for result in blocks_alone("modular_sdxl"):
+        result.key, result.status, result.detail     # ("encode_input_prompt", "equal", "")
+
+One full run of the generated pipeline (tiny components, the package's base inputs) is observed block by block: at
+each top-level block's entry, the state values of the inputs it declares, the stateful components (schedulers,
+guiders: everything that is not a model) and the global RNG; at its exit, the outputs it declares. Then each block
+builds a fresh pipeline of the package's class (`block.init_pipeline()`), receives those components and is called with
+exactly those inputs, as a user running one block would; its outputs must equal the full run's bitwise. A block
+that reads an input it does not declare fails here, as it would for the user.
+"""
+
+from __future__ import annotations
+
+import copy
+import types
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .compare import difference
+from .equivalence import Equivalence, silence_progress_bars
+
+
+@dataclass(frozen=True)
+class BlockAlone:
+    key: str
+    status: str  # "equal", "differs" or "failed"
+    detail: str = ""
+
+
+@dataclass
+class _Entry:
+    inputs: dict[str, Any]
+    components: dict[str, Any]
+    rng: Any
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+
+def _copied(value: Any) -> Any:
+    """A value as it is now, safe from later changes (a generator keeps its position)."""
+    import torch
+
+    if isinstance(value, torch.Generator):
+        fresh = torch.Generator(value.device)
+        fresh.set_state(value.get_state())
+        return fresh
+    if isinstance(value, list):
+        return [_copied(item) for item in value]
+    if isinstance(value, torch.nn.Module):
+        return value  # models are not changed by a run; copying them would only cost memory
+    return copy.deepcopy(value)
+
+
+def _comparable(value: Any) -> Any:
+    """Generators compared by their position (their state), functions a block defines by their code, inside lists
+    and dicts too."""
+    import torch
+
+    if isinstance(value, torch.Generator):
+        return value.get_state()
+    if isinstance(value, types.FunctionType):
+        return value.__code__
+    if isinstance(value, dict):
+        return {key: _comparable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
+        return type(value)(_comparable(item) for item in value)
+    return value
+
+
+@contextmanager
+def _observed(pipe) -> Iterator[dict[str, _Entry]]:
+    """{block key: what the top-level block received and produced} for the runs inside the `with`."""
+    import torch
+    from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks
+
+    keys = {type(block): key for key, block in pipe._blocks.sub_blocks.items()}
+    taken: dict[str, _Entry] = {}
+    get_state, set_state = ModularPipelineBlocks.get_block_state, ModularPipelineBlocks.set_block_state
+
+    def entering(block, state):
+        key = keys.get(type(block))
+        if key is not None and key not in taken:
+            inputs = {p.name: _copied(state.get(p.name)) for p in block.inputs if p.name and p.name in state.values}
+            names = [*pipe._component_specs, *pipe._config_specs]
+            components = {name: _copied(getattr(pipe, name, None)) for name in names}
+            taken[key] = _Entry(inputs, components, torch.get_rng_state())
+        return get_state(block, state)
+
+    def leaving(block, state, block_state):
+        key = keys.get(type(block))
+        if key is not None:
+            outputs = {p.name: getattr(block_state, p.name, None) for p in block.intermediate_outputs if p.name}
+            taken[key].outputs = {name: _copied(value) for name, value in outputs.items()}
+        return set_state(block, state, block_state)
+
+    ModularPipelineBlocks.get_block_state, ModularPipelineBlocks.set_block_state = entering, leaving
+    try:
+        yield taken
+    finally:
+        ModularPipelineBlocks.get_block_state, ModularPipelineBlocks.set_block_state = get_state, set_state
+
+
+def blocks_alone(package_dir: str | Path, case: dict[str, Any] | None = None) -> list[BlockAlone]:
+    """Run every top-level block of the package alone (see the module docstring); one result per block."""
+    import torch
+
+    equivalence = Equivalence(package_dir)
+    components, inputs = equivalence.case_inputs(dict(case or {}))
+    pipe = equivalence.pipeline(components, exact=False)
+    kwargs = pipe.translate_standard_call(**inputs)
+    with _observed(pipe) as entries:
+        pipe(**kwargs, **equivalence._random_inputs())
+    results = []
+    for key, block in pipe._blocks.sub_blocks.items():
+        entry = entries.get(key)
+        if entry is None:
+            results.append(BlockAlone(key, "failed", "the full run did not reach this block"))
+            continue
+        try:
+            alone = block.init_pipeline()
+            expected = {*alone._component_specs, *alone._config_specs}
+            given = {name: _copied(value) for name, value in entry.components.items() if name in expected}
+            alone.update_components(**given)
+            silence_progress_bars(alone)
+            torch.set_rng_state(entry.rng)
+            state = alone(**{name: _copied(value) for name, value in entry.inputs.items()})
+        except Exception as error:  # the verdict for this block: it cannot run on what it declares
+            results.append(BlockAlone(key, "failed", f"{type(error).__name__}: {error}"[:300]))
+            continue
+        differing = []
+        for name, expected in entry.outputs.items():
+            found = difference(_comparable(expected), _comparable(state.get(name)))
+            if not found.bitwise:
+                differing.append(f"{name}: {found.detail or f'max abs diff {found.max_abs_diff:.3g}'}")
+        results.append(BlockAlone(key, "differs" if differing else "equal", "; ".join(differing)))
+    return results
