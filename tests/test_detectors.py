@@ -1082,7 +1082,7 @@ def test_separate_passes_label_each_batchs_cache_context_and_set_per_step_scales
             for guider_state_batch in guider_state:
                 components.guider.prepare_models(self.transformer)
                 prompt_embeds = guider_state_batch.prompt_embeds
-                with self.transformer.cache_context({'pred_cond': 'cond', 'pred_uncond': 'uncond'}[guider_batch_name(components.guider, guider_state_batch)]):
+                with self.transformer.cache_context(guider_batch_label(components.guider, guider_state_batch, {'pred_cond': 'cond', 'pred_uncond': 'uncond'})):
                     noise_pred = self.transformer(hidden_states=latents, timestep=t, encoder_hidden_states=prompt_embeds)[0]
                 guider_state_batch.noise_pred = noise_pred
                 components.guider.cleanup_models(self.transformer)

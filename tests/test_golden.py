@@ -108,7 +108,10 @@ def test_runtime_helpers_are_copied_into_the_packages_that_call_them():
         "guider_calls.run_denoiser_calls",
         "guider_calls._shares",
     ]
-    assert copied("separate_passes/true_cfg", "denoise.py") == ["guider_state.guider_batch_name"]
+    assert copied("separate_passes/true_cfg", "denoise.py") == [
+        "guider_state.guider_batch_name",
+        "guider_state.guider_batch_label",
+    ]
     assert copied("custom_combine/std_matched", "denoise.py") == []
     assert copied("none/unconditional", "denoise.py") == []
     for case in CASES:

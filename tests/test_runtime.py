@@ -45,7 +45,7 @@ SOURCE_ORDER = ("pred_uncond", "pred_cond")  # `torch.cat([negative_prompt_embed
 
 def cfg_guider(scale: float = 5.0, enabled: bool = True, cls=ClassifierFreeGuidance):
     guider = cls(guidance_scale=scale, enabled=enabled)
-    guider.set_state(step=0, num_inference_steps=2, timestep=torch.tensor(999))
+    guider.set_state(step=1, num_inference_steps=2, timestep=torch.tensor(500))  # inside its start..stop window
     return guider
 
 
@@ -366,6 +366,20 @@ def test_an_argument_passed_as_none_stays_none_and_an_unpassed_one_takes_its_def
     assert block_state.max_sequence_length == 512 and block_state.mask is None
 
 
+# -- guider_batch_label ---------------------------------------------------------------------------------------------
+def test_a_batch_the_standard_pipeline_has_no_pass_for_is_labelled_by_its_name():
+    from diffusers.guiders import SkipLayerGuidance
+    from diffusers.hooks import LayerSkipConfig
+
+    from modularize.emit.runtime.guider_state import guider_batch_label
+
+    guider = SkipLayerGuidance(5.0, 2.0, skip_layer_config=LayerSkipConfig(indices=[0]), skip_layer_guidance_stop=1.0)
+    guider.set_state(step=1, num_inference_steps=2, timestep=torch.tensor(500))  # inside its start..stop window
+    state = guider.prepare_inputs({"prompt_embeds": (torch.ones(1, 2), torch.zeros(1, 2))})
+    labels = {"pred_cond": "cond", "pred_uncond": "uncond"}
+    assert [guider_batch_label(guider, batch, labels) for batch in state] == ["cond", "uncond", "pred_cond_skip"]
+
+
 # -- register_in_diffusers -------------------------------------------------------------------------------------------
 def test_registered_classes_are_found_by_name_in_diffusers_and_never_replace_its_own():
     import diffusers
@@ -399,6 +413,7 @@ def test_entry_points_are_the_public_definitions_each_defined_once():
         "batch_output": "modularize.emit.runtime.guider_calls.batch_output",
         "fresh_layers": "modularize.emit.runtime.guider_calls.fresh_layers",
         "guider_batch_name": "modularize.emit.runtime.guider_state.guider_batch_name",
+        "guider_batch_label": "modularize.emit.runtime.guider_state.guider_batch_label",
         "guider_attributes": "modularize.emit.runtime.guider_state.guider_attributes",
         "ExplicitNoneInputs": "modularize.emit.runtime.explicit_none.ExplicitNoneInputs",
         "PackageBlocks": "modularize.emit.runtime.package_blocks.PackageBlocks",

@@ -204,7 +204,7 @@ def _per_batch(
     call = cfg.call_statement
     if cfg.cache_contexts:
         labels = "{" + ", ".join(f"{batch!r}: {label!r}" for batch, label in cfg.cache_contexts) + "}"
-        label = cst.parse_expression(f"{labels}[guider_batch_name(components.guider, guider_state_batch)]")
+        label = cst.parse_expression(f"guider_batch_label(components.guider, guider_state_batch, {labels})")
         item = call.items[0]
         first = item.item.args[0].with_changes(value=label)
         call = call.with_changes(

@@ -15,6 +15,13 @@ def guider_batch_name(guider, guider_state_batch):
     return getattr(guider_state_batch, guider._identifier_key)
 
 
+def guider_batch_label(guider, guider_state_batch, labels):
+    """The standard pipeline's label for a guider batch (its pass's `cache_context("cond")`); a batch it has no pass
+    for (a skip-layer guider's `pred_cond_skip`) is labelled by its own name."""
+    name = guider_batch_name(guider, guider_state_batch)
+    return labels.get(name, name)
+
+
 @contextmanager
 def guider_attributes(guider, **values):
     """Set guider attributes for one denoising step, then put the old values back.

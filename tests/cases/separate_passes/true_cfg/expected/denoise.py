@@ -2,7 +2,7 @@
 # (TwoPassPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/separate_passes/true_cfg/input.py sha256:8954dd7d4eac9f943319b8ada7578382b165b57e77149b61b2df65a1ec9cb3b7
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:2a26b0dae262fad53072a20b823bb57e2cce789f83650f07e0c83f0f945f0ce7
+# modularize-output: sha256:9593cef04e8374b6a9241bc8b11783ed12c41c8d751517e24a535317ea9f2abb
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -24,6 +24,14 @@ from .modular_pipeline import PackageBlocks, TwoPassGeneratedModularPipeline
 def guider_batch_name(guider, guider_state_batch):
     """Which prediction a guider batch is for: `pred_cond`, `pred_uncond`, ..."""
     return getattr(guider_state_batch, guider._identifier_key)
+
+
+# Copied from modularize.emit.runtime.guider_state.guider_batch_label
+def guider_batch_label(guider, guider_state_batch, labels):
+    """The standard pipeline's label for a guider batch (its pass's `cache_context("cond")`); a batch it has no pass
+    for (a skip-layer guider's `pred_cond_skip`) is labelled by its own name."""
+    name = guider_batch_name(guider, guider_state_batch)
+    return labels.get(name, name)
 
 
 class TwoPassDenoiseLoopWrapper(PackageBlocks, LoopSequentialPipelineBlocks):
@@ -122,9 +130,9 @@ class TwoPassLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
             components.guider.prepare_models(components.transformer)
             prompt_embeds = guider_state_batch.prompt_embeds
             with components.transformer.cache_context(
-                {"pred_cond": "cond", "pred_uncond": "uncond"}[
-                    guider_batch_name(components.guider, guider_state_batch)
-                ]
+                guider_batch_label(
+                    components.guider, guider_state_batch, {"pred_cond": "cond", "pred_uncond": "uncond"}
+                )
             ):
                 noise_pred = components.transformer(
                     hidden_states=latents,
