@@ -307,3 +307,22 @@ def test_exact_mode_keeps_a_list_of_samples_whose_first_dimension_equals_the_bat
 
     samples = [torch.full((4, 2), float(i)) for i in range(4)]
     assert [t[0, 0].item() for t in _half(samples, 4, slice(2, 4))] == [2.0, 3.0]
+
+
+def test_an_argument_the_standard_call_never_reads_is_accepted_and_ignored(project):
+    """A source that takes `eta` and never reads it: the package takes it too (the standard call ignores it), while
+    an argument it cannot serve still raises."""
+    package = convert_fixture(
+        project,
+        "pipeline_toy.py",
+        "modular_toy",
+        ('        output_type: str = "np",\n', '        output_type: str = "np",\n        eta: float = 0.0,\n'),
+    )
+    module = equivalence.load_package(package)
+    pipeline_cls, _ = equivalence.package_classes(module)
+    assert pipeline_cls.ignored_arguments == ("eta",)
+    pipe = pipeline_cls()
+    kwargs = pipe.translate_standard_call(prompt="a cat", eta=0.7, guidance_scale=1.0)
+    assert "eta" not in kwargs and kwargs["prompt"] == "a cat"
+    with pytest.raises(TypeError, match="unexpected keyword arguments"):
+        pipe.translate_standard_call(prompt="a cat", strength=0.3)

@@ -236,11 +236,19 @@ def _analyze_call(source: SourceModule, facts: ClassFacts, body: list[cst.BaseSt
     distilled = _distilled(cfg, guidance.scale, call_parameters, block_arguments)
     if distilled:
         guidance = replace(guidance, distilled=distilled)
-    unserved = tuple(
-        (name, parameter.default or "None")
-        for name, parameter in call_parameters.items()
+    # an argument no block takes is one the package cannot serve (it raises unless left at its default), unless the
+    # standard call ignores it too: it never reads it, or overwrites it first (`num_videos_per_prompt = 1`)
+    read_by_call = set(flow_of(call_body(facts)).reads)
+    not_taken = [
+        name
+        for name in call_parameters
         if name not in block_arguments and name not in guider_arguments and name != "return_dict"
-    ) + tuple((drop.popped, "None") for drop in drops if drop.popped)
+    ]
+    popped = [drop.popped for drop in drops if drop.popped]
+    ignored = tuple(name for name in not_taken if name not in read_by_call and name not in popped)
+    unserved = tuple(
+        (name, call_parameters[name].default or "None") for name in not_taken if name not in ignored
+    ) + tuple((name, "None") for name in popped)
     for gate in gates:
         context.note("raises", gate.statement, " / ".join(f"`{n}`" for n in gate.inputs), gate.message, "unsafe")
     return PipelinePlan(
@@ -258,6 +266,7 @@ def _analyze_call(source: SourceModule, facts: ClassFacts, body: list[cst.BaseSt
         call_arguments=tuple(_param(n, None, call_parameters, descriptions) for n in call_parameters),
         block_arguments=block_arguments,
         unserved_arguments=unserved,
+        ignored_arguments=ignored,
         outputs=tuple((field_name, field_name) for field_name, _ in outputs),
         module_definitions=module_definitions(source, facts),
         notes=tuple(context.notes),

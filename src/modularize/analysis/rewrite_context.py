@@ -150,6 +150,7 @@ def helpers_and_components(context: Context, used: dict[str, dict[str, None]], o
     derived: dict[str, None] = dict(used.get("derived", {}))
     configs: dict[str, None] = dict(used.get("config", {}))
     pending = list(used.get("helper", {}))
+    helpers_used: list[dict[str, dict[str, None]]] = []
     flag = context.condition_name
     # a flag the source keeps per call is read from the block's local, not from the pipeline (`self_to_components`)
     reads_guider = flag is not None and flag not in facts.per_call and any(flag in names for names in used.values())
@@ -163,6 +164,7 @@ def helpers_and_components(context: Context, used: dict[str, dict[str, None]], o
         function, helper_used = as_static_helper(facts.methods[name], context.meaning, owner, header)
         check_per_call_use(context, facts.methods[name], helper_used)
         context.helper_usage.merge(helper_used)
+        helpers_used.append(helper_used)
         helpers[name] = Helper(name, function, origin)
         components.update(dict.fromkeys(helper_used.get("component", {})))
         derived.update(helper_used.get("derived", {}))
@@ -180,6 +182,10 @@ def helpers_and_components(context: Context, used: dict[str, dict[str, None]], o
                 if parameter in facts.init.components:
                     components.setdefault(parameter, None)
         parameters.update((p.name, p.default or "None") for p in derivation.parameters)
+    adapted = facts.init.adapted_attributes
+    for names in (used, *helpers_used):
+        for attribute in (a for kind in names.values() for a in kind if a in adapted):
+            components.update(dict.fromkeys(adapted[attribute]))
     rebuilt_from = facts.init.rebuilt_from
     for name in list(components):
         components.update(dict.fromkeys(rebuilt_from.get(name, ())))

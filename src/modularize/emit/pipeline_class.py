@@ -91,7 +91,7 @@ def pipeline_class(plan: PipelinePlan) -> list[cst.BaseStatement]:
     adaptation = ""
     if pipeline.adaptation is not None:
         names = _tuple(pipeline.init_components)
-        adapt = f"self._adapt_components(**{{name: getattr(self, name, None) for name in {names}}})"
+        adapt = "self._adapt_components(**{name: getattr(self, name, None) for name in adapted})"
         if pipeline.rebound_components:
             adapt = f"super().register_components(**{adapt})"
         adaptation = (
@@ -100,7 +100,11 @@ def pipeline_class(plan: PipelinePlan) -> list[cst.BaseStatement]:
             "        # registration is where a ModularPipeline receives components, so the same happens here\n"
             "        # (not while it registers empty specs).\n"
             "        super().register_components(**kwargs)\n"
-            f"        if any(kwargs.get(name) is not None for name in {names}):\n"
+            f"        adapted = {names}\n"
+            "        # a pipeline built from some of the blocks may lack components the side effects read: it is given\n"
+            "        # components a whole pipeline adapted\n"
+            f"        needed = {_tuple(pipeline.adaptation_components)}\n"
+            "        if set(needed) <= set(self._component_specs) and any(kwargs.get(name) is not None for name in adapted):\n"
             f"            {adapt}\n\n"
         )
     docstring = (
@@ -120,6 +124,8 @@ def pipeline_class(plan: PipelinePlan) -> list[cst.BaseStatement]:
         + f"    block_arguments = {_tuple(plan.block_arguments)}\n"
         + f"    guider_arguments = {_tuple(p.name for p in guidance.arguments)}\n"
         + f"    unserved_arguments = {unserved}\n"
+        + "    # accepted and dropped: the standard call never reads them (or overwrites them before it does)\n"
+        + f"    ignored_arguments = {_tuple(plan.ignored_arguments)}\n"
         + f"    standard_outputs = {dict(plan.outputs)!r}\n"
         + f"    package_modules = {_tuple(_package_modules(plan))}\n"
         + f"    {ATTRIBUTES}\n\n"
@@ -136,26 +142,38 @@ def pipeline_class(plan: PipelinePlan) -> list[cst.BaseStatement]:
         + "    def __call__(self, state=None, output=None, **kwargs):\n"
         + "        # Arguments of the standard call that configure guidance (or that this package cannot serve) mean here\n"
         + "        # what they mean there: passing `guidance_scale` installs the guider the standard call would use.\n"
-        + "        if any(name in kwargs for name in (*self.guider_arguments, *self.unserved_arguments)):\n"
+        + "        standard = (*self.guider_arguments, *self.unserved_arguments, *self.ignored_arguments)\n"
+        + "        if any(name in kwargs for name in standard):\n"
         + "            kwargs = self._from_standard_arguments(kwargs, strict=False)\n"
         + "        return super().__call__(state, output, **kwargs)\n\n"
         + "    def translate_standard_call(self, **kwargs) -> dict:\n"
         + f'        """Keyword arguments of `{plan.class_name}.__call__` -> keyword arguments of this pipeline."""\n'
         + "        return self._from_standard_arguments(kwargs, strict=True)\n\n"
         + "    def _from_standard_arguments(self, kwargs: dict, strict: bool) -> dict:\n"
-        + "        known = {*self.block_arguments, *self.guider_arguments, *self.unserved_arguments, 'return_dict'}\n"
+        + "        known = {\n"
+        + "            *self.block_arguments,\n"
+        + "            *self.guider_arguments,\n"
+        + "            *self.unserved_arguments,\n"
+        + "            *self.ignored_arguments,\n"
+        + "            'return_dict',\n"
+        + "        }\n"
         + "        unknown = sorted(set(kwargs) - known)\n"
         + "        if strict and unknown:\n"
         + f'            raise TypeError(f"{plan.class_name}.__call__ got unexpected keyword arguments: {{unknown}}")\n'
+        + "        # a pipeline built from some of the blocks takes what earlier blocks would have produced as inputs,\n"
+        + "        # under their names (`height`, set from the image): those are its inputs, not the standard arguments\n"
+        + "        inputs = {param.name for param in self._blocks.inputs if param.name}\n"
         + "        for name, default in self.unserved_arguments.items():\n"
         + "            value = kwargs.get(name, default)\n"
+        + "            if name in inputs:\n"
+        + "                continue\n"
         + "            if (value is not None) if default is None else (value != default):\n"
         + "                raise ValueError(\n"
         + '                    f"`{name}` is not supported by this generated package (leave it at {default!r}); "\n'
         + f'                    "use {plan.class_name} for it"\n'
         + "                )\n"
         + install_guider
-        + "        served = {*self.block_arguments, *unknown}\n"
+        + "        served = {*self.block_arguments, *unknown, *inputs}\n"
         + "        return {name: value for name, value in kwargs.items() if name in served}\n"
     )
     members: list[cst.BaseStatement] = []

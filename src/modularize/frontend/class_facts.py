@@ -75,6 +75,13 @@ class InitFacts:
 
         return component_inputs(self)
 
+    @cached_property
+    def adapted_attributes(self) -> Mapping[str, tuple[str, ...]]:
+        """`derivation.adapted_attributes`: attribute set by `__init__`'s own statements -> components they read."""
+        from .derivation import adapted_attributes
+
+        return adapted_attributes(self)
+
 
 @dataclass(frozen=True)
 class ClassFacts:

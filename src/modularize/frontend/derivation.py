@@ -21,8 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import libcst as cst
+import libcst.matchers as m
 
 from ..cst.dataflow import flow_of, names_read
+from ..cst.tree_walk import findall
 from .class_facts import InitFacts, Parameter, self_attribute_assigned
 
 
@@ -77,4 +79,31 @@ def component_inputs(init: InitFacts) -> dict[str, tuple[str, ...]]:
         for rebuilt in (n for n in flow.writes if n in components):
             for source in (n for n in names_read(statement) if n in components and n != rebuilt):
                 found.setdefault(rebuilt, {})[source] = None
+    return {name: tuple(sources) for name, sources in found.items()}
+
+
+def adapted_attributes(init: InitFacts) -> dict[str, tuple[str, ...]]:
+    """Attributes `__init__` sets in statements of its own (not one `self.<name> = <expr>`), and the components
+    those statements read:
+
+        if self.vae is not None and hasattr(self.vae.config, "block_out_channels"):
+            self.vae_scale_factor = 2 ** ...                                  ->  {"vae_scale_factor": ("vae",)}
+        else:
+            self.vae_scale_factor = 8
+
+    A block that reads such an attribute needs those components: a pipeline built from the block computes it from
+    them when they are registered.
+    """
+    components = set(init.components)
+    found: dict[str, dict[str, None]] = {}
+    for statement in init.adaptation:
+        assigned = m.AssignTarget(target=m.Attribute(value=m.Name("self"), attr=m.Name()))
+        targets = [node.target.attr.value for node in findall(statement, assigned)]
+        if not targets:
+            continue
+        read = [a.attr.value for a in findall(statement, m.Attribute(value=m.Name("self"), attr=m.Name()))]
+        read += list(names_read(statement))
+        for target in targets:
+            for component in (n for n in read if n in components):
+                found.setdefault(target, {})[component] = None
     return {name: tuple(sources) for name, sources in found.items()}

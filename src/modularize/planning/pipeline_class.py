@@ -45,7 +45,9 @@ def pipeline_class_plan(
     class_attributes = tuple(
         facts.class_attributes[n] for n in facts.class_attributes if n in used.get("class_attribute", {})
     )
-    adaptation, rebound, adaptation_reads = _adaptation(context, set(derived_closure(facts, used.get("derived", {}))))
+    adaptation, rebound, adaptation_reads, adaptation_needs = _adaptation(
+        context, set(derived_closure(facts, used.get("derived", {})))
+    )
     # `_adapt_components` runs on the pipeline, so what it reads of the derived attributes is a property too
     derived = derived_closure(facts, {**used.get("derived", {}), **dict.fromkeys(adaptation_reads)})
     if adaptation is not None:
@@ -84,6 +86,7 @@ def pipeline_class_plan(
         adaptation=adaptation,
         init_components=facts.init.components,
         rebound_components=rebound,
+        adaptation_components=adaptation_needs,
     )
 
 
@@ -167,10 +170,10 @@ def _self_targets(node: cst.CSTNode) -> set[str]:
 
 def _adaptation(
     context: Context, derived: set[str]
-) -> tuple[cst.FunctionDef | None, tuple[str, ...], tuple[str, ...]]:
+) -> tuple[cst.FunctionDef | None, tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
     """The side effects of the standard `__init__` on its components, as a method run on registration, the
-    components it replaces (returned by the method, to be registered in place of the ones given), and the derived
-    attributes it reads:
+    components it replaces (returned by the method, to be registered in place of the ones given), the derived
+    attributes it reads and the components it reads:
 
         scheduler = DDIMScheduler.from_config(scheduler.config)     (before `self.register_modules(...)`)
 
@@ -226,7 +229,19 @@ def _adaptation(
                     "pipeline does not carry",
                 )
     if not statements:
-        return None, (), ()
+        return None, (), (), ()
+    components = set(init.components)
+    needs = tuple(
+        dict.fromkeys(
+            name
+            for statement in statements
+            for name in (
+                *(a.attr.value for a in findall(statement, m.Attribute(value=m.Name("self"), attr=m.Name()))),
+                *names_read(statement),
+            )
+            if name in components
+        )
+    )
     reads = tuple(
         dict.fromkeys(
             a.attr.value
@@ -260,4 +275,4 @@ def _adaptation(
             )
         ],
     )
-    return function, rebound, reads
+    return function, rebound, reads, needs

@@ -182,6 +182,7 @@ class PipelineClassPlan:
     adaptation: cst.FunctionDef | None  # side effects of the standard `__init__` on components
     init_components: tuple[str, ...]  # `__init__` parameters that are components
     rebound_components: tuple[str, ...] = ()  # components `__init__` replaces before registering them
+    adaptation_components: tuple[str, ...] = ()  # components the side effects read (a pipeline lacking one skips them)
 
 
 @dataclass(frozen=True)
@@ -210,6 +211,7 @@ class PipelinePlan:
     call_arguments: tuple[Param, ...]  # every argument of the standard `__call__`
     block_arguments: tuple[str, ...]  # `__call__` arguments the blocks take as inputs
     unserved_arguments: tuple[tuple[str, str], ...]  # (name, default) that raise when given another value
+    ignored_arguments: tuple[str, ...]  # accepted and dropped, as the standard call, which never reads them, does
     outputs: tuple[tuple[str, str], ...]  # (standard output field, pipeline state name)
     module_definitions: tuple[ModuleDefinition, ...]
     notes: tuple[Note, ...] = field(default=())
@@ -298,6 +300,7 @@ def plan_summary(plan: PipelinePlan) -> dict:
         "call": {
             "block_arguments": list(plan.block_arguments),
             "unserved_arguments": [name for name, _ in plan.unserved_arguments],
+            "ignored_arguments": list(plan.ignored_arguments),
             "outputs": dict(plan.outputs),
         },
         "notes": [
@@ -381,6 +384,9 @@ def render_plan(plan: PipelinePlan) -> str:
     lines.append(f"  block inputs: {', '.join(summary['call']['block_arguments'])}")
     if summary["call"]["unserved_arguments"]:
         lines.append(f"  raise unless left at default: {', '.join(summary['call']['unserved_arguments'])}")
+    if summary["call"]["ignored_arguments"]:
+        ignored = ", ".join(summary["call"]["ignored_arguments"])
+        lines.append(f"  accepted and ignored (the standard call never reads them): {ignored}")
     lines.append("  outputs: " + ", ".join(f"{k} <- state[{v!r}]" for k, v in summary["call"]["outputs"].items()))
     lines += ["", "notes:"]
     for note in summary["notes"]:

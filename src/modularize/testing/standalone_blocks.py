@@ -57,14 +57,18 @@ def _copied(value: Any) -> Any:
 
 
 def _comparable(value: Any) -> Any:
-    """Generators compared by their position (their state), functions a block defines by their code, inside lists
-    and dicts too."""
+    """Generators compared by their position (their state), functions a block defines by their code, configured
+    objects by their configuration, diffusers' other objects by what they hold; inside lists and dicts too."""
     import torch
 
     if isinstance(value, torch.Generator):
         return value.get_state()
     if isinstance(value, types.FunctionType):
         return value.__code__
+    if hasattr(value, "config") and hasattr(value, "register_to_config"):
+        return (type(value).__name__, dict(value.config))  # a guider or scheduler handed on: its configuration
+    if type(value).__module__.startswith("diffusers.") and hasattr(value, "__dict__"):
+        return (type(value).__name__, _comparable(vars(value)))  # a cache or record of diffusers': what it holds
     if isinstance(value, dict):
         return {key: _comparable(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
@@ -105,16 +109,39 @@ def _observed(pipe) -> Iterator[dict[str, _Entry]]:
         ModularPipelineBlocks.get_block_state, ModularPipelineBlocks.set_block_state = get_state, set_state
 
 
+def _restore_states(pipe, given: dict[str, Any]) -> None:
+    """Components as they were at the block's entry, also where registering them rebuilt them: a standard
+    constructor that rebuilds its scheduler from its config (DDIM's) gives a fresh one, without the timesteps the
+    earlier blocks set on it."""
+    import torch
+
+    for name, value in given.items():
+        registered = getattr(pipe, name, None)
+        if registered is value or registered is None or isinstance(value, torch.nn.Module):
+            continue
+        if type(registered) is type(value) and hasattr(value, "__dict__"):
+            registered.__dict__.update(copy.deepcopy(value.__dict__))
+
+
 def blocks_alone(package_dir: str | Path, case: dict[str, Any] | None = None) -> list[BlockAlone]:
     """Run every top-level block of the package alone (see the module docstring); one result per block."""
     import torch
 
     equivalence = Equivalence(package_dir)
-    components, inputs = equivalence.case_inputs(dict(case or {}))
-    pipe = equivalence.pipeline(components, exact=False)
-    kwargs = pipe.translate_standard_call(**inputs)
-    with _observed(pipe) as entries:
-        pipe(**kwargs, **equivalence._random_inputs())
+    # the given case, or the first of the package's cases a full run accepts (the default inputs of a pipeline
+    # that needs a negative prompt under CFG, say, are rejected by the standard pipeline too)
+    cases = [case] if case is not None else [{}, *(c.overrides for c in equivalence.matrix)]
+    for overrides in cases:
+        components, inputs = equivalence.case_inputs(dict(overrides))
+        pipe = equivalence.pipeline(components, exact=False)
+        try:
+            kwargs = pipe.translate_standard_call(**inputs)
+            with _observed(pipe) as entries:
+                pipe(**kwargs, **equivalence._random_inputs())
+            break
+        except Exception:
+            if overrides is cases[-1]:
+                raise
     results = []
     for key, block in pipe._blocks.sub_blocks.items():
         entry = entries.get(key)
@@ -126,6 +153,7 @@ def blocks_alone(package_dir: str | Path, case: dict[str, Any] | None = None) ->
             expected = {*alone._component_specs, *alone._config_specs}
             given = {name: _copied(value) for name, value in entry.components.items() if name in expected}
             alone.update_components(**given)
+            _restore_states(alone, given)
             silence_progress_bars(alone)
             torch.set_rng_state(entry.rng)
             state = alone(**{name: _copied(value) for name, value in entry.inputs.items()})

@@ -2,7 +2,7 @@
 # (HintedPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/auxiliary_model/input.py sha256:fd140a1ff7162e4b736f153c36a930ea7b2ece2a1a2252773b8a7d10684a2269
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:ce0658ab1a4e0b67034c3e41e837a028a6d1e92d1df5185fd57e6fea083c6657
+# modularize-output: sha256:074765a498c78120289b925de288a857e7b689453c61698661cdf9c11fed7aed
 
 import shutil
 import sys
@@ -56,6 +56,8 @@ class HintedGeneratedModularPipeline(SavedWithPackage, ModularPipeline):
     )
     guider_arguments = ("guidance_scale",)
     unserved_arguments = {}
+    # accepted and dropped: the standard call never reads them (or overwrites them before it does)
+    ignored_arguments = ()
     standard_outputs = {"images": "images"}
     package_modules = (
         "before_denoise",
@@ -96,7 +98,8 @@ class HintedGeneratedModularPipeline(SavedWithPackage, ModularPipeline):
     def __call__(self, state=None, output=None, **kwargs):
         # Arguments of the standard call that configure guidance (or that this package cannot serve) mean here
         # what they mean there: passing `guidance_scale` installs the guider the standard call would use.
-        if any(name in kwargs for name in (*self.guider_arguments, *self.unserved_arguments)):
+        standard = (*self.guider_arguments, *self.unserved_arguments, *self.ignored_arguments)
+        if any(name in kwargs for name in standard):
             kwargs = self._from_standard_arguments(kwargs, strict=False)
         return super().__call__(state, output, **kwargs)
 
@@ -105,19 +108,30 @@ class HintedGeneratedModularPipeline(SavedWithPackage, ModularPipeline):
         return self._from_standard_arguments(kwargs, strict=True)
 
     def _from_standard_arguments(self, kwargs: dict, strict: bool) -> dict:
-        known = {*self.block_arguments, *self.guider_arguments, *self.unserved_arguments, "return_dict"}
+        known = {
+            *self.block_arguments,
+            *self.guider_arguments,
+            *self.unserved_arguments,
+            *self.ignored_arguments,
+            "return_dict",
+        }
         unknown = sorted(set(kwargs) - known)
         if strict and unknown:
             raise TypeError(f"HintedPipeline.__call__ got unexpected keyword arguments: {unknown}")
+        # a pipeline built from some of the blocks takes what earlier blocks would have produced as inputs,
+        # under their names (`height`, set from the image): those are its inputs, not the standard arguments
+        inputs = {param.name for param in self._blocks.inputs if param.name}
         for name, default in self.unserved_arguments.items():
             value = kwargs.get(name, default)
+            if name in inputs:
+                continue
             if (value is not None) if default is None else (value != default):
                 raise ValueError(
                     f"`{name}` is not supported by this generated package (leave it at {default!r}); "
                     "use HintedPipeline for it"
                 )
         install_standard_guider(self, kwargs, strict)
-        served = {*self.block_arguments, *unknown}
+        served = {*self.block_arguments, *unknown, *inputs}
         return {name: value for name, value in kwargs.items() if name in served}
 
 

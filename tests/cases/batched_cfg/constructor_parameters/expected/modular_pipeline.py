@@ -2,7 +2,7 @@
 # (GainedTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/constructor_parameters/input.py sha256:e3cb5f217613f102c537b129de774347d5fe23097103e47540b95ce5139f5634
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:d121cf68d4c4c3db8e1e0aa3621105848de87b1b35920d3c0c8e671021719dbc
+# modularize-output: sha256:7437b9e09c698f51bae1bf0a58d5762f36a66d55e1e1989155d53fc66971a0e6
 
 import shutil
 import sys
@@ -51,6 +51,8 @@ class GainedTextToImageGeneratedModularPipeline(SavedWithPackage, ModularPipelin
     )
     guider_arguments = ("guidance_scale",)
     unserved_arguments = {}
+    # accepted and dropped: the standard call never reads them (or overwrites them before it does)
+    ignored_arguments = ()
     standard_outputs = {"images": "images"}
     package_modules = (
         "before_denoise",
@@ -74,28 +76,18 @@ class GainedTextToImageGeneratedModularPipeline(SavedWithPackage, ModularPipelin
         # registration is where a ModularPipeline receives components, so the same happens here
         # (not while it registers empty specs).
         super().register_components(**kwargs)
-        if any(
-            kwargs.get(name) is not None
-            for name in (
-                "vae",
-                "text_encoder",
-                "tokenizer",
-                "unet",
-                "scheduler",
-            )
-        ):
-            self._adapt_components(
-                **{
-                    name: getattr(self, name, None)
-                    for name in (
-                        "vae",
-                        "text_encoder",
-                        "tokenizer",
-                        "unet",
-                        "scheduler",
-                    )
-                }
-            )
+        adapted = (
+            "vae",
+            "text_encoder",
+            "tokenizer",
+            "unet",
+            "scheduler",
+        )
+        # a pipeline built from some of the blocks may lack components the side effects read: it is given
+        # components a whole pipeline adapted
+        needed = ("scheduler",)
+        if set(needed) <= set(self._component_specs) and any(kwargs.get(name) is not None for name in adapted):
+            self._adapt_components(**{name: getattr(self, name, None) for name in adapted})
 
     # Copied from tests/cases/batched_cfg/constructor_parameters/input.py.GainedTextToImagePipeline.__init__ (its side effects on components)
     def _adapt_components(
@@ -152,7 +144,8 @@ class GainedTextToImageGeneratedModularPipeline(SavedWithPackage, ModularPipelin
     def __call__(self, state=None, output=None, **kwargs):
         # Arguments of the standard call that configure guidance (or that this package cannot serve) mean here
         # what they mean there: passing `guidance_scale` installs the guider the standard call would use.
-        if any(name in kwargs for name in (*self.guider_arguments, *self.unserved_arguments)):
+        standard = (*self.guider_arguments, *self.unserved_arguments, *self.ignored_arguments)
+        if any(name in kwargs for name in standard):
             kwargs = self._from_standard_arguments(kwargs, strict=False)
         return super().__call__(state, output, **kwargs)
 
@@ -161,19 +154,30 @@ class GainedTextToImageGeneratedModularPipeline(SavedWithPackage, ModularPipelin
         return self._from_standard_arguments(kwargs, strict=True)
 
     def _from_standard_arguments(self, kwargs: dict, strict: bool) -> dict:
-        known = {*self.block_arguments, *self.guider_arguments, *self.unserved_arguments, "return_dict"}
+        known = {
+            *self.block_arguments,
+            *self.guider_arguments,
+            *self.unserved_arguments,
+            *self.ignored_arguments,
+            "return_dict",
+        }
         unknown = sorted(set(kwargs) - known)
         if strict and unknown:
             raise TypeError(f"GainedTextToImagePipeline.__call__ got unexpected keyword arguments: {unknown}")
+        # a pipeline built from some of the blocks takes what earlier blocks would have produced as inputs,
+        # under their names (`height`, set from the image): those are its inputs, not the standard arguments
+        inputs = {param.name for param in self._blocks.inputs if param.name}
         for name, default in self.unserved_arguments.items():
             value = kwargs.get(name, default)
+            if name in inputs:
+                continue
             if (value is not None) if default is None else (value != default):
                 raise ValueError(
                     f"`{name}` is not supported by this generated package (leave it at {default!r}); "
                     "use GainedTextToImagePipeline for it"
                 )
         install_standard_guider(self, kwargs, strict)
-        served = {*self.block_arguments, *unknown}
+        served = {*self.block_arguments, *unknown, *inputs}
         return {name: value for name, value in kwargs.items() if name in served}
 
 

@@ -2,7 +2,7 @@
 # (InlineGuidancePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/inline_condition/input.py sha256:5eec084d8dfe36064dbd3d22aa4062271e5f2e946dc24d9787c3845fdb682a04
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:476cc57da1e1b6f396f6d74125cb5aade1314fd63f26fe931527b908ddcdc840
+# modularize-output: sha256:0c9159ff4049c2be8eb0e9a76cdb9a1d7ad5483e6be1828103c97552197051b1
 
 import shutil
 import sys
@@ -51,6 +51,8 @@ class InlineGuidanceGeneratedModularPipeline(SavedWithPackage, ModularPipeline):
     )
     guider_arguments = ("guidance_scale",)
     unserved_arguments = {}
+    # accepted and dropped: the standard call never reads them (or overwrites them before it does)
+    ignored_arguments = ()
     standard_outputs = {"images": "images"}
     package_modules = (
         "before_denoise",
@@ -88,7 +90,8 @@ class InlineGuidanceGeneratedModularPipeline(SavedWithPackage, ModularPipeline):
     def __call__(self, state=None, output=None, **kwargs):
         # Arguments of the standard call that configure guidance (or that this package cannot serve) mean here
         # what they mean there: passing `guidance_scale` installs the guider the standard call would use.
-        if any(name in kwargs for name in (*self.guider_arguments, *self.unserved_arguments)):
+        standard = (*self.guider_arguments, *self.unserved_arguments, *self.ignored_arguments)
+        if any(name in kwargs for name in standard):
             kwargs = self._from_standard_arguments(kwargs, strict=False)
         return super().__call__(state, output, **kwargs)
 
@@ -97,19 +100,30 @@ class InlineGuidanceGeneratedModularPipeline(SavedWithPackage, ModularPipeline):
         return self._from_standard_arguments(kwargs, strict=True)
 
     def _from_standard_arguments(self, kwargs: dict, strict: bool) -> dict:
-        known = {*self.block_arguments, *self.guider_arguments, *self.unserved_arguments, "return_dict"}
+        known = {
+            *self.block_arguments,
+            *self.guider_arguments,
+            *self.unserved_arguments,
+            *self.ignored_arguments,
+            "return_dict",
+        }
         unknown = sorted(set(kwargs) - known)
         if strict and unknown:
             raise TypeError(f"InlineGuidancePipeline.__call__ got unexpected keyword arguments: {unknown}")
+        # a pipeline built from some of the blocks takes what earlier blocks would have produced as inputs,
+        # under their names (`height`, set from the image): those are its inputs, not the standard arguments
+        inputs = {param.name for param in self._blocks.inputs if param.name}
         for name, default in self.unserved_arguments.items():
             value = kwargs.get(name, default)
+            if name in inputs:
+                continue
             if (value is not None) if default is None else (value != default):
                 raise ValueError(
                     f"`{name}` is not supported by this generated package (leave it at {default!r}); "
                     "use InlineGuidancePipeline for it"
                 )
         install_standard_guider(self, kwargs, strict)
-        served = {*self.block_arguments, *unknown}
+        served = {*self.block_arguments, *unknown, *inputs}
         return {name: value for name, value in kwargs.items() if name in served}
 
 

@@ -2,7 +2,7 @@
 # (EmbeddedGuidancePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/distilled/guidance_embedding/input.py sha256:656e4beb9b444723be2609cfe9ef15ba97a9dd32b30c1ffb871bf96cef6f76e3
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:8f524698ce08267b0c6830d957098c8effa36ba410e19377032177176e37e1bc
+# modularize-output: sha256:aefed7674138f6e83a9c7badfdb4baa7b46c86843658137708fa9a4ffb843d31
 
 import shutil
 import sys
@@ -47,6 +47,8 @@ class EmbeddedGuidanceGeneratedModularPipeline(SavedWithPackage, ModularPipeline
     )
     guider_arguments = ()
     unserved_arguments = {}
+    # accepted and dropped: the standard call never reads them (or overwrites them before it does)
+    ignored_arguments = ()
     standard_outputs = {"images": "images"}
     package_modules = (
         "before_denoise",
@@ -67,7 +69,8 @@ class EmbeddedGuidanceGeneratedModularPipeline(SavedWithPackage, ModularPipeline
     def __call__(self, state=None, output=None, **kwargs):
         # Arguments of the standard call that configure guidance (or that this package cannot serve) mean here
         # what they mean there: passing `guidance_scale` installs the guider the standard call would use.
-        if any(name in kwargs for name in (*self.guider_arguments, *self.unserved_arguments)):
+        standard = (*self.guider_arguments, *self.unserved_arguments, *self.ignored_arguments)
+        if any(name in kwargs for name in standard):
             kwargs = self._from_standard_arguments(kwargs, strict=False)
         return super().__call__(state, output, **kwargs)
 
@@ -76,18 +79,29 @@ class EmbeddedGuidanceGeneratedModularPipeline(SavedWithPackage, ModularPipeline
         return self._from_standard_arguments(kwargs, strict=True)
 
     def _from_standard_arguments(self, kwargs: dict, strict: bool) -> dict:
-        known = {*self.block_arguments, *self.guider_arguments, *self.unserved_arguments, "return_dict"}
+        known = {
+            *self.block_arguments,
+            *self.guider_arguments,
+            *self.unserved_arguments,
+            *self.ignored_arguments,
+            "return_dict",
+        }
         unknown = sorted(set(kwargs) - known)
         if strict and unknown:
             raise TypeError(f"EmbeddedGuidancePipeline.__call__ got unexpected keyword arguments: {unknown}")
+        # a pipeline built from some of the blocks takes what earlier blocks would have produced as inputs,
+        # under their names (`height`, set from the image): those are its inputs, not the standard arguments
+        inputs = {param.name for param in self._blocks.inputs if param.name}
         for name, default in self.unserved_arguments.items():
             value = kwargs.get(name, default)
+            if name in inputs:
+                continue
             if (value is not None) if default is None else (value != default):
                 raise ValueError(
                     f"`{name}` is not supported by this generated package (leave it at {default!r}); "
                     "use EmbeddedGuidancePipeline for it"
                 )
-        served = {*self.block_arguments, *unknown}
+        served = {*self.block_arguments, *unknown, *inputs}
         return {name: value for name, value in kwargs.items() if name in served}
 
 

@@ -2,7 +2,7 @@
 # (RepaintPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/image_encode/img2img/input.py sha256:4f2d6845a88040fb5b2b7e5c842d516c91ad56ae4ce93d1d0d001e525e166872
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:0a463a3a31bc95187daebfd61f9ab495098e2d90632b5e639c792c7372611d53
+# modularize-output: sha256:716bcd543735084c4efdbad806e5f6710e08df730b5d01c1322681fd541fd6d9
 
 import shutil
 import sys
@@ -48,6 +48,8 @@ class RepaintGeneratedModularPipeline(SavedWithPackage, ModularPipeline):
     )
     guider_arguments = ("guidance_scale",)
     unserved_arguments = {}
+    # accepted and dropped: the standard call never reads them (or overwrites them before it does)
+    ignored_arguments = ()
     standard_outputs = {"images": "images"}
     package_modules = (
         "before_denoise",
@@ -85,7 +87,8 @@ class RepaintGeneratedModularPipeline(SavedWithPackage, ModularPipeline):
     def __call__(self, state=None, output=None, **kwargs):
         # Arguments of the standard call that configure guidance (or that this package cannot serve) mean here
         # what they mean there: passing `guidance_scale` installs the guider the standard call would use.
-        if any(name in kwargs for name in (*self.guider_arguments, *self.unserved_arguments)):
+        standard = (*self.guider_arguments, *self.unserved_arguments, *self.ignored_arguments)
+        if any(name in kwargs for name in standard):
             kwargs = self._from_standard_arguments(kwargs, strict=False)
         return super().__call__(state, output, **kwargs)
 
@@ -94,19 +97,30 @@ class RepaintGeneratedModularPipeline(SavedWithPackage, ModularPipeline):
         return self._from_standard_arguments(kwargs, strict=True)
 
     def _from_standard_arguments(self, kwargs: dict, strict: bool) -> dict:
-        known = {*self.block_arguments, *self.guider_arguments, *self.unserved_arguments, "return_dict"}
+        known = {
+            *self.block_arguments,
+            *self.guider_arguments,
+            *self.unserved_arguments,
+            *self.ignored_arguments,
+            "return_dict",
+        }
         unknown = sorted(set(kwargs) - known)
         if strict and unknown:
             raise TypeError(f"RepaintPipeline.__call__ got unexpected keyword arguments: {unknown}")
+        # a pipeline built from some of the blocks takes what earlier blocks would have produced as inputs,
+        # under their names (`height`, set from the image): those are its inputs, not the standard arguments
+        inputs = {param.name for param in self._blocks.inputs if param.name}
         for name, default in self.unserved_arguments.items():
             value = kwargs.get(name, default)
+            if name in inputs:
+                continue
             if (value is not None) if default is None else (value != default):
                 raise ValueError(
                     f"`{name}` is not supported by this generated package (leave it at {default!r}); "
                     "use RepaintPipeline for it"
                 )
         install_standard_guider(self, kwargs, strict)
-        served = {*self.block_arguments, *unknown}
+        served = {*self.block_arguments, *unknown, *inputs}
         return {name: value for name, value in kwargs.items() if name in served}
 
 

@@ -2,7 +2,7 @@
 # (SketchBook). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/no_landmarks/own_names/input.py sha256:0f130b62c8355ce798147ee39eca8c7b426ff133891b2cb6d949f7cc88e723fe
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:0ca85e2a4951c71c4ded52cf97f517b29a11bd0f5daace7cb8dc3c183a29ad9c
+# modularize-output: sha256:d8c120a4a5f8709193cb2c16c3988286d15d43ee349e8128e8cfa44954c4e5be
 
 import shutil
 import sys
@@ -47,6 +47,8 @@ class SketchBookGeneratedModularPipeline(SavedWithPackage, ModularPipeline):
     )
     guider_arguments = ("strength",)
     unserved_arguments = {}
+    # accepted and dropped: the standard call never reads them (or overwrites them before it does)
+    ignored_arguments = ()
     standard_outputs = {"images": "images"}
     package_modules = (
         "before_denoise",
@@ -82,7 +84,8 @@ class SketchBookGeneratedModularPipeline(SavedWithPackage, ModularPipeline):
     def __call__(self, state=None, output=None, **kwargs):
         # Arguments of the standard call that configure guidance (or that this package cannot serve) mean here
         # what they mean there: passing `guidance_scale` installs the guider the standard call would use.
-        if any(name in kwargs for name in (*self.guider_arguments, *self.unserved_arguments)):
+        standard = (*self.guider_arguments, *self.unserved_arguments, *self.ignored_arguments)
+        if any(name in kwargs for name in standard):
             kwargs = self._from_standard_arguments(kwargs, strict=False)
         return super().__call__(state, output, **kwargs)
 
@@ -91,19 +94,30 @@ class SketchBookGeneratedModularPipeline(SavedWithPackage, ModularPipeline):
         return self._from_standard_arguments(kwargs, strict=True)
 
     def _from_standard_arguments(self, kwargs: dict, strict: bool) -> dict:
-        known = {*self.block_arguments, *self.guider_arguments, *self.unserved_arguments, "return_dict"}
+        known = {
+            *self.block_arguments,
+            *self.guider_arguments,
+            *self.unserved_arguments,
+            *self.ignored_arguments,
+            "return_dict",
+        }
         unknown = sorted(set(kwargs) - known)
         if strict and unknown:
             raise TypeError(f"SketchBook.__call__ got unexpected keyword arguments: {unknown}")
+        # a pipeline built from some of the blocks takes what earlier blocks would have produced as inputs,
+        # under their names (`height`, set from the image): those are its inputs, not the standard arguments
+        inputs = {param.name for param in self._blocks.inputs if param.name}
         for name, default in self.unserved_arguments.items():
             value = kwargs.get(name, default)
+            if name in inputs:
+                continue
             if (value is not None) if default is None else (value != default):
                 raise ValueError(
                     f"`{name}` is not supported by this generated package (leave it at {default!r}); "
                     "use SketchBook for it"
                 )
         install_standard_guider(self, kwargs, strict)
-        served = {*self.block_arguments, *unknown}
+        served = {*self.block_arguments, *unknown, *inputs}
         return {name: value for name, value in kwargs.items() if name in served}
 
 
