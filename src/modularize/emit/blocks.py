@@ -32,19 +32,32 @@ BATCHING_CONFIG = (
 )
 
 
-def _input_param(param: Param) -> str:
+# diffusers' tag for the values the guider hands the denoiser (`state.get_by_kwargs("denoiser_input_fields")`)
+DENOISER_INPUT_FIELDS = "denoiser_input_fields"
+
+
+def denoiser_input_fields(plan: PipelinePlan) -> frozenset[str]:
+    """The state names of what the guider pairs for the denoiser: both halves of every guided input."""
+    return frozenset(name for field in plan.guidance.fields for name in (field.cond, field.uncond))
+
+
+def _input_param(param: Param, fields: frozenset[str] = frozenset()) -> str:
     parts = [repr(param.name)]
     if param.type_hint:
         parts.append(f"type_hint={param.type_hint}")
     if param.default is not None and param.default != "None":
         parts.append(f"default={param.default}")
+    if param.name in fields:
+        parts.append(f"kwargs_type={DENOISER_INPUT_FIELDS!r}")
     if param.description:
         parts.append(f"description={param.description!r}")
     return f"InputParam({', '.join(parts)})"
 
 
-def _output_param(output: Output) -> str:
+def _output_param(output: Output, fields: frozenset[str] = frozenset()) -> str:
     parts = [repr(output.name)]
+    if output.name in fields:
+        parts.append(f"kwargs_type={DENOISER_INPUT_FIELDS!r}")
     if output.description:
         parts.append(f"description={output.description!r}")
     return f"OutputParam({', '.join(parts)})"
@@ -184,11 +197,12 @@ def _declarations(
     if configs:
         specs = [f"ConfigSpec({name!r}, {default})" for name, default in configs]
         text += _list_property(configs_property, "list[ConfigSpec]", specs, owner, lists) + "\n"
+    fields = denoiser_input_fields(plan)
     if inputs:
-        items = [_input_param(p) for p in inputs]
+        items = [_input_param(p, fields) for p in inputs]
         text += _list_property(inputs_property, "list[InputParam]", items, owner, lists) + "\n"
     if outputs:
-        items = [_output_param(o) for o in outputs]
+        items = [_output_param(o, fields) for o in outputs]
         text += _list_property("intermediate_outputs", "list[OutputParam]", items, owner, lists) + "\n"
     return text
 

@@ -101,10 +101,7 @@ def pipeline_class(plan: PipelinePlan) -> list[cst.BaseStatement]:
             "        # (not while it registers empty specs).\n"
             "        super().register_components(**kwargs)\n"
             f"        adapted = {names}\n"
-            "        # a pipeline built from some of the blocks may lack components the side effects read: it is given\n"
-            "        # components a whole pipeline adapted\n"
-            f"        needed = {_tuple(pipeline.adaptation_components)}\n"
-            "        if set(needed) <= set(self._component_specs) and any(kwargs.get(name) is not None for name in adapted):\n"
+            "        if any(kwargs.get(name) is not None for name in adapted):\n"
             f"            {adapt}\n\n"
         )
     docstring = (

@@ -45,8 +45,9 @@ def pipeline_class_plan(
     class_attributes = tuple(
         facts.class_attributes[n] for n in facts.class_attributes if n in used.get("class_attribute", {})
     )
-    adaptation, rebound, adaptation_reads, adaptation_needs = _adaptation(
-        context, set(derived_closure(facts, used.get("derived", {})))
+    package_components = {name for block in blocks for name in _components_of(block)}
+    adaptation, rebound, adaptation_reads = _adaptation(
+        context, set(derived_closure(facts, used.get("derived", {}))), package_components
     )
     # `_adapt_components` runs on the pipeline, so what it reads of the derived attributes is a property too
     derived = derived_closure(facts, {**used.get("derived", {}), **dict.fromkeys(adaptation_reads)})
@@ -86,7 +87,38 @@ def pipeline_class_plan(
         adaptation=adaptation,
         init_components=facts.init.components,
         rebound_components=rebound,
-        adaptation_components=adaptation_needs,
+    )
+
+
+def _components_of(block: BlockPlan | LoopPlan) -> tuple[str, ...]:
+    if isinstance(block, LoopPlan):
+        return (*block.components, *(name for step in block.steps for name in step.components))
+    return block.components
+
+
+def _run_with_its_components(
+    statement: cst.BaseStatement, components: Sequence[str], package_components: set[str]
+) -> cst.BaseStatement:
+    """A side effect of `__init__` that reads components the package's blocks use runs only on a pipeline that has
+    them (one built from some of the blocks may not); the others run always:
+
+        if self.scheduler is not None:                       if {"scheduler"} <= set(self._component_specs):
+            self.scheduler.register_to_config(...)      ->       if self.scheduler is not None:
+                                                                     self.scheduler.register_to_config(...)
+        self.watermark = StableDiffusionXLWatermarker()  ->  self.watermark = StableDiffusionXLWatermarker()
+    """
+    attributes = (a.attr.value for a in findall(statement, m.Attribute(value=m.Name("self"), attr=m.Name())))
+    read = dict.fromkeys(
+        n for n in (*attributes, *names_read(statement)) if n in components and n in package_components
+    )
+    if not read:
+        return statement
+    names = ", ".join(repr(name) for name in read)
+    test = cst.parse_expression(f"{{{names}}} <= set(self._component_specs)")
+    return cst.If(
+        test=test,
+        body=cst.IndentedBlock(body=[statement.with_changes(leading_lines=[])]),
+        leading_lines=statement.leading_lines,
     )
 
 
@@ -169,11 +201,11 @@ def _self_targets(node: cst.CSTNode) -> set[str]:
 
 
 def _adaptation(
-    context: Context, derived: set[str]
-) -> tuple[cst.FunctionDef | None, tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    context: Context, derived: set[str], package_components: set[str]
+) -> tuple[cst.FunctionDef | None, tuple[str, ...], tuple[str, ...]]:
     """The side effects of the standard `__init__` on its components, as a method run on registration, the
-    components it replaces (returned by the method, to be registered in place of the ones given), the derived
-    attributes it reads and the components it reads:
+    components it replaces (returned by the method, to be registered in place of the ones given), and the derived
+    attributes it reads:
 
         scheduler = DDIMScheduler.from_config(scheduler.config)     (before `self.register_modules(...)`)
 
@@ -229,19 +261,7 @@ def _adaptation(
                     "pipeline does not carry",
                 )
     if not statements:
-        return None, (), (), ()
-    components = set(init.components)
-    needs = tuple(
-        dict.fromkeys(
-            name
-            for statement in statements
-            for name in (
-                *(a.attr.value for a in findall(statement, m.Attribute(value=m.Name("self"), attr=m.Name()))),
-                *names_read(statement),
-            )
-            if name in components
-        )
-    )
+        return None, (), ()
     reads = tuple(
         dict.fromkeys(
             a.attr.value
@@ -256,9 +276,15 @@ def _adaptation(
         )
     written = flow_of(statements).writes
     rebound = tuple(name for name in init.components if name in written)
+    statements = [_run_with_its_components(statement, init.components, package_components) for statement in statements]
     if rebound:
         pairs = ", ".join(f"{name!r}: {name}" for name in rebound)
-        statements.append(cst.parse_statement(f"return {{{pairs}}}\n"))
+        # a pipeline built from some of the blocks registers only the components it has
+        statements.append(
+            cst.parse_statement(
+                f"return {{name: value for name, value in {{{pairs}}}.items() if name in self._component_specs}}\n"
+            )
+        )
     # Annotations are dropped: this is a registration hook, and its types would only add imports.
     params = init.node.params.with_changes(
         params=[p.with_changes(annotation=None) for p in init.node.params.params],
@@ -271,8 +297,11 @@ def _adaptation(
         body=cst.IndentedBlock(body=statements),
         leading_lines=[
             cst.EmptyLine(
-                comment=cst.Comment(f"# Copied from {context.origin}.__init__ (its side effects on components)")
+                comment=cst.Comment(
+                    f"# Copied from {context.origin}.__init__ (its side effects on components, each on a pipeline "
+                    "that has the components it reads)"
+                )
             )
         ],
     )
-    return function, rebound, reads, needs
+    return function, rebound, reads

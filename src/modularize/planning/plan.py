@@ -182,7 +182,6 @@ class PipelineClassPlan:
     adaptation: cst.FunctionDef | None  # side effects of the standard `__init__` on components
     init_components: tuple[str, ...]  # `__init__` parameters that are components
     rebound_components: tuple[str, ...] = ()  # components `__init__` replaces before registering them
-    adaptation_components: tuple[str, ...] = ()  # components the side effects read (a pipeline lacking one skips them)
 
 
 @dataclass(frozen=True)

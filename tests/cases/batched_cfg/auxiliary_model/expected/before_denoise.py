@@ -2,7 +2,7 @@
 # (HintedPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/auxiliary_model/input.py sha256:fd140a1ff7162e4b736f153c36a930ea7b2ece2a1a2252773b8a7d10684a2269
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:03d1fb2cf15de185ace69d240829e8a9f1020cac6019d71511c7660fed568b19
+# modularize-output: sha256:de398c020ffff43472b72720272809fe1b55135135f3f9cd47d431d437fe5295
 
 import torch
 from diffusers.models import AutoencoderKL, UNet2DConditionModel
@@ -36,14 +36,16 @@ class HintedHintStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):
             InputParam("width", type_hint=int, default=32),
             InputParam("rows", description="Produced by the `encode_words` block."),
             InputParam("device", description="Produced by the `encode_words` block."),
-            InputParam("words", description="Produced by the `encode_words` block."),
+            InputParam(
+                "words", kwargs_type="denoiser_input_fields", description="Produced by the `encode_words` block."
+            ),
             InputParam("cond_only", type_hint=bool, default=False),
         ]
 
     @property
     def intermediate_outputs(self) -> list[OutputParam]:
         return [
-            OutputParam("hint"),
+            OutputParam("hint", kwargs_type="denoiser_input_fields"),
         ]
 
     # Copied from tests/cases/batched_cfg/auxiliary_model/input.py.HintedPipeline.prepare_hint with self->components
@@ -101,7 +103,9 @@ class HintedTicksAndNoiseStep(PackageBlocks, ExplicitNoneInputs, ModularPipeline
             InputParam("height", type_hint=int, default=32),
             InputParam("width", type_hint=int, default=32),
             InputParam("generator", type_hint=torch.Generator | None),
-            InputParam("words", description="Produced by the `encode_words` block."),
+            InputParam(
+                "words", kwargs_type="denoiser_input_fields", description="Produced by the `encode_words` block."
+            ),
         ]
 
     @property

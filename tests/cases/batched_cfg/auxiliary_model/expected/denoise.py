@@ -2,7 +2,7 @@
 # (HintedPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/auxiliary_model/input.py sha256:fd140a1ff7162e4b736f153c36a930ea7b2ece2a1a2252773b8a7d10684a2269
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:4b9eac72d6276629554aa0e1d8418fef8281c2874071d428344250d858178a57
+# modularize-output: sha256:90c6b83cc5ea0d494c5f49d2c9a6c6c36c0d713d0cb3b495d1e75c6c6fcbfbba
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -231,9 +231,13 @@ class HintedLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
             InputParam("timesteps", description="Produced by the `ticks_and_noise` block."),
             InputParam("cond_only", type_hint=bool, default=False),
             InputParam("hint_strength", type_hint=float, default=1.0),
-            InputParam("words", description="Produced by the `encode_words` block."),
-            InputParam("unwanted", description="Produced by the `encode_words` block."),
-            InputParam("hint", description="Produced by the `hint` block."),
+            InputParam(
+                "words", kwargs_type="denoiser_input_fields", description="Produced by the `encode_words` block."
+            ),
+            InputParam(
+                "unwanted", kwargs_type="denoiser_input_fields", description="Produced by the `encode_words` block."
+            ),
+            InputParam("hint", kwargs_type="denoiser_input_fields", description="Produced by the `hint` block."),
         ]
 
     @property

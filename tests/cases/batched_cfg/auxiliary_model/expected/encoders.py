@@ -2,7 +2,7 @@
 # (HintedPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/auxiliary_model/input.py sha256:fd140a1ff7162e4b736f153c36a930ea7b2ece2a1a2252773b8a7d10684a2269
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:13fc4268b84b404033fa7680dee2d159450a13043b529841244ae7b2df684b27
+# modularize-output: sha256:d02b9eaed3668760b928b71c9d8a274b650aa94fceb9c8470dd2edc49c7d41a0
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -48,8 +48,8 @@ class HintedEncodeWordsStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBl
         return [
             OutputParam("device"),
             OutputParam("rows"),
-            OutputParam("words"),
-            OutputParam("unwanted"),
+            OutputParam("words", kwargs_type="denoiser_input_fields"),
+            OutputParam("unwanted", kwargs_type="denoiser_input_fields"),
         ]
 
     # Copied from tests/cases/batched_cfg/auxiliary_model/input.py.HintedPipeline.embed with self->components

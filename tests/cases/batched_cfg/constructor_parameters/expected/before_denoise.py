@@ -2,7 +2,7 @@
 # (GainedTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/constructor_parameters/input.py sha256:e3cb5f217613f102c537b129de774347d5fe23097103e47540b95ce5139f5634
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:67dd2bab3ec4dfe5ae8612c223b4ab5aedaeb8b8017635188f60f18bf88da6aa
+# modularize-output: sha256:bf8e097633689687d842a992b9094060e3b46537cd54fd32686cae8dcceaa9ef
 
 import torch
 from diffusers.models import AutoencoderKL, UNet2DConditionModel
@@ -121,7 +121,9 @@ class GainedTextToImagePrepareLatentNoiseStep(PackageBlocks, ExplicitNoneInputs,
             InputParam("num_images_per_prompt", type_hint=int, default=1),
             InputParam("height", type_hint=int, default=64),
             InputParam("width", type_hint=int, default=64),
-            InputParam("text_states", description="Produced by the `encode_words` block."),
+            InputParam(
+                "text_states", kwargs_type="denoiser_input_fields", description="Produced by the `encode_words` block."
+            ),
             InputParam("device", description="Produced by the `define_settings` block."),
             InputParam("generator", type_hint=torch.Generator | None),
         ]

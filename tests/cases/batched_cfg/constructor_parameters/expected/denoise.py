@@ -2,7 +2,7 @@
 # (GainedTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/constructor_parameters/input.py sha256:e3cb5f217613f102c537b129de774347d5fe23097103e47540b95ce5139f5634
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:77e0fd91cbb9abeb0fd17d2a3af20f4747c8b4d1b34e061480a2b891fc470d16
+# modularize-output: sha256:ff80c4bbd190f0d0bbc2d03928dbef7f6808b88afa564906a31b19e262d10b26
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -198,8 +198,14 @@ class GainedTextToImageLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
     def inputs(self) -> list[InputParam]:
         return [
             InputParam("ticks", description="Produced by the `prepare_ticks` block."),
-            InputParam("text_states", description="Produced by the `encode_words` block."),
-            InputParam("unwanted_states", description="Produced by the `encode_words` block."),
+            InputParam(
+                "text_states", kwargs_type="denoiser_input_fields", description="Produced by the `encode_words` block."
+            ),
+            InputParam(
+                "unwanted_states",
+                kwargs_type="denoiser_input_fields",
+                description="Produced by the `encode_words` block.",
+            ),
         ]
 
     @property

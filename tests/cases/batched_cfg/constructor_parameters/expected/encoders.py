@@ -2,7 +2,7 @@
 # (GainedTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/constructor_parameters/input.py sha256:e3cb5f217613f102c537b129de774347d5fe23097103e47540b95ce5139f5634
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:c77627d1dd333825ccc4d8c1a47b7ed1960fb5d27460a7064fb35a63b0c9f5c8
+# modularize-output: sha256:a480842bb7d0549b54de2db3532b92831f8f7ae9cd8bfd814cc9e434a17b6f1a
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -47,8 +47,8 @@ class GainedTextToImageEncodeWordsStep(PackageBlocks, ExplicitNoneInputs, Modula
     @property
     def intermediate_outputs(self) -> list[OutputParam]:
         return [
-            OutputParam("text_states"),
-            OutputParam("unwanted_states"),
+            OutputParam("text_states", kwargs_type="denoiser_input_fields"),
+            OutputParam("unwanted_states", kwargs_type="denoiser_input_fields"),
         ]
 
     # Copied from tests/cases/batched_cfg/constructor_parameters/input.py.GainedTextToImagePipeline.encode_prompt with self->components

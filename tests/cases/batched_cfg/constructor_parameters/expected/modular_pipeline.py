@@ -2,7 +2,7 @@
 # (GainedTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/constructor_parameters/input.py sha256:e3cb5f217613f102c537b129de774347d5fe23097103e47540b95ce5139f5634
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:7437b9e09c698f51bae1bf0a58d5762f36a66d55e1e1989155d53fc66971a0e6
+# modularize-output: sha256:590be513ea6c071683c88d6a12534b97200b17e93fa966685764bb8337bb759e
 
 import shutil
 import sys
@@ -83,13 +83,10 @@ class GainedTextToImageGeneratedModularPipeline(SavedWithPackage, ModularPipelin
             "unet",
             "scheduler",
         )
-        # a pipeline built from some of the blocks may lack components the side effects read: it is given
-        # components a whole pipeline adapted
-        needed = ("scheduler",)
-        if set(needed) <= set(self._component_specs) and any(kwargs.get(name) is not None for name in adapted):
+        if any(kwargs.get(name) is not None for name in adapted):
             self._adapt_components(**{name: getattr(self, name, None) for name in adapted})
 
-    # Copied from tests/cases/batched_cfg/constructor_parameters/input.py.GainedTextToImagePipeline.__init__ (its side effects on components)
+    # Copied from tests/cases/batched_cfg/constructor_parameters/input.py.GainedTextToImagePipeline.__init__ (its side effects on components, each on a pipeline that has the components it reads)
     def _adapt_components(
         self,
         vae,
@@ -103,8 +100,9 @@ class GainedTextToImageGeneratedModularPipeline(SavedWithPackage, ModularPipelin
     ):
         if stage_widths is None:
             stage_widths = (1, 2)
-        if self.scheduler is not None:
-            self.scheduler.register_to_config(sigma_cap=self.sigma_cap)
+        if {"scheduler"} <= set(self._component_specs):
+            if self.scheduler is not None:
+                self.scheduler.register_to_config(sigma_cap=self.sigma_cap)
 
     @property
     def noise_gain(self):

@@ -2,7 +2,7 @@
 # (HelperDoublesPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/helper_doubles/input.py sha256:44f26ef7b0aaaffe055da732a2ac3cc1db754c65b606f0752a3dba92d8f2dcff
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:7a01e65d985cf02e8685d39212fc062e32f60aecd93beb20f480eb211ac70f60
+# modularize-output: sha256:7a9e0d49262e682d7bb0ccba890d00cf0c312aae535f631c4b47dc8c2df96a49
 
 import torch
 from diffusers.models import UNet2DConditionModel
@@ -39,7 +39,9 @@ class HelperDoublesPrepareTicksAndNoiseStep(PackageBlocks, ExplicitNoneInputs, M
             InputParam("height", type_hint=int, default=64),
             InputParam("width", type_hint=int, default=64),
             InputParam("generator", type_hint=torch.Generator | None),
-            InputParam("words", description="Produced by the `encode_words` block."),
+            InputParam(
+                "words", kwargs_type="denoiser_input_fields", description="Produced by the `encode_words` block."
+            ),
         ]
 
     @property

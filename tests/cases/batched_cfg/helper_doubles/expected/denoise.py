@@ -2,7 +2,7 @@
 # (HelperDoublesPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/helper_doubles/input.py sha256:44f26ef7b0aaaffe055da732a2ac3cc1db754c65b606f0752a3dba92d8f2dcff
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:cf88d44b4ec6e687a2681987125e9b278ff62529da3dc7bfa3680bc5d25b1ef2
+# modularize-output: sha256:4c94160a1575aa3a97aa5e6465d9fc7984c4a808402aed7ee08f9cad538d82fd
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -193,10 +193,22 @@ class HelperDoublesLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
     @property
     def inputs(self) -> list[InputParam]:
         return [
-            InputParam("words", description="Produced by the `encode_words` block."),
-            InputParam("negative_words", description="Produced by the `encode_words` block."),
-            InputParam("word_mask", description="Produced by the `encode_words` block."),
-            InputParam("negative_word_mask", description="Produced by the `encode_words` block."),
+            InputParam(
+                "words", kwargs_type="denoiser_input_fields", description="Produced by the `encode_words` block."
+            ),
+            InputParam(
+                "negative_words",
+                kwargs_type="denoiser_input_fields",
+                description="Produced by the `encode_words` block.",
+            ),
+            InputParam(
+                "word_mask", kwargs_type="denoiser_input_fields", description="Produced by the `encode_words` block."
+            ),
+            InputParam(
+                "negative_word_mask",
+                kwargs_type="denoiser_input_fields",
+                description="Produced by the `encode_words` block.",
+            ),
         ]
 
     @property

@@ -2,7 +2,7 @@
 # (HelperDoublesPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/helper_doubles/input.py sha256:44f26ef7b0aaaffe055da732a2ac3cc1db754c65b606f0752a3dba92d8f2dcff
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:343a409af1a02254ee981871ea87da24826446b2e47872c5b51716ad66f8d746
+# modularize-output: sha256:01aa4193525c4d3b79dee63916c2eda76dfb6da7beff8a578997a80e3eb6c2c6
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -48,10 +48,10 @@ class HelperDoublesEncodeWordsStep(PackageBlocks, ExplicitNoneInputs, ModularPip
         return [
             OutputParam("device"),
             OutputParam("prompts"),
-            OutputParam("words"),
-            OutputParam("word_mask"),
-            OutputParam("negative_words"),
-            OutputParam("negative_word_mask"),
+            OutputParam("words", kwargs_type="denoiser_input_fields"),
+            OutputParam("word_mask", kwargs_type="denoiser_input_fields"),
+            OutputParam("negative_words", kwargs_type="denoiser_input_fields"),
+            OutputParam("negative_word_mask", kwargs_type="denoiser_input_fields"),
         ]
 
     # Copied from tests/cases/batched_cfg/helper_doubles/input.py.HelperDoublesPipeline.encode_words with self->components

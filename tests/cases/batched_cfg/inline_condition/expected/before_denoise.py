@@ -2,7 +2,7 @@
 # (InlineGuidancePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/inline_condition/input.py sha256:5eec084d8dfe36064dbd3d22aa4062271e5f2e946dc24d9787c3845fdb682a04
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:5a7fb452df964327989b0228a3c3d7a285d7e604838d423772113d3adb13361c
+# modularize-output: sha256:483fbf6cea924f73df7a1ed64eb051edb667df217cd3f2495a832a8afbec0215
 
 import torch
 from diffusers.models import UNet2DConditionModel
@@ -39,7 +39,9 @@ class InlineGuidancePrepareTicksAndNoiseStep(PackageBlocks, ExplicitNoneInputs, 
             InputParam("height", type_hint=int, default=64),
             InputParam("width", type_hint=int, default=64),
             InputParam("generator", type_hint=torch.Generator | None),
-            InputParam("words", description="Produced by the `encode_words` block."),
+            InputParam(
+                "words", kwargs_type="denoiser_input_fields", description="Produced by the `encode_words` block."
+            ),
         ]
 
     @property

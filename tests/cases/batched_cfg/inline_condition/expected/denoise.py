@@ -2,7 +2,7 @@
 # (InlineGuidancePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/inline_condition/input.py sha256:5eec084d8dfe36064dbd3d22aa4062271e5f2e946dc24d9787c3845fdb682a04
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:1eeba3079ddbc5215eddc249fc4e77676ec82aed453e01d56d93ca202448c953
+# modularize-output: sha256:ce47eee15e1a31f3ba0ba266fac62015b4cbc13f2376dec9a357c116c9d00c39
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -193,8 +193,12 @@ class InlineGuidanceLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
     @property
     def inputs(self) -> list[InputParam]:
         return [
-            InputParam("words", description="Produced by the `encode_words` block."),
-            InputParam("unwanted", description="Produced by the `encode_words` block."),
+            InputParam(
+                "words", kwargs_type="denoiser_input_fields", description="Produced by the `encode_words` block."
+            ),
+            InputParam(
+                "unwanted", kwargs_type="denoiser_input_fields", description="Produced by the `encode_words` block."
+            ),
         ]
 
     @property

@@ -2,7 +2,7 @@
 # (InlineGuidancePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/inline_condition/input.py sha256:5eec084d8dfe36064dbd3d22aa4062271e5f2e946dc24d9787c3845fdb682a04
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:37a84f82c60ab7fd88722bec66bf753ac82818a662058e2a2837ef67c6041d0b
+# modularize-output: sha256:fcadec9442d88e515ed6af0dd629fb7e662e0a37490720aaac0c8ac7e27e61ad
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -48,8 +48,8 @@ class InlineGuidanceEncodeWordsStep(PackageBlocks, ExplicitNoneInputs, ModularPi
         return [
             OutputParam("device"),
             OutputParam("prompts"),
-            OutputParam("words"),
-            OutputParam("unwanted"),
+            OutputParam("words", kwargs_type="denoiser_input_fields"),
+            OutputParam("unwanted", kwargs_type="denoiser_input_fields"),
         ]
 
     # Copied from tests/cases/batched_cfg/inline_condition/input.py.InlineGuidancePipeline.embed with self->components

@@ -2,7 +2,7 @@
 # (RescaledTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/rescale/input.py sha256:a2d7418afd1d7c6ddf3246c52ae69bf6973795aa1db05517febc2477fd32b92f
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:8b5b997c14bc7b399b2ace940ceb69d5abc1bc12e192057bff096a636d73b7a8
+# modularize-output: sha256:8e79d4eb5c3ff474afb9aaaf8518414a99d99967402db4904b430ecfc5f900a7
 
 import torch
 from diffusers.models import AutoencoderKL, UNet2DConditionModel
@@ -115,7 +115,9 @@ class RescaledTextToImagePrepareLatentNoiseStep(PackageBlocks, ExplicitNoneInput
             InputParam("num_images_per_prompt", type_hint=int, default=1),
             InputParam("height", type_hint=int, default=64),
             InputParam("width", type_hint=int, default=64),
-            InputParam("text_states", description="Produced by the `encode_words` block."),
+            InputParam(
+                "text_states", kwargs_type="denoiser_input_fields", description="Produced by the `encode_words` block."
+            ),
             InputParam("device", description="Produced by the `define_settings` block."),
             InputParam("generator", type_hint=torch.Generator | None),
         ]

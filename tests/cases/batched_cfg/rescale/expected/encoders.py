@@ -2,7 +2,7 @@
 # (RescaledTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/rescale/input.py sha256:a2d7418afd1d7c6ddf3246c52ae69bf6973795aa1db05517febc2477fd32b92f
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:b3bec8a5298a2884df644f3aba3aacac40020bea1db4fb2fbd083c5ab3d6f47f
+# modularize-output: sha256:b0d65337bad9b8fa1eb2c03d5e5d4281c5226f5895db48be2b98a9cf14ce1e5d
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -47,8 +47,8 @@ class RescaledTextToImageEncodeWordsStep(PackageBlocks, ExplicitNoneInputs, Modu
     @property
     def intermediate_outputs(self) -> list[OutputParam]:
         return [
-            OutputParam("text_states"),
-            OutputParam("unwanted_states"),
+            OutputParam("text_states", kwargs_type="denoiser_input_fields"),
+            OutputParam("unwanted_states", kwargs_type="denoiser_input_fields"),
         ]
 
     # Copied from tests/cases/batched_cfg/rescale/input.py.RescaledTextToImagePipeline.encode_prompt with self->components

@@ -2,7 +2,7 @@
 # (RescaledTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/rescale_own_helper/input.py sha256:01cfec0b9778a5b15acd4c877378c9e00e1205acda6b7a20ce5145d9c2760926
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:d1754252557dfb6df6b796465a99a4d1c002c8535564ae718f7806c12b98649d
+# modularize-output: sha256:9007344f9ab3cdd2c69301aa866e2a39bd14aec1b3365a8fd68e7a20527b4bf3
 
 import torch
 from diffusers.models import AutoencoderKL, UNet2DConditionModel
@@ -115,7 +115,9 @@ class RescaledTextToImagePrepareLatentNoiseStep(PackageBlocks, ExplicitNoneInput
             InputParam("num_images_per_prompt", type_hint=int, default=1),
             InputParam("height", type_hint=int, default=64),
             InputParam("width", type_hint=int, default=64),
-            InputParam("text_states", description="Produced by the `encode_words` block."),
+            InputParam(
+                "text_states", kwargs_type="denoiser_input_fields", description="Produced by the `encode_words` block."
+            ),
             InputParam("device", description="Produced by the `define_settings` block."),
             InputParam("generator", type_hint=torch.Generator | None),
         ]

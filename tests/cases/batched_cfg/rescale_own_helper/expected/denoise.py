@@ -2,7 +2,7 @@
 # (RescaledTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/rescale_own_helper/input.py sha256:01cfec0b9778a5b15acd4c877378c9e00e1205acda6b7a20ce5145d9c2760926
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:69f835279db5c266217391577bfb28cecf11ee6171258adacb0d95df50cdb551
+# modularize-output: sha256:94eea9d61ce9142dea191189b93ba6544c5cfb241763a25a4f2f2cc25ee97c44
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -198,8 +198,14 @@ class RescaledTextToImageLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
     def inputs(self) -> list[InputParam]:
         return [
             InputParam("ticks", description="Produced by the `prepare_ticks` block."),
-            InputParam("text_states", description="Produced by the `encode_words` block."),
-            InputParam("unwanted_states", description="Produced by the `encode_words` block."),
+            InputParam(
+                "text_states", kwargs_type="denoiser_input_fields", description="Produced by the `encode_words` block."
+            ),
+            InputParam(
+                "unwanted_states",
+                kwargs_type="denoiser_input_fields",
+                description="Produced by the `encode_words` block.",
+            ),
         ]
 
     @property

@@ -2,7 +2,7 @@
 # (RescaledTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/rescale_own_helper/input.py sha256:01cfec0b9778a5b15acd4c877378c9e00e1205acda6b7a20ce5145d9c2760926
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:ea31dffd8621fd84dc4c97f0eb7612c60c1b25eddef3450dfd0b9414112ebae6
+# modularize-output: sha256:07c059e899aafea78cb5047f5aef487e4dc010dd0a2a1af18b71801a354e529e
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -47,8 +47,8 @@ class RescaledTextToImageEncodeWordsStep(PackageBlocks, ExplicitNoneInputs, Modu
     @property
     def intermediate_outputs(self) -> list[OutputParam]:
         return [
-            OutputParam("text_states"),
-            OutputParam("unwanted_states"),
+            OutputParam("text_states", kwargs_type="denoiser_input_fields"),
+            OutputParam("unwanted_states", kwargs_type="denoiser_input_fields"),
         ]
 
     # Copied from tests/cases/batched_cfg/rescale_own_helper/input.py.RescaledTextToImagePipeline.encode_prompt with self->components

@@ -2,7 +2,7 @@
 # (RescaledTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/rescale_under_the_flag/input.py sha256:38382b42a371d0952264fa1cb203cae677c7a728ba53f485aae4a601ebf4aca3
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:d0924dd56ed6fc7d5c98a7b25d896ab6c7232ceaac5ae024d41222cc798ccae8
+# modularize-output: sha256:f4c061b2120faa036bfe670eddeb32b8a267825cc04f404ddc736c48b831d6de
 
 import torch
 from diffusers.models import AutoencoderKL, UNet2DConditionModel
@@ -115,7 +115,9 @@ class RescaledTextToImagePrepareLatentNoiseStep(PackageBlocks, ExplicitNoneInput
             InputParam("num_images_per_prompt", type_hint=int, default=1),
             InputParam("height", type_hint=int, default=64),
             InputParam("width", type_hint=int, default=64),
-            InputParam("text_states", description="Produced by the `encode_words` block."),
+            InputParam(
+                "text_states", kwargs_type="denoiser_input_fields", description="Produced by the `encode_words` block."
+            ),
             InputParam("device", description="Produced by the `define_settings` block."),
             InputParam("generator", type_hint=torch.Generator | None),
         ]

@@ -2,7 +2,7 @@
 # (RescaledTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/rescale_under_the_flag/input.py sha256:38382b42a371d0952264fa1cb203cae677c7a728ba53f485aae4a601ebf4aca3
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:de0b2c679e436a5ee7e2f3d75df2cd63bc8380125562c2b3bd64cec69c764481
+# modularize-output: sha256:9fde26b226646de35bedd9c2f8915842dbb715da698f3523dcceeb0a1507dc32
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -47,8 +47,8 @@ class RescaledTextToImageEncodeWordsStep(PackageBlocks, ExplicitNoneInputs, Modu
     @property
     def intermediate_outputs(self) -> list[OutputParam]:
         return [
-            OutputParam("text_states"),
-            OutputParam("unwanted_states"),
+            OutputParam("text_states", kwargs_type="denoiser_input_fields"),
+            OutputParam("unwanted_states", kwargs_type="denoiser_input_fields"),
         ]
 
     # Copied from tests/cases/batched_cfg/rescale_under_the_flag/input.py.RescaledTextToImagePipeline.encode_prompt with self->components

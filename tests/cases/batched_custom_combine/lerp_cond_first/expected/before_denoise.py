@@ -2,7 +2,7 @@
 # (LerpGuidancePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_custom_combine/lerp_cond_first/input.py sha256:aa1650ac70f3ad604f1de3776f13019f7f0084dcf02694b1928081bb1df1123c
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:b1970fe4839c0f243455683f7edae18dc5b91b650acb7b0c66a111c4c0b154c3
+# modularize-output: sha256:991f7bf144cbb6e2abf0d59bd324a7645152f330bd19461b0787ae8991bc8f38
 
 import torch
 from diffusers.models import UNet2DConditionModel
@@ -38,7 +38,9 @@ class LerpGuidancePrepareTicksAndNoiseStep(PackageBlocks, ExplicitNoneInputs, Mo
             InputParam("height", type_hint=int, default=64),
             InputParam("width", type_hint=int, default=64),
             InputParam("generator", type_hint=torch.Generator | None),
-            InputParam("words", description="Produced by the `encode_words` block."),
+            InputParam(
+                "words", kwargs_type="denoiser_input_fields", description="Produced by the `encode_words` block."
+            ),
         ]
 
     @property

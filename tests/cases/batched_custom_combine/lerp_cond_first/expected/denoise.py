@@ -2,7 +2,7 @@
 # (LerpGuidancePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_custom_combine/lerp_cond_first/input.py sha256:aa1650ac70f3ad604f1de3776f13019f7f0084dcf02694b1928081bb1df1123c
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:fdccf4cc8b59c14d60fc63de6b2b57f0af4d3b21d1eddf75530a15e3f0bed3b0
+# modularize-output: sha256:41b036ea20407fdab4bb25259624b911503dcda7ecf18d0c6110b36755ad1372
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -205,8 +205,12 @@ class LerpGuidanceLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
     @property
     def inputs(self) -> list[InputParam]:
         return [
-            InputParam("words", description="Produced by the `encode_words` block."),
-            InputParam("unwanted", description="Produced by the `encode_words` block."),
+            InputParam(
+                "words", kwargs_type="denoiser_input_fields", description="Produced by the `encode_words` block."
+            ),
+            InputParam(
+                "unwanted", kwargs_type="denoiser_input_fields", description="Produced by the `encode_words` block."
+            ),
             InputParam("sample", description="Produced by the `prepare_ticks_and_noise` block."),
         ]
 

@@ -2,7 +2,7 @@
 # (LerpGuidancePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_custom_combine/lerp_cond_first/input.py sha256:aa1650ac70f3ad604f1de3776f13019f7f0084dcf02694b1928081bb1df1123c
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:d057bdb984f66dcbe9362a8b08e5678adad1cd7c366dc35ded2998860df02016
+# modularize-output: sha256:6b0a960b9400c725845e0b8ea4d84adc438e1d15b64929b1e8e35ff15e16f0ab
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -48,8 +48,8 @@ class LerpGuidanceEncodeWordsStep(PackageBlocks, ExplicitNoneInputs, ModularPipe
         return [
             OutputParam("device"),
             OutputParam("rows"),
-            OutputParam("words"),
-            OutputParam("unwanted"),
+            OutputParam("words", kwargs_type="denoiser_input_fields"),
+            OutputParam("unwanted", kwargs_type="denoiser_input_fields"),
         ]
 
     # Copied from tests/cases/batched_custom_combine/lerp_cond_first/input.py.LerpGuidancePipeline.embed with self->components

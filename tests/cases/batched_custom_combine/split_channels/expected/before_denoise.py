@@ -2,7 +2,7 @@
 # (SplitChannelsTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_custom_combine/split_channels/input.py sha256:d2797d6b23fa9eaa387402efa70bd9a8a26fdafdf9d4913fc358ffb37e71846e
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:59bfc38c986554b5f257ca1ea131c356c3265510bc74618ff433cf93f6de592c
+# modularize-output: sha256:c3af39cd14ccea4b71fefa146cea0484f70914a07e2103a0fa92953f8fc8395d
 
 import torch
 from diffusers.models import AutoencoderKL, UNet2DConditionModel
@@ -115,7 +115,9 @@ class SplitChannelsTextToImagePrepareLatentNoiseStep(PackageBlocks, ExplicitNone
             InputParam("num_images_per_prompt", type_hint=int, default=1),
             InputParam("height", type_hint=int, default=64),
             InputParam("width", type_hint=int, default=64),
-            InputParam("text_states", description="Produced by the `encode_words` block."),
+            InputParam(
+                "text_states", kwargs_type="denoiser_input_fields", description="Produced by the `encode_words` block."
+            ),
             InputParam("device", description="Produced by the `define_settings` block."),
             InputParam("generator", type_hint=torch.Generator | None),
         ]

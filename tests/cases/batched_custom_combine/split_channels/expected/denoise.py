@@ -2,7 +2,7 @@
 # (SplitChannelsTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_custom_combine/split_channels/input.py sha256:d2797d6b23fa9eaa387402efa70bd9a8a26fdafdf9d4913fc358ffb37e71846e
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:4122b1ce1bce0cfe23707f652fe3fcc04e4954510d3d7a9dfe55faff079be017
+# modularize-output: sha256:76cad553a15930b636b1e8a75e3bd5ff546aee2b9c89662c1dd5d161dad17bd4
 
 from contextlib import contextmanager
 
@@ -244,8 +244,14 @@ class SplitChannelsTextToImageLoopDenoiser(PackageBlocks, ModularPipelineBlocks)
         return [
             InputParam("sample", description="Produced by the `prepare_latent_noise` block."),
             InputParam("ticks", description="Produced by the `prepare_ticks` block."),
-            InputParam("text_states", description="Produced by the `encode_words` block."),
-            InputParam("unwanted_states", description="Produced by the `encode_words` block."),
+            InputParam(
+                "text_states", kwargs_type="denoiser_input_fields", description="Produced by the `encode_words` block."
+            ),
+            InputParam(
+                "unwanted_states",
+                kwargs_type="denoiser_input_fields",
+                description="Produced by the `encode_words` block.",
+            ),
         ]
 
     @property

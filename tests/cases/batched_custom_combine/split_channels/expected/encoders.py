@@ -2,7 +2,7 @@
 # (SplitChannelsTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_custom_combine/split_channels/input.py sha256:d2797d6b23fa9eaa387402efa70bd9a8a26fdafdf9d4913fc358ffb37e71846e
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:14688df26b2fdab6e32255b303c07e3485582cc21063f61f55f41a27c5e5b60f
+# modularize-output: sha256:727ff024a32d412323db591ed82d4d322a92a894287f73c0cac04cf130039af9
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -47,8 +47,8 @@ class SplitChannelsTextToImageEncodeWordsStep(PackageBlocks, ExplicitNoneInputs,
     @property
     def intermediate_outputs(self) -> list[OutputParam]:
         return [
-            OutputParam("text_states"),
-            OutputParam("unwanted_states"),
+            OutputParam("text_states", kwargs_type="denoiser_input_fields"),
+            OutputParam("unwanted_states", kwargs_type="denoiser_input_fields"),
         ]
 
     # Copied from tests/cases/batched_custom_combine/split_channels/input.py.SplitChannelsTextToImagePipeline.encode_prompt with self->components

@@ -2,7 +2,7 @@
 # (BothPathsPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/branched_cfg/both_paths/input.py sha256:ae78e6b2e6b0c045e7e069b72537e803716fa0fa9648f9d23fbfca1e909ea84c
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:cc9540d2949a99a868b26b5e2dd0e6608bed07174157540fb870e7c2ba340028
+# modularize-output: sha256:6fee37facfa0c8f675ac0b3f3f30ce95708b14d7afdc76ec683f1e1b862201a5
 
 import torch
 from diffusers.models import SD3Transformer2DModel
@@ -58,7 +58,11 @@ class BothPathsPrepareLatentVariablesStep(PackageBlocks, ModularPipelineBlocks):
         return [
             InputParam("generator", type_hint=torch.Generator | None),
             InputParam("device", description="Produced by the `define_call_parameters` block."),
-            InputParam("prompt_embeds", description="Produced by the `encode_prompt` block."),
+            InputParam(
+                "prompt_embeds",
+                kwargs_type="denoiser_input_fields",
+                description="Produced by the `encode_prompt` block.",
+            ),
         ]
 
     @property

@@ -2,7 +2,7 @@
 # (BothPathsPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/branched_cfg/both_paths/input.py sha256:ae78e6b2e6b0c045e7e069b72537e803716fa0fa9648f9d23fbfca1e909ea84c
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:b34c91680df73604e609d29b4150b4b149535e594e78967c8388eb1ab471c717
+# modularize-output: sha256:26f55e746f5ff2f464c2bcd145500ec4b4cfd9f7b9571afacc6a16894622ca6e
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -226,8 +226,16 @@ class BothPathsLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
         return [
             InputParam("timesteps", description="Produced by the `prepare_timesteps` block."),
             InputParam("latents", description="Produced by the `prepare_latent_variables` block."),
-            InputParam("prompt_embeds", description="Produced by the `encode_prompt` block."),
-            InputParam("negative_prompt_embeds", description="Produced by the `encode_prompt` block."),
+            InputParam(
+                "prompt_embeds",
+                kwargs_type="denoiser_input_fields",
+                description="Produced by the `encode_prompt` block.",
+            ),
+            InputParam(
+                "negative_prompt_embeds",
+                kwargs_type="denoiser_input_fields",
+                description="Produced by the `encode_prompt` block.",
+            ),
         ]
 
     @property

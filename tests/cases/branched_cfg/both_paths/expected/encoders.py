@@ -2,7 +2,7 @@
 # (BothPathsPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/branched_cfg/both_paths/input.py sha256:ae78e6b2e6b0c045e7e069b72537e803716fa0fa9648f9d23fbfca1e909ea84c
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:ce705c2ea43a55cfe004c1d68475bc104582322d1b9f96cbd227f959c848a8de
+# modularize-output: sha256:447cdc9d21fe70c40e7b2230213a2212fbf23f3126d83886ae36373c9e57388b
 
 import torch
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
@@ -38,8 +38,8 @@ class BothPathsEncodePromptStep(PackageBlocks, ExplicitNoneInputs, ModularPipeli
     @property
     def intermediate_outputs(self) -> list[OutputParam]:
         return [
-            OutputParam("prompt_embeds"),
-            OutputParam("negative_prompt_embeds"),
+            OutputParam("prompt_embeds", kwargs_type="denoiser_input_fields"),
+            OutputParam("negative_prompt_embeds", kwargs_type="denoiser_input_fields"),
         ]
 
     # Copied from tests/cases/branched_cfg/both_paths/input.py.BothPathsPipeline.encode_prompt with self->components

@@ -2,7 +2,7 @@
 # (SpreadMatchedPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/custom_combine/std_matched/input.py sha256:57a621090ba0daa1e19e3d19b18e1f9f841799c8dcb27704416489f5cc8376e0
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:72c600b82a3d38a2c75d4058a82d2491cde6b4a6418e5461574ccaf6014b2eaf
+# modularize-output: sha256:878925f361c2b0f260901c9b19688c252bca45a49a70d2a036e5acd52157f668
 
 import torch
 from diffusers.models import SD3Transformer2DModel
@@ -102,7 +102,11 @@ class SpreadMatchedPrepareLatentVariablesStep(PackageBlocks, ModularPipelineBloc
             InputParam("prompt", type_hint=list[str]),
             InputParam("generator", type_hint=torch.Generator | None),
             InputParam("device", description="Produced by the `define_call_parameters` block."),
-            InputParam("prompt_embeds", description="Produced by the `encode_prompt` block."),
+            InputParam(
+                "prompt_embeds",
+                kwargs_type="denoiser_input_fields",
+                description="Produced by the `encode_prompt` block.",
+            ),
         ]
 
     @property

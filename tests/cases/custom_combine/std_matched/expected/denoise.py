@@ -2,7 +2,7 @@
 # (SpreadMatchedPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/custom_combine/std_matched/input.py sha256:57a621090ba0daa1e19e3d19b18e1f9f841799c8dcb27704416489f5cc8376e0
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:42e640d0881ed898c65f79f7ca1b0ae5d798de5d9d0a59decfe25b9981e6d256
+# modularize-output: sha256:edb8e92ac458c7fca3b4bf21ad1eb25ba6874a971c9efe2a16b53d44e5680094
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -115,10 +115,26 @@ class SpreadMatchedLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
         return [
             InputParam("timesteps", description="Produced by the `prepare_timesteps` block."),
             InputParam("latents", description="Produced by the `prepare_latent_variables` block."),
-            InputParam("prompt_embeds", description="Produced by the `encode_prompt` block."),
-            InputParam("negative_prompt_embeds", description="Produced by the `encode_prompt` block."),
-            InputParam("pooled_prompt_embeds", description="Produced by the `encode_prompt` block."),
-            InputParam("negative_pooled_prompt_embeds", description="Produced by the `encode_prompt` block."),
+            InputParam(
+                "prompt_embeds",
+                kwargs_type="denoiser_input_fields",
+                description="Produced by the `encode_prompt` block.",
+            ),
+            InputParam(
+                "negative_prompt_embeds",
+                kwargs_type="denoiser_input_fields",
+                description="Produced by the `encode_prompt` block.",
+            ),
+            InputParam(
+                "pooled_prompt_embeds",
+                kwargs_type="denoiser_input_fields",
+                description="Produced by the `encode_prompt` block.",
+            ),
+            InputParam(
+                "negative_pooled_prompt_embeds",
+                kwargs_type="denoiser_input_fields",
+                description="Produced by the `encode_prompt` block.",
+            ),
         ]
 
     @torch.no_grad()

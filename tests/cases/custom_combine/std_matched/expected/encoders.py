@@ -2,7 +2,7 @@
 # (SpreadMatchedPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/custom_combine/std_matched/input.py sha256:57a621090ba0daa1e19e3d19b18e1f9f841799c8dcb27704416489f5cc8376e0
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:d1ea85b3507a01b292811d859543a84d21fa83d48604d56a676df0e9a26171c8
+# modularize-output: sha256:afe25ee2b437762a8de9fcd96c04f2fbc45e03855afe867259a444441ea68474
 
 import torch
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
@@ -38,10 +38,10 @@ class SpreadMatchedEncodePromptStep(PackageBlocks, ModularPipelineBlocks):
     @property
     def intermediate_outputs(self) -> list[OutputParam]:
         return [
-            OutputParam("prompt_embeds"),
-            OutputParam("pooled_prompt_embeds"),
-            OutputParam("negative_prompt_embeds"),
-            OutputParam("negative_pooled_prompt_embeds"),
+            OutputParam("prompt_embeds", kwargs_type="denoiser_input_fields"),
+            OutputParam("pooled_prompt_embeds", kwargs_type="denoiser_input_fields"),
+            OutputParam("negative_prompt_embeds", kwargs_type="denoiser_input_fields"),
+            OutputParam("negative_pooled_prompt_embeds", kwargs_type="denoiser_input_fields"),
         ]
 
     # Copied from tests/cases/custom_combine/std_matched/input.py.SpreadMatchedPipeline.encode_text with self->components

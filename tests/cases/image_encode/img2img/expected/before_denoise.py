@@ -2,7 +2,7 @@
 # (RepaintPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/image_encode/img2img/input.py sha256:4f2d6845a88040fb5b2b7e5c842d516c91ad56ae4ce93d1d0d001e525e166872
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:ecbc5ab65ed2f8cb791555d2284d589588888a772057384a344d7f81bbe40fbb
+# modularize-output: sha256:1a31dfe1f6234f534cb8e45218cf4b320eb9d9a43e0042cca6a29bda08c9bfe0
 
 import torch
 from diffusers.models import AutoencoderKL
@@ -132,7 +132,9 @@ class RepaintPrepareLatentNoiseStep(PackageBlocks, ModularPipelineBlocks):
         return [
             InputParam("first_step", description="Produced by the `prepare_ticks` block."),
             InputParam("batch_size", description="Produced by the `define_settings` block."),
-            InputParam("text_states", description="Produced by the `encode_words` block."),
+            InputParam(
+                "text_states", kwargs_type="denoiser_input_fields", description="Produced by the `encode_words` block."
+            ),
             InputParam("device", description="Produced by the `define_settings` block."),
             InputParam("generator", type_hint=torch.Generator | None),
             InputParam("image_latents", description="Produced by the `vae_encoder` block."),

@@ -2,7 +2,7 @@
 # (RepaintPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/image_encode/img2img/input.py sha256:4f2d6845a88040fb5b2b7e5c842d516c91ad56ae4ce93d1d0d001e525e166872
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:3b33b5a3f4787e406cdcee48c786344eee17550a6967ab4de8e1229638682c46
+# modularize-output: sha256:3e9a2d2d265dab2f49a270db3ba47e463f7d73b380fe2e902ffcacfc3ce344a6
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -194,8 +194,14 @@ class RepaintLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
     def inputs(self) -> list[InputParam]:
         return [
             InputParam("ticks", description="Produced by the `prepare_ticks` block."),
-            InputParam("text_states", description="Produced by the `encode_words` block."),
-            InputParam("unwanted_states", description="Produced by the `encode_words` block."),
+            InputParam(
+                "text_states", kwargs_type="denoiser_input_fields", description="Produced by the `encode_words` block."
+            ),
+            InputParam(
+                "unwanted_states",
+                kwargs_type="denoiser_input_fields",
+                description="Produced by the `encode_words` block.",
+            ),
         ]
 
     @property

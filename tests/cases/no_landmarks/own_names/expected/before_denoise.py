@@ -2,7 +2,7 @@
 # (SketchBook). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/no_landmarks/own_names/input.py sha256:0f130b62c8355ce798147ee39eca8c7b426ff133891b2cb6d949f7cc88e723fe
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:b7829ba1b5f63130603dd98e08e448ea9b2eb96b3b0c3a8d7e0b688b88b01197
+# modularize-output: sha256:b4ca46a456dcd13323253040ee5fa5ac9f3a1d66f49f53683af321f7b72bdefe
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -48,8 +48,8 @@ class SketchBookInputsStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlo
     def intermediate_outputs(self) -> list[OutputParam]:
         return [
             OutputParam("where"),
-            OutputParam("meaning"),
-            OutputParam("unwanted"),
+            OutputParam("meaning", kwargs_type="denoiser_input_fields"),
+            OutputParam("unwanted", kwargs_type="denoiser_input_fields"),
         ]
 
     # Copied from tests/cases/no_landmarks/own_names/input.py.SketchBook._read with self->components

@@ -2,7 +2,7 @@
 # (SketchBook). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/no_landmarks/own_names/input.py sha256:0f130b62c8355ce798147ee39eca8c7b426ff133891b2cb6d949f7cc88e723fe
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:cebf96d0020b5d51c9722b3bc61fe874a18536bedd515c6e58282e66f97ec493
+# modularize-output: sha256:9120adbb8dd34e079c91d1dfb6c95f298b0ae42dfe9b1e3d326f43dc1235ed29
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -187,8 +187,8 @@ class SketchBookLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
     def inputs(self) -> list[InputParam]:
         return [
             InputParam("schedule", description="Produced by the `prepare` block."),
-            InputParam("meaning", description="Produced by the `inputs` block."),
-            InputParam("unwanted", description="Produced by the `inputs` block."),
+            InputParam("meaning", kwargs_type="denoiser_input_fields", description="Produced by the `inputs` block."),
+            InputParam("unwanted", kwargs_type="denoiser_input_fields", description="Produced by the `inputs` block."),
         ]
 
     @property

@@ -2,7 +2,7 @@
 # (SketchBook). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/no_landmarks/own_progress_bar/input.py sha256:2fdab472e8236fe06c02a22fcd3a13f2e47f4098e7de7b0fbcad8652b4c31b93
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:fc7f7ef8d083fc064f79d63f7a5b7dcf8e9b0c34d592b0ce05c904134458897e
+# modularize-output: sha256:f3f59d0b8e3744c5854b1eb919d6fb5521fc660a4b0707322fef20c54782e7c2
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -48,8 +48,8 @@ class SketchBookInputsStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlo
     def intermediate_outputs(self) -> list[OutputParam]:
         return [
             OutputParam("where"),
-            OutputParam("meaning"),
-            OutputParam("unwanted"),
+            OutputParam("meaning", kwargs_type="denoiser_input_fields"),
+            OutputParam("unwanted", kwargs_type="denoiser_input_fields"),
         ]
 
     # Copied from tests/cases/no_landmarks/own_progress_bar/input.py.SketchBook._read with self->components

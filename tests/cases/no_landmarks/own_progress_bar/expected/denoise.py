@@ -2,7 +2,7 @@
 # (SketchBook). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/no_landmarks/own_progress_bar/input.py sha256:2fdab472e8236fe06c02a22fcd3a13f2e47f4098e7de7b0fbcad8652b4c31b93
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:8344a7a813b2365c8fa9d6f0cf12ed7537180a11bd7a87c69fb6482953f25f5f
+# modularize-output: sha256:510163f77ac2e1d08fc06c413e71d6c255b83a8ad293febe0d6b0c6c140a5173
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -189,8 +189,8 @@ class SketchBookLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
     def inputs(self) -> list[InputParam]:
         return [
             InputParam("schedule", description="Produced by the `prepare` block."),
-            InputParam("meaning", description="Produced by the `inputs` block."),
-            InputParam("unwanted", description="Produced by the `inputs` block."),
+            InputParam("meaning", kwargs_type="denoiser_input_fields", description="Produced by the `inputs` block."),
+            InputParam("unwanted", kwargs_type="denoiser_input_fields", description="Produced by the `inputs` block."),
         ]
 
     @property

@@ -2,7 +2,7 @@
 # (SketchBook). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/no_landmarks/timesteps_named/input.py sha256:2423befd1abd218698162dc5ab199dfc65c7ce5aa28df74aafa7789d1c07942b
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:b209011f8e22f23d4f9bbcb2c970989858428e808d35a65c56b1bde16fdf85cc
+# modularize-output: sha256:16939c2259014b7d37dbb06b8756f5dcb9bb630c1d84adccd411619b6a0e7b5f
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -48,8 +48,8 @@ class SketchBookInputsStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlo
     def intermediate_outputs(self) -> list[OutputParam]:
         return [
             OutputParam("where"),
-            OutputParam("meaning"),
-            OutputParam("unwanted"),
+            OutputParam("meaning", kwargs_type="denoiser_input_fields"),
+            OutputParam("unwanted", kwargs_type="denoiser_input_fields"),
         ]
 
     # Copied from tests/cases/no_landmarks/timesteps_named/input.py.SketchBook._read with self->components

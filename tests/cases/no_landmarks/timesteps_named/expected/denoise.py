@@ -2,7 +2,7 @@
 # (SketchBook). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/no_landmarks/timesteps_named/input.py sha256:2423befd1abd218698162dc5ab199dfc65c7ce5aa28df74aafa7789d1c07942b
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:6e84a4a93b14f149092899c1aad1ecb81f8bf05c5a1aff5749b355f057a682fe
+# modularize-output: sha256:0525874884b44021a3e1b39f2d2af5ef57b31fa2ca1d23e4bdeea9a379181b24
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -187,8 +187,8 @@ class SketchBookLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
     def inputs(self) -> list[InputParam]:
         return [
             InputParam("timesteps", description="Produced by the `prepare` block."),
-            InputParam("meaning", description="Produced by the `inputs` block."),
-            InputParam("unwanted", description="Produced by the `inputs` block."),
+            InputParam("meaning", kwargs_type="denoiser_input_fields", description="Produced by the `inputs` block."),
+            InputParam("unwanted", kwargs_type="denoiser_input_fields", description="Produced by the `inputs` block."),
         ]
 
     @property

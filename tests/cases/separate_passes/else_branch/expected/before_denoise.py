@@ -2,7 +2,7 @@
 # (TwoPassPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/separate_passes/else_branch/input.py sha256:28c7028461abbe215330e1c6f7e505fb8a1c62058a2de891e5a40a42e57015e4
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:eb5bbfb022b7339269c096a6eacc09c1b3cc591354979b3e636d3e248f2a04e9
+# modularize-output: sha256:d5e15115b62caabdd7ee46b8e9c6d9f2fad5a27361f096564838823def772831
 
 import numpy as np
 import torch
@@ -87,7 +87,11 @@ class TwoPassPrepareLatentVariablesStep(PackageBlocks, ModularPipelineBlocks):
             InputParam("batch_size", description="Produced by the `define_call_parameters` block."),
             InputParam("generator", type_hint=torch.Generator | None),
             InputParam("device", description="Produced by the `define_call_parameters` block."),
-            InputParam("prompt_embeds", description="Produced by the `encode_prompt` block."),
+            InputParam(
+                "prompt_embeds",
+                kwargs_type="denoiser_input_fields",
+                description="Produced by the `encode_prompt` block.",
+            ),
         ]
 
     @property

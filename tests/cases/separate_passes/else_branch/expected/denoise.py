@@ -2,7 +2,7 @@
 # (TwoPassPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/separate_passes/else_branch/input.py sha256:28c7028461abbe215330e1c6f7e505fb8a1c62058a2de891e5a40a42e57015e4
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:7021624c30f1182911af8954f3408222acee27e2738d824b2f1381c2935049c3
+# modularize-output: sha256:0f23bec66d621ccb6ec3742b5e868588ed8aec4ae2dde116be07801b12ebec23
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -97,8 +97,16 @@ class TwoPassLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
         return [
             InputParam("timesteps", description="Produced by the `prepare_timesteps` block."),
             InputParam("latents", description="Produced by the `prepare_latent_variables` block."),
-            InputParam("prompt_embeds", description="Produced by the `encode_prompt` block."),
-            InputParam("negative_prompt_embeds", description="Produced by the `encode_prompt` block."),
+            InputParam(
+                "prompt_embeds",
+                kwargs_type="denoiser_input_fields",
+                description="Produced by the `encode_prompt` block.",
+            ),
+            InputParam(
+                "negative_prompt_embeds",
+                kwargs_type="denoiser_input_fields",
+                description="Produced by the `encode_prompt` block.",
+            ),
         ]
 
     @torch.no_grad()

@@ -2,7 +2,7 @@
 # (TwoPassPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/separate_passes/else_branch/input.py sha256:28c7028461abbe215330e1c6f7e505fb8a1c62058a2de891e5a40a42e57015e4
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:54d352113a0e68b59fa5eb719374b5310084334e46624ad4886162aa96ae2d71
+# modularize-output: sha256:4bc23e9d43b74f4103bc174777f815e81c7f9eed46a3153967b48fd5d218112c
 
 import torch
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
@@ -39,8 +39,8 @@ class TwoPassEncodePromptStep(PackageBlocks, ModularPipelineBlocks):
     @property
     def intermediate_outputs(self) -> list[OutputParam]:
         return [
-            OutputParam("prompt_embeds"),
-            OutputParam("negative_prompt_embeds"),
+            OutputParam("prompt_embeds", kwargs_type="denoiser_input_fields"),
+            OutputParam("negative_prompt_embeds", kwargs_type="denoiser_input_fields"),
         ]
 
     # Copied from tests/cases/separate_passes/else_branch/input.py.TwoPassPipeline.encode_prompt with self->components

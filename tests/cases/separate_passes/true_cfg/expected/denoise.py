@@ -2,7 +2,7 @@
 # (TwoPassPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/separate_passes/true_cfg/input.py sha256:8954dd7d4eac9f943319b8ada7578382b165b57e77149b61b2df65a1ec9cb3b7
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:9593cef04e8374b6a9241bc8b11783ed12c41c8d751517e24a535317ea9f2abb
+# modularize-output: sha256:caf0236d39dd4d7bb8daf7500a03a92ccebb893bb23fecfb465e277b1f3b1049
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -111,8 +111,16 @@ class TwoPassLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
         return [
             InputParam("timesteps", description="Produced by the `prepare_timesteps` block."),
             InputParam("latents", description="Produced by the `prepare_latent_variables` block."),
-            InputParam("prompt_embeds", description="Produced by the `encode_prompt` block."),
-            InputParam("negative_prompt_embeds", description="Produced by the `encode_prompt` block."),
+            InputParam(
+                "prompt_embeds",
+                kwargs_type="denoiser_input_fields",
+                description="Produced by the `encode_prompt` block.",
+            ),
+            InputParam(
+                "negative_prompt_embeds",
+                kwargs_type="denoiser_input_fields",
+                description="Produced by the `encode_prompt` block.",
+            ),
         ]
 
     @torch.no_grad()

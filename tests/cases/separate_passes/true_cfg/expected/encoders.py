@@ -2,7 +2,7 @@
 # (TwoPassPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/separate_passes/true_cfg/input.py sha256:8954dd7d4eac9f943319b8ada7578382b165b57e77149b61b2df65a1ec9cb3b7
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:fde21417c8780455641762a94133b4bf7284ebb76c920269b017fad72f4fe473
+# modularize-output: sha256:5d96dc0271a80ca26f27abe7261be38595b38eecb281a6d83f676367330f3bc0
 
 import torch
 from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, PipelineState
@@ -39,8 +39,8 @@ class TwoPassEncodePromptStep(PackageBlocks, ModularPipelineBlocks):
     @property
     def intermediate_outputs(self) -> list[OutputParam]:
         return [
-            OutputParam("prompt_embeds"),
-            OutputParam("negative_prompt_embeds"),
+            OutputParam("prompt_embeds", kwargs_type="denoiser_input_fields"),
+            OutputParam("negative_prompt_embeds", kwargs_type="denoiser_input_fields"),
         ]
 
     # Copied from tests/cases/separate_passes/true_cfg/input.py.TwoPassPipeline.encode_prompt with self->components
