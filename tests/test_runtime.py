@@ -527,9 +527,11 @@ def test_the_standard_guider_is_installed_once_per_set_of_arguments():
     install_standard_guider(pipe, {"guidance_scale": 7.0}, strict=False)
     assert (pipe.guider.guidance_rescale, pipe.installs) == (0.5, 1)  # what is left out keeps the guider as it is
     install_standard_guider(pipe, {"guidance_scale": 6.0}, strict=False)
-    assert (pipe.guider.guidance_scale, pipe.guider.guidance_rescale, pipe.installs) == (6.0, 0.0, 2)
+    # a changed scale installs the guider anew, keeping the rescale the earlier call set (never silently dropped)
+    assert (pipe.guider.guidance_scale, pipe.guider.guidance_rescale, pipe.installs) == (6.0, 0.5, 2)
     install_standard_guider(pipe, {"guidance_scale": 6.0}, strict=True)
-    assert pipe.installs == 3  # translating a standard call always installs its guider
+    assert pipe.installs == 3  # translating a standard call always installs its guider, for exactly its arguments
+    assert pipe.guider.guidance_rescale == 0.0
 
 
 def test_a_call_with_what_translating_a_standard_call_gave_keeps_the_guider_it_installed():

@@ -2,7 +2,7 @@
 # (LerpGuidancePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_custom_combine/lerp_cond_first/input.py sha256:aa1650ac70f3ad604f1de3776f13019f7f0084dcf02694b1928081bb1df1123c
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:208172a84e2277a4bb08262428a638ebde8a146ee0ce77b6b57fecb543f1bd0a
+# modularize-output: sha256:a8b3dbe712676429997a3f0706b260addf83b54780f1afba995c039cefcd9881
 
 import shutil
 import sys
@@ -177,7 +177,8 @@ def install_standard_guider(pipeline, kwargs, strict):
 
     `strict` (`translate_standard_call`): always, the caller asked for the standard call. Otherwise (a call of the
     pipeline with standard arguments) only when the installed guider is the pipeline's own (its default one, or one
-    this function installed) and an argument passed differs from the one it was installed with. With a guider the user
+    this function installed) and an argument passed differs from the one it was installed with; the arguments not
+    passed keep the values it was installed with. With a guider the user
     installed, arguments the blocks read too (`negative_prompt`) are left to the blocks; one only the guider would
     take (it would be ignored), or one the user's guider holds another value for, raises. A pipeline whose blocks
     have no guider (one built from a single block) has nothing to install: the arguments go to the blocks.
@@ -203,7 +204,11 @@ def install_standard_guider(pipeline, kwargs, strict):
         return
     installed = getattr(pipeline, "_guider_call_arguments", None)
     # arguments left out keep the guider as it is: `pipeline(**translate_standard_call(...))` passes on only those
-    # the blocks read too (`negative_prompt`, not `true_cfg_scale`), and must keep the guider just installed
+    # the blocks read too (`negative_prompt`, not `true_cfg_scale`), and must keep the guider just installed; and a
+    # guider installed anew for a changed argument keeps the values the others were installed with (a call passing
+    # only `guidance_scale` does not reset the `guidance_rescale` an earlier call set)
+    if not strict and installed is not None:
+        guider_kwargs = {**installed, **guider_kwargs}
     if strict or installed is None or any(installed.get(name) != value for name, value in guider_kwargs.items()):
         guider = pipeline.guider_for_standard_call(**guider_kwargs)
         pipeline.update_components(guider=guider)

@@ -2,7 +2,7 @@
 # (SplitChannelsTextToImagePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_custom_combine/split_channels/input.py sha256:d2797d6b23fa9eaa387402efa70bd9a8a26fdafdf9d4913fc358ffb37e71846e
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:074a694d790d670fd83b3358cd8fa29f1703419d6a2d2f1b6440400adffaf2c2
+# modularize-output: sha256:b9ed00a5ca987c0f84ddffa82e021a0576d1b8e1d00f511c695e2a9ea33ad872
 
 import shutil
 import sys
@@ -183,7 +183,8 @@ def install_standard_guider(pipeline, kwargs, strict):
 
     `strict` (`translate_standard_call`): always, the caller asked for the standard call. Otherwise (a call of the
     pipeline with standard arguments) only when the installed guider is the pipeline's own (its default one, or one
-    this function installed) and an argument passed differs from the one it was installed with. With a guider the user
+    this function installed) and an argument passed differs from the one it was installed with; the arguments not
+    passed keep the values it was installed with. With a guider the user
     installed, arguments the blocks read too (`negative_prompt`) are left to the blocks; one only the guider would
     take (it would be ignored), or one the user's guider holds another value for, raises. A pipeline whose blocks
     have no guider (one built from a single block) has nothing to install: the arguments go to the blocks.
@@ -209,7 +210,11 @@ def install_standard_guider(pipeline, kwargs, strict):
         return
     installed = getattr(pipeline, "_guider_call_arguments", None)
     # arguments left out keep the guider as it is: `pipeline(**translate_standard_call(...))` passes on only those
-    # the blocks read too (`negative_prompt`, not `true_cfg_scale`), and must keep the guider just installed
+    # the blocks read too (`negative_prompt`, not `true_cfg_scale`), and must keep the guider just installed; and a
+    # guider installed anew for a changed argument keeps the values the others were installed with (a call passing
+    # only `guidance_scale` does not reset the `guidance_rescale` an earlier call set)
+    if not strict and installed is not None:
+        guider_kwargs = {**installed, **guider_kwargs}
     if strict or installed is None or any(installed.get(name) != value for name, value in guider_kwargs.items()):
         guider = pipeline.guider_for_standard_call(**guider_kwargs)
         pipeline.update_components(guider=guider)

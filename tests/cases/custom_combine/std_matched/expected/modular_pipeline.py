@@ -2,7 +2,7 @@
 # (SpreadMatchedPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/custom_combine/std_matched/input.py sha256:57a621090ba0daa1e19e3d19b18e1f9f841799c8dcb27704416489f5cc8376e0
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:c3d3bf8802ed3ba76b702d4c668cb3155f71f587978fdfb030ebd95ac69fb84e
+# modularize-output: sha256:4d85735abd19042b357281338ed4e886640d9f1bfdaec43d25962293e75ecd9a
 
 import shutil
 import sys
@@ -175,7 +175,8 @@ def install_standard_guider(pipeline, kwargs, strict):
 
     `strict` (`translate_standard_call`): always, the caller asked for the standard call. Otherwise (a call of the
     pipeline with standard arguments) only when the installed guider is the pipeline's own (its default one, or one
-    this function installed) and an argument passed differs from the one it was installed with. With a guider the user
+    this function installed) and an argument passed differs from the one it was installed with; the arguments not
+    passed keep the values it was installed with. With a guider the user
     installed, arguments the blocks read too (`negative_prompt`) are left to the blocks; one only the guider would
     take (it would be ignored), or one the user's guider holds another value for, raises. A pipeline whose blocks
     have no guider (one built from a single block) has nothing to install: the arguments go to the blocks.
@@ -201,7 +202,11 @@ def install_standard_guider(pipeline, kwargs, strict):
         return
     installed = getattr(pipeline, "_guider_call_arguments", None)
     # arguments left out keep the guider as it is: `pipeline(**translate_standard_call(...))` passes on only those
-    # the blocks read too (`negative_prompt`, not `true_cfg_scale`), and must keep the guider just installed
+    # the blocks read too (`negative_prompt`, not `true_cfg_scale`), and must keep the guider just installed; and a
+    # guider installed anew for a changed argument keeps the values the others were installed with (a call passing
+    # only `guidance_scale` does not reset the `guidance_rescale` an earlier call set)
+    if not strict and installed is not None:
+        guider_kwargs = {**installed, **guider_kwargs}
     if strict or installed is None or any(installed.get(name) != value for name, value in guider_kwargs.items()):
         guider = pipeline.guider_for_standard_call(**guider_kwargs)
         pipeline.update_components(guider=guider)

@@ -2,7 +2,7 @@
 # (RepaintPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/image_encode/img2img/input.py sha256:4f2d6845a88040fb5b2b7e5c842d516c91ad56ae4ce93d1d0d001e525e166872
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:716bcd543735084c4efdbad806e5f6710e08df730b5d01c1322681fd541fd6d9
+# modularize-output: sha256:a696c66a319a5978057865ba1871ab7f95b2c8977dd064421e08fcee7186da5e
 
 import shutil
 import sys
@@ -176,7 +176,8 @@ def install_standard_guider(pipeline, kwargs, strict):
 
     `strict` (`translate_standard_call`): always, the caller asked for the standard call. Otherwise (a call of the
     pipeline with standard arguments) only when the installed guider is the pipeline's own (its default one, or one
-    this function installed) and an argument passed differs from the one it was installed with. With a guider the user
+    this function installed) and an argument passed differs from the one it was installed with; the arguments not
+    passed keep the values it was installed with. With a guider the user
     installed, arguments the blocks read too (`negative_prompt`) are left to the blocks; one only the guider would
     take (it would be ignored), or one the user's guider holds another value for, raises. A pipeline whose blocks
     have no guider (one built from a single block) has nothing to install: the arguments go to the blocks.
@@ -202,7 +203,11 @@ def install_standard_guider(pipeline, kwargs, strict):
         return
     installed = getattr(pipeline, "_guider_call_arguments", None)
     # arguments left out keep the guider as it is: `pipeline(**translate_standard_call(...))` passes on only those
-    # the blocks read too (`negative_prompt`, not `true_cfg_scale`), and must keep the guider just installed
+    # the blocks read too (`negative_prompt`, not `true_cfg_scale`), and must keep the guider just installed; and a
+    # guider installed anew for a changed argument keeps the values the others were installed with (a call passing
+    # only `guidance_scale` does not reset the `guidance_rescale` an earlier call set)
+    if not strict and installed is not None:
+        guider_kwargs = {**installed, **guider_kwargs}
     if strict or installed is None or any(installed.get(name) != value for name, value in guider_kwargs.items()):
         guider = pipeline.guider_for_standard_call(**guider_kwargs)
         pipeline.update_components(guider=guider)

@@ -2,7 +2,7 @@
 # (SketchBook). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/no_landmarks/own_names/input.py sha256:0f130b62c8355ce798147ee39eca8c7b426ff133891b2cb6d949f7cc88e723fe
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:d8c120a4a5f8709193cb2c16c3988286d15d43ee349e8128e8cfa44954c4e5be
+# modularize-output: sha256:3d29c9e5e313a2a2f3c636d37d48e317f8637c4a3941aac583ee4a04be44ce3d
 
 import shutil
 import sys
@@ -173,7 +173,8 @@ def install_standard_guider(pipeline, kwargs, strict):
 
     `strict` (`translate_standard_call`): always, the caller asked for the standard call. Otherwise (a call of the
     pipeline with standard arguments) only when the installed guider is the pipeline's own (its default one, or one
-    this function installed) and an argument passed differs from the one it was installed with. With a guider the user
+    this function installed) and an argument passed differs from the one it was installed with; the arguments not
+    passed keep the values it was installed with. With a guider the user
     installed, arguments the blocks read too (`negative_prompt`) are left to the blocks; one only the guider would
     take (it would be ignored), or one the user's guider holds another value for, raises. A pipeline whose blocks
     have no guider (one built from a single block) has nothing to install: the arguments go to the blocks.
@@ -199,7 +200,11 @@ def install_standard_guider(pipeline, kwargs, strict):
         return
     installed = getattr(pipeline, "_guider_call_arguments", None)
     # arguments left out keep the guider as it is: `pipeline(**translate_standard_call(...))` passes on only those
-    # the blocks read too (`negative_prompt`, not `true_cfg_scale`), and must keep the guider just installed
+    # the blocks read too (`negative_prompt`, not `true_cfg_scale`), and must keep the guider just installed; and a
+    # guider installed anew for a changed argument keeps the values the others were installed with (a call passing
+    # only `guidance_scale` does not reset the `guidance_rescale` an earlier call set)
+    if not strict and installed is not None:
+        guider_kwargs = {**installed, **guider_kwargs}
     if strict or installed is None or any(installed.get(name) != value for name, value in guider_kwargs.items()):
         guider = pipeline.guider_for_standard_call(**guider_kwargs)
         pipeline.update_components(guider=guider)
