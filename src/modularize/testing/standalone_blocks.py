@@ -123,13 +123,10 @@ def _restore_states(pipe, given: dict[str, Any]) -> None:
             registered.__dict__.update(copy.deepcopy(value.__dict__))
 
 
-def blocks_alone(package_dir: str | Path, case: dict[str, Any] | None = None) -> list[BlockAlone]:
-    """Run every top-level block of the package alone (see the module docstring); one result per block."""
-    import torch
-
-    equivalence = Equivalence(package_dir)
-    # the given case, or the first of the package's cases a full run accepts (the default inputs of a pipeline
-    # that needs a negative prompt under CFG, say, are rejected by the standard pipeline too)
+def _observed_run(equivalence: Equivalence, case: dict[str, Any] | None):
+    """(pipeline, call inputs, entries, final state) of one full run: of the given case, or of the first of the
+    package's cases a full run accepts (the default inputs of a pipeline that needs a negative prompt under CFG, say,
+    are rejected by the standard pipeline too)."""
     cases = [case] if case is not None else [{}, *(c.overrides for c in equivalence.matrix)]
     for overrides in cases:
         components, inputs = equivalence.case_inputs(dict(overrides))
@@ -137,11 +134,32 @@ def blocks_alone(package_dir: str | Path, case: dict[str, Any] | None = None) ->
         try:
             kwargs = pipe.translate_standard_call(**inputs)
             with _observed(pipe) as entries:
-                pipe(**kwargs, **equivalence._random_inputs())
-            break
+                state = pipe(**kwargs, **equivalence._random_inputs())
+            return pipe, inputs, entries, state
         except Exception:
             if overrides is cases[-1]:
                 raise
+    raise AssertionError("unreachable: the last case raises")
+
+
+def _run_alone(block, entry: _Entry):
+    """The block on a fresh pipeline of its package's class, with the components and inputs it had at its entry."""
+    import torch
+
+    alone = block.init_pipeline()
+    expected = {*alone._component_specs, *alone._config_specs}
+    given = {name: _copied(value) for name, value in entry.components.items() if name in expected}
+    alone.update_components(**given)
+    _restore_states(alone, given)
+    silence_progress_bars(alone)
+    torch.set_rng_state(entry.rng)
+    return alone(**{name: _copied(value) for name, value in entry.inputs.items()})
+
+
+def blocks_alone(package_dir: str | Path, case: dict[str, Any] | None = None) -> list[BlockAlone]:
+    """Run every top-level block of the package alone (see the module docstring); one result per block."""
+    equivalence = Equivalence(package_dir)
+    pipe, _, entries, _ = _observed_run(equivalence, case)
     results = []
     for key, block in pipe._blocks.sub_blocks.items():
         entry = entries.get(key)
@@ -149,14 +167,7 @@ def blocks_alone(package_dir: str | Path, case: dict[str, Any] | None = None) ->
             results.append(BlockAlone(key, "failed", "the full run did not reach this block"))
             continue
         try:
-            alone = block.init_pipeline()
-            expected = {*alone._component_specs, *alone._config_specs}
-            given = {name: _copied(value) for name, value in entry.components.items() if name in expected}
-            alone.update_components(**given)
-            _restore_states(alone, given)
-            silence_progress_bars(alone)
-            torch.set_rng_state(entry.rng)
-            state = alone(**{name: _copied(value) for name, value in entry.inputs.items()})
+            state = _run_alone(block, entry)
         except Exception as error:  # the verdict for this block: it cannot run on what it declares
             results.append(BlockAlone(key, "failed", f"{type(error).__name__}: {error}"[:300]))
             continue
@@ -167,3 +178,58 @@ def blocks_alone(package_dir: str | Path, case: dict[str, Any] | None = None) ->
                 differing.append(f"{name}: {found.detail or f'max abs diff {found.max_abs_diff:.3g}'}")
         results.append(BlockAlone(key, "differs" if differing else "equal", "; ".join(differing)))
     return results
+
+
+@dataclass(frozen=True)
+class FedBack:
+    block: str  # the text-encoder block run alone
+    fed: tuple[str, ...]  # its outputs passed back as call arguments (`prompt_embeds`, ...)
+    dropped: tuple[str, ...]  # the text inputs they replace (`prompt`, ...)
+    differences: dict[str, Any]  # per standard output, against the run from text
+
+    @property
+    def bitwise(self) -> bool:
+        return all(diff.bitwise for diff in self.differences.values())
+
+
+def embeddings_fed_back(package_dir: str | Path, case: dict[str, Any] | None = None, scale: float = 1.0) -> FedBack:
+    """Embeddings computed by the text-encoder block alone and passed back to the whole pipeline in place of the
+    text give the outputs of the run from the text, bitwise.
+
+    The text-encoder block is the first block of `encoders.py` with an output the standard call also takes as an
+    argument (`prompt_embeds`); the text it replaces is its string-valued inputs (`prompt`, `negative_prompt`).
+    `scale` multiplies the floating-point embeddings fed back (anything but 1 must change the outputs).
+    """
+    equivalence = Equivalence(package_dir)
+    pipe, inputs, entries, state = _observed_run(equivalence, case)
+    arguments = set(pipe.block_arguments) | set(pipe.guider_arguments)
+    for key, block in pipe._blocks.sub_blocks.items():
+        entry = entries.get(key)
+        produced = [name for name in (entry.outputs if entry else {}) if name in arguments]
+        if type(block).__module__.rpartition(".")[2] == "encoders" and produced:
+            break
+    else:
+        raise ValueError("no block of encoders.py outputs what the standard call takes as an argument")
+    alone = _run_alone(block, entry)
+    texts = tuple(
+        name for name, value in entry.inputs.items() if name in inputs and _is_text(value) and name not in produced
+    )
+    fed = {name: _scaled(alone.get(name), scale) for name in produced}
+    again = {name: value for name, value in inputs.items() if name not in texts}
+    rerun = equivalence.pipeline(equivalence.case_inputs(dict(case or {}))[0], exact=False)
+    final = rerun(**rerun.translate_standard_call(**again, **fed), **equivalence._random_inputs())
+    outputs = type(pipe).standard_outputs.values()
+    differences = {name: difference(state.get(name), final.get(name)) for name in outputs}
+    return FedBack(key, tuple(fed), texts, differences)
+
+
+def _scaled(value: Any, scale: float) -> Any:
+    if scale != 1.0 and hasattr(value, "is_floating_point") and value.is_floating_point():
+        return value * scale
+    return value
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str) or (
+        isinstance(value, list) and bool(value) and all(isinstance(v, str) for v in value)
+    )
