@@ -444,11 +444,11 @@ def test_an_early_tuple_return_matches_the_constant_fields_of_the_final_one(tmp_
 _REAL_SURVEY_FILE = None
 
 
-def _dying_survey_file(path: str, root: str):
+def _dying_survey_file(path: str, root: str, lint_root: str | None = None):
     """A worker that dies (as on a segfault) on one file and surveys the others."""
     if path.endswith("pipeline_dies.py"):
         os._exit(9)
-    return _REAL_SURVEY_FILE(path, root)
+    return _REAL_SURVEY_FILE(path, root, lint_root)
 
 
 def test_a_dead_survey_worker_is_one_crashed_row(tmp_path, monkeypatch):

@@ -316,3 +316,15 @@ def test_block_bindings_are_built_as_the_parser_builds_them():
         ]
         for built, text in pairs:
             assert built.deep_equals(statement(text)), text
+
+
+def test_an_unread_copy_of_a_tensor_is_a_plain_assignment_but_a_move_of_a_module_is_not():
+    import libcst as cst
+
+    from modularize.cst.dataflow import is_plain_assignment
+
+    assert is_plain_assignment(cst.parse_statement("timesteps_cpu = timesteps.cpu()\n"))
+    assert is_plain_assignment(cst.parse_statement("n = len(x)\n"))
+    # `.to()` / `.float()` change a module in place; `.cpu(...)` with arguments is not the plain copy
+    for text in ("y = x.to(device)\n", "y = x.float()\n", "y = self.unet.cpu()\n", "y = f(x)\n"):
+        assert not is_plain_assignment(cst.parse_statement(text)), text

@@ -99,17 +99,34 @@ def test_a_crash_is_logged_and_the_survey_goes_on(cli, tmp_path, monkeypatch):
 @pytest.mark.parametrize("jobs", ["2"])
 def test_the_installed_diffusers_pipelines_never_crash_and_every_refusal_is_located(tmp_path, capsys, jobs):
     pipelines = installed_diffusers_file("pipelines/__init__.py").parent
-    code = main(["survey", str(pipelines), "--json", str(tmp_path / "survey.json"), "-j", jobs])
+    code = main(["survey", str(pipelines), "--json", str(tmp_path / "survey.json"), "-j", jobs, "--lint"])
     assert code == 0
     report = json.loads((tmp_path / "survey.json").read_text())
     entries = report["pipelines"]
     assert report["summary"]["pipelines"] > 250 and report["summary"]["crashed"] == 0
+    # every generated package is clean under diffusers' own ruff selection
+    lint = report["summary"]["lint"]
+    assert lint["packages"] == report["summary"]["converted"] == lint["clean"], [
+        (p["class"], p["lint"]) for p in entries if p.get("lint")
+    ]
     refused = [p for p in entries if p["status"] == REFUSED]
     assert refused and all(p["file"] and p["line"] > 0 and p["reason"] for p in refused)
     converted = {p["class"] for p in entries if p["status"] == CONVERTED}
     assert "StableDiffusionPipeline" in converted
     counts = [item["count"] for item in report["summary"]["refusal_reasons"]]
     assert counts == sorted(counts, reverse=True) and sum(counts) == len(refused)
+
+
+def test_lint_names_each_packages_problems_with_file_and_line(tmp_path):
+    from modularize.output.lint import lint_packages
+
+    (tmp_path / "clean").mkdir()
+    (tmp_path / "clean" / "a.py").write_text("x = 1\n")
+    (tmp_path / "unclean").mkdir()
+    (tmp_path / "unclean" / "b.py").write_text("import os\n\n\ndef f():\n    y = 2\n")
+    found = lint_packages(tmp_path)
+    assert set(found) == {"unclean"}
+    assert found["unclean"][0].startswith("b.py:1:8: F401") and any("F841" in p for p in found["unclean"])
 
 
 @pytest.mark.slow

@@ -197,6 +197,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="also verify every converted pipeline (plain + exact mode) on tiny components: hand-written or built "
         "by component class",
     )
+    survey.add_argument(
+        "--lint",
+        action="store_true",
+        help="also run ruff with diffusers' rule selection over every converted package (a problem fails the survey)",
+    )
     survey.set_defaults(handler="survey")
 
     emit = commands.add_parser(

@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,14 +48,22 @@ class Entry:
     # sha256 over the generated files (names and text): equal across runs means byte-identical output
     output_sha256: str = ""
     equivalence: dict[str, Any] | None = None
+    # `--lint`: what ruff with diffusers' rule selection finds in the generated package (empty: clean)
+    lint: tuple[str, ...] | None = None
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["class"] = data.pop("class_name")
         data.pop("traceback")
-        if data["equivalence"] is None:
-            data.pop("equivalence")
+        for optional in ("equivalence", "lint"):
+            if data[optional] is None:
+                data.pop(optional)
         return data
+
+
+def package_key(file: str, class_name: str) -> str:
+    """The directory a surveyed class's package is linted in (one per file and class)."""
+    return hashlib.sha256(f"{file}\0{class_name}".encode()).hexdigest()[:16]
 
 
 def pipeline_files(root: Path) -> list[Path]:
@@ -76,8 +84,9 @@ def pipeline_files(root: Path) -> list[Path]:
 
 
 @collector_paused()  # a file's classes all share its tree: one pause around them (see collector)
-def survey_file(path: str, root: str) -> list[Entry]:
-    """Convert every pipeline class of one file (runs in a worker process)."""
+def survey_file(path: str, root: str, lint_root: str | None = None) -> list[Entry]:
+    """Convert every pipeline class of one file (runs in a worker process); with `lint_root`, write each package
+    there (`package_key`) for one ruff run over all of them."""
     from ..analysis.analyze import analyze
     from ..convert import package_files
     from ..errors import ModularizeError
@@ -108,6 +117,8 @@ def survey_file(path: str, root: str) -> list[Entry]:
             plan = analyze(source, class_name)
             options = ConvertOptions(relative, source.label, source.module_name, class_name)
             files = package_files(plan, text, options)
+            if lint_root is not None:
+                _write_files(Path(lint_root) / package_key(relative, class_name), files)
             entry = Entry(
                 relative,
                 class_name,
@@ -124,6 +135,12 @@ def survey_file(path: str, root: str) -> list[Entry]:
             entry = Entry(relative, class_name, CRASHED, _reason(error), traceback=traceback.format_exc())
         entries.append(_with_time(entry, started))
     return entries
+
+
+def _write_files(directory: Path, files: dict[str, str]) -> None:
+    directory.mkdir(parents=True)
+    for name, text in files.items():
+        (directory / name).write_text(text, encoding="utf-8")
 
 
 def _reason(error: BaseException) -> str:
@@ -143,7 +160,10 @@ def _with_time(entry: Entry, started: float) -> Entry:
 
 
 def run_survey(
-    root: Path, jobs: int | None = None, progress: Callable[[int, int], None] | None = None
+    root: Path,
+    jobs: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    lint_root: str | None = None,
 ) -> tuple[list[Entry], int]:
     """Entries for every pipeline class under `root`, in file order; and how many files were read."""
     files = pipeline_files(root)
@@ -151,7 +171,7 @@ def run_survey(
     workers = jobs or os.cpu_count() or 1
     if workers == 1:
         for index, path in enumerate(files):
-            results[str(path)] = survey_file(str(path), str(root))
+            results[str(path)] = survey_file(str(path), str(root), lint_root)
             if progress:
                 progress(index + 1, len(files))
     else:
@@ -160,7 +180,7 @@ def run_survey(
         broken: list[str] = []
         done = 0
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = {pool.submit(survey_file, str(path), str(root)): str(path) for path in by_size}
+            futures = {pool.submit(survey_file, str(path), str(root), lint_root): str(path) for path in by_size}
             for future in as_completed(futures):
                 path = futures[future]
                 try:
@@ -174,7 +194,7 @@ def run_survey(
         # each file the dead pool left is surveyed in a process of its own: the one that kills its worker is one
         # crashed row, the others are surveyed as usual
         for path in sorted(broken):
-            results[path] = _isolated(path, root)
+            results[path] = _isolated(path, root, lint_root)
             done += 1
             if progress:
                 progress(done, len(files))
@@ -182,10 +202,10 @@ def run_survey(
     return entries, len(files)
 
 
-def _isolated(path: str, root: Path) -> list[Entry]:
+def _isolated(path: str, root: Path, lint_root: str | None) -> list[Entry]:
     with ProcessPoolExecutor(max_workers=1) as pool:
         try:
-            return pool.submit(survey_file, path, str(root)).result()
+            return pool.submit(survey_file, path, str(root), lint_root).result()
         except BrokenProcessPool as error:
             relative = os.path.relpath(path, root)
             return [Entry(relative, "", CRASHED, f"worker died: {error}"[:300])]
@@ -219,6 +239,9 @@ def summary(entries: Iterable[Entry], files: int, seconds: float) -> dict[str, A
         data["verified"] = len(verified)
         data["verified_ok"] = sum(1 for e in verified if e.equivalence.get("ok"))
         data["verification"] = dict(Counter(e.equivalence.get("status", "verified") for e in checked))
+    linted = [e for e in entries if e.lint is not None]
+    if linted:
+        data["lint"] = {"packages": len(linted), "clean": sum(1 for e in linted if not e.lint)}
     return data
 
 
@@ -322,7 +345,10 @@ def command_survey(args) -> int:
     if not root.is_dir():
         raise InputError("not a directory", Location(args.directory))
     started = time.perf_counter()
-    entries, files = run_survey(root, args.jobs, _ProgressBar("survey"))
+    if args.lint:
+        entries, files = _linted_survey(root, args.jobs)
+    else:
+        entries, files = run_survey(root, args.jobs, _ProgressBar("survey"))
     if args.verify:
         entries = _verify_survey(root, entries)
     stats = summary(entries, files, time.perf_counter() - started)
@@ -339,7 +365,27 @@ def command_survey(args) -> int:
     shown = table(stats, entries)
     print(shown, file=sys.stderr if "-" in (args.json, args.markdown) else sys.stdout)
     failed_verification = "verified" in stats and stats["verified_ok"] < stats["verified"]
-    return EXIT_FAILED if crashed or failed_verification else EXIT_OK
+    unclean = [e for e in entries if e.lint]
+    for entry in unclean:
+        stderr(
+            f"lint: {entry.file} ({entry.class_name}): {entry.lint[0]}"
+            + (f" (+{len(entry.lint) - 1})" if len(entry.lint) > 1 else "")
+        )
+    return EXIT_FAILED if crashed or failed_verification or unclean else EXIT_OK
+
+
+def _linted_survey(root: Path, jobs: int | None) -> tuple[list[Entry], int]:
+    """The survey, every converted package written to a temporary directory and checked by one ruff run."""
+    from ..output.lint import lint_packages
+
+    with tempfile.TemporaryDirectory(prefix="modularize-lint-") as directory:
+        entries, files = run_survey(root, jobs, _ProgressBar("survey"), lint_root=directory)
+        problems = lint_packages(Path(directory))
+    linted = [
+        replace(e, lint=problems.get(package_key(e.file, e.class_name), ())) if e.status == CONVERTED else e
+        for e in entries
+    ]
+    return linted, files
 
 
 def _write_report(target: str, text: str) -> None:

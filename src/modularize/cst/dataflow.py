@@ -426,6 +426,10 @@ def _no_handler(reads: _NestedScopeReads, node: cst.CSTNode) -> None:
 
 
 _PURE_CALLS = frozenset({"int", "float", "bool", "len", "min", "max", "abs", "round", "tuple", "isinstance"})
+# tensor methods that return a new value and change nothing, called on a local (`timesteps_cpu = timesteps.cpu()`
+# left without a reader once guidance is the guider's); `.to()` and `.float()` are not among them: on a module they
+# change it in place
+_PURE_METHODS = frozenset({"cpu", "clone", "detach", "item", "tolist", "numpy"})
 
 
 def is_plain_assignment(statement: cst.CSTNode) -> bool:
@@ -440,11 +444,19 @@ def is_plain_assignment(statement: cst.CSTNode) -> bool:
         return False
 
     for node in walk(assign.value):
-        if isinstance(node, cst.Call) and not (isinstance(node.func, cst.Name) and node.func.value in _PURE_CALLS):
+        if isinstance(node, cst.Call) and not _is_pure_call(node):
             return False
         if isinstance(node, (cst.Lambda, cst.Await, cst.Yield, cst.NamedExpr)):
             return False
     return True
+
+
+def _is_pure_call(call: cst.Call) -> bool:
+    func = call.func
+    if isinstance(func, cst.Name):
+        return func.value in _PURE_CALLS
+    on_local = isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name)
+    return on_local and func.attr.value in _PURE_METHODS and not call.args
 
 
 def without_dead_assignments(
