@@ -11,6 +11,7 @@ from modularize.cli import main
 from modularize.commands.verify import load_package, package_classes
 from modularize.emit.format import format_python
 from modularize.emit.header import read_header, sha256
+from modularize.output.lint import DIFFUSERS_RUFF
 
 from .conftest import TOY
 
@@ -24,15 +25,7 @@ LAYOUT = {
     "modular_blocks_stable_diffusion.py",
 }
 # diffusers' own ruff selection (its pyproject), which a maintainer would lint a generated package with
-RUFF_DIFFUSERS = [
-    "--isolated",
-    "--line-length",
-    "119",
-    "--select",
-    "C,E,F,I,W",
-    "--ignore",
-    "C901,E501,E741,F402,F823",
-]
+RUFF_DIFFUSERS = DIFFUSERS_RUFF
 
 
 def ruff(*args: str) -> subprocess.CompletedProcess:
