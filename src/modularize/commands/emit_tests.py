@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from modularize.testing.equivalence import Equivalence
+from modularize.testing.standalone_blocks import blocks_alone
 from modularize.testing.strategies import budget, standard_call_inputs
 
 PACKAGE = Path(__file__).parent / {package_path!r}
@@ -49,6 +50,11 @@ def test_exact_mode_is_bitwise_equal(equivalence, inputs):
 @pytest.mark.parametrize("inputs", [case for _, case in MATRIX], ids=[name for name, _ in MATRIX])
 def test_plain_mode_is_within_tolerance(equivalence, inputs):
     equivalence.assert_equivalent(inputs, mode="plain", atol=1e-5)
+
+
+def test_every_block_runs_alone_on_what_it_declares(equivalence):
+    """Each block on a fresh pipeline, with the inputs it declares taken from a full run: the full run's outputs."""
+    assert [(r.key, r.status, r.detail) for r in blocks_alone(equivalence) if r.status != "equal"] == []
 
 
 @settings(max_examples=budget(), deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -156,9 +156,10 @@ def _run_alone(block, entry: _Entry):
     return alone(**{name: _copied(value) for name, value in entry.inputs.items()})
 
 
-def blocks_alone(package_dir: str | Path, case: dict[str, Any] | None = None) -> list[BlockAlone]:
-    """Run every top-level block of the package alone (see the module docstring); one result per block."""
-    equivalence = Equivalence(package_dir)
+def blocks_alone(package: str | Path | Equivalence, case: dict[str, Any] | None = None) -> list[BlockAlone]:
+    """Run every top-level block of the package alone (see the module docstring); one result per block. `package`
+    is the package directory (built-in tiny components) or an `Equivalence` set up with the user's components."""
+    equivalence = package if isinstance(package, Equivalence) else Equivalence(package)
     pipe, _, entries, _ = _observed_run(equivalence, case)
     results = []
     for key, block in pipe._blocks.sub_blocks.items():
