@@ -151,9 +151,6 @@ def helpers_and_components(context: Context, used: dict[str, dict[str, None]], o
     configs: dict[str, None] = dict(used.get("config", {}))
     pending = list(used.get("helper", {}))
     helpers_used: list[dict[str, dict[str, None]]] = []
-    flag = context.condition_name
-    # a flag the source keeps per call is read from the block's local, not from the pipeline (`self_to_components`)
-    reads_guider = flag is not None and flag not in facts.per_call and any(flag in names for names in used.values())
     while pending:
         name = pending.pop(0)
         if name in helpers:
@@ -170,7 +167,6 @@ def helpers_and_components(context: Context, used: dict[str, dict[str, None]], o
         derived.update(helper_used.get("derived", {}))
         configs.update(helper_used.get("config", {}))
         pending += [h for h in helper_used.get("helper", {}) if h not in helpers]
-        reads_guider = reads_guider or (flag is not None and any(flag in names for names in helper_used.values()))
     parameters: dict[str, str] = {}
     for name in derived_closure(facts, derived):
         derivation = facts.init.derivations[name]
@@ -195,7 +191,22 @@ def helpers_and_components(context: Context, used: dict[str, dict[str, None]], o
     # constructor parameters become config values a user can set (`update_components(patch_size=...)`), read with
     # the constructor's default by the properties that need them
     registered.update((n, d) for n, d in parameters.items() if n not in registered)
-    return Needs(tuple(helpers[n] for n in sorted(helpers)), ordered, tuple(registered.items()), reads_guider)
+    return Needs(
+        tuple(helpers[n] for n in sorted(helpers)),
+        ordered,
+        tuple(registered.items()),
+        _reads_guider(context, used, helpers_used),
+    )
+
+
+def _reads_guider(context: Context, used: dict[str, dict[str, None]], helpers_used) -> bool:
+    """Whether code reads the CFG flag the generated pipeline answers from its guider. A flag the source keeps per
+    call is the block's local in the block's own code (`self_to_components`), a pipeline attribute in helpers."""
+    flag = context.condition_name
+    if flag is None:
+        return False
+    in_block = flag not in context.facts.per_call and any(flag in names for names in used.values())
+    return in_block or any(flag in names for helper in helpers_used for names in helper.values())
 
 
 def check_per_call_use(context: Context, node: cst.CSTNode, used: dict[str, dict[str, None]]) -> None:

@@ -18,6 +18,7 @@ config, with the constructor's default when the config does not hold them.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import libcst as cst
@@ -82,6 +83,12 @@ def component_inputs(init: InitFacts) -> dict[str, tuple[str, ...]]:
     return {name: tuple(sources) for name, sources in found.items()}
 
 
+def components_read(statement: cst.CSTNode, components: Collection[str]) -> tuple[str, ...]:
+    """The components a statement of `__init__` reads, as `self.<name>` or as the parameter `<name>`, in order."""
+    attributes = (a.attr.value for a in findall(statement, m.Attribute(value=m.Name("self"), attr=m.Name())))
+    return tuple(dict.fromkeys(n for n in (*attributes, *names_read(statement)) if n in components))
+
+
 def adapted_attributes(init: InitFacts) -> dict[str, tuple[str, ...]]:
     """Attributes `__init__` sets in statements of its own (not one `self.<name> = <expr>`), and the components
     those statements read:
@@ -94,16 +101,11 @@ def adapted_attributes(init: InitFacts) -> dict[str, tuple[str, ...]]:
     A block that reads such an attribute needs those components: a pipeline built from the block computes it from
     them when they are registered.
     """
-    components = set(init.components)
+    assigned = m.AssignTarget(target=m.Attribute(value=m.Name("self"), attr=m.Name()))
     found: dict[str, dict[str, None]] = {}
     for statement in init.adaptation:
-        assigned = m.AssignTarget(target=m.Attribute(value=m.Name("self"), attr=m.Name()))
         targets = [node.target.attr.value for node in findall(statement, assigned)]
-        if not targets:
-            continue
-        read = [a.attr.value for a in findall(statement, m.Attribute(value=m.Name("self"), attr=m.Name()))]
-        read += list(names_read(statement))
+        read = components_read(statement, init.components) if targets else ()
         for target in targets:
-            for component in (n for n in read if n in components):
-                found.setdefault(target, {})[component] = None
+            found.setdefault(target, {}).update(dict.fromkeys(read))
     return {name: tuple(sources) for name, sources in found.items()}

@@ -38,7 +38,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..emit.header import edited_by_hand, read_header
+from ..emit.header import edited_by_hand, read_header, sha256
 from ..emit.layout import is_complete
 from ..errors import Location, OutputError
 
@@ -205,22 +205,22 @@ def check_replaceable(directory: Path, files: dict[str, str] | None = None) -> N
         raise OutputError("output path exists and is not a directory", Location(str(directory)))
     origin = _origin(files or {})
     for path in _existing_files(directory).values():
-        text = path.read_text(encoding="utf-8", errors="replace")
-        if read_header(text) is None:
+        parsed = read_header(path.read_text(encoding="utf-8", errors="replace"))
+        if parsed is None:
             raise OutputError(
                 "output directory holds a file modularize did not generate",
                 Location(str(path)),
                 fix="move it away, choose another --output, or pass --force to replace the directory",
             )
-        if edited_by_hand(text):
+        header, body = parsed
+        if sha256(body) != header.output_sha256:
             raise OutputError(
                 "generated file was edited by hand (its text no longer matches its recorded hash)",
                 Location(str(path)),
                 fix="keep your edit elsewhere, or pass --force to overwrite it",
             )
-        existing = read_header(text)[0].origin
-        if origin is not None and existing != origin:
-            source, pipeline_class = existing
+        if origin is not None and header.origin != origin:
+            source, pipeline_class = header.origin
             raise OutputError(
                 f"output directory holds the package generated from {source} ({pipeline_class}), "
                 f"not from {origin[0]} ({origin[1]})",

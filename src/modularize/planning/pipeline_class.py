@@ -22,6 +22,7 @@ from ..cst.dataflow import flow_of, names_read
 from ..cst.substitute import substitute_names
 from ..cst.tree_walk import findall
 from ..frontend.class_facts import ClassFacts
+from ..frontend.derivation import components_read
 from ..frontend.parse import snippet
 from .plan import BlockPlan, LoopPlan, PipelineClassPlan
 
@@ -107,10 +108,7 @@ def _run_with_its_components(
                                                                      self.scheduler.register_to_config(...)
         self.watermark = StableDiffusionXLWatermarker()  ->  self.watermark = StableDiffusionXLWatermarker()
     """
-    attributes = (a.attr.value for a in findall(statement, m.Attribute(value=m.Name("self"), attr=m.Name())))
-    read = dict.fromkeys(
-        n for n in (*attributes, *names_read(statement)) if n in components and n in package_components
-    )
+    read = [name for name in components_read(statement, components) if name in package_components]
     if not read:
         return statement
     names = ", ".join(repr(name) for name in read)

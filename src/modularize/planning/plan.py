@@ -267,7 +267,7 @@ def plan_summary(plan: PipelinePlan) -> dict:
             "lines": list(b.lines),
             "inputs": params(b.inputs),
             "outputs": [o.name if o.name == o.local else f"{o.name} (= {o.local})" for o in b.outputs],
-            "components": list(b.components),
+            "components": (["guider"] if b.reads_guider else []) + list(b.components),
             "helpers": [h.name for h in b.helpers],
         }
 
