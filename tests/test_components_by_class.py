@@ -542,6 +542,7 @@ BY_CLASS_PIPELINES = [
     "pipelines/kolors/pipeline_kolors.py",  # ChatGLM without sentencepiece
     "pipelines/deprecated/musicldm/pipeline_musicldm.py",  # its helper's CFG-doubled embeddings split at the call
     "pipelines/flux/pipeline_flux_controlnet_image_to_image.py",  # a ControlNet feeding the denoiser, no CFG
+    "pipelines/pag/pipeline_pag_sd.py",  # perturbed-attention guidance, added back by the guider
 ]
 
 
@@ -558,6 +559,7 @@ def test_pipelines_without_a_hand_written_setup_verify_bitwise_by_class(tmp_path
     call = inspect.signature(standard_class(pipeline_cls, package).__call__).parameters
     assert "default" in names and ("cfg_off" in names) == ("guidance_scale" in call)
     assert ("two_prompts_x2" in names) == any(name in call for name in PER_PROMPT)
+    assert ("pag_off" in names and "pag_adaptive" in names) == ("pag_adaptive_scale" in call)
     assert any(c.inputs.get("output_type") == "latent" for c in report.cases)
 
 

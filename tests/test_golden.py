@@ -33,6 +33,7 @@ LABELS = {
     "image_encode": "batched-cfg",
     "no_landmarks": "batched-cfg",
     "none": "none",
+    "perturbed_attention": "batched-cfg+perturbed-attention",
     "separate_passes": "separate-passes",
 }
 
@@ -117,6 +118,14 @@ def test_runtime_helpers_are_copied_into_the_packages_that_call_them():
     for case in CASES:
         if REFUSAL not in expected(case):
             guided = ["standard_guider.install_standard_guider"] if plan(case).guidance.pattern != "none" else []
+            if plan(case).guidance.perturbed is not None:
+                guided += [
+                    "perturbed_attention._PERTURBED_ATTENTION_HOOK",
+                    "perturbed_attention.perturbed_attention_modules",
+                    "perturbed_attention._same_final_number",
+                    "perturbed_attention.guider_runs_unconditional",
+                    "perturbed_attention.StandardPerturbedAttentionGuidance",
+                ]
             assert copied(case.name, "modular_pipeline.py") == [
                 "saved_package.SavedWithPackage",
                 "explicit_none.ExplicitNoneInputs",

@@ -23,7 +23,7 @@ from diffusers.modular_pipelines.modular_pipeline import (
 from diffusers.modular_pipelines.modular_pipeline_utils import InputParam
 
 from modularize.emit import runtime
-from modularize.emit.package import FRAMEWORK
+from modularize.emit.package import FRAMEWORK, UNLESS_DEFINED
 from modularize.emit.runtime import copied_definition, entry_points, runtime_definitions
 from modularize.emit.runtime.explicit_none import ExplicitNoneInputs
 from modularize.emit.runtime.guider_calls import (
@@ -420,6 +420,11 @@ def test_entry_points_are_the_public_definitions_each_defined_once():
         "SavedWithPackage": "modularize.emit.runtime.saved_package.SavedWithPackage",
         "register_in_diffusers": "modularize.emit.runtime.saved_package.register_in_diffusers",
         "install_standard_guider": "modularize.emit.runtime.standard_guider.install_standard_guider",
+        "perturbed_attention_modules": ("modularize.emit.runtime.perturbed_attention.perturbed_attention_modules"),
+        "guider_runs_unconditional": "modularize.emit.runtime.perturbed_attention.guider_runs_unconditional",
+        "StandardPerturbedAttentionGuidance": (
+            "modularize.emit.runtime.perturbed_attention.StandardPerturbedAttentionGuidance"
+        ),
     }
 
 
@@ -476,12 +481,13 @@ def test_runtime_modules_import_only_what_generated_files_import_the_same_way(mo
     which must name the same objects, or the copy would mean something else than the tested code."""
     tree = ast.parse((RUNTIME / f"{module}.py").read_text())
     assert ast.get_docstring(tree), f"{module} says why it exists"
+    imported = {**FRAMEWORK, **UNLESS_DEFINED}
     for node in tree.body:
         if isinstance(node, ast.Import):
-            assert all(FRAMEWORK[alias.name] == (alias.name, None) for alias in node.names)
+            assert all(imported[alias.name] == (alias.name, None) for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             for alias in node.names:
-                assert FRAMEWORK[alias.asname or alias.name] == (node.module, alias.name)
+                assert imported[alias.asname or alias.name] == (node.module, alias.name)
         elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
             assert ast.get_docstring(node), f"{module}.{node.name} has a docstring"
 

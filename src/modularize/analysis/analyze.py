@@ -47,23 +47,28 @@ from ..normalize.image_encode import (
     split_image_encode,
     with_image_encode,
 )
+from ..normalize.perturbed_attention import without_perturbed_attention
 from ..normalize.progress_scope import moved_out, progress_scopes
 from ..planning.denoise_loop import split_loop
 from ..planning.naming import Naming, block_key
 from ..planning.pipeline_class import pipeline_class_plan
 from ..planning.plan import (
+    PERTURBED_ATTENTION_GUIDER,
+    PERTURBED_BATCH,
     BlockPlan,
     Component,
     GuidancePlan,
     LoopPlan,
     Output,
     Param,
+    PerturbedAttentionPlan,
     PipelinePlan,
 )
 from ..transforms.feature_gates import FeatureGate, gate_message, gate_replacements
 from ..transforms.guidance import unbatching_replacements
 from .guidance.batched import CfgPattern, condition_text, find_batched_cfg
 from .guidance.branched import find_branched_cfg
+from .guidance.perturbed_attention import PAG_MIXIN, PerturbedAttention, find_perturbed_attention
 from .guidance.separate_passes import find_separate_cfg
 from .rewrite_context import BLOCK_NAMES, Context, Rewritten, call_body, helpers_and_components, merged_usage
 from .runtime_plumbing import find_runtime_plumbing
@@ -73,11 +78,19 @@ from .segment import Segment, find_timestep_loop, label_title, segment_call
 def analyze(source: SourceModule, class_name: str | None = None) -> PipelinePlan:
     facts = analyze_class(source, find_pipeline_class(source, class_name))
     body = call_body(facts)
+    perturbed = find_perturbed_attention(source, facts, body)
+    if perturbed is not None:
+        # the guider perturbs attention: what is left is the pipeline's CFG (`normalize.perturbed_attention`)
+        body, origins = without_perturbed_attention(body, perturbed)
+        source = source.with_positions(origins)
+        kept = tuple(s for s in facts.init.adaptation if s is not perturbed.layers_statement)
+        bases = tuple(base for base in facts.bases if base != PAG_MIXIN)
+        facts = replace(facts, bases=bases, init=replace(facts.init, adaptation=kept))
     # a guidance detector that finds `__call__` spelling its CFG in a shape it reads once rewritten asks for the
     # rewrite, and the analysis starts again; each rewrite removes what signalled it, so this ends
     for _ in range(_MOST_RESTARTS + 1):
         try:
-            return _analyze_call(source, facts, body)
+            return _analyze_call(source, facts, body, perturbed)
         except _RESTARTS as found:
             flow = flow_of(body)
             taken = set(flow.reads) | set(flow.writes) | {p.name for p in facts.call_parameters}
@@ -95,7 +108,9 @@ _RESTARTS = (InlineCfgCondition, HelperDoublesResults)
 _MOST_RESTARTS = 8  # an inline condition and a few helpers returning doubled batches
 
 
-def _analyze_call(source: SourceModule, facts: ClassFacts, body: list[cst.BaseStatement]) -> PipelinePlan:
+def _analyze_call(
+    source: SourceModule, facts: ClassFacts, body: list[cst.BaseStatement], perturbed: PerturbedAttention | None
+) -> PipelinePlan:
     source, body = _with_progress_scopes(source, body)
     source, body = _with_branch_assignments(source, body)
     segments = segment_call(source, body)
@@ -128,6 +143,10 @@ def _analyze_call(source: SourceModule, facts: ClassFacts, body: list[cst.BaseSt
         cfg = find_branched_cfg(source, facts, body, loop, dropped)
     if cfg is None:
         cfg = find_batched_cfg(source, facts, body, denoise.loop, loop, dropped, index)
+    if cfg is not None and perturbed is not None:
+        # the guider's perturbed batch runs last in a merged call: the PAG processors perturb the last share
+        cfg = replace(cfg, batch_order=(*cfg.batch_order, PERTURBED_BATCH))
+        _note_perturbed_attention(context, perturbed)
     if cfg is None:
         context.reserved_names = BLOCK_NAMES
     _check_reserved_names(source, facts, body, context.reserved_names)
@@ -223,7 +242,7 @@ def _analyze_call(source: SourceModule, facts: ClassFacts, body: list[cst.BaseSt
         else:
             blocks.append(_block_plan(context, key, segment, result, tuple(inputs), output_params, tuple(unbound)))
 
-    guidance = _guidance_plan(context, cfg, call_parameters, descriptions)
+    guidance = _guidance_plan(context, cfg, call_parameters, descriptions, perturbed)
     used_kinds = merged_usage([r for _, r in rewritten] + loop_parts.rewritten)
     pipeline = pipeline_class_plan(context, blocks, used_kinds, cfg)
     components = _components(context, blocks)
@@ -711,6 +730,19 @@ def _note_guidance(context: Context, cfg: CfgPattern) -> None:
         context.note("raises", original, f"`{snippet(original)}`", why, "unsafe")
 
 
+def _note_perturbed_attention(context: Context, perturbed: PerturbedAttention) -> None:
+    why = f"perturbed-attention guidance is the guider's ({PERTURBED_ATTENTION_GUIDER}): the package reads it with PAG off"
+    for branch in perturbed.branches:
+        context.note("rewritten", branch, f"`{snippet(branch)}`", why)
+    for statement in perturbed.settings:
+        context.note("rewritten", statement, f"`{snippet(statement)}`", "configures the guider")
+    what = f"`{snippet(perturbed.layers_statement)}` in `__init__`"
+    context.note("rewritten", perturbed.layers_statement, what, f"the guider's default layers: {perturbed.layers}")
+    for call in perturbed.batch_ratio_repeats:
+        what = f"`{snippet(call)}`"
+        context.note("rewritten", call, what, "with PAG off, the repeat to the conditionings' batch is the CFG repeat")
+
+
 def _feature_gates(
     context: Context, before_loop: Sequence[cst.BaseStatement], cfg: CfgPattern, index: NodeIndex
 ) -> list[FeatureGate]:
@@ -750,7 +782,15 @@ def _distilled(cfg: CfgPattern | None, scale: str | None, call_parameters, block
     return None
 
 
-def _guidance_plan(context: Context, cfg: CfgPattern | None, call_parameters, descriptions) -> GuidancePlan:
+def _guidance_plan(
+    context: Context, cfg: CfgPattern | None, call_parameters, descriptions, perturbed: PerturbedAttention | None
+) -> GuidancePlan:
+    if perturbed is not None and (cfg is None or cfg.combine is not None or cfg.kind != CfgKind.BATCHED):
+        raise context.source.refuse(
+            perturbed.flag,
+            "perturbed-attention guidance beside CFG that is not batched with diffusers' combine: the guider that "
+            "perturbs attention combines as `ClassifierFreeGuidance` does",
+        )
     if cfg is None:
         return GuidancePlan(pattern=GuidancePattern.NONE)
     facts = context.facts
@@ -774,12 +814,17 @@ def _guidance_plan(context: Context, cfg: CfgPattern | None, call_parameters, de
     for name in names_read(cst.parse_expression(condition)):
         if name in call_parameters and name not in names:
             names.append(name)
+    perturbed_plan = None
+    if perturbed is not None:
+        perturbed_plan = PerturbedAttentionPlan(perturbed.scale, perturbed.adaptive_scale, perturbed.layers)
+        names += [n for n in (perturbed.scale, perturbed.adaptive_scale) if n is not None]
     arguments = tuple(_param(n, None, call_parameters, descriptions) for n in names)
     loop_fields = cfg.fields
     return GuidancePlan(
         pattern=GuidancePattern.SEPARATE_PASSES if cfg.kind == CfgKind.SEPARATE else GuidancePattern.BATCHED_CFG,
         kind=cfg.kind,
-        guider=f"{context.naming.prefix}Guidance" if cfg.combine else "ClassifierFreeGuidance",
+        guider=_guider_class(context, cfg, perturbed_plan),
+        perturbed=perturbed_plan,
         formulation=cfg.formulation,
         combine=cfg.combine,
         denoiser_local=cfg.denoiser_local,
@@ -802,6 +847,12 @@ def _guidance_plan(context: Context, cfg: CfgPattern | None, call_parameters, de
         auxiliaries=cfg.auxiliaries,
         shared_auxiliary=cfg.shared_auxiliary is not None,
     )
+
+
+def _guider_class(context: Context, cfg: CfgPattern, perturbed: PerturbedAttentionPlan | None) -> str:
+    if perturbed is not None:
+        return PERTURBED_ATTENTION_GUIDER
+    return f"{context.naming.prefix}Guidance" if cfg.combine else "ClassifierFreeGuidance"
 
 
 def _over_call_arguments(context: Context, expression: cst.BaseExpression, call_parameters) -> cst.BaseExpression:

@@ -76,6 +76,12 @@ def guider_spec(guidance: GuidancePlan, plan: PipelinePlan) -> str:
         config.append(f'"guidance_rescale": {defaults.get(guidance.rescale) or "0.0"}')
     if guidance.formulation == "original":
         config.append('"use_original_formulation": True')
+    perturbed = guidance.perturbed
+    if perturbed is not None:
+        config.append(f'"perturbed_guidance_scale": {defaults.get(perturbed.scale) or "3.0"}')
+        if perturbed.adaptive_scale:
+            config.append(f'"perturbed_guidance_adaptive_scale": {defaults.get(perturbed.adaptive_scale) or "0.0"}')
+        config.append(f'"perturbed_layers": {perturbed.layers}')
     return (
         f'ComponentSpec("guider", {guidance.guider}, config=FrozenDict({{{", ".join(config)}}}), '
         'default_creation_method="from_config")'

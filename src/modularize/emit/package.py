@@ -17,7 +17,7 @@ from ..cst.dataflow import flow_of, names_read
 from ..errors import ConversionError
 from ..frontend.parse import code, module_code
 from ..kinds import DefinitionKind
-from ..planning.plan import LoopPlan, ModuleDefinition, PipelinePlan
+from ..planning.plan import PERTURBED_ATTENTION_GUIDER, LoopPlan, ModuleDefinition, PipelinePlan
 from ..transforms.imports import import_from, prune_unused_imports, relative_module
 from .blocks import block_class, loop_classes, with_lists
 from .format import format_files
@@ -26,6 +26,7 @@ from .header import with_header
 from .layout import LEAF_FILES, blocks_file
 from .pipeline_class import (
     EXPLICIT_NONE_NAME,
+    GUIDER_RUNS_UNCONDITIONAL,
     PACKAGE_BLOCKS_NAME,
     REGISTER_IN_DIFFUSERS_NAME,
     SAVED_WITH_PACKAGE_NAME,
@@ -58,7 +59,21 @@ FRAMEWORK = {
     "Path": ("pathlib", "Path"),
     "shutil": ("shutil", None),
     "sys": ("sys", None),
+    "register_to_config": ("diffusers.configuration_utils", "register_to_config"),
+    "PerturbedAttentionGuidance": ("diffusers.guiders", "PerturbedAttentionGuidance"),
+    "rescale_noise_cfg": ("diffusers.guiders.guider_utils", "rescale_noise_cfg"),
+    "HookRegistry": ("diffusers.hooks", "HookRegistry"),
+    "AttentionProcessorSkipHook": ("diffusers.hooks.layer_skip", "AttentionProcessorSkipHook"),
+    "Attention": ("diffusers.models.attention_processor", "Attention"),
+    "PAGCFGIdentitySelfAttnProcessor2_0": (
+        "diffusers.models.attention_processor",
+        "PAGCFGIdentitySelfAttnProcessor2_0",
+    ),
+    "PAGIdentitySelfAttnProcessor2_0": ("diffusers.models.attention_processor", "PAGIdentitySelfAttnProcessor2_0"),
 }
+# ... and names runtime code uses that the source module may bind itself (`import regex as re`): its own binding
+# wins, so the code copied from it keeps meaning what it meant
+UNLESS_DEFINED = {"re": ("re", None)}
 _BUILTINS = set(dir(builtins))
 
 
@@ -131,6 +146,8 @@ def _dependencies(
                 chosen[id(definition)] = definition
                 if definition.kind != DefinitionKind.IMPORT:
                     needed += [n for n in names_read(definition.node) if n not in definition.names]
+        elif name in UNLESS_DEFINED:
+            framework[name] = None
         elif name not in _BUILTINS and name not in package_names:
             unresolved.append(name)
     if unresolved:
@@ -176,7 +193,7 @@ def _import_statements(
     plain: dict[str, None] = {}
     grouped: dict[str, dict[tuple[str, str | None], None]] = {}
     for name in framework:
-        module, imported = FRAMEWORK[name]
+        module, imported = FRAMEWORK[name] if name in FRAMEWORK else UNLESS_DEFINED[name]
         if imported is None:
             plain[module] = None
         else:
@@ -283,6 +300,8 @@ def emit_package(plan: PipelinePlan, source_text: str, generator: str, in_tree: 
         EXPLICIT_NONE_NAME: "modular_pipeline.py",
         PACKAGE_BLOCKS_NAME: "modular_pipeline.py",
         "install_standard_guider": "modular_pipeline.py",
+        PERTURBED_ATTENTION_GUIDER: "modular_pipeline.py",
+        GUIDER_RUNS_UNCONDITIONAL: "modular_pipeline.py",
         SAVED_WITH_PACKAGE_NAME: "modular_pipeline.py",
         REGISTER_IN_DIFFUSERS_NAME: "modular_pipeline.py",
     }

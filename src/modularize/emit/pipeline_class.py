@@ -18,9 +18,9 @@ from pathlib import PurePosixPath
 import libcst as cst
 
 from ..kinds import GuidancePattern
-from ..planning.plan import PipelinePlan
+from ..planning.plan import PERTURBED_ATTENTION_GUIDER, PipelinePlan
 from .layout import FIXED_FILES, blocks_file
-from .runtime import copied_definition
+from .runtime import copied_definition, runtime_definitions
 from .splice import MEMBERS, splice
 
 ATTRIBUTES = "__modularize_attributes__"
@@ -36,6 +36,8 @@ SAVED_WITH_PACKAGE_MIXIN = "modularize.emit.runtime.saved_package.SavedWithPacka
 SAVED_WITH_PACKAGE_NAME = SAVED_WITH_PACKAGE_MIXIN.rpartition(".")[2]
 REGISTER_IN_DIFFUSERS = "modularize.emit.runtime.saved_package.register_in_diffusers"
 REGISTER_IN_DIFFUSERS_NAME = REGISTER_IN_DIFFUSERS.rpartition(".")[2]
+# a PAG pipeline's package guides with the PAG mixin's guidance, whose CFG flag the number of batches does not tell
+GUIDER_RUNS_UNCONDITIONAL = "guider_runs_unconditional"
 
 
 def _tuple(items) -> str:
@@ -51,10 +53,22 @@ def _guider_methods(plan: PipelinePlan) -> str:
         f"{p.name}: {p.type_hint} = {p.default}" if p.type_hint else f"{p.name}={p.default}"
         for p in guidance.arguments
     )
-    config = [f"guidance_scale={guidance.scale}"]
+    perturbed = guidance.perturbed
+    runs_unconditional = "self.guider.num_conditions > 1"
+    if perturbed is None:
+        config = [f"guidance_scale={guidance.scale}"]
+    else:
+        # the guider perturbs attention whether CFG is on or not: a scale of 1 turns CFG off
+        config = [f"guidance_scale={guidance.scale} if {condition_name} else 1.0"]
+        runs_unconditional = "guider_runs_unconditional(self.guider)"
     if guidance.rescale:
         config.append(f"guidance_rescale={guidance.rescale} if {guidance.rescale_condition} else 0.0")
-    config.append(f"enabled={condition_name}")
+    if perturbed is None:
+        config.append(f"enabled={condition_name}")
+    else:
+        config.append(f"perturbed_guidance_scale={perturbed.scale}")
+        if perturbed.adaptive_scale:
+            config.append(f"perturbed_guidance_adaptive_scale={perturbed.adaptive_scale}")
     doc_rescale = (
         f" Rescaling applies when `{guidance.rescale_condition}`, as in the standard pipeline."
         if guidance.rescale
@@ -65,7 +79,7 @@ def _guider_methods(plan: PipelinePlan) -> str:
         f"    def {condition_name}(self):\n"
         "        # Whether the guider runs an unconditional batch. `guider_for_standard_call` configures the guider\n"
         "        # with the standard pipeline's own condition, so this matches the standard pipeline's flag.\n"
-        "        return self.guider is not None and self.guider.num_conditions > 1\n\n"
+        f"        return self.guider is not None and {runs_unconditional}\n\n"
         f"    def guider_for_standard_call(self, {params}):\n"
         f'        """The guider `{plan.class_name}.__call__` would guide with for these arguments.\n\n'
         f"        CFG is on exactly when the standard pipeline's `{condition_name}` holds: `{guidance.condition}`.\n"
@@ -185,6 +199,8 @@ def pipeline_class(plan: PipelinePlan) -> list[cst.BaseStatement]:
     ]
     if guidance.pattern != GuidancePattern.NONE:
         runtime.append(copied_definition(INSTALL_STANDARD_GUIDER))
+    if guidance.perturbed is not None:
+        runtime += runtime_definitions([PERTURBED_ATTENTION_GUIDER, GUIDER_RUNS_UNCONDITIONAL])
     # a base of the pipeline class, so defined above it
     return [copied_definition(SAVED_WITH_PACKAGE_MIXIN), *statements, *runtime]
 

@@ -129,6 +129,20 @@ class GuidanceField:
     layers: bool = False  # a list of batched tensors, one per layer (a T2I-Adapter's features): merged layer by layer
 
 
+# the guider of a package converted from a PAG pipeline (`emit.runtime.perturbed_attention`)
+PERTURBED_ATTENTION_GUIDER = "StandardPerturbedAttentionGuidance"
+PERTURBED_BATCH = "pred_cond_skip"  # ... and the identifier of its perturbed batch
+
+
+@dataclass(frozen=True)
+class PerturbedAttentionPlan:
+    """Perturbed-attention guidance the guider adds to the pipeline's CFG (`analysis.guidance.perturbed_attention`)."""
+
+    scale: str  # `__call__` argument holding the PAG scale (`pag_scale`)
+    adaptive_scale: str | None  # ... and the adaptive one (`pag_adaptive_scale`)
+    layers: str  # the layers perturbed by default, as source text (`"mid"`): `__init__`'s default
+
+
 @dataclass(frozen=True)
 class GuidancePlan:
     pattern: GuidancePattern
@@ -156,6 +170,7 @@ class GuidancePlan:
     step_scales: tuple[str, ...] = ()  # the `__call__` arguments it takes
     auxiliaries: tuple[str, ...] = ()  # models each guider batch runs before its denoiser call (a ControlNet)
     shared_auxiliary: bool = False  # the batches make the auxiliary call as one when they can (as the source did)
+    perturbed: PerturbedAttentionPlan | None = None  # PAG, added by the guider
 
     @property
     def merges_calls(self) -> bool:
@@ -168,6 +183,8 @@ class GuidancePlan:
         parts = [] if self.pattern == GuidancePattern.NONE and self.distilled else [self.pattern]
         if self.combine is not None:
             parts.append("custom-combine")
+        if self.perturbed is not None:
+            parts.append("perturbed-attention")
         if self.distilled:
             parts.append("distilled")
         return "+".join(parts)
@@ -295,6 +312,13 @@ def plan_summary(plan: PipelinePlan) -> dict:
             "fields": {f.name: [f.cond, f.uncond] for f in guidance.fields},
             "condition": guidance.condition,
             "guider_arguments": [p.name for p in guidance.arguments],
+            "perturbed": None
+            if guidance.perturbed is None
+            else {
+                "scale": guidance.perturbed.scale,
+                "adaptive_scale": guidance.perturbed.adaptive_scale,
+                "layers": guidance.perturbed.layers,
+            },
         },
         "call": {
             "block_arguments": list(plan.block_arguments),
@@ -374,6 +398,13 @@ def render_plan(plan: PipelinePlan) -> str:
             scales = " / ".join(guidance["step_scales"])
             lines.append(
                 f"  scale:      `{guidance['step_scale']}` ({scales}, picked per step): the guider follows it"
+            )
+        perturbed = guidance["perturbed"]
+        if perturbed:
+            adaptive = f", lowered per step by `{perturbed['adaptive_scale']}`" if perturbed["adaptive_scale"] else ""
+            lines.append(
+                f"  perturbed:  a third batch, the conditional one with the self-attention of layers "
+                f"{perturbed['layers']} perturbed (PAG), scaled by `{perturbed['scale']}`{adaptive}"
             )
         for name, (cond, uncond) in guidance["fields"].items():
             lines.append(f"  field:      {name} = ({cond}, {uncond})  [conditional, unconditional]")

@@ -547,9 +547,10 @@ class Equivalence:
         random.seed(self._seed)
         return {"generator": self.generator()} if self.takes_generator else {}
 
-    def standard(self, components: dict[str, Any], inputs: dict[str, Any], exact: bool, cfg: bool, samples=None):
-        """The standard call's outputs; in exact mode with CFG, its batched model calls split in halves (the
-        auxiliary models' only when they run on the doubled batch of `samples` outputs)."""
+    def standard(self, components: dict[str, Any], inputs: dict[str, Any], exact: bool, batches: int, samples=None):
+        """The standard call's outputs; in exact mode with CFG (`batches`: the guider's, 2 or more), its batched
+        denoiser calls split in one part per guider batch, the auxiliary models' in halves (only when they run on the
+        doubled batch of `samples` outputs)."""
         from .exact import half_batch_calls
 
         pipe = self.standard_cls(**components)
@@ -557,10 +558,11 @@ class Equivalence:
         denoiser = getattr(pipe, self.pipeline_cls.denoiser_name or "", None)
         # only a standard pipeline that batches CFG has batches to split (separate passes already match)
         batched = getattr(self.pipeline_cls, "standard_batches_cfg", True)
-        split = exact and cfg and batched
+        split = exact and batches > 1 and batched
         produced: dict[int, Any] = {}  # the lists the auxiliary models returned: one batched tensor per layer
         with contextlib.ExitStack() as stack:
-            stack.enter_context(half_batch_calls(denoiser, enabled=split and denoiser is not None, layers=produced))
+            on = split and denoiser is not None
+            stack.enter_context(half_batch_calls(denoiser, enabled=on, layers=produced, parts=batches))
             for name in getattr(self.pipeline_cls, "auxiliary_models", ()):
                 model = getattr(pipe, name, None)
                 doubled = 2 * samples if samples else None
@@ -605,9 +607,10 @@ class Equivalence:
     def modular(self, components: dict[str, Any], inputs: dict[str, Any], exact: bool):
         pipe = self.pipeline(components, exact)
         kwargs = pipe.translate_standard_call(**inputs)
-        cfg = getattr(pipe, "guider", None) is not None and pipe.guider.num_conditions > 1
+        # (read before the run: the guider's batches as the call installed it)
+        batches = pipe.guider.num_conditions if getattr(pipe, "guider", None) is not None else 1
         state = pipe(**kwargs, **self._random_inputs())
-        return {field: state.get(name) for field, name in self.pipeline_cls.standard_outputs.items()}, cfg
+        return {field: state.get(name) for field, name in self.pipeline_cls.standard_outputs.items()}, batches
 
     def run(self, case: Case | dict[str, Any], mode: str = "plain", atol: float = 1e-5, seed: int | None = None):
         """One comparison: the result and (title, standard output, modular output) for a report image.
@@ -631,17 +634,17 @@ class Equivalence:
         components_mod, _ = _with_case_components(self.pristine, overrides)
         modular_error = standard_error = None
         actual = expected = None
-        cfg = False
+        batches = 1
         try:
             # each pipeline gets its own copy: a pipeline may change what it is given (Z-Image templates the
             # prompts of a list in place)
-            actual, cfg = self.modular(components_mod, copy.deepcopy(inputs), exact)
+            actual, batches = self.modular(components_mod, copy.deepcopy(inputs), exact)
         except Exception as error:  # what a failure means depends on whether the standard pipeline fails too
             modular_error = error
             if os.environ.get("MODULARIZE_TRACEBACK"):  # where a generated package fails, for whoever debugs it
                 traceback.print_exc()
         try:
-            expected = self.standard(components_std, copy.deepcopy(inputs), exact, cfg, _samples(actual))
+            expected = self.standard(components_std, copy.deepcopy(inputs), exact, batches, _samples(actual))
         except Exception as error:
             standard_error = error
 
@@ -681,9 +684,9 @@ class Equivalence:
             components_std, inputs = _with_case_components(self.pristine, overrides)
             components_mod, _ = _with_case_components(self.pristine, overrides)
             with modular_snapshots(self.blocks_cls()) as modular:
-                outputs, cfg = self.modular(components_mod, copy.deepcopy(inputs), exact)
+                outputs, batches = self.modular(components_mod, copy.deepcopy(inputs), exact)
             with standard_snapshots(self.standard_cls, spans) as standard:
-                self.standard(components_std, copy.deepcopy(inputs), exact, cfg, _samples(outputs))
+                self.standard(components_std, copy.deepcopy(inputs), exact, batches, _samples(outputs))
             return first_divergence(spans, standard, modular, exact, atol)
         except Exception as error:  # a diagnosis that fails must not hide the verdict it explains
             return f"not located ({type(error).__name__}: {error})"[:200]

@@ -51,20 +51,22 @@ def _batched_items(values: list, batch: int) -> bool:
     return len(values) != batch or len({tuple(item.shape) for item in values}) > 1
 
 
-def _joined(first: Any, second: Any, half: int, layers: bool = False) -> Any:
+def _joined(parts: list[Any], size: int, layers: bool = False) -> Any:
+    """The outputs of the calls on each part of a batch (`size` samples each), as one call would return them."""
     import torch
 
+    first = parts[0]
     if isinstance(first, torch.Tensor):
-        return torch.cat([first, second])
+        return torch.cat(parts)
     if isinstance(first, tuple):
-        return tuple(_joined(a, b, half, layers) for a, b in zip(first, second, strict=True))
-    if isinstance(first, list) and (layers or _batched_items(first, half)):
+        return tuple(_joined(list(items), size, layers) for items in zip(*parts, strict=True))
+    if isinstance(first, list) and (layers or _batched_items(first, size)):
         # one batched tensor per layer
-        return [_joined(a, b, half, layers) for a, b in zip(first, second, strict=True)]
+        return [_joined(list(items), size, layers) for items in zip(*parts, strict=True)]
     if isinstance(first, list):
-        return first + second  # a batch returned as a list of samples
+        return [item for part in parts for item in part]  # a batch returned as a list of samples
     if isinstance(first, dict):
-        joined = {key: _joined(first[key], second[key], half, layers) for key in first}
+        joined = {key: _joined([part[key] for part in parts], size, layers) for key in first}
         return type(first)(**joined) if hasattr(first, "__dataclass_fields__") else joined
     return first
 
@@ -80,6 +82,49 @@ def _sequences(value: Any) -> Iterator[Any]:
             yield from _sequences(item)
 
 
+class _PerturbedAttentionPart:
+    """A PAG layer's attention for one part of a split batch, computed by the PAG pipelines' own identity processor:
+    run on the part twice (`[x, x]`), it attends normally on the first copy and perturbed (each token to itself) on
+    the second; the part keeps the copy it stands for. Each copy is a batch of one part, as a guider's batch is."""
+
+    def __init__(self, perturbed: bool):
+        from diffusers.models.attention_processor import PAGIdentitySelfAttnProcessor2_0
+
+        self.identity = PAGIdentitySelfAttnProcessor2_0()
+        self.perturbed = perturbed
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None):
+        import torch
+
+        def twice(value):
+            return None if value is None else torch.cat([value, value])
+
+        output = self.identity(attn, twice(hidden_states), encoder_hidden_states, twice(attention_mask), twice(temb))
+        size = hidden_states.shape[0]
+        return output[size:] if self.perturbed else output[:size]
+
+
+@contextmanager
+def _perturbed_attention_parts(module: Any, part: int, parts: int) -> Iterator[None]:
+    """While one part of a split batch runs, the PAG layers of `module` (those a PAG pipeline gave an identity
+    processor) attend as that part's guider batch does: perturbed on the last part, normally on the others."""
+    from diffusers.models.attention_processor import (
+        PAGCFGIdentitySelfAttnProcessor2_0,
+        PAGIdentitySelfAttnProcessor2_0,
+    )
+
+    identity = (PAGCFGIdentitySelfAttnProcessor2_0, PAGIdentitySelfAttnProcessor2_0)
+    layers = [layer for layer in module.modules() if isinstance(getattr(layer, "processor", None), identity)]
+    kept = [layer.processor for layer in layers]
+    for layer in layers:
+        layer.processor = _PerturbedAttentionPart(perturbed=part == parts - 1)
+    try:
+        yield
+    finally:
+        for layer, processor in zip(layers, kept, strict=True):
+            layer.processor = processor
+
+
 @contextmanager
 def half_batch_calls(
     module: Any,
@@ -87,8 +132,13 @@ def half_batch_calls(
     doubled: int | None = None,
     layers: bool | dict[int, Any] = False,
     layers_out: dict[int, Any] | None = None,
+    parts: int = 2,
 ) -> Iterator[None]:
     """Within the block, `module(x)` with an even batch runs as `module(x[:n/2])` and `module(x[n/2:])`.
+
+    With `parts` (the number of guider batches: 3 for CFG with perturbed-attention guidance), a batch of a
+    multiple of `parts` runs as that many calls; a PAG pipeline's perturbed layers attend perturbed on the last
+    (`_perturbed_attention_parts`).
 
     With `doubled`, only a batch of that size is split: an auxiliary model (a ControlNet) runs on the doubled
     batch, or on the conditional half alone (guess mode), whose size may be even too. With `layers` True, the lists
@@ -109,13 +159,15 @@ def half_batch_calls(
 
     def split(*args, **kwargs):
         batch = _batch_of(args, kwargs)
-        if batch is None or batch % 2 or (doubled is not None and batch != doubled):
+        if batch is None or batch % parts or (doubled is not None and batch != doubled):
             return original(*args, **kwargs)
-        half = batch // 2
-        first = original(*_half(args, batch, slice(0, half), layers), **_half(kwargs, batch, slice(0, half), layers))
-        second_half = slice(half, batch)
-        second = original(*_half(args, batch, second_half, layers), **_half(kwargs, batch, second_half, layers))
-        return _joined(first, second, half, layers is True)
+        size = batch // parts
+        outputs = []
+        for part in range(parts):
+            span = slice(part * size, (part + 1) * size)
+            with _perturbed_attention_parts(module, part, parts):
+                outputs.append(original(*_half(args, batch, span, layers), **_half(kwargs, batch, span, layers)))
+        return _joined(outputs, size, layers is True)
 
     module.forward = forward
     try:

@@ -532,6 +532,16 @@ def find_batched_cfg(
     before_batches = body[: per_batch.start] if per_batch else body[:call_index]
     repeated += _derived_from_repeated(before_batches, repeated, set(names_read(call_statement)))
 
+    # a helper pairing its output inside is gated: the `if` holding its call raises instead (`_feature_gates`), so
+    # nothing else that `if` does is converted
+    gated_holders = {
+        id(holder)
+        for use in helper_uses
+        if use.pairs and id(use.call) not in split_at_call
+        for holder in [index.statement_of(use.call)]
+        if isinstance(holder, cst.If)
+    }
+    dropped = dropped | gated_holders
     cat_sites, first_site = _cat_sites(source, before_loop, condition, uncond_index, dropped, index)
     later = [*before_loop[first_site:], *body, *after_loop]
     site_nodes = {id(site.node) for site in cat_sites}
@@ -1146,6 +1156,8 @@ def _unrepeats(
     dropped: set[int],
 ) -> list[tuple[cst.CSTNode, cst.CSTNode]]:
     """`if cfg: x, _ = mask.chunk(2) else: x = mask` undoes a repeat the guider never made: keep the `else`.
+    In a conditional expression, the halves of the repeat are the value itself:
+    `x, *_ = mask.chunk(2) if cfg else mask` -> `x, *_ = (mask, mask) if cfg else mask`.
 
     Any other CFG branch in the loop is guidance this converter does not understand, and is refused.
     """
@@ -1153,6 +1165,13 @@ def _unrepeats(
     for statement in body:
         if id(statement) in handled or id(statement) in dropped:
             continue
+        for choice in findall(statement, m.IfExp()):
+            halves = m.Call(func=m.Attribute(value=m.Name(), attr=m.Name("chunk")), args=[m.Arg(m.Integer("2"))])
+            if _is_cfg(choice.test, condition) and m.matches(choice.body, halves):
+                value = choice.body.func.value
+                if value.value in repeated:
+                    both = cst.Tuple([cst.Element(value), cst.Element(value)])
+                    rewrites.append((choice.body, both))
         for branch in findall(statement, m.If()):
             if not _contains_cfg(branch.test, condition):
                 continue

@@ -30,7 +30,15 @@ from ...cst.dataflow import flow_of
 
 PACKAGE = __name__  # "modularize.emit.runtime"
 # the modules generated code may copy from, in the order their definitions appear in a generated file
-MODULES = ("guider_calls", "guider_state", "explicit_none", "package_blocks", "saved_package", "standard_guider")
+MODULES = (
+    "guider_calls",
+    "guider_state",
+    "explicit_none",
+    "package_blocks",
+    "saved_package",
+    "standard_guider",
+    "perturbed_attention",
+)
 
 
 @functools.cache

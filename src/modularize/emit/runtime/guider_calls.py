@@ -17,14 +17,16 @@ from diffusers.modular_pipelines.modular_pipeline import BlockState
 _UNMERGEABLE = object()
 
 
-def _merge_order(guider, guider_batches, order):
+def _merge_order(guider, guider_batches, order, prepared=False):
     """The guider batches in `order` (the order the standard pipeline concatenated them in), or None when they
     have to run one by one: a single batch, one the standard pipeline had no place for, or a guider that changes
-    the model between batches (it overrides `BaseGuidance.prepare_models` / `cleanup_models`)."""
+    the model between batches (it overrides `BaseGuidance.prepare_models` / `cleanup_models`), unless it prepares
+    the model for all of them in one call (`prepare_merged_call`, when `prepared`: the caller then runs the merged
+    call between the guider's `prepare_models` and `cleanup_models`)."""
     hooks_models = any(
         getattr(type(guider), hook) is not getattr(BaseGuidance, hook) for hook in ("prepare_models", "cleanup_models")
     )
-    if len(guider_batches) < 2 or hooks_models:
+    if len(guider_batches) < 2 or (hooks_models and not (prepared and hasattr(guider, "prepare_merged_call"))):
         return None
     identifier = guider._identifier_key
     rank = {name: index for index, name in enumerate(order)}
@@ -70,12 +72,13 @@ def merge_guider_batches(guider, guider_state, order, layers=()):
     A guider asks for one denoiser call per batch (conditional, unconditional, ...). The standard pipeline made one
     call on the batches concatenated instead: that is what it computed, bit for bit, and it is faster wherever the
     call is launch-bound. Merging is valid when the guider does not change the model between batches and every
-    field agrees in type and shape across batches (`_merge_order`, `_concatenated`). The fields named in `layers`
+    field agrees in type and shape across batches (`_merge_order`, `_concatenated`); a guider that changes the model
+    for some batches is told the merged call's order (`prepare_merged_call`). The fields named in `layers`
     hold one batched tensor per layer (a T2I-Adapter's features): they merge layer by layer.
 
     Returns `[merged]`, or `guider_state` itself when the batches have to run one by one.
     """
-    batches = _merge_order(guider, guider_state, order)
+    batches = _merge_order(guider, guider_state, order, prepared=True)
     if batches is None:
         return guider_state
     identifier = guider._identifier_key
@@ -89,6 +92,8 @@ def merge_guider_batches(guider, guider_state, order, layers=()):
         fields[name] = merged
     merged_batch = BlockState(**fields)
     merged_batch.merged_from = batches
+    if hasattr(guider, "prepare_merged_call"):
+        guider.prepare_merged_call([getattr(batch, identifier) for batch in batches])
     return [merged_batch]
 
 

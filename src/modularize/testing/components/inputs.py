@@ -144,6 +144,10 @@ def case_matrix(parameters, override: dict[str, Any], dims: Dims) -> tuple[tuple
         cases.append(("true_cfg", {"negative_prompt": "blurry", "true_cfg_scale": 4.0}))
     if has("guidance_rescale"):
         cases.append(("rescale", {"guidance_rescale": 0.7}))
+    if has("pag_scale"):  # perturbed-attention guidance: off, and a scale falling with the timestep
+        cases.append(("pag_off", {"pag_scale": 0.0}))
+        if has("pag_adaptive_scale"):
+            cases.append(("pag_adaptive", {"pag_scale": 5.0, "pag_adaptive_scale": 0.004}))
     if has("prompt") and per_prompt:
         two = {"prompt": TWO_PROMPTS, per_prompt: 2}
         if has("negative_prompt"):

@@ -2,7 +2,7 @@
 # (HintedPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/auxiliary_model/input.py sha256:fd140a1ff7162e4b736f153c36a930ea7b2ece2a1a2252773b8a7d10684a2269
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:90c6b83cc5ea0d494c5f49d2c9a6c6c36c0d713d0cb3b495d1e75c6c6fcbfbba
+# modularize-output: sha256:61a88f6fa63ab7fdc164ef51e25520f23547ece2253538515f6c72de854c532c
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -24,14 +24,16 @@ _UNMERGEABLE = object()
 
 
 # Copied from modularize.emit.runtime.guider_calls._merge_order
-def _merge_order(guider, guider_batches, order):
+def _merge_order(guider, guider_batches, order, prepared=False):
     """The guider batches in `order` (the order the standard pipeline concatenated them in), or None when they
     have to run one by one: a single batch, one the standard pipeline had no place for, or a guider that changes
-    the model between batches (it overrides `BaseGuidance.prepare_models` / `cleanup_models`)."""
+    the model between batches (it overrides `BaseGuidance.prepare_models` / `cleanup_models`), unless it prepares
+    the model for all of them in one call (`prepare_merged_call`, when `prepared`: the caller then runs the merged
+    call between the guider's `prepare_models` and `cleanup_models`)."""
     hooks_models = any(
         getattr(type(guider), hook) is not getattr(BaseGuidance, hook) for hook in ("prepare_models", "cleanup_models")
     )
-    if len(guider_batches) < 2 or hooks_models:
+    if len(guider_batches) < 2 or (hooks_models and not (prepared and hasattr(guider, "prepare_merged_call"))):
         return None
     identifier = guider._identifier_key
     rank = {name: index for index, name in enumerate(order)}

@@ -2,7 +2,7 @@
 # (BothPathsPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/branched_cfg/both_paths/input.py sha256:ae78e6b2e6b0c045e7e069b72537e803716fa0fa9648f9d23fbfca1e909ea84c
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:26f55e746f5ff2f464c2bcd145500ec4b4cfd9f7b9571afacc6a16894622ca6e
+# modularize-output: sha256:94b62e499f35a632300c2145b3f28f6cce96ca0dd72f643df1401548276cc138
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -25,14 +25,16 @@ _UNMERGEABLE = object()
 
 
 # Copied from modularize.emit.runtime.guider_calls._merge_order
-def _merge_order(guider, guider_batches, order):
+def _merge_order(guider, guider_batches, order, prepared=False):
     """The guider batches in `order` (the order the standard pipeline concatenated them in), or None when they
     have to run one by one: a single batch, one the standard pipeline had no place for, or a guider that changes
-    the model between batches (it overrides `BaseGuidance.prepare_models` / `cleanup_models`)."""
+    the model between batches (it overrides `BaseGuidance.prepare_models` / `cleanup_models`), unless it prepares
+    the model for all of them in one call (`prepare_merged_call`, when `prepared`: the caller then runs the merged
+    call between the guider's `prepare_models` and `cleanup_models`)."""
     hooks_models = any(
         getattr(type(guider), hook) is not getattr(BaseGuidance, hook) for hook in ("prepare_models", "cleanup_models")
     )
-    if len(guider_batches) < 2 or hooks_models:
+    if len(guider_batches) < 2 or (hooks_models and not (prepared and hasattr(guider, "prepare_merged_call"))):
         return None
     identifier = guider._identifier_key
     rank = {name: index for index, name in enumerate(order)}
