@@ -82,6 +82,21 @@ def test_strip_runtime_drops_callbacks_interrupt_and_hooks_and_keeps_the_xla_ste
     assert code(returns[0].value) == "Output(images=image)"
 
 
+def test_a_deprecation_warning_for_an_argument_kwargs_takes_is_dropped_and_nothing_else():
+    body = statements(
+        """\
+        if "mask_feature" in kwargs:
+            deprecation_message = "The use of `mask_feature` is deprecated."
+            deprecate("mask_feature", "1.0.0", deprecation_message, standard_warn=False)
+        if "scale" in kwargs:
+            scale = kwargs["scale"]
+        """
+    )
+    drops, _ = find_runtime_plumbing(body)
+    assert [(d.node, d.safety) for d in drops] == [(body[0], "display-only")]
+    assert "`mask_feature`, taken by `**kwargs`, is deprecated" in drops[0].why
+
+
 def test_self_to_components_sorts_every_self_reference():
     (statement,) = statements(
         """\

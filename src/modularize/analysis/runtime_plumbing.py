@@ -23,7 +23,8 @@ After (`replace_nodes` with the drops, then `without_callbacks`):
             xm.mark_step()
 
 Dropped: step-end callbacks and the deprecated `callback` / `callback_steps` (read elsewhere they become `None`),
-`self.interrupt`, `maybe_free_model_hooks`, and `return` (the output is read from block state). The XLA step
+`self.interrupt`, `maybe_free_model_hooks`, a warning that an argument `**kwargs` takes is deprecated
+(`if "mask_feature" in kwargs: deprecate(...)`), and `return` (the output is read from block state). The XLA step
 marker stays where it is, as in diffusers' own modular loops.
 Each drop is a `Drop` naming the original node, so the conversion report can say what went, where and why.
 """
@@ -61,6 +62,26 @@ _FREE_HOOKS = m.SimpleStatementLine(
     body=[m.Expr(value=m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name("maybe_free_model_hooks"))))]
 )
 _INTERRUPT = m.Attribute(value=m.Name("self"), attr=m.Name("interrupt"))
+# `if "mask_feature" in kwargs:` ...
+_IN_KWARGS = m.Comparison(left=m.SimpleString(), comparisons=[m.ComparisonTarget(m.In(), m.Name("kwargs"))])
+_MESSAGE = m.SimpleString() | m.FormattedString() | m.ConcatenatedString()
+# ... `deprecation_message = "..."`, `deprecate(...)`, `warnings.warn(...)`, `logger.warning(...)`
+_WARNING_LINE = m.SimpleStatementLine(
+    body=[
+        m.Assign(targets=[m.AssignTarget(m.Name())], value=_MESSAGE)
+        | m.Expr(
+            m.Call(
+                func=m.Name("deprecate")
+                | m.Attribute(value=m.Name("warnings"), attr=m.Name("warn"))
+                | m.Attribute(value=m.Name("logger"), attr=m.Name("warning") | m.Name("warn"))
+            )
+        )
+    ]
+)
+
+
+def _warns(statement: cst.BaseStatement) -> bool:
+    return m.matches(statement, _WARNING_LINE)
 
 
 class _RuntimePlumbing(cst.CSTVisitor):
@@ -100,6 +121,11 @@ class _RuntimePlumbing(cst.CSTVisitor):
             return False
         if m.matches(node.test, _INTERRUPT):
             self.drops.append(Drop(node, "`if self.interrupt: ...`", "interrupting is not supported", "unsafe"))
+            return False
+        if m.matches(node.test, _IN_KWARGS) and node.orelse is None and all(_warns(s) for s in node.body.body):
+            name = node.test.left.evaluated_value
+            why = f"a warning that `{name}`, taken by `**kwargs`, is deprecated: the package does not take it"
+            self.drops.append(Drop(node, f'`if "{name}" in kwargs: ...`', why, "display-only"))
             return False
         return True
 
