@@ -224,7 +224,7 @@ def _analyze_call(
                 inputs.append(_param(name, produced_by.get(name), call_parameters, descriptions))
             elif name in block_outputs:
                 unbound.append(name)
-            elif name in flow.writes and segment.kind != StageKind.DENOISE:
+            elif name in flow.writes:
                 # written here on some paths only and read where it may be unset (`if ...: prompt_image = image`,
                 # read below): the verbatim code fails exactly where the source does, so nothing is bound for it
                 continue

@@ -116,8 +116,16 @@ class LoopParts:
                 if n in inputs_by_name and n not in produced_this_iteration and n not in wrapper_flow.writes
             ]
             carried_in = [n for n in flow.reads if n not in {p.name for p in declared}]
-            # written on some paths only (`if cfg: negative_... = ...`) and bound nowhere else: starts as None
-            unbound = [n for n in carried_out if n not in flow.definite and n not in flow.reads]
+            # written on some paths only (`if cfg: negative_... = ...`) and bound nowhere else: starts as None; so
+            # does one this step reads where it may be unset, when nothing else sets it (`if conditioning: x = ...`
+            # above `if conditioning: ... x ...`): the source reads it exactly where it set it
+            written_elsewhere = {n for j, f in enumerate(flows) if j != index for n in f.writes}
+            written_elsewhere |= set(wrapper_flow.writes) | set(inputs_by_name)
+            self_only = [
+                n for n in carried_in if n in flow.writes and n not in flow.definite and n not in written_elsewhere
+            ]
+            carried_in = [n for n in carried_in if n not in self_only]
+            unbound = [n for n in carried_out if n not in flow.definite and (n not in flow.reads or n in self_only)]
             outputs = tuple(Output(n, n, "Denoised by the loop.") for n in carried_out if n in read_after)
             produced_this_iteration |= set(flow.writes)
             class_name = naming.prefix + _STEP_CLASSES[index]

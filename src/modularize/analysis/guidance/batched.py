@@ -433,7 +433,8 @@ def find_batched_cfg(
     extras, rescale, rescale_test = (
         ([], None, None) if whole is not None else _rescale_inside(inner[2:], condition, guided, cond, functions)
     )
-    gated = _gated_extras(source, facts, extras, {first, second}, feature_guards)
+    halved_repeats: list[cst.SimpleStatementLine] = []
+    gated = _gated_extras(source, facts, extras, {first, second}, feature_guards, halved_repeats)
 
     # a helper may be handed the flag as the test it stands for (`do_cfg=guidance_scale > 1.0`)
     flags = (condition, condition_expression, over_call_locals(condition_expression, facts.per_call))
@@ -511,9 +512,11 @@ def find_batched_cfg(
             if not repeated_twice and not doubles(if_exp.body, if_exp.orelse):
                 raise source.refuse(if_exp, "unrecognized CFG batching of a denoiser input inside the loop")
             assigned = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())], value=m.IfExp())])
-            if m.matches(statement, assigned) and statement.body[0].value is if_exp:
+            # (the line may sit in a branch of its own: `if conditioning: mask_input = torch.cat(...) if cfg else`)
+            line = next((x for x in findall(statement, assigned) if x.body[0].value is if_exp), None)
+            if line is not None:
                 expansions.append(if_exp)
-                repeated.append(statement.body[0].targets[0].target.value)
+                repeated.append(line.body[0].targets[0].target.value)
             elif (
                 statement is body[call_index]
                 and isinstance(if_exp.orelse, cst.Name)
@@ -552,12 +555,18 @@ def find_batched_cfg(
         {site.target: site.uncond for site in cat_sites},
         later,
         call_statement,
-        dropped | site_nodes | in_batches,
+        dropped | site_nodes | in_batches | {id(statement) for statement in halved_repeats},
         taken,
         condition,
         {site.target: _start(source, site.node) for site in cat_sites},
         frozenset(site.target for site in cat_sites if site.layers),
+        (chunk_if, frozenset(_halved_name(statement) for statement in halved_repeats)),
     )
+    # one half of a value repeated for CFG (or doubled as `torch.cat([x, x])`) is the value itself
+    for statement in halved_repeats:
+        name = _halved_name(statement)
+        if name not in repeated and name not in pairing.halved:
+            raise source.refuse(statement, _UNRECOGNIZED_COMBINE, fix=_CUSTOM_COMBINE_FIX)
     # what the model calls of a step read, the auxiliary ones run per batch included
     called = set(names_read(call_statement)) | {
         n for s in (per_batch.statements if per_batch else ()) for n in names_read(s)
@@ -795,17 +804,59 @@ def _derived_from_repeated(
     return found
 
 
+_UNRECOGNIZED_COMBINE = "unrecognized guidance combine: expected `u, c = pred.chunk(2)` then `pred = u + scale * (c - u)`"
+_CUSTOM_COMBINE_FIX = "a custom combine formula needs a guider subclass, which is not generated yet"
+_HALF = m.Call(func=m.Attribute(value=m.Name(), attr=m.Name("chunk")), args=[m.Arg(m.Integer("2"))])
+_UNUSED = m.Name("_") | m.StarredElement(m.Name("_"))
+# `x, _ = x.chunk(2)`, `_, x = x.chunk(2)`, `x = x.chunk(2)[0]`
+_HALVED = m.SimpleStatementLine(
+    body=[
+        m.Assign(
+            targets=[m.AssignTarget(m.Tuple([m.Element(m.Name()), m.Element(_UNUSED) | _UNUSED]))],
+            value=_HALF,
+        )
+        | m.Assign(
+            targets=[m.AssignTarget(m.Tuple([m.Element(m.Name("_")), m.Element(m.Name())]))],
+            value=_HALF,
+        )
+        | m.Assign(
+            targets=[m.AssignTarget(m.Name())],
+            value=m.Subscript(value=_HALF, slice=[m.SubscriptElement(m.Index(m.Integer()))]),
+        )
+    ]
+)
+
+
+def _halved_name(statement: cst.BaseStatement) -> str | None:
+    """`timestep, _ = timestep.chunk(2)` (or another of `_HALVED`) -> `timestep`: a value reassigned one half of
+    itself; None for any other statement."""
+    if not m.matches(statement, _HALVED):
+        return None
+    assign = statement.body[0]
+    target = assign.targets[0].target
+    names = [target] if isinstance(target, cst.Name) else [e.value for e in target.elements]
+    value = assign.value.value if isinstance(assign.value, cst.Subscript) else assign.value
+    kept = [name.value for name in names if isinstance(name, cst.Name) and name.value != "_"]
+    return kept[0] if len(kept) == 1 and kept[0] == value.func.value.value else None
+
+
 def _gated_extras(
     source: SourceModule,
     facts: ClassFacts,
     extras: Sequence[cst.BaseStatement],
     halves: set[str],
     feature_guards: list,
+    halved_repeats: list[cst.SimpleStatementLine],
 ) -> tuple[cst.BaseStatement, ...]:
     """Statements after the combine in the CFG branch: a guidance feature on top of CFG (skip-layer guidance runs
-    the model once more) becomes an error where it would run; plain assignments feeding its test stay."""
+    the model once more) becomes an error where it would run; plain assignments feeding its test stay. One half
+    of a value the source repeated for CFG (`timestep, _ = timestep.chunk(2)`) is the value a guider batch has
+    already: such statements go to `halved_repeats` (checked once the repeats are known) and are dropped."""
     gated = []
     for statement in extras:
+        if _halved_name(statement) is not None:
+            halved_repeats.append(statement)
+            continue
         if isinstance(statement, cst.If) and statement.orelse is None:
             inputs = [n for n in names_read(statement.test) if n in {p.name for p in facts.call_parameters}]
             calls = [c for c in findall(statement.body, m.Call(func=m.Attribute(value=m.Name("self"))))]
@@ -826,11 +877,7 @@ def _gated_extras(
             if not set(names_read(statement)) & halves:
                 gated.append(statement)
                 continue
-        raise source.refuse(
-            statement,
-            "unrecognized guidance combine: expected `u, c = pred.chunk(2)` then `pred = u + scale * (c - u)`",
-            fix="a custom combine formula needs a guider subclass, which is not generated yet",
-        )
+        raise source.refuse(statement, _UNRECOGNIZED_COMBINE, fix=_CUSTOM_COMBINE_FIX)
     return tuple(gated)
 
 

@@ -35,7 +35,7 @@ import libcst.matchers as m
 
 from ...cst.dataflow import flow_of, names_read
 from ...cst.substitute import replace_nodes, substitute_names
-from ...cst.tree_walk import visit_read_only, walk
+from ...cst.tree_walk import findall, visit_read_only, walk
 from ...frontend.parse import SourceModule, code
 from ..loop_header import fresh_name
 from .doubled_batch import FILLS_LIKE
@@ -44,6 +44,8 @@ from .doubled_batch import FILLS_LIKE
 PER_SAMPLE_METHODS = frozenset(
     {"to", "float", "half", "bfloat16", "double", "type", "contiguous", "clone", "detach", "cpu", "cuda"}
 )
+# arithmetic that works sample by sample (the batch leads, or broadcasts): not `@`
+_ELEMENTWISE = (cst.Add, cst.Subtract, cst.Multiply, cst.Divide, cst.FloorDivide, cst.Modulo, cst.Power)
 # attributes whose value does not depend on the batch size
 BATCH_FREE_ATTRIBUTES = frozenset({"dtype", "device"})
 
@@ -53,6 +55,7 @@ class Pairing:
     pairs: Mapping[str, str]  # variable -> its unconditional counterpart, as the model call sees them
     mirrored: tuple[tuple[cst.CSTNode, cst.FlattenSentinel], ...]  # statement -> itself with guard and mirror
     layered: frozenset[str] = frozenset()  # lists of batched tensors, one per layer, and what is computed from them
+    halved: frozenset[str] = frozenset()  # values both conditions share, reassigned one half of after the call
 
 
 class _NotPerSample(Exception):
@@ -77,6 +80,12 @@ def _mirrorable(expression: cst.BaseExpression, pairs: Mapping[str, str], repeat
         if any(_reads_batch(arg.value, pairs) for arg in expression.args[1:]):
             raise _NotPerSample(expression)
         return _mirrorable(expression.args[0].value, pairs, repeats)
+    if isinstance(expression, cst.BinaryOperation) and isinstance(expression.operator, _ELEMENTWISE):
+        # `timestep * (1 - mask)`: elementwise arithmetic, each sample's result from that sample's operands
+        sides = [_mirrorable(side, pairs, repeats) for side in (expression.left, expression.right)]
+        return any(sides)
+    if isinstance(expression, cst.UnaryOperation) and isinstance(expression.operator, cst.Minus):
+        return _mirrorable(expression.expression, pairs, repeats)
     if isinstance(expression, cst.BooleanOperation):
         # `given or embeds`: one operand or the other, as a whole, for each condition alike
         return any([_mirrorable(expression.left, pairs, repeats), _mirrorable(expression.right, pairs, repeats)])
@@ -182,27 +191,35 @@ def propagate_pairs(
     condition: cst.BaseExpression,
     starts: Mapping[str, tuple] = {},
     layered: frozenset[str] = frozenset(),
+    halved: tuple[cst.BaseStatement | None, frozenset[str]] = (None, frozenset()),
 ) -> Pairing:
     """Mirror the statements before `stop` (the model call) that compute from paired tensors; after it, only
     batch-free reads of them (`.dtype`) are allowed. Mirrors run under the CFG `condition`: without CFG there is
-    no unconditional half to compute."""
+    no unconditional half to compute. `halved`: a statement after the call (the CFG branch) and the values both
+    conditions share that it reassigns one half of (`timestep, _ = timestep.chunk(2)`): after it they are one
+    condition's, as in a guider batch."""
     pairs = dict(pairs)
     mirrored = []
     reached_call = False
+    shared_halved: frozenset[str] = frozenset()
     for statement in statements:
         if statement is stop:
             reached_call = True
             continue
+        if statement is halved[0]:
+            shared_halved = frozenset(name for name in halved[1] if pairs.get(name) == name)
         if id(statement) in skip:
             continue
-        written = _written_into(statement, pairs, skip, source, starts)
+        # (a value halved after the call is one condition's from there on: its reads are no batch reads)
+        visible = {name: other for name, other in pairs.items() if name not in shared_halved}
+        written = _written_into(statement, visible, skip, source, starts)
         if written is not None:
             raise source.refuse(
                 written,
                 f"`{written.value}` is changed in place after it was doubled for CFG (one half differs from the "
                 "other), which a guider's batches cannot reproduce",
             )
-        reads = _paired_reads(statement, pairs, skip, source, starts)
+        reads = _paired_reads(statement, visible, skip, source, starts)
         if not reads:
             continue
         if not reached_call and draws_at_random(statement):
@@ -245,7 +262,7 @@ def propagate_pairs(
         before = [_under(condition, guards)] if guards else []
         mirrored.append((statement, cst.FlattenSentinel([*before, statement, _under(condition, [mirror])])))
         pairs[target] = counterpart
-    return Pairing(pairs, tuple(mirrored), frozenset(layered))
+    return Pairing(pairs, tuple(mirrored), frozenset(layered), shared_halved)
 
 
 def _mirrored_branches(branch: cst.If, pairs: dict[str, str], taken: set[str]) -> tuple[cst.If, dict[str, str]] | None:
@@ -344,11 +361,24 @@ def _shares_only(
     assigns = [n for n in walk(statement, skip=lambda n: id(n) in skip) if isinstance(n, cst.Assign)]
     try:
         for assign in assigns:
-            _mirrorable(assign.value, pairs, [])
+            _mirrorable(_without_shapes_of(assign.value, shared), pairs, [])
     except _NotPerSample:
         return False
     outside = _paired_reads(statement, pairs, skip | {id(a) for a in assigns}, source, starts)
     return not outside
+
+
+def _without_shapes_of(expression: cst.BaseExpression, shared: set[str]) -> cst.BaseExpression:
+    """`t.expand(mask.shape)` with `mask.shape` (`.size()`, `len(mask)`) as a name that reads no pair: a value both
+    conditions share has, in each guider batch, the shape of one condition, so what is built to its shape is too."""
+    name = m.Name(m.MatchIfTrue(lambda value: value in shared))
+    shape = (
+        m.Attribute(value=name, attr=m.Name("shape"))
+        | m.Call(func=m.Attribute(value=name, attr=m.Name("size")))
+        | m.Call(func=m.Name("len"), args=[m.Arg(name)])
+    )
+    found = findall(expression, shape)
+    return replace_nodes(expression, {node: cst.Name("batch_shape") for node in found}) if found else expression
 
 
 _RANDOM_METHODS = frozenset({"sample", "normal_", "uniform_", "bernoulli_", "exponential_"})

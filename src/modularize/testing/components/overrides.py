@@ -313,6 +313,7 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "MochiPipeline": {"dims": {"latent_channels": 12}},
     # the video VAE of the hint's three (the first, deep-compression one, is an image VAE); sizes divisible by 32
     "SanaVideoPipeline": {"classes": {"vae": "AutoencoderKLWan"}, "inputs": {"height": 32, "width": 32}},
+    "SanaImageToVideoPipeline": {"classes": {"vae": "AutoencoderKLWan"}, "inputs": {"height": 32, "width": 32}},
     # the hidden states of layer 1 (the default picks layers 9, 18 and 27 of a large model)
     "Flux2KleinInpaintPipeline": {"inputs": {"text_encoder_out_layers": (1,)}},
     "Flux2Pipeline": {"inputs": {"text_encoder_out_layers": (1,), "image": None}},  # text to image
@@ -360,6 +361,8 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "SanaControlNetPipeline": {"config": {"transformer": {"num_layers": 2}}},
     # LTX asks for sizes divisible by 32 (8 x 8 latents with the tiny VAE's spatial compression 4)
     "LTXPipeline": {"inputs": {"height": 32, "width": 32}},
+    "LTXImageToVideoPipeline": {"inputs": {"height": 32, "width": 32}},
+    "LTXConditionPipeline": {"inputs": {"height": 32, "width": 32}},
     # GLIGEN grounds phrases in boxes: a UNet with gated self-attention (and the position net embedding each
     # phrase's pooled text with its box), one phrase and its box [x0, y0, x1, y1] in fractions of the image;
     # grounded for the first of the 2 steps only (beta 0.5), so both the grounded and the plain steps run
