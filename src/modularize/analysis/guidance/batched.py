@@ -804,7 +804,9 @@ def _derived_from_repeated(
     return found
 
 
-_UNRECOGNIZED_COMBINE = "unrecognized guidance combine: expected `u, c = pred.chunk(2)` then `pred = u + scale * (c - u)`"
+_UNRECOGNIZED_COMBINE = (
+    "unrecognized guidance combine: expected `u, c = pred.chunk(2)` then `pred = u + scale * (c - u)`"
+)
 _CUSTOM_COMBINE_FIX = "a custom combine formula needs a guider subclass, which is not generated yet"
 _HALF = m.Call(func=m.Attribute(value=m.Name(), attr=m.Name("chunk")), args=[m.Arg(m.Integer("2"))])
 _UNUSED = m.Name("_") | m.StarredElement(m.Name("_"))
