@@ -72,7 +72,8 @@ def find_separate_cfg(
             raise source.refuse(branch, "an unconditional denoiser pass with no conditional one before it")
         if len(found) > 1:
             raise source.refuse(branch, "unrecognized separate-pass guidance (several calls under the CFG flag)")
-        if branch.orelse is not None and not _inert_else(branch, body, position, top_level, loop):
+        cond_output = earlier[-1][1].output
+        if branch.orelse is not None and not _inert_else(branch, body, position, top_level, loop, cond_output):
             raise source.refuse(
                 branch.orelse,
                 "an `else` after the unconditional pass that computes what later code reads (with CFG off the "
@@ -100,9 +101,11 @@ def _inert_else(
     position: int,
     top_level: Sequence[cst.BaseStatement],
     loop: cst.For,
+    cond_output: str,
 ) -> bool:
-    """An `else` the guider makes unnecessary: each statement in it assigns a name to itself, or a name no later
-    code reads before assigning it again (the rest of the step, the next steps, what follows the loop).
+    """An `else` the guider makes unnecessary: each statement in it assigns a name to itself, a name no later
+    code reads before assigning it again (the rest of the step, the next steps, what follows the loop), or a name
+    the branch assigns the conditional prediction (`cond_output`): with CFG off the guider's prediction is it.
 
         if do_cfg:                                  if do_cfg:
             neg = self.model(...)                       neg = self.model(...)
@@ -110,6 +113,7 @@ def _inert_else(
         else:                                       (the `else` goes with the branch)
             pred = pred
             neg = None
+            guided = pred                           (`guided`, assigned in the branch too)
     """
     statements = list(branch.orelse.body.body) if isinstance(branch.orelse, cst.Else) else None
     if statements is None or not all(m.matches(s, _ASSIGNED) and len(s.body) == 1 for s in statements):
@@ -117,10 +121,12 @@ def _inert_else(
     next_steps = [*body[position + 1 :], *body[:position], branch.with_changes(orelse=None)]
     after_loop = list(top_level)[list(top_level).index(_holding(top_level, loop)) + 1 :]
     live = set(flow_of(next_steps).reads) | {name for s in after_loop for name in names_read(s)}
+    assigned_in_branch = set(flow_of(list(branch.body.body)).writes)
     for statement in statements:
         assign = statement.body[0]
         target = assign.targets[0].target.value
-        if not (m.matches(assign.value, m.Name(target)) or target not in live):
+        conditional = m.matches(assign.value, m.Name(cond_output)) and target in assigned_in_branch
+        if not (m.matches(assign.value, m.Name(target)) or target not in live or conditional):
             return False
     return True
 
@@ -234,12 +240,16 @@ def _pattern(
     after = body[list(body).index(branch) + 1 :]
     read_after = set(flow_of(list(after)).reads)
     results = [n for n in flow_of(inner[combine_at:]).writes if n in read_after]
-    if results != [cond.output]:
+    # the combine may name the guided prediction anew when, with CFG off, the `else` names the conditional one so
+    # (`else: noise_pred = noise_pred_cond`, checked by `_inert_else`): with CFG off the guider's prediction is it
+    renamed = target != cond.output and results == [target] and branch.orelse is not None
+    if results != [cond.output] and not renamed:
         raise source.refuse(
             branch, f"the guided prediction must replace `{cond.output}` (the conditional prediction) after CFG"
         )
+    guided = target if renamed else cond.output
     combine = None
-    if len(inner) > combine_at + 1 or target != cond.output:
+    if len(inner) > combine_at + 1 or (target != cond.output and not renamed):
         if scales:
             raise source.refuse(inner[combine_at], "a custom guidance combine with a guidance scale chosen per step")
         combine = _custom_combine(source, facts, inner[combine_at:], cond.output, uncond.output, scale)
@@ -257,7 +267,7 @@ def _pattern(
         step_scales=scales,
         call_statement=cond.statement,
         model_output=cond.output,
-        guided=cond.output,
+        guided=guided,
         guidance_statements=(branch,),
         batch_order=("pred_cond", "pred_uncond"),
         fields=fields,
