@@ -63,6 +63,17 @@ def test_each_case_is_converted_as_the_pattern_its_directory_names(case: Case):
     assert [step.key for step in loop.steps if step.body][-2:] == ["denoiser", "after_denoiser"]
 
 
+def test_every_expected_package_is_clean_under_diffusers_ruff_selection(tmp_path):
+    import shutil
+
+    from modularize.output.lint import lint_packages
+
+    for case in CASES:
+        if REFUSAL not in expected(case):
+            shutil.copytree(case.directory / "expected", tmp_path / case.name.replace("/", "__"))
+    assert lint_packages(tmp_path) == {}
+
+
 def test_the_image_encode_case_encodes_in_a_block_of_its_own():
     (case,) = [c for c in CASES if c.name == "image_encode/img2img"]
     keys = [block.key for block in plan(case).blocks]

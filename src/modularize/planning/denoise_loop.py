@@ -202,7 +202,10 @@ def split_loop(context: Context, segment: Segment, loop: cst.For, cfg: CfgPatter
         # `latent_model_input`): the guider need not hand it out
         per_batch = (cfg.call_statement, *cfg.between, *cfg.batch_statements, *cfg.batch_after)
         read = {name for statement in per_batch for name in names_read(statement)}
-        repeated = [name for name in cfg.repeated if name in read]
+        # (a value both a repeat and a doubled shared value built (`ticks = t.expand(rows.shape[0]) * weight`) is
+        # one field)
+        paired = {field.name for field in cfg.fields}
+        repeated = [name for name in dict.fromkeys(cfg.repeated) if name in read and name not in paired]
         fields = cfg.fields + tuple(GuidanceField(name, name, name) for name in repeated)
         denoiser_statements = guider_denoise(cfg, fields, step_index, header.timestep or "None", num_steps)
         extra_reads = tuple(dict.fromkeys(n for f in fields for n in (f.cond, f.uncond)))

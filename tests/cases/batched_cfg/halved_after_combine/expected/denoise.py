@@ -2,7 +2,7 @@
 # (HalvedTicks). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/halved_after_combine/input.py sha256:6f9ec5ae11dfc36e3d67d5b2fa6e481c9cc20dc278983484037894bc430ce9c3
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:c999662d4194b422a26fed4feb5e4cccbb43049480913469c898befda71234b2
+# modularize-output: sha256:05995fd3b2d1ece49eefe4d1200a13ae13f8ce4ee0badacd8b8339a1d7049890
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -218,7 +218,7 @@ class HalvedTicksLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
             step=step_index, num_inference_steps=len(components.scheduler.timesteps), timestep=t
         )
         guider_state = components.guider.prepare_inputs_from_block_state(
-            block_state, {"embeds": ("embeds", "negative_embeds"), "ticks": "ticks", "rows": "rows", "ticks": "ticks"}
+            block_state, {"embeds": ("embeds", "negative_embeds"), "ticks": "ticks", "rows": "rows"}
         )
         guider_batches = (
             merge_guider_batches(components.guider, guider_state, ("pred_uncond", "pred_cond"))
@@ -230,7 +230,6 @@ class HalvedTicksLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
             embeds = guider_state_batch.embeds
             ticks = guider_state_batch.ticks
             rows = guider_state_batch.rows
-            ticks = guider_state_batch.ticks
             noise = components.unet(rows, ticks, encoder_hidden_states=embeds).sample
             guider_state_batch.noise_pred = noise
             components.guider.cleanup_models(components.unet)
