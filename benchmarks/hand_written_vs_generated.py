@@ -152,7 +152,7 @@ def main() -> None:
                 generated_cell = generated.max_abs_diff if generated.status == "compared" else generated.status
                 inputs = {**equivalence.base_inputs, **overrides}
                 components, call = _with_case_components(equivalence.pristine, inputs)
-                outputs = equivalence.standard(copy.deepcopy(components), copy.deepcopy(call), exact=False, batches=1)
+                outputs = equivalence.standard(copy.deepcopy(components), copy.deepcopy(call), exact=False)
                 standard = next(iter(outputs.values()))
                 try:
                     other = hand_written.run(copy.deepcopy(components), copy.deepcopy(call), equivalence.seed)

@@ -268,6 +268,28 @@ def test_ltx_and_cogview3plus_couplings():
     assert transformer.config.pos_embed_max_size >= latent // transformer.config.patch_size
 
 
+def test_cogview4_couplings():
+    """CogView4: GLM's hidden states feed the transformer's text projection; GLM-4's tokenizer starts every prompt
+    with `[gMASK]<sop>` (an empty negative prompt is not empty) and pads on the left; the control pipeline joins
+    the control latents to the latents."""
+    from diffusers import CogView4ControlPipeline, CogView4Pipeline
+
+    cog = build_components(CogView4Pipeline)
+    tokenizer, encoder, transformer = cog["tokenizer"], cog["text_encoder"], cog["transformer"]
+    assert type(encoder).__name__ == "GlmModel"
+    assert transformer.config.text_embed_dim == encoder.config.hidden_size
+    assert transformer.config.in_channels == transformer.config.out_channels == cog["vae"].config.latent_channels
+    assert transformer.config.sample_size * DIMS.vae_scale_factor == DIMS.image_size
+    assert len(tokenizer) == encoder.config.vocab_size and tokenizer.pad_token_id == encoder.config.pad_token_id
+    assert tokenizer.convert_ids_to_tokens(tokenizer("").input_ids) == ["[gMASK]", "<sop>"]
+    batch = tokenizer(["a photo of a cat", "a cat"], padding="longest").input_ids
+    assert batch[1][0] == tokenizer.pad_token_id and batch[0][0] != tokenizer.pad_token_id
+    assert cog["scheduler"].config.use_dynamic_shifting  # the pipeline shifts the schedule by `mu`
+    control = build_components(CogView4ControlPipeline)
+    assert control["transformer"].config.in_channels == 2 * control["vae"].config.latent_channels
+    assert control["transformer"].config.out_channels == control["vae"].config.latent_channels
+
+
 def test_gligen_grounding_inputs_are_data():
     from diffusers import StableDiffusionGLIGENPipeline
 

@@ -134,6 +134,7 @@ def test_runtime_helpers_are_copied_into_the_packages_that_call_them():
                     "perturbed_attention._PERTURBED_ATTENTION_HOOK",
                     "perturbed_attention.perturbed_attention_modules",
                     "perturbed_attention._same_final_number",
+                    "perturbed_attention.OneShareOfPerturbedAttention",
                     "perturbed_attention.guider_runs_unconditional",
                     "perturbed_attention.StandardPerturbedAttentionGuidance",
                 ]

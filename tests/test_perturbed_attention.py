@@ -107,6 +107,11 @@ def test_call_is_read_with_pag_off():
     assert "    if self.cfg:\n        uncond, cond = pred.chunk(2)" in text
 
 
+def test_the_pipelines_own_pag_processors_are_named_for_the_guider():
+    source, facts, body = analyzed(set_layers="self.set_pag_applied_layers(layers, pag_attn_processors=(A(), B()))")
+    assert find_perturbed_attention(source, facts, body).processors == ("A", "B")
+
+
 def test_a_pipeline_without_the_mixin_methods_has_no_pag():
     source, facts, body = analyzed(body="for t in timesteps:\n    latents = self.unet(latents, t).sample\n")
     assert find_perturbed_attention(source, facts, body) is None
@@ -115,7 +120,7 @@ def test_a_pipeline_without_the_mixin_methods_has_no_pag():
 @pytest.mark.parametrize(
     ("body", "set_layers", "message"),
     [
-        (BODY, "self.set_pag_applied_layers(layers, pag_attn_processors=(A(), B()))", "processors of the pipeline's"),
+        (BODY, "self.set_pag_applied_layers(layers, pag_attn_processors=(A(1), B()))", "constructed without"),
         (BODY.replace("if self.pag:\n    self._set_pag", "if self.cfg:\n    self._set_pag"), None, "one flag"),
         (BODY.replace("for t in timesteps:", "keep = self.pag\nfor t in timesteps:"), None, "read outside"),
         (BODY, "pass", "does not call `self.set_pag_applied_layers"),
@@ -234,3 +239,24 @@ def test_the_perturbed_batch_attends_as_the_pag_processor_perturbs():
         assert torch.equal(merged[4:], perturbed) and torch.equal(merged[:2], normal)
     with pytest.raises(ValueError, match="last"):
         guider.prepare_merged_call(["pred_cond_skip", "pred_cond"])
+
+
+def test_named_pag_processors_run_each_batch_through_the_pipelines_processor():
+    """A guider naming the pipeline's PAG processors runs every batch of a PAG layer through the one without CFG,
+    on the batch twice, keeping its share: the first for the normal batches, the second for the perturbed one."""
+    denoiser = _Denoiser()
+    x = torch.randn(2, 5, 8)
+    mid = denoiser.mid["attn1"]
+    names = ["PAGCFGIdentitySelfAttnProcessor2_0", "PAGIdentitySelfAttnProcessor2_0"]
+    with torch.no_grad():
+        into_mid = denoiser.down["attn1"](x)
+        both = PAGIdentitySelfAttnProcessor2_0()(mid, torch.cat([into_mid, into_mid]))
+        guider = _guider(guidance_scale=5.0, perturbed_guidance_scale=3.0, perturbed_attention_processors=names)
+        outputs = []
+        for _ in range(3):
+            guider.prepare_models(denoiser)
+            outputs.append(denoiser(x))
+            guider.cleanup_models(denoiser)
+    assert torch.equal(outputs[0], both[:2]) and torch.equal(outputs[1], both[:2])
+    assert torch.equal(outputs[2], both[2:]) and not torch.equal(both[2:], both[:2])
+    assert isinstance(mid.processor, AttnProcessor2_0)

@@ -421,6 +421,7 @@ def test_entry_points_are_the_public_definitions_each_defined_once():
         "register_in_diffusers": "modularize.emit.runtime.saved_package.register_in_diffusers",
         "install_standard_guider": "modularize.emit.runtime.standard_guider.install_standard_guider",
         "perturbed_attention_modules": ("modularize.emit.runtime.perturbed_attention.perturbed_attention_modules"),
+        "OneShareOfPerturbedAttention": ("modularize.emit.runtime.perturbed_attention.OneShareOfPerturbedAttention"),
         "guider_runs_unconditional": "modularize.emit.runtime.perturbed_attention.guider_runs_unconditional",
         "StandardPerturbedAttentionGuidance": (
             "modularize.emit.runtime.perturbed_attention.StandardPerturbedAttentionGuidance"

@@ -816,7 +816,9 @@ def _guidance_plan(
             names.append(name)
     perturbed_plan = None
     if perturbed is not None:
-        perturbed_plan = PerturbedAttentionPlan(perturbed.scale, perturbed.adaptive_scale, perturbed.layers)
+        perturbed_plan = PerturbedAttentionPlan(
+            perturbed.scale, perturbed.adaptive_scale, perturbed.layers, perturbed.processors
+        )
         names += [n for n in (perturbed.scale, perturbed.adaptive_scale) if n is not None]
     arguments = tuple(_param(n, None, call_parameters, descriptions) for n in names)
     loop_fields = cfg.fields

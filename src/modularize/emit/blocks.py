@@ -82,6 +82,8 @@ def guider_spec(guidance: GuidancePlan, plan: PipelinePlan) -> str:
         if perturbed.adaptive_scale:
             config.append(f'"perturbed_guidance_adaptive_scale": {defaults.get(perturbed.adaptive_scale) or "0.0"}')
         config.append(f'"perturbed_layers": {perturbed.layers}')
+        if perturbed.processors:
+            config.append(f'"perturbed_attention_processors": {list(perturbed.processors)!r}')
     return (
         f'ComponentSpec("guider", {guidance.guider}, config=FrozenDict({{{", ".join(config)}}}), '
         'default_creation_method="from_config")'

@@ -65,6 +65,7 @@ FRAMEWORK = {
     "HookRegistry": ("diffusers.hooks", "HookRegistry"),
     "AttentionProcessorSkipHook": ("diffusers.hooks.layer_skip", "AttentionProcessorSkipHook"),
     "Attention": ("diffusers.models.attention_processor", "Attention"),
+    "attention_processor": ("diffusers.models", "attention_processor"),
     "PAGCFGIdentitySelfAttnProcessor2_0": (
         "diffusers.models.attention_processor",
         "PAGCFGIdentitySelfAttnProcessor2_0",
@@ -73,7 +74,7 @@ FRAMEWORK = {
 }
 # ... and names runtime code uses that the source module may bind itself (`import regex as re`): its own binding
 # wins, so the code copied from it keeps meaning what it meant
-UNLESS_DEFINED = {"re": ("re", None)}
+UNLESS_DEFINED = {"re": ("re", None), "inspect": ("inspect", None)}
 _BUILTINS = set(dir(builtins))
 
 

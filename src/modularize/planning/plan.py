@@ -141,6 +141,7 @@ class PerturbedAttentionPlan:
     scale: str  # `__call__` argument holding the PAG scale (`pag_scale`)
     adaptive_scale: str | None  # ... and the adaptive one (`pag_adaptive_scale`)
     layers: str  # the layers perturbed by default, as source text (`"mid"`): `__init__`'s default
+    processors: tuple[str, str] | None = None  # the pipeline's own PAG processor classes (with CFG, without)
 
 
 @dataclass(frozen=True)
@@ -318,6 +319,7 @@ def plan_summary(plan: PipelinePlan) -> dict:
                 "scale": guidance.perturbed.scale,
                 "adaptive_scale": guidance.perturbed.adaptive_scale,
                 "layers": guidance.perturbed.layers,
+                "processors": list(guidance.perturbed.processors or ()),
             },
         },
         "call": {
@@ -406,6 +408,8 @@ def render_plan(plan: PipelinePlan) -> str:
                 f"  perturbed:  a third batch, the conditional one with the self-attention of layers "
                 f"{perturbed['layers']} perturbed (PAG), scaled by `{perturbed['scale']}`{adaptive}"
             )
+            if perturbed["processors"]:
+                lines.append(f"  perturbed by the pipeline's own processors: {' / '.join(perturbed['processors'])}")
         for name, (cond, uncond) in guidance["fields"].items():
             lines.append(f"  field:      {name} = ({cond}, {uncond})  [conditional, unconditional]")
         lines.append(f"  CFG on when (standard pipeline's own condition): {guidance['condition']}")

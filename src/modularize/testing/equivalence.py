@@ -547,9 +547,10 @@ class Equivalence:
         random.seed(self._seed)
         return {"generator": self.generator()} if self.takes_generator else {}
 
-    def standard(self, components: dict[str, Any], inputs: dict[str, Any], exact: bool, batches: int, samples=None):
-        """The standard call's outputs; in exact mode with CFG (`batches`: the guider's, 2 or more), its batched
-        denoiser calls split in one part per guider batch, the auxiliary models' in halves (only when they run on the
+    def standard(self, components: dict[str, Any], inputs: dict[str, Any], exact: bool, guider=None, samples=None):
+        """The standard call's outputs; in exact mode with CFG (the generated pipeline's `guider` runs 2 batches or
+        more), its batched denoiser calls split in one part per guider batch (a PAG pipeline's perturbed layers
+        attend as the guider's perturbed batch does), the auxiliary models' in halves (only when they run on the
         doubled batch of `samples` outputs)."""
         from .exact import half_batch_calls
 
@@ -558,11 +559,16 @@ class Equivalence:
         denoiser = getattr(pipe, self.pipeline_cls.denoiser_name or "", None)
         # only a standard pipeline that batches CFG has batches to split (separate passes already match)
         batched = getattr(self.pipeline_cls, "standard_batches_cfg", True)
+        batches = guider.num_conditions if guider is not None else 1
         split = exact and batches > 1 and batched
+        # (a PAG guider names the pipeline's PAG processors, with and without CFG)
+        processors = guider._processor_classes() if hasattr(guider, "_processor_classes") else None
         produced: dict[int, Any] = {}  # the lists the auxiliary models returned: one batched tensor per layer
         with contextlib.ExitStack() as stack:
             on = split and denoiser is not None
-            stack.enter_context(half_batch_calls(denoiser, enabled=on, layers=produced, parts=batches))
+            stack.enter_context(
+                half_batch_calls(denoiser, enabled=on, layers=produced, parts=batches, perturbed_processors=processors)
+            )
             for name in getattr(self.pipeline_cls, "auxiliary_models", ()):
                 model = getattr(pipe, name, None)
                 doubled = 2 * samples if samples else None
@@ -607,10 +613,9 @@ class Equivalence:
     def modular(self, components: dict[str, Any], inputs: dict[str, Any], exact: bool):
         pipe = self.pipeline(components, exact)
         kwargs = pipe.translate_standard_call(**inputs)
-        # (read before the run: the guider's batches as the call installed it)
-        batches = pipe.guider.num_conditions if getattr(pipe, "guider", None) is not None else 1
+        guider = getattr(pipe, "guider", None)
         state = pipe(**kwargs, **self._random_inputs())
-        return {field: state.get(name) for field, name in self.pipeline_cls.standard_outputs.items()}, batches
+        return {field: state.get(name) for field, name in self.pipeline_cls.standard_outputs.items()}, guider
 
     def run(self, case: Case | dict[str, Any], mode: str = "plain", atol: float = 1e-5, seed: int | None = None):
         """One comparison: the result and (title, standard output, modular output) for a report image.
@@ -634,17 +639,17 @@ class Equivalence:
         components_mod, _ = _with_case_components(self.pristine, overrides)
         modular_error = standard_error = None
         actual = expected = None
-        batches = 1
+        guider = None
         try:
             # each pipeline gets its own copy: a pipeline may change what it is given (Z-Image templates the
             # prompts of a list in place)
-            actual, batches = self.modular(components_mod, copy.deepcopy(inputs), exact)
+            actual, guider = self.modular(components_mod, copy.deepcopy(inputs), exact)
         except Exception as error:  # what a failure means depends on whether the standard pipeline fails too
             modular_error = error
             if os.environ.get("MODULARIZE_TRACEBACK"):  # where a generated package fails, for whoever debugs it
                 traceback.print_exc()
         try:
-            expected = self.standard(components_std, copy.deepcopy(inputs), exact, batches, _samples(actual))
+            expected = self.standard(components_std, copy.deepcopy(inputs), exact, guider, _samples(actual))
         except Exception as error:
             standard_error = error
 
@@ -684,9 +689,9 @@ class Equivalence:
             components_std, inputs = _with_case_components(self.pristine, overrides)
             components_mod, _ = _with_case_components(self.pristine, overrides)
             with modular_snapshots(self.blocks_cls()) as modular:
-                outputs, batches = self.modular(components_mod, copy.deepcopy(inputs), exact)
+                outputs, guider = self.modular(components_mod, copy.deepcopy(inputs), exact)
             with standard_snapshots(self.standard_cls, spans) as standard:
-                self.standard(components_std, copy.deepcopy(inputs), exact, batches, _samples(outputs))
+                self.standard(components_std, copy.deepcopy(inputs), exact, guider, _samples(outputs))
             return first_divergence(spans, standard, modular, exact, atol)
         except Exception as error:  # a diagnosis that fails must not hide the verdict it explains
             return f"not located ({type(error).__name__}: {error})"[:200]

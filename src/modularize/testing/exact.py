@@ -82,42 +82,21 @@ def _sequences(value: Any) -> Iterator[Any]:
             yield from _sequences(item)
 
 
-class _PerturbedAttentionPart:
-    """A PAG layer's attention for one part of a split batch, computed by the PAG pipelines' own identity processor:
-    run on the part twice (`[x, x]`), it attends normally on the first copy and perturbed (each token to itself) on
-    the second; the part keeps the copy it stands for. Each copy is a batch of one part, as a guider's batch is."""
-
-    def __init__(self, perturbed: bool):
-        from diffusers.models.attention_processor import PAGIdentitySelfAttnProcessor2_0
-
-        self.identity = PAGIdentitySelfAttnProcessor2_0()
-        self.perturbed = perturbed
-
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None):
-        import torch
-
-        def twice(value):
-            return None if value is None else torch.cat([value, value])
-
-        output = self.identity(attn, twice(hidden_states), encoder_hidden_states, twice(attention_mask), twice(temb))
-        size = hidden_states.shape[0]
-        return output[size:] if self.perturbed else output[:size]
-
-
 @contextmanager
-def _perturbed_attention_parts(module: Any, part: int, parts: int) -> Iterator[None]:
-    """While one part of a split batch runs, the PAG layers of `module` (those a PAG pipeline gave an identity
-    processor) attend as that part's guider batch does: perturbed on the last part, normally on the others."""
-    from diffusers.models.attention_processor import (
-        PAGCFGIdentitySelfAttnProcessor2_0,
-        PAGIdentitySelfAttnProcessor2_0,
-    )
+def _perturbed_attention_parts(module: Any, part: int, parts: int, processors: tuple | None) -> Iterator[None]:
+    """While one part of a split batch runs, the PAG layers of `module` (those a PAG pipeline gave one of its
+    `processors`, the PAG processor classes with and without CFG) attend as that part's guider batch does:
+    perturbed on the last part, normally on the others, each computed by the pipeline's processor without CFG on
+    the part twice (`OneShareOfPerturbedAttention`: a batch of one part each, as a guider's batch is)."""
+    from modularize.emit.runtime.perturbed_attention import OneShareOfPerturbedAttention
 
-    identity = (PAGCFGIdentitySelfAttnProcessor2_0, PAGIdentitySelfAttnProcessor2_0)
-    layers = [layer for layer in module.modules() if isinstance(getattr(layer, "processor", None), identity)]
+    if processors is None:
+        yield
+        return
+    layers = [layer for layer in module.modules() if isinstance(getattr(layer, "processor", None), processors)]
     kept = [layer.processor for layer in layers]
     for layer in layers:
-        layer.processor = _PerturbedAttentionPart(perturbed=part == parts - 1)
+        layer.processor = OneShareOfPerturbedAttention(processors[1](), perturbed=part == parts - 1)
     try:
         yield
     finally:
@@ -133,12 +112,13 @@ def half_batch_calls(
     layers: bool | dict[int, Any] = False,
     layers_out: dict[int, Any] | None = None,
     parts: int = 2,
+    perturbed_processors: tuple | None = None,
 ) -> Iterator[None]:
     """Within the block, `module(x)` with an even batch runs as `module(x[:n/2])` and `module(x[n/2:])`.
 
     With `parts` (the number of guider batches: 3 for CFG with perturbed-attention guidance), a batch of a
-    multiple of `parts` runs as that many calls; a PAG pipeline's perturbed layers attend perturbed on the last
-    (`_perturbed_attention_parts`).
+    multiple of `parts` runs as that many calls; a PAG pipeline's perturbed layers (the layers with one of its
+    `perturbed_processors`) attend perturbed on the last (`_perturbed_attention_parts`).
 
     With `doubled`, only a batch of that size is split: an auxiliary model (a ControlNet) runs on the doubled
     batch, or on the conditional half alone (guess mode), whose size may be even too. With `layers` True, the lists
@@ -165,7 +145,7 @@ def half_batch_calls(
         outputs = []
         for part in range(parts):
             span = slice(part * size, (part + 1) * size)
-            with _perturbed_attention_parts(module, part, parts):
+            with _perturbed_attention_parts(module, part, parts, perturbed_processors):
                 outputs.append(original(*_half(args, batch, span, layers), **_half(kwargs, batch, span, layers)))
         return _joined(outputs, size, layers is True)
 

@@ -66,7 +66,7 @@ def saved_and_loaded(package_dir: str | Path, work_dir: str | Path, case: dict[s
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the child: the thread count changes the last bits of CPU kernels
     try:
-        expected = equivalence.standard(components, inputs, exact=False, batches=1)
+        expected = equivalence.standard(components, inputs, exact=False)
     finally:
         torch.set_num_threads(threads)
     outputs = loaded["outputs"]

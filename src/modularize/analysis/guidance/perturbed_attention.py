@@ -26,9 +26,9 @@ reads `__call__` with PAG off (`normalize.perturbed_attention`) and the package'
 (`emit.runtime.perturbed_attention.StandardPerturbedAttentionGuidance`), configured from the call's `pag_scale` and
 `pag_adaptive_scale` and the `__init__`'s `pag_applied_layers`.
 
-What is refused: PAG calls outside a branch on one flag, the flag read elsewhere, and perturbed-attention
-processors other than the mixin's default identity ones (SD3's joint, Sana's linear attention perturb differently
-from the hook diffusers' guiders perturb with).
+What is refused: PAG calls outside a branch on one flag, the flag read elsewhere, and PAG processors the guider
+cannot name (anything but two processor classes constructed without arguments: SD3's joint, Sana's linear and
+HunyuanDiT's own PAG processors are named, and the guider runs them).
 """
 
 from __future__ import annotations
@@ -73,6 +73,8 @@ class PerturbedAttention:
     batch_ratio_repeats: tuple[cst.Call, ...]  # `torch.cat([x] * (embeds.shape[0] // x.shape[0]))`
     layers: str  # the layers PAG perturbs by default: source text of `__init__`'s value (`"mid"`)
     layers_statement: cst.BaseStatement  # `self.set_pag_applied_layers(...)` in `__init__`
+    # the pipeline's own PAG processors (with CFG, without), by class name; None: the mixin's identity ones
+    processors: tuple[str, str] | None = None
 
 
 def _shape0(value: m.BaseMatcherNode) -> m.Subscript:
@@ -109,7 +111,7 @@ def find_perturbed_attention(
     calls = [call for statement in body for call in findall(statement, _PAG_CALL)]
     if not calls:
         return None
-    layers, layers_statement = _layers(source, facts, calls[0])
+    layers, layers_statement, processors = _layers(source, facts, calls[0])
     # each call's innermost `if` holding it in its body (parents come before children)
     innermost: dict[int, cst.If] = {}
     for statement in body:
@@ -169,6 +171,7 @@ def find_perturbed_attention(
         batch_ratio_repeats=repeats,
         layers=layers,
         layers_statement=layers_statement,
+        processors=processors,
     )
 
 
@@ -194,8 +197,12 @@ def _settings(
     return tuple(found), arguments
 
 
-def _layers(source: SourceModule, facts: ClassFacts, at: cst.CSTNode) -> tuple[str, cst.BaseStatement]:
-    """The layers `__init__` hands `set_pag_applied_layers`, as source text of their default value."""
+def _layers(
+    source: SourceModule, facts: ClassFacts, at: cst.CSTNode
+) -> tuple[str, cst.BaseStatement, tuple[str, str] | None]:
+    """The layers `__init__` hands `set_pag_applied_layers`, as source text of their default value, and the PAG
+    processors it hands it (`pag_attn_processors=(PAGCFGJointAttnProcessor2_0(), PAGJointAttnProcessor2_0())`),
+    by class name."""
     setter = m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name(SET_LAYERS)))
     found = [(statement, call) for statement in facts.init.adaptation for call in findall(statement, setter)]
     if len(found) != 1:
@@ -203,19 +210,21 @@ def _layers(source: SourceModule, facts: ClassFacts, at: cst.CSTNode) -> tuple[s
             at, f"the PAG mixin's methods are called, but `__init__` does not call `self.{SET_LAYERS}(...)` once"
         )
     statement, call = found[0]
-    processors = [arg for arg in call.args[1:] if arg.keyword is None or arg.keyword.value == "pag_attn_processors"]
-    if processors:
-        raise source.refuse(
-            call,
-            "perturbed-attention processors of the pipeline's own: the guider perturbs attention as the PAG mixin's "
-            "default identity processors do (each token attends to itself only), which these may not compute",
-        )
+    given = [arg for arg in call.args[1:] if arg.keyword is None or arg.keyword.value == "pag_attn_processors"]
+    processors = None
+    if given:
+        pair = m.Tuple([m.Element(m.Call(func=m.Name(), args=[])), m.Element(m.Call(func=m.Name(), args=[]))])
+        if not m.matches(given[0].value, pair):
+            raise source.refuse(
+                given[0], "PAG processors that are not two processor classes constructed without arguments"
+            )
+        processors = tuple(element.value.func.value for element in given[0].value.elements)
     layers = call.args[0].value if call.args else None
     if isinstance(layers, cst.Name):
         parameter = next((p for p in facts.init.parameters if p.name == layers.value), None)
         if parameter is None or parameter.default is None:
             raise source.refuse(call, "the PAG layers are not an `__init__` argument with a default")
-        return parameter.default, statement
+        return parameter.default, statement, processors
     if isinstance(layers, (cst.SimpleString, cst.List)):
-        return code(layers), statement
+        return code(layers), statement, processors
     raise source.refuse(call, "the PAG layers are neither an `__init__` argument nor a literal")

@@ -17,13 +17,16 @@ converted from a PAG pipeline computes what it computes. Every generated package
 (copied by name, with a `# Copied from modularize.emit.runtime.perturbed_attention.<name>` line).
 """
 
+import inspect
 import re
 
+import torch
 from diffusers.configuration_utils import register_to_config
 from diffusers.guiders import BaseGuidance, PerturbedAttentionGuidance
 from diffusers.guiders.guider_utils import GuiderOutput, rescale_noise_cfg
 from diffusers.hooks import HookRegistry
 from diffusers.hooks.layer_skip import AttentionProcessorSkipHook
+from diffusers.models import attention_processor
 from diffusers.models.attention_processor import (
     Attention,
     PAGCFGIdentitySelfAttnProcessor2_0,
@@ -64,6 +67,47 @@ def _same_final_number(layer, name):
     return layer_end.isnumeric() and name_end.isnumeric() and layer_end == name_end
 
 
+class OneShareOfPerturbedAttention:
+    """An attention processor for one guider batch of a PAG layer, made of a PAG pipeline's processor without CFG
+    (which attends normally on the first half of its batch and perturbed on the second): it runs that processor on
+    the batch twice (`[x, x]`) and keeps the half the batch stands for, perturbed or not. Each half is one batch, as
+    in the pipeline's own call; the pipeline's processor, not a hook, decides how it perturbs (joint attention,
+    linear attention, rotary embeddings)."""
+
+    def __init__(self, processor, perturbed):
+        self.processor = processor
+        self.perturbed = perturbed
+
+    def __call__(
+        self,
+        attn,
+        hidden_states,
+        encoder_hidden_states=None,
+        attention_mask=None,
+        temb=None,
+        image_rotary_emb=None,
+    ):
+        size = hidden_states.shape[0]
+
+        def twice(value):
+            batched = isinstance(value, torch.Tensor) and value.ndim > 0 and value.shape[0] == size
+            return torch.cat([value, value]) if batched else value
+
+        given = {
+            "encoder_hidden_states": encoder_hidden_states,
+            "attention_mask": attention_mask,
+            "temb": temb,
+            "image_rotary_emb": image_rotary_emb,
+        }
+        accepted = inspect.signature(self.processor.__call__).parameters
+        kwargs = {name: twice(value) for name, value in given.items() if name in accepted}
+        output = self.processor(attn, twice(hidden_states), **kwargs)
+        share = slice(size, None) if self.perturbed else slice(0, size)
+        if isinstance(output, tuple):
+            return tuple(None if item is None else item[share] for item in output)
+        return output[share]
+
+
 def guider_runs_unconditional(guider):
     """Whether `guider` runs an unconditional batch: the standard pipelines' CFG flag. A perturbed-attention guider
     may run two batches without one (conditional and perturbed), so the number of batches does not tell."""
@@ -90,6 +134,7 @@ class StandardPerturbedAttentionGuidance(PerturbedAttentionGuidance):
         perturbed_guidance_scale: float = 3.0,
         perturbed_guidance_adaptive_scale: float = 0.0,
         perturbed_layers: str | list[str] = "mid",
+        perturbed_attention_processors: list[str] | None = None,
         guidance_rescale: float = 0.0,
         start: float = 0.0,
         stop: float = 1.0,
@@ -101,6 +146,9 @@ class StandardPerturbedAttentionGuidance(PerturbedAttentionGuidance):
         self.skip_layer_guidance_scale = perturbed_guidance_scale
         self.perturbed_guidance_adaptive_scale = perturbed_guidance_adaptive_scale
         self.perturbed_layers = [perturbed_layers] if isinstance(perturbed_layers, str) else list(perturbed_layers)
+        # the PAG processors of the pipeline (with CFG, without), by class name; None: the mixin's identity ones,
+        # whose perturbation diffusers' attention-score hook computes
+        self.perturbed_attention_processors = perturbed_attention_processors
         self.guidance_rescale = guidance_rescale
         self.use_original_formulation = False
         self.skip_layer_config = []
@@ -144,18 +192,31 @@ class StandardPerturbedAttentionGuidance(PerturbedAttentionGuidance):
             raise ValueError(f"the perturbed batch must run last in a merged call, not in {identifiers}")
         self._merged = tuple(identifiers)
 
+    def _processor_classes(self):
+        """(with CFG, without) PAG processor classes."""
+        if self.perturbed_attention_processors is None:
+            return PAGCFGIdentitySelfAttnProcessor2_0, PAGIdentitySelfAttnProcessor2_0
+        return tuple(getattr(attention_processor, name) for name in self.perturbed_attention_processors)
+
+    def _use_processor(self, denoiser, processor):
+        for module in perturbed_attention_modules(denoiser, self.perturbed_layers):
+            self._processors.append((module, module.processor))
+            module.processor = processor
+
     def prepare_models(self, denoiser):
         self._count_prepared += 1
+        with_cfg, without_cfg = self._processor_classes()
         if self._merged is not None:
             if "pred_cond_skip" in self._merged:
                 # the first shares attend normally, together; the last one perturbed
-                cfg = len(self._merged) == 3
-                processor = PAGCFGIdentitySelfAttnProcessor2_0() if cfg else PAGIdentitySelfAttnProcessor2_0()
-                for module in perturbed_attention_modules(denoiser, self.perturbed_layers):
-                    self._processors.append((module, module.processor))
-                    module.processor = processor
+                self._use_processor(denoiser, with_cfg() if len(self._merged) == 3 else without_cfg())
             return
-        if self._is_slg_enabled() and self._count_prepared == len(self._batches()):
+        perturbed = self._is_slg_enabled() and self._count_prepared == len(self._batches())
+        if self._is_slg_enabled() and self.perturbed_attention_processors is not None:
+            # every batch through the pipeline's processor, as in its one call: its share, perturbed or not
+            self._use_processor(denoiser, OneShareOfPerturbedAttention(without_cfg(), perturbed))
+            return
+        if perturbed:
             for module in perturbed_attention_modules(denoiser, self.perturbed_layers):
                 hook = AttentionProcessorSkipHook(None, skip_attention_scores=True)
                 HookRegistry.check_if_exists_or_initialize(module).register_hook(hook, _PERTURBED_ATTENTION_HOOK)

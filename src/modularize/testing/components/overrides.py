@@ -73,6 +73,17 @@ _SD3_CONTROLNET = {"text_widths": {"text_encoder_3": 64}, "config": {"transforme
 # Its guess mode fails with CFG on (diffusers 0.42: the control types are repeated to the doubled CFG batch, the
 # ControlNet runs on the conditional half), so the standard pipeline has no guess-mode output to compare with
 _CONTROLNET_UNION = {"inputs": {"control_mode": 0}, "drop_cases": ("guess_mode", "guess_mode_two_prompts_x2")}
+# CogView4 shifts its schedule by the image's token count (`mu`), linearly: its scheduler config (the class's
+# defaults shift nothing); the control pipeline joins the control image's latents to the latents (4 + 4 channels)
+_COGVIEW4_SCHEDULER = {
+    "use_dynamic_shifting": True,
+    "time_shift_type": "linear",
+    "base_shift": 0.25,
+    "max_shift": 0.75,
+    "base_image_seq_len": 256,
+}
+_COGVIEW4 = {"config": {"scheduler": _COGVIEW4_SCHEDULER}}
+_COGVIEW4_CONTROL = {"config": {**_TWICE_THE_LATENTS["config"], "scheduler": _COGVIEW4_SCHEDULER}}
 # HunyuanDiT's pipelines compute the rotary grid as `height // 8 // patch_size`: a 4-level VAE (scale 8) on 64-pixel
 # images, so the grid is the latents' (8 x 8, 4 x 4 patches of 2)
 _HUNYUAN_DIT = {"dims": {"vae_block_out": (8, 8, 8, 8), "vae_norm_groups": 4, "image_size": 64}}
@@ -330,6 +341,8 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "CogVideoXImageToVideoPipeline": {**_TWICE_THE_LATENTS, **_ONE_VIDEO_PER_PROMPT},
     "CogVideoXVideoToVideoPipeline": _ONE_VIDEO_PER_PROMPT,
     "HunyuanSkyreelsImageToVideoPipeline": _TWICE_THE_LATENTS,
+    "CogView4Pipeline": _COGVIEW4,
+    "CogView4ControlPipeline": _COGVIEW4_CONTROL,
     # image to video: latents + image latents + mask in, a transformer without guidance embedding; the LLaVA
     # prompt template of the tiny model (its 16 image tokens expanded at position 5, nothing cropped)
     "HunyuanVideoImageToVideoPipeline": {
@@ -354,6 +367,16 @@ OVERRIDES: dict[str, dict[str, Any]] = {
         }
     },
     "HunyuanDiTPipeline": _HUNYUAN_DIT,
+    # with PAG and without CFG it repeats its time ids three times for a batch of two (a diffusers bug): CFG off is
+    # checked with PAG off
+    # the PAG layer these perturb by default is their transformer's second block: two blocks
+    "StableDiffusion3PAGPipeline": {"config": {"transformer": {"num_layers": 2}}},
+    "StableDiffusion3PAGImg2ImgPipeline": {"config": {"transformer": {"num_layers": 2}}},
+    "HunyuanDiTPAGPipeline": {
+        **_HUNYUAN_DIT,
+        "drop_cases": ("cfg_off", "cfg_off_latent"),
+        "cases": (("cfg_and_pag_off", {"guidance_scale": 1.0, "pag_scale": 0.0}),),
+    },
     # the transformer adds ControlNet outputs to its skip connections only, which need 4 blocks at least (block 0
     # feeds block 3); the ControlNet mirrors them
     "HunyuanDiTControlNetPipeline": {**_HUNYUAN_DIT, "config": {"transformer": {"num_layers": 4}}},

@@ -51,6 +51,8 @@ TOKENIZER_OF = {
     "LlamaModel": "LlamaTokenizer",
     "LlavaForConditionalGeneration": "LlamaTokenizer",
     "ChatGLMModel": "ChatGLMTokenizer",
+    # GLM-4 (CogView4): a byte-level BPE like Qwen2's; the Qwen2 factory adds GLM's `[gMASK]<sop>` prefix and left padding
+    "GlmModel": "Qwen2Tokenizer",
     # (Flux 2 hints `AutoProcessor`; it only templates and tokenizes text with it)
     "Mistral3ForConditionalGeneration": "LlamaTokenizer",
     "BertModel": "BertTokenizer",

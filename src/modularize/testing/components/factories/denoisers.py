@@ -963,3 +963,24 @@ def cogview3plus_transformer(need: Need):
         pos_embed_max_size=latent_size,
         sample_size=latent_size,
     )
+
+
+@factory("CogView4Transformer2DModel")
+def cogview4_transformer(need: Need):
+    """Latents in and out (a control pipeline's override doubles the input: latents + control latents), text the
+    width of GLM's hidden states; its size conditioning embeds original size, crop and target size at
+    `condition_dim`. Its default size (`sample_size` latents) is the tiny image size."""
+    d = need.dims
+    return need.model(
+        need.cls,
+        patch_size=2,
+        in_channels=d.latent_channels,
+        out_channels=d.latent_channels,
+        num_layers=d.layers,
+        attention_head_dim=d.head_dim,
+        num_attention_heads=d.heads,
+        text_embed_dim=need.text_width(),
+        time_embed_dim=8,
+        condition_dim=4,
+        sample_size=d.image_size // d.vae_scale_factor,
+    )

@@ -44,7 +44,29 @@ def qwen2_tokenizer(need: Need):
     text encoder knows)."""
     tokenizer = tiny_qwen2_tokenizer(vision=need.has_class(*VISION_PROCESSORS))
     tokenizer.chat_template = CHAT_TEMPLATE
+    if need.has_class("GlmModel"):
+        glm_like(tokenizer)
     return tokenizer
+
+
+GLM_PREFIX = ("[gMASK]", "<sop>")
+
+
+def glm_like(tokenizer) -> None:
+    """Make a byte-level BPE tokenizer behave like GLM-4's (CogView4's): every encoding starts with the special
+    tokens `[gMASK]<sop>` (so an empty prompt, CogView4's default negative one, is two tokens, not none), and a batch
+    of prompts is padded on the left."""
+    from tokenizers import AddedToken, processors
+
+    tokenizer.add_tokens(
+        [AddedToken(token, special=True, normalized=False) for token in GLM_PREFIX], special_tokens=True
+    )
+    ids = [tokenizer.convert_tokens_to_ids(token) for token in GLM_PREFIX]
+    prefix = " ".join(GLM_PREFIX)
+    tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{prefix} $A", pair=f"{prefix} $A $B", special_tokens=list(zip(GLM_PREFIX, ids, strict=True))
+    )
+    tokenizer.padding_side = "left"
 
 
 VISION_PROCESSORS = ("Qwen2VLProcessor", "Qwen3VLProcessor")
@@ -374,6 +396,29 @@ def _qwen3_config(need: Need):
 @factory("Qwen3Model", "Qwen3ForCausalLM")
 def qwen3(need: Need):
     return need.model(need.cls, config=_qwen3_config(need))
+
+
+@factory("GlmModel")
+def glm(need: Need):
+    """GLM-4 (CogView4's text encoder): `text_layers` blocks at the text width (the pipeline reads the hidden states
+    of the second-to-last), heads of 8 channels (half of them rotary), its vocabulary and padding id the paired
+    tokenizer's."""
+    from transformers import GlmConfig
+
+    tokenizer = need.tokenizer()
+    d = need.dims
+    config = GlmConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=need.text_width(need.name),
+        intermediate_size=d.text_intermediate,
+        num_hidden_layers=d.text_layers,
+        num_attention_heads=d.text_heads,
+        num_key_value_heads=2,
+        head_dim=8,
+        max_position_embeddings=1024,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return need.model(need.cls, config=config)
 
 
 @factory("Gemma2Model", "Gemma2PreTrainedModel")
