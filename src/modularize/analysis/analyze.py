@@ -699,6 +699,10 @@ def _per_call_reads(body: Sequence[cst.BaseStatement], skip: set[int]) -> set[st
 # -- guidance ----------------------------------------------------------------------------------------------------
 def _note_guidance(context: Context, cfg: CfgPattern) -> None:
     for site in cfg.cat_sites:
+        if site.single is not None:
+            why = f"one batch's: `{site.target}` is a value both conditions share"
+            context.note("rewritten", site.node, f"`{snippet(site.node)}`", why)
+            continue
         context.note(
             "rewritten",
             site.node,

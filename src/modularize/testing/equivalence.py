@@ -587,6 +587,10 @@ class Equivalence:
             return dict(zip(names, output, strict=False))
         if all(hasattr(output, name) for name in names):
             return {name: getattr(output, name) for name in names}
+        if hasattr(output, "to_tuple") and len(output.to_tuple()) == len(names):
+            # an output class built positionally (`ImagePipelineOutput(output)`): the fields in order, named (by the
+            # converter) after the locals the source hands it
+            return dict(zip(names, output.to_tuple(), strict=True))
         if len(names) == 1:
             return {names[0]: output}
         raise TypeError(f"the standard call returned a {type(output).__name__}, not its outputs {names}")

@@ -60,7 +60,9 @@ def unbatching_replacements(cfg: CfgPattern) -> dict[cst.CSTNode, Replacement]:
     """Replacements that undo the CFG batching: concatenations, latent expansion, chunk/combine/rescale."""
     replacements: dict[cst.CSTNode, Replacement] = {}
     for site in cfg.cat_sites:
-        if isinstance(site.node, cst.IfExp):
+        if site.single is not None:
+            replacements[site.node] = site.single
+        elif isinstance(site.node, cst.IfExp):
             replacements[site.node] = cst.Name(site.cond)
         elif site.applied:
             # `x = torch.cat([u, c]).to(d)`: each half moved as the concatenation was

@@ -58,6 +58,9 @@ class CatSite:
     # `.to(...)` calls the source applied to the concatenation, innermost first: applied to each half instead
     applied: tuple[cst.Call, ...] = ()
     layers: bool = False  # a list of batched tensors, one per layer, doubled item by item
+    # a size or repeat for the doubled batch inside an expression (`x.expand(2 * n if cfg else n, -1)`): what
+    # replaces the conditional expression `node`, its one-batch side; `target` is then a value both conditions share
+    single: cst.BaseExpression | None = None
 
 
 @dataclass(frozen=True)
@@ -929,17 +932,40 @@ def _cat_sites(
             found.append((list(before_loop).index(index.statement_of(node)), site))
             assigned.add(id(node.value))
     for node in index.find(cst.IfExp, within=kept):
-        # `x.expand(2 * n if cfg else n, -1)`: sized for the doubled batch inside an expression, where no guider
-        # batch can have it undone
-        if _is_cfg(node.test, condition) and id(node) not in assigned:
+        if not _is_cfg(node.test, condition) or id(node) in assigned:
+            continue
+        # `x = x.expand(2 * n if cfg else n, -1)`: sized (or repeated) for the doubled batch inside an expression
+        # assigned to a name: one batch's size there, and the name a value both conditions share
+        line = index.statement_of(node)
+        assigned_line = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())])])
+        lines = [x for x in findall(line, assigned_line) if any(n is node for n in walk(x.body[0].value))]
+        if not _doubled_size_or_value(node) or not lines:
             raise source.refuse(
                 node,
                 "a value sized or built for the CFG batch inside an expression: only `name = <doubled> if <flag> else "
-                "<single>` on a line of its own is undone for the guider's batches",
+                "<single>` on a line of its own, or a size `2 * n if <flag> else n` (a repeat) inside the value "
+                "assigned to a name, is undone for the guider's batches",
             )
+        name = lines[0].body[0].targets[0].target.value
+        site = CatSite(node, name, name, name, single=node.orelse.with_changes(lpar=[], rpar=[]))
+        found.append((list(before_loop).index(line), site))
     found.sort(key=lambda pair: pair[0])
     first = found[0][0] if found else len(before_loop)
     return [site for _, site in found], first
+
+
+def _doubled_size_or_value(choice: cst.IfExp) -> bool:
+    """`2 * n if cfg else n` (or `n * 2`), `2 if cfg else 1`, or a repeat `torch.cat([x] * 2) if cfg else x`."""
+    on, off = choice.body, choice.orelse
+    if m.matches(on, m.Integer("2")) and m.matches(off, m.Integer("1")):
+        return True
+    if isinstance(on, cst.BinaryOperation) and isinstance(on.operator, cst.Multiply):
+        for two, size in ((on.left, on.right), (on.right, on.left)):
+            if m.matches(two, m.Integer("2")) and same_expression(size, off):
+                return True
+    elements = cat_elements(on)
+    repeated = elements is not None and len(elements) == 2 and all(same_expression(e, off) for e in elements)
+    return repeated or doubles(on, off)
 
 
 def _refuse_per_condition_alternatives(source: SourceModule, branch: cst.If) -> None:

@@ -44,6 +44,10 @@ from .doubled_batch import FILLS_LIKE
 PER_SAMPLE_METHODS = frozenset(
     {"to", "float", "half", "bfloat16", "double", "type", "contiguous", "clone", "detach", "cpu", "cuda"}
 )
+_CAT_ALONG_FEATURES = m.Call(
+    func=m.Attribute(value=m.Name("torch"), attr=m.Name("cat") | m.Name("concat") | m.Name("concatenate")),
+    args=[m.Arg(m.List(), keyword=None), m.Arg(keyword=m.Name("dim"))],
+)
 # arithmetic that works sample by sample (the batch leads, or broadcasts): not `@`
 _ELEMENTWISE = (cst.Add, cst.Subtract, cst.Multiply, cst.Divide, cst.FloorDivide, cst.Modulo, cst.Power)
 # attributes whose value does not depend on the batch size
@@ -80,6 +84,11 @@ def _mirrorable(expression: cst.BaseExpression, pairs: Mapping[str, str], repeat
         if any(_reads_batch(arg.value, pairs) for arg in expression.args[1:]):
             raise _NotPerSample(expression)
         return _mirrorable(expression.args[0].value, pairs, repeats)
+    if m.matches(expression, _CAT_ALONG_FEATURES):
+        # `torch.cat([control, reference], dim=1)`: each sample joined to its own, along another dimension
+        dims = [arg for arg in expression.args if arg.keyword is not None and arg.keyword.value == "dim"]
+        if dims and not m.matches(dims[0].value, m.Integer("0")):
+            return _mirrorable(expression.args[0].value, pairs, repeats)
     if isinstance(expression, cst.BinaryOperation) and isinstance(expression.operator, _ELEMENTWISE):
         # `timestep * (1 - mask)`: elementwise arithmetic, each sample's result from that sample's operands
         sides = [_mirrorable(side, pairs, repeats) for side in (expression.left, expression.right)]
@@ -112,7 +121,7 @@ def _mirrorable(expression: cst.BaseExpression, pairs: Mapping[str, str], repeat
         if any(_reads_batch(arg.value, pairs) for arg in expression.args):
             raise _NotPerSample(expression)
         if not _mirrorable(receiver, pairs, repeats):
-            if set(names_read(receiver)) & set(pairs):
+            if _reads_batch(receiver, pairs):
                 raise _NotPerSample(expression)
             return False
         if method == "repeat" and expression.args:
@@ -121,7 +130,7 @@ def _mirrorable(expression: cst.BaseExpression, pairs: Mapping[str, str], repeat
         if method in PER_SAMPLE_METHODS:
             return True
         raise _NotPerSample(expression)
-    if set(names_read(expression)) & set(pairs):
+    if _reads_batch(expression, pairs):
         raise _NotPerSample(expression)
     return False
 
@@ -361,7 +370,10 @@ def _shares_only(
     assigns = [n for n in walk(statement, skip=lambda n: id(n) in skip) if isinstance(n, cst.Assign)]
     try:
         for assign in assigns:
-            _mirrorable(_without_shapes_of(assign.value, shared), pairs, [])
+            # (a doubling undone in place, `(torch.cat([x] * 2) if cfg else x).to(d)`, is the one-batch value)
+            undone = {node: cst.Name("undone") for node in walk(assign.value) if id(node) in skip}
+            value = replace_nodes(assign.value, undone) if undone else assign.value
+            _mirrorable(_without_shapes_of(value, shared), pairs, [])
     except _NotPerSample:
         return False
     outside = _paired_reads(statement, pairs, skip | {id(a) for a in assigns}, source, starts)
@@ -378,6 +390,8 @@ def _without_shapes_of(expression: cst.BaseExpression, shared: set[str]) -> cst.
         | m.Call(func=m.Name("len"), args=[m.Arg(name)])
     )
     found = findall(expression, shape)
+    # ... and so is a count both conditions share (`x.repeat(repeat_factor, 1)`, the factor sized for the batch)
+    found += [arg.value for call in findall(expression, m.Call()) for arg in call.args if m.matches(arg.value, name)]
     return replace_nodes(expression, {node: cst.Name("batch_shape") for node in found}) if found else expression
 
 
