@@ -1373,3 +1373,42 @@ def test_a_value_repeated_for_cfg_before_a_random_draw_is_refused():
     with pytest.raises(ConversionError, match="repeated for CFG before a random draw") as refusal:
         found.batched()
     assert refusal.value.location.line == found.line("latent_dist.sample()")
+
+
+# -- values for the doubled batch, undone ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("line", "name"),
+    [
+        ("timestep, _ = timestep.chunk(2)", "timestep"),
+        ("_, timestep = timestep.chunk(2)", "timestep"),
+        ("timestep, *_ = timestep.chunk(2)", "timestep"),
+        ("timestep = timestep.chunk(2)[0]", "timestep"),
+        ("timestep, _ = other.chunk(2)", None),  # another value's half
+        ("timestep, rest = timestep.chunk(2)", None),  # both halves kept
+        ("timestep = timestep.chunk(3)[0]", None),
+    ],
+)
+def test_a_value_reassigned_one_half_of_itself(line, name):
+    from modularize.analysis.guidance.batched import _halved_name
+
+    assert _halved_name(cst.parse_statement(line)) == name
+
+
+@pytest.mark.parametrize(
+    ("expression", "doubled"),
+    [
+        ("2 * n if cfg else n", True),
+        ("n * 2 if cfg else n", True),
+        ("2 if cfg else 1", True),
+        ("torch.cat([x] * 2) if cfg else x", True),
+        ("torch.cat([x, x]) if cfg else x", True),
+        ("x.repeat(2, 1) if cfg else x", True),
+        ("3 * n if cfg else n", False),
+        ("2 * n if cfg else m", False),
+        ("torch.cat([u, x]) if cfg else x", False),  # a pair, not a repeat
+    ],
+)
+def test_sizes_and_repeats_for_the_doubled_batch_inside_expressions(expression, doubled):
+    from modularize.analysis.guidance.batched import _doubled_size_or_value
+
+    assert _doubled_size_or_value(cst.parse_expression(expression)) is doubled

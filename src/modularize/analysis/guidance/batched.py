@@ -483,11 +483,13 @@ def find_batched_cfg(
     guidance_statements = [chunk_if]
     for statement in body[chunk_index + 1 :]:
         if isinstance(statement, cst.If) and _contains_cfg(statement.test, condition):
-            if rescale is not None:
-                raise source.refuse(statement, "a second guidance rescale after the combine")
             found = (
                 _rescale(statement.body.body[0], guided, cond, functions) if len(statement.body.body) == 1 else None
             )
+            if found is None and _chunk(statement.body.body[0]) is not None:
+                continue  # `if cfg: mask, _ = mask.chunk(2) else: ...`: undoing a repeat (`_unrepeats` checks it)
+            if rescale is not None:
+                raise source.refuse(statement, "a second guidance rescale after the combine")
             if found is None or statement.orelse is not None:
                 raise source.refuse(statement, "unrecognized guidance step after the combine")
             rescale, rescale_test = found, statement.test
