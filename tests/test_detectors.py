@@ -1412,3 +1412,49 @@ def test_sizes_and_repeats_for_the_doubled_batch_inside_expressions(expression, 
     from modularize.analysis.guidance.batched import _doubled_size_or_value
 
     assert _doubled_size_or_value(cst.parse_expression(expression)) is doubled
+
+
+HALVED_THEN_DOUBLED = """\
+if self.do_classifier_free_guidance:
+    prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds])
+hints = [self.prepare_hint(latents, self.do_classifier_free_guidance)]
+for k, one in enumerate(hints):
+    if self.do_classifier_free_guidance:
+        one = {halving}
+    if self.do_classifier_free_guidance:
+        one = torch.cat([one] * 2)
+    hints[k] = one.to(prompt_embeds.dtype)
+for i, t in enumerate(timesteps):
+    latent_model_input = torch.cat([latents] * 2) if self.do_classifier_free_guidance else latents
+    noise_pred = self.unet(latent_model_input, t, encoder_hidden_states=prompt_embeds, hints=hints)[0]
+    if self.do_classifier_free_guidance:
+        noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)
+        noise_pred = noise_pred_uncond + self.guidance_scale * (noise_pred_text - noise_pred_uncond)
+    latents = self.scheduler.step(noise_pred, t, latents)[0]
+"""
+
+
+HINT_HELPER = """\
+def prepare_hint(self, hint, do_classifier_free_guidance):
+    if do_classifier_free_guidance:
+        hint = torch.cat([hint] * 2)
+    return hint
+"""
+
+
+def test_a_shared_value_halved_before_the_loop_is_one_guider_batchs_already():
+    """PAG pipelines' control images: `one = one.chunk(2)[0]` then `one = torch.cat([one] * 2)` under the flag, of a
+    value both conditions share: a guider batch has one half; the halving goes, the doubling is undone."""
+    found = snippet(HALVED_THEN_DOUBLED.format(halving="one.chunk(2)[0]"), HINT_HELPER)
+    cfg = found.batched()
+    removed = [node for node, new in cfg.rewrites if isinstance(new, cst.RemovalSentinel)]
+    assert [found.line_of(node) for node in removed] == [found.line("        one = one.chunk(2)[0]") - 1]
+    assert ("one", "one", "one") in [(s.target, s.cond, s.uncond) for s in cfg.cat_sites]
+
+
+def test_one_half_of_a_value_not_known_to_be_shared_is_refused():
+    halved_only = HALVED_THEN_DOUBLED.format(halving="one.chunk(2)[0]").replace(
+        "    if self.do_classifier_free_guidance:\n        one = torch.cat([one] * 2)\n", ""
+    )
+    with pytest.raises(ConversionError, match="one half of a CFG batch that is not a value both conditions share"):
+        snippet(halved_only, HINT_HELPER).batched()

@@ -550,6 +550,16 @@ def find_batched_cfg(
         if isinstance(holder, cst.If)
     }
     dropped = dropped | gated_holders
+    # `if cfg: x = x.chunk(2)[0]` before the loop, of a value both conditions share (a repeat, doubled again below
+    # it, as PAG pipelines write their control images): a guider batch has that half already (checked below)
+    halvings = [
+        node
+        for node in index.find(cst.If, within=[s for s in before_loop if id(s) not in dropped])
+        if _is_cfg(node.test, condition)
+        and node.orelse is None
+        and len(node.body.body) == 1
+        and _halved_name(node.body.body[0]) is not None
+    ]
     cat_sites, first_site = _cat_sites(source, before_loop, condition, uncond_index, dropped, index)
     later = [*before_loop[first_site:], *body, *after_loop]
     site_nodes = {id(site.node) for site in cat_sites}
@@ -560,7 +570,7 @@ def find_batched_cfg(
         {site.target: site.uncond for site in cat_sites},
         later,
         call_statement,
-        dropped | site_nodes | in_batches | {id(statement) for statement in halved_repeats},
+        dropped | site_nodes | in_batches | {id(statement) for statement in [*halved_repeats, *halvings]},
         taken,
         condition,
         {site.target: _start(source, site.node) for site in cat_sites},
@@ -572,6 +582,9 @@ def find_batched_cfg(
         name = _halved_name(statement)
         if name not in repeated and name not in pairing.halved:
             raise source.refuse(statement, _UNRECOGNIZED_COMBINE, fix=_CUSTOM_COMBINE_FIX)
+    for halving in halvings:
+        if pairing.pairs.get(_halved_name(halving.body.body[0])) != _halved_name(halving.body.body[0]):
+            raise source.refuse(halving, "one half of a CFG batch that is not a value both conditions share")
     # what the model calls of a step read, the auxiliary ones run per batch included
     called = set(names_read(call_statement)) | {
         n for s in (per_batch.statements if per_batch else ()) for n in names_read(s)
@@ -591,7 +604,7 @@ def find_batched_cfg(
             raise source.refuse(site.node, f"`{site.target}` is batched for CFG but not passed to the denoiser")
 
     _refuse_helpers_batching_on_the_property(source, facts, before_loop, condition, index)
-    rewrites: list[tuple[cst.CSTNode, cst.CSTNode]] = []
+    rewrites: list[tuple[cst.CSTNode, cst.CSTNode]] = [(halving, cst.RemoveFromParent()) for halving in halvings]
     helper_repeated: list[str] = []
     for use in helper_uses:
         if not use.pairs:

@@ -237,7 +237,9 @@ def propagate_pairs(
                 raise drawn_after_repeat(source, shared[0], shared[0].value)
         if not reached_call and _shares_only(statement, reads, pairs, skip, source, starts):
             # computed from values both conditions share (`torch.cat([x, x])` undone): one value for every batch
-            written = flow_of([statement]).writes
+            # (a loop's own targets, `for i, image in enumerate(images)`, are its business: the next loop rebinds `i`)
+            targets = set(names_read(statement.target)) if isinstance(statement, cst.For) else set()
+            written = [name for name in flow_of([statement]).writes if name not in targets]
             pairs.update({name: name for name in written})
             if layered & {read.value for read in reads}:
                 layered |= set(written)
