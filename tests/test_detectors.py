@@ -1458,3 +1458,21 @@ def test_one_half_of_a_value_not_known_to_be_shared_is_refused():
     )
     with pytest.raises(ConversionError, match="one half of a CFG batch that is not a value both conditions share"):
         snippet(halved_only, HINT_HELPER).batched()
+
+
+@pytest.mark.parametrize(
+    ("expression", "free"),
+    [
+        ("mask.shape[1]", True),
+        ("mask.shape[-1]", True),
+        ("mask.shape[0]", False),
+        ("mask[:1]", True),  # the first sample of a value both conditions share
+        ("embeds[:1]", False),  # ... not of a pair's conditional half
+        ("mask[:2]", False),
+    ],
+)
+def test_reads_that_do_not_depend_on_the_batch(expression, free):
+    from modularize.analysis.guidance.pairing import _batch_free
+
+    pairs = {"mask": "mask", "embeds": "negative_embeds"}
+    assert _batch_free(cst.parse_expression(expression), pairs) is free

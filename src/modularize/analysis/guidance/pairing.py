@@ -135,15 +135,37 @@ def _mirrorable(expression: cst.BaseExpression, pairs: Mapping[str, str], repeat
     return False
 
 
+# `x.shape[1]`, `x.shape[-1]`: a size other than the batch's
+_FEATURE_SIZE = m.Subscript(
+    value=m.Attribute(value=m.Name(), attr=m.Name("shape")),
+    slice=[m.SubscriptElement(m.Index(m.Integer(m.MatchIfTrue(lambda v: v != "0")) | m.UnaryOperation()))],
+)
+# `x[:1]`: the first sample
+_FIRST_SAMPLE = m.Subscript(
+    value=m.Name(), slice=[m.SubscriptElement(m.Slice(lower=None, upper=m.Integer("1"), step=None))]
+)
+
+
+def _batch_free(node: cst.CSTNode, pairs: Mapping[str, str]) -> bool:
+    """A read of a paired value that does not depend on its batch: a size other than the batch's (`x.shape[1]`), or
+    the first sample of a value both conditions share (`mask[:1]`: the same in the doubled batch and in one half)."""
+    if m.matches(node, _FEATURE_SIZE):
+        return True
+    return m.matches(node, _FIRST_SAMPLE) and pairs.get(node.value.value) == node.value.value
+
+
 def _reads_batch(expression: cst.BaseExpression, pairs: Mapping[str, str]) -> bool:
     """Whether `expression` reads a paired tensor other than through a batch-free attribute:
     `f(prompt_embeds.dtype, prompt_embeds.device)` does not, `prompt_embeds.shape[0]` does."""
     batch_free = [
         node
         for node in walk(expression)
-        if isinstance(node, cst.Attribute)
-        and isinstance(node.value, cst.Name)
-        and node.attr.value in BATCH_FREE_ATTRIBUTES
+        if (
+            isinstance(node, cst.Attribute)
+            and isinstance(node.value, cst.Name)
+            and node.attr.value in BATCH_FREE_ATTRIBUTES
+        )
+        or _batch_free(node, pairs)
     ]
     stripped = replace_nodes(expression, {node: cst.Name("None") for node in batch_free}) if batch_free else expression
     return bool(set(names_read(stripped)) & set(pairs))
@@ -171,7 +193,7 @@ def _paired_reads(
 
     class Reads(cst.CSTVisitor):
         def on_visit(self, node: cst.CSTNode) -> bool:
-            if id(node) in skip or isinstance(node, cst.AssignTarget):
+            if id(node) in skip or isinstance(node, cst.AssignTarget) or _batch_free(node, pairs):
                 return False
             if isinstance(node, cst.Attribute):
                 if isinstance(node.value, cst.Name) and node.attr.value in BATCH_FREE_ATTRIBUTES:
