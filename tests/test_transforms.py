@@ -297,3 +297,35 @@ def test_returns_of_the_final_values_are_not_early():
 def test_early_returns_that_cannot_be_lowered_are_located(text):
     problem = lower_early_return(statements(text), {"images": "image"})
     assert isinstance(problem, EarlyReturnProblem) and isinstance(problem.node, cst.Return)
+
+
+def test_a_cache_context_block_is_narrowed_to_the_model_call_and_its_post_processing():
+    from modularize.normalize.cache_scope import narrowed, wide_cache_scopes
+
+    (branch,) = statements(
+        """\
+        if do_cfg:
+            with current_model.cache_context("uncond"):
+                noise_uncond = current_model(hidden_states=x)[0]
+                noise_uncond = noise_uncond[:, :n]
+                noise_pred = noise_uncond + scale * (noise_pred - noise_uncond)
+        """
+    )
+    (block,) = wide_cache_scopes([branch])
+    assert render(narrowed(block)) == textwrap.dedent(
+        """\
+        with current_model.cache_context("uncond"):
+            noise_uncond = current_model(hidden_states=x)[0]
+            noise_uncond = noise_uncond[:, :n]
+        noise_pred = noise_uncond + scale * (noise_pred - noise_uncond)
+        """
+    )
+    # a second model call stays in the block: it is what the cache context names
+    (two_calls,) = statements(
+        """\
+        with model.cache_context("cond"):
+            a = model(x)[0]
+            b = model(y)[0]
+        """
+    )
+    assert wide_cache_scopes([two_calls]) == []

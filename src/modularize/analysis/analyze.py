@@ -36,6 +36,7 @@ from ..frontend.module_definitions import module_definitions
 from ..frontend.parse import SourceModule, code, find_pipeline_class, snippet
 from ..kinds import CfgKind, GuidancePattern, StageKind
 from ..normalize.branch_assignments import as_conditional_expressions, branch_assignments
+from ..normalize.cache_scope import narrowed, wide_cache_scopes
 from ..normalize.cfg_condition import InlineCfgCondition, with_named_condition
 from ..normalize.early_return import EarlyReturnProblem, is_constant, lower_early_return
 from ..normalize.halved_results import HelperDoublesResults, with_halved_results
@@ -112,6 +113,7 @@ def _analyze_call(
     source: SourceModule, facts: ClassFacts, body: list[cst.BaseStatement], perturbed: PerturbedAttention | None
 ) -> PipelinePlan:
     source, body = _with_progress_scopes(source, body)
+    source, body = _with_narrow_cache_scopes(source, body)
     source, body = _with_branch_assignments(source, body)
     segments = segment_call(source, body)
     denoise = next(s for s in segments if s.kind == StageKind.DENOISE)
@@ -308,6 +310,20 @@ def _with_progress_scopes(
         for statement in flattened.nodes:
             if isinstance(statement, cst.With):
                 origins[statement] = block
+    return source.with_positions(origins), body
+
+
+def _with_narrow_cache_scopes(
+    source: SourceModule, body: Sequence[cst.BaseStatement]
+) -> tuple[SourceModule, list[cst.BaseStatement]]:
+    """Cache-context blocks narrowed to the model call (`normalize.cache_scope`)."""
+    blocks = wide_cache_scopes(body)
+    if not blocks:
+        return source, list(body)
+    replacements = {block: cst.FlattenSentinel(narrowed(block)) for block in blocks}
+    body, origins = replace_with_origins(body, replacements)
+    for block, flattened in replacements.items():
+        origins[flattened.nodes[0]] = block
     return source.with_positions(origins), body
 
 
