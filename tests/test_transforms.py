@@ -329,3 +329,26 @@ def test_a_cache_context_block_is_narrowed_to_the_model_call_and_its_post_proces
         """
     )
     assert wide_cache_scopes([two_calls]) == []
+
+
+def test_an_assignment_repeating_an_earlier_one_is_found_and_nothing_else():
+    from modularize.normalize.repeated_assignment import repeated_assignments
+
+    body = statements(
+        """\
+        do_cfg = guidance_scale > 1.0
+        device = self._execution_device
+        for t in timesteps:
+            do_cfg = guidance_scale > 1.0
+            device = self._execution_device
+            scale = guidance_scale * 2
+        scale = guidance_scale * 2
+        """
+    )
+    loop = body[2]
+    # `device` reads an attribute (state that may change); `scale`'s repeat comes before the top-level one
+    assert repeated_assignments(body) == [loop.body.body[0]]
+    changed = statements(
+        "do_cfg = guidance_scale > 1.0\nguidance_scale = 1.0\nfor t in ts:\n    do_cfg = guidance_scale > 1.0\n"
+    )
+    assert repeated_assignments(changed) == []  # what it reads is written in between

@@ -50,6 +50,7 @@ from ..normalize.image_encode import (
 )
 from ..normalize.perturbed_attention import without_perturbed_attention
 from ..normalize.progress_scope import moved_out, progress_scopes
+from ..normalize.repeated_assignment import repeated_assignments
 from ..planning.denoise_loop import split_loop
 from ..planning.naming import Naming, block_key
 from ..planning.pipeline_class import pipeline_class_plan
@@ -114,6 +115,7 @@ def _analyze_call(
 ) -> PipelinePlan:
     source, body = _with_progress_scopes(source, body)
     source, body = _with_narrow_cache_scopes(source, body)
+    source, body = _without_repeated_assignments(source, body)
     source, body = _with_branch_assignments(source, body)
     segments = segment_call(source, body)
     denoise = next(s for s in segments if s.kind == StageKind.DENOISE)
@@ -310,6 +312,17 @@ def _with_progress_scopes(
         for statement in flattened.nodes:
             if isinstance(statement, cst.With):
                 origins[statement] = block
+    return source.with_positions(origins), body
+
+
+def _without_repeated_assignments(
+    source: SourceModule, body: Sequence[cst.BaseStatement]
+) -> tuple[SourceModule, list[cst.BaseStatement]]:
+    """Assignments repeating an earlier one dropped (`normalize.repeated_assignment`)."""
+    repeats = repeated_assignments(body)
+    if not repeats:
+        return source, list(body)
+    body, origins = replace_with_origins(body, {line: cst.RemoveFromParent() for line in repeats})
     return source.with_positions(origins), body
 
 
