@@ -29,6 +29,19 @@ _TWICE_THE_LATENTS = {"config": {"transformer": {"in_channels": 8, "out_channels
 _WAN_IMAGE_TO_VIDEO = {  # latents + mask (one channel per temporally compressed frame) + image latents
     "config": {"transformer": {"in_channels": 10, "out_channels": 4, "image_dim": 32}},
 }
+# Wan VACE generates one video from one prompt (a list of prompts, or more videos per prompt, are refused upstream):
+# the latent case with one prompt, and its own conditions instead: a mask over the (default) conditioning video (one
+# mask frame per video frame: 2 latent frames after the first, temporal compression 2), a reference image, a second
+# conditioning scale
+_WAN_VACE = {
+    "drop_cases": ("two_prompts_x2", "cfg_off_latent"),
+    "cases": (
+        ("cfg_off_latent", {"guidance_scale": 1.0, "output_type": "latent"}),
+        ("mask", {"mask": [Mask(16)] * 5}),
+        ("reference_image", {"reference_images": Image(16)}),
+        ("conditioning_scale_0.5", {"conditioning_scale": 0.5}),
+    ),
+}
 # CogVideoX's `__call__` resets `num_videos_per_prompt` to 1, which the generated package refuses instead
 _ONE_VIDEO_PER_PROMPT = {
     "drop_cases": ("two_prompts_x2",),
@@ -403,6 +416,17 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "QwenImage21Pipeline": {"inputs": {"image": None}},
     "LucyEditPipeline": _TWICE_THE_LATENTS,
     "SkyReelsV2ImageToVideoPipeline": _WAN_IMAGE_TO_VIDEO,
+    # Wan 2.1 image to video: its transformer cross-attends to the image's CLIP features too (`image_dim`), and the
+    # constructor leaves the CLIP vision encoder optional (None): build it
+    # It repeats the image features to the number of prompts, not of videos (diffusers 0.42): more than one video per
+    # prompt fails upstream, so two prompts are checked with one video each
+    "WanImageToVideoPipeline": {
+        **_WAN_IMAGE_TO_VIDEO,
+        "classes": {"image_encoder": "CLIPVisionModel"},
+        "drop_cases": ("two_prompts_x2",),
+        "cases": (("two_prompts", {"prompt": _TWO_PROMPTS, "negative_prompt": ["blurry", "low quality"]}),),
+    },
+    "WanVACEPipeline": _WAN_VACE,
     "ChronoEditPipeline": _WAN_IMAGE_TO_VIDEO,
     # latents + condition mask; text to world (an image or video input needs torchvision to be read)
     # its text embedding joins the hidden states of every text layer: 2 x 32

@@ -369,6 +369,21 @@ def wan_transformer(need: Need):
     )
 
 
+@factory("WanVACETransformer3DModel")
+def wan_vace_transformer(need: Need):
+    """Wan with VACE control: its control stream is the conditioning video's latents (the inactive and the reactive
+    part, `latent_channels` each) joined with the mask folded to the latents' grid (one channel per pixel of a
+    spatial-compression patch); a control block at every layer (the first must have one)."""
+    d = need.dims
+    vae = need.class_of("vae")
+    spatial, _ = VIDEO_COMPRESSION.get(vae.__name__ if vae else "", (d.vae_scale_factor, 1))
+    return _wan_like(
+        need,
+        vace_layers=list(range(d.layers)),
+        vace_in_channels=2 * d.latent_channels + spatial * spatial,
+    )
+
+
 @factory("CogVideoXTransformer3DModel")
 def cogvideox_transformer(need: Need):
     d = need.dims
@@ -536,7 +551,7 @@ def hunyuan_video_transformer(need: Need):
 
 
 def _wan_like(need: Need, **extra):
-    """The Wan layout (SkyReels V2, ChronoEdit): 2 heads of 12, 2x2 patches, text at the encoder's width."""
+    """The Wan layout (SkyReels V2, ChronoEdit, Wan VACE): 2 heads of 12, 2x2 patches, text at the encoder's width."""
     d = need.dims
     return need.model(
         need.cls,
