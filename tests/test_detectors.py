@@ -1466,6 +1466,8 @@ def test_one_half_of_a_value_not_known_to_be_shared_is_refused():
         ("mask.shape[1]", True),
         ("mask.shape[-1]", True),
         ("mask.shape[0]", False),
+        ("mask.shape[2:]", True),
+        ("mask.shape[:2]", False),
         ("mask[:1]", True),  # the first sample of a value both conditions share
         ("embeds[:1]", False),  # ... not of a pair's conditional half
         ("mask[:2]", False),

@@ -973,7 +973,11 @@ def _components(context: Context, blocks: Sequence[BlockPlan | LoopPlan]) -> tup
         if name in used:
             parameter = parameters.get(name)
             optional = bool(parameter and parameter.default is not None)
-            result.append(Component(name, parameter.annotation if parameter else None, optional))
+            hint = parameter.annotation if parameter else None
+            if hint is not None and "Any" in names_read(cst.parse_expression(f"({hint})")):
+                # `Any | None` says nothing of the class, and a component spec checks its type with `isinstance`
+                hint = None
+            result.append(Component(name, hint, optional))
     for name in context.facts.init.components:
         if name not in used:
             context.note("dropped", None, f"component `{name}`", "no block uses it", "safe")

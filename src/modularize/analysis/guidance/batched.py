@@ -943,6 +943,13 @@ def _cat_sites(
     assigned: set[int] = set()
     for node in index.find(cst.Assign, m.Assign(value=m.IfExp()), within=kept):
         if _is_cfg(node.value.test, condition):
+            if _doubled_size(node.value) and isinstance(node.targets[0].target, cst.Name):
+                # `batch_multiplier = 2 if cfg else 1`: one batch's size, a value both conditions share
+                name = node.targets[0].target.value
+                site = CatSite(node.value, name, name, name, single=node.value.orelse.with_changes(lpar=[], rpar=[]))
+                found.append((list(before_loop).index(index.statement_of(node)), site))
+                assigned.add(id(node.value))
+                continue
             site = _cat_site(source, cst.SimpleStatementLine([node]), node.value, uncond_index, node.value.body, node)
             found.append((list(before_loop).index(index.statement_of(node)), site))
             assigned.add(id(node.value))
@@ -969,8 +976,8 @@ def _cat_sites(
     return [site for _, site in found], first
 
 
-def _doubled_size_or_value(choice: cst.IfExp) -> bool:
-    """`2 * n if cfg else n` (or `n * 2`), `2 if cfg else 1`, or a repeat `torch.cat([x] * 2) if cfg else x`."""
+def _doubled_size(choice: cst.IfExp) -> bool:
+    """`2 * n if cfg else n` (or `n * 2`), `2 if cfg else 1`: the doubled batch's size against one batch's."""
     on, off = choice.body, choice.orelse
     if m.matches(on, m.Integer("2")) and m.matches(off, m.Integer("1")):
         return True
@@ -978,6 +985,14 @@ def _doubled_size_or_value(choice: cst.IfExp) -> bool:
         for two, size in ((on.left, on.right), (on.right, on.left)):
             if m.matches(two, m.Integer("2")) and same_expression(size, off):
                 return True
+    return False
+
+
+def _doubled_size_or_value(choice: cst.IfExp) -> bool:
+    """`_doubled_size`, or a repeat `torch.cat([x] * 2) if cfg else x`."""
+    if _doubled_size(choice):
+        return True
+    on, off = choice.body, choice.orelse
     elements = cat_elements(on)
     repeated = elements is not None and len(elements) == 2 and all(same_expression(e, off) for e in elements)
     return repeated or doubles(on, off)

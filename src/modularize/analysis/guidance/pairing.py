@@ -135,10 +135,11 @@ def _mirrorable(expression: cst.BaseExpression, pairs: Mapping[str, str], repeat
     return False
 
 
-# `x.shape[1]`, `x.shape[-1]`: a size other than the batch's
+# `x.shape[1]`, `x.shape[-1]`, `x.shape[2:]`: sizes other than the batch's
+_NOT_FIRST = m.Integer(m.MatchIfTrue(lambda v: v != "0")) | m.UnaryOperation(m.Minus(), m.Integer())
 _FEATURE_SIZE = m.Subscript(
     value=m.Attribute(value=m.Name(), attr=m.Name("shape")),
-    slice=[m.SubscriptElement(m.Index(m.Integer(m.MatchIfTrue(lambda v: v != "0")) | m.UnaryOperation()))],
+    slice=[m.SubscriptElement(m.Index(_NOT_FIRST) | m.Slice(lower=_NOT_FIRST, upper=None, step=None))],
 )
 # `x[:1]`: the first sample
 _FIRST_SAMPLE = m.Subscript(
@@ -233,6 +234,7 @@ def propagate_pairs(
     mirrored = []
     reached_call = False
     shared_halved: frozenset[str] = frozenset()
+    rebound: set[str] = set()
     for statement in statements:
         if statement is stop:
             reached_call = True
@@ -241,8 +243,9 @@ def propagate_pairs(
             shared_halved = frozenset(name for name in halved[1] if pairs.get(name) == name)
         if id(statement) in skip:
             continue
-        # (a value halved after the call is one condition's from there on: its reads are no batch reads)
-        visible = {name: other for name, other in pairs.items() if name not in shared_halved}
+        # (a value halved after the call is one condition's from there on, and one the code after the call assigns
+        # anew is not the doubled one: their reads are no batch reads)
+        visible = {name: other for name, other in pairs.items() if name not in shared_halved and name not in rebound}
         written = _written_into(statement, visible, skip, source, starts)
         if written is not None:
             raise source.refuse(
@@ -251,6 +254,12 @@ def propagate_pairs(
                 "other), which a guider's batches cannot reproduce",
             )
         reads = _paired_reads(statement, visible, skip, source, starts)
+        if reached_call:
+            # after the call: only reads of the value as it was (`image = vae.decode(...)` then `checker(image)` in
+            # one branch reads the decoded image), and from then on names every path assigns anew are not it
+            flow = flow_of([statement])
+            reads = [read for read in reads if read.value in flow.reads]
+            rebound |= flow.definite
         if not reads:
             continue
         if not reached_call and draws_at_random(statement):
@@ -414,8 +423,12 @@ def _without_shapes_of(expression: cst.BaseExpression, shared: set[str]) -> cst.
         | m.Call(func=m.Name("len"), args=[m.Arg(name)])
     )
     found = findall(expression, shape)
-    # ... and so is a count both conditions share (`x.repeat(repeat_factor, 1)`, the factor sized for the batch)
+    # ... and so is a count both conditions share (`x.repeat(repeat_factor, 1)`, `[x] * batch_multiplier * n`: the
+    # factor sized for the batch)
     found += [arg.value for call in findall(expression, m.Call()) for arg in call.args if m.matches(arg.value, name)]
+    for product in findall(expression, m.BinaryOperation(left=m.List() | m.BinaryOperation(), operator=m.Multiply())):
+        if findall(product.left, m.List()):
+            found += findall(product.right, name)
     return replace_nodes(expression, {node: cst.Name("batch_shape") for node in found}) if found else expression
 
 

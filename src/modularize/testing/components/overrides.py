@@ -201,6 +201,35 @@ _SHAP_E = {
 # 2-second clip is 8 spectrogram frames of the tiny vocoder (4 latent frames)
 _SHORT_SPECTROGRAM = {"inputs": {"audio_length_in_s": 2.0}}
 
+# BLIP-Diffusion generates a subject from a reference image (its category read by the Q-Former, another category
+# named in the prompt); one of each per prompt (a list of prompts with one subject would be cut short by `zip`). Its
+# image processor decodes to "pil" / "np" / "pt" only (no latents), and its negative prompt is `neg_prompt`. Its
+# PNDM scheduler steps PLMS alone, as Stable Diffusion's does (its Runge-Kutta warm-up needs more than 2 steps)
+_BLIP_SUBJECT = {
+    "reference_image": Image(32),
+    "source_subject_category": "cat",
+    "target_subject_category": "cat",
+}
+_BLIP_TWO_SUBJECTS = {
+    "prompt": _TWO_PROMPTS,
+    "reference_image": [Image(32), Image(48)],
+    "source_subject_category": ["cat", "dog"],
+    "target_subject_category": ["cat", "dog"],
+}
+_BLIP_DIFFUSION = {
+    "config": {"scheduler": {"skip_prk_steps": True, "set_alpha_to_one": False}},
+    "inputs": _BLIP_SUBJECT,
+    "drop_cases": ("cfg_off_latent",),
+    "cases": (
+        ("neg_prompt", {"neg_prompt": "blurry"}),
+        ("prompt_strength", {"prompt_strength": 0.5, "prompt_reps": 3}),
+        ("two_subjects", _BLIP_TWO_SUBJECTS),
+        ("two_subjects_cfg_off_pt", {**_BLIP_TWO_SUBJECTS, "guidance_scale": 1.0, "output_type": "pt"}),
+    ),
+}
+# (and the control image, `condtioning_image` as its signature spells it)
+_BLIP_DIFFUSION_CONTROLNET = {**_BLIP_DIFFUSION, "inputs": {**_BLIP_SUBJECT, "condtioning_image": Image(32)}}
+
 OVERRIDES: dict[str, dict[str, Any]] = {
     # its PAG path never sets `noise_pred_text`, which its rescale reads: the standard call raises with a rescale
     # (a diffusers bug), so the rescale is checked with PAG off
@@ -416,6 +445,8 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "QwenImage21Pipeline": {"inputs": {"image": None}},
     "LucyEditPipeline": _TWICE_THE_LATENTS,
     "SkyReelsV2ImageToVideoPipeline": _WAN_IMAGE_TO_VIDEO,
+    # the x4 upscaler's UNet takes the latents and the low-resolution image (3 channels) and a noise-level class
+    "StableDiffusionUpscalePipeline": {"config": {"unet": {"in_channels": 7, "num_class_embeds": 1000}}},
     # Wan 2.1 image to video: its transformer cross-attends to the image's CLIP features too (`image_dim`), and the
     # constructor leaves the CLIP vision encoder optional (None): build it
     # It repeats the image features to the number of prompts, not of videos (diffusers 0.42): more than one video per
@@ -461,6 +492,8 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     # guess mode with PAG on fails upstream (diffusers 0.42: the ControlNet runs on the whole CFG + PAG batch, the
     # control image is prepared for the conditional part alone); the SDXL PAG ControlNet pipelines run it
     "StableDiffusionControlNetPAGPipeline": {"drop_cases": ("guess_mode", "guess_mode_two_prompts_x2")},
+    "BlipDiffusionPipeline": _BLIP_DIFFUSION,
+    "BlipDiffusionControlNetPipeline": _BLIP_DIFFUSION_CONTROLNET,
     "StableDiffusionXLControlNetUnionPipeline": _CONTROLNET_UNION,
     "StableDiffusionXLControlNetUnionImg2ImgPipeline": _CONTROLNET_UNION,
     "StableDiffusionXLControlNetUnionInpaintPipeline": _CONTROLNET_UNION,

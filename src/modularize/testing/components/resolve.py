@@ -34,6 +34,7 @@ AUTO_TOKENIZERS = (
 TOKENIZER_OF = {
     "CLIPTextModel": "CLIPTokenizer",
     "CLIPTextModelWithProjection": "CLIPTokenizer",
+    "ContextCLIPTextModel": "CLIPTokenizer",
     "T5EncoderModel": "T5Tokenizer",
     "UMT5EncoderModel": "T5Tokenizer",
     "Qwen2_5_VLForConditionalGeneration": "Qwen2Tokenizer",

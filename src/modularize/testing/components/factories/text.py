@@ -181,6 +181,14 @@ def clip_text_model(need: Need):
     return need.model(need.cls, config=_clip_config(need))
 
 
+@factory("ContextCLIPTextModel")
+def context_clip_text_model(need: Need):
+    """BLIP-Diffusion's CLIP text tower, which splices the Q-Former's query embeddings into the prompt's token
+    embeddings (no projection between them): the Q-Former is as wide as this encoder (`vision.blip2_qformer`), and
+    its position embeddings cover the prompt's tokens plus the queries (`clip_max_length` in all)."""
+    return need.model(need.cls, config=_clip_config(need))
+
+
 def _clap_text_config(need: Need):
     """CLAP's text tower (a RoBERTa): as wide as every text encoder, its projection `clip_projection` wide, position
     embeddings for its tokenizer's whole length (RoBERTa numbers positions from just past the padding id)."""
