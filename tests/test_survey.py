@@ -136,18 +136,20 @@ def test_survey_verify_adds_the_equivalence_of_pipelines_with_tiny_components(tm
     assert main(["survey", str(stable_diffusion), "--verify", "--json", str(target), "-j", "2"]) == 0
     report = json.loads(target.read_text())
     verified = [p for p in report["pipelines"] if "equivalence" in p]
-    # every converted class, the depth-to-image and image-variation ones on components built by component class
+    # every converted class, the depth-to-image, image-variation and x4 upscaling ones on components built by
+    # component class
     assert sorted(p["class"] for p in verified) == [
         "StableDiffusionDepth2ImgPipeline",
         "StableDiffusionImageVariationPipeline",
         "StableDiffusionImg2ImgPipeline",
         "StableDiffusionInpaintPipeline",
         "StableDiffusionPipeline",
+        "StableDiffusionUpscalePipeline",
     ]
     assert all(p["equivalence"]["ok"] and p["equivalence"]["bitwise"] for p in verified)
     assert all(p["equivalence"]["status"] == "verified" for p in verified)
-    assert report["summary"]["verified"] == report["summary"]["verified_ok"] == 5
-    assert report["summary"]["verification"] == {"verified": 5}
+    assert report["summary"]["verified"] == report["summary"]["verified_ok"] == 6
+    assert report["summary"]["verification"] == {"verified": 6}
 
 
 def test_survey_verify_table_gives_every_converted_class_its_verdict():

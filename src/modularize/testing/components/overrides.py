@@ -445,8 +445,11 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "QwenImage21Pipeline": {"inputs": {"image": None}},
     "LucyEditPipeline": _TWICE_THE_LATENTS,
     "SkyReelsV2ImageToVideoPipeline": _WAN_IMAGE_TO_VIDEO,
-    # the x4 upscaler's UNet takes the latents and the low-resolution image (3 channels) and a noise-level class
-    "StableDiffusionUpscalePipeline": {"config": {"unet": {"in_channels": 7, "num_class_embeds": 1000}}},
+    # the x4 upscaler's UNet takes the latents and the low-resolution image (3 channels) and a noise-level class;
+    # its decode casts to the dtype of the VAE's `post_quant_conv`, which the VAE must have
+    "StableDiffusionUpscalePipeline": {
+        "config": {"unet": {"in_channels": 7, "num_class_embeds": 1000}, "vae": {"use_post_quant_conv": True}}
+    },
     # Wan 2.1 image to video: its transformer cross-attends to the image's CLIP features too (`image_dim`), and the
     # constructor leaves the CLIP vision encoder optional (None): build it
     # It repeats the image features to the number of prompts, not of videos (diffusers 0.42): more than one video per
