@@ -319,25 +319,29 @@ def _without_repeated_assignments(
     source: SourceModule, body: Sequence[cst.BaseStatement]
 ) -> tuple[SourceModule, list[cst.BaseStatement]]:
     """Assignments repeating an earlier one dropped (`normalize.repeated_assignment`)."""
-    repeats = repeated_assignments(body)
-    if not repeats:
-        return source, list(body)
-    body, origins = replace_with_origins(body, {line: cst.RemoveFromParent() for line in repeats})
-    return source.with_positions(origins), body
+    return _rewritten(source, body, {line: cst.RemoveFromParent() for line in repeated_assignments(body)})
 
 
 def _with_narrow_cache_scopes(
     source: SourceModule, body: Sequence[cst.BaseStatement]
 ) -> tuple[SourceModule, list[cst.BaseStatement]]:
     """Cache-context blocks narrowed to the model call (`normalize.cache_scope`)."""
-    blocks = wide_cache_scopes(body)
-    if not blocks:
+    replacements = {block: cst.FlattenSentinel(narrowed(block)) for block in wide_cache_scopes(body)}
+    # (the narrowed block stands where the block stood)
+    return _rewritten(source, body, replacements, {new.nodes[0]: old for old, new in replacements.items()})
+
+
+def _rewritten(
+    source: SourceModule,
+    body: Sequence[cst.BaseStatement],
+    replacements: dict[cst.CSTNode, cst.CSTNode | cst.RemovalSentinel | cst.FlattenSentinel],
+    origins: dict[cst.CSTNode, cst.CSTNode] | None = None,
+) -> tuple[SourceModule, list[cst.BaseStatement]]:
+    """`body` with a normalization's replacements, and the source knowing where each new node came from."""
+    if not replacements:
         return source, list(body)
-    replacements = {block: cst.FlattenSentinel(narrowed(block)) for block in blocks}
-    body, origins = replace_with_origins(body, replacements)
-    for block, flattened in replacements.items():
-        origins[flattened.nodes[0]] = block
-    return source.with_positions(origins), body
+    body, found = replace_with_origins(body, replacements)
+    return source.with_positions({**found, **(origins or {})}), body
 
 
 def _with_branch_assignments(
