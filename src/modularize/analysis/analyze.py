@@ -305,14 +305,14 @@ def _with_progress_scopes(
         statements = moved_out(block)
         if statements is not None:
             replacements[block] = cst.FlattenSentinel(statements)
-    if not replacements:
-        return source, list(body)
-    body, origins = replace_with_origins(body, replacements)
-    for block, flattened in replacements.items():
-        for statement in flattened.nodes:
-            if isinstance(statement, cst.With):
-                origins[statement] = block
-    return source.with_positions(origins), body
+    # (the block holding the loop stands where the block stood)
+    origins = {
+        statement: block
+        for block, flattened in replacements.items()
+        for statement in flattened.nodes
+        if isinstance(statement, cst.With)
+    }
+    return _rewritten(source, body, replacements, origins)
 
 
 def _without_repeated_assignments(
@@ -348,18 +348,15 @@ def _with_branch_assignments(
     source: SourceModule, body: Sequence[cst.BaseStatement]
 ) -> tuple[SourceModule, list[cst.BaseStatement]]:
     """The loop's input branches written as conditional expressions (`normalize.branch_assignments`)."""
-    branches = branch_assignments(body)
-    if not branches:
-        return source, list(body)
-    written = {branch: as_conditional_expressions(branch) for branch in branches}
+    written = {branch: as_conditional_expressions(branch) for branch in branch_assignments(body)}
     replacements = {b: cst.FlattenSentinel([new for new, _ in pairs]) for b, pairs in written.items()}
-    body, origins = replace_with_origins(body, replacements)
+    origins = {}
     for pairs in written.values():
         for statement, on in pairs:
             origins[statement] = on
             origins[statement.body[0]] = on.body[0]
             origins[statement.body[0].value] = on.body[0].value
-    return source.with_positions(origins), body
+    return _rewritten(source, body, replacements, origins)
 
 
 def _without_early_returns(
