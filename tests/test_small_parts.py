@@ -112,7 +112,7 @@ def test_headers_tell_a_hand_edit_from_a_generated_file():
 def test_tree_walk_findall_finds_what_libcst_finds_in_the_same_order(sd_source):
     import libcst.matchers as m
 
-    from modularize.cst.tree_walk import children, findall, walk
+    from modularize.cst.tree_walk import children, findall, remembered_children, walk
 
     tree = cst.parse_module(sd_source.read_text())
     significant = (cst.BaseExpression, cst.BaseStatement, cst.BaseSmallStatement, cst.Arg, cst.Param, cst.Decorator)
@@ -128,11 +128,15 @@ def test_tree_walk_findall_finds_what_libcst_finds_in_the_same_order(sd_source):
         m.Arg(keyword=m.Name()),
         m.SimpleString(value=m.MatchIfTrue(lambda text: "guidance" in text)),
     ]
-    for matcher in matchers:
+    for matcher in [*matchers, m.If() | m.IfExp() | m.For()]:
         expected = m.findall(tree, matcher)
         found = findall(tree, matcher)
         assert expected and len(found) == len(expected)
         assert all(a is b for a, b in zip(found, expected, strict=True))
+        with remembered_children():  # from the nodes listed by class below each searched node: the same
+            for node in (tree, findall(tree, m.FunctionDef(name=m.Name("__call__")))[0]):
+                for _ in range(2):
+                    assert [id(n) for n in findall(node, matcher)] == [id(n) for n in m.findall(node, matcher)]
     # `skip` leaves out a node and everything below it
     loop = findall(tree, m.For())[0]
     assert not any(node is loop for node in walk(tree, skip=lambda node: node is loop))

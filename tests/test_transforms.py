@@ -352,3 +352,24 @@ def test_an_assignment_repeating_an_earlier_one_is_found_and_nothing_else():
         "do_cfg = guidance_scale > 1.0\nguidance_scale = 1.0\nfor t in ts:\n    do_cfg = guidance_scale > 1.0\n"
     )
     assert repeated_assignments(changed) == []  # what it reads is written in between
+
+
+def test_rewrite_statements_replaces_prunes_what_it_emptied_and_rebuilds_only_the_paths_to_replacements():
+    statements = list(
+        cst.parse_module(
+            "a = 1\nif flag:\n    x = 2\nelse:\n    y = 3\nfor i in range(2):\n    z = i\nif other:\n    w = 4\n"
+        ).body
+    )
+    assign, branch, loop, kept = statements
+    drop_x = branch.body.body[0]
+    drop_z = loop.body.body[0]
+    replaced = {
+        drop_x: cst.RemoveFromParent(),  # the `if` keeps its `else` behind `pass`
+        drop_z: cst.RemoveFromParent(),  # the emptied loop goes
+        assign.body[0].value: cst.Integer("5"),
+    }
+    result = rewrite_statements(statements, replaced)
+    assert cst.Module(body=result).code == "a = 5\nif flag:\n    pass\nelse:\n    y = 3\nif other:\n    w = 4\n"
+    assert result[-1] is kept  # off every path to a replacement: the same node
+    assert result[1].orelse is branch.orelse
+    assert rewrite_statements(statements, {}) == statements

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..collector import collector_paused
+from ..cst.tree_walk import remembered_children
 from ..errors import EXIT_FAILED, EXIT_OK, InputError, Location
 from .console import stderr
 
@@ -87,6 +88,12 @@ def pipeline_files(root: Path) -> list[Path]:
 def survey_file(path: str, root: str, lint_root: str | None = None) -> list[Entry]:
     """Convert every pipeline class of one file (runs in a worker process); with `lint_root`, write each package
     there (`package_key`) for one ruff run over all of them."""
+    # the classes' analyses walk the same tree: its nodes' children are computed once for all of them
+    with remembered_children():
+        return _survey_file(path, root, lint_root)
+
+
+def _survey_file(path: str, root: str, lint_root: str | None) -> list[Entry]:
     from ..analysis.analyze import analyze
     from ..convert import package_files
     from ..errors import ModularizeError

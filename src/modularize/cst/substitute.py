@@ -192,14 +192,16 @@ def rewrite_statement(
 def rewrite_statements(
     statements: list[cst.BaseStatement], replacements: Mapping[cst.CSTNode, Replacement]
 ) -> list[cst.BaseStatement]:
+    """Apply replacements to statements and prune the blocks they emptied (`_PruneEmptyBlocks`'s rules). Only the
+    nodes on a path to a replaced one are rebuilt: every other node is returned as it is."""
+    if not replacements:
+        return list(statements)
+    targets = {id(node) for node in replacements}
+    paths = paths_to(statements, lambda node: id(node) in targets)
+    if not paths:
+        return list(statements)
     module = cst.Module(body=statements)
-    if replacements:
-        targets = {id(node) for node in replacements}
-        paths = paths_to(statements, lambda node: id(node) in targets)
-        if paths:
-            module = module.visit(_ReplaceNodesOnPaths(replacements, paths | {id(module)}))
-    # the pruning visit rebuilds every node: what the replacing visit left alone comes out a fresh copy all the same
-    return list(module.visit(_PruneEmptyBlocks()).body)
+    return list(module.visit(_ReplaceNodesOnPaths(replacements, paths | {id(module)}, prune=True)).body)
 
 
 def replace_with_origins(
@@ -221,12 +223,17 @@ def replace_with_origins(
     return list(module.visit(transformer).body), transformer.origins
 
 
+_PRUNED = (cst.If, cst.Else, cst.For, cst.With)
+
+
 class _ReplaceNodesOnPaths(_ReplaceNodes):
     """`_ReplaceNodes` that descends only into the nodes on a path to one it replaces."""
 
-    def __init__(self, replacements: Mapping[cst.CSTNode, Replacement], paths: set[int]):
+    def __init__(self, replacements: Mapping[cst.CSTNode, Replacement], paths: set[int], prune: bool = False):
         super().__init__(replacements)
         self._paths = paths
+        # (only a block on a path can lose statements: pruning there prunes everything a replacement emptied)
+        self._prune = _PruneEmptyBlocks() if prune else None
         self.origins: dict[cst.CSTNode, cst.CSTNode] = {}
 
     def on_visit(self, node: cst.CSTNode) -> bool:
@@ -234,6 +241,8 @@ class _ReplaceNodesOnPaths(_ReplaceNodes):
 
     def on_leave(self, original_node, updated_node):
         result = super().on_leave(original_node, updated_node)
+        if self._prune is not None and isinstance(result, _PRUNED):
+            result = self._prune.on_leave(original_node, result)
         if isinstance(result, cst.CSTNode) and result is not original_node and not isinstance(result, cst.Module):
             self.origins[result] = original_node
         return result

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import operator
 from collections.abc import Callable, Iterator, Sequence
 
@@ -159,7 +160,28 @@ def findall(node: cst.CSTNode, matcher: m.BaseMatcherNode) -> list[cst.CSTNode]:
     classes = _matched_classes(matcher)
     if classes is None:
         return [found for found in walk(node) if m.matches(found, matcher)]
-    return [found for found in walk(node) if type(found) in classes and m.matches(found, matcher)]
+    if _REMEMBERED is None:
+        return [found for found in walk(node) if type(found) in classes and m.matches(found, matcher)]
+    # analysis searches the same statements again and again (for calls, for assignments, ...): below a node, the
+    # nodes of each class are listed once, in walk order
+    by_class = remembered("by_class", node, _nodes_by_class)
+    if len(classes) == 1:
+        (only,) = classes
+        return [found for found in by_class.get(only, ()) if m.matches(found, matcher)]
+    return [found for found in by_class[None] if type(found) in classes and m.matches(found, matcher)]
+
+
+def _nodes_by_class(node: cst.CSTNode) -> dict[type | None, list[cst.CSTNode]]:
+    """Every node from `node` down in walk order under `None`, and those of each node class under the class."""
+    every = list(walk(node))
+    by_class: dict[type | None, list[cst.CSTNode]] = {None: every}
+    for found in every:
+        listed = by_class.get(type(found))
+        if listed is None:
+            by_class[type(found)] = [found]
+        else:
+            listed.append(found)
+    return by_class
 
 
 def _matched_classes(matcher: m.BaseMatcherNode) -> frozenset[type] | None:
@@ -167,7 +189,12 @@ def _matched_classes(matcher: m.BaseMatcherNode) -> frozenset[type] | None:
     if isinstance(matcher, m.OneOf):
         options = [_matched_classes(option) for option in matcher.options]
         return None if any(option is None for option in options) else frozenset().union(*options)
-    node_class = getattr(cst, type(matcher).__name__, None)
+    return _classes_of_matcher_class(type(matcher))
+
+
+@functools.cache
+def _classes_of_matcher_class(matcher_class: type) -> frozenset[type] | None:
+    node_class = getattr(cst, matcher_class.__name__, None)
     if not (isinstance(node_class, type) and issubclass(node_class, cst.CSTNode)):
         return None
     final = [c for c in _with_subclasses(node_class) if not c.__subclasses__()]
