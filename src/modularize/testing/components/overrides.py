@@ -127,6 +127,15 @@ _JOY_IMAGE_EDIT = {
     "cases": (("text_to_image", {"image": None}),),
 }
 
+# GLM-Image normalizes latents with the VAE's per-channel `latents_mean` / `latents_std` (the tiny image VAE has
+# none). Text-to-image only: with an `image` (editing) the standard pipeline fails with the installed transformers
+# (diffusers 0.42 concatenates the per-image features `get_image_features` returns into one tensor, which
+# transformers 5's `get_image_tokens` then iterates channel by channel)
+_GLM_IMAGE = {
+    "config": {"vae": {"latents_mean": [0.1, -0.2, 0.3, 0.0], "latents_std": [1.5, 2.0, 1.2, 0.8]}},
+    "inputs": {"image": None},
+}
+
 # DeepFloyd IF denoises pixels (3 channels) and its UNet predicts a learned variance besides the noise (the
 # scheduler's `learned_range`); the super-resolution stages take the upscaled image as 3 more input channels and
 # embed the noise level they add to it as a class label
@@ -333,6 +342,7 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "QwenImageEditInpaintPipeline": _QWENIMAGE_EDIT,
     "QwenImageEditPlusPipeline": _QWENIMAGE_EDIT,
     "JoyImageEditPipeline": _JOY_IMAGE_EDIT,
+    "GlmImagePipeline": _GLM_IMAGE,
     "ZImagePipeline": _Z_IMAGE,
     "ZImageImg2ImgPipeline": _Z_IMAGE,
     "ZImageInpaintPipeline": _Z_IMAGE,
