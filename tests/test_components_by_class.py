@@ -290,6 +290,53 @@ def test_cogview4_couplings():
     assert control["transformer"].config.out_channels == control["vae"].config.latent_channels
 
 
+def test_joy_image_edit_couplings():
+    """JoyImage-Edit: the transformer's rotary axes add up to its head size and its text is Qwen3-VL's width; the
+    VAE compresses 32x (8 x 8 pixel patches, then two downsamplings) and says so, since the pipeline renders at
+    1024-pixel buckets whatever size it is asked for."""
+    from diffusers import JoyImageEditPipeline
+
+    joy = build_components(JoyImageEditPipeline)
+    transformer, vae, encoder = joy["transformer"], joy["vae"], joy["text_encoder"]
+    assert sum(transformer.config.rope_dim_list) == transformer.config.hidden_size // DIMS.heads
+    assert transformer.config.text_dim == encoder.config.text_config.hidden_size
+    assert transformer.config.in_channels == vae.config.z_dim and transformer.config.patch_size[0] == 1
+    assert vae.config.scale_factor_spatial == 32
+    with torch.no_grad():
+        latents = vae.encode(torch.zeros(1, 3, 1, 64, 64)).latent_dist.mode()
+    assert latents.shape[-2:] == (2, 2)
+    assert "text_to_image" in dict(setup_by_class(JoyImageEditPipeline).cases)
+
+
+def test_glm_image_couplings_and_the_ar_model_generates_whole_grids():
+    """GLM-Image: the AR model's image tokens are the transformer's prior codebook and its VQ codebook; one AR token
+    per 32 pixels, upsampled 2x, is one transformer patch; the end-of-image marker lies outside what the AR head can
+    sample, so generation always yields the whole grid (text-to-image: the 1 x 1 target after a 16 x 16 preview)."""
+    from diffusers import GlmImagePipeline
+
+    glm = build_components(GlmImagePipeline)
+    ar, transformer, processor = glm["vision_language_encoder"], glm["transformer"], glm["processor"]
+    codebook = transformer.config.prior_vq_quantizer_codebook_size
+    assert ar.config.text_config.vision_vocab_size == ar.config.vq_config.num_embeddings == codebook
+    assert DIMS.vae_scale_factor * transformer.config.patch_size == 16
+    assert transformer.config.text_embed_dim == glm["text_encoder"].config.d_model
+    assert (
+        min(ar.config.image_start_token_id, ar.config.image_end_token_id, ar.config.text_config.eos_token_id)
+        >= codebook
+    )
+    assert ar.config.text_config.vocab_size == len(processor.tokenizer)
+    messages = [[{"role": "user", "content": [{"type": "text", "text": "a photo of a cat"}]}]]
+    inputs = processor.apply_chat_template(
+        messages, tokenize=True, target_h=32, target_w=32, return_dict=True, return_tensors="pt"
+    )
+    assert inputs["image_grid_thw"].tolist() == [[1, 1, 1], [1, 16, 16]]
+    assert inputs["input_ids"][0, -1].item() == ar.config.image_start_token_id
+    torch.manual_seed(0)
+    out = ar.generate(**inputs, max_new_tokens=8, do_sample=True)
+    generated = out[0, inputs["input_ids"].shape[-1] :]
+    assert len(generated) == 8 and int(generated.max()) < codebook
+
+
 def test_gligen_grounding_inputs_are_data():
     from diffusers import StableDiffusionGLIGENPipeline
 

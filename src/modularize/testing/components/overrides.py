@@ -107,6 +107,35 @@ _CONTROLNET_XS = {"config": {"unet": {"layers_per_block": 2}}}
 # 16x (attention over 64 x 64 latents, not 512 x 512) with narrow convolutions at full resolution
 _QWENIMAGE_EDIT = {"config": {"vae": {"base_dim": 2, "dim_mult": [1, 2, 4, 4, 4], "temperal_downsample": [False] * 4}}}
 
+# JoyImage-Edit renders at one of its 1024-pixel resolution buckets whatever size it is asked for (no side under
+# 512): a Wan VAE that compresses 32x and says so (`scale_factor_spatial`, which the pipeline reads): it folds 8 x 8
+# pixel patches into channels first (`patch_size`, as Wan 2.2's does with 2 x 2), so its convolutions run at 128 x 128
+# at most, then downsamples twice (32 x 32 latents, 16 x 16 transformer patches); the image-free (text-to-image)
+# path as one more case
+_JOY_IMAGE_EDIT = {
+    "config": {
+        "vae": {
+            "patch_size": 8,
+            "in_channels": 3 * 8 * 8,
+            "out_channels": 3 * 8 * 8,
+            "base_dim": 4,
+            "dim_mult": [1, 2, 2],
+            "temperal_downsample": [False] * 2,
+            "scale_factor_spatial": 8 * 4,
+        }
+    },
+    "cases": (("text_to_image", {"image": None}),),
+}
+
+# GLM-Image normalizes latents with the VAE's per-channel `latents_mean` / `latents_std` (the tiny image VAE has
+# none). Text-to-image only: with an `image` (editing) the standard pipeline fails with the installed transformers
+# (diffusers 0.42 concatenates the per-image features `get_image_features` returns into one tensor, which
+# transformers 5's `get_image_tokens` then iterates channel by channel)
+_GLM_IMAGE = {
+    "config": {"vae": {"latents_mean": [0.1, -0.2, 0.3, 0.0], "latents_std": [1.5, 2.0, 1.2, 0.8]}},
+    "inputs": {"image": None},
+}
+
 # DeepFloyd IF denoises pixels (3 channels) and its UNet predicts a learned variance besides the noise (the
 # scheduler's `learned_range`); the super-resolution stages take the upscaled image as 3 more input channels and
 # embed the noise level they add to it as a class label
@@ -312,6 +341,8 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "QwenImageEditPipeline": _QWENIMAGE_EDIT,
     "QwenImageEditInpaintPipeline": _QWENIMAGE_EDIT,
     "QwenImageEditPlusPipeline": _QWENIMAGE_EDIT,
+    "JoyImageEditPipeline": _JOY_IMAGE_EDIT,
+    "GlmImagePipeline": _GLM_IMAGE,
     "ZImagePipeline": _Z_IMAGE,
     "ZImageImg2ImgPipeline": _Z_IMAGE,
     "ZImageInpaintPipeline": _Z_IMAGE,
