@@ -226,11 +226,12 @@ def _analyze_call(
         for name in needed:
             if name in produced_by or name in call_parameters:
                 inputs.append(_param(name, produced_by.get(name), call_parameters, descriptions))
-            elif name in block_outputs:
+            elif name in block_outputs and name not in final_here:
                 unbound.append(name)
             elif name in flow.writes:
                 # written here on some paths only and read where it may be unset (`if ...: prompt_image = image`,
-                # read below): the verbatim code fails exactly where the source does, so nothing is bound for it
+                # read below), or returned (`else: images = ...`, then `return (images,)`): the verbatim code fails
+                # exactly where the source does, so nothing is bound for it
                 continue
             else:
                 raise source.refuse(

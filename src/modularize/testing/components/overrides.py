@@ -474,6 +474,12 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "NucleusMoEImagePipeline": {"dims": {"text_layers": 8}},
     # text to image: its reference images are resized for the processor to thousands of vision tokens
     "QwenImage21Pipeline": {"inputs": {"image": None}},
+    # it works at a resolution of 640 or 1024 whatever the image: with the shared VAE (scale 2) that is 25,600
+    # tokens per layer; a VAE compressing 16x and one layer leave 400 each
+    "QwenImageLayeredPipeline": {
+        "config": {"vae": {"base_dim": 4, "dim_mult": [1, 1, 2, 2, 2], "temperal_downsample": [False] * 4}},
+        "inputs": {"layers": 1},
+    },
     "LucyEditPipeline": _TWICE_THE_LATENTS,
     "SkyReelsV2ImageToVideoPipeline": _WAN_IMAGE_TO_VIDEO,
     # the x4 upscaler's UNet takes the latents and the low-resolution image (3 channels) and a noise-level class;
