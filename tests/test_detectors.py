@@ -1478,3 +1478,57 @@ def test_reads_that_do_not_depend_on_the_batch(expression, free):
 
     pairs = {"mask": "mask", "embeds": "negative_embeds"}
     assert _batch_free(cst.parse_expression(expression), pairs) is free
+
+
+# -- a repeat a model runs on before the loop ------------------------------------------------------------------------
+REPEATING_HELPER = """\
+def prepare_image(self, image, guided):
+    if guided:
+        image = torch.cat([image] * 2)
+    return image
+"""
+
+
+def _repeat_handling(prefix: str) -> str:
+    """How the batched-CFG detector has the repeating helper's result handled: kept doubled and halved after the
+    last statement computing it (`halved after: <that statement>`), or the helper told not to repeat."""
+    cfg = snippet(textwrap.dedent(prefix) + SD_LOOP, methods=REPEATING_HELPER).batched()
+    for node, new in cfg.rewrites:
+        if isinstance(new, cst.FlattenSentinel):
+            kept, halving = new.nodes
+            assert kept is node and lines(halving) == (
+                "if self.do_classifier_free_guidance:\n    image = image[: image.shape[0] // 2]"
+            )
+            return f"halved after: {lines(node)}"
+        if isinstance(new, cst.Name) and new.value == "False":
+            return "not repeated"
+    raise AssertionError("the helper's repeat was not handled")
+
+
+def test_a_repeat_a_model_runs_on_before_the_loop_is_kept_and_halved_after_its_last_computation():
+    nested = """\
+    if latents is not None:
+        image = self.prepare_image(latents, self.do_classifier_free_guidance)
+        size = image.shape[-2:]
+        image = self.transformer.encode(image).latent
+        image = image * 2
+    """
+    assert _repeat_handling(nested) == "halved after: image = image * 2"
+    top_level = "image = self.prepare_image(latents, self.do_classifier_free_guidance)\nimage = self.unet(image)\n"
+    assert _repeat_handling(top_level) == "halved after: image = self.unet(image)"
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        # no model runs on the repeat: one value per guider batch computes the same
+        "image = self.prepare_image(latents, True)\nimage = image * 2\n",
+        # a read of its batch: computed on the doubled batch it would be twice as large
+        "image = self.prepare_image(latents, True)\nrows = image.shape[0]\nimage = self.unet(image)\n",
+        # written again after the block that computes it: the halving would come too early
+        "if latents is not None:\n    image = self.prepare_image(latents, True)\n    image = self.unet(image)\n"
+        "image = image + 1\n",
+    ],
+)
+def test_a_repeat_is_not_kept_where_halving_it_would_not_give_the_same_values(prefix):
+    assert _repeat_handling(prefix.replace("True", "self.do_classifier_free_guidance")) == "not repeated"

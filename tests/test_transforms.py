@@ -373,3 +373,11 @@ def test_rewrite_statements_replaces_prunes_what_it_emptied_and_rebuilds_only_th
     assert result[-1] is kept  # off every path to a replacement: the same node
     assert result[1].orelse is branch.orelse
     assert rewrite_statements(statements, {}) == statements
+
+
+def test_a_replacement_keeping_its_node_keeps_the_replacements_inside_it():
+    (line,) = cst.parse_module("x = f(1)\n").body
+    after = cst.parse_statement("y = 2\n")
+    one = line.body[0].value.args[0].value
+    result = rewrite_statements([line], {line: cst.FlattenSentinel([line, after]), one: cst.Integer("3")})
+    assert cst.Module(body=result).code == "x = f(3)\ny = 2\n"

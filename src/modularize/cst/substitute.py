@@ -33,6 +33,9 @@ class _ReplaceNodes(cst.CSTTransformer):
         replacement = self._replacements.get(original_node)
         if replacement is None:
             return updated_node
+        if isinstance(replacement, cst.FlattenSentinel) and any(n is original_node for n in replacement.nodes):
+            # a replacement that keeps the node (statements added around it) keeps it with its own replacements
+            return cst.FlattenSentinel([updated_node if n is original_node else n for n in replacement.nodes])
         return replacement
 
 

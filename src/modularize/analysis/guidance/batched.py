@@ -38,11 +38,13 @@ from ...normalize.cfg_condition import InlineCfgCondition, is_inline_condition
 from ...normalize.early_return import is_constant
 from ...normalize.halved_results import HelperDoublesResults
 from ...planning.plan import GuidanceField
+from ...transforms.halving import halving_after
 from .auxiliary_models import SharedAuxiliaryCall, auxiliary_steps
 from .combine import assigned_combine
 from .combine_inputs import combine_inputs
 from .doubled_batch import BATCH_REPEAT, LIST_CAT, TORCH_CAT, cat_elements, doubles, halved_batch, repeated_per_item
 from .helper_results import doubled_results
+from .kept_repeats import kept_repeat
 from .pairing import PER_SAMPLE_METHODS, drawn_after_repeat, draws_at_random, propagate_pairs
 from .rescale import rescale_call
 
@@ -608,9 +610,15 @@ def find_batched_cfg(
     helper_repeated: list[str] = []
     for use in helper_uses:
         if not use.pairs:
-            # the guider runs each batch on its own: the helper must not repeat for it
-            rewrites.append((use.flag.value, cst.Name("False")))
-            helper_repeated += _assigned_names(_line_of(index, use.call))
+            line = _line_of(index, use.call)
+            kept = kept_repeat(line, _assigned_names(line), before_loop, facts)
+            if kept is None:
+                # the guider runs each batch on its own: the helper must not repeat for it
+                rewrites.append((use.flag.value, cst.Name("False")))
+            else:
+                # a model runs on the repeat before the loop: as the standard pipeline ran it, then halved
+                rewrites.append((kept.last_write, halving_after(kept.last_write, kept.names, use.flag.value)))
+            helper_repeated += _assigned_names(line)
     _refuse_random_draws_after_repeats(source, before_loop, helper_repeated, index)
     no_longer_repeated = [*repeated, *helper_repeated]
     handled = {id(s) for s in guidance_statements} | in_batches

@@ -81,7 +81,7 @@ def _mirrorable(expression: cst.BaseExpression, pairs: Mapping[str, str], repeat
         expression.func.attr.value in FILLS_LIKE and expression.args
     ):
         # `torch.zeros_like(embeds)`: a fill of the value's shape, sample by sample
-        if any(_reads_batch(arg.value, pairs) for arg in expression.args[1:]):
+        if any(reads_batch(arg.value, pairs) for arg in expression.args[1:]):
             raise _NotPerSample(expression)
         return _mirrorable(expression.args[0].value, pairs, repeats)
     if m.matches(expression, _CAT_ALONG_FEATURES):
@@ -101,7 +101,7 @@ def _mirrorable(expression: cst.BaseExpression, pairs: Mapping[str, str], repeat
     if isinstance(expression, cst.IfExp):
         # `{"image_embeds": image_embeds} if ip_adapter_image is not None else None`: a test that does not read the
         # batch picks the same side for both conditions
-        if _reads_batch(expression.test, pairs):
+        if reads_batch(expression.test, pairs):
             raise _NotPerSample(expression.test)
         sides = [_mirrorable(side, pairs, repeats) for side in (expression.body, expression.orelse)]
         return any(sides)
@@ -118,10 +118,10 @@ def _mirrorable(expression: cst.BaseExpression, pairs: Mapping[str, str], repeat
     if m.matches(expression, m.Call(func=m.Attribute())):
         method = expression.func.attr.value
         receiver = expression.func.value
-        if any(_reads_batch(arg.value, pairs) for arg in expression.args):
+        if any(reads_batch(arg.value, pairs) for arg in expression.args):
             raise _NotPerSample(expression)
         if not _mirrorable(receiver, pairs, repeats):
-            if _reads_batch(receiver, pairs):
+            if reads_batch(receiver, pairs):
                 raise _NotPerSample(expression)
             return False
         if method == "repeat" and expression.args:
@@ -130,7 +130,7 @@ def _mirrorable(expression: cst.BaseExpression, pairs: Mapping[str, str], repeat
         if method in PER_SAMPLE_METHODS:
             return True
         raise _NotPerSample(expression)
-    if _reads_batch(expression, pairs):
+    if reads_batch(expression, pairs):
         raise _NotPerSample(expression)
     return False
 
@@ -155,7 +155,7 @@ def _batch_free(node: cst.CSTNode, pairs: Mapping[str, str]) -> bool:
     return m.matches(node, _FIRST_SAMPLE) and pairs.get(node.value.value) == node.value.value
 
 
-def _reads_batch(expression: cst.BaseExpression, pairs: Mapping[str, str]) -> bool:
+def reads_batch(expression: cst.BaseExpression, pairs: Mapping[str, str]) -> bool:
     """Whether `expression` reads a paired tensor other than through a batch-free attribute:
     `f(prompt_embeds.dtype, prompt_embeds.device)` does not, `prompt_embeds.shape[0]` does."""
     batch_free = [
@@ -316,7 +316,7 @@ def _mirrored_branches(branch: cst.If, pairs: dict[str, str], taken: set[str]) -
         else:                                           else:
             pooled = given or embeds                        negative_pooled = given or negative_embeds
     """
-    if _reads_batch(branch.test, pairs) or not isinstance(branch.orelse, (cst.Else, type(None))):
+    if reads_batch(branch.test, pairs) or not isinstance(branch.orelse, (cst.Else, type(None))):
         return None
     sides = [branch.body.body, *([branch.orelse.body.body] if branch.orelse else [])]
     simple = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())])])

@@ -1,0 +1,119 @@
+"""Where a value a helper repeats for CFG must stay doubled until a model has run on it, and be halved after.
+
+A helper that only repeats for CFG (`image = torch.cat([image] * 2)` under its flag) is normally told not to: each
+guider batch gets the single value. But when a model runs on the doubled value before the loop, the standard
+pipeline ran it on a batch twice as large, and on CPU a batch's size changes the last bits of what a convolution
+returns (a VAE encoding one image and two copies of it differs by ~1e-6). Keeping the repeat and taking the first
+half once the model has run gives the guider's batches exactly the standard pipeline's values:
+
+    control_image = self.prepare_image(..., do_classifier_free_guidance=self.do_classifier_free_guidance)
+    height, width = control_image.shape[-2:]
+    control_image = self.vae.encode(control_image).latent
+    control_image = control_image * self.vae.config.scaling_factor
+    # -> the same lines, then (halving after the last one; `transforms.halving`):
+    if self.do_classifier_free_guidance:
+        control_image = control_image[: control_image.shape[0] // 2]
+
+Only when it is safe: every statement after the helper call that reads the value either rebinds it (keeping it
+doubled) or reads it without its batch (`x.shape[-2:]`), all of them in the helper call's own block, and nothing
+after them writes it again before the loop. Otherwise (or when no model runs on it) the helper is told not to repeat,
+as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import libcst as cst
+import libcst.matchers as m
+
+from ...cst.dataflow import flow_of, names_read
+from ...cst.tree_walk import walk
+from ...frontend.class_facts import ClassFacts
+from .pairing import reads_batch
+
+
+@dataclass(frozen=True)
+class KeptRepeat:
+    """The repeated values stay doubled through `last_write`, and are halved right after it."""
+
+    last_write: cst.BaseStatement
+    names: tuple[str, ...]
+
+
+def kept_repeat(
+    line: cst.BaseStatement,
+    names: Sequence[str],
+    before_loop: Sequence[cst.BaseStatement],
+    facts: ClassFacts,
+) -> KeptRepeat | None:
+    """`line` assigns what a repeat-only helper returned (`names`); `before_loop` are the top-level statements of
+    `__call__` before the denoising loop. None unless a model runs on the doubled value and the halving is safe."""
+    names = tuple(names)
+    if not names:
+        return None
+    block = _block_holding(line, before_loop)
+    if block is None:
+        return None
+    shared = {name: name for name in names}
+    last_write, modelled = line, False
+    for statement in block[block.index(line) + 1 :]:
+        read = set(names_read(statement)) & set(names)
+        written = set(flow_of([statement]).writes) & set(names)
+        if _rebinds(statement, names):
+            last_write = statement
+            modelled = modelled or (bool(read) and _calls_a_component(statement, facts))
+        elif written:
+            return None
+        elif read and reads_batch(_value(statement), shared):
+            return None
+    if not modelled:
+        return None
+    # nothing after the block before the loop may write them again: it would see (and double) the halved value
+    top = next(s for s in before_loop if s is line or any(node is line for node in walk(s)))
+    if top is not line:
+        for statement in before_loop[before_loop.index(top) + 1 :]:
+            if set(flow_of([statement]).writes) & set(names):
+                return None
+    return KeptRepeat(last_write, names)
+
+
+def _block_holding(line: cst.BaseStatement, before_loop: Sequence[cst.BaseStatement]) -> list | None:
+    """The statement list `line` is one of: the top level, or an indented block."""
+    if any(statement is line for statement in before_loop):
+        return list(before_loop)
+    for statement in before_loop:
+        for node in walk(statement):
+            if isinstance(node, cst.IndentedBlock) and any(item is line for item in node.body):
+                return list(node.body)
+    return None
+
+
+_REBINDING = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(target=m.Name())])])
+
+
+def _rebinds(statement: cst.BaseStatement, names: Sequence[str]) -> bool:
+    """`x = f(x)` for one of the names: the value stays what the doubled batch gives."""
+    return m.matches(statement, _REBINDING) and statement.body[0].targets[0].target.value in names
+
+
+def _value(statement: cst.BaseStatement) -> cst.CSTNode:
+    return statement.body[0].value if m.matches(statement, m.SimpleStatementLine(body=[m.Assign()])) else statement
+
+
+def _calls_a_component(statement: cst.BaseStatement, facts: ClassFacts) -> bool:
+    """A call of a component or of one of its methods (`self.vae.encode(x)`)."""
+    for node in walk(statement):
+        if isinstance(node, cst.Call):
+            root = node.func
+            while isinstance(root, cst.Attribute) and not (isinstance(root.value, cst.Name)):
+                root = root.value
+            if (
+                isinstance(root, cst.Attribute)
+                and isinstance(root.value, cst.Name)
+                and root.value.value == "self"
+                and root.attr.value in facts.init.components
+            ):
+                return True
+    return False
