@@ -1,3 +1,14 @@
 """One factory per component class; importing this package registers them all."""
 
-from . import audio, controlnets, denoisers, priors, schedulers, stand_ins, text, vaes, vision  # noqa: F401
+from . import (  # noqa: F401
+    alt_diffusion,
+    audio,
+    controlnets,
+    denoisers,
+    priors,
+    schedulers,
+    stand_ins,
+    text,
+    vaes,
+    vision,
+)
