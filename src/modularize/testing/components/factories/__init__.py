@@ -5,6 +5,7 @@ from . import (  # noqa: F401
     audio,
     controlnets,
     denoisers,
+    krea2,
     priors,
     schedulers,
     stand_ins,
