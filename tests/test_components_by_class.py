@@ -1062,3 +1062,48 @@ def test_versatile_diffusion_text_unet_attention_fits_the_image_unet():
     text_blocks = [text_unet.get_submodule(place) for place in places]
     VersatileDiffusionTextToImagePipeline(**parts)
     assert all(image_unet.get_submodule(place) is block for place, block in zip(places, text_blocks, strict=True))
+
+
+def test_alt_diffusion_couplings():
+    """AltDiffusion: the XLM-R tokenizer fits diffusers' `RobertaSeriesModelWithTransformation`, whose projected
+    hidden states (its first output, what the pipeline reads) are as wide as the UNet's cross-attention."""
+    from diffusers import AltDiffusionPipeline
+
+    alt = build_components(AltDiffusionPipeline)
+    tokenizer, encoder, unet = alt["tokenizer"], alt["text_encoder"], alt["unet"]
+    assert type(encoder).__name__ == "RobertaSeriesModelWithTransformation"
+    assert len(tokenizer) == encoder.config.vocab_size and tokenizer.pad_token_id == encoder.config.pad_token_id
+    assert encoder.config.max_position_embeddings >= tokenizer.model_max_length + tokenizer.pad_token_id + 1
+    with torch.no_grad():
+        ids = tokenizer(["a photo of a cat"], padding="max_length", return_tensors="pt")
+        projected = encoder(ids.input_ids, attention_mask=ids.attention_mask)[0]
+        noise = unet(torch.randn(1, DIMS.latent_channels, 16, 16), 10, encoder_hidden_states=projected).sample
+    assert projected.shape == (1, tokenizer.model_max_length, unet.config.cross_attention_dim)
+    assert noise.shape == (1, DIMS.latent_channels, 16, 16) and torch.isfinite(noise).all()
+
+
+def test_krea2_couplings():
+    """Krea 2: its prompt template tokenizes into the 34 prefix tokens it drops and the 5 suffix tokens it appends
+    (so prompts reach the encoder); the transformer stacks as many Qwen3-VL hidden states per token as the pipeline
+    taps, each as wide as the encoder, and different prompts give different embeddings."""
+    from diffusers import Krea2Pipeline
+
+    components = build_components(Krea2Pipeline)
+    tokenizer, encoder, transformer = components["tokenizer"], components["text_encoder"], components["transformer"]
+    assert type(encoder).__name__ == "Qwen3VLModel" and len(tokenizer) == encoder.config.text_config.vocab_size
+    pipe = Krea2Pipeline(**components)
+    prefix = tokenizer(pipe.prompt_template_encode_prefix).input_ids
+    assert len(prefix) == pipe.prompt_template_encode_start_idx
+    assert (
+        len(tokenizer(pipe.prompt_template_encode_suffix).input_ids) == pipe.prompt_template_encode_num_suffix_tokens
+    )
+    assert transformer.config.num_text_layers == len(pipe.text_encoder_select_layers)
+    assert max(pipe.text_encoder_select_layers) <= encoder.config.text_config.num_hidden_layers
+    assert transformer.config.text_hidden_dim == encoder.config.text_config.hidden_size
+    assert transformer.config.in_channels == 4 * components["vae"].config.z_dim  # latents packed 2 x 2
+    with torch.no_grad():
+        embeds, mask = pipe.encode_prompt(
+            ["a photo of a cat", "the dog"], max_sequence_length=DIMS.max_sequence_length
+        )
+    assert embeds.shape[:3] == (2, DIMS.max_sequence_length, len(pipe.text_encoder_select_layers))
+    assert not torch.equal(embeds[0], embeds[1]) and not torch.equal(mask[0], mask[1])

@@ -89,16 +89,23 @@ def tiny_gemma_tokenizer():
     return GemmaTokenizer(vocab=vocab, merges=merges)
 
 
-def tiny_qwen2_tokenizer(vision: bool = False):
+def tiny_qwen2_tokenizer(vision: bool = False, words: tuple[str, ...] = ()):
     """A Qwen2 tokenizer: byte-level BPE over the 256 byte symbols with a few merges, and the chat markers
     (`<|im_start|>`, `<|im_end|>`) as special tokens so prompt templates tokenize like the real ones; `vision` adds
-    Qwen-VL's image markers (`<|vision_start|>`, `<|image_pad|>`, ...)."""
+    Qwen-VL's image markers (`<|vision_start|>`, `<|image_pad|>`, ...); each of `words` (ASCII, a leading space
+    allowed) becomes one token, as in the real vocabulary, so a pipeline's fixed prompt template is as many tokens as
+    the pipeline assumes:
+
+        tiny_qwen2_tokenizer(words=(" image",))(" image").input_ids  # -> one id (six without `words`)
+    """
     from transformers import Qwen2Tokenizer
 
     vocab: dict[str, int] = {}
     for symbol in byte_symbols():
         vocab.setdefault(symbol, len(vocab))
-    merges = [("Ġ", "a"), ("c", "a"), ("ca", "t"), ("Ġ", "t"), ("h", "e")]
+    # the words' merges come first (the likeliest), so a shorter merge inside a word cannot break its chain
+    merges = word_merges(words)
+    merges += [m for m in [("Ġ", "a"), ("c", "a"), ("ca", "t"), ("Ġ", "t"), ("h", "e")] if m not in merges]
     for first, second in merges:
         vocab.setdefault(first + second, len(vocab))
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -107,6 +114,21 @@ def tiny_qwen2_tokenizer(vision: bool = False):
     for token in specials:
         vocab[token] = len(vocab)
     return Qwen2Tokenizer(vocab=vocab, merges=merges, additional_special_tokens=specials[1:])
+
+
+def word_merges(words: tuple[str, ...]) -> list[tuple[str, str]]:
+    """Byte-level BPE merges that build each word from its first symbol left to right (`Ġ` for a space):
+
+    word_merges((" the",))  # -> [("Ġ", "t"), ("Ġt", "h"), ("Ġth", "e")]
+    """
+    merges: list[tuple[str, str]] = []
+    for word in words:
+        symbols = word.replace(" ", "Ġ")
+        for end in range(1, len(symbols)):
+            merge = (symbols[:end], symbols[end])
+            if merge not in merges:
+                merges.append(merge)
+    return merges
 
 
 class UnigramPieces:

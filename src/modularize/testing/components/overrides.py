@@ -472,6 +472,9 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     },
     # the prompt embedding is the hidden state 8 layers from the top (`return_index=-8`)
     "NucleusMoEImagePipeline": {"dims": {"text_layers": 8}},
+    # its default taps 12 hidden states of a 36-layer Qwen3-VL (indices 2 ... 35): the tiny one has 2 layers, tap
+    # both (index 0 is the embeddings); the transformer stacks `text_layers` of them per token
+    "Krea2Pipeline": {"scalars": {"text_encoder_select_layers": (1, 2)}},
     # text to image: its reference images are resized for the processor to thousands of vision tokens
     "QwenImage21Pipeline": {"inputs": {"image": None}},
     # it works at a resolution of 640 or 1024 whatever the image: with the shared VAE (scale 2) that is 25,600

@@ -43,6 +43,7 @@ TOKENIZER_OF = {
     "Qwen3Model": "Qwen2Tokenizer",
     "Qwen3ForCausalLM": "Qwen2Tokenizer",
     "Qwen3VLForConditionalGeneration": "Qwen2Tokenizer",
+    "Qwen3VLModel": "Qwen2Tokenizer",
     "Qwen3VLProcessor": "Qwen2Tokenizer",
     "Gemma2Model": "GemmaTokenizer",
     "Gemma2PreTrainedModel": "GemmaTokenizer",

@@ -1,12 +1,14 @@
 """One factory per component class; importing this package registers them all."""
 
 from . import (  # noqa: F401
+    alt_diffusion,
     audio,
     audioldm2,
     controlnets,
     denoisers,
     glm_image,
     joy_image,
+    krea2,
     priors,
     schedulers,
     stand_ins,

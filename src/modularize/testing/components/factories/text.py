@@ -42,11 +42,20 @@ def t5_tokenizer(need: Need):
 def qwen2_tokenizer(need: Need):
     """With Qwen-VL's image markers where the pipeline has a vision-language processor (they become tokens its
     text encoder knows)."""
-    tokenizer = tiny_qwen2_tokenizer(vision=need.has_class(*VISION_PROCESSORS))
+    tokenizer = tiny_qwen2_tokenizer(vision=need.has_class(*VISION_PROCESSORS), words=_template_words(need))
     tokenizer.chat_template = CHAT_TEMPLATE
     if need.has_class("GlmModel"):
         glm_like(tokenizer)
     return tokenizer
+
+
+def _template_words(need: Need) -> tuple[str, ...]:
+    """The words of the pipeline's fixed prompt template, where it assumes how many tokens the template is."""
+    if need.has_class("Krea2Transformer2DModel"):
+        from .krea2 import KREA2_TEMPLATE_WORDS
+
+        return KREA2_TEMPLATE_WORDS
+    return ()
 
 
 GLM_PREFIX = ("[gMASK]", "<sop>")
