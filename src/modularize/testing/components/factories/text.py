@@ -285,24 +285,30 @@ def multilingual_clip(need: Need):
     UNet's cross-attention) whose mean-pooled state is projected into the CLIP image-embedding space
     (`clip_projection` wide, like the image embeddings it is used with). XLM-R numbers positions from past its
     padding id: position embeddings for the pipeline's 77 tokens start there."""
-    tokenizer = need.tokenizer()
-    d = need.dims
     width = need.text_width(need.name)
     config = need.cls.config_class(
-        transformerDimSize=width,
-        imageDimSize=d.clip_projection,
-        vocab_size=len(tokenizer),
-        hidden_size=width,
-        num_hidden_layers=d.text_layers,
-        num_attention_heads=d.text_heads,
-        intermediate_size=d.text_intermediate,
-        max_position_embeddings=d.clip_max_length + tokenizer.pad_token_id + 1,
-        type_vocab_size=1,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
+        transformerDimSize=width, imageDimSize=need.dims.clip_projection, **xlm_roberta_sizes(need, width)
     )
     return need.model(need.cls, config=config)
+
+
+def xlm_roberta_sizes(need: Need, width: int) -> dict:
+    """An XLM-RoBERTa config's sizes and special ids: `width` wide, the shared text depth, the paired tokenizer's
+    vocabulary and ids, position embeddings for the pipeline's 77 tokens counted from past the padding id."""
+    tokenizer = need.tokenizer()
+    d = need.dims
+    return {
+        "vocab_size": len(tokenizer),
+        "hidden_size": width,
+        "num_hidden_layers": d.text_layers,
+        "num_attention_heads": d.text_heads,
+        "intermediate_size": d.text_intermediate,
+        "max_position_embeddings": d.clip_max_length + tokenizer.pad_token_id + 1,
+        "type_vocab_size": 1,
+        "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+    }
 
 
 @factory("LDMBertModel")
