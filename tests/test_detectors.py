@@ -1486,6 +1486,11 @@ def prepare_image(self, image, guided):
     if guided:
         image = torch.cat([image] * 2)
     return image
+
+def prepare_hint(self, image, guided, guess_mode=False):
+    if guided and not guess_mode:
+        image = torch.cat([image] * 2)
+    return image
 """
 
 
@@ -1516,6 +1521,9 @@ def test_a_repeat_a_model_runs_on_before_the_loop_is_kept_and_halved_after_its_l
     assert _repeat_handling(nested) == "halved after: image = image * 2"
     top_level = "image = self.prepare_image(latents, self.do_classifier_free_guidance)\nimage = self.unet(image)\n"
     assert _repeat_handling(top_level) == "halved after: image = self.unet(image)"
+    # a helper repeating under more than the flag, called with constants that leave the flag alone deciding
+    hint = "image = self.prepare_hint(latents, self.do_classifier_free_guidance, guess_mode=False)\nimage = self.unet(image)\n"
+    assert _repeat_handling(hint) == "halved after: image = self.unet(image)"
 
 
 @pytest.mark.parametrize(
@@ -1528,6 +1536,9 @@ def test_a_repeat_a_model_runs_on_before_the_loop_is_kept_and_halved_after_its_l
         # written again after the block that computes it: the halving would come too early
         "if latents is not None:\n    image = self.prepare_image(latents, True)\n    image = self.unet(image)\n"
         "image = image + 1\n",
+        # it repeats only without guess mode, which the call leaves to the user: halving on the flag could halve
+        # a batch never doubled
+        "image = self.prepare_hint(latents, True, guess_mode=boundary > 1)\nimage = self.unet(image)\n",
     ],
 )
 def test_a_repeat_is_not_kept_where_halving_it_would_not_give_the_same_values(prefix):

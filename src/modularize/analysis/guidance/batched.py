@@ -611,7 +611,8 @@ def find_batched_cfg(
     for use in helper_uses:
         if not use.pairs:
             line = _line_of(index, use.call)
-            kept = kept_repeat(line, _assigned_names(line), before_loop, facts)
+            helper = facts.methods[use.helper]
+            kept = kept_repeat(line, _assigned_names(line), use.call, helper, use.parameter, before_loop, facts)
             if kept is None:
                 # the guider runs each batch on its own: the helper must not repeat for it
                 rewrites.append((use.flag.value, cst.Name("False")))

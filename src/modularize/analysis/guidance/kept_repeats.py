@@ -29,6 +29,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from ...cst.dataflow import flow_of, names_read
+from ...cst.substitute import conjuncts
 from ...cst.tree_walk import walk
 from ...frontend.class_facts import ClassFacts
 from .pairing import reads_batch
@@ -45,13 +46,17 @@ class KeptRepeat:
 def kept_repeat(
     line: cst.BaseStatement,
     names: Sequence[str],
+    call: cst.Call,
+    helper: cst.FunctionDef,
+    parameter: str,
     before_loop: Sequence[cst.BaseStatement],
     facts: ClassFacts,
 ) -> KeptRepeat | None:
-    """`line` assigns what a repeat-only helper returned (`names`); `before_loop` are the top-level statements of
-    `__call__` before the denoising loop. None unless a model runs on the doubled value and the halving is safe."""
+    """`line` assigns what a repeat-only `helper` returned (`names`) to its `call`, which passes the CFG flag as its
+    `parameter`; `before_loop` are the top-level statements of `__call__` before the denoising loop. None unless a
+    model runs on the doubled value and the halving is safe."""
     names = tuple(names)
-    if not names:
+    if not names or not _repeats_on_the_flag_alone(helper, parameter, call):
         return None
     block = _block_holding(line, before_loop)
     if block is None:
@@ -77,6 +82,45 @@ def kept_repeat(
             if set(flow_of([statement]).writes) & set(names):
                 return None
     return KeptRepeat(last_write, names)
+
+
+def _repeats_on_the_flag_alone(helper: cst.FunctionDef, parameter: str, call: cst.Call) -> bool:
+    """Every test in the helper that reads the flag holds exactly when the flag does, given the constants the call
+    passes (`if guided and not guess_mode:` called with `guess_mode=False`): the halving, tested on the flag, then
+    happens exactly when the repeat did. Called with `guess_mode=guess_mode`, it may repeat less often: not kept."""
+    constants = _constant_arguments(helper, call)
+    for node in walk(helper.body):
+        if isinstance(node, (cst.If, cst.IfExp)) and parameter in names_read(node.test):
+            for part in conjuncts(node.test):
+                if isinstance(part, cst.Name) and part.value in (parameter, *_named(constants, "True")):
+                    continue
+                if m.matches(part, m.UnaryOperation(m.Not(), m.Name())) and part.expression.value in _named(
+                    constants, "False", "None"
+                ):
+                    continue
+                return False
+    return True
+
+
+def _constant_arguments(helper: cst.FunctionDef, call: cst.Call) -> dict[str, str]:
+    """The helper's parameters bound to `True`, `False` or `None` by the call (or by their defaults)."""
+    params = [*helper.params.posonly_params, *helper.params.params, *helper.params.kwonly_params]
+    values = {p.name.value: p.default for p in params if p.default is not None}
+    positional = [p.name.value for p in [*helper.params.posonly_params, *helper.params.params]][1:]  # after self
+    for position, argument in enumerate(call.args):
+        if argument.keyword is not None:
+            values[argument.keyword.value] = argument.value
+        elif not argument.star and position < len(positional):
+            values[positional[position]] = argument.value
+    return {
+        name: value.value
+        for name, value in values.items()
+        if isinstance(value, cst.Name) and value.value in ("True", "False", "None")
+    }
+
+
+def _named(constants: dict[str, str], *values: str) -> list[str]:
+    return [name for name, value in constants.items() if value in values]
 
 
 def _block_holding(line: cst.BaseStatement, before_loop: Sequence[cst.BaseStatement]) -> list | None:
