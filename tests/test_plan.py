@@ -202,10 +202,28 @@ def test_unsupported_guidance_is_refused_with_its_location(old, new, message):
     assert error.value.location.line > 0
 
 
-def test_source_variables_named_like_block_internals_are_refused():
+def test_source_variables_named_like_block_internals_are_renamed_and_arguments_refused():
+    from modularize.convert import convert
+
     text = toy_variant("        device = self._execution_device\n", "        state = self._execution_device\n")
+    text = text.replace("device=device", "device=state")
+    text = text.replace("(prompts, device)", "(prompts, state)").replace("(negatives, device)", "(negatives, state)")
+    files = convert(text, ConvertOptions(path="pipeline_toy.py"))
+    generated = "".join(files.values())
+    assert "state_ = components._execution_device" in generated and "device=state_" in generated
+    assert not any(line.strip().startswith("state = ") for line in generated.splitlines())  # blocks' own `state`
+    # an argument is the pipeline's interface: refused, not renamed
+    argument = toy_variant("        num_inference_steps", "        state=None,\n        num_inference_steps")
+    with pytest.raises(ConversionError, match="has an argument named `state`"):
+        toy_plan(argument)
+    # a function inside `__call__` binding the name too: renaming the local would rename its parameter's reads
+    nested = text.replace(
+        "        state = self._execution_device\n",
+        "        state = self._execution_device\n        pick = lambda state: state\n",
+        1,
+    )
     with pytest.raises(ConversionError, match="assigns `state`, a name generated blocks use"):
-        toy_plan(text)
+        toy_plan(nested)
 
 
 def test_separate_cfg_passes_are_refused_at_the_second_call():

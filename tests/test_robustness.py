@@ -135,6 +135,13 @@ def test_returning_a_name_nothing_assigns_is_refused_at_the_name(cli, tmp_path):
     )
 
 
+def test_a_helper_reading_a_name_nothing_defines_is_refused_at_the_name(cli, tmp_path):
+    # `embed_text` renamed its parameter but still reads the old name: the standard pipeline raises `NameError`
+    path = toy_variant(tmp_path, "    def embed_text(self, texts, device):", "    def embed_text(self, texts, where):")
+    line = line_of(path, "input_ids.to(device)")
+    refused(cli, path, tmp_path, EXIT_REFUSED, f"{path}:{line}:", "`device` is read in `embed_text`, but neither")
+
+
 def test_returning_a_module_name_is_refused_at_the_name(cli, tmp_path):
     path = toy_variant(tmp_path, FINAL_RETURN, "        return ImagePipelineOutput(images=randn_tensor)\n")
     line = line_of(path, "images=randn_tensor")

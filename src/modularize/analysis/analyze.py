@@ -38,6 +38,7 @@ from ..kinds import CfgKind, GuidancePattern, StageKind
 from ..normalize.branch_assignments import as_conditional_expressions, branch_assignments
 from ..normalize.cache_scope import narrowed, wide_cache_scopes
 from ..normalize.cfg_condition import InlineCfgCondition, with_named_condition
+from ..normalize.clashing_locals import ClashingLocals, renamable, with_renamed_locals
 from ..normalize.early_return import EarlyReturnProblem, is_constant, lower_early_return
 from ..normalize.halved_results import HelperDoublesResults, with_halved_results
 from ..normalize.image_encode import (
@@ -99,6 +100,9 @@ def analyze(source: SourceModule, class_name: str | None = None) -> PipelinePlan
             if isinstance(found, InlineCfgCondition):
                 # `if guidance_scale > 1.0:`: named, as most pipelines do
                 body, origins = with_named_condition(facts, body, found.test, taken)
+            elif isinstance(found, ClashingLocals):
+                # `state = ...`: a local named like what blocks bind, renamed
+                body, origins = with_renamed_locals(body, found.names, taken)
             else:
                 # a helper returning `torch.cat([negative, x])`: split where it is received
                 body, origins = with_halved_results(body, found, taken)
@@ -106,8 +110,8 @@ def analyze(source: SourceModule, class_name: str | None = None) -> PipelinePlan
     raise AssertionError(f"the analysis asked for more than {_MOST_RESTARTS} rewrites of `__call__`")
 
 
-_RESTARTS = (InlineCfgCondition, HelperDoublesResults)
-_MOST_RESTARTS = 8  # an inline condition and a few helpers returning doubled batches
+_RESTARTS = (InlineCfgCondition, HelperDoublesResults, ClashingLocals)
+_MOST_RESTARTS = 8  # an inline condition, a few helpers returning doubled batches, clashing locals
 
 
 def _analyze_call(
@@ -405,6 +409,7 @@ def _check_undefined_reads(source: SourceModule, facts, body: Sequence[cst.BaseS
             for node in _variable_names(decorator.decorator):
                 if node.value not in module_names | class_names | _BUILTINS:
                     raise source.refuse(node, f"`{node.value}` is read, but the module does not define or import it")
+    _check_undefined_reads_in_helpers(source, facts, body, module_names)
     flow = flow_of(body)
     known = module_names | set(flow.writes) | {p.name for p in facts.call_parameters} | _BUILTINS | {"self"}
     undefined = [name for name in flow.reads if name not in known]
@@ -416,6 +421,38 @@ def _check_undefined_reads(source: SourceModule, facts, body: Sequence[cst.BaseS
             if node.value == name:
                 raise source.refuse(node, f"`{name}` is read, but neither `__call__` nor the module defines it")
     raise source.refuse(facts.call, f"`{name}` is read, but neither `__call__` nor the module defines it")
+
+
+def _check_undefined_reads_in_helpers(
+    source: SourceModule, facts, body: Sequence[cst.BaseStatement], module_names: set[str]
+) -> None:
+    """The same for the methods `__call__` reaches (`self.embed(...)`, and what they call): a name one reads that
+    neither it nor the module binds fails there with a `NameError`, in the standard pipeline and in the package
+    that copies the method alike; refused where the method reads it."""
+    reached: list[str] = []
+    pending = [body]
+    while pending:
+        for statement in pending.pop():
+            for node in walk(statement):
+                if m.matches(node, m.Attribute(value=m.Name("self"), attr=m.Name())):
+                    name = node.attr.value
+                    if name in facts.methods and name not in reached and name != "__call__":
+                        reached.append(name)
+                        pending.append([facts.methods[name].body])
+    for name in reached:
+        method = facts.methods[name]
+        flow = flow_of([method.body])
+        params = method.params
+        bound = {p.name.value for p in (*params.posonly_params, *params.params, *params.kwonly_params)}
+        bound |= {p.name.value for p in (params.star_arg, params.star_kwarg) if isinstance(p, cst.Param)}
+        known = module_names | set(flow.writes) | bound | _BUILTINS | {"__class__"}
+        undefined = [read for read in flow.reads if read not in known]
+        if undefined:
+            nodes = [node for node in _variable_names(method.body) if node.value == undefined[0]]
+            raise source.refuse(
+                nodes[0] if nodes else method,
+                f"`{undefined[0]}` is read in `{name}`, but neither `{name}` nor the module defines it",
+            )
 
 
 def _check_helper_arguments(source: SourceModule, facts, body: Sequence[cst.BaseStatement]) -> None:
@@ -560,15 +597,24 @@ def _reaching_reads(written: Sequence[str], later: Sequence[Flow]) -> set[str]:
 def _check_reserved_names(
     source: SourceModule, facts, body: Sequence[cst.BaseStatement], reserved: frozenset[str]
 ) -> None:
-    """Generated blocks bind `components`, `state`, `block_state`, ...; a source variable of that name would clash."""
+    """Generated blocks bind `components`, `state`, `block_state`, ...; a source variable of that name would clash:
+    an argument is refused, locals are renamed (`normalize.clashing_locals`, by starting the analysis again)."""
     clashing = reserved - {"self", "progress_bar"}
     for parameter in facts.call_parameters:
         if parameter.name in clashing:
             raise source.refuse(facts.call, f"`__call__` has an argument named `{parameter.name}`, a name blocks use")
+    assigned = [name for name in flow_of(list(body)).writes if name in clashing]
+    if assigned and renamable(body, assigned):
+        raise ClashingLocals(assigned)
     for statement in body:
         for name in flow_of([statement]).writes:
             if name in clashing:
-                raise source.refuse(statement, f"`__call__` assigns `{name}`, a name generated blocks use themselves")
+                raise source.refuse(
+                    statement,
+                    f"`__call__` assigns `{name}`, a name generated blocks use themselves, and a function inside "
+                    "`__call__` binds it too",
+                    fix=f"rename `{name}` in `__call__`",
+                )
 
 
 # -- outputs and parameters --------------------------------------------------------------------------------------

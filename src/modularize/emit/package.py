@@ -14,7 +14,6 @@ from collections.abc import Sequence
 import libcst as cst
 
 from ..cst.dataflow import flow_of, names_read
-from ..errors import ConversionError
 from ..frontend.parse import code, module_code
 from ..kinds import DefinitionKind
 from ..planning.plan import PERTURBED_ATTENTION_GUIDER, LoopPlan, ModuleDefinition, PipelinePlan
@@ -34,6 +33,7 @@ from .pipeline_class import (
 )
 from .runtime import runtime_definitions
 from .splice import splice
+from .validate import GeneratedCodeError
 
 # Where the names generated code uses from the modular framework live (absolute; made relative in-tree).
 FRAMEWORK = {
@@ -152,11 +152,10 @@ def _dependencies(
         elif name not in _BUILTINS and name not in package_names:
             unresolved.append(name)
     if unresolved:
-        raise ConversionError(
-            f"generated {file.relpath} reads names nothing defines: {', '.join(sorted(unresolved))}",
-            file.plan.class_location,
-            construct=f"class {file.plan.class_name}",
-            fix="this is a converter bug; please report it with the source file",
+        # the analysis refuses sources reading undefined names: one reaching here is the converter's doing
+        raise GeneratedCodeError(
+            f"generated {file.relpath} reads names nothing defines: {', '.join(sorted(unresolved))} "
+            f"(converting {file.plan.class_name}; a converter bug: nothing was written)"
         )
     ordered = [d for d in definitions if id(d) in chosen]
     imports = _import_statements(
