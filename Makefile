@@ -21,7 +21,7 @@ demo: $(VENV)/.installed-verify
 test: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check src tests benchmarks fixtures
 	$(VENV)/bin/ruff format --check src tests benchmarks fixtures
-	$(VENV)/bin/python -m pytest -q -n 2 --dist worksteal --durations=10
+	$(VENV)/bin/python -m pytest -q -n 2 --durations=10
 
 # the unit + golden tier, for an answer while working (CI runs everything through `make test`)
 test-fast: $(VENV)/.installed-test

@@ -10,13 +10,6 @@ import pytest
 from modularize.cli import main
 from modularize.frontend.source_file import installed_diffusers_file
 
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """End-to-end tests first (in their order): with `-n 2 --dist worksteal` the two workers start on the long runs
-    and the short tests fill in around them, instead of one long sweep starting last and running alone."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
-
-
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
 TOY = FIXTURES / "pipelines" / "pipeline_toy.py"
