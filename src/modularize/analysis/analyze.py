@@ -14,6 +14,7 @@ The order matters and is the whole algorithm:
 from __future__ import annotations
 
 import builtins
+import symtable
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
@@ -428,31 +429,53 @@ def _check_undefined_reads_in_helpers(
 ) -> None:
     """The same for the methods `__call__` reaches (`self.embed(...)`, and what they call): a name one reads that
     neither it nor the module binds fails there with a `NameError`, in the standard pipeline and in the package
-    that copies the method alike; refused where the method reads it."""
+    that copies the method alike; refused where the method reads it. What a method reads as a global is the
+    compiler's own scope analysis (`symtable`, at C speed) of the source as written."""
+    self_attribute = m.Attribute(value=m.Name("self"), attr=m.Name())
     reached: list[str] = []
-    pending = [body]
+    pending: list[Sequence[cst.CSTNode]] = [body]
     while pending:
         for statement in pending.pop():
-            for node in walk(statement):
-                if m.matches(node, m.Attribute(value=m.Name("self"), attr=m.Name())):
-                    name = node.attr.value
-                    if name in facts.methods and name not in reached and name != "__call__":
-                        reached.append(name)
-                        pending.append([facts.methods[name].body])
+            for node in findall(statement, self_attribute):
+                name = node.attr.value
+                if name in facts.methods and name not in reached and name != "__call__":
+                    reached.append(name)
+                    pending.append([facts.methods[name].body])
+    if not reached:
+        return
+    try:
+        tables = _method_tables(symtable.symtable(source.text, source.path, "exec"), facts.name)
+    except SyntaxError:  # (parsed already: not expected)
+        return
     for name in reached:
-        method = facts.methods[name]
-        flow = flow_of([method.body])
-        params = method.params
-        bound = {p.name.value for p in (*params.posonly_params, *params.params, *params.kwonly_params)}
-        bound |= {p.name.value for p in (params.star_arg, params.star_kwarg) if isinstance(p, cst.Param)}
-        known = module_names | set(flow.writes) | bound | _BUILTINS | {"__class__"}
-        undefined = [read for read in flow.reads if read not in known]
+        read = {
+            symbol.get_name()
+            for table in tables.get(name, ())
+            for symbol in table.get_symbols()
+            if symbol.is_referenced() and symbol.is_global() and not symbol.is_declared_global()
+        }
+        undefined = sorted(read - module_names - _BUILTINS)
         if undefined:
+            method = facts.methods[name]
             nodes = [node for node in _variable_names(method.body) if node.value == undefined[0]]
             raise source.refuse(
                 nodes[0] if nodes else method,
                 f"`{undefined[0]}` is read in `{name}`, but neither `{name}` nor the module defines it",
             )
+
+
+def _method_tables(module: symtable.SymbolTable, class_name: str) -> dict[str, list[symtable.SymbolTable]]:
+    """Per method name of the class, its symbol table and those of the functions nested in it."""
+    found: dict[str, list[symtable.SymbolTable]] = {}
+    for table in module.get_children():
+        if table.get_type() == "class" and table.get_name() == class_name:
+            for method in table.get_children():
+                stack = [method]
+                while stack:
+                    current = stack.pop()
+                    found.setdefault(method.get_name(), []).append(current)
+                    stack.extend(current.get_children())
+    return found
 
 
 def _check_helper_arguments(source: SourceModule, facts, body: Sequence[cst.BaseStatement]) -> None:
