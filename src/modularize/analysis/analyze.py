@@ -30,7 +30,7 @@ from ..cst.substitute import (
     same_expression,
     substitute_names,
 )
-from ..cst.tree_walk import findall, walk
+from ..cst.tree_walk import children, findall, walk
 from ..frontend.class_facts import ClassFacts, Parameter, analyze_class
 from ..frontend.docstrings import parameter_descriptions
 from ..frontend.module_definitions import module_definitions
@@ -405,7 +405,7 @@ def _check_undefined_reads(source: SourceModule, facts, body: Sequence[cst.BaseS
     if module_names is None:
         return  # `from x import *`: what it binds is not known here
     class_names = set(facts.methods) | set(facts.properties) | set(facts.class_attributes)
-    for function in findall(facts.node.body, m.FunctionDef()):
+    for function in _functions_in(facts.node.body):
         for decorator in function.decorators:
             for node in _variable_names(decorator.decorator):
                 if node.value not in module_names | class_names | _BUILTINS:
@@ -422,6 +422,21 @@ def _check_undefined_reads(source: SourceModule, facts, body: Sequence[cst.BaseS
             if node.value == name:
                 raise source.refuse(node, f"`{name}` is read, but neither `__call__` nor the module defines it")
     raise source.refuse(facts.call, f"`{name}` is read, but neither `__call__` nor the module defines it")
+
+
+def _functions_in(block: cst.CSTNode) -> list[cst.FunctionDef]:
+    """Every function defined in a block, nested ones included. A `def` is a statement: only statement blocks are
+    searched, never the expressions of simple statements (most of a class's nodes)."""
+    found: list[cst.FunctionDef] = []
+    stack: list[cst.CSTNode] = [block]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, cst.FunctionDef):
+            found.append(node)
+        if isinstance(node, (cst.SimpleStatementLine, cst.BaseExpression)):
+            continue
+        stack.extend(reversed(children(node)))
+    return found
 
 
 def _check_undefined_reads_in_helpers(
