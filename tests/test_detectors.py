@@ -1515,10 +1515,10 @@ def test_a_repeat_a_model_runs_on_before_the_loop_is_kept_and_halved_after_its_l
     if latents is not None:
         image = self.prepare_image(latents, self.do_classifier_free_guidance)
         size = image.shape[-2:]
-        image = self.transformer.encode(image).latent
-        image = image * 2
+        image = self.transformer.encode(image).latent_dist.mode()
+        image = image.to(latents.dtype) * 2
     """
-    assert _repeat_handling(nested) == "halved after: image = image * 2"
+    assert _repeat_handling(nested) == "halved after: image = image.to(latents.dtype) * 2"
     top_level = "image = self.prepare_image(latents, self.do_classifier_free_guidance)\nimage = self.unet(image)\n"
     assert _repeat_handling(top_level) == "halved after: image = self.unet(image)"
     # a helper repeating under more than the flag, called with constants that leave the flag alone deciding
@@ -1536,6 +1536,10 @@ def test_a_repeat_a_model_runs_on_before_the_loop_is_kept_and_halved_after_its_l
         # written again after the block that computes it: the halving would come too early
         "if latents is not None:\n    image = self.prepare_image(latents, True)\n    image = self.unet(image)\n"
         "image = image + 1\n",
+        # rebound to a value not computed sample by sample from the doubled one: its first half is not one half
+        "image = self.prepare_image(latents, True)\nimage = self.unet(image)\nimage = image[:1]\n",
+        "image = self.prepare_image(latents, True)\nimage = self.unet(image)\nimage = image.repeat(2, 1)\n",
+        "image = self.prepare_image(latents, True)\nimage = self.unet(image)\nimage = self.unet(latents)\n",
         # it repeats only without guess mode, which the call leaves to the user: halving on the flag could halve
         # a batch never doubled
         "image = self.prepare_hint(latents, True, guess_mode=boundary > 1)\nimage = self.unet(image)\n",

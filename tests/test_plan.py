@@ -224,6 +224,10 @@ def test_source_variables_named_like_block_internals_are_renamed_and_arguments_r
     )
     with pytest.raises(ConversionError, match="assigns `state`, a name generated blocks use"):
         toy_plan(nested)
+    # ... or an import binding it: the imported name is the module's own
+    imported = text.replace("        state = self._execution_device\n", "        from os import sep as state\n", 1)
+    with pytest.raises(ConversionError, match="assigns `state`, a name generated blocks use"):
+        toy_plan(imported)
 
 
 def test_separate_cfg_passes_are_refused_at_the_second_call():

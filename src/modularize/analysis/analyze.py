@@ -642,17 +642,17 @@ def _check_reserved_names(
         if parameter.name in clashing:
             raise source.refuse(facts.call, f"`__call__` has an argument named `{parameter.name}`, a name blocks use")
     assigned = [name for name in flow_of(list(body)).writes if name in clashing]
-    if assigned and renamable(body, assigned):
+    if not assigned:
+        return
+    if renamable(body, assigned):
         raise ClashingLocals(assigned)
-    for statement in body:
-        for name in flow_of([statement]).writes:
-            if name in clashing:
-                raise source.refuse(
-                    statement,
-                    f"`__call__` assigns `{name}`, a name generated blocks use themselves, and a function inside "
-                    "`__call__` binds it too",
-                    fix=f"rename `{name}` in `__call__`",
-                )
+    statement = next(s for s in body if assigned[0] in flow_of([s]).writes)
+    raise source.refuse(
+        statement,
+        f"`__call__` assigns `{assigned[0]}`, a name generated blocks use themselves, and a function or import "
+        "inside `__call__` binds it too",
+        fix=f"rename `{assigned[0]}` in `__call__`",
+    )
 
 
 # -- outputs and parameters --------------------------------------------------------------------------------------

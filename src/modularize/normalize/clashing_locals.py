@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 import libcst as cst
 
 from ..analysis.loop_header import fresh_name
+from ..cst.dataflow import flow_of
 from ..cst.substitute import replace_with_origins
 from ..cst.tree_walk import walk
 
@@ -35,16 +36,20 @@ class ClashingLocals(Exception):
 
 
 def renamable(body: Sequence[cst.BaseStatement], names: Iterable[str]) -> bool:
-    """Whether the locals can be renamed: no nested function or lambda of `__call__` binds one of them itself."""
+    """Whether the locals can be renamed: no nested function or lambda of `__call__` binds one of them itself, and
+    no import does (an import's name is the module's too)."""
     names = set(names)
     for statement in body:
         for node in walk(statement):
+            bound: set[str] = set()
             if isinstance(node, (cst.FunctionDef, cst.Lambda)):
                 bound = {p.name.value for p in _params(node.params)}
                 if isinstance(node, cst.FunctionDef):
                     bound.add(node.name.value)
-                if bound & names:
-                    return False
+            elif isinstance(node, (cst.Import, cst.ImportFrom)):
+                bound = set(flow_of([cst.SimpleStatementLine([node])]).writes)
+            if bound & names:
+                return False
     return True
 
 

@@ -611,15 +611,15 @@ def find_batched_cfg(
     for use in helper_uses:
         if not use.pairs:
             line = _line_of(index, use.call)
-            helper = facts.methods[use.helper]
-            kept = kept_repeat(line, _assigned_names(line), use.call, helper, use.parameter, before_loop, facts)
+            names = _assigned_names(line)
+            kept = kept_repeat(line, names, use.call, facts.methods[use.helper], use.parameter, before_loop, facts)
             if kept is None:
                 # the guider runs each batch on its own: the helper must not repeat for it
                 rewrites.append((use.flag.value, cst.Name("False")))
             else:
                 # a model runs on the repeat before the loop: as the standard pipeline ran it, then halved
                 rewrites.append((kept.last_write, halving_after(kept.last_write, kept.names, use.flag.value)))
-            helper_repeated += _assigned_names(line)
+            helper_repeated += names
     _refuse_random_draws_after_repeats(source, before_loop, helper_repeated, index)
     no_longer_repeated = [*repeated, *helper_repeated]
     handled = {id(s) for s in guidance_statements} | in_batches

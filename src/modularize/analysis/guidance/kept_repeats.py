@@ -30,9 +30,9 @@ import libcst.matchers as m
 
 from ...cst.dataflow import flow_of, names_read
 from ...cst.substitute import conjuncts
-from ...cst.tree_walk import walk
+from ...cst.tree_walk import findall, walk
 from ...frontend.class_facts import ClassFacts
-from .pairing import reads_batch
+from .pairing import ELEMENTWISE, PER_SAMPLE_METHODS, reads_batch
 
 
 @dataclass(frozen=True)
@@ -67,8 +67,11 @@ def kept_repeat(
         read = set(names_read(statement)) & set(names)
         written = set(flow_of([statement]).writes) & set(names)
         if _rebinds(statement, names):
+            value = statement.body[0].value
+            if not read or not _per_sample(value, names, facts):
+                return None  # no longer the doubled value, sample by sample: halving it would not give one half
             last_write = statement
-            modelled = modelled or (bool(read) and _calls_a_component(statement, facts))
+            modelled = modelled or _runs_a_component(value, facts)
         elif written:
             return None
         elif read and reads_batch(_value(statement), shared):
@@ -146,18 +149,39 @@ def _value(statement: cst.BaseStatement) -> cst.CSTNode:
     return statement.body[0].value if m.matches(statement, m.SimpleStatementLine(body=[m.Assign()])) else statement
 
 
-def _calls_a_component(statement: cst.BaseStatement, facts: ClassFacts) -> bool:
-    """A call of a component or of one of its methods (`self.vae.encode(x)`)."""
-    for node in walk(statement):
-        if isinstance(node, cst.Call):
-            root = node.func
-            while isinstance(root, cst.Attribute) and not (isinstance(root.value, cst.Name)):
-                root = root.value
-            if (
-                isinstance(root, cst.Attribute)
-                and isinstance(root.value, cst.Name)
-                and root.value.value == "self"
-                and root.attr.value in facts.init.components
-            ):
-                return True
+def _per_sample(expression: cst.BaseExpression, names: Sequence[str], facts: ClassFacts) -> bool:
+    """Computed sample by sample from the named values, so that its first half is computed from theirs: a model run
+    on them (`self.vae.encode(x)`) and what its output gives (`.latent_dist.mode()`), elementwise arithmetic
+    (`x * scale`), per-sample methods (`x.to(dtype)`). Not `x[:1]`, `x.repeat(2, 1)`, `torch.cat([x, y])`."""
+    if not set(names_read(expression)) & set(names):
+        return True
+    if isinstance(expression, cst.Name):
+        return True
+    if isinstance(expression, cst.BinaryOperation) and isinstance(expression.operator, ELEMENTWISE):
+        return _per_sample(expression.left, names, facts) and _per_sample(expression.right, names, facts)
+    if isinstance(expression, cst.Attribute):
+        return expression.attr.value != "shape" and _per_sample(expression.value, names, facts)
+    if not isinstance(expression, cst.Call):
+        return False
+    if _is_component_call(expression, facts):
+        return all(_per_sample(argument.value, names, facts) for argument in expression.args)
+    reads_names = any(set(names_read(argument.value)) & set(names) for argument in expression.args)
+    if not isinstance(expression.func, cst.Attribute) or reads_names:
+        return False
+    receiver = expression.func.value
+    # a model output's own methods (`latent_dist.mode()`) read the output, not the batch
+    if expression.func.attr.value in PER_SAMPLE_METHODS or _runs_a_component(receiver, facts):
+        return _per_sample(receiver, names, facts)
     return False
+
+
+def _runs_a_component(expression: cst.BaseExpression, facts: ClassFacts) -> bool:
+    return any(_is_component_call(call, facts) for call in findall(expression, m.Call()))
+
+
+def _is_component_call(call: cst.Call, facts: ClassFacts) -> bool:
+    """A call of a component or of one of its methods (`self.unet(x)`, `self.vae.encode(x)`)."""
+    owner = call.func
+    while isinstance(owner, cst.Attribute) and isinstance(owner.value, cst.Attribute):
+        owner = owner.value
+    return m.matches(owner, m.Attribute(value=m.Name("self"))) and owner.attr.value in facts.init.components

@@ -49,7 +49,7 @@ _CAT_ALONG_FEATURES = m.Call(
     args=[m.Arg(m.List(), keyword=None), m.Arg(keyword=m.Name("dim"))],
 )
 # arithmetic that works sample by sample (the batch leads, or broadcasts): not `@`
-_ELEMENTWISE = (cst.Add, cst.Subtract, cst.Multiply, cst.Divide, cst.FloorDivide, cst.Modulo, cst.Power)
+ELEMENTWISE = (cst.Add, cst.Subtract, cst.Multiply, cst.Divide, cst.FloorDivide, cst.Modulo, cst.Power)
 # attributes whose value does not depend on the batch size
 BATCH_FREE_ATTRIBUTES = frozenset({"dtype", "device"})
 
@@ -89,7 +89,7 @@ def _mirrorable(expression: cst.BaseExpression, pairs: Mapping[str, str], repeat
         dims = [arg for arg in expression.args if arg.keyword is not None and arg.keyword.value == "dim"]
         if dims and not m.matches(dims[0].value, m.Integer("0")):
             return _mirrorable(expression.args[0].value, pairs, repeats)
-    if isinstance(expression, cst.BinaryOperation) and isinstance(expression.operator, _ELEMENTWISE):
+    if isinstance(expression, cst.BinaryOperation) and isinstance(expression.operator, ELEMENTWISE):
         # `timestep * (1 - mask)`: elementwise arithmetic, each sample's result from that sample's operands
         sides = [_mirrorable(side, pairs, repeats) for side in (expression.left, expression.right)]
         return any(sides)
