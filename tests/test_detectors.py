@@ -1295,7 +1295,7 @@ def test_a_helper_returning_a_doubled_batch_is_split_where_call_receives_it():
     found = snippet(body, helper)
     with pytest.raises(HelperDoublesResults) as signal:
         found.batched()
-    assert signal.value.names == ("embeds",) and not signal.value.uncond_first
+    assert signal.value.names == ("embeds",) and signal.value.positions == (0, 1)  # conditional part first
     output = "from diffusers.pipelines.pipeline_utils import ImagePipelineOutput as Output\n"
     plan = analyze(parse_source(output + found.source.text, "snippet.py"))
     assert [(f.name, f.cond, f.uncond) for f in plan.guidance.fields][:1] == [("embeds", "embeds", "negative_embeds")]

@@ -31,6 +31,7 @@ LABELS = {
     "custom_combine": "separate-passes+custom-combine",
     "distilled": "distilled",
     "image_encode": "batched-cfg",
+    "many_batches": "batched-cfg+custom-combine",
     "no_landmarks": "batched-cfg",
     "none": "none",
     "perturbed_attention": "batched-cfg+perturbed-attention",

@@ -415,6 +415,7 @@ def test_entry_points_are_the_public_definitions_each_defined_once():
         "guider_batch_name": "modularize.emit.runtime.guider_state.guider_batch_name",
         "guider_batch_label": "modularize.emit.runtime.guider_state.guider_batch_label",
         "guider_attributes": "modularize.emit.runtime.guider_state.guider_attributes",
+        "ManyBatchGuidance": "modularize.emit.runtime.many_batches.ManyBatchGuidance",
         "ExplicitNoneInputs": "modularize.emit.runtime.explicit_none.ExplicitNoneInputs",
         "PackageBlocks": "modularize.emit.runtime.package_blocks.PackageBlocks",
         "SavedWithPackage": "modularize.emit.runtime.saved_package.SavedWithPackage",

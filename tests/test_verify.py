@@ -339,6 +339,18 @@ def _true_cfg_on(inputs: dict, default_scale: float) -> bool:
             "num_images_per_prompt",
             lambda i: i.get("guidance_scale", 5.0) > 0,
         ),
+        (  # three-way guidance: a guider with one batch per part of the prediction
+            "pipelines/stable_diffusion/pipeline_stable_diffusion_instruct_pix2pix.py",
+            "batched-cfg+custom-combine",
+            "num_images_per_prompt",
+            lambda i: i.get("guidance_scale", 7.5) > 1 and i.get("image_guidance_scale", 1.5) >= 1,
+        ),
+        (  # ... with its flag a local, its scales plain arguments and a rescale by the text-guided part
+            "pipelines/stable_diffusion_xl/pipeline_stable_diffusion_xl_instruct_pix2pix.py",
+            "batched-cfg+custom-combine",
+            "num_images_per_prompt",
+            lambda i: i.get("guidance_scale", 5.0) > 1 and i.get("image_guidance_scale", 1.5) >= 1,
+        ),
     ],
 )
 def test_guidance_beyond_plain_batched_cfg_is_bitwise_equal(tmp_path, cli, source, label, images_argument, cfg_on):

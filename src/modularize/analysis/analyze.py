@@ -106,7 +106,7 @@ def analyze(source: SourceModule, class_name: str | None = None) -> PipelinePlan
                 body, origins = with_renamed_locals(body, found.names, taken)
             else:
                 # a helper returning `torch.cat([negative, x])`: split where it is received
-                body, origins = with_halved_results(body, found, taken)
+                body, origins = with_halved_results(body, found, taken, source.positions)
             source = source.with_positions(origins)
     raise AssertionError(f"the analysis asked for more than {_MOST_RESTARTS} rewrites of `__call__`")
 
@@ -821,8 +821,8 @@ def _note_guidance(context: Context, cfg: CfgPattern) -> None:
         context.note(
             "rewritten",
             site.node,
-            f"`{site.target} = torch.cat([{site.uncond}, {site.cond}])`",
-            f"undone: the guider pairs ({site.cond}, {site.uncond})",
+            f"`{site.target} = torch.cat([{', '.join(site.names)}])`",
+            f"undone: the guider pairs ({', '.join((site.cond, site.uncond, *site.others))})",
         )
     for expansion in cfg.expansions:
         context.note("rewritten", expansion, f"`{snippet(expansion)}`", "undone: the guider runs one batch per call")

@@ -248,4 +248,7 @@ class _ReplaceNodesOnPaths(_ReplaceNodes):
             result = self._prune.on_leave(original_node, result)
         if isinstance(result, cst.CSTNode) and result is not original_node and not isinstance(result, cst.Module):
             self.origins[result] = original_node
+        elif isinstance(result, cst.FlattenSentinel) and updated_node is not original_node:
+            # (a replacement keeping the node around new statements keeps it rebuilt: it stands for the original)
+            self.origins[updated_node] = original_node
         return result

@@ -38,7 +38,7 @@ DENOISER_INPUT_FIELDS = "denoiser_input_fields"
 
 def denoiser_input_fields(plan: PipelinePlan) -> frozenset[str]:
     """The state names of what the guider pairs for the denoiser: both halves of every guided input."""
-    return frozenset(name for field in plan.guidance.fields for name in (field.cond, field.uncond))
+    return frozenset(name for field in plan.guidance.fields for name in (field.cond, field.uncond, *field.others))
 
 
 def _input_param(param: Param, fields: frozenset[str] = frozenset()) -> str:

@@ -20,13 +20,25 @@ becomes (only the arithmetic is the source's; `ClassifierFreeGuidance` still dec
             comb_pred = neg_noise_pred + true_cfg_scale * (noise_pred - neg_noise_pred)
             ...
             return GuiderOutput(pred=noise_pred, pred_cond=pred_cond, pred_uncond=pred_uncond)
+
+A source splitting its prediction into more parts (InstructPix2Pix: three) gets a guider with one batch per part,
+conditional first (`emit.runtime.many_batches.ManyBatchGuidance`):
+
+    class StableDiffusionInstructPix2PixGuidance(ManyBatchGuidance):
+        _input_predictions = ["pred_cond", "pred_uncond", "pred_uncond_2"]
+
+        def forward(self, pred_cond, pred_uncond=None, pred_uncond_2=None):
+            ...
+            noise_pred = torch.cat([pred_cond, pred_uncond, pred_uncond_2])
+            noise_pred_text, noise_pred_image, noise_pred_uncond = noise_pred.chunk(3)
+            ...
 """
 
 from __future__ import annotations
 
 import libcst as cst
 
-from ..planning.plan import PipelinePlan
+from ..planning.plan import PipelinePlan, batch_identifiers
 from .splice import BODY, splice
 
 
@@ -40,12 +52,26 @@ def guider_class(plan: PipelinePlan) -> list[cst.BaseStatement]:
         off = off_bindings + f"            {OFF}\n" + f"            return {output}\n"
     else:
         off = "            return GuiderOutput(pred=pred_cond, pred_cond=pred_cond, pred_uncond=pred_uncond)\n"
+    batches = sorted(plan.guidance.batch_order, key=batch_identifiers(len(plan.guidance.batch_order)).index)
+    if len(batches) > 2:
+        base, predictions = "ManyBatchGuidance", f"    _input_predictions = {batches!r}\n\n"
+        docstring = (
+            f"    `ClassifierFreeGuidance` over the {len(batches)} parts `{plan.class_name}` splits its prediction\n"
+            "    into, one batch each (the conditional one first), combined by its own formula.\n"
+        )
+    else:
+        base, predictions = "ClassifierFreeGuidance", ""
+        docstring = (
+            f"    `ClassifierFreeGuidance` with `{plan.class_name}`'s own combine formula, which\n"
+            "    `ClassifierFreeGuidance.forward` does not compute bit for bit.\n"
+        )
     text = (
-        f"class {plan.guidance.guider}(ClassifierFreeGuidance):\n"
-        f'    """`ClassifierFreeGuidance` with `{plan.class_name}`\'s own combine formula, which\n'
-        "    `ClassifierFreeGuidance.forward` does not compute bit for bit.\n"
-        '    """\n\n'
-        "    def forward(self, pred_cond, pred_uncond=None):\n"
+        f"class {plan.guidance.guider}({base}):\n"
+        '    """'
+        + docstring.removeprefix("    ")
+        + '    """\n\n'
+        + predictions
+        + f"    def forward(self, {', '.join(batches[:1] + [f'{name}=None' for name in batches[1:]])}):\n"
         "        if not self._is_cfg_enabled():\n" + off + bindings + f"        {BODY}\n"
         f"        return {output}\n"
     )

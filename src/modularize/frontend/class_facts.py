@@ -222,16 +222,17 @@ def _per_call_state(call: cst.FunctionDef, properties: Mapping[str, cst.Function
             continue
         assigned[attribute] = attribute.lstrip("_") or attribute
     per_call = dict(assigned)
-    per_call_properties: dict[str, cst.BaseExpression] = {}
-    for name, function in properties.items():
-        expression = _property_expression(function)
-        if expression is None:
-            continue
+    expressions = {name: _property_expression(function) for name, function in properties.items()}
+    for name, expression in expressions.items():
         if m.matches(expression, m.Attribute(value=SELF)) and expression.attr.value in assigned:
             per_call[name] = assigned[expression.attr.value]
+    per_call_properties: dict[str, cst.BaseExpression] = {}
+    for name, expression in expressions.items():
+        if expression is None or name in per_call:
             continue
+        # (over the state itself or over properties returning it: `self.guidance_scale > 1 and self.image_...`)
         reads = {a.attr.value for a in findall(expression, m.Attribute(value=SELF))}
-        if reads & set(assigned):
+        if reads & (set(assigned) | set(per_call)):
             per_call_properties[name] = expression
     return per_call, per_call_properties
 

@@ -17,12 +17,18 @@ then removes the concatenation (the guider pairs the halves) and keeps the split
 
 Which half is the unconditional one follows the prediction's chunks (the doubled batch goes to the denoiser in
 that order). The uncond local is named `negative_<name>` (an argument of that name has been handed to the helper by
-then), or a fresh variant when `__call__` reads that name after the call.
+then), or a fresh variant when `__call__` reads that name after the call. A batch of more parts (three-way guidance:
+`torch.cat([embeds, negative, negative])`) splits the same way into as many parts, the further ones named
+`negative_<name>_2`, ...:
+
+    if do_classifier_free_guidance:
+        prompt_embeds, negative_prompt_embeds, negative_prompt_embeds_2 = prompt_embeds.chunk(3)
+        prompt_embeds = torch.cat([prompt_embeds, negative_prompt_embeds, negative_prompt_embeds_2])
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import libcst as cst
 
@@ -36,32 +42,51 @@ class HelperDoublesResults(Exception):  # noqa: N818 - a signal to the analysis,
     where they are received (`with_halved_results`) and starts again."""
 
     def __init__(
-        self, line: cst.SimpleStatementLine, names: Sequence[str], condition: cst.BaseExpression, uncond_first: bool
+        self,
+        line: cst.SimpleStatementLine,
+        names: Sequence[str],
+        condition: cst.BaseExpression,
+        positions: Sequence[int],
+        at: object = None,
     ):
+        """`positions`: the part of the batch each guider batch takes, conditional first (`(1, 0)`: the source puts
+        the unconditional values first). `at`: the line's source position, which finds the statement `line` stands
+        for when the analysis rewrote it (an image encode split off the helper)."""
         super().__init__("a helper returns results doubled for CFG")
-        self.line, self.names, self.condition, self.uncond_first = line, tuple(names), condition, uncond_first
+        self.line, self.names, self.condition, self.positions = line, tuple(names), condition, tuple(positions)
+        self.at = at
 
 
 def with_halved_results(
-    body: Sequence[cst.BaseStatement], found: HelperDoublesResults, taken: set[str]
+    body: Sequence[cst.BaseStatement], found: HelperDoublesResults, taken: set[str], positions: Mapping = {}
 ) -> tuple[list[cst.BaseStatement], dict[cst.CSTNode, cst.CSTNode]]:
-    """`body` with the split after `found.line` (one of its statements), and the origin of every new node ({new: old}: the line)."""
-    position = next(at for at, statement in enumerate(body) if statement is found.line)
+    """`body` with the split after `line` (one of its statements, or the one at its source position
+    `found.at` in `positions`), and the origin of every new node ({new: old}: the line)."""
+    position = next((at for at, statement in enumerate(body) if statement is found.line), None)
+    if position is None:
+        position = next(at for at, statement in enumerate(body) if positions.get(statement) == found.at)
+    line = body[position]
     read_later = {node.value for s in body[position + 1 :] for node in walk(s) if isinstance(node, cst.Name)}
     everywhere = {node.value for s in body for node in walk(s) if isinstance(node, cst.Name)}
     added: list[cst.BaseStatement] = []
     split: list[cst.BaseStatement] = []
     for name in found.names:
-        preferred = f"negative_{name}"
-        uncond = preferred if preferred not in read_later else fresh_name(preferred, taken | everywhere)
-        taken.add(uncond)
-        halves = f"{uncond}, {name}" if found.uncond_first else f"{name}, {uncond}"
-        added.append(cst.parse_statement(f"{uncond} = None"))
-        split.append(cst.parse_statement(f"{halves} = {name}.chunk(2)"))
+        parts = [name] * len(found.positions)
+        for batch, part in enumerate(found.positions[1:], start=1):
+            if batch == 1:
+                preferred = f"negative_{name}"
+                uncond = preferred if preferred not in read_later else fresh_name(preferred, taken | everywhere)
+            else:
+                uncond = fresh_name(f"negative_{name}", taken | everywhere | set(parts))
+            taken.add(uncond)
+            parts[part] = uncond
+            added.append(cst.parse_statement(f"{uncond} = None"))
+        halves = ", ".join(parts)
+        split.append(cst.parse_statement(f"{halves} = {name}.chunk({len(parts)})"))
         split.append(cst.parse_statement(f"{name} = torch.cat([{halves}])"))
     branch = cst.If(test=found.condition.deep_clone(), body=indented(split))
     new_statements = [*added, branch]
-    replaced, origins = replace_with_origins(body, {found.line: cst.FlattenSentinel([found.line, *new_statements])})
+    replaced, origins = replace_with_origins(body, {line: cst.FlattenSentinel([line, *new_statements])})
     for statement in new_statements:
-        origins.update({node: found.line for node in walk(statement)})
+        origins.update({node: line for node in walk(statement)})
     return replaced, origins

@@ -208,7 +208,7 @@ def split_loop(context: Context, segment: Segment, loop: cst.For, cfg: CfgPatter
         repeated = [name for name in dict.fromkeys(cfg.repeated) if name in read and name not in paired]
         fields = cfg.fields + tuple(GuidanceField(name, name, name) for name in repeated)
         denoiser_statements = guider_denoise(cfg, fields, step_index, header.timestep or "None", num_steps)
-        extra_reads = tuple(dict.fromkeys(n for f in fields for n in (f.cond, f.uncond)))
+        extra_reads = tuple(dict.fromkeys(n for f in fields for n in (f.cond, f.uncond, *f.others)))
         local_writes = tuple(f.name for f in fields)
     else:
         denoiser_statements = [call_statement]

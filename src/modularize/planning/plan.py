@@ -126,12 +126,20 @@ class GuidanceField:
     name: str  # the variable the denoiser call reads
     cond: str  # state name of the conditional value
     uncond: str  # state name of the unconditional value
+    # state names of the values of the guider's further batches, in its batch order (three-way guidance)
+    others: tuple[str, ...] = ()
     layers: bool = False  # a list of batched tensors, one per layer (a T2I-Adapter's features): merged layer by layer
 
 
 # the guider of a package converted from a PAG pipeline (`emit.runtime.perturbed_attention`)
 PERTURBED_ATTENTION_GUIDER = "StandardPerturbedAttentionGuidance"
 PERTURBED_BATCH = "pred_cond_skip"  # ... and the identifier of its perturbed batch
+
+
+def batch_identifiers(ways: int) -> tuple[str, ...]:
+    """The guider's batch identifiers, in its order: `ClassifierFreeGuidance`'s two, then one per further part of a
+    prediction split into more (`emit.runtime.many_batches`)."""
+    return ("pred_cond", "pred_uncond", *(f"pred_uncond_{batch}" for batch in range(2, ways)))
 
 
 @dataclass(frozen=True)
@@ -310,7 +318,7 @@ def plan_summary(plan: PipelinePlan) -> dict:
             "step_scale": guidance.step_scale,
             "step_scales": list(guidance.step_scales),
             "denoiser": guidance.denoiser,
-            "fields": {f.name: [f.cond, f.uncond] for f in guidance.fields},
+            "fields": {f.name: [f.cond, f.uncond, *f.others] for f in guidance.fields},
             "condition": guidance.condition,
             "guider_arguments": [p.name for p in guidance.arguments],
             "perturbed": None

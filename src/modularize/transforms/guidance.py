@@ -66,7 +66,7 @@ def unbatching_replacements(cfg: CfgPattern) -> dict[cst.CSTNode, Replacement]:
             replacements[site.node] = cst.Name(site.cond)
         elif site.applied:
             # `x = torch.cat([u, c]).to(d)`: each half moved as the concatenation was
-            halves = dict.fromkeys([(site.target, site.cond), (site.uncond, site.uncond)])
+            halves = dict.fromkeys([(site.target, site.cond), *((part, part) for part in (site.uncond, *site.others))])
             replacements[site.node] = cst.FlattenSentinel(
                 [
                     cst.SimpleStatementLine(
@@ -93,6 +93,14 @@ def unbatching_replacements(cfg: CfgPattern) -> dict[cst.CSTNode, Replacement]:
     return replacements
 
 
+def _input_field(field: GuidanceField) -> str:
+    """`'prompt_embeds': ('prompt_embeds', 'negative_prompt_embeds')`; a value every batch shares by its name alone."""
+    sources = (field.cond, field.uncond, *field.others)
+    if len(set(sources)) == 1:
+        return f"{field.name!r}: {field.cond!r}"
+    return f"{field.name!r}: ({', '.join(map(repr, sources))})"
+
+
 def guider_denoise(
     cfg: CfgPattern,
     fields: tuple[GuidanceField, ...],
@@ -106,9 +114,7 @@ def guider_denoise(
     repeated for each batch; the guider hands the same value to every batch.
     """
     denoiser = cfg.denoiser
-    inputs = ", ".join(
-        f"{f.name!r}: {f.cond!r}" if f.cond == f.uncond else f"{f.name!r}: ({f.cond!r}, {f.uncond!r})" for f in fields
-    )
+    inputs = ", ".join(_input_field(field) for field in fields)
     if cfg.kind in (CfgKind.SEPARATE, CfgKind.BRANCHED):
         return _per_batch(cfg, fields, inputs, step, timestep, num_inference_steps)
     head = [

@@ -42,10 +42,27 @@ from ...transforms.halving import halving_after
 from .auxiliary_models import SharedAuxiliaryCall, auxiliary_steps
 from .combine import assigned_combine
 from .combine_inputs import combine_inputs
-from .doubled_batch import BATCH_REPEAT, LIST_CAT, TORCH_CAT, cat_elements, doubles, halved_batch, repeated_per_item
-from .helper_results import doubled_results
+from .doubled_batch import (
+    BATCH_REPEAT,
+    LIST_CAT,
+    TORCH_CAT,
+    cat_elements,
+    doubles,
+    halved_batch,
+    repeated_per_item,
+    split_batch,
+)
+from .helper_results import doubled_results, kept_positions
 from .kept_repeats import kept_repeat
-from .pairing import PER_SAMPLE_METHODS, drawn_after_repeat, draws_at_random, propagate_pairs
+from .many_batches import (
+    conditional_part,
+    conditional_positions,
+    guider_positions,
+    in_source_order,
+    many_batch_branch,
+    split_parts,
+)
+from .pairing import PER_SAMPLE_METHODS, drawn_after_repeat, draws_at_random, merged_mirrors, propagate_pairs
 from .rescale import rescale_call
 
 
@@ -63,6 +80,15 @@ class CatSite:
     # a size or repeat for the doubled batch inside an expression (`x.expand(2 * n if cfg else n, -1)`): what
     # replaces the conditional expression `node`, its one-batch side; `target` is then a value both conditions share
     single: cst.BaseExpression | None = None
+    # guidance over more than two batches: the values of the further batches, in the guider's batch order, and
+    # the concatenated names in the source's order
+    others: tuple[str, ...] = ()
+    elements: tuple[str, ...] = ()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The concatenated names in the source's order (`[uncond, cond]` where only two are)."""
+        return self.elements or (self.uncond, self.cond)
 
 
 @dataclass(frozen=True)
@@ -178,6 +204,19 @@ def _whole_branch_combine(inner: Sequence[cst.BaseStatement]):
     return model_output, first, second, result, uncond, cond, formula.scale
 
 
+def _trailing_cfg_branches(after: Sequence[cst.BaseStatement], condition: cst.BaseExpression) -> list[cst.If]:
+    """The `if`s right after the guidance branch whose test holds only under the CFG flag (`if cfg and rescale >
+    0:`), with no `else`: what they compute from the split prediction belongs to the guidance, like the branch."""
+    found = []
+    for statement in after:
+        if not (
+            isinstance(statement, cst.If) and statement.orelse is None and _contains_cfg(statement.test, condition)
+        ):
+            break
+        found.append(statement)
+    return found
+
+
 def _call_arguments(statement: cst.CSTNode) -> list[cst.Arg]:
     """The arguments of the model calls in a statement (`x = self.unet(a, b=c)[0]` -> [a, b=c])."""
     return [arg for call in findall(statement, m.Call(func=m.Attribute(value=m.Name("self")))) for arg in call.args]
@@ -209,31 +248,64 @@ def _uncond_first_by_sites(
     """Whether the CFG batch puts the unconditional values first, by data flow: in `x = torch.cat([a, x])` under
     the flag, the value `x` had (what CFG off uses) is the conditional one; in `torch.cat([a, b]) if cfg else b`,
     `b`. None when no site says it or sites disagree."""
+    orders = {1 in positions for positions in _kept_positions_by_sites(before_loop, condition, dropped, index, 2)}
+    return orders.pop() if len(orders) == 1 else None
+
+
+def _kept_positions_by_sites(
+    before_loop: Sequence[cst.BaseStatement],
+    condition: cst.BaseExpression,
+    dropped: set[int],
+    index: NodeIndex,
+    ways: int,
+) -> list[frozenset[int]]:
+    """Per concatenation of `ways` parts under the CFG flag in `__call__` that says something, the parts holding
+    the value CFG off uses: `x` in `x = torch.cat([a, x])`, `b` in `torch.cat([a, b]) if cfg else b`."""
     kept = [statement for statement in before_loop if id(statement) not in dropped]
-    orders: set[bool] = set()
+    found: list[frozenset[int]] = []
     for node in index.find(cst.If, within=kept):
         if not _is_cfg(node.test, condition):
             continue
         for line in node.body.body:
             cat = _concatenation(line)
             elements = cat_elements(cat) if cat is not None else None
-            if elements is None or len(elements) != 2 or not all(isinstance(e, cst.Name) for e in elements):
+            if elements is None or len(elements) != ways or not all(isinstance(e, cst.Name) for e in elements):
                 continue
-            names = [e.value for e in elements]
-            target = line.body[0].targets[0].target.value
-            if names[0] != names[1] and target in names:
-                orders.add(names.index(target) == 1)
-    # `x = torch.cat([x, negative]) if cfg else x`: the value with CFG off is the conditional one
+            found.append(conditional_positions(elements, line.body[0].targets[0].target))
     for node in index.find(cst.Assign, m.Assign(value=m.IfExp()), within=kept):
         if not _is_cfg(node.value.test, condition) or not isinstance(node.value.orelse, cst.Name):
             continue
         elements = cat_elements(node.value.body)
-        if elements is None or len(elements) != 2:
-            continue
-        same = [same_expression(e, node.value.orelse) for e in elements]
-        if same.count(True) == 1:
-            orders.add(same.index(True) == 1)
-    return orders.pop() if len(orders) == 1 else None
+        if elements is not None and len(elements) == ways:
+            found.append(conditional_positions(elements, node.value.orelse))
+    return [positions for positions in found if 0 < len(positions) < ways]
+
+
+def _many_batch_positions(
+    source: SourceModule,
+    facts: ClassFacts,
+    chunk_if: cst.If,
+    ways: int,
+    before_loop: Sequence[cst.BaseStatement],
+    dropped: set[int],
+    index: NodeIndex,
+    helper_uses: Sequence[HelperUse],
+) -> tuple[int, ...]:
+    """The part of a batch of `ways` parts each guider batch takes, the conditional one first, by what the
+    concatenations in `__call__` and in the helpers handed the flag keep (`many_batches.conditional_part`)."""
+    constraints = _kept_positions_by_sites(before_loop, chunk_if.test, dropped, index, ways)
+    for use in helper_uses:
+        if use.pairs:
+            constraints += kept_positions(facts.methods[use.helper], use.parameter, ways)
+    conditional = conditional_part(constraints, ways)
+    if conditional is None:
+        raise source.refuse(
+            chunk_if,
+            f"the prediction splits into {ways} parts, and which one is conditional (the part guidance off computes "
+            "alone) cannot be told: no concatenation `x = torch.cat([x, ...])` under the flag says it, or they "
+            "disagree",
+        )
+    return guider_positions(conditional, ways)
 
 
 def _guidance_scale_read(inner: Sequence[cst.BaseStatement]) -> cst.Attribute | None:
@@ -246,15 +318,25 @@ def _guidance_scale_read(inner: Sequence[cst.BaseStatement]) -> cst.Attribute | 
 
 
 def _scale_deciding(
-    source: SourceModule, facts: ClassFacts, condition_expression: cst.BaseExpression, anchor: cst.CSTNode
+    source: SourceModule,
+    facts: ClassFacts,
+    condition_expression: cst.BaseExpression,
+    anchor: cst.CSTNode,
+    many: bool = False,
 ) -> cst.Name:
     """The one `__call__` argument the CFG condition reads (`self._guidance_scale > 1` -> `guidance_scale`): what
     the guider of a combine no matcher knows is configured from, so that it is on exactly when the source's CFG is;
-    the combine reads its own inputs itself."""
+    the combine reads its own inputs itself.
+
+    A guider over more than two batches is on exactly when the condition holds whatever its scale
+    (`ManyBatchGuidance`): of several arguments the condition reads, the first the combine reads is its scale."""
     parameters = {p.name for p in facts.call_parameters}
     read = [
         n for n in dict.fromkeys(names_read(over_call_locals(condition_expression, facts.per_call))) if n in parameters
     ]
+    if many and len(read) > 1:
+        combined = set(names_read(anchor))
+        read = [next((name for name in read if name in combined), read[0])]
     if len(read) != 1:
         raise source.refuse(
             anchor,
@@ -383,72 +465,92 @@ def find_batched_cfg(
     chunk_if: cst.If = body[chunk_index]
     condition = chunk_if.test
     inner = list(chunk_if.body.body)
-    chunked = _chunk(inner[0]) if inner else None
-    combined = _combine(inner[1]) if len(inner) > 1 else None
+    # three or more parts (InstructPix2Pix's text, image and unconditional batches): the branch runs in the guider
+    many = many_batch_branch(inner) if chunk_if.orelse is None else None
     whole = None
-    if (chunked is None or combined is None) and chunk_if.orelse is None:
-        whole = _whole_branch_combine(inner)
-    if whole is None and (chunked is None or combined is None or chunk_if.orelse is not None):
-        raise source.refuse(
-            chunk_if,
-            "unrecognized guidance combine: expected `u, c = pred.chunk(2)` and a `u + scale * (c - u)` of the halves",
-        )
-    if whole is not None:
-        model_output, first, second, guided, uncond, cond, scale = whole
-        if uncond is None:
-            uncond_first = _uncond_first_by_sites(before_loop, condition, dropped, index)
-            if uncond_first is None:
-                raise source.refuse(
-                    chunk_if,
-                    "unrecognized guidance combine, and which half of the prediction is unconditional cannot be told "
-                    "(no CFG concatenation `x = torch.cat([..., x])` says which value is the conditional one)",
-                )
-            uncond, cond = (first, second) if uncond_first else (second, first)
-            scale = _guidance_scale_read(inner)
+    if many is not None:
+        model_output, parts, guided = many
+        uncond = cond = scale = None
     else:
-        model_output, first, second = chunked
-        guided, uncond, cond, scale = combined
-    if {uncond, cond} != {first, second}:
-        raise source.refuse(inner[1], "the combine formula does not use the two halves of the chunked prediction")
-    uncond_index = 0 if uncond == first else 1
+        chunked = _chunk(inner[0]) if inner else None
+        combined = _combine(inner[1]) if len(inner) > 1 else None
+        if (chunked is None or combined is None) and chunk_if.orelse is None:
+            whole = _whole_branch_combine(inner)
+        if whole is None and (chunked is None or combined is None or chunk_if.orelse is not None):
+            raise source.refuse(
+                chunk_if,
+                "unrecognized guidance combine: expected `u, c = pred.chunk(2)` and a `u + scale * (c - u)` of the "
+                "halves",
+            )
+        if whole is not None:
+            model_output, first, second, guided, uncond, cond, scale = whole
+            if uncond is None:
+                uncond_first = _uncond_first_by_sites(before_loop, condition, dropped, index)
+                if uncond_first is None:
+                    raise source.refuse(
+                        chunk_if,
+                        "unrecognized guidance combine, and which half of the prediction is unconditional cannot be "
+                        "told (no CFG concatenation `x = torch.cat([..., x])` says which value is the conditional "
+                        "one)",
+                    )
+                uncond, cond = (first, second) if uncond_first else (second, first)
+                scale = _guidance_scale_read(inner)
+        else:
+            model_output, first, second = chunked
+            guided, uncond, cond, scale = combined
+        if {uncond, cond} != {first, second}:
+            raise source.refuse(inner[1], "the combine formula does not use the two halves of the chunked prediction")
+        parts = (first, second)
     condition_name, condition_expression, condition_statement = _condition(source, facts, condition, top_level)
+    # a helper may be handed the flag as the test it stands for (`do_cfg=guidance_scale > 1.0`)
+    flags = (condition, condition_expression, over_call_locals(condition_expression, facts.per_call))
+    helper_uses = cfg_helper_calls(facts, before_loop, flags, index)
+    if many is not None:
+        positions = _many_batch_positions(
+            source, facts, chunk_if, len(parts), before_loop, dropped, index, helper_uses
+        )
+        scale = _guidance_scale_read(inner)
+    else:
+        # the part of the batch each guider batch takes, the conditional one first
+        positions = (1, 0) if uncond == first else (0, 1)
+    uncond_index = positions[1]
     feature_guards: list[tuple[cst.BaseExpression, str]] = []
     functions = _functions(source, facts)
     custom = None
-    if whole is not None:
+    # what follows the split under the flag (a rescale by the conditional part) runs in the guider too
+    trailing = _trailing_cfg_branches(body[chunk_index + 1 :], condition) if many is not None else []
+    if whole is not None or many is not None:
         for exit_node in findall(chunk_if, m.Continue() | m.Break() | m.Return()):
             raise source.refuse(
                 exit_node,
                 "the CFG branch runs in the guider (it does more than chunk and combine), where it cannot leave the "
                 "denoising loop",
             )
-        # the whole branch runs in a guider subclass, on the prediction the two batches make together
-        halves = "[pred_uncond, pred_cond]" if uncond_index == 0 else "[pred_cond, pred_uncond]"
-        bindings = [(model_output, f"torch.cat({halves})")]
+        # the whole branch runs in a guider subclass, on the prediction the batches make together
+        bindings = [(model_output, f"torch.cat([{', '.join(in_source_order(positions))}])")]
         if isinstance(scale, cst.Name):
             bindings.append((scale.value, "self.guidance_scale"))
         elif scale is None:
             # the guider is configured from the argument the CFG condition reads: a combine reading that argument
             # (never reassigned) reads the guider's own scale
-            scale = _scale_deciding(source, facts, condition_expression, chunk_if)
+            scale = _scale_deciding(source, facts, condition_expression, chunk_if, many is not None)
             if scale.value in names_read(chunk_if) and scale.value not in flow_of(list(top_level)).writes:
                 bindings.append((scale.value, "self.guidance_scale"))
-        bindings, inputs = combine_inputs(source, facts, inner, bindings, chunk_if)
-        custom = CustomCombine(tuple(inner), bindings, guided, inputs=inputs)
+        bindings, inputs = combine_inputs(source, facts, [*inner, *trailing], bindings, chunk_if)
+        custom = CustomCombine((*inner, *trailing), bindings, guided, inputs=inputs)
     extras, rescale, rescale_test = (
-        ([], None, None) if whole is not None else _rescale_inside(inner[2:], condition, guided, cond, functions)
+        ([], None, None)
+        if whole is not None or many is not None
+        else _rescale_inside(inner[2:], condition, guided, cond, functions)
     )
     halved_repeats: list[cst.SimpleStatementLine] = []
-    gated = _gated_extras(source, facts, extras, {first, second}, feature_guards, halved_repeats)
+    gated = _gated_extras(source, facts, extras, set(parts), feature_guards, halved_repeats)
 
-    # a helper may be handed the flag as the test it stands for (`do_cfg=guidance_scale > 1.0`)
-    flags = (condition, condition_expression, over_call_locals(condition_expression, facts.per_call))
-    helper_uses = cfg_helper_calls(facts, before_loop, flags, index)
     halved = _halved_under(before_loop, condition, dropped, index)
     split_at_call = {
         id(use.call)
         for use in helper_uses
-        if use.pairs and _results_split(facts, use, index, condition, uncond_index, halved)
+        if use.pairs and _results_split(source, facts, use, index, condition, positions, halved)
     }
     if scale is None:  # a combine no matcher knows, reading no `self.guidance_scale`
         scale = _scale_deciding(source, facts, condition_expression, chunk_if)
@@ -475,6 +577,12 @@ def find_batched_cfg(
     if any(i >= call_index for i, _ in others):
         at = next(i for i, _ in others if i >= call_index)
         raise source.refuse(body[at], "more than one model call per step, not before the denoiser's")
+    if others and len(positions) > 2:
+        raise source.refuse(
+            body[others[0][0]],
+            f"an auxiliary model (`{others[0][1]}`) runs beside guidance over {len(positions)} batches: only two "
+            "(conditional and unconditional) are paired for it",
+        )
     call_statement = body[call_index]
     per_batch = None
     if others:
@@ -482,8 +590,8 @@ def find_batched_cfg(
         per_batch = auxiliary_steps(source, body, others[0][0], call_index, condition, uncond_index, models)
     between = tuple(body[call_index + 1 : chunk_index])
 
-    guidance_statements = [chunk_if]
-    for statement in body[chunk_index + 1 :]:
+    guidance_statements = [chunk_if, *trailing]
+    for statement in body[chunk_index + 1 + len(trailing) :]:
         if isinstance(statement, cst.If) and _contains_cfg(statement.test, condition):
             found = (
                 _rescale(statement.body.body[0], guided, cond, functions) if len(statement.body.body) == 1 else None
@@ -499,7 +607,7 @@ def find_batched_cfg(
     later = [s for s in body[chunk_index + 1 :] if not any(s is g for g in guidance_statements)]
     # the guider hands on the combined prediction alone: the halves (and with a whole branch in the guider, all it
     # computes) are gone after it
-    inside = set(flow_of(inner).writes) if whole is not None else {first, second}
+    inside = set(flow_of([*inner, *trailing]).writes) if whole is not None or many is not None else set(parts)
     _refuse_halves_read_later(source, later, inside - {guided})
 
     expansions, repeated = [], []
@@ -511,12 +619,12 @@ def find_batched_cfg(
             if not _is_cfg(if_exp.test, condition):
                 continue
             elements = cat_elements(if_exp.body)
-            repeated_twice = (
+            repeated_per_part = (
                 elements is not None
-                and len(elements) == 2
+                and len(elements) == len(positions)
                 and all(same_expression(e, if_exp.orelse) for e in elements)
             )
-            if not repeated_twice and not doubles(if_exp.body, if_exp.orelse):
+            if not repeated_per_part and not (len(positions) == 2 and doubles(if_exp.body, if_exp.orelse)):
                 raise source.refuse(if_exp, "unrecognized CFG batching of a denoiser input inside the loop")
             assigned = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())], value=m.IfExp())])
             # (the line may sit in a branch of its own: `if conditioning: mask_input = torch.cat(...) if cfg else`)
@@ -562,23 +670,29 @@ def find_batched_cfg(
         and len(node.body.body) == 1
         and _halved_name(node.body.body[0]) is not None
     ]
-    cat_sites, first_site = _cat_sites(source, before_loop, condition, uncond_index, dropped, index)
+    cat_sites, first_site = _cat_sites(source, before_loop, condition, positions, dropped, index)
     later = [*before_loop[first_site:], *body, *after_loop]
     site_nodes = {id(site.node) for site in cat_sites}
     taken = {p.name for p in facts.call_parameters} | set(flow_of(list(top_level)).writes)
-    pairing = propagate_pairs(
-        source,
-        facts.name,
-        {site.target: site.uncond for site in cat_sites},
-        later,
-        call_statement,
-        dropped | site_nodes | in_batches | {id(statement) for statement in [*halved_repeats, *halvings]},
-        taken,
-        condition,
-        {site.target: _start(source, site.node) for site in cat_sites},
-        frozenset(site.target for site in cat_sites if site.layers),
-        (chunk_if, frozenset(_halved_name(statement) for statement in halved_repeats)),
-    )
+    # one pairing per batch after the conditional one: each follows that batch's values to the call
+    pairings = [
+        propagate_pairs(
+            source,
+            facts.name,
+            {site.target: (site.uncond, *site.others)[batch] for site in cat_sites},
+            later,
+            call_statement,
+            dropped | site_nodes | in_batches | {id(statement) for statement in [*halved_repeats, *halvings]},
+            taken,
+            condition,
+            {site.target: _start(source, site.node) for site in cat_sites},
+            frozenset(site.target for site in cat_sites if site.layers),
+            (chunk_if, frozenset(_halved_name(statement) for statement in halved_repeats)),
+        )
+        for batch in range(len(positions) - 1)
+    ]
+    pairing = pairings[0]
+    mirrored = merged_mirrors([found.mirrored for found in pairings])
     # one half of a value repeated for CFG (or doubled as `torch.cat([x, x])`) is the value itself
     for statement in halved_repeats:
         name = _halved_name(statement)
@@ -592,16 +706,16 @@ def find_batched_cfg(
         n for s in (per_batch.statements if per_batch else ()) for n in names_read(s)
     }
     fields = tuple(
-        GuidanceField(name, name, other, layers=name in pairing.layered)
+        GuidanceField(
+            name, name, other, tuple(found.pairs[name] for found in pairings[1:]), layers=name in pairing.layered
+        )
         for name, other in pairing.pairs.items()
         if name in called
     )
     for site in cat_sites:
         if site.cond == site.uncond:
             continue  # a value both conditions share: whatever reads it was checked to be per sample
-        reaches = site.target in called or any(
-            site.target in names_read(statement) for statement, _ in pairing.mirrored
-        )
+        reaches = site.target in called or any(site.target in names_read(statement) for statement, _ in mirrored)
         if not reaches:
             raise source.refuse(site.node, f"`{site.target}` is batched for CFG but not passed to the denoiser")
 
@@ -645,11 +759,11 @@ def find_batched_cfg(
         cat_sites=tuple(cat_sites),
         expansions=tuple(expansions),
         repeated=tuple(repeated),
-        batch_order=("pred_uncond", "pred_cond") if uncond_index == 0 else ("pred_cond", "pred_uncond"),
+        batch_order=in_source_order(positions),
         pairing_helpers=tuple(use for use in helper_uses if use.pairs and id(use.call) not in split_at_call),
         rewrites=tuple(rewrites),
         fields=fields,
-        mirrored=pairing.mirrored,
+        mirrored=mirrored,
         gated=gated,
         feature_guards=tuple(feature_guards),
         condition_statement=condition_statement,
@@ -730,7 +844,7 @@ def _refuse_unrecognized_guidance(
 
 
 def _chunk_in(statement: cst.If) -> bool:
-    return any(_chunk(s) is not None for s in statement.body.body)
+    return any(_chunk(s) is not None or split_parts(s) is not None for s in statement.body.body)
 
 
 def _condition(source: SourceModule, facts: ClassFacts, test: cst.BaseExpression, top_level):
@@ -914,11 +1028,12 @@ def _cat_sites(
     source: SourceModule,
     before_loop: Sequence[cst.BaseStatement],
     condition: cst.BaseExpression,
-    uncond_index: int,
+    positions: tuple[int, ...],
     dropped: set[int],
     index: NodeIndex,
 ) -> tuple[list[CatSite], int]:
-    """The concatenation sites, and the position of the first statement holding one.
+    """The concatenation sites, and the position of the first statement holding one. `positions`: the part of the
+    batch each guider batch takes, conditional first.
 
     Inside a CFG branch only the concatenations are sites; the rest of the branch (computing the negative
     embeddings, say) stays, still conditioned on CFG, which the guider decides at run time.
@@ -933,11 +1048,12 @@ def _cat_sites(
         whole = len(node.body.body) == 1 and node.orelse is None and not _moved_concatenation(node.body.body[0])
         for line in node.body.body:
             if _concatenation(line) is not None:
-                site = _cat_site(source, line, node if whole else line, uncond_index)
+                site = _cat_site(source, line, node if whole else line, positions)
                 found.append((list(before_loop).index(index.statement_of(node)), site))
                 continue
             listed = repeated_per_item(line)
             if listed is not None:
+                _two_batches_only(source, line, positions)
                 # a list of per-layer tensors each repeated: one value both conditions share, merged layer by layer
                 site = CatSite(node if len(node.body.body) == 1 else line, listed, listed, listed, layers=True)
                 found.append((list(before_loop).index(index.statement_of(node)), site))
@@ -953,13 +1069,14 @@ def _cat_sites(
     for node in index.find(cst.Assign, m.Assign(value=m.IfExp()), within=kept):
         if _is_cfg(node.value.test, condition):
             if _doubled_size(node.value) and isinstance(node.targets[0].target, cst.Name):
+                _two_batches_only(source, node, positions)
                 # `batch_multiplier = 2 if cfg else 1`: one batch's size, a value both conditions share
                 name = node.targets[0].target.value
                 site = CatSite(node.value, name, name, name, single=node.value.orelse.with_changes(lpar=[], rpar=[]))
                 found.append((list(before_loop).index(index.statement_of(node)), site))
                 assigned.add(id(node.value))
                 continue
-            site = _cat_site(source, cst.SimpleStatementLine([node]), node.value, uncond_index, node.value.body, node)
+            site = _cat_site(source, cst.SimpleStatementLine([node]), node.value, positions, node.value.body, node)
             found.append((list(before_loop).index(index.statement_of(node)), site))
             assigned.add(id(node.value))
     for node in index.find(cst.IfExp, within=kept):
@@ -977,12 +1094,22 @@ def _cat_sites(
                 "<single>` on a line of its own, or a size `2 * n if <flag> else n` (a repeat) inside the value "
                 "assigned to a name, is undone for the guider's batches",
             )
+        _two_batches_only(source, node, positions)
         name = lines[0].body[0].targets[0].target.value
         site = CatSite(node, name, name, name, single=node.orelse.with_changes(lpar=[], rpar=[]))
         found.append((list(before_loop).index(line), site))
     found.sort(key=lambda pair: pair[0])
     first = found[0][0] if found else len(before_loop)
     return [site for _, site in found], first
+
+
+def _two_batches_only(source: SourceModule, node: cst.CSTNode, positions: tuple[int, ...]) -> None:
+    """A batch doubled item by item or sized twice (`2 * n if cfg else n`) is made for two parts: refused where the
+    prediction splits into more."""
+    if len(positions) != 2:
+        raise source.refuse(
+            node, f"a value built for a batch of two parts, where the prediction splits into {len(positions)}"
+        )
 
 
 def _doubled_size(choice: cst.IfExp) -> bool:
@@ -1105,11 +1232,12 @@ def _cat_site(
     source: SourceModule,
     line: cst.CSTNode,
     replace: cst.CSTNode,
-    uncond_index: int,
+    positions: tuple[int, ...],
     cat: cst.CSTNode | None = None,
     anchor: cst.CSTNode | None = None,
 ) -> CatSite:
-    """`anchor`: the node errors point at (`line` may be built here, without a source position)."""
+    """`positions`: the part of the batch each guider batch takes, conditional first. `anchor`: the node errors
+    point at (`line` may be built here, without a source position)."""
     anchor = anchor if anchor is not None else line
     pattern = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())])])
     if not m.matches(line, pattern):
@@ -1118,22 +1246,27 @@ def _cat_site(
     target = assign.targets[0].target.value
     value, applied = _moved(assign.value) if cat is None else (cat, ())
     elements = cat_elements(value)
-    if elements is None or len(elements) != 2 or not all(isinstance(e, cst.Name) for e in elements):
-        raise source.refuse(
-            anchor, "a CFG-dependent value that is not a concatenation of two tensors `[uncond, cond]`"
-        )
+    ways = len(positions)
+    if elements is None or len(elements) != ways or not all(isinstance(e, cst.Name) for e in elements):
+        what = "two tensors `[uncond, cond]`" if ways == 2 else f"{ways} tensors, one per part of the prediction"
+        raise source.refuse(anchor, f"a CFG-dependent value that is not a concatenation of {what}")
     names = [e.value for e in elements]
-    if names[0] == names[1]:
+    many = () if ways == 2 else tuple(names)
+    if len(set(names)) == 1:
         # `x = torch.cat([x, x])`: the same value for both conditions, which the guider hands to every batch
-        return CatSite(replace, target, names[0], names[0], applied)
-    cond_index = 1 - uncond_index
-    if target in names and names.index(target) != cond_index:
+        return CatSite(replace, target, names[0], names[0], applied, others=(names[0],) * (ways - 2), elements=many)
+    cond_index, uncond_index = positions[:2]
+    if target in names and names[cond_index] != target:
         raise source.refuse(
             anchor,
             f"`{target}` is concatenated in the opposite order to the prediction's chunks "
-            f"(the combine formula takes chunk {uncond_index} as unconditional)",
+            f"(the combine formula takes chunk {uncond_index} as unconditional)"
+            if ways == 2
+            else f"`{target}` is not in the part of the batch the other concatenations make conditional "
+            f"(part {cond_index} of {ways})",
         )
-    return CatSite(replace, target, names[cond_index], names[uncond_index], applied)
+    others = tuple(names[at] for at in positions[2:])
+    return CatSite(replace, target, names[cond_index], names[uncond_index], applied, others=others, elements=many)
 
 
 def cfg_helper_calls(
@@ -1162,11 +1295,12 @@ def cfg_helper_calls(
 
 
 def _results_split(
+    source: SourceModule,
     facts: ClassFacts,
     use: HelperUse,
     index: NodeIndex,
     condition: cst.BaseExpression,
-    uncond_index: int,
+    positions: tuple[int, ...],
     halved: set[str],
 ) -> bool:
     """True when what a pairing helper returns doubled is split where `__call__` receives it (or thrown away), so
@@ -1185,7 +1319,7 @@ def _results_split(
     names = [e.value for e, doubled in zip(elements, results, strict=True) if doubled and e.value != "_"]
     pending = [name for name in names if name not in halved]
     if pending:
-        raise HelperDoublesResults(line, pending, condition, uncond_first=uncond_index == 0)
+        raise HelperDoublesResults(line, pending, condition, positions, source.positions.get(line))
     return True
 
 
@@ -1199,8 +1333,8 @@ def _halved_under(
     for branch in index.find(cst.If, within=kept):
         if _is_cfg(branch.test, condition):
             for line in branch.body.body:
-                if m.matches(line, halving) and (name := halved_batch(line.body[0].value)) is not None:
-                    found.add(name)
+                if m.matches(line, halving) and (split := split_batch(line.body[0].value)) is not None:
+                    found.add(split[0])
     return found
 
 

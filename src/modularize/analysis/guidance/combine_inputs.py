@@ -7,6 +7,8 @@ read from the guider attribute of the same name:
     noise_pred, variance_pred = noise_pred.split(latents.shape[1], dim=1)     (bindings: noise_pred -> ...)
     ...
 ->  bindings += [("latents", "self.latents")], inputs = [("latents", "latents")]   (set on the guider per step)
+
+A name guiders use themselves is set under another: `guidance_rescale` -> `self.step_guidance_rescale`.
 """
 
 from __future__ import annotations
@@ -40,15 +42,17 @@ def combine_inputs(
     """(bindings, inputs): the given bindings plus one per other name the statements read, and the guider
     attributes to set per step as (attribute, the step's expression). Refuses what a guider cannot be given."""
     bindings = list(bindings)
-    known = {n for n, _ in bindings} | COMBINE_GLOBALS
+    known = {n for n, _ in bindings} | COMBINE_GLOBALS | _module_names(source)
     inputs: list[tuple[str, str]] = []
     for name in flow_of(list(statements), bound=known).reads:
         if name == "self":
             continue  # per-call state, below
-        if name in GUIDER_ATTRIBUTES:
+        # (a name guiders use themselves, `guidance_rescale`, is set on the guider under another)
+        attribute = f"step_{name}" if name in GUIDER_ATTRIBUTES else name
+        if attribute in GUIDER_ATTRIBUTES:
             raise source.refuse(anchor, f"the guidance combine reads `{name}`, a name guiders use themselves")
-        bindings.append((name, f"self.{name}"))
-        inputs.append((name, name))
+        bindings.append((name, f"self.{attribute}"))
+        inputs.append((attribute, name))
     for attribute in findall(cst.Module(body=list(statements)), m.Attribute(value=m.Name("self"), attr=m.Name())):
         name = attribute.attr.value
         if name == "guidance_scale":
@@ -59,3 +63,15 @@ def combine_inputs(
         if (name, local) not in inputs:
             inputs.append((name, local))
     return tuple(bindings), tuple(inputs)
+
+
+def _module_names(source: SourceModule) -> set[str]:
+    """What the source module defines or imports at its top level (`rescale_noise_cfg`): a combine reading it
+    reads the package's copy, not a guider attribute."""
+    names: set[str] = set()
+    for statement in source.tree.body:
+        if isinstance(statement, (cst.FunctionDef, cst.ClassDef)):
+            names.add(statement.name.value)
+        elif isinstance(statement, cst.SimpleStatementLine):
+            names.update(flow_of([statement]).writes)
+    return names

@@ -59,33 +59,47 @@ def cat_elements(call: cst.CSTNode) -> list[cst.BaseExpression] | None:
     if isinstance(sequence, cst.List):
         return [element.value for element in sequence.elements]
     if m.matches(sequence, m.BinaryOperation(left=m.List(elements=[m.Element()]), operator=m.Multiply())):
-        if m.matches(sequence.right, m.Integer("2")):
-            return [sequence.left.elements[0].value] * 2
+        ways = _ways(sequence.right)
+        if ways is not None:
+            return [sequence.left.elements[0].value] * ways
+    return None
+
+
+def _ways(count: cst.BaseExpression) -> int | None:
+    """How many parts a batch is made of or split into: an integer literal of at least 2."""
+    if isinstance(count, cst.Integer) and count.evaluated_value >= 2:
+        return count.evaluated_value
     return None
 
 
 _ZERO = m.Integer("0")
-_TWO = m.Integer("2")
+_WAYS = m.MatchIfTrue(lambda count: _ways(count) is not None)
 _DIM = m.MatchIfTrue(lambda keyword: keyword is None or keyword.value == "dim")
-# `x.chunk(2)`, `x.chunk(2, 0)`, `x.chunk(2, dim=0)`
+# `x.chunk(2)`, `x.chunk(2, 0)`, `x.chunk(2, dim=0)` (or into 3 parts, ...)
 _METHOD_CHUNK = m.Call(
     func=m.Attribute(value=m.Name(), attr=m.Name("chunk")),
-    args=[m.Arg(_TWO, keyword=None), m.ZeroOrOne(m.Arg(_ZERO, keyword=_DIM))],
+    args=[m.Arg(_WAYS, keyword=None), m.ZeroOrOne(m.Arg(_ZERO, keyword=_DIM))],
 )
 # `torch.chunk(x, 2)`, `torch.chunk(x, 2, 0)`, `torch.chunk(x, 2, dim=0)`
 _TORCH_CHUNK = m.Call(
     func=m.Attribute(value=m.Name("torch"), attr=m.Name("chunk")),
-    args=[m.Arg(m.Name(), keyword=None), m.Arg(_TWO, keyword=None), m.ZeroOrOne(m.Arg(_ZERO, keyword=_DIM))],
+    args=[m.Arg(m.Name(), keyword=None), m.Arg(_WAYS, keyword=None), m.ZeroOrOne(m.Arg(_ZERO, keyword=_DIM))],
 )
+
+
+def split_batch(value: cst.BaseExpression) -> tuple[str, int] | None:
+    """The name a value splits into equal parts along the batch, and how many (`x.chunk(3)` -> ("x", 3))."""
+    if m.matches(value, _METHOD_CHUNK):
+        return value.func.value.value, value.args[0].value.evaluated_value
+    if m.matches(value, _TORCH_CHUNK):
+        return value.args[0].value.value, value.args[1].value.evaluated_value
+    return None
 
 
 def halved_batch(value: cst.BaseExpression) -> str | None:
     """The name a value splits into two halves along the batch (`x.chunk(2)` in its spellings) -> "x"."""
-    if m.matches(value, _METHOD_CHUNK):
-        return value.func.value.value
-    if m.matches(value, _TORCH_CHUNK):
-        return value.args[0].value.value
-    return None
+    found = split_batch(value)
+    return found[0] if found is not None and found[1] == 2 else None
 
 
 def doubles(on: cst.BaseExpression, off: cst.BaseExpression) -> bool:

@@ -20,11 +20,15 @@ from __future__ import annotations
 import libcst as cst
 import libcst.matchers as m
 
-from ...cst.dataflow import flow_of
+from ...cst.dataflow import flow_of, names_read
 from ...cst.tree_walk import findall, walk
 from .doubled_batch import BATCH_REPEAT, TORCH_CAT, cat_elements
+from .many_batches import conditional_positions
+from .pairing import ELEMENTWISE, PER_SAMPLE_METHODS
 
 _RETURN_LINE = m.SimpleStatementLine(body=[m.Return()])
+# a move to a device or dtype, a cast or a copy: each sample alone
+_MOVE = m.Call(func=m.Attribute(attr=m.OneOf(*map(m.Name, sorted(PER_SAMPLE_METHODS)))))
 _ASSIGNED_NAME = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())])])
 
 
@@ -39,33 +43,89 @@ def doubled_results(helper: cst.FunctionDef, flag: str) -> tuple[bool, ...] | No
         return None
     doubled: set[str] = set()
     for position, statement in enumerate(statements[:-1]):
-        later = flow_of(statements[position + 1 : -1]).writes
-        for name in _doubled_under(statement, flag):
+        # (moving the doubled batch to a dtype or device later moves each half alike)
+        later = {
+            name
+            for after in statements[position + 1 : -1]
+            for name in flow_of([after]).writes
+            if name not in _moved_only(after)
+        }
+        for name, _ in _doubled_under(statement, flag):
             if name not in later:
                 doubled.add(name)
     return tuple(name in doubled for name in returned)
 
 
-def _returned_names(value: cst.BaseExpression | None) -> list[str] | None:
+def kept_positions(helper: cst.FunctionDef, flag: str, ways: int) -> list[frozenset[int]]:
+    """Per concatenation of `ways` parts the helper assigns under `flag`, the parts holding the value its target
+    had, the one the helper hands on with the flag off (`x = torch.cat([x, n, n])` -> {0}): which part of the
+    batch is the conditional one (`many_batches.conditional_part`)."""
+    found = []
+    for statement in helper.body.body:
+        for name, value in _doubled_under(statement, flag):
+            for cat in findall(value, TORCH_CAT | BATCH_REPEAT):
+                elements = cat_elements(cat)
+                if elements is not None and len(elements) == ways:
+                    found.append(conditional_positions(elements, cst.Name(name)))
+    return found
+
+
+def _moved_only(statement: cst.BaseStatement) -> set[str]:
+    """Names a statement only recomputes from themselves sample by sample (`x = x.to(dtype=d)`, `x = x * s`, also
+    under an `if` with no `else`): each part of a doubled batch changed alike."""
+    lines = statement.body.body if isinstance(statement, cst.If) and statement.orelse is None else [statement]
+    moved = set()
+    for line in lines:
+        if not m.matches(line, _ASSIGNED_NAME):
+            return set()
+        name, value = line.body[0].targets[0].target.value, line.body[0].value
+        if isinstance(value, cst.Name) or not _per_sample_of(value, name):
+            return set()
+        moved.add(name)
+    return moved
+
+
+def _per_sample_of(value: cst.BaseExpression, name: str) -> bool:
+    """`value` reads `name` and computes from it sample by sample: per-sample methods (`.to(d)`), elementwise
+    arithmetic with what does not read it (`x * scale`)."""
     if isinstance(value, cst.Name):
-        return [value.value]
-    if isinstance(value, cst.Tuple) and all(isinstance(e.value, cst.Name) for e in value.elements):
-        return [e.value.value for e in value.elements]
-    return None
+        return value.value == name
+    if isinstance(value, cst.BinaryOperation) and isinstance(value.operator, ELEMENTWISE):
+        sides = [value.left, value.right]
+        reading = [side for side in sides if name in names_read(side)]
+        return len(reading) == 1 and _per_sample_of(reading[0], name)
+    if m.matches(value, _MOVE):
+        arguments_read = any(name in names_read(argument.value) for argument in value.args)
+        return not arguments_read and _per_sample_of(value.func.value, name)
+    return False
 
 
-def _doubled_under(statement: cst.BaseStatement, flag: str) -> list[str]:
-    """Names a top-level statement of the helper assigns a batch concatenation when the flag holds:
+def _returned_names(value: cst.BaseExpression | None) -> list[str] | None:
+    """The name behind each returned value: itself, or the one name a value computes from sample by sample
+    (`return x * scale`: a doubled `x` returns doubled)."""
+    values = [e.value for e in value.elements] if isinstance(value, cst.Tuple) else [value]
+    names = []
+    for returned in values:
+        # (the pipeline's own attributes are no values it computes: `x * self.vae.config.scaling_factor`)
+        read = [name for name in dict.fromkeys(names_read(returned)) if name != "self"] if returned else []
+        if len(read) != 1 or not _per_sample_of(returned, read[0]):
+            return None
+        names.append(read[0])
+    return names
+
+
+def _doubled_under(statement: cst.BaseStatement, flag: str) -> list[tuple[str, cst.BaseExpression]]:
+    """(name, concatenation) a top-level statement of the helper assigns when the flag holds:
     `if flag: x = torch.cat([u, x])` (among other lines of that branch) or `x = torch.cat([u, x]) if flag else x`."""
     found = []
     if isinstance(statement, cst.If) and _tests_flag(statement.test, flag):
         for line in statement.body.body:
             if m.matches(line, _ASSIGNED_NAME) and _concatenates(line.body[0].value):
-                found.append(line.body[0].targets[0].target.value)
+                found.append((line.body[0].targets[0].target.value, line.body[0].value))
     elif m.matches(statement, _ASSIGNED_NAME):
         value = statement.body[0].value
         if isinstance(value, cst.IfExp) and _tests_flag(value.test, flag) and _concatenates(value.body):
-            found.append(statement.body[0].targets[0].target.value)
+            found.append((statement.body[0].targets[0].target.value, value.body))
     return found
 
 

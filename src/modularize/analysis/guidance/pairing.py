@@ -186,7 +186,8 @@ def _paired_reads(
     found: list[cst.Name] = []
 
     def after_pairing(node: cst.Name) -> bool:
-        position = source.positions.get(node)
+        # (a node a rewrite added, the encoded image handed to the rest of its helper, is where its statement is)
+        position = source.positions.get(node) or source.positions.get(statement)
         start = starts.get(node.value)
         if position is None or start is None:
             return True
@@ -294,7 +295,9 @@ def propagate_pairs(
         except _NotPerSample:
             raise _refusal(source, reads[0]) from None
         target = assign.targets[0].target.value
-        counterpart = pairs.get(target) or fresh_name(f"negative_{target}", taken)
+        # (a value both conditions shared until now gets a counterpart of its own)
+        shared_before = pairs.get(target, target) == target
+        counterpart = fresh_name(f"negative_{target}", taken) if shared_before else pairs[target]
         taken.add(counterpart)
         value = substitute_names(assign.value, {name: cst.Name(other) for name, other in pairs.items()})
         mirror = cst.SimpleStatementLine(
@@ -302,7 +305,12 @@ def propagate_pairs(
         )
         guards = [_repeat_guard(pipeline, pairs, receiver, count) for receiver, count in repeats]
         before = [_under(condition, guards)] if guards else []
-        mirrored.append((statement, cst.FlattenSentinel([*before, statement, _under(condition, [mirror])])))
+        if shared_before and target in names_read(assign.value):
+            # `x = torch.cat([x, image], dim=1)` of a shared `x`: the mirror reads `x` as it was before
+            before.append(_under(condition, [mirror]))
+            mirrored.append((statement, cst.FlattenSentinel([*before, statement])))
+        else:
+            mirrored.append((statement, cst.FlattenSentinel([*before, statement, _under(condition, [mirror])])))
         pairs[target] = counterpart
     return Pairing(pairs, tuple(mirrored), frozenset(layered), shared_halved)
 
@@ -481,3 +489,22 @@ def _refusal(source: SourceModule, name: cst.Name):
         f"`{name.value}` is read with its CFG-doubled batch in a way that cannot be done per guider batch",
         fix="only per-sample operations (device/dtype moves, containers, a guarded `.repeat`) can be mirrored",
     )
+
+
+def merged_mirrors(
+    runs: Sequence[tuple[tuple[cst.CSTNode, cst.FlattenSentinel], ...]],
+) -> tuple[tuple[cst.CSTNode, cst.FlattenSentinel], ...]:
+    """The mirrors of several pairings (one per batch after the conditional one), one replacement per statement:
+    where two runs mirror the same statement, the later run's statements take the statement's place inside the
+    earlier run's, so each mirror stays beside it (`[guard, x = f(a), if cfg: n = f(na)]` and
+    `[x = f(a), if cfg: n_2 = f(na_2)]` -> `[guard, x = f(a), if cfg: n_2 = f(na_2), if cfg: n = f(na)]`)."""
+    merged: dict[int, tuple[cst.CSTNode, list[cst.CSTNode]]] = {}
+    for run in runs:
+        for statement, sentinel in run:
+            if id(statement) not in merged:
+                merged[id(statement)] = (statement, list(sentinel.nodes))
+                continue
+            _, nodes = merged[id(statement)]
+            at = next(position for position, node in enumerate(nodes) if node is statement)
+            nodes[at : at + 1] = list(sentinel.nodes)
+    return tuple((statement, cst.FlattenSentinel(nodes)) for statement, nodes in merged.values())

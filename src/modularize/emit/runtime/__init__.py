@@ -33,6 +33,7 @@ PACKAGE = __name__  # "modularize.emit.runtime"
 MODULES = (
     "guider_calls",
     "guider_state",
+    "many_batches",
     "explicit_none",
     "package_blocks",
     "saved_package",

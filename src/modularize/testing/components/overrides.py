@@ -42,6 +42,24 @@ _WAN_VACE = {
         ("conditioning_scale_0.5", {"conditioning_scale": 0.5}),
     ),
 }
+# InstructPix2Pix: latents + image latents; guidance over three batches (text and image, image, neither), on only
+# while `image_guidance_scale >= 1`: a second image scale, one below 1 (guidance off), and two prompts with a
+# negative one over 3 steps
+_INSTRUCT_PIX2PIX = {
+    "config": {"unet": {"in_channels": 8}},
+    "cases": (
+        ("image_guidance_scale_2", {"image_guidance_scale": 2.0}),
+        ("image_guidance_scale_below_1", {"image_guidance_scale": 0.5}),
+        (
+            "two_prompts_negative_3_steps",
+            {
+                "prompt": ["a photo of a cat", "the dog and the moon"],
+                "negative_prompt": ["blurry", "low quality"],
+                "num_inference_steps": 3,
+            },
+        ),
+    ),
+}
 # CogVideoX's `__call__` resets `num_videos_per_prompt` to 1, which the generated package refuses instead
 _ONE_VIDEO_PER_PROMPT = {
     "drop_cases": ("two_prompts_x2",),
@@ -509,6 +527,8 @@ OVERRIDES: dict[str, dict[str, Any]] = {
         "inputs": {"image": None},
     },
     "StableDiffusionDepth2ImgPipeline": {"config": {"unet": {"in_channels": 5}}},  # latents + depth
+    "StableDiffusionInstructPix2PixPipeline": _INSTRUCT_PIX2PIX,
+    "StableDiffusionXLInstructPix2PixPipeline": _INSTRUCT_PIX2PIX,
     # the UNet embeds the guidance scale (latent consistency distillation)
     "LatentConsistencyModelImg2ImgPipeline": {"config": {"unet": {"time_cond_proj_dim": 32}}},
     "LatentConsistencyModelPipeline": {"config": {"unet": {"time_cond_proj_dim": 32}}, "scheduler": "LCMScheduler"},
