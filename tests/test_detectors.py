@@ -1547,3 +1547,17 @@ def test_a_repeat_a_model_runs_on_before_the_loop_is_kept_and_halved_after_its_l
 )
 def test_a_repeat_is_not_kept_where_halving_it_would_not_give_the_same_values(prefix):
     assert _repeat_handling(prefix.replace("True", "self.do_classifier_free_guidance")) == "not repeated"
+
+
+def test_an_inline_separate_pass_condition_over_per_call_state_set_once_asks_to_be_named():
+    """`if self.guidance_scale > 1.0:` around the unconditional pass: a test over state `__call__` sets once, named
+    as a local (`normalize.cfg_condition`) and read again; one over state set twice is no flag."""
+    from modularize.normalize.cfg_condition import InlineCfgCondition
+
+    inline = TRUE_CFG.replace("do_true_cfg = guidance_scale > 1 and negative_prompt_embeds is not None\n", "")
+    inline = inline.replace("if do_true_cfg:", "if self.guidance_scale > 1.0:")
+    with pytest.raises(InlineCfgCondition) as signal:
+        snippet(inline).separate()
+    assert code(signal.value.test) == "self.guidance_scale > 1.0"
+    twice = "self._guidance_scale = guidance_scale * 2\n" + inline
+    assert snippet(twice).separate() is None  # evaluated once it could differ: not read as a CFG flag

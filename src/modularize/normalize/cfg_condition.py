@@ -34,6 +34,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import libcst as cst
+import libcst.matchers as m
 
 from ..analysis.loop_header import fresh_name
 from ..cst.dataflow import flow_of
@@ -60,6 +61,7 @@ _PURE = (
     cst.BaseParenthesizableWhitespace,
 )
 _NESTED_SCOPES = (cst.FunctionDef, cst.ClassDef, cst.Lambda)
+_SELF_ATTRIBUTE = m.Attribute(value=m.Name("self"), attr=m.Name())
 
 
 class InlineCfgCondition(Exception):  # noqa: N818 - a signal to the analysis, not an error
@@ -72,23 +74,53 @@ class InlineCfgCondition(Exception):  # noqa: N818 - a signal to the analysis, n
 
 
 def is_inline_condition(facts: ClassFacts, body: Sequence[cst.BaseStatement], test: cst.BaseExpression) -> bool:
-    """A test of comparisons, `and`/`or`/`not` and numbers over call parameters `__call__` never reassigns:
+    """A test of comparisons, `and`/`or`/`not` and numbers over call parameters `__call__` never reassigns, or over
+    per-call state it sets once (`self.guidance_scale > 1.0`, a property returning `self._guidance_scale`):
     evaluated once, before its first use, it has its value everywhere."""
-    names = _pure_names(test)
-    if not names:
+    reads = _pure_reads(test)
+    if not reads:
         return False
+    names, attributes = reads
     parameters = {p.name for p in facts.call_parameters if not p.star}
-    return names <= parameters - set(flow_of(list(body)).writes)
+    if not names <= parameters - set(flow_of(list(body)).writes):
+        return False
+    return all(_set_once(facts, body, attribute) for attribute in attributes)
 
 
-def _pure_names(test: cst.BaseExpression) -> set[str] | None:
-    """The names a test of comparisons over names and numbers reads; None for any other test."""
+def _pure_reads(test: cst.BaseExpression) -> tuple[set[str], set[str]] | None:
+    """(names, `self` attributes) a test of comparisons over names, `self.<name>` and numbers reads; None for any
+    other test."""
     nodes = list(walk(test))
     if not any(isinstance(node, cst.Comparison) for node in nodes):
         return None
-    if not all(isinstance(node, _PURE) for node in nodes):
+    attributes = [node for node in nodes if m.matches(node, _SELF_ATTRIBUTE)]
+    inside = {id(part) for attribute in attributes for part in walk(attribute) if part is not attribute}
+    if not all(
+        isinstance(node, _PURE) or m.matches(node, _SELF_ATTRIBUTE) for node in nodes if id(node) not in inside
+    ):
         return None
-    return {node.value for node in nodes if isinstance(node, cst.Name)}
+    names = {node.value for node in nodes if isinstance(node, cst.Name) and id(node) not in inside}
+    return names, {attribute.attr.value for attribute in attributes}
+
+
+def _set_once(facts: ClassFacts, body: Sequence[cst.BaseStatement], attribute: str) -> bool:
+    """`self.<attribute>` is per-call state (or a property returning it) that `__call__` assigns exactly once, at its
+    top level (`self._guidance_scale = guidance_scale`)."""
+    if attribute not in facts.per_call:
+        return False
+    state = {attribute, *(name for name, value in facts.per_call.items() if value == facts.per_call[attribute])}
+    assigned = [
+        statement
+        for statement in body
+        for node in _walk_statements([statement])
+        if m.matches(node, m.AssignTarget(m.Attribute(m.Name("self"), m.Name()))) and node.target.attr.value in state
+    ]
+    top_level = [
+        statement
+        for statement in body
+        if m.matches(statement, m.SimpleStatementLine([m.Assign([m.AssignTarget(m.Attribute(m.Name("self")))])]))
+    ]
+    return len(assigned) == 1 and assigned[0] in top_level
 
 
 def with_named_condition(

@@ -30,6 +30,7 @@ from ...cst.tree_walk import findall, walk
 from ...frontend.class_facts import ClassFacts
 from ...frontend.parse import SourceModule, code, snippet
 from ...kinds import CfgKind
+from ...normalize.cfg_condition import InlineCfgCondition, is_inline_condition
 from ...planning.plan import GuidanceField
 from .batched import CfgPattern, CustomCombine, _condition
 from .combine import assigned_combine
@@ -64,6 +65,8 @@ def find_separate_cfg(
         inner = list(branch.body.body)
         found = [(i, _model_call(s, facts, aliases)) for i, s in enumerate(inner)]
         found = [(i, call) for i, call in found if call is not None]
+        if found and not _may_be_cfg_flag(branch.test) and is_inline_condition(facts, top_level, branch.test):
+            raise InlineCfgCondition(branch.test)  # `if self.guidance_scale > 1.0:`: named, and read again
         if not found or not _may_be_cfg_flag(branch.test):
             continue  # `if t < t_last: ... model(...)`: a branch, not guidance
         earlier = [(i, _model_call(s, facts, aliases)) for i, s in enumerate(body[:position])]
