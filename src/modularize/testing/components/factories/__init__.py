@@ -9,6 +9,7 @@ from . import (  # noqa: F401
     glm_image,
     joy_image,
     krea2,
+    longcat_audio,
     priors,
     schedulers,
     stand_ins,
