@@ -34,6 +34,7 @@ LABELS = {
     "many_batches": "batched-cfg+custom-combine",
     "no_landmarks": "batched-cfg",
     "none": "none",
+    "outer_loop": "batched-cfg",
     "perturbed_attention": "batched-cfg+perturbed-attention",
     "separate_passes": "separate-passes",
 }

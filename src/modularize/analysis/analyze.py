@@ -50,6 +50,7 @@ from ..normalize.image_encode import (
     split_image_encode,
     with_image_encode,
 )
+from ..normalize.own_class import with_own_members_on_self
 from ..normalize.perturbed_attention import without_perturbed_attention
 from ..normalize.progress_scope import moved_out, progress_scopes
 from ..normalize.repeated_assignment import repeated_assignments
@@ -81,7 +82,8 @@ from .segment import Segment, find_timestep_loop, label_title, segment_call
 
 def analyze(source: SourceModule, class_name: str | None = None) -> PipelinePlan:
     facts = analyze_class(source, find_pipeline_class(source, class_name))
-    body = call_body(facts)
+    facts, body, origins = with_own_members_on_self(facts, call_body(facts))
+    source = source.with_positions(origins)
     perturbed = find_perturbed_attention(source, facts, body)
     if perturbed is not None:
         # the guider perturbs attention: what is left is the pipeline's CFG (`normalize.perturbed_attention`)
@@ -159,6 +161,7 @@ def _analyze_call(
     if cfg is None:
         context.reserved_names = BLOCK_NAMES
     _check_reserved_names(source, facts, body, context.reserved_names)
+    _check_kept_attributes(source, facts, body)
     _check_undefined_reads(source, facts, unlowered)  # the source as written, before early returns are lowered
     _check_helper_arguments(source, facts, unlowered)
     if cfg is not None:
@@ -193,6 +196,7 @@ def _analyze_call(
         variables |= set(flow_of(result.body).writes)
     variables |= loop_parts.writes
     variables -= context.reserved_names
+    _check_locals_left_undefined(source, body, [r for _, r in rewritten] + loop_parts.rewritten, variables, denoise)
 
     flows = _flows(rewritten, loop_parts, variables)
     # plain assignments nothing reads any more (they fed CFG code the guider replaced) go, then flows again
@@ -630,6 +634,40 @@ def _reaching_reads(written: Sequence[str], later: Sequence[Flow]) -> set[str]:
             if name in flow.definite:
                 break
     return reached
+
+
+def _check_locals_left_undefined(
+    source: SourceModule,
+    body: Sequence[cst.BaseStatement],
+    parts: Sequence[Rewritten],
+    variables: set[str],
+    denoise: Segment,
+) -> None:
+    """A local of `__call__` the generated code reads but no block defines any more: its only definition became an
+    error (a feature the package gates, an IP-Adapter's embeddings) while a read under another test stayed."""
+    call_locals = set(flow_of(list(body)).writes)
+    for part in parts:
+        for name in flow_of(part.body).reads:
+            if name in call_locals and name not in variables:
+                raise source.refuse(
+                    denoise.loop,
+                    f"`{name}` is read, but what defined it in `__call__` is turned into an error in this package "
+                    "(a feature it does not serve), and the read is not under the same test",
+                )
+
+
+def _check_kept_attributes(source: SourceModule, facts, body: Sequence[cst.BaseStatement]) -> None:
+    """`self.x = ...` in `__call__` or a helper, over `__init__`'s `self.x = <expr>`: a value the pipeline keeps
+    from call to call. One `__init__` sets to a constant (a cache, a warn-once flag) is a class attribute of the
+    generated pipeline (`pipeline_class`), which the assignment shadows per instance, as the source's does; one
+    computed from the components is a property there (no setter): refused."""
+    for name in facts.kept_attributes:
+        if not is_constant(facts.init.derived[name]):
+            raise source.refuse(
+                facts.init.derived[name],
+                f"`self.{name}` is set up by `__init__` from its arguments and assigned again later: a value the "
+                "pipeline keeps from call to call, which a generated pipeline computes from its components instead",
+            )
 
 
 def _check_reserved_names(

@@ -98,14 +98,39 @@ def _steps_in_own_body(loop: cst.For | cst.While) -> bool:
 
 
 def find_timestep_loop(statement: cst.CSTNode) -> cst.For | None:
-    """The loop over timesteps at the top of a statement, looking through `with` wrappers."""
+    """The loop over timesteps at the top of a statement, looking through `with` wrappers and outer loops.
+
+    An outer loop around it (FreeInit's iterations, an ensemble's members) holds it in one statement of its body;
+    its other statements run once per outer iteration, around the denoising loop (`outer_loop_statements`):
+
+        for free_init_iter in range(num_free_init_iters):        <- the statement
+            latents, timesteps = self._apply_free_init(...)
+            with self.progress_bar(total=n) as progress_bar:
+                for i, t in enumerate(timesteps):                 <- the loop over timesteps
+    """
     node = statement
-    while isinstance(node, cst.With):
-        inner = [s for s in node.body.body if not isinstance(s, cst.SimpleStatementLine)]
+    while not is_timestep_loop(node):
+        if isinstance(node, cst.With):
+            inner = [s for s in node.body.body if not isinstance(s, cst.SimpleStatementLine)]
+        elif isinstance(node, cst.For) and node.orelse is None:
+            inner = [s for s in node.body.body if find_timestep_loop(s) is not None]
+        else:
+            return None
         if len(inner) != 1:
             return None
         node = inner[0]
-    return node if is_timestep_loop(node) else None
+    return node
+
+
+def outer_loops(statement: cst.CSTNode, loop: cst.For) -> tuple[cst.For, ...]:
+    """The loops around `loop` within `statement` (what `find_timestep_loop` looked through), outermost first."""
+    found = []
+    node = statement
+    while node is not loop:
+        if isinstance(node, cst.For):
+            found.append(node)
+        node = next(s for s in node.body.body if any(n is loop for n in walk(s)))
+    return tuple(found)
 
 
 class _CalledNames:

@@ -193,6 +193,7 @@ def _declarations(
     outputs: Sequence[Output],
     components_property: str = "expected_components",
     inputs_property: str = "inputs",
+    outputs_property: str = "intermediate_outputs",
     configs: Sequence[tuple[str, str]] = (),
     configs_property: str = "expected_configs",
     owner: str = "",
@@ -211,7 +212,7 @@ def _declarations(
         text += _list_property(inputs_property, "list[InputParam]", items, owner, lists) + "\n"
     if outputs:
         items = [_output_param(o, fields) for o in outputs]
-        text += _list_property("intermediate_outputs", "list[OutputParam]", items, owner, lists) + "\n"
+        text += _list_property(outputs_property, "list[OutputParam]", items, owner, lists) + "\n"
     return text
 
 
@@ -358,9 +359,10 @@ def loop_classes(plan: PipelinePlan, loop: LoopPlan) -> Emitted:
             description,
             _components_of(plan, loop.components),
             loop.inputs,
-            (),
+            loop.wrapper_outputs,
             components_property="loop_expected_components",
             inputs_property="loop_inputs",
+            outputs_property="loop_intermediate_outputs",
             configs=loop.configs,
             configs_property="loop_expected_configs",
             owner=loop.wrapper_class_name,
@@ -377,6 +379,7 @@ def loop_classes(plan: PipelinePlan, loop: LoopPlan) -> Emitted:
     body = [_binding(p.name) for p in loop.inputs]
     body += wrapper_body[:-1]
     body += _before_loop(wrapper_body[-1], [_write_back(name) for name in loop.to_block_state])
+    body += [_write_back(name) for name in loop.written_back]
     statements = splice(template, {BODY: body})
     steps = [s for s in loop.steps if s.body]
     for step in steps:

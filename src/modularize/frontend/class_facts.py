@@ -98,6 +98,18 @@ class ClassFacts:
     per_call: Mapping[str, str]  # `_guidance_scale` / `guidance_scale` -> local name `guidance_scale`
     per_call_properties: Mapping[str, cst.BaseExpression]  # properties computed from per-call state
 
+    @property
+    def kept_attributes(self) -> tuple[str, ...]:
+        """Derived attributes `__call__` or a helper assigns anew (`self._warn_has_been_called = True`,
+        `self.empty_text_embedding = ...` over `__init__`'s `None`): values the pipeline keeps from call to call."""
+        target = m.AssignTarget(m.Attribute(SELF, m.Name())) | m.AugAssign(m.Attribute(SELF, m.Name()))
+        assigned = {
+            node.target.attr.value
+            for function in (self.call, *self.methods.values())
+            for node in findall(function.body, target)
+        }
+        return tuple(name for name in self.init.derived if name in assigned and name not in self.per_call)
+
     def kind_of(self, attribute: str) -> str:
         """What `self.<attribute>` means in this class."""
         if attribute in self.init.components:

@@ -21,9 +21,9 @@ import libcst.matchers as m
 from ..analysis.guidance.batched import CfgPattern
 from ..analysis.loop_header import fresh_name, loop_header, with_step_index
 from ..analysis.rewrite_context import Context, Rewritten, helpers_and_components
-from ..analysis.segment import Segment
+from ..analysis.segment import Segment, outer_loops
 from ..cst.dataflow import Flow, flow_of, names_read, without_dead_assignments
-from ..cst.substitute import replace_nodes
+from ..cst.substitute import replace_nodes, substitute_names
 from ..cst.tree_walk import findall, walk
 from ..frontend.parse import SourceModule, code, snippet
 from ..transforms.guidance import guider_denoise
@@ -48,6 +48,7 @@ class LoopParts:
     step_extra_reads: list[tuple[str, ...]]  # names a step reads through the guider (not visible as code)
     step_local_writes: list[tuple[str, ...]]  # names a step rebinds per guider batch (not results of the step)
     step_lines: list[tuple[int, int]]
+    shared: tuple[str, ...] = ()  # what an outer loop and the steps both use, in the loop's block state
 
     @property
     def rewritten(self) -> list[Rewritten]:
@@ -55,7 +56,7 @@ class LoopParts:
 
     @property
     def writes(self) -> set[str]:
-        names = set(flow_of(self.wrapper.body).writes)
+        names = set(flow_of(self.wrapper.body).writes) | set(self.shared)
         for flow in self._step_flows(None):
             names |= set(flow.writes)
         return names - self.context.reserved_names
@@ -79,7 +80,7 @@ class LoopParts:
         for flow in self._step_flows(variables):
             reads += [n for n in flow.reads if n not in produced_inside and n not in wrapper.writes]
             produced_inside |= set(flow.writes)
-        writes = [*wrapper.writes, *[n for f in self._step_flows(variables) for n in f.writes]]
+        writes = [*wrapper.writes, *self.shared, *[n for f in self._step_flows(variables) for n in f.writes]]
         # the loop may run zero times: nothing it writes is definite
         return Flow(tuple(dict.fromkeys(reads)), tuple(dict.fromkeys(writes)), frozenset(wrapper.definite))
 
@@ -149,6 +150,12 @@ class LoopParts:
             )
         wrapper_inputs = tuple(inputs_by_name[n] for n in wrapper_flow.reads if n in inputs_by_name)
         to_block_state = tuple(n for n in wrapper_flow.writes if n in step_reads and n not in self.targets)
+        from_steps = {o.name for step in step_plans for o in step.outputs}
+        wrapper_outputs = [
+            n
+            for n in dict.fromkeys([*self.shared, *wrapper_flow.writes])
+            if n in read_after and n not in from_steps and n not in self.targets
+        ]
         wrapper_needs = helpers_and_components(context, self.wrapper.used, naming.prefix + "DenoiseLoopWrapper")
         return LoopPlan(
             key=key,
@@ -163,6 +170,8 @@ class LoopParts:
             components=wrapper_needs.components,
             configs=wrapper_needs.configs,
             steps=tuple(step_plans),
+            wrapper_outputs=tuple(Output(n, n, "Set by the denoising loop's wrapper.") for n in wrapper_outputs),
+            written_back=tuple(n for n in wrapper_outputs if n not in self.shared),
         )
 
 
@@ -225,10 +234,53 @@ def split_loop(context: Context, segment: Segment, loop: cst.For, cfg: CfgPatter
     wrapper_statements = [*segment.statements[:-1], _replace_within(segment.loop, loop, loop_node)]
     wrapper = context.rewrite(wrapper_statements, keep_on_self=("progress_bar", "loop_step"))
     steps = [context.rewrite(before), context.rewrite(denoiser_statements), context.rewrite(after)]
+    shared: list[str] = []
+    if outer_loops(segment.loop, loop):
+        shared = _shared_with_steps(
+            wrapper.body[-1], steps, extra_reads, local_writes, {*targets, *context.reserved_names}
+        )
+        wrapper.body[-1] = substitute_names(
+            wrapper.body[-1], {name: cst.parse_expression(f"block_state.{name}") for name in shared}, True
+        )
     lines = [_lines_of(source, before), _lines_of(source, [call_statement]), _lines_of(source, after)]
     if cfg is not None:
         lines[1] = (source.line_span(call_statement)[0], source.line_span(cfg.guidance_statements[-1])[1])
-    return LoopParts(context, segment, targets, wrapper, steps, [(), extra_reads, ()], [(), local_writes, ()], lines)
+    return LoopParts(
+        context, segment, targets, wrapper, steps, [(), extra_reads, ()], [(), local_writes, ()], lines, tuple(shared)
+    )
+
+
+def _shared_with_steps(
+    statement: cst.BaseStatement,
+    steps: Sequence[Rewritten],
+    extra_reads: Sequence[str],
+    batch_locals: Sequence[str],
+    excluded: set[str],
+) -> list[str]:
+    """What an outer loop around the denoising loop and the steps both use: it runs again after the steps changed
+    it (FreeInit re-noises the denoised `latents`) and may change what they read next (`timesteps`), so the outer
+    loop reads and writes it in the loop's block state:
+
+        for free_init_iter in range(num_free_init_iters):
+            latents, timesteps = components._apply_free_init(latents, free_init_iter, ...)
+            for i, t in enumerate(timesteps):
+                components, block_state = self.loop_step(components, block_state, i=i, t=t)
+    ->
+        for free_init_iter in range(num_free_init_iters):
+            block_state.latents, block_state.timesteps = components._apply_free_init(block_state.latents, ...)
+            for i, t in enumerate(block_state.timesteps):
+                ...
+    """
+    outer = flow_of([statement])
+    used_by_steps, written_by_steps = set(extra_reads), set()
+    for step in steps:
+        flow = flow_of(step.body)
+        used_by_steps |= {*flow.reads, *flow.writes}
+        written_by_steps |= set(flow.writes) - set(batch_locals)  # (not a guider batch's own rebinding)
+    # (what neither writes, an input both read or a module both call, is the same everywhere)
+    written = set(outer.writes) | written_by_steps
+    shared = {*outer.reads, *outer.writes} & used_by_steps & written
+    return sorted(name for name in shared if name not in excluded)
 
 
 def _progress_update(statement: cst.CSTNode) -> m.BaseMatcherNode:

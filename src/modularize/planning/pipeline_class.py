@@ -69,7 +69,13 @@ def pipeline_class_plan(
                     "default: a ModularPipeline is built without constructor arguments",
                     fix=f"give `{parameter.name}` a default value",
                 )
-    properties = [_derived_property(facts, name) for name in derived]
+    # a value the pipeline keeps from call to call, set up as a constant: a class attribute each instance shadows
+    kept = [name for name in derived if name in facts.kept_attributes]
+    class_attributes += tuple(
+        cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(cst.Name(name))], facts.init.derived[name])])
+        for name in kept
+    )
+    properties = [_derived_property(facts, name) for name in derived if name not in kept]
     for name in used.get("property", {}):
         properties.append(facts.properties[name])
     for name in used.get("inherited", {}):

@@ -111,6 +111,10 @@ class LoopPlan:
     steps: tuple[LoopStepPlan, ...]
     configs: tuple[tuple[str, str], ...] = ()
     kind: StageKind = StageKind.DENOISE
+    # what the wrapper (an outer loop around the denoising loop) sets and later blocks read: in the loop's block
+    # state already (`shared`), or a wrapper local written back after the loop (`written_back`)
+    wrapper_outputs: tuple[Output, ...] = ()
+    written_back: tuple[str, ...] = ()
 
     @property
     def file(self) -> str:
@@ -118,7 +122,7 @@ class LoopPlan:
 
     @property
     def outputs(self) -> tuple[Output, ...]:
-        return tuple(output for step in self.steps for output in step.outputs)
+        return (*(output for step in self.steps for output in step.outputs), *self.wrapper_outputs)
 
 
 @dataclass(frozen=True)

@@ -127,7 +127,7 @@ def _mirrorable(expression: cst.BaseExpression, pairs: Mapping[str, str], repeat
         if method == "repeat" and expression.args:
             repeats.append((receiver, expression.args[0].value))
             return True
-        if method in PER_SAMPLE_METHODS:
+        if method in PER_SAMPLE_METHODS or _interleaves_along_a_dimension(expression):
             return True
         raise _NotPerSample(expression)
     if reads_batch(expression, pairs):
@@ -145,6 +145,19 @@ _FEATURE_SIZE = m.Subscript(
 _FIRST_SAMPLE = m.Subscript(
     value=m.Name(), slice=[m.SubscriptElement(m.Slice(lower=None, upper=m.Integer("1"), step=None))]
 )
+
+
+def _interleaves_along_a_dimension(call: cst.Call) -> bool:
+    """`x.repeat_interleave(n, dim=0)` (or `repeats=n`, `dim` given either way): each sample repeated in place, so
+    the halves of a concatenation stay halves (`[u, c]` -> `[u, u, c, c]`). Without `dim` it flattens; with repeats
+    given per sample (a tensor) they would belong to one half or the other."""
+    if call.func.attr.value != "repeat_interleave":
+        return False
+    keywords = {arg.keyword.value: arg.value for arg in call.args if arg.keyword is not None}
+    positional = [arg.value for arg in call.args if arg.keyword is None]
+    repeats = keywords.get("repeats", positional[0] if positional else None)
+    has_dim = "dim" in keywords or len(positional) > 1
+    return has_dim and isinstance(repeats, (cst.Integer, cst.Name, cst.Attribute, cst.BinaryOperation))
 
 
 def _batch_free(node: cst.CSTNode, pairs: Mapping[str, str]) -> bool:
