@@ -368,7 +368,8 @@ def loop_classes(plan: PipelinePlan, loop: LoopPlan) -> Emitted:
             owner=loop.wrapper_class_name,
             lists=lists,
         )
-        + "    @torch.no_grad()\n"
+        + f"    {MEMBERS}\n\n"
+        "    @torch.no_grad()\n"
         f"    def __call__(self, components: {pipeline}, state: PipelineState) -> tuple[{pipeline}, PipelineState]:\n"
         "        block_state = self.get_block_state(state)\n"
         f"        {BODY}\n"
@@ -380,7 +381,7 @@ def loop_classes(plan: PipelinePlan, loop: LoopPlan) -> Emitted:
     body += wrapper_body[:-1]
     body += _before_loop(wrapper_body[-1], [_write_back(name) for name in loop.to_block_state])
     body += [_write_back(name) for name in loop.written_back]
-    statements = splice(template, {BODY: body})
+    statements = splice(template, {BODY: body, MEMBERS: [helper.function for helper in loop.helpers]})
     steps = [s for s in loop.steps if s.body]
     for step in steps:
         emitted = loop_step_class(plan, loop, step)

@@ -172,6 +172,7 @@ class LoopParts:
             steps=tuple(step_plans),
             wrapper_outputs=tuple(Output(n, n, "Set by the denoising loop's wrapper.") for n in wrapper_outputs),
             written_back=tuple(n for n in wrapper_outputs if n not in self.shared),
+            helpers=wrapper_needs.helpers,
         )
 
 
@@ -232,7 +233,9 @@ def split_loop(context: Context, segment: Segment, loop: cst.For, cfg: CfgPatter
     if step_index != header.step:
         loop_node = with_step_index(loop_node, step_index)
     wrapper_statements = [*segment.statements[:-1], _replace_within(segment.loop, loop, loop_node)]
-    wrapper = context.rewrite(wrapper_statements, keep_on_self=("progress_bar", "loop_step"))
+    # (a pipeline with a progress bar of its own, Marigold's taking `desc` and `leave`, has it copied as a helper)
+    kept = ("loop_step",) if "progress_bar" in context.facts.methods else ("progress_bar", "loop_step")
+    wrapper = context.rewrite(wrapper_statements, keep_on_self=kept)
     steps = [context.rewrite(before), context.rewrite(denoiser_statements), context.rewrite(after)]
     shared: list[str] = []
     if outer_loops(segment.loop, loop):

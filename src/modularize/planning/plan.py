@@ -115,6 +115,7 @@ class LoopPlan:
     # state already (`shared`), or a wrapper local written back after the loop (`written_back`)
     wrapper_outputs: tuple[Output, ...] = ()
     written_back: tuple[str, ...] = ()
+    helpers: tuple[Helper, ...] = ()  # helper methods the wrapper calls (a progress bar of the pipeline's own)
 
     @property
     def file(self) -> str:

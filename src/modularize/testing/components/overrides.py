@@ -60,6 +60,15 @@ _INSTRUCT_PIX2PIX = {
         ),
     ),
 }
+# Marigold: latents + image latents; its defaults come from the checkpoint's config (none here): a tiny resolution
+# and 2 steps. Two images in batches of one run its loop around the denoising loop twice (an ensemble of more than
+# one prediction needs scipy, which is not installed). Its outputs are pixels only (no `latent` output type).
+_MARIGOLD = {
+    "config": {"unet": {"in_channels": 8}},
+    "drop_cases": ("latent",),
+    "scalars": {"default_denoising_steps": 2, "default_processing_resolution": 32},
+    "cases": (("two_images_in_batches_of_1", {"image": [Image(32), Image(32)], "batch_size": 1}),),
+}
 # CogVideoX's `__call__` resets `num_videos_per_prompt` to 1, which the generated package refuses instead
 _ONE_VIDEO_PER_PROMPT = {
     "drop_cases": ("two_prompts_x2",),
@@ -528,6 +537,9 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     },
     "StableDiffusionDepth2ImgPipeline": {"config": {"unet": {"in_channels": 5}}},  # latents + depth
     "StableDiffusionInstructPix2PixPipeline": _INSTRUCT_PIX2PIX,
+    "MarigoldDepthPipeline": _MARIGOLD,
+    "MarigoldNormalsPipeline": _MARIGOLD,
+    "MarigoldIntrinsicsPipeline": _MARIGOLD,
     "StableDiffusionXLInstructPix2PixPipeline": _INSTRUCT_PIX2PIX,
     # the UNet embeds the guidance scale (latent consistency distillation)
     "LatentConsistencyModelImg2ImgPipeline": {"config": {"unet": {"time_cond_proj_dim": 32}}},
