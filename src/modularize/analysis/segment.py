@@ -110,27 +110,29 @@ def find_timestep_loop(statement: cst.CSTNode) -> cst.For | None:
     """
     node = statement
     while not is_timestep_loop(node):
-        if isinstance(node, cst.With):
-            inner = [s for s in node.body.body if not isinstance(s, cst.SimpleStatementLine)]
-        elif isinstance(node, cst.For) and node.orelse is None:
-            inner = [s for s in node.body.body if find_timestep_loop(s) is not None]
-        else:
+        if not (isinstance(node, cst.With) or (isinstance(node, cst.For) and node.orelse is None)):
             return None
+        inner = [s for s in node.body.body if find_timestep_loop(s) is not None]
         if len(inner) != 1:
             return None
         node = inner[0]
     return node
 
 
-def outer_loops(statement: cst.CSTNode, loop: cst.For) -> tuple[cst.For, ...]:
-    """The loops around `loop` within `statement` (what `find_timestep_loop` looked through), outermost first."""
-    found = []
+def runs_around(statement: cst.CSTNode, loop: cst.For) -> bool:
+    """Whether `statement` runs more than the loop and the set-up before it: an outer loop, or statements after the
+    loop inside the `with` blocks around it (what `find_timestep_loop` looked through). Those run in the loop
+    wrapper between the steps' runs, on what the steps computed."""
     node = statement
     while node is not loop:
         if isinstance(node, cst.For):
-            found.append(node)
-        node = next(s for s in node.body.body if any(n is loop for n in walk(s)))
-    return tuple(found)
+            return True
+        body = list(node.body.body)
+        at = next(i for i, s in enumerate(body) if any(n is loop for n in walk(s)))
+        if body[at + 1 :] or any(not isinstance(s, cst.SimpleStatementLine) for s in body[:at]):
+            return True
+        node = body[at]
+    return False
 
 
 class _CalledNames:

@@ -21,7 +21,7 @@ import libcst.matchers as m
 from ..analysis.guidance.batched import CfgPattern
 from ..analysis.loop_header import fresh_name, loop_header, with_step_index
 from ..analysis.rewrite_context import Context, Rewritten, helpers_and_components
-from ..analysis.segment import Segment, outer_loops
+from ..analysis.segment import Segment, runs_around
 from ..cst.dataflow import Flow, flow_of, names_read, without_dead_assignments
 from ..cst.substitute import replace_nodes, substitute_names
 from ..cst.tree_walk import findall, walk
@@ -238,7 +238,7 @@ def split_loop(context: Context, segment: Segment, loop: cst.For, cfg: CfgPatter
     wrapper = context.rewrite(wrapper_statements, keep_on_self=kept)
     steps = [context.rewrite(before), context.rewrite(denoiser_statements), context.rewrite(after)]
     shared: list[str] = []
-    if outer_loops(segment.loop, loop):
+    if runs_around(segment.loop, loop):
         shared = _shared_with_steps(
             wrapper.body[-1], steps, extra_reads, local_writes, {*targets, *context.reserved_names}
         )
