@@ -1561,3 +1561,25 @@ def test_an_inline_separate_pass_condition_over_per_call_state_set_once_asks_to_
     assert code(signal.value.test) == "self.guidance_scale > 1.0"
     twice = "self._guidance_scale = guidance_scale * 2\n" + inline
     assert snippet(twice).separate() is None  # evaluated once it could differ: not read as a CFG flag
+
+
+@pytest.mark.parametrize(
+    ("repeat", "mirrored"),
+    [
+        ("prompt_embeds.repeat_interleave(repeats=3, dim=0)", True),  # each sample in place: halves stay halves
+        ("prompt_embeds.repeat_interleave(3, 0)", True),
+        ("prompt_embeds.repeat_interleave(3)", False),  # flattened
+    ],
+)
+def test_a_repeat_of_each_sample_along_a_dimension_is_mirrored_onto_the_unconditional_half(repeat, mirrored):
+    cat = "    prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds])\n"
+    body = SD_LOOP.replace(cat, cat + f"prompt_embeds = {repeat}\n")
+    if not mirrored:
+        with pytest.raises(ConversionError, match="read with its CFG-doubled batch"):
+            snippet(body).batched()
+        return
+    pattern = snippet(body).batched()
+    assert fields(pattern)[0] == ("prompt_embeds", "prompt_embeds", "negative_prompt_embeds")
+    ((_, sentinel),) = pattern.mirrored
+    mirror = repeat.replace("prompt_embeds", "negative_prompt_embeds", 1)
+    assert f"negative_prompt_embeds = {mirror}" in rendered(sentinel.nodes)

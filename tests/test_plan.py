@@ -298,3 +298,78 @@ def test_a_derived_attribute_keeps_a_string_continued_over_lines_as_it_is():
     files = convert(text, ConvertOptions(path="pipeline_note.py", label="pipeline_note.py"))
     pipeline = files["modular_pipeline.py"]
     assert '        return "first line \\\n        second line"\n' in pipeline
+
+
+def _toy_with(init: str = "", call: str = "", methods: str = "") -> str:
+    """The toy with lines added at the end of `__init__`, at the top of `__call__`'s stage 1, and methods."""
+    text = TOY.read_text()
+    anchor = "        self.latent_size = unet.config.sample_size if unet is not None else 16\n"
+    text = text.replace(anchor, anchor + init, 1)
+    text = text.replace("        # 1. Define call parameters\n", "        # 1. Define call parameters\n" + call, 1)
+    return text.replace(
+        "    def embed_text(self, texts, device):\n", methods + "    def embed_text(self, texts, device):\n", 1
+    )
+
+
+def test_a_value_the_pipeline_keeps_from_call_to_call_is_a_class_attribute_each_instance_shadows():
+    """`self._warned = False` in `__init__`, set again by `__call__` (a warn-once flag, a cache): the generated
+    pipeline has it as a class attribute, so the block's `components._warned = True` works as the source's does.
+    One `__init__` computes from its arguments cannot be kept that way: refused where `__init__` sets it."""
+    from modularize.convert import convert
+
+    text = _toy_with(
+        init="        self._warned = False\n",
+        call="        if not self._warned:\n            self._warned = True\n",
+    )
+    files = convert(text, ConvertOptions(path="pipeline_toy.py"))
+    assert "    _warned = False\n" in files["modular_pipeline.py"]
+    assert "def _warned(self)" not in files["modular_pipeline.py"]
+    computed = text.replace("self._warned = False\n", "self._warned = unet is None\n", 1)
+    with pytest.raises(ConversionError, match="set up by `__init__` from its arguments and assigned again"):
+        toy_plan(computed)
+
+
+def test_a_helper_reached_through_the_pipelines_own_class_name_is_read_on_self():
+    text = _toy_with(
+        call="        prompt = ToyTextToImagePipeline.tidy(prompt)\n",
+        methods="    @staticmethod\n    def tidy(prompt):\n        return prompt\n\n",
+    )
+    first = cst.Module(body=list(toy_plan(text).blocks[0].body)).code
+    assert "self.tidy(components, prompt)" in first and "ToyTextToImagePipeline" not in first
+
+
+def test_statements_after_the_denoising_loop_inside_its_with_run_in_the_wrapper_on_the_block_state():
+    from modularize.analysis.segment import find_timestep_loop, runs_around
+
+    statement = cst.parse_statement(
+        "with self.progress_bar(total=n) as bar:\n"
+        "    for i, t in enumerate(timesteps):\n"
+        "        latents = self.scheduler.step(noise, t, latents)[0]\n"
+        "    history = torch.cat([history, latents])\n"
+    )
+    loop = find_timestep_loop(statement)
+    assert loop is statement.body.body[0] and runs_around(statement, loop)
+    plain = cst.parse_statement(
+        "with self.progress_bar(total=n) as bar:\n    for i, t in enumerate(timesteps):\n        x = self.scheduler.step(e, t, x)[0]\n"
+    )
+    assert not runs_around(plain, find_timestep_loop(plain))
+    two = cst.parse_statement(
+        "for k in range(2):\n"
+        "    for t in timesteps:\n        x = self.scheduler.step(e, t, x)[0]\n"
+        "    for t in timesteps:\n        x = self.scheduler.step(e, t, x)[0]\n"
+    )
+    assert find_timestep_loop(two) is None  # two denoising loops in one outer loop: which one is it
+
+
+def test_a_progress_bar_of_the_pipelines_own_is_copied_onto_the_loop_wrapper():
+    """Marigold defines `progress_bar(self, iterable, total, desc, leave)`: the wrapper calls the copy (the block's
+    own progress bar takes no `desc`)."""
+    text = _toy_with(
+        methods=(
+            "    def progress_bar(self, iterable=None, total=None, desc=None):\n"
+            "        return tqdm(iterable, total=total, desc=desc)\n\n"
+        )
+    ).replace("enumerate(self.progress_bar(timesteps))", 'enumerate(self.progress_bar(timesteps, desc="steps"))')
+    loop = next(b for b in toy_plan("from tqdm import tqdm\n" + text).blocks if isinstance(b, LoopPlan))
+    assert [helper.name for helper in loop.helpers] == ["progress_bar"]
+    assert 'self.progress_bar(components, timesteps, desc="steps")' in cst.Module(body=list(loop.wrapper_body)).code
