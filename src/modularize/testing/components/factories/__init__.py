@@ -8,6 +8,7 @@ from . import (  # noqa: F401
     denoisers,
     glm_image,
     joy_image,
+    kandinsky6,
     krea2,
     longcat_audio,
     priors,
