@@ -12,6 +12,7 @@ from . import (  # noqa: F401
     krea2,
     longcat_audio,
     priors,
+    sana_wm,
     schedulers,
     stand_ins,
     text,
