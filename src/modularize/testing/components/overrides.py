@@ -502,6 +502,15 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     # its default taps 12 hidden states of a 36-layer Qwen3-VL (indices 2 ... 35): the tiny one has 2 layers, tap
     # both (index 0 is the embeddings); the transformer stacks `text_layers` of them per token
     "Krea2Pipeline": {"scalars": {"text_encoder_select_layers": (1, 2)}},
+    # SANA-WM's refiner requires a stage-1 latent (4 channels, 8 frames of 8 x 8: the sink frame, then blocks of 3,
+    # 3 and 1 frames) and a frame rate, which no signature default gives; the default window (11 frames) never
+    # trims the refined history, a 4-frame window does (after the second block). It refines for one prompt (a
+    # `str`): the latent output with one prompt instead of two
+    "SanaWMLTX2Refiner": {
+        "inputs": {"sana_latent": Noise((1, 4, 8, 8, 8), seed=3), "fps": 24.0},
+        "drop_cases": ("latent",),
+        "cases": (("short_window", {"kv_max_frames": 4}), ("latent_one_prompt", {"output_type": "latent"})),
+    },
     # text to image: its reference images are resized for the processor to thousands of vision tokens
     "QwenImage21Pipeline": {"inputs": {"image": None}},
     # it works at a resolution of 640 or 1024 whatever the image: with the shared VAE (scale 2) that is 25,600
