@@ -98,7 +98,7 @@ class ClassFacts:
     per_call: Mapping[str, str]  # `_guidance_scale` / `guidance_scale` -> local name `guidance_scale`
     per_call_properties: Mapping[str, cst.BaseExpression]  # properties computed from per-call state
 
-    @property
+    @cached_property
     def kept_attributes(self) -> tuple[str, ...]:
         """Derived attributes `__call__` or a helper assigns anew (`self._warn_has_been_called = True`,
         `self.empty_text_embedding = ...` over `__init__`'s `None`): values the pipeline keeps from call to call."""
