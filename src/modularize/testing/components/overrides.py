@@ -286,6 +286,22 @@ _BLIP_DIFFUSION = {
 # (and the control image, `condtioning_image` as its signature spells it)
 _BLIP_DIFFUSION_CONTROLNET = {**_BLIP_DIFFUSION, "inputs": {**_BLIP_SUBJECT, "condtioning_image": Image(32)}}
 
+# SparseCtrl conditions a clip on a few of its frames (`conditioning_frames`, whose `None` default fails), placed at
+# `controlnet_frame_indices` (default: the first frame alone); its ControlNet sees only them and the mask of which
+# frames are given. The default (3 frames) conditions the first one; a case gives two different frames, the first and
+# the last, so the mask and the frame placement are checked too.
+# Its guess mode fails with CFG on (diffusers 0.42: the ControlNet runs on the conditional half, and its residuals,
+# never padded for the unconditional half, are added to the whole CFG batch), so the standard pipeline has no
+# guess-mode output to compare with but without CFG (where guess mode still scales the residuals layer by layer)
+_SPARSECTRL = {
+    "inputs": {"conditioning_frames": [Image(16)]},
+    "drop_cases": ("guess_mode", "guess_mode_two_prompts_x2"),
+    "cases": (
+        ("two_sparse_frames", {"conditioning_frames": [Image(16), Mask(16)], "controlnet_frame_indices": [0, 2]}),
+        ("guess_mode_cfg_off", {"guess_mode": True, "guidance_scale": 1.0}),
+    ),
+}
+
 OVERRIDES: dict[str, dict[str, Any]] = {
     # its PAG path never sets `noise_pred_text`, which its rescale reads: the standard call raises with a rescale
     # (a diffusers bug), so the rescale is checked with PAG off
@@ -581,6 +597,7 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "StableDiffusionXLControlNetUnionPipeline": _CONTROLNET_UNION,
     "StableDiffusionXLControlNetUnionImg2ImgPipeline": _CONTROLNET_UNION,
     "StableDiffusionXLControlNetUnionInpaintPipeline": _CONTROLNET_UNION,
+    "AnimateDiffSparseControlNetPipeline": _SPARSECTRL,
 }
 
 

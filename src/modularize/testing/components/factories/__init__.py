@@ -2,6 +2,7 @@
 
 from . import (  # noqa: F401
     alt_diffusion,
+    animatediff,
     audio,
     audioldm2,
     controlnets,
