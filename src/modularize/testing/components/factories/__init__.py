@@ -4,6 +4,7 @@ from . import (  # noqa: F401
     alt_diffusion,
     audio,
     audioldm2,
+    chunked_video,
     controlnets,
     denoisers,
     glm_image,
