@@ -464,6 +464,25 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "CogView4ControlPipeline": _COGVIEW4_CONTROL,
     # image to video: latents + image latents + mask in, a transformer without guidance embedding; the LLaVA
     # prompt template of the tiny model (its 16 image tokens expanded at position 5, nothing cropped)
+    # Framepack generates 2 latent frames a section (5 frames at the tiny HunyuanVideo VAE's temporal compression 4),
+    # so the 9 frames take two sections: the section loop runs twice, the second one attending to the first as
+    # history. Sampled backwards from the end by default (inverted anti-drifting); forwards (vanilla), and towards a
+    # last image, as cases. One image per prompt (its latents are the first frame of every video in the batch), and
+    # one video per prompt: its batch is the number of prompts whatever `num_videos_per_prompt` (a diffusers bug:
+    # the prompt embeddings are repeated, the latents are not)
+    "HunyuanVideoFramepackPipeline": {
+        "inputs": {"latent_window_size": 2},
+        "one_per_prompt": ("image",),
+        "drop_cases": ("two_prompts_x2",),
+        "cases": (
+            (
+                "two_prompts_true_cfg",
+                {"prompt": _TWO_PROMPTS, "negative_prompt": ["blurry", "low quality"], "true_cfg_scale": 3.0},
+            ),
+            ("vanilla_sampling", {"sampling_type": "vanilla"}),
+            ("last_image", {"last_image": Image(16)}),
+        ),
+    },
     "HunyuanVideoImageToVideoPipeline": {
         "config": {
             "transformer": {"in_channels": 9, "image_condition_type": "latent_concat", "guidance_embeds": False}

@@ -22,7 +22,8 @@ from .controlnets import _awake
 
 def _build_awake(cls: type):
     """`cls(**kwargs)` with any zero-initialized linear / 2D convolution re-drawn (seeded by `Need.model`): a
-    zero output layer would give the same (zero) prediction whatever the inputs, so a wrong input could not show."""
+    zero output layer would give the same (zero) prediction whatever the inputs, so a wrong input could not show.
+    Neither transformer zero-initializes one today (only norm biases start at zero); this keeps it so if one does."""
     return lambda **kwargs: _awake(cls(**kwargs))
 
 
