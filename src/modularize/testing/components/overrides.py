@@ -436,6 +436,25 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     # a camera trajectory of one pose per frame (`w-4`: the anchor and 4 steps forward, the 5 frames of two latent
     # frames after the first) and pinhole intrinsics [fx, fy, cx, cy] in the pixels of the 16-pixel first frame
     "SanaWMPipeline": {"inputs": {"action": "w-4", "intrinsics": [16.0, 16.0, 8.0, 8.0]}},
+    # Helios generates 2 latent frames a chunk (3 frames at the tiny Wan VAE's temporal compression 2), so the 5
+    # frames take two chunks: the chunk loop runs twice, the second chunk attending to the first as history. Text to
+    # video by default (an image and a video together are refused); image to video, and video to video as cases.
+    # The tiny Wan VAE encodes the first frame, then 4 frames at a time into 2 latent frames each, so a video chunk
+    # (`(num_latent_frames_per_chunk - 1) x 2 + 1` frames) encodes to as many latent frames as a chunk has only for
+    # 3 of them: 5 frames a chunk, 9 frames in two chunks. Its scheduler in one stage (the default three are the
+    # pyramid pipeline's: one stage's `set_timesteps` looks up stage `None`), with the dynamic shift the pipeline
+    # computes `mu` for. Its batch is the number of prompts whatever `num_videos_per_prompt` (a diffusers bug: the
+    # prompt embeddings are repeated, the latents are not): two prompts, one video each
+    "HeliosPipeline": {
+        "config": {"scheduler": {"stages": 1, "stage_range": [0, 1], "use_dynamic_shifting": True}},
+        "inputs": {"image": None, "video": None, "num_latent_frames_per_chunk": 2},
+        "drop_cases": ("two_prompts_x2",),
+        "cases": (
+            ("two_prompts_negatives", {"prompt": _TWO_PROMPTS, "negative_prompt": "blurry"}),
+            ("image_to_video", {"image": Image(16)}),
+            ("video_to_video", {"video": [Image(16)] * 5, "num_latent_frames_per_chunk": 3, "num_frames": 9}),
+        ),
+    },
     # Mochi's latent statistics are 12 numbers, whatever the VAE
     "MochiPipeline": {"dims": {"latent_channels": 12}},
     # the video VAE of the hint's three (the first, deep-compression one, is an image VAE); sizes divisible by 32
@@ -461,6 +480,25 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "CogView4ControlPipeline": _COGVIEW4_CONTROL,
     # image to video: latents + image latents + mask in, a transformer without guidance embedding; the LLaVA
     # prompt template of the tiny model (its 16 image tokens expanded at position 5, nothing cropped)
+    # Framepack generates 2 latent frames a section (5 frames at the tiny HunyuanVideo VAE's temporal compression 4),
+    # so the 9 frames take two sections: the section loop runs twice, the second one attending to the first as
+    # history. Sampled backwards from the end by default (inverted anti-drifting); forwards (vanilla), and towards a
+    # last image, as cases. One image per prompt (its latents are the first frame of every video in the batch), and
+    # one video per prompt: its batch is the number of prompts whatever `num_videos_per_prompt` (a diffusers bug:
+    # the prompt embeddings are repeated, the latents are not)
+    "HunyuanVideoFramepackPipeline": {
+        "inputs": {"latent_window_size": 2},
+        "one_per_prompt": ("image",),
+        "drop_cases": ("two_prompts_x2",),
+        "cases": (
+            (
+                "two_prompts_true_cfg",
+                {"prompt": _TWO_PROMPTS, "negative_prompt": ["blurry", "low quality"], "true_cfg_scale": 3.0},
+            ),
+            ("vanilla_sampling", {"sampling_type": "vanilla"}),
+            ("last_image", {"last_image": Image(16)}),
+        ),
+    },
     "HunyuanVideoImageToVideoPipeline": {
         "config": {
             "transformer": {"in_channels": 9, "image_condition_type": "latent_concat", "guidance_embeds": False}

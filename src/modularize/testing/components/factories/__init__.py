@@ -5,6 +5,7 @@ from . import (  # noqa: F401
     animatediff,
     audio,
     audioldm2,
+    chunked_video,
     controlnets,
     denoisers,
     glm_image,
