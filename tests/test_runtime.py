@@ -583,3 +583,31 @@ def test_merging_fields_of_per_layer_lists_joins_them_layer_by_layer_and_each_ba
     assert [tuple(t.shape) for t in merged.states] == [(2, 2), (2, 3)]
     fresh = fresh_layers(layers)
     assert fresh == layers and fresh is not layers and fresh_layers(None) is None
+
+
+def test_a_value_the_source_passed_once_is_passed_once_to_the_merged_call():
+    """SparseCtrl's condition (one sample, broadcast over the batch): each guider batch holds the same object, and
+    the merged call gets it once, as the standard pipeline's one call did; concatenated it would no longer
+    broadcast over two prompts' samples."""
+    guider = cfg_guider()
+    guider.set_state(step=0, num_inference_steps=4, timestep=torch.tensor(1.0))
+    state = guider.prepare_inputs({"x": (torch.ones(2, 3), torch.zeros(2, 3))})
+    condition = torch.full((1, 3), 5.0)
+    seen = []
+
+    def model(x, condition):
+        seen.append(tuple(condition.shape))
+        return x + condition
+
+    calls = [denoiser_call(batch, batch.x, condition=condition) for batch in state]
+    results = dict(
+        (guider_batch_name(guider, batch), output)
+        for batch, output in run_denoiser_calls(guider, model, calls, SOURCE_ORDER, once=("condition",))
+    )
+    assert seen == [(1, 3)]  # one merged call, the condition once
+    assert torch.equal(results["pred_cond"], torch.full((2, 3), 6.0))
+    assert torch.equal(results["pred_uncond"], torch.full((2, 3), 5.0))
+    other = [denoiser_call(batch, batch.x, condition=condition.clone()) for batch in state]
+    seen.clear()
+    list(run_denoiser_calls(guider, model, other, SOURCE_ORDER, once=("condition",)))
+    assert seen == [(1, 3), (1, 3)]  # not one object in every batch: one call per batch
