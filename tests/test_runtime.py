@@ -602,12 +602,16 @@ def test_a_value_the_source_passed_once_is_passed_once_to_the_merged_call():
     calls = [denoiser_call(batch, batch.x, condition=condition) for batch in state]
     results = dict(
         (guider_batch_name(guider, batch), output)
-        for batch, output in run_denoiser_calls(guider, model, calls, SOURCE_ORDER, once=("condition",))
+        for batch, output in run_denoiser_calls(guider, model, calls, SOURCE_ORDER)
     )
     assert seen == [(1, 3)]  # one merged call, the condition once
     assert torch.equal(results["pred_cond"], torch.full((2, 3), 6.0))
     assert torch.equal(results["pred_uncond"], torch.full((2, 3), 5.0))
-    other = [denoiser_call(batch, batch.x, condition=condition.clone()) for batch in state]
+    same_size = [denoiser_call(batch, batch.x, condition=torch.ones(2, 3)) for batch in state]
     seen.clear()
-    list(run_denoiser_calls(guider, model, other, SOURCE_ORDER, once=("condition",)))
-    assert seen == [(1, 3), (1, 3)]  # not one object in every batch: one call per batch
+    list(
+        run_denoiser_calls(
+            guider, model, [same_size[0], (same_size[1][0], same_size[1][1], same_size[0][2])], SOURCE_ORDER
+        )
+    )
+    assert seen == [(4, 3)]  # a value of the samples' batch (one the source doubled, a control image): concatenated

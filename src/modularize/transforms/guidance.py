@@ -39,7 +39,6 @@ from collections.abc import Sequence
 import libcst as cst
 
 from ..analysis.guidance.batched import CfgPattern
-from ..cst.dataflow import flow_of
 from ..cst.substitute import Replacement
 from ..frontend.parse import code
 from ..kinds import CfgKind
@@ -300,10 +299,9 @@ def _merged_calls(
                 cst.Not(), shared.skip.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
             )
             hold = cst.If(test=test, body=cst.IndentedBlock(body=[hold]))
-        once = _passed_once(auxiliary_call, [*bindings, *shared.before])
         run = (
             f"run_denoiser_calls(components.guider, self.{shared.model}, auxiliary_calls, {cfg.batch_order!r}, "
-            f"merge={merge}{layers}{once})"
+            f"merge={merge}{layers})"
         )
         head = [
             cst.parse_statement("auxiliary_calls = []\n"),
@@ -321,10 +319,8 @@ def _merged_calls(
         *cfg.batch_after,
         cst.parse_statement(f"guider_state_batch.noise_pred = {cfg.model_output}\n"),
     ]
-    once = _passed_once(call, prepare)
     run = cst.parse_expression(
-        f"run_denoiser_calls(components.guider, {model}, denoiser_calls, {cfg.batch_order!r}, merge={merge}{layers}"
-        f"{once})"
+        f"run_denoiser_calls(components.guider, {model}, denoiser_calls, {cfg.batch_order!r}, merge={merge}{layers})"
     )
     return [
         *head,
@@ -336,23 +332,6 @@ def _merged_calls(
             body=cst.IndentedBlock(body=share),
         ),
     ]
-
-
-def _passed_once(call: cst.Call, per_batch: Sequence[cst.BaseStatement]) -> str:
-    """`, once=(...)`: the keywords of a held call whose value no batch computes for itself (a local set before the
-    batches, `controlnet_cond=controlnet_cond`). The source passed that value once to its one call on the
-    batches together (a SparseCtrl condition broadcast over the samples), so a merged call passes it once too
-    rather than concatenating the batches' (equal) values; "" when there are none."""
-    computed = set(flow_of(list(per_batch)).writes)
-    names = [
-        arg.keyword.value
-        for arg in call.args
-        if arg.keyword is not None
-        and isinstance(arg.value, cst.Name)
-        and arg.value.value not in computed
-        and arg.value.value not in ("True", "False", "None")  # (constants merge as they are)
-    ]
-    return f", once={tuple(names)!r}" if names else ""
 
 
 def _held(calls: str, call: cst.Call) -> cst.SimpleStatementLine:

@@ -2,7 +2,7 @@
 # (HintedPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/auxiliary_model/input.py sha256:fd140a1ff7162e4b736f153c36a930ea7b2ece2a1a2252773b8a7d10684a2269
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:ccdf4831b2d96b5bc974e660516ece3a7648560fbc33abe8d02fa6e0902c7be1
+# modularize-output: sha256:e48ca643822ecdb8191b3eacb94e8b3966b3249d28818c8359edbfac6b646c6a
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -81,7 +81,7 @@ def denoiser_call(guider_state_batch, *args, **kwargs):
 
 
 # Copied from modularize.emit.runtime.guider_calls.run_denoiser_calls
-def run_denoiser_calls(guider, model, calls, order, merge=True, layers=False, once=()):
+def run_denoiser_calls(guider, model, calls, order, merge=True, layers=False):
     """Run the denoiser for every guider batch; yield (guider batch, what its call returned).
 
     A guider asks for one denoiser call per batch (conditional, unconditional, ...). The standard pipeline made one
@@ -90,22 +90,20 @@ def run_denoiser_calls(guider, model, calls, order, merge=True, layers=False, on
     output splits back into equal shares, so does this; otherwise it calls the model once per batch. With
     `layers`, lists and tuples in the arguments and the output hold one batched tensor per layer (a ControlNet's
     residuals), not one sample per item. The batches in `calls` may be some of the guider's (a batch that needs no
-    call of this model makes none). The keyword arguments named in `once` are values the standard pipeline passed
-    once to its one call (a condition the model broadcasts): a merged call passes them once, when every batch
-    holds the same object.
+    call of this model makes none). A keyword argument every batch holds as one tensor whose batch is not the
+    samples' (a SparseCtrl condition of one sample the model broadcasts) is one the standard pipeline passed once
+    to its one call: the merged call passes it once too.
     """
     batches = _merge_order(guider, [batch for batch, _, _ in calls], order) if merge else None
     if batches is not None and len({len(args) for _, args, _ in calls}) == 1:
         position = {id(batch): index for index, batch in enumerate(batches)}
         ordered = sorted(calls, key=lambda call: position[id(call[0])])
         args = [_concatenated(list(values), layers) for values in zip(*(args for _, args, _ in ordered))]
+        once = _broadcast_once(ordered)
         kwargs = _concatenated([{k: v for k, v in kw.items() if k not in once} for _, _, kw in ordered], layers)
-        for name in once:
-            values = [kw.get(name, _UNMERGEABLE) for _, _, kw in ordered]
-            if kwargs is not _UNMERGEABLE:
-                kwargs[name] = values[0] if all(value is values[0] for value in values) else _UNMERGEABLE
-        unmergeable = kwargs is _UNMERGEABLE or any(value is _UNMERGEABLE for value in kwargs.values())
-        if not unmergeable and all(value is not _UNMERGEABLE for value in args):
+        if kwargs is not _UNMERGEABLE:
+            kwargs.update(once)
+        if kwargs is not _UNMERGEABLE and all(value is not _UNMERGEABLE for value in args):
             shares = _shares(model(*args, **kwargs), len(batches), layers)
             if shares is not None:
                 yield from zip(batches, shares)
@@ -115,6 +113,27 @@ def run_denoiser_calls(guider, model, calls, order, merge=True, layers=False, on
         output = model(*args, **kwargs)
         guider.cleanup_models(model)
         yield batch, output
+
+
+# Copied from modularize.emit.runtime.guider_calls._broadcast_once
+def _broadcast_once(calls):
+    """{keyword: tensor} of the keyword arguments every call holds as the same tensor, with a batch other than the
+    samples' (the first positional tensor's): what the standard pipeline passed once and the model broadcast."""
+    samples = {
+        args[0].shape[0] for _, args, _ in calls if args and isinstance(args[0], torch.Tensor) and args[0].dim()
+    }
+    if len(samples) != 1:
+        return {}
+    (batch,) = samples
+    first = calls[0][2]
+    return {
+        name: value
+        for name, value in first.items()
+        if isinstance(value, torch.Tensor)
+        and value.dim() > 0
+        and value.shape[0] != batch
+        and all(kwargs.get(name) is value for _, _, kwargs in calls)
+    }
 
 
 # Copied from modularize.emit.runtime.guider_calls._shares
@@ -299,7 +318,6 @@ class HintedLoopDenoiser(PackageBlocks, ModularPipelineBlocks):
                 ("pred_uncond", "pred_cond"),
                 merge=components.config.batch_guider_calls,
                 layers=True,
-                once=("conditioning_scale", "guess_mode"),
             )
         }
         denoiser_calls = []

@@ -2,7 +2,7 @@
 # (BothPathsPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/branched_cfg/both_paths/input.py sha256:ae78e6b2e6b0c045e7e069b72537e803716fa0fa9648f9d23fbfca1e909ea84c
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:47b3a01cbcff56a8d7f97488447870b7cb56465a97f98e20d6e218918cc7c50e
+# modularize-output: sha256:fe567451fb83c9b39941d4ce34462de9be6016f052ce08afac87dfd040077cfe
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -82,7 +82,7 @@ def denoiser_call(guider_state_batch, *args, **kwargs):
 
 
 # Copied from modularize.emit.runtime.guider_calls.run_denoiser_calls
-def run_denoiser_calls(guider, model, calls, order, merge=True, layers=False, once=()):
+def run_denoiser_calls(guider, model, calls, order, merge=True, layers=False):
     """Run the denoiser for every guider batch; yield (guider batch, what its call returned).
 
     A guider asks for one denoiser call per batch (conditional, unconditional, ...). The standard pipeline made one
@@ -91,22 +91,20 @@ def run_denoiser_calls(guider, model, calls, order, merge=True, layers=False, on
     output splits back into equal shares, so does this; otherwise it calls the model once per batch. With
     `layers`, lists and tuples in the arguments and the output hold one batched tensor per layer (a ControlNet's
     residuals), not one sample per item. The batches in `calls` may be some of the guider's (a batch that needs no
-    call of this model makes none). The keyword arguments named in `once` are values the standard pipeline passed
-    once to its one call (a condition the model broadcasts): a merged call passes them once, when every batch
-    holds the same object.
+    call of this model makes none). A keyword argument every batch holds as one tensor whose batch is not the
+    samples' (a SparseCtrl condition of one sample the model broadcasts) is one the standard pipeline passed once
+    to its one call: the merged call passes it once too.
     """
     batches = _merge_order(guider, [batch for batch, _, _ in calls], order) if merge else None
     if batches is not None and len({len(args) for _, args, _ in calls}) == 1:
         position = {id(batch): index for index, batch in enumerate(batches)}
         ordered = sorted(calls, key=lambda call: position[id(call[0])])
         args = [_concatenated(list(values), layers) for values in zip(*(args for _, args, _ in ordered))]
+        once = _broadcast_once(ordered)
         kwargs = _concatenated([{k: v for k, v in kw.items() if k not in once} for _, _, kw in ordered], layers)
-        for name in once:
-            values = [kw.get(name, _UNMERGEABLE) for _, _, kw in ordered]
-            if kwargs is not _UNMERGEABLE:
-                kwargs[name] = values[0] if all(value is values[0] for value in values) else _UNMERGEABLE
-        unmergeable = kwargs is _UNMERGEABLE or any(value is _UNMERGEABLE for value in kwargs.values())
-        if not unmergeable and all(value is not _UNMERGEABLE for value in args):
+        if kwargs is not _UNMERGEABLE:
+            kwargs.update(once)
+        if kwargs is not _UNMERGEABLE and all(value is not _UNMERGEABLE for value in args):
             shares = _shares(model(*args, **kwargs), len(batches), layers)
             if shares is not None:
                 yield from zip(batches, shares)
@@ -116,6 +114,27 @@ def run_denoiser_calls(guider, model, calls, order, merge=True, layers=False, on
         output = model(*args, **kwargs)
         guider.cleanup_models(model)
         yield batch, output
+
+
+# Copied from modularize.emit.runtime.guider_calls._broadcast_once
+def _broadcast_once(calls):
+    """{keyword: tensor} of the keyword arguments every call holds as the same tensor, with a batch other than the
+    samples' (the first positional tensor's): what the standard pipeline passed once and the model broadcast."""
+    samples = {
+        args[0].shape[0] for _, args, _ in calls if args and isinstance(args[0], torch.Tensor) and args[0].dim()
+    }
+    if len(samples) != 1:
+        return {}
+    (batch,) = samples
+    first = calls[0][2]
+    return {
+        name: value
+        for name, value in first.items()
+        if isinstance(value, torch.Tensor)
+        and value.dim() > 0
+        and value.shape[0] != batch
+        and all(kwargs.get(name) is value for _, _, kwargs in calls)
+    }
 
 
 # Copied from modularize.emit.runtime.guider_calls._shares
