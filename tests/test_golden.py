@@ -120,6 +120,7 @@ def test_runtime_helpers_are_copied_into_the_packages_that_call_them():
         *merging,
         "guider_calls.denoiser_call",
         "guider_calls.run_denoiser_calls",
+        "guider_calls._broadcast_once",
         "guider_calls._shares",
     ]
     assert copied("separate_passes/true_cfg", "denoise.py") == [

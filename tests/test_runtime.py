@@ -455,6 +455,7 @@ def test_a_name_brings_what_it_reads_from_its_module_in_the_modules_order():
         "guider_calls._concatenated",
         "guider_calls.denoiser_call",
         "guider_calls.run_denoiser_calls",
+        "guider_calls._broadcast_once",
         "guider_calls._shares",
         "guider_state.guider_attributes",
     ]
