@@ -309,20 +309,6 @@ def test_exact_mode_keeps_a_list_of_samples_whose_first_dimension_equals_the_bat
     assert [t[0, 0].item() for t in _half(samples, 4, slice(2, 4))] == [2.0, 3.0]
 
 
-def test_exact_mode_splits_a_batch_with_frames_folded_in_by_its_samples():
-    """AnimateDiff repeats its text states per frame (`[2n * F, ...]`, sample by sample) beside latents `[2n, ...]`:
-    each part of the batch takes its samples' frames; a tensor whose first dimension is no multiple of the batch
-    (one condition broadcast over it) goes whole."""
-    import torch
-
-    from modularize.testing.exact import _half
-
-    folded = torch.arange(2 * 3).repeat_interleave(1).reshape(6, 1)  # 2 samples x 3 frames
-    assert _half(folded, 2, slice(1, 2)).flatten().tolist() == [3, 4, 5]
-    one = torch.ones(1, 4)
-    assert _half(one, 2, slice(0, 1)) is one
-
-
 def test_an_argument_the_standard_call_never_reads_is_accepted_and_ignored(project):
     """A source that takes `eta` and never reads it: the package takes it too (the standard call ignores it), while
     an argument it cannot serve still raises."""

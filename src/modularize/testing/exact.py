@@ -28,13 +28,8 @@ def _half(value: Any, batch: int, part: slice, layers: bool | dict[int, Any] = F
     import torch
 
     if isinstance(value, torch.Tensor):
-        # a fresh tensor per half, as a guider batch would be (views keep the parent's alignment); a batch with the
-        # frames folded in sample by sample (`[2n * F, ...]`, AnimateDiff's text states) splits into the same
-        # parts of its samples
-        if value.ndim == 0 or value.shape[0] % batch:
-            return value
-        folded = value.shape[0] // batch
-        return value[part.start * folded : part.stop * folded].clone()
+        # a fresh tensor per half, as a guider batch would be (views keep the parent's alignment)
+        return value[part].clone() if value.ndim > 0 and value.shape[0] == batch else value
     if isinstance(value, dict):
         return {key: _half(item, batch, part, layers) for key, item in value.items()}
     per_item = layers is True or (isinstance(layers, dict) and id(value) in layers)
