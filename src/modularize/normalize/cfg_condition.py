@@ -115,12 +115,8 @@ def _set_once(facts: ClassFacts, body: Sequence[cst.BaseStatement], attribute: s
         for node in _walk_statements([statement])
         if m.matches(node, m.AssignTarget(m.Attribute(m.Name("self"), m.Name()))) and node.target.attr.value in state
     ]
-    top_level = [
-        statement
-        for statement in body
-        if m.matches(statement, m.SimpleStatementLine([m.Assign([m.AssignTarget(m.Attribute(m.Name("self")))])]))
-    ]
-    return len(assigned) == 1 and assigned[0] in top_level
+    on_its_own_line = m.SimpleStatementLine([m.Assign([m.AssignTarget(m.Attribute(m.Name("self")))])])
+    return len(assigned) == 1 and m.matches(assigned[0], on_its_own_line)
 
 
 def with_named_condition(

@@ -62,7 +62,13 @@ from .many_batches import (
     many_batch_branch,
     split_parts,
 )
-from .pairing import PER_SAMPLE_METHODS, drawn_after_repeat, draws_at_random, merged_mirrors, propagate_pairs
+from .pairing import (
+    PER_SAMPLE_CALL,
+    drawn_after_repeat,
+    draws_at_random,
+    merged_mirrors,
+    propagate_pairs,
+)
 from .rescale import rescale_call
 
 
@@ -1210,10 +1216,6 @@ def _concatenation(line: cst.CSTNode) -> cst.Call | None:
     return None
 
 
-# methods acting on each sample alone: moves to a device or dtype, casts, copies
-_MOVE = m.Call(func=m.Attribute(attr=m.OneOf(*map(m.Name, sorted(PER_SAMPLE_METHODS | {"bool", "long", "int"})))))
-
-
 def _moved_concatenation(line: cst.CSTNode) -> bool:
     return _concatenation(line) is not None and bool(_moved(line.body[0].value)[1])
 
@@ -1222,7 +1224,7 @@ def _moved(value: cst.BaseExpression) -> tuple[cst.BaseExpression, tuple[cst.Cal
     """`torch.cat([a, b]).to(dtype=d).bool()` -> (`torch.cat([a, b])`, the two calls, innermost first): a move to a
     device or dtype, a cast or a copy acts on each sample alone, so it may as well act on each half."""
     applied: list[cst.Call] = []
-    while m.matches(value, _MOVE):
+    while m.matches(value, PER_SAMPLE_CALL):
         applied.insert(0, value)
         value = value.func.value
     return value, tuple(applied)

@@ -24,11 +24,9 @@ from ...cst.dataflow import flow_of, names_read
 from ...cst.tree_walk import findall, walk
 from .doubled_batch import BATCH_REPEAT, TORCH_CAT, cat_elements
 from .many_batches import conditional_positions
-from .pairing import ELEMENTWISE, PER_SAMPLE_METHODS
+from .pairing import ELEMENTWISE, PER_SAMPLE_CALL
 
 _RETURN_LINE = m.SimpleStatementLine(body=[m.Return()])
-# a move to a device or dtype, a cast or a copy: each sample alone
-_MOVE = m.Call(func=m.Attribute(attr=m.OneOf(*map(m.Name, sorted(PER_SAMPLE_METHODS)))))
 _ASSIGNED_NAME = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())])])
 
 
@@ -94,7 +92,7 @@ def _per_sample_of(value: cst.BaseExpression, name: str) -> bool:
         sides = [value.left, value.right]
         reading = [side for side in sides if name in names_read(side)]
         return len(reading) == 1 and _per_sample_of(reading[0], name)
-    if m.matches(value, _MOVE):
+    if m.matches(value, PER_SAMPLE_CALL):
         arguments_read = any(name in names_read(argument.value) for argument in value.args)
         return not arguments_read and _per_sample_of(value.func.value, name)
     return False

@@ -50,6 +50,10 @@ _CAT_ALONG_FEATURES = m.Call(
 )
 # arithmetic that works sample by sample (the batch leads, or broadcasts): not `@`
 ELEMENTWISE = (cst.Add, cst.Subtract, cst.Multiply, cst.Divide, cst.FloorDivide, cst.Modulo, cst.Power)
+# a call of one of those, or a cast (`x.to(d)`, `x.bool()`): each sample moved or cast on its own
+PER_SAMPLE_CALL = m.Call(
+    func=m.Attribute(attr=m.OneOf(*map(m.Name, sorted(PER_SAMPLE_METHODS | {"bool", "long", "int"}))))
+)
 # attributes whose value does not depend on the batch size
 BATCH_FREE_ATTRIBUTES = frozenset({"dtype", "device"})
 
