@@ -143,6 +143,7 @@ def test_survey_verify_adds_the_equivalence_of_pipelines_with_tiny_components(tm
         "StableDiffusionImageVariationPipeline",
         "StableDiffusionImg2ImgPipeline",
         "StableDiffusionInpaintPipeline",
+        "StableDiffusionInstructPix2PixPipeline",
         "StableDiffusionPipeline",
         "StableDiffusionUpscalePipeline",
     ]

@@ -23,7 +23,7 @@ from ..analysis.loop_header import fresh_name, loop_header, with_step_index
 from ..analysis.rewrite_context import Context, Rewritten, helpers_and_components
 from ..analysis.segment import Segment, runs_around
 from ..cst.dataflow import Flow, flow_of, names_read, without_dead_assignments
-from ..cst.substitute import replace_nodes, substitute_names
+from ..cst.substitute import rewrite_statements, substitute_names
 from ..cst.tree_walk import findall, walk
 from ..frontend.parse import SourceModule, code, snippet
 from ..transforms.guidance import guider_denoise
@@ -298,10 +298,13 @@ def _lines_of(source: SourceModule, statements: Sequence[cst.CSTNode]) -> tuple[
     return (spans[0][0], spans[-1][1]) if spans else (0, 0)
 
 
-def _replace_within(root: cst.CSTNode, old: cst.CSTNode, new: cst.CSTNode) -> cst.CSTNode:
+def _replace_within(root: cst.BaseStatement, old: cst.CSTNode, new: cst.CSTNode) -> cst.BaseStatement:
+    """`root` with `old` replaced; the nodes off the path to it keep their identity, so the replacements the
+    analysis keyed on them (a dropped `self._num_timesteps = ...` beside the loop) still apply."""
     if root is old:
         return new
-    return replace_nodes(root, {old: new})
+    (replaced,) = rewrite_statements([root], {old: new})
+    return replaced
 
 
 def _without_dead_setup(
