@@ -22,21 +22,43 @@ def _batch_of(args: tuple, kwargs: dict) -> int | None:
     return None
 
 
-def _half(value: Any, batch: int, part: slice, layers: bool | dict[int, Any] = False) -> Any:
+def _folded_frames(args: tuple, kwargs: dict) -> frozenset[int]:
+    """The frame counts a video denoiser's other inputs may fold into their batch: with a 5-D sample (batch,
+    channels, frames, ...) or (batch, frames, channels, ...), AnimateDiff repeats its prompt embeddings per frame,
+    `(batch * frames, tokens, dim)`. Other models' inputs are not read so: HunyuanDiT's rotary embeddings have a
+    length that may be a multiple of the batch by chance."""
+    import torch
+
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, torch.Tensor) and value.ndim > 0:
+            return frozenset(value.shape[1:3]) - {1} if value.ndim == 5 else frozenset()
+    return frozenset()
+
+
+def _half(
+    value: Any, batch: int, part: slice, layers: bool | dict[int, Any] = False, frames: frozenset[int] = frozenset()
+) -> Any:
     """The `part` of a batched value. `layers`: True when every list holds one batched tensor per item, or the
-    lists that do by id (what an auxiliary model returned), the others being judged by their shapes."""
+    lists that do by id (what an auxiliary model returned), the others being judged by their shapes. A tensor
+    with `frames` rows per sample (`_folded_frames`), or any whole number of them when an auxiliary model returned
+    it (AnimateDiff SparseCtrl's residuals), has them sample-major: each sample's rows."""
     import torch
 
     if isinstance(value, torch.Tensor):
         # a fresh tensor per half, as a guider batch would be (views keep the parent's alignment)
-        return value[part].clone() if value.ndim > 0 and value.shape[0] == batch else value
+        if value.ndim > 0 and value.shape[0] == batch:
+            return value[part].clone()
+        rows = value.shape[0] // batch if value.ndim > 0 and value.shape[0] % batch == 0 else 0
+        if rows in frames or (rows and isinstance(layers, dict) and id(value) in layers):
+            return value[part.start * rows : part.stop * rows].clone()
+        return value
     if isinstance(value, dict):
-        return {key: _half(item, batch, part, layers) for key, item in value.items()}
+        return {key: _half(item, batch, part, layers, frames) for key, item in value.items()}
     per_item = layers is True or (isinstance(layers, dict) and id(value) in layers)
     if isinstance(value, list) and not per_item and len(value) == batch and not _batched_items(value, batch):
         return value[part]  # a batch given as a list of samples (Z-Image)
     if isinstance(value, (list, tuple)):
-        return type(value)(_half(item, batch, part, layers) for item in value)
+        return type(value)(_half(item, batch, part, layers, frames) for item in value)
     return value
 
 
@@ -71,15 +93,19 @@ def _joined(parts: list[Any], size: int, layers: bool = False) -> Any:
     return first
 
 
-def _sequences(value: Any) -> Iterator[Any]:
-    """The lists and tuples in a model's output, nested ones included."""
+def _output_values(value: Any) -> Iterator[Any]:
+    """The lists, tuples and tensors in a model's output, nested ones included."""
+    import torch
+
     if isinstance(value, (list, tuple)):
         yield value
         for item in value:
-            yield from _sequences(item)
+            yield from _output_values(item)
     elif isinstance(value, dict):
         for item in value.values():
-            yield from _sequences(item)
+            yield from _output_values(item)
+    elif isinstance(value, torch.Tensor):
+        yield value
 
 
 @contextmanager
@@ -134,7 +160,7 @@ def half_batch_calls(
         output = split(*args, **kwargs)
         if layers_out is not None:
             # (the lists themselves are kept: an id freed and reused could name another list)
-            layers_out.update((id(sequence), sequence) for sequence in _sequences(output))
+            layers_out.update((id(produced), produced) for produced in _output_values(output))
         return output
 
     def split(*args, **kwargs):
@@ -142,11 +168,13 @@ def half_batch_calls(
         if batch is None or batch % parts or (doubled is not None and batch != doubled):
             return original(*args, **kwargs)
         size = batch // parts
+        frames = _folded_frames(args, kwargs)
         outputs = []
         for part in range(parts):
             span = slice(part * size, (part + 1) * size)
             with _perturbed_attention_parts(module, part, parts, perturbed_processors):
-                outputs.append(original(*_half(args, batch, span, layers), **_half(kwargs, batch, span, layers)))
+                halves = _half(args, batch, span, layers, frames), _half(kwargs, batch, span, layers, frames)
+                outputs.append(original(*halves[0], **halves[1]))
         return _joined(outputs, size, layers is True)
 
     module.forward = forward
