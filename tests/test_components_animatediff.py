@@ -3,8 +3,10 @@ motion UNet, and the ControlNet's zero-initialized layers are awake (the conditi
 
 from __future__ import annotations
 
+import pytest
 import torch
 
+from modularize.frontend.source_file import installed_diffusers_file
 from modularize.testing.components import DIMS, build_components
 
 
@@ -41,3 +43,39 @@ def test_sparsectrl_components_join_and_run():
     assert len(down) == 1 + len(DIMS.block_out) + len(DIMS.block_out) - 1
     assert all(d.shape[0] == frames and d.abs().sum() > 0 for d in down)
     assert not torch.equal(down[-1], other[-1])
+
+
+def test_free_init_runs_the_denoising_loop_again():
+    """What the `free_init` cases switch on changes the output: the cases that compare it are not the default ones
+    again."""
+    from diffusers import AnimateDiffPipeline
+
+    pipe = AnimateDiffPipeline(**build_components(AnimateDiffPipeline))
+    pipe.set_progress_bar_config(disable=True)
+    size = DIMS.video_size
+    inputs = {"prompt": "a cat", "num_frames": 3, "height": size, "width": size, "num_inference_steps": 2}
+
+    def frames():
+        return pipe(**inputs, generator=torch.Generator().manual_seed(0), output_type="pt").frames
+
+    plain = frames()
+    pipe.enable_free_init(num_iters=2)
+    assert not torch.equal(frames(), plain)
+
+
+@pytest.mark.slow
+def test_animatediff_verifies_with_free_init_and_raises_where_free_noise_would_run(tmp_path):
+    """AnimateDiff's prompt encoding branches on FreeNoise, calling a mixin's method with the CFG flag: that branch
+    raises in the package, the other converts; FreeInit (an outer loop) runs as the standard pipeline runs it."""
+    from modularize.cli import main
+
+    from .test_verify import converted_and_bitwise
+
+    package, report = converted_and_bitwise(tmp_path, "pipelines/animatediff/pipeline_animatediff.py")
+    assert {"free_init", "free_init_cfg_off"} <= {c.name for c in report.cases}
+    message = "_encode_prompt_free_noise, defined outside the pipeline's file"
+    raising = [p.name for p in package.glob("*.py") if message in p.read_text()]
+    assert raising == ["encoders.py"]
+    lines = [line.strip() for line in (package / "encoders.py").read_text().splitlines()]
+    assert lines[lines.index("if components.free_noise_enabled:") + 1] == "raise ValueError("
+    assert main(["plan", str(installed_diffusers_file("pipelines/animatediff/pipeline_animatediff.py"))]) == 0

@@ -381,3 +381,29 @@ def test_a_replacement_keeping_its_node_keeps_the_replacements_inside_it():
     one = line.body[0].value.args[0].value
     result = rewrite_statements([line], {line: cst.FlattenSentinel([line, after]), one: cst.Integer("3")})
     assert cst.Module(body=result).code == "x = f(3)\ny = 2\n"
+
+
+_FREE_NOISE = (
+    "if self.free_noise_enabled:\n    embeds = self._encode_free_noise(prompt, self.do_classifier_free_guidance)\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("orelse", "after"),
+    [
+        ("else:\n    embeds = self.encode(prompt)\n", "embeds = self.encode(prompt)\n"),
+        ("elif lite:\n    embeds = self.encode(prompt)\n", "if lite:\n    embeds = self.encode(prompt)\n"),
+        ("", ""),
+    ],
+)
+def test_a_branch_calling_a_helper_outside_the_file_with_the_cfg_flag_raises_and_its_else_side_follows(orelse, after):
+    from modularize.normalize.outside_helper_gate import HelperOutsideTheFile, with_branch_raising
+
+    body = statements(_FREE_NOISE + orelse + "latents = embeds * 2\n")
+    found = HelperOutsideTheFile(body[0], "_encode_free_noise", "VideoPipeline")
+    new_body, origins = with_branch_raising(body, found)
+    assert render(new_body) == (
+        f"if self.free_noise_enabled:\n    raise ValueError({found.message!r})\n{after}latents = embeds * 2\n"
+    )
+    assert origins[new_body[0]] is body[0]  # errors and notes point at the source's `if`
+    assert "VideoPipeline._encode_free_noise, defined outside the pipeline's file" in found.message

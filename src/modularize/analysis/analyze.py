@@ -50,6 +50,7 @@ from ..normalize.image_encode import (
     split_image_encode,
     with_image_encode,
 )
+from ..normalize.outside_helper_gate import HelperOutsideTheFile, with_branch_raising
 from ..normalize.own_class import with_own_members_on_self
 from ..normalize.perturbed_attention import without_perturbed_attention
 from ..normalize.progress_scope import moved_out, progress_scopes
@@ -94,15 +95,20 @@ def analyze(source: SourceModule, class_name: str | None = None) -> PipelinePlan
         facts = replace(facts, bases=bases, init=replace(facts.init, adaptation=kept))
     # a guidance detector that finds `__call__` spelling its CFG in a shape it reads once rewritten asks for the
     # rewrite, and the analysis starts again; each rewrite removes what signalled it, so this ends
+    raising: list[HelperOutsideTheFile] = []
     for _ in range(_MOST_RESTARTS + 1):
         try:
-            return _analyze_call(source, facts, body, perturbed)
+            return _analyze_call(source, facts, body, perturbed, tuple(raising))
         except _RESTARTS as found:
             flow = flow_of(body)
             taken = set(flow.reads) | set(flow.writes) | {p.name for p in facts.call_parameters}
             if isinstance(found, InlineCfgCondition):
                 # `if guidance_scale > 1.0:`: named, as most pipelines do
                 body, origins = with_named_condition(facts, body, found.test, taken)
+            elif isinstance(found, HelperOutsideTheFile):
+                # `if self.free_noise_enabled: ... self._encode_prompt_free_noise(..., cfg)`: that branch raises
+                body, origins = with_branch_raising(body, found)
+                raising.append(found)
             elif isinstance(found, ClashingLocals):
                 # `state = ...`: a local named like what blocks bind, renamed
                 body, origins = with_renamed_locals(body, found.names, taken)
@@ -113,12 +119,16 @@ def analyze(source: SourceModule, class_name: str | None = None) -> PipelinePlan
     raise AssertionError(f"the analysis asked for more than {_MOST_RESTARTS} rewrites of `__call__`")
 
 
-_RESTARTS = (InlineCfgCondition, HelperDoublesResults, ClashingLocals)
+_RESTARTS = (InlineCfgCondition, HelperDoublesResults, ClashingLocals, HelperOutsideTheFile)
 _MOST_RESTARTS = 8  # an inline condition, a few helpers returning doubled batches, clashing locals
 
 
 def _analyze_call(
-    source: SourceModule, facts: ClassFacts, body: list[cst.BaseStatement], perturbed: PerturbedAttention | None
+    source: SourceModule,
+    facts: ClassFacts,
+    body: list[cst.BaseStatement],
+    perturbed: PerturbedAttention | None,
+    raising: Sequence[HelperOutsideTheFile] = (),
 ) -> PipelinePlan:
     source, body = _with_progress_scopes(source, body)
     source, body = _with_narrow_cache_scopes(source, body)
@@ -136,6 +146,8 @@ def _analyze_call(
     naming = Naming.of_pipeline(facts.name)
     context = Context(source, facts, naming)
     _note_image_encode(context, split)
+    for found in raising:
+        context.note("raises", found.branch, f"`if {snippet(found.branch.test)}:`", found.message, "unsafe")
     loop = find_timestep_loop(denoise.loop)
 
     drops, returns = find_runtime_plumbing(body)

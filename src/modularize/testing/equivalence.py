@@ -37,6 +37,8 @@ from ..errors import InputError, Location
 
 SCHEDULER_KEY = "scheduler"  # a case may name a diffusers scheduler class to build from the default one's config
 COMPONENTS_KEY = "components"  # a case may replace constructor arguments of the standard pipeline
+# a case may call methods of both pipelines before the call: `(("enable_free_init", {"num_iters": 2}),)`
+PIPELINE_CALLS_KEY = "pipeline_calls"
 
 
 @dataclass(frozen=True)
@@ -556,6 +558,7 @@ class Equivalence:
 
         pipe = self.standard_cls(**components)
         pipe.set_progress_bar_config(disable=True)
+        _make_pipeline_calls(pipe, inputs)
         denoiser = getattr(pipe, self.pipeline_cls.denoiser_name or "", None)
         # only a standard pipeline that batches CFG has batches to split (separate passes already match)
         batched = getattr(self.pipeline_cls, "standard_batches_cfg", True)
@@ -616,6 +619,7 @@ class Equivalence:
 
     def modular(self, components: dict[str, Any], inputs: dict[str, Any], exact: bool):
         pipe = self.pipeline(components, exact)
+        _make_pipeline_calls(pipe, inputs)
         kwargs = pipe.translate_standard_call(**inputs)
         guider = getattr(pipe, "guider", None)
         state = pipe(**kwargs, **self._random_inputs())
@@ -714,6 +718,13 @@ class Equivalence:
                 f"plain mode differs by {result.max_abs_diff:.3g} for {result.inputs}{where}"
             )
         return result
+
+
+def _make_pipeline_calls(pipe: Any, inputs: dict[str, Any]) -> None:
+    """The pipeline methods a case calls first (`PIPELINE_CALLS_KEY`, taken out of its call inputs): a feature
+    switched on on the pipeline, as a user does (`pipe.enable_free_init(num_iters=2)`), on both pipelines alike."""
+    for method, arguments in inputs.pop(PIPELINE_CALLS_KEY, ()):
+        getattr(pipe, method)(**arguments)
 
 
 def _samples(outputs: dict[str, Any] | None) -> int | None:

@@ -146,8 +146,9 @@ def half_batch_calls(
     multiple of `parts` runs as that many calls; a PAG pipeline's perturbed layers (the layers with one of its
     `perturbed_processors`) attend perturbed on the last (`_perturbed_attention_parts`).
 
-    With `doubled`, only a batch of that size is split: an auxiliary model (a ControlNet) runs on the doubled
-    batch, or on the conditional half alone (guess mode), whose size may be even too. With `layers` True, the lists
+    With `doubled`, only a batch of a multiple of that size is split: an auxiliary model (a ControlNet) runs on the
+    doubled batch (with a video's frames folded in, AnimateDiff's: a multiple of it), or on the conditional half
+    alone (guess mode), whose size may be even too. With `layers` True, the lists
     it takes and returns hold one batched tensor per item (per layer, per net), never one sample per item, and the
     lists it returns are added to `layers_out` by id when given (the denoiser, given them as `layers`, then splits
     them per layer)."""
@@ -165,7 +166,7 @@ def half_batch_calls(
 
     def split(*args, **kwargs):
         batch = _batch_of(args, kwargs)
-        if batch is None or batch % parts or (doubled is not None and batch != doubled):
+        if batch is None or batch % parts or (doubled is not None and batch % doubled):
             return original(*args, **kwargs)
         size = batch // parts
         frames = _folded_frames(args, kwargs)

@@ -37,6 +37,7 @@ from ...kinds import CfgKind
 from ...normalize.cfg_condition import InlineCfgCondition, is_inline_condition
 from ...normalize.early_return import is_constant
 from ...normalize.halved_results import HelperDoublesResults
+from ...normalize.outside_helper_gate import HelperOutsideTheFile
 from ...planning.plan import GuidanceField
 from ...transforms.halving import halving_after
 from .auxiliary_models import SharedAuxiliaryCall, auxiliary_steps
@@ -106,6 +107,7 @@ class HelperUse:
     flag: cst.Arg  # the argument passing the flag
     parameter: str  # the helper's parameter receiving it
     pairs: bool  # True: it concatenates `[negative, positive]`; False: it only repeats (`[mask] * 2`)
+    outside: bool = False  # defined outside the pipeline's file (a mixin's method): taken to pair
 
 
 @dataclass(frozen=True)
@@ -510,7 +512,7 @@ def find_batched_cfg(
     condition_name, condition_expression, condition_statement = _condition(source, facts, condition, top_level)
     # a helper may be handed the flag as the test it stands for (`do_cfg=guidance_scale > 1.0`)
     flags = (condition, condition_expression, over_call_locals(condition_expression, facts.per_call))
-    helper_uses = cfg_helper_calls(facts, before_loop, flags, index)
+    helper_uses = _without_outside_helpers(facts, cfg_helper_calls(facts, before_loop, flags, index), index)
     if many is not None:
         positions = _many_batch_positions(
             source, facts, chunk_if, len(parts), before_loop, dropped, index, helper_uses
@@ -1285,6 +1287,11 @@ def cfg_helper_calls(
     for call in index.find(cst.Call, m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name())), within=statements):
         helper = facts.methods.get(call.func.attr.value)
         if helper is None:
+            passed = [arg for arg in call.args if any(_is_cfg(arg.value, flag) for flag in flags)]
+            if passed:
+                # a mixin's or a base class's method: what it does with the flag cannot be seen
+                keyword = passed[0].keyword.value if passed[0].keyword is not None else ""
+                found.append(HelperUse(call, call.func.attr.value, passed[0], keyword, pairs=True, outside=True))
             continue
         received = _argument_receiving(helper, call, flags)
         if received is None:
@@ -1338,6 +1345,17 @@ def _halved_under(
                 if m.matches(line, halving) and (split := split_batch(line.body[0].value)) is not None:
                     found.add(split[0])
     return found
+
+
+def _without_outside_helpers(facts: ClassFacts, uses: Sequence[HelperUse], index: NodeIndex) -> list[HelperUse]:
+    """The helper uses the file defines. One it does not, given the flag in the body of a top-level `if`, is turned
+    into an error there (`HelperOutsideTheFile`, and the analysis starts again); elsewhere it is taken to do
+    nothing for CFG, as a call of a method the file does not show always was."""
+    for use in uses:
+        holder = index.statement_of(use.call) if use.outside else None
+        if isinstance(holder, cst.If) and any(node is use.call for node in walk(holder.body)):
+            raise HelperOutsideTheFile(holder, use.helper, facts.name)
+    return [use for use in uses if not use.outside]
 
 
 def _argument_receiving(helper: cst.FunctionDef, call: cst.Call, flags: Sequence[cst.BaseExpression]):

@@ -84,21 +84,30 @@ def _shape0(value: m.BaseMatcherNode) -> m.Subscript:
     )
 
 
+# `a.shape[0]`, or `a.shape[0] // num_frames`: the batch of `a`, whose rows may hold several per sample (AnimateDiff
+# repeats its prompt embeddings per frame)
+_CONDITIONINGS_BATCH = _shape0(m.DoNotCare()) | m.BinaryOperation(
+    left=_shape0(m.DoNotCare()), operator=m.FloorDivide(), right=m.DoNotCare()
+)
 # `[x] * (a.shape[0] // x.shape[0])`: `x` repeated to the batch of `a`
 _BATCH_RATIO = m.BinaryOperation(
     left=m.List(elements=[m.Element(m.Name())]),
     operator=m.Multiply(),
-    right=m.BinaryOperation(left=_shape0(m.DoNotCare()), operator=m.FloorDivide(), right=_shape0(m.Name())),
+    right=m.BinaryOperation(left=_CONDITIONINGS_BATCH, operator=m.FloorDivide(), right=_shape0(m.Name())),
 )
 
 
 def repeated_to_batch_of(call: cst.Call) -> tuple[cst.Name, cst.BaseExpression] | None:
-    """`torch.cat([x] * (a.shape[0] // x.shape[0]))` -> (`x`, `a`)."""
+    """`torch.cat([x] * (a.shape[0] // x.shape[0]))` -> (`x`, `a`); also
+    `torch.cat([x] * (a.shape[0] // num_frames // x.shape[0]))` -> (`x`, `a`)."""
     if len(call.args) != 1 or not m.matches(call.args[0].value, _BATCH_RATIO):
         return None
     product = call.args[0].value
     repeated = product.left.elements[0].value
-    numerator, denominator = product.right.left.value.value, product.right.right.value.value
+    batch = product.right.left
+    if isinstance(batch, cst.BinaryOperation):
+        batch = batch.left
+    numerator, denominator = batch.value.value, product.right.right.value.value
     if not same_expression(repeated, denominator):
         return None
     return repeated, numerator

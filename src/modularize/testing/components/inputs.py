@@ -92,6 +92,7 @@ def default_inputs(pipeline: type, resolved: Resolved, dims: Dims) -> dict[str, 
         "control_mask": tiny_mask(size),  # (SD3 inpainting ControlNet: the region to repaint)
         "video": [tiny_image(size)] * frames,
         "control_video": [tiny_image(size)] * frames,
+        "conditioning_frames": [tiny_image(size)] * frames,  # (a video ControlNet's control image per frame)
     }
     inputs = {name: value for name, value in candidates.items() if name in parameters}
     inputs.update({name: materialize(one_per_prompt(name, 1, dims)) for name in required_embeddings(parameters)})

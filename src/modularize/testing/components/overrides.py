@@ -293,12 +293,25 @@ _BLIP_DIFFUSION_CONTROLNET = {**_BLIP_DIFFUSION, "inputs": {**_BLIP_SUBJECT, "co
 # Its guess mode fails with CFG on (diffusers 0.42: the ControlNet runs on the conditional half, and its residuals,
 # never padded for the unconditional half, are added to the whole CFG batch), so the standard pipeline has no
 # guess-mode output to compare with but without CFG (where guess mode still scales the residuals layer by layer)
-_SPARSECTRL = {
-    "inputs": {"conditioning_frames": [Image(16)]},
+# FreeInit (`pipe.enable_free_init()`, on both pipelines): the denoising loop runs again from re-noised latents,
+# twice, with and without CFG
+_FREE_INIT = {
+    "cases": (
+        ("free_init", {"pipeline_calls": (("enable_free_init", {"num_iters": 2}),)}),
+        ("free_init_cfg_off", {"pipeline_calls": (("enable_free_init", {"num_iters": 2}),), "guidance_scale": 1.0}),
+    ),
+}
+_GUESS_MODE_CFG_OFF = {
     "drop_cases": ("guess_mode", "guess_mode_two_prompts_x2"),
+    "cases": (("guess_mode_cfg_off", {"guess_mode": True, "guidance_scale": 1.0}),),
+}
+_SPARSECTRL = {
+    **_GUESS_MODE_CFG_OFF,
+    "inputs": {"conditioning_frames": [Image(16)]},
     "cases": (
         ("two_sparse_frames", {"conditioning_frames": [Image(16), Mask(16)], "controlnet_frame_indices": [0, 2]}),
-        ("guess_mode_cfg_off", {"guess_mode": True, "guidance_scale": 1.0}),
+        *_GUESS_MODE_CFG_OFF["cases"],
+        *_FREE_INIT["cases"],
     ),
 }
 
@@ -636,6 +649,15 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "StableDiffusionXLControlNetUnionImg2ImgPipeline": _CONTROLNET_UNION,
     "StableDiffusionXLControlNetUnionInpaintPipeline": _CONTROLNET_UNION,
     "AnimateDiffSparseControlNetPipeline": _SPARSECTRL,
+    # the AnimateDiff ControlNet pipelines' guess mode fails with CFG on as SparseCtrl's does (diffusers 0.42)
+    "AnimateDiffControlNetPipeline": {
+        **_GUESS_MODE_CFG_OFF,
+        "cases": (*_GUESS_MODE_CFG_OFF["cases"], *_FREE_INIT["cases"]),
+    },
+    "AnimateDiffVideoToVideoControlNetPipeline": _GUESS_MODE_CFG_OFF,
+    "AnimateDiffPipeline": _FREE_INIT,
+    "AnimateDiffVideoToVideoPipeline": _FREE_INIT,
+    "AnimateDiffPAGPipeline": _FREE_INIT,
 }
 
 
