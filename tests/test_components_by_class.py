@@ -612,6 +612,8 @@ BY_CLASS_PIPELINES = [
     "pipelines/deprecated/musicldm/pipeline_musicldm.py",  # its helper's CFG-doubled embeddings split at the call
     "pipelines/flux/pipeline_flux_controlnet_image_to_image.py",  # a ControlNet feeding the denoiser, no CFG
     "pipelines/pag/pipeline_pag_sd.py",  # perturbed-attention guidance, added back by the guider
+    # ... beside a ControlNet, which the guider leaves unperturbed
+    "pipelines/pag/pipeline_pag_controlnet_sd.py",
     # timesteps halved after the combine, a CFG repeat inside a branch, a loop local set and read under one test
     "pipelines/ltx/pipeline_ltx_condition.py",
     # a repeat factor sized for the CFG batch, read as a count

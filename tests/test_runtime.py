@@ -276,6 +276,43 @@ def test_without_merge_each_batch_runs_alone_with_the_guiders_model_hooks():
     assert model.batches == [1, 1, 1, 1] and hooking.prepared == hooking.cleaned == 2
 
 
+class MergeAwareHookingGuider(ModelHookingGuider):
+    """A guider that changes the model between batches and can prepare it for one merged call (as the PAG guider
+    does): it records the order it was told."""
+
+    def prepare_merged_call(self, identifiers):
+        self.merged = identifiers
+
+
+def test_an_auxiliary_model_the_guider_never_hooks_merges_and_is_not_prepared():
+    hooking = cfg_guider(cls=ModelHookingGuider)
+    model = RecordingDenoiser()
+    _, calls, _ = branched_calls(hooking)
+    results = list(run_denoiser_calls(hooking, model, calls, SOURCE_ORDER, hooks=False))
+    assert model.batches == [2] and len(results) == 2
+    assert not hasattr(hooking, "prepared") and not hasattr(hooking, "cleaned")
+
+    _, calls, _ = branched_calls(hooking)
+    list(run_denoiser_calls(hooking, model, calls, SOURCE_ORDER, merge=False, hooks=False))
+    assert model.batches == [2, 1, 1] and not hasattr(hooking, "prepared")
+
+
+def test_a_guider_that_prepares_a_merged_call_gets_one_in_the_sources_order():
+    guider = cfg_guider(cls=MergeAwareHookingGuider)
+    model = RecordingDenoiser()
+    _, calls, _ = branched_calls(guider)
+    results = list(run_denoiser_calls(guider, model, calls, SOURCE_ORDER))
+    assert model.batches == [2] and guider.prepared == guider.cleaned == 1
+    assert guider.merged == list(SOURCE_ORDER) and len(results) == 2
+
+    # a merged output that does not split: told to run one by one again, each batch prepared on its own
+    guider = cfg_guider(cls=MergeAwareHookingGuider)
+    model = RecordingDenoiser(wrap=lambda p: p[:1])
+    _, calls, _ = branched_calls(guider)
+    list(run_denoiser_calls(guider, model, calls, SOURCE_ORDER))
+    assert model.batches == [2, 1, 1] and guider.merged is None and guider.prepared == 3
+
+
 def test_arguments_that_do_not_merge_mean_one_call_per_batch():
     guider = cfg_guider()
     model = RecordingDenoiser()

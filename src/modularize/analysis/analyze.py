@@ -960,13 +960,6 @@ def _guidance_plan(
             "perturbed-attention guidance beside CFG that is not batched with diffusers' combine: the guider that "
             "perturbs attention combines as `ClassifierFreeGuidance` does",
         )
-    if perturbed is not None and cfg.auxiliaries:
-        raise context.source.refuse(
-            perturbed.flag,
-            f"perturbed-attention guidance with an auxiliary model ({', '.join(cfg.auxiliaries)}) called in each "
-            "guider batch: the generated loop prepares the guider for every model it calls, and the perturbed-"
-            "attention guider would perturb the auxiliary model's attention too",
-        )
     if cfg is None:
         return GuidancePlan(pattern=GuidancePattern.NONE)
     facts = context.facts

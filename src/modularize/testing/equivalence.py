@@ -552,8 +552,8 @@ class Equivalence:
     def standard(self, components: dict[str, Any], inputs: dict[str, Any], exact: bool, guider=None, samples=None):
         """The standard call's outputs; in exact mode with CFG (the generated pipeline's `guider` runs 2 batches or
         more), its batched denoiser calls split in one part per guider batch (a PAG pipeline's perturbed layers
-        attend as the guider's perturbed batch does), the auxiliary models' in halves (only when they run on the
-        doubled batch of `samples` outputs)."""
+        attend as the guider's perturbed batch does), the auxiliary models' too (only when they run on the
+        whole batch: a multiple of the guider's batches times the `samples` outputs)."""
         from .exact import half_batch_calls
 
         pipe = self.standard_cls(**components)
@@ -574,9 +574,11 @@ class Equivalence:
             )
             for name in getattr(self.pipeline_cls, "auxiliary_models", ()):
                 model = getattr(pipe, name, None)
-                doubled = 2 * samples if samples else None
+                doubled = batches * samples if samples else None
                 on = split and model is not None
-                stack.enter_context(half_batch_calls(model, on, doubled, layers=True, layers_out=produced))
+                stack.enter_context(
+                    half_batch_calls(model, on, doubled, layers=True, layers_out=produced, parts=batches)
+                )
             output = pipe(**inputs, **self._random_inputs())
         return self.standard_fields(output)
 

@@ -55,7 +55,7 @@ def gate_replacements(gate: FeatureGate, index: NodeIndex) -> dict[cst.CSTNode, 
         gate.statement: gate.statement.with_changes(body=cst.IndentedBlock(body=[raise_statement]))
     }
     for branch in index.find(cst.If):
-        if branch is gate.statement or not _false_once_gated(branch.test, guard):
+        if branch is gate.statement or not false_once_gated(branch.test, guard):
             continue
         orelse = branch.orelse
         if orelse is None:
@@ -65,25 +65,25 @@ def gate_replacements(gate: FeatureGate, index: NodeIndex) -> dict[cst.CSTNode, 
         else:
             replacements[branch] = cst.FlattenSentinel(orelse.body.body)
     for choice in index.find(cst.IfExp):
-        if _false_once_gated(choice.test, guard):
+        if false_once_gated(choice.test, guard):
             replacements[choice] = choice.orelse.with_changes(lpar=[], rpar=[])
     return replacements
 
 
-def _false_once_gated(test: cst.BaseExpression, guard: cst.BaseExpression) -> bool:
+def false_once_gated(test: cst.BaseExpression, guard: cst.BaseExpression) -> bool:
     """Past `if a or b: raise ...`, `a` and `b` are false, and so is any test made of them with `or`, or with `and`
     around one of them:
 
-        _false_once_gated(`a`, `a or b`)              -> True   (LDM3D: `... if ip_adapter_image is not None else`)
-        _false_once_gated(`b or a`, `a or b`)         -> True
-        _false_once_gated(`a and c`, `a or b`)        -> True
-        _false_once_gated(`c`, `a or b`)              -> False
+        false_once_gated(`a`, `a or b`)              -> True   (LDM3D: `... if ip_adapter_image is not None else`)
+        false_once_gated(`b or a`, `a or b`)         -> True
+        false_once_gated(`a and c`, `a or b`)        -> True
+        false_once_gated(`c`, `a or b`)              -> False
     """
     if any(same_expression(test, part) for part in (guard, *_disjuncts(guard))):
         return True
     if isinstance(test, cst.BooleanOperation):
-        left = _false_once_gated(test.left, guard)
-        right = _false_once_gated(test.right, guard)
+        left = false_once_gated(test.left, guard)
+        right = false_once_gated(test.right, guard)
         return (left and right) if isinstance(test.operator, cst.Or) else (left or right)
     return False
 

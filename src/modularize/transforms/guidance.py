@@ -301,7 +301,7 @@ def _merged_calls(
             hold = cst.If(test=test, body=cst.IndentedBlock(body=[hold]))
         run = (
             f"run_denoiser_calls(components.guider, self.{shared.model}, auxiliary_calls, {cfg.batch_order!r}, "
-            f"merge={merge}{layers})"
+            f"merge={merge}{layers}, hooks=False)"
         )
         head = [
             cst.parse_statement("auxiliary_calls = []\n"),

@@ -39,6 +39,7 @@ from ...normalize.early_return import is_constant
 from ...normalize.halved_results import HelperDoublesResults
 from ...normalize.outside_helper_gate import HelperOutsideTheFile
 from ...planning.plan import GuidanceField
+from ...transforms.feature_gates import false_once_gated
 from ...transforms.halving import halving_after
 from .auxiliary_models import SharedAuxiliaryCall, auxiliary_steps
 from .combine import assigned_combine
@@ -660,12 +661,20 @@ def find_batched_cfg(
 
     # a helper pairing its output inside is gated: the `if` holding its call raises instead (`_feature_gates`), so
     # nothing else that `if` does is converted
-    gated_holders = {
-        id(holder)
+    holders = [
+        holder
         for use in helper_uses
         if use.pairs and id(use.call) not in split_at_call
         for holder in [index.statement_of(use.call)]
         if isinstance(holder, cst.If)
+    ]
+    # ... and a later `if` on the same input without an `else` goes (`if ip_adapter_image_embeds is not None:`
+    # after the gate on `ip_adapter_image is not None or ip_adapter_image_embeds is not None`)
+    gated_holders = {id(holder) for holder in holders} | {
+        id(branch)
+        for holder in holders
+        for branch in index.find(cst.If)
+        if branch.orelse is None and branch is not holder and false_once_gated(branch.test, holder.test)
     }
     dropped = dropped | gated_holders
     # `if cfg: x = x.chunk(2)[0]` before the loop, of a value both conditions share (a repeat, doubled again below

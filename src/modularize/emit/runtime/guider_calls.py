@@ -17,13 +17,14 @@ from diffusers.modular_pipelines.modular_pipeline import BlockState
 _UNMERGEABLE = object()
 
 
-def _merge_order(guider, guider_batches, order, prepared=False):
+def _merge_order(guider, guider_batches, order, prepared=False, hooks=True):
     """The guider batches in `order` (the order the standard pipeline concatenated them in), or None when they
     have to run one by one: a single batch, one the standard pipeline had no place for, or a guider that changes
     the model between batches (it overrides `BaseGuidance.prepare_models` / `cleanup_models`), unless it prepares
     the model for all of them in one call (`prepare_merged_call`, when `prepared`: the caller then runs the merged
-    call between the guider's `prepare_models` and `cleanup_models`)."""
-    hooks_models = any(
+    call between the guider's `prepare_models` and `cleanup_models`). Without `hooks` the guider never changes the
+    model (an auxiliary model): what it does to the denoiser does not matter."""
+    hooks_models = hooks and any(
         getattr(type(guider), hook) is not getattr(BaseGuidance, hook) for hook in ("prepare_models", "cleanup_models")
     )
     if len(guider_batches) < 2 or (hooks_models and not (prepared and hasattr(guider, "prepare_merged_call"))):
@@ -111,7 +112,7 @@ def denoiser_call(guider_state_batch, *args, **kwargs):
     return guider_state_batch, args, kwargs
 
 
-def run_denoiser_calls(guider, model, calls, order, merge=True, layers=False):
+def run_denoiser_calls(guider, model, calls, order, merge=True, layers=False, hooks=True):
     """Run the denoiser for every guider batch; yield (guider batch, what its call returned).
 
     A guider asks for one denoiser call per batch (conditional, unconditional, ...). The standard pipeline made one
@@ -122,9 +123,14 @@ def run_denoiser_calls(guider, model, calls, order, merge=True, layers=False):
     residuals), not one sample per item. The batches in `calls` may be some of the guider's (a batch that needs no
     call of this model makes none). A keyword argument every batch holds as one tensor whose batch is not the
     samples' (a SparseCtrl condition of one sample the model broadcasts) is one the standard pipeline passed once
-    to its one call: the merged call passes it once too.
+    to its one call: the merged call passes it once too. Without `hooks` (an auxiliary model, which the source
+    never perturbed) the guider does not prepare the model for its batches: a guider that perturbs the denoiser's
+    attention leaves a ControlNet's alone, and counts only the denoiser's batches.
     """
-    batches = _merge_order(guider, [batch for batch, _, _ in calls], order) if merge else None
+    # a guider that changes the model between batches but can prepare it for one merged call (perturbed-attention
+    # guidance, `prepare_merged_call`) gets the call prepared as the source's one call ran
+    prepared = hooks and hasattr(guider, "prepare_merged_call")
+    batches = _merge_order(guider, [batch for batch, _, _ in calls], order, prepared, hooks) if merge else None
     if batches is not None and len({len(args) for _, args, _ in calls}) == 1:
         position = {id(batch): index for index, batch in enumerate(batches)}
         ordered = sorted(calls, key=lambda call: position[id(call[0])])
@@ -134,14 +140,24 @@ def run_denoiser_calls(guider, model, calls, order, merge=True, layers=False):
         if kwargs is not _UNMERGEABLE:
             kwargs.update(once)
         if kwargs is not _UNMERGEABLE and all(value is not _UNMERGEABLE for value in args):
-            shares = _shares(model(*args, **kwargs), len(batches), layers)
+            if prepared:
+                guider.prepare_merged_call([getattr(batch, guider._identifier_key) for batch in batches])
+                guider.prepare_models(model)
+            output = model(*args, **kwargs)
+            if prepared:
+                guider.cleanup_models(model)
+            shares = _shares(output, len(batches), layers)
             if shares is not None:
                 yield from zip(batches, shares)
                 return
+            if prepared:
+                guider.prepare_merged_call(None)
     for batch, args, kwargs in calls:
-        guider.prepare_models(model)
+        if hooks:
+            guider.prepare_models(model)
         output = model(*args, **kwargs)
-        guider.cleanup_models(model)
+        if hooks:
+            guider.cleanup_models(model)
         yield batch, output
 
 

@@ -187,10 +187,13 @@ class StandardPerturbedAttentionGuidance(PerturbedAttentionGuidance):
 
     def prepare_merged_call(self, identifiers):
         """This step's batches run as one denoiser call, in the order of `identifiers`: the perturbed batch, last,
-        is perturbed by the PAG pipelines' own processors, as in their one call (`merge_guider_batches`)."""
-        if "pred_cond_skip" in identifiers and identifiers[-1] != "pred_cond_skip":
+        is perturbed by the PAG pipelines' own processors, as in their one call (`merge_guider_batches`). None: they
+        run one by one again (a merged call whose output did not split into shares)."""
+        if identifiers is not None and "pred_cond_skip" in identifiers and identifiers[-1] != "pred_cond_skip":
             raise ValueError(f"the perturbed batch must run last in a merged call, not in {identifiers}")
-        self._merged = tuple(identifiers)
+        self._merged = None if identifiers is None else tuple(identifiers)
+        if identifiers is None:
+            self._count_prepared = 0  # (the merged call's preparation counted as one)
 
     def _processor_classes(self):
         """(with CFG, without) PAG processor classes."""

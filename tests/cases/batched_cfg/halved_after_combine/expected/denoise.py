@@ -2,7 +2,7 @@
 # (HalvedTicks). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/halved_after_combine/input.py sha256:6f9ec5ae11dfc36e3d67d5b2fa6e481c9cc20dc278983484037894bc430ce9c3
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:05995fd3b2d1ece49eefe4d1200a13ae13f8ce4ee0badacd8b8339a1d7049890
+# modularize-output: sha256:a1da960247c472236657cb3a9187b6051e44e1c6d00d0975c010b4fb0e6a7e7c
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -24,13 +24,14 @@ _UNMERGEABLE = object()
 
 
 # Copied from modularize.emit.runtime.guider_calls._merge_order
-def _merge_order(guider, guider_batches, order, prepared=False):
+def _merge_order(guider, guider_batches, order, prepared=False, hooks=True):
     """The guider batches in `order` (the order the standard pipeline concatenated them in), or None when they
     have to run one by one: a single batch, one the standard pipeline had no place for, or a guider that changes
     the model between batches (it overrides `BaseGuidance.prepare_models` / `cleanup_models`), unless it prepares
     the model for all of them in one call (`prepare_merged_call`, when `prepared`: the caller then runs the merged
-    call between the guider's `prepare_models` and `cleanup_models`)."""
-    hooks_models = any(
+    call between the guider's `prepare_models` and `cleanup_models`). Without `hooks` the guider never changes the
+    model (an auxiliary model): what it does to the denoiser does not matter."""
+    hooks_models = hooks and any(
         getattr(type(guider), hook) is not getattr(BaseGuidance, hook) for hook in ("prepare_models", "cleanup_models")
     )
     if len(guider_batches) < 2 or (hooks_models and not (prepared and hasattr(guider, "prepare_merged_call"))):

@@ -2,7 +2,7 @@
 # (HelperDoublesPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/helper_doubles/input.py sha256:44f26ef7b0aaaffe055da732a2ac3cc1db754c65b606f0752a3dba92d8f2dcff
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:f04493c88e4a77ced52438622a0244bbcabc40dc7ca98790ed810b340dafea9e
+# modularize-output: sha256:fcf8cd5a78d11cf6caea01256bfe741592ee21892f189052e52d311ac4f36069
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -24,13 +24,14 @@ _UNMERGEABLE = object()
 
 
 # Copied from modularize.emit.runtime.guider_calls._merge_order
-def _merge_order(guider, guider_batches, order, prepared=False):
+def _merge_order(guider, guider_batches, order, prepared=False, hooks=True):
     """The guider batches in `order` (the order the standard pipeline concatenated them in), or None when they
     have to run one by one: a single batch, one the standard pipeline had no place for, or a guider that changes
     the model between batches (it overrides `BaseGuidance.prepare_models` / `cleanup_models`), unless it prepares
     the model for all of them in one call (`prepare_merged_call`, when `prepared`: the caller then runs the merged
-    call between the guider's `prepare_models` and `cleanup_models`)."""
-    hooks_models = any(
+    call between the guider's `prepare_models` and `cleanup_models`). Without `hooks` the guider never changes the
+    model (an auxiliary model): what it does to the denoiser does not matter."""
+    hooks_models = hooks and any(
         getattr(type(guider), hook) is not getattr(BaseGuidance, hook) for hook in ("prepare_models", "cleanup_models")
     )
     if len(guider_batches) < 2 or (hooks_models and not (prepared and hasattr(guider, "prepare_merged_call"))):

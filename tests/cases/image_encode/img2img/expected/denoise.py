@@ -2,7 +2,7 @@
 # (RepaintPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/image_encode/img2img/input.py sha256:4f2d6845a88040fb5b2b7e5c842d516c91ad56ae4ce93d1d0d001e525e166872
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:2080c8105051a7424ccec14fbde67269ef55959ea37474c229427edeb0649fdc
+# modularize-output: sha256:8d1934f2f0835af4d91fb3fab2934127659e97481fb2f3aebe41de656e8c67b0
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -24,13 +24,14 @@ _UNMERGEABLE = object()
 
 
 # Copied from modularize.emit.runtime.guider_calls._merge_order
-def _merge_order(guider, guider_batches, order, prepared=False):
+def _merge_order(guider, guider_batches, order, prepared=False, hooks=True):
     """The guider batches in `order` (the order the standard pipeline concatenated them in), or None when they
     have to run one by one: a single batch, one the standard pipeline had no place for, or a guider that changes
     the model between batches (it overrides `BaseGuidance.prepare_models` / `cleanup_models`), unless it prepares
     the model for all of them in one call (`prepare_merged_call`, when `prepared`: the caller then runs the merged
-    call between the guider's `prepare_models` and `cleanup_models`)."""
-    hooks_models = any(
+    call between the guider's `prepare_models` and `cleanup_models`). Without `hooks` the guider never changes the
+    model (an auxiliary model): what it does to the denoiser does not matter."""
+    hooks_models = hooks and any(
         getattr(type(guider), hook) is not getattr(BaseGuidance, hook) for hook in ("prepare_models", "cleanup_models")
     )
     if len(guider_batches) < 2 or (hooks_models and not (prepared and hasattr(guider, "prepare_merged_call"))):

@@ -2,7 +2,7 @@
 # (ConditionalLastPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/many_batches/conditional_last/input.py sha256:52f37f9f9fca1a005c8033c19dec9ce1014445684b5ddc40ddd9b00178583a81
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:79fc206989e0d07838483a4c596d4f3358772a79fbda5033c6771a89610439d3
+# modularize-output: sha256:39be9485a5febd27d8083f471e90d31d929707910b4f50e8748b63f9ed0b01ef
 
 from contextlib import contextmanager
 
@@ -36,13 +36,14 @@ _UNMERGEABLE = object()
 
 
 # Copied from modularize.emit.runtime.guider_calls._merge_order
-def _merge_order(guider, guider_batches, order, prepared=False):
+def _merge_order(guider, guider_batches, order, prepared=False, hooks=True):
     """The guider batches in `order` (the order the standard pipeline concatenated them in), or None when they
     have to run one by one: a single batch, one the standard pipeline had no place for, or a guider that changes
     the model between batches (it overrides `BaseGuidance.prepare_models` / `cleanup_models`), unless it prepares
     the model for all of them in one call (`prepare_merged_call`, when `prepared`: the caller then runs the merged
-    call between the guider's `prepare_models` and `cleanup_models`)."""
-    hooks_models = any(
+    call between the guider's `prepare_models` and `cleanup_models`). Without `hooks` the guider never changes the
+    model (an auxiliary model): what it does to the denoiser does not matter."""
+    hooks_models = hooks and any(
         getattr(type(guider), hook) is not getattr(BaseGuidance, hook) for hook in ("prepare_models", "cleanup_models")
     )
     if len(guider_batches) < 2 or (hooks_models and not (prepared and hasattr(guider, "prepare_merged_call"))):

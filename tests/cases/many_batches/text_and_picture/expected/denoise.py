@@ -2,7 +2,7 @@
 # (TextAndPicturePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/many_batches/text_and_picture/input.py sha256:5d37d2ba45098a276a8f96da1b85fa4ded1e663c00c924ee275d301f898b1e9e
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:e5a5f2f3975666c41605a627899b21bddad6ab2f3e59917a5a0aa387d01f3d90
+# modularize-output: sha256:f814ef5e2d5f9e58112eb7efdd735702105f791ac9d540f9cf536512899299d0
 
 from contextlib import contextmanager
 
@@ -36,13 +36,14 @@ _UNMERGEABLE = object()
 
 
 # Copied from modularize.emit.runtime.guider_calls._merge_order
-def _merge_order(guider, guider_batches, order, prepared=False):
+def _merge_order(guider, guider_batches, order, prepared=False, hooks=True):
     """The guider batches in `order` (the order the standard pipeline concatenated them in), or None when they
     have to run one by one: a single batch, one the standard pipeline had no place for, or a guider that changes
     the model between batches (it overrides `BaseGuidance.prepare_models` / `cleanup_models`), unless it prepares
     the model for all of them in one call (`prepare_merged_call`, when `prepared`: the caller then runs the merged
-    call between the guider's `prepare_models` and `cleanup_models`)."""
-    hooks_models = any(
+    call between the guider's `prepare_models` and `cleanup_models`). Without `hooks` the guider never changes the
+    model (an auxiliary model): what it does to the denoiser does not matter."""
+    hooks_models = hooks and any(
         getattr(type(guider), hook) is not getattr(BaseGuidance, hook) for hook in ("prepare_models", "cleanup_models")
     )
     if len(guider_batches) < 2 or (hooks_models and not (prepared and hasattr(guider, "prepare_merged_call"))):

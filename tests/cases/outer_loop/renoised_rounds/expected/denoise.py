@@ -2,7 +2,7 @@
 # (RenoisedRoundsPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/outer_loop/renoised_rounds/input.py sha256:756d4d89c85d95a47275cce0a7e1020c86ef67829bdeb43aa5d7767c7c5b912d
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:6d2b0cb8acd711c26122b5db1d1fd6d6d3fbafccccc44f558fbab76426743551
+# modularize-output: sha256:5137e289fba7e38b6864a0b105305339da694fb5bf29a7c7bc350d1bbe72c88f
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -25,13 +25,14 @@ _UNMERGEABLE = object()
 
 
 # Copied from modularize.emit.runtime.guider_calls._merge_order
-def _merge_order(guider, guider_batches, order, prepared=False):
+def _merge_order(guider, guider_batches, order, prepared=False, hooks=True):
     """The guider batches in `order` (the order the standard pipeline concatenated them in), or None when they
     have to run one by one: a single batch, one the standard pipeline had no place for, or a guider that changes
     the model between batches (it overrides `BaseGuidance.prepare_models` / `cleanup_models`), unless it prepares
     the model for all of them in one call (`prepare_merged_call`, when `prepared`: the caller then runs the merged
-    call between the guider's `prepare_models` and `cleanup_models`)."""
-    hooks_models = any(
+    call between the guider's `prepare_models` and `cleanup_models`). Without `hooks` the guider never changes the
+    model (an auxiliary model): what it does to the denoiser does not matter."""
+    hooks_models = hooks and any(
         getattr(type(guider), hook) is not getattr(BaseGuidance, hook) for hook in ("prepare_models", "cleanup_models")
     )
     if len(guider_batches) < 2 or (hooks_models and not (prepared and hasattr(guider, "prepare_merged_call"))):

@@ -2,7 +2,7 @@
 # (PerturbedSketchBook). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/perturbed_attention/own_names/input.py sha256:776d19d2feb5e33ab9c46bd22d356f5f6f521bf410ec244744000aa5393b2178
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:a335aaf38df70770091d360d50f026e6cdbcea7d7f2277a973ae8f01daa7b73c
+# modularize-output: sha256:1716a7de98658640e39e9a7fb5331cb9c93cacb40d1d78f730940f1fda5c7f86
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -28,13 +28,14 @@ _UNMERGEABLE = object()
 
 
 # Copied from modularize.emit.runtime.guider_calls._merge_order
-def _merge_order(guider, guider_batches, order, prepared=False):
+def _merge_order(guider, guider_batches, order, prepared=False, hooks=True):
     """The guider batches in `order` (the order the standard pipeline concatenated them in), or None when they
     have to run one by one: a single batch, one the standard pipeline had no place for, or a guider that changes
     the model between batches (it overrides `BaseGuidance.prepare_models` / `cleanup_models`), unless it prepares
     the model for all of them in one call (`prepare_merged_call`, when `prepared`: the caller then runs the merged
-    call between the guider's `prepare_models` and `cleanup_models`)."""
-    hooks_models = any(
+    call between the guider's `prepare_models` and `cleanup_models`). Without `hooks` the guider never changes the
+    model (an auxiliary model): what it does to the denoiser does not matter."""
+    hooks_models = hooks and any(
         getattr(type(guider), hook) is not getattr(BaseGuidance, hook) for hook in ("prepare_models", "cleanup_models")
     )
     if len(guider_batches) < 2 or (hooks_models and not (prepared and hasattr(guider, "prepare_merged_call"))):

@@ -2,7 +2,7 @@
 # (PerturbedSketchBook). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/perturbed_attention/own_names/input.py sha256:776d19d2feb5e33ab9c46bd22d356f5f6f521bf410ec244744000aa5393b2178
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:205078a0a63a4c2446fefb198bc167caf81cb1bd7b95c55c25791bf18008fed3
+# modularize-output: sha256:6ae9c4db9f4eb17805b3802fd125048c40e8b8321f67e819bd7610be8a610aed
 
 import inspect
 import re
@@ -394,10 +394,13 @@ class StandardPerturbedAttentionGuidance(PerturbedAttentionGuidance):
 
     def prepare_merged_call(self, identifiers):
         """This step's batches run as one denoiser call, in the order of `identifiers`: the perturbed batch, last,
-        is perturbed by the PAG pipelines' own processors, as in their one call (`merge_guider_batches`)."""
-        if "pred_cond_skip" in identifiers and identifiers[-1] != "pred_cond_skip":
+        is perturbed by the PAG pipelines' own processors, as in their one call (`merge_guider_batches`). None: they
+        run one by one again (a merged call whose output did not split into shares)."""
+        if identifiers is not None and "pred_cond_skip" in identifiers and identifiers[-1] != "pred_cond_skip":
             raise ValueError(f"the perturbed batch must run last in a merged call, not in {identifiers}")
-        self._merged = tuple(identifiers)
+        self._merged = None if identifiers is None else tuple(identifiers)
+        if identifiers is None:
+            self._count_prepared = 0  # (the merged call's preparation counted as one)
 
     def _processor_classes(self):
         """(with CFG, without) PAG processor classes."""
