@@ -607,7 +607,7 @@ def test_the_same_statement_after_each_pass_runs_per_batch():
         (
             "encoder_hidden_states=negative_prompt_embeds",
             "encoder_hidden_states=negative_prompt_embeds * 2",
-            "not plain variables a guider can pair",
+            "not the same expression of variables a guider can pair",
         ),
         (
             'with self.transformer.cache_context("uncond"):\n            neg_noise_pred = self.transformer(',
@@ -1583,3 +1583,38 @@ def test_a_repeat_of_each_sample_along_a_dimension_is_mirrored_onto_the_uncondit
     ((_, sentinel),) = pattern.mirrored
     mirror = repeat.replace("prompt_embeds", "negative_prompt_embeds", 1)
     assert f"negative_prompt_embeds = {mirror}" in rendered(sentinel.nodes)
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "renamed"),
+    [
+        ("embeds", "negative_embeds", {"embeds": "negative_embeds"}),
+        ("embeds.to(dtype)", "negative_embeds.to(dtype)", {"embeds": "negative_embeds"}),
+        ("f(a, b)", "f(na, nb)", {"a": "na", "b": "nb"}),
+        ("embeds.to(dtype)", "negative_embeds.float()", None),
+        ("f(a, a)", "f(na, nb)", None),  # one variable cannot stand for two
+        ("f(a, b)", "f(c, c)", None),  # nor two for one
+        ("x if flag else y", "nx if flag else y", {"x": "nx"}),
+    ],
+)
+def test_separate_passes_pair_an_argument_written_as_the_same_expression_of_other_variables(first, second, renamed):
+    from modularize.analysis.guidance.separate_passes import _renamed_variables
+
+    assert _renamed_variables(cst.parse_expression(first), cst.parse_expression(second)) == renamed
+
+
+@pytest.mark.parametrize(
+    ("test", "flag", "required"),
+    [
+        ("do_cfg and negative is not None", "do_cfg", ["negative is not None"]),
+        ("scale > 1.0 and negative is not None", "scale > 1.0", ["negative is not None"]),
+        ("do_cfg and other is not None", "do_cfg and other is not None", []),  # not an input of the pass
+        ("do_cfg", "do_cfg", []),
+    ],
+)
+def test_a_separate_pass_guided_only_while_its_input_exists_has_the_flag_and_a_requirement(test, flag, required):
+    from modularize.analysis.guidance.separate_passes import _flag_and_requirements, _ModelCall
+
+    call = cst.parse_expression("self.transformer(x, encoder_hidden_states=negative.to(dtype))")
+    found, needed = _flag_and_requirements(cst.parse_expression(test), [_ModelCall(None, call, "out", None, ())])
+    assert code(found).strip() == flag and [code(n).strip() for n in needed] == required

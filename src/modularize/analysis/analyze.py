@@ -895,7 +895,11 @@ def _note_guidance(context: Context, cfg: CfgPattern) -> None:
     for branch, why in cfg.batch_rewrites:
         context.note("rewritten", branch, f"`{snippet(branch)}`", why)
     for original, _ in cfg.uncond_gates:
-        why = "the source runs it before its unconditional pass; the package raises instead"
+        why = (
+            "the source runs it before its unconditional pass; the package raises instead"
+            if isinstance(original, cst.BaseStatement)
+            else "the source guides only where it holds; with CFG on, the package raises where it does not"
+        )
         context.note("raises", original, f"`{snippet(original)}`", why, "unsafe")
 
 

@@ -25,7 +25,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from ...cst.dataflow import flow_of, names_read
-from ...cst.substitute import same_expression, substitute_names
+from ...cst.substitute import conjuncts, same_expression, substitute_names
 from ...cst.tree_walk import findall, walk
 from ...frontend.class_facts import ClassFacts
 from ...frontend.parse import SourceModule, code, snippet
@@ -65,9 +65,10 @@ def find_separate_cfg(
         inner = list(branch.body.body)
         found = [(i, _model_call(s, facts, aliases)) for i, s in enumerate(inner)]
         found = [(i, call) for i, call in found if call is not None]
-        if found and not _may_be_cfg_flag(branch.test) and is_inline_condition(facts, top_level, branch.test):
-            raise InlineCfgCondition(branch.test)  # `if self.guidance_scale > 1.0:`: named, and read again
-        if not found or not _may_be_cfg_flag(branch.test):
+        flag, required = _flag_and_requirements(branch.test, [call for _, call in found])
+        if found and not _may_be_cfg_flag(flag) and is_inline_condition(facts, top_level, flag):
+            raise InlineCfgCondition(flag)  # `if self.guidance_scale > 1.0:`: named, and read again
+        if not found or not _may_be_cfg_flag(flag):
             continue  # `if t < t_last: ... model(...)`: a branch, not guidance
         earlier = [(i, _model_call(s, facts, aliases)) for i, s in enumerate(body[:position])]
         earlier = [(i, call) for i, call in earlier if call is not None]
@@ -94,8 +95,32 @@ def find_separate_cfg(
             if theirs is None or not _same_for_output(mine, theirs, cond.output, uncond.output):
                 raise source.refuse(mine, "a statement between the conditional and unconditional passes")
         cond = _ModelCall(cond.statement, cond.call, cond.output, cond.context, tuple(body[cond_at + 1 : position]))
-        return _pattern(source, facts, top_level, body, branch, cond, uncond, inner, uncond_at, aliases)
+        passes = (cond, uncond, inner, uncond_at)
+        return _pattern(source, facts, top_level, body, branch, passes, aliases, flag, required)
     return None
+
+
+_PRESENT = m.Comparison(left=m.Name(), comparisons=[m.ComparisonTarget(m.IsNot(), m.Name("None"))])
+
+
+def _flag_and_requirements(
+    test: cst.BaseExpression, calls: Sequence[_ModelCall]
+) -> tuple[cst.BaseExpression, tuple[cst.BaseExpression, ...]]:
+    """The CFG flag of a separate pass's test, and what the test requires besides: that an input of the
+    unconditional call is there (Kandinsky 5 guides only when its negative embeddings are):
+
+        if self.guidance_scale > 1.0 and negative_embeds is not None:  ->  (`self.guidance_scale > 1.0`,
+            uncond = self.transformer(..., negative_embeds, ...)            (`negative_embeds is not None`,))
+
+    The guider decides CFG from its scale alone: the package raises where the requirement fails with CFG on
+    (`_requirement_gate`). Any other test is the flag itself, with no requirement."""
+    parts = conjuncts(test)
+    read = {name for call in calls for name in names_read(call.call)}
+    required = tuple(p for p in parts if m.matches(p, _PRESENT) and p.left.value in read)
+    flags = [p for p in parts if p not in required]
+    if not required or len(flags) != 1:
+        return test, ()
+    return flags[0], required
 
 
 def _inert_else(
@@ -217,17 +242,18 @@ def _pattern(
     top_level: Sequence[cst.BaseStatement],
     body: Sequence[cst.BaseStatement],
     branch: cst.If,
-    cond: _ModelCall,
-    uncond: _ModelCall,
-    inner: list[cst.BaseStatement],
-    uncond_at: int,
+    passes: tuple[_ModelCall, _ModelCall, list[cst.BaseStatement], int],
     aliases: dict[str, tuple[str, ...]],
+    flag: cst.BaseExpression,
+    required: Sequence[cst.BaseExpression],
 ) -> CfgPattern:
+    cond, uncond, inner, uncond_at = passes
     if not same_expression(cond.call.func, uncond.call.func):
         raise source.refuse(uncond.call, "the unconditional pass calls another model than the conditional one")
     fields = _paired_arguments(source, cond.call, uncond.call)
-    condition_name, condition_expression, condition_statement = _condition(source, facts, branch.test, top_level)
+    condition_name, condition_expression, condition_statement = _condition(source, facts, flag, top_level)
     gates = tuple((statement, _gate(source, facts, statement)) for statement in inner[:uncond_at])
+    gates += tuple((requirement, _requirement_gate(facts, requirement)) for requirement in required)
     combine_at = uncond_at + 1
     if combine_at >= len(inner):
         raise source.refuse(branch, "no guidance combine after the unconditional pass")
@@ -262,7 +288,7 @@ def _pattern(
             raise source.refuse(branch, "only one of the two passes runs in a `cache_context`")
         contexts = (("pred_cond", cond.context), ("pred_uncond", uncond.context))
     return CfgPattern(
-        condition=branch.test,
+        condition=flag,
         condition_name=condition_name,
         condition_expression=condition_expression,
         scale=scale,
@@ -332,15 +358,41 @@ def _paired_arguments(source: SourceModule, cond: cst.Call, uncond: cst.Call) ->
     for first, second in pairs:
         if same_expression(first.value, second.value):
             continue
-        if not (isinstance(first.value, cst.Name) and isinstance(second.value, cst.Name)):
+        renamed = _renamed_variables(first.value, second.value)
+        if (
+            renamed is None
+            or renamed.keys() & set(names_read(uncond))
+            or set(renamed.values()) & set(names_read(cond))
+        ):
             raise source.refuse(
                 second.value,
                 f"the passes differ in `{code(first.value).strip()}` / `{code(second.value).strip()}`, which are not "
-                "plain variables a guider can pair",
+                "the same expression of variables a guider can pair",
             )
-        name = first.value.value
-        fields.setdefault(name, GuidanceField(name, name, second.value.value))
+        for name, other in renamed.items():
+            fields.setdefault(name, GuidanceField(name, name, other))
     return tuple(fields.values())
+
+
+def _renamed_variables(first: cst.BaseExpression, second: cst.BaseExpression) -> dict[str, str] | None:
+    """{conditional variable: unconditional one} when `second` is `first` with some variables renamed, or None:
+
+        `embeds`            / `negative_embeds`             -> {"embeds": "negative_embeds"}
+        `embeds.to(dtype)`  / `negative_embeds.to(dtype)`   -> {"embeds": "negative_embeds"}
+        `embeds.to(dtype)`  / `negative_embeds.float()`     -> None
+
+    Each batch's call then computes the expression of its own value, as each pass did."""
+    names = [[n.value for n in walk(e) if isinstance(n, cst.Name)] for e in (first, second)]
+    if len(names[0]) != len(names[1]):
+        return None
+    renamed: dict[str, str] = {}
+    for mine, theirs in zip(*names, strict=True):
+        if mine != theirs and renamed.setdefault(mine, theirs) != theirs:
+            return None
+    back = {theirs: cst.Name(mine) for mine, theirs in renamed.items()}
+    if not renamed or len(back) != len(renamed) or not same_expression(substitute_names(second, back), first):
+        return None
+    return renamed
 
 
 def _combine(statement: cst.CSTNode, cond: str, uncond: str) -> tuple[str, cst.BaseExpression, str] | None:
@@ -367,6 +419,17 @@ def _custom_combine(
         raise source.refuse(scale, "a guidance scale a guider subclass cannot read (a name or `self.guidance_scale`)")
     bindings, inputs = combine_inputs(source, facts, statements, bindings, statements[0])
     return CustomCombine(tuple(statements), bindings, cond, inputs=inputs)
+
+
+def _requirement_gate(facts: ClassFacts, requirement: cst.BaseExpression) -> cst.If:
+    """With CFG on, an error where the source would have skipped its unconditional pass (`negative is not None`
+    false): the guider would run it."""
+    message = (
+        f"{facts.name} skips classifier-free guidance unless `{snippet(requirement)}`; this generated package's "
+        f"guider does not. Give it, or use {facts.name} for these inputs."
+    )
+    test = cst.UnaryOperation(cst.Not(), requirement.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()]))
+    return cst.If(test=test, body=cst.IndentedBlock(body=[cst.parse_statement(f"raise ValueError({message!r})\n")]))
 
 
 def _gate(source: SourceModule, facts: ClassFacts, statement: cst.BaseStatement) -> cst.If:
