@@ -309,6 +309,23 @@ def test_exact_mode_keeps_a_list_of_samples_whose_first_dimension_equals_the_bat
     assert [t[0, 0].item() for t in _half(samples, 4, slice(2, 4))] == [2.0, 3.0]
 
 
+def test_exact_mode_splits_frames_folded_into_the_batch_sample_by_sample():
+    """AnimateDiff repeats its prompt embeddings per frame, `(batch * frames, ...)`, sample-major, beside a 5-D
+    sample; an auxiliary model's output may fold any number of rows per sample. Other tensors whose length is a
+    multiple of the batch (HunyuanDiT's rotary embeddings) stay whole."""
+    from modularize.testing.exact import _folded_frames, _half
+
+    sample = torch.zeros(4, 2, 3, 8, 8)  # (batch, channels, frames, height, width)
+    frames = _folded_frames((sample,), {})
+    assert frames == {2, 3}
+    embeds = torch.arange(12.0).reshape(12, 1)  # 3 rows per sample
+    assert _half(embeds, 4, slice(2, 4), {}, frames).flatten().tolist() == [6.0, 7.0, 8.0, 9.0, 10.0, 11.0]
+    rotary = torch.arange(8.0).reshape(8, 1)  # 2 rows per sample only by chance, without frames
+    assert torch.equal(_half(rotary, 4, slice(2, 4), {}, _folded_frames((torch.zeros(4, 2, 8, 8),), {})), rotary)
+    produced = torch.arange(20.0).reshape(20, 1)  # 5 rows per sample, returned by an auxiliary model
+    assert _half(produced, 4, slice(0, 2), {id(produced): produced}).flatten().tolist() == list(range(10))
+
+
 def test_an_argument_the_standard_call_never_reads_is_accepted_and_ignored(project):
     """A source that takes `eta` and never reads it: the package takes it too (the standard call ignores it), while
     an argument it cannot serve still raises."""
