@@ -92,9 +92,9 @@ def tiny_gemma_tokenizer():
 def tiny_qwen2_tokenizer(vision: bool = False, words: tuple[str, ...] = ()):
     """A Qwen2 tokenizer: byte-level BPE over the 256 byte symbols with a few merges, and the chat markers
     (`<|im_start|>`, `<|im_end|>`) as special tokens so prompt templates tokenize like the real ones; `vision` adds
-    Qwen-VL's image markers (`<|vision_start|>`, `<|image_pad|>`, ...); each of `words` (ASCII, a leading space
-    allowed) becomes one token, as in the real vocabulary, so a pipeline's fixed prompt template is as many tokens as
-    the pipeline assumes:
+    Qwen-VL's image markers (`<|vision_start|>`, `<|image_pad|>`, ...); each of `words` (ASCII, a leading space or a
+    trailing newline allowed) becomes one token, as in the real vocabulary, so a pipeline's fixed prompt template is
+    as many tokens as the pipeline assumes:
 
         tiny_qwen2_tokenizer(words=(" image",))(" image").input_ids  # -> one id (six without `words`)
     """
@@ -113,17 +113,24 @@ def tiny_qwen2_tokenizer(vision: bool = False, words: tuple[str, ...] = ()):
         specials += ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
     for token in specials:
         vocab[token] = len(vocab)
-    return Qwen2Tokenizer(vocab=vocab, merges=merges, additional_special_tokens=specials[1:])
+    tokenizer = Qwen2Tokenizer(vocab=vocab, merges=merges, additional_special_tokens=specials[1:])
+    if words:
+        # a word is looked up whole: merged left to right, two words can break each other's chain (`second`'s
+        # `s e` ranks before `user`'s `u s`, and `user` would come out as `u se r`)
+        tokenizer.backend_tokenizer.model.ignore_merges = True
+    return tokenizer
 
 
 def word_merges(words: tuple[str, ...]) -> list[tuple[str, str]]:
-    """Byte-level BPE merges that build each word from its first symbol left to right (`Ġ` for a space):
+    """Byte-level BPE merges that build each word from its first symbol left to right (`Ġ` for a space, `Ċ` for a
+    newline):
 
     word_merges((" the",))  # -> [("Ġ", "t"), ("Ġt", "h"), ("Ġth", "e")]
+    word_merges((".\n",))   # -> [(".", "Ċ")]
     """
     merges: list[tuple[str, str]] = []
     for word in words:
-        symbols = word.replace(" ", "Ġ")
+        symbols = word.replace(" ", "Ġ").replace("\n", "Ċ")
         for end in range(1, len(symbols)):
             merge = (symbols[:end], symbols[end])
             if merge not in merges:

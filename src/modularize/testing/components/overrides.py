@@ -315,6 +315,27 @@ _SPARSECTRL = {
     ),
 }
 
+# Kandinsky 5's video pipelines: 32-pixel frames, so the tiny HunyuanVideo VAE (spatial compression 8) gives 4 x 4
+# latents and the transformer a 2 x 2 patch grid (16 pixels would leave one patch a frame, its rotary positions all 0)
+_KANDINSKY5_VIDEO_SIZE = {"height": 32, "width": 32}
+# The image pipelines make latents of `height // 8` whatever the VAE (`vae_scale_factor_spatial = 8`) and render at one
+# of their resolution buckets (1024 x 1024 for a square) whatever size they are asked for: a 4-level VAE (scale 8)
+# with 4-channel convolutions and no attention in its middle block (it would attend over 128 x 128 latent pixels), so
+# the 1024-pixel images it encodes and decodes stay cheap
+_KANDINSKY5_IMAGE = {
+    "dims": {"vae_block_out": (4, 4, 4, 4), "vae_norm_groups": 4},
+    "config": {"vae": {"mid_block_add_attention": False}},
+}
+# image to video / image to image: the transformer reads [latents | condition latents | condition mask]
+_KANDINSKY5_VISUAL_COND = {"visual_cond": True}
+# More than one output per prompt fails upstream in text to video (diffusers 0.42: the prompt embeddings are not
+# repeated per video, the latents are) and in image to image (the image latents are not repeated per image): two
+# prompts, one output each
+_KANDINSKY5_ONE_PER_PROMPT = {
+    "drop_cases": ("two_prompts_x2",),
+    "cases": (("two_prompts_negatives", {"prompt": _TWO_PROMPTS, "negative_prompt": ["blurry", "low quality"]}),),
+}
+
 OVERRIDES: dict[str, dict[str, Any]] = {
     # its PAG path never sets `noise_pred_text`, which its rescale reads: the standard call raises with a rescale
     # (a diffusers bug), so the rescale is checked with PAG off
@@ -658,6 +679,21 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "AnimateDiffPipeline": _FREE_INIT,
     "AnimateDiffVideoToVideoPipeline": _FREE_INIT,
     "AnimateDiffPAGPipeline": _FREE_INIT,
+    "Kandinsky5T2VPipeline": {**_KANDINSKY5_ONE_PER_PROMPT, "inputs": _KANDINSKY5_VIDEO_SIZE},
+    # image to video renormalizes the first 4 latent frames to the statistics of the frames after them (NaN without
+    # any): 17 frames, 5 latent frames at the tiny HunyuanVideo VAE's temporal compression 4
+    "Kandinsky5I2VPipeline": {
+        "config": {"transformer": _KANDINSKY5_VISUAL_COND},
+        "inputs": {**_KANDINSKY5_VIDEO_SIZE, "num_frames": 17},
+    },
+    "Kandinsky5T2IPipeline": _KANDINSKY5_IMAGE,
+    # its Qwen prompt holds the image: one image per prompt
+    "Kandinsky5I2IPipeline": {
+        **_KANDINSKY5_IMAGE,
+        **_KANDINSKY5_ONE_PER_PROMPT,
+        "config": {**_KANDINSKY5_IMAGE["config"], "transformer": _KANDINSKY5_VISUAL_COND},
+        "one_per_prompt": ("image",),
+    },
 }
 
 

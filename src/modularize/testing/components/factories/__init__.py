@@ -10,6 +10,7 @@ from . import (  # noqa: F401
     denoisers,
     glm_image,
     joy_image,
+    kandinsky5,
     kandinsky6,
     krea2,
     longcat_audio,

@@ -55,6 +55,10 @@ def _template_words(need: Need) -> tuple[str, ...]:
         from .krea2 import KREA2_TEMPLATE_WORDS
 
         return KREA2_TEMPLATE_WORDS
+    if need.has_class("Kandinsky5Transformer3DModel"):
+        from .kandinsky5 import kandinsky5_template_words
+
+        return kandinsky5_template_words(need.pipeline)
     return ()
 
 
@@ -94,7 +98,7 @@ def qwen_vl_processor(need: Need):
         min_pixels=QWEN_VL_PIXELS,
         max_pixels=QWEN_VL_PIXELS,
     )
-    tokenizer = tiny_qwen2_tokenizer(vision=True)
+    tokenizer = tiny_qwen2_tokenizer(vision=True, words=_template_words(need))
     tokenizer.chat_template = CHAT_TEMPLATE
     return images_only(need.cls)(image_processor=image_processor, tokenizer=tokenizer, chat_template=CHAT_TEMPLATE)
 
