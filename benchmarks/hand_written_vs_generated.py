@@ -5,8 +5,10 @@
 For each pipeline that has a hand-written modular version in diffusers, runs the built-in tiny matrix (tiny
 offline components, one CPU thread, the same seed) through the standard pipeline, the package modularize
 generates, and the hand-written modular pipeline, and prints one table: the max abs difference of each to the
-standard output per case, or the error it raised. The hand-written pipelines take their guidance from a guider
-component, configured here the way the standard call's arguments would configure it.
+standard output per case, or the error it raised, and the call time of each against the standard pipeline's
+(measured in the same run, the fastest of three calls each, after the comparison runs warmed everything up). The hand-written
+pipelines take their guidance from a guider component, configured here the way the standard call's arguments
+would configure it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import argparse
 import copy
 import importlib
 import tempfile
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +32,6 @@ from modularize.cli import main as modularize
 from modularize.frontend.source_file import installed_diffusers_file
 from modularize.testing.compare import difference
 from modularize.testing.equivalence import Equivalence, _with_case_components, silence_progress_bars
-from modularize.testing.tiny import setup_for
 
 
 def _guider(scale: float, enabled: bool, rescale: float = 0.0) -> ClassifierFreeGuidance:
@@ -64,6 +66,7 @@ class HandWritten:
     output: str  # the name of its output in the pipeline state
     guiders: Callable[[dict[str, Any]], dict[str, Any]]  # guider components the standard call's arguments mean
     one_stage: tuple[str, str] | None = None  # (blocks, pipeline) for components without a second transformer
+    renamed: tuple[tuple[str, str], ...] = ()  # (standard argument, hand-written input) where the names differ
 
     def run(self, components: dict[str, Any], inputs: dict[str, Any], seed: int):
         module = importlib.import_module("diffusers.modular_pipelines")
@@ -78,7 +81,8 @@ class HandWritten:
             pipe.update_components(**guiders)
         silence_progress_bars(pipe)
         accepted = {p.name for p in pipe._blocks.inputs if p.name}
-        kwargs = {k: v for k, v in inputs.items() if k in accepted}
+        names = dict(self.renamed)
+        kwargs = {names.get(k, k): v for k, v in inputs.items() if names.get(k, k) in accepted}
         return pipe(**kwargs, generator=torch.Generator("cpu").manual_seed(seed), output=self.output)
 
 
@@ -89,6 +93,15 @@ HAND_WRITTEN = {
         "StableDiffusionXLModularPipeline",
         "images",
         lambda inputs: _cfg_guiders(inputs, 5.0),
+    ),
+    # the same blocks select their ControlNet workflow by the control image they are given
+    "StableDiffusionXLControlNetPipeline": HandWritten(
+        "pipelines/controlnet/pipeline_controlnet_sd_xl.py",
+        "StableDiffusionXLAutoBlocks",
+        "StableDiffusionXLModularPipeline",
+        "images",
+        lambda inputs: _cfg_guiders(inputs, 5.0),
+        renamed=(("image", "control_image"),),
     ),
     "StableDiffusion3Pipeline": HandWritten(
         "pipelines/stable_diffusion_3/pipeline_stable_diffusion_3.py",
@@ -126,6 +139,17 @@ HAND_WRITTEN = {
 }
 
 
+def _timed(call: Callable[[Any, Any], Any], components: dict[str, Any], inputs: dict[str, Any], repeat: int = 3):
+    """(the last result, the fastest of `repeat` calls in seconds), each call on its own copies (not timed)."""
+    best, result = float("inf"), None
+    for _ in range(repeat):
+        mine, given = copy.deepcopy(components), copy.deepcopy(inputs)
+        started = time.perf_counter()
+        result = call(mine, given)
+        best = min(best, time.perf_counter() - started)
+    return result, best
+
+
 def _cell(value) -> str:
     if isinstance(value, str):
         return value
@@ -146,25 +170,47 @@ def main() -> None:
             package = Path(directory) / name
             assert modularize([str(installed_diffusers_file(hand_written.source)), "-o", str(package), "-q"]) == 0
             equivalence = Equivalence(package)
-            setup = setup_for(name)
-            for case_name, overrides in setup.cases:
+            for case in equivalence.matrix:
+                case_name, overrides = case.name, case.overrides
                 generated, _ = equivalence.run({**overrides}, "plain")
                 generated_cell = generated.max_abs_diff if generated.status == "compared" else generated.status
                 inputs = {**equivalence.base_inputs, **overrides}
                 components, call = _with_case_components(equivalence.pristine, inputs)
-                outputs = equivalence.standard(copy.deepcopy(components), copy.deepcopy(call), exact=False)
-                standard = next(iter(outputs.values()))
+                outputs, seconds = {}, {}
+                outputs["standard"], seconds["standard"] = _timed(
+                    lambda c, i, e=equivalence: e.standard(c, i, exact=False), components, call
+                )
+                standard = next(iter(outputs["standard"].values()))
+                _, seconds["generated"] = _timed(
+                    lambda c, i, e=equivalence: e.modular(c, i, exact=False), components, call
+                )
                 try:
-                    other = hand_written.run(copy.deepcopy(components), copy.deepcopy(call), equivalence.seed)
+                    other, seconds["hand-written"] = _timed(
+                        lambda c, i, h=hand_written, e=equivalence: h.run(c, i, e.seed), components, call
+                    )
                     compared = difference(standard, other)
                     hand_cell = compared.max_abs_diff if compared.max_abs_diff != float("inf") else compared.detail
                 except Exception as error:  # the table reports it
                     hand_cell = f"error: {type(error).__name__}: {str(error)[:60]}"
-                rows.append((name, case_name, generated_cell, hand_cell))
-    header = ("pipeline", "case", "generated", "hand-written")
-    shown = [(name, case, _cell(a), _cell(b)) for name, case, a, b in rows]
-    widths = [max(len(row[i]) for row in [header, *shown]) for i in range(4)]
-    print("max abs difference to the standard pipeline (plain mode, tiny components, 1 thread)")
+                rows.append((name, case_name, generated_cell, hand_cell, seconds))
+    header = ("pipeline", "case", "generated", "hand-written", "standard ms", "generated x", "hand-written x")
+    shown = [
+        (
+            name,
+            case,
+            _cell(a),
+            _cell(b),
+            f"{seconds['standard'] * 1000:.0f}",
+            *(
+                f"{seconds[side] / seconds['standard']:.2f}" if side in seconds else "-"
+                for side in ("generated", "hand-written")
+            ),
+        )
+        for name, case, a, b, seconds in rows
+    ]
+    widths = [max(len(row[i]) for row in [header, *shown]) for i in range(len(header))]
+    print("max abs difference to the standard pipeline (plain mode, tiny components, 1 thread), and call time")
+    print("against the standard pipeline's (the fastest of three calls each, the same process)")
     for row in [header, *shown]:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
     for label, column in (("generated", 2), ("hand-written", 3)):
