@@ -54,6 +54,7 @@ from ..normalize.outside_helper_gate import HelperOutsideTheFile, with_branch_ra
 from ..normalize.own_class import with_own_members_on_self
 from ..normalize.perturbed_attention import without_perturbed_attention
 from ..normalize.progress_scope import moved_out, progress_scopes
+from ..normalize.rederived_attributes import without_rederived_attributes
 from ..normalize.repeated_assignment import repeated_assignments
 from ..planning.denoise_loop import split_loop
 from ..planning.naming import Naming, block_key
@@ -85,6 +86,9 @@ def analyze(source: SourceModule, class_name: str | None = None) -> PipelinePlan
     facts = analyze_class(source, find_pipeline_class(source, class_name))
     facts, body, origins = with_own_members_on_self(facts, call_body(facts))
     source = source.with_positions(origins)
+    # `self.vae_scale_factor = 2 ** len(...)` again in `__call__` or a helper: what the generated pipeline derives
+    facts, body, origins, rederived = without_rederived_attributes(facts, body)
+    source = source.with_positions(origins)
     perturbed = find_perturbed_attention(source, facts, body)
     if perturbed is not None:
         # the guider perturbs attention: what is left is the pipeline's CFG (`normalize.perturbed_attention`)
@@ -98,7 +102,7 @@ def analyze(source: SourceModule, class_name: str | None = None) -> PipelinePlan
     raising: list[HelperOutsideTheFile] = []
     for _ in range(_MOST_RESTARTS + 1):
         try:
-            return _analyze_call(source, facts, body, perturbed, tuple(raising))
+            return _analyze_call(source, facts, body, perturbed, tuple(raising), rederived)
         except _RESTARTS as found:
             flow = flow_of(body)
             taken = set(flow.reads) | set(flow.writes) | {p.name for p in facts.call_parameters}
@@ -129,6 +133,7 @@ def _analyze_call(
     body: list[cst.BaseStatement],
     perturbed: PerturbedAttention | None,
     raising: Sequence[HelperOutsideTheFile] = (),
+    rederived: Sequence[cst.SimpleStatementLine] = (),
 ) -> PipelinePlan:
     source, body = _with_progress_scopes(source, body)
     source, body = _with_narrow_cache_scopes(source, body)
@@ -148,6 +153,9 @@ def _analyze_call(
     _note_image_encode(context, split)
     for found in raising:
         context.note("raises", found.branch, f"`if {snippet(found.branch.test)}:`", found.message, "unsafe")
+    for line in rederived:
+        why = "derives again what `__init__` derived from the components: the generated pipeline's property"
+        context.note("dropped", line, f"`{snippet(line)}`", why, "safe")
     loop = find_timestep_loop(denoise.loop)
 
     drops, returns = find_runtime_plumbing(body)

@@ -208,7 +208,7 @@ def rewrite_statements(
 
 
 def replace_with_origins(
-    statements: Sequence[cst.BaseStatement], replacements: Mapping[cst.CSTNode, Replacement]
+    statements: Sequence[cst.BaseStatement], replacements: Mapping[cst.CSTNode, Replacement], prune: bool = False
 ) -> tuple[list[cst.BaseStatement], dict[cst.CSTNode, cst.CSTNode]]:
     """`statements` with nodes replaced by identity, and the origin of every node rebuilt above a replaced one
     ({new: old}): a normalization's errors then report the source lines its nodes came from.
@@ -216,13 +216,14 @@ def replace_with_origins(
         replace_with_origins([if_statement], {if_statement.test: cst.Name("do_cfg")})
         # -> ([<the `if` testing `do_cfg`>], {<new if>: if_statement, <new Name>: <the old test>})
 
-    Nodes off the paths to a replaced node are not rebuilt (they keep their identity, and their positions)."""
+    Nodes off the paths to a replaced node are not rebuilt (they keep their identity, and their positions). With
+    `prune`, blocks the replacements emptied go (`_PruneEmptyBlocks`' rules)."""
     if not replacements:
         return list(statements), {}
     targets = {id(node) for node in replacements}
     paths = paths_to(statements, lambda node: id(node) in targets)
     module = cst.Module(body=list(statements))
-    transformer = _ReplaceNodesOnPaths(replacements, paths | {id(module)})
+    transformer = _ReplaceNodesOnPaths(replacements, paths | {id(module)}, prune=prune)
     return list(module.visit(transformer).body), transformer.origins
 
 

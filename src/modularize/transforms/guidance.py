@@ -218,6 +218,13 @@ def _per_batch(
         call = call.with_changes(
             items=[item.with_changes(item=item.item.with_changes(args=[first, *item.item.args[1:]]))]
         )
+    if cfg.uncond_call_statement is not None:
+        # the passes give other keywords: the unconditional batch makes the source's unconditional call
+        test = cst.parse_expression('guider_batch_name(components.guider, guider_state_batch) == "pred_uncond"')
+        uncond = cfg.uncond_call_statement.with_changes(leading_lines=())
+        call = cst.If(
+            test=test, body=cst.IndentedBlock(body=[uncond]), orelse=cst.Else(body=cst.IndentedBlock(body=[call]))
+        )
     model = cfg.denoiser_local or f"self.{cfg.denoiser}"
     if cfg.kind == CfgKind.BRANCHED:
         body += _merged_calls(cfg, fields, model)

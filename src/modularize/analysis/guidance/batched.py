@@ -172,6 +172,8 @@ class CfgPattern:
     batch_statements: tuple[cst.BaseStatement, ...] = ()
     first_statement: cst.BaseStatement | None = None  # where the denoiser step starts, when not at the call
     batch_after: tuple[cst.BaseStatement, ...] = ()  # what each batch runs on its prediction after the call
+    # "separate": the unconditional pass on the conditional one's names, when the two take other keywords
+    uncond_call_statement: cst.BaseStatement | None = None
     # what the source ran before its unconditional pass: (statement, the same `if` raising instead)
     uncond_gates: tuple[tuple[cst.If, cst.If], ...] = ()
     model_call: cst.Call | None = None  # "branched": the denoiser call in `call_statement`, whose batches can merge

@@ -251,6 +251,7 @@ def _pattern(
     if not same_expression(cond.call.func, uncond.call.func):
         raise source.refuse(uncond.call, "the unconditional pass calls another model than the conditional one")
     fields = _paired_arguments(source, cond.call, uncond.call)
+    uncond_statement = _uncond_call(cond, uncond, fields)
     condition_name, condition_expression, condition_statement = _condition(source, facts, flag, top_level)
     gates = tuple((statement, _gate(source, facts, statement)) for statement in inner[:uncond_at])
     gates += tuple((requirement, _requirement_gate(facts, requirement)) for requirement in required)
@@ -307,7 +308,25 @@ def _pattern(
         cache_contexts=contexts,
         uncond_gates=gates,
         batch_after=cond.post,
+        uncond_call_statement=uncond_statement,
     )
+
+
+def _uncond_call(cond: _ModelCall, uncond: _ModelCall, fields: Sequence[GuidanceField]) -> cst.BaseStatement | None:
+    """The unconditional pass as each guider batch makes it, when the passes give other keywords (None when they
+    give the same: one call serves both): its paired variables and its prediction named as the conditional pass
+    names them, which the batch binds to its own values:
+
+        noise_pred = self.transformer(x, guidance=guidance, encoder_hidden_states=embeds)[0]
+        neg_noise_pred = self.transformer(x, encoder_hidden_states=negative_embeds)[0]
+    ->  noise_pred = self.transformer(x, encoder_hidden_states=embeds)[0]          (the unconditional batch's)
+    """
+    given = [{a.keyword.value for a in call.args if a.keyword is not None} for call in (cond.call, uncond.call)]
+    if given[0] == given[1]:
+        return None
+    renamed = {field.uncond: cst.Name(field.cond) for field in fields}
+    renamed[uncond.output] = cst.Name(cond.output)
+    return substitute_names(uncond.statement, renamed, rename_targets=True)
 
 
 def denoiser_fields(call: cst.Call, aliases: dict[str, tuple[str, ...]]) -> dict[str, object]:
@@ -351,9 +370,11 @@ def _paired_arguments(source: SourceModule, cond: cst.Call, uncond: cst.Call) ->
         {a.keyword.value: a for a in cond.args if a.keyword is not None},
         {a.keyword.value: a for a in uncond.args if a.keyword is not None},
     )
-    if len(positional[0]) != len(positional[1]) or keywords[0].keys() != keywords[1].keys():
-        raise source.refuse(uncond, "the two denoiser passes take different arguments")
-    pairs = list(zip(*positional, strict=True)) + [(keywords[0][k], keywords[1][k]) for k in keywords[0]]
+    if len(positional[0]) != len(positional[1]):
+        raise source.refuse(uncond, "the two denoiser passes take different positional arguments")
+    # (a keyword only one pass gives, `guidance=guidance`, stays in that pass's own call: `_uncond_call`)
+    common = [k for k in keywords[0] if k in keywords[1]]
+    pairs = list(zip(*positional, strict=True)) + [(keywords[0][k], keywords[1][k]) for k in common]
     fields: dict[str, GuidanceField] = {}
     for first, second in pairs:
         if same_expression(first.value, second.value):
