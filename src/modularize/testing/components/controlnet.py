@@ -6,6 +6,9 @@ pipeline family's multi-ControlNet class, each with its own control image and co
     setup.inputs()["image"]                     # [the test image, its mirror]
     setup.inputs()["controlnet_conditioning_scale"]    # [1.0, 0.5]
 
+QwenImage's multi class runs a single net (a ControlNet-Union) on every control image and refuses two nets
+(diffusers 0.42): its setup wraps the pipeline's ControlNet alone, with the two control images and two scales.
+
 Its cases are `setup_by_class`'s: a case that gives the ControlNet one control image (or batch) gives the second
 net the mirrored one; a single scale, guess mode and the guidance window apply to both nets, as the pipeline does.
 """
@@ -28,7 +31,10 @@ MULTI_CONTROLNET = {
     "ControlNetUnionModel": "MultiControlNetUnionModel",
     "SD3ControlNetModel": "SD3MultiControlNetModel",
     "FluxControlNetModel": "FluxMultiControlNetModel",
+    "QwenImageControlNetModel": "QwenImageMultiControlNetModel",
 }
+# the multi classes that run one net on each control image (and raise for more nets): the pipeline's net alone
+ONE_NET_FOR_ALL = ("QwenImageMultiControlNetModel",)
 # the second net's conditioning scale (the first keeps 1.0)
 SECOND_SCALE = 0.5
 # the multi classes whose pipelines apply a single conditioning scale to every net; SD3's and Flux's want one each
@@ -45,13 +51,19 @@ def mirrored(image: Any) -> Any:
 
 
 def multi_class(pipeline: type) -> type:
-    """The multi-ControlNet class for the ControlNet class `pipeline` is built with."""
+    """The multi-ControlNet class for the ControlNet class `pipeline` is built with, where the pipeline's
+    constructor takes it (QwenImage's inpainting pipeline takes a single ControlNet only)."""
     from diffusers.models import controlnets  # (diffusers does not export every multi class at the top)
+
+    from .resolve import _hints, _members
 
     single = resolve(pipeline).classes.get("controlnet")
     if single is None or single.__name__ not in MULTI_CONTROLNET:
         raise LookupError(f"{pipeline.__name__} takes no ControlNet this module can pair")
-    return getattr(controlnets, MULTI_CONTROLNET[single.__name__])
+    multi = getattr(controlnets, MULTI_CONTROLNET[single.__name__])
+    if multi not in _members(_hints(pipeline).get("controlnet")):
+        raise LookupError(f"{pipeline.__name__} takes no {multi.__name__}")
+    return multi
 
 
 def _second_seed(pipeline: type) -> int:
@@ -89,8 +101,11 @@ def multi_controlnet_setup(pipeline: type, unserved: Mapping[str, Any] | None = 
 
     def components() -> dict[str, Any]:
         made = build_components(pipeline)
-        second = build_component(pipeline, "controlnet", _second_seed(pipeline))
-        made["controlnet"] = multi([made["controlnet"], second])
+        if multi.__name__ in ONE_NET_FOR_ALL:
+            made["controlnet"] = multi([made["controlnet"]])
+        else:
+            second = build_component(pipeline, "controlnet", _second_seed(pipeline))
+            made["controlnet"] = multi([made["controlnet"], second])
         return made
 
     def inputs() -> dict[str, Any]:

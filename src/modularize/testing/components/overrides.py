@@ -661,6 +661,9 @@ OVERRIDES: dict[str, dict[str, Any]] = {
         **_SD3_CONTROLNET,
         "config": {**_SD3_CONTROLNET["config"], "controlnet": {"extra_conditioning_channels": 1}},
     },
+    # the inpainting ControlNet embeds the control image's packed latents joined with the mask, packed 2 x 2 as the
+    # latents are: 4 more channels
+    "QwenImageControlNetInpaintPipeline": {"config": {"controlnet": {"extra_condition_channels": 4}}},
     # guess mode with PAG on fails upstream (diffusers 0.42: the ControlNet runs on the whole CFG + PAG batch, the
     # control image is prepared for the conditional part alone); the SDXL PAG ControlNet pipelines run it
     "StableDiffusionControlNetPAGPipeline": {"drop_cases": ("guess_mode", "guess_mode_two_prompts_x2")},

@@ -139,3 +139,13 @@ def sana_controlnet(need: Need):
     transformer = _denoiser(need, "transformer")
     layers = transformer.config.num_layers - 1
     return need.model(_build_awake(need.cls), **{**_mirrored(transformer, need.cls), "num_layers": layers})
+
+
+@factory("QwenImageControlNetModel")
+def qwenimage_controlnet(need: Need):
+    """QwenImage's ControlNet: the transformer's patches, heads, rotary axes, text width and depth (the transformer
+    adds the ControlNet's output i after its block i, the last one included, so every output counts); it reads the
+    packed VAE latents of the control image (plus `extra_condition_channels`, the inpainting mask packed 2 x 2,
+    given as data)."""
+    transformer = _denoiser(need, "transformer")
+    return need.model(_build_awake(need.cls), **_mirrored(transformer, need.cls))
