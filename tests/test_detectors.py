@@ -1618,3 +1618,22 @@ def test_a_separate_pass_guided_only_while_its_input_exists_has_the_flag_and_a_r
     call = cst.parse_expression("self.transformer(x, encoder_hidden_states=negative.to(dtype))")
     found, needed = _flag_and_requirements(cst.parse_expression(test), [_ModelCall(None, call, "out", None, ())])
     assert code(found).strip() == flag and [code(n).strip() for n in needed] == required
+
+
+def test_separate_passes_giving_other_keywords_run_each_passs_own_call_on_the_conditional_names():
+    source = TRUE_CFG.replace(
+        "timestep=t, encoder_hidden_states=prompt_embeds)",
+        "timestep=t, guidance=g, encoder_hidden_states=prompt_embeds)",
+    )
+    cfg = snippet(source).separate()
+    assert [(f.name, f.cond, f.uncond) for f in cfg.fields] == [
+        ("prompt_embeds", "prompt_embeds", "negative_prompt_embeds")
+    ]
+    # the unconditional batch's call: its own keywords, the batch's bound names, the conditional prediction's name
+    assert texts([cfg.uncond_call_statement]) == [
+        'with self.transformer.cache_context("uncond"):\n'
+        "    noise_pred = self.transformer(\n"
+        "        hidden_states=latents, timestep=t, encoder_hidden_states=prompt_embeds\n"
+        "    )[0]"
+    ]
+    assert snippet(TRUE_CFG).separate().uncond_call_statement is None  # the same keywords: one call serves both

@@ -407,3 +407,45 @@ def test_a_branch_calling_a_helper_outside_the_file_with_the_cfg_flag_raises_and
     )
     assert origins[new_body[0]] is body[0]  # errors and notes point at the source's `if`
     assert "VideoPipeline._encode_free_noise, defined outside the pipeline's file" in found.message
+
+
+REDERIVING = """\
+from diffusers import DiffusionPipeline
+
+
+class RederivingPipeline(DiffusionPipeline):
+    def __init__(self, vae, unet):
+        super().__init__()
+        self.register_modules(vae=vae, unet=unet)
+        self.vae_scale_factor = 2 ** len(self.vae.config.block_out_channels) if getattr(self, "vae", None) else 8
+
+    def encode(self, image):
+        self.vae_scale_factor = 2 ** len(self.vae.config.block_out_channels)
+        return self.vae.encode(image)
+
+    def __call__(self, image, steps=2):
+        if image is not None:
+            self.vae_scale_factor = 2 ** len(self.vae.config.block_out_channels)
+        latents = self.encode(image)
+        for t in range(steps):
+            latents = self.unet(latents, t)
+        return latents
+"""
+
+
+def test_a_derived_attribute_derived_again_as_init_derives_it_with_its_components_is_dropped():
+    from modularize.analysis.rewrite_context import call_body
+    from modularize.frontend.class_facts import analyze_class
+    from modularize.frontend.parse import find_pipeline_class, parse_source
+    from modularize.normalize.rederived_attributes import without_rederived_attributes
+
+    source = parse_source(REDERIVING, "rederiving.py")
+    facts = analyze_class(source, find_pipeline_class(source))
+    assert facts.kept_attributes == ("vae_scale_factor",)
+    facts, body, origins, dropped = without_rederived_attributes(facts, call_body(facts))
+    assert [code(line).strip() for line in dropped] == [
+        "self.vae_scale_factor = 2 ** len(self.vae.config.block_out_channels)"
+    ] * 2
+    assert render(body).startswith("latents = self.encode(image)\n")  # (the `if` it emptied goes too)
+    assert "vae_scale_factor" not in code(facts.methods["encode"]) and facts.kept_attributes == ()
+    assert all(old is not None for old in origins.values())
