@@ -336,6 +336,30 @@ _KANDINSKY5_ONE_PER_PROMPT = {
     "cases": (("two_prompts_negatives", {"prompt": _TWO_PROMPTS, "negative_prompt": ["blurry", "low quality"]}),),
 }
 
+# LongCat-Image makes 16-channel latents whatever the VAE (`num_channels_latents = 16`): a VAE with 16 latent channels.
+# Text to image rewrites the prompt by default (`enable_prompt_rewrite`): the text encoder generates 512 new tokens
+# after a system prompt of ~10,000 (byte-level) tokens, and the generated text replaces the prompt. That is the real
+# model's job (a tiny random one never stops early), and it takes tens of seconds on CPU: the inputs turn it off. Its
+# CFG renormalization (on by default) as one more case, turned off
+_LONGCAT_IMAGE = {
+    "dims": {"latent_channels": 16},
+    "inputs": {"enable_prompt_rewrite": False},
+    "cases": (("cfg_renorm_off", {"enable_cfg_renorm": False}),),
+}
+# The editing pipeline renders at ~1 megapixel (1024 x 1024 for a square image) whatever the input's size: a 6-level
+# VAE (scale 32) with 4-channel convolutions and no attention in its middle block, so the 1024-pixel image it encodes
+# and decodes stays cheap and the transformer sees 16 x 16 patches of latents and as many of the image's. It takes
+# one prompt per call (a list of more is refused by `check_inputs`): the matrix's two-prompt cases are one-prompt ones
+_LONGCAT_IMAGE_EDIT = {
+    "dims": {"latent_channels": 16, "vae_block_out": (4,) * 6, "vae_norm_groups": 4},
+    "config": {"vae": {"mid_block_add_attention": False}},
+    "drop_cases": ("two_prompts_x2", "cfg_off_latent"),
+    "cases": (
+        ("x2_negative", {"negative_prompt": "blurry", "num_images_per_prompt": 2}),
+        ("cfg_off_latent", {"guidance_scale": 1.0, "output_type": "latent"}),
+    ),
+}
+
 OVERRIDES: dict[str, dict[str, Any]] = {
     # its PAG path never sets `noise_pred_text`, which its rescale reads: the standard call raises with a rescale
     # (a diffusers bug), so the rescale is checked with PAG off
@@ -697,6 +721,8 @@ OVERRIDES: dict[str, dict[str, Any]] = {
         "config": {**_KANDINSKY5_IMAGE["config"], "transformer": _KANDINSKY5_VISUAL_COND},
         "one_per_prompt": ("image",),
     },
+    "LongCatImagePipeline": _LONGCAT_IMAGE,
+    "LongCatImageEditPipeline": _LONGCAT_IMAGE_EDIT,
 }
 
 

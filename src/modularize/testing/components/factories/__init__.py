@@ -14,6 +14,7 @@ from . import (  # noqa: F401
     kandinsky6,
     krea2,
     longcat_audio,
+    longcat_image,
     priors,
     sana_wm,
     schedulers,
