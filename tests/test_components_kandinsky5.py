@@ -85,6 +85,7 @@ def test_kandinsky5_transformer_depends_on_its_inputs(name):
     assert not torch.equal(prediction, predict(text, pooled, torch.tensor([100.0, 100.0])))
 
 
+@pytest.mark.slow
 def test_kandinsky5_text_to_video_runs():
     import numpy as np
 

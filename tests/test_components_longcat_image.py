@@ -69,6 +69,7 @@ def _run(pipe, **inputs):
     return pipe(**inputs, num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="np").images
 
 
+@pytest.mark.slow
 def test_longcat_image_text_to_image_runs():
     import numpy as np
 
@@ -83,6 +84,7 @@ def test_longcat_image_text_to_image_runs():
     assert np.isfinite(images[0]).all() and not np.array_equal(images[0], images[1])
 
 
+@pytest.mark.slow
 def test_longcat_image_edit_runs():
     import numpy as np
 
@@ -98,6 +100,7 @@ def test_longcat_image_edit_runs():
     assert not np.array_equal(edits[0], mirrored)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", PIPELINES)
 def test_longcat_image_by_class_matrix_runs(name):
     from modularize.testing.equivalence import components_by_class

@@ -138,6 +138,7 @@ def test_the_matrix_has_the_controlnet_cases():
     assert inpaint["two_prompts_two_controls"]["control_mask"].shape[0] == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "case"), _case_ids())
 def test_standard_pipeline_runs_the_case(name, case):
     setup = setup_by_class(_pipeline_class(name))
@@ -147,6 +148,7 @@ def test_standard_pipeline_runs_the_case(name, case):
     assert output.shape[0] == _expected_count(inputs)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", PIPELINES)
 def test_the_control_changes_the_output(name):
     """The control image, its scale and its guidance window all reach the output (no zero ControlNet)."""
@@ -184,6 +186,7 @@ def _multi_case_ids():
     return [case for case, _ in setup.cases]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", _multi_case_ids())
 def test_multi_controlnet_runs_the_case(case):
     pipe, setup = _multi()
@@ -193,6 +196,7 @@ def test_multi_controlnet_runs_the_case(case):
     assert output.shape[0] == _expected_count(inputs)
 
 
+@pytest.mark.slow
 def test_both_control_images_of_the_multi_controlnet_reach_the_output():
     pipe, setup = _multi()
     both = _run(pipe, setup.inputs())

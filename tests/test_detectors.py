@@ -1637,3 +1637,26 @@ def test_separate_passes_giving_other_keywords_run_each_passs_own_call_on_the_co
         "    )[0]"
     ]
     assert snippet(TRUE_CFG).separate().uncond_call_statement is None  # the same keywords: one call serves both
+
+
+RENAMED_CUSTOM = """\
+do_true_cfg = guidance_scale > 1 and negative_prompt_embeds is not None
+for i, t in enumerate(timesteps):
+    noise_pred_text = self.transformer(hidden_states=latents, timestep=t, encoder_hidden_states=prompt_embeds)[0]
+    if do_true_cfg:
+        noise_pred_uncond = self.transformer(
+            hidden_states=latents, timestep=t, encoder_hidden_states=negative_prompt_embeds
+        )[0]
+        noise_pred = noise_pred_uncond + guidance_scale * (noise_pred_text - noise_pred_uncond)
+        noise_pred = noise_pred * (noise_pred_text.norm() / noise_pred.norm())
+    else:
+        noise_pred = noise_pred_text
+    latents = self.scheduler.step(noise_pred, t, latents)[0]
+"""
+
+
+def test_a_custom_combine_naming_the_guided_prediction_anew_returns_that_name():
+    """The combine assigns `noise_pred`, the `else` names the conditional prediction so: the guider subclass's
+    result is `noise_pred`, not the conditional prediction it started from (LongCat-Image's renormalized CFG)."""
+    cfg = snippet(RENAMED_CUSTOM).separate()
+    assert cfg.guided == "noise_pred" and cfg.combine is not None and cfg.combine.result == "noise_pred"

@@ -282,7 +282,7 @@ def _pattern(
     if len(inner) > combine_at + 1 or (target != cond.output and not renamed):
         if scales:
             raise source.refuse(inner[combine_at], "a custom guidance combine with a guidance scale chosen per step")
-        combine = _custom_combine(source, facts, inner[combine_at:], cond.output, uncond.output, scale)
+        combine = _custom_combine(source, facts, inner[combine_at:], cond.output, uncond.output, scale, guided)
     contexts = ()
     if cond.context is not None or uncond.context is not None:
         if cond.context is None or uncond.context is None:
@@ -432,14 +432,17 @@ def _custom_combine(
     cond: str,
     uncond: str,
     scale: cst.BaseExpression,
+    guided: str,
 ) -> CustomCombine:
+    """The combine the guider subclass runs verbatim; it returns `guided` (the conditional prediction's name, or the
+    one the combine and the `else` both assign: `noise_pred = noise_pred_text` with CFG off)."""
     bindings = [(cond, "pred_cond"), (uncond, "pred_uncond")]
     if isinstance(scale, cst.Name):
         bindings.append((scale.value, "self.guidance_scale"))
     elif not m.matches(scale, m.Attribute(value=m.Name("self"), attr=m.Name("guidance_scale"))):
         raise source.refuse(scale, "a guidance scale a guider subclass cannot read (a name or `self.guidance_scale`)")
     bindings, inputs = combine_inputs(source, facts, statements, bindings, statements[0])
-    return CustomCombine(tuple(statements), bindings, cond, inputs=inputs)
+    return CustomCombine(tuple(statements), bindings, guided, inputs=inputs)
 
 
 def _requirement_gate(facts: ClassFacts, requirement: cst.BaseExpression) -> cst.If:
