@@ -61,6 +61,8 @@ def without_rederived_attributes(
 ) -> tuple[ClassFacts, list[cst.BaseStatement], dict[cst.CSTNode, cst.CSTNode], tuple[cst.SimpleStatementLine, ...]]:
     """The class's helpers and `__call__`'s `body` without their re-derivations, the origin of every node rebuilt
     ({new: old}) and the lines dropped."""
+    if not facts.kept_attributes:  # (nothing derived is assigned again: most pipelines, found without a walk each)
+        return facts, list(body), {}, ()
     dropped = rederived_attributes(facts, body)
     body, origins = replace_with_origins(body, {line: cst.RemoveFromParent() for line in dropped}, prune=True)
     methods = dict(facts.methods)
