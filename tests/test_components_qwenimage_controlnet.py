@@ -14,6 +14,8 @@ import torch
 from modularize.testing.components import DIMS, build_components, missing_classes, setup_by_class
 from modularize.testing.components.controlnet import multi_class, multi_controlnet_setup
 
+from .test_controlnet_components import _pipeline_class, _standard
+
 PIPELINES = ["QwenImageControlNetPipeline", "QwenImageControlNetInpaintPipeline"]
 MIRRORED = (
     "patch_size",
@@ -25,20 +27,6 @@ MIRRORED = (
     "joint_attention_dim",
     "axes_dims_rope",
 )
-
-
-def _pipeline_class(name: str) -> type:
-    import diffusers
-
-    return getattr(diffusers, name)
-
-
-@functools.cache
-def _standard(name: str):
-    cls = _pipeline_class(name)
-    pipe = cls(**build_components(cls))
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
 
 
 @functools.cache
