@@ -1660,3 +1660,27 @@ def test_a_custom_combine_naming_the_guided_prediction_anew_returns_that_name():
     result is `noise_pred`, not the conditional prediction it started from (LongCat-Image's renormalized CFG)."""
     cfg = snippet(RENAMED_CUSTOM).separate()
     assert cfg.guided == "noise_pred" and cfg.combine is not None and cfg.combine.result == "noise_pred"
+
+
+@pytest.mark.parametrize(
+    ("reshape", "mirrored"),
+    [
+        ("if prompt_embeds.ndim == 3:\n    prompt_embeds = prompt_embeds.unsqueeze(1)\n", True),  # Allegro
+        ("if prompt_embeds.ndim == 3:\n    prompt_embeds = prompt_embeds.squeeze(2)\n", True),
+        ("if prompt_embeds.ndim == 3:\n    prompt_embeds = prompt_embeds.unsqueeze(0)\n", False),  # the batch's own
+        ("if prompt_embeds.shape[0] == 2:\n    prompt_embeds = prompt_embeds.unsqueeze(1)\n", False),  # reads it
+    ],
+)
+def test_a_branch_reshaping_a_paired_value_behind_its_batch_is_mirrored_onto_its_counterpart(reshape, mirrored):
+    cat = "    prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds])\n"
+    body = SD_LOOP.replace(cat, cat + reshape)
+    if not mirrored:
+        with pytest.raises(ConversionError, match="read with its CFG-doubled batch"):
+            snippet(body).batched()
+        return
+    pattern = snippet(body).batched()
+    assert fields(pattern)[0] == ("prompt_embeds", "prompt_embeds", "negative_prompt_embeds")
+    ((_, sentinel),) = pattern.mirrored
+    text = rendered(sentinel.nodes)
+    assert "negative_prompt_embeds = negative_prompt_embeds." in text  # the counterpart it had, reassigned
+    assert text.index("negative_prompt_embeds =") < text.index("    prompt_embeds = prompt_embeds.")  # before it

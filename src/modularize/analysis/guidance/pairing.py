@@ -55,7 +55,7 @@ PER_SAMPLE_CALL = m.Call(
     func=m.Attribute(attr=m.OneOf(*map(m.Name, sorted(PER_SAMPLE_METHODS | {"bool", "long", "int"}))))
 )
 # attributes whose value does not depend on the batch size
-BATCH_FREE_ATTRIBUTES = frozenset({"dtype", "device"})
+BATCH_FREE_ATTRIBUTES = frozenset({"dtype", "device", "ndim"})
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,7 @@ def _mirrorable(expression: cst.BaseExpression, pairs: Mapping[str, str], repeat
         if method == "repeat" and expression.args:
             repeats.append((receiver, expression.args[0].value))
             return True
-        if method in PER_SAMPLE_METHODS or _interleaves_along_a_dimension(expression):
+        if method in PER_SAMPLE_METHODS or _interleaves_along_a_dimension(expression) or _reshapes_samples(expression):
             return True
         raise _NotPerSample(expression)
     if reads_batch(expression, pairs):
@@ -162,6 +162,14 @@ def _interleaves_along_a_dimension(call: cst.Call) -> bool:
     repeats = keywords.get("repeats", positional[0] if positional else None)
     has_dim = "dim" in keywords or len(positional) > 1
     return has_dim and isinstance(repeats, (cst.Integer, cst.Name, cst.Attribute, cst.BinaryOperation))
+
+
+def _reshapes_samples(call: cst.Call) -> bool:
+    """`x.unsqueeze(1)`, `x.squeeze(2)`: a dimension added or removed behind the batch's, in each sample alike (the
+    dimension a positive number: a negative one may count back to the batch's)."""
+    if call.func.attr.value not in {"unsqueeze", "squeeze"} or len(call.args) != 1:
+        return False
+    return m.matches(call.args[0].value, m.Integer(m.MatchIfTrue(lambda value: int(value, 0) > 0)))
 
 
 def _batch_free(node: cst.CSTNode, pairs: Mapping[str, str]) -> bool:
@@ -340,6 +348,11 @@ def _mirrored_branches(branch: cst.If, pairs: dict[str, str], taken: set[str]) -
             pooled = torch.zeros_like(embeds)     ->        negative_pooled = torch.zeros_like(negative_embeds)
         else:                                           else:
             pooled = given or embeds                        negative_pooled = given or negative_embeds
+
+    A paired value reassigned keeps its counterpart, with or without an `else` (Allegro):
+
+        if embeds.ndim == 3:                      ->    if embeds.ndim == 3:
+            embeds = embeds.unsqueeze(1)                    negative_embeds = negative_embeds.unsqueeze(1)
     """
     if reads_batch(branch.test, pairs) or not isinstance(branch.orelse, (cst.Else, type(None))):
         return None
@@ -348,9 +361,10 @@ def _mirrored_branches(branch: cst.If, pairs: dict[str, str], taken: set[str]) -
     if not all(statement and all(m.matches(line, simple) for line in statement) for statement in sides):
         return None
     targets = [{line.body[0].targets[0].target.value for line in side} for side in sides]
-    if any(names != targets[0] for names in targets) or set(targets[0]) & set(pairs):
-        return None
-    counterparts = {name: fresh_name(f"negative_{name}", taken) for name in sorted(targets[0])}
+    if any(names != targets[0] for names in targets) or any(pairs.get(name) == name for name in targets[0]):
+        return None  # (a value both conditions share, reassigned on one side only, would have no counterpart)
+    # (a paired value reassigned, `x = x.unsqueeze(1)`, keeps its counterpart; a new one gets one of its own)
+    counterparts = {name: pairs.get(name) or fresh_name(f"negative_{name}", taken) for name in sorted(targets[0])}
     taken.update(counterparts.values())
     renamed = {**{name: cst.Name(other) for name, other in pairs.items()}}
     mirrored_sides = []
