@@ -721,6 +721,9 @@ OVERRIDES: dict[str, dict[str, Any]] = {
         "config": {**_KANDINSKY5_IMAGE["config"], "transformer": _KANDINSKY5_VISUAL_COND},
         "one_per_prompt": ("image",),
     },
+    # the Allegro VAE decodes whole tiles of 24 frames (fixed upstream) and decodes a shorter latent video to zeros:
+    # 24 frames, 6 latent frames at the tiny VAE's temporal compression 4 (`factories.allegro`)
+    "AllegroPipeline": {"inputs": {"num_frames": 24}},
     "LongCatImagePipeline": _LONGCAT_IMAGE,
     "LongCatImageEditPipeline": _LONGCAT_IMAGE_EDIT,
 }

@@ -1,6 +1,7 @@
 """One factory per component class; importing this package registers them all."""
 
 from . import (  # noqa: F401
+    allegro,
     alt_diffusion,
     animatediff,
     audio,

@@ -10,6 +10,7 @@ FLOW_VAE = {"shift_factor": 0.0609, "scaling_factor": 1.5035, "use_quant_conv": 
 # video VAEs, keyed by class: (spatial, temporal) compression of the tiny config below. Video pipelines take
 # `2 x temporal + 1` frames (two latent frames after the first) of `dims.video_size` pixels.
 VIDEO_COMPRESSION = {
+    "AutoencoderKLAllegro": (2, 4),
     "AutoencoderKLWan": (2, 2),
     "AutoencoderKLCogVideoX": (8, 4),
     "AutoencoderKLHunyuanVideo": (8, 4),
