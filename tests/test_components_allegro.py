@@ -11,6 +11,8 @@ import torch
 from modularize.testing.components import DIMS, build_components
 from modularize.testing.components.factories.vaes import VIDEO_COMPRESSION
 
+SIZE = 32  # the frames and the VAE tile the Allegro overrides ask for (`components.overrides`)
+
 
 def _pipeline():
     from diffusers import AllegroPipeline
@@ -34,15 +36,15 @@ def test_allegro_components_are_coupled():
     assert config.in_channels == config.out_channels == vae.config.latent_channels
     assert VIDEO_COMPRESSION["AutoencoderKLAllegro"] == (vae.spatial_compression_ratio, pipe.vae_scale_factor_temporal)
     assert vae.use_tiling and vae.use_slicing  # it decodes only tile by tile, one video at a time
-    assert vae.kernel == (24, DIMS.video_size, DIMS.video_size)  # one tile: the whole tiny video
+    assert vae.kernel == (24, SIZE, SIZE)  # one tile: the whole tiny video
 
 
 def test_allegro_vae_decodes_one_tile_to_a_video():
     vae = _pipeline().vae
-    latents = _noise(2, DIMS.latent_channels, 6, DIMS.video_size // 2, DIMS.video_size // 2, seed=0)
+    latents = _noise(2, DIMS.latent_channels, 6, SIZE // 2, SIZE // 2, seed=0)
     with torch.no_grad():
         video = vae.decode(latents).sample
-    assert video.shape == (2, 24, 3, DIMS.video_size, DIMS.video_size)  # (batch, frames, channels, h, w)
+    assert video.shape == (2, 24, 3, SIZE, SIZE)  # (batch, frames, channels, h, w)
     assert torch.isfinite(video).all() and video.std() > 0
     assert not torch.equal(video[0], video[1])
 
@@ -50,8 +52,8 @@ def test_allegro_vae_decodes_one_tile_to_a_video():
 def test_allegro_transformer_output_depends_on_its_inputs():
     pipe = _pipeline()
     transformer = pipe.transformer
-    channels, frames, size = DIMS.latent_channels, 6, DIMS.video_size // 2
-    rotary, positions = pipe._prepare_rotary_positional_embeddings(1, DIMS.video_size, DIMS.video_size, frames, "cpu")
+    channels, frames, size = DIMS.latent_channels, 6, SIZE // 2
+    rotary, positions = pipe._prepare_rotary_positional_embeddings(1, SIZE, SIZE, frames, "cpu")
 
     def predict(latent_seed: int = 0, text_seed: int = 1, timestep: float = 500.0) -> torch.Tensor:
         with torch.no_grad():
@@ -92,8 +94,8 @@ def test_allegro_pipeline_runs_every_case():
         frames = np.asarray(pipe(**{**setup.inputs(), "output_type": "np", **overrides}).frames)
         prompts = 2 if "prompt" in overrides else 1  # (the pipeline makes one video per prompt, whatever is asked)
         if overrides.get("output_type") == "latent":
-            assert frames.shape == (prompts, DIMS.latent_channels, 6, DIMS.video_size // 2, DIMS.video_size // 2), name
+            assert frames.shape == (prompts, DIMS.latent_channels, 6, SIZE // 2, SIZE // 2), name
         else:
-            assert frames.shape == (prompts, 24, DIMS.video_size, DIMS.video_size, 3), name
+            assert frames.shape == (prompts, 24, SIZE, SIZE, 3), name
             assert frames.std() > 0, name
         assert np.isfinite(frames).all(), name

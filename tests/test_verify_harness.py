@@ -317,7 +317,8 @@ def test_exact_mode_splits_frames_folded_into_the_batch_sample_by_sample():
 
     sample = torch.zeros(4, 2, 3, 8, 8)  # (batch, channels, frames, height, width)
     frames = _folded_frames((sample,), {})
-    assert frames == {2, 3}
+    assert frames == {3}  # the frames' dimension, not the channels'
+    assert _half(torch.arange(8.0).reshape(8, 1), 4, slice(2, 4), {}, frames).flatten().tolist() == list(range(8))
     embeds = torch.arange(12.0).reshape(12, 1)  # 3 rows per sample
     assert _half(embeds, 4, slice(2, 4), {}, frames).flatten().tolist() == [6.0, 7.0, 8.0, 9.0, 10.0, 11.0]
     rotary = torch.arange(8.0).reshape(8, 1)  # 2 rows per sample only by chance, without frames

@@ -23,15 +23,15 @@ def _batch_of(args: tuple, kwargs: dict) -> int | None:
 
 
 def _folded_frames(args: tuple, kwargs: dict) -> frozenset[int]:
-    """The frame counts a video denoiser's other inputs may fold into their batch: with a 5-D sample (batch,
-    channels, frames, ...) or (batch, frames, channels, ...), AnimateDiff repeats its prompt embeddings per frame,
-    `(batch * frames, tokens, dim)`. Other models' inputs are not read so: HunyuanDiT's rotary embeddings have a
-    length that may be a multiple of the batch by chance."""
+    """The frame count a video denoiser's other inputs may fold into their batch: with a 5-D sample (batch,
+    channels, frames, height, width), AnimateDiff repeats its prompt embeddings per frame, `(batch * frames, tokens,
+    dim)`. Other models' inputs are not read so: HunyuanDiT's rotary embeddings have a length that may be a multiple
+    of the batch by chance, and so may an input of Allegro's (whose sample has 4 channels: only the frames count)."""
     import torch
 
     for value in (*args, *kwargs.values()):
         if isinstance(value, torch.Tensor) and value.ndim > 0:
-            return frozenset(value.shape[1:3]) - {1} if value.ndim == 5 else frozenset()
+            return frozenset({value.shape[2]}) - {1} if value.ndim == 5 else frozenset()
     return frozenset()
 
 

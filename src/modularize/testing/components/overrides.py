@@ -722,8 +722,13 @@ OVERRIDES: dict[str, dict[str, Any]] = {
         "one_per_prompt": ("image",),
     },
     # the Allegro VAE decodes whole tiles of 24 frames (fixed upstream) and decodes a shorter latent video to zeros:
-    # 24 frames, 6 latent frames at the tiny VAE's temporal compression 4 (`factories.allegro`)
-    "AllegroPipeline": {"inputs": {"num_frames": 24}},
+    # 24 frames, 6 latent frames at the tiny VAE's temporal compression 4 (`factories.allegro`); 32-pixel frames in
+    # one 32-pixel tile, so the transformer's rotary tables (8 positions a side) are not as long as a batch of 2 or
+    # 4 (exact mode splits what has the batch's length)
+    "AllegroPipeline": {
+        "inputs": {"num_frames": 24, "height": 32, "width": 32},
+        "config": {"vae": {"sample_size": 32}},
+    },
     "LongCatImagePipeline": _LONGCAT_IMAGE,
     "LongCatImageEditPipeline": _LONGCAT_IMAGE_EDIT,
 }
