@@ -108,7 +108,6 @@ class HelperUse:
     flag: cst.Arg  # the argument passing the flag
     parameter: str  # the helper's parameter receiving it
     pairs: bool  # True: it concatenates `[negative, positive]`; False: it only repeats (`[mask] * 2`)
-    outside: bool = False  # defined outside the pipeline's file (a mixin's method): taken to pair
 
 
 @dataclass(frozen=True)
@@ -515,7 +514,8 @@ def find_batched_cfg(
     condition_name, condition_expression, condition_statement = _condition(source, facts, condition, top_level)
     # a helper may be handed the flag as the test it stands for (`do_cfg=guidance_scale > 1.0`)
     flags = (condition, condition_expression, over_call_locals(condition_expression, facts.per_call))
-    helper_uses = _without_outside_helpers(facts, cfg_helper_calls(facts, before_loop, flags, index), index)
+    _gate_outside_helpers(facts, before_loop, flags, index)
+    helper_uses = cfg_helper_calls(facts, before_loop, flags, index)
     if many is not None:
         positions = _many_batch_positions(
             source, facts, chunk_if, len(parts), before_loop, dropped, index, helper_uses
@@ -1298,11 +1298,6 @@ def cfg_helper_calls(
     for call in index.find(cst.Call, m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name())), within=statements):
         helper = facts.methods.get(call.func.attr.value)
         if helper is None:
-            passed = [arg for arg in call.args if any(_is_cfg(arg.value, flag) for flag in flags)]
-            if passed:
-                # a mixin's or a base class's method: what it does with the flag cannot be seen
-                keyword = passed[0].keyword.value if passed[0].keyword is not None else ""
-                found.append(HelperUse(call, call.func.attr.value, passed[0], keyword, pairs=True, outside=True))
             continue
         received = _argument_receiving(helper, call, flags)
         if received is None:
@@ -1358,15 +1353,18 @@ def _halved_under(
     return found
 
 
-def _without_outside_helpers(facts: ClassFacts, uses: Sequence[HelperUse], index: NodeIndex) -> list[HelperUse]:
-    """The helper uses the file defines. One it does not, given the flag in the body of a top-level `if`, is turned
-    into an error there (`HelperOutsideTheFile`, and the analysis starts again); elsewhere it is taken to do
-    nothing for CFG, as a call of a method the file does not show always was."""
-    for use in uses:
-        holder = index.statement_of(use.call) if use.outside else None
-        if isinstance(holder, cst.If) and any(node is use.call for node in walk(holder.body)):
-            raise HelperOutsideTheFile(holder, use.helper, facts.name)
-    return [use for use in uses if not use.outside]
+def _gate_outside_helpers(
+    facts: ClassFacts, statements: Sequence[cst.CSTNode], flags: Sequence[cst.BaseExpression], index: NodeIndex
+) -> None:
+    """A method the file does not define (a mixin's), handed the CFG flag in the body of a top-level `if`, may
+    batch for CFG where nothing shows it: that `if` is turned into an error (`HelperOutsideTheFile`, and the
+    analysis starts again). Elsewhere such a call is taken to do nothing for CFG, as it always was."""
+    for call in index.find(cst.Call, m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name())), within=statements):
+        if call.func.attr.value in facts.methods or not any(_is_cfg(a.value, f) for a in call.args for f in flags):
+            continue
+        holder = index.statement_of(call)
+        if isinstance(holder, cst.If) and any(node is call for node in walk(holder.body)):
+            raise HelperOutsideTheFile(holder, call.func.attr.value, facts.name)
 
 
 def _argument_receiving(helper: cst.FunctionDef, call: cst.Call, flags: Sequence[cst.BaseExpression]):

@@ -55,13 +55,13 @@ def multi_class(pipeline: type) -> type:
     constructor takes it (QwenImage's inpainting pipeline takes a single ControlNet only)."""
     from diffusers.models import controlnets  # (diffusers does not export every multi class at the top)
 
-    from .resolve import _hints, _members
+    from .resolve import hinted_classes
 
     single = resolve(pipeline).classes.get("controlnet")
     if single is None or single.__name__ not in MULTI_CONTROLNET:
         raise LookupError(f"{pipeline.__name__} takes no ControlNet this module can pair")
     multi = getattr(controlnets, MULTI_CONTROLNET[single.__name__])
-    if multi not in _members(_hints(pipeline).get("controlnet")):
+    if multi not in hinted_classes(pipeline, "controlnet"):
         raise LookupError(f"{pipeline.__name__} takes no {multi.__name__}")
     return multi
 

@@ -93,6 +93,11 @@ def _hints(pipeline: type) -> dict[str, Any]:
         return {n: p.annotation for n, p in inspect.signature(pipeline.__init__).parameters.items()}
 
 
+def hinted_classes(pipeline: type, argument: str) -> list[Any]:
+    """What the constructor's type hint of `argument` allows: `A | B` -> [A, B]."""
+    return _members(_hints(pipeline).get(argument))
+
+
 def _class_named(name: str, pipeline: type | None = None) -> type:
     from .registry import _class_named as named
 
