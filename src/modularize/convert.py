@@ -1,7 +1,12 @@
-"""`convert`: the pure core. Source text in, package files out; no disk, no imports of the input.
+"""`convert`: the pure core. Source text in, package files out; no imports of the input, no disk but what the
+caller's `read_module` reads.
 
     files = convert(source_text, ConvertOptions(path="pipeline_stable_diffusion.py"))
     files["denoise.py"]  # -> the generated text, header included
+
+A pipeline built of other pipelines (`self.prior_pipe = KandinskyV22PriorPipeline(...)`, called in `__call__`)
+is converted with those pipelines: `read_module(dotted_name)` gives their modules' sources
+(`frontend.source_file.module_reader`), and each becomes a package in a folder of the package.
 
 Deterministic: the same text and options give byte-identical files in any process. Every file it returns compiles
 and defines every name it reads (`emit.validate`); output failing that is a converter bug, raised, never returned.
@@ -9,23 +14,91 @@ and defines every name it reads (`emit.validate`); output failing that is a conv
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .analysis.analyze import analyze
 from .collector import collector_paused
 from .cst.tree_walk import remembered_children
 from .emit.package import emit_package
 from .emit.validate import check_generated
-from .frontend.parse import parse_source
+from .errors import ConversionError
+from .frontend.parse import SourceModule, find_pipeline_class, is_pipeline_class, parse_source
+from .frontend.source_file import SourceFile
+from .frontend.sub_pipelines import SubPipelineUse, sub_pipeline_uses
 from .options import ConvertOptions, generator_string
-from .planning.plan import PipelinePlan
+from .planning.plan import PipelinePlan, SubPipelinePlan
 
-__all__ = ["ConvertOptions", "convert", "generator_string", "package_files", "plan_for"]
+__all__ = ["ConvertOptions", "convert", "generator_string", "package_files", "plan_for", "plan_of"]
+
+ModuleReader = Callable[[str], SourceFile | None]
 
 
 @collector_paused()
-def plan_for(source_text: str, options: ConvertOptions) -> PipelinePlan:
+def plan_for(source_text: str, options: ConvertOptions, read_module: ModuleReader | None = None) -> PipelinePlan:
     source = parse_source(source_text, options.path, options.label, options.module_name)
+    return plan_of(source, options.class_name, read_module, options.in_tree)
+
+
+def plan_of(
+    source: SourceModule,
+    class_name: str | None,
+    read_module: ModuleReader | None = None,
+    in_tree: bool = False,
+    outer: tuple[str, ...] = (),
+) -> PipelinePlan:
+    """The plan of one pipeline class of a parsed source, with the plans of the pipelines it builds (`outer`: the
+    pipelines building this one, so one building itself is refused rather than converted forever)."""
     with remembered_children():
-        return analyze(source, options.class_name)
+        node = find_pipeline_class(source, class_name)
+        inner = (*outer, f"{source.module_name or source.label}.{node.name.value}")
+        subs = tuple(
+            sub
+            for use in sub_pipeline_uses(source, node)
+            if (sub := _sub_pipeline(source, use, in_tree, read_module, inner)) is not None
+        )
+        return analyze(source, class_name, subs)
+
+
+def _sub_pipeline(
+    source: SourceModule,
+    use: SubPipelineUse,
+    in_tree: bool,
+    read_module: ModuleReader | None,
+    outer: tuple[str, ...],
+) -> SubPipelinePlan | None:
+    """The plan of a pipeline `__init__` builds, or None when what it builds is no pipeline (an ordinary derived
+    attribute); refused when its source cannot be read, or it cannot be converted itself."""
+    what = f"`self.{use.attribute}` is a `{use.class_name}` built from the components"
+    looks_like_pipeline = use.class_name.endswith("Pipeline")
+    found = read_module(use.module) if read_module is not None else None
+    if found is None:
+        if not looks_like_pipeline:
+            return None
+        raise source.refuse(
+            use.node,
+            f"{what}, and its module `{use.module}` cannot be read: a pipeline made of pipelines is converted with them",
+            fix="convert the file from its place in the package tree, next to the pipelines it builds",
+        )
+    sub_source = parse_source(found.text, str(found.path), found.label, found.module_name)
+    node = next((n for n in sub_source.tree.body if getattr(n, "name", None) and n.name.value == use.class_name), None)
+    if node is None or not is_pipeline_class(node):
+        if not looks_like_pipeline:
+            return None
+        raise source.refuse(use.node, f"{what}, and `{use.module}` defines no pipeline class `{use.class_name}`")
+    if f"{use.module}.{use.class_name}" in outer:
+        raise source.refuse(use.node, f"{what}, which builds the pipeline building it")
+    sub_options = ConvertOptions(
+        path=str(found.path),
+        label=found.label,
+        module_name=found.module_name,
+        class_name=use.class_name,
+        in_tree=in_tree,
+    )
+    try:
+        plan = plan_of(sub_source, use.class_name, read_module, in_tree, outer)
+    except ConversionError as error:
+        raise source.refuse(use.node, f"{what}, which cannot be converted: {error}") from None
+    return SubPipelinePlan(use.attribute, plan, found.text, generator_string(sub_options))
 
 
 @collector_paused()
@@ -39,6 +112,6 @@ def package_files(plan: PipelinePlan, source_text: str, options: ConvertOptions)
 
 
 @collector_paused()
-def convert(source_text: str, options: ConvertOptions) -> dict[str, str]:
+def convert(source_text: str, options: ConvertOptions, read_module: ModuleReader | None = None) -> dict[str, str]:
     with remembered_children():
-        return package_files(plan_for(source_text, options), source_text, options)
+        return package_files(plan_for(source_text, options, read_module), source_text, options)

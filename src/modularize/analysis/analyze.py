@@ -35,7 +35,7 @@ from ..frontend.class_facts import ClassFacts, Parameter, analyze_class
 from ..frontend.docstrings import parameter_descriptions
 from ..frontend.module_definitions import module_definitions
 from ..frontend.parse import SourceModule, code, find_pipeline_class, snippet
-from ..kinds import CfgKind, GuidancePattern, StageKind
+from ..kinds import CfgKind, DefinitionKind, GuidancePattern, StageKind
 from ..normalize.branch_assignments import as_conditional_expressions, branch_assignments
 from ..normalize.cache_scope import narrowed, wide_cache_scopes
 from ..normalize.cfg_condition import InlineCfgCondition, with_named_condition
@@ -66,10 +66,12 @@ from ..planning.plan import (
     Component,
     GuidancePlan,
     LoopPlan,
+    ModuleDefinition,
     Output,
     Param,
     PerturbedAttentionPlan,
     PipelinePlan,
+    SubPipelinePlan,
 )
 from ..transforms.feature_gates import FeatureGate, gate_message, gate_replacements
 from ..transforms.guidance import unbatching_replacements
@@ -82,7 +84,9 @@ from .runtime_plumbing import find_runtime_plumbing
 from .segment import Segment, find_timestep_loop, label_title, segment_call
 
 
-def analyze(source: SourceModule, class_name: str | None = None) -> PipelinePlan:
+def analyze(
+    source: SourceModule, class_name: str | None = None, sub_pipelines: Sequence[SubPipelinePlan] = ()
+) -> PipelinePlan:
     facts = analyze_class(source, find_pipeline_class(source, class_name))
     facts, body, origins = with_own_members_on_self(facts, call_body(facts))
     source = source.with_positions(origins)
@@ -102,7 +106,8 @@ def analyze(source: SourceModule, class_name: str | None = None) -> PipelinePlan
     raising: list[HelperOutsideTheFile] = []
     for _ in range(_MOST_RESTARTS + 1):
         try:
-            return _analyze_call(source, facts, body, perturbed, tuple(raising), rederived)
+            plan = _analyze_call(source, facts, body, perturbed, tuple(raising), rederived, sub_pipelines)
+            return replace(plan, sub_pipelines=tuple(sub_pipelines))
         except _RESTARTS as found:
             flow = flow_of(body)
             taken = set(flow.reads) | set(flow.writes) | {p.name for p in facts.call_parameters}
@@ -134,16 +139,20 @@ def _analyze_call(
     perturbed: PerturbedAttention | None,
     raising: Sequence[HelperOutsideTheFile] = (),
     rederived: Sequence[cst.SimpleStatementLine] = (),
+    sub_pipelines: Sequence[SubPipelinePlan] = (),
 ) -> PipelinePlan:
     source, body = _with_progress_scopes(source, body)
     source, body = _with_narrow_cache_scopes(source, body)
     source, body = _without_repeated_assignments(source, body)
     source, body = _with_branch_assignments(source, body)
     segments = segment_call(source, body)
-    denoise = next(s for s in segments if s.kind == StageKind.DENOISE)
+    denoise = next((s for s in segments if s.kind == StageKind.DENOISE), None)
+    if denoise is None:
+        _check_loopless(source, facts, body)
     split = None
     if ".vae.encode(" in source.text:  # walking every method is not free; most pipelines encode no image
-        split = split_image_encode(facts, [s.statements for s in segments[: segments.index(denoise)]])
+        before_loop = segments[: segments.index(denoise)] if denoise is not None else segments
+        split = split_image_encode(facts, [s.statements for s in before_loop])
     if isinstance(split, ImageEncodeSplit):
         source, facts, body, segments = with_image_encode(source, facts, body, segments, split)
     unlowered = body
@@ -156,7 +165,7 @@ def _analyze_call(
     for line in rederived:
         why = "derives again what `__init__` derived from the components: the generated pipeline's property"
         context.note("dropped", line, f"`{snippet(line)}`", why, "safe")
-    loop = find_timestep_loop(denoise.loop)
+    loop = find_timestep_loop(denoise.loop) if denoise is not None else None
 
     drops, returns = find_runtime_plumbing(body)
     for drop in drops:
@@ -169,11 +178,13 @@ def _analyze_call(
         context.note("dropped", value, f"output `{field_name}={snippet(value)}`", why, "safe")
 
     index = NodeIndex(body)
-    cfg = find_separate_cfg(source, facts, body, loop, dropped)
-    if cfg is None:
-        cfg = find_branched_cfg(source, facts, body, loop, dropped)
-    if cfg is None:
-        cfg = find_batched_cfg(source, facts, body, denoise.loop, loop, dropped, index)
+    cfg = None
+    if loop is not None:  # (a pipeline without a denoising loop has no guidance to find)
+        cfg = find_separate_cfg(source, facts, body, loop, dropped)
+        if cfg is None:
+            cfg = find_branched_cfg(source, facts, body, loop, dropped)
+        if cfg is None:
+            cfg = find_batched_cfg(source, facts, body, denoise.loop, loop, dropped, index)
     if cfg is not None and perturbed is not None:
         # the guider's perturbed batch runs last in a merged call: the PAG processors perturb the last share
         cfg = replace(cfg, batch_order=(*cfg.batch_order, PERTURBED_BATCH))
@@ -208,15 +219,16 @@ def _analyze_call(
             rewritten.append((segment, result))
     segments = [segment for segment, _ in rewritten]
     _check_loop_exits(context, segments, denoise, loop)
-    loop_parts = split_loop(context, denoise, loop, cfg)
+    loop_parts = split_loop(context, denoise, loop, cfg) if denoise is not None else None
 
     call_parameters = {p.name: p for p in facts.call_parameters if not p.star}
     variables = set(call_parameters)
     for _, result in rewritten:
         variables |= set(flow_of(result.body).writes)
-    variables |= loop_parts.writes
+    loop_rewritten = loop_parts.rewritten if loop_parts is not None else []
+    variables |= loop_parts.writes if loop_parts is not None else set()
     variables -= context.reserved_names
-    _check_locals_left_undefined(source, body, [r for _, r in rewritten] + loop_parts.rewritten, variables, denoise)
+    _check_locals_left_undefined(source, body, [r for _, r in rewritten] + loop_rewritten, variables, denoise)
 
     flows = _flows(rewritten, loop_parts, variables)
     # plain assignments nothing reads any more (they fed CFG code the guider replaced) go, then flows again
@@ -228,7 +240,7 @@ def _analyze_call(
             for statement in dead:
                 what = f"`{snippet(statement)}`"
                 context.note("dropped", None, what, "nothing reads it once guidance is the guider's", "safe")
-    _check_variadic_reads(source, facts, body, [r for _, r in rewritten] + loop_parts.rewritten, dropped)
+    _check_variadic_reads(source, facts, body, [r for _, r in rewritten] + loop_rewritten, dropped)
     flows = _flows(rewritten, loop_parts, variables)
 
     # a returned local is an output of the pipeline only as written by the last block that writes it
@@ -277,8 +289,8 @@ def _analyze_call(
             blocks.append(_block_plan(context, key, segment, result, tuple(inputs), output_params, tuple(unbound)))
 
     guidance = _guidance_plan(context, cfg, call_parameters, descriptions, perturbed)
-    used_kinds = merged_usage([r for _, r in rewritten] + loop_parts.rewritten)
-    pipeline = pipeline_class_plan(context, blocks, used_kinds, cfg)
+    used_kinds = merged_usage([r for _, r in rewritten] + loop_rewritten)
+    pipeline = pipeline_class_plan(context, blocks, used_kinds, cfg, sub_pipelines)
     components = _components(context, blocks)
     block_inputs = [p for b in blocks for p in b.inputs]
     block_inputs += [p for b in blocks if isinstance(b, LoopPlan) for step in b.steps for p in step.inputs]
@@ -298,12 +310,16 @@ def _analyze_call(
         if name not in block_arguments and name not in guider_arguments and name != "return_dict"
     ]
     popped = [drop.popped for drop in drops if drop.popped]
-    ignored = tuple(name for name in not_taken if name not in read_by_call and name not in popped)
+    # the deprecated `callback_steps` says how often `callback` runs: nothing without it, and `callback` raises
+    interval = [name for name in popped if name == "callback_steps" and "callback" in popped]
+    popped = [name for name in popped if name not in interval]
+    ignored = tuple(name for name in not_taken if name not in read_by_call and name not in popped) + tuple(interval)
     unserved = tuple(
         (name, call_parameters[name].default or "None") for name in not_taken if name not in ignored
     ) + tuple((name, "None") for name in popped)
     for gate in gates:
         context.note("raises", gate.statement, " / ".join(f"`{n}`" for n in gate.inputs), gate.message, "unsafe")
+    definitions = module_definitions(source, facts)
     return PipelinePlan(
         source_label=source.label,
         source_module=source.module_name,
@@ -321,8 +337,9 @@ def _analyze_call(
         unserved_arguments=unserved,
         ignored_arguments=ignored,
         outputs=tuple((field_name, field_name) for field_name, _ in outputs),
-        module_definitions=module_definitions(source, facts),
+        module_definitions=definitions,
         notes=tuple(context.notes),
+        output_class=_output_class(returns, definitions),
     )
 
 
@@ -394,7 +411,9 @@ def _without_early_returns(
 ) -> tuple[SourceModule, list[cst.BaseStatement], list[Segment]]:
     """Lower early returns after the loop (`else: return Output(images=latents)`) into the outputs they return; the
     stages after one become part of its stage (they run in the other branch now)."""
-    first = [s.kind for s in segments].index(StageKind.DENOISE) + 1
+    kinds = [s.kind for s in segments]
+    # (without a denoising loop, a return anywhere may be early: VisualCloze returns before upsampling)
+    first = kinds.index(StageKind.DENOISE) + 1 if StageKind.DENOISE in kinds else 0
     returns = [r for segment in segments[first:] for s in segment.statements for r in findall(s, m.Return())]
     outputs = dict(_output_fields(source, returns)) if returns else {}
     # the final return's constant fields (`audio=None`) stand for no local; early returns may give constants there
@@ -602,7 +621,32 @@ def _check_variadic_reads(
     raise source.refuse(facts.call, f"`__call__` reads its variadic parameter `{sorted(kept)[0]}`")
 
 
-def _check_loop_exits(context: Context, segments: Sequence[Segment], denoise: Segment, loop: cst.For) -> None:
+def _check_loopless(source: SourceModule, facts: ClassFacts, body: Sequence[cst.BaseStatement]) -> None:
+    """A `__call__` without a denoising loop is a pipeline of plain blocks (an image encoder and an embedder, a
+    latent upsampler, a call of other pipelines) only if it does not denoise elsewhere: a helper running the loop,
+    or any use of a scheduler, means the denoising is in code no block can split."""
+    schedulers = {name for name in facts.init.components if "scheduler" in name}
+    delegated = next(iter(findall(facts.call.body, m.Call(m.Attribute(m.Call(m.Name("super")), m.Name())))), None)
+    if delegated is not None:
+        raise source.refuse(
+            delegated,
+            "no denoising loop in `__call__` (a loop over `timesteps`, or one whose body steps a scheduler): it "
+            "hands the call to a base class, whose code is not in this file",
+        )
+    for function in (facts.call, *facts.methods.values()):
+        for node in findall(function, m.Attribute(m.Name("self"), m.Name())):
+            if node.attr.value in schedulers:
+                where = "`__call__`" if function is facts.call else f"`{function.name.value}`"
+                raise source.refuse(
+                    body[0] if body else facts.call,
+                    "no denoising loop in `__call__` (a loop over `timesteps`, or one whose body steps a scheduler), "
+                    f"yet {where} uses `self.{node.attr.value}`: the denoising happens where no block can split it",
+                )
+
+
+def _check_loop_exits(
+    context: Context, segments: Sequence[Segment], denoise: Segment | None, loop: cst.For | None
+) -> None:
     """Code the blocks keep must not leave the denoising loop's step or `__call__` early: the step is split into
     sub-blocks (a `continue` or `break` in one cannot skip the others) and blocks do not return."""
     dropped = context.replacements
@@ -612,7 +656,7 @@ def _check_loop_exits(context: Context, segments: Sequence[Segment], denoise: Se
             return True  # dropped with the runtime plumbing (`if self.interrupt: continue`); returns are looked at
         return isinstance(node, _NESTED_SCOPES) or (loops and isinstance(node, (cst.For, cst.While)))
 
-    for statement in loop.body.body:
+    for statement in loop.body.body if loop is not None else ():
         for node in walk(statement, skip=lambda n: skip(n, loops=True)):
             if isinstance(node, (cst.Continue, cst.Break)):
                 word = "continue" if isinstance(node, cst.Continue) else "break"
@@ -621,9 +665,13 @@ def _check_loop_exits(context: Context, segments: Sequence[Segment], denoise: Se
                     f"`{word}` in the denoising loop: each step runs as separate blocks, which cannot skip the rest "
                     "of the step or end the loop",
                 )
-    first_after = segments.index(denoise) + 1
+    # (without a denoising loop, the pipeline's outputs are computed by its last statements)
+    first_after = segments.index(denoise) + 1 if denoise is not None else len(segments)
+    final = segments[-1].statements[-1] if segments and denoise is None else None
     for segment in segments[:first_after]:
         for statement in segment.statements:
+            if statement is final and m.matches(statement, m.SimpleStatementLine(body=[m.Return()])):
+                continue
             for node in walk(statement, skip=lambda n: skip(n, loops=False)):
                 if isinstance(node, cst.Return):
                     raise context.source.refuse(
@@ -661,7 +709,7 @@ def _check_locals_left_undefined(
     body: Sequence[cst.BaseStatement],
     parts: Sequence[Rewritten],
     variables: set[str],
-    denoise: Segment,
+    denoise: Segment | None,
 ) -> None:
     """A local of `__call__` the generated code reads but no block defines any more: its only definition became an
     error (a feature the package gates, an IP-Adapter's embeddings) while a read under another test stayed."""
@@ -670,7 +718,7 @@ def _check_locals_left_undefined(
         for name in flow_of(part.body).reads:
             if name in call_locals and name not in variables:
                 raise source.refuse(
-                    denoise.loop,
+                    denoise.loop if denoise is not None else body[0],
                     f"`{name}` is read, but what defined it in `__call__` is turned into an error in this package "
                     "(a feature it does not serve), and the read is not under the same test",
                 )
@@ -777,6 +825,22 @@ def _output_fields(source: SourceModule, returns: Sequence[cst.Return]) -> list[
             return [(e.value.value, e.value.value) for e in value.elements]
     node = returns[-1] if returns else source.tree
     raise source.refuse(node, "cannot tell what `__call__` returns (expected `return Output(name=local, ...)`)")
+
+
+def _output_class(returns: Sequence[cst.Return], definitions: Sequence[ModuleDefinition]) -> str | None:
+    """`return KandinskyPriorPipelineOutput(image_embeds=...)` -> "diffusers.pipelines.kandinsky:Kandinsky...": the
+    class the standard call returns, as a pipeline calling this one receives it (None: it returns no output class)."""
+    final = next((r.value for r in reversed(returns) if _output_call(r.value)), None)
+    if final is None or not isinstance(final.func, cst.Name):
+        return None
+    for definition in definitions:
+        if final.func.value in definition.names:
+            if definition.kind == DefinitionKind.IMPORT and isinstance(definition.node, cst.ImportFrom):
+                return definition.origin
+            if definition.kind == DefinitionKind.CLASS:
+                module, _, name = definition.origin.rpartition(".")
+                return f"{module}:{name}"
+    return None
 
 
 def _param(name: str, producer: str | None, call_parameters: dict[str, Parameter], descriptions) -> Param:

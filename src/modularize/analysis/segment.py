@@ -212,10 +212,13 @@ def segment_call(source: SourceModule, body: Sequence[cst.BaseStatement]) -> lis
                 "the denoising loop is a `while` loop (it steps the scheduler); only a `for` loop over the timesteps"
                 " can become the denoise loop's blocks",
             )
-        raise source.refuse(
-            body[0] if body else source.tree,
-            "no denoising loop in `__call__` (a loop over `timesteps`, or one whose body steps a scheduler)",
-        )
+        # no denoising loop at all: the pipeline's stages are plain blocks (the analysis decides whether that is
+        # the whole pipeline or its loop hides in a helper)
+        return [
+            Segment(part_label, part_kind, tuple(part))
+            for index, (label, statements) in enumerate(groups)
+            for part_label, part_kind, part in _split_at_anchors(label, _loopless_kind(label), statements)
+        ]
     if len(loops) > 1:
         raise source.refuse(loops[1][1], "more than one loop over timesteps in `__call__` (nested or chained loops)")
     loop_group, loop_statement = loops[0]
@@ -260,6 +263,12 @@ def segment_call(source: SourceModule, body: Sequence[cst.BaseStatement]) -> lis
 
 
 _PROGRESSION = (StageKind.INPUT, StageKind.ENCODE, StageKind.BEFORE_DENOISE)
+
+
+def _loopless_kind(label: str | None) -> StageKind:
+    """A stage of a `__call__` without a denoising loop: a stage named like one (`# 5. Denoise`) prepares."""
+    kind = kind_of_label(label) if label is not None else StageKind.INPUT
+    return StageKind.BEFORE_DENOISE if kind == StageKind.DENOISE else kind
 
 
 def _split_at_anchors(label: str | None, kind: StageKind, statements: Sequence[cst.BaseStatement]):

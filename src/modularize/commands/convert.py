@@ -25,10 +25,10 @@ def conversion_options(args, source):
 
 def _convert_files(args):
     from ..convert import convert
-    from ..frontend.source_file import read_source
+    from ..frontend.source_file import module_reader, read_source
 
     source = read_source(args.pipeline)
-    return convert(source.text, conversion_options(args, source))
+    return convert(source.text, conversion_options(args, source), module_reader(source.path))
 
 
 def command_convert(args) -> int:

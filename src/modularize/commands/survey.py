@@ -94,11 +94,10 @@ def survey_file(path: str, root: str, lint_root: str | None = None) -> list[Entr
 
 
 def _survey_file(path: str, root: str, lint_root: str | None) -> list[Entry]:
-    from ..analysis.analyze import analyze
-    from ..convert import package_files
+    from ..convert import package_files, plan_of
     from ..errors import ModularizeError
     from ..frontend.parse import is_pipeline_class, parse_source
-    from ..frontend.source_file import label_of, module_name_of, read_source_text
+    from ..frontend.source_file import label_of, module_name_of, module_reader, read_source_text
     from ..options import ConvertOptions
 
     relative = os.path.relpath(path, root)
@@ -121,7 +120,7 @@ def _survey_file(path: str, root: str, lint_root: str | None) -> list[Entry]:
     for class_name in classes:
         started = time.perf_counter()
         try:
-            plan = analyze(source, class_name)
+            plan = plan_of(source, class_name, module_reader(resolved))
             options = ConvertOptions(relative, source.label, source.module_name, class_name)
             files = package_files(plan, text, options)
             if lint_root is not None:
@@ -145,8 +144,9 @@ def _survey_file(path: str, root: str, lint_root: str | None) -> list[Entry]:
 
 
 def _write_files(directory: Path, files: dict[str, str]) -> None:
-    directory.mkdir(parents=True)
     for name, text in files.items():
+        # (a pipeline made of pipelines has their packages in folders)
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
         (directory / name).write_text(text, encoding="utf-8")
 
 
@@ -448,7 +448,7 @@ def verify_entry(root: Path, file: str, class_name: str) -> dict[str, Any] | Non
     import math
 
     from ..convert import convert
-    from ..frontend.source_file import read_source
+    from ..frontend.source_file import module_reader, read_source
     from ..options import ConvertOptions
     from ..output.write import write_package
     from ..testing.components import MissingComponentClass
@@ -465,7 +465,7 @@ def verify_entry(root: Path, file: str, class_name: str) -> dict[str, Any] | Non
             source = read_source(str(root / file))
             options = ConvertOptions(file, source.label, source.module_name, class_name)
             package = Path(directory) / "package"
-            write_package(package, convert(source.text, options))
+            write_package(package, convert(source.text, options, module_reader(root / file)))
             report = verify_package(package, exact=True)
             alone = _blocks_alone(package) if report.ok else None
         except MissingComponentClass as error:

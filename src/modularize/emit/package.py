@@ -58,6 +58,7 @@ FRAMEWORK = {
     "deepcopy": ("copy", "deepcopy"),
     "Path": ("pathlib", "Path"),
     "shutil": ("shutil", None),
+    "importlib": ("importlib", None),
     "sys": ("sys", None),
     "register_to_config": ("diffusers.configuration_utils", "register_to_config"),
     "PerturbedAttentionGuidance": ("diffusers.guiders", "PerturbedAttentionGuidance"),
@@ -210,7 +211,8 @@ def _import_statements(
         asname = definition.names[0]
         grouped.setdefault(module, {})[(imported, asname if asname != imported else None)] = None
     for name in package:
-        grouped.setdefault("." + package_names[name][:-3], {})[(name, None)] = None
+        # (`prior_pipe/modular_blocks_x.py`, a built pipeline's package in its folder -> `.prior_pipe.modular_...`)
+        grouped.setdefault("." + package_names[name][:-3].replace("/", "."), {})[(name, None)] = None
 
     sections: dict[int, list[cst.BaseStatement]] = {}
     for name in sorted(plain, key=lambda module: _module_key(module, None)):
@@ -305,6 +307,12 @@ def emit_package(plan: PipelinePlan, source_text: str, generator: str, in_tree: 
         SAVED_WITH_PACKAGE_NAME: "modular_pipeline.py",
         REGISTER_IN_DIFFUSERS_NAME: "modular_pipeline.py",
     }
+    built: dict[str, str] = {}
+    for sub in plan.sub_pipelines:
+        # each pipeline this one builds is a package of its own, in the folder named by its attribute
+        sub_files = emit_package(sub.plan, sub.source_text, sub.generator, in_tree)
+        built.update({f"{sub.folder}/{name}": text for name, text in sub_files.items()})
+        package_names[sub.plan.blocks_class_name] = f"{sub.folder}/{blocks_file(sub.plan.package)}"
     for block in plan.blocks:
         target = files[block.file]
         if isinstance(block, LoopPlan):
@@ -360,6 +368,9 @@ def emit_package(plan: PipelinePlan, source_text: str, generator: str, in_tree: 
     # every file rendered first, then all formatted by one formatter run
     bodies = format_files({name: files[name].render(package_names, plan.module_definitions) for name in sorted(files)})
     return {
-        name: with_header(body, plan.source_label, plan.class_name, source_text, generator)
-        for name, body in bodies.items()
+        **{
+            name: with_header(body, plan.source_label, plan.class_name, source_text, generator)
+            for name, body in bodies.items()
+        },
+        **built,
     }

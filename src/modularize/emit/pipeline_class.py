@@ -18,6 +18,7 @@ from pathlib import PurePosixPath
 import libcst as cst
 
 from ..kinds import GuidancePattern
+from ..planning.pipeline_class import SUB_PIPELINE
 from ..planning.plan import PERTURBED_ATTENTION_GUIDER, PipelinePlan
 from .layout import FIXED_FILES, blocks_file
 from .runtime import copied_definition, runtime_definitions
@@ -132,6 +133,7 @@ def pipeline_class(plan: PipelinePlan) -> list[cst.BaseStatement]:
         + f"    denoiser_name = {guidance.denoiser!r}\n"
         + f"    standard_batches_cfg = {guidance.kind in ('batched', 'branched')!r}\n"
         + (f"    auxiliary_models = {_tuple(guidance.auxiliaries)}\n" if guidance.auxiliaries else "")
+        + (f"    built_pipelines = {_tuple(s.attribute for s in plan.sub_pipelines)}\n" if plan.sub_pipelines else "")
         + f"    block_arguments = {_tuple(plan.block_arguments)}\n"
         + f"    guider_arguments = {_tuple(p.name for p in guidance.arguments)}\n"
         + f"    unserved_arguments = {unserved}\n"
@@ -201,6 +203,8 @@ def pipeline_class(plan: PipelinePlan) -> list[cst.BaseStatement]:
         runtime.append(copied_definition(INSTALL_STANDARD_GUIDER))
     if guidance.perturbed is not None:
         runtime += runtime_definitions([PERTURBED_ATTENTION_GUIDER, GUIDER_RUNS_UNCONDITIONAL])
+    if plan.sub_pipelines:
+        runtime += runtime_definitions([SUB_PIPELINE])
     # a base of the pipeline class, so defined above it
     return [copied_definition(SAVED_WITH_PACKAGE_MIXIN), *statements, *runtime]
 

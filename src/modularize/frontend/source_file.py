@@ -157,3 +157,23 @@ def installed_diffusers_file(relative: str) -> Path:
     if not path.is_file():
         raise InputError(f"the installed diffusers has no {relative}", Location(str(path)))
     return path
+
+
+def module_reader(near: Path):
+    """`read(module_name) -> SourceFile | None`: the module of the package tree holding `near`, read from disk.
+
+    A pipeline built of other pipelines (`self.prior_pipe = KandinskyV22PriorPipeline(...)`) is converted with the
+    sources of those pipelines, found by their dotted module names in the same tree:
+
+        read = module_reader(Path(".../diffusers/pipelines/kandinsky2_2/pipeline_kandinsky2_2_combined.py"))
+        read("diffusers.pipelines.kandinsky2_2.pipeline_kandinsky2_2_prior")  # -> SourceFile(...) of that file
+    """
+    root = _package_root(near.resolve())
+
+    def read(module_name: str) -> SourceFile | None:
+        path = root.joinpath(*module_name.split(".")).with_suffix(".py")
+        if not path.is_file():
+            return None
+        return read_source(str(path))
+
+    return read

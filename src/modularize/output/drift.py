@@ -144,10 +144,11 @@ def check_package(directory: Path) -> PackageStatus:
 def regenerate(source: Path, class_name: str | None, in_tree: bool) -> dict[str, str]:
     """The package the source generates today, in memory (the same pure `convert` the CLI writes with)."""
     from ..convert import convert
-    from ..frontend.source_file import read_source
+    from ..frontend.source_file import module_reader, read_source
 
     read = read_source(str(source))
-    return convert(read.text, ConvertOptions(str(source), read.label, read.module_name, class_name, in_tree))
+    options = ConvertOptions(str(source), read.label, read.module_name, class_name, in_tree)
+    return convert(read.text, options, module_reader(source))
 
 
 def select_packages(packages: Sequence[Path], paths: Iterable[str], by_source: bool = True) -> list[Path]:

@@ -203,8 +203,10 @@ def check_replaceable(directory: Path, files: dict[str, str] | None = None) -> N
         return
     if not directory.is_dir():
         raise OutputError("output path exists and is not a directory", Location(str(directory)))
-    origin = _origin(files or {})
-    for path in _existing_files(directory).values():
+    files = files or {}
+    for name, path in _existing_files(directory).items():
+        # (a pipeline made of pipelines holds their packages, each from its own source, in folders)
+        origin = _origin({name: files[name]} if name in files else files)
         parsed = read_header(path.read_text(encoding="utf-8", errors="replace"))
         if parsed is None:
             raise OutputError(

@@ -24,7 +24,9 @@ from ..cst.tree_walk import findall
 from ..frontend.class_facts import ClassFacts
 from ..frontend.derivation import components_read
 from ..frontend.parse import snippet
-from .plan import BlockPlan, LoopPlan, PipelineClassPlan
+from .plan import BlockPlan, LoopPlan, PipelineClassPlan, SubPipelinePlan
+
+SUB_PIPELINE = "sub_pipeline"  # the runtime entry point a built pipeline's property calls
 
 # Standard-pipeline bases that do not carry over to a ModularPipeline subclass: the base itself, loaders that
 # need `DiffusionPipeline.from_single_file`, and the IP-Adapter loader (IP-Adapter inputs are gated).
@@ -33,7 +35,11 @@ _DISPLAY_ONLY_CALL = ("logger", "warnings", "deprecate")
 
 
 def pipeline_class_plan(
-    context: Context, blocks: Sequence[BlockPlan | LoopPlan], used: dict[str, dict[str, None]], cfg
+    context: Context,
+    blocks: Sequence[BlockPlan | LoopPlan],
+    used: dict[str, dict[str, None]],
+    cfg,
+    sub_pipelines: Sequence[SubPipelinePlan] = (),
 ) -> PipelineClassPlan:
     facts = context.facts
     for kind, names in context.helper_usage.used.items():
@@ -75,7 +81,12 @@ def pipeline_class_plan(
         cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(cst.Name(name))], facts.init.derived[name])])
         for name in kept
     )
-    properties = [_derived_property(facts, name) for name in derived if name not in kept]
+    built = {sub.attribute: sub for sub in sub_pipelines}
+    properties = [
+        _sub_pipeline_property(facts, name, built[name]) if name in built else _derived_property(facts, name)
+        for name in derived
+        if name not in kept
+    ]
     for name in used.get("property", {}):
         properties.append(facts.properties[name])
     for name in used.get("inherited", {}):
@@ -164,6 +175,27 @@ def _derived_property(facts: ClassFacts, name: str) -> cst.FunctionDef:
     statements.append(cst.SimpleStatementLine(body=[cst.Return(value=expression)]))
     template = cst.parse_statement(f"@property\ndef {name}(self):\n    pass\n")
     return template.with_changes(body=template.body.with_changes(body=statements))
+
+
+def _sub_pipeline_property(facts: ClassFacts, name: str, sub: SubPipelinePlan) -> cst.FunctionDef:
+    """`self.prior_pipe = KandinskyV22PriorPipeline(prior=prior_prior, ...)` in `__init__` -> a property handing
+    back that pipeline's generated package on the same components, called as the standard pipeline is:
+
+        @property
+        def prior_pipe(self):
+            return sub_pipeline(
+                self, KandinskyV22PriorGeneratedBlocks, "diffusers.pipelines.kandinsky:KandinskyPriorPipelineOutput",
+                prior=self.prior_prior, ...
+            )
+    """
+    derived = _derived_property(facts, name)
+    statements = list(derived.body.body)
+    built = statements[-1].body[0].value
+    output_class = cst.SimpleString(repr(sub.plan.output_class)) if sub.plan.output_class else cst.Name("None")
+    arguments = [cst.Arg(cst.Name("self")), cst.Arg(cst.Name(sub.plan.blocks_class_name)), cst.Arg(output_class)]
+    call = cst.Call(cst.Name(SUB_PIPELINE), [*arguments, *built.args])
+    statements[-1] = cst.SimpleStatementLine([cst.Return(call)])
+    return derived.with_changes(body=derived.body.with_changes(body=statements))
 
 
 def _without_leading_blank_lines(statement: cst.BaseStatement) -> cst.BaseStatement:

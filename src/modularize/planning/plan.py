@@ -245,6 +245,9 @@ class PipelinePlan:
     outputs: tuple[tuple[str, str], ...]  # (standard output field, pipeline state name)
     module_definitions: tuple[ModuleDefinition, ...]
     notes: tuple[Note, ...] = field(default=())
+    # "module:Name" of the output class the standard call returns (`return Output(images=image)`), if any
+    output_class: str | None = None
+    sub_pipelines: tuple[SubPipelinePlan, ...] = ()  # the pipelines it builds from its components and calls
 
     @property
     def blocks_class_name(self) -> str:
@@ -253,6 +256,21 @@ class PipelinePlan:
     @property
     def pipeline_class_name(self) -> str:
         return self.pipeline.class_name
+
+
+@dataclass(frozen=True)
+class SubPipelinePlan:
+    """A pipeline another one builds from its components (`self.prior_pipe = KandinskyV22PriorPipeline(...)`) and
+    calls: converted too, its package goes in the folder named by the attribute (`prior_pipe/`)."""
+
+    attribute: str
+    plan: PipelinePlan
+    source_text: str  # its source, recorded in its package's headers
+    generator: str  # the generator string its package records (its own conversion options)
+
+    @property
+    def folder(self) -> str:
+        return self.attribute
 
 
 def plan_summary(plan: PipelinePlan) -> dict:
@@ -340,7 +358,10 @@ def plan_summary(plan: PipelinePlan) -> dict:
             "unserved_arguments": [name for name, _ in plan.unserved_arguments],
             "ignored_arguments": list(plan.ignored_arguments),
             "outputs": dict(plan.outputs),
+            "output_class": plan.output_class,
         },
+        # each built pipeline's own plan: its package is the folder named by the attribute
+        "sub_pipelines": {sub.folder: plan_summary(sub.plan) for sub in plan.sub_pipelines},
         "notes": [
             {"action": n.action, "what": n.what, "why": n.why, "line": n.line, "safety": n.safety} for n in plan.notes
         ],
@@ -439,6 +460,9 @@ def render_plan(plan: PipelinePlan) -> str:
     for note in summary["notes"]:
         where = f"line {note['line']}: " if note["line"] else ""
         lines.append(f"  [{note['action']}, {note['safety']}] {where}{note['what']} -- {note['why']}")
+    for sub in plan.sub_pipelines:
+        lines += ["", f"built pipeline `self.{sub.attribute}`: its package is {sub.folder}/", ""]
+        lines += ["    " + line if line else "" for line in render_plan(sub.plan).splitlines()]
     return "\n".join(lines) + "\n"
 
 

@@ -40,13 +40,13 @@ class BlockSpan:
 def block_spans(standard_cls: type) -> list[BlockSpan]:
     """The plan of the standard class's own source file, as line spans and output names per block."""
     from ..convert import plan_for
-    from ..frontend.source_file import read_source
+    from ..frontend.source_file import module_reader, read_source
     from ..options import ConvertOptions
     from ..planning.plan import BlockPlan
 
     source = read_source(inspect.getsourcefile(standard_cls))
     options = ConvertOptions(source.path, source.label, source.module_name, standard_cls.__name__)
-    plan = plan_for(source.text, options)
+    plan = plan_for(source.text, options, module_reader(source.path))
     spans = []
     for block in plan.blocks:
         outputs = block.outputs if isinstance(block, BlockPlan) else [o for step in block.steps for o in step.outputs]

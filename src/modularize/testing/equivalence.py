@@ -483,6 +483,32 @@ def silence_progress_bars(pipe) -> None:
         pending += list(block.sub_blocks.values())
 
 
+def _split_standard_calls(stack, pipe, pipeline_cls, exact: bool, guider, samples) -> None:
+    """In exact mode with CFG (`guider`, the generated pipeline's, runs 2 batches or more), the standard pipeline's
+    batched denoiser calls split in one part per guider batch (a PAG pipeline's perturbed layers attend as the
+    guider's perturbed batch does), the auxiliary models' too (only when they run on the whole batch: a multiple of
+    the guider's batches times the `samples` outputs)."""
+    from .exact import half_batch_calls
+
+    denoiser = getattr(pipe, pipeline_cls.denoiser_name or "", None)
+    # only a standard pipeline that batches CFG has batches to split (separate passes already match)
+    batched = getattr(pipeline_cls, "standard_batches_cfg", True)
+    batches = guider.num_conditions if guider is not None else 1
+    split = exact and batches > 1 and batched
+    # (a PAG guider names the pipeline's PAG processors, with and without CFG)
+    processors = guider._processor_classes() if hasattr(guider, "_processor_classes") else None
+    produced: dict[int, Any] = {}  # the lists the auxiliary models returned: one batched tensor per layer
+    on = split and denoiser is not None
+    stack.enter_context(
+        half_batch_calls(denoiser, enabled=on, layers=produced, parts=batches, perturbed_processors=processors)
+    )
+    for name in getattr(pipeline_cls, "auxiliary_models", ()):
+        model = getattr(pipe, name, None)
+        doubled = batches * samples if samples else None
+        on = split and model is not None
+        stack.enter_context(half_batch_calls(model, on, doubled, layers=True, layers_out=produced, parts=batches))
+
+
 class Equivalence:
     """Compares one generated package with its standard pipeline, case by case."""
 
@@ -550,35 +576,19 @@ class Equivalence:
         return {"generator": self.generator()} if self.takes_generator else {}
 
     def standard(self, components: dict[str, Any], inputs: dict[str, Any], exact: bool, guider=None, samples=None):
-        """The standard call's outputs; in exact mode with CFG (the generated pipeline's `guider` runs 2 batches or
-        more), its batched denoiser calls split in one part per guider batch (a PAG pipeline's perturbed layers
-        attend as the guider's perturbed batch does), the auxiliary models' too (only when they run on the
-        whole batch: a multiple of the guider's batches times the `samples` outputs)."""
-        from .exact import half_batch_calls
-
+        """The standard call's outputs; in exact mode, its batched calls split as `_split_standard_calls` says
+        (`guider`: the generated pipeline's, or, for a pipeline made of pipelines, each built pipeline's package
+        class and guider by attribute)."""
         pipe = self.standard_cls(**components)
         pipe.set_progress_bar_config(disable=True)
         _make_pipeline_calls(pipe, inputs)
-        denoiser = getattr(pipe, self.pipeline_cls.denoiser_name or "", None)
-        # only a standard pipeline that batches CFG has batches to split (separate passes already match)
-        batched = getattr(self.pipeline_cls, "standard_batches_cfg", True)
-        batches = guider.num_conditions if guider is not None else 1
-        split = exact and batches > 1 and batched
-        # (a PAG guider names the pipeline's PAG processors, with and without CFG)
-        processors = guider._processor_classes() if hasattr(guider, "_processor_classes") else None
-        produced: dict[int, Any] = {}  # the lists the auxiliary models returned: one batched tensor per layer
         with contextlib.ExitStack() as stack:
-            on = split and denoiser is not None
-            stack.enter_context(
-                half_batch_calls(denoiser, enabled=on, layers=produced, parts=batches, perturbed_processors=processors)
-            )
-            for name in getattr(self.pipeline_cls, "auxiliary_models", ()):
-                model = getattr(pipe, name, None)
-                doubled = batches * samples if samples else None
-                on = split and model is not None
-                stack.enter_context(
-                    half_batch_calls(model, on, doubled, layers=True, layers_out=produced, parts=batches)
-                )
+            if isinstance(guider, dict):
+                # a pipeline made of pipelines: each built pipeline's calls split as its own package guides them
+                for name, (pipeline_cls, built_guider) in guider.items():
+                    _split_standard_calls(stack, getattr(pipe, name), pipeline_cls, exact, built_guider, None)
+            else:
+                _split_standard_calls(stack, pipe, self.pipeline_cls, exact, guider, samples)
             output = pipe(**inputs, **self._random_inputs())
         return self.standard_fields(output)
 
@@ -611,6 +621,12 @@ class Equivalence:
         if exact and "batch_guider_calls" in pipe._config_specs:
             pipe.update_components(batch_guider_calls=False)
         silence_progress_bars(pipe)
+        for name in getattr(self.pipeline_cls, "built_pipelines", ()):
+            # (each built once per set of components: the pipeline these settings go to is the one called)
+            built = getattr(pipe, name).pipeline
+            if exact and "batch_guider_calls" in built._config_specs:
+                built.update_components(batch_guider_calls=False)
+            silence_progress_bars(built)
         return pipe
 
     def case_inputs(self, overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -625,7 +641,19 @@ class Equivalence:
         kwargs = pipe.translate_standard_call(**inputs)
         guider = getattr(pipe, "guider", None)
         state = pipe(**kwargs, **self._random_inputs())
-        return {field: state.get(name) for field, name in self.pipeline_cls.standard_outputs.items()}, guider
+        built = getattr(self.pipeline_cls, "built_pipelines", ())
+        if built:
+            # the guider each built pipeline guided its call with
+            guider = {
+                name: (type(p), getattr(p, "guider", None)) for name in built for p in [getattr(pipe, name).pipeline]
+            }
+        values = {field: state.get(name) for field, name in self.pipeline_cls.standard_outputs.items()}
+        (value,) = values.values() if len(values) == 1 else (None,)
+        if isinstance(value, tuple) or hasattr(value, "to_tuple"):
+            # the one output is what a pipeline this one built returned (`return outputs`, the decoder's
+            # `ImagePipelineOutput`): read as the standard call's return is read
+            values = self.standard_fields(value)
+        return values, guider
 
     def run(self, case: Case | dict[str, Any], mode: str = "plain", atol: float = 1e-5, seed: int | None = None):
         """One comparison: the result and (title, standard output, modular output) for a report image.

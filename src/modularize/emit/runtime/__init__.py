@@ -39,6 +39,7 @@ MODULES = (
     "saved_package",
     "standard_guider",
     "perturbed_attention",
+    "sub_pipeline",
 )
 
 

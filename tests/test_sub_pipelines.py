@@ -1,0 +1,95 @@
+"""Pipelines made of pipelines: a `__call__` that calls pipelines `__init__` built from the components becomes a
+package holding the converted packages of those pipelines, each in its own folder, called as the standard ones."""
+
+from __future__ import annotations
+
+import pytest
+
+from modularize.cli import main
+from modularize.convert import ConvertOptions, convert
+from modularize.errors import ConversionError
+from modularize.frontend.source_file import installed_diffusers_file, read_source
+
+COMBINED = "pipelines/kandinsky2_2/pipeline_kandinsky2_2_combined.py"
+
+
+def _combined_files(class_name: str = "KandinskyV22CombinedPipeline") -> dict[str, str]:
+    from modularize.frontend.source_file import module_reader
+
+    path = installed_diffusers_file(COMBINED)
+    source = read_source(str(path))
+    options = ConvertOptions(str(path), source.label, source.module_name, class_name)
+    return convert(source.text, options, module_reader(path))
+
+
+def test_each_built_pipeline_is_a_package_in_its_own_folder():
+    files = _combined_files()
+    folders = {name.split("/")[0] for name in files if "/" in name}
+    assert folders == {"prior_pipe", "decoder_pipe"}
+    # each folder is the package its own source converts to, recorded in its headers
+    assert (
+        "modularize-source: diffusers/pipelines/kandinsky2_2/pipeline_kandinsky2_2_prior.py"
+        in (files["prior_pipe/modular_pipeline.py"])
+    )
+    pipeline_module = files["modular_pipeline.py"]
+    assert "from .prior_pipe.modular_blocks_kandinsky_v22prior import KandinskyV22PriorGeneratedBlocks" in (
+        pipeline_module
+    )
+    assert 'built_pipelines = (\n        "prior_pipe",\n        "decoder_pipe",\n    )' in pipeline_module
+    assert "KandinskyV22PriorPipeline(" not in pipeline_module  # the standard pipelines are not built
+    assert files == _combined_files()  # deterministic
+
+
+def test_without_the_built_pipelines_source_the_conversion_is_refused():
+    path = installed_diffusers_file(COMBINED)
+    source = read_source(str(path))
+    options = ConvertOptions(str(path), source.label, source.module_name, "KandinskyV22CombinedPipeline")
+    with pytest.raises(ConversionError, match="`self.prior_pipe` is a `KandinskyV22PriorPipeline` built from"):
+        convert(source.text, options)
+
+
+def test_a_built_pipeline_that_cannot_be_converted_names_its_own_blocker(cli, tmp_path):
+    source = installed_diffusers_file("pipelines/stable_cascade/pipeline_stable_cascade_combined.py")
+    run = cli(source, "-o", tmp_path / "pkg")
+    assert run.code == 3
+    assert "`self.prior_pipe` is a `StableCascadePriorPipeline` built from the components, which cannot be" in run.err
+    assert "pipeline_stable_cascade_prior.py:" in run.err  # where the built pipeline's own blocker is
+    assert not (tmp_path / "pkg").exists()
+
+
+def test_a_written_package_of_packages_is_rewritten_and_checked(cli, tmp_path, monkeypatch):
+    source = installed_diffusers_file(COMBINED)
+    package = tmp_path / "modular_combined"
+    arguments = [str(source), "--class", "KandinskyV22CombinedPipeline", "-o", str(package), "-q"]
+    assert main(arguments) == 0
+    assert main(arguments) == 0  # its folders come from other sources, and are its own all the same
+    assert main([*arguments, "--check"]) == 0
+    monkeypatch.chdir(tmp_path)
+    run = cli("check", "modular_combined")
+    assert run.code == 0 and "3 generated package(s) up to date" in run.out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("class_name", ["KandinskyV22CombinedPipeline", "KandinskyV22Img2ImgCombinedPipeline"])
+def test_combined_pipelines_verify_bitwise_plain_and_exact(tmp_path, class_name):
+    from modularize.commands.verify import verify_package
+    from modularize.testing import exact
+
+    package = tmp_path / "pkg"
+    assert main([str(installed_diffusers_file(COMBINED)), "--class", class_name, "-o", str(package), "-q"]) == 0
+    split = []
+    original = exact.half_batch_calls
+
+    def spy(model, enabled=False, *args, **kwargs):
+        split.append((type(model).__name__, enabled))
+        return original(model, enabled, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(exact, "half_batch_calls", spy)
+        report = verify_package(package, exact=True)
+    assert report.ok, report
+    assert {c.mode for c in report.cases} == {"plain", "exact"}
+    assert all(c.bitwise for c in report.cases)
+    assert {"default", "cfg_off"} <= {c.name for c in report.cases}
+    # exact mode split both built pipelines' denoisers per guider batch, not only the outer pipeline's
+    assert ("PriorTransformer", True) in split and ("UNet2DConditionModel", True) in split
