@@ -464,6 +464,8 @@ def test_entry_points_are_the_public_definitions_each_defined_once():
         "StandardPerturbedAttentionGuidance": (
             "modularize.emit.runtime.perturbed_attention.StandardPerturbedAttentionGuidance"
         ),
+        "StandardCall": "modularize.emit.runtime.sub_pipeline.StandardCall",
+        "sub_pipeline": "modularize.emit.runtime.sub_pipeline.sub_pipeline",
     }
 
 
@@ -653,3 +655,52 @@ def test_a_value_the_source_passed_once_is_passed_once_to_the_merged_call():
         )
     )
     assert seen == [(4, 3)]  # a value of the samples' batch (one the source doubled, a control image): concatenated
+
+
+# -- a built pipeline called as the standard one ---------------------------------------------------------------------
+class _BuiltPipeline:
+    """What `sub_pipeline` and `StandardCall` read of a generated pipeline: its specs, set-up and standard call."""
+
+    standard_outputs = {"image_embeds": "embeds", "negative_image_embeds": "negative_embeds"}
+    _config_specs = {"batch_guider_calls": None}
+
+    def __init__(self):
+        self.components, self.calls = {}, []
+
+    def update_components(self, **components):
+        self.components.update(components)
+
+    def translate_standard_call(self, **kwargs):
+        return {name: value for name, value in kwargs.items() if name != "guidance_scale"}
+
+    def __call__(self, **kwargs):
+        self.calls.append(kwargs)
+        return {"embeds": kwargs["prompt"] + "+", "negative_embeds": "-"}
+
+
+class _BuiltBlocks:
+    def init_pipeline(self):
+        return _BuiltPipeline()
+
+
+def test_a_built_pipeline_is_built_once_per_set_of_components_and_returns_the_standard_value():
+    from diffusers.pipelines.kandinsky import KandinskyPriorPipelineOutput
+
+    from modularize.emit.runtime.sub_pipeline import sub_pipeline
+
+    class Owner:
+        _config_specs = {"batch_guider_calls": None}
+        batch_guider_calls = False
+
+    owner, prior, encoder = Owner(), object(), object()
+    output_class = "diffusers.pipelines.kandinsky:KandinskyPriorPipelineOutput"
+    built = sub_pipeline(owner, _BuiltBlocks, output_class, prior=prior, image_encoder=encoder, tokenizer=None)
+    assert sub_pipeline(owner, _BuiltBlocks, output_class, prior=prior, image_encoder=encoder) is built
+    # the components given, not those left `None`; the owner's settings the built pipeline has too
+    assert built.pipeline.components == {"prior": prior, "image_encoder": encoder, "batch_guider_calls": False}
+    assert built(prompt="cat", guidance_scale=4.0, return_dict=False) == ("cat+", "-")
+    assert built.pipeline.calls[-1] == {"prompt": "cat"}
+    returned = built(prompt="dog")
+    assert isinstance(returned, KandinskyPriorPipelineOutput) and returned.image_embeds == "dog+"
+    # other components are another pipeline
+    assert sub_pipeline(owner, _BuiltBlocks, output_class, prior=object(), image_encoder=encoder) is not built

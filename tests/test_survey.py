@@ -75,16 +75,16 @@ def test_markdown_report_and_refusal_groups(cli, tmp_path):
 
 
 def test_a_crash_is_logged_and_the_survey_goes_on(cli, tmp_path, monkeypatch):
-    import modularize.analysis.analyze
+    import modularize.convert
 
-    original = modularize.analysis.analyze.analyze
+    original = modularize.convert.analyze  # (what the survey's `plan_of` analyzes each class with)
 
-    def flaky(source, class_name=None):
+    def flaky(source, class_name=None, sub_pipelines=()):
         if class_name == "FirstToyPipeline":
             raise KeyError("boom")
-        return original(source, class_name)
+        return original(source, class_name, sub_pipelines)
 
-    monkeypatch.setattr(modularize.analysis.analyze, "analyze", flaky)
+    monkeypatch.setattr(modularize.convert, "analyze", flaky)
     log = tmp_path / "crashes.log"
     run = cli("survey", FIXTURES / "pipelines", "--json", "-", "-j", "1", "--log", log)
     assert run.code == 1  # something crashed

@@ -244,14 +244,14 @@ def test_survey_verify_reports_a_package_that_crashes_as_failed_with_its_error(t
     ddpm = installed_diffusers_file("pipelines/ddpm/__init__.py").parent
     original = modularize.convert.convert
 
-    def crashing_at_run_time(text, options):
-        files = original(text, options)
+    def crashing_at_run_time(text, options, read_module=None):
+        files = original(text, options, read_module)
         decoders = files["decoders.py"]
         files["decoders.py"] = decoders.replace("block_state = self.get_block_state(state)", "1 / 0", 1)
         return files
 
-    def not_importing(text, options):
-        return {**original(text, options), "decoders.py": "raise ImportError('no such thing')\n"}
+    def not_importing(text, options, read_module=None):
+        return {**original(text, options, read_module), "decoders.py": "raise ImportError('no such thing')\n"}
 
     for broken, error in ((crashing_at_run_time, "ZeroDivisionError"), (not_importing, "does not import")):
         monkeypatch.setattr(modularize.convert, "convert", broken)

@@ -72,6 +72,8 @@ def _imported_names(source: SourceModule) -> dict[str, str]:
         node = statement.body[0]
         if isinstance(node.names, cst.ImportStar) or node.module is None and not node.relative:
             continue
+        if node.relative and not source.module_name:
+            continue  # (a file outside a package: the analysis refuses its relative imports where it reads them)
         module = absolute_module(node, source.module_name, source.location(node))
         for alias in node.names:
             if alias.asname is None and isinstance(alias.name, cst.Name):

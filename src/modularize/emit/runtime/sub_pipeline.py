@@ -13,8 +13,6 @@ components and called with the standard pipeline's arguments:
     prior_outputs = components.prior_pipe(prompt=prompt, ..., return_dict=False)   # in a block, as in the source
 """
 
-from __future__ import annotations
-
 import importlib
 
 
@@ -23,7 +21,7 @@ class StandardCall:
     arguments install the guider that call guides with), the standard return value out (an output class, or the
     tuple `return_dict=False` asks for)."""
 
-    def __init__(self, pipeline, output_class: str | None):
+    def __init__(self, pipeline, output_class):
         self.pipeline = pipeline
         self.output_class = output_class
 
@@ -43,7 +41,7 @@ class StandardCall:
         return getattr(self.pipeline, name)
 
 
-def sub_pipeline(owner, blocks_class, output_class: str | None, **components) -> StandardCall:
+def sub_pipeline(owner, blocks_class, output_class, **components):
     """The pipeline of `blocks_class` on `components` (those given as `None` left to it), built once per set of
     components and kept on `owner`: a standard pipeline builds the pipelines it calls once, in `__init__`, and its
     progress bar configuration and per-call state live on them."""
