@@ -665,13 +665,11 @@ def _check_loop_exits(
                     f"`{word}` in the denoising loop: each step runs as separate blocks, which cannot skip the rest "
                     "of the step or end the loop",
                 )
-    # (without a denoising loop, the pipeline's outputs are computed by its last statements)
-    first_after = segments.index(denoise) + 1 if denoise is not None else len(segments)
-    final = segments[-1].statements[-1] if segments and denoise is None else None
+    # (without a denoising loop, every return was lowered into the outputs it returns, or refused, as returns after
+    # the loop are: `_without_early_returns`)
+    first_after = segments.index(denoise) + 1 if denoise is not None else 0
     for segment in segments[:first_after]:
         for statement in segment.statements:
-            if statement is final and m.matches(statement, m.SimpleStatementLine(body=[m.Return()])):
-                continue
             for node in walk(statement, skip=lambda n: skip(n, loops=False)):
                 if isinstance(node, cst.Return):
                     raise context.source.refuse(

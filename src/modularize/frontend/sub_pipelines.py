@@ -59,13 +59,19 @@ def sub_pipeline_uses(source: SourceModule, node: cst.ClassDef) -> tuple[SubPipe
         assign = statement.body[0]
         attribute, value = assign.targets[0].target.attr.value, assign.value
         if attribute in called and value.func.value in imported and all(a.keyword is not None for a in value.args):
-            uses.append(SubPipelineUse(attribute, value.func.value, imported[value.func.value], value))
+            module, class_name = imported[value.func.value]
+            uses.append(SubPipelineUse(attribute, class_name, module, value))
     return tuple(uses)
 
 
-def _imported_names(source: SourceModule) -> dict[str, str]:
-    """Name bound by a top-level `from module import Name` -> the absolute module (`Name` as it is there)."""
+def _imported_names(source: SourceModule) -> dict[str, tuple[str, str]]:
+    """Class name bound at the top level -> (the module defining it, its name there): `from module import Name`
+    (`as Alias` too: `FluxFillPipeline as VisualClozeUpsamplingPipeline`), or a class of the module itself."""
     found = {}
+    if source.module_name:
+        for statement in source.tree.body:
+            if isinstance(statement, cst.ClassDef):
+                found[statement.name.value] = (source.module_name, statement.name.value)
     for statement in source.tree.body:
         if not m.matches(statement, m.SimpleStatementLine(body=[m.ImportFrom()])):
             continue
@@ -76,6 +82,7 @@ def _imported_names(source: SourceModule) -> dict[str, str]:
             continue  # (a file outside a package: the analysis refuses its relative imports where it reads them)
         module = absolute_module(node, source.module_name, source.location(node))
         for alias in node.names:
-            if alias.asname is None and isinstance(alias.name, cst.Name):
-                found[alias.name.value] = module
+            if isinstance(alias.name, cst.Name):
+                bound = alias.asname.name.value if alias.asname is not None else alias.name.value
+                found[bound] = (module, alias.name.value)
     return found

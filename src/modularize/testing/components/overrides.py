@@ -166,6 +166,15 @@ _GLM_IMAGE = {
 # DeepFloyd IF denoises pixels (3 channels) and its UNet predicts a learned variance besides the noise (the
 # scheduler's `learned_range`); the super-resolution stages take the upscaled image as 3 more input channels and
 # embed the noise level they add to it as a class label
+_VISUAL_CLOZE = {
+    "scalars": {"resolution": 32},
+    "config": {"transformer": {"in_channels": 48, "out_channels": 16}},
+    "inputs": {
+        "task_prompt": "make the second image from the first",
+        "content_prompt": "a photo of a cat",
+        "image": [[Image(32), Image(32)], [Image(32), None]],
+    },
+}
 _IF = {"config": {"unet": {"in_channels": 3, "out_channels": 6}}}
 _IF_SUPER_RESOLUTION = {"config": {"unet": {"in_channels": 6, "out_channels": 6, "class_embed_type": "timestep"}}}
 
@@ -452,15 +461,9 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     # VisualCloze takes a task and a content prompt and, per sample, a grid of images: in-context examples above,
     # the query below with `None` where the image to generate goes; the transformer reads the packed latents, the
     # packed mask and the packed condition latents (3 x 16 channels) at the tiny resolution
-    "VisualClozeGenerationPipeline": {
-        "scalars": {"resolution": 32},
-        "config": {"transformer": {"in_channels": 48, "out_channels": 16}},
-        "inputs": {
-            "task_prompt": "make the second image from the first",
-            "content_prompt": "a photo of a cat",
-            "image": [[Image(32), Image(32)], [Image(32), None]],
-        },
-    },
+    "VisualClozeGenerationPipeline": _VISUAL_CLOZE,
+    # ... and the pipeline built of it and of FluxFill, which upsamples what it generates with the same transformer
+    "VisualClozePipeline": {**_VISUAL_CLOZE, "inputs": {**_VISUAL_CLOZE["inputs"], "upsampling_strength": 0.5}},
     "IFPipeline": _IF,
     "IFImg2ImgPipeline": _IF,
     "IFInpaintingPipeline": _IF,
