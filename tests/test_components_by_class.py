@@ -620,6 +620,9 @@ BY_CLASS_PIPELINES = [
     "pipelines/controlnet/pipeline_controlnet_union_sd_xl.py",
     # micro-conditions expanded to `2 * batch_size if cfg else batch_size` rows
     "pipelines/deprecated/amused/pipeline_amused.py",
+    # the control image repeated for CFG, then VAE-sampled: each guider batch gets its own half of the draw
+    "pipelines/controlnet_sd3/pipeline_stable_diffusion_3_controlnet.py",
+    "pipelines/controlnet_hunyuandit/pipeline_hunyuandit_controlnet.py",
 ]
 
 
@@ -647,10 +650,6 @@ def test_pipelines_without_a_hand_written_setup_verify_bitwise_by_class(tmp_path
         # CFG in exact mode, and the converter now refuses them where the CFG batch cannot be split
         ("pipelines/latent_diffusion/pipeline_latent_diffusion.py", "unrecognized CFG batching of a denoiser input"),
         # the factories build these too; their packages failed, and they are refused where they cannot be served
-        (
-            "pipelines/controlnet_hunyuandit/pipeline_hunyuandit_controlnet.py",
-            "`control_image` was repeated for CFG before a random draw",
-        ),
         (
             "pipelines/deprecated/versatile_diffusion/pipeline_versatile_diffusion_text_to_image.py",
             "`__init__` runs `self._swap_unet_attention_blocks()`",
@@ -1109,3 +1108,30 @@ def test_krea2_couplings():
         )
     assert embeds.shape[:3] == (2, DIMS.max_sequence_length, len(pipe.text_encoder_select_layers))
     assert not torch.equal(embeds[0], embeds[1]) and not torch.equal(mask[0], mask[1])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "source",
+    [
+        # each net's control image repeated, sampled and appended to a list: the list split item by item
+        "pipelines/controlnet_sd3/pipeline_stable_diffusion_3_controlnet.py",
+        "pipelines/controlnet_hunyuandit/pipeline_hunyuandit_controlnet.py",
+        # the multi class in the component's annotation beside `list[...]`, which `isinstance` cannot check
+        "pipelines/controlnet/pipeline_controlnet.py",
+    ],
+)
+def test_multi_controlnet_with_two_nets_verifies_bitwise(tmp_path, source):
+    from modularize.frontend.source_file import installed_diffusers_file
+    from modularize.testing.components.controlnet import multi_controlnet_setup
+    from modularize.testing.equivalence import load_package, package_classes, standard_class
+
+    package = tmp_path / "package"
+    assert main([str(installed_diffusers_file(source)), "-o", str(package), "-q"]) == 0
+    pipeline_cls, _ = package_classes(load_package(package))
+    standard = standard_class(pipeline_cls, package)
+    report = verify_package(package, exact=True, components=lambda: multi_controlnet_setup(standard))
+    assert report.ok, [c for c in report.cases if not c.passed]
+    assert all(c.status == "compared" and c.bitwise for c in report.cases)
+    assert {c.mode for c in report.cases} == {"plain", "exact"}
+    assert any(isinstance(c.inputs.get("controlnet_conditioning_scale"), list) for c in report.cases)

@@ -1357,22 +1357,71 @@ def test_a_list_doubled_item_by_item_for_cfg_is_one_value_both_conditions_share_
     assert "layers=('residuals',)" in text and "residuals = fresh_layers(guider_state_batch.residuals)" in text
 
 
-def test_a_value_repeated_for_cfg_before_a_random_draw_is_refused():
-    """Encoding a control image repeated for CFG samples noise per half: the halves differ, so they are not one
-    value the guider's batches can share."""
-    methods = """\
-    def prepare_control(self, image, do_classifier_free_guidance):
-        return torch.cat([image] * 2) if do_classifier_free_guidance else image
-    """
+DRAWN_CONTROL = """\
+def prepare_control(self, image, do_classifier_free_guidance):
+    return torch.cat([image] * 2) if do_classifier_free_guidance else image
+"""
+CONTROLLED_LOOP = SD_LOOP.replace(
+    "encoder_hidden_states=prompt_embeds)", "encoder_hidden_states=prompt_embeds, cond=control)"
+)
+
+
+def _split(cfg) -> str:
+    (split,) = [new for _, new in cfg.rewrites if isinstance(new, cst.FlattenSentinel)]
+    return lines(split.nodes[1])
+
+
+def test_a_value_repeated_for_cfg_before_a_random_draw_is_split_into_each_batchs_half():
+    """Encoding a control image repeated for CFG samples noise per half (SD3 ControlNet): the halves differ, so the
+    doubled batch is encoded as the standard pipeline encodes it, and split: each guider batch gets its own half."""
     body = (
         "control = self.prepare_control(latents, self.do_classifier_free_guidance)\n"
-        "control = self.transformer.encode(control).latent_dist.sample()\n"
-        + SD_LOOP.replace("encoder_hidden_states=prompt_embeds)", "encoder_hidden_states=prompt_embeds, cond=control)")
+        "control = self.transformer.encode(control).latent_dist.sample()\n" + CONTROLLED_LOOP
     )
-    found = snippet(body, methods)
+    cfg = snippet(body, DRAWN_CONTROL).batched()
+    assert _split(cfg) == (
+        "if self.do_classifier_free_guidance:\n"
+        "    negative_control, control = control.chunk(2)\n"
+        "else:\n"
+        "    negative_control = None"
+    )
+    assert GuidanceField("control", "control", "negative_control") in cfg.fields
+
+
+def test_a_list_of_values_drawn_from_repeats_is_split_item_by_item():
+    """Several control images (multi-ControlNet), each repeated, encoded by sampling, appended to a list handed on
+    under another name: the list is split after that, item by item, and merged layer by layer."""
+    body = (
+        "found = []\n"
+        "for one in [latents, latents]:\n"
+        "    one = self.prepare_control(one, self.do_classifier_free_guidance)\n"
+        "    one = self.transformer.encode(one).latent_dist.sample()\n"
+        "    one = one * 2\n"
+        "    found.append(one)\n"
+        "control = found\n" + CONTROLLED_LOOP
+    )
+    cfg = snippet(body, DRAWN_CONTROL).batched()
+    assert _split(cfg) == (
+        "if self.do_classifier_free_guidance:\n"
+        "    negative_control = [item.chunk(2)[0] for item in control]\n"
+        "    control = [item.chunk(2)[1] for item in control]\n"
+        "else:\n"
+        "    negative_control = None"
+    )
+    assert GuidanceField("control", "control", "negative_control", layers=True) in cfg.fields
+
+
+def test_a_value_repeated_for_cfg_before_a_random_draw_no_model_runs_on_is_refused():
+    """Noise drawn for the doubled batch with no model run on it: the helper is told not to repeat, and then one
+    value per guider batch would draw other noise than the standard pipeline drew."""
+    body = (
+        "control = self.prepare_control(latents, self.do_classifier_free_guidance)\n"
+        "control = control + torch.randn_like(control)\n" + CONTROLLED_LOOP
+    )
+    found = snippet(body, DRAWN_CONTROL)
     with pytest.raises(ConversionError, match="repeated for CFG before a random draw") as refusal:
         found.batched()
-    assert refusal.value.location.line == found.line("latent_dist.sample()")
+    assert refusal.value.location.line == found.line("torch.randn_like(control)")
 
 
 # -- values for the doubled batch, undone ---------------------------------------------------------------------------

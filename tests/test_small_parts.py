@@ -332,3 +332,24 @@ def test_an_unread_copy_of_a_tensor_is_a_plain_assignment_but_a_move_of_a_module
     # `.to()` / `.float()` change a module in place; `.cpu(...)` with arguments is not the plain copy
     for text in ("y = x.to(device)\n", "y = x.float()\n", "y = self.unet.cpu()\n", "y = f(x)\n"):
         assert not is_plain_assignment(cst.parse_statement(text)), text
+
+
+@pytest.mark.parametrize(
+    ("hint", "checkable"),
+    [
+        ("ControlNetModel", "ControlNetModel"),
+        (
+            "ControlNetModel | list[ControlNetModel] | tuple[ControlNetModel] | MultiControlNetModel",
+            "ControlNetModel | MultiControlNetModel",
+        ),
+        ("AutoencoderKL | None", "AutoencoderKL | None"),
+        ("list[ControlNetModel]", None),
+        (None, None),
+    ],
+)
+def test_a_components_spec_type_is_what_isinstance_can_check(hint, checkable):
+    """`ModularPipeline.update_components` checks a component against its spec's type with `isinstance`, which
+    raises for a `list[...]` member it reaches (a multi-ControlNet passed to `ControlNetModel | list[...] | ...`)."""
+    from modularize.analysis.analyze import _checkable
+
+    assert _checkable(hint) == checkable

@@ -1163,6 +1163,28 @@ def _block_plan(
     )
 
 
+def _checkable(hint: str | None) -> str | None:
+    """The classes of a component's annotation that `isinstance` can check, as `ModularPipeline.update_components`
+    does with a spec's type: `ControlNetModel | list[ControlNetModel] | MultiControlNetModel` -> `ControlNetModel |
+    MultiControlNetModel` (a `list[...]` member makes `isinstance` raise for what the members before it reject; the
+    standard `__init__` wraps a list in the multi class, as the generated pipeline's adaptation does)."""
+    if hint is None:
+        return None
+    expression = cst.parse_expression(f"({hint})")
+    members: list[cst.BaseExpression] = []
+    pending = [expression]
+    while pending:
+        node = pending.pop(0)
+        if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.BitOr):
+            pending[:0] = [node.left, node.right]
+        else:
+            members.append(node)
+    kept = [member for member in members if not isinstance(member, cst.Subscript)]
+    if len(kept) == len(members):
+        return hint
+    return " | ".join(code(member).strip() for member in kept) or None
+
+
 def _components(context: Context, blocks: Sequence[BlockPlan | LoopPlan]) -> tuple[Component, ...]:
     used: dict[str, None] = {}
     for block in blocks:
@@ -1180,7 +1202,7 @@ def _components(context: Context, blocks: Sequence[BlockPlan | LoopPlan]) -> tup
             if hint is not None and "Any" in names_read(cst.parse_expression(f"({hint})")):
                 # `Any | None` says nothing of the class, and a component spec checks its type with `isinstance`
                 hint = None
-            result.append(Component(name, hint, optional))
+            result.append(Component(name, _checkable(hint), optional))
     for name in context.facts.init.components:
         if name not in used:
             context.note("dropped", None, f"component `{name}`", "no block uses it", "safe")

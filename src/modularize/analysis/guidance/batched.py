@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import libcst as cst
 import libcst.matchers as m
@@ -40,7 +40,8 @@ from ...normalize.halved_results import HelperDoublesResults
 from ...normalize.outside_helper_gate import HelperOutsideTheFile
 from ...planning.plan import GuidanceField
 from ...transforms.feature_gates import false_once_gated
-from ...transforms.halving import halving_after
+from ...transforms.halving import halving_after, split_after
+from ..loop_header import fresh_name
 from .auxiliary_models import SharedAuxiliaryCall, auxiliary_steps
 from .combine import assigned_combine
 from .combine_inputs import combine_inputs
@@ -741,6 +742,8 @@ def find_batched_cfg(
     _refuse_helpers_batching_on_the_property(source, facts, before_loop, condition, index)
     rewrites: list[tuple[cst.CSTNode, cst.CSTNode]] = [(halving, cst.RemoveFromParent()) for halving in halvings]
     helper_repeated: list[str] = []
+    drawn_fields: list[GuidanceField] = []
+    split_names: list[str] = []  # what the helper returned, where the halves drawn from it are split
     for use in helper_uses:
         if not use.pairs:
             line = _line_of(index, use.call)
@@ -749,16 +752,35 @@ def find_batched_cfg(
             if kept is None:
                 # the guider runs each batch on its own: the helper must not repeat for it
                 rewrites.append((use.flag.value, cst.Name("False")))
+            elif kept.drawn and len(parts) == 2:
+                # the halves drew noise of their own: each is its batch's value, paired as the guider's field
+                taken = {n.value for n in walk(facts.call) if isinstance(n, cst.Name)} | set(functions)
+                negatives = tuple(fresh_name(f"negative_{name}", taken) for name in kept.names)
+                split = split_after(kept.last_write, kept.names, negatives, use.flag.value, uncond_index, kept.listed)
+                rewrites.append((kept.last_write, split))
+                drawn_fields += [
+                    GuidanceField(n, n, negative, layers=kept.listed)
+                    for n, negative in zip(kept.names, negatives, strict=True)
+                ]
+                split_names += names
             else:
                 # a model runs on the repeat before the loop: as the standard pipeline ran it, then halved
-                rewrites.append((kept.last_write, halving_after(kept.last_write, kept.names, use.flag.value)))
+                halving = halving_after(kept.last_write, kept.names, use.flag.value, kept.listed)
+                rewrites.append((kept.last_write, halving))
             helper_repeated += names
-    _refuse_random_draws_after_repeats(source, before_loop, helper_repeated, index)
+    drawn = {field.name for field in drawn_fields} | set(split_names)
+    _refuse_random_draws_after_repeats(source, before_loop, [n for n in helper_repeated if n not in drawn], index)
     no_longer_repeated = [*repeated, *helper_repeated]
     handled = {id(s) for s in guidance_statements} | in_batches
     rewrites += _unrepeats(source, body, condition, no_longer_repeated, handled, dropped)
     # what a repeat-only helper made for the doubled batch, the denoiser reads as it is: each guider batch gets it
     # (and a merged call all of them), as a value both conditions share
+    # (a value split in each branch that computes it, a tensor in one and a list of them in another: one field)
+    by_name: dict[str, GuidanceField] = {}
+    for field in drawn_fields:
+        known = by_name.get(field.name)
+        by_name[field.name] = field if known is None else replace(known, layers=known.layers or field.layers)
+    fields += tuple(field for field in by_name.values() if field.name in called)
     shared = [n for n in dict.fromkeys(helper_repeated) if n in called and n not in {f.name for f in fields}]
     fields += tuple(GuidanceField(name, name, name) for name in shared)
 

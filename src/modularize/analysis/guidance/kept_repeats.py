@@ -14,6 +14,15 @@ half once the model has run gives the guider's batches exactly the standard pipe
     if self.do_classifier_free_guidance:
         control_image = control_image[: control_image.shape[0] // 2]
 
+When a statement on the way draws at random (the control image VAE-*sampled*, SD3 ControlNet), each half drew
+noise of its own: the halves are split instead, the unconditional one a value of its own the guider pairs with the
+conditional one (`transforms.halving.split_after`):
+
+    if self.do_classifier_free_guidance:
+        negative_control_image, control_image = control_image.chunk(2)
+    else:
+        negative_control_image = None
+
 Only when it is safe: every statement after the helper call that reads the value either rebinds it (keeping it
 doubled) or reads it without its batch (`x.shape[-2:]`), all of them in the helper call's own block, and nothing
 after them writes it again before the loop. Otherwise (or when no model runs on it) the helper is told not to repeat,
@@ -32,15 +41,18 @@ from ...cst.dataflow import flow_of, names_read
 from ...cst.substitute import conjuncts
 from ...cst.tree_walk import findall, walk
 from ...frontend.class_facts import ClassFacts
-from .pairing import ELEMENTWISE, PER_SAMPLE_METHODS, reads_batch
+from .pairing import ELEMENTWISE, PER_SAMPLE_METHODS, draws_at_random, reads_batch
 
 
 @dataclass(frozen=True)
 class KeptRepeat:
-    """The repeated values stay doubled through `last_write`, and are halved right after it."""
+    """The repeated values stay doubled through `last_write`, and are halved right after it. `drawn`: a statement
+    on the way draws at random (`vae.encode(x).latent_dist.sample()`), so the halves differ: each is one batch's."""
 
     last_write: cst.BaseStatement
     names: tuple[str, ...]
+    drawn: bool = False
+    listed: bool = False  # the names hold lists of doubled values, one appended per iteration (multi-ControlNet)
 
 
 def kept_repeat(
@@ -62,29 +74,75 @@ def kept_repeat(
     if block is None:
         return None
     shared = {name: name for name in names}
-    last_write, modelled = line, False
+    last_write, modelled, drawn, appended = line, False, False, None
     for statement in block[block.index(line) + 1 :]:
         read = set(names_read(statement)) & set(names)
         written = set(flow_of([statement]).writes) & set(names)
-        if _rebinds(statement, names):
+        if appended is None and _appended_to(statement, names) is not None:
+            appended = _appended_to(statement, names)
+            names = ()  # (what follows in the loop's body may not read it again)
+        elif _rebinds(statement, names):
             value = statement.body[0].value
             if not read or not _per_sample(value, names, facts):
                 return None  # no longer the doubled value, sample by sample: halving it would not give one half
             last_write = statement
             modelled = modelled or _runs_a_component(value, facts)
+            drawn = drawn or draws_at_random(value)
         elif written:
             return None
         elif read and reads_batch(_value(statement), shared):
             return None
     if not modelled:
         return None
+    listed = appended is not None
+    if listed:
+        # `for x in images: x = prepare(x, cfg); x = vae.encode(x)...; found.append(x)` then `image = found`: the
+        # list holds doubled values; kept as it is through the loop (and the one name it is handed on to)
+        found = _list_after_loop(block, appended, before_loop)
+        if found is None:
+            return None
+        last_write, names = found
     # nothing after the block before the loop may write them again: it would see (and double) the halved value
-    top = next(s for s in before_loop if s is line or any(node is line for node in walk(s)))
-    if top is not line:
+    top = next(s for s in before_loop if s is last_write or any(node is last_write for node in walk(s)))
+    if top is not last_write:
         for statement in before_loop[before_loop.index(top) + 1 :]:
             if set(flow_of([statement]).writes) & set(names):
                 return None
-    return KeptRepeat(last_write, names)
+    return KeptRepeat(last_write, names, drawn, listed)
+
+
+def _appended_to(statement: cst.BaseStatement, names: Sequence[str]) -> str | None:
+    """`found.append(x)` for one of the names -> "found"."""
+    pattern = m.SimpleStatementLine(
+        body=[m.Expr(m.Call(func=m.Attribute(m.Name(), m.Name("append")), args=[m.Arg(m.Name())]))]
+    )
+    if not m.matches(statement, pattern):
+        return None
+    call = statement.body[0].value
+    return call.func.value.value if call.args[0].value.value in names else None
+
+
+def _list_after_loop(
+    body: Sequence[cst.BaseStatement], listed: str, before_loop: Sequence[cst.BaseStatement]
+) -> tuple[cst.BaseStatement, tuple[str, ...]] | None:
+    """The `for` statement whose body is `body`, and the list it fills: handed on as it is by the statements after
+    the loop (`image = found`) -> (the last statement that holds it, (its final name,)); None when anything else
+    reads it there."""
+    first = body[0] if body else None
+    loop = next((n for s in before_loop for n in walk(s) if isinstance(n, cst.For) and n.body.body[0] is first), None)
+    outer = _block_holding(loop, before_loop) if loop is not None else None
+    if outer is None or loop.orelse is not None:
+        return None
+    last, name = loop, listed
+    for statement in outer[outer.index(loop) + 1 :]:
+        if name not in names_read(statement):
+            if name in flow_of([statement]).writes:
+                return None
+            continue
+        if not m.matches(statement, _REBINDING) or not m.matches(statement.body[0].value, m.Name(name)):
+            return None
+        last, name = statement, statement.body[0].targets[0].target.value
+    return last, (name,)
 
 
 def _repeats_on_the_flag_alone(helper: cst.FunctionDef, parameter: str, call: cst.Call) -> bool:

@@ -162,8 +162,9 @@ def run_denoiser_calls(guider, model, calls, order, merge=True, layers=False, ho
 
 
 def _broadcast_once(calls):
-    """{keyword: tensor} of the keyword arguments every call holds as the same tensor, with a batch other than the
-    samples' (the first positional tensor's): what the standard pipeline passed once and the model broadcast."""
+    """{keyword: value} of the keyword arguments every call holds as the same tensor with a batch other than the
+    samples' (the first positional tensor's), or the same tuple or list of such tensors (rotary embeddings' cos and
+    sin): what the standard pipeline passed once and the model broadcast."""
     samples = {
         args[0].shape[0] for _, args, _ in calls if args and isinstance(args[0], torch.Tensor) and args[0].dim()
     }
@@ -171,12 +172,14 @@ def _broadcast_once(calls):
         return {}
     (batch,) = samples
     first = calls[0][2]
+
+    def unbatched(value):
+        return isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] != batch
+
     return {
         name: value
         for name, value in first.items()
-        if isinstance(value, torch.Tensor)
-        and value.dim() > 0
-        and value.shape[0] != batch
+        if (unbatched(value) or (isinstance(value, (tuple, list)) and value and all(map(unbatched, value))))
         and all(kwargs.get(name) is value for _, _, kwargs in calls)
     }
 

@@ -32,6 +32,7 @@ MULTI_CONTROLNET = {
     "SD3ControlNetModel": "SD3MultiControlNetModel",
     "FluxControlNetModel": "FluxMultiControlNetModel",
     "QwenImageControlNetModel": "QwenImageMultiControlNetModel",
+    "HunyuanDiT2DControlNetModel": "HunyuanDiT2DMultiControlNetModel",
 }
 # the multi classes that run one net on each control image (and raise for more nets): the pipeline's net alone
 ONE_NET_FOR_ALL = ("QwenImageMultiControlNetModel",)

@@ -2,7 +2,7 @@
 # (HintedPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/batched_cfg/auxiliary_model/input.py sha256:fd140a1ff7162e4b736f153c36a930ea7b2ece2a1a2252773b8a7d10684a2269
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:ae1ebf5882dfdb62b6ac65668a7becdde668ee0ca8c672d08f25ce32eb0fd329
+# modularize-output: sha256:304735fece7acd0ae9d2714a4d04914c92badcea2e13f1e0fc17b30ea5c81867
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -133,8 +133,9 @@ def run_denoiser_calls(guider, model, calls, order, merge=True, layers=False, ho
 
 # Copied from modularize.emit.runtime.guider_calls._broadcast_once
 def _broadcast_once(calls):
-    """{keyword: tensor} of the keyword arguments every call holds as the same tensor, with a batch other than the
-    samples' (the first positional tensor's): what the standard pipeline passed once and the model broadcast."""
+    """{keyword: value} of the keyword arguments every call holds as the same tensor with a batch other than the
+    samples' (the first positional tensor's), or the same tuple or list of such tensors (rotary embeddings' cos and
+    sin): what the standard pipeline passed once and the model broadcast."""
     samples = {
         args[0].shape[0] for _, args, _ in calls if args and isinstance(args[0], torch.Tensor) and args[0].dim()
     }
@@ -142,12 +143,14 @@ def _broadcast_once(calls):
         return {}
     (batch,) = samples
     first = calls[0][2]
+
+    def unbatched(value):
+        return isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] != batch
+
     return {
         name: value
         for name, value in first.items()
-        if isinstance(value, torch.Tensor)
-        and value.dim() > 0
-        and value.shape[0] != batch
+        if (unbatched(value) or (isinstance(value, (tuple, list)) and value and all(map(unbatched, value))))
         and all(kwargs.get(name) is value for _, _, kwargs in calls)
     }
 

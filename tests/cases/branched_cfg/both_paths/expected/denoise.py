@@ -2,7 +2,7 @@
 # (BothPathsPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/branched_cfg/both_paths/input.py sha256:ae78e6b2e6b0c045e7e069b72537e803716fa0fa9648f9d23fbfca1e909ea84c
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:346c25c48d6fee861d0b838e3c854909567fb445e7f037195ee0ca51d02a207d
+# modularize-output: sha256:a563c4171a64bdae4f316eb0d2ab2a5a1963d96c04504a91a9cbaf586c4ca5c4
 
 import torch
 from diffusers.configuration_utils import FrozenDict
@@ -134,8 +134,9 @@ def run_denoiser_calls(guider, model, calls, order, merge=True, layers=False, ho
 
 # Copied from modularize.emit.runtime.guider_calls._broadcast_once
 def _broadcast_once(calls):
-    """{keyword: tensor} of the keyword arguments every call holds as the same tensor, with a batch other than the
-    samples' (the first positional tensor's): what the standard pipeline passed once and the model broadcast."""
+    """{keyword: value} of the keyword arguments every call holds as the same tensor with a batch other than the
+    samples' (the first positional tensor's), or the same tuple or list of such tensors (rotary embeddings' cos and
+    sin): what the standard pipeline passed once and the model broadcast."""
     samples = {
         args[0].shape[0] for _, args, _ in calls if args and isinstance(args[0], torch.Tensor) and args[0].dim()
     }
@@ -143,12 +144,14 @@ def _broadcast_once(calls):
         return {}
     (batch,) = samples
     first = calls[0][2]
+
+    def unbatched(value):
+        return isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] != batch
+
     return {
         name: value
         for name, value in first.items()
-        if isinstance(value, torch.Tensor)
-        and value.dim() > 0
-        and value.shape[0] != batch
+        if (unbatched(value) or (isinstance(value, (tuple, list)) and value and all(map(unbatched, value))))
         and all(kwargs.get(name) is value for _, _, kwargs in calls)
     }
 
