@@ -760,8 +760,25 @@ OVERRIDES: dict[str, dict[str, Any]] = {
             ),
         ),
     },
-    "LTXLatentUpsamplePipeline": _LATENT_UPSAMPLE,
-    "LTX2LatentUpsamplePipeline": _LATENT_UPSAMPLE,
+    # ... and from given latents instead of a video (a batch of two): LTX's 3 latent frames of 4 x 4 (9 frames of
+    # 16 x 16 at its tiny VAE's compression 4, 4); LTX-2's 3 latent frames of 8 x 8 (5 frames of 16 x 16 at its tiny
+    # VAE's compression 2, 2), given normalized, or packed as tokens (batch, frames x height x width, channels),
+    # unpacked to the `num_frames` / `height` / `width` asked
+    "LTXLatentUpsamplePipeline": {
+        **_LATENT_UPSAMPLE,
+        "cases": (
+            *_LATENT_UPSAMPLE["cases"],
+            ("two_latents", {"video": None, "latents": Noise((2, 4, 3, 4, 4), seed=1)}),
+        ),
+    },
+    "LTX2LatentUpsamplePipeline": {
+        **_LATENT_UPSAMPLE,
+        "cases": (
+            *_LATENT_UPSAMPLE["cases"],
+            ("two_latents_normalized", {"video": None, "latents": Noise((2, 4, 3, 8, 8)), "latents_normalized": True}),
+            ("packed_latents", {"video": None, "latents": Noise((1, 3 * 8 * 8, 4), seed=2)}),
+        ),
+    },
     # LTX-2's diffusion decoder decodes given latents (3 latent frames of 8 x 8: 5 frames of 16 x 16 pixels); its
     # constructor's `scheduler` has no hint (the decoder steps its own loop: any scheduler is only registered); a
     # latent output is refused upstream (its video processor knows `np`, `pt` and `pil`)
