@@ -369,6 +369,18 @@ _LONGCAT_IMAGE_EDIT = {
     ),
 }
 
+# The latent upsamplers upsample a video's latents (from the video, encoded) and decode them: matched to the input's
+# statistics (AdaIN), tone-mapped; the tiny VAEs condition their decoders on a timestep, noising the latents with the
+# generator before they decode them
+_LATENT_UPSAMPLE = {
+    "config": {"vae": {"timestep_conditioning": True}},
+    "cases": (
+        ("adain", {"adain_factor": 0.5}),
+        ("tone_map", {"tone_map_compression_ratio": 0.5}),
+        ("decode_timestep", {"decode_timestep": 0.05, "decode_noise_scale": 0.025}),
+    ),
+}
+
 OVERRIDES: dict[str, dict[str, Any]] = {
     # its PAG path never sets `noise_pred_text`, which its rescale reads: the standard call raises with a rescale
     # (a diffusers bug), so the rescale is checked with PAG off
@@ -734,6 +746,52 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     },
     "LongCatImagePipeline": _LONGCAT_IMAGE,
     "LongCatImageEditPipeline": _LONGCAT_IMAGE_EDIT,
+    # Flux Redux returns the prompt's T5 states with the image's tokens appended, scaled per image and summed over
+    # the images: two images with a scale each
+    "FluxPriorReduxPipeline": {
+        "cases": (
+            (
+                "two_images_scaled",
+                {
+                    "image": [Image(32), Image(32)],
+                    "prompt_embeds_scale": [1.0, 0.5],
+                    "pooled_prompt_embeds_scale": [0.5, 1.0],
+                },
+            ),
+        ),
+    },
+    # ... and from given latents instead of a video (a batch of two): LTX's 3 latent frames of 4 x 4 (9 frames of
+    # 16 x 16 at its tiny VAE's compression 4, 4); LTX-2's 3 latent frames of 8 x 8 (5 frames of 16 x 16 at its tiny
+    # VAE's compression 2, 2), given normalized, or packed as tokens (batch, frames x height x width, channels),
+    # unpacked to the `num_frames` / `height` / `width` asked
+    "LTXLatentUpsamplePipeline": {
+        **_LATENT_UPSAMPLE,
+        "cases": (
+            *_LATENT_UPSAMPLE["cases"],
+            ("two_latents", {"video": None, "latents": Noise((2, 4, 3, 4, 4), seed=1)}),
+        ),
+    },
+    "LTX2LatentUpsamplePipeline": {
+        **_LATENT_UPSAMPLE,
+        "cases": (
+            *_LATENT_UPSAMPLE["cases"],
+            ("two_latents_normalized", {"video": None, "latents": Noise((2, 4, 3, 8, 8)), "latents_normalized": True}),
+            ("packed_latents", {"video": None, "latents": Noise((1, 3 * 8 * 8, 4), seed=2)}),
+        ),
+    },
+    # LTX-2's diffusion decoder decodes given latents (3 latent frames of 8 x 8: 5 frames of 16 x 16 pixels); its
+    # constructor's `scheduler` has no hint (the decoder steps its own loop: any scheduler is only registered); a
+    # latent output is refused upstream (its video processor knows `np`, `pt` and `pil`)
+    "LTX2VideoDiffusionDecodePipeline": {
+        "classes": {"scheduler": "FlowMatchEulerDiscreteScheduler"},
+        "inputs": {"latents": Noise((1, 4, 3, 8, 8), seed=1)},
+        "drop_cases": ("latent",),
+        "cases": (
+            ("two_latents", {"latents": Noise((2, 4, 3, 8, 8), seed=2)}),
+            ("denormalized", {"denormalize": False}),
+            ("pt", {"output_type": "pt"}),
+        ),
+    },
 }
 
 

@@ -21,6 +21,7 @@ from . import (  # noqa: F401
     schedulers,
     stand_ins,
     text,
+    upsamplers,
     vaes,
     vision,
 )
