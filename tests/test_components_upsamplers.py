@@ -178,20 +178,11 @@ def test_standard_pipeline_runs_every_case(name):
         assert output.shape != default.shape or not np.array_equal(output, default), case
 
 
-# The converter splits the upsamplers' `prepare_latents` at its VAE encode and drops its early return for given
-# latents: the half after the encode concatenates them as if they were the list of encoded videos (`torch.cat` of a
-# tensor raises), and LTX's normalizes them, where the standard pipelines return given latents as they are (LTX-2's
-# unpacks packed ones first)
-GIVEN_LATENTS_BUG = pytest.mark.xfail(
-    strict=True, reason="converter: prepare_latents split at the VAE encode loses its `latents is not None` return"
-)
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "name", [pytest.param(name, marks=GIVEN_LATENTS_BUG) if name in UPSAMPLE_PIPELINES else name for name in SOURCES]
-)
+@pytest.mark.parametrize("name", SOURCES)
 def test_converted_package_verifies_bitwise(tmp_path, name):
+    # (the upsamplers' cases from given latents: their `prepare_latents` returns them before it encodes, so it is
+    # not split at the encode, which would lose that return)
     _, report = converted_and_bitwise(tmp_path, SOURCES[name])
     assert {c.mode for c in report.cases} == {"plain", "exact"}
     assert {c.name for c in report.cases} == {case for case, _ in setup_by_class(_cls(name)).cases}

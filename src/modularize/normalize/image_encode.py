@@ -230,6 +230,9 @@ def _split_at(
     docstring, body = _split_docstring(helper.body.body)
     last_encode = max(i for i, s in enumerate(body) if not (encoding | {"vae.encode"}).isdisjoint(_self_calls(s)))
     head, tail = body[: last_encode + 1], body[last_encode + 1 :]
+    if any(isinstance(node, cst.Return) for statement in head for node in walk(statement)):
+        # `if latents is not None: return latents` ahead of the encode: the rest would run on what it returns
+        return NotSplit(site, f"`{name}` may return before it encodes, which the rest of it would not know")
     tail_reads = set(flow_of(tail).reads)
     handed = [n for n in flow_of([body[last_encode]]).writes if n in tail_reads]
     if len(handed) != 1:
