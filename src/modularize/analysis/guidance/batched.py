@@ -284,9 +284,14 @@ def _kept_positions_by_sites(
                 continue
             found.append(conditional_positions(elements, line.body[0].targets[0].target))
     for node in index.find(cst.Assign, m.Assign(value=m.IfExp()), within=kept):
-        if not _is_cfg(node.value.test, condition) or not isinstance(node.value.orelse, cst.Name):
+        if not isinstance(node.value.orelse, cst.Name):
             continue
         elements = cat_elements(node.value.body)
+        # under the flag, or under a test of the other parts' existence (`torch.cat([embeds, negative]) if
+        # negative is not None else embeds`): the value kept without them is the conditional one either way
+        others = {e.value for e in elements or () if isinstance(e, cst.Name)} - {node.value.orelse.value}
+        if not _is_cfg(node.value.test, condition) and not (others and others <= set(names_read(node.value.test))):
+            continue
         if elements is not None and len(elements) == ways:
             found.append(conditional_positions(elements, node.value.orelse))
     return [positions for positions in found if 0 < len(positions) < ways]
