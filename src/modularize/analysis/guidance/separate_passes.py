@@ -25,7 +25,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from ...cst.dataflow import flow_of, names_read
-from ...cst.substitute import conjuncts, same_expression, substitute_names
+from ...cst.substitute import conjuncts, replace_nodes, same_expression, substitute_names
 from ...cst.tree_walk import findall, walk
 from ...frontend.class_facts import ClassFacts
 from ...frontend.parse import SourceModule, code, snippet
@@ -250,7 +250,7 @@ def _pattern(
     cond, uncond, inner, uncond_at = passes
     if not same_expression(cond.call.func, uncond.call.func):
         raise source.refuse(uncond.call, "the unconditional pass calls another model than the conditional one")
-    fields = _paired_arguments(source, cond.call, uncond.call)
+    fields = _paired_arguments(source, cond.call, uncond.call, facts)
     uncond_statement = _uncond_call(cond, uncond, fields)
     condition_name, condition_expression, condition_statement = _condition(source, facts, flag, top_level)
     gates = tuple((statement, _gate(source, facts, statement)) for statement in inner[:uncond_at])
@@ -361,8 +361,12 @@ def step_scales(facts: ClassFacts, before: Sequence[cst.BaseStatement], scale: c
     return tuple(dict.fromkeys(taken))
 
 
-def _paired_arguments(source: SourceModule, cond: cst.Call, uncond: cst.Call) -> tuple[GuidanceField, ...]:
-    """The arguments that differ between the two calls, as (conditional, unconditional) variables."""
+def _paired_arguments(
+    source: SourceModule, cond: cst.Call, uncond: cst.Call, facts: ClassFacts
+) -> tuple[GuidanceField, ...]:
+    """The arguments that differ between the two calls, as (conditional, unconditional) variables. Per-call state
+    read through its property in one pass and directly in the other (`self.attention_kwargs` /
+    `self._attention_kwargs`) is one value."""
     if any(a.star for a in (*cond.args, *uncond.args)):
         raise source.refuse(uncond, "a denoiser pass called with `*args` / `**kwargs`")
     positional = [a for a in cond.args if a.keyword is None], [a for a in uncond.args if a.keyword is None]
@@ -379,6 +383,8 @@ def _paired_arguments(source: SourceModule, cond: cst.Call, uncond: cst.Call) ->
     for first, second in pairs:
         if same_expression(first.value, second.value):
             continue
+        if same_expression(_per_call_read(first.value, facts), _per_call_read(second.value, facts)):
+            continue
         renamed = _renamed_variables(first.value, second.value)
         if (
             renamed is None
@@ -393,6 +399,16 @@ def _paired_arguments(source: SourceModule, cond: cst.Call, uncond: cst.Call) ->
         for name, other in renamed.items():
             fields.setdefault(name, GuidanceField(name, name, other))
     return tuple(fields.values())
+
+
+def _per_call_read(expression: cst.BaseExpression, facts: ClassFacts) -> cst.BaseExpression:
+    """`self._attention_kwargs` and `self.attention_kwargs` (its property) -> `attention_kwargs`, the argument the
+    per-call state holds."""
+    attributes = findall(expression, m.Attribute(value=m.Name("self"), attr=m.Name()))
+    found = {
+        node: cst.Name(facts.per_call[node.attr.value]) for node in attributes if node.attr.value in facts.per_call
+    }
+    return replace_nodes(expression, found) if found else expression
 
 
 def _renamed_variables(first: cst.BaseExpression, second: cst.BaseExpression) -> dict[str, str] | None:

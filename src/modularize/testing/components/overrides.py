@@ -535,6 +535,7 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "SanaImageToVideoPipeline": {"classes": {"vae": "AutoencoderKLWan"}, "inputs": {"height": 32, "width": 32}},
     # the hidden states of layer 1 (the default picks layers 9, 18 and 27 of a large model)
     "Flux2KleinInpaintPipeline": {"inputs": {"text_encoder_out_layers": (1,)}},
+    "Flux2KleinPipeline": {"inputs": {"text_encoder_out_layers": (1,), "image": None}},  # text to image
     "Flux2Pipeline": {"inputs": {"text_encoder_out_layers": (1,), "image": None}},  # text to image
     # its default `clip_skip=1` reads `text_encoder.text_model`, which transformers 5's CLIPTextModel no longer has
     "I2VGenXLPipeline": {"inputs": {"clip_skip": None}},
