@@ -52,8 +52,8 @@ def test_a_built_pipeline_that_cannot_be_converted_names_its_own_blocker(cli, tm
     source = installed_diffusers_file("pipelines/stable_cascade/pipeline_stable_cascade_combined.py")
     run = cli(source, "-o", tmp_path / "pkg")
     assert run.code == 3
-    assert "`self.prior_pipe` is a `StableCascadePriorPipeline` built from the components, which cannot be" in run.err
-    assert "pipeline_stable_cascade_prior.py:" in run.err  # where the built pipeline's own blocker is
+    assert "`self.decoder_pipe` is a `StableCascadeDecoderPipeline` built from the components, which cannot" in run.err
+    assert "pipeline_stable_cascade.py:" in run.err  # where the built pipeline's own blocker is
     assert not (tmp_path / "pkg").exists()
 
 
