@@ -48,12 +48,51 @@ def test_without_the_built_pipelines_source_the_conversion_is_refused():
         convert(source.text, options)
 
 
+PART = """\
+from diffusers import DiffusionPipeline
+
+
+class PartPipeline(DiffusionPipeline):
+    def __init__(self, unet, scheduler):
+        super().__init__()
+        self.register_modules(unet=unet, scheduler=scheduler)
+
+    def __call__(self, latents):
+        for t in self.scheduler.timesteps:
+            latents = self.scheduler.step(self.unet(latents, t), t, latents)
+            break
+        return (latents,)
+"""
+WHOLE = """\
+from diffusers import DiffusionPipeline
+
+from .pipeline_part import PartPipeline
+
+
+class WholePipeline(DiffusionPipeline):
+    def __init__(self, unet, scheduler):
+        super().__init__()
+        self.register_modules(unet=unet, scheduler=scheduler)
+        self.part = PartPipeline(unet=unet, scheduler=scheduler)
+
+    def __call__(self, latents):
+        latents = self.part(latents=latents)[0]
+        return (latents,)
+"""
+
+
 def test_a_built_pipeline_that_cannot_be_converted_names_its_own_blocker(cli, tmp_path):
-    source = installed_diffusers_file("pipelines/stable_cascade/pipeline_stable_cascade_combined.py")
-    run = cli(source, "-o", tmp_path / "pkg")
+    tree = tmp_path / "mine"
+    tree.mkdir()
+    (tree / "__init__.py").write_text("")
+    (tree / "pipeline_part.py").write_text(PART)
+    (tree / "pipeline_whole.py").write_text(WHOLE)
+    run = cli(tree / "pipeline_whole.py", "-o", tmp_path / "pkg")
     assert run.code == 3
-    assert "`self.decoder_pipe` is a `StableCascadeDecoderPipeline` built from the components, which cannot" in run.err
-    assert "pipeline_stable_cascade.py:" in run.err  # where the built pipeline's own blocker is
+    assert (
+        "pipeline_whole.py:10:21: `self.part` is a `PartPipeline` built from the components, which cannot" in run.err
+    )
+    assert "pipeline_part.py:12:13: `break` in the denoising loop" in run.err  # where its own blocker is
     assert not (tmp_path / "pkg").exists()
 
 

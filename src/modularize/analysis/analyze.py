@@ -40,6 +40,7 @@ from ..normalize.branch_assignments import as_conditional_expressions, branch_as
 from ..normalize.cache_scope import narrowed, wide_cache_scopes
 from ..normalize.cfg_condition import InlineCfgCondition, with_named_condition
 from ..normalize.clashing_locals import ClashingLocals, renamable, with_renamed_locals
+from ..normalize.computed_cat_part import ComputedCatPart, with_named_part
 from ..normalize.early_return import EarlyReturnProblem, is_constant, lower_early_return
 from ..normalize.halved_results import HelperDoublesResults, with_halved_results
 from ..normalize.image_encode import (
@@ -118,6 +119,9 @@ def analyze(
                 # `if self.free_noise_enabled: ... self._encode_prompt_free_noise(..., cfg)`: that branch raises
                 body, origins = with_branch_raising(body, found)
                 raising.append(found)
+            elif isinstance(found, ComputedCatPart):
+                # `torch.cat([x, torch.zeros_like(x)])`: the part named
+                body, origins = with_named_part(body, found, taken)
             elif isinstance(found, ClashingLocals):
                 # `state = ...`: a local named like what blocks bind, renamed
                 body, origins = with_renamed_locals(body, found.names, taken)
@@ -128,7 +132,7 @@ def analyze(
     raise AssertionError(f"the analysis asked for more than {_MOST_RESTARTS} rewrites of `__call__`")
 
 
-_RESTARTS = (InlineCfgCondition, HelperDoublesResults, ClashingLocals, HelperOutsideTheFile)
+_RESTARTS = (InlineCfgCondition, HelperDoublesResults, ClashingLocals, HelperOutsideTheFile, ComputedCatPart)
 _MOST_RESTARTS = 8  # an inline condition, a few helpers returning doubled batches, clashing locals
 
 
@@ -172,6 +176,12 @@ def _analyze_call(
         context.replacements[drop.node] = cst.RemoveFromParent()
         context.note("dropped", drop.node, drop.what, drop.why, drop.safety)
     dropped = {id(drop.node) for drop in drops}
+    for argument in _variadic_handed_to_built_pipelines(facts, body, sub_pipelines):
+        # `self.decoder_pipe(..., **kwargs)`: what `**kwargs` takes (the deprecated callbacks) is not served here
+        context.replacements[argument] = cst.RemoveFromParent()
+        why = "a built pipeline's call takes only the named arguments: extra keywords are not handed on"
+        context.note("dropped", argument, f"`**{code(argument.value).strip()}`", why, "unsafe")
+        dropped.add(id(argument))
     outputs = _output_fields(source, returns)
     for field_name, value in _constant_output_fields(returns):
         why = "a constant, not something a block computes: the modular pipeline has no such output"
@@ -619,6 +629,23 @@ def _check_variadic_reads(
                     fix=f"read a named `__call__` argument instead of `{node.value}`",
                 )
     raise source.refuse(facts.call, f"`__call__` reads its variadic parameter `{sorted(kept)[0]}`")
+
+
+def _variadic_handed_to_built_pipelines(
+    facts: ClassFacts, body: Sequence[cst.BaseStatement], sub_pipelines: Sequence[SubPipelinePlan]
+) -> list[cst.Arg]:
+    """The `**kwargs` arguments (`__call__`'s own variadic keywords) of calls of pipelines `__init__` built."""
+    variadic = {p.name for p in facts.call_parameters if p.star == "**"}
+    built = m.OneOf(*(m.Name(sub.attribute) for sub in sub_pipelines)) if sub_pipelines else None
+    if not variadic or built is None:
+        return []
+    calls = [c for statement in body for c in findall(statement, m.Call(func=m.Attribute(m.Name("self"), built)))]
+    return [
+        a
+        for c in calls
+        for a in c.args
+        if a.star == "**" and m.matches(a.value, m.Name()) and a.value.value in variadic
+    ]
 
 
 def _check_loopless(source: SourceModule, facts: ClassFacts, body: Sequence[cst.BaseStatement]) -> None:

@@ -39,7 +39,7 @@ import libcst.matchers as m
 
 from ..cst.dataflow import names_read
 from ..cst.substitute import substitute_names
-from ..cst.tree_walk import visit_read_only
+from ..cst.tree_walk import findall, visit_read_only
 
 # `__call__` arguments that only feed step-end callbacks (and the deprecated callback API popped from **kwargs)
 CALLBACK_ARGUMENTS = ("callback_on_step_end", "callback_on_step_end_tensor_inputs", "callback", "callback_steps")
@@ -122,6 +122,11 @@ class _RuntimePlumbing(cst.CSTVisitor):
         if m.matches(node.test, _INTERRUPT):
             self.drops.append(Drop(node, "`if self.interrupt: ...`", "interrupting is not supported", "unsafe"))
             return False
+        forwarded = _forwarded_callback(node)
+        if forwarded is not None:
+            why = "a deprecated callback handed on to a pipeline this one calls: callbacks are not run by blocks"
+            self.drops.append(Drop(node, f'`if kwargs.get("{forwarded}") ...` block', why, "unsafe", popped=forwarded))
+            return False
         if m.matches(node.test, _IN_KWARGS) and node.orelse is None and all(_warns(s) for s in node.body.body):
             name = node.test.left.evaluated_value
             why = f"a warning that `{name}`, taken by `**kwargs`, is deprecated: the package does not take it"
@@ -138,6 +143,29 @@ class _RuntimePlumbing(cst.CSTVisitor):
 
     def visit_ClassDef(self, node: cst.ClassDef) -> bool:
         return False
+
+
+_KWARGS_GET = m.Call(func=m.Attribute(value=m.Name("kwargs"), attr=m.Name("get") | m.Name("pop")))
+
+
+def _forwarded_callback(node: cst.If) -> str | None:
+    """`if kwargs.get("prior_callback", None) is not None: prior_kwargs["callback"] = kwargs.pop("prior_callback")`
+    (and its deprecation warning): the callback argument `**kwargs` takes and the block hands on, or None. Only a
+    name of the deprecated callback API (`callback`, `callback_steps`, with a prefix), only an `if` that does
+    nothing but warn and store what it pops."""
+    if node.orelse is not None:
+        return None
+    tested = [
+        call.args[0].value.evaluated_value
+        for call in findall(node.test, _KWARGS_GET)
+        if call.args and isinstance(call.args[0].value, cst.SimpleString)
+    ]
+    if len(tested) != 1 or not tested[0].endswith(("callback", "callback_steps")):
+        return None
+    store = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Subscript(m.Name()))], value=_KWARGS_GET)])
+    if not all(_warns(line) or m.matches(line, store) for line in node.body.body):
+        return None
+    return tested[0]
 
 
 def _assigns_callback_argument(statement: cst.BaseSmallStatement | None) -> str | None:

@@ -35,6 +35,7 @@ from ...frontend.class_facts import ClassFacts
 from ...frontend.parse import SourceModule, code
 from ...kinds import CfgKind
 from ...normalize.cfg_condition import InlineCfgCondition, is_inline_condition
+from ...normalize.computed_cat_part import ComputedCatPart, nameable
 from ...normalize.early_return import is_constant
 from ...normalize.halved_results import HelperDoublesResults
 from ...normalize.outside_helper_gate import HelperOutsideTheFile
@@ -1289,6 +1290,11 @@ def _cat_site(
     value, applied = _moved(assign.value) if cat is None else (cat, ())
     elements = cat_elements(value)
     ways = len(positions)
+    if elements is not None and len(elements) == ways:
+        for position, element in enumerate(elements):
+            if not isinstance(element, cst.Name) and nameable(element):
+                # `torch.zeros_like(x)` as the unconditional part: named, and the analysis starts again
+                raise ComputedCatPart(element, target, position)
     if elements is None or len(elements) != ways or not all(isinstance(e, cst.Name) for e in elements):
         what = "two tensors `[uncond, cond]`" if ways == 2 else f"{ways} tensors, one per part of the prediction"
         raise source.refuse(anchor, f"a CFG-dependent value that is not a concatenation of {what}")
