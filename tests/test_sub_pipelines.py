@@ -37,6 +37,10 @@ def test_each_built_pipeline_is_a_package_in_its_own_folder():
     )
     assert 'built_pipelines = (\n        "prior_pipe",\n        "decoder_pipe",\n    )' in pipeline_module
     assert "KandinskyV22PriorPipeline(" not in pipeline_module  # the standard pipelines are not built
+    # each call of a built pipeline is a block of its own, named by it; the glue between them too
+    blocks = files["modular_blocks_kandinsky_v22combined.py"]
+    order = [blocks.index(f'("{key}", ') for key in ("prior_pipe", "after_prior_pipe", "decoder_pipe")]
+    assert order == sorted(order)
     assert files == _combined_files()  # deterministic
 
 

@@ -149,7 +149,7 @@ def _analyze_call(
     source, body = _with_narrow_cache_scopes(source, body)
     source, body = _without_repeated_assignments(source, body)
     source, body = _with_branch_assignments(source, body)
-    segments = segment_call(source, body)
+    segments = segment_call(source, body, frozenset(sub.attribute for sub in sub_pipelines))
     denoise = next((s for s in segments if s.kind == StageKind.DENOISE), None)
     if denoise is None:
         _check_loopless(source, facts, body)

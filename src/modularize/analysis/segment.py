@@ -181,8 +181,12 @@ def _anchor_kind(statement: cst.CSTNode) -> StageKind | None:
     return None
 
 
-def segment_call(source: SourceModule, body: Sequence[cst.BaseStatement]) -> list[Segment]:
-    """Group `__call__`'s top-level statements into labelled stages in source order."""
+def segment_call(
+    source: SourceModule, body: Sequence[cst.BaseStatement], built: frozenset[str] = frozenset()
+) -> list[Segment]:
+    """Group `__call__`'s top-level statements into labelled stages in source order. In a `__call__` without a
+    denoising loop, a statement calling a pipeline `__init__` built (`built`: `self.prior_pipe`) is a stage of its
+    own, named by the attribute: a block a user can swap."""
     groups: list[tuple[str | None, list[cst.BaseStatement]]] = []
     for statement in body:
         label = stage_label(statement)
@@ -214,11 +218,14 @@ def segment_call(source: SourceModule, body: Sequence[cst.BaseStatement]) -> lis
             )
         # no denoising loop at all: the pipeline's stages are plain blocks (the analysis decides whether that is
         # the whole pipeline or its loop hides in a helper)
-        return [
-            Segment(part_label, part_kind, tuple(part))
-            for index, (label, statements) in enumerate(groups)
-            for part_label, part_kind, part in _split_at_anchors(label, _loopless_kind(label), statements)
-        ]
+        segments: list[Segment] = []
+        after = None  # the built pipeline the last call went to: what follows it prepares its results
+        for label, statements in groups:
+            for run in _runs_around_built_calls(statements, built):
+                first = run[0] is statements[0]
+                segments += _loopless_segments(label if first else None, run, built, after)
+                after = _calls_built(run[0], built) if len(run) == 1 and _calls_built(run[0], built) else after
+        return segments
     if len(loops) > 1:
         raise source.refuse(loops[1][1], "more than one loop over timesteps in `__call__` (nested or chained loops)")
     loop_group, loop_statement = loops[0]
@@ -263,6 +270,43 @@ def segment_call(source: SourceModule, body: Sequence[cst.BaseStatement]) -> lis
 
 
 _PROGRESSION = (StageKind.INPUT, StageKind.ENCODE, StageKind.BEFORE_DENOISE)
+
+
+def _calls_built(statement: cst.BaseStatement, built: frozenset[str]) -> str | None:
+    """The built pipeline a statement calls (`self.prior_pipe(...)` -> "prior_pipe"), or None."""
+    if not built:
+        return None
+    for call in findall(statement, m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name()))):
+        if call.func.attr.value in built:
+            return call.func.attr.value
+    return None
+
+
+def _runs_around_built_calls(statements: Sequence[cst.BaseStatement], built: frozenset[str]) -> list[list]:
+    """The statements cut before and after each one calling a built pipeline."""
+    runs: list[list] = [[]]
+    for statement in statements:
+        if _calls_built(statement, built) is not None:
+            runs += [[statement], []]
+        else:
+            runs[-1].append(statement)
+    return [run for run in runs if run] or [list(statements)]
+
+
+def _loopless_segments(
+    label: str | None, run: Sequence[cst.BaseStatement], built: frozenset[str], after: str | None
+) -> list[Segment]:
+    """A run of statements of a `__call__` without a denoising loop: one calling a built pipeline (a stage named
+    by it), statements after such a call (what it returned, prepared for what follows), or stages by anchors."""
+    called = _calls_built(run[0], built) if len(run) == 1 else None
+    if called is not None:
+        return [Segment(label or f"Call {called}", StageKind.BEFORE_DENOISE, tuple(run), key=called)]
+    if label is None and after is not None:
+        return [Segment(f"After {after}", StageKind.BEFORE_DENOISE, tuple(run))]
+    return [
+        Segment(part_label, part_kind, tuple(part))
+        for part_label, part_kind, part in _split_at_anchors(label, _loopless_kind(label), run)
+    ]
 
 
 def _loopless_kind(label: str | None) -> StageKind:
