@@ -97,7 +97,7 @@ def test_components_come_from_the_constructor_type_hints():
 class _PriorPipeline:
     """A user's pipeline with a component class no factory builds."""
 
-    def __init__(self, prior: WuerstchenPrior, scheduler: DDPMScheduler, resolution_multiple: float = 42.67):  # noqa: F821
+    def __init__(self, prior: T5FilmDecoder, scheduler: DDPMScheduler, resolution_multiple: float = 42.67):  # noqa: F821
         pass
 
     def __call__(self, prompt: str = "", num_inference_steps: int = 60, output_type: str = "pil"):
@@ -105,13 +105,12 @@ class _PriorPipeline:
 
 
 def test_a_component_class_without_a_factory_is_named():
-    from diffusers import DDPMScheduler
-    from diffusers.pipelines.deprecated.wuerstchen.modeling_wuerstchen_prior import WuerstchenPrior
+    from diffusers import DDPMScheduler, T5FilmDecoder
 
-    _PriorPipeline.__init__.__annotations__.update(prior=WuerstchenPrior, scheduler=DDPMScheduler)
-    with pytest.raises(MissingComponentClass, match=r"missing component class: WuerstchenPrior \(fix") as raised:
+    _PriorPipeline.__init__.__annotations__.update(prior=T5FilmDecoder, scheduler=DDPMScheduler)
+    with pytest.raises(MissingComponentClass, match=r"missing component class: T5FilmDecoder \(fix") as raised:
         build_components(_PriorPipeline)
-    assert raised.value.classes == ("WuerstchenPrior",)
+    assert raised.value.classes == ("T5FilmDecoder",)
     # inputs and cases still come from the signature; only building the components fails
     setup = setup_by_class(_PriorPipeline)
     assert setup.inputs() == {"prompt": "a photo of a cat", "num_inference_steps": 2, "output_type": "np"}

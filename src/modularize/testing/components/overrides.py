@@ -238,6 +238,38 @@ _KANDINSKY_21 = {
     },
 }
 _PRIOR_STEPS = {"prior_num_inference_steps": 2}
+# Stable Cascade / Würstchen priors: a 3 x 5 grid of image features (`resolution_multiple` 42.67)
+_CASCADE_PRIOR_SIZE = {"height": 128, "width": 192}
+_TWO_PROMPTS_X2 = {"prompt": _TWO_PROMPTS, "num_images_per_prompt": 2}
+# ... and their decoders, from a prior's 3 x 6 grid of image features to latents 10.67 times as large (32 x 64:
+# Würstchen's decoder halves them twice); their guidance is off by default (scale 0). A decoder makes one image per
+# feature grid: Stable Cascade's as many per prompt as it has grids per prompt (two prompts with the grids of 2
+# images each, as a prior makes them), Würstchen's takes one prompt for all its grids (it repeats each prompt's
+# states per grid: two prompts fail upstream); `num_images_per_prompt` > 1 repeats the latents but not the features
+# (upstream fails it)
+_CASCADE_DECODER = {
+    "inputs": {"image_embeddings": Noise((1, 16, 3, 6), seed=1)},
+    "drop_cases": ("two_prompts_x2", "cfg_off_latent"),
+    "cases": (
+        ("cfg", {"guidance_scale": 4.0}),
+        ("cfg_negative_prompt", {"guidance_scale": 4.0, "negative_prompt": "blurry"}),
+        ("latent", {"output_type": "latent"}),
+    ),
+}
+_STABLE_CASCADE_DECODER = {
+    **_CASCADE_DECODER,
+    "cases": (
+        *_CASCADE_DECODER["cases"],
+        ("two_prompts_x2", {"prompt": _TWO_PROMPTS, "guidance_scale": 4.0, "image_embeddings": Noise((4, 16, 3, 6))}),
+    ),
+}
+_WUERSTCHEN_DECODER = {
+    **_CASCADE_DECODER,
+    "cases": (
+        *_CASCADE_DECODER["cases"],
+        ("two_images", {"guidance_scale": 4.0, "image_embeddings": Noise((2, 16, 3, 6))}),
+    ),
+}
 # image-to-image encodes one image per prompt (its latents must already have the batch of the prompts)
 _KANDINSKY_21_IMG2IMG = {**_KANDINSKY_21, "one_per_prompt": ("image",)}
 # inpainting: latents + masked-image latents + the mask in (4 + 4 + 1), one image and mask per prompt
@@ -793,6 +825,19 @@ OVERRIDES: dict[str, dict[str, Any]] = {
             ("pt", {"output_type": "pt"}),
         ),
     },
+    # the priors' image features are `ceil(size / 42.67)` a side (`factories.cascade`): 128 x 192 pixels make a
+    # 3 x 5 grid (a square one of 1 x 1 would hide a transposed or flattened grid); Stable Cascade's prior also
+    # takes a given CLIP image embedding (one per image, repeated to the batch; zeros for the unconditional half)
+    "StableCascadePriorPipeline": {
+        "inputs": _CASCADE_PRIOR_SIZE,
+        "cases": (
+            ("image_embeds", {"image_embeds": Noise((1, 1, 32), seed=1)}),
+            ("image_embeds_two_prompts_x2", {**_TWO_PROMPTS_X2, "image_embeds": Noise((1, 1, 32), seed=1)}),
+        ),
+    },
+    "WuerstchenPriorPipeline": {"inputs": _CASCADE_PRIOR_SIZE},
+    "StableCascadeDecoderPipeline": _STABLE_CASCADE_DECODER,
+    "WuerstchenDecoderPipeline": _WUERSTCHEN_DECODER,
 }
 
 

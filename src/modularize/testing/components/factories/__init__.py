@@ -6,6 +6,7 @@ from . import (  # noqa: F401
     animatediff,
     audio,
     audioldm2,
+    cascade,
     chunked_video,
     controlnets,
     denoisers,
