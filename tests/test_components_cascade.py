@@ -202,26 +202,13 @@ def _converted(tmp_path, name: str):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", PRIORS)
-def test_converted_prior_verifies_bitwise_in_plain_mode(tmp_path, name):
-    report = verify_package(_converted(tmp_path, name), exact=False)
-    assert report.ok, [c for c in report.cases if not c.passed]
-    assert all(c.status == "compared" and c.bitwise for c in report.cases)
-    assert {c.name for c in report.cases} == {case for case, _ in setup_by_class(_cls(name)).cases}
-    assert {"default", "cfg_off"} <= {c.name for c in report.cases}
-
-
-# The priors pass the prompt's states to the denoiser as `torch.cat([prompt_embeds, negative_prompt_embeds]) if
-# negative_prompt_embeds is not None else prompt_embeds`: the converted packages pass that whole (both halves) to
-# each guider batch's call, so one call per batch concatenates a batch of 1 with states of 2 and raises
-EXACT_MODE_BUG = pytest.mark.xfail(
-    strict=True, reason="converter: the prompt states concatenated for CFG are not split per guider batch"
-)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", [pytest.param(name, marks=EXACT_MODE_BUG) for name in PRIORS])
-def test_converted_prior_verifies_bitwise_in_exact_mode(tmp_path, name):
+@pytest.mark.parametrize("name", [*PRIORS, "StableCascadeDecoderPipeline", "WuerstchenDecoderPipeline"])
+def test_converted_package_verifies_bitwise_plain_and_exact(tmp_path, name):
+    # (the priors pass the prompt's states as `torch.cat([embeds, negative]) if negative is not None else embeds`:
+    # split per guider batch like a concatenation under the CFG flag; the decoders' `torch.zeros_like` part is named)
     report = verify_package(_converted(tmp_path, name), exact=True)
     assert report.ok, [c for c in report.cases if not c.passed]
     assert all(c.status == "compared" and c.bitwise for c in report.cases)
+    assert {c.mode for c in report.cases} == {"plain", "exact"}
+    assert {c.name for c in report.cases} == {case for case, _ in setup_by_class(_cls(name)).cases}
+    assert {"default", "cfg_off"} <= {c.name for c in report.cases}

@@ -49,7 +49,13 @@ def test_stages_become_blocks_in_source_order_and_files_by_kind(sd_plan):
 
 def test_block_inputs_and_outputs_come_from_def_use(sd_plan):
     encode = block(sd_plan, "encode_input_prompt")
-    assert names(encode.outputs) == ["prompt_embeds", "negative_prompt_embeds"]
+    # (the IP-Adapter's image embeddings too, split where the helper returns them doubled: a guider field)
+    assert names(encode.outputs) == [
+        "prompt_embeds",
+        "negative_prompt_embeds",
+        "image_embeds",
+        "negative_image_embeds",
+    ]
     assert {"prompt", "negative_prompt", "num_images_per_prompt", "clip_skip", "device"} <= set(names(encode.inputs))
     device = next(p for p in encode.inputs if p.name == "device")
     assert device.producer == "define_call_parameters"
@@ -75,7 +81,11 @@ def test_call_arguments_keep_default_type_hint_and_docstring_description(sd_plan
 
 
 def test_helpers_go_to_the_blocks_that_call_them(sd_plan):
-    assert [h.name for h in block(sd_plan, "encode_input_prompt").helpers] == ["encode_prompt"]
+    assert [h.name for h in block(sd_plan, "encode_input_prompt").helpers] == [
+        "encode_image",
+        "encode_prompt",
+        "prepare_ip_adapter_image_embeds",
+    ]
     assert [h.name for h in block(sd_plan, "prepare_latent_variables").helpers] == ["prepare_latents"]
     assert [h.name for h in block(sd_plan, "decode").helpers] == ["run_safety_checker"]
     helper = block(sd_plan, "prepare_latent_variables").helpers[0]
@@ -91,8 +101,9 @@ def test_components_are_typed_from_init_and_unused_ones_dropped(sd_plan):
         ("scheduler", "KarrasDiffusionSchedulers"),
         ("safety_checker", "StableDiffusionSafetyChecker"),
         ("feature_extractor", "CLIPImageProcessor"),
+        ("image_encoder", "CLIPVisionModelWithProjection"),  # the IP-Adapter's
     ]
-    assert any(n.what == "component `image_encoder`" for n in sd_plan.notes)
+    assert not any(n.what.startswith("component `") for n in sd_plan.notes)  # none unused
     assert block(sd_plan, "prepare_latent_variables").components == ("vae", "unet", "scheduler")
 
 
@@ -100,8 +111,10 @@ def test_batched_cfg_is_found_with_the_standard_pipelines_own_condition(sd_plan)
     guidance = sd_plan.guidance
     assert guidance.pattern == "batched-cfg"
     assert guidance.denoiser == "unet"
-    assert [(f.name, f.cond, f.uncond) for f in guidance.fields] == [
-        ("prompt_embeds", "prompt_embeds", "negative_prompt_embeds")
+    assert [(f.name, f.cond, f.uncond, f.layers) for f in guidance.fields] == [
+        ("prompt_embeds", "prompt_embeds", "negative_prompt_embeds", False),
+        # the IP-Adapter's embeddings, one batched tensor per adapter: merged adapter by adapter
+        ("added_cond_kwargs", "added_cond_kwargs", "negative_added_cond_kwargs", True),
     ]
     assert guidance.repeated == ("latent_model_input",)
     assert guidance.condition == "guidance_scale > 1 and self.unet.config.time_cond_proj_dim is None"
@@ -119,7 +132,13 @@ def test_the_loop_splits_into_three_steps_around_the_denoiser(sd_plan):
     before, denoiser, after = loop.steps
     assert names(before.inputs) == ["latents"] and before.carried_out == ("latent_model_input",)
     assert {"prompt_embeds", "negative_prompt_embeds", "timestep_cond"} <= set(names(denoiser.inputs))
-    assert set(denoiser.guided) == {"prompt_embeds", "negative_prompt_embeds", "latent_model_input"}
+    assert set(denoiser.guided) == {
+        "prompt_embeds",
+        "negative_prompt_embeds",
+        "latent_model_input",
+        "added_cond_kwargs",
+        "negative_added_cond_kwargs",
+    }
     assert after.carried_out == ("latents",) and names(after.outputs) == ["latents"]
     assert loop.loop_targets == ("i", "t")
 
@@ -132,8 +151,7 @@ def test_everything_dropped_or_gated_is_reported(sd_plan):
     for expected in ("callback_steps", "self.interrupt", "maybe_free_model_hooks", "return"):
         assert expected in dropped
     assert "xm.mark_step()" not in dropped  # kept in the loop, as in diffusers' own modular loops
-    raises = by_action["raises"]
-    assert len(raises) == 1 and "`ip_adapter_image` / `ip_adapter_image_embeds`" in raises[0].what
+    assert "raises" not in by_action  # the IP-Adapter inputs are served
     assert all(n.line > 0 for n in by_action["rewritten"])
     # the deprecated callback raises unless left out; how often it would run changes nothing without it
     assert dict(sd_plan.unserved_arguments)["callback"] == "None"
@@ -147,7 +165,10 @@ def test_plan_command_prints_text_and_json(cli, sd_source):
         "guidance: batched-cfg" in text.out and "encode_input_prompt: StableDiffusionEncodeInputPromptStep" in text.out
     )
     data = json.loads(cli("plan", sd_source, "--json").out)
-    assert data["guidance"]["fields"] == {"prompt_embeds": ["prompt_embeds", "negative_prompt_embeds"]}
+    assert data["guidance"]["fields"] == {
+        "prompt_embeds": ["prompt_embeds", "negative_prompt_embeds"],
+        "added_cond_kwargs": ["added_cond_kwargs", "negative_added_cond_kwargs"],
+    }
     assert data["blocks"][-1]["name"] == "decode"
 
 

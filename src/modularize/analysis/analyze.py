@@ -31,6 +31,7 @@ from ..cst.substitute import (
     substitute_names,
 )
 from ..cst.tree_walk import children, findall, walk
+from ..errors import ConversionError
 from ..frontend.class_facts import ClassFacts, Parameter, analyze_class
 from ..frontend.docstrings import parameter_descriptions
 from ..frontend.module_definitions import module_definitions
@@ -105,11 +106,23 @@ def analyze(
     # a guidance detector that finds `__call__` spelling its CFG in a shape it reads once rewritten asks for the
     # rewrite, and the analysis starts again; each rewrite removes what signalled it, so this ends
     raising: list[HelperOutsideTheFile] = []
-    for _ in range(_MOST_RESTARTS + 1):
+    # a list of doubled values split where received (IP-Adapter embeddings) that the rest of `__call__` cannot pair
+    # after all: the analysis starts again from before the split, and the input that feeds it raises instead
+    before_list_split: tuple | None = None
+    split_lists = True
+    for _ in range(_MOST_RESTARTS + 2):
         try:
-            plan = _analyze_call(source, facts, body, perturbed, tuple(raising), rederived, sub_pipelines)
+            plan = _analyze_call(source, facts, body, perturbed, tuple(raising), rederived, sub_pipelines, split_lists)
             return replace(plan, sub_pipelines=tuple(sub_pipelines))
+        except ConversionError:
+            if before_list_split is None:
+                raise
+            source, body, raising = before_list_split
+            before_list_split, split_lists = None, False
+            continue
         except _RESTARTS as found:
+            if isinstance(found, HelperDoublesResults) and found.listed and before_list_split is None:
+                before_list_split = (source, body, list(raising))
             flow = flow_of(body)
             taken = set(flow.reads) | set(flow.writes) | {p.name for p in facts.call_parameters}
             if isinstance(found, InlineCfgCondition):
@@ -144,6 +157,7 @@ def _analyze_call(
     raising: Sequence[HelperOutsideTheFile] = (),
     rederived: Sequence[cst.SimpleStatementLine] = (),
     sub_pipelines: Sequence[SubPipelinePlan] = (),
+    split_lists: bool = True,
 ) -> PipelinePlan:
     source, body = _with_progress_scopes(source, body)
     source, body = _with_narrow_cache_scopes(source, body)
@@ -194,7 +208,7 @@ def _analyze_call(
         if cfg is None:
             cfg = find_branched_cfg(source, facts, body, loop, dropped)
         if cfg is None:
-            cfg = find_batched_cfg(source, facts, body, denoise.loop, loop, dropped, index)
+            cfg = find_batched_cfg(source, facts, body, denoise.loop, loop, dropped, index, split_lists)
     if cfg is not None and perturbed is not None:
         # the guider's perturbed batch runs last in a merged call: the PAG processors perturb the last share
         cfg = replace(cfg, batch_order=(*cfg.batch_order, PERTURBED_BATCH))

@@ -48,6 +48,7 @@ class HelperDoublesResults(Exception):  # noqa: N818 - a signal to the analysis,
         condition: cst.BaseExpression,
         positions: Sequence[int],
         at: object = None,
+        listed: Sequence[str] = (),
     ):
         """`positions`: the part of the batch each guider batch takes, conditional first (`(1, 0)`: the source puts
         the unconditional values first). `at`: the line's source position, which finds the statement `line` stands
@@ -55,6 +56,7 @@ class HelperDoublesResults(Exception):  # noqa: N818 - a signal to the analysis,
         super().__init__("a helper returns results doubled for CFG")
         self.line, self.names, self.condition, self.positions = line, tuple(names), condition, tuple(positions)
         self.at = at
+        self.listed = tuple(listed)  # names holding lists of doubled values (one per IP-Adapter), split item by item
 
 
 def with_halved_results(
@@ -63,9 +65,17 @@ def with_halved_results(
     """`body` with the split after `line` (one of its statements, or the one at its source position
     `found.at` in `positions`), and the origin of every new node ({new: old}: the line)."""
     position = next((at for at, statement in enumerate(body) if statement is found.line), None)
+    line = body[position] if position is not None else None
     if position is None:
-        position = next(at for at, statement in enumerate(body) if positions.get(statement) == found.at)
-    line = body[position]
+        # a line inside a top-level statement (under an input's test), or one the analysis rebuilt
+        for at, statement in enumerate(body):
+            lines = [n for n in walk(statement) if isinstance(n, cst.SimpleStatementLine)]
+            inner = next((n for n in lines if n is found.line), None) or next(
+                (n for n in lines if positions.get(n) == found.at), None
+            )
+            if inner is not None:
+                position, line = at, inner
+                break
     read_later = {node.value for s in body[position + 1 :] for node in walk(s) if isinstance(node, cst.Name)}
     everywhere = {node.value for s in body for node in walk(s) if isinstance(node, cst.Name)}
     added: list[cst.BaseStatement] = []
@@ -82,6 +92,19 @@ def with_halved_results(
             parts[part] = uncond
             added.append(cst.parse_statement(f"{uncond} = None"))
         halves = ", ".join(parts)
+        if name in found.listed:
+            # each item split, then concatenated again item by item (`batched.paired_per_item` undoes that)
+            uncond = parts[found.positions[1]]
+            split.append(cst.parse_statement(f"{uncond} = [item.chunk(2)[{found.positions[1]}] for item in {name}]"))
+            split.append(cst.parse_statement(f"{name} = [item.chunk(2)[{found.positions[0]}] for item in {name}]"))
+            items = ["item", "item"]
+            items[found.positions[1]] = f"{uncond}[index]"
+            split.append(
+                cst.parse_statement(
+                    f"for index, item in enumerate({name}):\n    {name}[index] = torch.cat([{', '.join(items)}])\n"
+                )
+            )
+            continue
         split.append(cst.parse_statement(f"{halves} = {name}.chunk({len(parts)})"))
         split.append(cst.parse_statement(f"{name} = torch.cat([{halves}])"))
     branch = cst.If(test=found.condition.deep_clone(), body=indented(split))

@@ -53,10 +53,12 @@ from .doubled_batch import (
     cat_elements,
     doubles,
     halved_batch,
+    halved_per_item,
+    paired_per_item,
     repeated_per_item,
     split_batch,
 )
-from .helper_results import doubled_results, kept_positions
+from .helper_results import LISTED, doubled_results, kept_positions
 from .kept_repeats import kept_repeat
 from .many_batches import (
     conditional_part,
@@ -447,11 +449,13 @@ def find_batched_cfg(
     loop: cst.For,
     dropped: set[int],
     index: NodeIndex,
+    split_lists: bool = True,
 ) -> CfgPattern | None:
     """The batched-CFG pattern of this pipeline, or None when its loop does no CFG at all.
 
     `top_level` are the statements of `__call__`, `loop_statement` the one holding the loop over timesteps and
-    `dropped` the ids of statements already dropped as runtime plumbing.
+    `dropped` the ids of statements already dropped as runtime plumbing. Without `split_lists`, a helper returning
+    a list of doubled values is not split where received (its input raises instead).
     """
     loop_position = list(top_level).index(loop_statement)
     before_loop, after_loop = top_level[:loop_position], top_level[loop_position + 1 :]
@@ -568,7 +572,7 @@ def find_batched_cfg(
     split_at_call = {
         id(use.call)
         for use in helper_uses
-        if use.pairs and _results_split(source, facts, use, index, condition, positions, halved)
+        if use.pairs and _results_split(source, facts, use, index, condition, positions, halved, split_lists)
     }
     if scale is None:  # a combine no matcher knows, reading no `self.guidance_scale`
         scale = _scale_deciding(source, facts, condition_expression, chunk_if)
@@ -1098,6 +1102,19 @@ def _cat_sites(
                 site = _cat_site(source, line, node if whole else line, positions)
                 found.append((list(before_loop).index(index.statement_of(node)), site))
                 continue
+            paired = paired_per_item(line)
+            if paired is not None:
+                # a list of per-layer tensors each concatenated with its negative (IP-Adapter image embeddings):
+                # a pair, merged layer by layer
+                listed, negative, first = paired
+                _two_batches_only(source, line, positions)
+                if (first == listed) != (positions[0] == 0):
+                    raise source.refuse(
+                        line, f"`{listed}` is concatenated in the opposite order to the prediction's chunks"
+                    )
+                site = CatSite(line, listed, listed, negative, layers=True)
+                found.append((list(before_loop).index(index.statement_of(node)), site))
+                continue
             listed = repeated_per_item(line)
             if listed is not None:
                 _two_batches_only(source, line, positions)
@@ -1113,8 +1130,12 @@ def _cat_sites(
                         "line of its own under the CFG flag is undone for the guider's batches",
                     )
     assigned: set[int] = set()
-    for node in index.find(cst.Assign, m.Assign(value=m.IfExp()), within=kept):
-        if _is_cfg(node.value.test, condition):
+    choices = index.find(cst.Assign, m.Assign(value=m.IfExp()), within=kept)
+    # (the test of one such concatenation says it for the others made with it: `negative_embeds_pooled` beside
+    # `negative_embeds`)
+    negative_tests = [node.value.test for node in choices if _doubled_when_negative_exists(node.value)]
+    for node in choices:
+        if _is_cfg(node.value.test, condition) or _doubled_when_negative_exists(node.value, negative_tests):
             if _doubled_size(node.value) and isinstance(node.targets[0].target, cst.Name):
                 _two_batches_only(source, node, positions)
                 # `batch_multiplier = 2 if cfg else 1`: one batch's size, a value both conditions share
@@ -1148,6 +1169,22 @@ def _cat_sites(
     found.sort(key=lambda pair: pair[0])
     first = found[0][0] if found else len(before_loop)
     return [site for _, site in found], first
+
+
+def _doubled_when_negative_exists(choice: cst.IfExp, tests: Sequence[cst.BaseExpression] = ()) -> bool:
+    """`torch.cat([embeds, negative]) if negative is not None else embeds`: doubled for CFG exactly when the negative
+    it concatenates exists (the pipeline makes negatives when CFG is on): a CFG concatenation like one under the
+    flag. Also under one of `tests`, the tests of such concatenations."""
+    elements = cat_elements(choice.body) if m.matches(choice.body, TORCH_CAT) else None
+    if elements is None or len(elements) != 2 or not all(isinstance(e, cst.Name) for e in elements):
+        return False
+    if not isinstance(choice.orelse, cst.Name) or choice.orelse.value not in {e.value for e in elements}:
+        return False
+    (other,) = [e.value for e in elements if e.value != choice.orelse.value] or [None]
+    exists = m.Comparison(left=m.Name(other), comparisons=[m.ComparisonTarget(m.IsNot(), m.Name("None"))])
+    if other is not None and m.matches(choice.test, exists):
+        return True
+    return any(same_expression(choice.test, test) for test in tests)
 
 
 def _two_batches_only(source: SourceModule, node: cst.CSTNode, positions: tuple[int, ...]) -> None:
@@ -1350,6 +1387,7 @@ def _results_split(
     condition: cst.BaseExpression,
     positions: tuple[int, ...],
     halved: set[str],
+    split_lists: bool = True,
 ) -> bool:
     """True when what a pairing helper returns doubled is split where `__call__` receives it (or thrown away), so
     the guider can pair the halves; raises `HelperDoublesResults` when it can be split but is not yet; False when
@@ -1358,6 +1396,10 @@ def _results_split(
     results = doubled_results(facts.methods[use.helper], use.parameter)
     line = index.statement_of(use.call)
     assigned = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget()])])
+    if results is not None and not m.matches(line, assigned) and all(r == LISTED for r in results if r):
+        # (lists of doubled values under an input's test, `if ip_adapter_image is not None: embeds = self.prepare_
+        # ip_adapter_image_embeds(...)`: split on the helper call's own line; a tensor there stays gated)
+        line = next((n for n in walk(line) if m.matches(n, assigned) and n.body[0].value is use.call), line)
     if results is None or not any(results) or not m.matches(line, assigned) or line.body[0].value is not use.call:
         return False
     target = line.body[0].targets[0].target
@@ -1365,9 +1407,14 @@ def _results_split(
     if len(elements) != len(results) or not all(isinstance(e, cst.Name) for e in elements):
         return False
     names = [e.value for e, doubled in zip(elements, results, strict=True) if doubled and e.value != "_"]
-    pending = [name for name in names if name not in halved]
+    listed = [e.value for e, doubled in zip(elements, results, strict=True) if doubled == LISTED and e.value != "_"]
+    if listed and (len(positions) != 2 or not split_lists):
+        return False  # (a list of values doubled for three-way guidance, or one the analysis could not pair)
+    # (a list is split item by item: `[x]` in `halved`)
+    pending = [name for name in names if (f"[{name}]" if name in listed else name) not in halved]
     if pending:
-        raise HelperDoublesResults(line, pending, condition, positions, source.positions.get(line))
+        listed = tuple(name for name in listed if name in pending)
+        raise HelperDoublesResults(line, pending, condition, positions, source.positions.get(line), listed)
     return True
 
 
@@ -1383,6 +1430,8 @@ def _halved_under(
             for line in branch.body.body:
                 if m.matches(line, halving) and (split := split_batch(line.body[0].value)) is not None:
                     found.add(split[0])
+                elif (halved_list := halved_per_item(line)) is not None:
+                    found.add(f"[{halved_list}]")  # `x = [item.chunk(2)[1] for item in x]`: a list, split
     return found
 
 

@@ -179,3 +179,54 @@ def repeated_per_item(statement: cst.CSTNode) -> str | None:
     if not m.matches(target, written) or elements is None or len(elements) != 2:
         return None
     return listed if all(m.matches(e, m.Name(item)) for e in elements) else None
+
+
+def paired_per_item(statement: cst.CSTNode) -> tuple[str, str, str] | None:
+    """A loop concatenating each item of a list with the same item of another, for CFG (IP-Adapter embeddings,
+    one tensor per adapter, after `normalize.halved_results` split them):
+    `for k, v in enumerate(embeds): embeds[k] = torch.cat([negative[k], v])` -> ("embeds", "negative", "negative")
+    (the list, the other list, the one whose items come first)."""
+    loop = m.For(
+        target=m.Tuple(elements=[m.Element(m.Name()), m.Element(m.Name())]),
+        iter=m.Call(func=m.Name("enumerate"), args=[m.Arg(m.Name())]),
+        body=m.IndentedBlock(
+            body=[m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Subscript(value=m.Name()))])])]
+        ),
+    )
+    if not m.matches(statement, loop) or statement.orelse is not None:
+        return None
+    index, item = (element.value.value for element in statement.target.elements)
+    listed = statement.iter.args[0].value.value
+    assign = statement.body.body[0].body[0]
+    at_index = [m.SubscriptElement(m.Index(m.Name(index)))]
+    if not m.matches(assign.targets[0].target, m.Subscript(value=m.Name(listed), slice=at_index)):
+        return None
+    elements = cat_elements(assign.value) if m.matches(assign.value, TORCH_CAT) else None
+    if elements is None or len(elements) != 2:
+        return None
+    other = [e for e in elements if m.matches(e, m.Subscript(value=m.Name(), slice=at_index))]
+    mine = [e for e in elements if m.matches(e, m.Name(item))]
+    if len(other) != 1 or len(mine) != 1 or other[0].value.value == listed:
+        return None
+    negative = other[0].value.value
+    return listed, negative, listed if elements[0] is mine[0] else negative
+
+
+def halved_per_item(statement: cst.CSTNode) -> str | None:
+    """`x = [item.chunk(2)[1] for item in x]` -> "x": a list each of whose items is split for CFG, this half kept."""
+    pattern = m.SimpleStatementLine(
+        body=[
+            m.Assign(
+                targets=[m.AssignTarget(m.Name())],
+                value=m.ListComp(
+                    elt=m.Subscript(value=m.Call(func=m.Attribute(m.Name(), m.Name("chunk")))),
+                    for_in=m.CompFor(target=m.Name(), iter=m.Name()),
+                ),
+            )
+        ]
+    )
+    if not m.matches(statement, pattern):
+        return None
+    assign = statement.body[0]
+    name = assign.targets[0].target.value
+    return name if assign.value.for_in.iter.value == name else None

@@ -30,8 +30,21 @@ _RETURN_LINE = m.SimpleStatementLine(body=[m.Return()])
 _ASSIGNED_NAME = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())])])
 
 
-def doubled_results(helper: cst.FunctionDef, flag: str) -> tuple[bool, ...] | None:
-    """Per returned value, whether the helper returns it concatenated for CFG when `flag` holds."""
+LISTED = "listed"  # a result that is a list of values each concatenated for CFG (one per IP-Adapter)
+
+
+def doubled_results(helper: cst.FunctionDef, flag: str) -> tuple[bool | str, ...] | None:
+    """Per returned value, whether the helper returns it concatenated for CFG when `flag` holds: True, False, or
+    `LISTED` for a list a loop fills with such values:
+
+        embeds_list = []
+        for i, single in enumerate(image_embeds):
+            if flag:
+                single = torch.cat([negative[i], single], dim=0)
+            single = single.to(device=device)
+            embeds_list.append(single)
+        return embeds_list                                   -> (LISTED,)
+    """
     statements = list(helper.body.body)
     returns = [n for n in walk(helper.body, skip=_nested_scope) if isinstance(n, cst.Return)]
     if not statements or len(returns) != 1 or not m.matches(statements[-1], _RETURN_LINE):
@@ -51,7 +64,31 @@ def doubled_results(helper: cst.FunctionDef, flag: str) -> tuple[bool, ...] | No
         for name, _ in _doubled_under(statement, flag):
             if name not in later:
                 doubled.add(name)
-    return tuple(name in doubled for name in returned)
+    listed = {name for name in returned if name not in doubled and _list_of_doubled(statements[:-1], name, flag)}
+    return tuple(LISTED if name in listed else name in doubled for name in returned)
+
+
+def _list_of_doubled(statements: list[cst.BaseStatement], name: str, flag: str) -> bool:
+    """`name = []`, then a top-level `for` appending one value a line of its body concatenates under `flag` (and
+    only moves after), and nothing else writes `name`."""
+    writers = [s for s in statements if name in flow_of([s]).writes]
+    empty = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name(name))], value=m.List(elements=[]))])
+    if len(writers) != 1 or not m.matches(writers[0], empty):
+        return False
+    append = m.SimpleStatementLine(
+        body=[m.Expr(m.Call(func=m.Attribute(m.Name(name), m.Name("append")), args=[m.Arg(m.Name())]))]
+    )
+    loops = [s for s in statements if isinstance(s, cst.For) and any(m.matches(line, append) for line in s.body.body)]
+    if len(loops) != 1 or loops[0].orelse is not None:
+        return False
+    body = list(loops[0].body.body)
+    (at,) = [k for k, line in enumerate(body) if m.matches(line, append)]
+    item = body[at].body[0].value.args[0].value.value
+    doubled_at = [k for k, line in enumerate(body[:at]) if any(n == item for n, _ in _doubled_under(line, flag))]
+    if not doubled_at or at != len(body) - 1:
+        return False
+    after = body[doubled_at[-1] + 1 : at]
+    return all(item not in flow_of([line]).writes or item in _moved_only(line) for line in after)
 
 
 def kept_positions(helper: cst.FunctionDef, flag: str, ways: int) -> list[frozenset[int]]:

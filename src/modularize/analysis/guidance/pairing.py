@@ -310,6 +310,8 @@ def propagate_pairs(
             # (before the `if`: its sides read what it reassigns as it was before it)
             mirrored.append((statement, cst.FlattenSentinel([_under(condition, [mirror]), statement])))
             pairs.update(counterparts)
+            if layered & {read.value for read in reads}:
+                layered |= set(counterparts)
             continue
         if reached_call or not m.matches(statement, simple):
             raise _refusal(source, reads[0])
@@ -337,6 +339,9 @@ def propagate_pairs(
         else:
             mirrored.append((statement, cst.FlattenSentinel([*before, statement, _under(condition, [mirror])])))
         pairs[target] = counterpart
+        if layered & {read.value for read in reads}:
+            # (computed from lists of per-layer batches, `{"image_embeds": image_embeds}`: merged layer by layer)
+            layered |= {target}
     return Pairing(pairs, tuple(mirrored), frozenset(layered), shared_halved)
 
 
