@@ -174,3 +174,34 @@ def test_a_package_refusing_the_adapter_inputs_gets_neither():
     assert "ip_adapter_image" not in setup.inputs()
     assert "ip_adapter_image_embeds" not in dict(setup.cases)
     assert len(setup.notes) == 2
+
+
+# -- converted packages serve the IP-Adapter -------------------------------------------------------------------------
+SERVED = [
+    "pipelines/stable_diffusion/pipeline_stable_diffusion.py",
+    "pipelines/stable_diffusion/pipeline_stable_diffusion_img2img.py",
+    "pipelines/controlnet/pipeline_controlnet.py",
+    "pipelines/animatediff/pipeline_animatediff.py",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("source", SERVED)
+def test_converted_packages_serve_the_ip_adapter_bitwise(tmp_path, source):
+    """The helper's list of CFG-doubled embeddings (one per adapter) is split where `__call__` receives it and paired
+    for the guider: with the adapter's image, and with its precomputed embeddings, CFG on and off, plain and exact."""
+    from modularize.cli import main
+    from modularize.commands.verify import verify_package
+    from modularize.frontend.source_file import installed_diffusers_file
+    from modularize.testing.equivalence import load_package, package_classes, standard_class
+
+    package = tmp_path / "package"
+    assert main([str(installed_diffusers_file(source)), "-o", str(package), "-q"]) == 0
+    pipeline_cls, _ = package_classes(load_package(package))
+    standard = standard_class(pipeline_cls, package)
+    report = verify_package(package, exact=True, components=lambda: ip_adapter_setup(standard))
+    compared = [c for c in report.cases if c.status == "compared"]
+    assert report.ok and all(c.bitwise for c in compared), [c for c in report.cases if not c.passed]
+    assert {c.mode for c in compared} == {"plain", "exact"}
+    assert {"default", "cfg_off", "ip_adapter_image_embeds"} <= {c.name for c in compared}
+    assert all(c.inputs.get("ip_adapter_image") is not None or c.name == "ip_adapter_image_embeds" for c in compared)

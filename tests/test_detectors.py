@@ -1733,3 +1733,107 @@ def test_a_branch_reshaping_a_paired_value_behind_its_batch_is_mirrored_onto_its
     text = rendered(sentinel.nodes)
     assert "negative_prompt_embeds = negative_prompt_embeds." in text  # the counterpart it had, reassigned
     assert text.index("negative_prompt_embeds =") < text.index("    prompt_embeds = prompt_embeds.")  # before it
+
+
+# -- lists of doubled values (IP-Adapter embeddings) -----------------------------------------------------------------
+LISTING_HELPER = """\
+def prepare_embeds(self, images, device, do_classifier_free_guidance):
+    found = []
+    for i, single in enumerate(images):
+        negative = torch.zeros_like(single)
+        if do_classifier_free_guidance:
+            single = torch.cat([negative, single], dim=0)
+        single = single.to(device=device)
+        found.append(single)
+    return found
+"""
+
+
+def test_a_helper_returning_a_list_of_doubled_values_says_so():
+    from modularize.analysis.guidance.helper_results import LISTED, doubled_results
+
+    helper = cst.parse_statement(textwrap.dedent(LISTING_HELPER))
+    assert doubled_results(helper, "do_classifier_free_guidance") == (LISTED,)
+    # appending something else than the doubled value: no list of doubled values
+    other = LISTING_HELPER.replace("found.append(single)", "found.append(negative)")
+    assert doubled_results(cst.parse_statement(textwrap.dedent(other)), "do_classifier_free_guidance") == (False,)
+
+
+def test_a_list_of_doubled_values_is_split_where_received_and_paired_layer_by_layer():
+    from modularize.normalize.halved_results import HelperDoublesResults, with_halved_results
+
+    body = (
+        "if latents is not None:\n"
+        "    embeds = self.prepare_embeds([latents], latents.device, self.do_classifier_free_guidance)\n"
+        "extra = {'image_embeds': embeds} if latents is not None else None\n"
+        + SD_LOOP.replace("encoder_hidden_states=prompt_embeds)", "encoder_hidden_states=prompt_embeds, extra=extra)")
+    )
+    with pytest.raises(HelperDoublesResults) as signal:
+        snippet(body, LISTING_HELPER).batched()
+    assert signal.value.listed == ("embeds",)
+    found = snippet(body, LISTING_HELPER)
+    split, _ = with_halved_results(found.body, signal.value, set(), found.source.positions)
+    cfg = snippet(rendered(split), LISTING_HELPER).batched()
+    assert ("extra", "extra", "negative_extra", True) in [(f.name, f.cond, f.uncond, f.layers) for f in cfg.fields]
+    assert not cfg.pairing_helpers  # served, not gated
+
+
+@pytest.mark.parametrize(
+    ("line", "found"),
+    [
+        (
+            "for k, v in enumerate(embeds):\n    embeds[k] = torch.cat([negative[k], v])\n",
+            ("embeds", "negative", "negative"),
+        ),
+        (
+            "for k, v in enumerate(embeds):\n    embeds[k] = torch.cat([v, negative[k]])\n",
+            ("embeds", "negative", "embeds"),
+        ),
+        ("for k, v in enumerate(embeds):\n    embeds[k] = torch.cat([v, v])\n", None),
+        ("for k, v in enumerate(embeds):\n    embeds[k] = torch.cat([negative[0], v])\n", None),
+    ],
+)
+def test_a_list_concatenated_item_by_item_with_its_negative(line, found):
+    from modularize.analysis.guidance.doubled_batch import paired_per_item
+
+    assert paired_per_item(cst.parse_statement(line)) == found
+
+
+def test_a_concatenation_under_the_negatives_existence_is_one_for_cfg():
+    """`torch.cat([embeds, negative]) if negative is not None else embeds` (StableCascade's prior): doubled exactly when
+    the negative exists, which the pipeline makes when CFG is on; and another made under the same test with it."""
+    from modularize.analysis.guidance.batched import _doubled_when_negative_exists
+
+    def choice(text):
+        return cst.parse_expression(text)
+
+    first = choice("torch.cat([embeds, negative]) if negative is not None else embeds")
+    assert _doubled_when_negative_exists(first)
+    pooled = choice("torch.cat([pooled, negative_pooled]) if negative is not None else pooled")
+    assert not _doubled_when_negative_exists(pooled) and _doubled_when_negative_exists(pooled, [first.test])
+    assert not _doubled_when_negative_exists(choice("torch.cat([embeds, other]) if flag else embeds"))
+    assert not _doubled_when_negative_exists(
+        choice("torch.cat([embeds, negative]) if negative is not None else negative")
+    )
+
+
+def test_a_concatenation_part_computed_in_place_is_named_first():
+    from modularize.normalize.computed_cat_part import ComputedCatPart, nameable, with_named_part
+
+    body = (
+        "effnet = torch.cat([latents, torch.zeros_like(latents)]) if self.do_classifier_free_guidance else latents\n"
+        + SD_LOOP.replace(
+            "encoder_hidden_states=prompt_embeds)", "encoder_hidden_states=prompt_embeds, effnet=effnet)"
+        )
+    )
+    found = snippet(body)
+    with pytest.raises(ComputedCatPart) as signal:
+        found.batched()
+    assert code(signal.value.part) == "torch.zeros_like(latents)" and nameable(signal.value.part)
+    named, _ = with_named_part(found.body, signal.value, {"latents"})
+    assert texts(named[1:3]) == [
+        "effnet_part1 = torch.zeros_like(latents)",
+        "effnet = torch.cat([latents, effnet_part1]) if self.do_classifier_free_guidance else latents",
+    ]
+    assert not nameable(cst.parse_expression("torch.randn_like(latents)"))
+    assert not nameable(cst.parse_expression("torch.zeros_like(self.encode(latents))"))
