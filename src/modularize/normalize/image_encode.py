@@ -65,6 +65,17 @@ _PURE_BUILTINS = frozenset({"int", "float", "bool", "len", "min", "max", "abs", 
 _SELF = m.Name("self")
 
 
+_EARLY_EXIT = m.If(body=m.IndentedBlock(body=[m.SimpleStatementLine(body=[m.Return()])]), orelse=None)
+
+
+def _returning_none(exit_: cst.If) -> cst.If:
+    """`if latents is not None: return latents.to(d)` -> `if latents is not None: return None` (nothing encoded)."""
+    line = exit_.body.body[0]
+    return exit_.with_changes(
+        body=exit_.body.with_changes(body=[line.with_changes(body=[cst.Return(cst.Name("None"))])])
+    )
+
+
 @dataclass(frozen=True)
 class ImageEncodeSplit:
     helper: str  # the helper that encoded, now taking the latents (`prepare_latents`)
@@ -230,10 +241,12 @@ def _split_at(
     docstring, body = _split_docstring(helper.body.body)
     last_encode = max(i for i, s in enumerate(body) if not (encoding | {"vae.encode"}).isdisjoint(_self_calls(s)))
     head, tail = body[: last_encode + 1], body[last_encode + 1 :]
-    if any(isinstance(node, cst.Return) for statement in head for node in walk(statement)):
-        # `if latents is not None: return latents` ahead of the encode: the rest would run on what it returns
-        return NotSplit(site, f"`{name}` may return before it encodes, which the rest of it would not know")
-    tail_reads = set(flow_of(tail).reads)
+    # `if latents is not None: return latents.to(...)` ahead of the encode: the encoder returns nothing there, and the
+    # rest returns what the source returned before anything else
+    exits = [statement for statement in head[:-1] if m.matches(statement, _EARLY_EXIT)]
+    if any(isinstance(node, cst.Return) for statement in head if statement not in exits for node in walk(statement)):
+        return NotSplit(site, f"`{name}` may return before it encodes, other than by one `if ...: return ...`")
+    tail_reads = set(flow_of(tail).reads) | set(flow_of(exits).reads)
     handed = [n for n in flow_of([body[last_encode]]).writes if n in tail_reads]
     if len(handed) != 1:
         what = ", ".join(f"`{n}`" for n in handed) or "nothing"
@@ -248,11 +261,11 @@ def _split_at(
 
     head = _without_dead_assignments(head)
     head_flow = flow_of(head)
-    encode_body = list(head)
+    encode_body = [_returning_none(statement) if statement in exits else statement for statement in head]
     if latents not in head_flow.definite:  # encoded on some paths only: the rest reads it only on those
         encode_body.insert(0, cst.parse_statement(f"{latents} = None"))
     encode_body.append(cst.SimpleStatementLine([cst.Return(cst.Name(latents))], leading_lines=[cst.EmptyLine()]))
-    rest_body = [*docstring, *recomputed, *tail]
+    rest_body = [*docstring, *recomputed, *(exit_.deep_clone() for exit_ in exits), *tail]
     if not docstring and all(line.comment is None for line in rest_body[0].leading_lines):
         rest_body[0] = rest_body[0].with_changes(leading_lines=[])  # no blank line right below the `def`
     encode_function = _with_body(helper, encoder, encode_body, set(head_flow.reads), None)
