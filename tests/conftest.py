@@ -56,3 +56,28 @@ def toy_package(tmp_path_factory) -> Path:
 def toy_on_path(monkeypatch):
     """Lets `verify` import the toy standard pipeline (`pipeline_toy`) the way a user's repository would."""
     monkeypatch.syspath_prepend(str(TOY.parent))
+
+
+def outputs_of_every_case(cls: type, to_array) -> dict:
+    """The standard pipeline `cls` on its by-class setup, run once per case (fresh components each, a seeded
+    generator where it takes one): {case: `to_array(output)`}, each finite and not constant."""
+    import inspect
+
+    import numpy as np
+    import torch
+
+    from modularize.testing.components import setup_by_class
+
+    setup = setup_by_class(cls)
+    assert len(setup.cases) > 1
+    outputs = {}
+    for case, overrides in setup.cases:
+        pipe = cls(**setup.components())
+        pipe.set_progress_bar_config(disable=True)
+        inputs = {**setup.inputs(), **overrides}
+        if "generator" in inspect.signature(cls.__call__).parameters:
+            inputs["generator"] = torch.Generator().manual_seed(0)
+        output = to_array(pipe(**inputs))
+        assert np.isfinite(output).all() and output.std() > 0, case
+        outputs[case] = output
+    return outputs

@@ -8,8 +8,6 @@ to every batch's call."""
 
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 import pytest
 import torch
@@ -19,6 +17,8 @@ from modularize.commands.verify import verify_package
 from modularize.testing.components import DIMS, build_components, setup_by_class
 from modularize.testing.components.factories.cascade import IMAGE_EMBEDDING_CHANNELS, PAELLA_LATENT_CHANNELS
 from modularize.testing.components.resolve import resolve
+
+from .conftest import outputs_of_every_case
 
 SOURCES = {
     "StableCascadePriorPipeline": "pipelines/stable_cascade/pipeline_stable_cascade_prior.py",
@@ -172,19 +172,7 @@ def _array(output) -> np.ndarray:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", SOURCES)
 def test_standard_pipeline_runs_every_case(name):
-    cls = _cls(name)
-    setup = setup_by_class(cls)
-    assert len(setup.cases) > 1
-    outputs = {}
-    for case, overrides in setup.cases:
-        pipe = cls(**setup.components())
-        pipe.set_progress_bar_config(disable=True)
-        inputs = {**setup.inputs(), **overrides}
-        if "generator" in inspect.signature(cls.__call__).parameters:
-            inputs["generator"] = torch.Generator().manual_seed(0)
-        output = _array(pipe(**inputs))
-        assert np.isfinite(output).all() and output.std() > 0, case
-        outputs[case] = output
+    outputs = outputs_of_every_case(_cls(name), _array)
     # CFG on and off differ; so do two prompts (or two feature grids) and one
     default = outputs["default"]
     for case, output in outputs.items():

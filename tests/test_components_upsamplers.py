@@ -6,8 +6,6 @@ converted packages verify bitwise."""
 
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 import pytest
 import torch
@@ -17,6 +15,7 @@ from modularize.testing.components.factories.upsamplers import UPSAMPLER_MID_CHA
 from modularize.testing.components.factories.vaes import VIDEO_COMPRESSION
 from modularize.testing.components.resolve import resolve
 
+from .conftest import outputs_of_every_case
 from .test_verify import converted_and_bitwise
 
 SOURCES = {
@@ -159,19 +158,7 @@ def _frames(output) -> np.ndarray:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", SOURCES)
 def test_standard_pipeline_runs_every_case(name):
-    cls = _cls(name)
-    setup = setup_by_class(cls)
-    assert len(setup.cases) > 1
-    outputs = {}
-    for case, overrides in setup.cases:
-        pipe = cls(**setup.components())
-        pipe.set_progress_bar_config(disable=True)
-        inputs = {**setup.inputs(), **overrides}
-        if "generator" in inspect.signature(cls.__call__).parameters:
-            inputs["generator"] = torch.Generator().manual_seed(0)
-        output = _frames(pipe(**inputs))
-        assert np.isfinite(output).all() and output.std() > 0, case
-        outputs[case] = output
+    outputs = outputs_of_every_case(_cls(name), _frames)
     # every case changes what comes out (a case the pipeline ignored would show as a copy of the default)
     default = outputs.pop("default")
     for case, output in outputs.items():

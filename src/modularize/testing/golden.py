@@ -29,6 +29,7 @@ from pathlib import Path
 
 from ..convert import ConvertOptions, convert
 from ..errors import ModularizeError
+from ..frontend.source_file import SourceFile
 
 INPUT = "input.py"
 EXPECTED = "expected"
@@ -70,12 +71,28 @@ def find_cases(root: Path = DEFAULT_ROOT) -> list[Case]:
 
 
 def generate(case: Case) -> dict[str, str]:
-    """What the converter makes of the case's input now: its files, or `{"refusal.txt": <the one-line error>}`."""
+    """What the converter makes of the case's input now: its files, or `{"refusal.txt": <the one-line error>}`.
+
+    A case with other modules beside `input.py` (the pipelines a pipeline made of pipelines builds) converts as a
+    module `input` of a package holding them: `from .draft import DraftPipeline` reads `draft.py`."""
     text = (case.directory / INPUT).read_bytes().decode("utf-8")
+    others = sorted(path for path in case.directory.glob("*.py") if path.name != INPUT)
+    options = ConvertOptions(path=case.label, label=case.label, module_name="input" if others else None)
     try:
-        return convert(text, ConvertOptions(path=case.label, label=case.label))
+        return convert(text, options, _module_reader(case) if others else None)
     except ModularizeError as error:
         return {REFUSAL: f"{error}\n"}
+
+
+def _module_reader(case: Case):
+    def read(module_name: str) -> SourceFile | None:
+        path = case.directory / f"{module_name}.py"
+        if "." in module_name or not path.is_file():
+            return None
+        label = f"{LABEL_ROOT}/{case.name}/{path.name}"
+        return SourceFile(Path(label), path.read_bytes().decode("utf-8"), label, module_name)
+
+    return read
 
 
 def verify_calls(case: Case) -> list[tuple[str, dict]]:
