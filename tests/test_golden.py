@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from modularize.convert import ConvertOptions, plan_for
 from modularize.planning.plan import LoopPlan
 from modularize.testing import golden
 from modularize.testing.golden import REFUSAL, Case, differences, expected, find_cases, verify_calls
@@ -37,6 +36,7 @@ LABELS = {
     "outer_loop": "batched-cfg",
     "perturbed_attention": "batched-cfg+perturbed-attention",
     "separate_passes": "separate-passes",
+    "sub_pipelines": "none",  # (the pipelines it builds guide themselves)
 }
 
 
@@ -51,16 +51,17 @@ def test_generated_files_match_the_expected_ones(case: Case):
     assert not diff, f"{case.name}: generated files differ from expected/ (intended? run `{UPDATE}`)\n{diff}"
 
 
-@functools.cache
-def plan(case: Case):
-    text = (case.directory / "input.py").read_text()
-    return plan_for(text, ConvertOptions(path=case.label, label=case.label))
+plan = functools.cache(golden.plan)
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if REFUSAL not in expected(c)], ids=str)
 def test_each_case_is_converted_as_the_pattern_its_directory_names(case: Case):
     result = plan(case)
     assert result.guidance.label == LABELS[case.pattern]
+    if case.pattern == "sub_pipelines":
+        # a block per call of a built pipeline, one for the glue after it; the built one's own plan has the loop
+        assert [block.key for block in result.blocks] == ["draft", "after_draft"]
+        result = result.sub_pipelines[0].plan
     loop = next(block for block in result.blocks if isinstance(block, LoopPlan))
     assert [step.key for step in loop.steps if step.body][-2:] == ["denoiser", "after_denoiser"]
 
@@ -141,6 +142,8 @@ def test_runtime_helpers_are_copied_into_the_packages_that_call_them():
                     "perturbed_attention.guider_runs_unconditional",
                     "perturbed_attention.StandardPerturbedAttentionGuidance",
                 ]
+            if plan(case).sub_pipelines:
+                guided += ["sub_pipeline.StandardCall", "sub_pipeline.sub_pipeline"]
             assert copied(case.name, "modular_pipeline.py") == [
                 "saved_package.SavedWithPackage",
                 "explicit_none.ExplicitNoneInputs",

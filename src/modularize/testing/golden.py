@@ -70,16 +70,30 @@ def find_cases(root: Path = DEFAULT_ROOT) -> list[Case]:
     return [Case(root, path.parent) for path in sorted(root.glob(f"*/*/{INPUT}"))]
 
 
+def plan(case: Case):
+    """The case's plan, as `generate` converts it."""
+    from ..convert import plan_for
+
+    text = (case.directory / INPUT).read_bytes().decode("utf-8")
+    options, read_module = _options(case)
+    return plan_for(text, options, read_module)
+
+
+def _options(case: Case):
+    others = sorted(path for path in case.directory.glob("*.py") if path.name != INPUT)
+    options = ConvertOptions(path=case.label, label=case.label, module_name="input" if others else None)
+    return options, _module_reader(case) if others else None
+
+
 def generate(case: Case) -> dict[str, str]:
     """What the converter makes of the case's input now: its files, or `{"refusal.txt": <the one-line error>}`.
 
     A case with other modules beside `input.py` (the pipelines a pipeline made of pipelines builds) converts as a
     module `input` of a package holding them: `from .draft import DraftPipeline` reads `draft.py`."""
     text = (case.directory / INPUT).read_bytes().decode("utf-8")
-    others = sorted(path for path in case.directory.glob("*.py") if path.name != INPUT)
-    options = ConvertOptions(path=case.label, label=case.label, module_name="input" if others else None)
+    options, read_module = _options(case)
     try:
-        return convert(text, options, _module_reader(case) if others else None)
+        return convert(text, options, read_module)
     except ModularizeError as error:
         return {REFUSAL: f"{error}\n"}
 
