@@ -22,17 +22,19 @@ def _combined_files(class_name: str = "KandinskyV22CombinedPipeline") -> dict[st
     return convert(source.text, options, module_reader(path))
 
 
-def test_each_built_pipeline_is_a_package_in_its_own_folder():
+def test_each_built_pipeline_is_a_package_of_its_own_beside_the_pipelines_modules():
     files = _combined_files()
-    folders = {name.split("/")[0] for name in files if "/" in name}
-    assert folders == {"prior_pipe", "decoder_pipe"}
-    # each folder is the package its own source converts to, recorded in its headers
+    # diffusers loads a saved package's modules from one directory: the built pipelines' are named by attribute
+    assert all("/" not in name for name in files)
+    assert {name.split("_pipe_")[0] for name in files if "_pipe_" in name} == {"prior", "decoder"}
+    assert "prior_pipe_modular_pipeline.py" in files and "prior_pipe___init__.py" not in files
+    # each is the package its own source converts to, recorded in its headers
     assert (
         "modularize-source: diffusers/pipelines/kandinsky2_2/pipeline_kandinsky2_2_prior.py"
-        in (files["prior_pipe/modular_pipeline.py"])
+        in (files["prior_pipe_modular_pipeline.py"])
     )
     pipeline_module = files["modular_pipeline.py"]
-    assert "from .prior_pipe.modular_blocks_kandinsky_v22prior import KandinskyV22PriorGeneratedBlocks" in (
+    assert "from .prior_pipe_modular_blocks_kandinsky_v22prior import KandinskyV22PriorGeneratedBlocks" in (
         pipeline_module
     )
     assert 'built_pipelines = (\n        "prior_pipe",\n        "decoder_pipe",\n    )' in pipeline_module
@@ -109,7 +111,7 @@ def test_a_written_package_of_packages_is_rewritten_and_checked(cli, tmp_path, m
     assert main([*arguments, "--check"]) == 0
     monkeypatch.chdir(tmp_path)
     run = cli("check", "modular_combined")
-    assert run.code == 0 and "3 generated package(s) up to date" in run.out
+    assert run.code == 0 and "1 generated package(s) up to date" in run.out
 
 
 @pytest.mark.slow
@@ -136,3 +138,17 @@ def test_combined_pipelines_verify_bitwise_plain_and_exact(tmp_path, class_name)
     assert {"default", "cfg_off"} <= {c.name for c in report.cases}
     # exact mode split both built pipelines' denoisers per guider batch, not only the outer pipeline's
     assert ("PriorTransformer", True) in split and ("UNet2DConditionModel", True) in split
+
+
+@pytest.mark.slow
+def test_a_saved_pipeline_made_of_pipelines_loads_with_diffusers_alone(tmp_path):
+    """`save_pretrained` writes the built pipelines' modules too, and the blocks module imports one class of each, so
+    `ModularPipeline.from_pretrained(..., trust_remote_code=True)` in a fresh process copies and loads them."""
+    from modularize.testing.saved_pipeline import saved_and_loaded
+
+    package = tmp_path / "pkg"
+    source = installed_diffusers_file(COMBINED)
+    assert main([str(source), "--class", "KandinskyV22CombinedPipeline", "-o", str(package), "-q"]) == 0
+    result = saved_and_loaded(package, tmp_path / "work")
+    assert result.pipeline_class == "KandinskyV22CombinedGeneratedModularPipeline"
+    assert all(d.bitwise for d in result.differences.values()), result.differences

@@ -211,8 +211,7 @@ def _import_statements(
         asname = definition.names[0]
         grouped.setdefault(module, {})[(imported, asname if asname != imported else None)] = None
     for name in package:
-        # (`prior_pipe/modular_blocks_x.py`, a built pipeline's package in its folder -> `.prior_pipe.modular_...`)
-        grouped.setdefault("." + package_names[name][:-3].replace("/", "."), {})[(name, None)] = None
+        grouped.setdefault("." + package_names[name][:-3], {})[(name, None)] = None
 
     sections: dict[int, list[cst.BaseStatement]] = {}
     for name in sorted(plain, key=lambda module: _module_key(module, None)):
@@ -289,32 +288,54 @@ def _blocks_constant(plan: PipelinePlan) -> str:
     return plan.package[len("modular_") :].upper() + "_BLOCKS"
 
 
-def emit_package(plan: PipelinePlan, source_text: str, generator: str, in_tree: bool = False) -> dict[str, str]:
-    """Render every file of the package, formatted, each with its header."""
-    files = {name: _File(name, plan, in_tree) for name in LEAF_FILES}
-    blocks_name = blocks_file(plan.package)
-    files["modular_pipeline.py"] = _File("modular_pipeline.py", plan, in_tree)
+def _built_classes(plan: PipelinePlan, prefix: str) -> dict[str, str]:
+    """A class of each module of the packages of the pipelines `plan` builds (theirs too): {class: file}."""
+    held: dict[str, str] = {}
+    for sub in plan.sub_pipelines:
+        inner = prefix + sub.prefix
+        held[sub.plan.pipeline_class_name] = f"{inner}modular_pipeline.py"
+        held[sub.plan.blocks_class_name] = f"{inner}{blocks_file(sub.plan.package)}"
+        for block in sub.plan.blocks:
+            held.setdefault(block.class_name, f"{inner}{block.file}")
+        held.update(_built_classes(sub.plan, inner))
+    # one class per module is enough
+    firsts: dict[str, str] = {}
+    for name, file in held.items():
+        firsts.setdefault(file, name)
+    return {name: file for file, name in firsts.items()}
+
+
+def emit_package(
+    plan: PipelinePlan, source_text: str, generator: str, in_tree: bool = False, prefix: str = ""
+) -> dict[str, str]:
+    """Render every file of the package, formatted, each with its header. With `prefix`, the package of a pipeline
+    another one builds: its modules named with the prefix in front (`prior_pipe_denoise.py`), no `__init__.py`."""
+    pipeline_file = f"{prefix}modular_pipeline.py"
+    files = {f"{prefix}{name}": _File(f"{prefix}{name}", plan, in_tree) for name in LEAF_FILES}
+    blocks_name = f"{prefix}{blocks_file(plan.package)}"
+    files[pipeline_file] = _File(pipeline_file, plan, in_tree)
     files[blocks_name] = _File(blocks_name, plan, in_tree)
-    files["__init__.py"] = _File("__init__.py", plan, in_tree)
+    if not prefix:
+        files["__init__.py"] = _File("__init__.py", plan, in_tree)
 
     package_names: dict[str, str] = {
-        plan.pipeline_class_name: "modular_pipeline.py",
-        EXPLICIT_NONE_NAME: "modular_pipeline.py",
-        PACKAGE_BLOCKS_NAME: "modular_pipeline.py",
-        "install_standard_guider": "modular_pipeline.py",
-        PERTURBED_ATTENTION_GUIDER: "modular_pipeline.py",
-        GUIDER_RUNS_UNCONDITIONAL: "modular_pipeline.py",
-        SAVED_WITH_PACKAGE_NAME: "modular_pipeline.py",
-        REGISTER_IN_DIFFUSERS_NAME: "modular_pipeline.py",
+        plan.pipeline_class_name: pipeline_file,
+        EXPLICIT_NONE_NAME: pipeline_file,
+        PACKAGE_BLOCKS_NAME: pipeline_file,
+        "install_standard_guider": pipeline_file,
+        PERTURBED_ATTENTION_GUIDER: pipeline_file,
+        GUIDER_RUNS_UNCONDITIONAL: pipeline_file,
+        SAVED_WITH_PACKAGE_NAME: pipeline_file,
+        REGISTER_IN_DIFFUSERS_NAME: pipeline_file,
     }
     built: dict[str, str] = {}
     for sub in plan.sub_pipelines:
-        # each pipeline this one builds is a package of its own, in the folder named by its attribute
-        sub_files = emit_package(sub.plan, sub.source_text, sub.generator, in_tree)
-        built.update({f"{sub.folder}/{name}": text for name, text in sub_files.items()})
-        package_names[sub.plan.blocks_class_name] = f"{sub.folder}/{blocks_file(sub.plan.package)}"
+        # each pipeline this one builds is a package of its own, its modules beside these ones
+        inner = prefix + sub.prefix
+        built.update(emit_package(sub.plan, sub.source_text, sub.generator, in_tree, inner))
+        package_names[sub.plan.blocks_class_name] = f"{inner}{blocks_file(sub.plan.package)}"
     for block in plan.blocks:
-        target = files[block.file]
+        target = files[prefix + block.file]
         if isinstance(block, LoopPlan):
             emitted = loop_classes(plan, block)
             classes = emitted.statements
@@ -331,14 +352,25 @@ def emit_package(plan: PipelinePlan, source_text: str, generator: str, in_tree: 
         target.lists.update(emitted.lists)
         for statement in classes:
             if isinstance(statement, cst.ClassDef):
-                package_names[statement.name.value] = block.file
-    files["modular_pipeline.py"].body = pipeline_class(plan)
+                package_names[statement.name.value] = prefix + block.file
+    files[pipeline_file].body = pipeline_class(plan, prefix)
 
     constant = _blocks_constant(plan)
     entries = "".join(f"        ({block.key!r}, {block.class_name}),\n" for block in plan.blocks)
     description = f"Blocks converted from `{plan.class_name}`, in the order its `__call__` runs them."
+    built_modules = ""
+    if plan.sub_pipelines and not prefix:
+        # `ModularPipeline.from_pretrained` copies only the modules the blocks module imports itself
+        held = _built_classes(plan, "")
+        package_names.update(held)
+        names = "".join(f"    {name},\n" for name in held)
+        built_modules = (
+            "# the classes of the pipelines this one builds, one per module of theirs: diffusers' loader copies the\n"
+            "# modules a saved pipeline's blocks module imports, and only those\n"
+            f"BUILT_PIPELINE_CLASSES = (\n{names})\n\n"
+        )
     files[blocks_name].body = splice(
-        f"{constant} = InsertableDict(\n    [\n{entries}    ]\n)\n\n\n"
+        f"{built_modules}{constant} = InsertableDict(\n    [\n{entries}    ]\n)\n\n\n"
         f"class {plan.blocks_class_name}({PACKAGE_BLOCKS_NAME}, SequentialPipelineBlocks):\n"
         f"    model_name = {plan.model_name!r}\n"
         f"    modular_pipeline_class = {plan.pipeline_class_name}\n"
@@ -358,12 +390,13 @@ def emit_package(plan: PipelinePlan, source_text: str, generator: str, in_tree: 
         f"from .modular_pipeline import {plan.pipeline_class_name}\n\n"
         f"__all__ = {exported!r}\n"
     )
-    files["__init__.py"].body = list(cst.parse_module(init_lines).body)
-    files["__init__.py"].docstring = f"Modular pipeline blocks converted from {plan.class_name}."
+    if not prefix:
+        files["__init__.py"].body = list(cst.parse_module(init_lines).body)
+        files["__init__.py"].docstring = f"Modular pipeline blocks converted from {plan.class_name}."
 
     for name in LEAF_FILES:
-        if not files[name].body:
-            files[name].docstring = f"{plan.class_name} has no stage that belongs in {name}."
+        if not files[prefix + name].body:
+            files[prefix + name].docstring = f"{plan.class_name} has no stage that belongs in {name}."
 
     # every file rendered first, then all formatted by one formatter run
     bodies = format_files({name: files[name].render(package_names, plan.module_definitions) for name in sorted(files)})

@@ -91,7 +91,7 @@ def _guider_methods(plan: PipelinePlan) -> str:
     )
 
 
-def pipeline_class(plan: PipelinePlan) -> list[cst.BaseStatement]:
+def pipeline_class(plan: PipelinePlan, prefix: str = "") -> list[cst.BaseStatement]:
     pipeline = plan.pipeline
     bases = ", ".join([SAVED_WITH_PACKAGE_NAME, "ModularPipeline", *pipeline.bases])
     # a module outside any package is importable by its file name once its directory is on sys.path
@@ -140,11 +140,11 @@ def pipeline_class(plan: PipelinePlan) -> list[cst.BaseStatement]:
         + "    # accepted and dropped: the standard call never reads them (or overwrites them before it does)\n"
         + f"    ignored_arguments = {_tuple(plan.ignored_arguments)}\n"
         + f"    standard_outputs = {dict(plan.outputs)!r}\n"
-        + f"    package_modules = {_tuple(_package_modules(plan))}\n"
+        + f"    package_modules = {_tuple(_package_modules(plan, prefix))}\n"
         + f"    {ATTRIBUTES}\n\n"
         + "    def __init__(self, blocks=None, *args, **kwargs):\n"
         + "        if blocks is None:\n"
-        + f"            from .{_blocks_module(plan)} import {plan.blocks_class_name}\n\n"
+        + f"            from .{prefix}{_blocks_module(plan)} import {plan.blocks_class_name}\n\n"
         + f"            blocks = {plan.blocks_class_name}()\n"
         + "        super().__init__(blocks, *args, **kwargs)\n"
         + own_guider
@@ -213,7 +213,11 @@ def _blocks_module(plan: PipelinePlan) -> str:
     return blocks_file(plan.package)[: -len(".py")]
 
 
-def _package_modules(plan: PipelinePlan) -> list[str]:
-    """The modules a saved pipeline's directory needs (all but `__init__`: diffusers loads them one by one)."""
+def _package_modules(plan: PipelinePlan, prefix: str = "") -> list[str]:
+    """The modules a saved pipeline's directory needs (all but `__init__`: diffusers loads them one by one), those
+    of the pipelines it builds too."""
     files = [name for name in FIXED_FILES if name != "__init__.py"] + [blocks_file(plan.package)]
-    return sorted(name[: -len(".py")] for name in files)
+    modules = [f"{prefix}{name[: -len('.py')]}" for name in files]
+    for sub in plan.sub_pipelines:
+        modules += _package_modules(sub.plan, prefix + sub.prefix)
+    return sorted(modules)

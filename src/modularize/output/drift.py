@@ -120,7 +120,15 @@ def check_package(directory: Path) -> PackageStatus:
         fix = fix_command(source, directory, class_name, in_tree, force=True)
         return PackageStatus(directory, EDITED, source, label, edited, fix=fix, **options)
     current = generator_string(ConvertOptions(path="", class_name=class_name, in_tree=in_tree))
-    source_changed = any(h.source_sha256 != sha256(text) for h, _ in headers.values())
+    # (a pipeline made of pipelines holds their modules too, each recording its own source)
+    texts = {label: text}
+    for header, _ in headers.values():
+        if header.source not in texts:
+            other = locate_label(header.source, directory)
+            texts[header.source] = other.read_text(encoding="utf-8") if other is not None else None
+    source_changed = any(
+        texts[h.source] is None or h.source_sha256 != sha256(texts[h.source]) for h, _ in headers.values()
+    )
     generator_changed = any(h.generator != current for h, _ in headers.values())
     if not (source_changed or generator_changed) and is_complete(set(headers)):
         return PackageStatus(directory, UP_TO_DATE, source, label, **options)

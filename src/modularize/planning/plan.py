@@ -261,7 +261,8 @@ class PipelinePlan:
 @dataclass(frozen=True)
 class SubPipelinePlan:
     """A pipeline another one builds from its components (`self.prior_pipe = KandinskyV22PriorPipeline(...)`) and
-    calls: converted too, its package goes in the folder named by the attribute (`prior_pipe/`)."""
+    calls: converted too, its package's modules go beside the pipeline's own, named with the attribute in front
+    (`prior_pipe_denoise.py`): diffusers loads a saved package's modules from one directory."""
 
     attribute: str
     plan: PipelinePlan
@@ -269,8 +270,8 @@ class SubPipelinePlan:
     generator: str  # the generator string its package records (its own conversion options)
 
     @property
-    def folder(self) -> str:
-        return self.attribute
+    def prefix(self) -> str:
+        return f"{self.attribute}_"
 
 
 def plan_summary(plan: PipelinePlan) -> dict:
@@ -360,8 +361,8 @@ def plan_summary(plan: PipelinePlan) -> dict:
             "outputs": dict(plan.outputs),
             "output_class": plan.output_class,
         },
-        # each built pipeline's own plan: its package is the folder named by the attribute
-        "sub_pipelines": {sub.folder: plan_summary(sub.plan) for sub in plan.sub_pipelines},
+        # each built pipeline's own plan: its package is the modules named with the attribute in front
+        "sub_pipelines": {sub.attribute: plan_summary(sub.plan) for sub in plan.sub_pipelines},
         "notes": [
             {"action": n.action, "what": n.what, "why": n.why, "line": n.line, "safety": n.safety} for n in plan.notes
         ],
@@ -461,7 +462,7 @@ def render_plan(plan: PipelinePlan) -> str:
         where = f"line {note['line']}: " if note["line"] else ""
         lines.append(f"  [{note['action']}, {note['safety']}] {where}{note['what']} -- {note['why']}")
     for sub in plan.sub_pipelines:
-        lines += ["", f"built pipeline `self.{sub.attribute}`: its package is {sub.folder}/", ""]
+        lines += ["", f"built pipeline `self.{sub.attribute}`: its package is the {sub.prefix}*.py modules", ""]
         lines += ["    " + line if line else "" for line in render_plan(sub.plan).splitlines()]
     return "\n".join(lines) + "\n"
 

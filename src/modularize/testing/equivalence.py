@@ -483,6 +483,36 @@ def silence_progress_bars(pipe) -> None:
         pending += list(block.sub_blocks.values())
 
 
+def standard_fields(pipeline_cls: type, output: Any) -> dict[str, Any]:
+    """The standard call's outputs by field: attributes of an output class, the elements of the tuple
+    `return_dict=False` returns (element-wise, in field order), or the one value a single-output call returns."""
+    names = list(pipeline_cls.standard_outputs)
+    if isinstance(output, tuple) and not hasattr(output, "_fields"):
+        if len(output) > len(names):
+            raise TypeError(f"the standard call returned {len(output)} values, expected at most {names}")
+        return dict(zip(names, output, strict=False))
+    if all(hasattr(output, name) for name in names):
+        return {name: getattr(output, name) for name in names}
+    if hasattr(output, "to_tuple") and len(output.to_tuple()) == len(names):
+        # an output class built positionally (`ImagePipelineOutput(output)`): the fields in order, named (by the
+        # converter) after the locals the source hands it
+        return dict(zip(names, output.to_tuple(), strict=True))
+    if len(names) == 1:
+        return {names[0]: output}
+    raise TypeError(f"the standard call returned a {type(output).__name__}, not its outputs {names}")
+
+
+def pipeline_outputs(pipeline_cls: type, state) -> dict[str, Any]:
+    """The generated pipeline's outputs by the standard call's fields, from its final state. When the one output
+    is what a pipeline it built returned (`return outputs`, the decoder's `ImagePipelineOutput`), it is read as the
+    standard call's return is read."""
+    values = {field: state.get(name) for field, name in pipeline_cls.standard_outputs.items()}
+    (value,) = values.values() if len(values) == 1 else (None,)
+    if isinstance(value, tuple) or hasattr(value, "to_tuple"):
+        return standard_fields(pipeline_cls, value)
+    return values
+
+
 def _split_standard_calls(stack, pipe, pipeline_cls, exact: bool, guider, samples) -> None:
     """In exact mode with CFG (`guider`, the generated pipeline's, runs 2 batches or more), the standard pipeline's
     batched denoiser calls split in one part per guider batch (a PAG pipeline's perturbed layers attend as the
@@ -593,22 +623,7 @@ class Equivalence:
         return self.standard_fields(output)
 
     def standard_fields(self, output: Any) -> dict[str, Any]:
-        """The standard call's outputs by field: attributes of an output class, the elements of the tuple
-        `return_dict=False` returns (element-wise, in field order), or the one value a single-output call returns."""
-        names = list(self.pipeline_cls.standard_outputs)
-        if isinstance(output, tuple) and not hasattr(output, "_fields"):
-            if len(output) > len(names):
-                raise TypeError(f"the standard call returned {len(output)} values, expected at most {names}")
-            return dict(zip(names, output, strict=False))
-        if all(hasattr(output, name) for name in names):
-            return {name: getattr(output, name) for name in names}
-        if hasattr(output, "to_tuple") and len(output.to_tuple()) == len(names):
-            # an output class built positionally (`ImagePipelineOutput(output)`): the fields in order, named (by the
-            # converter) after the locals the source hands it
-            return dict(zip(names, output.to_tuple(), strict=True))
-        if len(names) == 1:
-            return {names[0]: output}
-        raise TypeError(f"the standard call returned a {type(output).__name__}, not its outputs {names}")
+        return standard_fields(self.pipeline_cls, output)
 
     def pipeline(self, components: dict[str, Any], exact: bool):
         """The generated pipeline with the standard pipeline's components, built as a diffusers user builds it:
@@ -647,13 +662,7 @@ class Equivalence:
             guider = {
                 name: (type(p), getattr(p, "guider", None)) for name in built for p in [getattr(pipe, name).pipeline]
             }
-        values = {field: state.get(name) for field, name in self.pipeline_cls.standard_outputs.items()}
-        (value,) = values.values() if len(values) == 1 else (None,)
-        if isinstance(value, tuple) or hasattr(value, "to_tuple"):
-            # the one output is what a pipeline this one built returned (`return outputs`, the decoder's
-            # `ImagePipelineOutput`): read as the standard call's return is read
-            values = self.standard_fields(value)
-        return values, guider
+        return pipeline_outputs(self.pipeline_cls, state), guider
 
     def run(self, case: Case | dict[str, Any], mode: str = "plain", atol: float = 1e-5, seed: int | None = None):
         """One comparison: the result and (title, standard output, modular output) for a report image.

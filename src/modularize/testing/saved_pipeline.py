@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .compare import Difference, difference
-from .equivalence import Equivalence, silence_progress_bars
+from .equivalence import Equivalence, pipeline_outputs, silence_progress_bars
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ def load_and_run(saved: str, exchanged: str) -> None:
     if handed["generator"]:
         kwargs["generator"] = torch.Generator("cpu").manual_seed(seed)
     state = pipe(**kwargs)
-    outputs = {field: state.get(name) for field, name in type(pipe).standard_outputs.items()}
+    outputs = pipeline_outputs(type(pipe), state)
     managed = sorted(type(component).__name__ for component in manager.components.values())
     result = {
         "class": type(pipe).__name__,

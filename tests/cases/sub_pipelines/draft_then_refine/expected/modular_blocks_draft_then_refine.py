@@ -2,13 +2,24 @@
 # (DraftThenRefinePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/sub_pipelines/draft_then_refine/input.py sha256:7cc9f240d193acea895fa538856df4ccdb365fb5034fdd02fb8004ad48a5ac12
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:58327f3cf5fd60297ce096f4798f070d776f6ff15263d003c680835e66928a49
+# modularize-output: sha256:34e0fdb44cdad683ea9b29867ea557bbaeb657f9972ad707ae70b27c869107ef
 
 from diffusers.modular_pipelines.modular_pipeline import SequentialPipelineBlocks
 from diffusers.modular_pipelines.modular_pipeline_utils import InsertableDict
 
 from .before_denoise import DraftThenRefineAfterDraftStep, DraftThenRefineDraftStep
+from .draft_before_denoise import DraftInputsStep
+from .draft_denoise import DraftDenoiseStep
+from .draft_modular_blocks_draft import DraftGeneratedBlocks
+from .draft_modular_pipeline import DraftGeneratedModularPipeline
 from .modular_pipeline import DraftThenRefineGeneratedModularPipeline, PackageBlocks, register_in_diffusers
+
+BUILT_PIPELINE_CLASSES = (
+    DraftGeneratedModularPipeline,
+    DraftGeneratedBlocks,
+    DraftInputsStep,
+    DraftDenoiseStep,
+)
 
 DRAFT_THEN_REFINE_BLOCKS = InsertableDict(
     [

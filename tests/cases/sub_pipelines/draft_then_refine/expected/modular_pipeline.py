@@ -2,7 +2,7 @@
 # (DraftThenRefinePipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/sub_pipelines/draft_then_refine/input.py sha256:7cc9f240d193acea895fa538856df4ccdb365fb5034fdd02fb8004ad48a5ac12
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:29c16e5b4a5ded104714289a37a5348d68d3333999a6d53b0758b04e64e467c6
+# modularize-output: sha256:6e2a8dccece176a09736cfd5f546454bce4f672e82d5205c10f5e45b8f172b2e
 
 import importlib
 import shutil
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from diffusers.modular_pipelines.modular_pipeline import ModularPipeline
 
-from .draft.modular_blocks_draft import DraftGeneratedBlocks
+from .draft_modular_blocks_draft import DraftGeneratedBlocks
 
 
 # Copied from modularize.emit.runtime.saved_package.SavedWithPackage
@@ -58,6 +58,12 @@ class DraftThenRefineGeneratedModularPipeline(SavedWithPackage, ModularPipeline)
         "before_denoise",
         "decoders",
         "denoise",
+        "draft_before_denoise",
+        "draft_decoders",
+        "draft_denoise",
+        "draft_encoders",
+        "draft_modular_blocks_draft",
+        "draft_modular_pipeline",
         "encoders",
         "modular_blocks_draft_then_refine",
         "modular_pipeline",

@@ -2,7 +2,7 @@
 # (DraftPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/sub_pipelines/draft_then_refine/draft.py sha256:12190917a21b176c754dbf468e58c7a04048e4749a32aa8555c89d77c26949fe
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: class=DraftPipeline
-# modularize-output: sha256:5b3f482d7fe034f6eaf0633d92d26fa05bf5d6f08ee79a9048a29fd146dc948e
+# modularize-output: sha256:44464610bb596f87d2793d412fe7b4a24464b71ec7ea85657308be59dbc6c26b
 
 import torch
 from diffusers.models import UNet2DModel
@@ -11,7 +11,7 @@ from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, In
 from diffusers.schedulers import DDPMScheduler
 from diffusers.utils.torch_utils import randn_tensor
 
-from .modular_pipeline import DraftGeneratedModularPipeline, ExplicitNoneInputs, PackageBlocks
+from .draft_modular_pipeline import DraftGeneratedModularPipeline, ExplicitNoneInputs, PackageBlocks
 
 
 class DraftInputsStep(PackageBlocks, ExplicitNoneInputs, ModularPipelineBlocks):

@@ -2,7 +2,7 @@
 # (DraftPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/sub_pipelines/draft_then_refine/draft.py sha256:12190917a21b176c754dbf468e58c7a04048e4749a32aa8555c89d77c26949fe
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: class=DraftPipeline
-# modularize-output: sha256:01141058be32dc711dfb1b9723cfa1b280115db53ceb14fab66461af3a9af742
+# modularize-output: sha256:fb2e724e7dac3751deadbd9a891fbf3edfea404a82782d3d90ad0b887d4c5dfd
 
 import torch
 from diffusers.models import UNet2DModel
@@ -15,7 +15,7 @@ from diffusers.modular_pipelines.modular_pipeline import (
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 from diffusers.schedulers import DDPMScheduler
 
-from .modular_pipeline import DraftGeneratedModularPipeline, PackageBlocks
+from .draft_modular_pipeline import DraftGeneratedModularPipeline, PackageBlocks
 
 
 class DraftDenoiseLoopWrapper(PackageBlocks, LoopSequentialPipelineBlocks):

@@ -2,14 +2,14 @@
 # (DraftPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/sub_pipelines/draft_then_refine/draft.py sha256:12190917a21b176c754dbf468e58c7a04048e4749a32aa8555c89d77c26949fe
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: class=DraftPipeline
-# modularize-output: sha256:e1ea7f2b794a0d5b34b72a45c3e36b74dcfa06a088a58185bfab2364e211918a
+# modularize-output: sha256:27ff982a1c4b19c4cde69948780c807fec6af3b4de4bb930cd511117dfff4d5c
 
 from diffusers.modular_pipelines.modular_pipeline import SequentialPipelineBlocks
 from diffusers.modular_pipelines.modular_pipeline_utils import InsertableDict
 
-from .before_denoise import DraftInputsStep, DraftPrepareStep
-from .denoise import DraftDenoiseStep
-from .modular_pipeline import DraftGeneratedModularPipeline, PackageBlocks, register_in_diffusers
+from .draft_before_denoise import DraftInputsStep, DraftPrepareStep
+from .draft_denoise import DraftDenoiseStep
+from .draft_modular_pipeline import DraftGeneratedModularPipeline, PackageBlocks, register_in_diffusers
 
 DRAFT_BLOCKS = InsertableDict(
     [

@@ -2,7 +2,7 @@
 # (DraftPipeline). Do not edit: change the source pipeline and regenerate.
 # modularize-source: tests/cases/sub_pipelines/draft_then_refine/draft.py sha256:12190917a21b176c754dbf468e58c7a04048e4749a32aa8555c89d77c26949fe
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: class=DraftPipeline
-# modularize-output: sha256:cc8b7a1552689383029e07d7533d9d3a8612cbea98139026ff37902b994c0f81
+# modularize-output: sha256:2eb0c4b4aef36cb147a66f51175dfa36d9caaee4147cc239c375d179c3f684a3
 
 import shutil
 import sys
@@ -50,17 +50,17 @@ class DraftGeneratedModularPipeline(SavedWithPackage, ModularPipeline):
     ignored_arguments = ()
     standard_outputs = {"images": "images"}
     package_modules = (
-        "before_denoise",
-        "decoders",
-        "denoise",
-        "encoders",
-        "modular_blocks_draft",
-        "modular_pipeline",
+        "draft_before_denoise",
+        "draft_decoders",
+        "draft_denoise",
+        "draft_encoders",
+        "draft_modular_blocks_draft",
+        "draft_modular_pipeline",
     )
 
     def __init__(self, blocks=None, *args, **kwargs):
         if blocks is None:
-            from .modular_blocks_draft import DraftGeneratedBlocks
+            from .draft_modular_blocks_draft import DraftGeneratedBlocks
 
             blocks = DraftGeneratedBlocks()
         super().__init__(blocks, *args, **kwargs)
