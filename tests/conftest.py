@@ -81,3 +81,25 @@ def outputs_of_every_case(cls: type, to_array) -> dict:
         assert np.isfinite(output).all() and output.std() > 0, case
         outputs[case] = output
     return outputs
+
+
+def diffusers_class(name: str) -> type:
+    import diffusers
+
+    return getattr(diffusers, name)
+
+
+def pipeline_by_class(name: str):
+    """The standard pipeline `name` on its by-class components, progress bars off."""
+    from modularize.testing.components import build_components
+
+    cls = diffusers_class(name)
+    pipe = cls(**build_components(cls))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def seeded_noise(*shape: int, seed: int):
+    import torch
+
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))

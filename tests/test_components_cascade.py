@@ -14,11 +14,14 @@ import torch
 
 from modularize.cli import main
 from modularize.commands.verify import verify_package
-from modularize.testing.components import DIMS, build_components, setup_by_class
+from modularize.testing.components import DIMS, setup_by_class
 from modularize.testing.components.factories.cascade import IMAGE_EMBEDDING_CHANNELS, PAELLA_LATENT_CHANNELS
 from modularize.testing.components.resolve import resolve
 
+from .conftest import diffusers_class as _cls
 from .conftest import outputs_of_every_case
+from .conftest import pipeline_by_class as _pipeline
+from .conftest import seeded_noise as _noise
 
 SOURCES = {
     "StableCascadePriorPipeline": "pipelines/stable_cascade/pipeline_stable_cascade_prior.py",
@@ -28,23 +31,6 @@ SOURCES = {
 }
 PRIORS = ("StableCascadePriorPipeline", "WuerstchenPriorPipeline")
 TOKENS = 7
-
-
-def _cls(name: str) -> type:
-    import diffusers
-
-    return getattr(diffusers, name)
-
-
-def _pipeline(name: str):
-    cls = _cls(name)
-    pipe = cls(**build_components(cls))
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
-def _noise(*shape: int, seed: int) -> torch.Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
 def _depends_on_each(model, inputs: dict, output=lambda out: out) -> None:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from modularize.testing.components import DIMS, build_components
+from modularize.testing.components import DIMS
+
+from .conftest import pipeline_by_class as _pipeline
 
 PIPELINES = ("LongCatImagePipeline", "LongCatImageEditPipeline")
 
@@ -15,13 +17,6 @@ def _cls(name: str):
     import diffusers
 
     return getattr(diffusers, name)
-
-
-def _pipeline(name: str):
-    cls = _cls(name)
-    pipe = cls(**build_components(cls))
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
 
 
 @pytest.mark.parametrize("name", PIPELINES)

@@ -10,12 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from modularize.testing.components import DIMS, build_components, setup_by_class
+from modularize.testing.components import DIMS, setup_by_class
 from modularize.testing.components.factories.upsamplers import UPSAMPLER_MID_CHANNELS
 from modularize.testing.components.factories.vaes import VIDEO_COMPRESSION
 from modularize.testing.components.resolve import resolve
 
+from .conftest import diffusers_class as _cls
 from .conftest import outputs_of_every_case
+from .conftest import pipeline_by_class as _pipeline
+from .conftest import seeded_noise as _noise
 from .test_verify import converted_and_bitwise
 
 SOURCES = {
@@ -25,23 +28,6 @@ SOURCES = {
     "LTX2VideoDiffusionDecodePipeline": "pipelines/ltx2/pipeline_ltx2_diffusion_decode.py",
 }
 UPSAMPLE_PIPELINES = ("LTXLatentUpsamplePipeline", "LTX2LatentUpsamplePipeline")
-
-
-def _cls(name: str) -> type:
-    import diffusers
-
-    return getattr(diffusers, name)
-
-
-def _pipeline(name: str):
-    cls = _cls(name)
-    pipe = cls(**build_components(cls))
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
-def _noise(*shape: int, seed: int) -> torch.Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
 @pytest.mark.parametrize("name", SOURCES)
