@@ -6,7 +6,8 @@ caller's `read_module` reads.
 
 A pipeline built of other pipelines (`self.prior_pipe = KandinskyV22PriorPipeline(...)`, called in `__call__`)
 is converted with those pipelines: `read_module(dotted_name)` gives their modules' sources
-(`frontend.source_file.module_reader`), and each becomes a package in a folder of the package.
+(`frontend.source_file.module_reader`), and each becomes a package whose modules sit beside the pipeline's own,
+named with the attribute in front (`prior_pipe_denoise.py`).
 
 Deterministic: the same text and options give byte-identical files in any process. Every file it returns compiles
 and defines every name it reads (`emit.validate`); output failing that is a converter bug, raised, never returned.

@@ -664,9 +664,9 @@ def _variadic_handed_to_built_pipelines(
 
 def _check_loopless(source: SourceModule, facts: ClassFacts, body: Sequence[cst.BaseStatement]) -> None:
     """A `__call__` without a denoising loop is a pipeline of plain blocks (an image encoder and an embedder, a
-    latent upsampler, a call of other pipelines) only if it does not denoise elsewhere: a helper running the loop,
-    or any use of a scheduler, means the denoising is in code no block can split."""
-    schedulers = {name for name in facts.init.components if "scheduler" in name}
+    latent upsampler, a call of other pipelines) only if it does not denoise elsewhere: a component stepped or given
+    timesteps (`self.scheduler.step(...)`, `.set_timesteps(...)`) by `__call__` or a helper, or a call handed to a
+    base class, means the denoising is in code no block can split."""
     delegated = next(iter(findall(facts.call.body, m.Call(m.Attribute(m.Call(m.Name("super")), m.Name())))), None)
     if delegated is not None:
         raise source.refuse(
@@ -674,15 +674,17 @@ def _check_loopless(source: SourceModule, facts: ClassFacts, body: Sequence[cst.
             "no denoising loop in `__call__` (a loop over `timesteps`, or one whose body steps a scheduler): it "
             "hands the call to a base class, whose code is not in this file",
         )
+    component = m.Attribute(m.Name("self"), m.Name(m.MatchIfTrue(lambda name: name in facts.init.components)))
+    stepped = m.Call(func=m.Attribute(component, m.Name("step") | m.Name("set_timesteps")))
     for function in (facts.call, *facts.methods.values()):
-        for node in findall(function, m.Attribute(m.Name("self"), m.Name())):
-            if node.attr.value in schedulers:
-                where = "`__call__`" if function is facts.call else f"`{function.name.value}`"
-                raise source.refuse(
-                    body[0] if body else facts.call,
-                    "no denoising loop in `__call__` (a loop over `timesteps`, or one whose body steps a scheduler), "
-                    f"yet {where} uses `self.{node.attr.value}`: the denoising happens where no block can split it",
-                )
+        for node in findall(function, stepped):
+            where = "`__call__`" if function is facts.call else f"`{function.name.value}`"
+            raise source.refuse(
+                body[0] if body else facts.call,
+                "no denoising loop in `__call__` (a loop over `timesteps`, or one whose body steps a scheduler), "
+                f"yet {where} calls `self.{node.func.value.attr.value}.{node.func.attr.value}`: the denoising happens "
+                "where no block can split it",
+            )
 
 
 def _check_loop_exits(
@@ -1206,12 +1208,14 @@ def _block_plan(
 
 def _checkable(hint: str | None) -> str | None:
     """The classes of a component's annotation that `isinstance` can check, as `ModularPipeline.update_components`
-    does with a spec's type: `ControlNetModel | list[ControlNetModel] | MultiControlNetModel` -> `ControlNetModel |
+    does with a spec's type (None when it says nothing of the class): `ControlNetModel | list[ControlNetModel] | MultiControlNetModel` -> `ControlNetModel |
     MultiControlNetModel` (a `list[...]` member makes `isinstance` raise for what the members before it reject; the
     standard `__init__` wraps a list in the multi class, as the generated pipeline's adaptation does)."""
     if hint is None:
         return None
     expression = cst.parse_expression(f"({hint})")
+    if "Any" in names_read(expression):
+        return None  # `Any | None` says nothing of the class
     members: list[cst.BaseExpression] = []
     pending = [expression]
     while pending:
@@ -1239,11 +1243,7 @@ def _components(context: Context, blocks: Sequence[BlockPlan | LoopPlan]) -> tup
         if name in used:
             parameter = parameters.get(name)
             optional = bool(parameter and parameter.default is not None)
-            hint = parameter.annotation if parameter else None
-            if hint is not None and "Any" in names_read(cst.parse_expression(f"({hint})")):
-                # `Any | None` says nothing of the class, and a component spec checks its type with `isinstance`
-                hint = None
-            result.append(Component(name, _checkable(hint), optional))
+            result.append(Component(name, _checkable(parameter.annotation if parameter else None), optional))
     for name in context.facts.init.components:
         if name not in used:
             context.note("dropped", None, f"component `{name}`", "no block uses it", "safe")

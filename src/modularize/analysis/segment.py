@@ -224,7 +224,7 @@ def segment_call(
             for run in _runs_around_built_calls(statements, built):
                 first = run[0] is statements[0]
                 segments += _loopless_segments(label if first else None, run, built, after)
-                after = _calls_built(run[0], built) if len(run) == 1 and _calls_built(run[0], built) else after
+                after = (_calls_built(run[0], built) if len(run) == 1 else None) or after
         return segments
     if len(loops) > 1:
         raise source.refuse(loops[1][1], "more than one loop over timesteps in `__call__` (nested or chained loops)")

@@ -11,7 +11,7 @@
                    module="diffusers.pipelines.kandinsky2_2.pipeline_kandinsky2_2_prior")
 
 Whether the class is a pipeline is known only from its module's source, which the caller reads
-(`convert.plan_for`); a use whose class is no pipeline there is an ordinary derived attribute.
+(`convert.plan_of`); a use whose class is no pipeline there is an ordinary derived attribute.
 """
 
 from __future__ import annotations

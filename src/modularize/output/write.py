@@ -205,7 +205,7 @@ def check_replaceable(directory: Path, files: dict[str, str] | None = None) -> N
         raise OutputError("output path exists and is not a directory", Location(str(directory)))
     files = files or {}
     for name, path in _existing_files(directory).items():
-        # (a pipeline made of pipelines holds their packages, each from its own source, in folders)
+        # (a pipeline made of pipelines holds the modules of the pipelines it builds, each from its own source)
         origin = _origin({name: files[name]} if name in files else files)
         parsed = read_header(path.read_text(encoding="utf-8", errors="replace"))
         if parsed is None:

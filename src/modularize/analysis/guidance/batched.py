@@ -286,15 +286,14 @@ def _kept_positions_by_sites(
             if elements is None or len(elements) != ways or not all(isinstance(e, cst.Name) for e in elements):
                 continue
             found.append(conditional_positions(elements, line.body[0].targets[0].target))
-    for node in index.find(cst.Assign, m.Assign(value=m.IfExp()), within=kept):
-        if not isinstance(node.value.orelse, cst.Name):
+    choices = index.find(cst.Assign, m.Assign(value=m.IfExp()), within=kept)
+    negative_tests = _negative_existence_tests(choices)
+    for node in choices:
+        # under the flag, or under the negative's existence: the value kept without the others is the conditional one
+        cfg = _is_cfg(node.value.test, condition) or _doubled_when_negative_exists(node.value, negative_tests)
+        if not cfg or not isinstance(node.value.orelse, cst.Name):
             continue
         elements = cat_elements(node.value.body)
-        # under the flag, or under a test of the other parts' existence (`torch.cat([embeds, negative]) if
-        # negative is not None else embeds`): the value kept without them is the conditional one either way
-        others = {e.value for e in elements or () if isinstance(e, cst.Name)} - {node.value.orelse.value}
-        if not _is_cfg(node.value.test, condition) and not (others and others <= set(names_read(node.value.test))):
-            continue
         if elements is not None and len(elements) == ways:
             found.append(conditional_positions(elements, node.value.orelse))
     return [positions for positions in found if 0 < len(positions) < ways]
@@ -1131,9 +1130,7 @@ def _cat_sites(
                     )
     assigned: set[int] = set()
     choices = index.find(cst.Assign, m.Assign(value=m.IfExp()), within=kept)
-    # (the test of one such concatenation says it for the others made with it: `negative_embeds_pooled` beside
-    # `negative_embeds`)
-    negative_tests = [node.value.test for node in choices if _doubled_when_negative_exists(node.value)]
+    negative_tests = _negative_existence_tests(choices)
     for node in choices:
         if _is_cfg(node.value.test, condition) or _doubled_when_negative_exists(node.value, negative_tests):
             if _doubled_size(node.value) and isinstance(node.targets[0].target, cst.Name):
@@ -1169,6 +1166,12 @@ def _cat_sites(
     found.sort(key=lambda pair: pair[0])
     first = found[0][0] if found else len(before_loop)
     return [site for _, site in found], first
+
+
+def _negative_existence_tests(choices: Sequence[cst.Assign]) -> list[cst.BaseExpression]:
+    """The tests of `x = torch.cat([x, negative]) if negative is not None else x` among `choices`: each says it for the
+    other concatenations made under it (`negative_embeds_pooled` beside `negative_embeds`)."""
+    return [node.value.test for node in choices if _doubled_when_negative_exists(node.value)]
 
 
 def _doubled_when_negative_exists(choice: cst.IfExp, tests: Sequence[cst.BaseExpression] = ()) -> bool:
@@ -1386,7 +1389,7 @@ def _results_split(
     index: NodeIndex,
     condition: cst.BaseExpression,
     positions: tuple[int, ...],
-    halved: set[str],
+    halved: tuple[set[str], set[str]],
     split_lists: bool = True,
 ) -> bool:
     """True when what a pairing helper returns doubled is split where `__call__` receives it (or thrown away), so
@@ -1410,8 +1413,8 @@ def _results_split(
     listed = [e.value for e, doubled in zip(elements, results, strict=True) if doubled == LISTED and e.value != "_"]
     if listed and (len(positions) != 2 or not split_lists):
         return False  # (a list of values doubled for three-way guidance, or one the analysis could not pair)
-    # (a list is split item by item: `[x]` in `halved`)
-    pending = [name for name in names if (f"[{name}]" if name in listed else name) not in halved]
+    tensors, lists = halved
+    pending = [name for name in names if name not in (lists if name in listed else tensors)]
     if pending:
         listed = tuple(name for name in listed if name in pending)
         raise HelperDoublesResults(line, pending, condition, positions, source.positions.get(line), listed)
@@ -1420,19 +1423,20 @@ def _results_split(
 
 def _halved_under(
     before_loop: Sequence[cst.BaseStatement], condition: cst.BaseExpression, dropped: set[int], index: NodeIndex
-) -> set[str]:
-    """Names split in two halves under the CFG flag before the loop: `if cfg: u, x = x.chunk(2)` -> {"x"}."""
+) -> tuple[set[str], set[str]]:
+    """Names split in two halves under the CFG flag before the loop: `if cfg: u, x = x.chunk(2)` -> {"x"}; and lists
+    split item by item there: `x = [item.chunk(2)[1] for item in x]` -> {"x"}."""
     kept = [statement for statement in before_loop if id(statement) not in dropped]
     halving = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Tuple())])])
-    found = set()
+    found, lists = set(), set()
     for branch in index.find(cst.If, within=kept):
         if _is_cfg(branch.test, condition):
             for line in branch.body.body:
                 if m.matches(line, halving) and (split := split_batch(line.body[0].value)) is not None:
                     found.add(split[0])
                 elif (halved_list := halved_per_item(line)) is not None:
-                    found.add(f"[{halved_list}]")  # `x = [item.chunk(2)[1] for item in x]`: a list, split
-    return found
+                    lists.add(halved_list)
+    return found, lists
 
 
 def _gate_outside_helpers(

@@ -78,8 +78,7 @@ def kept_repeat(
     for statement in block[block.index(line) + 1 :]:
         read = set(names_read(statement)) & set(names)
         written = set(flow_of([statement]).writes) & set(names)
-        if appended is None and _appended_to(statement, names) is not None:
-            appended = _appended_to(statement, names)
+        if appended is None and (appended := _appended_to(statement, names)) is not None:
             names = ()  # (what follows in the loop's body may not read it again)
         elif _rebinds(statement, names):
             value = statement.body[0].value
