@@ -134,9 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     plan = commands.add_parser(
         "plan",
         help="print the conversion plan (blocks, inputs/outputs, components, guidance, what is dropped)",
-        description="Print every decision the converter makes for PIPELINE_FILE, without writing anything.",
+        description="Print every decision the converter makes for PIPELINE_FILE, without writing anything. "
+        "Given several files (the text-to-image, image-to-image, inpainting pipelines of one model), also how they "
+        "make one family: which call argument selects each workflow, and which blocks and helpers have the same code.",
     )
-    plan.add_argument("pipeline", metavar="PIPELINE_FILE")
+    plan.add_argument("pipelines", metavar="PIPELINE_FILE", nargs="+")
     plan.add_argument("--class", dest="class_name", metavar="NAME", help="pipeline class, if the module has several")
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
     plan.set_defaults(handler="plan")

@@ -11,11 +11,12 @@ from ..errors import EXIT_FAILED, EXIT_OK, InputError
 from .console import stderr
 
 
-def conversion_options(args, source):
+def conversion_options(args, source, path: str | None = None):
+    """The options of the command line for `source`, read from `path` (default: the command's one file)."""
     from ..options import ConvertOptions
 
     return ConvertOptions(
-        path=str(args.pipeline),
+        path=str(path if path is not None else args.pipeline),
         label=source.label,
         module_name=source.module_name,
         class_name=args.class_name,

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
-from ..errors import EXIT_OK
+from ..errors import EXIT_OK, InputError
 from .convert import conversion_options
 
 
@@ -13,7 +14,26 @@ def command_plan(args) -> int:
     from ..frontend.source_file import module_reader, read_source
     from ..planning.plan import plan_json, render_plan
 
-    source = read_source(args.pipeline)
-    plan = plan_for(source.text, conversion_options(args, source), module_reader(source.path))
+    if len(args.pipelines) > 1:
+        return _family_plan(args)
+    source = read_source(args.pipelines[0])
+    plan = plan_for(source.text, conversion_options(args, source, args.pipelines[0]), module_reader(source.path))
     sys.stdout.write(plan_json(plan) + "\n" if args.json else render_plan(plan))
+    return EXIT_OK
+
+
+def _family_plan(args) -> int:
+    """Several pipelines: each one's plan, then how they make one family (`planning.family`)."""
+    from ..convert import plan_for
+    from ..frontend.source_file import module_reader, read_source
+    from ..planning.family import family_plan, family_summary, render_family_plan
+
+    if args.class_name:
+        raise InputError("--class names one class of one file", fix="give each family member as a file of its own")
+    plans = []
+    for path in args.pipelines:
+        source = read_source(path)
+        plans.append(plan_for(source.text, conversion_options(args, source, path), module_reader(source.path)))
+    family = family_plan(plans)
+    sys.stdout.write(json.dumps(family_summary(family), indent=2) + "\n" if args.json else render_family_plan(family))
     return EXIT_OK

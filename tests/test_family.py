@@ -1,0 +1,134 @@
+"""A model family's plan: several pipelines as the workflows of one package (`planning.family`).
+
+The `paint` case (`tests/cases/family/paint/`) is two small pipelines written for it; its expected plan is
+regenerated from the repository root with
+
+    PYTHONPATH=src python -m modularize plan tests/cases/family/paint/pipeline_paint.py \\
+        tests/cases/family/paint/pipeline_paint_img2img.py > tests/cases/family/paint/expected/plan.txt
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from modularize.convert import ConvertOptions, plan_for
+from modularize.errors import EXIT_OK, EXIT_REFUSED, EXIT_USAGE
+from modularize.frontend.source_file import installed_diffusers_file, read_source
+from modularize.planning.family import _common_prefix, family_plan
+
+ROOT = Path(__file__).resolve().parent.parent
+PAINT = Path("tests/cases/family/paint")
+PAINT_FILES = [PAINT / "pipeline_paint.py", PAINT / "pipeline_paint_img2img.py"]
+SD = [
+    "pipelines/stable_diffusion/pipeline_stable_diffusion.py",
+    "pipelines/stable_diffusion/pipeline_stable_diffusion_img2img.py",
+    "pipelines/stable_diffusion/pipeline_stable_diffusion_inpaint.py",
+]
+
+
+def plan_of_file(path: Path):
+    source = read_source(str(path))
+    return plan_for(source.text, ConvertOptions(path=str(path), label=source.label, module_name=source.module_name))
+
+
+@pytest.fixture(scope="module")
+def sd_family():
+    return family_plan([plan_of_file(installed_diffusers_file(relative)) for relative in SD])
+
+
+def by_name(items, name):
+    (found,) = [item for item in items if getattr(item, "key", None) == name or getattr(item, "name", None) == name]
+    return found
+
+
+def test_the_paint_family_plan_is_the_expected_one(cli, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    run = cli("plan", *PAINT_FILES)
+    assert run.code == EXIT_OK, run.err
+    assert run.out == (PAINT / "expected" / "plan.txt").read_text(), "regenerate it as this module's docstring says"
+
+
+def test_paint_shares_what_is_the_same_code_and_keeps_the_rest_per_workflow(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    family = family_plan([plan_of_file(path) for path in PAINT_FILES])
+    assert [(w.name, w.trigger) for w in family.workflows] == [("img2img", "image"), ("base", None)]
+    # the stage comments and class names differ ("Paint..." / "PaintImg2Img..."): the code does not
+    for key in ("encode_words", "denoise", "decode_pixels"):
+        assert by_name(family.blocks, key).groups == (("img2img", "base"),), key
+    ticks = by_name(family.blocks, "prepare_ticks")
+    assert ticks.groups == (("img2img",), ("base",))
+    assert ticks.differences[0].where == "body[1]"
+    assert ticks.differences[0].other == "ticks = components.scheduler.timesteps"
+    assert by_name(family.blocks, "vae_encoder").groups == (("img2img",),)
+    assert by_name(family.helpers, "encode_prompt").groups == (("img2img", "base"),)
+    carried, largest = family.lines_written()
+    assert largest < carried < 2 * largest
+
+
+def test_stable_diffusion_workflows_are_selected_by_mask_image_then_image(sd_family):
+    assert [w.name for w in sd_family.workflows] == ["inpaint", "img2img", "base"]
+    assert [w.trigger for w in sd_family.workflows] == ["mask_image", "image", None]
+    assert sd_family.prefix == "StableDiffusion"
+
+
+def test_stable_diffusion_shares_its_copied_helpers_but_not_its_denoising_loops(sd_family):
+    everyone = (("inpaint", "img2img", "base"),)
+    for helper in ("encode_prompt", "encode_image", "prepare_ip_adapter_image_embeds", "run_safety_checker"):
+        assert by_name(sd_family.helpers, helper).groups == everyone, helper
+    assert by_name(sd_family.blocks, "prepare_extra_step_kwargs").groups == everyone
+    # text-to-image checks `hasattr(scheduler, "scale_model_input")`, the others do not
+    denoise = by_name(sd_family.blocks, "denoise")
+    assert len(denoise.groups) == 3
+    assert denoise.differences[1].where.startswith("steps[before_denoiser].body")
+
+
+def test_plan_json_lists_workflows_and_sharing(cli, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    run = cli("plan", *PAINT_FILES, "--json")
+    assert run.code == EXIT_OK, run.err
+    summary = json.loads(run.out)
+    assert [w["trigger"] for w in summary["workflows"]] == ["image", None]
+    assert by_dict(summary["blocks"], "denoise")["shared"] == [["img2img", "base"]]
+    assert by_dict(summary["blocks"], "prepare_ticks")["differences"][0]["where"] == "body[1]"
+    assert summary["lines"]["family"] > summary["lines"]["largest_workflow"]
+
+
+def by_dict(items, name):
+    (found,) = [item for item in items if item["name"] == name]
+    return found
+
+
+def test_workflows_no_argument_tells_apart_are_refused(cli, tmp_path):
+    text = (ROOT / PAINT_FILES[0]).read_text()
+    twin = tmp_path / "pipeline_paint_twin.py"
+    twin.write_text(text.replace("class PaintPipeline(", "class PaintTwinPipeline("))
+    run = cli("plan", ROOT / PAINT_FILES[0], twin)
+    assert run.code == EXIT_REFUSED
+    assert "no call can select one of them by its inputs" in run.err
+    assert "Traceback" not in run.err
+
+
+def test_the_same_class_twice_and_class_with_several_files_are_errors(cli):
+    run = cli("plan", ROOT / PAINT_FILES[0], ROOT / PAINT_FILES[0])
+    assert run.code == EXIT_REFUSED
+    assert "given twice" in run.err
+    run = cli("plan", ROOT / PAINT_FILES[0], ROOT / PAINT_FILES[1], "--class", "PaintPipeline")
+    assert run.code == EXIT_USAGE
+
+
+@pytest.mark.parametrize(
+    "prefixes, common",
+    [
+        (["StableDiffusion", "StableDiffusionImg2Img", "StableDiffusionInpaint"], "StableDiffusion"),
+        (["StableDiffusion3", "StableDiffusion3Img2Img"], "StableDiffusion3"),
+        (["StableDiffusionXL", "StableDiffusionXLImg2Img"], "StableDiffusionXL"),
+        (["StableDiffusionX2", "StableDiffusionXL"], "StableDiffusion"),  # a word is never cut
+        (["Flux", "FluxFill"], "Flux"),
+        (["Paint", "Draw"], ""),
+    ],
+)
+def test_the_family_prefix_ends_where_a_word_ends(prefixes, common):
+    assert _common_prefix(prefixes) == common
