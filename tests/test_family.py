@@ -1,10 +1,12 @@
-"""A model family's plan: several pipelines as the workflows of one package (`planning.family`).
+"""A model family: several pipelines as the workflows of one package (`planning.family`, `emit.family`).
 
-The `paint` case (`tests/cases/family/paint/`) is two small pipelines written for it; its expected plan is
-regenerated from the repository root with
+The `paint` case (`tests/cases/family/paint/`) is two small pipelines written for it; its expected plan and package
+are regenerated from the repository root with
 
-    PYTHONPATH=src python -m modularize plan tests/cases/family/paint/pipeline_paint.py \\
+    .venv/bin/modularize plan tests/cases/family/paint/pipeline_paint.py \\
         tests/cases/family/paint/pipeline_paint_img2img.py > tests/cases/family/paint/expected/plan.txt
+    .venv/bin/modularize convert tests/cases/family/paint/pipeline_paint.py \\
+        tests/cases/family/paint/pipeline_paint_img2img.py -o tests/cases/family/paint/expected/package -q
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from modularize.convert import ConvertOptions, plan_for
-from modularize.errors import EXIT_OK, EXIT_REFUSED, EXIT_USAGE
+from modularize.errors import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, EXIT_USAGE
 from modularize.frontend.source_file import installed_diffusers_file, read_source
 from modularize.planning.family import _common_prefix, family_plan
 
@@ -132,3 +134,102 @@ def test_the_same_class_twice_and_class_with_several_files_are_errors(cli):
 )
 def test_the_family_prefix_ends_where_a_word_ends(prefixes, common):
     assert _common_prefix(prefixes) == common
+
+
+# -- the family's package -------------------------------------------------------------------------------------------
+EXPECTED_PACKAGE = PAINT / "expected" / "package"
+SD_ROOT = "pipelines/stable_diffusion"
+
+
+def package_files(directory: Path) -> dict[str, str]:
+    return {path.name: path.read_text() for path in sorted(directory.glob("*.py"))}
+
+
+def test_the_paint_family_package_is_the_expected_one_and_converting_again_changes_nothing(cli, monkeypatch, tmp_path):
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "modular_paint"
+    assert cli("convert", *PAINT_FILES, "-o", out, "-q").code == EXIT_OK
+    assert package_files(out) == package_files(ROOT / EXPECTED_PACKAGE), "regenerate it as the docstring says"
+    run = cli("convert", *PAINT_FILES, "-o", out, "--check")
+    assert run.code == EXIT_OK and "up to date" in run.out
+
+
+def test_the_family_blocks_list_their_workflows_and_select_by_inputs():
+    from modularize.testing.equivalence import load_package, package_classes
+
+    pipeline_cls, blocks_cls = package_classes(load_package(ROOT / EXPECTED_PACKAGE))
+    blocks = blocks_cls()
+    assert blocks.available_workflows == ["img2img", "base"]
+    # (diffusers names a nested block by its path: `workflows.vae_encoder`)
+    image_to_image = [name.rpartition(".")[2] for name in blocks.get_workflow("img2img").sub_blocks]
+    assert image_to_image[-4:] == ["vae_encoder", "prepare_latent_noise", "denoise", "decode_pixels"]
+    assert "workflows.vae_encoder" not in blocks.get_workflow("base").sub_blocks
+    workflows = blocks.sub_blocks["workflows"]
+    assert workflows.select_block(image=object()) == "img2img" and workflows.select_block(image=None) is None
+    pipe = blocks.init_pipeline()
+    assert type(pipe) is pipeline_cls
+    assert pipe.workflow_for({"prompt": "a cat"}) == "base" and pipe.workflow_for({"image": object()}) == "img2img"
+    # what the workflows' pipeline classes define differently is the running workflow's
+    assert "image" not in pipe.block_arguments
+    with pipe.running_workflow("img2img"):
+        assert "image" in pipe.block_arguments
+
+
+def test_a_family_package_is_stale_when_any_of_its_sources_changes(cli, monkeypatch, tmp_path):
+    for path in PAINT_FILES:
+        (tmp_path / path.name).write_text((ROOT / path).read_text())
+    monkeypatch.chdir(tmp_path)
+    names = [path.name for path in PAINT_FILES]
+    assert cli("convert", *names, "-o", "modular_paint", "-q").code == EXIT_OK
+    assert cli("check").code == EXIT_OK
+    edited = tmp_path / names[1]
+    edited.write_text(edited.read_text().replace("num_inference_steps: int = 8", "num_inference_steps: int = 9"))
+    run = cli("check")
+    assert run.code == EXIT_FAILED
+    assert f"{names[1]} changed" in run.out
+    # (the sources in the family's order, the workflows' selection order, which the headers record)
+    assert f"modularize convert {names[1]} {names[0]} -o modular_paint" in run.out
+    run = cli("check", "--fix")
+    assert run.code == EXIT_FAILED and "regenerated" in run.out
+    assert cli("check").code == EXIT_OK
+    assert (
+        "num_inference_steps=9" in (tmp_path / "modular_paint" / "modular_pipeline.py").read_text().replace(" ", "")
+        or "default=9" in (tmp_path / "modular_paint" / "before_denoise.py").read_text()
+    )
+
+
+def test_a_single_pipelines_package_is_not_replaced_by_a_family_unless_forced(cli, monkeypatch, tmp_path):
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "modular_paint"
+    assert cli("convert", PAINT_FILES[0], "-o", out, "-q").code == EXIT_OK
+    run = cli("convert", *PAINT_FILES, "-o", out)
+    assert run.code == EXIT_USAGE and "--force" in run.err
+    assert cli("convert", *PAINT_FILES, "-o", out, "--force", "-q").code == EXIT_OK
+
+
+@pytest.mark.slow
+def test_each_paint_workflow_is_bitwise_its_standard_pipeline_through_the_family_pipeline(monkeypatch):
+    from modularize.commands.verify import verify_package
+
+    monkeypatch.chdir(ROOT)
+    report = verify_package(EXPECTED_PACKAGE, exact=True)
+    names = {case.name.partition(":")[0] for case in report.cases}
+    assert names == {"img2img", "base"}
+    assert all(c.status == "compared" and c.bitwise for c in report.cases), [c for c in report.cases if not c.bitwise]
+
+
+@pytest.mark.slow
+def test_stable_diffusion_text_image_and_inpainting_as_one_package_each_bitwise(cli, tmp_path):
+    """The acceptance of the family issue for SD: every workflow of the merged package, through the family's
+    pipeline, plain and exact, on the built-in matrices of the standard pipelines."""
+    from modularize.commands.verify import verify_package
+    from modularize.output.lint import lint_packages
+
+    out = tmp_path / "modular_stable_diffusion"
+    sources = [installed_diffusers_file(relative) for relative in SD]
+    assert cli("convert", *sources, "-o", out, "-q").code == EXIT_OK
+    assert lint_packages(tmp_path) == {}
+    report = verify_package(out, exact=True)
+    workflows = [case.name.partition(":")[0] for case in report.cases]
+    assert sorted(set(workflows)) == ["base", "img2img", "inpaint"]
+    assert all(c.status == "compared" and c.bitwise for c in report.cases), [c for c in report.cases if not c.bitwise]

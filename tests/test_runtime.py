@@ -26,6 +26,7 @@ from modularize.emit import runtime
 from modularize.emit.package import FRAMEWORK, UNLESS_DEFINED
 from modularize.emit.runtime import copied_definition, entry_points, runtime_definitions
 from modularize.emit.runtime.explicit_none import ExplicitNoneInputs
+from modularize.emit.runtime.family import FamilyPipeline
 from modularize.emit.runtime.guider_calls import (
     _UNMERGEABLE,
     _concatenated,
@@ -466,6 +467,9 @@ def test_entry_points_are_the_public_definitions_each_defined_once():
         ),
         "StandardCall": "modularize.emit.runtime.sub_pipeline.StandardCall",
         "sub_pipeline": "modularize.emit.runtime.sub_pipeline.sub_pipeline",
+        "WorkflowMember": "modularize.emit.runtime.family.WorkflowMember",
+        "FamilyPipeline": "modularize.emit.runtime.family.FamilyPipeline",
+        "WorkflowBlocks": "modularize.emit.runtime.family.WorkflowBlocks",
     }
 
 
@@ -704,3 +708,75 @@ def test_a_built_pipeline_is_built_once_per_set_of_components_and_returns_the_st
     assert isinstance(returned, KandinskyPriorPipelineOutput) and returned.image_embeds == "dog+"
     # other components are another pipeline
     assert sub_pipeline(owner, _BuiltBlocks, output_class, prior=object(), image_encoder=encoder) is not built
+
+
+# -- a family's pipeline (`family.py`) ------------------------------------------------------------------------------
+class _Scheduler:
+    def __init__(self, clip_sample):
+        self.config = {"clip_sample": clip_sample}
+
+
+class _Registering:
+    """Stands for `ModularPipeline` here: components are attributes; the blocks' state is not needed."""
+
+    def register_components(self, **kwargs):
+        self.__dict__.update(kwargs)
+
+
+class _Plain(_Registering):
+    block_arguments = ("prompt",)
+    label = "plain"
+
+    @property
+    def size(self):
+        return 8
+
+
+class _Edit(_Registering):
+    block_arguments = ("prompt", "image")
+
+    @property
+    def size(self):
+        return 16
+
+    def _adapt_components(self, scheduler):
+        scheduler.config = {**scheduler.config, "clip_sample": False}  # what an outdated-config fix does
+
+    def edited(self):
+        return self.scheduler.config["clip_sample"]
+
+
+class _Family(FamilyPipeline, _Registering):
+    workflow_pipelines = {"edit": _Edit, "plain": _Plain}
+    workflow_triggers = (("edit", "image"), ("plain", None))
+    default_workflow = "plain"
+    adapted_components = {"edit": (("scheduler",), False)}
+
+
+def test_a_family_pipeline_takes_each_member_from_the_workflow_running():
+    pipe = _Family()
+    assert pipe.size == 8 and pipe.block_arguments == ("prompt",)  # the default's, outside a call
+    with pipe.running_workflow("edit"):
+        assert pipe.size == 16 and pipe.block_arguments == ("prompt", "image")
+    assert pipe.label == "plain"  # only one workflow defines it: that one's
+    assert pipe.workflow_for({"prompt": "a", "image": object()}) == "edit"
+    assert pipe.workflow_for({"prompt": "a", "image": None}) == "plain"  # as `AutoPipelineBlocks` selects
+
+
+def test_a_workflow_runs_with_its_own_adapted_components_and_no_other_does():
+    pipe = _Family()
+    scheduler = _Scheduler(clip_sample=True)
+    pipe.register_components(scheduler=scheduler)
+    assert pipe.scheduler is scheduler and scheduler.config["clip_sample"] is True  # registering adapts nothing
+    with pipe.running_workflow("edit"):
+        assert pipe.edited() is False
+        adapted = pipe.scheduler
+        assert adapted is not scheduler
+    assert pipe.scheduler is scheduler and scheduler.config["clip_sample"] is True
+    with pipe.running_workflow("edit"):
+        assert pipe.scheduler is adapted  # once per set of components
+    pipe.register_components(scheduler=_Scheduler(clip_sample=True))
+    with pipe.running_workflow("edit"):
+        assert pipe.scheduler is not adapted  # new components are adapted anew
+    with pipe.running_workflow("plain"):
+        assert pipe.scheduler.config["clip_sample"] is True

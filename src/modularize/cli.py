@@ -97,11 +97,18 @@ def build_parser() -> argparse.ArgumentParser:
         "convert",
         help="convert a pipeline module into a modular package",
         description="Parse PIPELINE_FILE (never importing it), split its pipeline's __call__ into blocks and write "
-        "a modular pipeline package. Nothing is written unless the whole package was generated.",
+        "a modular pipeline package. Nothing is written unless the whole package was generated. Given several files "
+        "(the text-to-image, image-to-image and inpainting pipelines of one model), write one package holding each "
+        "as a workflow, selected by the inputs a call gives; `modularize plan` with the same files says how.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    convert.add_argument("pipeline", metavar="PIPELINE_FILE", help="a standard pipeline module (e.g. pipeline_*.py)")
+    convert.add_argument(
+        "pipelines",
+        metavar="PIPELINE_FILE",
+        nargs="+",
+        help="a standard pipeline module (e.g. pipeline_*.py); several: the workflows of one family's package",
+    )
     convert.add_argument("-o", "--output", metavar="OUT_DIR", help="package directory (default: ./modular_<model>)")
     convert.add_argument(
         "--class", dest="class_name", metavar="NAME", help="pipeline class, if the module has several"

@@ -15,11 +15,12 @@ and defines every name it reads (`emit.validate`); output failing that is a conv
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from .analysis.analyze import analyze
 from .collector import collector_paused
 from .cst.tree_walk import remembered_children
+from .emit.family import emit_family
 from .emit.package import emit_package
 from .emit.validate import check_generated
 from .errors import ConversionError
@@ -27,9 +28,20 @@ from .frontend.parse import SourceModule, find_pipeline_class, is_pipeline_class
 from .frontend.source_file import SourceFile
 from .frontend.sub_pipelines import SubPipelineUse, sub_pipeline_uses
 from .options import ConvertOptions, generator_string
+from .planning.family import FamilyPlan, family_plan
 from .planning.plan import PipelinePlan, SubPipelinePlan
 
-__all__ = ["ConvertOptions", "convert", "generator_string", "package_files", "plan_for", "plan_of"]
+__all__ = [
+    "ConvertOptions",
+    "convert",
+    "convert_family",
+    "family_files",
+    "family_plan_for",
+    "generator_string",
+    "package_files",
+    "plan_for",
+    "plan_of",
+]
 
 ModuleReader = Callable[[str], SourceFile | None]
 
@@ -116,3 +128,30 @@ def package_files(plan: PipelinePlan, source_text: str, options: ConvertOptions)
 def convert(source_text: str, options: ConvertOptions, read_module: ModuleReader | None = None) -> dict[str, str]:
     with remembered_children():
         return package_files(plan_for(source_text, options, read_module), source_text, options)
+
+
+@collector_paused()
+def family_plan_for(
+    sources: Sequence[tuple[str, ConvertOptions]], read_module: ModuleReader | None = None
+) -> FamilyPlan:
+    """The family of the pipelines in `sources` ((text, options) each, one workflow each)."""
+    with remembered_children():
+        return family_plan([plan_for(text, options, read_module) for text, options in sources])
+
+
+@collector_paused()
+def family_files(family: FamilyPlan, sources: Sequence[tuple[str, ConvertOptions]]) -> dict[str, str]:
+    """The family's package: every file compiles and defines what it reads, as `package_files` checks."""
+    texts = {options.label: text for text, options in sources}
+    options = sources[0][1]
+    with remembered_children():
+        files = emit_family(family, texts, generator_string(options), in_tree=options.in_tree)
+    check_generated(files)
+    return files
+
+
+def convert_family(
+    sources: Sequence[tuple[str, ConvertOptions]], read_module: ModuleReader | None = None
+) -> dict[str, str]:
+    """Several pipelines as the workflows of one package (`planning.family`, `emit.family`)."""
+    return family_files(family_plan_for(sources, read_module), sources)

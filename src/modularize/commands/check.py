@@ -47,7 +47,8 @@ def command_check(args) -> int:
         if status.state == STALE:
             if args.fix:
                 _write_fixed(directory, status.files, force=args.force)
-                print(f"{name}: regenerated from {status.source_label} ({status.reason})")
+                origin = ", ".join(str(path) for path in status.family) or status.source_label
+                print(f"{name}: regenerated from {origin} ({status.reason})")
                 fixed += 1
                 continue
             problems += 1
@@ -55,7 +56,7 @@ def command_check(args) -> int:
             print(f"{name}: stale: {status.reason}; fix: {status.fix}")
         elif status.state == EDITED:
             if args.fix and args.force:
-                files = regenerate(status.source, status.class_name, status.in_tree)
+                files = regenerate(status.source, status.class_name, status.in_tree, status.family)
                 _write_fixed(directory, files, force=True)
                 print(f"{name}: regenerated over hand edits ({', '.join(status.edited)})")
                 fixed += 1
@@ -70,7 +71,7 @@ def command_check(args) -> int:
             problems += 1
             print(f"{name}: source missing: {status.source_label} (recorded in its headers) does not exist")
         elif foreign:  # up to date apart from foreign files, and --fix --force was given
-            files = status.files or regenerate(status.source, status.class_name, status.in_tree)
+            files = status.files or regenerate(status.source, status.class_name, status.in_tree, status.family)
             _write_fixed(directory, files, force=True)
             fixed += 1
         elif args.verbose:

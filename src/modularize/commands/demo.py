@@ -17,6 +17,7 @@ def command_demo(args) -> int:
     from ..frontend.source_file import installed_diffusers_file
 
     args.pipeline = str(installed_diffusers_file(DEMO_SOURCE))
+    args.pipelines = [args.pipeline]
     args.class_name, args.check, args.diff, args.in_tree, args.force = None, False, False, False, False
     args.quiet = True  # stdout carries only the report (JSON with --json)
     started = time.perf_counter()

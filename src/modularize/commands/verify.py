@@ -84,8 +84,11 @@ def verify_package(
     seed: int = 0,
     atol: float = 1e-5,
     progress: Callable[[str], None] | None = None,
+    workflow: str | None = None,
 ) -> VerifyReport:
-    """Compare the generated package with its standard pipeline over the default matrix plus `extra_cases`."""
+    """Compare the generated package with its standard pipeline over the default matrix plus `extra_cases`. A
+    family's package: each workflow (or `workflow` alone) with its own standard pipeline, its cases named
+    `<workflow>: <case>`."""
     import torch
     from diffusers.utils import logging as diffusers_logging
 
@@ -99,14 +102,41 @@ def verify_package(
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", UserWarning)
         try:
-            return _verify(package_dir, cases, extra_cases, exact, components, seed, atol, progress)
+            workflows = [workflow] if workflow is not None else list(_workflows(package_dir)) or [None]
+            reports = [
+                _verify(package_dir, cases, extra_cases, exact, components, seed, atol, progress, name)
+                for name in workflows
+            ]
+            return reports[0] if len(reports) == 1 else _joined(reports, workflows)
         finally:
             torch.set_num_threads(threads)
             diffusers_logging.set_verbosity(verbosity)
 
 
-def _verify(package_dir: Path, cases, extra_cases, exact, components, seed, atol, progress) -> VerifyReport:
-    equivalence = Equivalence(package_dir, components, seed)
+def _workflows(package_dir: Path) -> tuple[str, ...]:
+    from ..testing.equivalence import workflows_of
+
+    return workflows_of(package_classes(load_package(package_dir))[0])
+
+
+def _joined(reports: list[VerifyReport], workflows: list[str]) -> VerifyReport:
+    """One report of a family's workflows: each case named by its workflow."""
+    from dataclasses import replace
+
+    cases = tuple(
+        replace(case, name=f"{name}: {case.name}")
+        for name, report in zip(workflows, reports, strict=True)
+        for case in report.cases
+    )
+    images = tuple(image for report in reports for image in report.images)
+    pipelines = ", ".join(report.pipeline for report in reports)
+    return VerifyReport(pipelines, cases, reports[0].atol, images)
+
+
+def _verify(
+    package_dir: Path, cases, extra_cases, exact, components, seed, atol, progress, workflow=None
+) -> VerifyReport:
+    equivalence = Equivalence(package_dir, components, seed, workflow)
     cases = [*(equivalence.matrix if cases is None else cases), *extra_cases] or [Case("default", {})]
     modes = ("plain", "exact") if exact else ("plain",)
     results, images = [], []

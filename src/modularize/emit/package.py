@@ -45,6 +45,8 @@ FRAMEWORK = {
     "ModularPipelineBlocks": ("diffusers.modular_pipelines.modular_pipeline", "ModularPipelineBlocks"),
     "PipelineState": ("diffusers.modular_pipelines.modular_pipeline", "PipelineState"),
     "SequentialPipelineBlocks": ("diffusers.modular_pipelines.modular_pipeline", "SequentialPipelineBlocks"),
+    "AutoPipelineBlocks": ("diffusers.modular_pipelines.modular_pipeline", "AutoPipelineBlocks"),
+    "getattr_static": ("inspect", "getattr_static"),
     "ComponentSpec": ("diffusers.modular_pipelines.modular_pipeline_utils", "ComponentSpec"),
     "InputParam": ("diffusers.modular_pipelines.modular_pipeline_utils", "InputParam"),
     "InsertableDict": ("diffusers.modular_pipelines.modular_pipeline_utils", "InsertableDict"),

@@ -41,10 +41,13 @@ from dataclasses import dataclass
 
 import libcst as cst
 
+from ..cst.substitute import substitute_names
+from ..cst.tree_walk import names_in
 from ..errors import ConversionError
 from ..frontend.parse import code, snippet
-from .naming import words_of
-from .plan import BlockPlan, Helper, LoopPlan, PipelinePlan
+from ..kinds import DefinitionKind
+from .naming import Naming, words_of
+from .plan import BlockPlan, Component, Helper, LoopPlan, ModuleDefinition, Param, PipelinePlan
 
 # Fields that say how something is named, described or where it came from, not what the generated code does
 _NAMING_FIELDS = frozenset(
@@ -78,6 +81,9 @@ class FamilyBlock:
     groups: tuple[tuple[str, ...], ...]  # workflow names, one tuple per distinct code, in workflow order
     lines: tuple[int, ...]  # per group, the source lines its stage spans (of its first workflow)
     differences: tuple[Difference, ...] = ()  # per group after the first
+    # per group, the prefix of its classes in the family's package: the family's for a shared block, the
+    # workflow's own otherwise (`StableDiffusionImg2Img`; `StableDiffusionBase` where that is the family's)
+    prefixes: tuple[str, ...] = ()
 
     @property
     def shared(self) -> bool:
@@ -100,6 +106,40 @@ class FamilyPlan:
     workflows: tuple[Workflow, ...]  # in selection order: every trigger before the default
     blocks: tuple[FamilyBlock, ...]
     helpers: tuple[FamilyHelper, ...]
+    # the module-level definitions of the workflows' sources (`retrieve_timesteps`, imports), each name once
+    module_definitions: tuple[ModuleDefinition, ...] = ()
+
+    @property
+    def naming(self) -> Naming:
+        return Naming.of_pipeline(f"{self.prefix}Pipeline")
+
+    @property
+    def package(self) -> str:
+        return self.naming.package
+
+    @property
+    def model_name(self) -> str:
+        return f"{self.naming.model_name}-family"
+
+    # "Family" keeps the family's classes apart from those of the workflow named like it (`StableDiffusionPipeline`)
+    @property
+    def pipeline_class_name(self) -> str:
+        return f"{self.naming.prefix}FamilyGeneratedModularPipeline"
+
+    @property
+    def blocks_class_name(self) -> str:
+        return f"{self.naming.prefix}FamilyGeneratedBlocks"
+
+    @property
+    def workflows_class_name(self) -> str:
+        return f"{self.naming.prefix}WorkflowsStep"
+
+    @property
+    def default_workflow(self) -> str:
+        return self.workflows[-1].name
+
+    def workflow(self, name: str) -> Workflow:
+        return next(w for w in self.workflows if w.name == name)
 
     def lines_written(self) -> tuple[int, int]:
         """(what the family carries once per group, what its largest workflow carries alone): source lines of
@@ -119,8 +159,97 @@ def family_plan(plans: Sequence[PipelinePlan]) -> FamilyPlan:
     names = [_workflow_name(p.prefix, prefix) for p in plans]
     if len(set(names)) < len(names):
         raise _refusal(plans[0], f"two pipelines give the workflow name `{_repeated(names)}`")
+    built = next((p for p in plans if p.sub_pipelines), None)
+    if built is not None:
+        raise _refusal(built, f"`{built.class_name}` calls pipelines it builds: it is not a workflow of a family yet")
     workflows = _ordered_with_triggers([Workflow(n, None, p) for n, p in zip(names, plans, strict=True)])
-    return FamilyPlan(prefix, workflows, _family_blocks(workflows), _family_helpers(workflows))
+    blocks = tuple(_with_prefixes(block, workflows, prefix) for block in _family_blocks(workflows))
+    return FamilyPlan(prefix, workflows, blocks, _family_helpers(workflows), _module_definitions(workflows))
+
+
+def _module_definitions(workflows: Sequence[Workflow]) -> tuple[ModuleDefinition, ...]:
+    """The module-level definitions of every workflow's source, each name once. Where two sources define a name
+    the generated code reads differently, a block of one would run the other's, so the family is refused; a
+    name it never reads (`EXAMPLE_DOC_STRING`) may differ."""
+    chosen: dict[str, ModuleDefinition] = {}
+    ordered: list[ModuleDefinition] = []
+    read = _names_read_by_blocks(workflows)
+    for workflow in workflows:
+        for definition in workflow.plan.module_definitions:
+            clashing = [chosen[n] for n in definition.names if n in chosen]
+            if not clashing:
+                ordered.append(definition)
+                chosen.update(dict.fromkeys(definition.names, definition))
+                continue
+            if any(_differ(other, definition) for other in clashing) and read & set(definition.names):
+                name = next(n for n in definition.names if n in chosen)
+                raise ConversionError(
+                    f"`{name}` is defined differently by the modules of {clashing[0].origin} and "
+                    f"{definition.origin}: one package cannot hold both",
+                    workflow.plan.class_location,
+                    fix="convert these pipelines one by one",
+                )
+    return tuple(ordered)
+
+
+def _names_read_by_blocks(workflows: Sequence[Workflow]) -> set[str]:
+    """Every name spelled in the workflows' blocks, and in the module definitions those names reach: a superset
+    of what the generated code reads from module level."""
+    spelled: set[str] = set()
+    for workflow in workflows:
+        for block in workflow.plan.blocks:
+            for node in _nodes_of(block):
+                spelled |= names_in(node)
+    definitions = [d for w in workflows for d in w.plan.module_definitions if d.kind != DefinitionKind.IMPORT]
+    grown = True
+    while grown:
+        grown = False
+        for definition in definitions:
+            if spelled & set(definition.names) and not names_in(definition.node) <= spelled:
+                spelled |= names_in(definition.node)
+                grown = True
+    return spelled
+
+
+def _nodes_of(value) -> Iterable[cst.CSTNode]:
+    if isinstance(value, cst.CSTNode):
+        yield value
+    elif isinstance(value, tuple):
+        for item in value:
+            yield from _nodes_of(item)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for field in dataclasses.fields(value):
+            yield from _nodes_of(getattr(value, field.name))
+
+
+def _differ(a: ModuleDefinition, b: ModuleDefinition) -> bool:
+    """Two definitions of one name: imports of the same thing, or the same code (as Python: a `# Copied from`
+    comment aside)."""
+    if DefinitionKind.IMPORT in (a.kind, b.kind):
+        return a.kind != b.kind or not _same_import(a.origin, b.origin)
+    return _code_fingerprint(a.node, {}) != _code_fingerprint(b.node, {})
+
+
+def _same_import(a: str, b: str) -> bool:
+    """`module:Name` imports of one thing: the same, or one from a package re-exporting its submodule's
+    (`diffusers.pipelines.stable_diffusion:X` and `diffusers.pipelines.stable_diffusion.pipeline_output:X`), as a
+    package's `__init__` does by Python's convention."""
+    (module_a, _, name_a), (module_b, _, name_b) = a.partition(":"), b.partition(":")
+    if name_a != name_b:
+        return False
+    return module_a == module_b or module_b.startswith(module_a + ".") or module_a.startswith(module_b + ".")
+
+
+def _with_prefixes(block: FamilyBlock, workflows: Sequence[Workflow], prefix: str) -> FamilyBlock:
+    """The prefix of each group's classes: `StableDiffusion` + `EncodeInputPromptStep` for a shared block, the
+    workflow's own for one of its own, `StableDiffusion` + `Base` for the family's namesake when a shared block
+    at the same key already takes the family's prefix."""
+    own = {w.name: w.plan.prefix for w in workflows}
+    chosen = [prefix if len(group) > 1 else own[group[0]] for group in block.groups]
+    for index, group in enumerate(block.groups):
+        if chosen.count(chosen[index]) > 1 and len(group) == 1:
+            chosen[index] = prefix + "".join(word.capitalize() for word in group[0].split("_"))
+    return dataclasses.replace(block, prefixes=tuple(chosen))
 
 
 def _ordered_with_triggers(workflows: list[Workflow]) -> tuple[Workflow, ...]:
@@ -173,7 +302,8 @@ def _family_blocks(workflows: Sequence[Workflow]) -> tuple[FamilyBlock, ...]:
         own = _own_class_names(workflow.plan)
         for block in workflow.plan.blocks:
             lines = block.lines[1] - block.lines[0] + 1 if block.lines[0] else 0
-            keys.setdefault(block.key, []).append(_Member(workflow.name, block, _fingerprint(block, own), own, lines))
+            fingerprint = (_fingerprint(block, own), _context_fingerprint(workflow.plan, block, own))
+            keys.setdefault(block.key, []).append(_Member(workflow.name, block, fingerprint, own, lines))
     return tuple(FamilyBlock(key, *_grouped(members)) for key, members in keys.items())
 
 
@@ -303,12 +433,30 @@ def _fingerprint(value: object, own: dict[str, str]) -> object:
     """What of a plan value decides the generated code, as nested tuples: code as an AST dump."""
     if isinstance(value, cst.CSTNode):
         return _code_fingerprint(value, own)
+    if isinstance(value, Param):
+        # where an input comes from is named in its description only; whether it is a call argument decides
+        # whether a `None` given for it is kept (`ExplicitNoneInputs`)
+        return ("Param", value.name, value.default, value.producer is None)
+    if isinstance(value, Component):
+        return ("Component", value.name, value.type_hint, value.optional)
     if dataclasses.is_dataclass(value):
         fields = (f.name for f in dataclasses.fields(value) if f.name not in _NAMING_FIELDS)
         return (type(value).__name__, *((name, _fingerprint(getattr(value, name), own)) for name in fields))
     if isinstance(value, (tuple, list)):
         return tuple(_fingerprint(item, own) for item in value)
     return value
+
+
+def _context_fingerprint(plan: PipelinePlan, block: BlockPlan | LoopPlan, own: dict[str, str]) -> object:
+    """What a block's generated code reads from the plan around it: the specs of the components it declares, and
+    the guidance (the guider it declares, the fields the guider pairs, how the loop runs guider batches)."""
+    components = {c.name: c for c in plan.components}
+    used = set(block.components)
+    if isinstance(block, LoopPlan):
+        used |= {name for step in block.steps for name in step.components}
+    specs = tuple(_fingerprint(components[name], own) for name in sorted(used) if name in components)
+    guided = isinstance(block, LoopPlan) or getattr(block, "reads_guider", False)
+    return specs, _fingerprint(plan.guidance, own) if guided else None
 
 
 class _OwnNames(ast.NodeTransformer):
@@ -440,3 +588,50 @@ def render_family_plan(family: FamilyPlan) -> str:
         f"{counts['largest_workflow']} for the largest workflow alone (x{counts['ratio']})",
     ]
     return "\n".join(lines) + "\n"
+
+
+def workflow_in_family(family: FamilyPlan, workflow: Workflow) -> PipelinePlan:
+    """The workflow's plan as the family's package holds its blocks: each block's classes renamed to its group's
+    prefix (references in its code too), the family's model name, package and pipeline class.
+
+        StableDiffusionImg2ImgEncodeInputPromptStep (shared with inpaint) -> StableDiffusionEncodeInputPromptStep
+        components: StableDiffusionImg2ImgGeneratedModularPipeline      -> StableDiffusionFamilyGeneratedModularPipeline
+    """
+    plan = workflow.plan
+    renamed: dict[str, str] = {}
+    for block in family.blocks:
+        index = next((i for i, g in enumerate(block.groups) if workflow.name in g), None)
+        if index is None:
+            continue
+        (own,) = [b for b in plan.blocks if b.key == block.key]
+        for old in _class_names(own):
+            renamed[old] = block.prefixes[index] + old[len(plan.prefix) :]
+    names = {old: cst.Name(new) for old, new in renamed.items() if old != new}
+    blocks = tuple(_renamed(block, renamed, names) for block in plan.blocks)
+    pipeline = dataclasses.replace(plan.pipeline, class_name=family.pipeline_class_name)
+    return dataclasses.replace(
+        plan, blocks=blocks, model_name=family.model_name, package=family.package, pipeline=pipeline
+    )
+
+
+def _class_names(block: BlockPlan | LoopPlan) -> list[str]:
+    if isinstance(block, LoopPlan):
+        return [block.class_name, block.wrapper_class_name, *(step.class_name for step in block.steps)]
+    return [block.class_name]
+
+
+def _renamed(value, renamed: dict[str, str], names: dict[str, cst.Name]):
+    if isinstance(value, cst.CSTNode):
+        return substitute_names(value, names) if names else value
+    if isinstance(value, tuple):
+        return tuple(_renamed(item, renamed, names) for item in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        changes = {}
+        for field in dataclasses.fields(value):
+            current = getattr(value, field.name)
+            if field.name in ("class_name", "wrapper_class_name"):
+                changes[field.name] = renamed.get(current, current)
+            elif isinstance(current, (cst.CSTNode, tuple)) or dataclasses.is_dataclass(current):
+                changes[field.name] = _renamed(current, renamed, names)
+        return dataclasses.replace(value, **changes)
+    return value

@@ -120,7 +120,17 @@ def package_classes(module) -> tuple[type, type]:
     return pipelines[0], blocks[0]
 
 
+def workflows_of(pipeline_cls: type) -> tuple[str, ...]:
+    """The workflows of a family's package (`emit.family`), in selection order; () for a single pipeline's."""
+    return tuple(getattr(pipeline_cls, "workflow_pipelines", {}))
+
+
 def standard_class(pipeline_cls: type, package_dir: Path) -> type:
+    """(see `_standard_class`; a family's workflow pipeline finds its own source among the family's)"""
+    return _standard_class(pipeline_cls, Path(package_dir))
+
+
+def _standard_class(pipeline_cls: type, package_dir: Path) -> type:
     """The standard pipeline the package was converted from, checked against the source hash in its header.
 
     `standard_pipeline` is `<module>.<Class>`. A module of a package (`diffusers.pipelines....`, or a user's own
@@ -130,12 +140,11 @@ def standard_class(pipeline_cls: type, package_dir: Path) -> type:
     private module name, so neither `PYTHONPATH` nor the current directory needs to be set up. The file the class
     comes from must hash to what the header recorded; otherwise the package is stale.
     """
-    package_dir = Path(package_dir)
     target = pipeline_cls.standard_pipeline
     module_name, _, class_name = target.rpartition(".")
     if not module_name:
         raise InputError(f"cannot locate the standard pipeline {target!r}", Location(str(package_dir)))
-    header = package_source(package_dir)
+    header = package_source(package_dir, class_name)
     located = locate_source(header[0], package_dir) if header else None
     module = _standard_module(module_name, target, header, located, package_dir)
     cls = getattr(module, class_name, None)
@@ -148,8 +157,9 @@ def standard_class(pipeline_cls: type, package_dir: Path) -> type:
     return cls
 
 
-def package_source(package_dir: Path) -> tuple[str, str] | None:
-    """(source label, sha256) recorded in the generated package's headers, or None for files without one."""
+def package_source(package_dir: Path, class_name: str | None = None) -> tuple[str, str] | None:
+    """(source label, sha256) recorded in the generated package's headers, or None for files without one. A
+    family's package records one source per workflow: `class_name`'s."""
     from ..emit.header import read_header
 
     files = [package_dir / "modular_pipeline.py", package_dir / "__init__.py", *sorted(package_dir.glob("*.py"))]
@@ -157,7 +167,11 @@ def package_source(package_dir: Path) -> tuple[str, str] | None:
         if path.is_file():
             parsed = read_header(path.read_text(encoding="utf-8"))
             if parsed is not None:
-                return parsed[0].source, parsed[0].source_sha256
+                header = parsed[0]
+                for label, digest, name in header.family:
+                    if name == class_name:
+                        return label, digest
+                return header.source, header.source_sha256
     return None
 
 
@@ -547,6 +561,7 @@ class Equivalence:
         package_dir: str | Path,
         components: str | Callable[[], Any] | None = None,
         seed: int = 0,
+        workflow: str | None = None,
     ):
         import torch
 
@@ -554,6 +569,15 @@ class Equivalence:
         package_dir = Path(package_dir)
         module = load_package(package_dir)
         self.pipeline_cls, self.blocks_cls = package_classes(module)
+        # a family's workflow: run through the family's pipeline (the workflow its inputs select), compared with
+        # that workflow's standard pipeline, as the workflow's own pipeline class describes it
+        self.built_cls, self.workflow = self.pipeline_cls, workflow
+        workflows = workflows_of(self.pipeline_cls)
+        if workflows or workflow is not None:
+            if workflow not in workflows:
+                message = f"{workflow!r} is not a workflow of this family's package (it has {', '.join(workflows)})"
+                raise InputError(message, Location(str(package_dir)))
+            self.pipeline_cls = self.built_cls.workflow_pipelines[workflow]
         self.standard_cls = standard_class(self.pipeline_cls, package_dir)
         builtin = builtin_setup(self.standard_cls, self.pipeline_cls)
         name = components if isinstance(components, str) else getattr(components, "__name__", "a function")
@@ -629,8 +653,8 @@ class Equivalence:
         """The generated pipeline with the standard pipeline's components, built as a diffusers user builds it:
         through the blocks' own entry point."""
         pipe = self.blocks_cls().init_pipeline()
-        if type(pipe) is not self.pipeline_cls:
-            raise TypeError(f"init_pipeline() built {type(pipe).__name__}, not {self.pipeline_cls.__name__}")
+        if type(pipe) is not self.built_cls:
+            raise TypeError(f"init_pipeline() built {type(pipe).__name__}, not {self.built_cls.__name__}")
         known = {*pipe._component_specs, *pipe._config_specs}  # constructor config (`force_zeros_...`) too
         pipe.update_components(**{k: v for k, v in components.items() if k in known})
         if exact and "batch_guider_calls" in pipe._config_specs:
@@ -653,6 +677,8 @@ class Equivalence:
     def modular(self, components: dict[str, Any], inputs: dict[str, Any], exact: bool):
         pipe = self.pipeline(components, exact)
         _make_pipeline_calls(pipe, inputs)
+        if self.workflow is not None and pipe.workflow_for(inputs) != self.workflow:
+            raise ValueError(f"these inputs select the {pipe.workflow_for(inputs)!r} workflow, not {self.workflow!r}")
         kwargs = pipe.translate_standard_call(**inputs)
         guider = getattr(pipe, "guider", None)
         state = pipe(**kwargs, **self._random_inputs())

@@ -40,6 +40,7 @@ MODULES = (
     "standard_guider",
     "perturbed_attention",
     "sub_pipeline",
+    "family",
 )
 
 

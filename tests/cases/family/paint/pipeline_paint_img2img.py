@@ -3,6 +3,7 @@ first timestep of a schedule shortened by `strength`. Its prompt encoding, denoi
 same code as the text-to-image workflow's (`pipeline_paint.py`); the timesteps and latents are not.
 """
 
+import numpy
 import torch
 from diffusers import DiffusionPipeline
 from diffusers.models import AutoencoderKL, UNet2DConditionModel
@@ -43,6 +44,8 @@ class PaintImg2ImgPipeline(DiffusionPipeline):
         return ticks, num_inference_steps - skipped
 
     def prepare_latents(self, image, timestep, batch_size, dtype, device, generator=None):
+        if not isinstance(image, torch.Tensor):  # a PIL image: channels first, in [-1, 1]
+            image = torch.from_numpy(numpy.asarray(image, dtype=numpy.float32)).permute(2, 0, 1)[None] / 127.5 - 1
         image = image.to(device=device, dtype=dtype)
         encoded = self.vae.encode(image).latent_dist.sample(generator)
         encoded = self.vae.config.scaling_factor * encoded
@@ -55,7 +58,7 @@ class PaintImg2ImgPipeline(DiffusionPipeline):
     def __call__(
         self,
         prompt: str | list[str],
-        image: torch.Tensor,
+        image,
         strength: float = 0.75,
         num_inference_steps: int = 8,
         guidance_scale: float = 7.0,
@@ -66,8 +69,8 @@ class PaintImg2ImgPipeline(DiffusionPipeline):
         Args:
             prompt (`str` or `list[str]`):
                 What the image should show.
-            image (`torch.Tensor`):
-                The starting image, in [-1, 1], channels first.
+            image (`torch.Tensor` or `PIL.Image.Image`):
+                The starting image: a tensor in [-1, 1], channels first, or a PIL image.
             strength (`float`, defaults to 0.75):
                 How much of the denoising schedule runs: 1.0 ignores the image.
         """

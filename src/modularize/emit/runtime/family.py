@@ -1,0 +1,190 @@
+"""A model family's package: the workflows of several standard pipelines (text-to-image, image-to-image,
+inpainting, ...) as one pipeline whose blocks select a workflow by the inputs a call gives.
+
+Why this exists: diffusers' own modular packages select a workflow with `AutoPipelineBlocks` (the first sub-block
+whose trigger input is given runs) and run it on one pipeline object holding every component. A generated family
+package does the same over the workflows' blocks, each workflow converted from its own standard pipeline and keeping
+its own pipeline class. What those classes define differently (a derived `image_processor`, the guider a standard
+call installs, the arguments it serves) is, on the family's pipeline, the definition of the workflow running:
+
+    pipe = StableDiffusionFamilyGeneratedModularPipeline()       # blocks: every workflow, selected by trigger
+    pipe(prompt="a cat")                                         # text-to-image (no trigger given)
+    pipe(prompt="a cat", image=picture, mask_image=mask)         # inpainting: its `mask_processor`, its defaults
+
+Every generated family's `modular_pipeline.py` carries `FamilyPipeline` and `WorkflowMember`, its blocks module
+`WorkflowBlocks` (each copied by name, with a `# Copied from modularize.emit.runtime.family.<name>` line).
+"""
+
+from contextlib import contextmanager
+from inspect import getattr_static
+
+# What the family's pipeline class does itself: constructing, registering components, and a call, which selects
+# the workflow before anything of a workflow's is looked up
+_FAMILY_OWN = frozenset(
+    {
+        "__module__",
+        "__qualname__",
+        "__doc__",
+        "__dict__",
+        "__weakref__",
+        "__init__",
+        "__call__",
+        "__annotations__",
+        "register_components",
+        "_adapt_components",
+        "translate_standard_call",
+        "package_modules",
+    }
+)
+
+
+class WorkflowMember:
+    """A member the workflows' pipeline classes define (differently, or not all of them): looked up on the pipeline
+    class of the workflow running, of the first workflow defining it when that one does not."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __get__(self, pipeline, owner=None):
+        owner = owner if owner is not None else type(pipeline)
+        running = owner.default_workflow if pipeline is None else pipeline.active_workflow
+        classes = [owner.workflow_pipelines[running], *owner.workflow_pipelines.values()]
+        for workflow_class in classes:
+            try:
+                value = getattr_static(workflow_class, self.name)
+            except AttributeError:
+                continue
+            if pipeline is None or not hasattr(value, "__get__"):
+                return value
+            return value.__get__(pipeline, owner)
+        raise AttributeError(self.name)
+
+
+class FamilyPipeline:
+    """Pipeline mixin: the workflows' members looked up by the workflow running, which a call selects as the
+    family's blocks do (`workflow_triggers`: the first whose trigger input is given, else the default)."""
+
+    workflow_pipelines = {}  # workflow name -> its pipeline class, in selection order
+    workflow_triggers = ()  # (workflow name, trigger input), the default's trigger None
+    default_workflow = None
+    # workflow name -> (the components its standard `__init__` adapts, whether it registers what it returns)
+    adapted_components = {}
+    workflows_block = "workflows"  # the name of the `AutoPipelineBlocks` among the family's blocks
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        own = set(vars(cls))
+        for workflow_class in cls.workflow_pipelines.values():
+            for name in vars(workflow_class):
+                if name not in own and name not in _FAMILY_OWN:
+                    setattr(cls, name, WorkflowMember(name))
+                    own.add(name)
+
+    @property
+    def active_workflow(self):
+        return self.__dict__.get("_active_workflow") or self.default_workflow
+
+    @contextmanager
+    def running_workflow(self, name):
+        """While it lasts, the workflow's members and its adapted components are the pipeline's."""
+        previous = self.__dict__.get("_active_workflow")
+        swapped = self.workflow_components(name) if previous != name else {}
+        kept = {component: self.__dict__.get(component) for component in swapped}
+        self._active_workflow = name
+        self.__dict__.update(swapped)
+        try:
+            yield
+        finally:
+            self.__dict__.update(kept)
+            self._active_workflow = previous
+
+    def workflow_for(self, inputs):
+        """The workflow a call with `inputs` runs: as `AutoPipelineBlocks.select_block` selects it."""
+        for name, trigger in self.workflow_triggers:
+            if trigger is not None and inputs.get(trigger) is not None:
+                return name
+        return self.default_workflow
+
+    def workflow_blocks(self, name):
+        return self._blocks.sub_blocks[self.workflows_block].sub_blocks[name]
+
+    def register_components(self, **kwargs):
+        super().register_components(**kwargs)
+        # what each workflow adapted was adapted from the components before: adapted again when next run
+        self.__dict__.pop("_workflow_components", None)
+
+    def workflow_components(self, name):
+        """{component: the object the workflow runs with} for the components its standard `__init__` changes
+        (an outdated scheduler config fixed, say): those changes made to shallow copies, once per set of
+        components, so that no workflow runs with another workflow's changes, as no standard pipeline does."""
+        adapted, registers_again = self.adapted_components.get(name, ((), False))
+        if not adapted:
+            return {}
+        originals = {component: getattr(self, component, None) for component in adapted}
+        if all(value is None for value in originals.values()):
+            return {}  # (as a workflow's own pipeline adapts only components it is given)
+        key = (name, tuple(id(value) for value in originals.values()))
+        made = self.__dict__.setdefault("_workflow_components", {})
+        if key not in made:
+            copies = {component: _shallow_copy(value) for component, value in originals.items()}
+            result = vars(self.workflow_pipelines[name])["_adapt_components"](self, **copies)
+            if registers_again:
+                copies.update(result)
+            made[key] = {
+                component: value
+                for component, value in copies.items()
+                if value is not None and _changed(value, originals.get(component))
+            }
+        return made[key]
+
+    def translate_standard_call(self, **kwargs):
+        """Keyword arguments of the standard call of the workflow they select -> keyword arguments of this
+        pipeline."""
+        with self.running_workflow(self.workflow_for(kwargs)):
+            return self._from_standard_arguments(kwargs, strict=True)
+
+    def __call__(self, state=None, output=None, **kwargs):
+        given = {**(state.values if state is not None else {}), **kwargs}
+        name = self.workflow_for(given)
+        with self.running_workflow(name):
+            standard = (*self.guider_arguments, *self.unserved_arguments, *self.ignored_arguments)
+            if any(argument in kwargs for argument in standard):
+                kwargs = self._from_standard_arguments(kwargs, strict=False)
+            # the running workflow's own defaults: where workflows declare different ones, the family's blocks
+            # merge them to None, which a block would take for an explicit None
+            for param in self.workflow_blocks(name).inputs:
+                if param.name and param.name not in given and param.name not in kwargs:
+                    kwargs[param.name] = param.default
+            return super().__call__(state, output, **kwargs)
+
+
+def _shallow_copy(value):
+    """A new object of the same class sharing every attribute's value (weights included): what adapting it sets
+    anew is its own."""
+    if value is None:
+        return None
+    duplicate = object.__new__(type(value))
+    duplicate.__dict__.update(vars(value))
+    return duplicate
+
+
+def _changed(adapted, original):
+    """Whether adapting a shallow copy changed it: an attribute set anew, added or removed."""
+    if adapted is not original and original is None:
+        return True
+    mine, theirs = vars(adapted), vars(original)
+    return mine.keys() != theirs.keys() or any(mine[name] is not theirs[name] for name in mine)
+
+
+class WorkflowBlocks:
+    """Blocks mixin for one workflow's blocks in a family: while they run on the family's pipeline, its
+    workflow-specific members are this workflow's."""
+
+    workflow = None  # the workflow's name, given by each workflow's blocks class
+
+    def __call__(self, pipeline, state):
+        running = getattr(pipeline, "running_workflow", None)
+        if running is None:
+            return super().__call__(pipeline, state)
+        with running(self.workflow):
+            return super().__call__(pipeline, state)
