@@ -1,0 +1,59 @@
+"""Lines of a family's package against its workflows' own packages, for the installed diffusers' families.
+
+    .venv/bin/python benchmarks/family_lines.py [--family sd ...]
+
+For each family it converts the workflows one by one and together (in process, nothing written) and prints the
+lines of the block modules (`encoders.py`, `before_denoise.py`, `denoise.py`, `decoders.py`) and of every module:
+the family's package, the largest single-workflow package, their ratio (the family issue's target is <= 1.3 for
+the block modules) and the sum of the single packages (what keeping one package per pipeline costs).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from modularize.convert import ConvertOptions, convert, convert_family
+from modularize.emit.layout import LEAF_FILES
+from modularize.frontend.source_file import installed_diffusers_file, module_reader, read_source
+
+FAMILIES = {
+    "sd": ("stable_diffusion/pipeline_stable_diffusion", "_img2img", "_inpaint"),
+    "sdxl": ("stable_diffusion_xl/pipeline_stable_diffusion_xl", "_img2img", "_inpaint"),
+    "sd3": ("stable_diffusion_3/pipeline_stable_diffusion_3", "_img2img", "_inpaint"),
+    "flux": ("flux/pipeline_flux", "_img2img", "_inpaint"),
+    "qwenimage": ("qwenimage/pipeline_qwenimage", "_img2img", "_inpaint"),
+}
+
+
+def sources_of(family: str) -> list[tuple[str, ConvertOptions]]:
+    base, *variants = FAMILIES[family]
+    found = []
+    for suffix in ("", *variants):
+        path = installed_diffusers_file(f"pipelines/{base}{suffix}.py")
+        source = read_source(str(path))
+        found.append((source.text, ConvertOptions(str(path), source.label, source.module_name)))
+    return found
+
+
+def lines(files: dict[str, str], names=None) -> int:
+    return sum(text.count("\n") for name, text in files.items() if names is None or name in names)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--family", action="append", choices=sorted(FAMILIES))
+    args = parser.parse_args()
+    print(f"{'family':10} {'':6} {'family':>7} {'largest':>8} {'ratio':>6} {'sum':>7}")
+    for family in args.family or FAMILIES:
+        sources = sources_of(family)
+        reader = module_reader(installed_diffusers_file(f"pipelines/{FAMILIES[family][0]}.py"))
+        singles = [convert(text, options, reader) for text, options in sources]
+        merged = convert_family(sources, reader)
+        for label, names in (("blocks", LEAF_FILES), ("all", None)):
+            each = [lines(files, names) for files in singles]
+            ours = lines(merged, names)
+            print(f"{family:10} {label:6} {ours:7} {max(each):8} {ours / max(each):6.2f} {sum(each):7}")
+
+
+if __name__ == "__main__":
+    main()
