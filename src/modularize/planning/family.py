@@ -84,6 +84,9 @@ class FamilyBlock:
     # per group, the prefix of its classes in the family's package: the family's for a shared block, the
     # workflow's own otherwise (`StableDiffusionImg2Img`; `StableDiffusionBase` where that is the family's)
     prefixes: tuple[str, ...] = ()
+    # a denoising loop's parts (its wrapper, each of its steps), grouped the same way: a step two loops run alike
+    # is one class of the package even where the loops differ in another step
+    parts: tuple[FamilyBlock, ...] = ()
 
     @property
     def shared(self) -> bool:
@@ -163,7 +166,13 @@ def family_plan(plans: Sequence[PipelinePlan]) -> FamilyPlan:
     if built is not None:
         raise _refusal(built, f"`{built.class_name}` calls pipelines it builds: it is not a workflow of a family yet")
     workflows = _ordered_with_triggers([Workflow(n, None, p) for n, p in zip(names, plans, strict=True)])
-    blocks = tuple(_with_prefixes(block, workflows, prefix) for block in _family_blocks(workflows))
+    blocks = tuple(
+        dataclasses.replace(
+            _with_prefixes(block, workflows, prefix),
+            parts=tuple(_with_prefixes(part, workflows, prefix) for part in block.parts),
+        )
+        for block in _family_blocks(workflows)
+    )
     return FamilyPlan(prefix, workflows, blocks, _family_helpers(workflows), _module_definitions(workflows))
 
 
@@ -304,7 +313,37 @@ def _family_blocks(workflows: Sequence[Workflow]) -> tuple[FamilyBlock, ...]:
             lines = block.lines[1] - block.lines[0] + 1 if block.lines[0] else 0
             fingerprint = (_fingerprint(block, own), _context_fingerprint(workflow.plan, block, own))
             keys.setdefault(block.key, []).append(_Member(workflow.name, block, fingerprint, own, lines))
-    return tuple(FamilyBlock(key, *_grouped(members)) for key, members in keys.items())
+    return tuple(
+        FamilyBlock(key, *_grouped(members), parts=_loop_parts(members, workflows)) for key, members in keys.items()
+    )
+
+
+WRAPPER = "wrapper"  # the name of a loop's wrapper among its parts
+
+
+def _loop_parts(members: list[_Member], workflows: Sequence[Workflow]) -> tuple[FamilyBlock, ...]:
+    """A denoising loop's wrapper and steps, each grouped by its code: the wrapper by everything of the loop but
+    its steps, a step by its own plan and the loop header it is called with; both with the guidance and the
+    components they declare."""
+    loops = [m for m in members if isinstance(m.value, LoopPlan)]
+    if not loops:
+        return ()
+    plans = {w.name: w.plan for w in workflows}
+    parts: dict[str, list[_Member]] = {}
+    for member in loops:
+        loop, plan = member.value, plans[member.workflow]
+        context = _context_fingerprint(plan, loop, member.own)
+        alone = dataclasses.replace(loop, steps=())
+        wrapper = dataclasses.replace(member, value=alone, fingerprint=(_fingerprint(alone, member.own), context))
+        parts.setdefault(WRAPPER, []).append(wrapper)
+        for step in loop.steps:
+            if not step.body:
+                continue  # (a step with nothing to do is not written)
+            fingerprint = (_fingerprint(step, member.own), loop.loop_targets, context)
+            lines = step.lines[1] - step.lines[0] + 1 if step.lines[0] else 0
+            stepped = _Member(member.workflow, step, fingerprint, member.own, lines)
+            parts.setdefault(step.key, []).append(stepped)
+    return tuple(FamilyBlock(name, *_grouped(found)) for name, found in parts.items())
 
 
 def _family_helpers(workflows: Sequence[Workflow]) -> tuple[FamilyHelper, ...]:
@@ -338,7 +377,7 @@ def _grouped(
 
 def _first_difference(a: _Member, b: _Member) -> Difference:
     path, left, right = _difference(a.value, b.value, a.own, b.own)
-    where = "".join(part if part.startswith("[") else f".{part}" for part in path).lstrip(".")
+    where = "".join(part if part.startswith(("[", " ")) else f".{part}" for part in path).lstrip(".")
     if left is None or right is None:
         return Difference(where or "its code")
     return Difference(where or "its code", *_around_the_difference(left, right))
@@ -534,6 +573,7 @@ def family_summary(family: FamilyPlan) -> dict:
                 }
                 for group, difference in zip(item.groups[1:], item.differences, strict=True)
             ],
+            **({"parts": [grouped(part) for part in item.parts]} if getattr(item, "parts", ()) else {}),
         }
 
     return {
@@ -573,6 +613,8 @@ def render_family_plan(family: FamilyPlan) -> str:
         lines += ["", f"{title} (compared as Python: comments, layout and names of generated classes aside):"]
         for item in items:
             lines.append(f"  {item['name']}: {_sharing(item)}")
+            for part in item.get("parts", ()):
+                lines.append(f"    - {part['name']}: {_sharing(part)}")
             for difference in item["differences"]:
                 others = difference["workflows"]
                 verb = "differs" if len(others) == 1 else "differ"
@@ -600,12 +642,17 @@ def workflow_in_family(family: FamilyPlan, workflow: Workflow) -> PipelinePlan:
     plan = workflow.plan
     renamed: dict[str, str] = {}
     for block in family.blocks:
-        index = next((i for i, g in enumerate(block.groups) if workflow.name in g), None)
-        if index is None:
+        prefix = _prefix_of(block, workflow.name)
+        if prefix is None:
             continue
         (own,) = [b for b in plan.blocks if b.key == block.key]
-        for old in _class_names(own):
-            renamed[old] = block.prefixes[index] + old[len(plan.prefix) :]
+        classes = [(own.class_name, prefix)]
+        if isinstance(own, LoopPlan):
+            parts = {part.key: _prefix_of(part, workflow.name) for part in block.parts}
+            classes.append((own.wrapper_class_name, parts.get(WRAPPER) or prefix))
+            classes += [(step.class_name, parts.get(step.key) or prefix) for step in own.steps]
+        for old, new_prefix in classes:
+            renamed[old] = new_prefix + old[len(plan.prefix) :]
     names = {old: cst.Name(new) for old, new in renamed.items() if old != new}
     blocks = tuple(_renamed(block, renamed, names) for block in plan.blocks)
     pipeline = dataclasses.replace(plan.pipeline, class_name=family.pipeline_class_name)
@@ -614,10 +661,10 @@ def workflow_in_family(family: FamilyPlan, workflow: Workflow) -> PipelinePlan:
     )
 
 
-def _class_names(block: BlockPlan | LoopPlan) -> list[str]:
-    if isinstance(block, LoopPlan):
-        return [block.class_name, block.wrapper_class_name, *(step.class_name for step in block.steps)]
-    return [block.class_name]
+def _prefix_of(block: FamilyBlock, workflow: str) -> str | None:
+    """The prefix of the workflow's class at this key (or part), None where the workflow has none."""
+    index = next((i for i, group in enumerate(block.groups) if workflow in group), None)
+    return None if index is None else block.prefixes[index]
 
 
 def _renamed(value, renamed: dict[str, str], names: dict[str, cst.Name]):
