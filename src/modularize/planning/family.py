@@ -557,10 +557,24 @@ def family_summary(family: FamilyPlan) -> dict:
     """What `modularize plan A B ... --json` prints: the workflows, how each block and helper is shared, and the
     lines the family carries against its largest workflow alone."""
     carried, largest = family.lines_written()
+    views = {w.name: workflow_in_family(family, w) for w in family.workflows}
 
-    def grouped(item: FamilyBlock | FamilyHelper) -> dict:
+    def class_of(key: str, part: str | None, workflow: str) -> str:
+        (block,) = [b for b in views[workflow].blocks if b.key == key]
+        if part is None:
+            return block.class_name
+        if part == WRAPPER:
+            return block.wrapper_class_name
+        return next(step.class_name for step in block.steps if step.key == part)
+
+    def grouped(item: FamilyBlock | FamilyHelper, key: str | None = None) -> dict:
+        classes = {}
+        if isinstance(item, FamilyBlock):
+            block_key, part = (key, item.key) if key is not None else (item.key, None)
+            classes = {"classes": {", ".join(group): class_of(block_key, part, group[0]) for group in item.groups}}
         return {
             "name": getattr(item, "key", None) or item.name,
+            **classes,
             "shared": [list(g) for g in item.groups if len(g) > 1],
             "own": [g[0] for g in item.groups if len(g) == 1],
             "lines": list(item.lines),
@@ -573,7 +587,7 @@ def family_summary(family: FamilyPlan) -> dict:
                 }
                 for group, difference in zip(item.groups[1:], item.differences, strict=True)
             ],
-            **({"parts": [grouped(part) for part in item.parts]} if getattr(item, "parts", ()) else {}),
+            **({"parts": [grouped(part, item.key) for part in item.parts]} if getattr(item, "parts", ()) else {}),
         }
 
     return {
@@ -586,6 +600,14 @@ def family_summary(family: FamilyPlan) -> dict:
         "helpers": [grouped(h) for h in family.helpers],
         "lines": {"family": carried, "largest_workflow": largest, "ratio": round(carried / max(largest, 1), 2)},
     }
+
+
+def _classes(item: dict) -> str:
+    """`StableDiffusionEncodeInputPromptStep` (one class), or each with its workflows."""
+    classes = item["classes"]
+    if len(classes) == 1:
+        return next(iter(classes.values()))
+    return ", ".join(f"{name} ({workflows})" for workflows, name in classes.items())
 
 
 def _sharing(item: dict) -> str:
@@ -613,8 +635,10 @@ def render_family_plan(family: FamilyPlan) -> str:
         lines += ["", f"{title} (compared as Python: comments, layout and names of generated classes aside):"]
         for item in items:
             lines.append(f"  {item['name']}: {_sharing(item)}")
+            if "classes" in item:
+                lines.append(f"      as {_classes(item)}")
             for part in item.get("parts", ()):
-                lines.append(f"    - {part['name']}: {_sharing(part)}")
+                lines.append(f"    - {part['name']}: {_sharing(part)}; as {_classes(part)}")
             for difference in item["differences"]:
                 others = difference["workflows"]
                 verb = "differs" if len(others) == 1 else "differ"
