@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/family_lines.py [--family sd ...]
 
 For each family it converts the workflows one by one and together (in process, nothing written) and prints the
-lines of the block modules (`encoders.py`, `before_denoise.py`, `denoise.py`, `decoders.py`) and of every module:
+lines of the block modules (`encoders.py`, `before_denoise.py`, `denoise.py`, `decoders.py`, and a family's
+`helpers.py`, the helpers its blocks share) and of every module:
 the family's package, the largest single-workflow package, their ratio (the family issue's target is <= 1.3 for
 the block modules) and the sum of the single packages (what keeping one package per pipeline costs).
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 
 from modularize.convert import ConvertOptions, convert, convert_family
+from modularize.emit.family import HELPERS_FILE
 from modularize.emit.layout import LEAF_FILES
 from modularize.frontend.source_file import installed_diffusers_file, module_reader, read_source
 
@@ -49,7 +51,7 @@ def main() -> None:
         reader = module_reader(installed_diffusers_file(f"pipelines/{FAMILIES[family][0]}.py"))
         singles = [convert(text, options, reader) for text, options in sources]
         merged = convert_family(sources, reader)
-        for label, names in (("blocks", LEAF_FILES), ("all", None)):
+        for label, names in (("blocks", (*LEAF_FILES, HELPERS_FILE)), ("all", None)):
             each = [lines(files, names) for files in singles]
             ours = lines(merged, names)
             print(f"{family:10} {label:6} {ours:7} {max(each):8} {ours / max(each):6.2f} {sum(each):7}")

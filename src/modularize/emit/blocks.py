@@ -267,11 +267,13 @@ def _binding_or_none(name: str) -> cst.BaseStatement:
     return _assign(cst.Name(name), cst.Call(cst.Name("getattr"), arguments))
 
 
-def _bases(inputs: Sequence[Param], base: str) -> str:
+def _bases(inputs: Sequence[Param], base: str, mixins: Sequence[str] = ()) -> str:
     """Every block builds its package's pipeline class (`PackageBlocks`); blocks taking a `__call__` argument whose
-    default is not None keep an explicit `None` (`ExplicitNoneInputs`)."""
+    default is not None keep an explicit `None` (`ExplicitNoneInputs`); a family's blocks inherit the helpers
+    their workflows share (`mixins`)."""
     keeps = any(p.producer is None and p.default not in (None, "None") for p in inputs)
-    return f"{PACKAGE_BLOCKS_NAME}, {EXPLICIT_NONE_NAME}, {base}" if keeps else f"{PACKAGE_BLOCKS_NAME}, {base}"
+    names = [PACKAGE_BLOCKS_NAME, *([EXPLICIT_NONE_NAME] if keeps else []), *mixins, base]
+    return ", ".join(names)
 
 
 def block_class(plan: PipelinePlan, block: BlockPlan) -> Emitted:
@@ -282,7 +284,7 @@ def block_class(plan: PipelinePlan, block: BlockPlan) -> Emitted:
     if block.reads_guider:
         components = [guider_spec(plan.guidance, plan), *components]
     template = (
-        f"class {block.class_name}({_bases(block.inputs, 'ModularPipelineBlocks')}):\n"
+        f"class {block.class_name}({_bases(block.inputs, 'ModularPipelineBlocks', block.mixins)}):\n"
         + _declarations(
             plan,
             description,
@@ -325,7 +327,7 @@ def loop_step_class(plan: PipelinePlan, loop: LoopPlan, step: LoopStepPlan) -> E
     lists: dict[str, str] = {}
     owner = step.class_name
     template = (
-        f"class {step.class_name}({PACKAGE_BLOCKS_NAME}, ModularPipelineBlocks):\n"
+        f"class {step.class_name}({', '.join([PACKAGE_BLOCKS_NAME, *step.mixins, 'ModularPipelineBlocks'])}):\n"
         + _declarations(plan, description, components, step.inputs, step.outputs, owner=owner, lists=lists)
         + (_list_property("expected_configs", "list[ConfigSpec]", configs, owner, lists) + "\n" if configs else "")
         + f"    {MEMBERS}\n\n"
@@ -353,7 +355,7 @@ def loop_classes(plan: PipelinePlan, loop: LoopPlan) -> Emitted:
         "its sub-blocks run once per timestep."
     )
     template = (
-        f"class {loop.wrapper_class_name}({_bases(loop.inputs, 'LoopSequentialPipelineBlocks')}):\n"
+        f"class {loop.wrapper_class_name}({_bases(loop.inputs, 'LoopSequentialPipelineBlocks', loop.mixins)}):\n"
         + _declarations(
             plan,
             description,

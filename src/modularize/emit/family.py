@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 import libcst as cst
 
-from ..planning.family import FamilyPlan, Workflow, workflow_in_family
+from ..planning.family import FamilyPlan, Workflow, shared_helper_functions, workflow_in_family
 from ..planning.plan import LoopPlan, PipelinePlan
 from .blocks import block_class, loop_classes
 from .format import format_files
@@ -40,11 +40,12 @@ from .pipeline_class import (
     pipeline_class,
 )
 from .runtime import runtime_definitions
-from .splice import splice
+from .splice import MEMBERS, splice
 
 FAMILY_PIPELINE = "FamilyPipeline"
 WORKFLOW_BLOCKS = "WorkflowBlocks"
 _PIPELINE_FILE = "modular_pipeline.py"
+HELPERS_FILE = "helpers.py"  # the helpers several workflows' blocks share
 
 
 def emit_family(family: FamilyPlan, sources: dict[str, str], generator: str, in_tree: bool = False) -> dict[str, str]:
@@ -53,8 +54,8 @@ def emit_family(family: FamilyPlan, sources: dict[str, str], generator: str, in_
     views = {w.name: workflow_in_family(family, w) for w in family.workflows}
     default = views[family.default_workflow]
     blocks_name = blocks_file(family.package)
-    files = {name: _File(name, default, in_tree) for name in (*LEAF_FILES, _PIPELINE_FILE, blocks_name)}
-    files["__init__.py"] = _File("__init__.py", default, in_tree)
+    modules = _modules(family)
+    files = {name: _File(name, default, in_tree) for name in modules}
     package_names: dict[str, str] = {
         name: _PIPELINE_FILE
         for name in (
@@ -69,6 +70,16 @@ def emit_family(family: FamilyPlan, sources: dict[str, str], generator: str, in_
             *(w.plan.pipeline_class_name for w in family.workflows),
         )
     }
+
+    if family.shared_helpers:
+        package_names[family.helpers_class_name] = HELPERS_FILE
+        files[HELPERS_FILE].docstring = "Helpers the blocks of several workflows share, as one class they inherit."
+        files[HELPERS_FILE].body = splice(
+            f"class {family.helpers_class_name}:\n"
+            '    """The helpers whose code the workflows named with each share: their blocks inherit them."""\n\n'
+            f"    {MEMBERS}\n",
+            {MEMBERS: shared_helper_functions(family)},
+        )
 
     # the blocks: each group's code once, from its first workflow
     for block in family.blocks:
@@ -96,9 +107,10 @@ def emit_family(family: FamilyPlan, sources: dict[str, str], generator: str, in_
 
     # each workflow's own pipeline class, then the family's
     pipeline_statements: list[cst.BaseStatement] = []
+    saved = sorted(name[:-3] for name in modules if name != "__init__.py")
     for workflow in family.workflows:
-        pipeline_statements += pipeline_class(_own_view(family, workflow))
-    pipeline_statements += _family_pipeline_class(family, views, blocks_name)
+        pipeline_statements += pipeline_class(_own_view(family, workflow), modules=saved)
+    pipeline_statements += _family_pipeline_class(family, modules)
     files[_PIPELINE_FILE].body = _once(pipeline_statements)
 
     files[blocks_name].body = _blocks_module(family, views)
@@ -135,9 +147,14 @@ def _own_view(family: FamilyPlan, workflow: Workflow) -> PipelinePlan:
     return replace(workflow.plan, package=family.package)
 
 
-def _family_pipeline_class(
-    family: FamilyPlan, views: dict[str, PipelinePlan], blocks_name: str
-) -> list[cst.BaseStatement]:
+def _modules(family: FamilyPlan) -> list[str]:
+    """The package's files: a single pipeline's, and the shared helpers' module when there are any."""
+    helpers = [HELPERS_FILE] if family.shared_helpers else []
+    return ["__init__.py", *LEAF_FILES, *helpers, _PIPELINE_FILE, blocks_file(family.package)]
+
+
+def _family_pipeline_class(family: FamilyPlan, files: Sequence[str]) -> list[cst.BaseStatement]:
+    blocks_name = blocks_file(family.package)
     bases: dict[str, None] = {}
     for workflow in family.workflows:
         bases.update(dict.fromkeys(workflow.plan.pipeline.bases))
@@ -149,7 +166,7 @@ def _family_pipeline_class(
         for w in family.workflows
         if w.plan.pipeline.adaptation is not None
     )
-    modules = sorted([name[:-3] for name in (*LEAF_FILES, _PIPELINE_FILE, blocks_name)])
+    saved = sorted(name[:-3] for name in files if name != "__init__.py")
     listed = ", ".join(f"`{w.plan.class_name}`" for w in family.workflows)
     template = (
         f"class {family.pipeline_class_name}({names}):\n"
@@ -163,7 +180,7 @@ def _family_pipeline_class(
         f"    workflow_triggers = (\n{triggers}    )\n"
         f"    default_workflow = {family.default_workflow!r}\n"
         f"    adapted_components = {{\n{adapted}    }}\n"
-        f"    package_modules = {_tuple(modules)}\n\n"
+        f"    package_modules = {_tuple(saved)}\n\n"
         "    def __init__(self, blocks=None, *args, **kwargs):\n"
         "        if blocks is None:\n"
         f"            from .{blocks_name[:-3]} import {family.blocks_class_name}\n\n"

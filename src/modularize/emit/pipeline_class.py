@@ -13,6 +13,7 @@ refuses arguments the package does not serve instead of ignoring them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import PurePosixPath
 
 import libcst as cst
@@ -91,7 +92,11 @@ def _guider_methods(plan: PipelinePlan) -> str:
     )
 
 
-def pipeline_class(plan: PipelinePlan, prefix: str = "") -> list[cst.BaseStatement]:
+def pipeline_class(
+    plan: PipelinePlan, prefix: str = "", modules: Sequence[str] | None = None
+) -> list[cst.BaseStatement]:
+    """The pipeline class and the runtime it needs; `modules`: the package's modules a saved pipeline carries
+    (default: a single pipeline's package's, those of the pipelines it builds too)."""
     pipeline = plan.pipeline
     bases = ", ".join([SAVED_WITH_PACKAGE_NAME, "ModularPipeline", *pipeline.bases])
     # a module outside any package is importable by its file name once its directory is on sys.path
@@ -140,7 +145,7 @@ def pipeline_class(plan: PipelinePlan, prefix: str = "") -> list[cst.BaseStateme
         + "    # accepted and dropped: the standard call never reads them (or overwrites them before it does)\n"
         + f"    ignored_arguments = {_tuple(plan.ignored_arguments)}\n"
         + f"    standard_outputs = {dict(plan.outputs)!r}\n"
-        + f"    package_modules = {_tuple(_package_modules(plan, prefix))}\n"
+        + f"    package_modules = {_tuple(modules if modules is not None else _package_modules(plan, prefix))}\n"
         + f"    {ATTRIBUTES}\n\n"
         + "    def __init__(self, blocks=None, *args, **kwargs):\n"
         + "        if blocks is None:\n"

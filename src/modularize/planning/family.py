@@ -40,9 +40,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import libcst as cst
+import libcst.matchers as m
 
 from ..cst.substitute import substitute_names
-from ..cst.tree_walk import names_in
+from ..cst.tree_walk import findall, names_in, walk
 from ..errors import ConversionError
 from ..frontend.parse import code, snippet
 from ..kinds import DefinitionKind
@@ -111,6 +112,8 @@ class FamilyPlan:
     helpers: tuple[FamilyHelper, ...]
     # the module-level definitions of the workflows' sources (`retrieve_timesteps`, imports), each name once
     module_definitions: tuple[ModuleDefinition, ...] = ()
+    # helpers written once for the workflows sharing their code (`FamilyHelpers`), with those workflows
+    shared_helpers: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def naming(self) -> Naming:
@@ -136,6 +139,10 @@ class FamilyPlan:
     @property
     def workflows_class_name(self) -> str:
         return f"{self.naming.prefix}WorkflowsStep"
+
+    @property
+    def helpers_class_name(self) -> str:
+        return f"{self.naming.prefix}FamilyHelpers"
 
     @property
     def default_workflow(self) -> str:
@@ -173,7 +180,44 @@ def family_plan(plans: Sequence[PipelinePlan]) -> FamilyPlan:
         )
         for block in _family_blocks(workflows)
     )
-    return FamilyPlan(prefix, workflows, blocks, _family_helpers(workflows), _module_definitions(workflows))
+    helpers = _family_helpers(workflows)
+    shared = _shared_helpers(helpers, workflows)
+    return FamilyPlan(prefix, workflows, blocks, helpers, _module_definitions(workflows), shared)
+
+
+def _shared_helpers(
+    helpers: Sequence[FamilyHelper], workflows: Sequence[Workflow]
+) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """Each helper whose code two workflows or more share, with the largest such group: written once, as a static
+    method of a class the blocks carrying it inherit. A helper calling another helper through a class of the
+    package (`StableDiffusionEncodeInputPromptStep.encode_image(...)`) is shared only with that one shared for
+    the same workflows at least (it then calls the shared one)."""
+    chosen = {}
+    for helper in helpers:
+        group = max((g for g in helper.groups if len(g) > 1), key=len, default=None)
+        if group is not None:
+            chosen[helper.name] = group
+    first = {w.name: w for w in workflows}
+    changed = True
+    while changed:
+        changed = False
+        for name, group in list(chosen.items()):
+            called = _helpers_called_through_classes(first[group[0]].plan, name)
+            if called is None or any(not set(group) <= set(chosen.get(other, ())) for other in called):
+                del chosen[name]
+                changed = True
+    return tuple(sorted(chosen.items()))
+
+
+def _helpers_called_through_classes(plan: PipelinePlan, name: str) -> set[str] | None:
+    """The helpers `name` calls as `SomeBlockClass.helper`, or None when it names a class of the package
+    otherwise."""
+    own = _own_class_names(plan)
+    function = next(h.function for h in _helpers_of(plan) if h.name == name)
+    through = findall(function, m.Attribute(value=m.Name()))
+    called = {a.attr.value for a in through if isinstance(a.value, cst.Name) and a.value.value in own}
+    named = sum(1 for found in walk(function) if isinstance(found, cst.Name) and found.value in own)
+    return called if named == len([a for a in through if a.value.value in own]) else None
 
 
 def _module_definitions(workflows: Sequence[Workflow]) -> tuple[ModuleDefinition, ...]:
@@ -679,10 +723,35 @@ def workflow_in_family(family: FamilyPlan, workflow: Workflow) -> PipelinePlan:
             renamed[old] = new_prefix + old[len(plan.prefix) :]
     names = {old: cst.Name(new) for old, new in renamed.items() if old != new}
     blocks = tuple(_renamed(block, renamed, names) for block in plan.blocks)
+    shared = {name for name, group in family.shared_helpers if workflow.name in group}
+    if shared:
+        blocks = tuple(_without_helpers(block, shared, family.helpers_class_name) for block in blocks)
     pipeline = dataclasses.replace(plan.pipeline, class_name=family.pipeline_class_name)
     return dataclasses.replace(
         plan, blocks=blocks, model_name=family.model_name, package=family.package, pipeline=pipeline
     )
+
+
+def _without_helpers(value, shared: set[str], mixin: str):
+    """A block (a loop's wrapper and steps too) without the shared helpers, inheriting the class holding them."""
+    if isinstance(value, LoopPlan):
+        value = dataclasses.replace(value, steps=tuple(_without_helpers(s, shared, mixin) for s in value.steps))
+    kept = tuple(h for h in value.helpers if h.name not in shared)
+    if len(kept) == len(value.helpers):
+        return value
+    return dataclasses.replace(value, helpers=kept, mixins=(mixin,))
+
+
+def shared_helper_functions(family: FamilyPlan) -> list[cst.FunctionDef]:
+    """The shared helpers, each from the first workflow sharing it, calling the other shared helpers through the
+    class holding them: the members of `FamilyHelpers`."""
+    functions = []
+    for name, group in family.shared_helpers:
+        plan = family.workflow(group[0]).plan
+        function = next(h.function for h in _helpers_of(plan) if h.name == name)
+        holder = cst.Name(family.helpers_class_name)
+        functions.append(substitute_names(function, dict.fromkeys(_own_class_names(plan), holder)))
+    return functions
 
 
 def _prefix_of(block: FamilyBlock, workflow: str) -> str | None:

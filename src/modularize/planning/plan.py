@@ -73,6 +73,7 @@ class BlockPlan:
     configs: tuple[tuple[str, str], ...] = ()  # (name, default) of pipeline config values the code reads
     unbound_outputs: tuple[str, ...] = ()  # written on some paths only, with no value coming in
     reads_guider: bool = False  # reads the CFG flag the pipeline answers from its guider: declares the guider
+    mixins: tuple[str, ...] = ()  # classes holding helpers it calls (a family's shared helpers), first bases
 
     @property
     def file(self) -> str:
@@ -94,6 +95,7 @@ class LoopStepPlan:
     helpers: tuple[Helper, ...]
     configs: tuple[tuple[str, str], ...] = ()
     lines: tuple[int, int] = (0, 0)
+    mixins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,7 @@ class LoopPlan:
     wrapper_outputs: tuple[Output, ...] = ()
     written_back: tuple[str, ...] = ()
     helpers: tuple[Helper, ...] = ()  # helper methods the wrapper calls (a progress bar of the pipeline's own)
+    mixins: tuple[str, ...] = ()
 
     @property
     def file(self) -> str:

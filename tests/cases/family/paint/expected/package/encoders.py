@@ -3,7 +3,7 @@
 # modularize-source: tests/cases/family/paint/pipeline_paint_img2img.py sha256:9def4990a72df502b0e9b2c922043b245e2d3c2a12f5eeaabdd23fb5a3242a42 (PaintImg2ImgPipeline)
 # modularize-source: tests/cases/family/paint/pipeline_paint.py sha256:cd3f31bed99fd5aee3196bb077b1ea753f8b5076289ed8de22ec8573c98d9a3f (PaintPipeline)
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:1f68637bbb9231b28f37dc08eaacb4adadccd0f07f969cd882e994ce69dd2d2f
+# modularize-output: sha256:d3328b1217122d9115876848830de4e6ecec46626796edd4b031e8cb36a3e2e7
 
 import numpy
 import torch
@@ -14,10 +14,11 @@ from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks, 
 from diffusers.modular_pipelines.modular_pipeline_utils import ComponentSpec, InputParam, OutputParam
 from transformers import CLIPTextModel, CLIPTokenizer
 
+from .helpers import PaintFamilyHelpers
 from .modular_pipeline import PackageBlocks, PaintFamilyGeneratedModularPipeline
 
 
-class PaintEncodeWordsStep(PackageBlocks, ModularPipelineBlocks):
+class PaintEncodeWordsStep(PackageBlocks, PaintFamilyHelpers, ModularPipelineBlocks):
     model_name = "modularize-paint-family"
     modular_pipeline_class = PaintFamilyGeneratedModularPipeline
 
@@ -52,12 +53,6 @@ class PaintEncodeWordsStep(PackageBlocks, ModularPipelineBlocks):
             OutputParam("text_states", kwargs_type="denoiser_input_fields"),
             OutputParam("unwanted_states", kwargs_type="denoiser_input_fields"),
         ]
-
-    # Copied from tests/cases/family/paint/pipeline_paint_img2img.py.PaintImg2ImgPipeline.encode_prompt with self->components
-    @staticmethod
-    def encode_prompt(components, prompt, device):
-        tokens = components.tokenizer(prompt, padding="max_length", truncation=True, return_tensors="pt")
-        return components.text_encoder(tokens.input_ids.to(device))[0]
 
     @torch.no_grad()
     def __call__(

@@ -3,7 +3,7 @@
 # modularize-source: tests/cases/family/paint/pipeline_paint_img2img.py sha256:9def4990a72df502b0e9b2c922043b245e2d3c2a12f5eeaabdd23fb5a3242a42 (PaintImg2ImgPipeline)
 # modularize-source: tests/cases/family/paint/pipeline_paint.py sha256:cd3f31bed99fd5aee3196bb077b1ea753f8b5076289ed8de22ec8573c98d9a3f (PaintPipeline)
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:df0de4e9f955f154c44c65c3f2f5cd05b16f2273c28d773a53e12831bb506d5d
+# modularize-output: sha256:3ce3cddb5618381669dce0a4dde589cece57a1f84133ba53cd5734735eadbb29
 
 import shutil
 import sys
@@ -59,6 +59,7 @@ class PaintImg2ImgGeneratedModularPipeline(SavedWithPackage, ModularPipeline):
         "decoders",
         "denoise",
         "encoders",
+        "helpers",
         "modular_blocks_paint",
         "modular_pipeline",
     )
@@ -246,6 +247,7 @@ class PaintGeneratedModularPipeline(SavedWithPackage, ModularPipeline):
         "decoders",
         "denoise",
         "encoders",
+        "helpers",
         "modular_blocks_paint",
         "modular_pipeline",
     )
@@ -499,6 +501,7 @@ class PaintFamilyGeneratedModularPipeline(FamilyPipeline, SavedWithPackage, Modu
         "decoders",
         "denoise",
         "encoders",
+        "helpers",
         "modular_blocks_paint",
         "modular_pipeline",
     )
