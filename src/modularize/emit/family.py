@@ -20,6 +20,7 @@ emitters a single pipeline's package uses, over each workflow's plan as the fami
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import libcst as cst
 
@@ -142,8 +143,6 @@ def emit_family(family: FamilyPlan, sources: dict[str, str], generator: str, in_
 
 def _own_view(family: FamilyPlan, workflow: Workflow) -> PipelinePlan:
     """The workflow's plan for its own pipeline class: its names, the family's package and modules."""
-    from dataclasses import replace
-
     return replace(workflow.plan, package=family.package)
 
 

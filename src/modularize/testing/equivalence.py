@@ -575,8 +575,11 @@ class Equivalence:
         workflows = workflows_of(self.pipeline_cls)
         if workflows or workflow is not None:
             if workflow not in workflows:
-                message = f"{workflow!r} is not a workflow of this family's package (it has {', '.join(workflows)})"
-                raise InputError(message, Location(str(package_dir)))
+                if workflow is None:
+                    message = f"a family's package: name one of its workflows ({', '.join(workflows)})"
+                else:
+                    message = f"{workflow!r} is not a workflow of this family's package ({', '.join(workflows)})"
+                raise InputError(message, Location(str(package_dir)), fix="verify it with `modularize verify`")
             self.pipeline_cls = self.built_cls.workflow_pipelines[workflow]
         self.standard_cls = standard_class(self.pipeline_cls, package_dir)
         builtin = builtin_setup(self.standard_cls, self.pipeline_cls)
