@@ -233,3 +233,29 @@ def test_stable_diffusion_text_image_and_inpainting_as_one_package_each_bitwise(
     workflows = [case.name.partition(":")[0] for case in report.cases]
     assert sorted(set(workflows)) == ["base", "img2img", "inpaint"]
     assert all(c.status == "compared" and c.bitwise for c in report.cases), [c for c in report.cases if not c.bitwise]
+
+
+def test_a_module_function_the_sources_define_differently_is_kept_per_workflow(cli, tmp_path, monkeypatch):
+    """`planning.family_modules`: each workflow's blocks call its own source's definition, under a name of its
+    own where they differ, and a block calling differently defined functions is not shared."""
+    for path, factor in zip(PAINT_FILES, ("2", "3"), strict=True):
+        text = (ROOT / path).read_text()
+        text = text.replace("\n\nclass ", f"\n\ndef shade(x):\n    return x * {factor}\n\n\nclass ", 1)
+        text = text.replace(
+            "        image = self.vae.decode(sample / self.vae.config.scaling_factor).sample\n",
+            "        image = shade(self.vae.decode(sample / self.vae.config.scaling_factor).sample)\n",
+        )
+        (tmp_path / path.name).write_text(text)
+    monkeypatch.chdir(tmp_path)
+    names = [path.name for path in PAINT_FILES]
+    family = family_plan([plan_of_file(Path(name)) for name in names])
+    decode = by_name(family.blocks, "decode_pixels")
+    assert decode.groups == (("img2img",), ("base",))
+    assert decode.differences[0].where == "the module-level definitions it reads"
+    assert by_name(family.blocks, "denoise").groups == (("img2img", "base"),)  # (it calls no `shade`)
+    assert family.renamed_module_names("base") == {"shade": "shade_base"}
+    assert cli("convert", *names, "-o", "modular_paint", "-q").code == EXIT_OK
+    decoders = (tmp_path / "modular_paint" / "decoders.py").read_text()
+    assert "def shade(x):\n    return x * 3" in decoders  # img2img's, the first workflow's
+    assert "def shade_base(x):\n    return x * 2" in decoders
+    assert decoders.count("shade_base(") == 2  # defined, and called by the base workflow's decoding

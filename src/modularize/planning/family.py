@@ -36,7 +36,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import textwrap
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import libcst as cst
@@ -46,7 +46,7 @@ from ..cst.substitute import substitute_names
 from ..cst.tree_walk import findall, names_in, walk
 from ..errors import ConversionError
 from ..frontend.parse import code, snippet
-from ..kinds import DefinitionKind
+from .family_modules import module_names, names_read_by_blocks, nodes_of
 from .naming import Naming, words_of
 from .plan import BlockPlan, Component, Helper, LoopPlan, ModuleDefinition, Param, PipelinePlan
 
@@ -114,6 +114,12 @@ class FamilyPlan:
     module_definitions: tuple[ModuleDefinition, ...] = ()
     # helpers written once for the workflows sharing their code (`FamilyHelpers`), with those workflows
     shared_helpers: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # per workflow, the names its source's module definitions have in the package where the sources define them
+    # differently (`basic_clean` -> `basic_clean_i2v`, `planning.family_modules`)
+    module_renames: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
+
+    def renamed_module_names(self, workflow: str) -> dict[str, str]:
+        return dict(next((pairs for name, pairs in self.module_renames if name == workflow), ()))
 
     @property
     def naming(self) -> Naming:
@@ -173,16 +179,18 @@ def family_plan(plans: Sequence[PipelinePlan]) -> FamilyPlan:
     if built is not None:
         raise _refusal(built, f"`{built.class_name}` calls pipelines it builds: it is not a workflow of a family yet")
     workflows = _ordered_with_triggers([Workflow(n, None, p) for n, p in zip(names, plans, strict=True)])
+    modules = module_names({w.name: w.plan for w in workflows}, names_read_by_blocks(plans))
     blocks = tuple(
         dataclasses.replace(
             _with_prefixes(block, workflows, prefix),
             parts=tuple(_with_prefixes(part, workflows, prefix) for part in block.parts),
         )
-        for block in _family_blocks(workflows)
+        for block in _family_blocks(workflows, modules.variants)
     )
-    helpers = _family_helpers(workflows)
+    helpers = _family_helpers(workflows, modules.variants)
     shared = _shared_helpers(helpers, workflows)
-    return FamilyPlan(prefix, workflows, blocks, helpers, _module_definitions(workflows), shared)
+    renames = tuple((w, tuple(sorted(modules.renamed[w].items()))) for w in modules.renamed if modules.renamed[w])
+    return FamilyPlan(prefix, workflows, blocks, helpers, modules.definitions, shared, renames)
 
 
 def _shared_helpers(
@@ -218,79 +226,6 @@ def _helpers_called_through_classes(plan: PipelinePlan, name: str) -> set[str] |
     called = {a.attr.value for a in through if isinstance(a.value, cst.Name) and a.value.value in own}
     named = sum(1 for found in walk(function) if isinstance(found, cst.Name) and found.value in own)
     return called if named == len([a for a in through if a.value.value in own]) else None
-
-
-def _module_definitions(workflows: Sequence[Workflow]) -> tuple[ModuleDefinition, ...]:
-    """The module-level definitions of every workflow's source, each name once. Where two sources define a name
-    the generated code reads differently, a block of one would run the other's, so the family is refused; a
-    name it never reads (`EXAMPLE_DOC_STRING`) may differ."""
-    chosen: dict[str, ModuleDefinition] = {}
-    ordered: list[ModuleDefinition] = []
-    read = _names_read_by_blocks(workflows)
-    for workflow in workflows:
-        for definition in workflow.plan.module_definitions:
-            clashing = [chosen[n] for n in definition.names if n in chosen]
-            if not clashing:
-                ordered.append(definition)
-                chosen.update(dict.fromkeys(definition.names, definition))
-                continue
-            if any(_differ(other, definition) for other in clashing) and read & set(definition.names):
-                name = next(n for n in definition.names if n in chosen)
-                raise ConversionError(
-                    f"`{name}` is defined differently by the modules of {clashing[0].origin} and "
-                    f"{definition.origin}: one package cannot hold both",
-                    workflow.plan.class_location,
-                    fix="convert these pipelines one by one",
-                )
-    return tuple(ordered)
-
-
-def _names_read_by_blocks(workflows: Sequence[Workflow]) -> set[str]:
-    """Every name spelled in the workflows' blocks, and in the module definitions those names reach: a superset
-    of what the generated code reads from module level."""
-    spelled: set[str] = set()
-    for workflow in workflows:
-        for block in workflow.plan.blocks:
-            for node in _nodes_of(block):
-                spelled |= names_in(node)
-    definitions = [d for w in workflows for d in w.plan.module_definitions if d.kind != DefinitionKind.IMPORT]
-    grown = True
-    while grown:
-        grown = False
-        for definition in definitions:
-            if spelled & set(definition.names) and not names_in(definition.node) <= spelled:
-                spelled |= names_in(definition.node)
-                grown = True
-    return spelled
-
-
-def _nodes_of(value) -> Iterable[cst.CSTNode]:
-    if isinstance(value, cst.CSTNode):
-        yield value
-    elif isinstance(value, tuple):
-        for item in value:
-            yield from _nodes_of(item)
-    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-        for field in dataclasses.fields(value):
-            yield from _nodes_of(getattr(value, field.name))
-
-
-def _differ(a: ModuleDefinition, b: ModuleDefinition) -> bool:
-    """Two definitions of one name: imports of the same thing, or the same code (as Python: a `# Copied from`
-    comment aside)."""
-    if DefinitionKind.IMPORT in (a.kind, b.kind):
-        return a.kind != b.kind or not _same_import(a.origin, b.origin)
-    return _code_fingerprint(a.node, {}) != _code_fingerprint(b.node, {})
-
-
-def _same_import(a: str, b: str) -> bool:
-    """`module:Name` imports of one thing: the same, or one from a package re-exporting its submodule's
-    (`diffusers.pipelines.stable_diffusion:X` and `diffusers.pipelines.stable_diffusion.pipeline_output:X`), as a
-    package's `__init__` does by Python's convention."""
-    (module_a, _, name_a), (module_b, _, name_b) = a.partition(":"), b.partition(":")
-    if name_a != name_b:
-        return False
-    return module_a == module_b or module_b.startswith(module_a + ".") or module_a.startswith(module_b + ".")
 
 
 def _with_prefixes(block: FamilyBlock, workflows: Sequence[Workflow], prefix: str) -> FamilyBlock:
@@ -349,23 +284,29 @@ class _Member:
     lines: int
 
 
-def _family_blocks(workflows: Sequence[Workflow]) -> tuple[FamilyBlock, ...]:
+def _family_blocks(
+    workflows: Sequence[Workflow], variants: Mapping[str, Mapping[str, int]]
+) -> tuple[FamilyBlock, ...]:
     keys: dict[str, list[_Member]] = {}
     for workflow in workflows:
         own = _own_class_names(workflow.plan)
         for block in workflow.plan.blocks:
             lines = block.lines[1] - block.lines[0] + 1 if block.lines[0] else 0
-            fingerprint = (_fingerprint(block, own), _context_fingerprint(workflow.plan, block, own))
+            context = _context_fingerprint(workflow.plan, block, own)
+            fingerprint = (_fingerprint(block, own), context, _module_variants(block, variants[workflow.name]))
             keys.setdefault(block.key, []).append(_Member(workflow.name, block, fingerprint, own, lines))
     return tuple(
-        FamilyBlock(key, *_grouped(members), parts=_loop_parts(members, workflows)) for key, members in keys.items()
+        FamilyBlock(key, *_grouped(members), parts=_loop_parts(members, workflows, variants))
+        for key, members in keys.items()
     )
 
 
 WRAPPER = "wrapper"  # the name of a loop's wrapper among its parts
 
 
-def _loop_parts(members: list[_Member], workflows: Sequence[Workflow]) -> tuple[FamilyBlock, ...]:
+def _loop_parts(
+    members: list[_Member], workflows: Sequence[Workflow], variants: Mapping[str, Mapping[str, int]]
+) -> tuple[FamilyBlock, ...]:
     """A denoising loop's wrapper and steps, each grouped by its code: the wrapper by everything of the loop but
     its steps, a step by its own plan and the loop header it is called with; both with the guidance and the
     components they declare."""
@@ -378,19 +319,31 @@ def _loop_parts(members: list[_Member], workflows: Sequence[Workflow]) -> tuple[
         loop, plan = member.value, plans[member.workflow]
         context = _context_fingerprint(plan, loop, member.own)
         alone = dataclasses.replace(loop, steps=())
-        wrapper = dataclasses.replace(member, value=alone, fingerprint=(_fingerprint(alone, member.own), context))
+        reads = _module_variants(loop, variants[member.workflow])
+        wrapper = dataclasses.replace(
+            member, value=alone, fingerprint=(_fingerprint(alone, member.own), context, reads)
+        )
         parts.setdefault(WRAPPER, []).append(wrapper)
         for step in loop.steps:
             if not step.body:
                 continue  # (a step with nothing to do is not written)
-            fingerprint = (_fingerprint(step, member.own), loop.loop_targets, context)
+            fingerprint = (_fingerprint(step, member.own), loop.loop_targets, context, reads)
             lines = step.lines[1] - step.lines[0] + 1 if step.lines[0] else 0
             stepped = _Member(member.workflow, step, fingerprint, member.own, lines)
             parts.setdefault(step.key, []).append(stepped)
     return tuple(FamilyBlock(name, *_grouped(found)) for name, found in parts.items())
 
 
-def _family_helpers(workflows: Sequence[Workflow]) -> tuple[FamilyHelper, ...]:
+def _module_variants(value, variants: Mapping[str, int]) -> tuple[tuple[str, int], ...]:
+    """Which variant of each module-level name a block (or helper) reads: two blocks calling differently defined
+    `prompt_clean`s are two blocks."""
+    spelled = set().union(*(names_in(node) for node in nodes_of(value)))
+    return tuple(sorted((name, variants[name]) for name in spelled if name in variants))
+
+
+def _family_helpers(
+    workflows: Sequence[Workflow], variants: Mapping[str, Mapping[str, int]]
+) -> tuple[FamilyHelper, ...]:
     names: dict[str, list[_Member]] = {}
     for workflow in workflows:
         own = _own_class_names(workflow.plan)
@@ -400,7 +353,8 @@ def _family_helpers(workflows: Sequence[Workflow]) -> tuple[FamilyHelper, ...]:
                 continue
             seen.add(helper.name)
             lines = len(code(helper.function).strip().splitlines())
-            member = _Member(workflow.name, helper, _fingerprint(helper, own), own, lines)
+            fingerprint = (_fingerprint(helper, own), _module_variants(helper, variants[workflow.name]))
+            member = _Member(workflow.name, helper, fingerprint, own, lines)
             names.setdefault(helper.name, []).append(member)
     return tuple(FamilyHelper(name, *_grouped(members)) for name, members in sorted(names.items()))
 
@@ -422,8 +376,11 @@ def _grouped(
 def _first_difference(a: _Member, b: _Member) -> Difference:
     path, left, right = _difference(a.value, b.value, a.own, b.own)
     where = "".join(part if part.startswith(("[", " ")) else f".{part}" for part in path).lstrip(".")
+    if not where:
+        # the same code, reading module-level definitions the sources define differently
+        return Difference("the module-level definitions it reads")
     if left is None or right is None:
-        return Difference(where or "its code")
+        return Difference(where)
     return Difference(where or "its code", *_around_the_difference(left, right))
 
 
@@ -722,6 +679,7 @@ def workflow_in_family(family: FamilyPlan, workflow: Workflow) -> PipelinePlan:
         for old, new_prefix in classes:
             renamed[old] = new_prefix + old[len(plan.prefix) :]
     names = {old: cst.Name(new) for old, new in renamed.items() if old != new}
+    names.update({old: cst.Name(new) for old, new in family.renamed_module_names(workflow.name).items()})
     blocks = tuple(_renamed(block, renamed, names) for block in plan.blocks)
     shared = {name for name, group in family.shared_helpers if workflow.name in group}
     if shared:
@@ -749,8 +707,9 @@ def shared_helper_functions(family: FamilyPlan) -> list[cst.FunctionDef]:
     for name, group in family.shared_helpers:
         plan = family.workflow(group[0]).plan
         function = next(h.function for h in _helpers_of(plan) if h.name == name)
-        holder = cst.Name(family.helpers_class_name)
-        functions.append(substitute_names(function, dict.fromkeys(_own_class_names(plan), holder)))
+        names = dict.fromkeys(_own_class_names(plan), cst.Name(family.helpers_class_name))
+        names.update({old: cst.Name(new) for old, new in family.renamed_module_names(group[0]).items()})
+        functions.append(substitute_names(function, names))
     return functions
 
 
