@@ -259,3 +259,18 @@ def test_a_module_function_the_sources_define_differently_is_kept_per_workflow(c
     assert "def shade(x):\n    return x * 3" in decoders  # img2img's, the first workflow's
     assert "def shade_base(x):\n    return x * 2" in decoders
     assert decoders.count("shade_base(") == 2  # defined, and called by the base workflow's decoding
+
+
+@pytest.mark.slow
+def test_a_saved_family_pipeline_loads_back_with_diffusers_alone_and_runs_each_workflow(tmp_path, monkeypatch):
+    """`save_pretrained`, then `ModularPipeline.from_pretrained(..., trust_remote_code=True)` in a fresh process:
+    the family's class, its blocks, and the image-to-image workflow selected by `image`, bitwise."""
+    from modularize.testing.saved_pipeline import saved_and_loaded
+
+    monkeypatch.chdir(ROOT)
+    result = saved_and_loaded(EXPECTED_PACKAGE, tmp_path, workflow="img2img")
+    assert (result.pipeline_class, result.blocks_class) == (
+        "PaintFamilyGeneratedModularPipeline",
+        "PaintFamilyGeneratedBlocks",
+    )
+    assert result.differences and result.bitwise, result.differences

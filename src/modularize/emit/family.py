@@ -222,6 +222,12 @@ def _blocks_module(family: FamilyPlan, views: dict[str, PipelinePlan]) -> list[c
         [family.pipeline_class_name, family.blocks_class_name]
         + [name for w in family.workflows for name in (w.plan.pipeline_class_name, w.plan.blocks_class_name)]
     )
+    if family.shared_helpers:
+        text += (
+            "# diffusers' loader copies the modules a saved pipeline's blocks module imports, and only those: the\n"
+            "# module of the helpers the blocks share is one\n"
+            f"SHARED_HELPERS = {family.helpers_class_name}\n\n\n"
+        )
     text += (
         f"class {family.workflows_class_name}({PACKAGE_BLOCKS_NAME}, AutoPipelineBlocks):\n"
         f"    model_name = {family.model_name!r}\n"

@@ -42,13 +42,16 @@ class SavedAndLoaded:
         return all(diff.bitwise for diff in self.differences.values())
 
 
-def saved_and_loaded(package_dir: str | Path, work_dir: str | Path, case: dict[str, Any] | None = None):
-    """Save the generated pipeline of `package_dir`, load it back in a fresh process and compare its outputs."""
+def saved_and_loaded(
+    package_dir: str | Path, work_dir: str | Path, case: dict[str, Any] | None = None, workflow: str | None = None
+):
+    """Save the generated pipeline of `package_dir`, load it back in a fresh process and compare its outputs (a
+    family's package: on the inputs of `workflow`, with that workflow's standard pipeline)."""
     import torch
 
     work = Path(work_dir)
     saved, exchanged = work / "saved", work / "exchanged.pt"
-    equivalence = Equivalence(package_dir)
+    equivalence = Equivalence(package_dir, workflow=workflow)
     components, inputs = equivalence.case_inputs(dict(case or {}))
     equivalence.pipeline(components, exact=False).save_pretrained(str(saved), overwrite_modular_index=True)
     torch.save({"inputs": inputs, "seed": equivalence._seed, "generator": equivalence.takes_generator}, exchanged)
@@ -100,7 +103,10 @@ def load_and_run(saved: str, exchanged: str) -> None:
     if handed["generator"]:
         kwargs["generator"] = torch.Generator("cpu").manual_seed(seed)
     state = pipe(**kwargs)
-    outputs = pipeline_outputs(type(pipe), state)
+    # a family's pipeline: the outputs of the workflow the inputs selected
+    workflows = getattr(type(pipe), "workflow_pipelines", None)
+    described = workflows[pipe.workflow_for(handed["inputs"])] if workflows else type(pipe)
+    outputs = pipeline_outputs(described, state)
     managed = sorted(type(component).__name__ for component in manager.components.values())
     result = {
         "class": type(pipe).__name__,

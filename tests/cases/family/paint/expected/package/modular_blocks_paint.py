@@ -3,7 +3,7 @@
 # modularize-source: tests/cases/family/paint/pipeline_paint_img2img.py sha256:9def4990a72df502b0e9b2c922043b245e2d3c2a12f5eeaabdd23fb5a3242a42 (PaintImg2ImgPipeline)
 # modularize-source: tests/cases/family/paint/pipeline_paint.py sha256:cd3f31bed99fd5aee3196bb077b1ea753f8b5076289ed8de22ec8573c98d9a3f (PaintPipeline)
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:36766c7e082439af4c82492d9a4c1ffa32c5eec5aadc89882c047fb10160de07
+# modularize-output: sha256:f08d74e119aa5a3519dc9168e5c01485f5bcb1cee45ebf80388b35fb433cc523
 
 from diffusers.modular_pipelines.modular_pipeline import AutoPipelineBlocks, SequentialPipelineBlocks
 from diffusers.modular_pipelines.modular_pipeline_utils import InsertableDict
@@ -18,6 +18,7 @@ from .before_denoise import (
 from .decoders import PaintDecodePixelsStep
 from .denoise import PaintDenoiseStep
 from .encoders import PaintEncodeWordsStep, PaintImg2ImgVaeEncoderStep
+from .helpers import PaintFamilyHelpers
 from .modular_pipeline import (
     PackageBlocks,
     PaintFamilyGeneratedModularPipeline,
@@ -89,6 +90,11 @@ class PaintGeneratedBlocks(WorkflowBlocks, PackageBlocks, SequentialPipelineBloc
     @property
     def description(self) -> str:
         return "The `base` workflow: blocks converted from `PaintPipeline`, in the order its `__call__` runs them."
+
+
+# diffusers' loader copies the modules a saved pipeline's blocks module imports, and only those: the
+# module of the helpers the blocks share is one
+SHARED_HELPERS = PaintFamilyHelpers
 
 
 class PaintWorkflowsStep(PackageBlocks, AutoPipelineBlocks):
