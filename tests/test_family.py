@@ -219,6 +219,17 @@ def test_each_paint_workflow_is_bitwise_its_standard_pipeline_through_the_family
 
 
 @pytest.mark.slow
+def test_each_block_of_each_paint_workflow_runs_alone(monkeypatch):
+    """`block.init_pipeline()` builds the family's pipeline, which runs one block as a workflow running it."""
+    from modularize.testing.standalone_blocks import blocks_alone
+
+    monkeypatch.chdir(ROOT)
+    for workflow, count in (("img2img", 7), ("base", 6)):
+        results = blocks_alone(EXPECTED_PACKAGE, workflow=workflow)
+        assert len(results) == count and all(r.status == "equal" for r in results), (workflow, results)
+
+
+@pytest.mark.slow
 def test_stable_diffusion_text_image_and_inpainting_as_one_package_each_bitwise(cli, tmp_path):
     """The acceptance of the family issue for SD: every workflow of the merged package, through the family's
     pipeline, plain and exact, on the built-in matrices of the standard pipelines."""

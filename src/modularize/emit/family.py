@@ -111,7 +111,7 @@ def emit_family(family: FamilyPlan, sources: dict[str, str], generator: str, in_
     saved = sorted(name[:-3] for name in modules if name != "__init__.py")
     for workflow in family.workflows:
         pipeline_statements += pipeline_class(_own_view(family, workflow), modules=saved)
-    pipeline_statements += _family_pipeline_class(family, modules)
+    pipeline_statements += _family_pipeline_class(family, modules, _block_workflows(family, views))
     files[_PIPELINE_FILE].body = _once(pipeline_statements)
 
     files[blocks_name].body = _blocks_module(family, views)
@@ -152,7 +152,22 @@ def _modules(family: FamilyPlan) -> list[str]:
     return ["__init__.py", *LEAF_FILES, *helpers, _PIPELINE_FILE, blocks_file(family.package)]
 
 
-def _family_pipeline_class(family: FamilyPlan, files: Sequence[str]) -> list[cst.BaseStatement]:
+def _block_workflows(family: FamilyPlan, views: dict[str, PipelinePlan]) -> dict[str, tuple[str, ...]]:
+    """Each class of a block (a loop's wrapper and steps too) -> the workflows running it, in the family's order."""
+    running: dict[str, list[str]] = {}
+    for workflow in family.workflows:
+        for block in views[workflow.name].blocks:
+            names = [block.class_name]
+            if isinstance(block, LoopPlan):
+                names += [block.wrapper_class_name, *(step.class_name for step in block.steps if step.body)]
+            for name in names:
+                running.setdefault(name, []).append(workflow.name)
+    return {name: tuple(workflows) for name, workflows in sorted(running.items())}
+
+
+def _family_pipeline_class(
+    family: FamilyPlan, files: Sequence[str], block_workflows: dict[str, tuple[str, ...]]
+) -> list[cst.BaseStatement]:
     blocks_name = blocks_file(family.package)
     bases: dict[str, None] = {}
     for workflow in family.workflows:
@@ -167,6 +182,7 @@ def _family_pipeline_class(family: FamilyPlan, files: Sequence[str]) -> list[cst
     )
     saved = sorted(name[:-3] for name in files if name != "__init__.py")
     listed = ", ".join(f"`{w.plan.class_name}`" for w in family.workflows)
+    running = "".join(f"        {name!r}: {_tuple(workflows)},\n" for name, workflows in block_workflows.items())
     template = (
         f"class {family.pipeline_class_name}({names}):\n"
         f'    """The workflows of {listed}, converted by modularize, as one ModularPipeline.\n\n'
@@ -179,6 +195,7 @@ def _family_pipeline_class(family: FamilyPlan, files: Sequence[str]) -> list[cst
         f"    workflow_triggers = (\n{triggers}    )\n"
         f"    default_workflow = {family.default_workflow!r}\n"
         f"    adapted_components = {{\n{adapted}    }}\n"
+        f"    block_workflows = {{\n{running}    }}\n"
         f"    package_modules = {_tuple(saved)}\n\n"
         "    def __init__(self, blocks=None, *args, **kwargs):\n"
         "        if blocks is None:\n"

@@ -77,12 +77,12 @@ def _comparable(value: Any) -> Any:
 
 
 @contextmanager
-def _observed(pipe) -> Iterator[dict[str, _Entry]]:
-    """{block key: what the top-level block received and produced} for the runs inside the `with`."""
+def _observed(pipe, top) -> Iterator[dict[str, _Entry]]:
+    """{block key: what each block of `top` received and produced} for the runs inside the `with`."""
     import torch
     from diffusers.modular_pipelines.modular_pipeline import ModularPipelineBlocks
 
-    keys = {type(block): key for key, block in pipe._blocks.sub_blocks.items()}
+    keys = {type(block): key for key, block in top.sub_blocks.items()}
     taken: dict[str, _Entry] = {}
     get_state, set_state = ModularPipelineBlocks.get_block_state, ModularPipelineBlocks.set_block_state
 
@@ -123,6 +123,13 @@ def _restore_states(pipe, given: dict[str, Any]) -> None:
             registered.__dict__.update(copy.deepcopy(value.__dict__))
 
 
+def _top_blocks(equivalence: Equivalence, pipe):
+    """The blocks run alone: the package's top-level blocks, or a family's workflow's."""
+    if equivalence.workflow is not None:
+        return pipe.workflow_blocks(equivalence.workflow)
+    return pipe._blocks
+
+
 def _observed_run(equivalence: Equivalence, case: dict[str, Any] | None):
     """(pipeline, call inputs, entries, final state) of one full run: of the given case, or of the first of the
     package's cases a full run accepts (the default inputs of a pipeline that needs a negative prompt under CFG, say,
@@ -133,7 +140,7 @@ def _observed_run(equivalence: Equivalence, case: dict[str, Any] | None):
         pipe = equivalence.pipeline(components, exact=False)
         try:
             kwargs = pipe.translate_standard_call(**inputs)
-            with _observed(pipe) as entries:
+            with _observed(pipe, _top_blocks(equivalence, pipe)) as entries:
                 state = pipe(**kwargs, **equivalence._random_inputs())
             return pipe, inputs, entries, state
         except Exception:
@@ -156,13 +163,16 @@ def _run_alone(block, entry: _Entry):
     return alone(**{name: _copied(value) for name, value in entry.inputs.items()})
 
 
-def blocks_alone(package: str | Path | Equivalence, case: dict[str, Any] | None = None) -> list[BlockAlone]:
+def blocks_alone(
+    package: str | Path | Equivalence, case: dict[str, Any] | None = None, workflow: str | None = None
+) -> list[BlockAlone]:
     """Run every top-level block of the package alone (see the module docstring); one result per block. `package`
-    is the package directory (built-in tiny components) or an `Equivalence` set up with the user's components."""
-    equivalence = package if isinstance(package, Equivalence) else Equivalence(package)
+    is the package directory (built-in tiny components) or an `Equivalence` set up with the user's components; a
+    family's package: the blocks of `workflow`."""
+    equivalence = package if isinstance(package, Equivalence) else Equivalence(package, workflow=workflow)
     pipe, _, entries, _ = _observed_run(equivalence, case)
     results = []
-    for key, block in pipe._blocks.sub_blocks.items():
+    for key, block in _top_blocks(equivalence, pipe).sub_blocks.items():
         entry = entries.get(key)
         if entry is None:
             results.append(BlockAlone(key, "failed", "the full run did not reach this block"))

@@ -70,6 +70,8 @@ class FamilyPipeline:
     # workflow name -> (the components its standard `__init__` adapts, whether it registers what it returns)
     adapted_components = {}
     workflows_block = "workflows"  # the name of the `AutoPipelineBlocks` among the family's blocks
+    # block class name -> the workflows running it: a block run alone (`block.init_pipeline()`) runs as one of them
+    block_workflows = {}
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -106,7 +108,21 @@ class FamilyPipeline:
         return self.default_workflow
 
     def workflow_blocks(self, name):
-        return self._blocks.sub_blocks[self.workflows_block].sub_blocks[name]
+        """The blocks the workflow runs: its blocks among the family's, or the pipeline's own blocks when they are
+        not the family's (a block run alone)."""
+        workflows = getattr(self._blocks, "sub_blocks", {}).get(self.workflows_block)
+        if workflows is None or name not in workflows.sub_blocks:
+            return self._blocks
+        return workflows.sub_blocks[name]
+
+    def _selected_workflow(self, inputs):
+        """The workflow a call runs: the one its inputs select, unless the pipeline's blocks are one block that
+        workflow does not run (a block run alone): then the first workflow running it."""
+        name = self.workflow_for(inputs)
+        running = self.block_workflows.get(type(self._blocks).__name__)
+        if running and name not in running:
+            return running[0]
+        return name
 
     def register_components(self, **kwargs):
         super().register_components(**kwargs)
@@ -140,12 +156,12 @@ class FamilyPipeline:
     def translate_standard_call(self, **kwargs):
         """Keyword arguments of the standard call of the workflow they select -> keyword arguments of this
         pipeline."""
-        with self.running_workflow(self.workflow_for(kwargs)):
+        with self.running_workflow(self._selected_workflow(kwargs)):
             return self._from_standard_arguments(kwargs, strict=True)
 
     def __call__(self, state=None, output=None, **kwargs):
         given = {**(state.values if state is not None else {}), **kwargs}
-        name = self.workflow_for(given)
+        name = self._selected_workflow(given)
         with self.running_workflow(name):
             standard = (*self.guider_arguments, *self.unserved_arguments, *self.ignored_arguments)
             if any(argument in kwargs for argument in standard):

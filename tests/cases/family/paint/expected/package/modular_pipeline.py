@@ -3,7 +3,7 @@
 # modularize-source: tests/cases/family/paint/pipeline_paint_img2img.py sha256:9def4990a72df502b0e9b2c922043b245e2d3c2a12f5eeaabdd23fb5a3242a42 (PaintImg2ImgPipeline)
 # modularize-source: tests/cases/family/paint/pipeline_paint.py sha256:cd3f31bed99fd5aee3196bb077b1ea753f8b5076289ed8de22ec8573c98d9a3f (PaintPipeline)
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:3ce3cddb5618381669dce0a4dde589cece57a1f84133ba53cd5734735eadbb29
+# modularize-output: sha256:884c0b92ade14f9e604f83bf5c3e0e623b344c5a62ea0739e0ccd4bb27469af5
 
 import shutil
 import sys
@@ -369,6 +369,8 @@ class FamilyPipeline:
     # workflow name -> (the components its standard `__init__` adapts, whether it registers what it returns)
     adapted_components = {}
     workflows_block = "workflows"  # the name of the `AutoPipelineBlocks` among the family's blocks
+    # block class name -> the workflows running it: a block run alone (`block.init_pipeline()`) runs as one of them
+    block_workflows = {}
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -405,7 +407,21 @@ class FamilyPipeline:
         return self.default_workflow
 
     def workflow_blocks(self, name):
-        return self._blocks.sub_blocks[self.workflows_block].sub_blocks[name]
+        """The blocks the workflow runs: its blocks among the family's, or the pipeline's own blocks when they are
+        not the family's (a block run alone)."""
+        workflows = getattr(self._blocks, "sub_blocks", {}).get(self.workflows_block)
+        if workflows is None or name not in workflows.sub_blocks:
+            return self._blocks
+        return workflows.sub_blocks[name]
+
+    def _selected_workflow(self, inputs):
+        """The workflow a call runs: the one its inputs select, unless the pipeline's blocks are one block that
+        workflow does not run (a block run alone): then the first workflow running it."""
+        name = self.workflow_for(inputs)
+        running = self.block_workflows.get(type(self._blocks).__name__)
+        if running and name not in running:
+            return running[0]
+        return name
 
     def register_components(self, **kwargs):
         super().register_components(**kwargs)
@@ -439,12 +455,12 @@ class FamilyPipeline:
     def translate_standard_call(self, **kwargs):
         """Keyword arguments of the standard call of the workflow they select -> keyword arguments of this
         pipeline."""
-        with self.running_workflow(self.workflow_for(kwargs)):
+        with self.running_workflow(self._selected_workflow(kwargs)):
             return self._from_standard_arguments(kwargs, strict=True)
 
     def __call__(self, state=None, output=None, **kwargs):
         given = {**(state.values if state is not None else {}), **kwargs}
-        name = self.workflow_for(given)
+        name = self._selected_workflow(given)
         with self.running_workflow(name):
             standard = (*self.guider_arguments, *self.unserved_arguments, *self.ignored_arguments)
             if any(argument in kwargs for argument in standard):
@@ -496,6 +512,45 @@ class PaintFamilyGeneratedModularPipeline(FamilyPipeline, SavedWithPackage, Modu
     )
     default_workflow = "base"
     adapted_components = {}
+    block_workflows = {
+        "PaintDecodePixelsStep": (
+            "img2img",
+            "base",
+        ),
+        "PaintDefineSettingsStep": (
+            "img2img",
+            "base",
+        ),
+        "PaintDenoiseLoopWrapper": (
+            "img2img",
+            "base",
+        ),
+        "PaintDenoiseStep": (
+            "img2img",
+            "base",
+        ),
+        "PaintEncodeWordsStep": (
+            "img2img",
+            "base",
+        ),
+        "PaintImg2ImgPrepareLatentNoiseStep": ("img2img",),
+        "PaintImg2ImgPrepareTicksStep": ("img2img",),
+        "PaintImg2ImgVaeEncoderStep": ("img2img",),
+        "PaintLoopAfterDenoiser": (
+            "img2img",
+            "base",
+        ),
+        "PaintLoopBeforeDenoiser": (
+            "img2img",
+            "base",
+        ),
+        "PaintLoopDenoiser": (
+            "img2img",
+            "base",
+        ),
+        "PaintPrepareLatentNoiseStep": ("base",),
+        "PaintPrepareTicksStep": ("base",),
+    }
     package_modules = (
         "before_denoise",
         "decoders",
