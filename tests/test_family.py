@@ -285,3 +285,10 @@ def test_a_saved_family_pipeline_loads_back_with_diffusers_alone_and_runs_each_w
         "PaintFamilyGeneratedBlocks",
     )
     assert result.differences and result.bitwise, result.differences
+
+
+def test_verify_names_the_workflows_of_a_family_package_it_does_not_know(cli, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    run = cli("verify", EXPECTED_PACKAGE, "--workflow", "inpaint", "--no-png")
+    assert run.code == EXIT_USAGE
+    assert "'inpaint' is not a workflow of this family's package (img2img, base)" in run.err

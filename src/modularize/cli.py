@@ -160,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("package", metavar="OUT_DIR", help="a package written by `modularize convert`")
     _add_verify_options(verify)
+    verify.add_argument(
+        "--workflow", metavar="NAME", help="a family's package: verify this workflow only (default: every workflow)"
+    )
     verify.set_defaults(handler="verify")
 
     check = commands.add_parser(

@@ -189,6 +189,7 @@ def run_verify(package: Path, args, progress=True):
         seed=args.seed,
         atol=args.atol,
         progress=stderr if progress else None,
+        workflow=getattr(args, "workflow", None),
     )
 
 

@@ -577,9 +577,11 @@ class Equivalence:
             if workflow not in workflows:
                 if workflow is None:
                     message = f"a family's package: name one of its workflows ({', '.join(workflows)})"
+                    fix = "`modularize verify` verifies every workflow of a family's package"
                 else:
                     message = f"{workflow!r} is not a workflow of this family's package ({', '.join(workflows)})"
-                raise InputError(message, Location(str(package_dir)), fix="verify it with `modularize verify`")
+                    fix = "name one of them with --workflow, or leave it out to verify every workflow"
+                raise InputError(message, Location(str(package_dir)), fix=fix)
             self.pipeline_cls = self.built_cls.workflow_pipelines[workflow]
         self.standard_cls = standard_class(self.pipeline_cls, package_dir)
         builtin = builtin_setup(self.standard_cls, self.pipeline_cls)
