@@ -26,12 +26,10 @@ import libcst as cst
 
 from ..planning.family import FamilyPlan, Workflow, shared_helper_functions, workflow_in_family
 from ..planning.plan import LoopPlan, PipelinePlan
-from .blocks import block_class, loop_classes
 from .format import format_files
-from .guider_class import guider_class
 from .header import with_family_header
 from .layout import LEAF_FILES, blocks_file
-from .package import _blocks_constant, _File, free_names
+from .package import _blocks_constant, _File, add_block
 from .pipeline_class import (
     EXPLICIT_NONE_NAME,
     GUIDER_RUNS_UNCONDITIONAL,
@@ -87,22 +85,7 @@ def emit_family(family: FamilyPlan, sources: dict[str, str], generator: str, in_
         for group in block.groups:
             view = views[group[0]]
             (planned,) = [b for b in view.blocks if b.key == block.key]
-            target = files[planned.file]
-            if isinstance(planned, LoopPlan):
-                emitted = loop_classes(view, planned)
-                classes = emitted.statements
-                if view.guidance.combine is not None:
-                    classes = guider_class(view) + classes
-                calls = [name for name in free_names(classes) if name not in package_names]
-                classes = runtime_definitions(calls) + classes
-            else:
-                emitted = block_class(view, planned)
-                classes = emitted.statements
-            target.body += classes
-            target.lists.update(emitted.lists)
-            for statement in classes:
-                if isinstance(statement, cst.ClassDef):
-                    package_names.setdefault(statement.name.value, planned.file)
+            add_block(files[planned.file], view, planned, package_names)
     for name in LEAF_FILES:
         files[name].body = _once(files[name].body)
 

@@ -16,7 +16,7 @@ import libcst as cst
 from ..cst.dataflow import flow_of, names_read
 from ..frontend.parse import code, module_code
 from ..kinds import DefinitionKind
-from ..planning.plan import PERTURBED_ATTENTION_GUIDER, LoopPlan, ModuleDefinition, PipelinePlan
+from ..planning.plan import PERTURBED_ATTENTION_GUIDER, BlockPlan, LoopPlan, ModuleDefinition, PipelinePlan
 from ..transforms.imports import import_from, prune_unused_imports, relative_module
 from .blocks import block_class, loop_classes, with_lists
 from .format import format_files
@@ -307,6 +307,28 @@ def _built_classes(plan: PipelinePlan, prefix: str) -> dict[str, str]:
     return {name: file for file, name in firsts.items()}
 
 
+def add_block(file: _File, plan: PipelinePlan, block: BlockPlan | LoopPlan, package_names: dict[str, str]) -> None:
+    """The block's classes at the end of `file`, each recorded in `package_names` (a class of the same name
+    recorded already, by another workflow of a family, stays where it is)."""
+    if isinstance(block, LoopPlan):
+        emitted = loop_classes(plan, block)
+        classes = emitted.statements
+        if plan.guidance.combine is not None:
+            classes = guider_class(plan) + classes
+        # the runtime helpers the guider code calls (`merge_guider_batches`, ...), copied by name, first
+        # (the mixin, say, is the package's own already: `modular_pipeline.py` carries it)
+        calls = [name for name in free_names(classes) if name not in package_names]
+        classes = runtime_definitions(calls) + classes
+    else:
+        emitted = block_class(plan, block)
+        classes = emitted.statements
+    file.body += classes
+    file.lists.update(emitted.lists)
+    for statement in classes:
+        if isinstance(statement, cst.ClassDef):
+            package_names.setdefault(statement.name.value, file.relpath)
+
+
 def emit_package(
     plan: PipelinePlan, source_text: str, generator: str, in_tree: bool = False, prefix: str = ""
 ) -> dict[str, str]:
@@ -337,24 +359,7 @@ def emit_package(
         built.update(emit_package(sub.plan, sub.source_text, sub.generator, in_tree, inner))
         package_names[sub.plan.blocks_class_name] = f"{inner}{blocks_file(sub.plan.package)}"
     for block in plan.blocks:
-        target = files[prefix + block.file]
-        if isinstance(block, LoopPlan):
-            emitted = loop_classes(plan, block)
-            classes = emitted.statements
-            if plan.guidance.combine is not None:
-                classes = guider_class(plan) + classes
-            # the runtime helpers the guider code calls (`merge_guider_batches`, ...), copied by name, first
-            # (the mixin, say, is the package's own already: `modular_pipeline.py` carries it)
-            calls = [name for name in free_names(classes) if name not in package_names]
-            classes = runtime_definitions(calls) + classes
-        else:
-            emitted = block_class(plan, block)
-            classes = emitted.statements
-        target.body += classes
-        target.lists.update(emitted.lists)
-        for statement in classes:
-            if isinstance(statement, cst.ClassDef):
-                package_names[statement.name.value] = prefix + block.file
+        add_block(files[prefix + block.file], plan, block, package_names)
     files[pipeline_file].body = pipeline_class(plan, prefix)
 
     constant = _blocks_constant(plan)
