@@ -26,7 +26,8 @@ def _family_plan(args) -> int:
     """Several pipelines: each one's plan, then how they make one family (`planning.family`)."""
     from ..convert import plan_for
     from ..frontend.source_file import module_reader, read_source
-    from ..planning.family import family_plan, family_summary, render_family_plan
+    from ..planning.family import family_plan
+    from ..planning.family_report import family_summary, render_family_plan
 
     if args.class_name:
         raise InputError("--class names one class of one file", fix="give each family member as a file of its own")

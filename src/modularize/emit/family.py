@@ -24,7 +24,8 @@ from dataclasses import replace
 
 import libcst as cst
 
-from ..planning.family import FamilyPlan, Workflow, shared_helper_functions, workflow_in_family
+from ..planning.family import FamilyPlan, Workflow
+from ..planning.family_views import shared_helper_functions, workflow_in_family
 from ..planning.plan import LoopPlan, PipelinePlan
 from .format import format_files
 from .header import with_family_header
