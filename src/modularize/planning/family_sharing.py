@@ -104,7 +104,7 @@ def family_blocks(workflows: Sequence[Workflow], variants: Mapping[str, Mapping[
         for block in workflow.plan.blocks:
             lines = block.lines[1] - block.lines[0] + 1 if block.lines[0] else 0
             context = _context_fingerprint(workflow.plan, block, own)
-            fingerprint = (_fingerprint(block, own), context, _module_variants(block, variants[workflow.name]))
+            fingerprint = _aspects(_fingerprint(block, own), context, _module_variants(block, variants[workflow.name]))
             keys.setdefault(block.key, []).append(_Member(workflow.name, block, fingerprint, own, lines))
     return tuple(
         FamilyBlock(key, *_grouped(members), parts=_loop_parts(members, workflows, variants))
@@ -132,13 +132,13 @@ def _loop_parts(
         alone = dataclasses.replace(loop, steps=())
         reads = _module_variants(loop, variants[member.workflow])
         wrapper = dataclasses.replace(
-            member, value=alone, fingerprint=(_fingerprint(alone, member.own), context, reads)
+            member, value=alone, fingerprint=_aspects(_fingerprint(alone, member.own), context, reads)
         )
         parts.setdefault(WRAPPER, []).append(wrapper)
         for step in loop.steps:
             if not step.body:
                 continue  # (a step with nothing to do is not written)
-            fingerprint = (_fingerprint(step, member.own), loop.loop_targets, context, reads)
+            fingerprint = _aspects((_fingerprint(step, member.own), loop.loop_targets), context, reads)
             lines = step.lines[1] - step.lines[0] + 1 if step.lines[0] else 0
             stepped = _Member(member.workflow, step, fingerprint, member.own, lines)
             parts.setdefault(step.key, []).append(stepped)
@@ -164,7 +164,7 @@ def family_helpers(
                 continue
             seen.add(helper.name)
             lines = len(code(helper.function).strip().splitlines())
-            fingerprint = (_fingerprint(helper, own), _module_variants(helper, variants[workflow.name]))
+            fingerprint = _aspects(_fingerprint(helper, own), None, _module_variants(helper, variants[workflow.name]))
             member = _Member(workflow.name, helper, fingerprint, own, lines)
             names.setdefault(helper.name, []).append(member)
     return tuple(FamilyHelper(name, *_grouped(members)) for name, members in sorted(names.items()))
@@ -184,15 +184,27 @@ def _grouped(
     )
 
 
+_CODE = "its code"
+
+
+def _aspects(code_fingerprint: object, context: object, module_variants: object) -> tuple[tuple[str, object], ...]:
+    """A member's fingerprint, each part named by what it is, so that a difference says which part differs."""
+    return (
+        (_CODE, code_fingerprint),
+        ("the components and guidance it declares", context),
+        ("the module-level definitions it reads", module_variants),
+    )
+
+
 def _first_difference(a: _Member, b: _Member) -> Difference:
+    differing = next(label for (label, x), (_, y) in zip(a.fingerprint, b.fingerprint, strict=True) if x != y)
+    if differing != _CODE:
+        return Difference(differing)
     path, left, right = _difference(a.value, b.value, a.own, b.own)
     where = "".join(part if part.startswith(("[", " ")) else f".{part}" for part in path).lstrip(".")
-    if not where:
-        # the same code, reading module-level definitions the sources define differently
-        return Difference("the module-level definitions it reads")
     if left is None or right is None:
-        return Difference(where)
-    return Difference(where or "its code", *_around_the_difference(left, right))
+        return Difference(where or "the loop header it runs in")
+    return Difference(where or _CODE, *_around_the_difference(left, right))
 
 
 def _difference(
