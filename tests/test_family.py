@@ -292,3 +292,18 @@ def test_verify_names_the_workflows_of_a_family_package_it_does_not_know(cli, mo
     run = cli("verify", EXPECTED_PACKAGE, "--workflow", "inpaint", "--no-png")
     assert run.code == EXIT_USAGE
     assert "'inpaint' is not a workflow of this family's package (img2img, base)" in run.err
+
+
+def test_emit_tests_writes_each_workflows_cases_for_a_family_package(cli, tmp_path):
+    """(Running such a file: 52 tests pass for SD text-to-image + image-to-image; the single-package template's
+    own runs are slow tests of `test_emit_tests.py`.)"""
+    out, tests = tmp_path / "modular_sd", tmp_path / "tests"
+    sources = [installed_diffusers_file(relative) for relative in SD[:2]]
+    assert cli("convert", *sources, "-o", out, "-q", "--emit-tests", tests).code == EXIT_OK
+    text = (tests / "test_modular_sd.py").read_text()
+    compile(text, "test_modular_sd.py", "exec")
+    namespace: dict = {}
+    exec(text.split("CASES = ")[0].split("PACKAGE = ")[1].split("\n", 1)[1], namespace)  # COMPONENTS, WORKFLOWS
+    assert list(namespace["WORKFLOWS"]) == ["img2img", "base"]
+    assert all(len(cases) > 3 for cases in namespace["WORKFLOWS"].values())  # the built-in matrices
+    assert "Equivalence(PACKAGE, COMPONENTS, workflow=workflow)" in text

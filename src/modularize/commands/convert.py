@@ -51,11 +51,6 @@ def command_convert(args) -> int:
     if not getattr(args, "pipelines", None):
         args.pipelines = [args.pipeline]
     args.pipeline = args.pipelines[0]
-    if len(args.pipelines) > 1 and getattr(args, "emit_tests", None):
-        raise InputError(
-            "--emit-tests writes the tests of one pipeline's package",
-            fix="verify a family's package with `modularize verify`",
-        )
     files = _convert_files(args)
     shown = Path(args.output) if args.output else Path(_package_name(files))
     sources = " ".join(shlex.quote(str(path)) for path in args.pipelines)

@@ -65,6 +65,65 @@ def test_random_standard_calls_agree(equivalence, data):
 '''
 
 
+FAMILY_TEMPLATE = '''"""Equivalence tests for the generated family package `{package}` (converted from {pipelines}).
+
+Each workflow runs through the family's pipeline and is compared with its own standard pipeline. Written by
+`modularize emit-tests`; regenerate it rather than edit it. Run it with `pytest {file}`; add `-n auto` to spread it
+over cores (pytest-xdist) and `--hypothesis-profile=modularize-ci` for a longer randomized run.
+"""
+
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from modularize.testing.equivalence import Equivalence
+from modularize.testing.standalone_blocks import blocks_alone
+from modularize.testing.strategies import budget, standard_call_inputs
+
+PACKAGE = Path(__file__).parent / {package_path!r}
+# `None`: modularize's built-in tiny components; else "module:function" returning the constructor arguments
+COMPONENTS = {components!r}
+# each workflow's cases
+WORKFLOWS = {workflows}
+CASES = [(workflow, name, case) for workflow, matrix in WORKFLOWS.items() for name, case in matrix]
+_EQUIVALENCES = {{}}
+
+
+def equivalence_of(workflow):
+    if workflow not in _EQUIVALENCES:
+        _EQUIVALENCES[workflow] = Equivalence(PACKAGE, COMPONENTS, workflow=workflow)
+    return _EQUIVALENCES[workflow]
+
+
+@pytest.mark.parametrize("workflow, inputs", [(w, c) for w, _, c in CASES], ids=[f"{{w}}-{{n}}" for w, n, _ in CASES])
+def test_exact_mode_is_bitwise_equal(workflow, inputs):
+    equivalence_of(workflow).assert_equivalent(inputs, mode="exact")
+
+
+@pytest.mark.parametrize("workflow, inputs", [(w, c) for w, _, c in CASES], ids=[f"{{w}}-{{n}}" for w, n, _ in CASES])
+def test_plain_mode_is_within_tolerance(workflow, inputs):
+    equivalence_of(workflow).assert_equivalent(inputs, mode="plain", atol=1e-5)
+
+
+@pytest.mark.parametrize("workflow", list(WORKFLOWS))
+def test_every_block_runs_alone_on_what_it_declares(workflow):
+    """Each block on a fresh pipeline, with the inputs it declares taken from a full run: the full run's outputs."""
+    results = blocks_alone(equivalence_of(workflow))
+    assert [(r.key, r.status, r.detail) for r in results if r.status != "equal"] == []
+
+
+@pytest.mark.parametrize("workflow", list(WORKFLOWS))
+@settings(max_examples=budget(), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_random_standard_calls_agree(workflow, data):
+    equivalence = equivalence_of(workflow)
+    inputs = data.draw(standard_call_inputs(equivalence.arguments), label="inputs")
+    equivalence.assert_equivalent(inputs, mode="plain", atol=1e-5)
+'''
+
+
 def pipeline_of(package: Path) -> str:
     """The standard pipeline class a generated package was converted from (read from its headers)."""
     init = package / "__init__.py"
@@ -75,11 +134,21 @@ def pipeline_of(package: Path) -> str:
     return parsed[0].pipeline_class
 
 
-def test_file(package: Path, directory: Path, components: str | None = None) -> tuple[Path, str]:
-    """The path and text of the pytest file for `package`, to live in `directory`."""
+def family_of(package: Path) -> dict[str, str]:
+    """{workflow: the standard pipeline class} of a family's package, in selection order; {} for another package."""
+    init = package / "__init__.py"
+    parsed = read_header(init.read_text(encoding="utf-8")) if init.is_file() else None
+    if parsed is None or not parsed[0].family:
+        return {}
+    from ..testing.equivalence import load_package, package_classes
+
+    pipeline_cls = package_classes(load_package(package))[0]
+    return {name: cls.standard_pipeline.rpartition(".")[2] for name, cls in pipeline_cls.workflow_pipelines.items()}
+
+
+def _matrix(pipeline: str, components: str | None, package: Path) -> list:
     from ..testing.tiny import setup_for
 
-    pipeline = pipeline_of(package)
     setup = setup_for(pipeline)
     if setup is None and components is None:
         raise InputError(
@@ -87,7 +156,27 @@ def test_file(package: Path, directory: Path, components: str | None = None) -> 
             Location(str(package)),
             fix="pass --components MODULE:FUNCTION returning the standard pipeline's constructor arguments",
         )
-    matrix = list(setup.cases) if setup is not None else [("default", {})]
+    return list(setup.cases) if setup is not None else [("default", {})]
+
+
+def test_file(package: Path, directory: Path, components: str | None = None) -> tuple[Path, str]:
+    """The path and text of the pytest file for `package`, to live in `directory` (a family's package: each
+    workflow's cases, run through the family's pipeline)."""
+    path = directory / f"test_{package.resolve().name}.py"
+    family = family_of(package)
+    if family:
+        workflows = {name: _matrix(pipeline, components, package) for name, pipeline in family.items()}
+        text = FAMILY_TEMPLATE.format(
+            package=package.resolve().name,
+            pipelines=", ".join(f"`{pipeline}`" for pipeline in family.values()),
+            file=path.name,
+            package_path=os.path.relpath(package.resolve(), directory.resolve()),
+            components=components,
+            workflows=repr(workflows),
+        )
+        return path, format_python(text)
+    pipeline = pipeline_of(package)
+    matrix = _matrix(pipeline, components, package)
     path = directory / f"test_{package.resolve().name}.py"
     text = TEMPLATE.format(
         package=package.resolve().name,
