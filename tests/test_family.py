@@ -85,6 +85,9 @@ def test_stable_diffusion_shares_its_copied_helpers_but_not_its_denoising_loops(
     denoise = by_name(sd_family.blocks, "denoise")
     assert len(denoise.groups) == 3
     assert denoise.differences[1].where.startswith("steps[before_denoiser].body")
+    # ... but image-to-image and inpainting run the same denoiser step, which is one class
+    assert by_name(denoise.parts, "denoiser").groups == (("inpaint", "img2img"), ("base",))
+    assert by_name(denoise.parts, "wrapper").groups == (("inpaint", "img2img"), ("base",))
 
 
 def test_plan_json_lists_workflows_and_sharing(cli, monkeypatch):

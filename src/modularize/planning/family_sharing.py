@@ -127,18 +127,18 @@ def _loop_parts(
     plans = {w.name: w.plan for w in workflows}
     parts: dict[str, list[_Member]] = {}
     for member in loops:
-        loop, plan = member.value, plans[member.workflow]
-        context = _context_fingerprint(plan, loop, member.own)
+        loop, plan, read = member.value, plans[member.workflow], variants[member.workflow]
         alone = dataclasses.replace(loop, steps=())
-        reads = _module_variants(loop, variants[member.workflow])
-        wrapper = dataclasses.replace(
-            member, value=alone, fingerprint=_aspects(_fingerprint(alone, member.own), context, reads)
-        )
-        parts.setdefault(WRAPPER, []).append(wrapper)
+        context = _part_context(plan, loop.components, member.own)
+        code_fingerprint = _fingerprint(alone, member.own)
+        fingerprint = _aspects(code_fingerprint, context, _module_variants(alone, read))
+        parts.setdefault(WRAPPER, []).append(dataclasses.replace(member, value=alone, fingerprint=fingerprint))
         for step in loop.steps:
             if not step.body:
                 continue  # (a step with nothing to do is not written)
-            fingerprint = _aspects((_fingerprint(step, member.own), loop.loop_targets), context, reads)
+            context = _part_context(plan, step.components, member.own)
+            code_fingerprint = (_fingerprint(step, member.own), loop.loop_targets)
+            fingerprint = _aspects(code_fingerprint, context, _module_variants(step, read))
             lines = step.lines[1] - step.lines[0] + 1 if step.lines[0] else 0
             stepped = _Member(member.workflow, step, fingerprint, member.own, lines)
             parts.setdefault(step.key, []).append(stepped)
@@ -320,6 +320,14 @@ def _context_fingerprint(plan: PipelinePlan, block: BlockPlan | LoopPlan, own: d
     specs = tuple(_fingerprint(components[name], own) for name in sorted(used) if name in components)
     guided = isinstance(block, LoopPlan) or getattr(block, "reads_guider", False)
     return specs, _fingerprint(plan.guidance, own) if guided else None
+
+
+def _part_context(plan: PipelinePlan, components: Sequence[str], own: dict[str, str]) -> object:
+    """What a part of a denoising loop reads from the plan around it: the specs of its components, and the
+    guidance (every step declares what the guider pairs; the denoiser declares the guider)."""
+    by_name = {c.name: c for c in plan.components}
+    specs = tuple(_fingerprint(by_name[name], own) for name in sorted(components) if name in by_name)
+    return specs, _fingerprint(plan.guidance, own)
 
 
 class _OwnNames(ast.NodeTransformer):
