@@ -191,7 +191,7 @@ def test_a_family_package_is_stale_when_any_of_its_sources_changes(cli, monkeypa
     assert run.code == EXIT_FAILED
     assert f"{names[1]} changed" in run.out
     # (the sources in the family's order, the workflows' selection order, which the headers record)
-    assert f"modularize convert {names[1]} {names[0]} -o modular_paint" in run.out
+    assert f"modularize convert {names[1]}::PaintImg2ImgPipeline {names[0]}::PaintPipeline -o modular_paint" in run.out
     run = cli("check", "--fix")
     assert run.code == EXIT_FAILED and "regenerated" in run.out
     assert cli("check").code == EXIT_OK
@@ -310,3 +310,23 @@ def test_emit_tests_writes_each_workflows_cases_for_a_family_package(cli, tmp_pa
     assert list(namespace["WORKFLOWS"]) == ["img2img", "base"]
     assert all(len(cases) > 3 for cases in namespace["WORKFLOWS"].values())  # the built-in matrices
     assert "Equivalence(PACKAGE, COMPONENTS, workflow=workflow)" in text
+
+
+def test_a_workflow_from_a_file_holding_several_pipelines_is_named_file_colon_colon_class(cli, monkeypatch, tmp_path):
+    text = (ROOT / PAINT_FILES[0]).read_text()
+    start = text.index("class PaintPipeline(")
+    twin = text[start:].replace("class PaintPipeline(", "class PaintTwinPipeline(")
+    (tmp_path / "pipeline_both.py").write_text(text + "\n\n" + twin)
+    (tmp_path / PAINT_FILES[1].name).write_text((ROOT / PAINT_FILES[1]).read_text())
+    monkeypatch.chdir(tmp_path)
+    run = cli("convert", "pipeline_both.py", PAINT_FILES[1].name, "-o", "modular_paint")
+    assert run.code == EXIT_USAGE and "FILE::NAME" in run.err
+    given = ["pipeline_both.py::PaintPipeline", PAINT_FILES[1].name]
+    assert cli("convert", *given, "-o", "modular_paint", "-q").code == EXIT_OK
+    assert "PaintPipeline" in (tmp_path / "modular_paint" / "modular_pipeline.py").read_text()
+    assert cli("check").code == EXIT_OK
+    both = tmp_path / "pipeline_both.py"
+    both.write_text(both.read_text().replace("num_inference_steps: int = 8", "num_inference_steps: int = 7", 1))
+    run = cli("check")
+    assert run.code == EXIT_FAILED and "pipeline_both.py::PaintPipeline" in run.out
+    assert cli("check", "--fix").code == EXIT_FAILED and cli("check").code == EXIT_OK

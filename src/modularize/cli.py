@@ -107,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
         "pipelines",
         metavar="PIPELINE_FILE",
         nargs="+",
-        help="a standard pipeline module (e.g. pipeline_*.py); several: the workflows of one family's package",
+        help="a standard pipeline module (e.g. pipeline_*.py); several: the workflows of one family's package, "
+        "each FILE or FILE::CLASS",
     )
     convert.add_argument("-o", "--output", metavar="OUT_DIR", help="package directory (default: ./modular_<model>)")
     convert.add_argument(

@@ -16,6 +16,7 @@ and defines every name it reads (`emit.validate`); output failing that is a conv
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from .analysis.analyze import analyze
 from .collector import collector_paused
@@ -144,8 +145,10 @@ def family_files(family: FamilyPlan, sources: Sequence[tuple[str, ConvertOptions
     """The family's package: every file compiles and defines what it reads, as `package_files` checks."""
     texts = {options.label: text for text, options in sources}
     options = sources[0][1]
+    # (each workflow's class is in the headers' sources: the generator records the options they share)
+    generator = generator_string(replace(options, class_name=None))
     with remembered_children():
-        files = emit_family(family, texts, generator_string(options), in_tree=options.in_tree)
+        files = emit_family(family, texts, generator, in_tree=options.in_tree)
     check_generated(files)
     return files
 

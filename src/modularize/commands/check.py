@@ -56,7 +56,9 @@ def command_check(args) -> int:
             print(f"{name}: stale: {status.reason}; fix: {status.fix}")
         elif status.state == EDITED:
             if args.fix and args.force:
-                files = regenerate(status.source, status.class_name, status.in_tree, status.family)
+                files = regenerate(
+                    status.source, status.class_name, status.in_tree, status.family, status.family_classes
+                )
                 _write_fixed(directory, files, force=True)
                 print(f"{name}: regenerated over hand edits ({', '.join(status.edited)})")
                 fixed += 1
@@ -71,7 +73,9 @@ def command_check(args) -> int:
             problems += 1
             print(f"{name}: source missing: {status.source_label} (recorded in its headers) does not exist")
         elif foreign:  # up to date apart from foreign files, and --fix --force was given
-            files = status.files or regenerate(status.source, status.class_name, status.in_tree, status.family)
+            files = status.files or regenerate(
+                status.source, status.class_name, status.in_tree, status.family, status.family_classes
+            )
             _write_fixed(directory, files, force=True)
             fixed += 1
         elif args.verbose:

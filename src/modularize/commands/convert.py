@@ -24,18 +24,36 @@ def conversion_options(args, source, path: str | None = None):
     )
 
 
+FAMILY_MEMBER = "::"  # `pipeline_foo.py::FooPipeline`: one class of a file holding several, as a family's workflow
+
+
+def family_sources(args) -> list:
+    """(source text, options) of each pipeline of a family on the command line, `FILE` or `FILE::CLASS`."""
+    from dataclasses import replace
+
+    from ..frontend.source_file import read_source
+
+    if args.class_name:
+        raise InputError(
+            "--class names one class of one file",
+            fix=f"name a class of a family's file as FILE{FAMILY_MEMBER}CLASS",
+        )
+    sources = []
+    for given in args.pipelines:
+        path, _, class_name = given.partition(FAMILY_MEMBER)
+        source = read_source(path)
+        options = replace(conversion_options(args, source, path), class_name=class_name or None)
+        sources.append((source.text, options))
+    return sources
+
+
 def _convert_files(args):
     from ..convert import convert, convert_family
     from ..frontend.source_file import module_reader, read_source
 
     if len(args.pipelines) > 1:
-        if args.class_name:
-            raise InputError("--class names one class of one file", fix="give each workflow as a file of its own")
-        sources = []
-        for path in args.pipelines:
-            source = read_source(path)
-            sources.append((source.text, conversion_options(args, source, path)))
-        return convert_family(sources, module_reader(read_source(args.pipelines[0]).path))
+        sources = family_sources(args)
+        return convert_family(sources, module_reader(read_source(sources[0][1].path).path))
     source = read_source(args.pipeline)
     return convert(source.text, conversion_options(args, source), module_reader(source.path))
 
@@ -67,7 +85,7 @@ def command_convert(args) -> int:
         problems += [f"unexpected {n}" for n in comparison.extra]
         stderr(f"{shown}: out of date ({', '.join(problems)}); regenerate with: {fix}")
         return EXIT_FAILED
-    output = output_target(str(shown), tuple(Path(path) for path in args.pipelines))
+    output = output_target(str(shown), tuple(Path(path.partition(FAMILY_MEMBER)[0]) for path in args.pipelines))
     result = write_package(output, files, force=args.force)
     if result.recovered:
         stderr(f"{shown}: an earlier write was interrupted: {result.recovered}")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
-from ..errors import EXIT_OK, InputError
-from .convert import conversion_options
+from ..errors import EXIT_OK
+from .convert import conversion_options, family_sources
 
 
 def command_plan(args) -> int:
@@ -29,12 +29,8 @@ def _family_plan(args) -> int:
     from ..planning.family import family_plan
     from ..planning.family_report import family_summary, render_family_plan
 
-    if args.class_name:
-        raise InputError("--class names one class of one file", fix="give each family member as a file of its own")
-    plans = []
-    for path in args.pipelines:
-        source = read_source(path)
-        plans.append(plan_for(source.text, conversion_options(args, source, path), module_reader(source.path)))
-    family = family_plan(plans)
+    sources = family_sources(args)
+    reader = module_reader(read_source(sources[0][1].path).path)
+    family = family_plan([plan_for(text, options, reader) for text, options in sources])
     sys.stdout.write(json.dumps(family_summary(family), indent=2) + "\n" if args.json else render_family_plan(family))
     return EXIT_OK

@@ -304,6 +304,6 @@ def find_pipeline_class(source: SourceModule, class_name: str | None = None) -> 
         raise InputError(
             f"several pipeline classes in one module ({names})",
             source.location(candidates[1]),
-            fix="choose one with --class NAME",
+            fix="choose one with --class NAME (a family's workflow: FILE::NAME)",
         )
     return candidates[0]
