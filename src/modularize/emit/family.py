@@ -20,12 +20,11 @@ emitters a single pipeline's package uses, over each workflow's plan as the fami
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 
 import libcst as cst
 
-from ..planning.family import FamilyPlan, Workflow
-from ..planning.family_views import shared_helper_functions, workflow_in_family
+from ..planning.family import FamilyPlan
+from ..planning.family_views import shared_helper_functions, workflow_in_family, workflow_pipeline_plan
 from ..planning.plan import LoopPlan, PipelinePlan
 from .format import format_files
 from .header import with_family_header
@@ -94,7 +93,7 @@ def emit_family(family: FamilyPlan, sources: dict[str, str], generator: str, in_
     pipeline_statements: list[cst.BaseStatement] = []
     saved = sorted(name[:-3] for name in modules if name != "__init__.py")
     for workflow in family.workflows:
-        pipeline_statements += pipeline_class(_own_view(family, workflow), modules=saved)
+        pipeline_statements += pipeline_class(workflow_pipeline_plan(family, workflow), modules=saved)
     pipeline_statements += _family_pipeline_class(family, modules, _block_workflows(family, views))
     files[_PIPELINE_FILE].body = _once(pipeline_statements)
 
@@ -123,11 +122,6 @@ def emit_family(family: FamilyPlan, sources: dict[str, str], generator: str, in_
     bodies = format_files({name: files[name].render(package_names, definitions) for name in sorted(files)})
     recorded = [(w.plan.source_label, sources[w.plan.source_label], w.plan.class_name) for w in family.workflows]
     return {name: with_family_header(body, recorded, generator) for name, body in bodies.items()}
-
-
-def _own_view(family: FamilyPlan, workflow: Workflow) -> PipelinePlan:
-    """The workflow's plan for its own pipeline class: its names, the family's package and modules."""
-    return replace(workflow.plan, package=family.package)
 
 
 def _modules(family: FamilyPlan) -> list[str]:

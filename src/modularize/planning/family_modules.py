@@ -179,13 +179,12 @@ def nodes_of(value) -> Iterable[cst.CSTNode]:
 
 
 def names_read_by_blocks(plans: Sequence[PipelinePlan]) -> set[str]:
-    """Every name spelled in the plans' blocks, and in the module definitions those names reach: a superset of
-    what the generated code reads from module level."""
+    """Every name spelled in the plans' blocks and pipeline classes, and in the module definitions those names
+    reach: a superset of what the generated code reads from module level."""
     spelled: set[str] = set()
     for plan in plans:
-        for block in plan.blocks:
-            for node in nodes_of(block):
-                spelled |= names_in(node)
+        for node in (*nodes_of(plan.blocks), *nodes_of(plan.pipeline)):
+            spelled |= names_in(node)
     definitions = [d for p in plans for d in p.module_definitions if d.kind != DefinitionKind.IMPORT]
     grown = True
     while grown:

@@ -54,6 +54,16 @@ def workflow_in_family(family: FamilyPlan, workflow: Workflow) -> PipelinePlan:
     )
 
 
+def workflow_pipeline_plan(family: FamilyPlan, workflow: Workflow) -> PipelinePlan:
+    """The workflow's plan for its own pipeline class in the family's package: its names, the family's package
+    (its modules), the module-level names its source's definitions have there."""
+    renamed = family.renamed_module_names(workflow.name)
+    pipeline = workflow.plan.pipeline
+    if renamed:
+        pipeline = _renamed(pipeline, {}, {old: cst.Name(new) for old, new in renamed.items()})
+    return dataclasses.replace(workflow.plan, package=family.package, pipeline=pipeline)
+
+
 def _without_helpers(value, shared: set[str], mixin: str):
     """A block (a loop's wrapper and steps too) without the shared helpers, inheriting the class holding them."""
     if isinstance(value, LoopPlan):
