@@ -38,6 +38,7 @@ exit codes:
 examples:
   modularize diffusers/pipelines/stable_diffusion/pipeline_stable_diffusion.py -o modular_stable_diffusion
   modularize plan pipeline_foo.py --json
+  modularize pipeline_foo.py pipeline_foo_img2img.py pipeline_foo_inpaint.py -o modular_foo   # one family package
   modularize verify modular_stable_diffusion --exact --case '{{"guidance_scale": 1.0, "num_images_per_prompt": 2}}'
 """
 
