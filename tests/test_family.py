@@ -112,7 +112,7 @@ def test_workflows_no_argument_tells_apart_are_refused(cli, tmp_path):
     twin.write_text(text.replace("class PaintPipeline(", "class PaintTwinPipeline("))
     run = cli("plan", ROOT / PAINT_FILES[0], twin)
     assert run.code == EXIT_REFUSED
-    assert "no call can select one of them by its inputs" in run.err
+    assert "no call can select one of `PaintTwinPipeline`, `PaintPipeline` by its inputs" in run.err
     assert "Traceback" not in run.err
 
 
@@ -330,3 +330,20 @@ def test_a_workflow_from_a_file_holding_several_pipelines_is_named_file_colon_co
     run = cli("check")
     assert run.code == EXIT_FAILED and "pipeline_both.py::PaintPipeline" in run.out
     assert cli("check", "--fix").code == EXIT_FAILED and cli("check").code == EXIT_OK
+
+
+def test_a_workflow_selected_only_by_an_argument_its_code_does_without_is_refused(cli):
+    """SDXL image-to-image beside SDXL ControlNet: `image` is the init image of one and the control image of the
+    other, and the image-to-image pipeline's only argument of its own, `denoising_start`, is one it runs without
+    (`add_noise = True if denoising_start is None else False`): no input tells the workflows apart."""
+    sources = [
+        installed_diffusers_file(f"pipelines/{relative}.py")
+        for relative in (
+            "stable_diffusion_xl/pipeline_stable_diffusion_xl",
+            "stable_diffusion_xl/pipeline_stable_diffusion_xl_img2img",
+            "controlnet/pipeline_controlnet_sd_xl",
+        )
+    ]
+    run = cli("plan", *sources)
+    assert run.code == EXIT_REFUSED
+    assert "`StableDiffusionXLImg2ImgPipeline` handles `denoising_start` missing" in run.err

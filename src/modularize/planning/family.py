@@ -38,7 +38,7 @@ import libcst.matchers as m
 
 from ..cst.tree_walk import findall, walk
 from ..errors import ConversionError
-from .family_modules import module_names, names_read_by_blocks
+from .family_modules import module_names, names_read_by_blocks, nodes_of
 from .family_sharing import (
     FamilyBlock,
     FamilyHelper,
@@ -209,21 +209,53 @@ def _ordered_with_triggers(workflows: list[Workflow]) -> tuple[Workflow, ...]:
                 remaining.remove(workflow)
                 break
         else:
+            optional = [
+                f"`{w.plan.class_name}` handles {_listed(names)} missing"
+                for w in remaining[:-1]
+                if (names := _candidates(w, set().union(*(arguments[o.name] for o in remaining if o is not w))))
+            ]
             raise _refusal(
                 remaining[0].plan,
-                f"each of {_listed(w.plan.class_name for w in remaining)} takes every argument defaulting to None "
-                "that another of them takes: no call can select one of them by its inputs",
+                f"no call can select one of {_listed(w.plan.class_name for w in remaining)} by its inputs: each takes "
+                "every argument defaulting to None that another of them takes"
+                + (f", but for ones its calls may leave out ({'; '.join(optional)})" if optional else ""),
             )
     return (*placed, remaining[0])
 
 
 def _trigger(workflow: Workflow, others: set[str]) -> str | None:
-    """The first argument of the workflow's own that defaults to None (or to nothing): given by a call that uses
-    what it is for, never by a call meant for the others."""
-    for param in workflow.plan.call_arguments:
-        if param.name not in others and param.default in (None, "None") and not param.name.startswith("_"):
-            return param.name
-    return None
+    """The first argument of the workflow's own that defaults to None (or to nothing) and that its code does not
+    handle being None: given by a call that uses what the workflow is for, never by a call meant for the others.
+
+        image=None; ...; image = self.image_processor.preprocess(image)         -> a trigger
+        denoising_start=None; ...; add_noise = True if denoising_start is None   -> not: a call may leave it out
+    """
+    plan = workflow.plan
+    return next((name for name in _candidates(workflow, others) if not _handled_when_missing(plan, name)), None)
+
+
+def _candidates(workflow: Workflow, others: set[str]) -> list[str]:
+    """The workflow's own arguments (none of `others`) that default to None or to nothing, in signature order."""
+    return [
+        p.name
+        for p in workflow.plan.call_arguments
+        if p.name not in others and p.default in (None, "None") and not p.name.startswith("_")
+    ]
+
+
+def _handled_when_missing(plan: PipelinePlan, name: str) -> bool:
+    """Whether the workflow's code tests `name` against None other than to refuse the call (`if x is None: raise`):
+    then it runs without it, and a call meant for it may leave it out."""
+    tested = m.Comparison(
+        left=m.Name(name), comparisons=[m.ComparisonTarget(m.Is() | m.IsNot(), comparator=m.Name("None"))]
+    )
+    tests = refusing = 0
+    for root in nodes_of(plan.blocks):
+        tests += len(findall(root, tested))
+        for branch in findall(root, m.If()):
+            if all(m.matches(s, m.SimpleStatementLine(body=[m.Raise()])) for s in branch.body.body):
+                refusing += len(findall(branch.test, tested))
+    return tests > refusing
 
 
 def _workflow_name(own_prefix: str, family_prefix: str) -> str:
