@@ -27,8 +27,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import libcst as cst
+import libcst.matchers as m
 
-from ..cst.tree_walk import names_in
+from ..cst.tree_walk import findall, names_in
 from ..frontend.parse import code, snippet
 from .family_modules import nodes_of
 from .plan import BlockPlan, Component, Helper, LoopPlan, Param, PipelinePlan
@@ -101,10 +102,14 @@ def family_blocks(workflows: Sequence[Workflow], variants: Mapping[str, Mapping[
     keys: dict[str, list[_Member]] = {}
     for workflow in workflows:
         own = own_class_names(workflow.plan)
+        members = _pipeline_members(workflow.plan)
         for block in workflow.plan.blocks:
             lines = block.lines[1] - block.lines[0] + 1 if block.lines[0] else 0
             context = _context_fingerprint(workflow.plan, block, own)
-            fingerprint = _aspects(_fingerprint(block, own), context, _module_variants(block, variants[workflow.name]))
+            reads = _pipeline_reads(block, members)
+            fingerprint = _aspects(
+                _fingerprint(block, own), context, _module_variants(block, variants[workflow.name]), reads
+            )
             keys.setdefault(block.key, []).append(_Member(workflow.name, block, fingerprint, own, lines))
     return tuple(
         FamilyBlock(key, *_grouped(members), parts=_loop_parts(members, workflows, variants))
@@ -131,14 +136,19 @@ def _loop_parts(
         alone = dataclasses.replace(loop, steps=())
         context = _part_context(plan, loop.components, member.own)
         code_fingerprint = _fingerprint(alone, member.own)
-        fingerprint = _aspects(code_fingerprint, context, _module_variants(alone, read))
+        members = _pipeline_members(plan)
+        fingerprint = _aspects(
+            code_fingerprint, context, _module_variants(alone, read), _pipeline_reads(alone, members)
+        )
         parts.setdefault(WRAPPER, []).append(dataclasses.replace(member, value=alone, fingerprint=fingerprint))
         for step in loop.steps:
             if not step.body:
                 continue  # (a step with nothing to do is not written)
             context = _part_context(plan, step.components, member.own)
             code_fingerprint = (_fingerprint(step, member.own), loop.loop_targets)
-            fingerprint = _aspects(code_fingerprint, context, _module_variants(step, read))
+            fingerprint = _aspects(
+                code_fingerprint, context, _module_variants(step, read), _pipeline_reads(step, members)
+            )
             lines = step.lines[1] - step.lines[0] + 1 if step.lines[0] else 0
             stepped = _Member(member.workflow, step, fingerprint, member.own, lines)
             parts.setdefault(step.key, []).append(stepped)
@@ -187,13 +197,37 @@ def _grouped(
 _CODE = "its code"
 
 
-def _aspects(code_fingerprint: object, context: object, module_variants: object) -> tuple[tuple[str, object], ...]:
+def _aspects(
+    code_fingerprint: object, context: object, module_variants: object, pipeline_reads: object = None
+) -> tuple[tuple[str, object], ...]:
     """A member's fingerprint, each part named by what it is, so that a difference says which part differs."""
     return (
         (_CODE, code_fingerprint),
         ("the components and guidance it declares", context),
         ("the module-level definitions it reads", module_variants),
+        ("what it reads of its pipeline (a derived attribute the pipelines define differently)", pipeline_reads),
     )
+
+
+def _pipeline_members(plan: PipelinePlan) -> dict[str, str]:
+    """What the workflow's pipeline class defines (derived attributes, class attributes), each as its code."""
+    found = {prop.name.value: _code_fingerprint(prop, {}) for prop in plan.pipeline.properties}
+    for statement in plan.pipeline.class_attributes:
+        for assign in findall(statement, m.AssignTarget(target=m.Name())):
+            found[assign.target.value] = _code_fingerprint(statement, {})
+    return found
+
+
+def _pipeline_reads(value, members: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """The members of its pipeline a block reads (`components.image_processor`), with their code: a block reading
+    a derived attribute two workflows' pipelines define differently runs differently alone (its pipeline is then
+    one workflow's), so it is not one block for both."""
+    read = {
+        attribute.attr.value
+        for node in nodes_of(value)
+        for attribute in findall(node, m.Attribute(value=m.Name("components"), attr=m.Name()))
+    }
+    return tuple(sorted((name, members[name]) for name in read if name in members))
 
 
 def _first_difference(a: _Member, b: _Member) -> Difference:
