@@ -53,7 +53,7 @@ def _convert_files(args):
 
     if len(args.pipelines) > 1:
         sources = family_sources(args)
-        return convert_family(sources, module_reader(read_source(sources[0][1].path).path))
+        return convert_family(sources, module_reader(Path(sources[0][1].path)))
     source = read_source(args.pipeline)
     return convert(source.text, conversion_options(args, source), module_reader(source.path))
 
@@ -66,8 +66,6 @@ def command_convert(args) -> int:
         raise InputError("--components only applies to the emitted tests", fix="add --emit-tests DIR, or drop it")
     if args.output is not None and not args.output.strip():
         raise InputError("empty output path", fix="name the package directory with -o DIR")
-    if not getattr(args, "pipelines", None):
-        args.pipelines = [args.pipeline]
     args.pipeline = args.pipelines[0]
     files = _convert_files(args)
     shown = Path(args.output) if args.output else Path(_package_name(files))

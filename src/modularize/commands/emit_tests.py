@@ -177,7 +177,6 @@ def test_file(package: Path, directory: Path, components: str | None = None) -> 
         return path, format_python(text)
     pipeline = pipeline_of(package)
     matrix = _matrix(pipeline, components, package)
-    path = directory / f"test_{package.resolve().name}.py"
     text = TEMPLATE.format(
         package=package.resolve().name,
         pipeline=pipeline,

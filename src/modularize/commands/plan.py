@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 from ..errors import EXIT_OK
 from .convert import conversion_options, family_sources
@@ -25,12 +26,12 @@ def command_plan(args) -> int:
 def _family_plan(args) -> int:
     """Several pipelines: each one's plan, then how they make one family (`planning.family`)."""
     from ..convert import plan_for
-    from ..frontend.source_file import module_reader, read_source
+    from ..frontend.source_file import module_reader
     from ..planning.family import family_plan
     from ..planning.family_report import family_summary, render_family_plan
 
     sources = family_sources(args)
-    reader = module_reader(read_source(sources[0][1].path).path)
+    reader = module_reader(Path(sources[0][1].path))
     family = family_plan([plan_for(text, options, reader) for text, options in sources])
     sys.stdout.write(json.dumps(family_summary(family), indent=2) + "\n" if args.json else render_family_plan(family))
     return EXIT_OK

@@ -37,8 +37,9 @@ from .pipeline_class import (
     REGISTER_IN_DIFFUSERS_NAME,
     SAVED_WITH_PACKAGE_NAME,
     pipeline_class,
+    tuple_literal,
 )
-from .runtime import runtime_definitions
+from .runtime import defined_name, runtime_definitions
 from .splice import MEMBERS, splice
 
 FAMILY_PIPELINE = "FamilyPipeline"
@@ -154,13 +155,15 @@ def _family_pipeline_class(
     pipelines = "".join(f"        {w.name!r}: {w.plan.pipeline_class_name},\n" for w in family.workflows)
     triggers = "".join(f"        ({w.name!r}, {w.trigger!r}),\n" for w in family.workflows)
     adapted = "".join(
-        f"        {w.name!r}: ({_tuple(w.plan.pipeline.init_components)}, {bool(w.plan.pipeline.rebound_components)}),\n"
+        f"        {w.name!r}: ({tuple_literal(w.plan.pipeline.init_components)}, {bool(w.plan.pipeline.rebound_components)}),\n"
         for w in family.workflows
         if w.plan.pipeline.adaptation is not None
     )
     saved = sorted(name[:-3] for name in files if name != "__init__.py")
     listed = ", ".join(f"`{w.plan.class_name}`" for w in family.workflows)
-    running = "".join(f"        {name!r}: {_tuple(workflows)},\n" for name, workflows in block_workflows.items())
+    running = "".join(
+        f"        {name!r}: {tuple_literal(workflows)},\n" for name, workflows in block_workflows.items()
+    )
     template = (
         f"class {family.pipeline_class_name}({names}):\n"
         f'    """The workflows of {listed}, converted by modularize, as one ModularPipeline.\n\n'
@@ -174,7 +177,7 @@ def _family_pipeline_class(
         f"    default_workflow = {family.default_workflow!r}\n"
         f"    adapted_components = {{\n{adapted}    }}\n"
         f"    block_workflows = {{\n{running}    }}\n"
-        f"    package_modules = {_tuple(saved)}\n\n"
+        f"    package_modules = {tuple_literal(saved)}\n\n"
         "    def __init__(self, blocks=None, *args, **kwargs):\n"
         "        if blocks is None:\n"
         f"            from .{blocks_name[:-3]} import {family.blocks_class_name}\n\n"
@@ -253,26 +256,10 @@ def _once(statements: Sequence[cst.BaseStatement]) -> list[cst.BaseStatement]:
     seen: set[str] = set()
     kept = []
     for statement in statements:
-        name = _defined_name(statement)
+        name = defined_name(statement)
         if name is not None:
             if name in seen:
                 continue
             seen.add(name)
         kept.append(statement)
     return kept
-
-
-def _defined_name(statement: cst.BaseStatement) -> str | None:
-    if isinstance(statement, (cst.ClassDef, cst.FunctionDef)):
-        return statement.name.value
-    if isinstance(statement, cst.SimpleStatementLine) and len(statement.body) == 1:
-        assign = statement.body[0]
-        if isinstance(assign, cst.Assign) and len(assign.targets) == 1:
-            target = assign.targets[0].target
-            if isinstance(target, cst.Name):
-                return target.value
-    return None
-
-
-def _tuple(items) -> str:
-    return "(" + "".join(f"{item!r}, " for item in items) + ")"

@@ -42,7 +42,8 @@ REGISTER_IN_DIFFUSERS_NAME = REGISTER_IN_DIFFUSERS.rpartition(".")[2]
 GUIDER_RUNS_UNCONDITIONAL = "guider_runs_unconditional"
 
 
-def _tuple(items) -> str:
+def tuple_literal(items) -> str:
+    """`('a', 'b', )`: the Python text of a tuple of values (their reprs), the same for one item as for several."""
     return "(" + "".join(f"{item!r}, " for item in items) + ")"
 
 
@@ -110,7 +111,7 @@ def pipeline_class(
     own_guider = "        self._own_guider = getattr(self, 'guider', None)\n" if guided else ""
     adaptation = ""
     if pipeline.adaptation is not None:
-        names = _tuple(pipeline.init_components)
+        names = tuple_literal(pipeline.init_components)
         adapt = "self._adapt_components(**{name: getattr(self, name, None) for name in adapted})"
         if pipeline.rebound_components:
             adapt = f"super().register_components(**{adapt})"
@@ -137,15 +138,19 @@ def pipeline_class(
         + f"    standard_pipeline = {standard!r}\n"
         + f"    denoiser_name = {guidance.denoiser!r}\n"
         + f"    standard_batches_cfg = {guidance.kind in ('batched', 'branched')!r}\n"
-        + (f"    auxiliary_models = {_tuple(guidance.auxiliaries)}\n" if guidance.auxiliaries else "")
-        + (f"    built_pipelines = {_tuple(s.attribute for s in plan.sub_pipelines)}\n" if plan.sub_pipelines else "")
-        + f"    block_arguments = {_tuple(plan.block_arguments)}\n"
-        + f"    guider_arguments = {_tuple(p.name for p in guidance.arguments)}\n"
+        + (f"    auxiliary_models = {tuple_literal(guidance.auxiliaries)}\n" if guidance.auxiliaries else "")
+        + (
+            f"    built_pipelines = {tuple_literal(s.attribute for s in plan.sub_pipelines)}\n"
+            if plan.sub_pipelines
+            else ""
+        )
+        + f"    block_arguments = {tuple_literal(plan.block_arguments)}\n"
+        + f"    guider_arguments = {tuple_literal(p.name for p in guidance.arguments)}\n"
         + f"    unserved_arguments = {unserved}\n"
         + "    # accepted and dropped: the standard call never reads them (or overwrites them before it does)\n"
-        + f"    ignored_arguments = {_tuple(plan.ignored_arguments)}\n"
+        + f"    ignored_arguments = {tuple_literal(plan.ignored_arguments)}\n"
         + f"    standard_outputs = {dict(plan.outputs)!r}\n"
-        + f"    package_modules = {_tuple(modules if modules is not None else _package_modules(plan, prefix))}\n"
+        + f"    package_modules = {tuple_literal(modules if modules is not None else _package_modules(plan, prefix))}\n"
         + f"    {ATTRIBUTES}\n\n"
         + "    def __init__(self, blocks=None, *args, **kwargs):\n"
         + "        if blocks is None:\n"

@@ -175,10 +175,9 @@ def _helpers_called_through_classes(plan: PipelinePlan, name: str) -> set[str] |
     otherwise."""
     own = own_class_names(plan)
     function = next(h.function for h in helpers_of(plan) if h.name == name)
-    through = findall(function, m.Attribute(value=m.Name()))
-    called = {a.attr.value for a in through if isinstance(a.value, cst.Name) and a.value.value in own}
+    through = [a for a in findall(function, m.Attribute(value=m.Name())) if a.value.value in own]
     named = sum(1 for found in walk(function) if isinstance(found, cst.Name) and found.value in own)
-    return called if named == len([a for a in through if a.value.value in own]) else None
+    return {a.attr.value for a in through} if named == len(through) else None
 
 
 def _with_prefixes(block: FamilyBlock, workflows: Sequence[Workflow], prefix: str) -> FamilyBlock:
@@ -200,10 +199,13 @@ def _ordered_with_triggers(workflows: list[Workflow]) -> tuple[Workflow, ...]:
     arguments = {w.name: {p.name for p in w.plan.call_arguments} for w in workflows}
     default = next((w for w in workflows if w.name == DEFAULT_WORKFLOW), workflows[0])
     remaining, placed = [*(w for w in workflows if w is not default), default], []
+
+    def others(workflow: Workflow) -> set[str]:
+        return set().union(*(arguments[o.name] for o in remaining if o is not workflow))
+
     while len(remaining) > 1:
         for workflow in remaining[:-1]:
-            others = set().union(*(arguments[o.name] for o in remaining if o is not workflow))
-            trigger = _trigger(workflow, others)
+            trigger = _trigger(workflow, others(workflow))
             if trigger is not None:
                 placed.append(dataclasses.replace(workflow, trigger=trigger))
                 remaining.remove(workflow)
@@ -212,7 +214,7 @@ def _ordered_with_triggers(workflows: list[Workflow]) -> tuple[Workflow, ...]:
             optional = [
                 f"`{w.plan.class_name}` handles {_listed(names)} missing"
                 for w in remaining[:-1]
-                if (names := _candidates(w, set().union(*(arguments[o.name] for o in remaining if o is not w))))
+                if (names := _candidates(w, others(w)))
             ]
             raise _refusal(
                 remaining[0].plan,

@@ -101,15 +101,15 @@ class _Member:
 def family_blocks(workflows: Sequence[Workflow], variants: Mapping[str, Mapping[str, int]]) -> tuple[FamilyBlock, ...]:
     keys: dict[str, list[_Member]] = {}
     for workflow in workflows:
-        own = own_class_names(workflow.plan)
-        members = _pipeline_members(workflow.plan)
-        for block in workflow.plan.blocks:
+        plan, own = workflow.plan, own_class_names(workflow.plan)
+        for block in plan.blocks:
             lines = block.lines[1] - block.lines[0] + 1 if block.lines[0] else 0
-            context = _context_fingerprint(workflow.plan, block, own)
-            reads = _pipeline_reads(block, members)
-            fingerprint = _aspects(
-                _fingerprint(block, own), context, _module_variants(block, variants[workflow.name]), reads
-            )
+            components = set(block.components)
+            if isinstance(block, LoopPlan):
+                components |= {name for step in block.steps for name in step.components}
+            guided = isinstance(block, LoopPlan) or getattr(block, "reads_guider", False)
+            context = _context(plan, components, guided, own)
+            fingerprint = _aspects_of(block, _fingerprint(block, own), context, plan, variants[workflow.name])
             keys.setdefault(block.key, []).append(_Member(workflow.name, block, fingerprint, own, lines))
     return tuple(
         FamilyBlock(key, *_grouped(members), parts=_loop_parts(members, workflows, variants))
@@ -124,34 +124,24 @@ def _loop_parts(
     members: list[_Member], workflows: Sequence[Workflow], variants: Mapping[str, Mapping[str, int]]
 ) -> tuple[FamilyBlock, ...]:
     """A denoising loop's wrapper and steps, each grouped by its code: the wrapper by everything of the loop but
-    its steps, a step by its own plan and the loop header it is called with; both with the guidance and the
-    components they declare."""
-    loops = [m for m in members if isinstance(m.value, LoopPlan)]
-    if not loops:
-        return ()
+    its steps, a step by its own plan and the loop header it is called with; both with the guidance (every step
+    declares what the guider pairs; the denoiser declares the guider) and the components they declare."""
     plans = {w.name: w.plan for w in workflows}
     parts: dict[str, list[_Member]] = {}
-    for member in loops:
+    for member in (each for each in members if isinstance(each.value, LoopPlan)):
         loop, plan, read = member.value, plans[member.workflow], variants[member.workflow]
         alone = dataclasses.replace(loop, steps=())
-        context = _part_context(plan, loop.components, member.own)
-        code_fingerprint = _fingerprint(alone, member.own)
-        members = _pipeline_members(plan)
-        fingerprint = _aspects(
-            code_fingerprint, context, _module_variants(alone, read), _pipeline_reads(alone, members)
-        )
+        context = _context(plan, loop.components, True, member.own)
+        fingerprint = _aspects_of(alone, _fingerprint(alone, member.own), context, plan, read)
         parts.setdefault(WRAPPER, []).append(dataclasses.replace(member, value=alone, fingerprint=fingerprint))
         for step in loop.steps:
             if not step.body:
                 continue  # (a step with nothing to do is not written)
-            context = _part_context(plan, step.components, member.own)
+            context = _context(plan, step.components, True, member.own)
             code_fingerprint = (_fingerprint(step, member.own), loop.loop_targets)
-            fingerprint = _aspects(
-                code_fingerprint, context, _module_variants(step, read), _pipeline_reads(step, members)
-            )
             lines = step.lines[1] - step.lines[0] + 1 if step.lines[0] else 0
-            stepped = _Member(member.workflow, step, fingerprint, member.own, lines)
-            parts.setdefault(step.key, []).append(stepped)
+            fingerprint = _aspects_of(step, code_fingerprint, context, plan, read)
+            parts.setdefault(step.key, []).append(_Member(member.workflow, step, fingerprint, member.own, lines))
     return tuple(FamilyBlock(name, *_grouped(found)) for name, found in parts.items())
 
 
@@ -207,6 +197,15 @@ def _aspects(
         ("the module-level definitions it reads", module_variants),
         ("what it reads of its pipeline (a derived attribute the pipelines define differently)", pipeline_reads),
     )
+
+
+def _aspects_of(
+    value, code_fingerprint: object, context: object, plan: PipelinePlan, variants: Mapping[str, int]
+) -> tuple[tuple[str, object], ...]:
+    """A block's (or loop part's) fingerprint: its code, what it declares, and what it reads of its module and of
+    its pipeline."""
+    reads = _pipeline_reads(value, _pipeline_members(plan))
+    return _aspects(code_fingerprint, context, _module_variants(value, variants), reads)
 
 
 def _pipeline_members(plan: PipelinePlan) -> dict[str, str]:
@@ -344,24 +343,13 @@ def _fingerprint(value: object, own: dict[str, str]) -> object:
     return value
 
 
-def _context_fingerprint(plan: PipelinePlan, block: BlockPlan | LoopPlan, own: dict[str, str]) -> object:
-    """What a block's generated code reads from the plan around it: the specs of the components it declares, and
-    the guidance (the guider it declares, the fields the guider pairs, how the loop runs guider batches)."""
-    components = {c.name: c for c in plan.components}
-    used = set(block.components)
-    if isinstance(block, LoopPlan):
-        used |= {name for step in block.steps for name in step.components}
-    specs = tuple(_fingerprint(components[name], own) for name in sorted(used) if name in components)
-    guided = isinstance(block, LoopPlan) or getattr(block, "reads_guider", False)
-    return specs, _fingerprint(plan.guidance, own) if guided else None
-
-
-def _part_context(plan: PipelinePlan, components: Sequence[str], own: dict[str, str]) -> object:
-    """What a part of a denoising loop reads from the plan around it: the specs of its components, and the
-    guidance (every step declares what the guider pairs; the denoiser declares the guider)."""
+def _context(plan: PipelinePlan, components: Iterable[str], guided: bool, own: dict[str, str]) -> object:
+    """What generated code reads from the plan around it: the specs of the components it declares, and, where it
+    declares the guider or what the guider pairs, the guidance (the guider, the fields it pairs, how the loop runs
+    guider batches)."""
     by_name = {c.name: c for c in plan.components}
     specs = tuple(_fingerprint(by_name[name], own) for name in sorted(components) if name in by_name)
-    return specs, _fingerprint(plan.guidance, own)
+    return specs, _fingerprint(plan.guidance, own) if guided else None
 
 
 class _OwnNames(ast.NodeTransformer):

@@ -48,17 +48,20 @@ MODULES = (
 def _module(name: str) -> tuple[tuple[str, cst.BaseStatement], ...]:
     """The top-level definitions of one module, in order: (bound name, statement)."""
     tree = cst.parse_module(Path(__file__).with_name(f"{name}.py").read_text(encoding="utf-8"))
-    found = []
-    for statement in tree.body:
-        if isinstance(statement, (cst.FunctionDef, cst.ClassDef)):
-            found.append((statement.name.value, statement))
-        elif isinstance(statement, cst.SimpleStatementLine) and len(statement.body) == 1:
-            assign = statement.body[0]
-            if isinstance(assign, cst.Assign) and len(assign.targets) == 1:
-                target = assign.targets[0].target
-                if isinstance(target, cst.Name):
-                    found.append((target.value, statement))
-    return tuple(found)
+    return tuple((bound, statement) for statement in tree.body if (bound := defined_name(statement)) is not None)
+
+
+def defined_name(statement: cst.BaseStatement) -> str | None:
+    """The name a top-level statement defines: a function, a class, or one name assigned (`_UNMERGEABLE = ...`)."""
+    if isinstance(statement, (cst.FunctionDef, cst.ClassDef)):
+        return statement.name.value
+    if isinstance(statement, cst.SimpleStatementLine) and len(statement.body) == 1:
+        assign = statement.body[0]
+        if isinstance(assign, cst.Assign) and len(assign.targets) == 1:
+            target = assign.targets[0].target
+            if isinstance(target, cst.Name):
+                return target.value
+    return None
 
 
 @functools.cache
