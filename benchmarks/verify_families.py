@@ -37,6 +37,21 @@ FAMILIES = {
         "controlnet/pipeline_controlnet_sd_xl_img2img",
         "controlnet/pipeline_controlnet_inpaint_sd_xl",
     ],
+    # ControlNet's control `image` beside image-to-image's init `image`: the family takes it as `control_net_image`
+    "sdxl_with_controlnet": [
+        "stable_diffusion_xl/pipeline_stable_diffusion_xl",
+        "_img2img",
+        "_inpaint",
+        "controlnet/pipeline_controlnet_sd_xl",
+    ],
+    "sdxl_with_controlnets": [
+        "stable_diffusion_xl/pipeline_stable_diffusion_xl",
+        "_img2img",
+        "_inpaint",
+        "controlnet/pipeline_controlnet_sd_xl",
+        "controlnet/pipeline_controlnet_sd_xl_img2img",
+        "controlnet/pipeline_controlnet_inpaint_sd_xl",
+    ],
     "sd_pag": ["pag/pipeline_pag_sd", "_img2img", "_inpaint"],
     "sdxl_pag": ["pag/pipeline_pag_sd_xl", "_img2img", "_inpaint"],
     "sd3_pag": ["pag/pipeline_pag_sd_3", "_img2img"],

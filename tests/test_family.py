@@ -24,6 +24,7 @@ from modularize.planning.family import _common_prefix, family_plan
 ROOT = Path(__file__).resolve().parent.parent
 PAINT = Path("tests/cases/family/paint")
 PAINT_FILES = [PAINT / "pipeline_paint.py", PAINT / "pipeline_paint_img2img.py"]
+PAINT_SKETCH = PAINT / "pipeline_paint_sketch.py"  # its `image` is a sketch: not the image-to-image's
 SD = [
     "pipelines/stable_diffusion/pipeline_stable_diffusion.py",
     "pipelines/stable_diffusion/pipeline_stable_diffusion_img2img.py",
@@ -332,10 +333,81 @@ def test_a_workflow_from_a_file_holding_several_pipelines_is_named_file_colon_co
     assert cli("check", "--fix").code == EXIT_FAILED and cli("check").code == EXIT_OK
 
 
-def test_a_workflow_selected_only_by_an_argument_its_code_does_without_is_refused(cli):
+def test_two_groups_of_workflows_sharing_a_block_at_one_key_are_two_classes():
+    """SDXL's latents: ControlNet inpainting with inpainting, ControlNet with the default; image-to-image apart."""
+    from types import SimpleNamespace
+
+    from modularize.planning.family import _with_prefixes
+    from modularize.planning.family_sharing import FamilyBlock, Workflow
+
+    prefixes = {"cn_inpaint": "XLControlNetInpaint", "inpaint": "XLInpaint", "img2img": "XLImg2Img", "cn": "XLCn"}
+    workflows = [Workflow(name, None, SimpleNamespace(prefix=p)) for name, p in {**prefixes, "base": "XL"}.items()]
+    groups = (("cn_inpaint", "inpaint"), ("img2img",), ("cn", "base"))
+    block = _with_prefixes(FamilyBlock("latents", groups, (1, 1, 1)), workflows, "XL")
+    assert block.prefixes == ("XL", "XLImg2Img", "XLCn")
+    base_first = _with_prefixes(
+        FamilyBlock("latents", (("inpaint", "cn"), ("base", "img2img")), (1, 1)), workflows, "XL"
+    )
+    assert base_first.prefixes == ("XL", "XLBase")
+
+
+def test_a_workflow_needing_an_argument_another_workflow_needs_takes_it_under_its_own_name(monkeypatch):
+    """`image` is the sketch workflow's sketch and the image-to-image workflow's starting image: the workflow given
+    later takes it as `sketch_image`, its blocks binding it to the `image` their code reads; what they compute keeps
+    its names (the decoded `image` is still the output `image`)."""
+    monkeypatch.chdir(ROOT)
+    family = family_plan([plan_of_file(path) for path in [*PAINT_FILES, PAINT_SKETCH]])
+    assert [(w.name, w.trigger, w.renamed) for w in family.workflows] == [
+        ("img2img", "image", ()),
+        ("sketch", "sketch_image", (("image", "sketch_image"),)),
+        ("base", None, ()),
+    ]
+    sketch = family.workflow("sketch").plan
+    inputs = [p for block in sketch.blocks for p in block.inputs if p.local is not None]
+    assert [(p.name, p.local, p.producer) for p in inputs] == [("sketch_image", "image", None)]
+    assert "sketch_image" in sketch.block_arguments and "image" not in sketch.block_arguments
+    # the decoded image, the pipeline's output, is what the decode block computes: produced, not renamed
+    decoded = [o for block in sketch.blocks for o in block.outputs if o.local == "image"]
+    assert [o.name for o in decoded] == [name for _, name in sketch.outputs] == ["images"]
+    img2img = family.workflow("img2img").plan
+    assert not [p for block in img2img.blocks for p in block.inputs if p.local is not None]
+
+
+def test_the_plan_says_which_argument_a_workflow_takes_under_another_name(cli, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    run = cli("plan", *PAINT_FILES, PAINT_SKETCH)
+    assert run.code == EXIT_OK, run.err
+    assert (
+        "sketch: PaintSketchPipeline (tests/cases/family/paint/pipeline_paint_sketch.py), when `sketch_image`"
+        in run.out
+    )
+    assert "takes `image` as `sketch_image`: another workflow needs an `image` of its own" in run.out
+    data = json.loads(cli("plan", *PAINT_FILES, PAINT_SKETCH, "--json").out)
+    assert by_dict(data["workflows"], "sketch")["renamed"] == {"image": "sketch_image"}
+
+
+@pytest.mark.slow
+def test_a_workflow_taking_an_argument_under_its_own_name_is_bitwise_and_its_blocks_run_alone(
+    cli, monkeypatch, tmp_path
+):
+    from modularize.commands.verify import verify_package
+    from modularize.testing.standalone_blocks import blocks_alone
+
+    monkeypatch.chdir(ROOT)
+    package = tmp_path / "modular_paint"
+    assert cli("convert", *PAINT_FILES, PAINT_SKETCH, "-o", package, "-q").code == EXIT_OK
+    report = verify_package(package, exact=True)
+    assert {case.name.partition(":")[0] for case in report.cases} == {"img2img", "sketch", "base"}
+    assert all(c.status == "compared" and c.bitwise for c in report.cases), [c for c in report.cases if not c.bitwise]
+    results = blocks_alone(package, workflow="sketch")
+    assert len(results) == 7 and all(r.status == "equal" for r in results), results
+
+
+def test_sdxl_controlnet_beside_image_to_image_takes_its_control_image_as_control_net_image():
     """SDXL image-to-image beside SDXL ControlNet: `image` is the init image of one and the control image of the
     other, and the image-to-image pipeline's only argument of its own, `denoising_start`, is one it runs without
-    (`add_noise = True if denoising_start is None else False`): no input tells the workflows apart."""
+    (`add_noise = True if denoising_start is None else False`): ControlNet, given later, takes its `image` as
+    `control_net_image`."""
     sources = [
         installed_diffusers_file(f"pipelines/{relative}.py")
         for relative in (
@@ -344,6 +416,9 @@ def test_a_workflow_selected_only_by_an_argument_its_code_does_without_is_refuse
             "controlnet/pipeline_controlnet_sd_xl",
         )
     ]
-    run = cli("plan", *sources)
-    assert run.code == EXIT_REFUSED
-    assert "`StableDiffusionXLImg2ImgPipeline` handles `denoising_start` missing" in run.err
+    family = family_plan([plan_of_file(path) for path in sources])
+    assert [(w.name, w.trigger, w.renamed) for w in family.workflows] == [
+        ("img2img", "image", ()),
+        ("control_net", "control_net_image", (("image", "control_net_image"),)),
+        ("base", None, ()),
+    ]

@@ -780,3 +780,32 @@ def test_a_workflow_runs_with_its_own_adapted_components_and_no_other_does():
         assert pipe.scheduler is not adapted  # new components are adapted anew
     with pipe.running_workflow("plain"):
         assert pipe.scheduler.config["clip_sample"] is True
+
+
+class _Sketch(_Registering):
+    block_arguments = ("prompt", "sketch_image")
+
+    def _from_standard_arguments(self, kwargs, strict):
+        unknown = set(kwargs) - set(self.block_arguments)
+        if strict and unknown:
+            raise TypeError(f"unexpected {sorted(unknown)}")
+        return kwargs
+
+
+class _SketchFamily(FamilyPipeline, _Registering):
+    workflow_pipelines = {"edit": _Edit, "sketch": _Sketch, "plain": _Plain}
+    workflow_triggers = (("edit", "image"), ("sketch", "sketch_image"), ("plain", None))
+    default_workflow = "plain"
+    renamed_arguments = {"sketch": {"image": "sketch_image"}}
+
+
+def test_a_workflow_taking_an_argument_under_its_own_name_is_translated_by_workflow():
+    """The sketch workflow's standard call gives `image`, which selects `edit` here: named, it is `sketch_image`."""
+    pipe = _SketchFamily()
+    picture = object()
+    kwargs = pipe.translate_standard_call(workflow="sketch", prompt="a", image=picture)
+    assert kwargs == {"prompt": "a", "sketch_image": picture}
+    assert pipe.workflow_for(kwargs) == "sketch"
+    assert pipe.workflow_for({"prompt": "a", "image": picture}) == "edit"
+    with pytest.raises(ValueError, match="no workflow 'sketchy'"):
+        pipe.translate_standard_call(workflow="sketchy", prompt="a")

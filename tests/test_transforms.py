@@ -8,8 +8,8 @@ import pytest
 from modularize.analysis.runtime_plumbing import find_runtime_plumbing, without_callbacks
 from modularize.cst.node_index import NodeIndex
 from modularize.cst.substitute import rewrite_statements, same_expression
-from modularize.errors import ConversionError, Location
-from modularize.frontend.parse import code
+from modularize.errors import ConversionError
+from modularize.frontend.parse import code, parse_source
 from modularize.normalize.early_return import EarlyReturnProblem, lower_early_return
 from modularize.transforms.feature_gates import FeatureGate, gate_replacements
 from modularize.transforms.helpers import as_static_helper
@@ -204,13 +204,16 @@ def test_same_expression_ignores_parentheses_and_layout():
     assert not same_expression(a, cst.parse_expression("a is None or b is not None"))
 
 
+def _import_in(text: str, module_name: str | None):
+    source = parse_source(text, "p.py", module_name=module_name)
+    return source.tree.body[-1].body[0], source
+
+
 def test_relative_imports_resolve_against_the_source_module_and_back_for_in_tree():
-    (line,) = statements("from ...models import AutoencoderKL\n")
     module = "diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion"
-    assert absolute_module(line.body[0], module, Location("p.py")) == "diffusers.models"
-    (line,) = statements("from .safety_checker import Checker\n")
+    assert absolute_module(*_import_in("from ...models import AutoencoderKL\n", module)) == "diffusers.models"
     assert (
-        absolute_module(line.body[0], module, Location("p.py"))
+        absolute_module(*_import_in("from .safety_checker import Checker\n", module))
         == "diffusers.pipelines.stable_diffusion.safety_checker"
     )
     in_tree = "diffusers.modular_pipelines.modular_sd.encoders"
@@ -221,10 +224,10 @@ def test_relative_imports_resolve_against_the_source_module_and_back_for_in_tree
     )
 
 
-def test_relative_import_outside_a_package_is_refused():
-    (line,) = statements("from .helpers import thing\n")
-    with pytest.raises(ConversionError, match="relative import"):
-        absolute_module(line.body[0], None, Location("pipeline_x.py"))
+def test_relative_import_outside_a_package_is_refused_at_its_line():
+    with pytest.raises(ConversionError, match="relative import") as refused:
+        absolute_module(*_import_in("import torch\n\nfrom .helpers import thing\n", None))
+    assert (refused.value.location.path, refused.value.location.line) == ("p.py", 3)
 
 
 def test_copied_module_statements_lose_imports_their_new_file_does_not_use():

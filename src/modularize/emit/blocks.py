@@ -240,11 +240,12 @@ def _from_block_state(name: str) -> cst.Attribute:
     return cst.Attribute(cst.Name("block_state"), cst.Name(name))
 
 
-def _binding(name: str) -> cst.BaseStatement:
-    """`name = block_state.name`"""
-    if not name.isidentifier():
-        return statement(f"{name} = block_state.{name}")
-    return _assign(cst.Name(name), _from_block_state(name))
+def _binding(name: str, local: str | None = None) -> cst.BaseStatement:
+    """`name = block_state.name` (`local = block_state.name` for an input bound to another local)"""
+    local = local or name
+    if not (name.isidentifier() and local.isidentifier()):
+        return statement(f"{local} = block_state.{name}")
+    return _assign(cst.Name(local), _from_block_state(name))
 
 
 def _write_back(name: str, local: str | None = None) -> cst.BaseStatement:
@@ -303,7 +304,7 @@ def block_class(plan: PipelinePlan, block: BlockPlan) -> Emitted:
         "        self.set_block_state(state, block_state)\n"
         "        return components, state\n"
     )
-    body = [_binding(p.name) for p in block.inputs]
+    body = [_binding(p.name, p.local) for p in block.inputs]
     body += [_binding_or_none(name) for name in block.unbound_outputs]
     body += list(block.body)
     body += [_write_back(o.name, o.local) for o in block.outputs]
@@ -337,9 +338,10 @@ def loop_step_class(plan: PipelinePlan, loop: LoopPlan, step: LoopStepPlan) -> E
         f"        {BODY}\n"
         "        return components, block_state\n"
     )
-    declared = [p.name for p in step.inputs if p.name not in step.guided]
-    bound = declared + [n for n in step.carried_in if n not in declared and n not in step.guided]
-    body = [_binding(name) for name in bound]
+    declared = [p for p in step.inputs if p.name not in step.guided]
+    names = {p.name for p in declared}
+    body = [_binding(p.name, p.local) for p in declared]
+    body += [_binding(name) for name in step.carried_in if name not in names and name not in step.guided]
     body += [_binding_or_none(name) for name in step.unbound]
     body += list(step.body)
     body += [_write_back(name) for name in step.carried_out]
@@ -379,7 +381,7 @@ def loop_classes(plan: PipelinePlan, loop: LoopPlan) -> Emitted:
         "        return components, state\n"
     )
     wrapper_body = list(loop.wrapper_body)
-    body = [_binding(p.name) for p in loop.inputs]
+    body = [_binding(p.name, p.local) for p in loop.inputs]
     body += wrapper_body[:-1]
     body += _before_loop(wrapper_body[-1], [_write_back(name) for name in loop.to_block_state])
     body += [_write_back(name) for name in loop.written_back]

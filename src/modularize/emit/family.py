@@ -164,6 +164,7 @@ def _family_pipeline_class(
     running = "".join(
         f"        {name!r}: {tuple_literal(workflows)},\n" for name, workflows in block_workflows.items()
     )
+    renamed = "".join(f"        {w.name!r}: {dict(w.renamed)!r},\n" for w in family.workflows if w.renamed)
     template = (
         f"class {family.pipeline_class_name}({names}):\n"
         f'    """The workflows of {listed}, converted by modularize, as one ModularPipeline.\n\n'
@@ -177,7 +178,8 @@ def _family_pipeline_class(
         f"    default_workflow = {family.default_workflow!r}\n"
         f"    adapted_components = {{\n{adapted}    }}\n"
         f"    block_workflows = {{\n{running}    }}\n"
-        f"    package_modules = {tuple_literal(saved)}\n\n"
+        + (f"    renamed_arguments = {{\n{renamed}    }}\n" if renamed else "")
+        + f"    package_modules = {tuple_literal(saved)}\n\n"
         "    def __init__(self, blocks=None, *args, **kwargs):\n"
         "        if blocks is None:\n"
         f"            from .{blocks_name[:-3]} import {family.blocks_class_name}\n\n"

@@ -44,7 +44,7 @@ def _import_definitions(source: SourceModule, node: cst.Import | cst.ImportFrom)
     if isinstance(node, cst.ImportFrom):
         if isinstance(node.names, cst.ImportStar):
             return []
-        module = absolute_module(node, source.module_name, source.location(node))
+        module = absolute_module(node, source)
         for alias in node.names:
             name = code(alias.name).strip()
             bound = alias.asname.name.value if alias.asname else name

@@ -80,7 +80,7 @@ def _imported_names(source: SourceModule) -> dict[str, tuple[str, str]]:
             continue
         if node.relative and not source.module_name:
             continue  # (a file outside a package: the analysis refuses its relative imports where it reads them)
-        module = absolute_module(node, source.module_name, source.location(node))
+        module = absolute_module(node, source)
         for alias in node.names:
             if isinstance(alias.name, cst.Name):
                 bound = alias.asname.name.value if alias.asname is not None else alias.name.value

@@ -39,6 +39,7 @@ import libcst.matchers as m
 from ..cst.tree_walk import findall, walk
 from ..errors import ConversionError
 from .family_modules import module_names, names_read_by_blocks, nodes_of
+from .family_rename import names_taken, renamable, with_renamed_argument
 from .family_sharing import (
     FamilyBlock,
     FamilyHelper,
@@ -189,19 +190,25 @@ def _with_prefixes(block: FamilyBlock, workflows: Sequence[Workflow], prefix: st
     for index, group in enumerate(block.groups):
         if chosen.count(chosen[index]) > 1 and len(group) == 1:
             chosen[index] = prefix + "".join(word.capitalize() for word in group[0].split("_"))
+    # two groups of several workflows at one key (ControlNet inpainting with inpainting, ControlNet with the
+    # default): the first keeps the family's prefix, another takes its first workflow's
+    for index, group in enumerate(block.groups):
+        if len(group) > 1 and chosen.index(chosen[index]) != index:
+            taken = own[group[0]] in chosen
+            chosen[index] = prefix + "".join(w.capitalize() for w in group[0].split("_")) if taken else own[group[0]]
     return dataclasses.replace(block, prefixes=tuple(chosen))
 
 
 def _ordered_with_triggers(workflows: list[Workflow]) -> tuple[Workflow, ...]:
     """The default first: the workflow named like the family (`StableDiffusionPipeline` of `StableDiffusion`), or
     else the first given. Then the others placed one at a time: the first (in the given order) with a trigger that
-    none of the workflows still to place takes goes next."""
-    arguments = {w.name: {p.name for p in w.plan.call_arguments} for w in workflows}
+    none of the workflows still to place takes goes next. Where none has one because two of them need an argument
+    of the same name, the later given takes it under a name of its own (`_renamed_for_a_trigger`)."""
     default = next((w for w in workflows if w.name == DEFAULT_WORKFLOW), workflows[0])
     remaining, placed = [*(w for w in workflows if w is not default), default], []
 
     def others(workflow: Workflow) -> set[str]:
-        return set().union(*(arguments[o.name] for o in remaining if o is not workflow))
+        return set().union(*({p.name for p in o.plan.call_arguments} for o in remaining if o is not workflow))
 
     while len(remaining) > 1:
         for workflow in remaining[:-1]:
@@ -211,6 +218,10 @@ def _ordered_with_triggers(workflows: list[Workflow]) -> tuple[Workflow, ...]:
                 remaining.remove(workflow)
                 break
         else:
+            renamed = _renamed_for_a_trigger(remaining, [*placed, *remaining])
+            if renamed is not None:
+                remaining = [renamed if w.name == renamed.name else w for w in remaining]
+                continue
             optional = [
                 f"`{w.plan.class_name}` handles {_listed(names)} missing"
                 for w in remaining[:-1]
@@ -223,6 +234,36 @@ def _ordered_with_triggers(workflows: list[Workflow]) -> tuple[Workflow, ...]:
                 + (f", but for ones its calls may leave out ({'; '.join(optional)})" if optional else ""),
             )
     return (*placed, remaining[0])
+
+
+def _renamed_for_a_trigger(remaining: list[Workflow], every: list[Workflow]) -> Workflow | None:
+    """The last given of the workflows still to place (the default aside) that needs an argument another of them
+    takes too, with that argument renamed `<workflow>_<argument>`; None when there is none to rename.
+
+        img2img: image (init image), controlnet: image (control image), base: no image
+        -> controlnet with `controlnet_image`: then `image` selects img2img, `controlnet_image` ControlNet
+
+    An argument the default workflow takes is not renamed: a call meant for the default gives it too. Neither is
+    one the workflow can do without (`_handled_when_missing`), nor one the guider reads by its name."""
+    *choices, default = remaining
+    defaults = {p.name for p in default.plan.call_arguments}
+    taken = set().union(*(names_taken(w.plan) for w in every))
+    for workflow in reversed(choices):
+        shared = set().union(*({p.name for p in o.plan.call_arguments} for o in choices if o is not workflow))
+        for param in workflow.plan.call_arguments:
+            name, new = param.name, f"{workflow.name}_{param.name}"
+            if (
+                name in shared
+                and name not in defaults
+                and param.default in (None, "None")
+                and not name.startswith("_")
+                and new not in taken
+                and renamable(workflow.plan, name)
+                and not _handled_when_missing(workflow.plan, name)
+            ):
+                plan = with_renamed_argument(workflow.plan, name, new)
+                return dataclasses.replace(workflow, plan=plan, renamed=(*workflow.renamed, (name, new)))
+    return None
 
 
 def _trigger(workflow: Workflow, others: set[str]) -> str | None:

@@ -49,7 +49,13 @@ def family_summary(family: FamilyPlan) -> dict:
     return {
         "prefix": family.prefix,
         "workflows": [
-            {"name": w.name, "pipeline": w.plan.class_name, "source": w.plan.source_label, "trigger": w.trigger}
+            {
+                "name": w.name,
+                "pipeline": w.plan.class_name,
+                "source": w.plan.source_label,
+                "trigger": w.trigger,
+                **({"renamed": dict(w.renamed)} if w.renamed else {}),
+            }
             for w in family.workflows
         ],
         "blocks": [grouped(b) for b in family.blocks],
@@ -86,6 +92,8 @@ def render_family_plan(family: FamilyPlan) -> str:
     for w in summary["workflows"]:
         trigger = f"when `{w['trigger']}` is given" if w["trigger"] else "default"
         lines.append(f"  {w['name']}: {w['pipeline']} ({w['source']}), {trigger}")
+        for standard, name in w.get("renamed", {}).items():
+            lines.append(f"      takes `{standard}` as `{name}`: another workflow needs an `{standard}` of its own")
 
     for title, items in (("blocks", summary["blocks"]), ("helpers", summary["helpers"])):
         lines += ["", f"{title} (compared as Python: comments, layout and names of generated classes aside):"]

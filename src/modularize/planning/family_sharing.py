@@ -44,7 +44,10 @@ _NAMING_FIELDS = frozenset(
 class Workflow:
     name: str  # the class name without the family's prefix, in snake case ("img2img"); `base` when nothing is left
     trigger: str | None  # the `__call__` argument whose presence selects it; None for the default workflow
-    plan: PipelinePlan
+    plan: PipelinePlan  # its plan in the family: with its arguments as `renamed` names them
+    # (standard argument, the family's name for it): an argument another workflow needs under the same name
+    # (`("image", "controlnet_image")`, `planning.family_rename`)
+    renamed: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,9 @@ class Param:
     default: str | None = None  # source text of the default value
     description: str = ""
     producer: str | None = None  # the block that produces it; None for `__call__` arguments
+    # the local its block binds it to, where that is another name: a family's workflow given the argument under a
+    # name of its own (`controlnet_image`, bound to `image`; `planning.family_rename`)
+    local: str | None = None
 
 
 @dataclass(frozen=True)
@@ -282,7 +285,11 @@ def plan_summary(plan: PipelinePlan) -> dict:
 
     def params(items):
         return [
-            {k: v for k, v in (("name", p.name), ("default", p.default), ("from", p.producer)) if v is not None}
+            {
+                k: v
+                for k, v in (("name", p.name), ("default", p.default), ("from", p.producer), ("local", p.local))
+                if v is not None
+            }
             for p in items
         ]
 

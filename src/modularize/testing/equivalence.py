@@ -614,8 +614,12 @@ class Equivalence:
 
     @property
     def arguments(self) -> tuple[str, ...]:
-        """The standard `__call__` arguments the generated package serves (blocks and guider)."""
-        return (*self.pipeline_cls.block_arguments, *self.pipeline_cls.guider_arguments)
+        """The standard `__call__` arguments the generated package serves (blocks and guider), by their standard
+        names (a family's workflow may take one under a name of its own)."""
+        renamed = getattr(self.built_cls, "renamed_arguments", {}).get(self.workflow, {})
+        standard = {name: argument for argument, name in renamed.items()}
+        served = (*self.pipeline_cls.block_arguments, *self.pipeline_cls.guider_arguments)
+        return tuple(standard.get(name, name) for name in served)
 
     @property
     def matrix(self) -> list[Case]:
@@ -679,12 +683,20 @@ class Equivalence:
         self._seed = overrides.pop("seed", self.seed)
         return _with_case_components(self.pristine, overrides)
 
+    def translated(self, pipe, inputs: dict[str, Any]) -> dict[str, Any]:
+        """The standard call's `inputs` as the generated pipeline's; a family's: of the workflow under test, whose
+        inputs must select it (a workflow may take an argument under a name of its own in the family)."""
+        if self.workflow is None:
+            return pipe.translate_standard_call(**inputs)
+        kwargs = pipe.translate_standard_call(workflow=self.workflow, **inputs)
+        if pipe.workflow_for(kwargs) != self.workflow:
+            raise ValueError(f"these inputs select the {pipe.workflow_for(kwargs)!r} workflow, not {self.workflow!r}")
+        return kwargs
+
     def modular(self, components: dict[str, Any], inputs: dict[str, Any], exact: bool):
         pipe = self.pipeline(components, exact)
         _make_pipeline_calls(pipe, inputs)
-        if self.workflow is not None and pipe.workflow_for(inputs) != self.workflow:
-            raise ValueError(f"these inputs select the {pipe.workflow_for(inputs)!r} workflow, not {self.workflow!r}")
-        kwargs = pipe.translate_standard_call(**inputs)
+        kwargs = self.translated(pipe, inputs)
         guider = getattr(pipe, "guider", None)
         state = pipe(**kwargs, **self._random_inputs())
         built = getattr(self.pipeline_cls, "built_pipelines", ())

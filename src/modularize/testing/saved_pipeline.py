@@ -54,7 +54,8 @@ def saved_and_loaded(
     equivalence = Equivalence(package_dir, workflow=workflow)
     components, inputs = equivalence.case_inputs(dict(case or {}))
     equivalence.pipeline(components, exact=False).save_pretrained(str(saved), overwrite_modular_index=True)
-    torch.save({"inputs": inputs, "seed": equivalence._seed, "generator": equivalence.takes_generator}, exchanged)
+    handed = {"inputs": inputs, "seed": equivalence._seed, "generator": equivalence.takes_generator}
+    torch.save({**handed, "workflow": workflow}, exchanged)
     environment = {
         **os.environ,
         "HF_MODULES_CACHE": str(work / "modules"),
@@ -95,7 +96,8 @@ def load_and_run(saved: str, exchanged: str) -> None:
     pipe.load_components()
     _realigned(pipe)
     silence_progress_bars(pipe)
-    kwargs = pipe.translate_standard_call(**handed["inputs"])
+    workflow = handed.get("workflow")
+    kwargs = pipe.translate_standard_call(**handed["inputs"], **({"workflow": workflow} if workflow else {}))
     seed = handed["seed"]
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
@@ -105,7 +107,7 @@ def load_and_run(saved: str, exchanged: str) -> None:
     state = pipe(**kwargs)
     # a family's pipeline: the outputs of the workflow the inputs selected
     workflows = getattr(type(pipe), "workflow_pipelines", None)
-    described = workflows[pipe.workflow_for(handed["inputs"])] if workflows else type(pipe)
+    described = workflows[pipe.workflow_for(kwargs)] if workflows else type(pipe)
     outputs = pipeline_outputs(described, state)
     managed = sorted(type(component).__name__ for component in manager.components.values())
     result = {

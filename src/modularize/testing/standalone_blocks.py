@@ -139,7 +139,7 @@ def _observed_run(equivalence: Equivalence, case: dict[str, Any] | None):
         components, inputs = equivalence.case_inputs(dict(overrides))
         pipe = equivalence.pipeline(components, exact=False)
         try:
-            kwargs = pipe.translate_standard_call(**inputs)
+            kwargs = equivalence.translated(pipe, inputs)
             with _observed(pipe, _top_blocks(equivalence, pipe)) as entries:
                 state = pipe(**kwargs, **equivalence._random_inputs())
             return pipe, inputs, entries, state
@@ -228,7 +228,7 @@ def embeddings_fed_back(package_dir: str | Path, case: dict[str, Any] | None = N
     fed = {name: _scaled(alone.get(name), scale) for name in produced}
     again = {name: value for name, value in inputs.items() if name not in texts}
     rerun = equivalence.pipeline(equivalence.case_inputs(dict(case or {}))[0], exact=False)
-    final = rerun(**rerun.translate_standard_call(**again, **fed), **equivalence._random_inputs())
+    final = rerun(**equivalence.translated(rerun, {**again, **fed}), **equivalence._random_inputs())
     outputs = type(pipe).standard_outputs.values()
     differences = {name: difference(state.get(name), final.get(name)) for name in outputs}
     return FedBack(key, tuple(fed), texts, differences)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from ..errors import ConversionError, Location
+from ..errors import ConversionError
 
 if TYPE_CHECKING:
     from ..frontend.parse import SourceModule
@@ -39,9 +39,12 @@ def dotted(node: cst.BaseExpression | None) -> str:
     raise TypeError(f"not a dotted name: {node!r}")
 
 
-def absolute_module(node: cst.ImportFrom, module_name: str | None, location: Location) -> str:
-    """The absolute module an import-from names (`from ...models import x` -> `diffusers.models`); `location` is
-    where the import is, for refusals."""
+def absolute_module(node: cst.ImportFrom, source: SourceModule) -> str:
+    """The absolute module an import-from of `source` names (`from ...models import x` -> `diffusers.models`).
+
+    The import's location is asked of `source` only to refuse: the first position asked for costs a code
+    generation pass over the whole module, which a conversion that never refuses need not run."""
+    module_name = source.module_name
     level = len(node.relative)
     target = dotted(node.module)
     if level == 0:
@@ -49,7 +52,7 @@ def absolute_module(node: cst.ImportFrom, module_name: str | None, location: Loc
     if not module_name:
         raise ConversionError(
             "relative import in a file that is not inside a package",
-            location,
+            source.location(node),
             construct=f"from {'.' * level}{target} import ...",
             fix="convert the file from its place in the package tree, or use absolute imports",
         )
@@ -57,7 +60,7 @@ def absolute_module(node: cst.ImportFrom, module_name: str | None, location: Loc
     if level - 1 > len(package):
         raise ConversionError(
             "relative import goes above the top-level package",
-            location,
+            source.location(node),
             construct=f"from {'.' * level}{target} import ...",
         )
     base = package[: len(package) - (level - 1)]
@@ -72,7 +75,7 @@ class _AbsoluteImports(cst.CSTTransformer):
     def leave_ImportFrom(self, original_node: cst.ImportFrom, updated_node: cst.ImportFrom) -> cst.ImportFrom:
         if not original_node.relative:
             return updated_node
-        module = absolute_module(original_node, self._source.module_name, self._source.location(original_node))
+        module = absolute_module(original_node, self._source)
         return updated_node.with_changes(module=_dotted_node(module), relative=[])
 
 

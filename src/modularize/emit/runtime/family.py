@@ -72,6 +72,9 @@ class FamilyPipeline:
     workflows_block = "workflows"  # the name of the `AutoPipelineBlocks` among the family's blocks
     # block class name -> the workflows running it: a block run alone (`block.init_pipeline()`) runs as one of them
     block_workflows = {}
+    # workflow name -> {argument of its standard call: the input it is here}, for an argument another workflow
+    # needs under the same name (SDXL ControlNet's control `image` beside image-to-image's init `image`)
+    renamed_arguments = {}
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -153,10 +156,17 @@ class FamilyPipeline:
             }
         return made[key]
 
-    def translate_standard_call(self, **kwargs):
-        """Keyword arguments of the standard call of the workflow they select -> keyword arguments of this
-        pipeline."""
-        with self.running_workflow(self._selected_workflow(kwargs)):
+    def translate_standard_call(self, workflow=None, **kwargs):
+        """Keyword arguments of the standard call of `workflow` (by default, of the workflow they select) ->
+        keyword arguments of this pipeline. A workflow taking an argument under another name here
+        (`renamed_arguments`) is selected by name: its standard call gives that argument by the name another
+        workflow's trigger has."""
+        if workflow is not None and workflow not in self.workflow_pipelines:
+            raise ValueError(f"no workflow {workflow!r}: the workflows are {list(self.workflow_pipelines)}")
+        name = workflow or self._selected_workflow(kwargs)
+        renamed = self.renamed_arguments.get(name, {})
+        kwargs = {renamed.get(argument, argument): value for argument, value in kwargs.items()}
+        with self.running_workflow(name):
             return self._from_standard_arguments(kwargs, strict=True)
 
     def __call__(self, state=None, output=None, **kwargs):

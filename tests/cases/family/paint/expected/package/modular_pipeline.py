@@ -3,7 +3,7 @@
 # modularize-source: tests/cases/family/paint/pipeline_paint_img2img.py sha256:9def4990a72df502b0e9b2c922043b245e2d3c2a12f5eeaabdd23fb5a3242a42 (PaintImg2ImgPipeline)
 # modularize-source: tests/cases/family/paint/pipeline_paint.py sha256:cd3f31bed99fd5aee3196bb077b1ea753f8b5076289ed8de22ec8573c98d9a3f (PaintPipeline)
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:884c0b92ade14f9e604f83bf5c3e0e623b344c5a62ea0739e0ccd4bb27469af5
+# modularize-output: sha256:6505afc405d3dc160aa2f04e09c03fc421b694d6afd8e4703e43c1392d67c9ff
 
 import shutil
 import sys
@@ -371,6 +371,9 @@ class FamilyPipeline:
     workflows_block = "workflows"  # the name of the `AutoPipelineBlocks` among the family's blocks
     # block class name -> the workflows running it: a block run alone (`block.init_pipeline()`) runs as one of them
     block_workflows = {}
+    # workflow name -> {argument of its standard call: the input it is here}, for an argument another workflow
+    # needs under the same name (SDXL ControlNet's control `image` beside image-to-image's init `image`)
+    renamed_arguments = {}
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -452,10 +455,17 @@ class FamilyPipeline:
             }
         return made[key]
 
-    def translate_standard_call(self, **kwargs):
-        """Keyword arguments of the standard call of the workflow they select -> keyword arguments of this
-        pipeline."""
-        with self.running_workflow(self._selected_workflow(kwargs)):
+    def translate_standard_call(self, workflow=None, **kwargs):
+        """Keyword arguments of the standard call of `workflow` (by default, of the workflow they select) ->
+        keyword arguments of this pipeline. A workflow taking an argument under another name here
+        (`renamed_arguments`) is selected by name: its standard call gives that argument by the name another
+        workflow's trigger has."""
+        if workflow is not None and workflow not in self.workflow_pipelines:
+            raise ValueError(f"no workflow {workflow!r}: the workflows are {list(self.workflow_pipelines)}")
+        name = workflow or self._selected_workflow(kwargs)
+        renamed = self.renamed_arguments.get(name, {})
+        kwargs = {renamed.get(argument, argument): value for argument, value in kwargs.items()}
+        with self.running_workflow(name):
             return self._from_standard_arguments(kwargs, strict=True)
 
     def __call__(self, state=None, output=None, **kwargs):
