@@ -52,6 +52,13 @@ FAMILIES = {
         "controlnet/pipeline_controlnet_sd_xl_img2img",
         "controlnet/pipeline_controlnet_inpaint_sd_xl",
     ],
+    # InstructPix2Pix's edited `image` beside image-to-image's: taken as `instruct_pix2pix_image`; its three-way guider
+    "sdxl_with_pix2pix": [
+        "stable_diffusion_xl/pipeline_stable_diffusion_xl",
+        "_img2img",
+        "_inpaint",
+        "_instruct_pix2pix",
+    ],
     "sd_pag": ["pag/pipeline_pag_sd", "_img2img", "_inpaint"],
     "sdxl_pag": ["pag/pipeline_pag_sd_xl", "_img2img", "_inpaint"],
     "sd3_pag": ["pag/pipeline_pag_sd_3", "_img2img"],
@@ -60,6 +67,15 @@ FAMILIES = {
     "animatediff": ["animatediff/pipeline_animatediff", "_video2video"],
     "ltx": ["ltx/pipeline_ltx", "_image2video"],
     "wan": ["wan/pipeline_wan", "_i2v", "_video2video"],
+    "cogview4": ["cogview4/pipeline_cogview4", "_control"],
+    "sd3_controlnet": ["controlnet_sd3/pipeline_stable_diffusion_3_controlnet", "_inpainting"],
+    "flux_kontext": ["flux/pipeline_flux_kontext", "_inpaint"],
+    "kandinsky3": ["kandinsky3/pipeline_kandinsky3", "_img2img"],
+    "lcm": [
+        "latent_consistency_models/pipeline_latent_consistency_text2img",
+        "latent_consistency_models/pipeline_latent_consistency_img2img",
+    ],
+    "skyreels_v2": ["skyreels_v2/pipeline_skyreels_v2", "_i2v"],
 }
 ALONE = """
 import json, sys

@@ -333,6 +333,42 @@ def test_a_workflow_from_a_file_holding_several_pipelines_is_named_file_colon_co
     assert cli("check", "--fix").code == EXIT_FAILED and cli("check").code == EXIT_OK
 
 
+@pytest.mark.parametrize(
+    "code, handled",
+    [
+        ("image = image or default_image", True),  # does without it
+        ("picture = default_image or image", False),  # only falls back to it
+        ("x = 1 if image else 2", True),
+        ("if image is None:\n    raise ValueError('give an image')", False),  # requires it
+        ("if image is not None and embeds is not None:\n    raise ValueError('one of them')", False),
+        ("if image is not None or embeds is not None:\n    raise ValueError('not served')", True),  # never given
+        ("image = preprocess(image)", False),
+        ("self.encode(components, 'a', prompt_2=image)", True),  # handed to a parameter the helper does without
+        ("self.encode(components, image)", False),  # handed to `prompt`, which it needs
+    ],
+)
+def test_an_argument_a_workflow_does_without_is_no_trigger(code, handled):
+    import libcst as cst
+
+    from modularize.planning.family import _handled_in
+
+    helper = cst.parse_statement("def encode(components, prompt, prompt_2=None):\n    prompt_2 = prompt_2 or prompt\n")
+    assert _handled_in([cst.parse_module(code + "\n")], "image", {"encode": helper}) is handled
+
+
+def test_a_workflow_selected_only_by_arguments_its_calls_may_leave_out_is_refused(cli):
+    """SDXL's T2I-Adapter beside SD's: what only SDXL takes, `prompt_2` (`prompt_2 = prompt_2 or prompt`), the size
+    conditioning, the IP-Adapter image (not served: given, it raises), a call may leave out."""
+    sources = [
+        installed_diffusers_file(f"pipelines/t2i_adapter/{name}.py")
+        for name in ("pipeline_stable_diffusion_adapter", "pipeline_stable_diffusion_xl_adapter")
+    ]
+    run = cli("plan", *sources)
+    assert run.code == EXIT_REFUSED, run.out
+    assert "`StableDiffusionXLAdapterPipeline` handles `prompt_2`, `denoising_end`" in run.err
+    assert "`ip_adapter_image`" in run.err and "Traceback" not in run.err
+
+
 def test_two_groups_of_workflows_sharing_a_block_at_one_key_are_two_classes():
     """SDXL's latents: ControlNet inpainting with inpainting, ControlNet with the default; image-to-image apart."""
     from types import SimpleNamespace

@@ -809,3 +809,37 @@ def test_a_workflow_taking_an_argument_under_its_own_name_is_translated_by_workf
     assert pipe.workflow_for({"prompt": "a", "image": picture}) == "edit"
     with pytest.raises(ValueError, match="no workflow 'sketchy'"):
         pipe.translate_standard_call(workflow="sketchy", prompt="a")
+
+
+class _SpecHolding(_Registering):
+    def get_component_spec(self, name):
+        return ("the pipeline's", name)
+
+
+class _GuidedFamily(FamilyPipeline, _SpecHolding):
+    workflow_pipelines = {"edit": _Edit, "plain": _Plain}
+    workflow_triggers = (("edit", "image"), ("plain", None))
+    default_workflow = "plain"
+
+
+def test_a_running_workflow_creates_components_from_its_own_specs():
+    """The guider a workflow's standard call installs is created from that workflow's spec (SDXL InstructPix2Pix's
+    three-way guider), not from the one spec per name the family's pipeline holds."""
+    from types import SimpleNamespace
+
+    def spec(kind):
+        return SimpleNamespace(name="guider", kind=kind)
+
+    workflows = {
+        "edit": SimpleNamespace(expected_components=[spec("three-way")]),
+        "plain": SimpleNamespace(expected_components=[spec("cfg")]),
+    }
+    pipe = _GuidedFamily()
+    pipe._blocks = SimpleNamespace(sub_blocks={"workflows": SimpleNamespace(sub_blocks=workflows)})
+    assert pipe.get_component_spec("guider") == ("the pipeline's", "guider")  # no workflow running
+    with pipe.running_workflow("edit"):
+        created = pipe.get_component_spec("guider")
+        assert created.kind == "three-way" and created is not workflows["edit"].expected_components[0]
+        assert pipe.get_component_spec("vae") == ("the pipeline's", "vae")  # a spec it does not declare
+    with pipe.running_workflow("plain"):
+        assert pipe.get_component_spec("guider").kind == "cfg"

@@ -171,7 +171,7 @@ def _family_pipeline_class(
         "    A call runs the workflow its inputs select (`workflow_for`: the first whose trigger input is given, else\n"
         "    the default), as the blocks select it; what the workflows' own pipeline classes define differently is the\n"
         "    running workflow's. `translate_standard_call(**kwargs)` turns the keyword arguments of the standard call\n"
-        "    of the workflow they select into inputs of this pipeline.\n"
+        "    of the workflow they select (`workflow=NAME`: of that one) into inputs of this pipeline.\n"
         '    """\n\n'
         f"    workflow_pipelines = {{\n{pipelines}    }}\n"
         f"    workflow_triggers = (\n{triggers}    )\n"

@@ -278,27 +278,99 @@ def _trigger(workflow: Workflow, others: set[str]) -> str | None:
 
 
 def _candidates(workflow: Workflow, others: set[str]) -> list[str]:
-    """The workflow's own arguments (none of `others`) that default to None or to nothing, in signature order."""
+    """The workflow's own arguments (none of `others`) that its blocks take and that default to None or to nothing,
+    in signature order: an argument the blocks do not take (a deprecated `callback` the package drops) reaches
+    no block, so no block could be selected by it."""
+    taken = set(workflow.plan.block_arguments)
     return [
         p.name
         for p in workflow.plan.call_arguments
-        if p.name not in others and p.default in (None, "None") and not p.name.startswith("_")
+        if p.name not in others and p.name in taken and p.default in (None, "None") and not p.name.startswith("_")
     ]
 
 
 def _handled_when_missing(plan: PipelinePlan, name: str) -> bool:
-    """Whether the workflow's code tests `name` against None other than to refuse the call (`if x is None: raise`):
-    then it runs without it, and a call meant for it may leave it out."""
-    tested = m.Comparison(
-        left=m.Name(name), comparisons=[m.ComparisonTarget(m.Is() | m.IsNot(), comparator=m.Name("None"))]
-    )
+    """Whether the workflow's code runs without `name`: tests it other than to refuse the call (`if x is None:
+    raise`), in its blocks or in when it guides (`do_true_cfg = true_cfg_scale > 1 and negative_prompt is not
+    None`, now the guider's). Then a call meant for it may leave it out.
+
+        if denoising_start is None: ...      prompt_2 = prompt_2 or prompt      x if image else y      -> handled
+        if image is None: raise ValueError(...)                                                       -> not
+    """
+    if plan.guidance.condition and _missing_tests(cst.parse_expression(plan.guidance.condition), name):
+        return True
+    helpers = {helper.name: helper.function for helper in helpers_of(plan)}
+    return _handled_in(list(nodes_of(plan.blocks)), name, helpers)
+
+
+def _handled_in(roots: list[cst.CSTNode], name: str, helpers: dict[str, cst.FunctionDef] | None = None) -> bool:
+    """`_handled_when_missing` over `roots`; with `helpers`, also where a call hands `name` to a helper that
+    handles its parameter missing (`self.encode_prompt(components, prompt_2=negative_prompt_2)`, whose
+    `prompt_2 = prompt_2 or prompt` does without it)."""
     tests = refusing = 0
-    for root in nodes_of(plan.blocks):
-        tests += len(findall(root, tested))
+    for root in roots:
+        tests += len(_missing_tests(root, name))
         for branch in findall(root, m.If()):
             if all(m.matches(s, m.SimpleStatementLine(body=[m.Raise()])) for s in branch.body.body):
-                refusing += len(findall(branch.test, tested))
+                if any(m.matches(term, _given(name)) for term in _alternatives(branch.test)):
+                    return True  # refused whenever given (`if x is not None or ...: raise`, not served here)
+                refusing += len(_missing_tests(branch.test, name))  # `if x is None: raise`: required
+        for function, parameter in _handed_to(root, name, helpers or {}):
+            if parameter != name and _handled_in([function.body], parameter):
+                return True
     return tests > refusing
+
+
+def _handed_to(root: cst.CSTNode, name: str, helpers: dict[str, cst.FunctionDef]) -> list[tuple[cst.FunctionDef, str]]:
+    """(helper, its parameter) for each call below `root` of a helper (`self.<helper>(components, ...)`) that
+    passes `name` as that parameter, by keyword or by position."""
+    found = []
+    for call in findall(root, m.Call(func=m.Attribute(value=m.Name("self")))):
+        function = helpers.get(call.func.attr.value)
+        if function is None:
+            continue
+        parameters = [p.name.value for p in (*function.params.posonly_params, *function.params.params)]
+        for position, argument in enumerate(call.args):
+            if not m.matches(argument.value, m.Name(name)) or argument.star:
+                continue
+            if argument.keyword is not None:
+                found.append((function, argument.keyword.value))
+            elif position < len(parameters):
+                found.append((function, parameters[position]))
+    return found
+
+
+def _given(name: str) -> m.BaseMatcherNode:
+    """`x is not None`, `x != None`, `x`: true when the argument was given."""
+    named = m.Name(name)
+    return m.Comparison(named, [m.ComparisonTarget(m.IsNot() | m.NotEqual(), m.Name("None"))]) | named
+
+
+def _alternatives(test: cst.BaseExpression) -> list[cst.BaseExpression]:
+    """`a or b or c` -> [a, b, c]: each enough for the test to hold."""
+    if isinstance(test, cst.BooleanOperation) and isinstance(test.operator, cst.Or):
+        return [*_alternatives(test.left), *_alternatives(test.right)]
+    return [test]
+
+
+def _missing_tests(root: cst.CSTNode, name: str) -> list[cst.CSTNode]:
+    """The places below `root` that ask whether `name` was given: compared with None, or taken for its truth
+    (`x or default`, `not x`, `if x:`, `y if x else z`, `x and y` as a test)."""
+    named = m.Name(name)
+    compared = m.Comparison(named, [m.ComparisonTarget(m.Is() | m.IsNot() | m.Equal() | m.NotEqual(), m.Name("None"))])
+    # (`x or default` tests `x`; `default or x` only falls back to it)
+    truth = m.BooleanOperation(left=named) | m.UnaryOperation(m.Not(), named)
+    found = findall(root, compared | truth)
+    for branch in findall(root, m.If() | m.While() | m.IfExp()):
+        found += [term for term in _operands(branch.test) if m.matches(term, named)]
+    return found
+
+
+def _operands(test: cst.BaseExpression) -> list[cst.BaseExpression]:
+    """`a and (b or c)` -> [a, b, c]: what a test takes the truth of."""
+    if isinstance(test, cst.BooleanOperation):
+        return [*_operands(test.left), *_operands(test.right)]
+    return [test]
 
 
 def _workflow_name(own_prefix: str, family_prefix: str) -> str:

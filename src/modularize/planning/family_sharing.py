@@ -213,10 +213,10 @@ def _aspects_of(
 
 def _pipeline_members(plan: PipelinePlan) -> dict[str, str]:
     """What the workflow's pipeline class defines (derived attributes, class attributes), each as its code."""
-    found = {prop.name.value: _code_fingerprint(prop, {}) for prop in plan.pipeline.properties}
+    found = {prop.name.value: code_fingerprint(prop, {}) for prop in plan.pipeline.properties}
     for statement in plan.pipeline.class_attributes:
         for assign in findall(statement, m.AssignTarget(target=m.Name())):
-            found[assign.target.value] = _code_fingerprint(statement, {})
+            found[assign.target.value] = code_fingerprint(statement, {})
     return found
 
 
@@ -331,11 +331,11 @@ def own_class_names(plan: PipelinePlan) -> dict[str, str]:
 def _fingerprint(value: object, own: dict[str, str]) -> object:
     """What of a plan value decides the generated code, as nested tuples: code as an AST dump."""
     if isinstance(value, cst.CSTNode):
-        return _code_fingerprint(value, own)
+        return code_fingerprint(value, own)
     if isinstance(value, Param):
         # where an input comes from is named in its description only; whether it is a call argument decides
-        # whether a `None` given for it is kept (`ExplicitNoneInputs`)
-        return ("Param", value.name, value.default, value.producer is None)
+        # whether a `None` given for it is kept (`ExplicitNoneInputs`); the local it is bound to is code
+        return ("Param", value.name, value.default, value.producer is None, value.local)
     if isinstance(value, Component):
         return ("Component", value.name, value.type_hint, value.optional)
     if dataclasses.is_dataclass(value):
@@ -363,7 +363,9 @@ class _OwnNames(ast.NodeTransformer):
         return ast.Name(self.own.get(node.id, node.id), node.ctx)
 
 
-def _code_fingerprint(node: cst.CSTNode, own: dict[str, str]) -> str:
+def code_fingerprint(node: cst.CSTNode, own: dict[str, str]) -> str:
+    """A node's code as workflows compare it: its Python AST (comments, layout, parentheses aside), with the
+    workflow's own generated class names (`own_class_names`) as the blocks they stand for."""
     text = textwrap.dedent(code(node)).strip()
     try:
         tree = ast.parse(text)

@@ -16,6 +16,7 @@ Every generated family's `modular_pipeline.py` carries `FamilyPipeline` and `Wor
 """
 
 from contextlib import contextmanager
+from copy import deepcopy
 from inspect import getattr_static
 
 # What the family's pipeline class does itself: constructing, registering components, and a call, which selects
@@ -31,6 +32,7 @@ _FAMILY_OWN = frozenset(
         "__call__",
         "__annotations__",
         "register_components",
+        "get_component_spec",
         "_adapt_components",
         "translate_standard_call",
         "package_modules",
@@ -126,6 +128,17 @@ class FamilyPipeline:
         if running and name not in running:
             return running[0]
         return name
+
+    def get_component_spec(self, name):
+        """While a workflow runs, its own blocks' spec of the component (the guider its standard call installs is
+        created from it: SDXL InstructPix2Pix's three-way guider, not image-to-image's): the family's pipeline holds
+        one spec per name, the first workflow's, or that of the component installed last."""
+        running = self.__dict__.get("_active_workflow")
+        if running is not None:
+            for spec in self.workflow_blocks(running).expected_components:
+                if spec.name == name:
+                    return deepcopy(spec)
+        return super().get_component_spec(name)
 
     def register_components(self, **kwargs):
         super().register_components(**kwargs)

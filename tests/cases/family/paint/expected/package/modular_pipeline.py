@@ -3,7 +3,7 @@
 # modularize-source: tests/cases/family/paint/pipeline_paint_img2img.py sha256:9def4990a72df502b0e9b2c922043b245e2d3c2a12f5eeaabdd23fb5a3242a42 (PaintImg2ImgPipeline)
 # modularize-source: tests/cases/family/paint/pipeline_paint.py sha256:cd3f31bed99fd5aee3196bb077b1ea753f8b5076289ed8de22ec8573c98d9a3f (PaintPipeline)
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:6505afc405d3dc160aa2f04e09c03fc421b694d6afd8e4703e43c1392d67c9ff
+# modularize-output: sha256:3f318c5ff1d081e8f03e72765004bad28dea11db87a8a5678def0fb484c73d32
 
 import shutil
 import sys
@@ -328,6 +328,7 @@ _FAMILY_OWN = frozenset(
         "__call__",
         "__annotations__",
         "register_components",
+        "get_component_spec",
         "_adapt_components",
         "translate_standard_call",
         "package_modules",
@@ -426,6 +427,17 @@ class FamilyPipeline:
             return running[0]
         return name
 
+    def get_component_spec(self, name):
+        """While a workflow runs, its own blocks' spec of the component (the guider its standard call installs is
+        created from it: SDXL InstructPix2Pix's three-way guider, not image-to-image's): the family's pipeline holds
+        one spec per name, the first workflow's, or that of the component installed last."""
+        running = self.__dict__.get("_active_workflow")
+        if running is not None:
+            for spec in self.workflow_blocks(running).expected_components:
+                if spec.name == name:
+                    return deepcopy(spec)
+        return super().get_component_spec(name)
+
     def register_components(self, **kwargs):
         super().register_components(**kwargs)
         # what each workflow adapted was adapted from the components before: adapted again when next run
@@ -509,7 +521,7 @@ class PaintFamilyGeneratedModularPipeline(FamilyPipeline, SavedWithPackage, Modu
     A call runs the workflow its inputs select (`workflow_for`: the first whose trigger input is given, else
     the default), as the blocks select it; what the workflows' own pipeline classes define differently is the
     running workflow's. `translate_standard_call(**kwargs)` turns the keyword arguments of the standard call
-    of the workflow they select into inputs of this pipeline.
+    of the workflow they select (`workflow=NAME`: of that one) into inputs of this pipeline.
     """
 
     workflow_pipelines = {
