@@ -143,6 +143,45 @@ def test_tree_walk_findall_finds_what_libcst_finds_in_the_same_order(sd_source):
     assert not any(node is loop.body for node in walk(tree, skip=lambda node: node is loop))
 
 
+def test_matches_answers_as_libcst_for_every_node_and_asks_libcst_only_where_its_condition_is_not_the_match(
+    sd_source, monkeypatch
+):
+    import libcst.matchers as m
+
+    from modularize.cst import match_filter
+    from modularize.cst.tree_walk import walk
+
+    nodes = list(walk(cst.parse_module(sd_source.read_text())))
+    exact = [
+        m.Name("self"),
+        m.Attribute(value=m.Name("self"), attr=m.Name("vae")),
+        m.Call(func=m.Attribute(value=m.Name("self"))),
+        m.Name("latents") | m.Attribute(attr=m.Name("latents")),
+        m.Comparison(m.Name(), [m.ComparisonTarget(m.Is() | m.IsNot(), m.Name("None"))]),  # a sequence: not exact
+        m.Param(default=None),
+        m.Integer("0") | m.Integer("1"),
+    ]
+    inexact = [
+        m.Arg(keyword=m.Name(m.MatchIfTrue(lambda name: name.startswith("prompt")))),
+        m.Call(args=[m.ZeroOrMore(), m.Arg(keyword=m.Name("generator")), m.ZeroOrMore()]),
+        m.Subscript(value=m.Name("list"), slice=[m.DoNotCare()]),
+        m.Call(func=m.DoesNotMatch(m.Name("print"))),
+        m.Assign(targets=[m.AssignTarget(m.SaveMatchedNode(m.Name(), "target"))]),
+        m.AllOf(m.Name(), m.Name("device")),
+        m.MatchIfTrue(lambda node: True),  # LibCST matches nothing with it at the top
+        m.OneOf(m.Name("x"), m.MatchIfTrue(lambda node: True)),
+    ]
+    for matcher in [*exact, *inexact]:
+        expected = [m.matches(node, matcher) for node in nodes]
+        assert any(expected) or matcher in inexact[-2:], matcher
+        assert [match_filter.matches(node, matcher) for node in nodes] == expected, matcher
+    # a matcher the condition is the whole of never reaches LibCST
+    monkeypatch.setattr(m, "matches", lambda node, matcher: pytest.fail("asked LibCST"))
+    for matcher in exact[:4] + exact[5:]:
+        assert match_filter.necessary_condition(matcher)[1], matcher
+        assert [match_filter.matches(node, matcher) for node in nodes].count(True) > 0
+
+
 def test_remembered_children_are_the_same_children_and_are_forgotten_on_exit(sd_source):
     import libcst.matchers as m
 

@@ -22,6 +22,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from ..cst.dataflow import Flow, flow_of, names_read, without_dead_assignments
+from ..cst.match_filter import matches
 from ..cst.node_index import NodeIndex
 from ..cst.substitute import (
     conjuncts,
@@ -655,10 +656,7 @@ def _variadic_handed_to_built_pipelines(
         return []
     calls = [c for statement in body for c in findall(statement, m.Call(func=m.Attribute(m.Name("self"), built)))]
     return [
-        a
-        for c in calls
-        for a in c.args
-        if a.star == "**" and m.matches(a.value, m.Name()) and a.value.value in variadic
+        a for c in calls for a in c.args if a.star == "**" and matches(a.value, m.Name()) and a.value.value in variadic
     ]
 
 
@@ -695,7 +693,7 @@ def _check_loop_exits(
     dropped = context.replacements
 
     def skip(node: cst.CSTNode, loops: bool) -> bool:
-        if node in dropped and not m.matches(node, m.SimpleStatementLine(body=[m.Return()])):
+        if node in dropped and not matches(node, m.SimpleStatementLine(body=[m.Return()])):
             return True  # dropped with the runtime plumbing (`if self.interrupt: continue`); returns are looked at
         return isinstance(node, _NESTED_SCOPES) or (loops and isinstance(node, (cst.For, cst.While)))
 
@@ -949,7 +947,7 @@ def _per_call_assignments(
         if local is None:
             continue
         value = line.body[0].value
-        if m.matches(value, m.Name(local)):
+        if matches(value, m.Name(local)):
             context.replacements[line] = cst.RemoveFromParent()
             context.note("rewritten", line, f"`self.{attribute} = {local}`", f"per-call state, read as `{local}`")
         elif local in read:
@@ -1155,7 +1153,7 @@ def _over_call_arguments(context: Context, expression: cst.BaseExpression, call_
         for name in local:
             assignments = [s for s in body if name in flow_of([s]).writes]
             pattern = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name(name))])])
-            if len(assignments) != 1 or not m.matches(assignments[0], pattern):
+            if len(assignments) != 1 or not matches(assignments[0], pattern):
                 raise context.source.refuse(
                     expression, f"the CFG condition reads `{name}`, which `__call__` does not assign exactly once"
                 )
@@ -1169,7 +1167,7 @@ def _call_argument(context: Context, expression: cst.BaseExpression, call_parame
     """The `__call__` argument an expression stands for (`self.guidance_scale` -> `guidance_scale`)."""
     if isinstance(expression, cst.Name) and expression.value in call_parameters:
         return expression.value
-    if m.matches(expression, m.Attribute(value=m.Name("self"))):
+    if matches(expression, m.Attribute(value=m.Name("self"))):
         local = context.facts.per_call.get(expression.attr.value)
         if local in call_parameters:
             return local

@@ -20,6 +20,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from ..cst.dataflow import names_read
+from ..cst.match_filter import matches
 
 _ENUMERATE = m.Call(func=m.Name("enumerate"), args=[m.Arg(keyword=None)])
 
@@ -38,7 +39,7 @@ def loop_header(loop: cst.For) -> LoopHeader:
     targets = tuple(names_read(loop.target))
     iterable, enumerated = loop.iter, False
     while isinstance(iterable, cst.Call) and len(iterable.args) == 1 and iterable.args[0].keyword is None:
-        if m.matches(iterable, _ENUMERATE):
+        if matches(iterable, _ENUMERATE):
             enumerated = True
         elif not _is_wrapper(iterable.func):
             break

@@ -16,6 +16,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from ..cst.dataflow import names_read
+from ..cst.match_filter import matches
 from ..cst.substitute import Replacement, rewrite_statements
 from ..cst.tree_walk import findall, names_in
 from ..frontend.class_facts import ClassFacts, docstring_of
@@ -112,13 +113,13 @@ def _check_helper(context: Context, function: cst.FunctionDef) -> None:
     """A helper becomes a static method taking `components` first: refuse the ones that cannot."""
     name = function.name.value
     for decorator in function.decorators:
-        if m.matches(decorator.decorator, m.Name("classmethod")):
+        if matches(decorator.decorator, m.Name("classmethod")):
             raise context.source.refuse(
                 decorator, f"`@classmethod` helper `{name}`: blocks carry helpers as static methods on `components`"
             )
     if function.asynchronous is not None:
         raise context.source.refuse(function, f"`async def {name}`: blocks run synchronously and cannot await it")
-    if not any(m.matches(d.decorator, m.Name("staticmethod")) for d in function.decorators):
+    if not any(matches(d.decorator, m.Name("staticmethod")) for d in function.decorators):
         return
     parameters = [*function.params.posonly_params, *function.params.params]
     for parameter in parameters:

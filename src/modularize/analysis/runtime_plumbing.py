@@ -38,6 +38,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from ..cst.dataflow import names_read
+from ..cst.match_filter import matches
 from ..cst.substitute import substitute_names
 from ..cst.tree_walk import findall, visit_read_only
 
@@ -81,7 +82,7 @@ _WARNING_LINE = m.SimpleStatementLine(
 
 
 def _warns(statement: cst.BaseStatement) -> bool:
-    return m.matches(statement, _WARNING_LINE)
+    return matches(statement, _WARNING_LINE)
 
 
 class _RuntimePlumbing(cst.CSTVisitor):
@@ -92,7 +93,7 @@ class _RuntimePlumbing(cst.CSTVisitor):
 
     def visit_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> bool:
         statement = node.body[0] if len(node.body) == 1 else None
-        if statement is not None and m.matches(statement, _KWARGS_POP):
+        if statement is not None and matches(statement, _KWARGS_POP):
             name = statement.targets[0].target.value
             if name in CALLBACK_ARGUMENTS:
                 drop = Drop(node, f"`{name} = kwargs.pop(...)`", "deprecated callback API", "unsafe", popped=name)
@@ -101,7 +102,7 @@ class _RuntimePlumbing(cst.CSTVisitor):
             name = _assigns_callback_argument(statement)
             why = "step-end callbacks are not run by blocks"
             self.drops.append(Drop(node, f"`{name} = ...`", why, "unsafe"))
-        elif m.matches(node, _FREE_HOOKS):
+        elif matches(node, _FREE_HOOKS):
             self.drops.append(
                 Drop(node, "`self.maybe_free_model_hooks()`", "model offload hooks are the caller's", "display-only")
             )
@@ -119,7 +120,7 @@ class _RuntimePlumbing(cst.CSTVisitor):
                 Drop(node, f"`if {callbacks[0]} ...` block", "step-end callbacks are not run by blocks", "unsafe")
             )
             return False
-        if m.matches(node.test, _INTERRUPT):
+        if matches(node.test, _INTERRUPT):
             self.drops.append(Drop(node, "`if self.interrupt: ...`", "interrupting is not supported", "unsafe"))
             return False
         forwarded = _forwarded_callback(node)
@@ -127,7 +128,7 @@ class _RuntimePlumbing(cst.CSTVisitor):
             why = "a deprecated callback handed on to a pipeline this one calls: callbacks are not run by blocks"
             self.drops.append(Drop(node, f'`if kwargs.get("{forwarded}") ...` block', why, "unsafe", popped=forwarded))
             return False
-        if m.matches(node.test, _IN_KWARGS) and node.orelse is None and all(_warns(s) for s in node.body.body):
+        if matches(node.test, _IN_KWARGS) and node.orelse is None and all(_warns(s) for s in node.body.body):
             name = node.test.left.evaluated_value
             why = f"a warning that `{name}`, taken by `**kwargs`, is deprecated: the package does not take it"
             self.drops.append(Drop(node, f'`if "{name}" in kwargs: ...`', why, "display-only"))
@@ -163,7 +164,7 @@ def _forwarded_callback(node: cst.If) -> str | None:
     if len(tested) != 1 or not tested[0].endswith(("callback", "callback_steps")):
         return None
     store = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Subscript(m.Name()))], value=_KWARGS_GET)])
-    if not all(_warns(line) or m.matches(line, store) for line in node.body.body):
+    if not all(_warns(line) or matches(line, store) for line in node.body.body):
         return None
     return tested[0]
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import libcst as cst
 import libcst.matchers as m
 
+from ..cst.match_filter import matches
 from ..cst.tree_walk import findall, walk
 from ..frontend.parse import SourceModule, snippet
 from ..kinds import StageKind
@@ -94,7 +95,7 @@ def _steps_in_own_body(loop: cst.For | cst.While) -> bool:
     """A `<scheduler>.step(...)` call in the loop's body outside the loops and functions nested in it (an outer
     loop around the denoising loop does not step the scheduler itself)."""
     inner = walk(loop.body, skip=lambda n: isinstance(n, _INNER_SCOPES))
-    return any(isinstance(n, cst.Call) and m.matches(n, _STEP_CALL) for n in inner)
+    return any(isinstance(n, cst.Call) and matches(n, _STEP_CALL) for n in inner)
 
 
 def find_timestep_loop(statement: cst.CSTNode) -> cst.For | None:

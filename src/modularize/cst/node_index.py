@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 import libcst as cst
 import libcst.matchers as m
 
+from .match_filter import matches
 from .tree_walk import walk
 
 _INDEXED = (cst.If, cst.IfExp, cst.Call, cst.Assign, cst.SimpleStatementLine, cst.Attribute)
@@ -46,7 +47,7 @@ class NodeIndex:
         return [
             node
             for position, node in self._nodes[kind]
-            if (positions is None or position in positions) and (matcher is None or m.matches(node, matcher))
+            if (positions is None or position in positions) and (matcher is None or matches(node, matcher))
         ]
 
     def statement_of(self, node: cst.CSTNode) -> cst.CSTNode:

@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterator, Sequence
 import libcst as cst
 import libcst.matchers as m
 
+from .match_filter import necessary_condition
+
 # Node classes whose dataclass fields are not in source order: these fields first, in this order (whitespace and
 # punctuation fields follow the significant ones in every class; nothing here depends on their order)
 _SOURCE_ORDER: dict[type, tuple[str, ...]] = {
@@ -158,17 +160,27 @@ def findall(node: cst.CSTNode, matcher: m.BaseMatcherNode) -> list[cst.CSTNode]:
     # a node matcher (`m.Call(...)`) only matches its own node class, `m.If() | m.IfExp()` one of theirs: test the
     # class (exactly: LibCST's node classes are final) before the matcher
     classes = _matched_classes(matcher)
+    # (LibCST's `matches` is asked only about the nodes that pass a cheap necessary condition, and not at all where
+    # that condition is the whole matcher: `match_filter`)
+    condition, exact = necessary_condition(matcher)
+    if condition is None:
+        condition = _anything
+    test = condition if exact else (lambda found: condition(found) and m.matches(found, matcher))
     if classes is None:
-        return [found for found in walk(node) if m.matches(found, matcher)]
+        return [found for found in walk(node) if test(found)]
     if _REMEMBERED is None:
-        return [found for found in walk(node) if type(found) in classes and m.matches(found, matcher)]
+        return [found for found in walk(node) if type(found) in classes and test(found)]
     # analysis searches the same statements again and again (for calls, for assignments, ...): below a node, the
     # nodes of each class are listed once, in walk order
     by_class = remembered("by_class", node, _nodes_by_class)
     if len(classes) == 1:
         (only,) = classes
-        return [found for found in by_class.get(only, ()) if m.matches(found, matcher)]
-    return [found for found in by_class[None] if type(found) in classes and m.matches(found, matcher)]
+        return [found for found in by_class.get(only, ()) if test(found)]
+    return [found for found in by_class[None] if type(found) in classes and test(found)]
+
+
+def _anything(node: object) -> bool:
+    return True
 
 
 def _nodes_by_class(node: cst.CSTNode) -> dict[type | None, list[cst.CSTNode]]:

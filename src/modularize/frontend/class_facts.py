@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import libcst as cst
 import libcst.matchers as m
 
+from ..cst.match_filter import matches
 from ..cst.tree_walk import findall
 from ..errors import ConversionError
 from .parse import SourceModule, base_names, code
@@ -145,29 +146,29 @@ def parameters_of(function: cst.FunctionDef) -> tuple[Parameter, ...]:
 
 def docstring_of(function: cst.FunctionDef) -> str:
     body = function.body.body
-    if body and m.matches(body[0], m.SimpleStatementLine(body=[m.Expr(value=m.SimpleString())])):
+    if body and matches(body[0], m.SimpleStatementLine(body=[m.Expr(value=m.SimpleString())])):
         value = body[0].body[0].value.evaluated_value
         return value if isinstance(value, str) else ""
     return ""
 
 
 def is_property(function: cst.FunctionDef) -> bool:
-    return any(m.matches(d.decorator, m.Name("property")) for d in function.decorators)
+    return any(matches(d.decorator, m.Name("property")) for d in function.decorators)
 
 
 def self_attribute_assigned(statement: cst.CSTNode) -> str | None:
     """`self.<name> = value` (a single target) -> name."""
-    if not m.matches(statement, m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget()])])):
+    if not matches(statement, m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget()])])):
         return None
     target = statement.body[0].targets[0].target
-    if m.matches(target, m.Attribute(value=SELF)):
+    if matches(target, m.Attribute(value=SELF)):
         return target.attr.value
     return None
 
 
 def _self_method_call(statement: cst.CSTNode, name: str) -> cst.Call | None:
     pattern = m.SimpleStatementLine(body=[m.Expr(value=m.Call(func=m.Attribute(value=SELF, attr=m.Name(name))))])
-    return statement.body[0].value if m.matches(statement, pattern) else None
+    return statement.body[0].value if matches(statement, pattern) else None
 
 
 def _keyword_names(call: cst.Call) -> list[str]:
@@ -182,13 +183,13 @@ def analyze_init(node: cst.FunctionDef | None) -> InitFacts:
     derived: dict[str, cst.BaseExpression] = {}
     adaptation: list[cst.BaseStatement] = []
     body = node.body.body
-    if body and m.matches(body[0], m.SimpleStatementLine(body=[m.Expr(value=m.SimpleString())])):
+    if body and matches(body[0], m.SimpleStatementLine(body=[m.Expr(value=m.SimpleString())])):
         body = body[1:]
     super_init = m.SimpleStatementLine(
         body=[m.Expr(value=m.Call(func=m.Attribute(value=m.Call(func=m.Name("super")), attr=m.Name("__init__"))))]
     )
     for statement in body:
-        if m.matches(statement, super_init):
+        if matches(statement, super_init):
             continue
         registered = _self_method_call(statement, "register_modules")
         if registered is not None:
@@ -208,8 +209,8 @@ def analyze_init(node: cst.FunctionDef | None) -> InitFacts:
 
 def _property_expression(function: cst.FunctionDef) -> cst.BaseExpression | None:
     """The returned expression of a one-statement property (`return <expr>`), after an optional docstring."""
-    body = [s for s in function.body.body if not m.matches(s, m.SimpleStatementLine(body=[m.Expr(m.SimpleString())]))]
-    if len(body) == 1 and m.matches(body[0], m.SimpleStatementLine(body=[m.Return(value=m.DoNotCare())])):
+    body = [s for s in function.body.body if not matches(s, m.SimpleStatementLine(body=[m.Expr(m.SimpleString())]))]
+    if len(body) == 1 and matches(body[0], m.SimpleStatementLine(body=[m.Return(value=m.DoNotCare())])):
         return body[0].body[0].value
     return None
 
@@ -236,7 +237,7 @@ def _per_call_state(call: cst.FunctionDef, properties: Mapping[str, cst.Function
     per_call = dict(assigned)
     expressions = {name: _property_expression(function) for name, function in properties.items()}
     for name, expression in expressions.items():
-        if m.matches(expression, m.Attribute(value=SELF)) and expression.attr.value in assigned:
+        if matches(expression, m.Attribute(value=SELF)) and expression.attr.value in assigned:
             per_call[name] = assigned[expression.attr.value]
     per_call_properties: dict[str, cst.BaseExpression] = {}
     for name, expression in expressions.items():
@@ -265,7 +266,7 @@ def _set_before_read(
         attributes = {a.attr.value for a in findall(statement, attribute)}
         for name in list(attributes):
             attributes |= through.get(name, set())
-        if m.matches(statement, m.SimpleStatementLine(body=[assignment])):
+        if matches(statement, m.SimpleStatementLine(body=[assignment])):
             target = statement.body[0].targets[0].target.attr.value
             value_reads = {a.attr.value for a in findall(statement.body[0].value, m.Attribute(value=SELF))}
             if target not in read and target not in value_reads:
@@ -284,9 +285,9 @@ def analyze_class(source: SourceModule, node: cst.ClassDef) -> ClassFacts:
             if statement.name.value in ("__init__", "__call__"):
                 continue
             (properties if is_property(statement) else methods)[statement.name.value] = statement
-        elif m.matches(statement, m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())])])):
+        elif matches(statement, m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())])])):
             class_attributes[statement.body[0].targets[0].target.value] = statement
-        elif m.matches(statement, m.SimpleStatementLine(body=[m.AnnAssign(target=m.Name())])):
+        elif matches(statement, m.SimpleStatementLine(body=[m.AnnAssign(target=m.Name())])):
             class_attributes[statement.body[0].target.value] = statement
     call = next(s for s in node.body.body if isinstance(s, cst.FunctionDef) and s.name.value == "__call__")
     if call.asynchronous is not None:
@@ -297,7 +298,7 @@ def analyze_class(source: SourceModule, node: cst.ClassDef) -> ClassFacts:
             fix="convert a synchronous `__call__`",
         )
     for decorator in call.decorators:
-        if m.matches(decorator.decorator, m.Name("staticmethod") | m.Name("classmethod") | m.Name("property")):
+        if matches(decorator.decorator, m.Name("staticmethod") | m.Name("classmethod") | m.Name("property")):
             raise source.refuse(decorator, "a decorator that makes `__call__` no plain method")
     init = next((s for s in node.body.body if isinstance(s, cst.FunctionDef) and s.name.value == "__init__"), None)
     init_facts = analyze_init(init)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import libcst as cst
 import libcst.matchers as m
 
+from ..cst.match_filter import matches
 from ..cst.tree_walk import findall
 from ..transforms.imports import absolute_module
 from .parse import SourceModule, method_named
@@ -51,7 +52,7 @@ def sub_pipeline_uses(source: SourceModule, node: cst.ClassDef) -> tuple[SubPipe
     imported = _imported_names(source)
     uses = []
     for statement in init.body.body:
-        if not m.matches(
+        if not matches(
             statement,
             m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(_SELF_ATTRIBUTE)], value=m.Call(m.Name()))]),
         ):
@@ -73,7 +74,7 @@ def _imported_names(source: SourceModule) -> dict[str, tuple[str, str]]:
             if isinstance(statement, cst.ClassDef):
                 found[statement.name.value] = (source.module_name, statement.name.value)
     for statement in source.tree.body:
-        if not m.matches(statement, m.SimpleStatementLine(body=[m.ImportFrom()])):
+        if not matches(statement, m.SimpleStatementLine(body=[m.ImportFrom()])):
             continue
         node = statement.body[0]
         if isinstance(node.names, cst.ImportStar) or node.module is None and not node.relative:

@@ -34,6 +34,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from ..analysis.segment import find_timestep_loop
+from ..cst.match_filter import matches
 from ..cst.substitute import same_expression
 from ..cst.tree_walk import walk
 
@@ -63,10 +64,10 @@ def branch_assignments(body: Sequence[cst.BaseStatement]) -> list[cst.If]:
 
 
 def _assignments_only(branch: cst.CSTNode) -> bool:
-    if not (isinstance(branch, cst.If) and isinstance(branch.orelse, cst.Else) and m.matches(branch.test, _TEST)):
+    if not (isinstance(branch, cst.If) and isinstance(branch.orelse, cst.Else) and matches(branch.test, _TEST)):
         return False
     on, off = list(branch.body.body), list(branch.orelse.body.body)
-    if not on or not all(m.matches(s, _ASSIGNMENT) for s in [*on, *off]):
+    if not on or not all(matches(s, _ASSIGNMENT) for s in [*on, *off]):
         return False
     targets = [_target(s) for s in on]
     if targets != [_target(s) for s in off] or len(set(targets)) != len(targets):

@@ -38,6 +38,7 @@ import libcst.matchers as m
 
 from ..analysis.loop_header import fresh_name
 from ..cst.dataflow import flow_of
+from ..cst.match_filter import matches
 from ..cst.substitute import replace_with_origins, same_expression
 from ..cst.tree_walk import walk
 from ..frontend.class_facts import ClassFacts
@@ -93,11 +94,9 @@ def _pure_reads(test: cst.BaseExpression) -> tuple[set[str], set[str]] | None:
     nodes = list(walk(test))
     if not any(isinstance(node, cst.Comparison) for node in nodes):
         return None
-    attributes = [node for node in nodes if m.matches(node, _SELF_ATTRIBUTE)]
+    attributes = [node for node in nodes if matches(node, _SELF_ATTRIBUTE)]
     inside = {id(part) for attribute in attributes for part in walk(attribute) if part is not attribute}
-    if not all(
-        isinstance(node, _PURE) or m.matches(node, _SELF_ATTRIBUTE) for node in nodes if id(node) not in inside
-    ):
+    if not all(isinstance(node, _PURE) or matches(node, _SELF_ATTRIBUTE) for node in nodes if id(node) not in inside):
         return None
     names = {node.value for node in nodes if isinstance(node, cst.Name) and id(node) not in inside}
     return names, {attribute.attr.value for attribute in attributes}
@@ -113,10 +112,10 @@ def _set_once(facts: ClassFacts, body: Sequence[cst.BaseStatement], attribute: s
         statement
         for statement in body
         for node in _walk_statements([statement])
-        if m.matches(node, m.AssignTarget(m.Attribute(m.Name("self"), m.Name()))) and node.target.attr.value in state
+        if matches(node, m.AssignTarget(m.Attribute(m.Name("self"), m.Name()))) and node.target.attr.value in state
     ]
     on_its_own_line = m.SimpleStatementLine([m.Assign([m.AssignTarget(m.Attribute(m.Name("self")))])])
-    return len(assigned) == 1 and m.matches(assigned[0], on_its_own_line)
+    return len(assigned) == 1 and matches(assigned[0], on_its_own_line)
 
 
 def with_named_condition(

@@ -20,6 +20,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from ..analysis.loop_header import fresh_name
+from ..cst.match_filter import matches
 from ..cst.substitute import replace_nodes, replace_with_origins
 from ..cst.tree_walk import walk
 
@@ -39,7 +40,7 @@ class ComputedCatPart(Exception):  # noqa: N818 - a signal to the analysis, not 
 
 def nameable(part: cst.BaseExpression) -> bool:
     """`torch.zeros_like(x)`, `torch.ones(shape)`: a tensor constructor over names and constants."""
-    if not m.matches(part, m.Call(func=m.Attribute(value=m.Name("torch"), attr=m.Name()))):
+    if not matches(part, m.Call(func=m.Attribute(value=m.Name("torch"), attr=m.Name()))):
         return False
     if part.func.attr.value not in _CONSTRUCTORS:
         return False

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import libcst as cst
 import libcst.matchers as m
 
+from ..cst.match_filter import matches
 from ..cst.substitute import same_expression
 from ..cst.tree_walk import findall
 
@@ -73,7 +74,7 @@ def is_early(node: cst.Return, outputs: Mapping[str, str]) -> bool:
     if values is None:
         return True
     return any(
-        not m.matches(v, m.Name(outputs.get(field, "")))
+        not matches(v, m.Name(outputs.get(field, "")))
         for field, v in values.items()
         if outputs.get(field) or not is_constant(v)
     )

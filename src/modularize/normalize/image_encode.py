@@ -53,6 +53,7 @@ import libcst.matchers as m
 
 from ..analysis.segment import Segment
 from ..cst.dataflow import flow_of, names_read
+from ..cst.match_filter import matches
 from ..cst.substitute import replace_nodes
 from ..cst.tree_walk import findall, walk
 from ..frontend.class_facts import ClassFacts
@@ -207,7 +208,7 @@ def _first_encode(statement: cst.BaseStatement, encoding: set[str]) -> _Site | s
         guards.append(node)
         node = first
     single = m.SimpleStatementLine(body=[m.Assign(value=m.Call(func=m.Attribute(value=_SELF, attr=m.Name())))])
-    if not m.matches(node, single) or node.body[0].value is not call:
+    if not matches(node, single) or node.body[0].value is not call:
         return f"`self.{_helper(call)}(...)` encodes the image but is not a statement of its own (`x = ...`)"
     return _Site(call, node, tuple(guards))
 
@@ -243,7 +244,7 @@ def _split_at(
     head, tail = body[: last_encode + 1], body[last_encode + 1 :]
     # `if latents is not None: return latents.to(...)` ahead of the encode: the encoder returns nothing there, and the
     # rest returns what the source returned before anything else
-    exits = [statement for statement in head[:-1] if m.matches(statement, _EARLY_EXIT)]
+    exits = [statement for statement in head[:-1] if matches(statement, _EARLY_EXIT)]
     if any(isinstance(node, cst.Return) for statement in head if statement not in exits for node in walk(statement)):
         return NotSplit(site, f"`{name}` may return before it encodes, other than by one `if ...: return ...`")
     tail_reads = set(flow_of(tail).reads) | set(flow_of(exits).reads)
@@ -342,7 +343,7 @@ def _helper_problem(facts: ClassFacts, calls: Mapping[str, Counter[str]], name: 
 
 
 def _split_docstring(body: Sequence[cst.BaseStatement]) -> tuple[list, list]:
-    if body and m.matches(body[0], m.SimpleStatementLine(body=[m.Expr(value=m.SimpleString())])):
+    if body and matches(body[0], m.SimpleStatementLine(body=[m.Expr(value=m.SimpleString())])):
         return [body[0]], list(body[1:])
     return [], list(body)
 
@@ -379,10 +380,10 @@ def _pure(node: cst.CSTNode) -> bool:
     numbers or change state (a generator passed along is only a name)."""
     if isinstance(node, cst.BaseStatement):
         pattern = m.SimpleStatementLine(body=[m.AtLeastN(m.Assign() | m.AnnAssign(), n=1)])
-        if not m.matches(node, pattern):
+        if not matches(node, pattern):
             return False
         targets = [t.target for s in node.body for t in (s.targets if isinstance(s, cst.Assign) else [s])]
-        if not all(isinstance(t, cst.Name) or m.matches(t, m.Tuple()) for t in targets):
+        if not all(isinstance(t, cst.Name) or matches(t, m.Tuple()) for t in targets):
             return False
     for called in findall(node, m.Call()):
         if not (isinstance(called.func, cst.Name) and called.func.value in _PURE_BUILTINS):

@@ -32,6 +32,7 @@ import libcst.matchers as m
 
 from ..analysis.segment import is_timestep_loop
 from ..cst.dataflow import names_read
+from ..cst.match_filter import matches
 
 _PROGRESS_BAR = m.WithItem(item=m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name("progress_bar"))))
 
@@ -40,7 +41,7 @@ def progress_scopes(body: Sequence[cst.BaseStatement]) -> list[cst.With]:
     """The top-level progress-bar blocks holding the loop over timesteps and other compound statements."""
     found = []
     for statement in body:
-        if not isinstance(statement, cst.With) or not all(m.matches(i, _PROGRESS_BAR) for i in statement.items):
+        if not isinstance(statement, cst.With) or not all(matches(i, _PROGRESS_BAR) for i in statement.items):
             continue
         inner = list(statement.body.body)
         loops = [s for s in inner if is_timestep_loop(s)]

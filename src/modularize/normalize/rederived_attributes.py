@@ -25,6 +25,7 @@ from dataclasses import replace
 import libcst as cst
 import libcst.matchers as m
 
+from ..cst.match_filter import matches
 from ..cst.substitute import replace_with_origins, same_expression
 from ..cst.tree_walk import findall
 from ..frontend.class_facts import ClassFacts
@@ -51,7 +52,7 @@ def rederived_attributes(facts: ClassFacts, body: Sequence[cst.BaseStatement]) -
 
 def _with_components(derived: cst.BaseExpression) -> list[cst.BaseExpression]:
     """`__init__`'s value, and the side of `X if <component there> else default` it takes with its components."""
-    if isinstance(derived, cst.IfExp) and m.matches(derived.test, _COMPONENT_THERE):
+    if isinstance(derived, cst.IfExp) and matches(derived.test, _COMPONENT_THERE):
         return [derived, derived.body]
     return [derived]
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import libcst as cst
 import libcst.matchers as m
 
+from ..cst.match_filter import matches
 from ..cst.tree_walk import findall, walk
 from ..errors import ConversionError
 from .family_modules import module_names, names_read_by_blocks, nodes_of
@@ -311,8 +312,8 @@ def _handled_in(roots: list[cst.CSTNode], name: str, helpers: dict[str, cst.Func
     for root in roots:
         tests += len(_missing_tests(root, name))
         for branch in findall(root, m.If()):
-            if all(m.matches(s, m.SimpleStatementLine(body=[m.Raise()])) for s in branch.body.body):
-                if any(m.matches(term, _given(name)) for term in _alternatives(branch.test)):
+            if all(matches(s, m.SimpleStatementLine(body=[m.Raise()])) for s in branch.body.body):
+                if any(matches(term, _given(name)) for term in _alternatives(branch.test)):
                     return True  # refused whenever given (`if x is not None or ...: raise`, not served here)
                 refusing += len(_missing_tests(branch.test, name))  # `if x is None: raise`: required
         for function, parameter in _handed_to(root, name, helpers or {}):
@@ -331,7 +332,7 @@ def _handed_to(root: cst.CSTNode, name: str, helpers: dict[str, cst.FunctionDef]
             continue
         parameters = [p.name.value for p in (*function.params.posonly_params, *function.params.params)]
         for position, argument in enumerate(call.args):
-            if not m.matches(argument.value, m.Name(name)) or argument.star:
+            if not matches(argument.value, m.Name(name)) or argument.star:
                 continue
             if argument.keyword is not None:
                 found.append((function, argument.keyword.value))
@@ -362,7 +363,7 @@ def _missing_tests(root: cst.CSTNode, name: str) -> list[cst.CSTNode]:
     truth = m.BooleanOperation(left=named) | m.UnaryOperation(m.Not(), named)
     found = findall(root, compared | truth)
     for branch in findall(root, m.If() | m.While() | m.IfExp()):
-        found += [term for term in _operands(branch.test) if m.matches(term, named)]
+        found += [term for term in _operands(branch.test) if matches(term, named)]
     return found
 
 

@@ -19,6 +19,7 @@ import libcst.matchers as m
 
 from ..analysis.rewrite_context import Context, derived_closure
 from ..cst.dataflow import flow_of, names_read
+from ..cst.match_filter import matches
 from ..cst.substitute import substitute_names
 from ..cst.tree_walk import findall
 from ..frontend.class_facts import ClassFacts
@@ -160,7 +161,7 @@ def _derived_property(facts: ClassFacts, name: str) -> cst.FunctionDef:
     from_config = {
         p.name: cst.parse_expression(f"self.config.get({p.name!r}, {p.default})") for p in derivation.parameters
     }
-    if not derivation.statements and m.matches(derivation.expression, m.Name()):
+    if not derivation.statements and matches(derivation.expression, m.Name()):
         # `self.noise_gain = noise_gain`: the property returns the config value itself
         components.update(from_config)
         from_config = {}
@@ -209,7 +210,7 @@ def _local_assignments(facts: ClassFacts) -> dict[str, cst.SimpleStatementLine]:
     """`name = <expr>` statements of `__init__` (kept with its side effects), by the local they assign."""
     found = {}
     for statement in facts.init.adaptation:
-        if m.matches(statement, m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())])])):
+        if matches(statement, m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())])])):
             found[statement.body[0].targets[0].target.value] = statement
     return found
 
@@ -219,7 +220,7 @@ def _is_display_only(statement: cst.BaseStatement) -> bool:
     if not isinstance(statement, cst.If) or statement.orelse is not None:
         return False
     for line in statement.body.body:
-        if not m.matches(line, m.SimpleStatementLine(body=[m.Expr(value=m.Call())])):
+        if not matches(line, m.SimpleStatementLine(body=[m.Expr(value=m.Call())])):
             return False
         func = line.body[0].value.func
         root = func
@@ -233,7 +234,7 @@ def _is_display_only(statement: cst.BaseStatement) -> bool:
 def _self_targets(node: cst.CSTNode) -> set[str]:
     """`self.<name>` a statement assigns."""
     targets = [a.target for a in findall(node, m.AssignTarget() | m.AugAssign() | m.AnnAssign())]
-    return {t.attr.value for t in targets if m.matches(t, m.Attribute(value=m.Name("self"), attr=m.Name()))}
+    return {t.attr.value for t in targets if matches(t, m.Attribute(value=m.Name("self"), attr=m.Name()))}
 
 
 def _adaptation(

@@ -30,6 +30,7 @@ from collections.abc import Callable
 import libcst as cst
 import libcst.matchers as m
 
+from ..cst.match_filter import matches
 from .self_to_components import self_to_components
 
 
@@ -37,7 +38,7 @@ def as_static_helper(
     function: cst.FunctionDef, meaning: Callable[[str], str], owner_class: str, header: str
 ) -> tuple[cst.FunctionDef, dict[str, dict[str, None]]]:
     """`header` is the comment above the copy (`Copied from <origin> with self->components`)."""
-    static = [d for d in function.decorators if m.matches(d.decorator, m.Name("staticmethod"))]
+    static = [d for d in function.decorators if matches(d.decorator, m.Name("staticmethod"))]
     if static:  # already static (`_pack_latents`): it gets `components` first like every helper
         params = function.params
         first = cst.Param(cst.Name("components"))

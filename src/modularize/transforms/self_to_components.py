@@ -31,9 +31,12 @@ from collections.abc import Callable, Collection, Mapping
 import libcst as cst
 import libcst.matchers as m
 
+from ..cst.match_filter import matches
 from ..cst.tree_walk import paths_to
 
 _SELF = m.Name("self")
+_SELF_CONFIG = m.Attribute(value=_SELF, attr=m.Name("config"))
+_SELF_ATTRIBUTE = m.Attribute(value=_SELF)
 
 
 class SelfToComponents(cst.CSTTransformer):
@@ -63,9 +66,9 @@ class SelfToComponents(cst.CSTTransformer):
         self.used.setdefault(kind, {}).setdefault(name, None)
 
     def leave_Attribute(self, original_node: cst.Attribute, updated_node: cst.Attribute) -> cst.BaseExpression:
-        if m.matches(original_node.value, m.Attribute(value=_SELF, attr=m.Name("config"))):
+        if matches(original_node.value, _SELF_CONFIG):
             self._use("config", original_node.attr.value)  # `self.config.<x>`: a config value the block needs
-        if not m.matches(original_node.value, _SELF):
+        if not matches(original_node.value, _SELF):
             return updated_node
         attribute = original_node.attr.value
         if attribute in self._keep:
@@ -82,7 +85,7 @@ class SelfToComponents(cst.CSTTransformer):
 
     def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.Call:
         func = original_node.func
-        if m.matches(func, m.Attribute(value=_SELF)) and self._meaning(func.attr.value) == "helper":
+        if matches(func, _SELF_ATTRIBUTE) and self._meaning(func.attr.value) == "helper":
             first = cst.Arg(cst.Name("components"))
             return updated_node.with_changes(args=[first, *updated_node.args])
         return updated_node

@@ -46,6 +46,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from ...cst.dataflow import flow_of, names_read
+from ...cst.match_filter import matches
 from ...cst.substitute import conjuncts, has_conjunct, replace_nodes, same_expression, substitute_names
 from ...cst.tree_walk import findall
 from ...frontend.parse import SourceModule
@@ -130,7 +131,7 @@ def _shared_call(
     # `down, mid = self.controlnet(...)` or `samples = self.controlnet(...)[0]`
     calling = m.SimpleStatementLine(body=[m.Assign(value=call | m.Subscript(value=call))])
     holding = [at for at, s in enumerate(statements) if _calls_any(s, models)]
-    if len(holding) != 1 or not m.matches(statements[holding[0]], calling):
+    if len(holding) != 1 or not matches(statements[holding[0]], calling):
         return None
     at = holding[0]
     statement = statements[at]
@@ -159,7 +160,7 @@ def _calls_any(statement: cst.BaseStatement, models: Sequence[str]) -> bool:
 def _fills(branch: cst.If) -> bool:
     """A branch made by `_unconditional_fill`: every value it assigns is built from fills of a shape."""
     return all(
-        m.matches(line, _ASSIGNED_NAME) and findall(line.body[0].value, _SHAPE_FILLS) for line in branch.body.body
+        matches(line, _ASSIGNED_NAME) and findall(line.body[0].value, _SHAPE_FILLS) for line in branch.body.body
     )
 
 
@@ -176,7 +177,7 @@ def _definitions(statements: Sequence[cst.BaseStatement], condition: cst.BaseExp
     assignments inlined in order, a CFG expansion (`torch.cat([x] * 2) if cfg else x`) read as its `else`."""
     found: dict[str, cst.BaseExpression] = {}
     for statement in statements:
-        if m.matches(statement, _ASSIGNED_NAME):
+        if matches(statement, _ASSIGNED_NAME):
             value = statement.body[0].value
             if isinstance(value, cst.IfExp) and same_expression(value.test, condition):
                 value = value.orelse
@@ -191,7 +192,7 @@ def _branch_values(statements: Sequence[cst.BaseStatement], known: dict) -> dict
     values = dict(known)
     assigned: dict[str, cst.BaseExpression] = {}
     for statement in statements:
-        if not m.matches(statement, _ASSIGNED_NAME):
+        if not matches(statement, _ASSIGNED_NAME):
             return None
         name = statement.body[0].targets[0].target.value
         values[name] = assigned[name] = substitute_names(statement.body[0].value, values)
@@ -232,12 +233,12 @@ def _unconditional_fill(
         cats = [
             c for c in findall(line, TORCH_CAT) if (elements := cat_elements(c)) is not None and len(elements) == 2
         ]
-        if not m.matches(line, _ASSIGNED_NAME) or not cats:
+        if not matches(line, _ASSIGNED_NAME) or not cats:
             raise source.refuse(line, "a CFG branch after an auxiliary model that does not concatenate for CFG")
         fills = {}
         for cat in cats:
             fill = cat_elements(cat)[uncond_index]
-            if not m.matches(fill, _SHAPE_FILLS):
+            if not matches(fill, _SHAPE_FILLS):
                 raise source.refuse(
                     cat,
                     "the unconditional half of an auxiliary model's output is built from the conditional one's "

@@ -28,6 +28,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from ...cst.dataflow import flow_of, names_read
+from ...cst.match_filter import matches
 from ...cst.node_index import NodeIndex
 from ...cst.substitute import conjuncts, has_conjunct, same_expression
 from ...cst.tree_walk import findall, walk
@@ -388,7 +389,7 @@ def _chunk(statement: cst.CSTNode) -> tuple[str, str, str] | None:
     pattern = m.SimpleStatementLine(
         body=[m.Assign(targets=[m.AssignTarget(target=m.Tuple(elements=[m.Element(m.Name()), m.Element(m.Name())]))])]
     )
-    if not m.matches(statement, pattern):
+    if not matches(statement, pattern):
         return None
     assign = statement.body[0]
     halved = halved_batch(assign.value)
@@ -419,15 +420,15 @@ def _rescale(
     pattern = m.SimpleStatementLine(
         body=[m.Assign(targets=[m.AssignTarget(m.Name(guided))], value=m.Call(func=m.Name("rescale_noise_cfg")))]
     )
-    if not m.matches(statement, pattern) or "rescale_noise_cfg" in functions:
+    if not matches(statement, pattern) or "rescale_noise_cfg" in functions:
         return None
     args = statement.body[0].value.args
     positional = [a.value for a in args if a.keyword is None]
     keywords = {a.keyword.value: a.value for a in args if a.keyword is not None}
-    if not positional or not m.matches(positional[0], m.Name(guided)):
+    if not positional or not matches(positional[0], m.Name(guided)):
         return None
     text = keywords.get("noise_pred_text", positional[1] if len(positional) > 1 else None)
-    if text is None or not m.matches(text, m.Name(cond)):
+    if text is None or not matches(text, m.Name(cond)):
         return None
     return keywords.get("guidance_rescale", positional[2] if len(positional) > 2 else None)
 
@@ -865,10 +866,10 @@ def _refuse_unrecognized_guidance(
     )
 
     def evidence_in(node: cst.CSTNode) -> bool:
-        if m.matches(node, split) or m.matches(node, m.BinaryOperation(left=repeat, operator=m.Multiply())):
+        if matches(node, split) or matches(node, m.BinaryOperation(left=repeat, operator=m.Multiply())):
             return True
-        if m.matches(node, m.BinaryOperation(operator=m.Multiply())) and (
-            m.matches(node.left, scale) or m.matches(node.right, scale)
+        if matches(node, m.BinaryOperation(operator=m.Multiply())) and (
+            matches(node.left, scale) or matches(node.right, scale)
         ):
             return True
         if isinstance(node, (cst.If, cst.IfExp)):
@@ -901,14 +902,14 @@ def _condition(source: SourceModule, facts: ClassFacts, test: cst.BaseExpression
     """What decides CFG: a pipeline property over per-call state (`self.do_classifier_free_guidance`), or a local
     set once in `__call__` (`do_classifier_free_guidance = guidance_scale > 1.0`, whose statement is returned so it
     can read the guider's decision instead)."""
-    if m.matches(test, m.Attribute(value=m.Name("self"), attr=m.Name())):
+    if matches(test, m.Attribute(value=m.Name("self"), attr=m.Name())):
         name = test.attr.value
         expression = facts.per_call_properties.get(name)
         if expression is not None:
             return name, expression, None
     if isinstance(test, cst.Name):
         pattern = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name(test.value))])])
-        assignments = [s for s in top_level if m.matches(s, pattern)]
+        assignments = [s for s in top_level if matches(s, pattern)]
         writes = [s for s in top_level if test.value in flow_of([s]).writes]
         if len(assignments) == 1 and len(writes) == 1:
             return test.value, _inlined_properties(facts, assignments[0].body[0].value), assignments[0]
@@ -1023,7 +1024,7 @@ _HALVED = m.SimpleStatementLine(
 def _halved_name(statement: cst.BaseStatement) -> str | None:
     """`timestep, _ = timestep.chunk(2)` (or another of `_HALVED`) -> `timestep`: a value reassigned one half of
     itself; None for any other statement."""
-    if not m.matches(statement, _HALVED):
+    if not matches(statement, _HALVED):
         return None
     assign = statement.body[0]
     target = assign.targets[0].target
@@ -1066,7 +1067,7 @@ def _gated_extras(
                     (part, message) for part in conjuncts(statement.test) if set(names_read(part)) & set(inputs)
                 )
                 continue
-        if m.matches(statement, m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())])])):
+        if matches(statement, m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())])])):
             if not set(names_read(statement)) & halves:
                 gated.append(statement)
                 continue
@@ -1178,14 +1179,14 @@ def _doubled_when_negative_exists(choice: cst.IfExp, tests: Sequence[cst.BaseExp
     """`torch.cat([embeds, negative]) if negative is not None else embeds`: doubled for CFG exactly when the negative
     it concatenates exists (the pipeline makes negatives when CFG is on): a CFG concatenation like one under the
     flag. Also under one of `tests`, the tests of such concatenations."""
-    elements = cat_elements(choice.body) if m.matches(choice.body, TORCH_CAT) else None
+    elements = cat_elements(choice.body) if matches(choice.body, TORCH_CAT) else None
     if elements is None or len(elements) != 2 or not all(isinstance(e, cst.Name) for e in elements):
         return False
     if not isinstance(choice.orelse, cst.Name) or choice.orelse.value not in {e.value for e in elements}:
         return False
     (other,) = [e.value for e in elements if e.value != choice.orelse.value] or [None]
     exists = m.Comparison(left=m.Name(other), comparisons=[m.ComparisonTarget(m.IsNot(), m.Name("None"))])
-    if other is not None and m.matches(choice.test, exists):
+    if other is not None and matches(choice.test, exists):
         return True
     return any(same_expression(choice.test, test) for test in tests)
 
@@ -1202,11 +1203,11 @@ def _two_batches_only(source: SourceModule, node: cst.CSTNode, positions: tuple[
 def _doubled_size(choice: cst.IfExp) -> bool:
     """`2 * n if cfg else n` (or `n * 2`), `2 if cfg else 1`: the doubled batch's size against one batch's."""
     on, off = choice.body, choice.orelse
-    if m.matches(on, m.Integer("2")) and m.matches(off, m.Integer("1")):
+    if matches(on, m.Integer("2")) and matches(off, m.Integer("1")):
         return True
     if isinstance(on, cst.BinaryOperation) and isinstance(on.operator, cst.Multiply):
         for two, size in ((on.left, on.right), (on.right, on.left)):
-            if m.matches(two, m.Integer("2")) and same_expression(size, off):
+            if matches(two, m.Integer("2")) and same_expression(size, off):
                 return True
     return False
 
@@ -1252,7 +1253,7 @@ def _refuse_per_condition_alternatives(source: SourceModule, branch: cst.If) -> 
 
 def _assigned_constant(line: cst.CSTNode) -> bool:
     assignment = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())])])
-    return m.matches(line, assignment) and is_constant(line.body[0].value)
+    return matches(line, assignment) and is_constant(line.body[0].value)
 
 
 def _written_once(statements: Sequence[cst.BaseStatement], line: cst.SimpleStatementLine) -> bool:
@@ -1269,7 +1270,7 @@ def _refuse_helpers_batching_on_the_property(
 ) -> None:
     """A helper that reads the CFG property itself (not a flag it is handed) and concatenates under it would
     concatenate inside every guider batch (I2VGen-XL's `_encode_image`)."""
-    if not m.matches(condition, m.Attribute(value=m.Name("self"))):
+    if not matches(condition, m.Attribute(value=m.Name("self"))):
         return
     checked: set[str] = set()  # a helper called more than once is read once
     for call in index.find(cst.Call, m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name())), within=statements):
@@ -1291,9 +1292,9 @@ def _refuse_helpers_batching_on_the_property(
 
 def _concatenation(line: cst.CSTNode) -> cst.Call | None:
     """`name = torch.cat([...])`, or `name = torch.cat([...]).to(...)` -> the `torch.cat` call."""
-    if m.matches(line, m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())])])):
+    if matches(line, m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())])])):
         cat, _ = _moved(line.body[0].value)
-        return cat if m.matches(cat, TORCH_CAT | BATCH_REPEAT | LIST_CAT) else None
+        return cat if matches(cat, TORCH_CAT | BATCH_REPEAT | LIST_CAT) else None
     return None
 
 
@@ -1305,7 +1306,7 @@ def _moved(value: cst.BaseExpression) -> tuple[cst.BaseExpression, tuple[cst.Cal
     """`torch.cat([a, b]).to(dtype=d).bool()` -> (`torch.cat([a, b])`, the two calls, innermost first): a move to a
     device or dtype, a cast or a copy acts on each sample alone, so it may as well act on each half."""
     applied: list[cst.Call] = []
-    while m.matches(value, PER_SAMPLE_CALL):
+    while matches(value, PER_SAMPLE_CALL):
         applied.insert(0, value)
         value = value.func.value
     return value, tuple(applied)
@@ -1323,7 +1324,7 @@ def _cat_site(
     point at (`line` may be built here, without a source position)."""
     anchor = anchor if anchor is not None else line
     pattern = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())])])
-    if not m.matches(line, pattern):
+    if not matches(line, pattern):
         raise source.refuse(anchor, "unrecognized statement in a classifier-free-guidance branch")
     assign = line.body[0]
     target = assign.targets[0].target.value
@@ -1399,11 +1400,11 @@ def _results_split(
     results = doubled_results(facts.methods[use.helper], use.parameter)
     line = index.statement_of(use.call)
     assigned = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget()])])
-    if results is not None and not m.matches(line, assigned) and all(r == LISTED for r in results if r):
+    if results is not None and not matches(line, assigned) and all(r == LISTED for r in results if r):
         # (lists of doubled values under an input's test, `if ip_adapter_image is not None: embeds = self.prepare_
         # ip_adapter_image_embeds(...)`: split on the helper call's own line; a tensor there stays gated)
-        line = next((n for n in walk(line) if m.matches(n, assigned) and n.body[0].value is use.call), line)
-    if results is None or not any(results) or not m.matches(line, assigned) or line.body[0].value is not use.call:
+        line = next((n for n in walk(line) if matches(n, assigned) and n.body[0].value is use.call), line)
+    if results is None or not any(results) or not matches(line, assigned) or line.body[0].value is not use.call:
         return False
     target = line.body[0].targets[0].target
     elements = [e.value for e in target.elements] if isinstance(target, (cst.Tuple, cst.List)) else [target]
@@ -1432,7 +1433,7 @@ def _halved_under(
     for branch in index.find(cst.If, within=kept):
         if _is_cfg(branch.test, condition):
             for line in branch.body.body:
-                if m.matches(line, halving) and (split := split_batch(line.body[0].value)) is not None:
+                if matches(line, halving) and (split := split_batch(line.body[0].value)) is not None:
                     found.add(split[0])
                 elif (halved_list := halved_per_item(line)) is not None:
                     lists.add(halved_list)
@@ -1475,10 +1476,10 @@ def _concatenations_under(helper: cst.FunctionDef, flag: str) -> set[str]:
     kinds = set()
     guarded: list[cst.CSTNode] = []
     for branch in findall(helper.body, m.If() | m.IfExp()):
-        if any(m.matches(part, m.Name(flag)) for part in conjuncts(branch.test)):
+        if any(matches(part, m.Name(flag)) for part in conjuncts(branch.test)):
             guarded.append(branch.body)
     for node in guarded:
-        for cat in findall(node, TORCH_CAT) if not m.matches(node, TORCH_CAT) else [node]:
+        for cat in findall(node, TORCH_CAT) if not matches(node, TORCH_CAT) else [node]:
             elements = cat_elements(cat)
             if elements is None:
                 continue  # not along the batch (`dim=-2` joins sequences): not CFG batching
@@ -1497,7 +1498,7 @@ def _line_of(index: NodeIndex, node: cst.CSTNode) -> cst.CSTNode:
 
 
 def _assigned_names(statement: cst.CSTNode) -> list[str]:
-    if m.matches(statement, m.SimpleStatementLine(body=[m.Assign()])):
+    if matches(statement, m.SimpleStatementLine(body=[m.Assign()])):
         names = []
         for target in statement.body[0].targets:
             node = target.target
@@ -1530,7 +1531,7 @@ def _unrepeats(
             continue
         for choice in findall(statement, m.IfExp()):
             halves = m.Call(func=m.Attribute(value=m.Name(), attr=m.Name("chunk")), args=[m.Arg(m.Integer("2"))])
-            if _is_cfg(choice.test, condition) and m.matches(choice.body, halves):
+            if _is_cfg(choice.test, condition) and matches(choice.body, halves):
                 value = choice.body.func.value
                 if value.value in repeated:
                     both = cst.Tuple([cst.Element(value), cst.Element(value)])
@@ -1556,7 +1557,7 @@ def _unrepeat_else(branch: cst.If, repeated: Sequence[str]) -> cst.CSTNode | Non
     chunked = found[0]
     otherwise = branch.orelse.body.body[0]
     plain = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())], value=m.Name(chunked))])
-    if chunked not in repeated or not m.matches(otherwise, plain):
+    if chunked not in repeated or not matches(otherwise, plain):
         return None
     return otherwise
 

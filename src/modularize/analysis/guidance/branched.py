@@ -35,6 +35,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from ...cst.dataflow import flow_of
+from ...cst.match_filter import matches
 from ...cst.substitute import conjuncts, same_expression, substitute_names
 from ...frontend.class_facts import ClassFacts
 from ...frontend.parse import SourceModule, code
@@ -116,11 +117,11 @@ def _flag(
     if not isinstance(test, cst.Name):
         return test, None
     pattern = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name(test.value))])])
-    assignments = [s for s in before if m.matches(s, pattern)]
+    assignments = [s for s in before if matches(s, pattern)]
     if len(assignments) != 1 or any(test.value in flow_of([s]).writes for s in before if s is not assignments[0]):
         return test, None  # a flag set before the loop: the CFG condition itself
     parts = conjuncts(assignments[0].body[0].value)
-    conditions = [p for p in parts if m.matches(p, m.Attribute(value=m.Name("self"))) or isinstance(p, cst.Name)]
+    conditions = [p for p in parts if matches(p, m.Attribute(value=m.Name("self"))) or isinstance(p, cst.Name)]
     if len(conditions) != 1 or len(parts) > 2:
         raise source.refuse(assignments[0], "a CFG flag in the loop that is not `<cfg condition> and <test>`")
     extra = [p for p in parts if p is not conditions[0]]
@@ -136,7 +137,7 @@ def _zero_scale_turns_off(
         left=m.Name(code(scale).strip()),
         comparisons=[m.ComparisonTarget(operator=m.GreaterThan(), comparator=m.Integer("0") | m.Float("0.0"))],
     )
-    return bool(scales) and formulation == "original" and m.matches(extra, pattern)
+    return bool(scales) and formulation == "original" and matches(extra, pattern)
 
 
 def _paired_inputs(source: SourceModule, branch: cst.If) -> tuple[tuple[GuidanceField, ...], bool]:
@@ -176,7 +177,7 @@ def _assignments(source: SourceModule, statements: Sequence[cst.BaseStatement]) 
     pattern = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())])])
     found = {}
     for statement in statements:
-        if not m.matches(statement, pattern):
+        if not matches(statement, pattern):
             raise source.refuse(statement, "a CFG branch around the model inputs with more than assignments")
         found[statement.body[0].targets[0].target.value] = statement.body[0].value
     return found
@@ -184,9 +185,9 @@ def _assignments(source: SourceModule, statements: Sequence[cst.BaseStatement]) 
 
 def _concatenated_pair(value: cst.BaseExpression) -> tuple[cst.Name, cst.Name] | None:
     """`a + b` (lists) or `torch.cat([a, b])` -> (a, b)."""
-    if m.matches(value, m.BinaryOperation(left=m.Name(), operator=m.Add(), right=m.Name())):
+    if matches(value, m.BinaryOperation(left=m.Name(), operator=m.Add(), right=m.Name())):
         return value.left, value.right
-    if not (m.matches(value, TORCH_CAT) and value.args and isinstance(value.args[0].value, cst.List)):
+    if not (matches(value, TORCH_CAT) and value.args and isinstance(value.args[0].value, cst.List)):
         return None  # (a repeat is not a pair: `_repeats`)
     elements = cat_elements(value)
     if elements is not None and len(elements) == 2 and all(isinstance(e, cst.Name) for e in elements):
@@ -249,7 +250,7 @@ def _slice_of(statement: cst.BaseStatement, output: str) -> tuple[str, str] | No
             )
         ]
     )
-    if not m.matches(statement, pattern):
+    if not matches(statement, pattern):
         return None
     piece = statement.body[0].value.slice[0].slice
     name = statement.body[0].targets[0].target.value

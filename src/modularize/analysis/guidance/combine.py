@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import libcst as cst
 import libcst.matchers as m
 
+from ...cst.match_filter import matches
 from ...cst.tree_walk import findall
 
 DIFFUSERS, ORIGINAL = "diffusers", "original"  # `use_original_formulation` off / on
@@ -46,7 +47,7 @@ class CombineFormula:
 
 def combine_formula(expression: cst.CSTNode) -> CombineFormula | None:
     """`u + s * (c - u)` in any operand order -> its parts; anything else -> None."""
-    if not m.matches(expression, _SUM):
+    if not matches(expression, _SUM):
         return None
     added, product = (
         (expression.left, expression.right)
@@ -54,14 +55,14 @@ def combine_formula(expression: cst.CSTNode) -> CombineFormula | None:
         else (expression.right, expression.left)
     )
     difference, scale = (
-        (product.right, product.left) if m.matches(product.right, _DIFFERENCE) else (product.left, product.right)
+        (product.right, product.left) if matches(product.right, _DIFFERENCE) else (product.left, product.right)
     )
     return CombineFormula(added.value, difference.left.value, difference.right.value, scale)
 
 
 def assigned_combine(statement: cst.CSTNode) -> tuple[str, CombineFormula] | None:
     """`g = u + s * (c - u)` (one statement) -> ("g", the formula); anything else -> None."""
-    if not m.matches(statement, m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(target=m.Name())])])):
+    if not matches(statement, m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(target=m.Name())])])):
         return None
     assign = statement.body[0]
     formula = combine_formula(assign.value)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import libcst as cst
 import libcst.matchers as m
 
+from ...cst.match_filter import matches
 from ...cst.substitute import replace_nodes, same_expression
 
 # `x.repeat(2)`, `x.repeat(2, 1, 1)`: the batch doubled, every other dimension as it is
@@ -46,19 +47,19 @@ FILLS_LIKE = frozenset({"zeros_like", "ones_like", "full_like", "empty_like"})
 def cat_elements(call: cst.CSTNode) -> list[cst.BaseExpression] | None:
     """`torch.cat([a, b])` -> [a, b]; `torch.cat([a] * 2)` -> [a, a]; with an optional `dim=0`; `a.repeat(2, 1)`,
     the batch repeated, -> [a, a]; `list(a) + list(b)` -> [a, b]."""
-    if m.matches(call, BATCH_REPEAT):
+    if matches(call, BATCH_REPEAT):
         return [call.func.value] * 2
-    if m.matches(call, LIST_CAT):
+    if matches(call, LIST_CAT):
         return [call.left.args[0].value, call.right.args[0].value]
-    if not m.matches(call, TORCH_CAT) or not call.args:
+    if not matches(call, TORCH_CAT) or not call.args:
         return None
     extra = call.args[1:]
-    if extra and not all(m.matches(a, m.Arg(m.Integer("0"))) for a in extra):
+    if extra and not all(matches(a, m.Arg(m.Integer("0"))) for a in extra):
         return None
     sequence = call.args[0].value
     if isinstance(sequence, cst.List):
         return [element.value for element in sequence.elements]
-    if m.matches(sequence, m.BinaryOperation(left=m.List(elements=[m.Element()]), operator=m.Multiply())):
+    if matches(sequence, m.BinaryOperation(left=m.List(elements=[m.Element()]), operator=m.Multiply())):
         ways = _ways(sequence.right)
         if ways is not None:
             return [sequence.left.elements[0].value] * ways
@@ -89,9 +90,9 @@ _TORCH_CHUNK = m.Call(
 
 def split_batch(value: cst.BaseExpression) -> tuple[str, int] | None:
     """The name a value splits into equal parts along the batch, and how many (`x.chunk(3)` -> ("x", 3))."""
-    if m.matches(value, _METHOD_CHUNK):
+    if matches(value, _METHOD_CHUNK):
         return value.func.value.value, value.args[0].value.evaluated_value
-    if m.matches(value, _TORCH_CHUNK):
+    if matches(value, _TORCH_CHUNK):
         return value.args[0].value.value, value.args[1].value.evaluated_value
     return None
 
@@ -111,7 +112,7 @@ def _repeated_in_chain(on: cst.BaseExpression, off: cst.BaseExpression) -> bool:
     """`a.repeat(2).to(d)` against `a.to(d)`: one batch repeat, only elementwise methods called on its result."""
     node: cst.BaseExpression = on
     while isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute):
-        if m.matches(node, BATCH_REPEAT):
+        if matches(node, BATCH_REPEAT):
             return same_expression(replace_nodes(on, {node: node.func.value}), off)
         if node.func.attr.value not in _ELEMENTWISE:
             return False
@@ -122,7 +123,7 @@ def _repeated_in_chain(on: cst.BaseExpression, off: cst.BaseExpression) -> bool:
 def _fill_of_twice_the_rows(on: cst.BaseExpression, off: cst.BaseExpression) -> bool:
     """`torch.full((n * 2, ...), v, ...)` against `torch.full((n, ...), v, ...)` (or `zeros`, `ones`)."""
     fill = m.Call(func=m.Attribute(value=m.Name("torch"), attr=m.Name()))
-    if not (m.matches(on, fill) and m.matches(off, fill)) or on.func.attr.value not in _FILLS:
+    if not (matches(on, fill) and matches(off, fill)) or on.func.attr.value not in _FILLS:
         return False
     if not on.args or not off.args or on.args[0].keyword is not None:
         return False
@@ -144,11 +145,11 @@ def _fill_of_twice_the_rows(on: cst.BaseExpression, off: cst.BaseExpression) -> 
 
 def _twice(doubled: cst.BaseExpression, single: cst.BaseExpression) -> bool:
     """`n * 2` or `2 * n` against `n`."""
-    if not m.matches(doubled, m.BinaryOperation(operator=m.Multiply())):
+    if not matches(doubled, m.BinaryOperation(operator=m.Multiply())):
         return False
     left, right = doubled.left, doubled.right
-    return (m.matches(right, m.Integer("2")) and same_expression(left, single)) or (
-        m.matches(left, m.Integer("2")) and same_expression(right, single)
+    return (matches(right, m.Integer("2")) and same_expression(left, single)) or (
+        matches(left, m.Integer("2")) and same_expression(right, single)
     )
 
 
@@ -168,7 +169,7 @@ def repeated_per_item(statement: cst.CSTNode) -> str | None:
             ]
         ),
     )
-    if not m.matches(statement, loop) or statement.orelse is not None:
+    if not matches(statement, loop) or statement.orelse is not None:
         return None
     index, item = (element.value.value for element in statement.target.elements)
     listed = statement.iter.args[0].value.value
@@ -176,9 +177,9 @@ def repeated_per_item(statement: cst.CSTNode) -> str | None:
     target = assign.targets[0].target
     written = m.Subscript(value=m.Name(listed), slice=[m.SubscriptElement(m.Index(m.Name(index)))])
     elements = cat_elements(assign.value)
-    if not m.matches(target, written) or elements is None or len(elements) != 2:
+    if not matches(target, written) or elements is None or len(elements) != 2:
         return None
-    return listed if all(m.matches(e, m.Name(item)) for e in elements) else None
+    return listed if all(matches(e, m.Name(item)) for e in elements) else None
 
 
 def paired_per_item(statement: cst.CSTNode) -> tuple[str, str, str] | None:
@@ -193,19 +194,19 @@ def paired_per_item(statement: cst.CSTNode) -> tuple[str, str, str] | None:
             body=[m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Subscript(value=m.Name()))])])]
         ),
     )
-    if not m.matches(statement, loop) or statement.orelse is not None:
+    if not matches(statement, loop) or statement.orelse is not None:
         return None
     index, item = (element.value.value for element in statement.target.elements)
     listed = statement.iter.args[0].value.value
     assign = statement.body.body[0].body[0]
     at_index = [m.SubscriptElement(m.Index(m.Name(index)))]
-    if not m.matches(assign.targets[0].target, m.Subscript(value=m.Name(listed), slice=at_index)):
+    if not matches(assign.targets[0].target, m.Subscript(value=m.Name(listed), slice=at_index)):
         return None
-    elements = cat_elements(assign.value) if m.matches(assign.value, TORCH_CAT) else None
+    elements = cat_elements(assign.value) if matches(assign.value, TORCH_CAT) else None
     if elements is None or len(elements) != 2:
         return None
-    other = [e for e in elements if m.matches(e, m.Subscript(value=m.Name(), slice=at_index))]
-    mine = [e for e in elements if m.matches(e, m.Name(item))]
+    other = [e for e in elements if matches(e, m.Subscript(value=m.Name(), slice=at_index))]
+    mine = [e for e in elements if matches(e, m.Name(item))]
     if len(other) != 1 or len(mine) != 1 or other[0].value.value == listed:
         return None
     negative = other[0].value.value
@@ -225,7 +226,7 @@ def halved_per_item(statement: cst.CSTNode) -> str | None:
             )
         ]
     )
-    if not m.matches(statement, pattern):
+    if not matches(statement, pattern):
         return None
     assign = statement.body[0]
     name = assign.targets[0].target.value

@@ -21,6 +21,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from ...cst.dataflow import flow_of, names_read
+from ...cst.match_filter import matches
 from ...cst.tree_walk import findall, walk
 from .doubled_batch import BATCH_REPEAT, TORCH_CAT, cat_elements
 from .many_batches import conditional_positions
@@ -47,7 +48,7 @@ def doubled_results(helper: cst.FunctionDef, flag: str) -> tuple[bool | str, ...
     """
     statements = list(helper.body.body)
     returns = [n for n in walk(helper.body, skip=_nested_scope) if isinstance(n, cst.Return)]
-    if not statements or len(returns) != 1 or not m.matches(statements[-1], _RETURN_LINE):
+    if not statements or len(returns) != 1 or not matches(statements[-1], _RETURN_LINE):
         return None
     returned = _returned_names(statements[-1].body[0].value)
     if returned is None:
@@ -73,16 +74,16 @@ def _list_of_doubled(statements: list[cst.BaseStatement], name: str, flag: str) 
     only moves after), and nothing else writes `name`."""
     writers = [s for s in statements if name in flow_of([s]).writes]
     empty = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name(name))], value=m.List(elements=[]))])
-    if len(writers) != 1 or not m.matches(writers[0], empty):
+    if len(writers) != 1 or not matches(writers[0], empty):
         return False
     append = m.SimpleStatementLine(
         body=[m.Expr(m.Call(func=m.Attribute(m.Name(name), m.Name("append")), args=[m.Arg(m.Name())]))]
     )
-    loops = [s for s in statements if isinstance(s, cst.For) and any(m.matches(line, append) for line in s.body.body)]
+    loops = [s for s in statements if isinstance(s, cst.For) and any(matches(line, append) for line in s.body.body)]
     if len(loops) != 1 or loops[0].orelse is not None:
         return False
     body = list(loops[0].body.body)
-    (at,) = [k for k, line in enumerate(body) if m.matches(line, append)]
+    (at,) = [k for k, line in enumerate(body) if matches(line, append)]
     item = body[at].body[0].value.args[0].value.value
     doubled_at = [k for k, line in enumerate(body[:at]) if any(n == item for n, _ in _doubled_under(line, flag))]
     if not doubled_at or at != len(body) - 1:
@@ -111,7 +112,7 @@ def _moved_only(statement: cst.BaseStatement) -> set[str]:
     lines = statement.body.body if isinstance(statement, cst.If) and statement.orelse is None else [statement]
     moved = set()
     for line in lines:
-        if not m.matches(line, _ASSIGNED_NAME):
+        if not matches(line, _ASSIGNED_NAME):
             return set()
         name, value = line.body[0].targets[0].target.value, line.body[0].value
         if isinstance(value, cst.Name) or not _per_sample_of(value, name):
@@ -129,7 +130,7 @@ def _per_sample_of(value: cst.BaseExpression, name: str) -> bool:
         sides = [value.left, value.right]
         reading = [side for side in sides if name in names_read(side)]
         return len(reading) == 1 and _per_sample_of(reading[0], name)
-    if m.matches(value, PER_SAMPLE_CALL):
+    if matches(value, PER_SAMPLE_CALL):
         arguments_read = any(name in names_read(argument.value) for argument in value.args)
         return not arguments_read and _per_sample_of(value.func.value, name)
     return False
@@ -155,9 +156,9 @@ def _doubled_under(statement: cst.BaseStatement, flag: str) -> list[tuple[str, c
     found = []
     if isinstance(statement, cst.If) and _tests_flag(statement.test, flag):
         for line in statement.body.body:
-            if m.matches(line, _ASSIGNED_NAME) and _concatenates(line.body[0].value):
+            if matches(line, _ASSIGNED_NAME) and _concatenates(line.body[0].value):
                 found.append((line.body[0].targets[0].target.value, line.body[0].value))
-    elif m.matches(statement, _ASSIGNED_NAME):
+    elif matches(statement, _ASSIGNED_NAME):
         value = statement.body[0].value
         if isinstance(value, cst.IfExp) and _tests_flag(value.test, flag) and _concatenates(value.body):
             found.append((statement.body[0].targets[0].target.value, value.body))
@@ -166,7 +167,7 @@ def _doubled_under(statement: cst.BaseStatement, flag: str) -> list[tuple[str, c
 
 def _tests_flag(test: cst.BaseExpression, flag: str) -> bool:
     """The test is the flag itself: under `if flag and other:` the result comes back doubled only sometimes."""
-    return m.matches(test, m.Name(flag))
+    return matches(test, m.Name(flag))
 
 
 def _concatenates(value: cst.BaseExpression) -> bool:

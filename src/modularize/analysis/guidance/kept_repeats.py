@@ -38,6 +38,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from ...cst.dataflow import flow_of, names_read
+from ...cst.match_filter import matches
 from ...cst.substitute import conjuncts
 from ...cst.tree_walk import findall, walk
 from ...frontend.class_facts import ClassFacts
@@ -115,7 +116,7 @@ def _appended_to(statement: cst.BaseStatement, names: Sequence[str]) -> str | No
     pattern = m.SimpleStatementLine(
         body=[m.Expr(m.Call(func=m.Attribute(m.Name(), m.Name("append")), args=[m.Arg(m.Name())]))]
     )
-    if not m.matches(statement, pattern):
+    if not matches(statement, pattern):
         return None
     call = statement.body[0].value
     return call.func.value.value if call.args[0].value.value in names else None
@@ -138,7 +139,7 @@ def _list_after_loop(
             if name in flow_of([statement]).writes:
                 return None
             continue
-        if not m.matches(statement, _REBINDING) or not m.matches(statement.body[0].value, m.Name(name)):
+        if not matches(statement, _REBINDING) or not matches(statement.body[0].value, m.Name(name)):
             return None
         last, name = statement, statement.body[0].targets[0].target.value
     return last, (name,)
@@ -154,7 +155,7 @@ def _repeats_on_the_flag_alone(helper: cst.FunctionDef, parameter: str, call: cs
             for part in conjuncts(node.test):
                 if isinstance(part, cst.Name) and part.value in (parameter, *_named(constants, "True")):
                     continue
-                if m.matches(part, m.UnaryOperation(m.Not(), m.Name())) and part.expression.value in _named(
+                if matches(part, m.UnaryOperation(m.Not(), m.Name())) and part.expression.value in _named(
                     constants, "False", "None"
                 ):
                     continue
@@ -199,11 +200,11 @@ _REBINDING = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(target
 
 def _rebinds(statement: cst.BaseStatement, names: Sequence[str]) -> bool:
     """`x = f(x)` for one of the names: the value stays what the doubled batch gives."""
-    return m.matches(statement, _REBINDING) and statement.body[0].targets[0].target.value in names
+    return matches(statement, _REBINDING) and statement.body[0].targets[0].target.value in names
 
 
 def _value(statement: cst.BaseStatement) -> cst.CSTNode:
-    return statement.body[0].value if m.matches(statement, m.SimpleStatementLine(body=[m.Assign()])) else statement
+    return statement.body[0].value if matches(statement, m.SimpleStatementLine(body=[m.Assign()])) else statement
 
 
 def _per_sample(expression: cst.BaseExpression, names: Sequence[str], facts: ClassFacts) -> bool:
@@ -241,4 +242,4 @@ def _is_component_call(call: cst.Call, facts: ClassFacts) -> bool:
     owner = call.func
     while isinstance(owner, cst.Attribute) and isinstance(owner.value, cst.Attribute):
         owner = owner.value
-    return m.matches(owner, m.Attribute(value=m.Name("self"))) and owner.attr.value in facts.init.components
+    return matches(owner, m.Attribute(value=m.Name("self"))) and owner.attr.value in facts.init.components

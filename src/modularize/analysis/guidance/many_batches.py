@@ -32,6 +32,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from ...cst.dataflow import flow_of
+from ...cst.match_filter import matches
 from ...cst.substitute import same_expression
 from ...planning.plan import batch_identifiers
 from .doubled_batch import split_batch
@@ -44,7 +45,7 @@ _SPLIT_LINE = m.SimpleStatementLine(
 
 def split_parts(statement: cst.CSTNode) -> tuple[str, tuple[str, ...]] | None:
     """`a, b, c = x.chunk(3)` -> ("x", ("a", "b", "c")): a prediction split into as many parts as names."""
-    if not m.matches(statement, _SPLIT_LINE):
+    if not matches(statement, _SPLIT_LINE):
         return None
     assign = statement.body[0]
     found = split_batch(assign.value)

@@ -34,6 +34,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from ...cst.dataflow import flow_of, names_read
+from ...cst.match_filter import matches
 from ...cst.substitute import replace_nodes, substitute_names
 from ...cst.tree_walk import findall, visit_read_only, walk
 from ...frontend.parse import SourceModule, code
@@ -74,24 +75,24 @@ def _mirrorable(expression: cst.BaseExpression, pairs: Mapping[str, str], repeat
     """Whether `expression` reads paired names only in per-sample positions; collects `.repeat` uses."""
     if isinstance(expression, cst.Name):
         return expression.value in pairs
-    if m.matches(expression, m.ListComp(for_in=m.CompFor(target=m.Name(), iter=m.Name(), ifs=[], inner_for_in=None))):
+    if matches(expression, m.ListComp(for_in=m.CompFor(target=m.Name(), iter=m.Name(), ifs=[], inner_for_in=None))):
         # `[state.clone() for state in states]`: each item of a paired list, treated as the list is
         comp = expression.for_in
         if not _mirrorable(comp.iter, pairs, repeats):
             return False
         item = comp.target.value
         return _mirrorable(expression.elt, {**pairs, item: pairs[comp.iter.value]}, repeats)
-    if m.matches(expression, m.Call(func=m.Attribute(value=m.Name("torch"), attr=m.Name()))) and (
+    if matches(expression, m.Call(func=m.Attribute(value=m.Name("torch"), attr=m.Name()))) and (
         expression.func.attr.value in FILLS_LIKE and expression.args
     ):
         # `torch.zeros_like(embeds)`: a fill of the value's shape, sample by sample
         if any(reads_batch(arg.value, pairs) for arg in expression.args[1:]):
             raise _NotPerSample(expression)
         return _mirrorable(expression.args[0].value, pairs, repeats)
-    if m.matches(expression, _CAT_ALONG_FEATURES):
+    if matches(expression, _CAT_ALONG_FEATURES):
         # `torch.cat([control, reference], dim=1)`: each sample joined to its own, along another dimension
         dims = [arg for arg in expression.args if arg.keyword is not None and arg.keyword.value == "dim"]
-        if dims and not m.matches(dims[0].value, m.Integer("0")):
+        if dims and not matches(dims[0].value, m.Integer("0")):
             return _mirrorable(expression.args[0].value, pairs, repeats)
     if isinstance(expression, cst.BinaryOperation) and isinstance(expression.operator, ELEMENTWISE):
         # `timestep * (1 - mask)`: elementwise arithmetic, each sample's result from that sample's operands
@@ -119,7 +120,7 @@ def _mirrorable(expression: cst.BaseExpression, pairs: Mapping[str, str], repeat
                 elif set(names_read(value)) & set(pairs):
                     raise _NotPerSample(value)
         return found
-    if m.matches(expression, m.Call(func=m.Attribute())):
+    if matches(expression, m.Call(func=m.Attribute())):
         method = expression.func.attr.value
         receiver = expression.func.value
         if any(reads_batch(arg.value, pairs) for arg in expression.args):
@@ -169,15 +170,15 @@ def _reshapes_samples(call: cst.Call) -> bool:
     dimension a positive number: a negative one may count back to the batch's)."""
     if call.func.attr.value not in {"unsqueeze", "squeeze"} or len(call.args) != 1:
         return False
-    return m.matches(call.args[0].value, m.Integer(m.MatchIfTrue(lambda value: int(value, 0) > 0)))
+    return matches(call.args[0].value, m.Integer(m.MatchIfTrue(lambda value: int(value, 0) > 0)))
 
 
 def _batch_free(node: cst.CSTNode, pairs: Mapping[str, str]) -> bool:
     """A read of a paired value that does not depend on its batch: a size other than the batch's (`x.shape[1]`), or
     the first sample of a value both conditions share (`mask[:1]`: the same in the doubled batch and in one half)."""
-    if m.matches(node, _FEATURE_SIZE):
+    if matches(node, _FEATURE_SIZE):
         return True
-    return m.matches(node, _FIRST_SAMPLE) and pairs.get(node.value.value) == node.value.value
+    return matches(node, _FIRST_SAMPLE) and pairs.get(node.value.value) == node.value.value
 
 
 def reads_batch(expression: cst.BaseExpression, pairs: Mapping[str, str]) -> bool:
@@ -313,7 +314,7 @@ def propagate_pairs(
             if layered & {read.value for read in reads}:
                 layered |= set(counterparts)
             continue
-        if reached_call or not m.matches(statement, simple):
+        if reached_call or not matches(statement, simple):
             raise _refusal(source, reads[0])
         assign = statement.body[0]
         repeats: list = []
@@ -363,7 +364,7 @@ def _mirrored_branches(branch: cst.If, pairs: dict[str, str], taken: set[str]) -
         return None
     sides = [branch.body.body, *([branch.orelse.body.body] if branch.orelse else [])]
     simple = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())])])
-    if not all(statement and all(m.matches(line, simple) for line in statement) for statement in sides):
+    if not all(statement and all(matches(line, simple) for line in statement) for statement in sides):
         return None
     targets = [{line.body[0].targets[0].target.value for line in side} for side in sides]
     if any(names != targets[0] for names in targets) or any(pairs.get(name) == name for name in targets[0]):
@@ -469,7 +470,7 @@ def _without_shapes_of(expression: cst.BaseExpression, shared: set[str]) -> cst.
     found = findall(expression, shape)
     # ... and so is a count both conditions share (`x.repeat(repeat_factor, 1)`, `[x] * batch_multiplier * n`: the
     # factor sized for the batch)
-    found += [arg.value for call in findall(expression, m.Call()) for arg in call.args if m.matches(arg.value, name)]
+    found += [arg.value for call in findall(expression, m.Call()) for arg in call.args if matches(arg.value, name)]
     for product in findall(expression, m.BinaryOperation(left=m.List() | m.BinaryOperation(), operator=m.Multiply())):
         if findall(product.left, m.List()):
             found += findall(product.right, name)

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 import libcst as cst
 import libcst.matchers as m
 
+from ...cst.match_filter import matches
 from ...cst.substitute import same_expression
 from ...cst.tree_walk import findall, walk
 from ...frontend.class_facts import ClassFacts
@@ -100,7 +101,7 @@ _BATCH_RATIO = m.BinaryOperation(
 def repeated_to_batch_of(call: cst.Call) -> tuple[cst.Name, cst.BaseExpression] | None:
     """`torch.cat([x] * (a.shape[0] // x.shape[0]))` -> (`x`, `a`); also
     `torch.cat([x] * (a.shape[0] // num_frames // x.shape[0]))` -> (`x`, `a`)."""
-    if len(call.args) != 1 or not m.matches(call.args[0].value, _BATCH_RATIO):
+    if len(call.args) != 1 or not matches(call.args[0].value, _BATCH_RATIO):
         return None
     product = call.args[0].value
     repeated = product.left.elements[0].value
@@ -156,7 +157,7 @@ def find_perturbed_attention(
     stray = [node for node in flag_reads if id(node) not in tested]
     if stray:
         raise source.refuse(stray[0], "the PAG flag is read outside the tests of its branches")
-    applies = [call for call in calls if m.matches(call, _APPLY)]
+    applies = [call for call in calls if matches(call, _APPLY)]
     if len(applies) != 1 or len(applies[0].args) < 4:
         raise source.refuse(calls[0], "expected one PAG combine (`self._apply_perturbed_attention_guidance(...)`)")
     settings, arguments = _settings(facts, body)
@@ -200,7 +201,7 @@ def _settings(
                     )
                 ]
             )
-            if m.matches(statement, pattern):
+            if matches(statement, pattern):
                 found.append(statement)
                 arguments[state] = statement.body[0].value.value
     return tuple(found), arguments
@@ -223,7 +224,7 @@ def _layers(
     processors = None
     if given:
         pair = m.Tuple([m.Element(m.Call(func=m.Name(), args=[])), m.Element(m.Call(func=m.Name(), args=[]))])
-        if not m.matches(given[0].value, pair):
+        if not matches(given[0].value, pair):
             raise source.refuse(
                 given[0], "PAG processors that are not two processor classes constructed without arguments"
             )

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 import libcst as cst
 import libcst.matchers as m
 
+from ...cst.match_filter import matches
 from ...cst.substitute import substitute_names
 
 
@@ -32,7 +33,7 @@ def rescale_call(
     """`g = f(g, c, r)` where `functions[f]` computes the guidance rescale -> `r`; else None. `functions` are the
     module's functions by name and the pipeline's methods as `self.<name>`."""
     pattern = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name(guided))], value=m.Call())])
-    if not m.matches(statement, pattern):
+    if not matches(statement, pattern):
         return None
     call = statement.body[0].value
     function = functions.get(_callee(call.func))
@@ -43,7 +44,7 @@ def rescale_call(
     if roles is None or bound is None:
         return None
     prediction, text, factor = (bound.get(name) for name in roles)
-    if not (m.matches(prediction, m.Name(guided)) and m.matches(text, m.Name(cond))) or factor is None:
+    if not (matches(prediction, m.Name(guided)) and matches(text, m.Name(cond))) or factor is None:
         return None
     return factor
 
@@ -51,7 +52,7 @@ def rescale_call(
 def _callee(func: cst.BaseExpression) -> str:
     if isinstance(func, cst.Name):
         return func.value
-    if m.matches(func, m.Attribute(value=m.Name("self"), attr=m.Name())):
+    if matches(func, m.Attribute(value=m.Name("self"), attr=m.Name())):
         return f"self.{func.attr.value}"
     return ""
 
@@ -106,7 +107,7 @@ def inlined_return(function: cst.FunctionDef) -> cst.BaseExpression | None:
         return None
     values: dict[str, cst.BaseExpression] = {}
     statements = list(function.body.body)
-    if statements and m.matches(statements[0], m.SimpleStatementLine(body=[m.Expr(m.SimpleString())])):
+    if statements and matches(statements[0], m.SimpleStatementLine(body=[m.Expr(m.SimpleString())])):
         statements = statements[1:]  # the docstring
     for index, statement in enumerate(statements):
         if not isinstance(statement, cst.SimpleStatementLine) or len(statement.body) != 1:
@@ -114,7 +115,7 @@ def inlined_return(function: cst.FunctionDef) -> cst.BaseExpression | None:
         small = statement.body[0]
         if isinstance(small, cst.Return) and index == len(statements) - 1 and small.value is not None:
             return _parenthesized(substitute_names(small.value, values))
-        if not m.matches(small, m.Assign(targets=[m.AssignTarget(m.Name())])):
+        if not matches(small, m.Assign(targets=[m.AssignTarget(m.Name())])):
             return None
         values[small.targets[0].target.value] = _parenthesized(substitute_names(small.value, values))
     return None
@@ -160,7 +161,7 @@ def _kept(node: cst.CSTNode, r: str, p: str) -> bool:
     """`(1 - r) * p` in either order."""
     for complement, prediction in _operands(node, cst.Multiply):
         one_minus = m.BinaryOperation(left=m.Integer("1"), operator=m.Subtract(), right=m.Name(r))
-        if _name(prediction) == p and m.matches(complement, one_minus):
+        if _name(prediction) == p and matches(complement, one_minus):
             return True
     return False
 
@@ -175,7 +176,7 @@ def _spread_of(node: cst.CSTNode, dims_of: set[str]) -> str | None:
             m.Arg(keyword=m.Name("keepdim"), value=m.Name("True")),
         ],
     )
-    if not m.matches(node, pattern):
+    if not matches(node, pattern):
         return None
     tensor = node.func.value.value
     dims = node.args[0].value
@@ -184,7 +185,7 @@ def _spread_of(node: cst.CSTNode, dims_of: set[str]) -> str | None:
         func=m.Name("list"),
         args=[m.Arg(m.Call(func=m.Name("range"), args=[m.Arg(m.Integer("1")), m.Arg(ndim_of)]))],
     )
-    if not m.matches(dims, all_but_first):
+    if not matches(dims, all_but_first):
         return None
     of = dims.args[0].value.args[1].value.value.value
     return tensor if of in dims_of | {tensor} else None

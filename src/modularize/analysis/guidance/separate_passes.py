@@ -25,6 +25,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from ...cst.dataflow import flow_of, names_read
+from ...cst.match_filter import matches
 from ...cst.substitute import conjuncts, replace_nodes, same_expression, substitute_names
 from ...cst.tree_walk import findall, walk
 from ...frontend.class_facts import ClassFacts
@@ -116,7 +117,7 @@ def _flag_and_requirements(
     (`_requirement_gate`). Any other test is the flag itself, with no requirement."""
     parts = conjuncts(test)
     read = {name for call in calls for name in names_read(call.call)}
-    required = tuple(p for p in parts if m.matches(p, _PRESENT) and p.left.value in read)
+    required = tuple(p for p in parts if matches(p, _PRESENT) and p.left.value in read)
     flags = [p for p in parts if p not in required]
     if not required or len(flags) != 1:
         return test, ()
@@ -144,7 +145,7 @@ def _inert_else(
             guided = pred                           (`guided`, assigned in the branch too)
     """
     statements = list(branch.orelse.body.body) if isinstance(branch.orelse, cst.Else) else None
-    if statements is None or not all(m.matches(s, _ASSIGNED) and len(s.body) == 1 for s in statements):
+    if statements is None or not all(matches(s, _ASSIGNED) and len(s.body) == 1 for s in statements):
         return False
     next_steps = [*body[position + 1 :], *body[:position], branch.with_changes(orelse=None)]
     after_loop = list(top_level)[list(top_level).index(_holding(top_level, loop)) + 1 :]
@@ -153,8 +154,8 @@ def _inert_else(
     for statement in statements:
         assign = statement.body[0]
         target = assign.targets[0].target.value
-        conditional = m.matches(assign.value, m.Name(cond_output)) and target in assigned_in_branch
-        if not (m.matches(assign.value, m.Name(target)) or target not in live or conditional):
+        conditional = matches(assign.value, m.Name(cond_output)) and target in assigned_in_branch
+        if not (matches(assign.value, m.Name(target)) or target not in live or conditional):
             return False
     return True
 
@@ -166,14 +167,14 @@ def _holding(top_level: Sequence[cst.BaseStatement], node: cst.CSTNode) -> cst.B
 
 def _may_be_cfg_flag(test: cst.BaseExpression) -> bool:
     """A CFG condition is a flag: a local (`do_true_cfg`) or a pipeline property (`self.do_classifier_free_guidance`)."""
-    return isinstance(test, cst.Name) or m.matches(test, m.Attribute(value=m.Name("self"), attr=m.Name()))
+    return isinstance(test, cst.Name) or matches(test, m.Attribute(value=m.Name("self"), attr=m.Name()))
 
 
 def _same_for_output(cond: cst.CSTNode, uncond: cst.CSTNode, cond_output: str, uncond_output: str) -> bool:
     """The same statement, one on the conditional prediction, the other on the unconditional one."""
     assigned = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name(cond_output))])])
     renamed = substitute_names(uncond, {uncond_output: cst.Name(cond_output)}, rename_targets=True)
-    return m.matches(cond, assigned) and _normalized(cond) == _normalized(renamed)
+    return matches(cond, assigned) and _normalized(cond) == _normalized(renamed)
 
 
 def _normalized(node: cst.CSTNode) -> str:
@@ -192,7 +193,7 @@ def _model_aliases(facts: ClassFacts, body: Sequence[cst.BaseStatement]) -> dict
         components = [
             value.attr.value
             for value in assigned
-            if m.matches(value, m.Attribute(value=m.Name("self"), attr=m.Name()))
+            if matches(value, m.Attribute(value=m.Name("self"), attr=m.Name()))
             and value.attr.value in facts.init.models
         ]
         if len(components) == len(assigned):
@@ -215,11 +216,11 @@ def _model_call(
         context_call = m.Call(
             func=m.Attribute(attr=m.Name("cache_context")), args=[m.Arg(m.SimpleString()), m.ZeroOrMore()]
         )
-        if not m.matches(item, context_call):
+        if not matches(item, context_call):
             return None
         context, owner = item.args[0].value.evaluated_value, item.func.value
         node = node.body.body[0]
-    if not m.matches(node, _ASSIGNED):
+    if not matches(node, _ASSIGNED):
         return None
     calls = [
         c
@@ -231,7 +232,7 @@ def _model_call(
         return None
     output = node.body[0].targets[0].target.value
     after = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name(output))])])
-    if not all(m.matches(p, after) for p in post):
+    if not all(matches(p, after) for p in post):
         return None
     return _ModelCall(statement, calls[0], output, context, post)
 
@@ -353,7 +354,7 @@ def step_scales(facts: ClassFacts, before: Sequence[cst.BaseStatement], scale: c
     for value in (a.value for statement in before for a in findall(statement, pattern)):
         if isinstance(value, (cst.Float, cst.Integer)):
             continue
-        if m.matches(value, m.Attribute(value=m.Name("self"), attr=m.Name())):
+        if matches(value, m.Attribute(value=m.Name("self"), attr=m.Name())):
             value = cst.Name(facts.per_call.get(value.attr.value, ""))
         if not (isinstance(value, cst.Name) and value.value in arguments):
             return ()
@@ -455,7 +456,7 @@ def _custom_combine(
     bindings = [(cond, "pred_cond"), (uncond, "pred_uncond")]
     if isinstance(scale, cst.Name):
         bindings.append((scale.value, "self.guidance_scale"))
-    elif not m.matches(scale, m.Attribute(value=m.Name("self"), attr=m.Name("guidance_scale"))):
+    elif not matches(scale, m.Attribute(value=m.Name("self"), attr=m.Name("guidance_scale"))):
         raise source.refuse(scale, "a guidance scale a guider subclass cannot read (a name or `self.guidance_scale`)")
     bindings, inputs = combine_inputs(source, facts, statements, bindings, statements[0])
     return CustomCombine(tuple(statements), bindings, guided, inputs=inputs)
