@@ -104,3 +104,20 @@ def test_the_emitted_tests_catch_each_mutation(project, tmp_path, mutation):
     run = pytest_run(mutant, "-x", "-k", "plain_mode")
     assert run.returncode == 1, run.stdout[-3000:]
     assert "1 failed" in run.stdout
+
+
+def test_a_pipeline_without_hand_written_components_gets_the_cases_verify_builds_per_class(tmp_path):
+    """SDXL ControlNet has no hand-written tiny setup: its tests take the matrix `verify` builds per component
+    class; a case holding a tensor (a second control image) is named, and taken from that matrix when run."""
+    from modularize.frontend.source_file import installed_diffusers_file
+
+    source = installed_diffusers_file("pipelines/controlnet/pipeline_controlnet_sd_xl.py")
+    package, tests = tmp_path / "modular_controlnet_sd_xl", tmp_path / "tests"
+    assert main([str(source), "-o", str(package), "--emit-tests", str(tests), "-q"]) == 0
+    text = (tests / "test_modular_controlnet_sd_xl.py").read_text()
+    namespace: dict = {}
+    exec(text.split("MATRIX = ")[1].split("\n\n")[0].join(["MATRIX = ", ""]), namespace)
+    cases = dict(namespace["MATRIX"])
+    assert cases["default"] == {} and cases["two_prompts_two_controls"] is None  # (its images are tensors)
+    run = pytest_run(tmp_path, "-n", "2", "-k", "two_prompts_two_controls or default")
+    assert run.returncode == 0 and "4 passed" in run.stdout, run.stdout[-3000:]

@@ -8,6 +8,7 @@ reject). It runs serially or under `pytest -n auto`.
 
 from __future__ import annotations
 
+import ast
 import os
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from modularize.testing.strategies import budget, standard_call_inputs
 PACKAGE = Path(__file__).parent / {package_path!r}
 # `None`: modularize's built-in tiny components; else "module:function" returning the constructor arguments
 COMPONENTS = {components!r}
+# (case name, the call's arguments over the defaults; None: the built-in case of that name, which holds tensors)
 MATRIX = {matrix}
 
 
@@ -42,13 +44,14 @@ def equivalence():
     return Equivalence(PACKAGE, COMPONENTS)
 
 
-@pytest.mark.parametrize("inputs", [case for _, case in MATRIX], ids=[name for name, _ in MATRIX])
-def test_exact_mode_is_bitwise_equal(equivalence, inputs):
-    equivalence.assert_equivalent(inputs, mode="exact")
+@pytest.mark.parametrize("name, inputs", MATRIX, ids=[name for name, _ in MATRIX])
+def test_exact_mode_is_bitwise_equal(equivalence, name, inputs):
+    equivalence.assert_equivalent(equivalence.built_in_case(name) if inputs is None else inputs, mode="exact")
 
 
-@pytest.mark.parametrize("inputs", [case for _, case in MATRIX], ids=[name for name, _ in MATRIX])
-def test_plain_mode_is_within_tolerance(equivalence, inputs):
+@pytest.mark.parametrize("name, inputs", MATRIX, ids=[name for name, _ in MATRIX])
+def test_plain_mode_is_within_tolerance(equivalence, name, inputs):
+    inputs = equivalence.built_in_case(name) if inputs is None else inputs
     equivalence.assert_equivalent(inputs, mode="plain", atol=1e-5)
 
 
@@ -85,7 +88,8 @@ from modularize.testing.strategies import budget, standard_call_inputs
 PACKAGE = Path(__file__).parent / {package_path!r}
 # `None`: modularize's built-in tiny components; else "module:function" returning the constructor arguments
 COMPONENTS = {components!r}
-# each workflow's cases
+# each workflow's cases: (case name, the call's arguments over the defaults; None: the built-in case of that name,
+# which holds tensors)
 WORKFLOWS = {workflows}
 CASES = [(workflow, name, case) for workflow, matrix in WORKFLOWS.items() for name, case in matrix]
 _EQUIVALENCES = {{}}
@@ -97,14 +101,18 @@ def equivalence_of(workflow):
     return _EQUIVALENCES[workflow]
 
 
-@pytest.mark.parametrize("workflow, inputs", [(w, c) for w, _, c in CASES], ids=[f"{{w}}-{{n}}" for w, n, _ in CASES])
-def test_exact_mode_is_bitwise_equal(workflow, inputs):
-    equivalence_of(workflow).assert_equivalent(inputs, mode="exact")
+def inputs_of(workflow, name, inputs):
+    return equivalence_of(workflow).built_in_case(name) if inputs is None else inputs
 
 
-@pytest.mark.parametrize("workflow, inputs", [(w, c) for w, _, c in CASES], ids=[f"{{w}}-{{n}}" for w, n, _ in CASES])
-def test_plain_mode_is_within_tolerance(workflow, inputs):
-    equivalence_of(workflow).assert_equivalent(inputs, mode="plain", atol=1e-5)
+@pytest.mark.parametrize("workflow, name, inputs", CASES, ids=[f"{{w}}-{{n}}" for w, n, _ in CASES])
+def test_exact_mode_is_bitwise_equal(workflow, name, inputs):
+    equivalence_of(workflow).assert_equivalent(inputs_of(workflow, name, inputs), mode="exact")
+
+
+@pytest.mark.parametrize("workflow, name, inputs", CASES, ids=[f"{{w}}-{{n}}" for w, n, _ in CASES])
+def test_plain_mode_is_within_tolerance(workflow, name, inputs):
+    equivalence_of(workflow).assert_equivalent(inputs_of(workflow, name, inputs), mode="plain", atol=1e-5)
 
 
 @pytest.mark.parametrize("workflow", list(WORKFLOWS))
@@ -146,17 +154,41 @@ def family_of(package: Path) -> dict[str, str]:
     return {name: cls.standard_pipeline.rpartition(".")[2] for name, cls in pipeline_cls.workflow_pipelines.items()}
 
 
-def _matrix(pipeline: str, components: str | None, package: Path) -> list:
+def _matrix(pipeline: str, components: str | None, package: Path, workflow: str | None = None) -> list:
+    """The cases of the pipeline's built-in matrix: its hand-written tiny setup's, or else those of the components
+    `verify` builds per component class (as the emitted tests will build them); one default case for components
+    the user gives."""
     from ..testing.tiny import setup_for
 
     setup = setup_for(pipeline)
+    if setup is None and components is None:
+        setup = _setup_by_class(package, workflow)
     if setup is None and components is None:
         raise InputError(
             f"no tiny components are built in for {pipeline}",
             Location(str(package)),
             fix="pass --components MODULE:FUNCTION returning the standard pipeline's constructor arguments",
         )
-    return list(setup.cases) if setup is not None else [("default", {})]
+    return [(name, _literal(case)) for name, case in setup.cases] if setup is not None else [("default", {})]
+
+
+def _literal(case: dict) -> dict | None:
+    """The case as written in the test file, or None where its values are no Python literals (a tensor): the test
+    takes the built-in case of that name (`Equivalence.built_in_case`)."""
+    try:
+        return case if ast.literal_eval(repr(case)) == case else None
+    except (ValueError, SyntaxError, TypeError):
+        return None
+
+
+def _setup_by_class(package: Path, workflow: str | None):
+    """The setup `verify` picks for the package's standard pipeline (`builtin_setup`), None when it has none."""
+    from ..testing.equivalence import builtin_setup, load_package, package_classes, standard_class
+
+    pipeline_cls = package_classes(load_package(package))[0]
+    if workflow is not None:
+        pipeline_cls = pipeline_cls.workflow_pipelines[workflow]
+    return builtin_setup(standard_class(pipeline_cls, package), pipeline_cls)
 
 
 def test_file(package: Path, directory: Path, components: str | None = None) -> tuple[Path, str]:
@@ -165,7 +197,7 @@ def test_file(package: Path, directory: Path, components: str | None = None) -> 
     path = directory / f"test_{package.resolve().name}.py"
     family = family_of(package)
     if family:
-        workflows = {name: _matrix(pipeline, components, package) for name, pipeline in family.items()}
+        workflows = {name: _matrix(pipeline, components, package, name) for name, pipeline in family.items()}
         text = FAMILY_TEMPLATE.format(
             package=package.resolve().name,
             pipelines=", ".join(f"`{pipeline}`" for pipeline in family.values()),

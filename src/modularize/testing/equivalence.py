@@ -625,6 +625,13 @@ class Equivalence:
     def matrix(self) -> list[Case]:
         return [Case(name, overrides) for name, overrides in self.setup.cases]
 
+    def built_in_case(self, name: str) -> dict[str, Any]:
+        """The overrides of the matrix's case `name` (what an emitted test file cannot write out: tensors)."""
+        for case in self.matrix:
+            if case.name == name:
+                return dict(case.overrides)
+        raise KeyError(f"no case {name!r} in the matrix of {self.standard_cls.__name__}")
+
     def generator(self):
         return self.torch.Generator("cpu").manual_seed(self._seed)
 
