@@ -76,6 +76,30 @@ FAMILIES = {
         "latent_consistency_models/pipeline_latent_consistency_img2img",
     ],
     "skyreels_v2": ["skyreels_v2/pipeline_skyreels_v2", "_i2v"],
+    # five workflows; SparseControlNet's `controlnet` of another class than ControlNet's
+    "animatediff_all": [
+        "animatediff/pipeline_animatediff",
+        "_controlnet",
+        "_sparsectrl",
+        "_video2video",
+        "_video2video_controlnet",
+    ],
+    # Framepack's trigger `image`; image-to-video takes its `image` as `image_to_video_image`
+    "hunyuan_video": [
+        "hunyuan_video/pipeline_hunyuan_video",
+        "_framepack",
+        "hunyuan_video/pipeline_hunyuan_video_image2video",
+    ],
+    # priors among decoders: the prior's `image_processor` component, image-to-image's derived one
+    "kandinsky2_2": [
+        "kandinsky2_2/pipeline_kandinsky2_2",
+        "_controlnet",
+        "_controlnet_img2img",
+        "_img2img",
+        "_inpainting",
+        "_prior",
+        "_prior_emb2emb",
+    ],
 }
 ALONE = """
 import json, sys

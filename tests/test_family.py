@@ -458,3 +458,23 @@ def test_sdxl_controlnet_beside_image_to_image_takes_its_control_image_as_contro
         ("control_net", "control_net_image", (("image", "control_net_image"),)),
         ("base", None, ()),
     ]
+
+
+def test_an_argument_a_workflow_computes_from_another_when_that_one_is_given_is_no_trigger():
+    """HunyuanVideo Framepack's `last_image_latents` is computed from `last_image` when that is given
+    (`if last_image is not None: last_image_latents = self.prepare_image_latents(last_image, ...)`): a call need
+    not give it. Its trigger is `image`, which image-to-video, given after it, takes as `image_to_video_image`."""
+    sources = [
+        installed_diffusers_file(f"pipelines/hunyuan_video/{name}.py")
+        for name in (
+            "pipeline_hunyuan_video",
+            "pipeline_hunyuan_video_framepack",
+            "pipeline_hunyuan_video_image2video",
+        )
+    ]
+    family = family_plan([plan_of_file(path) for path in sources])
+    assert [(w.name, w.trigger, w.renamed) for w in family.workflows] == [
+        ("framepack", "image", ()),
+        ("image_to_video", "image_to_video_image", (("image", "image_to_video_image"),)),
+        ("base", None, ()),
+    ]

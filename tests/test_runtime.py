@@ -843,3 +843,58 @@ def test_a_running_workflow_creates_components_from_its_own_specs():
         assert pipe.get_component_spec("vae") == ("the pipeline's", "vae")  # a spec it does not declare
     with pipe.running_workflow("plain"):
         assert pipe.get_component_spec("guider").kind == "cfg"
+
+
+def test_workflows_adapt_components_when_given_and_from_the_components_given():
+    """Adapting may draw from the global random generator (AnimateDiff builds its motion UNet): it happens when
+    components are registered, as in each workflow's own pipeline, never during a call; and a component registered
+    while a workflow runs (its guider installed) does not make the adapted copies into originals."""
+    pipe = _Family()
+    calls = []
+    original = vars(_Edit)["_adapt_components"]
+
+    def counting(self, scheduler):
+        calls.append(scheduler)
+        return original(self, scheduler)
+
+    with_counting = type("_CountingEdit", (_Edit,), {"_adapt_components": counting})
+    pipe.workflow_pipelines = {"edit": with_counting, "plain": _Plain}
+    scheduler = _Scheduler(clip_sample=True)
+    pipe.register_components(scheduler=scheduler)
+    assert len(calls) == 1  # adapted on registration
+    with pipe.running_workflow("edit"):
+        adapted = pipe.scheduler
+        pipe.register_components(guider="installed while edit runs")
+        assert pipe.scheduler is adapted and len(calls) == 1
+    assert pipe.scheduler is scheduler
+    with pipe.running_workflow("edit"):
+        assert pipe.scheduler is adapted and len(calls) == 1  # nothing adapted during a call
+
+
+class _Prior(_Registering):
+    block_arguments = ("prompt",)
+
+
+class _Derived(_Registering):
+    block_arguments = ("image",)
+
+    @property
+    def image_processor(self):
+        return "derived by the image-to-image workflow"
+
+
+class _PriorFamily(FamilyPipeline, _Registering):
+    workflow_pipelines = {"img2img": _Derived, "prior": _Prior}
+    workflow_triggers = (("img2img", "image"), ("prior", None))
+    default_workflow = "prior"
+
+
+def test_a_name_one_workflow_derives_and_another_registers_as_a_component_is_each_ones():
+    """Kandinsky 2.2: image-to-image derives `image_processor`, its prior takes one as a component."""
+    pipe = _PriorFamily()
+    pipe.register_components(image_processor="the prior's component")
+    assert pipe.image_processor == "the prior's component"
+    with pipe.running_workflow("img2img"):
+        assert pipe.image_processor == "derived by the image-to-image workflow"
+    with pipe.running_workflow("prior"):
+        assert pipe.image_processor == "the prior's component"

@@ -37,7 +37,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from ..cst.match_filter import matches
-from ..cst.tree_walk import findall, walk
+from ..cst.tree_walk import findall, names_in, walk
 from ..errors import ConversionError
 from .family_modules import module_names, names_read_by_blocks, nodes_of
 from .family_rename import names_taken, renamable, with_renamed_argument
@@ -52,7 +52,7 @@ from .family_sharing import (
     own_class_names,
 )
 from .naming import Naming, words_of
-from .plan import ModuleDefinition, PipelinePlan
+from .plan import BlockPlan, LoopPlan, LoopStepPlan, ModuleDefinition, PipelinePlan
 
 __all__ = ["DEFAULT_WORKFLOW", "FamilyBlock", "FamilyHelper", "FamilyPlan", "Workflow", "family_plan"]
 
@@ -300,8 +300,45 @@ def _handled_when_missing(plan: PipelinePlan, name: str) -> bool:
     """
     if plan.guidance.condition and _missing_tests(cst.parse_expression(plan.guidance.condition), name):
         return True
+    if any(_replaced(block, name) for block in _blocks_and_parts(plan)):
+        return True
     helpers = {helper.name: helper.function for helper in helpers_of(plan)}
     return _handled_in(list(nodes_of(plan.blocks)), name, helpers)
+
+
+def _replaced(block: BlockPlan | LoopPlan | LoopStepPlan, name: str) -> bool:
+    """Whether a block taking `name` from the call computes it from another argument when that one is given:
+    then a call may give the other instead (`if last_image is not None: last_image_latents = encode(last_image)`).
+    `image = preprocess(image)` uses what the call gave."""
+    if not any(p.name == name and p.producer is None for p in block.inputs):
+        return False
+    statements = block.wrapper_body if isinstance(block, LoopPlan) else block.body
+    for statement in statements:
+        for branch in findall(statement, m.If()):
+            given = [
+                term for term in _operands(branch.test) if m.matches(term, _given(m.MatchIfTrue(str.isidentifier)))
+            ]
+            if not any(_given_name(term) != name for term in given):
+                continue
+            for assign in findall(branch.body, m.Assign()):
+                targets = {n.value for target in assign.targets for n in walk(target.target) if type(n) is cst.Name}
+                if name in targets and name not in names_in(assign.value):
+                    return True
+    return False
+
+
+def _given_name(test: cst.BaseExpression) -> str:
+    """The argument a given-test (`x is not None`, `x`) tests."""
+    return test.left.value if isinstance(test, cst.Comparison) else test.value
+
+
+def _blocks_and_parts(plan: PipelinePlan) -> list[BlockPlan | LoopPlan | LoopStepPlan]:
+    parts: list[BlockPlan | LoopPlan | LoopStepPlan] = []
+    for block in plan.blocks:
+        parts.append(block)
+        if isinstance(block, LoopPlan):
+            parts += block.steps
+    return parts
 
 
 def _handled_in(roots: list[cst.CSTNode], name: str, helpers: dict[str, cst.FunctionDef] | None = None) -> bool:
@@ -341,7 +378,7 @@ def _handed_to(root: cst.CSTNode, name: str, helpers: dict[str, cst.FunctionDef]
     return found
 
 
-def _given(name: str) -> m.BaseMatcherNode:
+def _given(name: str | m.MatchIfTrue) -> m.BaseMatcherNode:
     """`x is not None`, `x != None`, `x`: true when the argument was given."""
     named = m.Name(name)
     return m.Comparison(named, [m.ComparisonTarget(m.IsNot() | m.NotEqual(), m.Name("None"))]) | named

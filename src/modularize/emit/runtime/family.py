@@ -33,6 +33,7 @@ _FAMILY_OWN = frozenset(
         "__annotations__",
         "register_components",
         "get_component_spec",
+        "update_components",
         "_adapt_components",
         "translate_standard_call",
         "package_modules",
@@ -42,7 +43,11 @@ _FAMILY_OWN = frozenset(
 
 class WorkflowMember:
     """A member the workflows' pipeline classes define (differently, or not all of them): looked up on the pipeline
-    class of the workflow running, of the first workflow defining it when that one does not."""
+    class of the workflow running, of the first workflow defining it when that one does not.
+
+    A name one workflow derives (Kandinsky 2.2 image-to-image's `image_processor` property) may be a component of
+    another (its prior's `image_processor`): the pipeline holds the component, and the running workflow's
+    property, where it has one, is what that workflow reads."""
 
     def __init__(self, name):
         self.name = name
@@ -50,6 +55,10 @@ class WorkflowMember:
     def __get__(self, pipeline, owner=None):
         owner = owner if owner is not None else type(pipeline)
         running = owner.default_workflow if pipeline is None else pipeline.active_workflow
+        if pipeline is not None and self.name in pipeline.__dict__:
+            own = getattr_static(owner.workflow_pipelines[running], self.name, None)
+            if not isinstance(own, property):
+                return pipeline.__dict__[self.name]
         classes = [owner.workflow_pipelines[running], *owner.workflow_pipelines.values()]
         for workflow_class in classes:
             try:
@@ -60,6 +69,9 @@ class WorkflowMember:
                 return value
             return value.__get__(pipeline, owner)
         raise AttributeError(self.name)
+
+    def __set__(self, pipeline, value):
+        pipeline.__dict__[self.name] = value
 
 
 class FamilyPipeline:
@@ -140,34 +152,59 @@ class FamilyPipeline:
                     return deepcopy(spec)
         return super().get_component_spec(name)
 
+    def update_components(self, **kwargs):
+        """A component the workflows declare with different classes (AnimateDiff SparseControlNet's `controlnet`
+        beside ControlNet's) is checked against the spec of a workflow declaring its class: diffusers checks it
+        against the one spec per name the family's pipeline holds (the first workflow's), and fails formatting
+        the mismatch when that spec's class is a union."""
+        specs = getattr(self, "_component_specs", {})
+        for name, component in kwargs.items():
+            current = specs.get(name)
+            if current is None or component is None or _accepts(current.type_hint, component):
+                continue
+            for workflow in self.workflow_pipelines:
+                declared = [s for s in self.workflow_blocks(workflow).expected_components if s.name == name]
+                if declared and _accepts(declared[0].type_hint, component):
+                    specs[name] = deepcopy(declared[0])
+                    break
+        super().update_components(**kwargs)
+
     def register_components(self, **kwargs):
         super().register_components(**kwargs)
-        # what each workflow adapted was adapted from the components before: adapted again when next run
-        self.__dict__.pop("_workflow_components", None)
+        # the components as given, whichever workflow runs: what each workflow adapts is adapted from these
+        registered = self.__dict__.setdefault("_registered_components", {})
+        registered.update({name: self.__dict__.get(name) for name in kwargs})
+        # adapted now, as each workflow's own pipeline adapts what it is given (its `__init__`), not during a call:
+        # adapting may draw from the global random generator (AnimateDiff builds its motion UNet), which a call's
+        # seed must find untouched
+        for name in self.adapted_components:
+            self.workflow_components(name)
 
     def workflow_components(self, name):
         """{component: the object the workflow runs with} for the components its standard `__init__` changes
         (an outdated scheduler config fixed, say): those changes made to shallow copies, once per set of
-        components, so that no workflow runs with another workflow's changes, as no standard pipeline does."""
+        components given, so that no workflow runs with another workflow's changes, as no standard pipeline does."""
         adapted, registers_again = self.adapted_components.get(name, ((), False))
         if not adapted:
             return {}
-        originals = {component: getattr(self, component, None) for component in adapted}
+        registered = self.__dict__.get("_registered_components", {})
+        originals = {component: registered.get(component) for component in adapted}
         if all(value is None for value in originals.values()):
             return {}  # (as a workflow's own pipeline adapts only components it is given)
-        key = (name, tuple(id(value) for value in originals.values()))
         made = self.__dict__.setdefault("_workflow_components", {})
-        if key not in made:
+        given, result = made.get(name, ((), None))
+        if result is None or any(a is not b for a, b in zip(given, originals.values(), strict=True)):
             copies = {component: _shallow_copy(value) for component, value in originals.items()}
-            result = vars(self.workflow_pipelines[name])["_adapt_components"](self, **copies)
+            returned = vars(self.workflow_pipelines[name])["_adapt_components"](self, **copies)
             if registers_again:
-                copies.update(result)
-            made[key] = {
+                copies.update(returned)
+            result = {
                 component: value
                 for component, value in copies.items()
                 if value is not None and _changed(value, originals.get(component))
             }
-        return made[key]
+            made[name] = (tuple(originals.values()), result)
+        return result
 
     def translate_standard_call(self, workflow=None, **kwargs):
         """Keyword arguments of the standard call of `workflow` (by default, of the workflow they select) ->
@@ -195,6 +232,15 @@ class FamilyPipeline:
                 if param.name and param.name not in given and param.name not in kwargs:
                     kwargs[param.name] = param.default
             return super().__call__(state, output, **kwargs)
+
+
+def _accepts(type_hint, component):
+    """Whether a spec's class admits the component (a hint `isinstance` cannot test admits anything, as it does in
+    diffusers' own check)."""
+    try:
+        return type_hint is None or isinstance(component, type_hint)
+    except TypeError:
+        return True
 
 
 def _shallow_copy(value):
