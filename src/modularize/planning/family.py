@@ -19,7 +19,10 @@ the package writes once (`planning.family_sharing`, `planning.family_modules`) a
 named like the family (or the first given); the others are placed one at a time, each with a trigger: the first
 argument of its own (in signature order) that no workflow placed after it takes and that defaults to None, so that
 a call meant for a later workflow cannot give it, and one meant for this workflow gives it when it uses what the
-workflow is for (an argument with another default, `strength=0.8`, is left out: a call may rely on the default).
+workflow is for (an argument with another default, `strength=0.8`, is left out: a call may rely on the default;
+so is one its code can do without, `_handled_when_missing`). Where two workflows both need an argument of the
+same name and nothing else tells them apart, the later given takes it as `<workflow>_<argument>`
+(`planning.family_rename`): SDXL ControlNet's control `image` becomes `control_net_image` beside image-to-image.
 
 **Names.** A block written once for several workflows takes the family's prefix
 (`StableDiffusionEncodeInputPromptStep`); one of a workflow's own keeps the workflow's
