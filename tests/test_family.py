@@ -350,7 +350,7 @@ def test_a_workflow_from_a_file_holding_several_pipelines_is_named_file_colon_co
 def test_an_argument_a_workflow_does_without_is_no_trigger(code, handled):
     import libcst as cst
 
-    from modularize.planning.family import _handled_in
+    from modularize.planning.family_triggers import _handled_in
 
     helper = cst.parse_statement("def encode(components, prompt, prompt_2=None):\n    prompt_2 = prompt_2 or prompt\n")
     assert _handled_in([cst.parse_module(code + "\n")], "image", {"encode": helper}) is handled
