@@ -345,6 +345,7 @@ def test_a_workflow_from_a_file_holding_several_pipelines_is_named_file_colon_co
         ("image = preprocess(image)", False),
         ("self.encode(components, 'a', prompt_2=image)", True),  # handed to a parameter the helper does without
         ("self.encode(components, image)", False),  # handed to `prompt`, which it needs
+        ("ticks = retrieve_timesteps(components.scheduler, 4, image)", True),  # a module function does without it
     ],
 )
 def test_an_argument_a_workflow_does_without_is_no_trigger(code, handled):
@@ -353,7 +354,13 @@ def test_an_argument_a_workflow_does_without_is_no_trigger(code, handled):
     from modularize.planning.family_triggers import _handled_in
 
     helper = cst.parse_statement("def encode(components, prompt, prompt_2=None):\n    prompt_2 = prompt_2 or prompt\n")
-    assert _handled_in([cst.parse_module(code + "\n")], "image", {"encode": helper}) is handled
+    module_function = cst.parse_statement(
+        "def retrieve_timesteps(scheduler, steps, timesteps=None):\n"
+        "    if timesteps is not None:\n"
+        "        scheduler.set_timesteps(timesteps=timesteps)\n"
+    )
+    callees = {"self.encode": helper, "retrieve_timesteps": module_function}
+    assert _handled_in([cst.parse_module(code + "\n")], "image", callees) is handled
 
 
 def test_a_workflow_selected_only_by_arguments_its_calls_may_leave_out_is_refused(cli):

@@ -135,8 +135,13 @@ def handled_when_missing(plan: PipelinePlan, name: str) -> bool:
         return True
     if any(_replaced(block, name) for block in _blocks_and_parts(plan)):
         return True
-    helpers = {helper.name: helper.function for helper in helpers_of(plan)}
-    return _handled_in(list(nodes_of(plan.blocks)), name, helpers)
+    # what a call can hand the argument to: the plan's helpers (`self.encode_prompt(...)`) and the module's
+    # functions (`retrieve_timesteps(..., timesteps, sigmas)`, which does without custom timesteps)
+    callees = {f"self.{helper.name}": helper.function for helper in helpers_of(plan)}
+    for definition in plan.module_definitions:
+        if isinstance(definition.node, cst.FunctionDef):
+            callees.setdefault(definition.node.name.value, definition.node)
+    return _handled_in(list(nodes_of(plan.blocks)), name, callees)
 
 
 def _replaced(block: BlockPlan | LoopPlan | LoopStepPlan, name: str) -> bool:
@@ -174,8 +179,8 @@ def _blocks_and_parts(plan: PipelinePlan) -> list[BlockPlan | LoopPlan | LoopSte
     return parts
 
 
-def _handled_in(roots: list[cst.CSTNode], name: str, helpers: dict[str, cst.FunctionDef] | None = None) -> bool:
-    """`handled_when_missing` over `roots`; with `helpers`, also where a call hands `name` to a helper that
+def _handled_in(roots: list[cst.CSTNode], name: str, callees: dict[str, cst.FunctionDef] | None = None) -> bool:
+    """`handled_when_missing` over `roots`; with `callees`, also where a call hands `name` to a function that
     handles its parameter missing (`self.encode_prompt(components, prompt_2=negative_prompt_2)`, whose
     `prompt_2 = prompt_2 or prompt` does without it)."""
     tests = refusing = 0
@@ -186,18 +191,19 @@ def _handled_in(roots: list[cst.CSTNode], name: str, helpers: dict[str, cst.Func
                 if any(matches(term, _given(name)) for term in _alternatives(branch.test)):
                     return True  # refused whenever given (`if x is not None or ...: raise`, not served here)
                 refusing += len(_missing_tests(branch.test, name))  # `if x is None: raise`: required
-        for function, parameter in _handed_to(root, name, helpers or {}):
-            if parameter != name and _handled_in([function.body], parameter):
+        for function, parameter in _handed_to(root, name, callees or {}):
+            if _handled_in([function.body], parameter):
                 return True
     return tests > refusing
 
 
-def _handed_to(root: cst.CSTNode, name: str, helpers: dict[str, cst.FunctionDef]) -> list[tuple[cst.FunctionDef, str]]:
-    """(helper, its parameter) for each call below `root` of a helper (`self.<helper>(components, ...)`) that
-    passes `name` as that parameter, by keyword or by position."""
+def _handed_to(root: cst.CSTNode, name: str, callees: dict[str, cst.FunctionDef]) -> list[tuple[cst.FunctionDef, str]]:
+    """(function, its parameter) for each call below `root` of one of `callees` (by how a call spells it:
+    `self.<helper>`, a module function's name) that passes `name` as that parameter, by keyword or by position."""
     found = []
-    for call in findall(root, m.Call(func=m.Attribute(value=m.Name("self")))):
-        function = helpers.get(call.func.attr.value)
+    for call in findall(root, m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name()) | m.Name())):
+        spelled = f"self.{call.func.attr.value}" if isinstance(call.func, cst.Attribute) else call.func.value
+        function = callees.get(spelled)
         if function is None:
             continue
         parameters = [p.name.value for p in (*function.params.posonly_params, *function.params.params)]

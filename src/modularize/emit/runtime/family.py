@@ -178,7 +178,12 @@ class FamilyPipeline:
         # adapting may draw from the global random generator (AnimateDiff builds its motion UNet), which a call's
         # seed must find untouched
         for name in self.adapted_components:
-            self.workflow_components(name)
+            try:
+                self.workflow_components(name)
+            except Exception:
+                # components meant for another workflow, which this one's adaptation cannot take (ControlNet-XS
+                # builds its adapter from a ControlNet it is not given): tried again, and raised, if this one runs
+                continue
 
     def workflow_components(self, name):
         """{component: the object the workflow runs with} for the components its standard `__init__` changes
