@@ -29,11 +29,10 @@ def renamable(plan: PipelinePlan, name: str) -> bool:
     guider = {p.name for p in plan.guidance.arguments}
     guided = {
         p.name
-        for block in plan.blocks
-        if isinstance(block, LoopPlan)
-        for step in block.steps
-        for p in step.inputs
-        if p.name in step.guided and p.producer is None
+        for part in plan.block_parts
+        if isinstance(part, LoopStepPlan)
+        for p in part.inputs
+        if p.name in part.guided and p.producer is None
     }
     return name in plan.block_arguments and name not in guider and name not in guided
 
@@ -41,10 +40,8 @@ def renamable(plan: PipelinePlan, name: str) -> bool:
 def names_taken(plan: PipelinePlan) -> set[str]:
     """Every name a call or a block of the plan gives a value by: a new argument name must be none of them."""
     names = {p.name for p in plan.call_arguments}
-    for block in plan.blocks:
-        parts = [block, *block.steps] if isinstance(block, LoopPlan) else [block]
-        for part in parts:
-            names |= {p.name for p in part.inputs} | {o.name for o in part.outputs}
+    for part in plan.block_parts:
+        names |= {p.name for p in part.inputs} | {o.name for o in part.outputs}
     return names
 
 

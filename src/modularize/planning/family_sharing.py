@@ -299,11 +299,8 @@ def _around_the_difference(left: str, right: str, before: int = 24, limit: int =
 
 
 def helpers_of(plan: PipelinePlan) -> Iterable[Helper]:
-    for block in plan.blocks:
-        yield from block.helpers
-        if isinstance(block, LoopPlan):
-            for step in block.steps:
-                yield from step.helpers
+    for part in plan.block_parts:
+        yield from part.helpers
 
 
 def lines_of_workflow(plan: PipelinePlan) -> int:

@@ -30,7 +30,7 @@ from ..errors import ConversionError
 from .family_modules import nodes_of
 from .family_rename import names_taken, renamable, with_renamed_argument
 from .family_sharing import Workflow, helpers_of
-from .plan import BlockPlan, LoopPlan, LoopStepPlan, PipelinePlan
+from .plan import BlockPlan, LoopPlan, LoopStepPlan, Param, PipelinePlan
 
 
 def ordered_with_triggers(workflows: list[Workflow], default_name: str) -> tuple[Workflow, ...]:
@@ -89,8 +89,7 @@ def _renamed_for_a_trigger(remaining: list[Workflow], every: list[Workflow]) -> 
             if (
                 name in shared
                 and name not in defaults
-                and param.default in (None, "None")
-                and not name.startswith("_")
+                and _may_select(workflow.plan, param)
                 and new not in taken
                 and renamable(workflow.plan, name)
                 and not handled_when_missing(workflow.plan, name)
@@ -115,12 +114,12 @@ def _candidates(workflow: Workflow, others: set[str]) -> list[str]:
     """The workflow's own arguments (none of `others`) that its blocks take and that default to None or to nothing,
     in signature order: an argument the blocks do not take (a deprecated `callback` the package drops) reaches
     no block, so no block could be selected by it."""
-    taken = set(workflow.plan.block_arguments)
-    return [
-        p.name
-        for p in workflow.plan.call_arguments
-        if p.name not in others and p.name in taken and p.default in (None, "None") and not p.name.startswith("_")
-    ]
+    return [p.name for p in workflow.plan.call_arguments if p.name not in others and _may_select(workflow.plan, p)]
+
+
+def _may_select(plan: PipelinePlan, param: Param) -> bool:
+    """An argument the blocks take that defaults to None (or to nothing): a call that leaves it out gives None."""
+    return param.name in plan.block_arguments and param.default in (None, "None") and not param.name.startswith("_")
 
 
 def handled_when_missing(plan: PipelinePlan, name: str) -> bool:
@@ -133,7 +132,7 @@ def handled_when_missing(plan: PipelinePlan, name: str) -> bool:
     """
     if plan.guidance.condition and _missing_tests(cst.parse_expression(plan.guidance.condition), name):
         return True
-    if any(_replaced(block, name) for block in _blocks_and_parts(plan)):
+    if any(_replaced(part, name) for part in plan.block_parts):
         return True
     # what a call can hand the argument to: the plan's helpers (`self.encode_prompt(...)`) and the module's
     # functions (`retrieve_timesteps(..., timesteps, sigmas)`, which does without custom timesteps)
@@ -153,9 +152,7 @@ def _replaced(block: BlockPlan | LoopPlan | LoopStepPlan, name: str) -> bool:
     statements = block.wrapper_body if isinstance(block, LoopPlan) else block.body
     for statement in statements:
         for branch in findall(statement, m.If()):
-            given = [
-                term for term in _operands(branch.test) if m.matches(term, _given(m.MatchIfTrue(str.isidentifier)))
-            ]
+            given = [term for term in _operands(branch.test) if matches(term, _GIVEN_ANY)]
             if not any(_given_name(term) != name for term in given):
                 continue
             for assign in findall(branch.body, m.Assign()):
@@ -170,15 +167,6 @@ def _given_name(test: cst.BaseExpression) -> str:
     return test.left.value if isinstance(test, cst.Comparison) else test.value
 
 
-def _blocks_and_parts(plan: PipelinePlan) -> list[BlockPlan | LoopPlan | LoopStepPlan]:
-    parts: list[BlockPlan | LoopPlan | LoopStepPlan] = []
-    for block in plan.blocks:
-        parts.append(block)
-        if isinstance(block, LoopPlan):
-            parts += block.steps
-    return parts
-
-
 def _handled_in(roots: list[cst.CSTNode], name: str, callees: dict[str, cst.FunctionDef] | None = None) -> bool:
     """`handled_when_missing` over `roots`; with `callees`, also where a call hands `name` to a function that
     handles its parameter missing (`self.encode_prompt(components, prompt_2=negative_prompt_2)`, whose
@@ -188,7 +176,7 @@ def _handled_in(roots: list[cst.CSTNode], name: str, callees: dict[str, cst.Func
         tests += len(_missing_tests(root, name))
         for branch in findall(root, m.If()):
             if all(matches(s, m.SimpleStatementLine(body=[m.Raise()])) for s in branch.body.body):
-                if any(matches(term, _given(name)) for term in _alternatives(branch.test)):
+                if any(matches(term, _given(name)) for term in _operands(branch.test, (cst.Or,))):
                     return True  # refused whenever given (`if x is not None or ...: raise`, not served here)
                 refusing += len(_missing_tests(branch.test, name))  # `if x is None: raise`: required
         for function, parameter in _handed_to(root, name, callees or {}):
@@ -223,11 +211,7 @@ def _given(name: str | m.MatchIfTrue) -> m.BaseMatcherNode:
     return m.Comparison(named, [m.ComparisonTarget(m.IsNot() | m.NotEqual(), m.Name("None"))]) | named
 
 
-def _alternatives(test: cst.BaseExpression) -> list[cst.BaseExpression]:
-    """`a or b or c` -> [a, b, c]: each enough for the test to hold."""
-    if isinstance(test, cst.BooleanOperation) and isinstance(test.operator, cst.Or):
-        return [*_alternatives(test.left), *_alternatives(test.right)]
-    return [test]
+_GIVEN_ANY = _given(m.MatchIfTrue(str.isidentifier))  # a given-test of any argument
 
 
 def _missing_tests(root: cst.CSTNode, name: str) -> list[cst.CSTNode]:
@@ -243,10 +227,11 @@ def _missing_tests(root: cst.CSTNode, name: str) -> list[cst.CSTNode]:
     return found
 
 
-def _operands(test: cst.BaseExpression) -> list[cst.BaseExpression]:
-    """`a and (b or c)` -> [a, b, c]: what a test takes the truth of."""
-    if isinstance(test, cst.BooleanOperation):
-        return [*_operands(test.left), *_operands(test.right)]
+def _operands(test: cst.BaseExpression, operators: tuple[type, ...] = (cst.And, cst.Or)) -> list[cst.BaseExpression]:
+    """`a and (b or c)` -> [a, b, c]: what a test takes the truth of; with `(cst.Or,)`, `a or b or c` -> [a, b, c],
+    each enough for the test to hold."""
+    if isinstance(test, cst.BooleanOperation) and isinstance(test.operator, operators):
+        return [*_operands(test.left, operators), *_operands(test.right, operators)]
     return [test]
 
 

@@ -263,6 +263,11 @@ class PipelinePlan:
     def pipeline_class_name(self) -> str:
         return self.pipeline.class_name
 
+    @property
+    def block_parts(self) -> tuple[BlockPlan | LoopPlan | LoopStepPlan, ...]:
+        """Every block, a denoising loop followed by its steps: each part declares inputs, outputs and helpers."""
+        return tuple(part for block in self.blocks for part in (block, *getattr(block, "steps", ())))
+
 
 @dataclass(frozen=True)
 class SubPipelinePlan:

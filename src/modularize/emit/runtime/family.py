@@ -146,11 +146,8 @@ class FamilyPipeline:
         created from it: SDXL InstructPix2Pix's three-way guider, not image-to-image's): the family's pipeline holds
         one spec per name, the first workflow's, or that of the component installed last."""
         running = self.__dict__.get("_active_workflow")
-        if running is not None:
-            for spec in self.workflow_blocks(running).expected_components:
-                if spec.name == name:
-                    return deepcopy(spec)
-        return super().get_component_spec(name)
+        declared = self._declared_spec(running, name) if running is not None else None
+        return deepcopy(declared) if declared is not None else super().get_component_spec(name)
 
     def update_components(self, **kwargs):
         """A component the workflows declare with different classes (AnimateDiff SparseControlNet's `controlnet`
@@ -163,11 +160,15 @@ class FamilyPipeline:
             if current is None or component is None or _accepts(current.type_hint, component):
                 continue
             for workflow in self.workflow_pipelines:
-                declared = [s for s in self.workflow_blocks(workflow).expected_components if s.name == name]
-                if declared and _accepts(declared[0].type_hint, component):
-                    specs[name] = deepcopy(declared[0])
+                declared = self._declared_spec(workflow, name)
+                if declared is not None and _accepts(declared.type_hint, component):
+                    specs[name] = deepcopy(declared)
                     break
         super().update_components(**kwargs)
+
+    def _declared_spec(self, workflow, name):
+        """The spec the workflow's blocks declare for component `name`, None when they declare none."""
+        return next((spec for spec in self.workflow_blocks(workflow).expected_components if spec.name == name), None)
 
     def register_components(self, **kwargs):
         super().register_components(**kwargs)

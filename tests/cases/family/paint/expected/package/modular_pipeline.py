@@ -3,7 +3,7 @@
 # modularize-source: tests/cases/family/paint/pipeline_paint_img2img.py sha256:9def4990a72df502b0e9b2c922043b245e2d3c2a12f5eeaabdd23fb5a3242a42 (PaintImg2ImgPipeline)
 # modularize-source: tests/cases/family/paint/pipeline_paint.py sha256:cd3f31bed99fd5aee3196bb077b1ea753f8b5076289ed8de22ec8573c98d9a3f (PaintPipeline)
 # modularize-generator: modularize 0.1.0; ruff 0.17.6; libcst 1.9.0; options: defaults
-# modularize-output: sha256:b7771fcca05505e80d857f0a2778fb3824f046b01e2857a1af2552c82c201823
+# modularize-output: sha256:2ef6c3e9e0a51aa70d848afe8277f5c9c5eabc5e46449cf0d456649543cc44c4
 
 import shutil
 import sys
@@ -444,11 +444,8 @@ class FamilyPipeline:
         created from it: SDXL InstructPix2Pix's three-way guider, not image-to-image's): the family's pipeline holds
         one spec per name, the first workflow's, or that of the component installed last."""
         running = self.__dict__.get("_active_workflow")
-        if running is not None:
-            for spec in self.workflow_blocks(running).expected_components:
-                if spec.name == name:
-                    return deepcopy(spec)
-        return super().get_component_spec(name)
+        declared = self._declared_spec(running, name) if running is not None else None
+        return deepcopy(declared) if declared is not None else super().get_component_spec(name)
 
     def update_components(self, **kwargs):
         """A component the workflows declare with different classes (AnimateDiff SparseControlNet's `controlnet`
@@ -461,11 +458,15 @@ class FamilyPipeline:
             if current is None or component is None or _accepts(current.type_hint, component):
                 continue
             for workflow in self.workflow_pipelines:
-                declared = [s for s in self.workflow_blocks(workflow).expected_components if s.name == name]
-                if declared and _accepts(declared[0].type_hint, component):
-                    specs[name] = deepcopy(declared[0])
+                declared = self._declared_spec(workflow, name)
+                if declared is not None and _accepts(declared.type_hint, component):
+                    specs[name] = deepcopy(declared)
                     break
         super().update_components(**kwargs)
+
+    def _declared_spec(self, workflow, name):
+        """The spec the workflow's blocks declare for component `name`, None when they declare none."""
+        return next((spec for spec in self.workflow_blocks(workflow).expected_components if spec.name == name), None)
 
     def register_components(self, **kwargs):
         super().register_components(**kwargs)
