@@ -182,6 +182,42 @@ def test_matches_answers_as_libcst_for_every_node_and_asks_libcst_only_where_its
         assert [match_filter.matches(node, matcher) for node in nodes].count(True) > 0
 
 
+def test_walks_searches_and_paths_from_one_listing_of_the_tree_are_those_of_walking_it(sd_source):
+    """Within `remembered_children`, walks, searches and paths below a node are slices of one listing of a tree
+    holding it (a subtree listed first, the whole tree later): the same nodes, in the same order, as walking."""
+    import libcst.matchers as m
+
+    from modularize.cst.tree_walk import findall, paths_to, remember_tree, remembered_children, walk
+
+    tree = cst.parse_module(sd_source.read_text())
+    call = findall(tree, m.FunctionDef(name=m.Name("__call__")))[0]
+    statements = list(call.body.body)
+    skip = lambda node: isinstance(node, (cst.Call, cst.Lambda))  # noqa: E731
+    is_self = lambda node: isinstance(node, cst.Name) and node.value == "self"  # noqa: E731
+    nodes = list(walk(tree))
+    expected = {
+        "walks": [[id(n) for n in walk(node)] for node in nodes[::97]],
+        "skipping": [[id(n) for n in walk(s, skip=skip)] for s in statements],
+        "calls": [[id(n) for n in findall(s, m.Call() | m.Name("latents"))] for s in statements],
+        "paths": paths_to(statements, is_self),
+    }
+    for whole_first in (False, True):
+        with remembered_children():
+            if whole_first:
+                remember_tree(tree)
+            else:
+                walk(statements[3])  # a subtree listed on its own, then the module around it
+            remember_tree(tree)
+            found = {
+                "walks": [[id(n) for n in walk(node)] for node in nodes[::97]],
+                "skipping": [[id(n) for n in walk(s, skip=skip)] for s in statements],
+                "calls": [[id(n) for n in findall(s, m.Call() | m.Name("latents"))] for s in statements],
+                "paths": paths_to(statements, is_self),
+            }
+        assert found == expected
+    assert len(expected["paths"]) > 100 and any(expected["skipping"]) and any(expected["calls"])
+
+
 def test_remembered_children_are_the_same_children_and_are_forgotten_on_exit(sd_source):
     import libcst.matchers as m
 
@@ -265,28 +301,15 @@ def test_tree_depth_check_finds_the_same_violations_level_by_level(sd_source, mo
     assert full[2][0] in tree.body and isinstance(full[2][-1], cst.BaseStatement)
 
 
-def test_declaration_lists_printed_from_text_give_the_bytes_parsing_them_gives(sd_source, monkeypatch):
-    """Stand-in lines for the declaration lists (their names, for the imports) and the lists' text put back give
-    the package parsing and printing the lists gives; a list with a scope of its own goes the long way."""
+def test_classes_printed_from_their_templates_give_the_bytes_parsing_the_templates_gives(sd_source, monkeypatch):
+    """A generated class's body is its template's text with its statements printed in (a stand-in line reading
+    the body's names holds its place in the module's tree): the package is the one parsing every template and
+    splicing the statements into its tree gives, byte for byte."""
     from modularize.convert import ConvertOptions, plan_for
-    from modularize.emit import blocks
+    from modularize.emit import blocks, splice
     from modularize.emit.package import emit_package
     from modularize.frontend.source_file import read_source
     from modularize.planning.plan import LoopPlan
-
-    assert blocks._names_read(["InputParam('x', type_hint=torch.Tensor | None, default=PIL.Image.LANCZOS)"]) == [
-        "InputParam",
-        "torch",
-        "PIL",
-    ]
-    assert blocks._names_read(["InputParam('x', default=lambda y: y)"]) is None
-    assert blocks._names_read(["ConfigSpec('x', [i for i in range(3)])"]) is None
-    lists: dict[str, str] = {}
-    text = blocks._list_property("inputs", "list[InputParam]", ["InputParam('x', type_hint=int)"], "Step", lists)
-    (stand_in,) = lists
-    assert stand_in in text and "return InputParam, int" in stand_in and "InputParam('x'" not in text
-    with pytest.raises(ValueError, match="not printed once"):
-        blocks.with_lists("nothing here\n", lists)
 
     source = read_source(str(sd_source))
     plan = plan_for(
@@ -294,9 +317,55 @@ def test_declaration_lists_printed_from_text_give_the_bytes_parsing_them_gives(s
     )
     files = emit_package(plan, source.text, "test")
     plain = [block for block in plan.blocks if not isinstance(block, LoopPlan)]
-    assert all(blocks.block_class(plan, block).lists for block in plain)  # the short way was taken
-    monkeypatch.setattr(blocks, "_names_read", lambda items: None)  # every list parsed and printed by LibCST
+    assert all(blocks.block_class(plan, block).bodies for block in plain)  # the printed way was taken
+    assert not any(splice.BODY_MARKER in text for text in files.values())
+    monkeypatch.setattr(splice, "_class_header", lambda header: (None, []))  # every template parsed by LibCST
+    assert not blocks.block_class(plan, plain[0]).bodies
     assert emit_package(plan, source.text, "test") == files
+
+
+def test_a_printed_class_body_drops_what_its_placeholders_held_as_libcst_does():
+    import libcst as cst
+
+    from modularize.emit import splice
+    from modularize.frontend.parse import module_code
+
+    def both(template: str, fills: dict) -> tuple[str, str]:
+        printed = splice.printed_class(template, fills)
+        text = splice.with_bodies(module_code(cst.Module(body=printed.statements)), printed.bodies)
+        return text, module_code(cst.Module(body=splice.splice(template, fills)))
+
+    x = [splice.statement("x = torch.ones(1)")]
+    template = (
+        "class Step(Base, Mixin):\n"
+        "    name = 'step'\n\n"
+        "    __modularize_members__\n\n"
+        "    def __call__(self, state):\n"
+        "        if state:\n"
+        "            __modularize_body__\n"
+        "        return [y for y in state] + [other]\n"
+    )
+    members = [splice.statement("def helper(self):\n    return name")]
+    for fills in (
+        {},
+        {"__modularize_body__": x, "__modularize_members__": members},
+        {"__modularize_body__": [], "__modularize_members__": []},
+    ):
+        printed, parsed = both(template, fills)
+        assert printed == parsed, fills
+    printed, _ = both(template, {"__modularize_body__": [], "__modularize_members__": []})
+    assert "            pass\n" in printed and "\n\n\n" not in printed
+    (statement,) = splice.printed_class(template, {"__modularize_body__": x, "__modularize_members__": []}).statements
+    # the stand-in reads what the body reads from the module (not `self`, `state`, `y` nor the class's `name`)
+    stand_in = statement.body.body[0]
+    assert [e.value.value for e in stand_in.body[0].value.elements] == ["other", "torch"]
+    # a comment right above a placeholder, a header that is not plain: parsed the long way
+    assert not splice.printed_class(
+        "class A:\n    # note\n    __modularize_body__\n", {"__modularize_body__": x}
+    ).bodies
+    assert not splice.printed_class("class A(b.C):\n    pass\n", {}).bodies
+    with pytest.raises(ValueError, match="not printed once"):
+        splice.with_bodies("nothing here\n", {"    a  # modularize: body of A\n": "    pass\n"})
 
 
 def test_the_collector_is_paused_during_a_conversion_and_restored_after(monkeypatch):

@@ -20,7 +20,7 @@ from dataclasses import replace
 
 from .analysis.analyze import analyze
 from .collector import collector_paused
-from .cst.tree_walk import remembered_children
+from .cst.tree_walk import remember_tree, remembered_children
 from .emit.family import emit_family
 from .emit.package import emit_package
 from .emit.validate import check_generated
@@ -63,6 +63,7 @@ def plan_of(
     """The plan of one pipeline class of a parsed source, with the plans of the pipelines it builds (`outer`: the
     pipelines building this one, so one building itself is refused rather than converted forever)."""
     with remembered_children():
+        remember_tree(source.tree)
         node = find_pipeline_class(source, class_name)
         inner = (*outer, f"{source.module_name or source.label}.{node.name.value}")
         subs = tuple(

@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import functools
 import operator
+from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
 
 import libcst as cst
@@ -79,7 +80,7 @@ def remembered_children() -> Iterator[None]:
     global _REMEMBERED
     outer = _REMEMBERED
     if outer is None:
-        _REMEMBERED = {"children": {}}
+        _REMEMBERED = {"children": {}, "places": {}}
     try:
         yield
     finally:
@@ -136,6 +137,16 @@ def _children(node: cst.CSTNode) -> list[cst.CSTNode]:
 def walk(node: cst.CSTNode, skip: Callable[[cst.CSTNode], bool] | None = None) -> Iterator[cst.CSTNode]:
     """`node` and every node below it, parents before children, children in source order; a node `skip` is true
     for is left out with everything below it."""
+    if _REMEMBERED is None:
+        return _walked(node, skip)
+    preorder, start = _placed(node)
+    nodes, end = preorder.nodes, preorder.ends[start]
+    if skip is None:
+        return iter(nodes[start:end])
+    return _walked_in(preorder, start, end, skip)
+
+
+def _walked(node: cst.CSTNode, skip: Callable[[cst.CSTNode], bool] | None) -> Iterator[cst.CSTNode]:
     stack = [node]
     while stack:
         current = stack.pop()
@@ -143,6 +154,85 @@ def walk(node: cst.CSTNode, skip: Callable[[cst.CSTNode], bool] | None = None) -
             continue
         yield current
         stack.extend(reversed(children(current)))
+
+
+def _walked_in(
+    preorder: _Preorder, start: int, end: int, skip: Callable[[cst.CSTNode], bool]
+) -> Iterator[cst.CSTNode]:
+    nodes, ends = preorder.nodes, preorder.ends
+    index = start
+    while index < end:
+        current = nodes[index]
+        if skip(current):
+            index = ends[index]  # past everything below it
+            continue
+        yield current
+        index += 1
+
+
+class _Preorder:
+    """Every node of one subtree in walk order, and where each node's own subtree ends in that order: the subtree
+    of `nodes[i]` is `nodes[i:ends[i]]`. A LibCST node's subtree is the same in every tree that shares the node,
+    so one listing answers walks, searches and paths below any node in it.
+
+        nodes = [If, Comparison, Name(a), ..., IndentedBlock, ...]     ends = [len(nodes), 5, 3, ...]
+    """
+
+    __slots__ = ("nodes", "ends", "index", "_by_class")
+
+    def __init__(self, root: cst.CSTNode):
+        nodes: list[cst.CSTNode] = []
+        ends: list[int] = []
+        append, append_end = nodes.append, ends.append
+
+        # (recursion is bounded: `frontend.nesting` bounds every tree's depth before LibCST's own recursion)
+        def listed(node: cst.CSTNode) -> None:
+            index = len(nodes)
+            append(node)
+            append_end(0)
+            for child in children(node):
+                listed(child)
+            ends[index] = len(nodes)
+
+        listed(root)
+        self.nodes, self.ends = nodes, ends
+        self.index: dict[int, int] = {id(node): index for index, node in enumerate(nodes)}
+        self._by_class: dict[type, list[int]] | None = None
+
+    def by_class(self) -> dict[type, list[int]]:
+        """Per node class, the indexes of its nodes, ascending."""
+        if self._by_class is None:
+            self._by_class = {}
+            for index, node in enumerate(self.nodes):
+                listed = self._by_class.get(type(node))
+                if listed is None:
+                    self._by_class[type(node)] = [index]
+                else:
+                    listed.append(index)
+        return self._by_class
+
+
+def remember_tree(node: cst.CSTNode) -> None:
+    """Within `remembered_children`, list every node of `node` at once: walks, searches and paths below any of
+    them are then slices of that one listing, not walks of their own (analysis searches one method's statements
+    after another, each a subtree of the module's)."""
+    if _REMEMBERED is not None:
+        _placed(node)
+
+
+def _placed(node: cst.CSTNode) -> tuple[_Preorder, int]:
+    """The listing holding `node`'s subtree and its index there, listing it (and placing every node below it) the
+    first time (only while `remembered_children` is active)."""
+    places = _REMEMBERED["places"]
+    key = id(node)
+    preorder = places.get(key)
+    if preorder is not None:
+        index = preorder.index[key]
+        if preorder.nodes[index] is node:
+            return preorder, index
+    preorder = _Preorder(node)
+    places.update(dict.fromkeys(preorder.index, preorder))
+    return preorder, 0
 
 
 def visit_read_only(node: cst.CSTNode, visitor: cst.CSTVisitor) -> None:
@@ -170,30 +260,22 @@ def findall(node: cst.CSTNode, matcher: m.BaseMatcherNode) -> list[cst.CSTNode]:
         return [found for found in walk(node) if test(found)]
     if _REMEMBERED is None:
         return [found for found in walk(node) if type(found) in classes and test(found)]
-    # analysis searches the same statements again and again (for calls, for assignments, ...): below a node, the
-    # nodes of each class are listed once, in walk order
-    by_class = remembered("by_class", node, _nodes_by_class)
-    if len(classes) == 1:
-        (only,) = classes
-        return [found for found in by_class.get(only, ()) if test(found)]
-    return [found for found in by_class[None] if type(found) in classes and test(found)]
+    # analysis searches the same statements again and again (for calls, for assignments, ...): the nodes of each
+    # class are listed once per listing, and those below `node` are a slice of them
+    preorder, start = _placed(node)
+    end, nodes, by_class = preorder.ends[start], preorder.nodes, preorder.by_class()
+    found = []
+    for cls in classes:
+        indexes = by_class.get(cls)
+        if indexes:
+            found += indexes[bisect_left(indexes, start) : bisect_left(indexes, end)]
+    if len(classes) > 1:
+        found.sort()
+    return [nodes[index] for index in found if test(nodes[index])]
 
 
 def _anything(node: object) -> bool:
     return True
-
-
-def _nodes_by_class(node: cst.CSTNode) -> dict[type | None, list[cst.CSTNode]]:
-    """Every node from `node` down in walk order under `None`, and those of each node class under the class."""
-    every = list(walk(node))
-    by_class: dict[type | None, list[cst.CSTNode]] = {None: every}
-    for found in every:
-        listed = by_class.get(type(found))
-        if listed is None:
-            by_class[type(found)] = [found]
-        else:
-            listed.append(found)
-    return by_class
 
 
 def _matched_classes(matcher: m.BaseMatcherNode) -> frozenset[type] | None:
@@ -226,6 +308,18 @@ def paths_to(statements: Sequence[cst.CSTNode], is_target: Callable[[cst.CSTNode
     """Ids of the nodes in `statements` that `is_target` is true for and of every node above them: where a
     transformer that changes only those nodes must descend (it can leave every other subtree as it is)."""
     found: set[int] = set()
+    if _REMEMBERED is not None:
+        for statement in statements:
+            preorder, start = _placed(statement)
+            nodes, ends = preorder.nodes, preorder.ends
+            above: list[int] = []  # indexes of the nodes above the current one, within the statement
+            for index in range(start, ends[start]):
+                while above and ends[above[-1]] <= index:
+                    above.pop()
+                above.append(index)
+                if is_target(nodes[index]):
+                    found.update(id(nodes[i]) for i in above)
+        return found
     path: list[int] = []
     stack = [(statement, 0) for statement in reversed(statements)]
     while stack:

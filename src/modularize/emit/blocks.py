@@ -15,16 +15,14 @@ read exactly like the source they were copied from:
 
 from __future__ import annotations
 
-import ast
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import libcst as cst
 
 from ..kinds import GuidancePattern
 from ..planning.plan import BlockPlan, Component, GuidancePlan, LoopPlan, LoopStepPlan, Output, Param, PipelinePlan
 from .pipeline_class import EXPLICIT_NONE_NAME, PACKAGE_BLOCKS_NAME
-from .splice import BODY, MEMBERS, splice, statement
+from .splice import BODY, MEMBERS, Emitted, printed_class, statement
 
 BATCHING_CONFIG = (
     'ConfigSpec("batch_guider_calls", True, description="Run all guider batches in one denoiser call when that is '
@@ -90,94 +88,10 @@ def guider_spec(guidance: GuidancePlan, plan: PipelinePlan) -> str:
     )
 
 
-@dataclass(frozen=True)
-class Emitted:
-    """Classes for a generated file, and the text its declaration lists are printed as.
-
-    A declaration list (`inputs`, `intermediate_outputs`, `expected_components`, ...) is most of a block class's
-    code and nothing in it is analyzed but the names it reads: LibCST parsing (building its nodes) and printing it
-    again cost more than the rest of the class. So the parsed template holds, in the list's place, a one-line
-    stand-in reading the same names (what the package's imports are computed from), and the file's printed text
-    gets the list's text back (`with_lists`): the same bytes as parsing and printing the list.
-
-        return [                                                      return InputParam, torch  # <marker>
-            InputParam('x', type_hint=torch.Tensor),       ->
-        ]
-    """
-
-    statements: list[cst.BaseStatement]
-    lists: dict[str, str] = field(default_factory=dict)  # stand-in line -> the list's lines
-
-
-# ends a stand-in line, with the class and property it stands in (unique in a package)
-_LIST_MARKER = "# modularize: declaration list of"
-
-# Expressions whose free names are their `ast.Name`s: nothing in them binds a name or opens a scope (a lambda,
-# comprehension or `:=` in a default sends its list the long way, through LibCST).
-_PLAIN_EXPRESSION = (
-    ast.Expression,
-    ast.Call,
-    ast.keyword,
-    ast.Name,
-    ast.Load,
-    ast.Attribute,
-    ast.Constant,
-    ast.Subscript,
-    ast.Slice,
-    ast.Tuple,
-    ast.List,
-    ast.Set,
-    ast.Dict,
-    ast.BinOp,
-    ast.UnaryOp,
-    ast.BoolOp,
-    ast.Compare,
-    ast.IfExp,
-    ast.operator,
-    ast.unaryop,
-    ast.boolop,
-    ast.cmpop,
-)
-
-
-def _names_read(items: Sequence[str]) -> list[str] | None:
-    """The names the item expressions read, in first-read order; None when one is not a plain expression."""
-    names: dict[str, None] = {}
-    for item in items:
-        try:
-            tree = ast.parse(item, mode="eval")
-        except SyntaxError:
-            return None
-        for node in ast.walk(tree):
-            if not isinstance(node, _PLAIN_EXPRESSION):
-                return None
-            if isinstance(node, ast.Name):
-                names.setdefault(node.id, None)
-    return list(names)
-
-
-def _list_property(
-    name: str, annotation: str, items: Sequence[str], owner: str = "", lists: dict[str, str] | None = None
-) -> str:
-    """A property returning a list; with `lists`, its return statement is a stand-in (see `Emitted`)."""
+def _list_property(name: str, annotation: str, items: Sequence[str]) -> str:
+    """A property returning a list."""
     inner = "".join(f"            {item},\n" for item in items)
-    head = f"    @property\n    def {name}(self) -> {annotation}:\n"
-    body = f"        return [\n{inner}        ]\n"
-    names = _names_read(items) if lists is not None and items else None
-    if lists is None or not names:
-        return head + body
-    stand_in = f"        return {', '.join(names)}  {_LIST_MARKER} {owner}.{name}\n"
-    lists[stand_in] = body
-    return head + stand_in
-
-
-def with_lists(text: str, lists: dict[str, str]) -> str:
-    """Printed code with each stand-in line replaced by its list's lines."""
-    for stand_in, body in lists.items():
-        if text.count(stand_in) != 1:
-            raise ValueError(f"a declaration list's stand-in is not printed once: {stand_in.strip()!r}")
-        text = text.replace(stand_in, body)
-    return text
+    return f"    @property\n    def {name}(self) -> {annotation}:\n        return [\n{inner}        ]\n"
 
 
 def _components_of(plan: PipelinePlan, names: Sequence[str]) -> list[str]:
@@ -196,23 +110,21 @@ def _declarations(
     outputs_property: str = "intermediate_outputs",
     configs: Sequence[tuple[str, str]] = (),
     configs_property: str = "expected_configs",
-    owner: str = "",
-    lists: dict[str, str] | None = None,
 ) -> str:
     text = f"    model_name = {plan.model_name!r}\n    modular_pipeline_class = {plan.pipeline_class_name}\n\n"
     text += f"    @property\n    def description(self) -> str:\n        return {description!r}\n\n"
     if components:
-        text += _list_property(components_property, "list[ComponentSpec]", components, owner, lists) + "\n"
+        text += _list_property(components_property, "list[ComponentSpec]", components) + "\n"
     if configs:
         specs = [f"ConfigSpec({name!r}, {default})" for name, default in configs]
-        text += _list_property(configs_property, "list[ConfigSpec]", specs, owner, lists) + "\n"
+        text += _list_property(configs_property, "list[ConfigSpec]", specs) + "\n"
     fields = denoiser_input_fields(plan)
     if inputs:
         items = [_input_param(p, fields) for p in inputs]
-        text += _list_property(inputs_property, "list[InputParam]", items, owner, lists) + "\n"
+        text += _list_property(inputs_property, "list[InputParam]", items) + "\n"
     if outputs:
         items = [_output_param(o, fields) for o in outputs]
-        text += _list_property(outputs_property, "list[OutputParam]", items, owner, lists) + "\n"
+        text += _list_property(outputs_property, "list[OutputParam]", items) + "\n"
     return text
 
 
@@ -280,7 +192,6 @@ def _bases(inputs: Sequence[Param], base: str, mixins: Sequence[str] = ()) -> st
 def block_class(plan: PipelinePlan, block: BlockPlan) -> Emitted:
     description = f"Stage `{block.label}` of `{plan.class_name}.__call__`."
     pipeline = plan.pipeline_class_name
-    lists: dict[str, str] = {}
     components = _components_of(plan, block.components)
     if block.reads_guider:
         components = [guider_spec(plan.guidance, plan), *components]
@@ -293,8 +204,6 @@ def block_class(plan: PipelinePlan, block: BlockPlan) -> Emitted:
             block.inputs,
             block.outputs,
             configs=block.configs,
-            owner=block.class_name,
-            lists=lists,
         )
         + f"    {MEMBERS}\n\n"
         "    @torch.no_grad()\n"
@@ -309,7 +218,7 @@ def block_class(plan: PipelinePlan, block: BlockPlan) -> Emitted:
     body += list(block.body)
     body += [_write_back(o.name, o.local) for o in block.outputs]
     members = [helper.function for helper in block.helpers]
-    return Emitted(splice(template, {BODY: body, MEMBERS: members}), lists)
+    return printed_class(template, {BODY: body, MEMBERS: members})
 
 
 def loop_step_class(plan: PipelinePlan, loop: LoopPlan, step: LoopStepPlan) -> Emitted:
@@ -325,12 +234,10 @@ def loop_step_class(plan: PipelinePlan, loop: LoopPlan, step: LoopStepPlan) -> E
         if plan.guidance.merges_calls:
             configs.append(BATCHING_CONFIG)
     targets = ", ".join(loop.loop_targets)
-    lists: dict[str, str] = {}
-    owner = step.class_name
     template = (
         f"class {step.class_name}({', '.join([PACKAGE_BLOCKS_NAME, *step.mixins, 'ModularPipelineBlocks'])}):\n"
-        + _declarations(plan, description, components, step.inputs, step.outputs, owner=owner, lists=lists)
-        + (_list_property("expected_configs", "list[ConfigSpec]", configs, owner, lists) + "\n" if configs else "")
+        + _declarations(plan, description, components, step.inputs, step.outputs)
+        + (_list_property("expected_configs", "list[ConfigSpec]", configs) + "\n" if configs else "")
         + f"    {MEMBERS}\n\n"
         "    @torch.no_grad()\n"
         f"    def __call__(self, components: {pipeline}, block_state: BlockState, {targets}) "
@@ -346,12 +253,11 @@ def loop_step_class(plan: PipelinePlan, loop: LoopPlan, step: LoopStepPlan) -> E
     body += list(step.body)
     body += [_write_back(name) for name in step.carried_out]
     members = [helper.function for helper in step.helpers]
-    return Emitted(splice(template, {BODY: body, MEMBERS: members}), lists)
+    return printed_class(template, {BODY: body, MEMBERS: members})
 
 
 def loop_classes(plan: PipelinePlan, loop: LoopPlan) -> Emitted:
     pipeline = plan.pipeline_class_name
-    lists: dict[str, str] = {}
     description = (
         f"Runs the denoising loop of `{plan.class_name}.__call__` (stage `{loop.label}`): "
         "its sub-blocks run once per timestep."
@@ -369,8 +275,6 @@ def loop_classes(plan: PipelinePlan, loop: LoopPlan) -> Emitted:
             outputs_property="loop_intermediate_outputs",
             configs=loop.configs,
             configs_property="loop_expected_configs",
-            owner=loop.wrapper_class_name,
-            lists=lists,
         )
         + f"    {MEMBERS}\n\n"
         "    @torch.no_grad()\n"
@@ -385,15 +289,16 @@ def loop_classes(plan: PipelinePlan, loop: LoopPlan) -> Emitted:
     body += wrapper_body[:-1]
     body += _before_loop(wrapper_body[-1], [_write_back(name) for name in loop.to_block_state])
     body += [_write_back(name) for name in loop.written_back]
-    statements = splice(template, {BODY: body, MEMBERS: [helper.function for helper in loop.helpers]})
+    wrapper = printed_class(template, {BODY: body, MEMBERS: [helper.function for helper in loop.helpers]})
+    statements, bodies = list(wrapper.statements), dict(wrapper.bodies)
     steps = [s for s in loop.steps if s.body]
     for step in steps:
         emitted = loop_step_class(plan, loop, step)
         statements += emitted.statements
-        lists.update(emitted.lists)
+        bodies.update(emitted.bodies)
     step_list = "".join(f"        {s.class_name},\n" for s in steps)
     name_list = "".join(f"        {s.key!r},\n" for s in steps)
-    statements += splice(
+    loop_class = printed_class(
         f"class {loop.class_name}({loop.wrapper_class_name}):\n"
         f"    block_classes = [\n{step_list}    ]\n"
         f"    block_names = [\n{name_list}    ]\n\n"
@@ -402,4 +307,4 @@ def loop_classes(plan: PipelinePlan, loop: LoopPlan) -> Emitted:
         f"        return {('Denoising loop of ' + plan.class_name + ': ' + ', '.join(s.key for s in steps) + ' per timestep.')!r}\n",
         {},
     )
-    return Emitted(statements, lists)
+    return Emitted([*statements, *loop_class.statements], {**bodies, **loop_class.bodies})

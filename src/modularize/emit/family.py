@@ -40,7 +40,7 @@ from .pipeline_class import (
     tuple_literal,
 )
 from .runtime import defined_name, runtime_definitions
-from .splice import MEMBERS, splice
+from .splice import MEMBERS, printed_class, splice
 
 FAMILY_PIPELINE = "FamilyPipeline"
 WORKFLOW_BLOCKS = "WorkflowBlocks"
@@ -74,12 +74,14 @@ def emit_family(family: FamilyPlan, sources: dict[str, str], generator: str, in_
     if family.shared_helpers:
         package_names[family.helpers_class_name] = HELPERS_FILE
         files[HELPERS_FILE].docstring = "Helpers the blocks of several workflows share, as one class they inherit."
-        files[HELPERS_FILE].body = splice(
+        helpers = printed_class(
             f"class {family.helpers_class_name}:\n"
             '    """The helpers whose code the workflows named with each share: their blocks inherit them."""\n\n'
             f"    {MEMBERS}\n",
             {MEMBERS: shared_helper_functions(family)},
         )
+        files[HELPERS_FILE].body = helpers.statements
+        files[HELPERS_FILE].add_bodies(helpers.bodies)
 
     # the blocks: each group's code once, from its first workflow
     for block in family.blocks:
@@ -94,7 +96,9 @@ def emit_family(family: FamilyPlan, sources: dict[str, str], generator: str, in_
     pipeline_statements: list[cst.BaseStatement] = []
     saved = sorted(name[:-3] for name in modules if name != "__init__.py")
     for workflow in family.workflows:
-        pipeline_statements += pipeline_class(workflow_pipeline_plan(family, workflow), modules=saved)
+        pipeline = pipeline_class(workflow_pipeline_plan(family, workflow), modules=saved)
+        pipeline_statements += pipeline.statements
+        files[_PIPELINE_FILE].add_bodies(pipeline.bodies)
     pipeline_statements += _family_pipeline_class(family, modules, _block_workflows(family, views))
     files[_PIPELINE_FILE].body = _once(pipeline_statements)
 

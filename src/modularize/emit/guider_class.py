@@ -39,10 +39,10 @@ from __future__ import annotations
 import libcst as cst
 
 from ..planning.plan import PipelinePlan, batch_identifiers
-from .splice import BODY, splice
+from .splice import BODY, Emitted, printed_class
 
 
-def guider_class(plan: PipelinePlan) -> list[cst.BaseStatement]:
+def guider_class(plan: PipelinePlan) -> Emitted:
     combine = plan.guidance.combine
     bindings = "".join(f"        {name} = {value}\n" for name, value in combine.bindings)
     output = f"GuiderOutput(pred={combine.result}, pred_cond=pred_cond, pred_uncond=pred_uncond)"
@@ -77,8 +77,9 @@ def guider_class(plan: PipelinePlan) -> list[cst.BaseStatement]:
     )
     origin = f"{plan.source_module or plan.source_label}.{plan.class_name}"
     header = cst.EmptyLine(comment=cst.Comment(f"# Copied from {origin}.__call__ (its guidance combine)"))
-    (cls,) = splice(text, {BODY: list(combine.statements), OFF: list(combine.off_statements)})
-    return [cls.with_changes(leading_lines=[header])]
+    printed = printed_class(text, {BODY: list(combine.statements), OFF: list(combine.off_statements)})
+    (cls,) = printed.statements
+    return Emitted([cls.with_changes(leading_lines=[header])], printed.bodies)
 
 
 OFF = "__modularize_off__"

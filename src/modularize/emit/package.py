@@ -18,7 +18,7 @@ from ..frontend.parse import code, module_code
 from ..kinds import DefinitionKind
 from ..planning.plan import PERTURBED_ATTENTION_GUIDER, BlockPlan, LoopPlan, ModuleDefinition, PipelinePlan
 from ..transforms.imports import import_from, prune_unused_imports, relative_module
-from .blocks import block_class, loop_classes, with_lists
+from .blocks import block_class, loop_classes
 from .format import format_files
 from .guider_class import guider_class
 from .header import with_header
@@ -32,7 +32,7 @@ from .pipeline_class import (
     pipeline_class,
 )
 from .runtime import runtime_definitions
-from .splice import splice
+from .splice import splice, with_bodies
 from .validate import GeneratedCodeError
 
 # Where the names generated code uses from the modular framework live (absolute; made relative in-tree).
@@ -98,7 +98,14 @@ class _File:
             self.module_name = f"diffusers.modular_pipelines.{plan.package}.{relpath[:-3]}"
         self.docstring = ""
         self.body: list[cst.BaseStatement] = []
-        self.lists: dict[str, str] = {}  # declaration lists' stand-in lines -> their text (see `Emitted`)
+        self.bodies: dict[str, str] = {}  # class bodies' stand-in lines -> their text (see `Emitted`)
+
+    def add_bodies(self, bodies: dict[str, str]) -> None:
+        # a class several workflows of a family carry (the same code: `planning.family_sharing`) is printed once,
+        # all of it as its first copy (`emit.family` keeps the first statement): descriptions naming a workflow's
+        # stages and producing blocks name the same workflow throughout
+        for stand_in, body in bodies.items():
+            self.bodies.setdefault(stand_in, body)
 
     def render(self, package_names: dict[str, str], definitions: Sequence[ModuleDefinition]) -> str:
         copied, imports = _dependencies(self, package_names, definitions)
@@ -110,7 +117,7 @@ class _File:
         if imports and rest:
             rest[0] = _one_blank_line_before(rest[0])
         statements += rest
-        return with_lists(module_code(cst.Module(body=statements)), self.lists)
+        return with_bodies(module_code(cst.Module(body=statements)), self.bodies)
 
 
 def _one_blank_line_before(statement: cst.BaseStatement) -> cst.BaseStatement:
@@ -314,7 +321,9 @@ def add_block(file: _File, plan: PipelinePlan, block: BlockPlan | LoopPlan, pack
         emitted = loop_classes(plan, block)
         classes = emitted.statements
         if plan.guidance.combine is not None:
-            classes = guider_class(plan) + classes
+            guider = guider_class(plan)
+            classes = guider.statements + classes
+            file.add_bodies(guider.bodies)
         # the runtime helpers the guider code calls (`merge_guider_batches`, ...), copied by name, first
         # (the mixin, say, is the package's own already: `modular_pipeline.py` carries it)
         calls = [name for name in free_names(classes) if name not in package_names]
@@ -323,7 +332,7 @@ def add_block(file: _File, plan: PipelinePlan, block: BlockPlan | LoopPlan, pack
         emitted = block_class(plan, block)
         classes = emitted.statements
     file.body += classes
-    file.lists.update(emitted.lists)
+    file.add_bodies(emitted.bodies)
     for statement in classes:
         if isinstance(statement, cst.ClassDef):
             package_names.setdefault(statement.name.value, file.relpath)
@@ -360,7 +369,9 @@ def emit_package(
         package_names[sub.plan.blocks_class_name] = f"{inner}{blocks_file(sub.plan.package)}"
     for block in plan.blocks:
         add_block(files[prefix + block.file], plan, block, package_names)
-    files[pipeline_file].body = pipeline_class(plan, prefix)
+    pipeline = pipeline_class(plan, prefix)
+    files[pipeline_file].body = pipeline.statements
+    files[pipeline_file].add_bodies(pipeline.bodies)
 
     constant = _blocks_constant(plan)
     entries = "".join(f"        ({block.key!r}, {block.class_name}),\n" for block in plan.blocks)

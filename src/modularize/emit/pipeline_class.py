@@ -23,7 +23,7 @@ from ..planning.pipeline_class import SUB_PIPELINE
 from ..planning.plan import PERTURBED_ATTENTION_GUIDER, PipelinePlan
 from .layout import FIXED_FILES, blocks_file
 from .runtime import copied_definition, runtime_definitions
-from .splice import MEMBERS, splice
+from .splice import MEMBERS, Emitted, printed_class
 
 ATTRIBUTES = "__modularize_attributes__"
 # every generated `modular_pipeline.py` carries it; blocks list it first among their bases (`emit.blocks`)
@@ -93,9 +93,7 @@ def _guider_methods(plan: PipelinePlan) -> str:
     )
 
 
-def pipeline_class(
-    plan: PipelinePlan, prefix: str = "", modules: Sequence[str] | None = None
-) -> list[cst.BaseStatement]:
+def pipeline_class(plan: PipelinePlan, prefix: str = "", modules: Sequence[str] | None = None) -> Emitted:
     """The pipeline class and the runtime it needs; `modules`: the package's modules a saved pipeline carries
     (default: a single pipeline's package's, those of the pipelines it builds too)."""
     pipeline = plan.pipeline
@@ -203,7 +201,7 @@ def pipeline_class(
     if pipeline.adaptation is not None:
         members.append(pipeline.adaptation)
     members += list(pipeline.properties)
-    statements = splice(template, {ATTRIBUTES: list(pipeline.class_attributes), MEMBERS: members})
+    printed = printed_class(template, {ATTRIBUTES: list(pipeline.class_attributes), MEMBERS: members})
     runtime = [
         copied_definition(EXPLICIT_NONE_MIXIN),
         copied_definition(PACKAGE_BLOCKS_MIXIN),
@@ -216,7 +214,7 @@ def pipeline_class(
     if plan.sub_pipelines:
         runtime += runtime_definitions([SUB_PIPELINE])
     # a base of the pipeline class, so defined above it
-    return [copied_definition(SAVED_WITH_PACKAGE_MIXIN), *statements, *runtime]
+    return Emitted([copied_definition(SAVED_WITH_PACKAGE_MIXIN), *printed.statements, *runtime], printed.bodies)
 
 
 def _blocks_module(plan: PipelinePlan) -> str:

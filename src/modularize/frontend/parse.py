@@ -9,7 +9,7 @@ import ast
 import re
 from bisect import bisect_right
 from collections import ChainMap
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import libcst as cst
@@ -83,6 +83,17 @@ def code_in(module: cst.Module, node: cst.CSTNode) -> str:
     generation records nothing there, so a do-nothing context manager does it at a fraction of the cost."""
     state = _CodeState(default_indent=module.default_indent, default_newline=module.default_newline)
     node._codegen(state)
+    return "".join(state.tokens)
+
+
+def code_indented(statements: Sequence[cst.CSTNode], indent: str) -> str:
+    """The statements' code as a module with the default indentation prints them inside blocks indented by
+    `indent` (every line of theirs, continuation lines of strings aside, starts with it)."""
+    state = _CodeState(default_indent=_EMPTY_MODULE.default_indent, default_newline=_EMPTY_MODULE.default_newline)
+    if indent:
+        state.increase_indent(indent)
+    for statement in statements:
+        statement._codegen(state)
     return "".join(state.tokens)
 
 
