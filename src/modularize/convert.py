@@ -63,8 +63,8 @@ def plan_of(
     """The plan of one pipeline class of a parsed source, with the plans of the pipelines it builds (`outer`: the
     pipelines building this one, so one building itself is refused rather than converted forever)."""
     with remembered_children():
-        remember_tree(source.tree)
         node = find_pipeline_class(source, class_name)
+        remember_tree(node)  # (the rest of the module is listed where the analysis asks about it)
         inner = (*outer, f"{source.module_name or source.label}.{node.name.value}")
         subs = tuple(
             sub

@@ -22,7 +22,9 @@ from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 import libcst as cst
+import libcst.matchers as m
 
+from ..cst.tree_walk import findall
 from ..errors import ConversionError
 
 if TYPE_CHECKING:
@@ -139,9 +141,7 @@ class _PruneImports(cst.CSTTransformer):
         self._used = set(used)
 
     def _keep(self, alias: cst.ImportAlias) -> bool:
-        bound = alias.asname.name if alias.asname else alias.name
-        name = dotted(bound) if not isinstance(bound, cst.Name) else bound.value
-        return name.split(".")[0] in self._used
+        return _bound_name(alias) in self._used
 
     def leave_Import(self, original_node, updated_node):
         kept = [alias for alias in updated_node.names if self._keep(alias)]
@@ -170,6 +170,20 @@ def _without_trailing_comma(aliases: list[cst.ImportAlias]) -> list[cst.ImportAl
     return [*aliases[:-1], aliases[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)]
 
 
+def _bound_name(alias: cst.ImportAlias) -> str:
+    bound = alias.asname.name if alias.asname else alias.name
+    name = dotted(bound) if not isinstance(bound, cst.Name) else bound.value
+    return name.split(".")[0]
+
+
 def prune_unused_imports(statement: cst.CSTNode, used: Collection[str]) -> cst.CSTNode:
-    """Drop imports inside a copied module-level statement whose names its new file does not use."""
+    """Drop imports inside a copied module-level statement whose names its new file does not use (the statement
+    itself when it has none to drop: most copied functions import nothing)."""
+    imports = findall(statement, _IMPORT)
+    names = [alias for node in imports if not isinstance(node.names, cst.ImportStar) for alias in node.names]
+    if all(_bound_name(alias) in used for alias in names):
+        return statement
     return statement.visit(_PruneImports(used))
+
+
+_IMPORT = m.Import() | m.ImportFrom()
