@@ -238,6 +238,24 @@ def test_a_relative_import_outside_a_package_is_refused_at_the_import(cli, tmp_p
         ("x = y\ny = 1\n", "denoise.py:1: `y` is read before the statement that defines it"),
         ("import torch\nclass A:\n    b = 1\n    c = b + torch.ones(1)\n", None),
         ("def f():\n    return [i for i in range(3)]\nZ = [j for j in f()]\n", None),
+        # what runs on import, in order: class bodies and decorators do, function bodies do not
+        (
+            "class B(A):\n    pass\n\n\nclass A:\n    pass\n",
+            "denoise.py:1: `A` is read before the statement that defines it",
+        ),
+        (
+            "class A:\n    x = helper()\n\n\ndef helper():\n    return 1\n",
+            "denoise.py:2: `helper` is read before the statement that defines it",
+        ),
+        (
+            "@deco\ndef f():\n    pass\n\n\ndef deco(x):\n    return x\n",
+            "denoise.py:1: `deco` is read before the statement that defines it",
+        ),
+        ("def f():\n    return g()\n\n\ndef g():\n    return 1\n", None),
+        (
+            "class A:\n    class B:\n        y = C\n\n\nC = 1\n",
+            "denoise.py:3: `C` is read before the statement that defines it",
+        ),
     ],
 )
 def test_generated_file_problems(text, problem):

@@ -31,7 +31,7 @@ from ..cst.substitute import (
     same_expression,
     substitute_names,
 )
-from ..cst.tree_walk import children, findall, walk
+from ..cst.tree_walk import children, findall, remembered, walk
 from ..errors import ConversionError
 from ..frontend.class_facts import ClassFacts, Parameter, analyze_class
 from ..frontend.docstrings import parameter_descriptions
@@ -527,7 +527,9 @@ def _check_undefined_reads_in_helpers(
     if not reached:
         return
     try:
-        tables = _method_tables(symtable.symtable(source.text, source.path, "exec"), facts.name)
+        # (the source as written: one table for every start of the analysis, for every class of the module)
+        module = remembered("symbol table", source.tree, lambda _: symtable.symtable(source.text, source.path, "exec"))
+        tables = _method_tables(module, facts.name)
     except SyntaxError:  # (parsed already: not expected)
         return
     for name in reached:

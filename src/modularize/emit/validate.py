@@ -7,17 +7,22 @@ command line reports it as an internal error (exit 70, traceback saved) and writ
 
 Undefined names are found with the standard library's `symtable` (the compiler's own scope analysis, at C speed):
 a name some scope reads as a global must be bound at module level, imported, or a builtin. Module-level code also
-runs in order, so a name it reads must be bound by an earlier statement (function bodies run later and are exempt).
+runs in order, so a name it reads must be bound by an earlier statement (function bodies run later and are exempt):
+read off the compiled module's bytecode, which is that order. The text is compiled from source (a syntax or
+compile error: `continue` outside a loop, say), never parsed into Python `ast` objects, which cost more than
+compiling and checking together.
 pyflakes would find the same two kinds of problem and more, but it would be the converter's third runtime
 dependency for checks that fit in this file; ruff is a separate binary and not a dependency at all.
 """
 
 from __future__ import annotations
 
-import ast
 import builtins
+import dis
+import inspect
 import symtable
 from collections.abc import Iterator, Mapping
+from types import CodeType
 
 _MODULE_NAMES = frozenset(
     {"__name__", "__file__", "__doc__", "__spec__", "__loader__", "__package__", "__builtins__", "__path__"}
@@ -40,8 +45,7 @@ def check_generated(files: Mapping[str, str]) -> None:
 def file_problem(name: str, text: str) -> str | None:
     """`None`, or `file:line: what is wrong` for the first problem found."""
     try:
-        tree = ast.parse(text, filename=name)
-        compile(tree, name, "exec", dont_inherit=True)
+        code = compile(text, name, "exec", dont_inherit=True)
         table = symtable.symtable(text, name, "exec")
     except SyntaxError as error:  # IndentationError included; `continue` outside a loop is one too
         return f"{name}:{error.lineno}: {type(error).__name__}: {error.msg}"
@@ -51,7 +55,7 @@ def file_problem(name: str, text: str) -> str | None:
     for scope, symbol in _global_reads(table):
         if symbol not in bound and symbol not in _BUILTINS:
             return f"{name}:{scope.get_lineno()}: `{symbol}` is read in `{scope.get_name()}` but never defined"
-    return _read_before_bound(name, tree)
+    return _read_before_bound(name, code)
 
 
 def _module_bindings(table: symtable.SymbolTable) -> set[str]:
@@ -79,49 +83,60 @@ def _global_reads(table: symtable.SymbolTable) -> Iterator[tuple[symtable.Symbol
                 yield child, symbol.get_name()
 
 
-def _read_before_bound(name: str, tree: ast.Module) -> str | None:
-    """A module-level statement reading a module name that only a later statement binds (NameError on import)."""
-    later = {n for statement in tree.body for n in _bound_by(statement)}
+def _read_before_bound(name: str, module: CodeType) -> str | None:
+    """A module-level read of a module name that only a later statement binds (NameError on import).
+
+    What runs on import, in order, is the module's code and the bodies of the classes it defines (function bodies
+    run later, comprehensions in scopes of their own): their name loads and stores, read off the compiled bytecode,
+    in the order they execute. A class body reads its own names first.
+    """
+    later = {module.co_names[argument] for _, op, argument in _instructions(module) if op in _STORES}
     bound: set[str] = set()
-    for statement in tree.body:
-        local: set[str] = set()  # a class body reads its own names first
-        if isinstance(statement, ast.ClassDef):
-            local = {n for item in statement.body for n in _bound_by(item)}
-        for node in _executed_now(statement):
-            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in local:
-                if node.id in later and node.id not in bound and node.id not in _BUILTINS:
-                    return f"{name}:{node.lineno}: `{node.id}` is read before the statement that defines it"
-        bound |= _bound_by(statement)
+    problem = _first_early_read(module, module, later, bound, frozenset())
+    if problem is None:
+        return None
+    read, code, offset = problem
+    line = next(line for start, end, line in code.co_lines() if start <= offset < end)
+    return f"{name}:{line}: `{read}` is read before the statement that defines it"
+
+
+def _first_early_read(
+    module: CodeType, code: CodeType, later: set[str], bound: set[str], local: frozenset[str]
+) -> tuple[str, CodeType, int] | None:
+    """The first load in `code` (and the class bodies it runs) of a module name bound only later, with where."""
+    for offset, op, argument in _instructions(code):
+        if op == _LOAD_NAME:
+            read = code.co_names[argument]
+            if read in later and read not in bound and read not in local and read not in _BUILTINS:
+                return read, code, offset
+        elif op in _STORES and code is module:
+            bound.add(code.co_names[argument])
+        elif op == _LOAD_CONST:
+            body = code.co_consts[argument]
+            if isinstance(body, CodeType) and not body.co_flags & inspect.CO_OPTIMIZED:  # a class body
+                own = frozenset(body.co_names[a] for _, o, a in _instructions(body) if o in _STORES)
+                found = _first_early_read(module, body, later, bound, own)
+                if found is not None:
+                    return found
     return None
 
 
-def _bound_by(statement: ast.stmt) -> set[str]:
-    if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-        return {statement.name}
-    if isinstance(statement, (ast.Import, ast.ImportFrom)):
-        return {(a.asname or a.name).split(".")[0] for a in statement.names}
-    found = set()
-    for node in _executed_now(statement):
-        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
-            found.add(node.id)
-    return found
+def _instructions(code: CodeType) -> Iterator[tuple[int, int, int]]:
+    """(offset, opcode, argument) of each instruction: `dis.get_instructions`' values (its caches too, as opcode 0),
+    at a tenth of its cost."""
+    raw = code.co_code
+    extended = 0
+    for offset in range(0, len(raw), 2):
+        op = raw[offset]
+        if op == _EXTENDED_ARG:
+            extended = (extended | raw[offset + 1]) << 8
+            continue
+        yield offset, op, extended | raw[offset + 1]
+        extended = 0
 
 
-def _executed_now(statement: ast.stmt) -> Iterator[ast.AST]:
-    """The nodes of a module-level statement that run when the module is imported (not function bodies)."""
-    stack: list[ast.AST] = [statement]
-    while stack:
-        node = stack.pop()
-        yield node
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            stack.extend(node.decorator_list)
-            stack.extend(node.args.defaults)
-            stack.extend(d for d in node.args.kw_defaults if d is not None)
-            continue
-        if isinstance(node, ast.Lambda):
-            stack.extend(node.args.defaults)
-            continue
-        if isinstance(node, (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
-            stack.append(node.generators[0].iter)  # the rest runs in the comprehension's own scope
-            continue
-        stack.extend(ast.iter_child_nodes(node))
+_EXTENDED_ARG = dis.opmap["EXTENDED_ARG"]
+_LOAD_CONST = dis.opmap["LOAD_CONST"]
+# module and class-body code read names with LOAD_NAME (LOAD_GLOBAL only after a `global` in a class body)
+_LOAD_NAME = dis.opmap["LOAD_NAME"]
+_STORES = frozenset({dis.opmap["STORE_NAME"], dis.opmap["DELETE_NAME"], dis.opmap["STORE_GLOBAL"]})

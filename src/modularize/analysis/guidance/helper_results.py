@@ -22,7 +22,7 @@ import libcst.matchers as m
 
 from ...cst.dataflow import flow_of, names_read
 from ...cst.match_filter import matches
-from ...cst.tree_walk import findall, walk
+from ...cst.tree_walk import findall, remembered, walk
 from .doubled_batch import BATCH_REPEAT, TORCH_CAT, cat_elements
 from .many_batches import conditional_positions
 from .pairing import ELEMENTWISE, PER_SAMPLE_CALL
@@ -45,7 +45,14 @@ def doubled_results(helper: cst.FunctionDef, flag: str) -> tuple[bool | str, ...
             single = single.to(device=device)
             embeds_list.append(single)
         return embeds_list                                   -> (LISTED,)
+
+    (Asked per call of the helper, on every start of the analysis: computed once per helper and flag while
+    `remembered_children` is active.)
     """
+    return remembered(f"doubled results when {flag}", helper, lambda node: _doubled_results(node, flag))
+
+
+def _doubled_results(helper: cst.FunctionDef, flag: str) -> tuple[bool | str, ...] | None:
     statements = list(helper.body.body)
     returns = [n for n in walk(helper.body, skip=_nested_scope) if isinstance(n, cst.Return)]
     if not statements or len(returns) != 1 or not matches(statements[-1], _RETURN_LINE):
