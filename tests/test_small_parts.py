@@ -285,6 +285,46 @@ def test_codegen_without_generators_gives_libcst_code_and_positions(sd_source, m
         assert all(libcst_position == own_position for libcst_position, own_position in installed[3])
 
 
+def test_positions_generated_a_method_at_a_time_are_libcst_positions(sd_source):
+    """Each method (and module-level statement) generated alone where the module's `ast` puts it: the positions of
+    the nodes asked about are libcst's, only the asked methods are generated, and classes and functions start
+    where libcst starts them without generating anything; a unit the `ast` does not locate falls back to one pass."""
+    import ast
+
+    from libcst.metadata import MetadataWrapper, PositionProvider
+
+    from modularize.cst.tree_walk import walk
+    from modularize.frontend.parse import Positions
+    from modularize.frontend.source_file import installed_diffusers_file
+
+    texts = [sd_source.read_text(), *_TRICKY_CODEGEN[2:]]
+    texts.append(installed_diffusers_file("pipelines/flux/pipeline_flux.py").read_text())
+    texts.append(
+        "class A:\n\n    # a comment\n    @property\n    def x(self):\n        return (1)\n  # odd\nclass B: pass\n"
+    )
+    texts.append("import a; import b\nif x:\n\ty = [\n  1]\nasync def f():\n\tawait g()\n")
+    for text in texts:
+        tree = cst.parse_module(text)
+        libcst_positions = MetadataWrapper(tree, unsafe_skip_copy=True).resolve(PositionProvider)
+        own = Positions(tree, text, ast.parse(text))
+        definitions = [n for n in libcst_positions if isinstance(n, (cst.ClassDef, cst.FunctionDef))]
+        for node in definitions:
+            assert own.start(node) == libcst_positions[node].start
+        calls = [n for n in definitions if isinstance(n, cst.FunctionDef) and n.name.value == "__call__"]
+        if calls:
+            asked = [n for n in walk(calls[0]) if n in libcst_positions]
+            assert len(asked) > 100 and all(own[n] == libcst_positions[n] for n in asked)
+            assert [unit.node for unit in own._units if unit.done] == [calls[0]] and not own._complete
+        assert all(own[node] == libcst_positions[node] for node in libcst_positions)
+    # a unit the `ast` puts elsewhere: everything at once, the same positions
+    text = "x = 1\ny = 2\n"
+    tree = cst.parse_module(text)
+    wrong = ast.parse("\nx = 1\ny = 2\n")
+    own = Positions(tree, text, wrong)
+    libcst_positions = MetadataWrapper(tree, unsafe_skip_copy=True).resolve(PositionProvider)
+    assert own[tree.body[0]] == libcst_positions[tree.body[0]] and own._complete
+
+
 def test_tree_depth_check_finds_the_same_violations_level_by_level(sd_source, monkeypatch):
     """The level-by-level pass answers "deeper than the limit?" as the path-building walk does, at every limit."""
     from modularize.frontend import nesting

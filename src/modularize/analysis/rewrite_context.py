@@ -73,7 +73,8 @@ class Context:
         self.origin = f"{origin_module}.{facts.name}"
 
     def note(self, action: str, node: cst.CSTNode | None, what: str, why: str, safety: str = "safe") -> None:
-        line = self.source.line_span(node)[0] if node is not None else 0
+        start = self.source.start(node) if node is not None else None
+        line = start.line if start is not None else 0
         self.notes.append(Note(action, what, why, line, safety))
 
     def meaning(self, attribute: str) -> str:

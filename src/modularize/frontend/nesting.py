@@ -76,9 +76,9 @@ def _refusal(path: str, text: str, line: int, column: int, limit: int) -> Conver
     return ConversionError(_message(limit), Location(path, line, column), construct=construct, fix=_FIX)
 
 
-def check_source_nesting(text: str, path: str) -> None:
+def check_source_nesting(text: str, path: str) -> ast.Module:
     """Refuse sources LibCST's parser cannot take safely; report CPython's syntax errors (they name the problem
-    better than LibCST's)."""
+    better than LibCST's). The module's `ast` (its statements' lines locate LibCST's: `parse.Positions`)."""
     try:
         tree = ast.parse(text, filename=path)
     except SyntaxError as error:
@@ -108,6 +108,7 @@ def check_source_nesting(text: str, path: str) -> None:
                 stack.append((value, depth + weight, statement))
             elif isinstance(value, list):
                 stack.extend((item, depth + weight, statement) for item in value if isinstance(item, ast.AST))
+    return tree
 
 
 _NESTING_KEYWORDS = frozenset({"and", "or", "not", "if", "lambda", "await", "yield"})

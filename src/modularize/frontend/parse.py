@@ -16,6 +16,7 @@ import libcst as cst
 from libcst._nodes.internal import CodegenState
 from libcst.metadata import CodePosition, CodeRange
 
+from ..cst.tree_walk import walk
 from ..errors import ConversionError, InputError, Location
 from . import codegen
 from .nesting import check_source_nesting, check_tree_nesting
@@ -41,10 +42,23 @@ class SourceModule:
     positions: Mapping[cst.CSTNode, CodeRange]
 
     def location(self, node: cst.CSTNode) -> Location:
-        position = self.positions.get(node)
-        if position is None:
+        start = self.start(node)
+        if start is None:
             return Location(self.path)
-        return Location(self.path, position.start.line, position.start.column)
+        return Location(self.path, start.line, start.column)
+
+    def start(self, node: cst.CSTNode) -> CodePosition | None:
+        """Where a node starts (a class's or function's start is known without computing every position in it)."""
+        positions = self.positions
+        while isinstance(positions, ChainMap):  # new nodes first (`with_positions`), then the parsed ones
+            position = positions.maps[0].get(node)
+            if position is not None:
+                return position.start
+            positions = positions.maps[1]
+        if isinstance(positions, Positions):
+            return positions.start(node)
+        position = positions.get(node)
+        return None if position is None else position.start
 
     def line_span(self, node: cst.CSTNode) -> tuple[int, int]:
         position = self.positions.get(node)
@@ -127,7 +141,7 @@ def snippet(node: cst.CSTNode, limit: int = 80) -> str:
 
 def parse_source(text: str, path: str, label: str | None = None, module_name: str | None = None) -> SourceModule:
     # LibCST's parser and everything after it recurse per level of nesting: bound the depth before and after
-    check_source_nesting(text, path)
+    syntax = check_source_nesting(text, path)
     try:
         tree = cst.parse_module(text)
     except cst.ParserSyntaxError as error:
@@ -139,7 +153,7 @@ def parse_source(text: str, path: str, label: str | None = None, module_name: st
         module_name=module_name,
         text=text,
         tree=tree,
-        positions=Positions(tree, text),
+        positions=Positions(tree, text, syntax),
     )
 
 
@@ -151,46 +165,171 @@ class Positions(Mapping[cst.CSTNode, CodeRange]):
     """`PositionProvider`'s positions of every node of a parsed module, the same values, computed when first asked.
 
     libcst's provider (pinned 1.9) spends more than a parse on them: per token it splits the text on newlines to
-    count lines and columns, per node it builds three dataclasses. Here one code-generation pass records
-    character offsets by node id, and a position is built from an offset (a bisect over line starts) only when
-    asked; a file refused before any position is asked for (most of a survey's) never runs the pass at all.
+    count lines and columns, per node it builds three dataclasses. Here code generation records character offsets
+    by node id, and a position is built from an offset (a bisect over line starts) only when asked; a file refused
+    before any position is asked for (most of a survey's) never runs the pass at all.
+
+    And it runs piece by piece: the analysis asks about the nodes of a few methods (`__call__`, `__init__`), so
+    each module-level statement and each method of a class is a *unit* whose code is generated alone, starting at
+    the offset where the module's `ast` puts its first line. What a unit generates must be the text there, or
+    every position is computed at once, as one pass over the module would:
+
+        units: [import torch, ..., def retrieve_timesteps, Pipeline.__init__, ..., Pipeline.__call__]
+        positions[node in __call__]   ->  code generated for `__call__` only
     """
 
-    def __init__(self, tree: cst.Module, text: str):
+    def __init__(self, tree: cst.Module, text: str, syntax: ast.Module | None = None):
         self._tree = tree  # keeps every node alive, so node ids stay unique
         self._text = text
-        self._offsets: dict[int, tuple[int, int]] | None = None
-        self._line_starts: list[int] = []
+        self._syntax = syntax
+        self._offsets: dict[int, tuple[int, int]] = {}
+        self._complete = False
+        self._line_starts: list[int] | None = None
+        self._units: list[_Unit] | None = None
+        self._unit_of: dict[int, _Unit] = {}
+        self._listed = 0  # units whose nodes are in `_unit_of`, in `_units` order
+        self._starts: dict[int, tuple[int, int]] = {}  # the syntactic starts of definitions, from the `ast`
 
-    def _computed(self) -> dict[int, tuple[int, int]]:
-        if self._offsets is None:
-            state = _OffsetState(default_indent=self._tree.default_indent, default_newline=self._tree.default_newline)
-            self._tree._codegen(state)
+    def _offsets_of(self, node: object) -> tuple[int, int] | None:
+        found = self._offsets.get(id(node))
+        if found is not None or self._complete:
+            return found
+        unit = self._unit_holding(node)
+        if unit is not None and not unit.done:
+            self._generate(unit)
+            found = self._offsets.get(id(node))
+            if found is not None or self._complete:
+                return found
+        self._generate_all()
+        return self._offsets.get(id(node))
+
+    def _lines(self) -> list[int]:
+        if self._line_starts is None:
             # the code generated is the parsed text (plus the newline libcst adds, then drops, at a missing end)
             text = self._text if self._tree.has_trailing_newline else self._text + self._tree.default_newline
             self._line_starts = [0, *(match.end() for match in _NEWLINE.finditer(text))]
-            self._offsets = state.offsets
-        return self._offsets
+        return self._line_starts
+
+    def _generate_all(self) -> None:
+        state = _OffsetState(default_indent=self._tree.default_indent, default_newline=self._tree.default_newline)
+        self._tree._codegen(state)
+        self._offsets = state.offsets
+        self._complete = True
+
+    def _generate(self, unit: _Unit) -> None:
+        unit.done = True
+        state = _OffsetState(default_indent=self._tree.default_indent, default_newline=self._tree.default_newline)
+        state.offset = unit.offset
+        state.indent_tokens = list(unit.indent)
+        unit.node._codegen(state)
+        if "".join(state.tokens) != self._text[unit.offset : state.offset]:
+            self._generate_all()  # the `ast` did not locate the unit after all
+            return
+        self._offsets.update(state.offsets)
+
+    def _unit_holding(self, node: object) -> _Unit | None:
+        """The unit whose code holds `node`, listing the units' nodes largest unit first until it is found."""
+        units = self._listed_units()
+        while id(node) not in self._unit_of and self._listed < len(units):
+            unit = units[self._listed]
+            self._listed += 1
+            self._unit_of.update(dict.fromkeys(map(id, walk(unit.node)), unit))
+        return self._unit_of.get(id(node))
+
+    def _listed_units(self) -> list[_Unit]:
+        if self._units is None:
+            self._units = []
+            if self._syntax is not None:
+                located = _located(self._tree.body, self._syntax.body, (), self._lines(), self._tree.default_indent)
+                if located is not None:
+                    self._units, self._starts = located
+                    self._units.sort(key=lambda unit: -unit.lines)
+        return self._units
+
+    def start(self, node: cst.CSTNode) -> CodePosition | None:
+        """`self[node].start` (None for a node not in the module); a class's or function's start is read off the
+        `ast` without generating its code."""
+        self._listed_units()
+        start = self._starts.get(id(node))
+        if start is not None:
+            return CodePosition(*start)
+        found = self._offsets_of(node)
+        return None if found is None else self._position(found[0])
 
     def _position(self, offset: int) -> CodePosition:
-        line = bisect_right(self._line_starts, offset)
-        return CodePosition(line, offset - self._line_starts[line - 1])
+        line_starts = self._lines()
+        line = bisect_right(line_starts, offset)
+        return CodePosition(line, offset - line_starts[line - 1])
 
     def __getitem__(self, node: cst.CSTNode) -> CodeRange:
-        found = self._computed().get(id(node))
+        found = self._offsets_of(node)
         if found is None:
             raise KeyError(node)
         return CodeRange(self._position(found[0]), self._position(found[1]))
 
     def __contains__(self, node: object) -> bool:
-        return id(node) in self._computed()
+        return self._offsets_of(node) is not None
 
     def __iter__(self) -> Iterator[cst.CSTNode]:
-        offsets = self._computed()
-        return (node for node in _all_nodes(self._tree) if id(node) in offsets)
+        if not self._complete:
+            self._generate_all()
+        return (node for node in _all_nodes(self._tree) if id(node) in self._offsets)
 
     def __len__(self) -> int:
-        return len(self._computed())
+        if not self._complete:
+            self._generate_all()
+        return len(self._offsets)
+
+
+@dataclass
+class _Unit:
+    """A statement whose code is generated alone: where its code starts, the indentation it is generated at."""
+
+    node: cst.BaseStatement
+    offset: int
+    indent: tuple[str, ...]
+    lines: int
+    done: bool = False
+
+
+def _located(
+    statements: Sequence[cst.BaseStatement],
+    syntax: Sequence[ast.stmt],
+    indent: tuple[str, ...],
+    line_starts: list[int],
+    default_indent: str,
+) -> tuple[list[_Unit], dict[int, tuple[int, int]]] | None:
+    """The units of a block of statements (the methods of a class, not the class), located with the `ast` of
+    the same block, and the syntactic starts of the definitions among them; None where the two do not line up."""
+    units: list[_Unit] = []
+    starts: dict[int, tuple[int, int]] = {}
+    position = 0
+    for statement in statements:
+        taken = len(statement.body) if isinstance(statement, cst.SimpleStatementLine) else 1
+        parts = syntax[position : position + taken]
+        position += taken
+        if len(parts) != taken:
+            return None
+        first = parts[0]
+        decorators = getattr(first, "decorator_list", None)
+        line = min([first.lineno, *(decorator.lineno for decorator in decorators or ())])
+        line -= len(statement.leading_lines)
+        if not 0 < line <= len(line_starts):
+            return None
+        if isinstance(statement, (cst.ClassDef, cst.FunctionDef)):
+            starts[id(statement)] = (first.lineno, first.col_offset)
+        body = getattr(statement, "body", None)
+        if isinstance(statement, cst.ClassDef) and isinstance(body, cst.IndentedBlock):
+            inner = (*indent, body.indent if body.indent is not None else default_indent)
+            found = _located(body.body, first.body, inner, line_starts, default_indent)
+            if found is None:
+                return None
+            units += found[0]
+            starts.update(found[1])
+            continue
+        end = max(getattr(part, "end_lineno", None) or part.lineno for part in parts)
+        units.append(_Unit(statement, line_starts[line - 1], indent, end - line))
+    return (units, starts) if position == len(syntax) else None
 
 
 class _OffsetState(CodegenState):

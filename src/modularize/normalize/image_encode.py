@@ -55,7 +55,7 @@ from ..analysis.segment import Segment
 from ..cst.dataflow import flow_of, names_read
 from ..cst.match_filter import matches
 from ..cst.substitute import replace_nodes
-from ..cst.tree_walk import findall, walk
+from ..cst.tree_walk import findall, remembered, walk
 from ..frontend.class_facts import ClassFacts
 from ..frontend.parse import SourceModule
 
@@ -159,7 +159,12 @@ def _encoding_helpers(calls: Mapping[str, Counter[str]]) -> set[str]:
 
 def _self_calls(node: cst.CSTNode) -> Counter[str]:
     """How often a node calls what on `self` (helper names, and `vae.encode`); attributes it only reads count 0.
-    One plain walk: matchers are slow here, and every method of the class is walked."""
+    One plain walk: matchers are slow here, and every method of the class is walked (once per conversion, not
+    on every start of the analysis: a fresh copy is returned each time)."""
+    return Counter(remembered("self calls", node, _counted_self_calls))
+
+
+def _counted_self_calls(node: cst.CSTNode) -> Counter[str]:
     found: Counter[str] = Counter()
     for child in walk(node):
         if isinstance(child, cst.Attribute):
