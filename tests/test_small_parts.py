@@ -429,6 +429,79 @@ def test_the_collector_is_paused_during_a_conversion_and_restored_after(monkeypa
         gc.enable()
 
 
+def test_a_conversion_leaves_no_reference_cycle_holding_its_trees(sd_source):
+    """What a conversion made is freed when it ends, by reference counting: the collector is paused while it runs
+    (`collector`), and a cycle (a class made per call, a closure calling itself, an exception kept with its
+    traceback) would keep its trees alive until a collection, which then has all of them to traverse. Neither
+    does a matcher made for one search stay remembered (`match_filter.forget_conditions`)."""
+    import gc
+
+    from modularize.convert import ConvertOptions, convert
+    from modularize.cst import match_filter
+    from modularize.frontend.source_file import read_source
+
+    source = read_source(str(sd_source))
+    options = ConvertOptions(path=str(sd_source), label=source.label, module_name=source.module_name)
+    convert(source.text, options)  # caches of the process (runtime modules, ...) filled
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        convert(source.text, options)
+        gc.collect()
+        kept = [type(found) for found in gc.garbage]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert not [kind for kind in kept if issubclass(kind, cst.CSTNode)]
+    assert len(kept) < 1_000  # (the standard library's `literal_eval`, which LibCST calls, leaves small ones)
+    assert not match_filter._RECENT
+
+
+def test_ast_keys_tell_apart_what_ast_dump_tells_apart_and_leave_no_cycle():
+    import ast
+    import gc
+
+    from modularize.cst.ast_key import ast_key
+
+    texts = [
+        "a + b",
+        "(a + b)",
+        "a+b  # c",
+        "a - b",
+        "1",
+        "1.0",
+        "True",
+        "'1'",
+        "f(x, y=1)",
+        "f(x, y=2)",
+        "f(y=1, x=x)",
+        "[i for i in x if i]",
+        "{1: 2}",
+        "{1, 2}",
+        "(1, 2)",
+        "[1, 2]",
+        "a.b[c:d]",
+        "a.b[c:d:]",
+        "lambda x=None: x",
+        "not a",
+        "-a",
+        "a if b else c",
+        "u'x'",
+        "'x'",
+        "b'x'",
+        "f'{x!r}'",
+        "f'{x}'",
+    ]
+    for first in texts:
+        for second in texts:
+            a, b = ast.parse(first, mode="eval"), ast.parse(second, mode="eval")
+            assert (ast_key(a) == ast_key(b)) == (ast.dump(a) == ast.dump(b)), (first, second)
+    gc.collect()
+    for text in texts:
+        hash(ast_key(ast.parse(text, mode="eval")))
+    assert gc.collect() == 0
+
+
 def test_read_only_visits_call_a_visitor_as_libcst_does_without_rebuilding(sd_source):
     from modularize.cst.tree_walk import visit_read_only
 

@@ -132,7 +132,9 @@ def analyze(
             elif isinstance(found, HelperOutsideTheFile):
                 # `if self.free_noise_enabled: ... self._encode_prompt_free_noise(..., cfg)`: that branch raises
                 body, origins = with_branch_raising(body, found)
-                raising.append(found)
+                # (kept without its traceback: that holds this frame, whose `raising` would hold it, a cycle
+                # keeping every tree of the failed attempt alive until the cyclic collector runs)
+                raising.append(found.with_traceback(None))
             elif isinstance(found, ComputedCatPart):
                 # `torch.cat([x, torch.zeros_like(x)])`: the part named
                 body, origins = with_named_part(body, found, taken)

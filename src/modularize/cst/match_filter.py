@@ -41,6 +41,12 @@ def matches(node: object, matcher: m.BaseMatcherNode) -> bool:
     return condition(node) and (exact or m.matches(node, matcher))
 
 
+def forget_conditions() -> None:
+    """Drop the remembered conditions: a matcher made for one search (`m.MatchIfTrue(lambda n: n in found)`) holds
+    what it was made with, the nodes of a whole conversion, for as long as it is remembered."""
+    _RECENT.clear()
+
+
 def necessary_condition(matcher: m.BaseMatcherNode) -> tuple[Predicate | None, bool]:
     """(a predicate every node `matcher` matches satisfies, or None when the matcher gives none; whether the
     predicate is the whole match: the matcher holds nothing but what the predicate checks)."""

@@ -17,6 +17,7 @@ from typing import TypeVar
 import libcst as cst
 
 from ..frontend.parse import code
+from .ast_key import ast_key
 from .tree_walk import paths_to, remembered, walk
 
 NodeT = TypeVar("NodeT", bound=cst.CSTNode)
@@ -125,10 +126,10 @@ def same_expression(a: cst.CSTNode, b: cst.CSTNode) -> bool:
     return a is b or remembered("normalized", a, _normalized) == remembered("normalized", b, _normalized)
 
 
-def _normalized(node: cst.CSTNode) -> str:
+def _normalized(node: cst.CSTNode) -> object:
     text = code(node).strip()
     try:
-        return ast.dump(ast.parse(f"({text})", mode="eval"))
+        return ast_key(ast.parse(f"({text})", mode="eval"))
     except SyntaxError:
         return text
 

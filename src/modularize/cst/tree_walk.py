@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 import libcst as cst
 import libcst.matchers as m
 
-from .match_filter import necessary_condition
+from .match_filter import forget_conditions, necessary_condition
 
 # Node classes whose dataclass fields are not in source order: these fields first, in this order (whitespace and
 # punctuation fields follow the significant ones in every class; nothing here depends on their order)
@@ -85,6 +85,8 @@ def remembered_children() -> Iterator[None]:
         yield
     finally:
         _REMEMBERED = outer
+        if outer is None:
+            forget_conditions()
 
 
 def remembered(kind: str, node: cst.CSTNode, compute: Callable[[cst.CSTNode], object]) -> object:
@@ -183,18 +185,7 @@ class _Preorder:
     def __init__(self, root: cst.CSTNode):
         nodes: list[cst.CSTNode] = []
         ends: list[int] = []
-        append, append_end = nodes.append, ends.append
-
-        # (recursion is bounded: `frontend.nesting` bounds every tree's depth before LibCST's own recursion)
-        def listed(node: cst.CSTNode) -> None:
-            index = len(nodes)
-            append(node)
-            append_end(0)
-            for child in children(node):
-                listed(child)
-            ends[index] = len(nodes)
-
-        listed(root)
+        _list_below(root, nodes, ends)
         self.nodes, self.ends = nodes, ends
         self.index: dict[int, int] = {id(node): index for index, node in enumerate(nodes)}
         self._by_class: dict[type, list[int]] | None = None
@@ -218,6 +209,17 @@ def remember_tree(node: cst.CSTNode) -> None:
     after another, each a subtree of the module's)."""
     if _REMEMBERED is not None:
         _placed(node)
+
+
+def _list_below(node: cst.CSTNode, nodes: list[cst.CSTNode], ends: list[int]) -> None:
+    # (a module-level function: a nested one calling itself would be a reference cycle holding the whole listing
+    # until the cyclic collector ran; recursion is bounded: `frontend.nesting` bounds every tree's depth)
+    index = len(nodes)
+    nodes.append(node)
+    ends.append(0)
+    for child in children(node):
+        _list_below(child, nodes, ends)
+    ends[index] = len(nodes)
 
 
 def _placed(node: cst.CSTNode) -> tuple[_Preorder, int]:

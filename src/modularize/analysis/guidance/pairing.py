@@ -209,34 +209,48 @@ def _paired_reads(
 ) -> list[cst.Name]:
     """Names of paired tensors a statement reads in a way that depends on their batch (after they were paired:
     `original_prompt_embeds = prompt_embeds` above the concatenation in the same branch reads the plain one)."""
-    found: list[cst.Name] = []
+    reads = _PairedReads(statement, pairs, skip, source, starts)
+    visit_read_only(statement, reads)
+    return reads.found
 
-    def after_pairing(node: cst.Name) -> bool:
+
+class _PairedReads(cst.CSTVisitor):
+    # (a class of the module, not of `_paired_reads`: a class made per call is a reference cycle holding what its
+    # methods see, the whole source, until the cyclic collector runs)
+    def __init__(
+        self,
+        statement: cst.CSTNode,
+        pairs: Mapping[str, str],
+        skip: set[int],
+        source: SourceModule,
+        starts: Mapping[str, tuple],
+    ):
+        super().__init__()
+        self.statement, self.pairs, self.skip, self.source, self.starts = statement, pairs, skip, source, starts
+        self.found: list[cst.Name] = []
+
+    def _after_pairing(self, node: cst.Name) -> bool:
         # (a node a rewrite added, the encoded image handed to the rest of its helper, is where its statement is)
-        position = source.positions.get(node) or source.positions.get(statement)
-        start = starts.get(node.value)
+        position = self.source.positions.get(node) or self.source.positions.get(self.statement)
+        start = self.starts.get(node.value)
         if position is None or start is None:
             return True
         return (position.start.line, position.start.column) > start
 
-    class Reads(cst.CSTVisitor):
-        def on_visit(self, node: cst.CSTNode) -> bool:
-            if id(node) in skip or isinstance(node, cst.AssignTarget) or _batch_free(node, pairs):
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        if id(node) in self.skip or isinstance(node, cst.AssignTarget) or _batch_free(node, self.pairs):
+            return False
+        if isinstance(node, cst.Attribute):
+            if isinstance(node.value, cst.Name) and node.attr.value in BATCH_FREE_ATTRIBUTES:
                 return False
-            if isinstance(node, cst.Attribute):
-                if isinstance(node.value, cst.Name) and node.attr.value in BATCH_FREE_ATTRIBUTES:
-                    return False
-                visit_read_only(node.value, self)
-                return False
-            if isinstance(node, cst.Arg):
-                visit_read_only(node.value, self)
-                return False
-            if isinstance(node, cst.Name) and node.value in pairs and after_pairing(node):
-                found.append(node)
-            return True
-
-    visit_read_only(statement, Reads())
-    return found
+            visit_read_only(node.value, self)
+            return False
+        if isinstance(node, cst.Arg):
+            visit_read_only(node.value, self)
+            return False
+        if isinstance(node, cst.Name) and node.value in self.pairs and self._after_pairing(node):
+            self.found.append(node)
+        return True
 
 
 def propagate_pairs(

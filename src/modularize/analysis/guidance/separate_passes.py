@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import libcst as cst
 import libcst.matchers as m
 
+from ...cst.ast_key import ast_key
 from ...cst.dataflow import flow_of, names_read
 from ...cst.match_filter import matches
 from ...cst.substitute import conjuncts, replace_nodes, same_expression, substitute_names
@@ -177,8 +178,8 @@ def _same_for_output(cond: cst.CSTNode, uncond: cst.CSTNode, cond_output: str, u
     return matches(cond, assigned) and _normalized(cond) == _normalized(renamed)
 
 
-def _normalized(node: cst.CSTNode) -> str:
-    return ast.dump(ast.parse(code(node).strip()))
+def _normalized(node: cst.CSTNode) -> object:
+    return ast_key(ast.parse(code(node).strip()))
 
 
 def _model_aliases(facts: ClassFacts, body: Sequence[cst.BaseStatement]) -> dict[str, tuple[str, ...]]:
