@@ -187,7 +187,7 @@ class _Preorder:
         ends: list[int] = []
         _list_below(root, nodes, ends)
         self.nodes, self.ends = nodes, ends
-        self.index: dict[int, int] = {id(node): index for index, node in enumerate(nodes)}
+        self.index: dict[int, int] = dict(zip(map(id, nodes), range(len(nodes)), strict=True))
         self._by_class: dict[type, list[int]] | None = None
 
     def by_class(self) -> dict[type, list[int]]:
@@ -212,13 +212,27 @@ def remember_tree(node: cst.CSTNode) -> None:
 
 
 def _list_below(node: cst.CSTNode, nodes: list[cst.CSTNode], ends: list[int]) -> None:
+    """`node` and the nodes below it appended in walk order, with where each one's subtree ends: `_children`
+    inlined, and nothing remembered per node (a listed node's children are a slice of the listing)."""
     # (a module-level function: a nested one calling itself would be a reference cycle holding the whole listing
     # until the cyclic collector ran; recursion is bounded: `frontend.nesting` bounds every tree's depth)
     index = len(nodes)
     nodes.append(node)
     ends.append(0)
-    for child in children(node):
-        _list_below(child, nodes, ends)
+    kinds = _KINDS
+    for value in (_GETTERS.get(type(node)) or _getter(type(node)))(node):
+        kind = kinds.get(type(value))
+        if kind is None:
+            kind = _kind(type(value))
+        if kind == 1:
+            _list_below(value, nodes, ends)
+        elif kind == 2:
+            for item in value:
+                item_kind = kinds.get(type(item))
+                if item_kind is None:
+                    item_kind = _kind(type(item))
+                if item_kind == 1:
+                    _list_below(item, nodes, ends)
     ends[index] = len(nodes)
 
 
