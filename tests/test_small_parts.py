@@ -457,6 +457,51 @@ def test_a_conversion_leaves_no_reference_cycle_holding_its_trees(sd_source):
     assert not match_filter._RECENT
 
 
+def test_a_pipeline_several_pipelines_of_a_file_build_is_parsed_and_planned_once(tmp_path, monkeypatch):
+    """Two pipelines of one module building the same one (Kandinsky's three combined pipelines build one prior):
+    within one conversion context its module is parsed and it is planned once, to the plan planning it for each
+    gives; a pipeline building one that builds it is still refused."""
+    from modularize import convert as convert_module
+    from modularize.cst.tree_walk import remembered_children
+    from modularize.emit.package import emit_package
+    from modularize.errors import ConversionError
+    from modularize.frontend.parse import parse_source
+    from modularize.frontend.source_file import module_reader
+
+    case = tmp_path.__class__(__file__).parent / "cases" / "sub_pipelines" / "draft_then_refine"
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "draft.py").write_text((case / "draft.py").read_text())
+    text = (case / "input.py").read_text()
+    text += "\n\n" + text[text.index("class DraftThenRefinePipeline") :].replace("DraftThenRefine", "OtherThenRefine")
+    (package / "combined.py").write_text(text)
+    source = parse_source(text, str(package / "combined.py"), "pkg/combined.py", "pkg.combined")
+    read = module_reader(package / "combined.py")
+    classes = ("DraftThenRefinePipeline", "OtherThenRefinePipeline")
+    alone = [convert_module.plan_of(source, name, read) for name in classes]
+
+    planned = []
+    real_plan_of, real_parse = convert_module.plan_of, convert_module.parse_source
+    monkeypatch.setattr(convert_module, "plan_of", lambda *a, **k: planned.append(a[1]) or real_plan_of(*a, **k))
+    monkeypatch.setattr(convert_module, "parse_source", lambda *a: planned.append(a[1]) or real_parse(*a))
+    with remembered_children():
+        together = [convert_module.plan_of(source, name, read) for name in classes]
+    assert planned == [*classes[:1], str(package / "draft.py"), "DraftPipeline", classes[1]]
+    assert together[0].sub_pipelines[0].plan is together[1].sub_pipelines[0].plan
+    packages = [emit_package(plan, text, "test") for plan in together]
+    assert packages == [emit_package(plan, text, "test") for plan in alone]
+    with remembered_children(), pytest.raises(ConversionError, match="builds the pipeline building it"):
+        convert_module.plan_of(source, classes[0], read)
+        convert_module._sub_pipeline(
+            source,
+            convert_module.sub_pipeline_uses(source, source.class_named(classes[0]))[0],
+            False,
+            read,
+            ("pkg.draft.DraftPipeline",),
+        )
+
+
 def test_ast_keys_tell_apart_what_ast_dump_tells_apart_and_leave_no_cycle():
     import ast
     import gc

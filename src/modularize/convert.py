@@ -20,7 +20,7 @@ from dataclasses import replace
 
 from .analysis.analyze import analyze
 from .collector import collector_paused
-from .cst.tree_walk import remember_tree, remembered_children
+from .cst.tree_walk import remember_tree, remembered_children, remembered_value
 from .emit.family import emit_family
 from .emit.package import emit_package
 from .emit.validate import check_generated
@@ -74,6 +74,14 @@ def plan_of(
         return analyze(source, class_name, subs)
 
 
+def _built_by(plan: PipelinePlan) -> set[str]:
+    """The pipelines a plan converts (its own, those it builds, theirs), as `plan_of` names them in `outer`."""
+    names = {f"{plan.source_module or plan.source_label}.{plan.class_name}"}
+    for sub in plan.sub_pipelines:
+        names |= _built_by(sub.plan)
+    return names
+
+
 def _sub_pipeline(
     source: SourceModule,
     use: SubPipelineUse,
@@ -94,7 +102,11 @@ def _sub_pipeline(
             f"{what}, and its module `{use.module}` cannot be read: a pipeline made of pipelines is converted with them",
             fix="convert the file from its place in the package tree, next to the pipelines it builds",
         )
-    sub_source = parse_source(found.text, str(found.path), found.label, found.module_name)
+    # (several pipelines of one file build the same ones: each module parsed once, each pipeline planned once)
+    key = (str(found.path), found.text, found.label, found.module_name)
+    sub_source = remembered_value(
+        "parsed module", key, lambda: parse_source(found.text, str(found.path), found.label, found.module_name)
+    )
     node = next((n for n in sub_source.tree.body if getattr(n, "name", None) and n.name.value == use.class_name), None)
     if node is None or not is_pipeline_class(node):
         if not looks_like_pipeline:
@@ -109,10 +121,14 @@ def _sub_pipeline(
         class_name=use.class_name,
         in_tree=in_tree,
     )
-    try:
-        plan = plan_of(sub_source, use.class_name, read_module, in_tree, outer)
-    except ConversionError as error:
-        raise source.refuse(use.node, f"{what}, which cannot be converted: {error}") from None
+    planned = remembered_value("planned pipeline", (key, use.class_name, in_tree), dict)
+    plan = planned.get("plan")
+    if plan is None or not _built_by(plan).isdisjoint(outer):  # (planned for a pipeline building none of them)
+        try:
+            plan = plan_of(sub_source, use.class_name, read_module, in_tree, outer)
+        except ConversionError as error:
+            raise source.refuse(use.node, f"{what}, which cannot be converted: {error}") from None
+        planned["plan"] = plan
     return SubPipelinePlan(use.attribute, plan, found.text, generator_string(sub_options))
 
 

@@ -15,7 +15,7 @@ import dataclasses
 import functools
 import operator
 from bisect import bisect_left
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 
 import libcst as cst
 import libcst.matchers as m
@@ -101,6 +101,18 @@ def remembered(kind: str, node: cst.CSTNode, compute: Callable[[cst.CSTNode], ob
     value = compute(node)
     table[id(node)] = (node, value)
     return value
+
+
+def remembered_value(kind: str, key: Hashable, compute: Callable[[], object]) -> object:
+    """`compute()`, computed once per key within `remembered_children` (every time outside it): for facts keyed
+    by something else than a node (another module's parse, by its path and text)."""
+    memory = _REMEMBERED
+    if memory is None:
+        return compute()
+    table = memory.setdefault(kind, {})
+    if key not in table:
+        table[key] = compute()
+    return table[key]
 
 
 def children(node: cst.CSTNode) -> list[cst.CSTNode]:
