@@ -70,7 +70,10 @@ def format_python(text: str) -> str:
 
 
 def _run(command: list[str], stdin: str | None) -> str:
-    result = subprocess.run(command, input=stdin, capture_output=True, text=True, encoding="utf-8")
+    # one thread: a package's few files format faster without ruff's thread pool (SD's package: 7.6 ms of CPU and
+    # 7.8 ms of wall time against 11.5 and 10.4), and a survey's workers are the parallelism already
+    environment = {**os.environ, "RAYON_NUM_THREADS": "1"}
+    result = subprocess.run(command, input=stdin, capture_output=True, text=True, encoding="utf-8", env=environment)
     if result.returncode != 0:
         raise FormatError(f"ruff format failed: {result.stderr.strip() or result.stdout.strip()}")
     return result.stdout

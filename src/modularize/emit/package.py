@@ -17,7 +17,7 @@ from ..cst.dataflow import flow_of, names_read
 from ..frontend.parse import code, module_code
 from ..kinds import DefinitionKind
 from ..planning.plan import PERTURBED_ATTENTION_GUIDER, BlockPlan, LoopPlan, ModuleDefinition, PipelinePlan
-from ..transforms.imports import import_from, prune_unused_imports, relative_module
+from ..transforms.imports import import_from, plain_import, prune_unused_imports, relative_module
 from .blocks import block_class, loop_classes
 from .format import format_files
 from .guider_class import guider_class
@@ -111,7 +111,7 @@ class _File:
         copied, imports = _dependencies(self, package_names, definitions)
         statements: list[cst.BaseStatement] = []
         if self.docstring:
-            statements.append(cst.parse_statement(f'"""{self.docstring}"""\n'))
+            statements.append(cst.SimpleStatementLine([cst.Expr(cst.SimpleString(f'"""{self.docstring}"""'))]))
         statements += imports
         rest = [*copied, *self.body]
         if imports and rest:
@@ -224,11 +224,11 @@ def _import_statements(
 
     sections: dict[int, list[cst.BaseStatement]] = {}
     for name in sorted(plain, key=lambda module: _module_key(module, None)):
-        sections.setdefault(_section(name, file.module_name), []).append(cst.parse_statement(f"import {name}\n"))
+        sections.setdefault(_section(name, file.module_name), []).append(plain_import(name))
     for module in sorted(grouped, key=lambda module: _module_key(module, file.module_name)):
         names = sorted(grouped[module], key=lambda pair: _member_key(pair[0]))
         if module.startswith("."):
-            statement = cst.parse_statement(f"from {module} import {', '.join(n for n, _ in names)}\n")
+            statement = import_from(module, names)
         else:
             statement = import_from(module, names, file.module_name)
         sections.setdefault(_section(module, file.module_name), []).append(statement)

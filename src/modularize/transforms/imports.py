@@ -106,9 +106,13 @@ def relative_module(absolute: str, importing_module: str) -> tuple[int, str]:
 
 
 def import_from(module: str, names: Collection[tuple[str, str | None]], in_tree_module: str | None = None):
-    """`from module import a, b as c`, relative to `in_tree_module` when given and inside the same top package."""
+    """`from module import a, b as c`, relative to `in_tree_module` when given and inside the same top package;
+    a module written relative (`.modular_pipeline`) stays so. Built, not parsed (the parser costs more per line)."""
     level, target = (0, module)
-    if in_tree_module is not None:
+    if module.startswith("."):
+        target = module.lstrip(".")
+        level = len(module) - len(target)
+    elif in_tree_module is not None:
         level, target = relative_module(module, in_tree_module)
     aliases = [
         cst.ImportAlias(
@@ -125,6 +129,13 @@ def import_from(module: str, names: Collection[tuple[str, str | None]], in_tree_
             )
         ]
     )
+
+
+def plain_import(text: str) -> cst.SimpleStatementLine:
+    """`import a.b` (`text` "a.b") or `import a as b` ("a as b"), built as the parser builds it."""
+    name, _, asname = text.partition(" as ")
+    alias = cst.ImportAlias(name=_dotted_node(name), asname=cst.AsName(cst.Name(asname)) if asname else None)
+    return cst.SimpleStatementLine(body=[cst.Import(names=[alias])])
 
 
 def _dotted_node(text: str) -> cst.Name | cst.Attribute:
