@@ -502,6 +502,17 @@ def test_a_pipeline_several_pipelines_of_a_file_build_is_parsed_and_planned_once
         )
 
 
+def test_the_node_classes_compared_by_exact_class_have_no_subclasses():
+    """The walks, the dataflow and the searches compare `type(node) is cst.X` (an `isinstance` miss goes through
+    `ABCMeta`): right only while LibCST's concrete node classes stay final."""
+    import inspect
+
+    concrete = [c for _, c in inspect.getmembers(cst, inspect.isclass) if issubclass(c, cst.CSTNode)]
+    concrete = [c for c in concrete if not inspect.isabstract(c) and not c.__name__.startswith("Base")]
+    assert len(concrete) > 100
+    assert [c.__name__ for c in concrete if c.__subclasses__()] == []
+
+
 def test_ast_keys_tell_apart_what_ast_dump_tells_apart_and_leave_no_cycle():
     import ast
     import gc

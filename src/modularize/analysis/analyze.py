@@ -699,7 +699,7 @@ def _check_loop_exits(
     def skip(node: cst.CSTNode, loops: bool) -> bool:
         if node in dropped and not matches(node, m.SimpleStatementLine(body=[m.Return()])):
             return True  # dropped with the runtime plumbing (`if self.interrupt: continue`); returns are looked at
-        return isinstance(node, _NESTED_SCOPES) or (loops and isinstance(node, (cst.For, cst.While)))
+        return type(node) in _NESTED_SCOPES or (loops and type(node) in (cst.For, cst.While))  # (final classes)
 
     for statement in loop.body.body if loop is not None else ():
         for node in walk(statement, skip=lambda n: skip(n, loops=True)):

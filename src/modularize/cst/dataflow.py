@@ -127,38 +127,40 @@ class _FlowWalker:
             self.reads.setdefault(name, None)
 
     def statement(self, node: cst.CSTNode, defined: frozenset[str]) -> tuple[frozenset[str], bool]:
-        if isinstance(node, cst.SimpleStatementLine):
+        # by exact class (LibCST's node classes are final): `isinstance` goes through `ABCMeta` on every miss
+        kind = type(node)
+        if kind is cst.SimpleStatementLine:
             return self.block(node.body, defined)
-        if isinstance(node, cst.IndentedBlock):
+        if kind is cst.IndentedBlock:
             return self.block(node.body, defined)
-        if isinstance(node, cst.Assign):
+        if kind is cst.Assign:
             self.expr(node.value, defined)
             for target in node.targets:
                 defined = self.target(target.target, defined)
             return defined, False
-        if isinstance(node, cst.AnnAssign):
+        if kind is cst.AnnAssign:
             if node.value is not None:
                 self.expr(node.value, defined)
                 defined = self.target(node.target, defined)
             return defined, False
-        if isinstance(node, cst.AugAssign):
+        if kind is cst.AugAssign:
             self.expr(node.value, defined)
             self.expr(node.target, defined)
             return self.target(node.target, defined), False
-        if isinstance(node, (cst.Expr, cst.Assert)):
+        if kind in (cst.Expr, cst.Assert):
             for child in children(node):
                 self.expr(child, defined)
             return defined, False
-        if isinstance(node, (cst.Return, cst.Raise)):
+        if kind in (cst.Return, cst.Raise):
             for child in children(node):
                 self.expr(child, defined)
             return defined, True
-        if isinstance(node, (cst.Continue, cst.Break)):
+        if kind in (cst.Continue, cst.Break):
             return defined, True
-        if isinstance(node, cst.Del):
+        if kind is cst.Del:
             self.expr(node.target, defined)
             return defined, False
-        if isinstance(node, (cst.Import, cst.ImportFrom)):
+        if kind in (cst.Import, cst.ImportFrom):
             names = node.names if isinstance(node.names, Sequence) else ()
             for alias in names:
                 bound = alias.asname.name if alias.asname else alias.name
@@ -173,26 +175,26 @@ class _FlowWalker:
                         self._write(root.value)
                         defined = defined | {root.value}
             return defined, False
-        if isinstance(node, cst.If):
+        if kind is cst.If:
             return self.branch(node, defined)
-        if isinstance(node, cst.For):
+        if kind is cst.For:
             self.expr(node.iter, defined)
             inner = self.target(node.target, defined)
             self.block(node.body.body, inner)
             if node.orelse is not None:
                 self.block(node.orelse.body.body, defined)
             return defined, False  # the loop may not run: nothing in it is definite
-        if isinstance(node, cst.While):
+        if kind is cst.While:
             self.expr(node.test, defined)
             self.block(node.body.body, defined)
             return defined, False
-        if isinstance(node, cst.With):
+        if kind is cst.With:
             for item in node.items:
                 self.expr(item.item, defined)
                 if item.asname is not None:
                     defined = self.target(item.asname.name, defined)
             return self.block(node.body.body, defined)
-        if isinstance(node, cst.Try):
+        if kind is cst.Try:
             self.block(node.body.body, defined)
             for handler in node.handlers:
                 inner = defined
@@ -204,7 +206,7 @@ class _FlowWalker:
             if node.finalbody is not None:
                 defined, _ = self.block(node.finalbody.body.body, defined)
             return defined, False
-        if isinstance(node, (cst.FunctionDef, cst.ClassDef)):
+        if kind in (cst.FunctionDef, cst.ClassDef):
             for decorator in node.decorators:
                 self.expr(decorator.decorator, defined)
             self.scoped(node, defined)

@@ -166,20 +166,21 @@ def _self_calls(node: cst.CSTNode) -> Counter[str]:
 
 def _counted_self_calls(node: cst.CSTNode) -> Counter[str]:
     found: Counter[str] = Counter()
+    # (by exact class: LibCST's node classes are final, and `isinstance` goes through `ABCMeta` on every miss)
     for child in walk(node):
-        if isinstance(child, cst.Attribute):
-            if isinstance(child.value, cst.Name) and child.value.value == "self":
+        if type(child) is cst.Attribute:
+            if type(child.value) is cst.Name and child.value.value == "self":
                 found[child.attr.value] += 0  # read, not called (per-call state is read like this)
-        elif isinstance(child, cst.Call) and isinstance(child.func, cst.Attribute):
+        elif type(child) is cst.Call and type(child.func) is cst.Attribute:
             func = child.func
             owner = func.value
-            if isinstance(owner, cst.Name) and owner.value == "self":
+            if type(owner) is cst.Name and owner.value == "self":
                 found[func.attr.value] += 1
             elif (
                 func.attr.value == "encode"
-                and isinstance(owner, cst.Attribute)
+                and type(owner) is cst.Attribute
                 and owner.attr.value == "vae"
-                and isinstance(owner.value, cst.Name)
+                and type(owner.value) is cst.Name
                 and owner.value.value == "self"
             ):
                 found["vae.encode"] += 1
