@@ -501,9 +501,9 @@ def _functions_in(block: cst.CSTNode) -> list[cst.FunctionDef]:
     stack: list[cst.CSTNode] = [block]
     while stack:
         node = stack.pop()
-        if isinstance(node, cst.FunctionDef):
+        if type(node) is cst.FunctionDef:
             found.append(node)
-        if isinstance(node, (cst.SimpleStatementLine, cst.BaseExpression)):
+        if type(node) is cst.SimpleStatementLine or isinstance(node, cst.BaseExpression):
             continue
         stack.extend(reversed(children(node)))
     return found
@@ -616,10 +616,10 @@ def _module_names(source: SourceModule) -> set[str] | None:
         if isinstance(statement, (cst.FunctionDef, cst.ClassDef)):
             names.add(statement.name.value)
             continue
-        for node in walk(statement, skip=lambda n: isinstance(n, _NESTED_SCOPES)):
-            if isinstance(node, cst.ImportStar):
+        for node in walk(statement, skip=lambda n: type(n) in _NESTED_SCOPES):
+            if type(node) is cst.ImportStar:
                 return None
-            if isinstance(node, cst.ImportAlias):
+            if type(node) is cst.ImportAlias:
                 bound = node.asname.name if node.asname else node.name
                 while isinstance(bound, cst.Attribute):
                     bound = bound.value
@@ -970,8 +970,8 @@ def _per_call_reads(body: Sequence[cst.BaseStatement], skip: set[int]) -> set[st
     """Locals of per-call state that kept code reads (through `self._x` or a property over it)."""
     found: set[str] = set()
     for statement in body:
-        for node in walk(statement, skip=lambda node: id(node) in skip or isinstance(node, cst.AssignTarget)):
-            if isinstance(node, cst.Attribute) and isinstance(node.value, cst.Name) and node.value.value == "self":
+        for node in walk(statement, skip=lambda node: id(node) in skip or type(node) is cst.AssignTarget):
+            if type(node) is cst.Attribute and type(node.value) is cst.Name and node.value.value == "self":
                 found.add(node.attr.value)
     return found
 

@@ -88,13 +88,14 @@ def is_timestep_loop(node: cst.CSTNode) -> bool:
 
 
 _INNER_SCOPES = (cst.For, cst.While, cst.FunctionDef, cst.ClassDef, cst.Lambda)
+_CALL = m.Call()
 _STEP_CALL = m.Call(func=m.Attribute(attr=m.Name("step")), args=[m.AtLeastN(n=1)])
 
 
 def _steps_in_own_body(loop: cst.For | cst.While) -> bool:
     """A `<scheduler>.step(...)` call in the loop's body outside the loops and functions nested in it (an outer
     loop around the denoising loop does not step the scheduler itself)."""
-    inner = walk(loop.body, skip=lambda n: isinstance(n, _INNER_SCOPES))
+    inner = walk(loop.body, skip=lambda n: type(n) in _INNER_SCOPES)
     return any(isinstance(n, cst.Call) and matches(n, _STEP_CALL) for n in inner)
 
 
@@ -143,15 +144,13 @@ class _CalledNames:
         self.own: set[str] = set()  # `self.<name>(...)`
         self.attributes: set[str] = set()  # `<anything>.<name>(...)`
         self.functions: set[str] = set()  # `<name>(...)`
-        for node in walk(statement):
-            if not isinstance(node, cst.Call):
-                continue
+        for node in findall(statement, _CALL):  # (the calls listed by class: no walk over every node)
             func = node.func
-            if isinstance(func, cst.Attribute):
+            if type(func) is cst.Attribute:
                 self.attributes.add(func.attr.value)
-                if isinstance(func.value, cst.Name) and func.value.value == "self":
+                if type(func.value) is cst.Name and func.value.value == "self":
                     self.own.add(func.attr.value)
-            elif isinstance(func, cst.Name):
+            elif type(func) is cst.Name:
                 self.functions.add(func.value)
 
 

@@ -50,7 +50,7 @@ def branch_assignments(body: Sequence[cst.BaseStatement]) -> list[cst.If]:
         loop = find_timestep_loop(statement)
         if loop is None:
             continue
-        for block in walk(loop.body, skip=lambda node: isinstance(node, (cst.FunctionDef, cst.Lambda))):
+        for block in walk(loop.body, skip=lambda node: type(node) in (cst.FunctionDef, cst.Lambda)):
             if not isinstance(block, cst.IndentedBlock):
                 continue
             statements = list(block.body)

@@ -173,4 +173,4 @@ def _negation(condition: cst.BaseExpression) -> cst.Comparison | None:
 def _walk_statements(body: Sequence[cst.BaseStatement]):
     """Every node of `body` outside nested functions, classes and lambdas (which may bind the names anew)."""
     for statement in body:
-        yield from walk(statement, skip=lambda node: isinstance(node, _NESTED_SCOPES))
+        yield from walk(statement, skip=lambda node: type(node) in _NESTED_SCOPES)
