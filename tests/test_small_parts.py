@@ -433,7 +433,7 @@ def test_a_conversion_leaves_no_reference_cycle_holding_its_trees(sd_source):
     """What a conversion made is freed when it ends, by reference counting: the collector is paused while it runs
     (`collector`), and a cycle (a class made per call, a closure calling itself, an exception kept with its
     traceback) would keep its trees alive until a collection, which then has all of them to traverse. Neither
-    does a matcher made for one search stay remembered (`match_filter.forget_conditions`)."""
+    does a matcher made for one search stay remembered after it (`match_filter`)."""
     import gc
 
     from modularize.convert import ConvertOptions, convert
@@ -454,7 +454,7 @@ def test_a_conversion_leaves_no_reference_cycle_holding_its_trees(sd_source):
         gc.garbage.clear()
     assert not [kind for kind in kept if issubclass(kind, cst.CSTNode)]
     assert len(kept) < 1_000  # (the standard library's `literal_eval`, which LibCST calls, leaves small ones)
-    assert not match_filter._RECENT
+    assert all(reference() is not None for reference, _, _ in match_filter._RECENT.values())
 
 
 def test_a_pipeline_several_pipelines_of_a_file_build_is_parsed_and_planned_once(tmp_path, monkeypatch):

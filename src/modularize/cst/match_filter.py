@@ -19,6 +19,7 @@ what LibCST would check, field by field, is exactly what it checks.
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from collections.abc import Callable
 
 import libcst as cst
@@ -28,8 +29,10 @@ Predicate = Callable[[object], bool]
 
 # per matcher class: the fields LibCST compares (all but its dataclass bookkeeping)
 _FIELDS: dict[type, tuple[str, ...]] = {}
-# recently used matchers by id, with the matcher itself (so its id is not reused while it is here)
-_RECENT: dict[int, tuple[m.BaseMatcherNode, Predicate | None, bool]] = {}
+# the conditions of the matchers alive, by id: an entry goes with its matcher (a weak reference's callback), so a
+# matcher made for one search (`m.MatchIfTrue(lambda n: n in found)`) does not keep what it was made with, the
+# nodes of a whole conversion, while a module's own matchers are read once a process
+_RECENT: dict[int, tuple[weakref.ref, Predicate | None, bool]] = {}
 _MOST_RECENT = 4096
 
 
@@ -41,23 +44,26 @@ def matches(node: object, matcher: m.BaseMatcherNode) -> bool:
     return condition(node) and (exact or m.matches(node, matcher))
 
 
-def forget_conditions() -> None:
-    """Drop the remembered conditions: a matcher made for one search (`m.MatchIfTrue(lambda n: n in found)`) holds
-    what it was made with, the nodes of a whole conversion, for as long as it is remembered."""
-    _RECENT.clear()
-
-
 def necessary_condition(matcher: m.BaseMatcherNode) -> tuple[Predicate | None, bool]:
     """(a predicate every node `matcher` matches satisfies, or None when the matcher gives none; whether the
     predicate is the whole match: the matcher holds nothing but what the predicate checks)."""
-    found = _RECENT.get(id(matcher))
-    if found is not None and found[0] is matcher:
+    key = id(matcher)
+    found = _RECENT.get(key)
+    if found is not None and found[0]() is matcher:
         return found[1], found[2]
     if len(_RECENT) >= _MOST_RECENT:
         _RECENT.clear()
     condition, exact = _top_level(matcher)
-    _RECENT[id(matcher)] = (matcher, condition, exact)
+    try:
+        reference = weakref.ref(matcher, lambda _, key=key: _forget(key))
+    except TypeError:  # (a matcher that cannot be referenced weakly: not remembered)
+        return condition, exact
+    _RECENT[key] = (reference, condition, exact)
     return condition, exact
+
+
+def _forget(key: int) -> None:
+    _RECENT.pop(key, None)
 
 
 def _top_level(matcher: object) -> tuple[Predicate | None, bool]:

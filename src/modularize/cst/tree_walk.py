@@ -20,7 +20,7 @@ from collections.abc import Callable, Hashable, Iterator, Sequence
 import libcst as cst
 import libcst.matchers as m
 
-from .match_filter import forget_conditions, necessary_condition
+from .match_filter import necessary_condition
 
 # Node classes whose dataclass fields are not in source order: these fields first, in this order (whitespace and
 # punctuation fields follow the significant ones in every class; nothing here depends on their order)
@@ -85,8 +85,6 @@ def remembered_children() -> Iterator[None]:
         yield
     finally:
         _REMEMBERED = outer
-        if outer is None:
-            forget_conditions()
 
 
 def remembered(kind: str, node: cst.CSTNode, compute: Callable[[cst.CSTNode], object]) -> object:
