@@ -898,3 +898,30 @@ def test_a_name_one_workflow_derives_and_another_registers_as_a_component_is_eac
         assert pipe.image_processor == "derived by the image-to-image workflow"
     with pipe.running_workflow("prior"):
         assert pipe.image_processor == "the prior's component"
+
+
+def test_a_copied_runtime_definition_is_made_once_and_what_it_gives_is_what_computing_it_gives():
+    """The runtime's definitions are copied as the same statements every time, with their code and names known
+    once a process: what a file's code and free names come out as is what printing and following them gives."""
+    import libcst as cst
+
+    from modularize.cst.dataflow import flow_of
+    from modularize.emit import package
+    from modularize.emit.runtime import copied, copied_definition, runtime_definitions
+    from modularize.frontend.parse import code, module_code
+
+    first = runtime_definitions(["merge_guider_batches", "run_denoiser_calls"])
+    assert [id(s) for s in first] == [
+        id(s) for s in runtime_definitions(["merge_guider_batches", "run_denoiser_calls"])
+    ]
+    mixin = copied_definition("modularize.emit.runtime.explicit_none.ExplicitNoneInputs")
+    for statement in [*first, mixin]:
+        found = copied(statement)
+        assert found is not None and found.code == code(statement)
+        flow = flow_of([statement])
+        assert (found.reads, found.writes) == (flow.reads, flow.writes)
+    assert copied(mixin.with_changes()) is None  # (a changed copy is printed as any statement)
+    own = list(cst.parse_module("import torch\n\n\nx = merge_guider_batches(torch)\n").body)
+    body = [own[0], *first, mixin, own[1]]
+    assert package._module_text(body) == module_code(cst.Module(body=body))
+    assert sorted(package._free_names_of_file(body)) == sorted(package.free_names(body))

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import libcst as cst
 
 from ..cst.dataflow import flow_of, names_read
-from ..frontend.parse import code, module_code
+from ..frontend.parse import code
 from ..kinds import DefinitionKind
 from ..planning.plan import PERTURBED_ATTENTION_GUIDER, BlockPlan, LoopPlan, ModuleDefinition, PipelinePlan
 from ..transforms.imports import import_from, plain_import, prune_unused_imports, relative_module
@@ -31,7 +31,7 @@ from .pipeline_class import (
     SAVED_WITH_PACKAGE_NAME,
     pipeline_class,
 )
-from .runtime import runtime_definitions
+from .runtime import copied, runtime_definitions
 from .splice import splice, with_bodies
 from .validate import GeneratedCodeError
 
@@ -117,7 +117,27 @@ class _File:
         if imports and rest:
             rest[0] = _one_blank_line_before(rest[0])
         statements += rest
-        return with_bodies(module_code(cst.Module(body=statements)), self.bodies)
+        return with_bodies(_module_text(statements), self.bodies)
+
+
+def _module_text(statements: Sequence[cst.BaseStatement]) -> str:
+    """`module_code(cst.Module(body=statements))`: a module's code is its statements' code one after the other, and
+    a copied runtime definition's is known already."""
+    return "".join(found.code if (found := copied(s)) is not None else code(s) for s in statements)
+
+
+def _free_names_of_file(statements: Sequence[cst.BaseStatement]) -> list[str]:
+    """`free_names(statements)`, with what copied runtime definitions read and bind known already (a name is free
+    when some statement reads it and none binds it: the same names whether the statements are followed one
+    after the other or taken one by one)."""
+    flow = flow_of([s for s in statements if copied(s) is None])
+    reads, writes = dict.fromkeys(flow.reads), set(flow.writes)
+    for statement in statements:
+        found = copied(statement)
+        if found is not None:
+            reads.update(dict.fromkeys(found.reads))
+            writes.update(found.writes)
+    return [name for name in reads if name not in writes]
 
 
 def _one_blank_line_before(statement: cst.BaseStatement) -> cst.BaseStatement:
@@ -136,7 +156,7 @@ def _dependencies(
     for definition in definitions:
         for name in definition.names:
             by_name.setdefault(name, definition)
-    needed = [n for n in free_names(file.body)]
+    needed = _free_names_of_file(file.body)
     framework: dict[str, None] = {}
     package: dict[str, None] = {}
     chosen: dict[int, ModuleDefinition] = {}

@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import libcst as cst
 
 from ...cst.dataflow import flow_of
+from ...frontend.parse import code
 
 PACKAGE = __name__  # "modularize.emit.runtime"
 # the modules generated code may copy from, in the order their definitions appear in a generated file
@@ -103,7 +105,7 @@ def copied_definition(qualified_name: str) -> cst.BaseStatement:
     definitions = dict(_module(module)) if module in MODULES else {}
     if name not in definitions:
         raise KeyError(f"no top-level definition {qualified_name}")
-    return _with_origin(definitions[name], f"{PACKAGE}.{module}.{name}")
+    return _copied(module, name).statement
 
 
 def _closure(module: str, names: set[str]) -> list[cst.BaseStatement]:
@@ -114,11 +116,38 @@ def _closure(module: str, names: set[str]) -> list[cst.BaseStatement]:
         if name in needed:
             continue
         needed.add(name)
-        pending += [read for read in flow_of([definitions[name]]).reads if read in definitions]
-    return [
-        _with_origin(statement, f"{PACKAGE}.{module}.{name}") for name, statement in _module(module) if name in needed
-    ]
+        pending += [read for read in _copied(module, name).reads if read in definitions]
+    return [_copied(module, name).statement for name, _ in _module(module) if name in needed]
 
 
-def _with_origin(statement: cst.BaseStatement, origin: str) -> cst.BaseStatement:
-    return statement.with_changes(leading_lines=[cst.EmptyLine(comment=cst.Comment(f"# Copied from {origin}"))])
+@dataclass(frozen=True)
+class Copied:
+    """A copied definition (with its `# Copied from` line) and what every file copying it needs of it: its code
+    and the names it reads and binds. The runtime's source does not change while the converter runs, so each is
+    made once a process: the same statement every time, whose code and names are not computed again."""
+
+    statement: cst.BaseStatement
+    code: str
+    reads: tuple[str, ...]
+    writes: tuple[str, ...]
+
+
+@functools.cache
+def _copied(module: str, name: str) -> Copied:
+    origin = f"{PACKAGE}.{module}.{name}"
+    comment = cst.EmptyLine(comment=cst.Comment(f"# Copied from {origin}"))
+    statement = dict(_module(module))[name].with_changes(leading_lines=[comment])
+    flow = flow_of([statement])
+    copied = Copied(statement, code(statement), flow.reads, flow.writes)
+    _COPIED[id(statement)] = copied
+    return copied
+
+
+# the copied definitions made, by the id of their statement (kept alive by `_copied`'s cache)
+_COPIED: dict[int, Copied] = {}
+
+
+def copied(statement: cst.CSTNode) -> Copied | None:
+    """What is known of a statement when it is a copied runtime definition (None for any other)."""
+    found = _COPIED.get(id(statement))
+    return found if found is not None and found.statement is statement else None
