@@ -325,6 +325,29 @@ def test_positions_generated_a_method_at_a_time_are_libcst_positions(sd_source):
     assert own[tree.body[0]] == libcst_positions[tree.body[0]] and own._complete
 
 
+def test_source_depth_check_answers_as_the_walk_locating_the_statement(sd_source, monkeypatch):
+    """The cheap pass deciding "deeper than the source limit?" agrees, at every limit, with the walk that finds the
+    statement to name (which only runs when the answer is yes)."""
+    import ast
+
+    from modularize.frontend import nesting
+
+    texts = [
+        sd_source.read_text(),
+        "x = a and b and c and d\n",
+        "import a.b.c.d\nfrom x.y.z import w\n",
+        "f(g(h([1, {2: (3, -x)}])))[1:2] if not y else lambda z=1: z\n",
+    ]
+    for text in texts:
+        tree = ast.parse(text)
+        answers = []
+        for limit in range(0, 60):
+            monkeypatch.setattr(nesting, "_SOURCE_LIMIT", limit)
+            answers.append(nesting._source_deeper_than(tree, limit))
+            assert answers[-1] == (nesting._deep_statement(tree) != (0, 0)), (text[:20], limit)
+        assert answers[0] and not answers[-1]
+
+
 def test_tree_depth_check_finds_the_same_violations_level_by_level(sd_source, monkeypatch):
     """The level-by-level pass answers "deeper than the limit?" as the path-building walk does, at every limit."""
     from modularize.frontend import nesting

@@ -38,7 +38,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from ..cst.dataflow import names_read
-from ..cst.match_filter import matches
+from ..cst.match_filter import matcher_test, matches
 from ..cst.substitute import substitute_names
 from ..cst.tree_walk import findall, visit_read_only
 
@@ -79,6 +79,8 @@ _WARNING_LINE = m.SimpleStatementLine(
         )
     ]
 )
+# (read once: asked about every statement of `__call__`)
+_is_kwargs_pop, _is_free_hooks = matcher_test(_KWARGS_POP), matcher_test(_FREE_HOOKS)
 
 
 def _warns(statement: cst.BaseStatement) -> bool:
@@ -93,7 +95,7 @@ class _RuntimePlumbing(cst.CSTVisitor):
 
     def visit_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> bool:
         statement = node.body[0] if len(node.body) == 1 else None
-        if statement is not None and matches(statement, _KWARGS_POP):
+        if statement is not None and _is_kwargs_pop(statement):
             name = statement.targets[0].target.value
             if name in CALLBACK_ARGUMENTS:
                 drop = Drop(node, f"`{name} = kwargs.pop(...)`", "deprecated callback API", "unsafe", popped=name)
@@ -102,7 +104,7 @@ class _RuntimePlumbing(cst.CSTVisitor):
             name = _assigns_callback_argument(statement)
             why = "step-end callbacks are not run by blocks"
             self.drops.append(Drop(node, f"`{name} = ...`", why, "unsafe"))
-        elif matches(node, _FREE_HOOKS):
+        elif _is_free_hooks(node):
             self.drops.append(
                 Drop(node, "`self.maybe_free_model_hooks()`", "model offload hooks are the caller's", "display-only")
             )

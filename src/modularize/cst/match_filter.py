@@ -44,6 +44,16 @@ def matches(node: object, matcher: m.BaseMatcherNode) -> bool:
     return condition(node) and (exact or m.matches(node, matcher))
 
 
+def matcher_test(matcher: m.BaseMatcherNode) -> Predicate:
+    """`lambda node: matches(node, matcher)`, with the matcher read once: for asking about many nodes."""
+    condition, exact = necessary_condition(matcher)
+    if condition is None:
+        return lambda node: m.matches(node, matcher)
+    if exact:
+        return condition
+    return lambda node: condition(node) and m.matches(node, matcher)
+
+
 def necessary_condition(matcher: m.BaseMatcherNode) -> tuple[Predicate | None, bool]:
     """(a predicate every node `matcher` matches satisfies, or None when the matcher gives none; whether the
     predicate is the whole match: the matcher holds nothing but what the predicate checks)."""

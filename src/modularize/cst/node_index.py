@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 import libcst as cst
 import libcst.matchers as m
 
-from .match_filter import matches
+from .match_filter import matcher_test
 from .tree_walk import walk
 
 _INDEXED = (cst.If, cst.IfExp, cst.Call, cst.Assign, cst.SimpleStatementLine, cst.Attribute)
@@ -44,10 +44,11 @@ class NodeIndex:
     ) -> list[cst.CSTNode]:
         """Nodes of `kind` (in source order), optionally matching `matcher`, inside the `within` statements."""
         positions = None if within is None else {self.statements.index(s) for s in within}
+        test = None if matcher is None else matcher_test(matcher)
         return [
             node
             for position, node in self._nodes[kind]
-            if (positions is None or position in positions) and (matcher is None or matches(node, matcher))
+            if (positions is None or position in positions) and (test is None or test(node))
         ]
 
     def statement_of(self, node: cst.CSTNode) -> cst.CSTNode:

@@ -87,6 +87,14 @@ def check_source_nesting(text: str, path: str) -> ast.Module:
     except (RecursionError, MemoryError):  # CPython's own parser gave up: far beyond any limit of ours
         line, column = _longest_logical_line(text)
         raise _refusal(path, text, line, column, MAX_DEPTH) from None
+    if _source_deeper_than(tree, _SOURCE_LIMIT):  # every real module: one cheap pass, no statement paths
+        line, column = _deep_statement(tree)
+        raise _refusal(path, text, line, column, MAX_DEPTH)
+    return tree
+
+
+def _deep_statement(tree: ast.Module) -> tuple[int, int]:
+    """Where the statement holding the first node found deeper than the source limit starts."""
     statement: ast.AST = tree
     stack: list[tuple[ast.AST, int, ast.AST]] = [(tree, 0, tree)]
     while stack:
@@ -94,7 +102,7 @@ def check_source_nesting(text: str, path: str) -> ast.Module:
         if isinstance(node, ast.stmt):
             statement = node
         if depth > _SOURCE_LIMIT:
-            raise _refusal(path, text, statement.lineno, statement.col_offset, MAX_DEPTH)
+            return statement.lineno, statement.col_offset
         if isinstance(node, ast.BoolOp):  # `a and b and c` is one node here, a chain in LibCST
             depth += len(node.values)
         elif isinstance(node, ast.alias):  # `import a.b.c` is a chain of attributes in LibCST
@@ -108,7 +116,44 @@ def check_source_nesting(text: str, path: str) -> ast.Module:
                 stack.append((value, depth + weight, statement))
             elif isinstance(value, list):
                 stack.extend((item, depth + weight, statement) for item in value if isinstance(item, ast.AST))
-    return tree
+    return 0, 0
+
+
+# per `ast` class: its fields with their weights, read once
+_AST_FIELDS: dict[type, tuple[tuple[str, int], ...]] = {}
+
+
+def _ast_fields(cls: type) -> tuple[tuple[str, int], ...]:
+    fields = _AST_FIELDS[cls] = tuple((name, _FIELD_WEIGHT.get(name, 1)) for name in cls._fields)
+    return fields
+
+
+def _source_deeper_than(tree: ast.Module, limit: int) -> bool:
+    """Whether `_deep_statement` finds a node deeper than `limit`: the same depths, without carrying the statement
+    holding each node along (classes compared exactly: `ast` node classes are final)."""
+    stack: list[tuple[ast.AST, int]] = [(tree, 0)]
+    node_class = ast.AST
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        kind = type(node)
+        if kind is ast.BoolOp:  # `a and b and c` is one node here, a chain in LibCST
+            depth += len(node.values)
+        elif kind is ast.alias:  # `import a.b.c` is a chain of attributes in LibCST
+            depth += node.name.count(".")
+        elif kind is ast.ImportFrom and node.module:
+            depth += node.module.count(".")
+        for name, weight in _AST_FIELDS.get(kind) or _ast_fields(kind):
+            value = getattr(node, name, None)
+            if value is None:
+                continue
+            if type(value) is list:
+                below = depth + weight
+                stack.extend((item, below) for item in value if isinstance(item, node_class))
+            elif isinstance(value, node_class):
+                stack.append((value, depth + weight))
+    return False
 
 
 _NESTING_KEYWORDS = frozenset({"and", "or", "not", "if", "lambda", "await", "yield"})

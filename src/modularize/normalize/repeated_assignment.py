@@ -28,11 +28,12 @@ import libcst as cst
 import libcst.matchers as m
 
 from ..cst.dataflow import flow_of, names_read
-from ..cst.match_filter import matches
+from ..cst.match_filter import matcher_test
 from ..cst.substitute import same_expression
 from ..cst.tree_walk import findall
 
 _ASSIGNED = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())])])
+_is_assigned = matcher_test(_ASSIGNED)  # (read once: asked about every statement)
 
 
 def repeated_assignments(body: Sequence[cst.BaseStatement]) -> list[cst.SimpleStatementLine]:
@@ -53,7 +54,7 @@ def repeated_assignments(body: Sequence[cst.BaseStatement]) -> list[cst.SimpleSt
     found = []
     for at, first in enumerate(body):
         # (no calls, no attributes: `self._execution_device` may read state that changes in between)
-        if not matches(first, _ASSIGNED) or findall(first.body[0].value, m.Call() | m.Attribute()):
+        if not _is_assigned(first) or findall(first.body[0].value, m.Call() | m.Attribute()):
             continue
         name, value = first.body[0].targets[0].target.value, first.body[0].value
         if any(read in writers for read in names_read(value)):
@@ -63,7 +64,7 @@ def repeated_assignments(body: Sequence[cst.BaseStatement]) -> list[cst.SimpleSt
             for line in writers.get(name, [])
             if line is not first
             and position.get(id(line), -1) > at
-            and matches(line, _ASSIGNED)
+            and _is_assigned(line)
             and same_expression(line.body[0].value, value)
         ]
         if repeats and len(repeats) + 1 == len(writers[name]):
