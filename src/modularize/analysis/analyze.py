@@ -31,7 +31,7 @@ from ..cst.substitute import (
     same_expression,
     substitute_names,
 )
-from ..cst.tree_walk import children, findall, remembered, walk
+from ..cst.tree_walk import findall, remembered, walk
 from ..errors import ConversionError
 from ..frontend.class_facts import ClassFacts, Parameter, analyze_class
 from ..frontend.docstrings import parameter_descriptions
@@ -464,6 +464,7 @@ def _without_early_returns(
 
 
 _NESTED_SCOPES = (cst.FunctionDef, cst.ClassDef, cst.Lambda)
+_FUNCTION = m.FunctionDef()
 _BUILTINS = frozenset(dir(builtins)) | {"__file__", "__name__", "__doc__"}
 
 
@@ -471,11 +472,11 @@ def _check_undefined_reads(source: SourceModule, facts, body: Sequence[cst.BaseS
     """A name `__call__` reads that nothing binds (not `__call__`, not the module, not a builtin): the source fails
     there with a `NameError`, so its blocks would too; refused where it is first read. The decorators of the
     class's methods too (`@functools.cache` without `import functools` fails when the module is imported)."""
-    module_names = _module_names(source)
+    module_names = remembered("module names", source.tree, lambda _: _module_names(source))
     if module_names is None:
         return  # `from x import *`: what it binds is not known here
     class_names = set(facts.methods) | set(facts.properties) | set(facts.class_attributes)
-    for function in _functions_in(facts.node.body):
+    for function in findall(facts.node.body, _FUNCTION):  # (`def`s are statements: the class's, nested ones too)
         for decorator in function.decorators:
             for node in _variable_names(decorator.decorator):
                 if node.value not in module_names | class_names | _BUILTINS:
@@ -492,21 +493,6 @@ def _check_undefined_reads(source: SourceModule, facts, body: Sequence[cst.BaseS
             if node.value == name:
                 raise source.refuse(node, f"`{name}` is read, but neither `__call__` nor the module defines it")
     raise source.refuse(facts.call, f"`{name}` is read, but neither `__call__` nor the module defines it")
-
-
-def _functions_in(block: cst.CSTNode) -> list[cst.FunctionDef]:
-    """Every function defined in a block, nested ones included. A `def` is a statement: only statement blocks are
-    searched, never the expressions of simple statements (most of a class's nodes)."""
-    found: list[cst.FunctionDef] = []
-    stack: list[cst.CSTNode] = [block]
-    while stack:
-        node = stack.pop()
-        if type(node) is cst.FunctionDef:
-            found.append(node)
-        if type(node) is cst.SimpleStatementLine or isinstance(node, cst.BaseExpression):
-            continue
-        stack.extend(reversed(children(node)))
-    return found
 
 
 def _check_undefined_reads_in_helpers(
