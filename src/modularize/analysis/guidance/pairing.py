@@ -36,7 +36,7 @@ import libcst.matchers as m
 from ...cst.dataflow import flow_of, names_read
 from ...cst.match_filter import matches
 from ...cst.substitute import replace_nodes, substitute_names
-from ...cst.tree_walk import findall, visit_read_only, walk
+from ...cst.tree_walk import findall, remembered, visit_read_only, walk
 from ...frontend.parse import SourceModule, code
 from ..loop_header import fresh_name
 from .doubled_batch import FILLS_LIKE
@@ -204,6 +204,14 @@ def _root_name(expression: cst.BaseExpression) -> str | None:
     return expression.value if isinstance(expression, cst.Name) else None
 
 
+def _names_spelled(statement: cst.CSTNode) -> frozenset[str]:
+    """Every name a statement spells (from the listing of its nodes by class, once per statement)."""
+    return remembered("names spelled", statement, lambda node: frozenset(n.value for n in findall(node, _NAME)))
+
+
+_NAME = m.Name()
+
+
 def _paired_reads(
     statement: cst.CSTNode, pairs: Mapping[str, str], skip: set[int], source: SourceModule, starts: Mapping[str, tuple]
 ) -> list[cst.Name]:
@@ -287,14 +295,16 @@ def propagate_pairs(
         # (a value halved after the call is one condition's from there on, and one the code after the call assigns
         # anew is not the doubled one: their reads are no batch reads)
         visible = {name: other for name, other in pairs.items() if name not in shared_halved and name not in rebound}
-        written = _written_into(statement, visible, skip, source, starts)
+        # (most statements spell no paired name at all: neither writes into one nor reads one)
+        spelled = not visible.keys().isdisjoint(_names_spelled(statement))
+        written = _written_into(statement, visible, skip, source, starts) if spelled else None
         if written is not None:
             raise source.refuse(
                 written,
                 f"`{written.value}` is changed in place after it was doubled for CFG (one half differs from the "
                 "other), which a guider's batches cannot reproduce",
             )
-        reads = _paired_reads(statement, visible, skip, source, starts)
+        reads = _paired_reads(statement, visible, skip, source, starts) if spelled else []
         if reached_call:
             # after the call: only reads of the value as it was (`image = vae.decode(...)` then `checker(image)` in
             # one branch reads the decoded image), and from then on names every path assigns anew are not it
