@@ -160,10 +160,16 @@ def test_matches_answers_as_libcst_for_every_node_and_asks_libcst_only_where_its
         m.Comparison(m.Name(), [m.ComparisonTarget(m.Is() | m.IsNot(), m.Name("None"))]),  # a sequence: not exact
         m.Param(default=None),
         m.Integer("0") | m.Integer("1"),
+        m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())])]),  # sequences of node matchers
+        m.Call(args=[m.DoNotCare(), m.Arg(keyword=None)]),
+        m.Call(args=[]),
+        m.SimpleStatementLine(body=[m.Expr(m.Call()) | m.Return()]),
     ]
     inexact = [
         m.Arg(keyword=m.Name(m.MatchIfTrue(lambda name: name.startswith("prompt")))),
         m.Call(args=[m.ZeroOrMore(), m.Arg(keyword=m.Name("generator")), m.ZeroOrMore()]),
+        m.Call(args=[m.Arg(), m.SaveMatchedNode(m.Arg(), "second")]),
+        m.ImportFrom(names=[m.ImportAlias(m.MatchIfTrue(lambda name: True))]),
         m.Subscript(value=m.Name("list"), slice=[m.DoNotCare()]),
         m.Call(func=m.DoesNotMatch(m.Name("print"))),
         m.Assign(targets=[m.AssignTarget(m.SaveMatchedNode(m.Name(), "target"))]),

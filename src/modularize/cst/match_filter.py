@@ -4,13 +4,13 @@ LibCST's `matches` builds capture dictionaries and walks every field of the matc
 `isinstance` dispatch, for every node it is asked about: ~5 us a node, most of them rejected on their class or on
 a name. The analysis asks it tens of thousands of times per conversion. Here each matcher is read once into a
 *necessary condition* -- a plain predicate over the parts LibCST would reject on first: the node's class name and,
-field by field, exact strings, `None`, booleans and nested node matchers -- and LibCST's `matches` is asked only
-about the nodes that pass it:
+field by field, exact strings, `None`, booleans, nested node matchers and sequences of them -- and LibCST's
+`matches` is asked only about the nodes that pass it:
 
     matcher = m.Call(func=m.Attribute(value=m.Name("self")))
     matches(node, matcher)     # False for a `Name` at once; for a `Call` of `self.x`, whatever LibCST says
 
-Everything else a matcher can hold (`MatchIfTrue`, sequences and wildcards, `AllOf`, `DoesNotMatch`,
+Everything else a matcher can hold (`MatchIfTrue`, wildcards in sequences, `AllOf`, `DoesNotMatch`,
 `SaveMatchedNode`, metadata) adds no condition: the predicate only ever rejects what LibCST rejects, so the answer
 is always LibCST's. A matcher holding nothing else (`m.Attribute(value=m.Name("self"))`) is the predicate alone:
 what LibCST would check, field by field, is exactly what it checks.
@@ -121,7 +121,40 @@ def _attribute(desired: object) -> tuple[Predicate | None, bool]:
         if all(isinstance(option, m.BaseMatcherNode) for option in desired.options):
             return _any_of([_node(option) for option in desired.options])
         return None, False
+    if isinstance(desired, (list, tuple)):
+        return _sequence(desired)
     return _node(desired)
+
+
+def _sequence(desired: list | tuple) -> tuple[Predicate | None, bool]:
+    """A sequence of node matchers and `DoNotCare()`s, no wildcard: LibCST matches a sequence of as many nodes,
+    each to its matcher (and nothing that is not a sequence):
+
+        m.SimpleStatementLine(body=[m.Assign()])     # body: one statement, an assignment
+    """
+    elements: list[Predicate | None] = []
+    exact = True
+    for element in desired:
+        if isinstance(element, m.DoNotCareSentinel):
+            elements.append(None)
+            continue
+        condition, element_exact = (
+            _any_of([_node(o) for o in element.options]) if isinstance(element, m.OneOf) else _node(element)
+        )
+        if condition is None:  # (a wildcard, a captured node, a predicate: how many nodes it takes is LibCST's)
+            return None, False
+        elements.append(condition)
+        exact = exact and element_exact
+    count = len(elements)
+
+    def matches_sequence(value: object) -> bool:
+        if type(value) is not tuple and type(value) is not list:
+            return False
+        if len(value) != count:
+            return False
+        return all(condition is None or condition(item) for condition, item in zip(elements, value, strict=True))
+
+    return matches_sequence, exact
 
 
 def _any_of(conditions: list[tuple[Predicate | None, bool]]) -> tuple[Predicate | None, bool]:
