@@ -193,11 +193,12 @@ def test_walks_searches_and_paths_from_one_listing_of_the_tree_are_those_of_walk
     holding it (a subtree listed first, the whole tree later): the same nodes, in the same order, as walking."""
     import libcst.matchers as m
 
-    from modularize.cst.tree_walk import findall, paths_to, remember_tree, remembered_children, walk
+    from modularize.cst.tree_walk import findall, paths_to, paths_to_nodes, remember_tree, remembered_children, walk
 
     tree = cst.parse_module(sd_source.read_text())
     call = findall(tree, m.FunctionDef(name=m.Name("__call__")))[0]
     statements = list(call.body.body)
+    targets = findall(call, m.Call(func=m.Attribute(attr=m.Name("to"))))[::2]
     skip = lambda node: isinstance(node, (cst.Call, cst.Lambda))  # noqa: E731
     is_self = lambda node: isinstance(node, cst.Name) and node.value == "self"  # noqa: E731
     nodes = list(walk(tree))
@@ -206,6 +207,8 @@ def test_walks_searches_and_paths_from_one_listing_of_the_tree_are_those_of_walk
         "skipping": [[id(n) for n in walk(s, skip=skip)] for s in statements],
         "calls": [[id(n) for n in findall(s, m.Call() | m.Name("latents"))] for s in statements],
         "paths": paths_to(statements, is_self),
+        "paths by class": paths_to(statements, is_self),
+        "paths to nodes": paths_to(statements, lambda node: any(node is target for target in targets)),
     }
     for whole_first in (False, True):
         with remembered_children():
@@ -219,9 +222,12 @@ def test_walks_searches_and_paths_from_one_listing_of_the_tree_are_those_of_walk
                 "skipping": [[id(n) for n in walk(s, skip=skip)] for s in statements],
                 "calls": [[id(n) for n in findall(s, m.Call() | m.Name("latents"))] for s in statements],
                 "paths": paths_to(statements, is_self),
+                "paths by class": paths_to(statements, lambda node: node.value == "self", among=cst.Name),
+                "paths to nodes": paths_to_nodes(statements, targets),
             }
         assert found == expected
     assert len(expected["paths"]) > 100 and any(expected["skipping"]) and any(expected["calls"])
+    assert targets and expected["paths to nodes"] and expected["paths by class"] == expected["paths"]
 
 
 def test_remembered_children_are_the_same_children_and_are_forgotten_on_exit(sd_source):

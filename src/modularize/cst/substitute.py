@@ -18,7 +18,7 @@ import libcst as cst
 
 from ..frontend.parse import code
 from .ast_key import ast_key
-from .tree_walk import paths_to, remembered, walk
+from .tree_walk import paths_to_nodes, remembered, walk
 
 NodeT = TypeVar("NodeT", bound=cst.CSTNode)
 
@@ -200,8 +200,7 @@ def rewrite_statements(
     nodes on a path to a replaced one are rebuilt: every other node is returned as it is."""
     if not replacements:
         return list(statements)
-    targets = {id(node) for node in replacements}
-    paths = paths_to(statements, lambda node: id(node) in targets)
+    paths = paths_to_nodes(statements, replacements)
     if not paths:
         return list(statements)
     module = cst.Module(body=statements)
@@ -221,8 +220,7 @@ def replace_with_origins(
     `prune`, blocks the replacements emptied go (`_PruneEmptyBlocks`' rules)."""
     if not replacements:
         return list(statements), {}
-    targets = {id(node) for node in replacements}
-    paths = paths_to(statements, lambda node: id(node) in targets)
+    paths = paths_to_nodes(statements, replacements)
     module = cst.Module(body=list(statements))
     transformer = _ReplaceNodesOnPaths(replacements, paths | {id(module)}, prune=prune)
     return list(module.visit(transformer).body), transformer.origins

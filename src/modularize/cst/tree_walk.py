@@ -15,7 +15,7 @@ import dataclasses
 import functools
 import operator
 from bisect import bisect_left
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterator, Sequence
 
 import libcst as cst
 import libcst.matchers as m
@@ -190,13 +190,14 @@ class _Preorder:
         nodes = [If, Comparison, Name(a), ..., IndentedBlock, ...]     ends = [len(nodes), 5, 3, ...]
     """
 
-    __slots__ = ("nodes", "ends", "index", "_by_class")
+    __slots__ = ("nodes", "ends", "parents", "index", "_by_class")
 
     def __init__(self, root: cst.CSTNode):
         nodes: list[cst.CSTNode] = []
         ends: list[int] = []
-        _list_below(root, nodes, ends)
-        self.nodes, self.ends = nodes, ends
+        parents: list[int] = []  # the index of each node's parent (-1 for the root)
+        _list_below(root, nodes, ends, parents, -1)
+        self.nodes, self.ends, self.parents = nodes, ends, parents
         self.index: dict[int, int] = dict(zip(map(id, nodes), range(len(nodes)), strict=True))
         self._by_class: dict[type, list[int]] | None = None
 
@@ -221,7 +222,7 @@ def remember_tree(node: cst.CSTNode) -> None:
         _placed(node)
 
 
-def _list_below(node: cst.CSTNode, nodes: list[cst.CSTNode], ends: list[int]) -> None:
+def _list_below(node: cst.CSTNode, nodes: list[cst.CSTNode], ends: list[int], parents: list[int], parent: int) -> None:
     """`node` and the nodes below it appended in walk order, with where each one's subtree ends: `_children`
     inlined, and nothing remembered per node (a listed node's children are a slice of the listing)."""
     # (a module-level function: a nested one calling itself would be a reference cycle holding the whole listing
@@ -229,20 +230,21 @@ def _list_below(node: cst.CSTNode, nodes: list[cst.CSTNode], ends: list[int]) ->
     index = len(nodes)
     nodes.append(node)
     ends.append(0)
+    parents.append(parent)
     kinds = _KINDS
     for value in (_GETTERS.get(type(node)) or _getter(type(node)))(node):
         kind = kinds.get(type(value))
         if kind is None:
             kind = _kind(type(value))
         if kind == 1:
-            _list_below(value, nodes, ends)
+            _list_below(value, nodes, ends, parents, index)
         elif kind == 2:
             for item in value:
                 item_kind = kinds.get(type(item))
                 if item_kind is None:
                     item_kind = _kind(type(item))
                 if item_kind == 1:
-                    _list_below(item, nodes, ends)
+                    _list_below(item, nodes, ends, parents, index)
     ends[index] = len(nodes)
 
 
@@ -330,22 +332,74 @@ def names_in(node: cst.CSTNode) -> set[str]:
     return {found.value for found in walk(node) if type(found) is cst.Name}
 
 
-def paths_to(statements: Sequence[cst.CSTNode], is_target: Callable[[cst.CSTNode], bool]) -> set[int]:
+def paths_to(
+    statements: Sequence[cst.CSTNode], is_target: Callable[[cst.CSTNode], bool], among: type | None = None
+) -> set[int]:
     """Ids of the nodes in `statements` that `is_target` is true for and of every node above them: where a
-    transformer that changes only those nodes must descend (it can leave every other subtree as it is)."""
+    transformer that changes only those nodes must descend (it can leave every other subtree as it is). With
+    `among`, only nodes of that class can be targets (they are then looked up by class, not walked to)."""
+    test = is_target if among is None else (lambda node: type(node) is among and is_target(node))
+    if _REMEMBERED is None:
+        return _paths_walking(statements, test)
     found: set[int] = set()
-    if _REMEMBERED is not None:
-        for statement in statements:
-            preorder, start = _placed(statement)
-            nodes, ends = preorder.nodes, preorder.ends
-            above: list[int] = []  # indexes of the nodes above the current one, within the statement
-            for index in range(start, ends[start]):
-                while above and ends[above[-1]] <= index:
-                    above.pop()
-                above.append(index)
-                if is_target(nodes[index]):
-                    found.update(id(nodes[i]) for i in above)
-        return found
+    for statement in statements:
+        preorder, start = _placed(statement)
+        end = preorder.ends[start]
+        if among is None or len(preorder.index) != len(preorder.nodes):  # (a node listed twice: walk)
+            found |= _paths_in_listing(preorder, start, end, test)
+            continue
+        indexes = preorder.by_class().get(among, ())
+        nodes = preorder.nodes
+        for index in indexes[bisect_left(indexes, start) : bisect_left(indexes, end)]:
+            if is_target(nodes[index]):
+                found |= _path_up(preorder, index, start)
+    return found
+
+
+def paths_to_nodes(statements: Sequence[cst.CSTNode], targets: Collection[cst.CSTNode]) -> set[int]:
+    """`paths_to(statements, lambda node: node in targets)`, by identity: from each target up to its statement."""
+    ids = {id(target) for target in targets}
+    if _REMEMBERED is None:
+        return _paths_walking(statements, lambda node: id(node) in ids)
+    found: set[int] = set()
+    for statement in statements:
+        preorder, start = _placed(statement)
+        end = preorder.ends[start]
+        if len(preorder.index) != len(preorder.nodes):  # (a node listed twice: walk)
+            found |= _paths_in_listing(preorder, start, end, lambda node: id(node) in ids)
+            continue
+        for target in ids:
+            index = preorder.index.get(target)
+            if index is not None and start <= index < end:
+                found |= _path_up(preorder, index, start)
+    return found
+
+
+def _path_up(preorder: _Preorder, index: int, start: int) -> set[int]:
+    """Ids of a listed node and the nodes above it, up to the one at `start`."""
+    nodes, parents = preorder.nodes, preorder.parents
+    path = set()
+    while index >= start:
+        path.add(id(nodes[index]))
+        index = parents[index]
+    return path
+
+
+def _paths_in_listing(preorder: _Preorder, start: int, end: int, is_target: Callable[[cst.CSTNode], bool]) -> set[int]:
+    found: set[int] = set()
+    nodes, ends = preorder.nodes, preorder.ends
+    above: list[int] = []  # indexes of the nodes above the current one, within the statement
+    for index in range(start, end):
+        while above and ends[above[-1]] <= index:
+            above.pop()
+        above.append(index)
+        if is_target(nodes[index]):
+            found.update(id(nodes[i]) for i in above)
+    return found
+
+
+def _paths_walking(statements: Sequence[cst.CSTNode], is_target: Callable[[cst.CSTNode], bool]) -> set[int]:
+    found: set[int] = set()
     path: list[int] = []
     stack = [(statement, 0) for statement in reversed(statements)]
     while stack:

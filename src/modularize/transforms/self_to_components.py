@@ -106,5 +106,5 @@ def self_to_components(
     transformer = SelfToComponents(meaning, per_call_locals, helper_owner, keep_on_self)
     # every rewrite here is of a node holding the name `self`: the visit descends only along the paths to those
     # (a subtree without `self` comes out as it went in, not rebuilt)
-    transformer.paths = paths_to([node], lambda found: type(found) is cst.Name and found.value == "self")
+    transformer.paths = paths_to([node], lambda found: found.value == "self", among=cst.Name)
     return node.visit(transformer), transformer.used
