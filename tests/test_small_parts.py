@@ -337,6 +337,46 @@ def test_positions_generated_a_method_at_a_time_are_libcst_positions(sd_source):
     assert own[tree.body[0]] == libcst_positions[tree.body[0]] and own._complete
 
 
+def test_statement_starts_and_simple_statement_lines_from_the_ast_are_libcst_positions(sd_source):
+    """Statements' starts (and simple statements' last lines) are read off the module's `ast`, at any depth: the
+    values `PositionProvider` gives, and no code generated for them; a new node stands for its original."""
+    import ast
+
+    from libcst.metadata import MetadataWrapper, PositionProvider
+
+    from modularize.frontend.parse import parse_source
+
+    texts = [sd_source.read_text()]
+    texts.append(
+        "def f(x):\n    if x:  # c\n        a = (1,\n             2); b = 3\n        # trailing\n    elif y:\n"
+        "        pass\n    else:\n        for i in x:\n            continue\n        else:\n            z = 1\n"
+        "    try:\n        g()\n    except E as e:\n        h()\n    finally:\n        k()\n"
+        "    with a as b, c:\n        @deco\n        def inner():\n            return 1\n    while x: x -= 1\n"
+    )
+    for text in texts:
+        source = parse_source(text, "x.py")
+        libcst_positions = MetadataWrapper(source.tree, unsafe_skip_copy=True).resolve(PositionProvider)
+        statements = [n for n in libcst_positions if isinstance(n, cst.BaseStatement)]
+        for node in statements:
+            assert source.start(node) == libcst_positions[node].start, cst.Module([]).code_for_node(node)[:40]
+        simple = [n for n in statements if isinstance(n, cst.SimpleStatementLine)]
+        assert all(
+            source.line_span(n) == (libcst_positions[n].start.line, libcst_positions[n].end.line) for n in simple
+        )
+        assert not source.positions._complete and not any(unit.done for unit in source.positions._units)
+        compound = [n for n in statements if not isinstance(n, cst.SimpleStatementLine)]
+        assert all(
+            source.line_span(n) == (libcst_positions[n].start.line, libcst_positions[n].end.line) for n in compound
+        )
+        new = cst.Name("fresh")
+        aliased = source.with_positions({new: simple[-1]})
+        assert aliased.start(new) == source.start(simple[-1]) and aliased.line_span(new) == source.line_span(
+            simple[-1]
+        )
+        assert aliased.positions[new] == libcst_positions[simple[-1]] and aliased.start(cst.Name("x")) is None
+    assert ast.parse(texts[1])
+
+
 def test_source_depth_check_answers_as_the_walk_locating_the_statement(sd_source, monkeypatch):
     """The cheap pass deciding "deeper than the source limit?" agrees, at every limit, with the walk that finds the
     statement to name (which only runs when the answer is yes)."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 import ast
 import re
 from bisect import bisect_right
-from collections import ChainMap
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -39,37 +38,24 @@ class SourceModule:
     module_name: str | None
     text: str
     tree: cst.Module
-    positions: Mapping[cst.CSTNode, CodeRange]
+    positions: Positions | _Aliased
 
     def location(self, node: cst.CSTNode) -> Location:
-        start = self.start(node)
+        start = self.positions.start(node)
         if start is None:
             return Location(self.path)
         return Location(self.path, start.line, start.column)
 
     def start(self, node: cst.CSTNode) -> CodePosition | None:
-        """Where a node starts (a class's or function's start is known without computing every position in it)."""
-        positions = self.positions
-        while isinstance(positions, ChainMap):  # new nodes first (`with_positions`), then the parsed ones
-            position = positions.maps[0].get(node)
-            if position is not None:
-                return position.start
-            positions = positions.maps[1]
-        if isinstance(positions, Positions):
-            return positions.start(node)
-        position = positions.get(node)
-        return None if position is None else position.start
+        """Where a node starts (a statement's start is known without computing every position in it)."""
+        return self.positions.start(node)
 
     def line_span(self, node: cst.CSTNode) -> tuple[int, int]:
-        position = self.positions.get(node)
-        if position is None:
-            return (0, 0)
-        return (position.start.line, position.end.line)
+        return self.positions.lines(node) or (0, 0)
 
     def with_positions(self, positions: Mapping[cst.CSTNode, cst.CSTNode]) -> SourceModule:
         """The same source where new nodes report the position of the original they stand for ({new: old})."""
-        found = {new: self.positions[old] for new, old in positions.items() if old in self.positions}
-        return replace(self, positions=ChainMap(found, self.positions))
+        return replace(self, positions=_Aliased(positions, self.positions))
 
     def refuse(self, node: cst.CSTNode, message: str, fix: str | None = None) -> ConversionError:
         return ConversionError(message, self.location(node), construct=snippet(node), fix=fix)
@@ -79,6 +65,43 @@ class SourceModule:
             if isinstance(statement, cst.ClassDef) and statement.name.value == name:
                 return statement
         raise InputError(f"no class named {name!r}", Location(self.path))
+
+
+class _Aliased(Mapping[cst.CSTNode, CodeRange]):
+    """Positions where new nodes report the position of the original they stand for ({new: old}), looked up
+    when asked (`SourceModule.with_positions`): a rewrite does not make every position be computed."""
+
+    def __init__(self, aliases: Mapping[cst.CSTNode, cst.CSTNode], base: Positions | _Aliased):
+        self._aliases = dict(aliases)
+        self._base = base
+
+    def __getitem__(self, node: cst.CSTNode) -> CodeRange:
+        old = self._aliases.get(node)
+        if old is not None and old in self._base:
+            return self._base[old]
+        return self._base[node]
+
+    def __contains__(self, node: object) -> bool:
+        old = self._aliases.get(node)  # type: ignore[call-overload]
+        return (old is not None and old in self._base) or node in self._base
+
+    def __iter__(self) -> Iterator[cst.CSTNode]:
+        return iter(
+            {**dict.fromkeys(self._base), **dict.fromkeys(n for n, o in self._aliases.items() if o in self._base)}
+        )
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def start(self, node: cst.CSTNode) -> CodePosition | None:
+        old = self._aliases.get(node)
+        found = self._base.start(old) if old is not None else None
+        return found if found is not None else self._base.start(node)
+
+    def lines(self, node: cst.CSTNode) -> tuple[int, int] | None:
+        old = self._aliases.get(node)
+        found = self._base.lines(old) if old is not None else None
+        return found if found is not None else self._base.lines(node)
 
 
 def code(node: cst.CSTNode) -> str:
@@ -189,6 +212,7 @@ class Positions(Mapping[cst.CSTNode, CodeRange]):
         self._unit_of: dict[int, _Unit] = {}
         self._listed = 0  # units whose nodes are in `_unit_of`, in `_units` order
         self._starts: dict[int, tuple[int, int]] = {}  # the syntactic starts of definitions, from the `ast`
+        self._spans: dict[int, tuple[int, int, int]] | None = None  # statements' (line, column, last line)
 
     def _offsets_of(self, node: object) -> tuple[int, int] | None:
         found = self._offsets.get(id(node))
@@ -247,14 +271,32 @@ class Positions(Mapping[cst.CSTNode, CodeRange]):
         return self._units
 
     def start(self, node: cst.CSTNode) -> CodePosition | None:
-        """`self[node].start` (None for a node not in the module); a class's or function's start is read off the
-        `ast` without generating its code."""
+        """`self[node].start` (None for a node not in the module); a statement's start is read off the `ast`
+        without generating any code."""
         self._listed_units()
         start = self._starts.get(id(node))
+        if start is None:
+            span = self._statement_spans().get(id(node))
+            start = span[:2] if span is not None else None
         if start is not None:
             return CodePosition(*start)
         found = self._offsets_of(node)
         return None if found is None else self._position(found[0])
+
+    def lines(self, node: cst.CSTNode) -> tuple[int, int] | None:
+        """(first line, last line) of `self[node]`; a simple statement's read off the `ast`."""
+        span = self._statement_spans().get(id(node))
+        if span is not None and span[2] >= 0:
+            return span[0], span[2]
+        found = self._offsets_of(node)
+        return None if found is None else (self._position(found[0]).line, self._position(found[1]).line)
+
+    def _statement_spans(self) -> dict[int, tuple[int, int, int]]:
+        if self._spans is None:
+            self._spans = {}
+            if self._syntax is not None and not _statement_spans(self._tree.body, self._syntax.body, self._spans):
+                self._spans = {}
+        return self._spans
 
     def _position(self, offset: int) -> CodePosition:
         line_starts = self._lines()
@@ -279,6 +321,63 @@ class Positions(Mapping[cst.CSTNode, CodeRange]):
         if not self._complete:
             self._generate_all()
         return len(self._offsets)
+
+
+def _statement_spans(
+    statements: Sequence[cst.BaseStatement], syntax: Sequence[ast.stmt], spans: dict[int, tuple[int, int, int]]
+) -> bool:
+    """Where each statement of a block (and of the blocks below it) starts, and where each simple one ends, from
+    the `ast` of the same block: its first line and column and its last line (-1 for a compound statement, whose
+    block may end in comment lines the `ast` does not see), as `PositionProvider` gives them; False where the two
+    do not line up."""
+    position = 0
+    for statement in statements:
+        taken = len(statement.body) if isinstance(statement, cst.SimpleStatementLine) else 1
+        parts = syntax[position : position + taken]
+        position += taken
+        if len(parts) != taken:
+            return False
+        if isinstance(statement, cst.SimpleStatementLine):
+            spans[id(statement)] = (parts[0].lineno, parts[0].col_offset, parts[-1].end_lineno or parts[-1].lineno)
+            continue
+        spans[id(statement)] = (parts[0].lineno, parts[0].col_offset, -1)  # (its last line: unknown here)
+        for block, inner in _blocks(statement, parts[0]):
+            if not _statement_spans(block, inner, spans):
+                return False
+    return position == len(syntax)
+
+
+def _blocks(statement: cst.BaseStatement, syntax: ast.stmt) -> list[tuple[Sequence[cst.BaseStatement], list]]:
+    """The statement blocks of a compound statement, each with the `ast` statements of the same block (none where
+    the two are not both indented blocks read the same way)."""
+    pairs: list[tuple[Sequence[cst.BaseStatement], list]] = []
+
+    def add(suite: object, inner: list) -> None:
+        if isinstance(suite, cst.IndentedBlock):
+            pairs.append((suite.body, inner))
+
+    if isinstance(statement, (cst.FunctionDef, cst.ClassDef, cst.With)):
+        add(statement.body, syntax.body)
+    elif isinstance(statement, (cst.For, cst.While)):
+        add(statement.body, syntax.body)
+        if statement.orelse is not None:
+            add(statement.orelse.body, syntax.orelse)
+    elif isinstance(statement, cst.If):
+        add(statement.body, syntax.body)
+        if isinstance(statement.orelse, cst.If):  # `elif`: the `ast` holds it as the one statement of `orelse`
+            pairs.append(([statement.orelse], syntax.orelse))
+        elif statement.orelse is not None:
+            add(statement.orelse.body, syntax.orelse)
+    elif isinstance(statement, cst.Try) and isinstance(syntax, ast.Try):
+        add(statement.body, syntax.body)
+        if len(statement.handlers) == len(syntax.handlers):
+            for handler, inner in zip(statement.handlers, syntax.handlers, strict=True):
+                add(handler.body, inner.body)
+        if statement.orelse is not None:
+            add(statement.orelse.body, syntax.orelse)
+        if statement.finalbody is not None:
+            add(statement.finalbody.body, syntax.finalbody)
+    return pairs
 
 
 @dataclass
