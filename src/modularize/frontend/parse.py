@@ -330,13 +330,10 @@ def _statement_spans(
     the `ast` of the same block: its first line and column and its last line (-1 for a compound statement, whose
     block may end in comment lines the `ast` does not see), as `PositionProvider` gives them; False where the two
     do not line up."""
-    position = 0
-    for statement in statements:
-        taken = len(statement.body) if isinstance(statement, cst.SimpleStatementLine) else 1
-        parts = syntax[position : position + taken]
-        position += taken
-        if len(parts) != taken:
-            return False
+    aligned = _aligned(statements, syntax)
+    if aligned is None:
+        return False
+    for statement, parts in aligned:
         if isinstance(statement, cst.SimpleStatementLine):
             spans[id(statement)] = (parts[0].lineno, parts[0].col_offset, parts[-1].end_lineno or parts[-1].lineno)
             continue
@@ -344,7 +341,24 @@ def _statement_spans(
         for block, inner in _blocks(statement, parts[0]):
             if not _statement_spans(block, inner, spans):
                 return False
-    return position == len(syntax)
+    return True
+
+
+def _aligned(
+    statements: Sequence[cst.BaseStatement], syntax: Sequence[ast.stmt]
+) -> list[tuple[cst.BaseStatement, Sequence[ast.stmt]]] | None:
+    """Each statement of a block with the `ast` statements it holds (one per small statement of a line: `a = 1;
+    b = 2` is two); None where the two blocks do not line up."""
+    aligned = []
+    position = 0
+    for statement in statements:
+        taken = len(statement.body) if isinstance(statement, cst.SimpleStatementLine) else 1
+        parts = syntax[position : position + taken]
+        position += taken
+        if len(parts) != taken:
+            return None
+        aligned.append((statement, parts))
+    return aligned if position == len(syntax) else None
 
 
 def _blocks(statement: cst.BaseStatement, syntax: ast.stmt) -> list[tuple[Sequence[cst.BaseStatement], list]]:
@@ -402,13 +416,10 @@ def _located(
     the same block, and the syntactic starts of the definitions among them; None where the two do not line up."""
     units: list[_Unit] = []
     starts: dict[int, tuple[int, int]] = {}
-    position = 0
-    for statement in statements:
-        taken = len(statement.body) if isinstance(statement, cst.SimpleStatementLine) else 1
-        parts = syntax[position : position + taken]
-        position += taken
-        if len(parts) != taken:
-            return None
+    aligned = _aligned(statements, syntax)
+    if aligned is None:
+        return None
+    for statement, parts in aligned:
         first = parts[0]
         decorators = getattr(first, "decorator_list", None)
         line = min([first.lineno, *(decorator.lineno for decorator in decorators or ())])
@@ -428,7 +439,7 @@ def _located(
             continue
         end = max(getattr(part, "end_lineno", None) or part.lineno for part in parts)
         units.append(_Unit(statement, line_starts[line - 1], indent, end - line))
-    return (units, starts) if position == len(syntax) else None
+    return units, starts
 
 
 class _OffsetState(CodegenState):
