@@ -471,9 +471,9 @@ def test_a_printed_class_body_drops_what_its_placeholders_held_as_libcst_does():
     printed, _ = both(template, {"__modularize_body__": [], "__modularize_members__": []})
     assert "            pass\n" in printed and "\n\n\n" not in printed
     (statement,) = splice.printed_class(template, {"__modularize_body__": x, "__modularize_members__": []}).statements
-    # the stand-in reads what the body reads from the module (not `self`, `state`, `y` nor the class's `name`)
+    # the stand-in reads what the class reads from the module, its bases too (not `self`, `state`, `y` nor `name`)
     stand_in = statement.body.body[0]
-    assert [e.value.value for e in stand_in.body[0].value.elements] == ["other", "torch"]
+    assert [e.value.value for e in stand_in.body[0].value.elements] == ["Base", "Mixin", "other", "torch"]
     # a comment right above a placeholder, a header that is not plain: parsed the long way
     assert not splice.printed_class(
         "class A:\n    # note\n    __modularize_body__\n", {"__modularize_body__": x}

@@ -247,10 +247,7 @@ def _import_statements(
         sections.setdefault(_section(name, file.module_name), []).append(plain_import(name))
     for module in sorted(grouped, key=lambda module: _module_key(module, file.module_name)):
         names = sorted(grouped[module], key=lambda pair: _member_key(pair[0]))
-        if module.startswith("."):
-            statement = import_from(module, names)
-        else:
-            statement = import_from(module, names, file.module_name)
+        statement = import_from(module, names, file.module_name)  # (a relative module stays relative)
         sections.setdefault(_section(module, file.module_name), []).append(statement)
     statements: list[cst.BaseStatement] = []
     for index, section in enumerate(sorted(sections)):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import libcst as cst
 
 from ..frontend.parse import code_indented
-from .validate import GeneratedCodeError
+from .validate import GeneratedCodeError, global_reads
 
 BODY = "__modularize_body__"
 MEMBERS = "__modularize_members__"
@@ -193,20 +193,12 @@ def _alone_in_block(before: list[str], after: list[str], indent: str) -> bool:
 
 
 def _names_read(text: str) -> list[str]:
-    """The names a class's body (its methods' too) reads from the module's scope, sorted."""
+    """The names a class (its bases, its body, its methods) reads from the module's scope, sorted."""
     try:
         table = symtable.symtable(text, "<generated class>", "exec")
     except SyntaxError as error:
         raise GeneratedCodeError(f"a generated class does not compile: {error} (a converter bug)") from None
-    names: set[str] = set()
-    stack = list(table.get_children())
-    while stack:
-        scope = stack.pop()
-        stack.extend(scope.get_children())
-        for symbol in scope.get_symbols():
-            if symbol.is_referenced() and symbol.is_global() and not symbol.is_declared_global():
-                names.add(symbol.get_name())
-    return sorted(names)
+    return sorted({name for _, name in global_reads(table)})
 
 
 def _names_tuple(names: Sequence[str]) -> cst.BaseExpression:

@@ -52,7 +52,7 @@ def file_problem(name: str, text: str) -> str | None:
     except (RecursionError, MemoryError) as error:
         return f"{name}: does not compile: {type(error).__name__}"
     bound = _module_bindings(table)
-    for scope, symbol in _global_reads(table):
+    for scope, symbol in global_reads(table):
         if symbol not in bound and symbol not in _BUILTINS:
             return f"{name}:{scope.get_lineno()}: `{symbol}` is read in `{scope.get_name()}` but never defined"
     return _read_before_bound(name, code)
@@ -73,7 +73,8 @@ def _tables(table: symtable.SymbolTable) -> Iterator[symtable.SymbolTable]:
         stack.extend(current.get_children())
 
 
-def _global_reads(table: symtable.SymbolTable) -> Iterator[tuple[symtable.SymbolTable, str]]:
+def global_reads(table: symtable.SymbolTable) -> Iterator[tuple[symtable.SymbolTable, str]]:
+    """(scope, name) for each name a module's code reads from the module's scope (or the builtins)."""
     for symbol in table.get_symbols():
         if symbol.is_referenced() and not (symbol.is_assigned() or symbol.is_imported()):
             yield table, symbol.get_name()
